@@ -1,0 +1,149 @@
+"""Ed25519 host identity: create and load the private key, sign, verify public ids.
+
+The private key is the only secret this project has. It lives in one file in the data
+dir, written with mode 0600 and refused when group or others can read it (like ssh).
+It is never logged and never leaves this module except as signatures.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import os
+import stat
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from .errors import IdentityError
+
+KEY_FILE = "host.key"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def unb64url(text: str) -> bytes:
+    if not isinstance(text, str) or not text.isascii():
+        raise ValueError("not base64url text")
+    pad = "=" * (-len(text) % 4)
+    raw = base64.urlsafe_b64decode(text + pad)
+    if b64url(raw) != text:  # refuse non-canonical spellings: one key, one id
+        raise ValueError("non-canonical base64url")
+    return raw
+
+
+def public_key_bytes(public_id: str) -> bytes:
+    """The 32 raw key bytes of a public id; IdentityError if it is not one."""
+    try:
+        raw = unb64url(public_id)
+    except (ValueError, TypeError) as e:
+        raise IdentityError(f"not a public id (base64url of 32 bytes): {public_id!r:.60}") from e
+    if len(raw) != 32:
+        raise IdentityError(f"not a public id (base64url of 32 bytes): {public_id!r:.60}")
+    return raw
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_key(public_id: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public_key_bytes(public_id))
+
+
+def verify(public_id: str, signature: bytes, data: bytes) -> bool:
+    """True when ``signature`` is ``public_id``'s Ed25519 signature of ``data``."""
+    if len(signature) != 64:
+        return False
+    try:
+        _public_key(public_id).verify(signature, data)
+    except (InvalidSignature, IdentityError, ValueError):
+        return False
+    return True
+
+
+class Identity:
+    """A host's signing key. ``public_id`` is base64url of the raw public key (43 chars)."""
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._key = private_key
+        raw = private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.public_key = raw
+        self.public_id = b64url(raw)
+
+    def __repr__(self) -> str:  # never show the private key
+        return f"Identity({self.public_id})"
+
+    @classmethod
+    def generate(cls) -> Identity:
+        return cls(Ed25519PrivateKey.generate())
+
+    def sign(self, data: bytes) -> bytes:
+        return self._key.sign(data)
+
+    @classmethod
+    def create(cls, home: Path) -> Identity:
+        """Generate a key and write it to ``home/host.key`` (0600); refuse to overwrite."""
+        home = Path(home)
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = home / KEY_FILE
+        ident = cls.generate()
+        pem = ident._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError as e:
+            raise IdentityError(f"{path} already exists; refusing to overwrite an identity") from e
+        try:
+            os.fchmod(fd, 0o600)  # the umask must not widen it
+            os.write(fd, pem)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(home)
+        return ident
+
+    @classmethod
+    def load(cls, home: Path) -> Identity:
+        """Load ``home/host.key``; refuse a file that group or others may read."""
+        path = Path(home) / KEY_FILE
+        try:
+            st = path.stat()
+        except FileNotFoundError as e:
+            raise IdentityError(f"no host key at {path}; run `gossip init` first") from e
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise IdentityError(
+                f"{path} has mode {stat.S_IMODE(st.st_mode):04o}: a private key must not be "
+                f"accessible by group or others; fix it with `chmod 600 {path}`"
+            )
+        try:
+            data = path.read_bytes()
+            key = serialization.load_pem_private_key(data, password=None)
+        except (OSError, ValueError, TypeError) as e:
+            raise IdentityError(f"{path} is not a readable Ed25519 private key: {e}") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise IdentityError(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
+        return cls(key)
+
+    @classmethod
+    def load_or_create(cls, home: Path) -> Identity:
+        if (Path(home) / KEY_FILE).exists():
+            return cls.load(home)
+        return cls.create(home)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,280 @@
+"""Signed records: the unit of knowledge, readable and verifiable on its own.
+
+A record is ``body`` (UTF-8 JSON object with at least ``v``, ``kind``, ``author``, ``ts``)
+plus ``sig``, the author's Ed25519 signature of exactly those bytes. Bodies we create are
+canonical (sorted keys, no whitespace); bodies we receive are verified and relayed as the
+bytes they are, so fields and kinds added by newer versions survive untouched.
+
+Where a record lives in the document:
+- ``records`` (immutable, keyed by content id): memories, retractions, unknown kinds.
+- ``state`` (latest value per author, keyed ``kind:author:name``): breaker, benchmark, host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from .errors import IdentityError, RecordError
+from .identity import Identity, b64url, public_key_bytes, unb64url, verify
+
+SCHEMA_VERSION = 1
+MAX_BODY_BYTES = 16 * 1024
+
+KIND_MEMORY = "memory"
+KIND_RETRACT = "retract"
+KIND_BREAKER = "breaker"
+KIND_BENCHMARK = "benchmark"
+KIND_HOST = "host"
+STATE_KINDS = frozenset({KIND_BREAKER, KIND_BENCHMARK, KIND_HOST})
+BREAKER_STATES = ("open", "half_open", "closed")
+
+
+def canonical(obj: dict[str, Any]) -> bytes:
+    """Canonical JSON: UTF-8, sorted keys, no insignificant whitespace, no NaN."""
+    try:
+        return json.dumps(
+            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise RecordError(f"record fields are not plain JSON: {e}") from e
+
+
+def content_id(body: bytes) -> str:
+    """The key of an immutable record: hex SHA-256 of its body bytes."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def state_name(kind: str, fields: dict[str, Any]) -> str | None:
+    """The ``name`` part of a state key for the known state kinds, else None."""
+    if kind == KIND_BREAKER:
+        return _text(fields, "name")
+    if kind == KIND_BENCHMARK:
+        return f"{_text(fields, 'subject')}|{_text(fields, 'metric')}"
+    if kind == KIND_HOST:
+        return "self"
+    return None
+
+
+def state_key(kind: str, author: str, name: str) -> str:
+    return f"{kind}:{author}:{name}"
+
+
+def split_state_key(key: str) -> tuple[str, str, str]:
+    """``kind:author:name`` → parts; the author id is base64url so never holds ':'."""
+    kind, sep, rest = key.partition(":")
+    author, sep2, name = rest.partition(":")
+    if not (sep and sep2 and kind and author and name):
+        raise RecordError(f"state key is not kind:author:name: {key!r:.80}")
+    return kind, author, name
+
+
+def _text(fields: dict[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str) or not value:
+        raise RecordError(f"field {name!r} must be a non-empty string")
+    return value
+
+
+@dataclass(frozen=True)
+class SignedRecord:
+    """Body bytes plus signature. Construct with ``sign`` or ``parse``; check with ``verify``."""
+
+    body: bytes
+    sig: bytes
+
+    @cached_property
+    def fields(self) -> dict[str, Any]:
+        return _parse_body(self.body)
+
+    @property
+    def kind(self) -> str:
+        return self.fields["kind"]
+
+    @property
+    def author(self) -> str:
+        return self.fields["author"]
+
+    @property
+    def ts(self) -> int:
+        return self.fields["ts"]
+
+    @cached_property
+    def id(self) -> str:
+        return content_id(self.body)
+
+    def verify(self) -> None:
+        """Raise RecordError unless the body parses and ``sig`` is the author's signature."""
+        author = self.fields["author"]
+        if not verify(author, self.sig, self.body):
+            raise RecordError(f"record signature does not verify for author {author[:12]}")
+
+    def doc_key(self) -> tuple[str, str]:
+        """(root map, key) where this record belongs in the document."""
+        name = state_name(self.kind, self.fields) if self.kind in STATE_KINDS else None
+        if name is None:
+            return "records", self.id
+        return "state", state_key(self.kind, self.author, name)
+
+    def to_value(self) -> dict[str, str]:
+        """The plain value stored in the document (JSON-friendly for other languages)."""
+        return {"body": self.body.decode("utf-8"), "sig": b64url(self.sig)}
+
+    @classmethod
+    def from_value(cls, value: object) -> SignedRecord:
+        """Parse a document value; RecordError if it is not ``{"body": str, "sig": str}``."""
+        if not isinstance(value, dict) or set(value) != {"body", "sig"}:
+            raise RecordError("a record value must be an object with exactly body and sig")
+        body, sig = value["body"], value["sig"]
+        if not isinstance(body, str) or not isinstance(sig, str):
+            raise RecordError("record body and sig must be strings")
+        try:
+            sig_bytes = unb64url(sig)
+            body_bytes = body.encode("utf-8")
+        except (ValueError, UnicodeError) as e:
+            raise RecordError(f"record sig or body is not encodable: {e}") from e
+        rec = cls(body_bytes, sig_bytes)
+        rec.fields  # noqa: B018 - parse now so a bad body fails here
+        return rec
+
+    def to_json(self) -> dict[str, Any]:
+        """Export form: the record as a reader sees it, with its id and raw parts."""
+        return {"id": self.id, **self.to_value()}
+
+
+def _parse_body(body: bytes) -> dict[str, Any]:
+    if len(body) > MAX_BODY_BYTES:
+        raise RecordError(f"record body is {len(body)} bytes, over the {MAX_BODY_BYTES} limit")
+    try:
+        fields = json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise RecordError(f"record body is not UTF-8 JSON: {e}") from None
+    if not isinstance(fields, dict):
+        raise RecordError("record body must be a JSON object")
+    v, kind, author, ts = (fields.get(k) for k in ("v", "kind", "author", "ts"))
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise RecordError("record field 'v' must be a positive integer")
+    if not isinstance(kind, str) or not kind or ":" in kind:
+        raise RecordError("record field 'kind' must be a non-empty string without ':'")
+    if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
+        raise RecordError("record field 'ts' must be milliseconds since the epoch")
+    if not isinstance(author, str):
+        raise RecordError("record field 'author' must be a public id")
+    try:
+        public_key_bytes(author)
+    except IdentityError as e:
+        raise RecordError(f"record field 'author': {e}") from None
+    return fields
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def sign(identity: Identity, kind: str, fields: dict[str, Any], *, ts: int) -> SignedRecord:
+    """Make a canonical body of ``fields`` plus v/kind/author/ts and sign it."""
+    reserved = {"v", "kind", "author", "ts"} & set(fields)
+    if reserved:
+        raise RecordError(f"fields may not set {sorted(reserved)}")
+    body = canonical(
+        {**fields, "v": SCHEMA_VERSION, "kind": kind, "author": identity.public_id, "ts": ts}
+    )
+    rec = SignedRecord(body, identity.sign(body))
+    rec.fields  # noqa: B018 - enforce size and shape on what we sign, too
+    return rec
+
+
+# --- constructors for the known kinds -------------------------------------------------
+
+
+def memory(
+    identity: Identity,
+    text: str,
+    *,
+    category: str,
+    ts: int,
+    subject: str | None = None,
+    tags: list[str] | tuple[str, ...] = (),
+    expires_at: int | None = None,
+    supersedes: str | None = None,
+) -> SignedRecord:
+    if not isinstance(text, str) or not text.strip():
+        raise RecordError("a memory needs non-empty text")
+    if not isinstance(category, str) or not category.strip():
+        raise RecordError("a memory needs a category")
+    fields: dict[str, Any] = {"text": text, "category": category, "tags": sorted(set(tags))}
+    if subject:
+        fields["subject"] = subject
+    if expires_at is not None:
+        fields["expires_at"] = int(expires_at)
+    if supersedes:
+        fields["supersedes"] = supersedes
+    return sign(identity, KIND_MEMORY, fields, ts=ts)
+
+
+def retract(identity: Identity, target: str, *, ts: int, reason: str = "") -> SignedRecord:
+    fields: dict[str, Any] = {"target": target}
+    if reason:
+        fields["reason"] = reason
+    return sign(identity, KIND_RETRACT, fields, ts=ts)
+
+
+def breaker(
+    identity: Identity,
+    name: str,
+    *,
+    state: str,
+    ts: int,
+    reason: str = "",
+    failures: int = 0,
+    tripped_at: int | None = None,
+    resets_at: int | None = None,
+) -> SignedRecord:
+    if state not in BREAKER_STATES:
+        raise RecordError(f"breaker state must be one of {', '.join(BREAKER_STATES)}")
+    fields: dict[str, Any] = {"name": name, "state": state, "reason": reason, "failures": failures}
+    if tripped_at is not None:
+        fields["tripped_at"] = tripped_at
+    if resets_at is not None:
+        fields["resets_at"] = resets_at
+    return sign(identity, KIND_BREAKER, fields, ts=ts)
+
+
+def benchmark(
+    identity: Identity,
+    subject: str,
+    metric: str,
+    *,
+    summary: dict[str, float],
+    ts: int,
+    unit: str = "",
+    recorded_at: int | None = None,
+) -> SignedRecord:
+    for k, v in summary.items():
+        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+            raise RecordError(f"benchmark summary value {k!r} must be a finite number")
+    fields: dict[str, Any] = {
+        "subject": subject,
+        "metric": metric,
+        "summary": summary,
+        "unit": unit,
+        "recorded_at": ts if recorded_at is None else recorded_at,
+    }
+    return sign(identity, KIND_BENCHMARK, fields, ts=ts)
+
+
+def host(
+    identity: Identity,
+    *,
+    name: str,
+    addrs: list[str],
+    port: int,
+    protocol: int,
+    ts: int,
+) -> SignedRecord:
+    fields = {"name": name, "addrs": list(addrs), "port": port, "protocol": protocol}
+    return sign(identity, KIND_HOST, fields, ts=ts)

@@ -1,0 +1,567 @@
+"""Replica: the pycrdt document, its ingest gate and its durable store — the only writer.
+
+Every change, local or remote, takes the same path (invariants 1–7):
+
+1. ``check_structure`` — signature, client binding, struct and delete-set shape (cheap,
+   pure, run for a whole batch in a thread pool since cryptography releases the GIL);
+2. ``rules.plan`` — order and item-root rules against what we hold; an update that builds
+   on something missing waits in a bounded buffer outside the document;
+3. apply to the **twin** document and check the map events it fires (``check_effects``);
+   record signatures of a batch are verified together in the pool;
+4. commit to the store (durable), then apply the same bytes to the main document.
+
+A rejection at step 3 or 4 rebuilds the twin from the main document, so a rejected update
+leaves document, store and views byte-for-byte unchanged. Local writes are transactions
+on the twin, captured as one Yjs update, signed, and then run through steps 2–4.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pycrdt
+from pycrdt import Doc, Map
+
+from . import wire
+from .errors import GossipError, RecordError, RejectedUpdate, StoreError, UpdateError
+from .identity import Identity, verify
+from .lock import DataDirLock
+from .records import SignedRecord
+from .rules import Change, ItemIndex, Plan, Verdict, check_effects, plan
+from .store import NewUpdate, Store
+from .updates import (
+    ROOTS,
+    SignedUpdate,
+    StructureLimits,
+    check_structure,
+    derive_client,
+    sign_update,
+)
+
+ChangeListener = Callable[[str, str, "SignedRecord | None"], None]
+
+
+@dataclass(frozen=True)
+class ReplicaLimits:
+    structure: StructureLimits = field(default_factory=StructureLimits)
+    max_pending_updates: int = 4096  # out-of-order updates held outside the document
+    max_pending_bytes: int = 64 * 1024 * 1024
+    snapshot_min_bytes: int = 4 * 1024 * 1024  # refresh the snapshot after this much...
+    snapshot_ratio: float = 0.5  # ...or this share of the last snapshot, whichever is more
+    verify_threads: int = max(2, min(4, os.cpu_count() or 2))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one update offered to ``ingest_batch``."""
+
+    status: str  # applied | duplicate | buffered | rejected
+    error: GossipError | None = None
+    update: SignedUpdate | None = None
+
+
+class Replica:
+    """Open with ``Replica.open(home, identity)``; close it (or use ``with``)."""
+
+    def __init__(
+        self,
+        home: Path,
+        identity: Identity,
+        store: Store,
+        lock: DataDirLock,
+        limits: ReplicaLimits,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self.home = home
+        self.identity = identity
+        self.author = identity.public_id
+        self.limits = limits
+        self.now_ms = now_ms
+        self._store = store
+        self._lock = lock
+        epoch = store.get_meta("epoch")
+        assert epoch is not None
+        self.epoch = int(epoch)
+        self.client = derive_client(self.author, self.epoch)
+        self._index = ItemIndex()
+        self._bindings: dict[int, tuple[str, int]] = {}
+        self._pending: OrderedDict[tuple[int, int, str], tuple[SignedUpdate, wire.ScannedUpdate, str]] = (
+            OrderedDict()
+        )
+        self._pending_bytes = 0
+        self._pool = ThreadPoolExecutor(limits.verify_threads, thread_name_prefix="sm-verify")
+        self._listeners: list[ChangeListener] = []
+        self._changes: list[Change] = []
+        self._capture: list[bytes] | None = None
+        self._main = Doc(client_id=self.client)
+        self._main_maps = {r: self._main.get(r, type=Map) for r in ROOTS}
+        self._snapshot_seq = 0
+        self._snapshot_size = 0
+        self._since_snapshot = 0
+        self._load()
+        self._build_twin()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        home: Path | str,
+        identity: Identity | None = None,
+        *,
+        limits: ReplicaLimits | None = None,
+        now_ms: Callable[[], int] | None = None,
+        create: bool = True,
+        lock_wait: float = 0.0,
+    ) -> Replica:
+        """Open (or create) the replica in ``home``; holds the data-dir lock until closed."""
+        home = Path(home)
+        if create:
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        elif not home.is_dir():
+            raise StoreError(f"no data dir at {home}; run `gossip init` first")
+        lock = DataDirLock(home)
+        lock.acquire(wait=lock_wait)
+        try:
+            identity = identity or (Identity.load_or_create(home) if create else Identity.load(home))
+            store = Store.open(home, create=create)
+            try:
+                author = store.get_meta("author")
+                if author is None:
+                    # A new store gets a fresh random epoch, so this key's client never
+                    # reuses clocks it may have used in a store that was lost (invariant 10).
+                    store.set_meta(
+                        {"author": identity.public_id, "epoch": str(secrets.randbits(52))}
+                    )
+                elif author != identity.public_id:
+                    raise StoreError(
+                        f"{store.path} belongs to {author[:12]}…, not to this host key "
+                        f"{identity.public_id[:12]}…"
+                    )
+                return cls(
+                    home, identity, store, lock, limits or ReplicaLimits(), now_ms or _wall_ms
+                )
+            except BaseException:
+                store.close()
+                raise
+        except BaseException:
+            lock.release()
+            raise
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._store.close()
+        self._lock.release()
+
+    def __enter__(self) -> Replica:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _load(self) -> None:
+        snap = self._store.load_snapshot()
+        if snap is not None:
+            self._snapshot_seq, doc = snap
+            self._snapshot_size = len(doc)
+            self._main.apply_update(doc)
+        for u in self._store.iter_updates(after_seq=self._snapshot_seq):
+            self._main.apply_update(SignedUpdate.decode(u.raw).update)
+            self._since_snapshot += len(u.raw)
+        for client, author, epoch in self._store.clients():
+            self._bindings[client] = (author, epoch)
+        for client, start, end, root in self._store.item_runs():
+            self._index.add(client, start, end, root)
+
+    def _build_twin(self) -> None:
+        self._twin = Doc(client_id=self.client)
+        self._twin_maps = {r: self._twin.get(r, type=Map) for r in ROOTS}
+        self._twin.apply_update(self._main.get_update())
+        self._twin.observe(self._on_twin_transaction)
+        for root, m in self._twin_maps.items():
+            m.observe(self._map_observer(root))
+
+    def _on_twin_transaction(self, event: Any) -> None:
+        if self._capture is not None:
+            self._capture.append(event.update)
+
+    def _map_observer(self, root: str) -> Callable[[Any], None]:
+        def on_event(event: Any) -> None:
+            for key, ch in event.keys.items():
+                self._changes.append(Change(root, key, ch["action"], ch.get("newValue")))
+
+        return on_event
+
+    # -- reading ---------------------------------------------------------------------
+
+    def state_vector(self) -> dict[int, int]:
+        return wire.decode_state_vector(self._main.get_state())
+
+    def records(self) -> dict[str, SignedRecord]:
+        """Every immutable record, by content id (no trust filter: that is the views')."""
+        return self._read_root("records")
+
+    def state(self) -> dict[str, SignedRecord]:
+        """Every author's latest state records, by ``kind:author:name``."""
+        return self._read_root("state")
+
+    def get(self, key: str) -> SignedRecord | None:
+        root = "state" if ":" in key else "records"
+        value = self._main_maps[root].get(key)
+        return None if value is None else SignedRecord.from_value(value)
+
+    def _read_root(self, root: str) -> dict[str, SignedRecord]:
+        return {k: SignedRecord.from_value(v) for k, v in self._main_maps[root].items()}
+
+    def document_update(self) -> bytes:
+        """The whole document as one Yjs update (for comparisons and snapshots)."""
+        return self._main.get_update()
+
+    def updates_for(self, peer_sv: dict[int, int]) -> list[bytes]:
+        """Stored signed updates (verbatim) holding anything past ``peer_sv``, in order."""
+        out: list[bytes] = []
+        for client in sorted(self._bindings):
+            out.extend(u.raw for u in self._store.updates_after(client, peer_sv.get(client, 0)))
+        return out
+
+    def provenance(self, client: int, clock: int) -> dict[str, Any] | None:
+        u = self._store.find_update(client, clock)
+        if u is None:
+            return None
+        return {"author": u.author, "source": u.source, "received_at": u.received_at}
+
+    def on_change(self, listener: ChangeListener) -> None:
+        """Call ``listener(root, key, record_or_None)`` for each accepted change."""
+        self._listeners.append(listener)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def integrity_check(self) -> list[str]:
+        return self._store.integrity_check()
+
+    # -- writing ---------------------------------------------------------------------
+
+    def put(self, *records: SignedRecord) -> SignedUpdate | None:
+        """Write our own records in one transaction; returns once durable (None: nothing new)."""
+        for rec in records:
+            rec.verify()
+            if rec.author != self.author:
+                raise RecordError("put() writes this host's own records; ingest others' updates")
+        fresh = [r for r in records if not self._already_holds(r)]
+        if not fresh:
+            return None
+        sv_before = self.state_vector()
+        self._capture, self._changes = [], []
+        try:
+            with self._twin.transaction():
+                for rec in fresh:
+                    root, key = rec.doc_key()
+                    self._twin_maps[root][key] = rec.to_value()
+            (update,) = self._capture
+            changes = self._changes
+        except BaseException:
+            self._build_twin()
+            raise
+        finally:
+            self._capture = None
+        start = sv_before.get(self.client, 0)
+        end = wire.decode_state_vector(self._twin.get_state())[self.client]
+        scanned = wire.scan(update)
+        epochs = {self._bindings[c][1] for c in scanned.delete_set if c != self.client}
+        su = sign_update(
+            self.identity, epoch=self.epoch, update=update, start=start, end=end,
+            ts=self.now_ms(), epochs=tuple(epochs),
+        )  # fmt: skip
+        try:
+            p = plan(su, scanned, sv_before, self._index, self._bindings)
+            assert p.verdict is Verdict.APPLY, p
+            effects = check_effects(self.author, changes)
+            self._commit([(su, p, "local", effects)])
+        except BaseException:
+            self._build_twin()
+            raise
+        return su
+
+    def _already_holds(self, rec: SignedRecord) -> bool:
+        root, key = rec.doc_key()
+        return root == "records" and key in self._main_maps[root]
+
+    def ingest(self, update: SignedUpdate | bytes, *, source: str = "") -> str:
+        """Offer one signed update; returns applied/duplicate/buffered or raises the error."""
+        (out,) = self.ingest_batch([update], source=source)
+        if out.error is not None:
+            raise out.error
+        return out.status
+
+    def ingest_batch(
+        self, updates: Sequence[SignedUpdate | bytes], *, source: str = ""
+    ) -> list[Outcome]:
+        """Offer many signed updates; all accepted ones are durable when this returns."""
+        checked = self._map_pool(lambda u: _check_one(u, self.limits.structure), updates)
+        outcomes: list[Outcome | None] = [None] * len(updates)
+        ready: list[tuple[int, SignedUpdate, wire.ScannedUpdate]] = []
+        for i, (su, scanned, err) in enumerate(checked):
+            if err is not None:
+                outcomes[i] = Outcome("rejected", err, su)
+            else:
+                assert su is not None and scanned is not None
+                ready.append((i, su, scanned))
+        for i, outcome in self._apply_ready(ready, source):
+            if i >= 0:
+                outcomes[i] = outcome
+        return [o or Outcome("rejected", UpdateError("not processed")) for o in outcomes]
+
+    def checkpoint(self) -> SignedUpdate:
+        """Merge our own stored history into one signed update and drop what it covers."""
+        own = [SignedUpdate.decode(u.raw) for u in self._store.updates_after(self.client, 0)]
+        if not own:
+            raise GossipError("nothing to checkpoint: this replica has written nothing")
+        fresh = Doc()
+        fresh.apply_update(pycrdt.merge_updates(*(su.update for su in own)))
+        merged = fresh.get_update()
+        end = self.state_vector()[self.client]
+        epochs = {e for su in own for e in su.header.epochs}
+        su = sign_update(
+            self.identity, epoch=self.epoch, update=merged, start=0, end=end,
+            ts=self.now_ms(), epochs=tuple(epochs), checkpoint=True,
+        )  # fmt: skip
+        try:
+            check_structure(su, self.limits.structure)
+        except GossipError as e:
+            raise GossipError(f"cannot checkpoint this history: {e}") from None
+        self._commit([(su, Plan(Verdict.DUPLICATE), "local", [])])
+        return su
+
+    # -- the gate's driver -----------------------------------------------------------
+
+    def _apply_ready(
+        self, ready: list[tuple[int, SignedUpdate, wire.ScannedUpdate]], source: str
+    ) -> list[tuple[int, Outcome]]:
+        """Plan, twin-apply, verify and commit; waiting updates are retried as gaps fill.
+
+        Optimistic: a whole batch is applied to the twin and its record signatures are
+        verified together. Any rejection that touched the twin rebuilds it and reruns the
+        batch without the culprit (rare: honest peers send valid updates).
+        """
+        cands = [_Candidate(i, su, sc, source) for i, su, sc in ready] + [
+            _Candidate(-1, su, sc, src) for su, sc, src in self._pending.values()
+        ]
+        results: list[tuple[int, Outcome]] = []
+
+        def reject(c: _Candidate, err: GossipError) -> None:
+            if c.index >= 0:
+                results.append((c.index, Outcome("rejected", err, c.su)))
+            else:
+                self._drop_pending(c.su)
+
+        while True:
+            rnd = self._twin_round(cands)
+            for c, err in rnd.rejected:
+                reject(c, err)
+            if rnd.failed:
+                self._build_twin()
+                culprits = {id(c) for c, _ in rnd.failed} | {id(c) for c, _ in rnd.rejected}
+                for c, err in rnd.failed:
+                    reject(c, err)
+                cands = [c for c in cands if id(c) not in culprits]
+                continue
+            try:
+                self._commit([(c.su, p, c.source, fx) for c, p, fx in rnd.batch])
+            except BaseException:
+                self._build_twin()
+                raise
+            for c, _, _ in rnd.batch:
+                if c.index >= 0:
+                    results.append((c.index, Outcome("applied", None, c.su)))
+                else:
+                    self._drop_pending(c.su)
+            for c in rnd.duplicates:
+                if c.index >= 0:
+                    results.append((c.index, Outcome("duplicate", None, c.su)))
+                else:
+                    self._drop_pending(c.su)
+            for c in rnd.waiting:
+                if c.index >= 0:
+                    results.append((c.index, self._buffer(c.su, c.scanned, c.source)))
+            return results
+
+    def _twin_round(self, cands: list[_Candidate]) -> _Round:
+        rnd = _Round()
+        sv = self.state_vector()
+        index = self._index.overlay()
+        remaining = cands
+        progress = True
+        while progress and remaining:
+            progress = False
+            still: list[_Candidate] = []
+            for c in remaining:
+                try:
+                    p = plan(c.su, c.scanned, sv, index, self._bindings)
+                except GossipError as e:
+                    rnd.rejected.append((c, e))  # nothing touched yet
+                    continue
+                if p.verdict is Verdict.WAIT:
+                    still.append(c)
+                    continue
+                if p.verdict is Verdict.DUPLICATE:
+                    if c.su.header.checkpoint and self._supersedes(c.su):
+                        rnd.batch.append((c, p, []))
+                    else:
+                        rnd.duplicates.append(c)
+                    continue
+                self._changes = []
+                try:
+                    self._twin.apply_update(c.su.update)
+                    got = wire.decode_state_vector(self._twin.get_state())
+                    if got.get(c.su.client, 0) != c.su.header.end:
+                        raise RejectedUpdate(
+                            "clock-range",
+                            "the update did not apply whole (it builds on items not here)",
+                            author=c.su.author,
+                        )
+                    effects = check_effects(c.su.author, self._changes, verify_signatures=False)
+                except GossipError as e:
+                    rnd.failed.append((c, e))
+                    return rnd
+                except Exception as e:  # yrs refused it: a decoding problem, not ours
+                    rnd.failed.append((c, UpdateError(f"pycrdt refused the update: {e}")))
+                    return rnd
+                sv = got
+                for start, end, root in p.runs:
+                    index.add(c.su.client, start, end, root)
+                rnd.batch.append((c, p, effects))
+                progress = True
+            remaining = still
+        rnd.waiting = remaining
+        # Record signatures of the whole round, verified together in the pool.
+        checks = [(n, rec) for n, (_, _, fx) in enumerate(rnd.batch) for _, _, rec in fx if rec]
+        oks = self._map_pool(lambda nr: verify(nr[1].author, nr[1].sig, nr[1].body), checks)
+        for n in sorted({checks[k][0] for k, ok in enumerate(oks) if not ok}):
+            c = rnd.batch[n][0]
+            rnd.failed.append(
+                (c, RejectedUpdate("record-invalid", "a record signature does not verify",
+                                   author=c.su.author))
+            )  # fmt: skip
+        return rnd
+
+    def _commit(
+        self,
+        items: list[tuple[SignedUpdate, Plan, str, list[tuple[str, str, SignedRecord | None]]]],
+    ) -> None:
+        """Make accepted updates durable, then apply them to the main document."""
+        if not items:
+            return
+        now = self.now_ms()
+        self._store.append(
+            NewUpdate(
+                client=su.client, start=su.header.start, end=su.header.end, author=su.author,
+                epoch=su.header.epoch, checkpoint=su.header.checkpoint, raw=su.raw,
+                source=source, received_at=now, runs=p.runs,
+            )
+            for su, p, source, _ in items
+        )  # fmt: skip
+        for su, p, _, effects in items:
+            self._bindings.setdefault(su.client, (su.author, su.header.epoch))
+            for start, end, root in p.runs:
+                self._index.add(su.client, start, end, root)
+            if p.verdict is Verdict.APPLY:
+                self._main.apply_update(su.update)
+            self._since_snapshot += len(su.raw)
+            for root, key, rec in effects:
+                for listener in self._listeners:
+                    listener(root, key, rec)
+        self._maybe_snapshot()
+
+    def _supersedes(self, su: SignedUpdate) -> bool:
+        older = self._store.updates_after(su.client, 0)
+        return any(not u.checkpoint or u.end < su.header.end for u in older if u.end <= su.header.end)
+
+    def _maybe_snapshot(self) -> None:
+        threshold = max(
+            self.limits.snapshot_min_bytes, int(self._snapshot_size * self.limits.snapshot_ratio)
+        )
+        if self._since_snapshot >= threshold:
+            self.snapshot()
+
+    def snapshot(self) -> None:
+        """Store the materialised document so the next open skips replaying the log."""
+        seq = self._store.last_seq()
+        doc = self._main.get_update()
+        self._store.save_snapshot(seq, doc, self.now_ms())
+        self._snapshot_seq, self._snapshot_size, self._since_snapshot = seq, len(doc), 0
+
+    def _buffer(self, su: SignedUpdate, scanned: wire.ScannedUpdate, source: str) -> Outcome:
+        key = (su.client, su.header.start, su.header.digest)
+        if key in self._pending:
+            return Outcome("buffered", None, su)
+        while self._pending and (
+            len(self._pending) >= self.limits.max_pending_updates
+            or self._pending_bytes + len(su.raw) > self.limits.max_pending_bytes
+        ):
+            _, (old, _, _) = self._pending.popitem(last=False)  # oldest goes; a pull refetches it
+            self._pending_bytes -= len(old.raw)
+        if len(su.raw) > self.limits.max_pending_bytes:
+            return Outcome("rejected", RejectedUpdate("oversize", "too large to buffer"), su)
+        self._pending[key] = (su, scanned, source)
+        self._pending_bytes += len(su.raw)
+        return Outcome("buffered", None, su)
+
+    def _drop_pending(self, su: SignedUpdate) -> None:
+        entry = self._pending.pop((su.client, su.header.start, su.header.digest), None)
+        if entry is not None:
+            self._pending_bytes -= len(entry[0].raw)
+
+    def _map_pool(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        if len(items) < 64:
+            return [fn(x) for x in items]
+        chunk = max(32, len(items) // (self.limits.verify_threads * 4))
+        parts = [items[k : k + chunk] for k in range(0, len(items), chunk)]
+        out: list[Any] = []
+        for part in self._pool.map(lambda p: [fn(x) for x in p], parts):
+            out.extend(part)
+        return out
+
+
+@dataclass(eq=False)
+class _Candidate:
+    index: int  # position in the caller's batch; -1 for an update from the pending buffer
+    su: SignedUpdate
+    scanned: wire.ScannedUpdate
+    source: str
+
+
+@dataclass(eq=False)
+class _Round:
+    batch: list[tuple[_Candidate, Plan, list[tuple[str, str, SignedRecord | None]]]] = field(
+        default_factory=list
+    )
+    duplicates: list[_Candidate] = field(default_factory=list)
+    waiting: list[_Candidate] = field(default_factory=list)
+    rejected: list[tuple[_Candidate, GossipError]] = field(default_factory=list)
+    failed: list[tuple[_Candidate, GossipError]] = field(default_factory=list)  # twin touched
+
+
+def _check_one(
+    raw: SignedUpdate | bytes, limits: StructureLimits
+) -> tuple[SignedUpdate | None, wire.ScannedUpdate | None, GossipError | None]:
+    su = None
+    try:
+        su = raw if isinstance(raw, SignedUpdate) else SignedUpdate.decode(raw)
+        return su, check_structure(su, limits), None
+    except GossipError as e:
+        return su, None, e
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+

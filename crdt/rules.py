@@ -1,0 +1,261 @@
+"""The ingest gate's rules that need the replica: order, item roots, and effects.
+
+``check_structure`` (updates.py) already proved what can be proved from the update
+alone. What remains depends on what this replica holds, and only on the author's own
+earlier updates (invariant 5, confluence):
+
+- order (invariant 4): the update must continue its client's clock; everything it builds
+  on (origins, deleted items) must already be here. Otherwise it waits outside the doc.
+- item roots: ``records`` items are immutable, so no item may continue (overwrite) one
+  and no delete set may name one. ``ItemIndex`` remembers, per client and clock range,
+  which root each item went to; it is derived from accepted updates and stored with them.
+- effects (invariant 2), read from map events on the twin document: every value is a
+  record signed by the update's author, at its content id (``records``) or in its own
+  ``kind:author:name`` namespace (``state``); nothing in ``records`` changes or vanishes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from . import wire
+from .errors import RecordError, RejectedUpdate
+from .records import STATE_KINDS, SignedRecord, split_state_key, state_name
+from .updates import SignedUpdate
+
+RECORDS, STATE, GC_ROOT = "records", "state", "gc"
+
+
+class ItemIndex:
+    """Per client, sorted runs ``[start, end)`` → root ("records", "state" or "gc")."""
+
+    def __init__(self) -> None:
+        self._runs: dict[int, tuple[list[int], list[int], list[str]]] = {}
+
+    def add(self, client: int, start: int, end: int, root: str) -> None:
+        starts, ends, roots = self._runs.setdefault(client, ([], [], []))
+        if starts and start < ends[-1]:
+            raise ValueError("runs must be added in clock order")
+        if starts and ends[-1] == start and roots[-1] == root:
+            ends[-1] = end
+        else:
+            starts.append(start)
+            ends.append(end)
+            roots.append(root)
+
+    def roots_in(self, client: int, start: int, end: int) -> set[str | None]:
+        """Roots covering ``[start, end)``; None stands for a clock the index does not know."""
+        runs = self._runs.get(client)
+        if runs is None:
+            return {None}
+        starts, ends, roots = runs
+        i = max(bisect.bisect_right(starts, start) - 1, 0)
+        found: set[str | None] = set()
+        pos = start
+        while pos < end and i < len(starts):
+            if starts[i] > pos:
+                found.add(None)
+                pos = starts[i]
+            if ends[i] > pos:
+                found.add(roots[i])
+                pos = ends[i]
+            i += 1
+        if pos < end:
+            found.add(None)
+        return found
+
+    def run_count(self) -> int:
+        return sum(len(r[0]) for r in self._runs.values())
+
+    def overlay(self) -> ItemIndex:
+        """A scratch index on top of this one, for runs not yet committed (one batch)."""
+        return _OverlayIndex(self)
+
+
+class _OverlayIndex(ItemIndex):
+    """Runs of an uncommitted batch over a base index; each client's new runs lie past
+    the base's, since they extend its clock."""
+
+    def __init__(self, base: ItemIndex) -> None:
+        super().__init__()
+        self._base = base
+
+    def roots_in(self, client: int, start: int, end: int) -> set[str | None]:
+        runs = self._runs.get(client)
+        if runs is None:
+            return self._base.roots_in(client, start, end)
+        first = runs[0][0]
+        found: set[str | None] = set()
+        if start < first:
+            found |= self._base.roots_in(client, start, min(end, first))
+        if end > first:
+            found |= super().roots_in(client, max(start, first), end)
+        return found
+
+
+class Verdict(enum.Enum):
+    APPLY = "apply"  # new content: apply it
+    DUPLICATE = "duplicate"  # everything in it is already here
+    WAIT = "wait"  # it builds on something not yet here
+
+
+@dataclass(frozen=True)
+class Plan:
+    verdict: Verdict
+    runs: tuple[tuple[int, int, str], ...] = ()  # new item runs of the update's client
+    missing: str = ""  # for WAIT: what it waits for
+
+
+def plan(
+    su: SignedUpdate,
+    scanned: wire.ScannedUpdate,
+    sv: dict[int, int],
+    index: ItemIndex,
+    bindings: dict[int, tuple[str, int]],
+) -> Plan:
+    """Decide order and root rules for a structurally valid update (no document access)."""
+    h = su.header
+
+    def reject(rule: str, detail: str, key: str = "") -> RejectedUpdate:
+        return RejectedUpdate(rule, detail, author=h.author, key=key)
+
+    bound = bindings.get(h.client)
+    if bound is not None and bound != (h.author, h.epoch):
+        raise reject("client-binding", f"client {h.client} already belongs to another key/epoch")
+    have = sv.get(h.client, 0)
+    if h.end <= have:
+        return Plan(Verdict.DUPLICATE)
+    if h.start > have:
+        return Plan(Verdict.WAIT, missing=f"client {h.client} clocks [{have}, {h.start})")
+
+    # Roots of this update's own items, in clock order; an item that continues another
+    # (a map overwrite) inherits the root of the item it continues.
+    own: list[tuple[int, int, str]] = []
+    own_starts: list[int] = []
+
+    def own_root(clock: int) -> str | None:
+        i = bisect.bisect_right(own_starts, clock) - 1
+        if i >= 0 and own[i][0] <= clock < own[i][1]:
+            return own[i][2]
+        return None
+
+    for s in scanned.structs:
+        if s.ref == wire.GC:
+            root = GC_ROOT
+        elif s.origin is None:
+            root = s.parent_root or ""
+        else:
+            oc, ok = s.origin
+            if oc == h.client and ok >= s.clock:
+                raise reject("clock-range", f"item ({s.client}, {s.clock}) continues its own future")
+            if oc == h.client and h.start <= ok:
+                origin_root = own_root(ok)
+            elif ok < sv.get(oc, 0):
+                (origin_root,) = index.roots_in(oc, ok, ok + 1)
+            else:
+                return Plan(Verdict.WAIT, missing=f"item ({oc}, {ok})")
+            if origin_root != STATE:
+                raise reject(
+                    "record-overwrite",
+                    f"item ({s.client}, {s.clock}) continues a {origin_root} item: "
+                    "records are immutable",
+                )
+            root = STATE
+        if s.ref == wire.DELETED and root == RECORDS:
+            raise reject("record-delete", f"item ({s.client}, {s.clock}) is a deleted record")
+        own.append((s.clock, s.clock + s.length, root))
+        own_starts.append(s.clock)
+
+    for client, ranges in scanned.delete_set.items():
+        for dclock, dlen in ranges:
+            dend = dclock + dlen
+            roots: set[str | None] = set()
+            if client == h.client:
+                if dclock < have:
+                    roots |= index.roots_in(client, dclock, min(dend, have))
+                for a, b, r in own:
+                    if a < dend and b > max(dclock, have):
+                        roots.add(r)
+            elif dend <= sv.get(client, 0):
+                roots = index.roots_in(client, dclock, dend)
+            else:
+                return Plan(Verdict.WAIT, missing=f"deleted items of client {client}")
+            if RECORDS in roots:
+                raise reject("record-delete", f"the delete set names a record ({client}, {dclock})")
+            if None in roots:
+                raise reject("record-delete", f"the delete set names unknown items of {client}")
+
+    runs = tuple((max(a, have), b, r) for a, b, r in own if b > have)
+    return Plan(Verdict.APPLY, runs=runs)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One key's change, as a map event on the twin document reports it."""
+
+    root: str
+    key: str
+    action: str  # add | update | delete
+    new: Any = None
+
+
+def check_effects(
+    author: str, changes: list[Change], *, verify_signatures: bool = True
+) -> list[tuple[str, str, SignedRecord | None]]:
+    """Check every change an update made; return (root, key, record or None on delete).
+
+    With ``verify_signatures=False`` the caller verifies the returned records' signatures
+    itself (the replica does a whole batch at once in a thread pool).
+    """
+    out: list[tuple[str, str, SignedRecord | None]] = []
+    for ch in changes:
+
+        def reject(rule: str, detail: str, ch: Change = ch) -> RejectedUpdate:
+            return RejectedUpdate(rule, detail, author=author, key=f"{ch.root}/{ch.key}")
+
+        if ch.action == "delete":
+            if ch.root == RECORDS:
+                raise reject("record-delete", "records are immutable; retract instead")
+            _, key_author, _ = _state_key(ch.key, reject)
+            if key_author != author:
+                raise reject("state-namespace", "a state key of another author")
+            out.append((ch.root, ch.key, None))
+            continue
+        try:
+            rec = SignedRecord.from_value(ch.new)
+            if verify_signatures:
+                rec.verify()
+        except RecordError as e:
+            raise reject("record-invalid", str(e)) from None
+        if rec.author != author:
+            raise reject("record-author", f"record signed by {rec.author[:12]}, not the update's author")
+        if ch.root == RECORDS:
+            if ch.key != rec.id:
+                raise reject("content-id", "the key is not the content id of the record")
+            if rec.kind in STATE_KINDS:
+                raise reject("state-kind", f"a {rec.kind} record belongs in state, not records")
+        else:
+            kind, key_author, name = _state_key(ch.key, reject)
+            if key_author != author:
+                raise reject("state-namespace", "a state key of another author")
+            if kind != rec.kind:
+                raise reject("state-key", f"key kind {kind!r} but record kind {rec.kind!r}")
+            if rec.kind in STATE_KINDS:
+                try:
+                    expected = state_name(rec.kind, rec.fields)
+                except RecordError as e:
+                    raise reject("record-invalid", str(e)) from None
+                if name != expected:
+                    raise reject("state-key", f"key name {name!r} but record says {expected!r}")
+        out.append((ch.root, ch.key, rec))
+    return out
+
+
+def _state_key(key: str, reject: Any) -> tuple[str, str, str]:
+    try:
+        return split_state_key(key)
+    except RecordError as e:
+        raise reject("state-key", str(e)) from None

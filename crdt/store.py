@@ -1,0 +1,312 @@
+"""Durable store: SQLite in WAL mode, one file ``<home>/store.db``.
+
+It keeps every accepted signed update verbatim (with who delivered it and when), the
+gate's item index, and a snapshot of the materialised document for a fast start. A call
+that adds an update returns only after the SQLite transaction is committed with
+``synchronous=FULL``: that is the moment a write may be acknowledged (invariant 7).
+
+It never repairs or replaces a file it does not recognise: a damaged or foreign database
+raises ``StoreCorrupt`` and is left exactly as it was.
+
+Why not pycrdt-store: it stores unsigned Yjs updates keyed by document name and squashes
+them into one update, which would throw away exactly what we must keep (each author's
+signed bytes, to verify and relay them); it is async-only (anyio) while the gate needs
+a synchronous all-or-nothing commit; and it has no notion of who delivered an update.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StoreCorrupt, StoreError
+
+STORE_FILE = "store.db"
+APPLICATION_ID = 0x534D4750  # "SMGP"
+SCHEMA_VERSION = 1
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE updates (
+    seq INTEGER PRIMARY KEY,
+    client INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    author TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    checkpoint INTEGER NOT NULL,
+    raw BLOB NOT NULL,
+    source TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE INDEX updates_by_client ON updates (client, "end");
+CREATE TABLE item_runs (
+    client INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    root TEXT NOT NULL,
+    PRIMARY KEY (client, start)
+) WITHOUT ROWID;
+CREATE TABLE snapshot (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    doc BLOB NOT NULL,
+    taken_at INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class StoredUpdate:
+    seq: int
+    client: int
+    start: int
+    end: int
+    author: str
+    epoch: int
+    checkpoint: bool
+    raw: bytes
+    source: str
+    received_at: int
+
+
+@dataclass(frozen=True)
+class NewUpdate:
+    """What the replica hands the store for one accepted update."""
+
+    client: int
+    start: int
+    end: int
+    author: str
+    epoch: int
+    checkpoint: bool
+    raw: bytes
+    source: str
+    received_at: int
+    runs: tuple[tuple[int, int, str], ...]  # (start, end, root) of this client's new items
+
+
+class Store:
+    """The SQLite file. Not thread-safe: one Replica owns it."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = conn
+
+    # -- opening -------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, home: Path, *, create: bool = True) -> Store:
+        path = Path(home) / STORE_FILE
+        exists = path.exists()
+        if not exists and not create:
+            raise StoreError(f"no store at {path}; run `gossip init` first")
+        if exists:
+            _check_magic(path)
+        try:
+            conn = sqlite3.connect(
+                f"file:{path}?mode={'rw' if exists else 'rwc'}",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open {path}: {e}") from None
+        store = cls(path, conn)
+        try:
+            if exists:
+                store._check_existing()
+            else:
+                os.chmod(path, 0o600)
+            store._configure()
+            if not exists:
+                store._create_schema()
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise StoreCorrupt(f"{path} is not a usable sm-gossip store: {e}") from None
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def _check_existing(self) -> None:
+        app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if app_id != APPLICATION_ID:
+            raise StoreCorrupt(
+                f"{self.path} is an SQLite database of something else (application_id "
+                f"{app_id:#x}); refusing to touch it"
+            )
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema {version}, newer than this version knows "
+                f"({SCHEMA_VERSION}); upgrade sm-gossip"
+            )
+        problems = [row[0] for row in self._db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise StoreCorrupt(f"{self.path} failed its integrity check: {'; '.join(problems[:3])}")
+
+    def _configure(self) -> None:
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreError(f"{self.path}: cannot switch to WAL (got {mode})")
+        self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, too
+        self._db.execute("PRAGMA foreign_keys=ON")
+
+    def _create_schema(self) -> None:
+        with self._transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- meta ------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, items: dict[str, str]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                list(items.items()),
+            )
+
+    # -- updates ---------------------------------------------------------------------
+
+    def append(self, updates: Iterable[NewUpdate]) -> list[int]:
+        """Store accepted updates in one durable transaction; returns their seqs."""
+        seqs = []
+        with self._transaction():
+            for u in updates:
+                cur = self._db.execute(
+                    'INSERT INTO updates (client, start, "end", author, epoch, checkpoint, raw, '
+                    "source, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (u.client, u.start, u.end, u.author, u.epoch, int(u.checkpoint), u.raw,
+                     u.source, u.received_at),
+                )  # fmt: skip
+                seq = cur.lastrowid
+                assert seq is not None
+                seqs.append(seq)
+                self._db.executemany(
+                    'INSERT OR REPLACE INTO item_runs (client, start, "end", root) '
+                    "VALUES (?, ?, ?, ?)",
+                    [(u.client, s, e, root) for s, e, root in u.runs],
+                )
+                if u.checkpoint:  # what the checkpoint covers is superseded by it
+                    self._db.execute(
+                        'DELETE FROM updates WHERE client = ? AND "end" <= ? AND seq != ?',
+                        (u.client, u.end, seq),
+                    )
+        return seqs
+
+    def updates_after(self, client: int, clock: int) -> list[StoredUpdate]:
+        """This client's stored updates that hold anything at or past ``clock``."""
+        rows = self._db.execute(
+            f"SELECT {_COLS} FROM updates WHERE client = ? AND \"end\" > ? ORDER BY start, seq",
+            (client, clock),
+        )
+        return [StoredUpdate(*r[:6], bool(r[6]), *r[7:]) for r in rows]
+
+    def iter_updates(self, after_seq: int = 0) -> Iterator[StoredUpdate]:
+        rows = self._db.execute(
+            f"SELECT {_COLS} FROM updates WHERE seq > ? ORDER BY seq", (after_seq,)
+        )
+        for r in rows:
+            yield StoredUpdate(*r[:6], bool(r[6]), *r[7:])
+
+    def clients(self) -> list[tuple[int, str, int]]:
+        """(client, author, epoch) of every client with stored updates."""
+        return list(self._db.execute("SELECT DISTINCT client, author, epoch FROM updates"))
+
+    def item_runs(self) -> list[tuple[int, int, int, str]]:
+        return list(
+            self._db.execute('SELECT client, start, "end", root FROM item_runs ORDER BY client, start')
+        )
+
+    def last_seq(self) -> int:
+        return self._db.execute("SELECT coalesce(max(seq), 0) FROM updates").fetchone()[0]
+
+    def update_count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM updates").fetchone()[0]
+
+    def find_update(self, client: int, clock: int) -> StoredUpdate | None:
+        """The stored update that added ``clock`` of ``client`` (provenance)."""
+        row = self._db.execute(
+            f"SELECT {_COLS} FROM updates WHERE client = ? AND start <= ? AND \"end\" > ? "
+            "ORDER BY checkpoint, seq LIMIT 1",
+            (client, clock, clock),
+        ).fetchone()
+        return None if row is None else StoredUpdate(*row[:6], bool(row[6]), *row[7:])
+
+    # -- snapshot --------------------------------------------------------------------
+
+    def load_snapshot(self) -> tuple[int, bytes] | None:
+        row = self._db.execute("SELECT seq, doc FROM snapshot WHERE id = 1").fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def save_snapshot(self, seq: int, doc: bytes, taken_at: int) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO snapshot (id, seq, doc, taken_at) VALUES (1, ?, ?, ?)",
+                (seq, doc, taken_at),
+            )
+
+    def bytes_since(self, seq: int) -> tuple[int, int]:
+        """(count, bytes) of updates stored after ``seq``: the snapshot refresh trigger."""
+        n, size = self._db.execute(
+            "SELECT count(*), coalesce(sum(length(raw)), 0) FROM updates WHERE seq > ?", (seq,)
+        ).fetchone()
+        return n, size
+
+    def integrity_check(self) -> list[str]:
+        return [row[0] for row in self._db.execute("PRAGMA integrity_check")]
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _transaction(self) -> _Txn:
+        return _Txn(self._db)
+
+
+_COLS = 'seq, client, start, "end", author, epoch, checkpoint, raw, source, received_at'
+
+
+class _Txn:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as e:
+                self._db.execute("ROLLBACK")
+                raise StoreError(f"commit failed: {e}") from None
+        else:
+            self._db.execute("ROLLBACK")
+
+
+def _check_magic(path: Path) -> None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise StoreError(f"cannot read {path}: {e}") from None
+    if head != _SQLITE_MAGIC:
+        raise StoreCorrupt(
+            f"{path} is not an SQLite database (it may be damaged or another file); "
+            "it was left untouched — move it away to start afresh, or restore it from backup"
+        )

@@ -1,0 +1,267 @@
+"""A reader for the Yjs v1 update format: which structs an update carries, and where.
+
+pycrdt applies updates but does not say what is inside one. The ingest gate needs to
+know, before anything touches the document: which client and clock range each struct
+has, whether an item hangs off a named root (and which key) or inherits its parent from
+an origin, its content type, and the delete set. This module reads exactly that and
+nothing more; it never builds a document. Any malformed input raises ``UpdateError``.
+
+Format (lib0 encoding, as written by Yjs ``writeStructs``/``writeDeleteSet`` and yrs):
+  update  := varuint(groups) group* deleteset
+  group   := varuint(nstructs) varuint(client) varuint(clock) struct*
+  struct  := info:u8 ; info&31 == 0: GC varuint(len) ; == 10: Skip varuint(len) ; else Item
+  item    := [origin ID if info&0x80] [right origin ID if info&0x40]
+             [if neither: varuint(1)+string(root name) | varuint(0)+ID(parent)]
+             [if neither and info&0x20: string(parent key)] content(info&31)
+  deleteset := varuint(nclients) (varuint(client) varuint(n) (varuint(clock) varuint(len))*)*
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UpdateError
+
+# Content refs (Yjs: ContentDeleted=1, JSON=2, Binary=3, String=4, Embed=5, Format=6,
+# Type=7, Any=8, Doc=9); 0 is a GC struct and 10 a Skip.
+GC, DELETED, JSON, BINARY, STRING, EMBED, FORMAT, TYPE, ANY, DOC, SKIP = range(11)
+CONTENT_NAMES = {
+    GC: "gc", DELETED: "deleted", JSON: "json", BINARY: "binary", STRING: "string",
+    EMBED: "embed", FORMAT: "format", TYPE: "shared-type", ANY: "any", DOC: "subdoc",
+    SKIP: "skip",
+}  # fmt: skip
+MAX_ANY_DEPTH = 32
+
+ID = tuple[int, int]  # (client, clock)
+
+
+@dataclass(frozen=True, slots=True)
+class Struct:
+    """One struct: ``[clock, clock+length)`` of ``client``; parent fields only for items."""
+
+    client: int
+    clock: int
+    length: int
+    ref: int
+    origin: ID | None = None
+    right_origin: ID | None = None
+    parent_root: str | None = None  # named root, when the parent is encoded
+    parent_id: ID | None = None  # nested type parent, when the parent is encoded
+    parent_sub: str | None = None  # map key, when the parent is encoded
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedUpdate:
+    structs: tuple[Struct, ...]
+    delete_set: dict[int, tuple[tuple[int, int], ...]]  # client -> ((clock, len), ...)
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def u8(self) -> int:
+        if self.pos >= len(self.data):
+            raise UpdateError("update ends early")
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def varuint(self) -> int:
+        num = 0
+        shift = 0
+        while True:
+            b = self.u8()
+            num |= (b & 0x7F) << shift
+            if b < 0x80:
+                return num
+            shift += 7
+            if shift > 63:
+                raise UpdateError("varuint longer than 64 bits")
+
+    def varint(self) -> None:  # lib0 signed varint; value not needed
+        b = self.u8()
+        shift = 6
+        while b & 0x80:
+            b = self.u8()
+            shift += 7
+            if shift > 70:
+                raise UpdateError("varint too long")
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise UpdateError("update ends early")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def string(self) -> str:
+        raw = self.take(self.varuint())
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UpdateError("invalid UTF-8 in a string") from None
+
+    def id(self) -> ID:
+        return (self.varuint(), self.varuint())
+
+    def any(self, depth: int = 0) -> None:
+        if depth > MAX_ANY_DEPTH:
+            raise UpdateError("value nested too deeply")
+        tag = self.u8()
+        if tag in (127, 126, 121, 120):  # undefined, null, false, true
+            return
+        if tag == 125:
+            self.varint()
+        elif tag == 124:
+            self.take(4)
+        elif tag in (123, 122):
+            self.take(8)
+        elif tag == 119:
+            self.string()
+        elif tag == 118:
+            for _ in range(self.count()):
+                self.string()
+                self.any(depth + 1)
+        elif tag == 117:
+            for _ in range(self.count()):
+                self.any(depth + 1)
+        elif tag == 116:
+            self.take(self.varuint())
+        else:
+            raise UpdateError(f"unknown value tag {tag}")
+
+    def count(self) -> int:
+        """A length that must be backed by at least as many remaining bytes."""
+        n = self.varuint()
+        if n > len(self.data) - self.pos:
+            raise UpdateError("count larger than the rest of the update")
+        return n
+
+    def content_length(self, ref: int) -> int:
+        if ref == DELETED:
+            n = self.varuint()
+        elif ref == JSON:
+            n = self.count()
+            for _ in range(n):
+                self.string()
+        elif ref == BINARY:
+            self.take(self.varuint())
+            n = 1
+        elif ref == STRING:
+            n = len(self.string().encode("utf-16-le")) // 2
+        elif ref == EMBED:
+            self.string()
+            n = 1
+        elif ref == FORMAT:
+            self.string()
+            self.string()
+            n = 1
+        elif ref == TYPE:
+            type_ref = self.varuint()
+            if type_ref in (3, 5):  # XmlElement, XmlHook carry a name
+                self.string()
+            n = 1
+        elif ref == ANY:
+            n = self.count()
+            for _ in range(n):
+                self.any()
+        elif ref == DOC:
+            self.string()
+            self.any()
+            n = 1
+        else:
+            raise UpdateError(f"unknown content ref {ref}")
+        if n < 1:
+            raise UpdateError("empty item")
+        return n
+
+
+def scan(update: bytes) -> ScannedUpdate:
+    """Read every struct header and the delete set of a Yjs v1 update."""
+    r = _Reader(update)
+    structs: list[Struct] = []
+    for _ in range(r.count()):
+        n_structs = r.count()
+        client = r.varuint()
+        clock = r.varuint()
+        for _ in range(n_structs):
+            info = r.u8()
+            ref = info & 0x1F
+            if ref in (GC, SKIP):
+                length = r.varuint()
+                if length < 1:
+                    raise UpdateError("empty struct")
+                structs.append(Struct(client, clock, length, ref))
+                clock += length
+                continue
+            origin = r.id() if info & 0x80 else None
+            right = r.id() if info & 0x40 else None
+            root = pid = sub = None
+            if not info & 0xC0:
+                if r.varuint() == 1:
+                    root = r.string()
+                else:
+                    pid = r.id()
+                if info & 0x20:
+                    sub = r.string()
+            length = r.content_length(ref)
+            structs.append(Struct(client, clock, length, ref, origin, right, root, pid, sub))
+            clock += length
+    delete_set: dict[int, tuple[tuple[int, int], ...]] = {}
+    for _ in range(r.count()):
+        client = r.varuint()
+        ranges = []
+        for _ in range(r.count()):
+            ranges.append((r.varuint(), r.varuint()))
+        if client in delete_set:
+            raise UpdateError("delete set names a client twice")
+        delete_set[client] = tuple(ranges)
+    if r.pos != len(update):
+        raise UpdateError(f"{len(update) - r.pos} trailing bytes after the delete set")
+    return ScannedUpdate(tuple(structs), delete_set)
+
+
+def encode_varuint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def encode_state_vector(sv: dict[int, int]) -> bytes:
+    """Yjs v1 state vector bytes (what ``pycrdt.get_update`` takes)."""
+    out = bytearray(encode_varuint(len(sv)))
+    for client, clock in sv.items():
+        out += encode_varuint(client) + encode_varuint(clock)
+    return bytes(out)
+
+
+def decode_state_vector(data: bytes) -> dict[int, int]:
+    r = _Reader(data)
+    sv = {}
+    for _ in range(r.count()):
+        client = r.varuint()
+        sv[client] = r.varuint()
+    if r.pos != len(data):
+        raise UpdateError("trailing bytes after a state vector")
+    return sv
+
+
+def encode_delete_set(ds: dict[int, tuple[tuple[int, int], ...]]) -> bytes:
+    out = bytearray(encode_varuint(len(ds)))
+    for client, ranges in ds.items():
+        out += encode_varuint(client) + encode_varuint(len(ranges))
+        for clock, length in ranges:
+            out += encode_varuint(clock) + encode_varuint(length)
+    return bytes(out)
+
+

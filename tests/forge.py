@@ -1,0 +1,115 @@
+"""Hand-built updates for gate tests: what an attacker (or a buggy peer) could send.
+
+Everything here uses pycrdt and our own signing code the way an attacker would: real Yjs
+updates with chosen client ids, contents and delete sets, wrapped in headers signed by
+whichever key the attacker holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pycrdt
+from pycrdt import Doc, Map
+
+from crdt import Identity, Replica, SignedRecord
+from crdt import wire
+from crdt.updates import SignedUpdate, derive_client, sign_update
+
+
+def doc_like(replica: Replica, client: int) -> Doc:
+    """A Doc with ``replica``'s content and the given client id (the attacker's view)."""
+    d = Doc(client_id=client)
+    d.get("records", type=Map)
+    d.get("state", type=Map)
+    d.apply_update(replica.document_update())
+    return d
+
+
+def capture(doc: Doc, edit: Any) -> bytes:
+    """Run ``edit(doc)`` in one transaction and return the Yjs update it produced."""
+    out: list[bytes] = []
+    sub = doc.observe(lambda e: out.append(e.update))
+    with doc.transaction():
+        edit(doc)
+    doc.unobserve(sub)
+    assert len(out) == 1, out
+    return out[0]
+
+
+def clock_of(doc: Doc, client: int) -> int:
+    return wire.decode_state_vector(doc.get_state()).get(client, 0)
+
+
+def signed(
+    identity: Identity,
+    update: bytes,
+    *,
+    epoch: int,
+    start: int,
+    end: int,
+    epochs: tuple[int, ...] = (),
+    ts: int = 1_790_000_000_000,
+    client: int | None = None,
+) -> SignedUpdate:
+    """Sign ``update`` as ``identity``; ``client`` overrides the derived id (a lie)."""
+    su = sign_update(identity, epoch=epoch, update=update, start=start, end=end, ts=ts, epochs=epochs)
+    if client is None:
+        return su
+    from dataclasses import replace
+
+    header = replace(su.header, client=client)
+    hb = header.encode()
+    return SignedUpdate(hb, identity.sign(hb), update, header)
+
+
+class Writer:
+    """An author with its own epoch and doc, writing arbitrary (even illegal) changes."""
+
+    def __init__(self, identity: Identity | None = None, epoch: int = 12345) -> None:
+        self.identity = identity or Identity.generate()
+        self.epoch = epoch
+        self.client = derive_client(self.identity.public_id, epoch)
+        self.doc = Doc(client_id=self.client)
+        self.doc.get("records", type=Map)
+        self.doc.get("state", type=Map)
+
+    @property
+    def id(self) -> str:
+        return self.identity.public_id
+
+    def sync_from(self, replica: Replica) -> None:
+        self.doc.apply_update(replica.document_update())
+
+    def write(self, edit: Any, **sign_kw: Any) -> SignedUpdate:
+        start = clock_of(self.doc, self.client)
+        update = capture(self.doc, edit)
+        end = clock_of(self.doc, self.client)
+        return signed(self.identity, update, epoch=self.epoch, start=start, end=end, **sign_kw)
+
+    def put(self, rec: SignedRecord, **sign_kw: Any) -> SignedUpdate:
+        root, key = rec.doc_key()
+        return self.write(lambda d: d[root].__setitem__(key, rec.to_value()), **sign_kw)
+
+
+def with_delete_set(update: bytes, ds: dict[int, tuple[tuple[int, int], ...]]) -> bytes:
+    """``update`` plus extra delete-set entries, merged the way Yjs merges updates."""
+    return pycrdt.merge_updates(update, b"\x00" + wire.encode_delete_set(ds))
+
+
+def fingerprint(replica: Replica) -> tuple:
+    """Everything a rejection must leave unchanged: document, store rows, views' inputs."""
+    db = replica._store._db
+    rows = tuple(db.execute("SELECT * FROM updates ORDER BY seq"))
+    runs = tuple(db.execute("SELECT * FROM item_runs ORDER BY client, start"))
+    snap = tuple(db.execute("SELECT * FROM snapshot"))
+    return (
+        replica.document_update(),
+        replica.state_vector(),
+        {k: r.body for k, r in replica.records().items()},
+        {k: r.body for k, r in replica.state().items()},
+        rows,
+        runs,
+        snap,
+        replica._twin.get_update() == replica.document_update(),
+    )
