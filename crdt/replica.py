@@ -2,17 +2,20 @@
 
 Every change, local or remote, takes the same path (invariants 1–7):
 
-1. ``check_structure`` — signature, client binding, struct and delete-set shape (cheap,
-   pure, run for a whole batch in a thread pool since cryptography releases the GIL);
+1. from the bytes alone — ``check_structure`` (client binding, digest, struct and
+   delete-set shape, pycrdt's second opinion) and ``check_items`` (every value is a
+   record of the update's author at the right key); then every signature of the batch,
+   header and records, verified in a thread pool (libsodium releases the GIL);
 2. ``rules.plan`` — order and item-root rules against what we hold; an update that builds
    on something missing waits in a bounded buffer outside the document;
-3. apply to the **twin** document and check the map events it fires (``check_effects``);
-   record signatures of a batch are verified together in the pool;
+3. apply to the **twin** document and check its ``state`` map events (an overwrite does
+   not carry its key, so only the twin can say which key it changed);
 4. commit to the store (durable), then apply the same bytes to the main document.
 
-A rejection at step 3 or 4 rebuilds the twin from the main document, so a rejected update
-leaves document, store and views byte-for-byte unchanged. Local writes are transactions
-on the twin, captured as one Yjs update, signed, and then run through steps 2–4.
+Junk never reaches step 3, so it never costs a twin rebuild. A rejection at step 3 or 4
+rebuilds the twin from the main document, so a rejected update leaves document, store
+and views byte-for-byte unchanged. Local writes are transactions on the twin, captured
+as one Yjs update, signed, and run through the same checks.
 """
 
 from __future__ import annotations
@@ -35,7 +38,16 @@ from .errors import GossipError, RecordError, RejectedUpdate, StoreError, Update
 from .identity import Identity, verify
 from .lock import DataDirLock
 from .records import SignedRecord
-from .rules import Change, ItemIndex, Plan, Verdict, check_effects, plan
+from .rules import (
+    Change,
+    Effect,
+    ItemIndex,
+    Plan,
+    Verdict,
+    check_items,
+    check_state_changes,
+    plan,
+)
 from .store import NewUpdate, Store
 from .updates import (
     ROOTS,
@@ -69,7 +81,10 @@ class Outcome:
 
 
 class Replica:
-    """Open with ``Replica.open(home, identity)``; close it (or use ``with``)."""
+    """Open with ``Replica.open(home, identity)``; close it (or use ``with``).
+
+    Not thread-safe: one owner calls it (the daemon's event loop hands it to a thread).
+    """
 
     def __init__(
         self,
@@ -92,15 +107,12 @@ class Replica:
         self.epoch = int(epoch)
         self.client = derive_client(self.author, self.epoch)
         self._index = ItemIndex()
-        self._bindings: dict[int, tuple[str, int]] = {}
-        self._pending: OrderedDict[tuple[int, int, str], tuple[SignedUpdate, wire.ScannedUpdate, str]] = (
-            OrderedDict()
-        )
+        self._bindings: dict[int, tuple[str, int]] = {}  # client -> (author, epoch)
+        self._pending: OrderedDict[tuple[int, int, str], _Candidate] = OrderedDict()
         self._pending_bytes = 0
         self._pool = ThreadPoolExecutor(limits.verify_threads, thread_name_prefix="sm-verify")
         self._listeners: list[ChangeListener] = []
         self._changes: list[Change] = []
-        self._capture: list[bytes] | None = None
         self._main = Doc(client_id=self.client)
         self._main_maps = {r: self._main.get(r, type=Map) for r in ROOTS}
         self._snapshot_seq = 0
@@ -131,24 +143,22 @@ class Replica:
         lock = DataDirLock(home)
         lock.acquire(wait=lock_wait)
         try:
-            identity = identity or (Identity.load_or_create(home) if create else Identity.load(home))
+            if identity is None:
+                identity = Identity.load_or_create(home) if create else Identity.load(home)
             store = Store.open(home, create=create)
             try:
                 author = store.get_meta("author")
                 if author is None:
                     # A new store gets a fresh random epoch, so this key's client never
                     # reuses clocks it may have used in a store that was lost (invariant 10).
-                    store.set_meta(
-                        {"author": identity.public_id, "epoch": str(secrets.randbits(52))}
-                    )
+                    epoch = str(secrets.randbits(52))
+                    store.set_meta({"author": identity.public_id, "epoch": epoch})
                 elif author != identity.public_id:
                     raise StoreError(
                         f"{store.path} belongs to {author[:12]}…, not to this host key "
                         f"{identity.public_id[:12]}…"
                     )
-                return cls(
-                    home, identity, store, lock, limits or ReplicaLimits(), now_ms or _wall_ms
-                )
+                return cls(home, identity, store, lock, limits or ReplicaLimits(), now_ms or _ms)
             except BaseException:
                 store.close()
                 raise
@@ -185,20 +195,12 @@ class Replica:
         self._twin = Doc(client_id=self.client)
         self._twin_maps = {r: self._twin.get(r, type=Map) for r in ROOTS}
         self._twin.apply_update(self._main.get_update())
-        self._twin.observe(self._on_twin_transaction)
-        for root, m in self._twin_maps.items():
-            m.observe(self._map_observer(root))
+        # Records are checked from the update bytes; only state changes need the events.
+        self._twin_maps["state"].observe(self._on_state_event)
 
-    def _on_twin_transaction(self, event: Any) -> None:
-        if self._capture is not None:
-            self._capture.append(event.update)
-
-    def _map_observer(self, root: str) -> Callable[[Any], None]:
-        def on_event(event: Any) -> None:
-            for key, ch in event.keys.items():
-                self._changes.append(Change(root, key, ch["action"], ch.get("newValue")))
-
-        return on_event
+    def _on_state_event(self, event: Any) -> None:
+        for key, ch in event.keys.items():
+            self._changes.append(Change("state", key, ch["action"], ch.get("newValue")))
 
     # -- reading ---------------------------------------------------------------------
 
@@ -233,6 +235,7 @@ class Replica:
         return out
 
     def provenance(self, client: int, clock: int) -> dict[str, Any] | None:
+        """Who wrote clock ``clock`` of ``client``, which peer delivered it, and when."""
         u = self._store.find_update(client, clock)
         if u is None:
             return None
@@ -261,31 +264,36 @@ class Replica:
         if not fresh:
             return None
         sv_before = self.state_vector()
-        self._capture, self._changes = [], []
+        captured: list[bytes] = []
+        self._changes = []
+        subscription = self._twin.observe(lambda event: captured.append(event.update))
         try:
             with self._twin.transaction():
                 for rec in fresh:
                     root, key = rec.doc_key()
                     self._twin_maps[root][key] = rec.to_value()
-            (update,) = self._capture
-            changes = self._changes
         except BaseException:
             self._build_twin()
             raise
         finally:
-            self._capture = None
+            self._twin.unobserve(subscription)
+        (update,) = captured
         start = sv_before.get(self.client, 0)
         end = wire.decode_state_vector(self._twin.get_state())[self.client]
-        scanned = wire.scan(update)
-        epochs = {self._bindings[c][1] for c in scanned.delete_set if c != self.client}
+        deleted = wire.scan(update).delete_set
+        epochs = tuple({self._bindings[c][1] for c in deleted if c != self.client})
         su = sign_update(
             self.identity, epoch=self.epoch, update=update, start=start, end=end,
-            ts=self.now_ms(), epochs=tuple(epochs),
+            ts=self.now_ms(), epochs=epochs,
         )  # fmt: skip
         try:
+            # Our own writes pass the same gate as anyone's (minus re-verifying our own
+            # signatures): a bug here must not put into the document what peers refuse.
+            scanned = check_structure(su, self.limits.structure)
+            items = check_items(self.author, scanned)
             p = plan(su, scanned, sv_before, self._index, self._bindings)
             assert p.verdict is Verdict.APPLY, p
-            effects = check_effects(self.author, changes)
+            effects = _new_records(items) + check_state_changes(self.author, self._changes)
             self._commit([(su, p, "local", effects)])
         except BaseException:
             self._build_twin()
@@ -306,19 +314,50 @@ class Replica:
     def ingest_batch(
         self, updates: Sequence[SignedUpdate | bytes], *, source: str = ""
     ) -> list[Outcome]:
-        """Offer many signed updates; all accepted ones are durable when this returns."""
-        checked = self._map_pool(lambda u: _check_one(u, self.limits.structure), updates)
+        """Offer many signed updates; all accepted ones are durable when this returns.
+
+        First everything that needs no replica: decoding, structure, the records each item
+        carries, and all their signatures (verified in the pool while this thread goes on
+        checking the next updates). Only then does anything touch the twin.
+        """
         outcomes: list[Outcome | None] = [None] * len(updates)
-        ready: list[tuple[int, SignedUpdate, wire.ScannedUpdate]] = []
-        for i, (su, scanned, err) in enumerate(checked):
-            if err is not None:
-                outcomes[i] = Outcome("rejected", err, su)
-            else:
-                assert su is not None and scanned is not None
-                ready.append((i, su, scanned))
-        for i, outcome in self._apply_ready(ready, source):
-            if i >= 0:
-                outcomes[i] = outcome
+        checked: list[tuple[_Candidate, int]] = []  # candidate, number of signatures
+        triples: list[tuple[str, bytes, bytes]] = []
+        waits: list[Callable[[], list[bool]]] = []
+        for i, u in enumerate(updates):
+            su = None
+            try:
+                su = u if isinstance(u, SignedUpdate) else SignedUpdate.decode(u)
+                scanned = check_structure(su, self.limits.structure, signature=False)
+                items = check_items(su.author, scanned)
+            except GossipError as e:
+                outcomes[i] = Outcome("rejected", e, su)
+                continue
+            triples.append((su.author, su.sig, su.header_bytes))
+            triples.extend((rec.author, rec.sig, rec.body) for _, _, rec in items)
+            checked.append(
+                (_Candidate(i, su, scanned, source, _new_records(items)), 1 + len(items))
+            )
+            if len(triples) >= 512:
+                waits.append(self._verify_async(triples))
+                triples = []
+        waits.append(self._verify_async(triples))
+        oks = [ok for wait in waits for ok in wait()]
+        ready: list[_Candidate] = []
+        pos = 0
+        for c, n_sigs in checked:
+            header_ok, records_ok = oks[pos], all(oks[pos + 1 : pos + n_sigs])
+            pos += n_sigs
+            if header_ok and records_ok:
+                ready.append(c)
+                continue
+            rule, what = (
+                ("header-signature", "header") if not header_ok else ("record-invalid", "record")
+            )
+            err = RejectedUpdate(rule, f"a {what} signature does not verify", author=c.su.author)
+            outcomes[c.index] = Outcome("rejected", err, c.su)
+        for i, outcome in self._apply_ready(ready):
+            outcomes[i] = outcome
         return [o or Outcome("rejected", UpdateError("not processed")) for o in outcomes]
 
     def checkpoint(self) -> SignedUpdate:
@@ -330,13 +369,13 @@ class Replica:
         fresh.apply_update(pycrdt.merge_updates(*(su.update for su in own)))
         merged = fresh.get_update()
         end = self.state_vector()[self.client]
-        epochs = {e for su in own for e in su.header.epochs}
+        epochs = tuple({e for su in own for e in su.header.epochs})
         su = sign_update(
             self.identity, epoch=self.epoch, update=merged, start=0, end=end,
-            ts=self.now_ms(), epochs=tuple(epochs), checkpoint=True,
+            ts=self.now_ms(), epochs=epochs, checkpoint=True,
         )  # fmt: skip
         try:
-            check_structure(su, self.limits.structure)
+            check_items(self.author, check_structure(su, self.limits.structure))
         except GossipError as e:
             raise GossipError(f"cannot checkpoint this history: {e}") from None
         self._commit([(su, Plan(Verdict.DUPLICATE), "local", [])])
@@ -344,36 +383,34 @@ class Replica:
 
     # -- the gate's driver -----------------------------------------------------------
 
-    def _apply_ready(
-        self, ready: list[tuple[int, SignedUpdate, wire.ScannedUpdate]], source: str
-    ) -> list[tuple[int, Outcome]]:
-        """Plan, twin-apply, verify and commit; waiting updates are retried as gaps fill.
+    def _apply_ready(self, ready: list[_Candidate]) -> list[tuple[int, Outcome]]:
+        """Plan, twin-apply and commit; waiting updates are retried as gaps fill.
 
-        Optimistic: a whole batch is applied to the twin and its record signatures are
-        verified together. Any rejection that touched the twin rebuilds it and reruns the
-        batch without the culprit (rare: honest peers send valid updates).
+        Optimistic: a whole batch is applied to the twin, and the twin's state vector is
+        compared with the plans' once at the end. A mismatch (yrs read an update
+        differently from the gate) or a rejection that touched the twin rebuilds the twin
+        and reruns the batch, one checked update at a time or without the culprit.
+        Returns (caller's index, outcome); updates from the pending buffer report nothing.
         """
-        cands = [_Candidate(i, su, sc, source) for i, su, sc in ready] + [
-            _Candidate(-1, su, sc, src) for su, sc, src in self._pending.values()
-        ]
+        cands = ready + list(self._pending.values())
         results: list[tuple[int, Outcome]] = []
 
-        def reject(c: _Candidate, err: GossipError) -> None:
+        def report(c: _Candidate, outcome: Outcome) -> None:
             if c.index >= 0:
-                results.append((c.index, Outcome("rejected", err, c.su)))
-            else:
+                results.append((c.index, outcome))
+            if outcome.status != "buffered":
                 self._drop_pending(c.su)
 
+        careful = False
         while True:
-            rnd = self._twin_round(cands)
-            for c, err in rnd.rejected:
-                reject(c, err)
-            if rnd.failed:
+            rnd = self._twin_round(cands, careful=careful)
+            for c, err in rnd.rejected + rnd.failed:
+                report(c, Outcome("rejected", err, c.su))
+            if rnd.failed or rnd.incomplete:
                 self._build_twin()
-                culprits = {id(c) for c, _ in rnd.failed} | {id(c) for c, _ in rnd.rejected}
-                for c, err in rnd.failed:
-                    reject(c, err)
-                cands = [c for c in cands if id(c) not in culprits]
+                careful = careful or rnd.incomplete
+                gone = {id(c) for c, _ in rnd.rejected + rnd.failed}
+                cands = [c for c in cands if id(c) not in gone]
                 continue
             try:
                 self._commit([(c.su, p, c.source, fx) for c, p, fx in rnd.batch])
@@ -381,21 +418,15 @@ class Replica:
                 self._build_twin()
                 raise
             for c, _, _ in rnd.batch:
-                if c.index >= 0:
-                    results.append((c.index, Outcome("applied", None, c.su)))
-                else:
-                    self._drop_pending(c.su)
+                report(c, Outcome("applied", None, c.su))
             for c in rnd.duplicates:
-                if c.index >= 0:
-                    results.append((c.index, Outcome("duplicate", None, c.su)))
-                else:
-                    self._drop_pending(c.su)
+                report(c, Outcome("duplicate", None, c.su))
             for c in rnd.waiting:
                 if c.index >= 0:
-                    results.append((c.index, self._buffer(c.su, c.scanned, c.source)))
+                    report(c, self._buffer(c))
             return results
 
-    def _twin_round(self, cands: list[_Candidate]) -> _Round:
+    def _twin_round(self, cands: list[_Candidate], *, careful: bool) -> _Round:
         rnd = _Round()
         sv = self.state_vector()
         index = self._index.overlay()
@@ -422,42 +453,33 @@ class Replica:
                 self._changes = []
                 try:
                     self._twin.apply_update(c.su.update)
-                    got = wire.decode_state_vector(self._twin.get_state())
-                    if got.get(c.su.client, 0) != c.su.header.end:
-                        raise RejectedUpdate(
-                            "clock-range",
-                            "the update did not apply whole (it builds on items not here)",
-                            author=c.su.author,
-                        )
-                    effects = check_effects(c.su.author, self._changes, verify_signatures=False)
+                    if careful:
+                        got = wire.decode_state_vector(self._twin.get_state())
+                        if got.get(c.su.client, 0) != c.su.header.end:
+                            raise RejectedUpdate(
+                                "clock-range",
+                                "the update did not apply whole (it builds on items not here)",
+                                author=c.su.author,
+                            )
+                    effects = c.records + check_state_changes(c.su.author, self._changes)
                 except GossipError as e:
                     rnd.failed.append((c, e))
                     return rnd
                 except Exception as e:  # yrs refused it: a decoding problem, not ours
                     rnd.failed.append((c, UpdateError(f"pycrdt refused the update: {e}")))
                     return rnd
-                sv = got
+                sv[c.su.client] = c.su.header.end
                 for start, end, root in p.runs:
                     index.add(c.su.client, start, end, root)
                 rnd.batch.append((c, p, effects))
                 progress = True
             remaining = still
         rnd.waiting = remaining
-        # Record signatures of the whole round, verified together in the pool.
-        checks = [(n, rec) for n, (_, _, fx) in enumerate(rnd.batch) for _, _, rec in fx if rec]
-        oks = self._map_pool(lambda nr: verify(nr[1].author, nr[1].sig, nr[1].body), checks)
-        for n in sorted({checks[k][0] for k, ok in enumerate(oks) if not ok}):
-            c = rnd.batch[n][0]
-            rnd.failed.append(
-                (c, RejectedUpdate("record-invalid", "a record signature does not verify",
-                                   author=c.su.author))
-            )  # fmt: skip
+        if rnd.batch and not careful and wire.decode_state_vector(self._twin.get_state()) != sv:
+            rnd.incomplete = True
         return rnd
 
-    def _commit(
-        self,
-        items: list[tuple[SignedUpdate, Plan, str, list[tuple[str, str, SignedRecord | None]]]],
-    ) -> None:
+    def _commit(self, items: list[tuple[SignedUpdate, Plan, str, list[Effect]]]) -> None:
         """Make accepted updates durable, then apply them to the main document."""
         if not items:
             return
@@ -483,8 +505,10 @@ class Replica:
         self._maybe_snapshot()
 
     def _supersedes(self, su: SignedUpdate) -> bool:
+        """Would storing checkpoint ``su`` let us drop stored updates of its client?"""
+        end = su.header.end
         older = self._store.updates_after(su.client, 0)
-        return any(not u.checkpoint or u.end < su.header.end for u in older if u.end <= su.header.end)
+        return any(not u.checkpoint or u.end < end for u in older if u.end <= end)
 
     def _maybe_snapshot(self) -> None:
         threshold = max(
@@ -500,36 +524,38 @@ class Replica:
         self._store.save_snapshot(seq, doc, self.now_ms())
         self._snapshot_seq, self._snapshot_size, self._since_snapshot = seq, len(doc), 0
 
-    def _buffer(self, su: SignedUpdate, scanned: wire.ScannedUpdate, source: str) -> Outcome:
+    def _buffer(self, c: _Candidate) -> Outcome:
+        su = c.su
         key = (su.client, su.header.start, su.header.digest)
         if key in self._pending:
             return Outcome("buffered", None, su)
+        if len(su.raw) > self.limits.max_pending_bytes:
+            return Outcome("rejected", RejectedUpdate("oversize", "too large to buffer"), su)
         while self._pending and (
             len(self._pending) >= self.limits.max_pending_updates
             or self._pending_bytes + len(su.raw) > self.limits.max_pending_bytes
         ):
-            _, (old, _, _) = self._pending.popitem(last=False)  # oldest goes; a pull refetches it
-            self._pending_bytes -= len(old.raw)
-        if len(su.raw) > self.limits.max_pending_bytes:
-            return Outcome("rejected", RejectedUpdate("oversize", "too large to buffer"), su)
-        self._pending[key] = (su, scanned, source)
+            _, old = self._pending.popitem(last=False)  # the oldest goes; a pull refetches it
+            self._pending_bytes -= len(old.su.raw)
+        self._pending[key] = _Candidate(-1, su, c.scanned, c.source, c.records)
         self._pending_bytes += len(su.raw)
         return Outcome("buffered", None, su)
 
     def _drop_pending(self, su: SignedUpdate) -> None:
         entry = self._pending.pop((su.client, su.header.start, su.header.digest), None)
         if entry is not None:
-            self._pending_bytes -= len(entry[0].raw)
+            self._pending_bytes -= len(entry.su.raw)
 
-    def _map_pool(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        if len(items) < 64:
-            return [fn(x) for x in items]
-        chunk = max(32, len(items) // (self.limits.verify_threads * 4))
-        parts = [items[k : k + chunk] for k in range(0, len(items), chunk)]
-        out: list[Any] = []
-        for part in self._pool.map(lambda p: [fn(x) for x in p], parts):
-            out.extend(part)
-        return out
+    def _verify_async(self, items: list[tuple[str, bytes, bytes]]) -> Callable[[], list[bool]]:
+        """Start verifying (author, sig, data) triples in the pool; call the result to wait."""
+        if len(items) < 32:
+            return lambda: [verify(*t) for t in items]
+        size = max(16, len(items) // (self.limits.verify_threads * 4))
+        futs = [
+            self._pool.submit(lambda part: [verify(*t) for t in part], items[k : k + size])
+            for k in range(0, len(items), size)
+        ]
+        return lambda: [ok for f in futs for ok in f.result()]
 
 
 @dataclass(eq=False)
@@ -538,30 +564,22 @@ class _Candidate:
     su: SignedUpdate
     scanned: wire.ScannedUpdate
     source: str
+    records: list[Effect]  # the new records it carries, checked from its bytes
 
 
 @dataclass(eq=False)
 class _Round:
-    batch: list[tuple[_Candidate, Plan, list[tuple[str, str, SignedRecord | None]]]] = field(
-        default_factory=list
-    )
+    batch: list[tuple[_Candidate, Plan, list[Effect]]] = field(default_factory=list)
     duplicates: list[_Candidate] = field(default_factory=list)
     waiting: list[_Candidate] = field(default_factory=list)
-    rejected: list[tuple[_Candidate, GossipError]] = field(default_factory=list)
+    rejected: list[tuple[_Candidate, GossipError]] = field(default_factory=list)  # untouched
     failed: list[tuple[_Candidate, GossipError]] = field(default_factory=list)  # twin touched
+    incomplete: bool = False  # an update did not apply whole: redo the round carefully
 
 
-def _check_one(
-    raw: SignedUpdate | bytes, limits: StructureLimits
-) -> tuple[SignedUpdate | None, wire.ScannedUpdate | None, GossipError | None]:
-    su = None
-    try:
-        su = raw if isinstance(raw, SignedUpdate) else SignedUpdate.decode(raw)
-        return su, check_structure(su, limits), None
-    except GossipError as e:
-        return su, None, e
+def _new_records(items: list[tuple[str, str | None, SignedRecord]]) -> list[Effect]:
+    return [("records", key, rec) for root, key, rec in items if root == "records" and key]
 
 
-def _wall_ms() -> int:
+def _ms() -> int:
     return time.time_ns() // 1_000_000
-

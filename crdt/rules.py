@@ -150,7 +150,9 @@ def plan(
         else:
             oc, ok = s.origin
             if oc == h.client and ok >= s.clock:
-                raise reject("clock-range", f"item ({s.client}, {s.clock}) continues its own future")
+                raise reject(
+                    "clock-range", f"item ({s.client}, {s.clock}) continues its own future"
+                )
             if oc == h.client and h.start <= ok:
                 origin_root = own_root(ok)
             elif ok < sv.get(oc, 0):
@@ -202,60 +204,87 @@ class Change:
     new: Any = None
 
 
-def check_effects(
-    author: str, changes: list[Change], *, verify_signatures: bool = True
-) -> list[tuple[str, str, SignedRecord | None]]:
-    """Check every change an update made; return (root, key, record or None on delete).
+Effect = tuple[str, str, "SignedRecord | None"]  # (root, key, record; None when deleted)
 
-    With ``verify_signatures=False`` the caller verifies the returned records' signatures
-    itself (the replica does a whole batch at once in a thread pool).
+
+def check_items(
+    author: str, scanned: wire.ScannedUpdate
+) -> list[tuple[str, str | None, SignedRecord]]:
+    """Invariant 2 from the bytes alone: every value an item carries is a record by
+    ``author``; items that name their key are checked against it (content id, namespace).
+
+    Every item is checked, including one that a concurrent write hides, so the verdict
+    never depends on which of two writes wins. Signatures are left to the caller, who
+    verifies them in bulk. Returns (root, key or None for a state overwrite, record).
     """
-    out: list[tuple[str, str, SignedRecord | None]] = []
-    for ch in changes:
-
-        def reject(rule: str, detail: str, ch: Change = ch) -> RejectedUpdate:
-            return RejectedUpdate(rule, detail, author=author, key=f"{ch.root}/{ch.key}")
-
-        if ch.action == "delete":
-            if ch.root == RECORDS:
-                raise reject("record-delete", "records are immutable; retract instead")
-            _, key_author, _ = _state_key(ch.key, reject)
-            if key_author != author:
-                raise reject("state-namespace", "a state key of another author")
-            out.append((ch.root, ch.key, None))
+    out: list[tuple[str, str | None, SignedRecord]] = []
+    for s in scanned.structs:
+        if s.ref != wire.ANY:
             continue
-        try:
-            rec = SignedRecord.from_value(ch.new)
-            if verify_signatures:
-                rec.verify()
-        except RecordError as e:
-            raise reject("record-invalid", str(e)) from None
-        if rec.author != author:
-            raise reject("record-author", f"record signed by {rec.author[:12]}, not the update's author")
-        if ch.root == RECORDS:
-            if ch.key != rec.id:
-                raise reject("content-id", "the key is not the content id of the record")
-            if rec.kind in STATE_KINDS:
-                raise reject("state-kind", f"a {rec.kind} record belongs in state, not records")
-        else:
-            kind, key_author, name = _state_key(ch.key, reject)
-            if key_author != author:
-                raise reject("state-namespace", "a state key of another author")
-            if kind != rec.kind:
-                raise reject("state-key", f"key kind {kind!r} but record kind {rec.kind!r}")
-            if rec.kind in STATE_KINDS:
-                try:
-                    expected = state_name(rec.kind, rec.fields)
-                except RecordError as e:
-                    raise reject("record-invalid", str(e)) from None
-                if name != expected:
-                    raise reject("state-key", f"key name {name!r} but record says {expected!r}")
-        out.append((ch.root, ch.key, rec))
+        root = s.parent_root if s.origin is None else STATE  # plan() proves the latter
+        key = s.parent_sub if s.origin is None else None
+        where = f"{root}/{key}" if key else f"item ({s.client}, {s.clock})"
+        assert s.values is not None and root is not None
+        if len(s.values) != 1:
+            raise RejectedUpdate("map-only", "a map item holds one value", author=author, key=where)
+        out.append((root, key, check_value(author, root, key, s.values[0], where)))
     return out
 
 
-def _state_key(key: str, reject: Any) -> tuple[str, str, str]:
+def check_value(author: str, root: str, key: str | None, value: Any, where: str) -> SignedRecord:
+    """One value: a well-formed record signed (signature checked elsewhere) by ``author``
+    that belongs at ``key`` of ``root`` (when the key is known)."""
+
+    def reject(rule: str, detail: str) -> RejectedUpdate:
+        return RejectedUpdate(rule, detail, author=author, key=where)
+
     try:
-        return split_state_key(key)
+        rec = SignedRecord.from_value(value)
+    except RecordError as e:
+        raise reject("record-invalid", str(e)) from None
+    if rec.author != author:
+        raise reject("record-author", f"record by {rec.author[:12]}, not the update's author")
+    if root == RECORDS:
+        if rec.kind in STATE_KINDS:
+            raise reject("state-kind", f"a {rec.kind} record belongs in state, not records")
+        if key is not None and key != rec.id:
+            raise reject("content-id", "the key is not the content id of the record")
+    elif key is not None:
+        check_state_key(author, key, rec, reject)
+    return rec
+
+
+def check_state_key(author: str, key: str, rec: SignedRecord | None, reject: Any) -> None:
+    try:
+        kind, key_author, name = split_state_key(key)
     except RecordError as e:
         raise reject("state-key", str(e)) from None
+    if key_author != author:
+        raise reject("state-namespace", "a state key of another author")
+    if rec is None:
+        return
+    if kind != rec.kind:
+        raise reject("state-key", f"key kind {kind!r} but record kind {rec.kind!r}")
+    if rec.kind in STATE_KINDS:
+        try:
+            expected = state_name(rec.kind, rec.fields)
+        except RecordError as e:
+            raise reject("record-invalid", str(e)) from None
+        if name != expected:
+            raise reject("state-key", f"key name {name!r} but record says {expected!r}")
+
+
+def check_state_changes(author: str, changes: list[Change]) -> list[Effect]:
+    """The ``state`` map's changes from one update, as the twin document reports them:
+    each key in the author's namespace and holding the record it names."""
+    out: list[Effect] = []
+    for ch in changes:
+        where = f"state/{ch.key}"
+
+        def reject(rule: str, detail: str, where: str = where) -> RejectedUpdate:
+            return RejectedUpdate(rule, detail, author=author, key=where)
+
+        rec = None if ch.action == "delete" else check_value(author, STATE, None, ch.new, where)
+        check_state_key(author, ch.key, rec, reject)
+        out.append((STATE, ch.key, rec))
+    return out

@@ -184,36 +184,34 @@ class Store:
 
     # -- updates ---------------------------------------------------------------------
 
-    def append(self, updates: Iterable[NewUpdate]) -> list[int]:
-        """Store accepted updates in one durable transaction; returns their seqs."""
-        seqs = []
+    def append(self, updates: Iterable[NewUpdate]) -> None:
+        """Store accepted updates in one durable transaction."""
+        updates = list(updates)
         with self._transaction():
-            for u in updates:
-                cur = self._db.execute(
-                    'INSERT INTO updates (client, start, "end", author, epoch, checkpoint, raw, '
-                    "source, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self._db.executemany(
+                'INSERT INTO updates (client, start, "end", author, epoch, checkpoint, raw, '
+                "source, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
                     (u.client, u.start, u.end, u.author, u.epoch, int(u.checkpoint), u.raw,
-                     u.source, u.received_at),
-                )  # fmt: skip
-                seq = cur.lastrowid
-                assert seq is not None
-                seqs.append(seq)
-                self._db.executemany(
-                    'INSERT OR REPLACE INTO item_runs (client, start, "end", root) '
-                    "VALUES (?, ?, ?, ?)",
-                    [(u.client, s, e, root) for s, e, root in u.runs],
-                )
+                     u.source, u.received_at)
+                    for u in updates
+                ],
+            )  # fmt: skip
+            self._db.executemany(
+                'INSERT OR REPLACE INTO item_runs (client, start, "end", root) VALUES (?, ?, ?, ?)',
+                [(u.client, s, e, root) for u in updates for s, e, root in u.runs],
+            )
+            for u in updates:
                 if u.checkpoint:  # what the checkpoint covers is superseded by it
                     self._db.execute(
-                        'DELETE FROM updates WHERE client = ? AND "end" <= ? AND seq != ?',
-                        (u.client, u.end, seq),
+                        'DELETE FROM updates WHERE client = ? AND "end" <= ? AND raw != ?',
+                        (u.client, u.end, u.raw),
                     )
-        return seqs
 
     def updates_after(self, client: int, clock: int) -> list[StoredUpdate]:
         """This client's stored updates that hold anything at or past ``clock``."""
         rows = self._db.execute(
-            f"SELECT {_COLS} FROM updates WHERE client = ? AND \"end\" > ? ORDER BY start, seq",
+            f'SELECT {_COLS} FROM updates WHERE client = ? AND "end" > ? ORDER BY start, seq',
             (client, clock),
         )
         return [StoredUpdate(*r[:6], bool(r[6]), *r[7:]) for r in rows]
@@ -231,7 +229,9 @@ class Store:
 
     def item_runs(self) -> list[tuple[int, int, int, str]]:
         return list(
-            self._db.execute('SELECT client, start, "end", root FROM item_runs ORDER BY client, start')
+            self._db.execute(
+                'SELECT client, start, "end", root FROM item_runs ORDER BY client, start'
+            )
         )
 
     def last_seq(self) -> int:
@@ -243,7 +243,7 @@ class Store:
     def find_update(self, client: int, clock: int) -> StoredUpdate | None:
         """The stored update that added ``clock`` of ``client`` (provenance)."""
         row = self._db.execute(
-            f"SELECT {_COLS} FROM updates WHERE client = ? AND start <= ? AND \"end\" > ? "
+            f'SELECT {_COLS} FROM updates WHERE client = ? AND start <= ? AND "end" > ? '
             "ORDER BY checkpoint, seq LIMIT 1",
             (client, clock, clock),
         ).fetchone()

@@ -18,7 +18,9 @@ Format (lib0 encoding, as written by Yjs ``writeStructs``/``writeDeleteSet`` and
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import UpdateError
 
@@ -33,6 +35,7 @@ CONTENT_NAMES = {
 MAX_ANY_DEPTH = 32
 
 ID = tuple[int, int]  # (client, clock)
+_F32, _F64, _I64 = struct.Struct(">f"), struct.Struct(">d"), struct.Struct(">q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ class Struct:
     parent_root: str | None = None  # named root, when the parent is encoded
     parent_id: ID | None = None  # nested type parent, when the parent is encoded
     parent_sub: str | None = None  # map key, when the parent is encoded
+    values: tuple[Any, ...] | None = None  # the plain values of Any content
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +61,12 @@ class ScannedUpdate:
 
 
 class _Reader:
-    __slots__ = ("data", "pos")
+    __slots__ = ("data", "pos", "values")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
+        self.values: tuple[Any, ...] | None = None
 
     def u8(self) -> int:
         if self.pos >= len(self.data):
@@ -71,25 +76,40 @@ class _Reader:
         return b
 
     def varuint(self) -> int:
-        num = 0
-        shift = 0
-        while True:
-            b = self.u8()
-            num |= (b & 0x7F) << shift
-            if b < 0x80:
-                return num
-            shift += 7
-            if shift > 63:
-                raise UpdateError("varuint longer than 64 bits")
+        data, pos = self.data, self.pos
+        try:
+            b = data[pos]
+            if b < 0x80:  # the common case: one byte
+                self.pos = pos + 1
+                return b
+            num = b & 0x7F
+            shift = 7
+            while True:
+                pos += 1
+                b = data[pos]
+                num |= (b & 0x7F) << shift
+                if b < 0x80:
+                    self.pos = pos + 1
+                    return num
+                shift += 7
+                if shift > 63:
+                    raise UpdateError("varuint longer than 64 bits")
+        except IndexError:
+            raise UpdateError("update ends early") from None
 
-    def varint(self) -> None:  # lib0 signed varint; value not needed
+    def varint(self) -> int:
+        """lib0 signed varint: 6 value bits and a sign bit first, then 7 bits a byte."""
         b = self.u8()
+        num = b & 0x3F
+        negative = b & 0x40
         shift = 6
         while b & 0x80:
             b = self.u8()
+            num |= (b & 0x7F) << shift
             shift += 7
             if shift > 70:
                 raise UpdateError("varint too long")
+        return -num if negative else num
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
@@ -99,40 +119,49 @@ class _Reader:
         return out
 
     def string(self) -> str:
-        raw = self.take(self.varuint())
+        n = self.varuint()
+        pos = self.pos
+        if pos + n > len(self.data):
+            raise UpdateError("update ends early")
+        self.pos = pos + n
         try:
-            return raw.decode("utf-8")
+            return self.data[pos : pos + n].decode("utf-8")
         except UnicodeDecodeError:
             raise UpdateError("invalid UTF-8 in a string") from None
 
     def id(self) -> ID:
         return (self.varuint(), self.varuint())
 
-    def any(self, depth: int = 0) -> None:
+    def any(self, depth: int = 0) -> Any:
+        """One lib0 ``Any`` value, as the Python value pycrdt would give for it."""
         if depth > MAX_ANY_DEPTH:
             raise UpdateError("value nested too deeply")
         tag = self.u8()
-        if tag in (127, 126, 121, 120):  # undefined, null, false, true
-            return
+        if tag == 119:
+            return self.string()
+        if tag == 118:
+            obj = {}
+            for _ in range(self.count()):
+                key = self.string()
+                obj[key] = self.any(depth + 1)
+            return obj
+        if tag == 117:
+            return [self.any(depth + 1) for _ in range(self.count())]
+        if tag in (127, 126):  # undefined, null
+            return None
+        if tag in (121, 120):
+            return tag == 120
         if tag == 125:
-            self.varint()
-        elif tag == 124:
-            self.take(4)
-        elif tag in (123, 122):
-            self.take(8)
-        elif tag == 119:
-            self.string()
-        elif tag == 118:
-            for _ in range(self.count()):
-                self.string()
-                self.any(depth + 1)
-        elif tag == 117:
-            for _ in range(self.count()):
-                self.any(depth + 1)
-        elif tag == 116:
-            self.take(self.varuint())
-        else:
-            raise UpdateError(f"unknown value tag {tag}")
+            return self.varint()
+        if tag == 124:
+            return _F32.unpack(self.take(4))[0]
+        if tag == 123:
+            return _F64.unpack(self.take(8))[0]
+        if tag == 122:
+            return _I64.unpack(self.take(8))[0]
+        if tag == 116:
+            return self.take(self.varuint())
+        raise UpdateError(f"unknown value tag {tag}")
 
     def count(self) -> int:
         """A length that must be backed by at least as many remaining bytes."""
@@ -167,8 +196,7 @@ class _Reader:
             n = 1
         elif ref == ANY:
             n = self.count()
-            for _ in range(n):
-                self.any()
+            self.values = tuple(self.any() for _ in range(n))
         elif ref == DOC:
             self.string()
             self.any()
@@ -208,9 +236,30 @@ def scan(update: bytes) -> ScannedUpdate:
                     pid = r.id()
                 if info & 0x20:
                     sub = r.string()
+            r.values = None
             length = r.content_length(ref)
-            structs.append(Struct(client, clock, length, ref, origin, right, root, pid, sub))
+            structs.append(
+                Struct(client, clock, length, ref, origin, right, root, pid, sub, r.values)
+            )
             clock += length
+    delete_set = _delete_set(r)
+    if r.pos != len(update):
+        raise UpdateError(f"{len(update) - r.pos} trailing bytes after the delete set")
+    return ScannedUpdate(tuple(structs), delete_set)
+
+
+def scan_delete_set(update: bytes) -> dict[int, tuple[tuple[int, int], ...]]:
+    """The delete set of an update that must carry no structs (else UpdateError)."""
+    r = _Reader(update)
+    if r.varuint() != 0:
+        raise UpdateError("expected an update without structs")
+    ds = _delete_set(r)
+    if r.pos != len(update):
+        raise UpdateError("trailing bytes after the delete set")
+    return ds
+
+
+def _delete_set(r: _Reader) -> dict[int, tuple[tuple[int, int], ...]]:
     delete_set: dict[int, tuple[tuple[int, int], ...]] = {}
     for _ in range(r.count()):
         client = r.varuint()
@@ -220,9 +269,7 @@ def scan(update: bytes) -> ScannedUpdate:
         if client in delete_set:
             raise UpdateError("delete set names a client twice")
         delete_set[client] = tuple(ranges)
-    if r.pos != len(update):
-        raise UpdateError(f"{len(update) - r.pos} trailing bytes after the delete set")
-    return ScannedUpdate(tuple(structs), delete_set)
+    return delete_set
 
 
 def encode_varuint(n: int) -> bytes:
@@ -263,5 +310,3 @@ def encode_delete_set(ds: dict[int, tuple[tuple[int, int], ...]]) -> bytes:
         for clock, length in ranges:
             out += encode_varuint(clock) + encode_varuint(length)
     return bytes(out)
-
-

@@ -1,0 +1,451 @@
+"""The durable store on real SQLite files (invariants 7 and 10, and the store's promise).
+
+No mocks: every test works on real files in a temporary data dir, and the lock tests use
+a second real process. What the store promises (crdt/store.py): a damaged or foreign
+file raises ``StoreCorrupt`` and is left exactly as it was; it is never repaired,
+replaced or rebuilt. A store created afresh for an existing key gets a new epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import crdt
+from crdt import Identity, Replica, records
+
+STORE = "store.db"
+KEY = "host.key"
+SIDECARS = ("store.db-wal", "store.db-shm", "store.db-journal")
+ROOT = Path(__file__).resolve().parents[1]
+CHILD_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def write_memories(replica: Replica, clock, n: int, *, first: int = 0, pad: int = 200) -> list[str]:
+    """Put ``n`` memory records, one transaction each; returns their content ids."""
+    ids = []
+    for i in range(first, first + n):
+        rec = records.memory(
+            replica.identity,
+            f"memory number {i} " + "x" * pad,
+            category="learning",
+            subject="provider:test",
+            ts=clock(),
+        )
+        assert replica.put(rec) is not None
+        ids.append(rec.id)
+    return ids
+
+
+def sha(path: Path) -> str:
+    """A short fingerprint of a file's bytes (keeps failure output readable)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def bodies(replica: Replica) -> dict[str, tuple[bytes, bytes]]:
+    return {k: (r.body, r.sig) for k, r in replica.records().items()}
+
+
+def sidecars(home: Path) -> list[str]:
+    return [name for name in SIDECARS if (home / name).exists()]
+
+
+def filled_store(home: Path, clock, n: int = 300, *, snapshot: bool = False) -> list[str]:
+    """A cleanly closed store in ``home`` holding ``n`` memories (optionally snapshotted)."""
+    r = Replica.open(home, now_ms=clock)
+    try:
+        ids = write_memories(r, clock, n)
+        if snapshot:
+            r.snapshot()
+    finally:
+        r.close()
+    assert sidecars(home) == [], "a clean close leaves no WAL behind"
+    return ids
+
+
+def run_child(code: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True, text=True, timeout=timeout, env=CHILD_ENV, cwd=ROOT,
+    )  # fmt: skip
+
+
+def assert_refused_again(home: Path, clock) -> None:
+    """A refused store stays refused (nothing was rebuilt) and the lock was released."""
+    with pytest.raises(crdt.StoreError) as again:
+        Replica.open(home, now_ms=clock)
+    assert not isinstance(again.value, crdt.StoreLocked), again.value
+
+
+# -- files that are not our store -----------------------------------------------------
+
+NOT_SQLITE = {
+    "random-bytes": random.Random(7).randbytes(8192),
+    "text-file": b"this is not a database\n" * 100,
+    "empty": b"",
+    "sqlite-magic-then-junk": b"SQLite format 3\x00" + random.Random(8).randbytes(4096 - 16),
+}
+
+
+@pytest.mark.parametrize("content", NOT_SQLITE.values(), ids=NOT_SQLITE.keys())
+def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(
+    tmp_path: Path, clock, content: bytes
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    path = home / STORE
+    path.write_bytes(content)
+    os.chmod(path, 0o600)
+    before = path.stat()
+
+    with pytest.raises(crdt.StoreCorrupt) as ei:
+        Replica.open(home, now_ms=clock)
+
+    message = str(ei.value)
+    assert str(path) in message, message
+    if not content.startswith(b"SQLite format 3\x00"):
+        assert "not an SQLite database" in message and "untouched" in message, message
+    assert path.read_bytes() == content, "the refused file must stay byte-for-byte the same"
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+    # What really happens: the magic check runs before SQLite is asked to open anything,
+    # so no WAL or shared-memory file appears; with a valid magic SQLite itself refuses
+    # ("file is not a database") before it creates either.
+    assert sidecars(home) == []
+    assert_refused_again(home, clock)
+    assert path.read_bytes() == content
+
+
+def _foreign_db(path: Path, journal: str) -> None:
+    """Another application's SQLite database: a table of its own, application_id 0."""
+    code = """
+        import os, signal, sqlite3, sys
+        db = sqlite3.connect(sys.argv[1], isolation_level=None)
+        if sys.argv[2] != "delete":
+            db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+        for i in range(50):
+            db.execute("INSERT INTO notes (text) VALUES (?)", (f"note {i}",))
+        if sys.argv[2] == "wal-hot":  # the other program crashed: its data is in its WAL
+            os.kill(os.getpid(), signal.SIGKILL)
+        db.close()
+    """
+    p = run_child(code, str(path), journal)
+    expected = -signal.SIGKILL if journal == "wal-hot" else 0
+    assert p.returncode == expected, p.stderr
+
+
+@pytest.mark.parametrize("journal", ["delete", "wal-closed", "wal-hot"])
+def test_a_foreign_sqlite_database_is_refused_and_left_untouched(
+    tmp_path: Path, clock, journal: str
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    path = home / STORE
+    _foreign_db(path, journal)
+    wal = home / "store.db-wal"
+    before = sha(path)
+    wal_before = sha(wal) if wal.exists() else None
+    if journal == "wal-hot":
+        assert wal.stat().st_size > 0, "the crashed program's rows live in its WAL"
+
+    with pytest.raises(crdt.StoreCorrupt) as ei:
+        Replica.open(home, now_ms=clock)
+
+    message = str(ei.value)
+    assert str(path) in message and "refusing" in message, message
+    assert sha(path) == before, (
+        "the foreign database file was modified (its WAL was checkpointed into it?)"
+    )
+    if wal_before is not None:
+        assert wal.exists(), "the foreign program's WAL was deleted"
+        assert sha(wal) == wal_before, "the foreign program's WAL was modified"
+    else:
+        assert not wal.exists()
+
+
+# -- a damaged store ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["whole-page", "page-header"])
+def test_a_store_damaged_in_the_middle_is_refused_never_rebuilt(
+    tmp_path: Path, clock, damage: str
+) -> None:
+    home = tmp_path / "home"
+    filled_store(home, clock)
+    path = home / STORE
+    data = bytearray(path.read_bytes())
+    page = 4096
+    pages = len(data) // page
+    assert pages > 20, pages
+    victim = pages // 2
+    if damage == "whole-page":
+        patch = random.Random(victim).randbytes(page)
+    else:  # the b-tree page header and cell pointers of a middle page
+        patch = b"\xff" * 64
+    data[victim * page : victim * page + len(patch)] = patch
+    path.write_bytes(bytes(data))
+    damaged = sha(path)
+
+    with pytest.raises(crdt.StoreError) as ei:
+        Replica.open(home, now_ms=clock)
+
+    assert isinstance(ei.value, crdt.StoreCorrupt), ei.value
+    message = str(ei.value)
+    assert str(path) in message and ("malformed" in message or "integrity" in message), message
+    assert sha(path) == damaged, "the damaged file must be kept exactly as found"
+    assert sidecars(home) == []
+    assert_refused_again(home, clock)
+    assert sha(path) == damaged
+
+
+def test_a_damaged_store_with_a_hot_wal_is_left_exactly_as_found(tmp_path: Path, clock) -> None:
+    """After a crash the newest commits live in the WAL; refusing must not fold them in."""
+    home = tmp_path / "home"
+    filled_store(home, clock)
+    code = """
+        import os, signal, sys
+        from crdt import Replica, records
+        r = Replica.open(sys.argv[1])
+        for i in range(20):
+            r.put(records.memory(r.identity, f"after {i}", category="learning", ts=1 + i))
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+    p = run_child(code, str(home))
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    path, wal = home / STORE, home / "store.db-wal"
+    assert wal.exists() and wal.stat().st_size > 0
+    data = bytearray(path.read_bytes())
+    victim = len(data) // 4096 // 2
+    data[victim * 4096 : victim * 4096 + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    damaged, wal_before = sha(path), sha(wal)
+
+    with pytest.raises(crdt.StoreCorrupt):
+        Replica.open(home, now_ms=clock)
+
+    assert sha(path) == damaged, (
+        "refusing a damaged store modified it (closing the connection checkpointed the WAL)"
+    )
+    assert wal.exists(), "the WAL of a refused store was deleted"
+    assert sha(wal) == wal_before, "the WAL of a refused store changed"
+
+
+def _replace_all(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert len(old) == len(new) and data.count(old) >= 1, (old, data.count(old))
+    return data.replace(old, new)
+
+
+@pytest.mark.parametrize(
+    "damage", ["update-header-garbled", "update-digest", "record-text", "record-text-snapshot"]
+)
+def test_damaged_content_that_sqlite_cannot_see_is_refused(
+    tmp_path: Path, clock, damage: str
+) -> None:
+    """Bytes flipped inside a stored blob pass SQLite's checks; the replica must not.
+
+    Invariant 2 says every value in the document carries its author's valid signature,
+    and the store promises that a damaged file raises StoreCorrupt. A blob damaged on disk
+    (bit rot, a bad copy) must be refused with a StoreError naming the file, never loaded
+    into the document and served to readers or relayed to peers.
+    """
+    home = tmp_path / "home"
+    ids = filled_store(home, clock, snapshot=damage.endswith("snapshot"))
+    path = home / STORE
+    data = path.read_bytes()
+    if damage == "update-header-garbled":  # the JSON header of one stored update
+        at = data.index(b'{"author":', len(data) // 2)
+        data = data[:at] + b"\x00" * 24 + data[at + 24 :]
+    elif damage == "update-digest":  # a header that still parses but no longer verifies
+        at = data.index(b'"digest":"', len(data) // 2) + len(b'"digest":"')
+        digest = data[at : at + 64]
+        data = _replace_all(data, digest, bytes(reversed(digest)))
+    else:  # the text of one record, in every copy the file holds
+        data = _replace_all(data, b"memory number 150 ", b"MEMORY NUMBER 150 ")
+    path.write_bytes(data)
+    damaged = sha(path)
+
+    try:
+        r = Replica.open(home, now_ms=clock)
+    except crdt.GossipError as e:
+        assert isinstance(e, crdt.StoreError), (
+            f"damage surfaced as {type(e).__name__}: {e} (want StoreCorrupt naming {path})"
+        )
+        assert str(path) in str(e), str(e)
+    else:
+        try:
+            loaded = r.records()
+            bad = []
+            for key, rec in loaded.items():
+                try:
+                    rec.verify()
+                except crdt.RecordError:
+                    bad.append(key)
+            relayed = r.updates_for({})
+        finally:
+            r.close()
+        pytest.fail(
+            f"a store with damaged content opened silently ({len(loaded)} of {len(ids)} "
+            f"records, {len(bad)} failing their signature, {len(relayed)} updates to relay)"
+        )
+    assert sha(path) == damaged
+
+
+# -- one writer per data dir ----------------------------------------------------------
+
+OPEN_IN_CHILD = """
+    import sys
+    import crdt
+    try:
+        crdt.Replica.open(sys.argv[1]).close()
+    except crdt.StoreLocked as e:
+        print(e)
+        sys.exit(3)
+    print("opened")
+"""
+
+
+def test_a_second_writer_process_is_refused_naming_the_holder(tmp_path: Path, clock) -> None:
+    home = tmp_path / "home"
+    r = Replica.open(home, now_ms=clock)
+    try:
+        write_memories(r, clock, 3)
+        p = run_child(OPEN_IN_CHILD, str(home))
+        assert p.returncode == 3, (p.returncode, p.stdout, p.stderr)
+        assert f"in use by pid {os.getpid()}" in p.stdout, p.stdout
+        assert str(home) in p.stdout, p.stdout
+        write_memories(r, clock, 1, first=3)  # the holder is unaffected
+    finally:
+        r.close()
+    p = run_child(OPEN_IN_CHILD, str(home))
+    assert (p.returncode, p.stdout.strip()) == (0, "opened"), p.stderr
+
+
+def test_a_second_open_in_the_same_process_is_refused(tmp_path: Path, clock) -> None:
+    home = tmp_path / "home"
+    r = Replica.open(home, now_ms=clock)
+    try:
+        with pytest.raises(crdt.StoreLocked, match=f"in use by pid {os.getpid()}"):
+            Replica.open(home, now_ms=clock)
+        # The refused attempt must not have dropped the holder's lock.
+        p = run_child(OPEN_IN_CHILD, str(home))
+        assert p.returncode == 3, (p.stdout, p.stderr)
+        write_memories(r, clock, 2)
+    finally:
+        r.close()
+    Replica.open(home, now_ms=clock).close()
+
+
+# -- reopening ------------------------------------------------------------------------
+
+
+def test_reopen_gives_back_the_same_state(tmp_path: Path, clock) -> None:
+    home = tmp_path / "home"
+    r = Replica.open(home, now_ms=clock)
+    ids = write_memories(r, clock, 40)
+    r.put(records.breaker(r.identity, "provider:x", state="open", reason="timeouts",
+                          failures=3, ts=clock()))  # fmt: skip
+    sv, recs, state, epoch = r.state_vector(), bodies(r), r.state(), r.epoch
+    r.close()
+
+    r = Replica.open(home, now_ms=clock)
+    try:
+        assert r.state_vector() == sv
+        assert bodies(r) == recs
+        assert set(ids) <= set(recs)
+        assert {k: v.body for k, v in r.state().items()} == {k: v.body for k, v in state.items()}
+        assert r.epoch == epoch
+        assert r.integrity_check() == ["ok"]
+        more = write_memories(r, clock, 5, first=40)  # it carries on from the same clock
+        assert r.state_vector()[r.client] == sv[r.client] + 5
+    finally:
+        r.close()
+    r = Replica.open(home, now_ms=clock)
+    try:
+        assert set(ids + more) <= set(r.records())
+    finally:
+        r.close()
+
+
+def test_reopen_after_a_snapshot_has_everything(tmp_path: Path, clock) -> None:
+    home = tmp_path / "home"
+    r = Replica.open(home, now_ms=clock)
+    ids = write_memories(r, clock, 30)
+    r.snapshot()
+    ids += write_memories(r, clock, 30, first=30)
+    sv, recs = r.state_vector(), bodies(r)
+    r.close()
+
+    r = Replica.open(home, now_ms=clock)
+    try:
+        assert r.state_vector() == sv
+        assert bodies(r) == recs and set(ids) == set(recs)
+        assert r.integrity_check() == ["ok"]
+        r.snapshot()  # a second snapshot over a loaded one
+        ids += write_memories(r, clock, 10, first=60)
+        sv, recs = r.state_vector(), bodies(r)
+    finally:
+        r.close()
+    r = Replica.open(home, now_ms=clock)
+    try:
+        assert r.state_vector() == sv
+        assert bodies(r) == recs and set(ids) == set(recs)
+    finally:
+        r.close()
+
+
+def test_a_store_created_afresh_for_an_existing_key_gets_a_new_epoch(
+    tmp_path: Path, clock
+) -> None:
+    home = tmp_path / "home"
+    r = Replica.open(home, now_ms=clock)
+    write_memories(r, clock, 5)
+    author, epoch, client = r.author, r.epoch, r.client
+    r.close()
+    (home / STORE).unlink()  # the store is lost; the key is kept
+
+    r = Replica.open(home, now_ms=clock)
+    try:
+        assert r.author == author
+        assert r.epoch != epoch
+        assert r.client != client and r.client == crdt.derive_client(author, r.epoch)
+        assert r.records() == {}
+        write_memories(r, clock, 1)
+        assert r.state_vector() == {r.client: 1}  # a fresh client: clocks start over safely
+    finally:
+        r.close()
+
+
+# -- file modes -----------------------------------------------------------------------
+
+
+def test_store_and_key_files_are_private(tmp_path: Path, clock) -> None:
+    old = os.umask(0o022)  # a typical permissive umask must not widen anything
+    try:
+        home = tmp_path / "home"
+        r = Replica.open(home, now_ms=clock)
+        try:
+            write_memories(r, clock, 3)
+            for name in (STORE, KEY, *sidecars(home)):
+                mode = stat.S_IMODE((home / name).stat().st_mode)
+                assert mode == 0o600, f"{name} has mode {mode:04o}"
+            assert sidecars(home), "WAL mode: the WAL and shm files exist while open"
+        finally:
+            r.close()
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        assert stat.S_IMODE((home / STORE).stat().st_mode) == 0o600
+        assert stat.S_IMODE((home / KEY).stat().st_mode) == 0o600
+        assert Identity.load(home).public_id == r.author
+    finally:
+        os.umask(old)
