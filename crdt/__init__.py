@@ -4,7 +4,7 @@ gate, the durable store. No network code lives here, and nothing here imports ``
 
 from __future__ import annotations
 
-from . import records
+from . import records, wire
 from .errors import (
     GossipError,
     IdentityError,
@@ -37,4 +37,5 @@ __all__ = [
     "UpdateError",
     "derive_client",
     "records",
+    "wire",
 ]

@@ -150,7 +150,7 @@ def _parse_body(body: bytes) -> dict[str, Any]:
     if len(body) > MAX_BODY_BYTES:
         raise RecordError(f"record body is {len(body)} bytes, over the {MAX_BODY_BYTES} limit")
     try:
-        fields = json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+        fields = _BODY_DECODER.decode(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise RecordError(f"record body is not UTF-8 JSON: {e}") from None
     if not isinstance(fields, dict):
@@ -173,6 +173,9 @@ def _parse_body(body: bytes) -> dict[str, Any]:
 
 def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+_BODY_DECODER = json.JSONDecoder(parse_constant=_no_constants)  # NaN/Infinity are not JSON
 
 
 def sign(identity: Identity, kind: str, fields: dict[str, Any], *, ts: int) -> SignedRecord:

@@ -398,7 +398,7 @@ class Replica:
         def report(c: _Candidate, outcome: Outcome) -> None:
             if c.index >= 0:
                 results.append((c.index, outcome))
-            if outcome.status != "buffered":
+            elif outcome.status != "buffered":
                 self._drop_pending(c.su)
 
         careful = False
