@@ -93,26 +93,38 @@ class Identity:
 
     @classmethod
     def create(cls, home: Path) -> Identity:
-        """Generate a key and write it to ``home/host.key`` (0600); refuse to overwrite."""
+        """Generate a key and write it to ``home/host.key`` (0600); refuse to overwrite.
+
+        Written to a temporary file, synced, then linked into place: a crash leaves either
+        no key or a whole one, never an empty file that would lock the user out."""
         home = Path(home)
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = home / KEY_FILE
+        if path.exists():
+            raise IdentityError(f"{path} already exists; refusing to overwrite an identity")
         ident = cls.generate()
         pem = ident._key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
+        tmp = home / f"{KEY_FILE}.tmp-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError as e:
-            raise IdentityError(f"{path} already exists; refusing to overwrite an identity") from e
-        try:
-            os.fchmod(fd, 0o600)  # the umask must not widen it
-            os.write(fd, pem)
-            os.fsync(fd)
+            try:
+                os.fchmod(fd, 0o600)  # the umask must not widen it
+                os.write(fd, pem)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(tmp, path)  # atomic, and never replaces an existing key
+        except FileExistsError:
+            raise IdentityError(
+                f"{path} already exists; refusing to overwrite an identity"
+            ) from None
         finally:
-            os.close(fd)
+            tmp.unlink(missing_ok=True)
         _fsync_dir(home)
         return ident
 

@@ -8,8 +8,8 @@ Every change, local or remote, takes the same path (invariants 1–7):
    header and records, verified in a thread pool (libsodium releases the GIL);
 2. ``rules.plan`` — order and item-root rules against what we hold; an update that builds
    on something missing waits in a bounded buffer outside the document;
-3. apply to the **twin** document and check its ``state`` map events (an overwrite does
-   not carry its key, so only the twin can say which key it changed);
+3. apply to the **twin** document, whose state vector must then advance exactly as the
+   plans say (a second opinion from yrs on what the gate read);
 4. commit to the store (durable), then apply the same bytes to the main document.
 
 Junk never reaches step 3, so it never costs a twin rebuild. A rejection at step 3 or 4
@@ -34,25 +34,31 @@ import pycrdt
 from pycrdt import Doc, Map
 
 from . import wire
-from .errors import GossipError, RecordError, RejectedUpdate, StoreError, UpdateError
-from .identity import Identity, verify
+from .errors import (
+    GossipError,
+    IdentityError,
+    RecordError,
+    RejectedUpdate,
+    StoreCorrupt,
+    StoreError,
+    UpdateError,
+)
+from .identity import KEY_FILE, Identity, verify
 from .lock import DataDirLock
 from .records import SignedRecord
 from .rules import (
-    Change,
-    Effect,
     ItemIndex,
     Plan,
     Verdict,
     check_items,
-    check_state_changes,
     plan,
 )
-from .store import NewUpdate, Store
+from .store import STORE_FILE, NewUpdate, Store
 from .updates import (
     ROOTS,
     SignedUpdate,
     StructureLimits,
+    check_signature,
     check_structure,
     derive_client,
     sign_update,
@@ -112,13 +118,19 @@ class Replica:
         self._pending_bytes = 0
         self._pool = ThreadPoolExecutor(limits.verify_threads, thread_name_prefix="sm-verify")
         self._listeners: list[ChangeListener] = []
-        self._changes: list[Change] = []
         self._main = Doc(client_id=self.client)
         self._main_maps = {r: self._main.get(r, type=Map) for r in ROOTS}
         self._snapshot_seq = 0
         self._snapshot_size = 0
         self._since_snapshot = 0
-        self._load()
+        try:
+            self._load()
+        except GossipError as e:
+            self._pool.shutdown()
+            raise StoreCorrupt(f"{store.path}: stored data is damaged: {e}") from None
+        except Exception as e:  # pycrdt refusing bytes we stored
+            self._pool.shutdown()
+            raise StoreCorrupt(f"{store.path}: stored document is damaged: {e}") from None
         self._build_twin()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -143,19 +155,33 @@ class Replica:
         lock = DataDirLock(home)
         lock.acquire(wait=lock_wait)
         try:
+            for leftover in home.glob("*.tmp-*"):  # from a crash while creating key or store
+                leftover.unlink(missing_ok=True)
+            has_store = (home / STORE_FILE).exists()
             if identity is None:
-                identity = Identity.load_or_create(home) if create else Identity.load(home)
-            store = Store.open(home, create=create)
+                if (home / KEY_FILE).exists() or not create:
+                    identity = Identity.load(home)
+                elif has_store:
+                    Store.open(home).close()  # a damaged store is the first thing to report
+                    raise IdentityError(
+                        f"{home / STORE_FILE} exists but {home / KEY_FILE} does not: restore the "
+                        "key, or move the store away to start afresh"
+                    )
+                else:
+                    identity = Identity.create(home)
+            if not has_store:
+                if not create:
+                    raise StoreError(f"no store at {home / STORE_FILE}; run `gossip init` first")
+                # A new store gets a fresh random epoch, so this key's client never reuses
+                # clocks it may have used in a store that was lost (invariant 10).
+                epoch = str(secrets.randbits(52))
+                Store.create(home, {"author": identity.public_id, "epoch": epoch})
+            store = Store.open(home)
             try:
                 author = store.get_meta("author")
-                if author is None:
-                    # A new store gets a fresh random epoch, so this key's client never
-                    # reuses clocks it may have used in a store that was lost (invariant 10).
-                    epoch = str(secrets.randbits(52))
-                    store.set_meta({"author": identity.public_id, "epoch": epoch})
-                elif author != identity.public_id:
+                if author != identity.public_id:
                     raise StoreError(
-                        f"{store.path} belongs to {author[:12]}…, not to this host key "
+                        f"{store.path} belongs to {str(author)[:12]}…, not to this host key "
                         f"{identity.public_id[:12]}…"
                     )
                 return cls(home, identity, store, lock, limits or ReplicaLimits(), now_ms or _ms)
@@ -183,9 +209,21 @@ class Replica:
             self._snapshot_seq, doc = snap
             self._snapshot_size = len(doc)
             self._main.apply_update(doc)
+        # Updates newer than the snapshot are replayed; SQLite cannot see damage inside a
+        # blob, so each one is checked as a peer's would be (digest, binding, signature).
+        tail = []
         for u in self._store.iter_updates(after_seq=self._snapshot_seq):
-            self._main.apply_update(SignedUpdate.decode(u.raw).update)
+            su = SignedUpdate.decode(u.raw)
+            check_signature(su, verify_signature=False)
+            if (su.client, su.header.start, su.header.end) != (u.client, u.start, u.end):
+                raise StoreCorrupt("an update's header does not match its row")
+            tail.append(su)
             self._since_snapshot += len(u.raw)
+        oks = self._verify_async([(su.author, su.sig, su.header_bytes) for su in tail])()
+        if not all(oks):
+            raise StoreCorrupt("a stored update's signature does not verify")
+        for su in tail:
+            self._main.apply_update(su.update)
         for client, author, epoch in self._store.clients():
             self._bindings[client] = (author, epoch)
         for client, start, end, root in self._store.item_runs():
@@ -195,12 +233,6 @@ class Replica:
         self._twin = Doc(client_id=self.client)
         self._twin_maps = {r: self._twin.get(r, type=Map) for r in ROOTS}
         self._twin.apply_update(self._main.get_update())
-        # Records are checked from the update bytes; only state changes need the events.
-        self._twin_maps["state"].observe(self._on_state_event)
-
-    def _on_state_event(self, event: Any) -> None:
-        for key, ch in event.keys.items():
-            self._changes.append(Change("state", key, ch["action"], ch.get("newValue")))
 
     # -- reading ---------------------------------------------------------------------
 
@@ -212,13 +244,17 @@ class Replica:
         return self._read_root("records")
 
     def state(self) -> dict[str, SignedRecord]:
-        """Every author's latest state records, by ``kind:author:name``."""
-        return self._read_root("state")
+        """Every author's latest state records, by ``kind:author:name``; a value that does
+        not belong at its key (see ``rules.check_items``) is skipped."""
+        return {k: r for k, r in self._read_root("state").items() if _belongs(r, k)}
 
     def get(self, key: str) -> SignedRecord | None:
         root = "state" if ":" in key else "records"
         value = self._main_maps[root].get(key)
-        return None if value is None else SignedRecord.from_value(value)
+        if value is None:
+            return None
+        rec = SignedRecord.from_value(value)
+        return rec if root == "records" or _belongs(rec, key) else None
 
     def _read_root(self, root: str) -> dict[str, SignedRecord]:
         return {k: SignedRecord.from_value(v) for k, v in self._main_maps[root].items()}
@@ -242,8 +278,26 @@ class Replica:
         return {"author": u.author, "source": u.source, "received_at": u.received_at}
 
     def on_change(self, listener: ChangeListener) -> None:
-        """Call ``listener(root, key, record_or_None)`` for each accepted change."""
+        """Call ``listener(root, key, record_or_None)`` for each change of the document.
+
+        Called from inside ``put``/``ingest_batch`` once the change is durable, in the
+        caller's thread; a listener must not call back into the replica."""
+        if not self._listeners:
+            for root, m in self._main_maps.items():
+                m.observe(self._main_observer(root))
         self._listeners.append(listener)
+
+    def _main_observer(self, root: str) -> Callable[[Any], None]:
+        def on_event(event: Any) -> None:
+            for key, ch in event.keys.items():
+                value = ch.get("newValue") if ch["action"] != "delete" else None
+                rec = None if value is None else SignedRecord.from_value(value)
+                if rec is not None and root == "state" and not _belongs(rec, key):
+                    continue
+                for listener in self._listeners:
+                    listener(root, key, rec)
+
+        return on_event
 
     @property
     def pending_count(self) -> int:
@@ -265,7 +319,6 @@ class Replica:
             return None
         sv_before = self.state_vector()
         captured: list[bytes] = []
-        self._changes = []
         subscription = self._twin.observe(lambda event: captured.append(event.update))
         try:
             with self._twin.transaction():
@@ -290,11 +343,10 @@ class Replica:
             # Our own writes pass the same gate as anyone's (minus re-verifying our own
             # signatures): a bug here must not put into the document what peers refuse.
             scanned = check_structure(su, self.limits.structure)
-            items = check_items(self.author, scanned)
+            check_items(self.author, scanned)
             p = plan(su, scanned, sv_before, self._index, self._bindings)
             assert p.verdict is Verdict.APPLY, p
-            effects = _new_records(items) + check_state_changes(self.author, self._changes)
-            self._commit([(su, p, "local", effects)])
+            self._commit([(su, p, "local")])
         except BaseException:
             self._build_twin()
             raise
@@ -335,9 +387,7 @@ class Replica:
                 continue
             triples.append((su.author, su.sig, su.header_bytes))
             triples.extend((rec.author, rec.sig, rec.body) for _, _, rec in items)
-            checked.append(
-                (_Candidate(i, su, scanned, source, _new_records(items)), 1 + len(items))
-            )
+            checked.append((_Candidate(i, su, scanned, source), 1 + len(items)))
             if len(triples) >= 512:
                 waits.append(self._verify_async(triples))
                 triples = []
@@ -378,7 +428,7 @@ class Replica:
             check_items(self.author, check_structure(su, self.limits.structure))
         except GossipError as e:
             raise GossipError(f"cannot checkpoint this history: {e}") from None
-        self._commit([(su, Plan(Verdict.DUPLICATE), "local", [])])
+        self._commit([(su, Plan(Verdict.DUPLICATE), "local")])
         return su
 
     # -- the gate's driver -----------------------------------------------------------
@@ -413,11 +463,11 @@ class Replica:
                 cands = [c for c in cands if id(c) not in gone]
                 continue
             try:
-                self._commit([(c.su, p, c.source, fx) for c, p, fx in rnd.batch])
+                self._commit([(c.su, p, c.source) for c, p in rnd.batch])
             except BaseException:
                 self._build_twin()
                 raise
-            for c, _, _ in rnd.batch:
+            for c, _ in rnd.batch:
                 report(c, Outcome("applied", None, c.su))
             for c in rnd.duplicates:
                 report(c, Outcome("duplicate", None, c.su))
@@ -446,11 +496,10 @@ class Replica:
                     continue
                 if p.verdict is Verdict.DUPLICATE:
                     if c.su.header.checkpoint and self._supersedes(c.su):
-                        rnd.batch.append((c, p, []))
+                        rnd.batch.append((c, p))
                     else:
                         rnd.duplicates.append(c)
                     continue
-                self._changes = []
                 try:
                     self._twin.apply_update(c.su.update)
                     if careful:
@@ -461,7 +510,6 @@ class Replica:
                                 "the update did not apply whole (it builds on items not here)",
                                 author=c.su.author,
                             )
-                    effects = c.records + check_state_changes(c.su.author, self._changes)
                 except GossipError as e:
                     rnd.failed.append((c, e))
                     return rnd
@@ -471,7 +519,7 @@ class Replica:
                 sv[c.su.client] = c.su.header.end
                 for start, end, root in p.runs:
                     index.add(c.su.client, start, end, root)
-                rnd.batch.append((c, p, effects))
+                rnd.batch.append((c, p))
                 progress = True
             remaining = still
         rnd.waiting = remaining
@@ -479,7 +527,7 @@ class Replica:
             rnd.incomplete = True
         return rnd
 
-    def _commit(self, items: list[tuple[SignedUpdate, Plan, str, list[Effect]]]) -> None:
+    def _commit(self, items: list[tuple[SignedUpdate, Plan, str]]) -> None:
         """Make accepted updates durable, then apply them to the main document."""
         if not items:
             return
@@ -490,18 +538,15 @@ class Replica:
                 epoch=su.header.epoch, checkpoint=su.header.checkpoint, raw=su.raw,
                 source=source, received_at=now, runs=p.runs,
             )
-            for su, p, source, _ in items
+            for su, p, source in items
         )  # fmt: skip
-        for su, p, _, effects in items:
+        for su, p, _ in items:
             self._bindings.setdefault(su.client, (su.author, su.header.epoch))
             for start, end, root in p.runs:
                 self._index.add(su.client, start, end, root)
             if p.verdict is Verdict.APPLY:
                 self._main.apply_update(su.update)
             self._since_snapshot += len(su.raw)
-            for root, key, rec in effects:
-                for listener in self._listeners:
-                    listener(root, key, rec)
         self._maybe_snapshot()
 
     def _supersedes(self, su: SignedUpdate) -> bool:
@@ -537,7 +582,7 @@ class Replica:
         ):
             _, old = self._pending.popitem(last=False)  # the oldest goes; a pull refetches it
             self._pending_bytes -= len(old.su.raw)
-        self._pending[key] = _Candidate(-1, su, c.scanned, c.source, c.records)
+        self._pending[key] = _Candidate(-1, su, c.scanned, c.source)
         self._pending_bytes += len(su.raw)
         return Outcome("buffered", None, su)
 
@@ -564,12 +609,11 @@ class _Candidate:
     su: SignedUpdate
     scanned: wire.ScannedUpdate
     source: str
-    records: list[Effect]  # the new records it carries, checked from its bytes
 
 
 @dataclass(eq=False)
 class _Round:
-    batch: list[tuple[_Candidate, Plan, list[Effect]]] = field(default_factory=list)
+    batch: list[tuple[_Candidate, Plan]] = field(default_factory=list)
     duplicates: list[_Candidate] = field(default_factory=list)
     waiting: list[_Candidate] = field(default_factory=list)
     rejected: list[tuple[_Candidate, GossipError]] = field(default_factory=list)  # untouched
@@ -577,8 +621,12 @@ class _Round:
     incomplete: bool = False  # an update did not apply whole: redo the round carefully
 
 
-def _new_records(items: list[tuple[str, str | None, SignedRecord]]) -> list[Effect]:
-    return [("records", key, rec) for root, key, rec in items if root == "records" and key]
+def _belongs(rec: SignedRecord, key: str) -> bool:
+    """Does this state value sit at the key its own kind and name give?"""
+    try:
+        return rec.doc_key() == ("state", key)
+    except GossipError:
+        return False
 
 
 def _ms() -> int:

@@ -194,16 +194,6 @@ def plan(
     return Plan(Verdict.APPLY, runs=runs)
 
 
-@dataclass(frozen=True)
-class Change:
-    """One key's change, as a map event on the twin document reports it."""
-
-    root: str
-    key: str
-    action: str  # add | update | delete
-    new: Any = None
-
-
 Effect = tuple[str, str, "SignedRecord | None"]  # (root, key, record; None when deleted)
 
 
@@ -211,11 +201,17 @@ def check_items(
     author: str, scanned: wire.ScannedUpdate
 ) -> list[tuple[str, str | None, SignedRecord]]:
     """Invariant 2 from the bytes alone: every value an item carries is a record by
-    ``author``; items that name their key are checked against it (content id, namespace).
+    ``author``; items that name their key are checked against it (content id, namespace,
+    kind and name).
 
     Every item is checked, including one that a concurrent write hides, so the verdict
-    never depends on which of two writes wins. Signatures are left to the caller, who
-    verifies them in bulk. Returns (root, key or None for a state overwrite, record).
+    never depends on which of two writes wins. That is also why an overwrite — an item
+    continuing the author's own earlier item, which does not carry its key — is checked
+    only for what its bytes show: a record by the author. Its key is necessarily in the
+    author's namespace (``foreign-origin``); whether the record's kind and name match that
+    key is checked by readers (``Replica.state``), which skip a mismatch. Signatures are
+    left to the caller, who verifies them in bulk.
+    Returns (root, key or None for an overwrite, record).
     """
     out: list[tuple[str, str | None, SignedRecord]] = []
     for s in scanned.structs:
@@ -272,19 +268,3 @@ def check_state_key(author: str, key: str, rec: SignedRecord | None, reject: Any
             raise reject("record-invalid", str(e)) from None
         if name != expected:
             raise reject("state-key", f"key name {name!r} but record says {expected!r}")
-
-
-def check_state_changes(author: str, changes: list[Change]) -> list[Effect]:
-    """The ``state`` map's changes from one update, as the twin document reports them:
-    each key in the author's namespace and holding the record it names."""
-    out: list[Effect] = []
-    for ch in changes:
-        where = f"state/{ch.key}"
-
-        def reject(rule: str, detail: str, where: str = where) -> RejectedUpdate:
-            return RejectedUpdate(rule, detail, author=author, key=where)
-
-        rec = None if ch.action == "delete" else check_value(author, STATE, None, ch.new, where)
-        check_state_key(author, ch.key, rec, reject)
-        out.append((STATE, ch.key, rec))
-    return out

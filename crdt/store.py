@@ -16,6 +16,7 @@ a synchronous all-or-nothing commit; and it has no notion of who delivered an up
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -55,6 +56,7 @@ CREATE TABLE snapshot (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
     doc BLOB NOT NULL,
+    digest TEXT NOT NULL,
     taken_at INTEGER NOT NULL
 );
 """
@@ -100,31 +102,80 @@ class Store:
     # -- opening -------------------------------------------------------------------
 
     @classmethod
-    def open(cls, home: Path, *, create: bool = True) -> Store:
+    def create(cls, home: Path, meta: dict[str, str]) -> None:
+        """Create ``store.db`` atomically: built complete in a temporary file (schema,
+        application id, ``meta``), synced, then renamed into place. A crash at any point
+        leaves either no store or a whole one — never a half-made file we would refuse."""
+        home = Path(home)
+        path = home / STORE_FILE
+        tmp = home / f"{STORE_FILE}.tmp-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        try:
+            conn = sqlite3.connect(f"file:{tmp}?mode=rw", uri=True, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=DELETE")  # one file until it is in place
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items()))
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(tmp, path)  # fails if a store appeared meanwhile: never overwrite one
+            _fsync_dir(home)
+        except FileExistsError:
+            raise StoreError(f"{path} already exists") from None
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot create {path}: {e}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @classmethod
+    def open(cls, home: Path) -> Store:
+        """Open an existing store. It is checked read-only first, so a file we refuse is
+        left exactly as found (a read-write open would fold a leftover WAL into it)."""
         path = Path(home) / STORE_FILE
-        exists = path.exists()
-        if not exists and not create:
+        if not path.exists():
             raise StoreError(f"no store at {path}; run `gossip init` first")
-        if exists:
-            _check_magic(path)
+        _check_magic(path)
+        sidecars = [Path(f"{path}{suffix}") for suffix in ("-wal", "-shm")]
+        had = {p for p in sidecars if p.exists()}
+        try:
+            ro = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open {path}: {e}") from None
+        try:
+            _check_existing(path, ro)
+        except sqlite3.DatabaseError as e:
+            raise StoreCorrupt(f"{path} is not a usable sm-gossip store: {e}") from None
+        finally:
+            ro.close()
+            # A read-only reader of a WAL database leaves an empty -wal and a -shm behind;
+            # remove the ones we made, so a refused file is left exactly as found.
+            wal = sidecars[0]
+            if wal not in had and wal.exists() and wal.stat().st_size == 0:
+                for p in sidecars:
+                    if p not in had:
+                        p.unlink(missing_ok=True)
         try:
             conn = sqlite3.connect(
-                f"file:{path}?mode={'rw' if exists else 'rwc'}",
-                uri=True,
-                isolation_level=None,
-                check_same_thread=False,
+                f"file:{path}?mode=rw", uri=True, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as e:
             raise StoreError(f"cannot open {path}: {e}") from None
         store = cls(path, conn)
         try:
-            if exists:
-                store._check_existing()
-            else:
-                os.chmod(path, 0o600)
             store._configure()
-            if not exists:
-                store._create_schema()
         except sqlite3.DatabaseError as e:
             conn.close()
             raise StoreCorrupt(f"{path} is not a usable sm-gossip store: {e}") from None
@@ -133,37 +184,11 @@ class Store:
             raise
         return store
 
-    def _check_existing(self) -> None:
-        app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if app_id != APPLICATION_ID:
-            raise StoreCorrupt(
-                f"{self.path} is an SQLite database of something else (application_id "
-                f"{app_id:#x}); refusing to touch it"
-            )
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has schema {version}, newer than this version knows "
-                f"({SCHEMA_VERSION}); upgrade sm-gossip"
-            )
-        problems = [row[0] for row in self._db.execute("PRAGMA quick_check")]
-        if problems != ["ok"]:
-            raise StoreCorrupt(f"{self.path} failed its integrity check: {'; '.join(problems[:3])}")
-
     def _configure(self) -> None:
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise StoreError(f"{self.path}: cannot switch to WAL (got {mode})")
         self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, too
-        self._db.execute("PRAGMA foreign_keys=ON")
-
-    def _create_schema(self) -> None:
-        with self._transaction():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
-            self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
@@ -252,14 +277,20 @@ class Store:
     # -- snapshot --------------------------------------------------------------------
 
     def load_snapshot(self) -> tuple[int, bytes] | None:
-        row = self._db.execute("SELECT seq, doc FROM snapshot WHERE id = 1").fetchone()
-        return None if row is None else (row[0], row[1])
+        """(seq, document) of the snapshot; StoreCorrupt if its bytes were damaged."""
+        row = self._db.execute("SELECT seq, doc, digest FROM snapshot WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        if hashlib.sha256(row[1]).hexdigest() != row[2]:
+            raise StoreCorrupt(f"{self.path}: the document snapshot is damaged (checksum)")
+        return row[0], row[1]
 
     def save_snapshot(self, seq: int, doc: bytes, taken_at: int) -> None:
         with self._transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO snapshot (id, seq, doc, taken_at) VALUES (1, ?, ?, ?)",
-                (seq, doc, taken_at),
+                "INSERT OR REPLACE INTO snapshot (id, seq, doc, digest, taken_at) "
+                "VALUES (1, ?, ?, ?, ?)",
+                (seq, doc, hashlib.sha256(doc).hexdigest(), taken_at),
             )
 
     def bytes_since(self, seq: int) -> tuple[int, int]:
@@ -297,6 +328,32 @@ class _Txn:
                 raise StoreError(f"commit failed: {e}") from None
         else:
             self._db.execute("ROLLBACK")
+
+
+def _check_existing(path: Path, db: sqlite3.Connection) -> None:
+    app_id = db.execute("PRAGMA application_id").fetchone()[0]
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if app_id != APPLICATION_ID:
+        raise StoreCorrupt(
+            f"{path} is an SQLite database of something else (application_id {app_id:#x}), "
+            "or a store that was never finished; refusing to touch it"
+        )
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has schema {version}, newer than this version knows ({SCHEMA_VERSION}); "
+            "upgrade sm-gossip"
+        )
+    problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+    if problems != ["ok"]:
+        raise StoreCorrupt(f"{path} failed its integrity check: {'; '.join(problems[:3])}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _check_magic(path: Path) -> None:

@@ -31,8 +31,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"gossip: {home} already has an identity ({KEY_FILE}); refusing to overwrite it",
               file=sys.stderr)  # fmt: skip
         return 1
-    Identity.create(home)
-    with Replica.open(home, create=True) as r:
+    with Replica.open(home, create=True) as r:  # creates key and store under the lock
         print(r.author)
     return 0
 

@@ -33,7 +33,7 @@ def exchange(a: Replica, b: Replica) -> str:
     return f"{len(to_b) + len(to_a)} signed updates, {size} bytes, {applied} applied"
 
 
-def forge(author: Identity, epoch: int, edit, delete_set=None) -> SignedUpdate:  # noqa: ANN001
+def forge(author: Identity, epoch: int, edit, delete_set=None) -> SignedUpdate:
     """What an attacker can build: a real Yjs update, signed with the attacker's key."""
     client = derive_client(author.public_id, epoch)
     doc = pycrdt.Doc(client_id=client)
