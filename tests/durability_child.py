@@ -1,16 +1,16 @@
 """Child process for tests/test_durability.py: a real writer that gets SIGKILLed.
 
-    write HOME ROUND [--snapshot-min-bytes N] [--kill-at-snapshot-commit K]
-        Open the replica in HOME, print "ready", then put memory records in a loop. After
-        each ``put`` returns, print the record id and flush: that line is the
-        acknowledgement. Runs until killed (or until --max writes, then idles).
-        With --kill-at-snapshot-commit K, the child SIGKILLs itself as the COMMIT of
-        its K-th snapshot transaction starts (the snapshot is written, not committed).
+write HOME ROUND [--snapshot-min-bytes N] [--kill-at-snapshot-commit K]
+    Open the replica in HOME, print "ready", then put memory records in a loop. After
+    each ``put`` returns, print the record id and flush: that line is the
+    acknowledgement. Runs until killed (or until --max writes, then idles).
+    With --kill-at-snapshot-commit K, the child SIGKILLs itself as the COMMIT of
+    its K-th snapshot transaction starts (the snapshot is written, not committed).
 
-    create HOME --kill-at {connect,create-table,commit,key-file}
-        Open a fresh replica in HOME and SIGKILL itself at the given point of the first
-        open (found through real hooks: audit events and SQLite's statement trace).
-        Prints "survived" if the point was never reached.
+create HOME --kill-at {connect,create-table,commit,key-file}
+    Open a fresh replica in HOME and SIGKILL itself at the given point of the first
+    open (found through real hooks: audit events and SQLite's statement trace).
+    Prints "survived" if the point was never reached.
 """
 
 from __future__ import annotations
@@ -23,9 +23,13 @@ import sys
 import time
 from pathlib import Path
 
+KEY_NAME = "host.key"
+_dying = False
+
 
 def die() -> None:
-    sys.stdout.flush()
+    global _dying
+    _dying = True  # os.kill is audited too: do not re-enter the hooks
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -78,16 +82,30 @@ def cmd_create(args: argparse.Namespace) -> None:
     home = Path(args.home)
     point = args.kill_at
     after_key_open = {"armed": False}
+    new_conns: list[sqlite3.Connection] = []
+    first_statement = {"create-table": "CREATE TABLE", "commit": "COMMIT"}.get(point, "")
+
+    def is_first(sql: str) -> bool:
+        return sql.lstrip().upper().startswith(first_statement)
+
+    def trace_new_connections(*_: object) -> None:
+        # The audit event fires before the connection is initialised; install the
+        # statement trace at the first profiler event after it is (connect's return).
+        while new_conns:
+            try:
+                trace_kill(new_conns[0], is_first)
+            except sqlite3.ProgrammingError:
+                return
+            new_conns.pop(0)
 
     def hook(event: str, hook_args: tuple) -> None:
+        if _dying:
+            return
         if event == "sqlite3.connect/handle" and isinstance(hook_args[0], sqlite3.Connection):
-            conn = hook_args[0]
             if point == "connect":
                 die()  # the database file has just been created (or opened)
-            elif point == "create-table":
-                trace_kill(conn, lambda sql: sql.lstrip().upper().startswith("CREATE TABLE"))
-            elif point == "commit":
-                trace_kill(conn, lambda sql: sql.lstrip().upper().startswith("COMMIT"))
+            elif first_statement:
+                new_conns.append(hook_args[0])
         elif point == "key-file":
             # The first audited step after the key file was created: it exists, but
             # nothing has been written to it yet.
@@ -99,14 +117,14 @@ def cmd_create(args: argparse.Namespace) -> None:
                 if KEY_NAME in name and flags & os.O_CREAT:
                     after_key_open["armed"] = True
 
-    sys.addaudithook(hook)
     from crdt import Replica
+
+    sys.addaudithook(hook)
+    if first_statement:
+        sys.setprofile(trace_new_connections)
 
     Replica.open(home).close()
     print("survived", flush=True)
-
-
-KEY_NAME = "host.key"
 
 
 def main() -> None:

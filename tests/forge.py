@@ -12,8 +12,7 @@ from typing import Any
 import pycrdt
 from pycrdt import Doc, Map
 
-from crdt import Identity, Replica, SignedRecord
-from crdt import wire
+from crdt import Identity, Replica, SignedRecord, wire
 from crdt.updates import SignedUpdate, derive_client, sign_update
 
 
@@ -53,7 +52,9 @@ def signed(
     client: int | None = None,
 ) -> SignedUpdate:
     """Sign ``update`` as ``identity``; ``client`` overrides the derived id (a lie)."""
-    su = sign_update(identity, epoch=epoch, update=update, start=start, end=end, ts=ts, epochs=epochs)
+    su = sign_update(
+        identity, epoch=epoch, update=update, start=start, end=end, ts=ts, epochs=epochs
+    )
     if client is None:
         return su
     from dataclasses import replace

@@ -77,13 +77,22 @@ BREAKERS = ("kimi-coding/k2p5", "provider:x")  # few names: many overwrites of o
 SUBJECTS = ("provider:x", "provider:y")
 
 write_ops = st.one_of(
-    st.tuples(st.just("memory"), st.text(min_size=1, max_size=12).filter(str.strip),
-              st.sampled_from(["anti-pattern", "learning", "contract"])),
-    st.tuples(st.just("breaker"), st.sampled_from(BREAKERS),
-              st.sampled_from(["open", "half_open", "closed"])),
-    st.tuples(st.just("benchmark"), st.sampled_from(SUBJECTS),
-              st.floats(0, 1e6, allow_nan=False, allow_infinity=False)),
-)  # fmt: skip
+    st.tuples(
+        st.just("memory"),
+        st.text(min_size=1, max_size=12).filter(str.strip),
+        st.sampled_from(["anti-pattern", "learning", "contract"]),
+    ),
+    st.tuples(
+        st.just("breaker"),
+        st.sampled_from(BREAKERS),
+        st.sampled_from(["open", "half_open", "closed"]),
+    ),
+    st.tuples(
+        st.just("benchmark"),
+        st.sampled_from(SUBJECTS),
+        st.floats(0, 1e6, allow_nan=False, allow_infinity=False),
+    ),
+)
 
 
 def _record(op: tuple, ident: Identity, ts: int) -> records.SignedRecord:
@@ -257,12 +266,18 @@ def test_writers_that_exchange_midway_converge(
 @given(
     steps=st.lists(
         st.one_of(
-            st.tuples(st.just("write"), st.integers(0, 1),
-                      st.sampled_from(["open", "half_open", "closed"])),
+            st.tuples(
+                st.just("write"),
+                st.integers(0, 1),
+                st.sampled_from(["open", "half_open", "closed"]),
+            ),
             st.tuples(st.just("sync"), st.integers(0, 1), st.none()),
-            st.tuples(st.just("memory"), st.integers(0, 1), st.text(min_size=1, max_size=8)
-                      .filter(str.strip)),
-        ),  # fmt: skip
+            st.tuples(
+                st.just("memory"),
+                st.integers(0, 1),
+                st.text(min_size=1, max_size=8).filter(str.strip),
+            ),
+        ),
         max_size=10,
     ),
     data=st.data(),

@@ -63,7 +63,9 @@ def test_body_edited_after_signing(victim):
 def test_update_bytes_edited_after_signing(victim):
     w = Writer()
     su = w.put(memory(w.identity))
-    tampered = SignedUpdate(su.header_bytes, su.sig, su.update.replace(b"03:00", b"04:00"), su.header)
+    tampered = SignedUpdate(
+        su.header_bytes, su.sig, su.update.replace(b"03:00", b"04:00"), su.header
+    )
     assert_rejected(victim, tampered, "digest")
 
 
@@ -99,8 +101,12 @@ def test_deletion_of_a_record(victim):
     key = next(iter(victim.records()))
     me = Writer(victim.identity, epoch=victim.epoch)
     me.sync_from(victim)
-    su = me.write(lambda d: (d["records"].pop(key), d["state"].__setitem__(
-        *_breaker_kv(victim.identity, "other"))))
+    su = me.write(
+        lambda d: (
+            d["records"].pop(key),
+            d["state"].__setitem__(*_breaker_kv(victim.identity, "other")),
+        )
+    )
     assert_rejected(victim, su, "record-delete")
 
 
@@ -132,8 +138,9 @@ def test_another_author_writes_someones_state_key(victim):
     fresh = Writer()
     key2 = f"breaker:{victim.author}:new-breaker"
     _, value2 = _breaker_kv(fresh.identity, "new-breaker")
-    assert_rejected(victim, fresh.write(lambda d: d["state"].__setitem__(key2, value2)),
-                    "state-namespace")
+    assert_rejected(
+        victim, fresh.write(lambda d: d["state"].__setitem__(key2, value2)), "state-namespace"
+    )
 
 
 def test_update_carrying_structs_of_a_second_client(victim):
@@ -164,14 +171,16 @@ def test_pre_delete_attack(open_replica):
     reader = open_replica("reader")
     attacker = Writer()
     next_clock = honest.state_vector().get(honest.client, 0)
-    upd = capture(attacker.doc, lambda d: d["state"].__setitem__(
-        *_breaker_kv(attacker.identity, "decoy")))
+    upd = capture(
+        attacker.doc, lambda d: d["state"].__setitem__(*_breaker_kv(attacker.identity, "decoy"))
+    )
     upd = with_delete_set(upd, {honest.client: ((next_clock, 1),)})
     su = signed(attacker.identity, upd, epoch=attacker.epoch, start=0, end=1)
     assert_rejected(reader, su, "foreign-delete")
     # Claiming the victim's epoch as one of "its own" does not help: the client is derived.
-    su2 = signed(attacker.identity, upd, epoch=attacker.epoch, start=0, end=1,
-                 epochs=(honest.epoch,))
+    su2 = signed(
+        attacker.identity, upd, epoch=attacker.epoch, start=0, end=1, epochs=(honest.epoch,)
+    )
     assert_rejected(reader, su2, "foreign-delete")
     # Without our gate this 6-byte delete would silently swallow the record (DESIGN.md).
     plain = pycrdt.Doc()
@@ -244,8 +253,16 @@ def test_oversize_record_body_is_refused_when_signing():
 def test_oversize_record_body_in_an_update(victim):
     """A >16 KiB body signed by hand (bypassing our constructor) is refused at ingest."""
     w = Writer()
-    body = records.canonical({"v": 1, "kind": "memory", "author": w.id, "ts": TS,
-                              "category": "learning", "text": "y" * 17000})
+    body = records.canonical(
+        {
+            "v": 1,
+            "kind": "memory",
+            "author": w.id,
+            "ts": TS,
+            "category": "learning",
+            "text": "y" * 17000,
+        }
+    )
     rec = SignedRecord(body, w.identity.sign(body))
     su = w.write(lambda d: d["records"].__setitem__(rec.id, rec.to_value()))
     assert_rejected(victim, su, "record-invalid")

@@ -190,10 +190,8 @@ def test_a_store_damaged_in_the_middle_is_refused_never_rebuilt(
     pages = len(data) // page
     assert pages > 20, pages
     victim = pages // 2
-    if damage == "whole-page":
-        patch = random.Random(victim).randbytes(page)
-    else:  # the b-tree page header and cell pointers of a middle page
-        patch = b"\xff" * 64
+    # A whole page of noise, or just its b-tree header and cell pointers.
+    patch = random.Random(victim).randbytes(page) if damage == "whole-page" else b"\xff" * 64
     data[victim * page : victim * page + len(patch)] = patch
     path.write_bytes(bytes(data))
     damaged = sha(path)
@@ -265,7 +263,9 @@ def test_damaged_content_that_sqlite_cannot_see_is_refused(
     path = home / STORE
     data = path.read_bytes()
     if damage == "update-header-garbled":  # the JSON header of one stored update
-        at = data.index(b'{"author":', len(data) // 2)
+        # A header is {"author":"<43 chars>","client":...; a record body has "category".
+        at = data.index(b'","client":', len(data) // 2) - 43 - len(b'{"author":"')
+        assert data[at : at + 11] == b'{"author":"', data[at : at + 64]
         data = data[:at] + b"\x00" * 24 + data[at + 24 :]
     elif damage == "update-digest":  # a header that still parses but no longer verifies
         at = data.index(b'"digest":"', len(data) // 2) + len(b'"digest":"')
@@ -405,9 +405,7 @@ def test_reopen_after_a_snapshot_has_everything(tmp_path: Path, clock) -> None:
         r.close()
 
 
-def test_a_store_created_afresh_for_an_existing_key_gets_a_new_epoch(
-    tmp_path: Path, clock
-) -> None:
+def test_a_store_created_afresh_for_an_existing_key_gets_a_new_epoch(tmp_path: Path, clock) -> None:
     home = tmp_path / "home"
     r = Replica.open(home, now_ms=clock)
     write_memories(r, clock, 5)

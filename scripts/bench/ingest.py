@@ -16,18 +16,14 @@ import gc
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from pycrdt import Doc, Map
 
-from pycrdt import Doc, Map  # noqa: E402
-
-from crdt import Identity, Replica, records  # noqa: E402
-from crdt.updates import SignedUpdate, derive_client, sign_update  # noqa: E402
-from crdt.wire import decode_state_vector  # noqa: E402
+from crdt import Identity, Replica, records
+from crdt.updates import derive_client, sign_update
 
 
 def raw_verify_rate(seconds: float = 1.5) -> float:
@@ -139,7 +135,6 @@ def main() -> None:
     for n in sizes:
         bench(n, 100, raw)
         headline = bench(n, n, raw, keep=Path() if n == sizes[-1] else None)
-    _ = SignedUpdate, decode_state_vector
     print(f"ingest: {headline:.0f} records/s = {headline / raw:.2f}x raw single-core verify")
 
 
