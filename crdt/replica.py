@@ -75,6 +75,7 @@ class ReplicaLimits:
     snapshot_min_bytes: int = 4 * 1024 * 1024  # refresh the snapshot after this much...
     snapshot_ratio: float = 0.5  # ...or this share of the last snapshot, whichever is more
     verify_threads: int = max(2, min(4, os.cpu_count() or 2))
+    batch_size: int = 2048  # updates checked and committed together by ingest_batch
 
 
 @dataclass(frozen=True)
@@ -230,9 +231,18 @@ class Replica:
             self._index.add(client, start, end, root)
 
     def _build_twin(self) -> None:
-        self._twin = Doc(client_id=self.client)
-        self._twin_maps = {r: self._twin.get(r, type=Map) for r in ROOTS}
-        self._twin.apply_update(self._main.get_update())
+        """Drop the twin; it is rebuilt from the main document when next needed (so a
+        replica that is only read never pays for it)."""
+        self._twin_doc: Doc | None = None
+
+    @property
+    def _twin(self) -> Doc:
+        if self._twin_doc is None:
+            twin = Doc(client_id=self.client)
+            self._twin_maps = {r: twin.get(r, type=Map) for r in ROOTS}
+            twin.apply_update(self._main.get_update())
+            self._twin_doc = twin
+        return self._twin_doc
 
     # -- reading ---------------------------------------------------------------------
 
@@ -319,9 +329,10 @@ class Replica:
             return None
         sv_before = self.state_vector()
         captured: list[bytes] = []
-        subscription = self._twin.observe(lambda event: captured.append(event.update))
+        twin = self._twin
+        subscription = twin.observe(lambda event: captured.append(event.update))
         try:
-            with self._twin.transaction():
+            with twin.transaction():
                 for rec in fresh:
                     root, key = rec.doc_key()
                     self._twin_maps[root][key] = rec.to_value()
@@ -329,7 +340,7 @@ class Replica:
             self._build_twin()
             raise
         finally:
-            self._twin.unobserve(subscription)
+            twin.unobserve(subscription)
         (update,) = captured
         start = sv_before.get(self.client, 0)
         end = wire.decode_state_vector(self._twin.get_state())[self.client]
@@ -368,10 +379,18 @@ class Replica:
     ) -> list[Outcome]:
         """Offer many signed updates; all accepted ones are durable when this returns.
 
-        First everything that needs no replica: decoding, structure, the records each item
-        carries, and all their signatures (verified in the pool while this thread goes on
-        checking the next updates). Only then does anything touch the twin.
+        Taken in chunks of ``limits.batch_size``, so memory stays bounded however large a
+        peer's delta is. In each chunk, first everything that needs no replica: decoding,
+        structure, the records each item carries, and all their signatures (verified in
+        the pool while this thread goes on checking). Only then does anything touch the twin.
         """
+        size = self.limits.batch_size
+        out: list[Outcome] = []
+        for k in range(0, len(updates), size):
+            out.extend(self._ingest_chunk(updates[k : k + size], source))
+        return out
+
+    def _ingest_chunk(self, updates: Sequence[SignedUpdate | bytes], source: str) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(updates)
         checked: list[tuple[_Candidate, int]] = []  # candidate, number of signatures
         triples: list[tuple[str, bytes, bytes]] = []
@@ -513,7 +532,9 @@ class Replica:
                 except GossipError as e:
                     rnd.failed.append((c, e))
                     return rnd
-                except Exception as e:  # yrs refused it: a decoding problem, not ours
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException as e:  # yrs refused it (a pyo3 panic is no Exception)
                     rnd.failed.append((c, UpdateError(f"pycrdt refused the update: {e}")))
                     return rnd
                 sv[c.su.client] = c.su.header.end

@@ -28,7 +28,7 @@ from typing import Any
 import pycrdt
 
 from . import wire
-from .errors import RejectedUpdate, UpdateError
+from .errors import IdentityError, RejectedUpdate, UpdateError
 from .identity import Identity, public_key_bytes, verify
 from .records import canonical
 
@@ -228,7 +228,7 @@ def check_structure(
         raise reject("oversize", f"update of {len(su.update)} bytes exceeds {cap}")
     try:
         public_key_bytes(h.author)
-    except Exception as e:
+    except IdentityError as e:
         raise reject("header-author", str(e)) from None
     check_signature(su, verify_signature=signature)
     if not h.start < h.end:
@@ -280,7 +280,9 @@ def check_structure(
     # delete set may remain. A difference means our reader and yrs disagree: refuse.
     try:
         rest = pycrdt.get_update(su.update, _all_of(h.client))
-    except Exception:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # includes pyo3's PanicException, which is not an Exception
         raise reject("decode", "pycrdt cannot decode the update") from None
     try:
         theirs = wire.scan_delete_set(rest)

@@ -119,7 +119,9 @@ def fingerprint(replica: Replica) -> tuple:
 def _twin_matches(replica: Replica) -> bool:
     """The gate's twin holds exactly what the main document holds (content, not bytes:
     the two were built by different transactions, so their encodings may differ)."""
-    twin, main = replica._twin, replica._main
+    if replica._twin_doc is None:
+        return True  # no twin yet: it will be built from the main document
+    twin, main = replica._twin_doc, replica._main
     return twin.get_state() == main.get_state() and all(
         twin[r].to_py() == main[r].to_py() for r in ("records", "state")
     )
