@@ -72,8 +72,12 @@ class ReplicaLimits:
     structure: StructureLimits = field(default_factory=StructureLimits)
     max_pending_updates: int = 4096  # out-of-order updates held outside the document
     max_pending_bytes: int = 64 * 1024 * 1024
-    snapshot_min_bytes: int = 4 * 1024 * 1024  # refresh the snapshot after this much...
-    snapshot_ratio: float = 0.5  # ...or this share of the last snapshot, whichever is more
+    # The snapshot is refreshed once the updates stored since the last one reach this
+    # many bytes, or this share of the last snapshot's size, whichever is more: opening
+    # replays (and re-verifies) at most that much, and a burst of ingest rewrites the
+    # snapshot only a logarithmic number of times.
+    snapshot_min_bytes: int = 8 * 1024 * 1024
+    snapshot_ratio: float = 1.0
     verify_threads: int = max(2, min(4, os.cpu_count() or 2))
     batch_size: int = 2048  # updates checked and committed together by ingest_batch
 

@@ -196,7 +196,7 @@ class _Reader:
             n = 1
         elif ref == ANY:
             n = self.count()
-            self.values = tuple(self.any() for _ in range(n))
+            self.values = (self.any(),) if n == 1 else tuple(self.any() for _ in range(n))
         elif ref == DOC:
             self.string()
             self.any()
