@@ -72,6 +72,7 @@ class ReplicaLimits:
     structure: StructureLimits = field(default_factory=StructureLimits)
     max_pending_updates: int = 4096  # out-of-order updates held outside the document
     max_pending_bytes: int = 64 * 1024 * 1024
+    max_pending_per_author: int = 512
     # The snapshot is refreshed once the updates stored since the last one reach this
     # many bytes, or this share of the last snapshot's size, whichever is more: opening
     # replays (and re-verifies) at most that much, and a burst of ingest rewrites the
@@ -120,6 +121,7 @@ class Replica:
         self._index = ItemIndex()
         self._bindings: dict[int, tuple[str, int]] = {}  # client -> (author, epoch)
         self._pending: OrderedDict[tuple[int, int, str], _Candidate] = OrderedDict()
+        self._waiting_on: dict[int, set[tuple[int, int, str]]] = {}  # client -> pending keys
         self._pending_bytes = 0
         self._pool = ThreadPoolExecutor(limits.verify_threads, thread_name_prefix="sm-verify")
         self._listeners: list[ChangeListener] = []
@@ -434,30 +436,42 @@ class Replica:
         return [o or Outcome("rejected", UpdateError("not processed")) for o in outcomes]
 
     def checkpoint(self) -> SignedUpdate:
-        """Merge our own stored history into one signed update and drop what it covers."""
-        own = [SignedUpdate.decode(u.raw) for u in self._store.updates_after(self.client, 0)]
-        if not own:
+        """Merge our own stored history into one signed update and drop what it covers.
+
+        Only an author compacts its own history. Other replicas take a checkpoint like any
+        update but keep what they already hold (see docs/data-model.md, "Checkpoints")."""
+        mine = {c for c, (author, _) in self._bindings.items() if author == self.author}
+        if self.client not in mine:
             raise GossipError("nothing to checkpoint: this replica has written nothing")
+        history = [
+            SignedUpdate.decode(u.raw).update
+            for c in sorted(mine)
+            for u in self._store.updates_after(c, 0)
+        ]
+        # Our items may continue items of our earlier epochs: give the fresh document
+        # those too, then take only what our current client adds on top of them.
         fresh = Doc()
-        fresh.apply_update(pycrdt.merge_updates(*(su.update for su in own)))
-        merged = fresh.get_update()
-        end = self.state_vector()[self.client]
-        epochs = tuple({e for su in own for e in su.header.epochs})
+        fresh.apply_update(pycrdt.merge_updates(*history))
+        sv = self.state_vector()
+        others = {c: sv.get(c, 0) for c in mine if c != self.client}
+        merged = fresh.get_update(wire.encode_state_vector(others))
+        epochs = tuple(sorted(self._bindings[c][1] for c in others))
         su = sign_update(
-            self.identity, epoch=self.epoch, update=merged, start=0, end=end,
+            self.identity, epoch=self.epoch, update=merged, start=0, end=sv[self.client],
             ts=self.now_ms(), epochs=epochs, checkpoint=True,
         )  # fmt: skip
         try:
             check_items(self.author, check_structure(su, self.limits.structure))
         except GossipError as e:
             raise GossipError(f"cannot checkpoint this history: {e}") from None
-        self._commit([(su, Plan(Verdict.DUPLICATE), "local")])
+        self._commit([(su, Plan(Verdict.DUPLICATE), "local")], supersede=True)
         return su
 
     # -- the gate's driver -----------------------------------------------------------
 
     def _apply_ready(self, ready: list[_Candidate]) -> list[tuple[int, Outcome]]:
-        """Plan, twin-apply and commit; waiting updates are retried as gaps fill.
+        """Plan, twin-apply and commit; then retry the waiting updates whose dependency
+        this advanced, until nothing more moves.
 
         Optimistic: a whole batch is applied to the twin, and the twin's state vector is
         compared with the plans' once at the end. A mismatch (yrs read an update
@@ -465,17 +479,15 @@ class Replica:
         and reruns the batch, one checked update at a time or without the culprit.
         Returns (caller's index, outcome); updates from the pending buffer report nothing.
         """
-        cands = ready + list(self._pending.values())
         results: list[tuple[int, Outcome]] = []
 
         def report(c: _Candidate, outcome: Outcome) -> None:
             if c.index >= 0:
                 results.append((c.index, outcome))
-            elif outcome.status != "buffered":
-                self._drop_pending(c.su)
 
+        cands = ready
         careful = False
-        while True:
+        while cands:
             rnd = self._twin_round(cands, careful=careful)
             for c, err in rnd.rejected + rnd.failed:
                 report(c, Outcome("rejected", err, c.su))
@@ -496,13 +508,17 @@ class Replica:
                 report(c, Outcome("duplicate", None, c.su))
             for c in rnd.waiting:
                 if c.index >= 0:
-                    report(c, self._buffer(c))
-            return results
+                    results.append((c.index, self._buffer(c)))
+                else:
+                    self._buffer(c)
+            cands = self._take_pending({c.su.client for c, _ in rnd.batch})
+        return results
 
     def _twin_round(self, cands: list[_Candidate], *, careful: bool) -> _Round:
         rnd = _Round()
         sv = self.state_vector()
         index = self._index.overlay()
+        bindings = dict(self._bindings)
         remaining = cands
         progress = True
         while progress and remaining:
@@ -510,18 +526,16 @@ class Replica:
             still: list[_Candidate] = []
             for c in remaining:
                 try:
-                    p = plan(c.su, c.scanned, sv, index, self._bindings)
+                    p = plan(c.su, c.scanned, sv, index, bindings)
                 except GossipError as e:
                     rnd.rejected.append((c, e))  # nothing touched yet
                     continue
                 if p.verdict is Verdict.WAIT:
+                    c.missing = p.missing
                     still.append(c)
                     continue
                 if p.verdict is Verdict.DUPLICATE:
-                    if c.su.header.checkpoint and self._supersedes(c.su):
-                        rnd.batch.append((c, p))
-                    else:
-                        rnd.duplicates.append(c)
+                    rnd.duplicates.append(c)
                     continue
                 try:
                     self._twin.apply_update(c.su.update)
@@ -542,6 +556,7 @@ class Replica:
                     rnd.failed.append((c, UpdateError(f"pycrdt refused the update: {e}")))
                     return rnd
                 sv[c.su.client] = c.su.header.end
+                bindings.setdefault(c.su.client, (c.su.author, c.su.header.epoch))
                 for start, end, root in p.runs:
                     index.add(c.su.client, start, end, root)
                 rnd.batch.append((c, p))
@@ -552,18 +567,24 @@ class Replica:
             rnd.incomplete = True
         return rnd
 
-    def _commit(self, items: list[tuple[SignedUpdate, Plan, str]]) -> None:
-        """Make accepted updates durable, then apply them to the main document."""
+    def _commit(
+        self, items: list[tuple[SignedUpdate, Plan, str]], *, supersede: bool = False
+    ) -> None:
+        """Make accepted updates durable, then apply them to the main document.
+        ``supersede``: our own checkpoint, which replaces the rows it covers."""
         if not items:
             return
         now = self.now_ms()
         self._store.append(
-            NewUpdate(
-                client=su.client, start=su.header.start, end=su.header.end, author=su.author,
-                epoch=su.header.epoch, checkpoint=su.header.checkpoint, raw=su.raw,
-                source=source, received_at=now, runs=p.runs,
-            )
-            for su, p, source in items
+            [
+                NewUpdate(
+                    client=su.client, start=su.header.start, end=su.header.end,
+                    author=su.author, epoch=su.header.epoch, checkpoint=su.header.checkpoint,
+                    raw=su.raw, source=source, received_at=now, runs=p.runs,
+                )
+                for su, p, source in items
+            ],
+            supersede=supersede,
         )  # fmt: skip
         for su, p, _ in items:
             self._bindings.setdefault(su.client, (su.author, su.header.epoch))
@@ -573,12 +594,6 @@ class Replica:
                 self._main.apply_update(su.update)
             self._since_snapshot += len(su.raw)
         self._maybe_snapshot()
-
-    def _supersedes(self, su: SignedUpdate) -> bool:
-        """Would storing checkpoint ``su`` let us drop stored updates of its client?"""
-        end = su.header.end
-        older = self._store.updates_after(su.client, 0)
-        return any(not u.checkpoint or u.end < end for u in older if u.end <= end)
 
     def _maybe_snapshot(self) -> None:
         threshold = max(
@@ -595,26 +610,51 @@ class Replica:
         self._snapshot_seq, self._snapshot_size, self._since_snapshot = seq, len(doc), 0
 
     def _buffer(self, c: _Candidate) -> Outcome:
+        """Hold an update that waits for another, outside the document (invariant 4).
+
+        Bounded in count and bytes, overall and per author: one author flooding the
+        buffer only ever evicts its own oldest entries, and anything evicted is fetched
+        again by a later pull."""
         su = c.su
-        key = (su.client, su.header.start, su.header.digest)
+        key = _pending_key(su)
         if key in self._pending:
             return Outcome("buffered", None, su)
         if len(su.raw) > self.limits.max_pending_bytes:
             return Outcome("rejected", RejectedUpdate("oversize", "too large to buffer"), su)
+        mine = [k for k, p in self._pending.items() if p.su.author == su.author]
+        while len(mine) >= self.limits.max_pending_per_author:
+            self._drop_pending(mine.pop(0))
         while self._pending and (
             len(self._pending) >= self.limits.max_pending_updates
             or self._pending_bytes + len(su.raw) > self.limits.max_pending_bytes
         ):
-            _, old = self._pending.popitem(last=False)  # the oldest goes; a pull refetches it
-            self._pending_bytes -= len(old.su.raw)
-        self._pending[key] = _Candidate(-1, su, c.scanned, c.source)
+            self._drop_pending(next(iter(self._pending)))
+        c.index = -1
+        self._pending[key] = c
         self._pending_bytes += len(su.raw)
+        waits_for = c.missing[0] if c.missing else su.client
+        self._waiting_on.setdefault(waits_for, set()).add(key)
         return Outcome("buffered", None, su)
 
-    def _drop_pending(self, su: SignedUpdate) -> None:
-        entry = self._pending.pop((su.client, su.header.start, su.header.digest), None)
-        if entry is not None:
-            self._pending_bytes -= len(entry.su.raw)
+    def _drop_pending(self, key: tuple[int, int, str]) -> None:
+        c = self._pending.pop(key, None)
+        if c is None:
+            return
+        self._pending_bytes -= len(c.su.raw)
+        waits_for = c.missing[0] if c.missing else c.su.client
+        keys = self._waiting_on.get(waits_for)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._waiting_on[waits_for]
+
+    def _take_pending(self, advanced: set[int]) -> list[_Candidate]:
+        """Remove and return, oldest first, the buffered updates waiting on ``advanced``."""
+        keys = set().union(*(self._waiting_on.get(c, ()) for c in advanced))
+        taken = [c for k, c in self._pending.items() if k in keys]
+        for k in keys:
+            self._drop_pending(k)
+        return taken
 
     def _verify_async(self, items: list[tuple[str, bytes, bytes]]) -> Callable[[], list[bool]]:
         """Start verifying (author, sig, data) triples in the pool; call the result to wait."""
@@ -634,6 +674,11 @@ class _Candidate:
     su: SignedUpdate
     scanned: wire.ScannedUpdate
     source: str
+    missing: tuple[int, int] | None = None  # what it waited for when last planned
+
+
+def _pending_key(su: SignedUpdate) -> tuple[int, int, str]:
+    return (su.client, su.header.start, su.header.digest)
 
 
 @dataclass(eq=False)

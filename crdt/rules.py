@@ -56,6 +56,8 @@ class ItemIndex:
         found: set[str | None] = set()
         pos = start
         while pos < end and i < len(starts):
+            if starts[i] >= end:
+                break
             if starts[i] > pos:
                 found.add(None)
                 pos = starts[i]
@@ -106,7 +108,7 @@ class Verdict(enum.Enum):
 class Plan:
     verdict: Verdict
     runs: tuple[tuple[int, int, str], ...] = ()  # new item runs of the update's client
-    missing: str = ""  # for WAIT: what it waits for
+    missing: tuple[int, int] | None = None  # for WAIT: (client, clock) it waits to reach
 
 
 def plan(
@@ -116,7 +118,12 @@ def plan(
     index: ItemIndex,
     bindings: dict[int, tuple[str, int]],
 ) -> Plan:
-    """Decide order and root rules for a structurally valid update (no document access)."""
+    """Decide order and root rules for a structurally valid update (no document access).
+
+    Everything below our clock ``have`` of the update's client is judged by what we hold
+    (the index), never by the update's own description of it: yrs skips structs it
+    already has, so a later struct continuing clock ``k < have`` continues *our* item k.
+    """
     h = su.header
 
     def reject(rule: str, detail: str, key: str = "") -> RejectedUpdate:
@@ -129,20 +136,38 @@ def plan(
     if h.end <= have:
         return Plan(Verdict.DUPLICATE)
     if h.start > have:
-        return Plan(Verdict.WAIT, missing=f"client {h.client} clocks [{have}, {h.start})")
+        return Plan(Verdict.WAIT, missing=(h.client, have))
+    if h.start < have and not h.checkpoint:
+        # Updates of one client are cut at the same clocks everywhere (each is one local
+        # transaction); only a checkpoint, which merges many, can straddle our clock.
+        raise reject("clock-range", f"[{h.start}, {h.end}) overlaps clock {have} we hold")
 
-    # Roots of this update's own items, in clock order; an item that continues another
+    def foreign_client(c: int) -> Plan | None:
+        """Another epoch's client of this author: it must be bound to this author here."""
+        owner = bindings.get(c)
+        if owner is None:
+            return Plan(Verdict.WAIT, missing=(c, 0))
+        if owner[0] != h.author:
+            raise reject("client-binding", f"client {c} belongs to another author")
+        return None
+
+    # Roots of this update's new items, in clock order; an item that continues another
     # (a map overwrite) inherits the root of the item it continues.
     own: list[tuple[int, int, str]] = []
     own_starts: list[int] = []
 
-    def own_root(clock: int) -> str | None:
-        i = bisect.bisect_right(own_starts, clock) - 1
-        if i >= 0 and own[i][0] <= clock < own[i][1]:
-            return own[i][2]
-        return None
+    def own_roots(start: int, end: int) -> set[str | None]:
+        found: set[str | None] = set()
+        i = max(bisect.bisect_right(own_starts, start) - 1, 0)
+        while i < len(own) and own[i][0] < end:
+            if own[i][1] > start:
+                found.add(own[i][2])
+            i += 1
+        return found
 
     for s in scanned.structs:
+        if s.clock + s.length <= have:
+            continue  # yrs skips what we hold; check_items has judged its values anyway
         if s.ref == wire.GC:
             root = GC_ROOT
         elif s.origin is None:
@@ -150,48 +175,45 @@ def plan(
         else:
             oc, ok = s.origin
             if oc == h.client and ok >= s.clock:
-                raise reject(
-                    "clock-range", f"item ({s.client}, {s.clock}) continues its own future"
-                )
-            if oc == h.client and h.start <= ok:
-                origin_root = own_root(ok)
+                raise reject("clock-range", f"item ({s.client}, {s.clock}) continues its future")
+            if oc == h.client and ok >= have:
+                roots = own_roots(ok, ok + 1)
             elif ok < sv.get(oc, 0):
-                (origin_root,) = index.roots_in(oc, ok, ok + 1)
+                if oc != h.client and (wait := foreign_client(oc)):
+                    return wait
+                roots = index.roots_in(oc, ok, ok + 1)
             else:
-                return Plan(Verdict.WAIT, missing=f"item ({oc}, {ok})")
-            if origin_root != STATE:
+                return Plan(Verdict.WAIT, missing=(oc, ok + 1))
+            if roots != {STATE}:
                 raise reject(
                     "record-overwrite",
-                    f"item ({s.client}, {s.clock}) continues a {origin_root} item: "
-                    "records are immutable",
+                    f"item ({s.client}, {s.clock}) continues a {sorted(map(str, roots))} item: "
+                    "only state values may be overwritten",
                 )
             root = STATE
         if s.ref == wire.DELETED and root == RECORDS:
             raise reject("record-delete", f"item ({s.client}, {s.clock}) is a deleted record")
-        own.append((s.clock, s.clock + s.length, root))
-        own_starts.append(s.clock)
+        start = max(s.clock, have)
+        own.append((start, s.clock + s.length, root))
+        own_starts.append(start)
 
     for client, ranges in scanned.delete_set.items():
+        if client != h.client and (wait := foreign_client(client)):
+            return wait
+        held = have if client == h.client else sv.get(client, 0)
         for dclock, dlen in ranges:
             dend = dclock + dlen
-            roots: set[str | None] = set()
-            if client == h.client:
-                if dclock < have:
-                    roots |= index.roots_in(client, dclock, min(dend, have))
-                for a, b, r in own:
-                    if a < dend and b > max(dclock, have):
-                        roots.add(r)
-            elif dend <= sv.get(client, 0):
-                roots = index.roots_in(client, dclock, dend)
-            else:
-                return Plan(Verdict.WAIT, missing=f"deleted items of client {client}")
+            roots = index.roots_in(client, dclock, min(dend, held)) if dclock < held else set()
+            if dend > held:
+                if client != h.client:
+                    return Plan(Verdict.WAIT, missing=(client, dend))
+                roots |= own_roots(max(dclock, have), dend)
             if RECORDS in roots:
                 raise reject("record-delete", f"the delete set names a record ({client}, {dclock})")
             if None in roots:
                 raise reject("record-delete", f"the delete set names unknown items of {client}")
 
-    runs = tuple((max(a, have), b, r) for a, b, r in own if b > have)
-    return Plan(Verdict.APPLY, runs=runs)
+    return Plan(Verdict.APPLY, runs=tuple(own))
 
 
 Effect = tuple[str, str, "SignedRecord | None"]  # (root, key, record; None when deleted)
@@ -215,14 +237,29 @@ def check_items(
     """
     out: list[tuple[str, str | None, SignedRecord]] = []
     for s in scanned.structs:
-        if s.ref != wire.ANY:
+        if s.ref == wire.GC:
             continue
-        root = s.parent_root if s.origin is None else STATE  # plan() proves the latter
-        key = s.parent_sub if s.origin is None else None
+        if s.origin is None:  # a new key: the key is in the bytes, whatever the content
+            root, key = s.parent_root, s.parent_sub
+            assert root is not None and key is not None  # check_structure proved it
+        else:  # an overwrite: plan() proves it continues this author's own state item
+            root, key = STATE, None
         where = f"{root}/{key}" if key else f"item ({s.client}, {s.clock})"
-        assert s.values is not None and root is not None
+
+        def reject(rule: str, detail: str, where: str = where) -> RejectedUpdate:
+            return RejectedUpdate(rule, detail, author=author, key=where)
+
+        if s.ref == wire.DELETED:
+            # Born deleted: carries no value, but still takes part in the key's conflict
+            # resolution, so it may only stand where the author may write.
+            if root == RECORDS:
+                raise reject("record-delete", "a deleted item under records")
+            if key is not None:
+                check_state_key(author, key, None, reject)
+            continue
+        assert s.values is not None
         if len(s.values) != 1:
-            raise RejectedUpdate("map-only", "a map item holds one value", author=author, key=where)
+            raise reject("map-only", "a map item holds one value")
         out.append((root, key, check_value(author, root, key, s.values[0], where)))
     return out
 

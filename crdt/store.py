@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +33,7 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE updates (
-    seq INTEGER PRIMARY KEY,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the snapshot names a seq
     client INTEGER NOT NULL,
     start INTEGER NOT NULL,
     "end" INTEGER NOT NULL,
@@ -209,9 +209,11 @@ class Store:
 
     # -- updates ---------------------------------------------------------------------
 
-    def append(self, updates: Iterable[NewUpdate]) -> None:
-        """Store accepted updates in one durable transaction."""
-        updates = list(updates)
+    def append(self, updates: list[NewUpdate], *, supersede: bool = False) -> None:
+        """Store accepted updates in one durable transaction. ``supersede`` (one update,
+        a checkpoint of our own): also drop that client's older rows it covers."""
+        if supersede and len(updates) != 1:
+            raise StoreError("a superseding checkpoint is stored alone")
         with self._transaction():
             self._db.executemany(
                 'INSERT INTO updates (client, start, "end", author, epoch, checkpoint, raw, '
@@ -226,12 +228,13 @@ class Store:
                 'INSERT OR REPLACE INTO item_runs (client, start, "end", root) VALUES (?, ?, ?, ?)',
                 [(u.client, s, e, root) for u in updates for s, e, root in u.runs],
             )
-            for u in updates:
-                if u.checkpoint:  # what the checkpoint covers is superseded by it
-                    self._db.execute(
-                        'DELETE FROM updates WHERE client = ? AND "end" <= ? AND raw != ?',
-                        (u.client, u.end, u.raw),
-                    )
+            if supersede:
+                (u,) = updates
+                seq = self._db.execute("SELECT max(seq) FROM updates").fetchone()[0]
+                self._db.execute(
+                    'DELETE FROM updates WHERE client = ? AND "end" <= ? AND seq < ?',
+                    (u.client, u.end, seq),
+                )
 
     def updates_after(self, client: int, clock: int) -> list[StoredUpdate]:
         """This client's stored updates that hold anything at or past ``clock``."""
@@ -239,14 +242,14 @@ class Store:
             f'SELECT {_COLS} FROM updates WHERE client = ? AND "end" > ? ORDER BY start, seq',
             (client, clock),
         )
-        return [StoredUpdate(*r[:6], bool(r[6]), *r[7:]) for r in rows]
+        return [_stored(r) for r in rows]
 
     def iter_updates(self, after_seq: int = 0) -> Iterator[StoredUpdate]:
         rows = self._db.execute(
             f"SELECT {_COLS} FROM updates WHERE seq > ? ORDER BY seq", (after_seq,)
         )
         for r in rows:
-            yield StoredUpdate(*r[:6], bool(r[6]), *r[7:])
+            yield _stored(r)
 
     def clients(self) -> list[tuple[int, str, int]]:
         """(client, author, epoch) of every client with stored updates."""
@@ -272,7 +275,7 @@ class Store:
             "ORDER BY checkpoint, seq LIMIT 1",
             (client, clock, clock),
         ).fetchone()
-        return None if row is None else StoredUpdate(*row[:6], bool(row[6]), *row[7:])
+        return None if row is None else _stored(row)
 
     # -- snapshot --------------------------------------------------------------------
 
@@ -312,22 +315,35 @@ class Store:
 _COLS = 'seq, client, start, "end", author, epoch, checkpoint, raw, source, received_at'
 
 
+def _stored(row: tuple) -> StoredUpdate:
+    return StoredUpdate(*row[:6], bool(row[6]), *row[7:])
+
+
 class _Txn:
+    """BEGIN IMMEDIATE … COMMIT; any SQLite failure inside (a full disk, say) rolls back
+    and surfaces as StoreError, so callers catch one error type."""
+
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot write the store: {e}") from None
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
         if exc_type is None:
             try:
                 self._db.execute("COMMIT")
+                return False
             except sqlite3.Error as e:
-                self._db.execute("ROLLBACK")
-                raise StoreError(f"commit failed: {e}") from None
-        else:
+                exc = e
+        if self._db.in_transaction:
             self._db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"store write failed and was rolled back: {exc}") from None
+        return False
 
 
 def _check_existing(path: Path, db: sqlite3.Connection) -> None:
