@@ -35,6 +35,7 @@ from .records import canonical
 HEADER_VERSION = 1
 MAX_HEADER_BYTES = 4096
 MAX_CLIENT = 2**53 - 1  # JavaScript's Number.MAX_SAFE_INTEGER: Yjs in a browser can load us
+MAX_CLOCK = 2**32 - 1  # yrs keeps clocks as u32 and silently wraps larger ones
 ROOTS = ("records", "state")
 
 
@@ -231,8 +232,10 @@ def check_structure(
     except IdentityError as e:
         raise reject("header-author", str(e)) from None
     check_signature(su, verify_signature=signature)
-    if not h.start < h.end:
-        raise reject("clock-range", f"empty or inverted clock range [{h.start}, {h.end})")
+    if not h.start < h.end <= MAX_CLOCK:
+        raise reject(
+            "clock-range", f"empty, inverted or too large clock range [{h.start}, {h.end})"
+        )
     if h.checkpoint and h.start != 0:
         raise reject("clock-range", "a checkpoint must start at clock 0")
     scanned = wire.scan(su.update)
@@ -272,8 +275,8 @@ def check_structure(
         if client not in own:
             raise reject("foreign-delete", f"delete set names client {client} of another writer")
         for dclock, dlen in ranges:
-            if dlen < 1:
-                raise reject("foreign-delete", "empty delete range")
+            if dlen < 1 or dclock + dlen > MAX_CLOCK:
+                raise reject("foreign-delete", "empty or out-of-range delete range")
             if client == h.client and dclock + dlen > h.end:
                 raise reject("foreign-delete", "delete set names clocks past the update's end")
     # Second opinion from yrs' own decoder: with our client's structs removed, only the

@@ -125,3 +125,38 @@ def _twin_matches(replica: Replica) -> bool:
     return twin.get_state() == main.get_state() and all(
         twin[r].to_py() == main[r].to_py() for r in ("records", "state")
     )
+
+
+# -- raw Yjs v1 bytes, for updates pycrdt would never produce --------------------------
+
+V = wire.encode_varuint
+
+
+def ystr(text: str) -> bytes:
+    raw = text.encode()
+    return V(len(raw)) + raw
+
+
+def ygroup(client: int, clock: int, structs: list[bytes]) -> bytes:
+    return V(len(structs)) + V(client) + V(clock) + b"".join(structs)
+
+
+def yupdate(groups: list[bytes], delete_set: bytes = b"\x00") -> bytes:
+    return V(len(groups)) + b"".join(groups) + delete_set
+
+
+def deleted_item_at(root: str, key: str, length: int = 1) -> bytes:
+    """An item born deleted (ContentDeleted), hung off ``root`` at ``key``."""
+    return bytes([0x21]) + V(1) + ystr(root) + ystr(key) + V(length)
+
+
+def any_item_at(root: str, key: str, value: dict[str, str]) -> bytes:
+    """A map item with one plain value (a record's ``{"body", "sig"}``)."""
+    obj = V(len(value)) + b"".join(ystr(k) + b"\x77" + ystr(v) for k, v in value.items())
+    return bytes([0x28]) + V(1) + ystr(root) + ystr(key) + V(1) + b"\x76" + obj
+
+
+def any_item_after(origin: tuple[int, int], value: dict[str, str]) -> bytes:
+    """A map item continuing ``origin`` (an overwrite), with one plain value."""
+    obj = V(len(value)) + b"".join(ystr(k) + b"\x77" + ystr(v) for k, v in value.items())
+    return bytes([0xA8]) + V(origin[0]) + V(origin[1]) + V(1) + b"\x76" + obj
