@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import os
 import stat
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from .errors import IdentityError
+from .files import create_whole
 
 KEY_FILE = "host.key"
 
@@ -108,24 +108,10 @@ class Identity:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        tmp = home / f"{KEY_FILE}.tmp-{os.getpid()}"
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            try:
-                os.fchmod(fd, 0o600)  # the umask must not widen it
-                os.write(fd, pem)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.link(tmp, path)  # atomic, and never replaces an existing key
+            create_whole(path, lambda tmp: tmp.write_bytes(pem))
         except FileExistsError:
-            raise IdentityError(
-                f"{path} already exists; refusing to overwrite an identity"
-            ) from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        _fsync_dir(home)
+            raise IdentityError(f"{path} already exists; refusing to overwrite it") from None
         return ident
 
     @classmethod
@@ -155,11 +141,3 @@ class Identity:
         if (Path(home) / KEY_FILE).exists():
             return cls.load(home)
         return cls.create(home)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

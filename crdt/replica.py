@@ -351,7 +351,11 @@ class Replica:
         start = sv_before.get(self.client, 0)
         end = wire.decode_state_vector(self._twin.get_state())[self.client]
         deleted = wire.scan(update).delete_set
-        epochs = tuple({self._bindings[c][1] for c in deleted if c != self.client})
+        # Our transaction may overwrite values of our earlier epochs (a store recreated for
+        # this key): name those epochs, so peers accept the delete set.
+        epochs = tuple(
+            {self._bindings[c][1] for c in deleted if c in self._bindings} - {self.epoch}
+        )
         su = sign_update(
             self.identity, epoch=self.epoch, update=update, start=start, end=end,
             ts=self.now_ms(), epochs=epochs,
@@ -362,7 +366,8 @@ class Replica:
             scanned = check_structure(su, self.limits.structure)
             check_items(self.author, scanned)
             p = plan(su, scanned, sv_before, self._index, self._bindings)
-            assert p.verdict is Verdict.APPLY, p
+            if p.verdict is not Verdict.APPLY:
+                raise GossipError(f"internal error: our own write planned as {p.verdict}")
             self._commit([(su, p, "local")])
         except BaseException:
             self._build_twin()

@@ -17,13 +17,13 @@ a synchronous all-or-nothing commit; and it has no notion of who delivered an up
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StoreCorrupt, StoreError
+from .files import create_whole
 
 STORE_FILE = "store.db"
 APPLICATION_ID = 0x534D4750  # "SMGP"
@@ -108,11 +108,8 @@ class Store:
         leaves either no store or a whole one — never a half-made file we would refuse."""
         home = Path(home)
         path = home / STORE_FILE
-        tmp = home / f"{STORE_FILE}.tmp-{os.getpid()}"
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
-        try:
+
+        def fill(tmp: Path) -> None:
             conn = sqlite3.connect(f"file:{tmp}?mode=rw", uri=True, isolation_level=None)
             try:
                 conn.execute("PRAGMA journal_mode=DELETE")  # one file until it is in place
@@ -126,19 +123,13 @@ class Store:
                 conn.execute("COMMIT")
             finally:
                 conn.close()
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.link(tmp, path)  # fails if a store appeared meanwhile: never overwrite one
-            _fsync_dir(home)
+
+        try:
+            create_whole(path, fill)
         except FileExistsError:
             raise StoreError(f"{path} already exists") from None
         except sqlite3.Error as e:
             raise StoreError(f"cannot create {path}: {e}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
 
     @classmethod
     def open(cls, home: Path) -> Store:
@@ -362,14 +353,6 @@ def _check_existing(path: Path, db: sqlite3.Connection) -> None:
     problems = [row[0] for row in db.execute("PRAGMA quick_check")]
     if problems != ["ok"]:
         raise StoreCorrupt(f"{path} failed its integrity check: {'; '.join(problems[:3])}")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_magic(path: Path) -> None:

@@ -145,17 +145,7 @@ class SignedUpdate:
         if not isinstance(raw, bytes | bytearray | memoryview):
             raise UpdateError("a signed update must be bytes")
         raw = bytes(raw)
-        n, pos = 0, 0
-        for shift in (0, 7):  # header length: at most two varuint bytes (< 16 KiB)
-            if pos >= len(raw):
-                raise UpdateError("signed update ends early")
-            b = raw[pos]
-            pos += 1
-            n |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-        else:
-            raise UpdateError("signed update header length too large")
+        n, pos = wire.read_length_prefix(raw)
         if n > MAX_HEADER_BYTES or pos + n + 64 > len(raw):
             raise UpdateError("signed update ends early or has an oversized header")
         header_bytes = raw[pos : pos + n]

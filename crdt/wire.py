@@ -272,6 +272,13 @@ def _delete_set(r: _Reader) -> dict[int, tuple[tuple[int, int], ...]]:
     return delete_set
 
 
+def read_length_prefix(data: bytes) -> tuple[int, int]:
+    """A leading varuint and the position after it (UpdateError if there is none)."""
+    r = _Reader(data)
+    n = r.varuint()
+    return n, r.pos
+
+
 def encode_varuint(n: int) -> bytes:
     out = bytearray()
     while True:
