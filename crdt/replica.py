@@ -391,21 +391,26 @@ class Replica:
         """Offer many signed updates; all accepted ones are durable when this returns.
 
         Taken in chunks of ``limits.batch_size``, so memory stays bounded however large a
-        peer's delta is. In each chunk, first everything that needs no replica: decoding,
-        structure, the records each item carries, and all their signatures (verified in
-        the pool while this thread goes on checking). Only then does anything touch the twin.
+        peer's delta is. For each chunk, first everything that needs no replica: decoding,
+        structure, the records each item carries, and all their signatures. Only then
+        does anything touch the twin. The chunks overlap: while this thread applies and
+        commits one, the pool verifies the signatures of the next.
         """
         size = self.limits.batch_size
+        chunks = [updates[k : k + size] for k in range(0, len(updates), size)]
         out: list[Outcome] = []
-        for k in range(0, len(updates), size):
-            out.extend(self._ingest_chunk(updates[k : k + size], source))
+        prepared = self._prepare(chunks[0], source) if chunks else None
+        for k in range(len(chunks)):
+            assert prepared is not None
+            current = prepared
+            prepared = self._prepare(chunks[k + 1], source) if k + 1 < len(chunks) else None
+            out.extend(self._finish(current))
         return out
 
-    def _ingest_chunk(self, updates: Sequence[SignedUpdate | bytes], source: str) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(updates)
-        checked: list[tuple[_Candidate, int]] = []  # candidate, number of signatures
+    def _prepare(self, updates: Sequence[SignedUpdate | bytes], source: str) -> _Prepared:
+        """The replica-free checks of one chunk; its signatures start verifying in the pool."""
+        prep = _Prepared([None] * len(updates))
         triples: list[tuple[str, bytes, bytes]] = []
-        waits: list[Callable[[], list[bool]]] = []
         for i, u in enumerate(updates):
             su = None
             try:
@@ -413,19 +418,24 @@ class Replica:
                 scanned = check_structure(su, self.limits.structure, signature=False)
                 items = check_items(su.author, scanned)
             except GossipError as e:
-                outcomes[i] = Outcome("rejected", e, su)
+                prep.outcomes[i] = Outcome("rejected", e, su)
                 continue
             triples.append((su.author, su.sig, su.header_bytes))
             triples.extend((rec.author, rec.sig, rec.body) for _, _, rec in items)
-            checked.append((_Candidate(i, su, scanned, source), 1 + len(items)))
+            prep.checked.append((_Candidate(i, su, scanned, source), 1 + len(items)))
             if len(triples) >= 512:
-                waits.append(self._verify_async(triples))
+                prep.waits.append(self._verify_async(triples))
                 triples = []
-        waits.append(self._verify_async(triples))
-        oks = [ok for wait in waits for ok in wait()]
+        prep.waits.append(self._verify_async(triples))
+        return prep
+
+    def _finish(self, prep: _Prepared) -> list[Outcome]:
+        """Wait for a chunk's signatures, then plan, apply and commit what verified."""
+        outcomes = prep.outcomes
+        oks = [ok for wait in prep.waits for ok in wait()]
         ready: list[_Candidate] = []
         pos = 0
-        for c, n_sigs in checked:
+        for c, n_sigs in prep.checked:
             header_ok, records_ok = oks[pos], all(oks[pos + 1 : pos + n_sigs])
             pos += n_sigs
             if header_ok and records_ok:
@@ -684,6 +694,15 @@ class _Candidate:
 
 def _pending_key(su: SignedUpdate) -> tuple[int, int, str]:
     return (su.client, su.header.start, su.header.digest)
+
+
+@dataclass(eq=False)
+class _Prepared:
+    """One chunk of ``ingest_batch`` between its replica-free checks and its commit."""
+
+    outcomes: list[Outcome | None]
+    checked: list[tuple[_Candidate, int]] = field(default_factory=list)  # with signature count
+    waits: list[Callable[[], list[bool]]] = field(default_factory=list)
 
 
 @dataclass(eq=False)

@@ -31,7 +31,13 @@ from crdt import Identity, Replica, records
 from crdt.updates import derive_client, sign_update
 
 
-def raw_verify_rate(seconds: float = 1.5) -> float:
+def raw_verify_rate(seconds: float = 1.0, tries: int = 3) -> float:
+    """The best of a few runs: the steadiest (least disturbed) measure of the baseline,
+    which is also the least flattering one for our ratio."""
+    return max(_raw_verify_rate(seconds) for _ in range(tries))
+
+
+def _raw_verify_rate(seconds: float) -> float:
     ident = Identity.generate()
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -47,8 +53,9 @@ def raw_verify_rate(seconds: float = 1.5) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def make_updates(n: int, authors: int = 8) -> list[bytes]:
-    """``n`` one-record signed updates (memories of ~400 B) from ``authors`` writers."""
+def make_updates(n: int, authors: int = 8, per_update: int = 1) -> list[bytes]:
+    """``n`` records (memories of ~400 B) from ``authors`` writers, ``per_update`` records
+    in each signed update (one local transaction)."""
     out: list[bytes] = []
     per = n // authors
     for a in range(authors):
@@ -59,27 +66,35 @@ def make_updates(n: int, authors: int = 8) -> list[bytes]:
         recs = doc.get("records", type=Map)
         captured: list[bytes] = []
         doc.observe(lambda e, c=captured: c.append(e.update))
-        for i in range(per if a < authors - 1 else n - per * (authors - 1)):
-            rec = records.memory(
-                ident,
-                f"lesson {i} from writer {a}: provider {i % 17} drops requests at "
-                f"{i % 24:02d}:00 UTC; retry with backoff and prefer the fallback model. "
-                + "x" * 160,
-                category="anti-pattern",
-                subject=f"provider:{i % 17}",
-                tags=["outage", f"hour-{i % 24}"],
-                ts=1_790_000_000_000 + i,
-            )
+        count = per if a < authors - 1 else n - per * (authors - 1)
+        clock = 0
+        for first in range(0, count, per_update):
+            recs_now = [
+                records.memory(
+                    ident,
+                    f"lesson {i} from writer {a}: provider {i % 17} drops requests at "
+                    f"{i % 24:02d}:00 UTC; retry with backoff and prefer the fallback model. "
+                    + "x" * 160,
+                    category="anti-pattern",
+                    subject=f"provider:{i % 17}",
+                    tags=["outage", f"hour-{i % 24}"],
+                    ts=1_790_000_000_000 + i,
+                )
+                for i in range(first, min(first + per_update, count))
+            ]
             with doc.transaction():
-                recs[rec.id] = rec.to_value()
+                for rec in recs_now:
+                    recs[rec.id] = rec.to_value()
             upd = captured.pop()
-            su = sign_update(ident, epoch=epoch, update=upd, start=i, end=i + 1, ts=rec.ts)
+            end = clock + len(recs_now)
+            su = sign_update(ident, epoch=epoch, update=upd, start=clock, end=end, ts=1)
+            clock = end
             out.append(su.raw)
     return out
 
 
 _REOPEN = """
-import resource, sqlite3, sys, time
+import sqlite3, sys, time
 from pycrdt import Doc
 from crdt import Replica
 home, what = sys.argv[1], sys.argv[2]
@@ -94,7 +109,9 @@ else:  # the baseline: just apply the stored snapshot to an empty document
     t = time.perf_counter()
     Doc().apply_update(doc)
     dt, n = time.perf_counter() - t, len(doc)
-print(dt, n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the parent.
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(dt, n, int(hwm.split()[1]) / 1024)
 """
 
 
@@ -107,8 +124,10 @@ def measure(home: Path, what: str) -> tuple[float, int, float]:
     return float(out[0]), int(out[1]), float(out[2])
 
 
-def bench(n: int, batch: int, raw_rate: float, keep: Path | None = None) -> float:
-    updates = make_updates(n)
+def bench(
+    n: int, batch: int, raw_rate: float, keep: Path | None = None, per_update: int = 1
+) -> float:
+    updates = make_updates(n, per_update=per_update)
     home = Path(tempfile.mkdtemp(prefix="sm-bench-"))
     try:
         r = Replica.open(home)
@@ -121,9 +140,10 @@ def bench(n: int, batch: int, raw_rate: float, keep: Path | None = None) -> floa
                 raise SystemExit(f"unexpected outcome: {bad[0]}")
         dt = time.perf_counter() - t0
         rate = n / dt
+        shape = f"{per_update} per update" if per_update > 1 else "1 per update"
         print(
-            f"  {n:>7} records, batches of {batch:>6}: {dt:6.2f} s  {rate:8.0f} records/s "
-            f"= {rate / raw_rate:.2f}x raw single-core verify"
+            f"  {n:>7} records ({shape}), batches of {batch:>6}: {dt:6.2f} s  "
+            f"{rate:8.0f} records/s = {rate / raw_rate:.2f}x raw single-core verify"
         )
         if keep is not None:
             r.snapshot()
@@ -158,6 +178,7 @@ def main() -> None:
     for n in sizes:
         bench(n, 100, raw)
         headline = bench(n, n, raw, keep=Path() if n == sizes[-1] else None)
+    bench(sizes[0], sizes[0], raw, per_update=10)
     print(f"ingest: {headline:.0f} records/s = {headline / raw:.2f}x raw single-core verify")
 
 
