@@ -281,7 +281,7 @@ def check_structure(
         theirs = wire.scan_delete_set(rest)
     except UpdateError:
         raise reject("decode", "pycrdt finds structs the gate did not see") from None
-    if _norm(theirs) != _norm(scanned.delete_set):
+    if wire.normalize_delete_set(theirs) != wire.normalize_delete_set(scanned.delete_set):
         raise reject("decode", "pycrdt reads the update differently from the gate")
     return scanned
 
@@ -290,21 +290,6 @@ def check_structure(
 def _all_of(client: int) -> bytes:
     """A state vector that already holds every clock of ``client``."""
     return wire.encode_state_vector({client: MAX_CLIENT})
-
-
-def _norm(ds: dict[int, tuple[tuple[int, int], ...]]) -> dict[int, list[tuple[int, int]]]:
-    out: dict[int, list[tuple[int, int]]] = {}
-    for client, ranges in ds.items():
-        merged: list[tuple[int, int]] = []
-        for start, length in sorted(ranges):
-            if merged and start <= merged[-1][0] + merged[-1][1]:
-                s0, l0 = merged[-1]
-                merged[-1] = (s0, max(l0, start + length - s0))
-            else:
-                merged.append((start, length))
-        if merged:
-            out[client] = merged
-    return out
 
 
 def _rejecter(author: str):

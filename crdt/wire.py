@@ -272,6 +272,24 @@ def _delete_set(r: _Reader) -> dict[int, tuple[tuple[int, int], ...]]:
     return delete_set
 
 
+def normalize_delete_set(
+    ds: dict[int, tuple[tuple[int, int], ...]],
+) -> dict[int, list[tuple[int, int]]]:
+    """A delete set as sorted, merged ranges: encoders may split or order them differently."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for client, ranges in ds.items():
+        merged: list[tuple[int, int]] = []
+        for start, length in sorted(ranges):
+            if merged and start <= merged[-1][0] + merged[-1][1]:
+                s0, l0 = merged[-1]
+                merged[-1] = (s0, max(l0, start + length - s0))
+            else:
+                merged.append((start, length))
+        if merged:
+            out[client] = merged
+    return out
+
+
 def read_length_prefix(data: bytes) -> tuple[int, int]:
     """A leading varuint and the position after it (UpdateError if there is none)."""
     r = _Reader(data)

@@ -181,20 +181,7 @@ def _sv(doc: Doc) -> dict[int, int]:
     return wire.decode_state_vector(doc.get_state())
 
 
-def _norm_ds(ds: dict[int, tuple[tuple[int, int], ...]]) -> dict[int, list[tuple[int, int]]]:
-    """A delete set as merged, sorted ranges (encoders may split or order them differently)."""
-    out: dict[int, list[tuple[int, int]]] = {}
-    for client, ranges in ds.items():
-        merged: list[tuple[int, int]] = []
-        for start, length in sorted(ranges):
-            if merged and start <= merged[-1][0] + merged[-1][1]:
-                s0, l0 = merged[-1]
-                merged[-1] = (s0, max(l0, start + length - s0))
-            else:
-                merged.append((start, length))
-        if merged:
-            out[client] = merged
-    return out
+_norm_ds = wire.normalize_delete_set
 
 
 def check_update(
