@@ -69,12 +69,23 @@ def _other_key_type_pem() -> bytes:
     )
 
 
+def _truncated_pem() -> bytes:
+    """A real Ed25519 key file cut short in the middle of its body."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return pem[: len(pem) // 2] + b"\n"
+
+
 GARBAGE = {
     "random-bytes": lambda: random.Random(3).randbytes(119),
     "empty": lambda: b"",
     "text": lambda: b"hello, I am not a key\n",
-    # A PEM header with its body cut short (spelled in two parts: not a key in the repo).
-    "truncated-pem": lambda: b"-----BEGIN " + b"PRIVATE KEY-----\nMC4CAQAwBQYDK2Vw\n",
+    "truncated-pem": lambda: _truncated_pem(),
     "ec-key": _other_key_type_pem,
 }
 
