@@ -43,7 +43,7 @@ from .errors import (
     StoreError,
     UpdateError,
 )
-from .identity import KEY_FILE, Identity, verify
+from .identity import KEY_FILE, Identity, public_key_bytes, verify
 from .lock import DataDirLock
 from .records import SignedRecord
 from .rules import (
@@ -125,6 +125,7 @@ class Replica:
         self._pending_bytes = 0
         self._pool = ThreadPoolExecutor(limits.verify_threads, thread_name_prefix="sm-verify")
         self._listeners: list[ChangeListener] = []
+        self._trust_listeners: list[Callable[[], None]] = []
         self._main = Doc(client_id=self.client)
         self._main_maps = {r: self._main.get(r, type=Map) for r in ROOTS}
         self._snapshot_seq = 0
@@ -314,6 +315,33 @@ class Replica:
                     listener(root, key, rec)
 
         return on_event
+
+    # -- trust (local, never replicated) --------------------------------------------
+
+    def keyring(self) -> dict[str, str]:
+        """The authors this host trusts, id -> name; always includes this host itself."""
+        return {self.author: "self", **self._store.keyring()}
+
+    def trust(self, author: str, name: str = "") -> None:
+        """Trust ``author`` (a public id) when reading; IdentityError if it is not one."""
+        public_key_bytes(author)
+        self._store.trust(author, name, self.now_ms())
+        self._notify_trust()
+
+    def distrust(self, author: str) -> bool:
+        """Stop trusting ``author``; False if it was not trusted. This host stays trusted."""
+        if author == self.author:
+            raise GossipError("a host always trusts itself; it cannot remove its own key")
+        removed = self._store.distrust(author)
+        self._notify_trust()
+        return removed
+
+    def _notify_trust(self) -> None:
+        for listener in self._trust_listeners:
+            listener()
+
+    def on_trust_change(self, listener: Callable[[], None]) -> None:
+        self._trust_listeners.append(listener)
 
     @property
     def pending_count(self) -> int:

@@ -32,6 +32,11 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE keyring (          -- the authors this host trusts (local, never replicated)
+    author TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    added_at INTEGER NOT NULL
+);
 CREATE TABLE updates (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the snapshot names a seq
     client INTEGER NOT NULL,
@@ -197,6 +202,25 @@ class Store:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 list(items.items()),
             )
+
+    # -- keyring ---------------------------------------------------------------------
+
+    def keyring(self) -> dict[str, str]:
+        """Trusted author id -> the name the user gave it."""
+        return dict(self._db.execute("SELECT author, name FROM keyring ORDER BY added_at"))
+
+    def trust(self, author: str, name: str, added_at: int) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO keyring (author, name, added_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (author) DO UPDATE SET name = excluded.name",
+                (author, name, added_at),
+            )
+
+    def distrust(self, author: str) -> bool:
+        with self._transaction():
+            cur = self._db.execute("DELETE FROM keyring WHERE author = ?", (author,))
+        return cur.rowcount > 0
 
     # -- updates ---------------------------------------------------------------------
 

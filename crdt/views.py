@@ -1,0 +1,440 @@
+"""The read side: recall, breakers and benchmarks, as a reader should see them.
+
+Replication is not judgement (invariant 8): the document holds every valid author's
+records. Judgement happens here, when reading:
+
+- **trust** — only authors in the keyring (which always includes this host) count,
+  unless the caller asks for untrusted ones too (they are then marked ``trusted: false``);
+- **retraction** — a memory is hidden once *its own author* retracts it (anyone else's
+  retraction of it is ignored), and once it has expired;
+- **quota** — each author's memories are capped per time window (by their ``ts``), so a
+  flooding writer, even a trusted one, cannot bury everyone else; recall says how many it hid;
+- **staleness** — a breaker observation past its ``resets_at`` plus a grace period no longer
+  counts; a benchmark observation older than ``bench_max_age`` is rejected, and the rest
+  are weighted by recency (half-life).
+
+Everything here is derived: ``Views`` builds its tables from the replica's document and
+keeps them current from the replica's change feed; ``rebuild()`` gives the same answers.
+It never writes to the document and holds no state that cannot be rebuilt.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import re
+import sqlite3
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .records import (
+    KIND_BENCHMARK,
+    KIND_BREAKER,
+    KIND_MEMORY,
+    KIND_RETRACT,
+    SignedRecord,
+    split_state_key,
+)
+from .replica import Replica
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """Reading policy. Each default is a trade-off, said next to it."""
+
+    # At most this many memories of one author per window are visible: enough for a busy
+    # agent's real lessons, too few for a flood to bury the others.
+    quota_per_window: int = 60
+    quota_window_ms: int = HOUR_MS
+    # A breaker observation counts until its resets_at plus this grace (as half_open
+    # during the grace): a host that tripped it and went quiet does not hold it forever.
+    breaker_grace_ms: int = 10 * 60_000
+    # Benchmark observations lose half their weight every half-life, and are rejected
+    # once older than the max age: recent measurements win, stale ones never mislead.
+    bench_half_life_ms: int = DAY_MS
+    bench_max_age_ms: int = 7 * DAY_MS
+
+
+@dataclass(frozen=True)
+class Memory:
+    id: str
+    text: str
+    category: str
+    subject: str | None
+    tags: list[str]
+    author: str
+    ts: int
+    trusted: bool
+    expires_at: int | None = None
+    supersedes: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Recall:
+    hits: list[Memory]
+    # author -> memories the quota hid among those ranked above the last hit
+    capped: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [m.to_json() for m in self.hits]
+
+
+@dataclass(frozen=True)
+class BreakerObservation:
+    author: str
+    state: str
+    reason: str
+    failures: int
+    ts: int
+    tripped_at: int | None
+    resets_at: int | None
+    trusted: bool
+
+
+@dataclass(frozen=True)
+class Breaker:
+    """One breaker name, merged across hosts."""
+
+    name: str
+    state: str  # open | half_open | closed
+    tripped_by: list[str]  # authors whose fresh observation says open
+    reason: str  # the newest such observation's reason
+    resets_at: int | None  # when the last of them resets
+    observations: list[BreakerObservation]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One (subject, metric), summarised across hosts, weighted by recency."""
+
+    subject: str
+    metric: str
+    unit: str
+    values: dict[str, float]  # summary key -> recency-weighted mean
+    count: int  # observations that counted
+    hosts: list[str]
+    newest: int  # recorded_at of the newest observation that counted
+    stale: int  # observations rejected as too old
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_SCHEMA = """
+CREATE TABLE memories (
+    n INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, author TEXT NOT NULL,
+    category TEXT NOT NULL, subject TEXT, tags TEXT NOT NULL, text TEXT NOT NULL,
+    ts INTEGER NOT NULL, expires_at INTEGER, supersedes TEXT
+);
+CREATE INDEX memories_by_author ON memories (author, ts);
+CREATE VIRTUAL TABLE memories_fts USING fts5 (text, subject, category, tags);
+CREATE TABLE retractions (id TEXT PRIMARY KEY, author TEXT NOT NULL, target TEXT NOT NULL);
+CREATE INDEX retractions_by_target ON retractions (target, author);
+"""
+
+
+class Views:
+    """Read-side views of one replica. Same threading rules as the replica."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        config: ViewConfig | None = None,
+        *,
+        now_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.replica = replica
+        self.config = config or ViewConfig()
+        self.now_ms = now_ms or replica.now_ms
+        self._db = sqlite3.connect(":memory:", check_same_thread=False)
+        self._breakers: dict[str, dict[str, SignedRecord]] = {}  # name -> author -> record
+        self._benches: dict[tuple[str, str], dict[str, SignedRecord]] = {}
+        self._windows: dict[tuple[str, int], list[tuple[int, str]]] = {}  # quota buckets
+        self.rebuild()
+        replica.on_change(self._on_change)
+
+    # -- building --------------------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """Forget everything and read the whole document again."""
+        self._db.executescript(
+            "DROP TABLE IF EXISTS memories; DROP TABLE IF EXISTS memories_fts; "
+            "DROP TABLE IF EXISTS retractions;" + _SCHEMA
+        )
+        self._breakers.clear()
+        self._benches.clear()
+        self._windows.clear()
+        for key, rec in self.replica.records().items():
+            self._on_change("records", key, rec)
+        for key, rec in self.replica.state().items():
+            self._on_change("state", key, rec)
+
+    def _on_change(self, root: str, key: str, rec: SignedRecord | None) -> None:
+        if root == "records":
+            if rec is not None:
+                self._add_record(rec)
+            return
+        try:
+            kind, author, name = split_state_key(key)
+        except Exception:
+            return
+        if kind == KIND_BREAKER:
+            table = self._breakers.setdefault(name, {})
+        elif kind == KIND_BENCHMARK:
+            subject, _, metric = name.partition("|")
+            table = self._benches.setdefault((subject, metric), {})
+        else:
+            return
+        if rec is None:
+            table.pop(author, None)
+        else:
+            table[author] = rec
+
+    def _add_record(self, rec: SignedRecord) -> None:
+        f = rec.fields
+        if rec.kind == KIND_RETRACT:
+            if isinstance(f.get("target"), str):
+                self._db.execute(
+                    "INSERT OR IGNORE INTO retractions (id, author, target) VALUES (?, ?, ?)",
+                    (rec.id, rec.author, f["target"]),
+                )
+            return
+        if rec.kind != KIND_MEMORY:
+            return  # unknown kinds are replicated, not shown
+        text, category = f.get("text"), f.get("category")
+        if not isinstance(text, str) or not isinstance(category, str):
+            return
+        subject = f.get("subject") if isinstance(f.get("subject"), str) else None
+        tags = [t for t in f.get("tags", []) if isinstance(t, str)]
+        expires = f.get("expires_at") if isinstance(f.get("expires_at"), int) else None
+        supersedes = f.get("supersedes") if isinstance(f.get("supersedes"), str) else None
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO memories (id, author, category, subject, tags, text, ts, "
+            "expires_at, supersedes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (rec.id, rec.author, category, subject, json.dumps(tags), text, rec.ts, expires,
+             supersedes),
+        )  # fmt: skip
+        if cur.rowcount == 0:
+            return
+        self._db.execute(
+            "INSERT INTO memories_fts (rowid, text, subject, category, tags) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (cur.lastrowid, text, subject or "", category, " ".join(tags)),
+        )
+        bucket = (rec.author, rec.ts // self.config.quota_window_ms)
+        bisect.insort(self._windows.setdefault(bucket, []), (rec.ts, rec.id))
+
+    # -- recall ------------------------------------------------------------------------
+
+    def recall(
+        self,
+        query: str | None = None,
+        *,
+        category: str | None = None,
+        subject: str | None = None,
+        tag: str | None = None,
+        author: str | None = None,
+        since: int | None = None,
+        limit: int = 20,
+        include_untrusted: bool = False,
+    ) -> Recall:
+        """Memories matching ``query`` (words, any order), best match first, then newest.
+
+        Hidden: untrusted authors (unless ``include_untrusted``), memories retracted by
+        their own author, expired ones, and those over their author's quota."""
+        now = self.now_ms()
+        keyring = self.replica.keyring()
+        where = [
+            "NOT EXISTS (SELECT 1 FROM retractions r "
+            "WHERE r.target = m.id AND r.author = m.author)",  # only the author's own counts
+            "(m.expires_at IS NULL OR m.expires_at > ?)",
+        ]
+        args: list[Any] = [now]
+        for column, value in (("category", category), ("subject", subject), ("author", author)):
+            if value is not None:
+                where.append(f"m.{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("m.ts >= ?")
+            args.append(since)
+        if tag is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)")
+            args.append(tag)
+        if not include_untrusted:
+            where.append(f"m.author IN ({','.join('?' * len(keyring))})")
+            args.extend(keyring)
+        match = _fts_query(query) if query else None
+        if query and match is None:
+            return Recall([])  # only punctuation: nothing can match
+        cols = "m.id, m.text, m.category, m.subject, m.tags, m.author, m.ts, m.expires_at, "
+        cols += "m.supersedes"
+        if match:
+            sql = (
+                f"SELECT {cols} FROM memories_fts f JOIN memories m ON m.n = f.rowid "
+                f"WHERE memories_fts MATCH ? AND {' AND '.join(where)} "
+                "ORDER BY bm25(memories_fts), m.ts DESC, m.id"
+            )
+            args.insert(0, match)
+        else:
+            sql = f"SELECT {cols} FROM memories m WHERE {' AND '.join(where)} "
+            sql += "ORDER BY m.ts DESC, m.id"
+        hits: list[Memory] = []
+        capped: dict[str, int] = {}
+        for row in self._db.execute(sql, args):
+            mid, text, cat, subj, tags, who, ts, expires, supersedes = row
+            if not self._within_quota(who, ts, mid):
+                capped[who] = capped.get(who, 0) + 1
+                continue
+            hits.append(
+                Memory(mid, text, cat, subj, json.loads(tags), who, ts, who in keyring,
+                       expires, supersedes)
+            )  # fmt: skip
+            if len(hits) >= limit:
+                break
+        return Recall(hits, capped)
+
+    def _within_quota(self, author: str, ts: int, mid: str) -> bool:
+        bucket = self._windows.get((author, ts // self.config.quota_window_ms), [])
+        return bisect.bisect_left(bucket, (ts, mid)) < self.config.quota_per_window
+
+    def memory(self, record_id: str) -> Memory | None:
+        """One memory by id, whatever its trust, retraction or expiry (for `show`)."""
+        row = self._db.execute(
+            "SELECT id, text, category, subject, tags, author, ts, expires_at, supersedes "
+            "FROM memories WHERE id = ?",
+            (record_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        mid, text, cat, subj, tags, who, ts, expires, supersedes = row
+        trusted = who in self.replica.keyring()
+        return Memory(mid, text, cat, subj, json.loads(tags), who, ts, trusted, expires, supersedes)
+
+    # -- breakers ----------------------------------------------------------------------
+
+    def breakers(self, *, include_untrusted: bool = False) -> list[Breaker]:
+        """Every breaker any counted host has an opinion on, merged, by name."""
+        return [
+            b
+            for name in sorted(self._breakers)
+            if (b := self.breaker(name, include_untrusted=include_untrusted)) is not None
+        ]
+
+    def breaker(self, name: str, *, include_untrusted: bool = False) -> Breaker | None:
+        """Open while any fresh counted observation says open and has not reached its
+        ``resets_at``; half_open from then until the grace period ends (or when a host
+        says half_open); closed otherwise."""
+        now = self.now_ms()
+        keyring = self.replica.keyring()
+        grace = self.config.breaker_grace_ms
+        obs: list[BreakerObservation] = []
+        for author, rec in self._breakers.get(name, {}).items():
+            trusted = author in keyring
+            if not (trusted or include_untrusted):
+                continue
+            f = rec.fields
+            resets = _int(f.get("resets_at"))
+            if resets is not None and now > resets + grace:
+                continue  # stale: past its reset and the grace period
+            obs.append(
+                BreakerObservation(author, str(f.get("state", "")), str(f.get("reason", "")),
+                                   _int(f.get("failures")) or 0, rec.ts,
+                                   _int(f.get("tripped_at")), resets, trusted)
+            )  # fmt: skip
+        if not obs:
+            return None
+        obs.sort(key=lambda o: (-o.ts, o.author))
+        opened = [o for o in obs if o.state == "open" and o.resets_at is not None]
+        live = [o for o in opened if o.resets_at is not None and now < o.resets_at]
+        if live:
+            state, culprits = "open", live
+        elif opened or any(o.state == "half_open" for o in obs):
+            state = "half_open"
+            culprits = opened or [o for o in obs if o.state == "half_open"]
+        else:
+            state, culprits = "closed", []
+        resets = max((o.resets_at for o in culprits if o.resets_at is not None), default=None)
+        return Breaker(
+            name=name,
+            state=state,
+            tripped_by=sorted({o.author for o in culprits}),
+            reason=culprits[0].reason if culprits else "",
+            resets_at=resets,
+            observations=obs,
+        )
+
+    # -- benchmarks --------------------------------------------------------------------
+
+    def benchmarks(
+        self, subject: str | None = None, *, include_untrusted: bool = False
+    ) -> list[Benchmark]:
+        out = []
+        for subj, metric in sorted(self._benches):
+            if subject is not None and subj != subject:
+                continue
+            b = self.benchmark(subj, metric, include_untrusted=include_untrusted)
+            if b is not None:
+                out.append(b)
+        return out
+
+    def benchmark(
+        self, subject: str, metric: str, *, include_untrusted: bool = False
+    ) -> Benchmark | None:
+        """Each counted host's latest observation, weighted by ``0.5 ** (age / half-life)``;
+        observations older than ``bench_max_age`` are rejected (and counted as stale)."""
+        now = self.now_ms()
+        keyring = self.replica.keyring()
+        cfg = self.config
+        sums: dict[str, float] = {}
+        weights: dict[str, float] = {}
+        hosts: list[str] = []
+        unit, newest, stale = "", 0, 0
+        for author, rec in sorted(self._benches.get((subject, metric), {}).items()):
+            if author not in keyring and not include_untrusted:
+                continue
+            f = rec.fields
+            recorded = _int(f.get("recorded_at"))
+            summary = f.get("summary")
+            if recorded is None or not isinstance(summary, dict):
+                continue
+            age = max(0, now - recorded)
+            if age > cfg.bench_max_age_ms:
+                stale += 1
+                continue
+            weight = 0.5 ** (age / cfg.bench_half_life_ms)
+            for k, v in summary.items():
+                if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+                    sums[k] = sums.get(k, 0.0) + weight * v
+                    weights[k] = weights.get(k, 0.0) + weight
+            hosts.append(author)
+            newest = max(newest, recorded)
+            unit = unit or str(f.get("unit", ""))
+        if not hosts and not stale:
+            return None
+        values = {k: sums[k] / weights[k] for k in sorted(sums) if weights[k] > 0}
+        return Benchmark(subject, metric, unit, values, len(hosts), hosts, newest, stale)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _fts_query(query: str) -> str | None:
+    """Words of a free-text query as an FTS5 OR-query of quoted terms (so punctuation
+    such as ``03:00`` or ``k2p5/kimi`` is never read as FTS5 syntax)."""
+    words = _WORD.findall(query)
+    return " OR ".join(f'"{w}"' for w in words) if words else None
