@@ -138,6 +138,7 @@ CREATE TABLE memories (
     ts INTEGER NOT NULL, expires_at INTEGER, supersedes TEXT
 );
 CREATE INDEX memories_by_author ON memories (author, ts);
+CREATE INDEX memories_by_ts ON memories (ts);
 CREATE VIRTUAL TABLE memories_fts USING fts5 (text, subject, category, tags);
 CREATE TABLE retractions (id TEXT PRIMARY KEY, author TEXT NOT NULL, target TEXT NOT NULL);
 CREATE INDEX retractions_by_target ON retractions (target, author);

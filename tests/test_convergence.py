@@ -180,6 +180,25 @@ def assert_converged(readers: list[Replica], updates: list[bytes]) -> None:
     # and the views read exactly the document's values
     assert {k: v.to_value() for k, v in first.records().items()} == expected["records"]
     assert {k: v.to_value() for k, v in first.state().items()} == expected["state"]
+    # and the read side gives every reader the same answers (same clock, same trust)
+    outputs = {_view_outputs(r) for r in readers}
+    assert len(outputs) == 1
+
+
+def _view_outputs(r: Replica) -> str:
+    import json
+
+    from crdt.views import Views
+
+    v = Views(r, now_ms=lambda: 1_790_000_000_000)
+    return json.dumps(
+        [
+            v.recall(limit=1000, include_untrusted=True).to_json(),
+            [b.to_json() for b in v.breakers(include_untrusted=True)],
+            [b.to_json() for b in v.benchmarks(include_untrusted=True)],
+        ],
+        sort_keys=True,
+    )
 
 
 def _readers_receive(opened: _Opened, updates: list[bytes], data: st.DataObject) -> list[Replica]:
