@@ -597,15 +597,17 @@ def cmd_import(args: argparse.Namespace) -> int:
         if status == "rejected":
             counts["refused"] += 1
             err = o.error
+            where = [f"update {k + 1} of {len(outcomes)}"]
+            if su is not None:
+                where.append(f"author {su.author[:12]}")
             if isinstance(err, RejectedUpdate):
                 rule, detail = err.rule, err.detail
                 if err.key:
-                    detail += f" at {err.key[:80]}"
+                    where.append(f"key {err.key[:80]}")
             else:
                 rule = "malformed" if isinstance(err, UpdateError) else type(err).__name__
                 detail = str(err)
-            who = f", author {su.author[:12]}" if su is not None else ""
-            _note(f"refused: {rule}: {detail} (update {k + 1} of {len(outcomes)}{who})")
+            _note(f"refused: {rule}: {_one_line(detail)} ({', '.join(where)})")
         elif status == "buffered":
             counts["waiting"] += 1
         else:
