@@ -151,16 +151,39 @@ def _replica(args: argparse.Namespace) -> Iterator[Replica]:
         yield r
 
 
+def _safe(text: str) -> str:
+    """Text that may come from another host, made harmless for a terminal: control and
+    format characters (escape sequences, carriage returns, bidi overrides) are shown as
+    Python escapes instead of being obeyed. Line breaks are kept."""
+    if text.isprintable():
+        return text
+    return "\n".join(
+        "".join(c if c.isprintable() else repr(c)[1:-1] for c in line) for line in text.split("\n")
+    )
+
+
 def _out(line: str = "") -> None:
-    print(line)
+    print(_safe(line))
 
 
 def _note(line: str) -> None:
-    print(line, file=sys.stderr)
+    print(_safe(line), file=sys.stderr)
 
 
 def _json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
+    """Indented JSON; every character a terminal might obey is a \\u escape (still JSON)."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    if not text.replace("\n", "").isprintable():
+        text = "".join(c if c.isprintable() or c == "\n" else _json_escape(c) for c in text)
+    print(text)
+
+
+def _json_escape(c: str) -> str:
+    n = ord(c)
+    if n <= 0xFFFF:
+        return f"\\u{n:04x}"
+    n -= 0x10000  # a UTF-16 surrogate pair, as JSON spells characters beyond the BMP
+    return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
 
 
 def _who(author: str, keyring: dict[str, str]) -> str:
@@ -196,6 +219,7 @@ def _number(v: float) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> None:
+    rows = [[_safe(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         _out("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -421,3 +421,17 @@ def test_import_counts_updates_that_wait_for_missing_ones(tmp_path):
     assert "1 updates build on updates this file lacks" in out.stderr
     texts = {h["text"] for h in as_json(home, "recall", "--include-untrusted")}
     assert texts == {"w1", "w2"}
+
+
+def test_terminal_control_characters_are_shown_not_obeyed(tmp_path):
+    home = tmp_path / "a"
+    init(home)
+    evil = "ok\x1b[2J\x1b]0;pwned\x07 \u202eesrever\r\nline two \x9b31m"
+    ok(home, "remember", evil, "--category", "c\x1b[31m", "--tag", "\x1b[0m")
+    human = ok(home, "recall")
+    assert not any(c in human for c in "\x1b\x07\r\u202e\x9b")
+    assert "ok\\x1b[2J\\x1b]0;pwned\\x07 \\u202eesrever" in human and "line two \\x9b31m" in human
+    raw = ok(home, "recall", "--json")
+    assert not any(c in raw for c in "\x1b\x07\r\u202e\x9b")
+    (hit,) = json.loads(raw)
+    assert (hit["text"], hit["category"], hit["tags"]) == (evil, "c\x1b[31m", ["\x1b[0m"])
