@@ -42,6 +42,7 @@ LOCK_WAIT_S = 5.0
 EXPORT_MAGIC = b"sm-gossip export 1\n"
 _EXPORT_PREFIX = b"sm-gossip export "
 _MAX_EXPORT_ITEM = 1 << 30  # no single signed update comes near this (the gate caps at 64 MiB)
+_MAX_SECONDS = 100 * 365 * 86400
 _HEX_PREFIX = re.compile(r"[0-9a-f]{6,64}")
 
 
@@ -259,6 +260,8 @@ def _positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    if value > _MAX_SECONDS:  # timestamps stay well inside 64-bit integers (SQLite, JS)
+        raise argparse.ArgumentTypeError(f"must be at most {_MAX_SECONDS} seconds (100 years)")
     return value
 
 

@@ -130,6 +130,7 @@ def test_usage_errors_exit_2(tmp_path):
         ("breaker", "trip", "b", "--reason", "r"),  # no --cooldown
         ("bench", "record", "s", "m", "fast"),
         ("retract", "xyz"),
+        ("remember", "t", "--category", "c", "--expires-in", "1e30"),
     ]:
         out = gossip(home, *args)
         assert out.returncode == 2, (args, out.stderr)
