@@ -160,7 +160,7 @@ def _parse_body(body: bytes) -> dict[str, Any]:
         raise RecordError("record field 'v' must be a positive integer")
     if not isinstance(kind, str) or not kind or ":" in kind:
         raise RecordError("record field 'kind' must be a non-empty string without ':'")
-    if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
+    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts < 2**53:
         raise RecordError("record field 'ts' must be milliseconds since the epoch")
     if not isinstance(author, str):
         raise RecordError("record field 'author' must be a public id")
@@ -260,6 +260,8 @@ def benchmark(
     for k, v in summary.items():
         if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
             raise RecordError(f"benchmark summary value {k!r} must be a finite number")
+    if "|" in subject:
+        raise RecordError("a benchmark subject may not contain '|' (it separates the metric)")
     fields: dict[str, Any] = {
         "subject": subject,
         "metric": metric,

@@ -520,12 +520,15 @@ class Replica:
         compared with the plans' once at the end. A mismatch (yrs read an update
         differently from the gate) or a rejection that touched the twin rebuilds the twin
         and reruns the batch, one checked update at a time or without the culprit.
-        Returns (caller's index, outcome); updates from the pending buffer report nothing.
+        Returns (caller's index, outcome), the last for an index being final (an update
+        first buffered may be applied once a later one of the batch fills its gap);
+        updates from earlier calls' buffer report nothing.
         """
         results: list[tuple[int, Outcome]] = []
+        mine = {id(c) for c in ready}  # later outcomes of one update replace earlier ones
 
         def report(c: _Candidate, outcome: Outcome) -> None:
-            if c.index >= 0:
+            if id(c) in mine:
                 results.append((c.index, outcome))
 
         cands = ready
@@ -550,10 +553,7 @@ class Replica:
             for c in rnd.duplicates:
                 report(c, Outcome("duplicate", None, c.su))
             for c in rnd.waiting:
-                if c.index >= 0:
-                    results.append((c.index, self._buffer(c)))
-                else:
-                    self._buffer(c)
+                report(c, self._buffer(c))
             cands = self._take_pending({c.su.client for c, _ in rnd.batch})
         return results
 
@@ -672,7 +672,6 @@ class Replica:
             or self._pending_bytes + len(su.raw) > self.limits.max_pending_bytes
         ):
             self._drop_pending(next(iter(self._pending)))
-        c.index = -1
         self._pending[key] = c
         self._pending_bytes += len(su.raw)
         waits_for = c.missing[0] if c.missing else su.client
@@ -713,7 +712,7 @@ class Replica:
 
 @dataclass(eq=False)
 class _Candidate:
-    index: int  # position in the caller's batch; -1 for an update from the pending buffer
+    index: int  # position in the batch of the ingest_batch call that brought it
     su: SignedUpdate
     scanned: wire.ScannedUpdate
     source: str

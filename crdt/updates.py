@@ -145,7 +145,7 @@ class SignedUpdate:
         if not isinstance(raw, bytes | bytearray | memoryview):
             raise UpdateError("a signed update must be bytes")
         raw = bytes(raw)
-        n, pos = wire.read_length_prefix(raw)
+        n, pos = wire.read_varuint(raw)
         if n > MAX_HEADER_BYTES or pos + n + 64 > len(raw):
             raise UpdateError("signed update ends early or has an oversized header")
         header_bytes = raw[pos : pos + n]

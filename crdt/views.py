@@ -21,6 +21,7 @@ It never writes to the document and holds no state that cannot be rebuilt.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import math
 import re
@@ -161,6 +162,7 @@ class Views:
         self._db = sqlite3.connect(":memory:", check_same_thread=False)
         self._breakers: dict[str, dict[str, SignedRecord]] = {}  # name -> author -> record
         self._benches: dict[tuple[str, str], dict[str, SignedRecord]] = {}
+        self._bench_keys: dict[str, tuple[str, str]] = {}  # state key -> (subject, metric)
         self._windows: dict[tuple[str, int], list[tuple[int, str]]] = {}  # quota buckets
         self.rebuild()
         replica.on_change(self._on_change)
@@ -175,6 +177,7 @@ class Views:
         )
         self._breakers.clear()
         self._benches.clear()
+        self._bench_keys.clear()
         self._windows.clear()
         for key, rec in self.replica.records().items():
             self._on_change("records", key, rec)
@@ -182,6 +185,11 @@ class Views:
             self._on_change("state", key, rec)
 
     def _on_change(self, root: str, key: str, rec: SignedRecord | None) -> None:
+        # One odd record from any author must never break reading for everyone.
+        with contextlib.suppress(sqlite3.Error, ValueError, TypeError, OverflowError):
+            self._apply_change(root, key, rec)
+
+    def _apply_change(self, root: str, key: str, rec: SignedRecord | None) -> None:
         if root == "records":
             if rec is not None:
                 self._add_record(rec)
@@ -193,7 +201,17 @@ class Views:
         if kind == KIND_BREAKER:
             table = self._breakers.setdefault(name, {})
         elif kind == KIND_BENCHMARK:
-            subject, _, metric = name.partition("|")
+            # Subject and metric come from the record, not the key ("a|b" + "c" and
+            # "a" + "b|c" would share one); a deletion finds them where the add put them.
+            pair = self._bench_keys.pop(key, None)
+            if pair is not None:
+                self._benches.get(pair, {}).pop(author, None)
+            if rec is None:
+                return
+            subject, metric = rec.fields.get("subject"), rec.fields.get("metric")
+            if not isinstance(subject, str) or not isinstance(metric, str):
+                return
+            self._bench_keys[key] = (subject, metric)
             table = self._benches.setdefault((subject, metric), {})
         else:
             return
@@ -216,9 +234,12 @@ class Views:
         text, category = f.get("text"), f.get("category")
         if not isinstance(text, str) or not isinstance(category, str):
             return
+        # Any author's record reaches every host (invariant 8): a field of the wrong type
+        # or range is read as absent, never allowed to break reading for everyone.
         subject = f.get("subject") if isinstance(f.get("subject"), str) else None
-        tags = [t for t in f.get("tags", []) if isinstance(t, str)]
-        expires = f.get("expires_at") if isinstance(f.get("expires_at"), int) else None
+        raw_tags = f.get("tags")
+        tags = [t for t in raw_tags if isinstance(t, str)] if isinstance(raw_tags, list) else []
+        expires = _int(f.get("expires_at"))
         supersedes = f.get("supersedes") if isinstance(f.get("supersedes"), str) else None
         cur = self._db.execute(
             "INSERT OR IGNORE INTO memories (id, author, category, subject, tags, text, ts, "
@@ -392,15 +413,14 @@ class Views:
     def benchmark(
         self, subject: str, metric: str, *, include_untrusted: bool = False
     ) -> Benchmark | None:
-        """Each counted host's latest observation, weighted by ``0.5 ** (age / half-life)``;
-        observations older than ``bench_max_age`` are rejected (and counted as stale)."""
+        """Each counted host's latest observation, weighted by ``0.5 ** (age / half-life)``
+        (ages relative to the newest, which changes no ratio); observations older than
+        ``bench_max_age`` are rejected (and counted as stale)."""
         now = self.now_ms()
         keyring = self.replica.keyring()
         cfg = self.config
-        sums: dict[str, float] = {}
-        weights: dict[str, float] = {}
-        hosts: list[str] = []
-        unit, newest, stale = "", 0, 0
+        counted: list[tuple[int, dict[str, Any], str, str]] = []  # recorded, summary, ..
+        stale = 0
         for author, rec in sorted(self._benches.get((subject, metric), {}).items()):
             if author not in keyring and not include_untrusted:
                 continue
@@ -409,26 +429,34 @@ class Views:
             summary = f.get("summary")
             if recorded is None or not isinstance(summary, dict):
                 continue
-            age = max(0, now - recorded)
-            if age > cfg.bench_max_age_ms:
+            if now - recorded > cfg.bench_max_age_ms:
                 stale += 1
                 continue
-            weight = 0.5 ** (age / cfg.bench_half_life_ms)
+            counted.append((recorded, summary, author, str(f.get("unit", ""))))
+        if not counted and not stale:
+            return None
+        newest = max((c[0] for c in counted), default=0)
+        sums: dict[str, float] = {}
+        weights: dict[str, float] = {}
+        for recorded, summary, _, _ in counted:
+            # Weights relative to the newest observation: one observation is reported
+            # exactly, and a weight never underflows.
+            weight = 0.5 ** ((newest - recorded) / cfg.bench_half_life_ms)
             for k, v in summary.items():
                 if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
                     sums[k] = sums.get(k, 0.0) + weight * v
                     weights[k] = weights.get(k, 0.0) + weight
-            hosts.append(author)
-            newest = max(newest, recorded)
-            unit = unit or str(f.get("unit", ""))
-        if not hosts and not stale:
-            return None
+        hosts = [c[2] for c in counted]
+        unit = next((c[3] for c in counted if c[3]), "")
         values = {k: sums[k] / weights[k] for k in sorted(sums) if weights[k] > 0}
         return Benchmark(subject, metric, unit, values, len(hosts), hosts, newest, stale)
 
 
 def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """An integer field that fits SQLite (and JavaScript) integers, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**53) < value < 2**53:
+        return value
+    return None
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -290,9 +290,10 @@ def normalize_delete_set(
     return out
 
 
-def read_length_prefix(data: bytes) -> tuple[int, int]:
-    """A leading varuint and the position after it (UpdateError if there is none)."""
+def read_varuint(data: bytes, pos: int = 0) -> tuple[int, int]:
+    """The varuint at ``pos`` and the position after it (UpdateError if there is none)."""
     r = _Reader(data)
+    r.pos = pos
     n = r.varuint()
     return n, r.pos
 

@@ -81,7 +81,10 @@ def decode_export(data: bytes, name: str = "input") -> list[bytes]:
     pos = len(EXPORT_MAGIC)
     view = memoryview(data)
     while pos < len(data):
-        length, pos = _read_varuint(data, pos)
+        try:
+            length, pos = wire.read_varuint(data, pos)
+        except UpdateError:
+            length = None
         if length is None or length > _MAX_EXPORT_ITEM or pos + length > len(data):
             raise ExportError(
                 f"{name} is not an sm-gossip export: it ends inside update {len(out) + 1} "
@@ -90,18 +93,6 @@ def decode_export(data: bytes, name: str = "input") -> list[bytes]:
         out.append(bytes(view[pos : pos + length]))
         pos += length
     return out
-
-
-def _read_varuint(data: bytes, pos: int) -> tuple[int | None, int]:
-    """A LEB128 varuint at ``pos`` → (value, next position); (None, pos) if cut off."""
-    value = shift = 0
-    for i in range(pos, min(len(data), pos + 10)):
-        b = data[i]
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, i + 1
-        shift += 7
-    return None, pos
 
 
 def _write_atomic(path: str, chunks: Iterable[bytes]) -> int:

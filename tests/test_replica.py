@@ -105,3 +105,12 @@ def test_put_of_a_record_already_held_is_a_no_op(open_replica):
     assert r.put(rec) is not None
     assert r.put(rec) is None
     assert len(r.updates_for({})) == 1
+
+
+def test_an_update_waiting_on_a_later_one_in_the_same_batch_reports_applied(open_replica):
+    r = open_replica("r")
+    w = Writer()
+    first = w.put(records.memory(w.identity, "one", category="c", ts=TS))
+    second = w.put(records.memory(w.identity, "two", category="c", ts=TS))
+    assert [o.status for o in r.ingest_batch([second, first])] == ["applied", "applied"]
+    assert r.pending_count == 0

@@ -279,3 +279,42 @@ def test_views_built_incrementally_equal_views_rebuilt(open_replica, ops, truste
     assert outputs(live) == outputs(rebuilt)
     live.rebuild()
     assert outputs(live) == outputs(rebuilt)
+
+
+# -- odd records from any author never break reading ----------------------------------------
+
+
+def test_a_record_with_odd_fields_cannot_break_reading(me, now):
+    from crdt.records import SignedRecord, canonical
+
+    w = Writer()
+    me.trust(w.id)
+    bodies = [
+        {"text": "huge expiry", "category": "c", "expires_at": 2**70},
+        {"text": "tags not a list", "category": "c", "tags": 5},
+        {"text": ["not", "text"], "category": "c"},
+    ]
+    for extra in bodies:
+        body = canonical({"v": 1, "kind": "memory", "author": w.id, "ts": T, **extra})
+        me.ingest(w.put(SignedRecord(body, w.identity.sign(body))))
+    views = Views(me, now_ms=now)  # builds without raising
+    assert sorted(texts(views.recall())) == ["huge expiry", "tags not a list"]
+
+
+def test_a_single_benchmark_observation_is_reported_exactly(me, now):
+    views = Views(me, now_ms=now)
+    me.put(records.benchmark(me.identity, "s", "m", summary={"value": 3.0}, ts=T - 5 * MIN,
+                             recorded_at=T - 5 * MIN))  # fmt: skip
+    assert views.benchmark("s", "m").values == {"value": 3.0}
+
+
+def test_benchmark_subject_and_metric_come_from_the_record(me, now):
+    from crdt.records import SignedRecord, canonical
+
+    views = Views(me, now_ms=now)
+    w = Writer()
+    me.trust(w.id)
+    body = canonical({"v": 1, "kind": "benchmark", "author": w.id, "ts": T, "subject": "a|b",
+                      "metric": "c", "summary": {"value": 1.0}, "recorded_at": T})  # fmt: skip
+    me.ingest(w.put(SignedRecord(body, w.identity.sign(body))))
+    assert [(b.subject, b.metric) for b in views.benchmarks()] == [("a|b", "c")]
