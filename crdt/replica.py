@@ -155,7 +155,7 @@ class Replica:
         lock_wait: float = 0.0,
     ) -> Replica:
         """Open (or create) the replica in ``home``; holds the data-dir lock until closed."""
-        home = Path(home)
+        home = Path(home).expanduser()
         if create:
             home.mkdir(parents=True, exist_ok=True, mode=0o700)
         elif not home.is_dir():
