@@ -1,0 +1,188 @@
+"""Signed requests and responses between peers (invariant 9), sans I/O.
+
+Every request and every response carries two headers::
+
+    Sm-Key:        <sender's public id>
+    Sm-Signature:  v=1;t=<created, ms since epoch>;n=<nonce, base64url of 16 random bytes>;s=<sig>
+
+``sig`` is the sender's Ed25519 signature of the **signature base** (the parameters of RFC
+9421 HTTP message signatures, in a compact form of our own)::
+
+    sm-gossip-signature-v1
+    <role: "request" or "response">
+    <METHOD>
+    <path>
+    <hex SHA-256 of the body>
+    <created>
+    <nonce>
+    <request nonce>          (responses only: binds a response to its request)
+
+lines joined by "\\n". The receiver checks, in this order, before reading any body: the
+key is in its keyring (else ``Forbidden``, 403); the header is well formed and the
+creation time within the window (else ``Unauthorized``, 401); then, with the body, the
+signature; and last that the nonce was not seen within the window (a replay, 401).
+Nonces are remembered for twice the window, so a request can never be accepted twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+
+from crdt import GossipError, Identity
+from crdt.identity import b64url, unb64url, verify
+
+KEY_HEADER = "Sm-Key"
+SIGNATURE_HEADER = "Sm-Signature"
+BASE_TAG = "sm-gossip-signature-v1"
+_HEADER = re.compile(r"^v=1;t=(\d{1,16});n=([A-Za-z0-9_-]{22});s=([A-Za-z0-9_-]{86})$")
+
+
+class AuthError(GossipError):
+    """A request or response failed authentication."""
+
+    status = 401
+
+
+class Unauthorized(AuthError):
+    """Missing, malformed, expired, forged or replayed signature: HTTP 401."""
+
+    status = 401
+
+
+class Forbidden(AuthError):
+    """A well-identified key that is not in our keyring: HTTP 403."""
+
+    status = 403
+
+
+@dataclass(frozen=True)
+class Signed:
+    """The parsed signature headers of one message."""
+
+    key: str
+    created: int
+    nonce: str
+    sig: bytes
+
+
+def signature_base(
+    role: str, method: str, path: str, body: bytes, created: int, nonce: str, request_nonce: str
+) -> bytes:
+    lines = [BASE_TAG, role, method.upper(), path, hashlib.sha256(body).hexdigest(),
+             str(created), nonce]  # fmt: skip
+    if role == "response":
+        lines.append(request_nonce)
+    return "\n".join(lines).encode()
+
+
+def sign(
+    identity: Identity,
+    *,
+    role: str,
+    method: str,
+    path: str,
+    body: bytes,
+    now_ms: int,
+    request_nonce: str = "",
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """The two headers that sign a request (or, with ``request_nonce``, a response)."""
+    nonce = nonce or b64url(os.urandom(16))
+    base = signature_base(role, method, path, body, now_ms, nonce, request_nonce)
+    sig = b64url(identity.sign(base))
+    return {KEY_HEADER: identity.public_id, SIGNATURE_HEADER: f"v=1;t={now_ms};n={nonce};s={sig}"}
+
+
+def parse(headers: dict[str, str] | object) -> Signed:
+    """Read the signature headers; Unauthorized when absent or malformed."""
+    get = headers.get  # type: ignore[attr-defined]
+    key, value = get(KEY_HEADER), get(SIGNATURE_HEADER)
+    if not key or not value:
+        raise Unauthorized("the request is not signed (Sm-Key and Sm-Signature headers)")
+    m = _HEADER.match(value)
+    if m is None or len(key) != 43:
+        raise Unauthorized("malformed Sm-Signature or Sm-Key header")
+    try:
+        sig = unb64url(m.group(3))
+        unb64url(key)
+    except ValueError:
+        raise Unauthorized("malformed Sm-Signature or Sm-Key header") from None
+    return Signed(key=key, created=int(m.group(1)), nonce=m.group(2), sig=sig)
+
+
+class NonceCache:
+    """Nonces seen within the window, per key, bounded in size (oldest forgotten first).
+
+    A nonce older than the window can never be replayed anyway: its creation time is
+    outside the window and the check fails before the cache is consulted."""
+
+    def __init__(self, window_ms: int, max_entries: int = 100_000) -> None:
+        self.window_ms = window_ms
+        self.max_entries = max_entries
+        self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    def check_and_add(self, key: str, nonce: str, now_ms: int) -> bool:
+        """True (and remembered) if new; False if seen before: a replay."""
+        horizon = now_ms - 2 * self.window_ms
+        while self._seen:
+            oldest, seen_at = next(iter(self._seen.items()))
+            if seen_at >= horizon and len(self._seen) < self.max_entries:
+                break
+            del self._seen[oldest]
+        if (key, nonce) in self._seen:
+            return False
+        self._seen[(key, nonce)] = now_ms
+        return True
+
+
+class Verifier:
+    """The receiving side: checks requests (server) or responses (client)."""
+
+    def __init__(
+        self,
+        keyring: Callable[[], Container[str]],
+        now_ms: Callable[[], int],
+        *,
+        window_ms: int = 60_000,
+    ) -> None:
+        self.keyring = keyring
+        self.now_ms = now_ms
+        self.window_ms = window_ms
+        self.nonces = NonceCache(window_ms)
+
+    def check_headers(self, headers: object) -> Signed:
+        """Everything that needs no body: who, and when. Run before reading the body."""
+        signed = parse(headers)
+        if signed.key not in self.keyring():
+            raise Forbidden("this key is not in the peer's keyring (gossip trust add)")
+        if abs(self.now_ms() - signed.created) > self.window_ms:
+            raise Unauthorized("the signature's creation time is outside the window")
+        return signed
+
+    def check_body(
+        self,
+        signed: Signed,
+        *,
+        role: str,
+        method: str,
+        path: str,
+        body: bytes,
+        request_nonce: str = "",
+    ) -> None:
+        base = signature_base(role, method, path, body, signed.created, signed.nonce,
+                              request_nonce)  # fmt: skip
+        if not verify(signed.key, signed.sig, base):
+            raise Unauthorized("the signature does not verify (body or headers changed)")
+        if not self.nonces.check_and_add(signed.key, signed.nonce, self.now_ms()):
+            raise Unauthorized("this nonce was already used: a replayed request")
+
+
+def same(a: str, b: str) -> bool:
+    """Constant-time comparison, for anything secret (tokens)."""
+    return hmac.compare_digest(a.encode(), b.encode())

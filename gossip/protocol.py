@@ -1,0 +1,235 @@
+"""The exchange protocol, sans I/O: messages in, messages out; no sockets, no clock.
+
+Theory of operation (push-pull anti-entropy over *signed* updates, docs/protocol.md):
+
+1. The initiator sends ``SYNC``: its state vector, plus the signed updates the responder
+   lacks according to the last state vector the initiator saw from it (often none).
+2. The responder ingests what came, and answers ``SYNC_REPLY``: its state vector (after
+   ingesting) and the signed updates the initiator lacks according to the initiator's
+   state vector.
+3. The initiator ingests those. If the reply's state vector shows the responder still
+   lacks something the initiator has, it sends ``PUSH`` with exactly that, and the
+   responder answers ``PUSH_REPLY`` with its new state vector.
+
+Two peers in sync finish after one small request. Updates always travel as the author's
+original signed bytes; nothing is re-encoded. ``PUSH`` is also how a fresh update is
+pushed eagerly (DESIGN.md "Eager push").
+
+Everything here is driven by a caller that owns the I/O (the aiohttp transport, the
+in-memory network, a simulator). The replica behind ``LocalState`` does the ingesting;
+this module only decides what to send and what to hand it.
+
+Errors: a malformed message from a peer raises ``RemoteProtocolError`` (a transport
+answers it with 400); a message of a version we do not speak raises
+``UnsupportedVersion`` (answered with 400 and the versions we speak).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from crdt import GossipError, Outcome, UpdateError, wire
+
+VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+MAGIC = b"SMG"  # every message starts with it, then the version byte, then the type
+
+
+class ProtocolError(GossipError):
+    """A message broke the exchange protocol."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something malformed (answered with a 4xx, never a crash)."""
+
+
+class UnsupportedVersion(RemoteProtocolError):
+    """The peer speaks a protocol version we do not."""
+
+
+class MessageType(enum.IntEnum):
+    SYNC = 1
+    SYNC_REPLY = 2
+    PUSH = 3
+    PUSH_REPLY = 4
+
+
+@dataclass(frozen=True)
+class Message:
+    """One protocol message: a state vector (may be empty) and signed updates (raw)."""
+
+    type: MessageType
+    state_vector: dict[int, int] = field(default_factory=dict)
+    updates: tuple[bytes, ...] = ()
+
+    def encode(self) -> bytes:
+        """``MAGIC version type || varuint len(sv) sv || varuint n (varuint len update)*``"""
+        sv = wire.encode_state_vector(self.state_vector)
+        out = bytearray(MAGIC + bytes([VERSION, self.type]))
+        out += wire.encode_varuint(len(sv)) + sv
+        out += wire.encode_varuint(len(self.updates))
+        for u in self.updates:
+            out += wire.encode_varuint(len(u)) + u
+        return bytes(out)
+
+    @classmethod
+    def decode(cls, data: bytes, *, max_updates: int = 1_000_000) -> Message:
+        if len(data) < 5 or data[:3] != MAGIC:
+            raise RemoteProtocolError("not an sm-gossip message")
+        if data[3] not in SUPPORTED_VERSIONS:
+            raise UnsupportedVersion(
+                f"protocol version {data[3]} is not supported (this peer speaks "
+                f"{', '.join(map(str, SUPPORTED_VERSIONS))})"
+            )
+        try:
+            kind = MessageType(data[4])
+        except ValueError:
+            raise RemoteProtocolError(f"unknown message type {data[4]}") from None
+        try:
+            n, pos = wire.read_varuint(data, 5)
+            if pos + n > len(data):
+                raise RemoteProtocolError("message ends inside its state vector")
+            sv = wire.decode_state_vector(data[pos : pos + n])
+            pos += n
+            count, pos = wire.read_varuint(data, pos)
+            if count > max_updates or count > len(data) - pos:
+                raise RemoteProtocolError("message claims more updates than it holds")
+            updates = []
+            for _ in range(count):
+                size, pos = wire.read_varuint(data, pos)
+                if pos + size > len(data):
+                    raise RemoteProtocolError("message ends inside an update")
+                updates.append(data[pos : pos + size])
+                pos += size
+        except UpdateError as e:
+            raise RemoteProtocolError(f"malformed message: {e}") from None
+        if pos != len(data):
+            raise RemoteProtocolError("trailing bytes after the message")
+        return cls(kind, sv, tuple(updates))
+
+
+class LocalState(Protocol):
+    """What the protocol needs of a replica (``crdt.Replica`` provides it)."""
+
+    def state_vector(self) -> dict[int, int]: ...
+
+    def updates_for(self, peer_sv: dict[int, int]) -> list[bytes]: ...
+
+    def ingest_batch(self, updates: Sequence[bytes], *, source: str = "") -> list[Outcome]: ...
+
+
+def lacks(ours: dict[int, int], theirs: dict[int, int]) -> bool:
+    """Does a peer with state vector ``theirs`` lack anything we have?"""
+    return any(clock > theirs.get(client, 0) for client, clock in ours.items())
+
+
+@dataclass
+class ExchangeResult:
+    """What one exchange did, for the peer table and the log."""
+
+    received: list[Outcome] = field(default_factory=list)  # outcomes of what we ingested
+    sent: int = 0  # signed updates we sent
+    peer_sv: dict[int, int] = field(default_factory=dict)
+    requests: int = 0
+
+    @property
+    def learned(self) -> int:
+        return sum(o.status == "applied" for o in self.received)
+
+
+class Initiator:
+    """Our side of one push-pull exchange. Drive it::
+
+    ex = Initiator(replica, source="peer-id", peer_sv=last_known)
+    body = ex.start()                      # send as SYNC, get the reply bytes
+    push = ex.on_reply(reply)              # None when done, else send it as PUSH
+    if push: ex.on_push_reply(push_reply)
+    """
+
+    def __init__(
+        self, local: LocalState, *, source: str, peer_sv: dict[int, int] | None = None
+    ) -> None:
+        self.local = local
+        self.source = source
+        self.peer_sv_hint = peer_sv
+        self.result = ExchangeResult()
+        self._pushed: set[bytes] = set()
+
+    def start(self) -> bytes:
+        ours = self.local.state_vector()
+        updates: list[bytes] = []
+        if self.peer_sv_hint is not None and lacks(ours, self.peer_sv_hint):
+            updates = self.local.updates_for(self.peer_sv_hint)
+        self._pushed = set(updates)
+        self.result.sent += len(updates)
+        self.result.requests += 1
+        return Message(MessageType.SYNC, ours, tuple(updates)).encode()
+
+    def on_reply(self, body: bytes) -> bytes | None:
+        reply = _expect(body, MessageType.SYNC_REPLY)
+        self.result.peer_sv = reply.state_vector
+        if reply.updates:
+            self.result.received += self.local.ingest_batch(reply.updates, source=self.source)
+        ours = self.local.state_vector()
+        if not lacks(ours, reply.state_vector):
+            return None
+        missing = [u for u in self.local.updates_for(reply.state_vector) if u not in self._pushed]
+        if not missing:
+            return None
+        self.result.sent += len(missing)
+        self.result.requests += 1
+        return Message(MessageType.PUSH, ours, tuple(missing)).encode()
+
+    def on_push_reply(self, body: bytes) -> None:
+        reply = _expect(body, MessageType.PUSH_REPLY)
+        self.result.peer_sv = reply.state_vector
+
+
+def push_message(local: LocalState, updates: Sequence[bytes]) -> bytes:
+    """An eager ``PUSH`` of fresh signed updates (ours, or new ones we pass on)."""
+    return Message(MessageType.PUSH, local.state_vector(), tuple(updates)).encode()
+
+
+def on_push_reply(body: bytes) -> dict[int, int]:
+    """The state vector a peer answered a ``PUSH`` with."""
+    return _expect(body, MessageType.PUSH_REPLY).state_vector
+
+
+@dataclass(frozen=True)
+class Response:
+    """The responder's answer, and what it learned (to pass on by eager push)."""
+
+    body: bytes
+    received: list[Outcome]
+    peer_sv: dict[int, int]
+
+    @property
+    def new_updates(self) -> list[bytes]:
+        """Signed updates this exchange added to our replica (to pass on)."""
+        return [o.update.raw for o in self.received if o.status == "applied" and o.update]
+
+
+def respond(local: LocalState, body: bytes, *, source: str) -> Response:
+    """The responder's side of ``SYNC`` and ``PUSH``. RemoteProtocolError on junk."""
+    msg = Message.decode(body)
+    if msg.type not in (MessageType.SYNC, MessageType.PUSH):
+        raise RemoteProtocolError(f"{msg.type.name} is not a request")
+    received = local.ingest_batch(msg.updates, source=source) if msg.updates else []
+    ours = local.state_vector()
+    if msg.type is MessageType.PUSH:
+        return Response(Message(MessageType.PUSH_REPLY, ours).encode(), received, msg.state_vector)
+    # The initiator now holds what it sent us, so its state vector covers it.
+    theirs = msg.state_vector
+    updates = local.updates_for(theirs) if lacks(ours, theirs) else []
+    reply = Message(MessageType.SYNC_REPLY, ours, tuple(updates))
+    return Response(reply.encode(), received, theirs)
+
+
+def _expect(body: bytes, kind: MessageType) -> Message:
+    msg = Message.decode(body)
+    if msg.type is not kind:
+        raise RemoteProtocolError(f"expected {kind.name}, got {msg.type.name}")
+    return msg
