@@ -117,10 +117,12 @@ def parse(headers: dict[str, str] | object) -> Signed:
 
 
 class NonceCache:
-    """Nonces seen within the window, per key, bounded in size (oldest forgotten first).
+    """Nonces seen within the window, per key, bounded in size.
 
-    A nonce older than the window can never be replayed anyway: its creation time is
-    outside the window and the check fails before the cache is consulted."""
+    Entries are forgotten after twice the window: by then the creation-time check
+    refuses the request anyway. The cache never forgets a live entry to make room (a
+    nonce must never be accepted twice): when full, new requests are refused until old
+    entries expire — fail closed."""
 
     def __init__(self, window_ms: int, max_entries: int = 100_000) -> None:
         self.window_ms = window_ms
@@ -128,14 +130,15 @@ class NonceCache:
         self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()
 
     def check_and_add(self, key: str, nonce: str, now_ms: int) -> bool:
-        """True (and remembered) if new; False if seen before: a replay."""
+        """True (and remembered) if new; False if seen before (a replay) or if the cache
+        is full of live entries."""
         horizon = now_ms - 2 * self.window_ms
         while self._seen:
             oldest, seen_at = next(iter(self._seen.items()))
-            if seen_at >= horizon and len(self._seen) < self.max_entries:
+            if seen_at >= horizon:
                 break
             del self._seen[oldest]
-        if (key, nonce) in self._seen:
+        if (key, nonce) in self._seen or len(self._seen) >= self.max_entries:
             return False
         self._seen[(key, nonce)] = now_ms
         return True
@@ -180,7 +183,10 @@ class Verifier:
         if not verify(signed.key, signed.sig, base):
             raise Unauthorized("the signature does not verify (body or headers changed)")
         if not self.nonces.check_and_add(signed.key, signed.nonce, self.now_ms()):
-            raise Unauthorized("this nonce was already used: a replayed request")
+            raise Unauthorized(
+                "this nonce was already used (a replayed request), or too many "
+                "requests within the window"
+            )
 
 
 def same(a: str, b: str) -> bool:

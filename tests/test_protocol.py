@@ -1,0 +1,115 @@
+"""The sans-I/O exchange: messages, and two real replicas driven by hand (no network)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crdt import records
+from gossip.protocol import (
+    Initiator,
+    Message,
+    MessageType,
+    RemoteProtocolError,
+    UnsupportedVersion,
+    lacks,
+    on_push_reply,
+    push_message,
+    respond,
+)
+
+TS = 1_790_000_000_000
+
+
+def exchange(a, b) -> Initiator:
+    """One push-pull round from a to b, the way a transport drives it."""
+    ex = Initiator(a, source=b.author)
+    reply = respond(b, ex.start(), source=a.author)
+    push = ex.on_reply(reply.body)
+    if push is not None:
+        ex.on_push_reply(respond(b, push, source=a.author).body)
+    return ex
+
+
+def test_message_round_trip():
+    m = Message(MessageType.SYNC_REPLY, {5: 3, 2**53 - 1: 7}, (b"abc", b"", b"\x00" * 300))
+    assert Message.decode(m.encode()) == m
+
+
+@pytest.mark.parametrize(
+    "junk, error",
+    [
+        (b"", RemoteProtocolError),
+        (b"XYZ\x01\x01\x00\x00", RemoteProtocolError),
+        (b"SMG\x02\x01\x00\x00", UnsupportedVersion),
+        (b"SMG\x01\x09\x00\x00", RemoteProtocolError),
+        (b"SMG\x01\x01\x05\x00", RemoteProtocolError),  # state vector longer than the body
+        (b"SMG\x01\x01\x00\x02\x01a", RemoteProtocolError),  # fewer updates than claimed
+        (b"SMG\x01\x01\x00\x00extra", RemoteProtocolError),
+    ],
+)
+def test_malformed_messages_raise_remote_errors(junk, error):
+    with pytest.raises(error):
+        Message.decode(junk)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_raise_only_protocol_errors(data):
+    with contextlib.suppress(RemoteProtocolError):
+        Message.decode(b"SMG\x01" + data)
+
+
+def test_push_pull_converges_both_ways(open_replica):
+    a, b = open_replica("a"), open_replica("b")
+    a.put(records.memory(a.identity, "from a", category="c", ts=TS))
+    b.put(records.memory(b.identity, "from b", category="c", ts=TS))
+    b.put(records.breaker(b.identity, "k", state="open", ts=TS))
+    ex = exchange(a, b)
+    assert a.state_vector() == b.state_vector()
+    assert ex.result.learned == 2 and ex.result.sent == 1 and ex.result.requests == 2
+
+
+def test_in_sync_peers_finish_in_one_small_request(open_replica):
+    a, b = open_replica("a"), open_replica("b")
+    a.put(records.memory(a.identity, "x", category="c", ts=TS))
+    exchange(a, b)
+    ex = Initiator(a, source=b.author, peer_sv=b.state_vector())
+    body = ex.start()
+    reply = respond(b, body, source=a.author)
+    assert ex.on_reply(reply.body) is None
+    assert ex.result.requests == 1
+    assert len(body) + len(reply.body) < 200
+
+
+def test_a_known_peer_state_vector_sends_the_delta_up_front(open_replica):
+    a, b = open_replica("a"), open_replica("b")
+    exchange(a, b)
+    a.put(records.memory(a.identity, "new", category="c", ts=TS))
+    ex = Initiator(a, source=b.author, peer_sv=b.state_vector())
+    reply = respond(b, ex.start(), source=a.author)
+    assert ex.on_reply(reply.body) is None  # nothing left to push
+    assert a.state_vector() == b.state_vector() and ex.result.requests == 1
+    assert len(reply.new_updates) == 1
+
+
+def test_eager_push_and_relay(open_replica):
+    a, b, c = open_replica("a"), open_replica("b"), open_replica("c")
+    su = a.put(records.breaker(a.identity, "k2p5", state="open", ts=TS))
+    got = respond(b, push_message(a, [su.raw]), source=a.author)
+    assert got.new_updates == [su.raw]  # b learned it: b passes it on
+    relayed = respond(c, push_message(b, got.new_updates), source=b.author)
+    assert relayed.new_updates == [su.raw]
+    again = respond(c, push_message(b, got.new_updates), source=b.author)
+    assert again.new_updates == []  # already known: the rumour stops here
+    assert on_push_reply(again.body) == c.state_vector()
+    assert lacks(a.state_vector(), {}) and not lacks(c.state_vector(), a.state_vector())
+
+
+def test_replies_are_not_requests(open_replica):
+    b = open_replica("b")
+    with pytest.raises(RemoteProtocolError):
+        respond(b, Message(MessageType.SYNC_REPLY).encode(), source="x")
