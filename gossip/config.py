@@ -1,8 +1,12 @@
-"""The data dir's config file, ``<home>/config.toml``, and where the data dir is.
+"""The data dir's config file, ``<home>/config.toml``, where the data dir is, and the
+network profiles.
 
-So far it holds one setting, the host's display ``name`` (default: the hostname). Later
-issues add the network profile here. This module reads and writes the file; it never
-touches the key or the store.
+The file holds the host's display ``name`` (default: the hostname), the network
+``profile`` (``local``, ``lan`` or ``tailnet``), the ``listen`` address and the static
+``peers``; command-line flags override it. A ``Profile`` sets the timing of replication
+together (like memberlist's LAN/WAN/Local configs): ``lan`` is the base, the others
+override a few fields. This module reads and writes the file; it never touches the key
+or the store.
 
 A file that is not TOML, has a key we do not know, or a value of the wrong type is
 refused with a message naming the file: a typo must not be silently ignored.
@@ -15,14 +19,17 @@ import os
 import socket
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from crdt import GossipError
 from crdt.files import create_whole
 
 CONFIG_FILE = "config.toml"
 MAX_NAME_CHARS = 64
+DEFAULT_PORT = 7471
+DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
 
 
 class ConfigError(GossipError):
@@ -40,8 +47,102 @@ def default_home() -> Path:
 
 
 @dataclass(frozen=True)
+class Profile:
+    """How a node replicates: one set of timings that belong together.
+
+    ``lan()`` is the base; ``local()`` and ``tailnet()`` start from it and override a
+    few fields. Each field says what it trades off."""
+
+    name: str
+    # Anti-entropy period, seconds: shorter repairs a missed push sooner, at the cost of
+    # one (small, when in sync) request per fanout peer per period.
+    interval: float
+    # Peers per round and per eager push: more spreads a write in fewer rounds (log base
+    # fanout+1 of N) but multiplies requests; 2-3 is the usual epidemic sweet spot.
+    fanout: int
+    # Seconds a whole request may take: long enough for a large delta on a slow link,
+    # short enough that a dead peer does not hold a round's slot.
+    request_timeout: float
+    # First retry delay after a failure, seconds: small retries a blip soon, large spares
+    # a peer that is restarting.
+    backoff_base: float
+    # Longest retry delay, seconds: how long a peer that comes back may go unnoticed
+    # (anti-entropy and its own pushes still reach us meanwhile).
+    backoff_cap: float
+    # A request body over this gets 413: bounds the memory one peer can make us hold;
+    # larger deltas arrive through several exchanges (pulls are not limited by it).
+    max_body_bytes: int
+    # Push a fresh update to fanout peers at once (and pass on what a push taught us):
+    # a write crosses the mesh in milliseconds instead of rounds, for more requests.
+    eager_push: bool
+    # Seconds a signed request stays valid (clock skew allowed): wider tolerates worse
+    # clocks, narrower keeps the replay window and the nonce cache small.
+    auth_window: float
+
+    @classmethod
+    def lan(cls) -> Profile:
+        """Hosts on one LAN: sub-millisecond links, clocks kept by NTP."""
+        return cls(
+            name="lan",
+            interval=5.0,  # a missed push is repaired within seconds; idle cost negligible
+            fanout=3,  # 100 hosts within ~4 rounds
+            request_timeout=10.0,  # a LAN answers in ms; 10 s covers a multi-MB catch-up
+            backoff_base=1.0,
+            backoff_cap=60.0,  # a restarted host is back in the mesh within a minute
+            max_body_bytes=16 * 1024 * 1024,
+            eager_push=True,
+            auth_window=60.0,
+        )
+
+    @classmethod
+    def local(cls) -> Profile:
+        """Many nodes on one machine (tests, demos): fast rounds, quick recovery."""
+        return replace(
+            cls.lan(),
+            name="local",
+            interval=0.2,  # convergence in a fraction of a second, at CPU cost
+            fanout=2,
+            request_timeout=5.0,
+            backoff_base=0.05,
+            backoff_cap=1.0,  # a restarted node is retried within a second
+        )
+
+    @classmethod
+    def tailnet(cls) -> Profile:
+        """Hosts across the internet over a tailnet: tens of ms, links that come and go."""
+        return replace(
+            cls.lan(),
+            name="tailnet",
+            interval=15.0,  # fewer requests over metered or mobile links
+            fanout=2,
+            request_timeout=30.0,  # relayed (DERP) paths are slow
+            backoff_base=2.0,
+            backoff_cap=300.0,  # laptops sleep; do not hammer them
+            max_body_bytes=8 * 1024 * 1024,
+            auth_window=120.0,  # laptop clocks drift further after sleep
+        )
+
+    @classmethod
+    def named(cls, name: str) -> Profile:
+        """``local`` | ``lan`` | ``tailnet``; ConfigError for anything else."""
+        if name not in PROFILES:
+            raise ConfigError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})")
+        return getattr(cls, name)()
+
+    def with_(self, **changes: Any) -> Profile:
+        """A copy with some fields changed (e.g. from command-line flags)."""
+        return replace(self, **changes)
+
+
+PROFILES = ("local", "lan", "tailnet")
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
+    profile: str = "lan"
+    listen: str = DEFAULT_LISTEN
+    peers: tuple[str, ...] = ()
 
     @classmethod
     def default(cls) -> Config:
@@ -49,10 +150,37 @@ class Config:
 
     def to_toml(self) -> str:
         # A JSON string is a valid TOML basic string (same escapes: \" \\ \n \t \uXXXX).
-        return (
-            "# sm-gossip host settings (see docs/cli.md)\n"
-            f"name = {json.dumps(self.name, ensure_ascii=False)}\n"
-        )
+        lines = [
+            "# sm-gossip host settings (see docs/cli.md)",
+            f"name = {json.dumps(self.name, ensure_ascii=False)}",
+            "# network profile: local | lan | tailnet",
+            f"{'' if self.profile != 'lan' else '# '}profile = {json.dumps(self.profile)}",
+            "# address the peer server listens on",
+            f"{'' if self.listen != DEFAULT_LISTEN else '# '}listen = {json.dumps(self.listen)}",
+            "# peers to reach without discovery, as host:port",
+            f"{'' if self.peers else '# '}peers = {json.dumps(list(self.peers))}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def network_profile(self) -> Profile:
+        return Profile.named(self.profile)
+
+
+def check_address(address: str) -> str:
+    """A ``host:port`` (``[v6]:port``) address; ConfigError if it is not one."""
+    host, sep, port = address.rpartition(":")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if (
+        not sep
+        or not bare
+        or not port.isdigit()
+        or int(port) > 65535
+        or (":" in bare and bare == host)
+        or not address.isprintable()
+        or any(c.isspace() for c in address)
+    ):
+        raise ConfigError(f"not a host:port address: {address!r:.80}")
+    return address
 
 
 def check_name(name: str) -> str:
@@ -77,18 +205,40 @@ def load(home: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path} is not valid TOML: {e}") from None
-    unknown = sorted(set(data) - {"name"})
+    unknown = sorted(set(data) - KNOWN_SETTINGS)
     if unknown:
-        raise ConfigError(f"{path}: unknown setting {unknown[0]!r} (known: name)")
-    name = data.get("name")
-    if name is None:
-        return Config.default()
-    if not isinstance(name, str):
-        raise ConfigError(f"{path}: 'name' must be a string")
+        raise ConfigError(
+            f"{path}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(KNOWN_SETTINGS))})"
+        )
     try:
-        return Config(name=check_name(name))
+        return _from_toml(data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+KNOWN_SETTINGS = frozenset({"name", "profile", "listen", "peers"})
+
+
+def _from_toml(data: dict[str, Any]) -> Config:
+    name = data.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ConfigError("'name' must be a string")
+    profile = data.get("profile", "lan")
+    if not isinstance(profile, str):
+        raise ConfigError("'profile' must be a string")
+    Profile.named(profile)
+    listen = data.get("listen", DEFAULT_LISTEN)
+    if not isinstance(listen, str):
+        raise ConfigError("'listen' must be a string (host:port)")
+    peers = data.get("peers", [])
+    if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+        raise ConfigError("'peers' must be a list of host:port strings")
+    return Config(
+        name=Config.default().name if name is None else check_name(name),
+        profile=profile,
+        listen=check_address(listen),
+        peers=tuple(check_address(p) for p in peers),
+    )
 
 
 def create(home: Path, config: Config) -> Path:
