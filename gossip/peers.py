@@ -1,0 +1,374 @@
+"""The peer table: who our peers are, where they are, how they are doing; sans I/O.
+
+It owns, per peer: its key (unknown for a configured address until it first answers),
+name, addresses, where we heard of it (``source``), health, backoff, round-trip time,
+bytes exchanged and lag. It decides whom to sync with next and whom to push to. It never
+touches a socket, a replica or the wall clock: the node tells it what happened and
+when (``now`` in ms), and it draws randomness from the ``random.Random`` it was given, so
+the simulator and the tests replay it exactly.
+
+States::
+
+    new ──ok──▶ alive ◀──ok── backing-off ──(down_after failures)──▶ down
+     │            │                ▲                                   │
+     │            └──fail──────────┘◀───────────ok────────────────────┘
+     └──403 / answer from a key not in our keyring──▶ unknown-key
+
+A failure backs a peer off exponentially (``base * 2**(failures-1)``, capped), with
+jitter (each delay is drawn from its upper half) so that a mesh that lost a peer at
+the same moment does not retry it in lockstep. A ``down`` peer is still retried, at the
+cap. An ``unknown-key`` peer waits for a human: it is retried at the cap, and at once
+when our keyring changes. A peer that reaches *us* is retried at once too (it may just
+have restarted).
+
+Keys come from two places only: the answer of a peer whose signature verified against
+our keyring, and a host announcement in the document by a trusted author. Discovery
+(static list, mDNS, tailnet) proposes addresses, never keys (invariant 9).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+NEW = "new"
+ALIVE = "alive"
+BACKING_OFF = "backing-off"
+UNKNOWN_KEY = "unknown-key"
+DOWN = "down"
+STATES = (NEW, ALIVE, BACKING_OFF, UNKNOWN_KEY, DOWN)
+
+# Where we heard of a peer, strongest first: a peer configured by hand stays "static"
+# even once the document announces it too.
+SOURCES = ("static", "tailnet", "mdns", "exchange")
+MAX_ADDRESSES = 8  # per peer: announcements may list several interfaces
+
+
+def lag(ours: dict[int, int], theirs: dict[int, int]) -> int:
+    """How many clock units (Yjs items) ``theirs`` lacks of ``ours``."""
+    return sum(max(0, clock - theirs.get(client, 0)) for client, clock in ours.items())
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """A snapshot of one row of the table, safe to hand out (``node.peers()``)."""
+
+    key: str | None
+    name: str
+    addresses: tuple[str, ...]
+    address: str
+    source: str
+    state: str
+    last_success: int | None  # ms since epoch of the last completed exchange we started
+    last_seen: int | None  # ms since epoch of the last exchange either side started
+    last_error: str | None
+    failures: int  # consecutive
+    rtt_ms: float | None  # of the last exchange's first request
+    bytes_in: int
+    bytes_out: int
+    they_lack: int | None  # clock units, as of the last exchange
+    we_lack: int | None
+    next_attempt: int  # ms since epoch
+    exchanges: int
+
+    def to_json(self) -> dict[str, object]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+
+@dataclass(eq=False)
+class Peer:
+    """One row. Mutated only by ``PeerTable``."""
+
+    addresses: list[str]
+    source: str
+    key: str | None = None
+    name: str = ""
+    state: str = NEW
+    last_success: int | None = None
+    last_seen: int | None = None
+    last_error: str | None = None
+    failures: int = 0
+    rtt_ms: float | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    they_lack: int | None = None
+    we_lack: int | None = None
+    next_attempt: int = 0
+    exchanges: int = 0
+    # The peer's state vector as last seen: the hint that lets a SYNC carry what it lacks.
+    last_sv: dict[int, int] | None = None
+    in_flight: bool = False
+    address_index: int = 0
+
+    @property
+    def address(self) -> str:
+        return self.addresses[self.address_index % len(self.addresses)]
+
+    @property
+    def label(self) -> str:
+        return self.name or (self.key[:12] if self.key else self.address)
+
+    def info(self) -> PeerInfo:
+        return PeerInfo(
+            key=self.key, name=self.name, addresses=tuple(self.addresses), address=self.address,
+            source=self.source, state=self.state, last_success=self.last_success,
+            last_seen=self.last_seen, last_error=self.last_error, failures=self.failures,
+            rtt_ms=self.rtt_ms, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
+            they_lack=self.they_lack, we_lack=self.we_lack, next_attempt=self.next_attempt,
+            exchanges=self.exchanges,
+        )  # fmt: skip
+
+
+PeerListener = Callable[[Peer, str], None]  # (peer, what: "added" | "changed" | "removed")
+
+
+@dataclass
+class PeerTable:
+    """All peers of one node. ``listener`` hears of additions, removals and changes of
+    state (not of every exchange); it is called synchronously, from the caller."""
+
+    self_key: str
+    backoff_base_ms: int
+    backoff_cap_ms: int
+    rng: random.Random = field(default_factory=random.Random)
+    down_after: int = 5  # consecutive failures before a peer counts as down
+    listener: PeerListener | None = None
+    _peers: list[Peer] = field(default_factory=list)
+    _self_addresses: set[str] = field(default_factory=set)
+
+    # -- membership --------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Peer]:
+        return iter(list(self._peers))
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def rows(self) -> list[PeerInfo]:
+        return [p.info() for p in self._peers]
+
+    def by_key(self, key: str) -> Peer | None:
+        return next((p for p in self._peers if p.key == key), None)
+
+    def by_address(self, address: str) -> Peer | None:
+        return next((p for p in self._peers if address in p.addresses), None)
+
+    def add(
+        self,
+        addresses: Iterable[str],
+        source: str,
+        *,
+        key: str | None = None,
+        name: str = "",
+        now: int = 0,
+    ) -> Peer | None:
+        """Propose a peer. Merges with a row of the same key, or with a keyless row at
+        one of the same addresses. Returns the row, or None for ourselves."""
+        if source not in SOURCES:
+            raise ValueError(f"unknown peer source {source!r}")
+        if key is not None and key == self.self_key:
+            self._self_addresses.update(addresses)
+            return None
+        addrs = [a for a in dict.fromkeys(addresses) if a not in self._self_addresses]
+        if not addrs:
+            return None
+        row = self.by_key(key) if key is not None else None
+        if row is None:
+            row = next(
+                (p for p in self._peers if p.key in (None, key) and set(addrs) & set(p.addresses)),
+                None,
+            )
+        if row is None:
+            row = Peer(addresses=addrs[:MAX_ADDRESSES], source=source, key=key, name=name,
+                       next_attempt=now)  # fmt: skip
+            self._peers.append(row)
+            self._notify(row, "added")
+            return row
+        before = (row.key, row.name, row.source, tuple(row.addresses))
+        if key is not None:
+            row.key = key
+        if name:
+            row.name = name
+        if SOURCES.index(source) < SOURCES.index(row.source):
+            row.source = source
+        current = row.address
+        merged = list(dict.fromkeys(row.addresses + addrs))
+        if len(merged) > MAX_ADDRESSES:  # keep the freshest proposals
+            merged = list(dict.fromkeys([*addrs, *row.addresses]))[:MAX_ADDRESSES]
+        row.addresses = merged
+        row.address_index = merged.index(current) if current in merged else 0
+        if before != (row.key, row.name, row.source, tuple(row.addresses)):
+            self._notify(row, "changed")
+        return row
+
+    def remove(self, peer: Peer) -> None:
+        if peer in self._peers:
+            self._peers.remove(peer)
+            self._notify(peer, "removed")
+
+    def learn_key(self, peer: Peer, key: str) -> Peer | None:
+        """``peer`` answered, signed by ``key``. Returns the row that now holds it: a row
+        already known by that key absorbs this one; None if the address was ourselves."""
+        if key == self.self_key:
+            self._self_addresses.update(peer.addresses)
+            self.remove(peer)
+            return None
+        if peer.key == key:
+            return peer
+        other = self.by_key(key)
+        if other is None or other is peer:
+            peer.key = key
+            self._notify(peer, "changed")
+            return peer
+        # One host, two rows (a configured address and an announced one): keep the row
+        # with the key, give it this row's addresses and the stronger source.
+        self.remove(peer)
+        return self.add(peer.addresses, peer.source, key=key)
+
+    # -- scheduling --------------------------------------------------------------------
+
+    def select(self, now: int, fanout: int, *, jitter_ms: int = 0) -> list[Peer]:
+        """Up to ``fanout`` peers to sync with now: due, not already busy; least recently
+        synced first, ``jitter_ms`` of randomness mixing peers synced about as long ago."""
+        due = [p for p in self._peers if not p.in_flight and p.next_attempt <= now]
+
+        def order(p: Peer) -> float:
+            last = p.last_success if p.last_success is not None else -(2**62)
+            return last + self.rng.uniform(0, jitter_ms) + self.rng.random()
+
+        return sorted(due, key=order)[: max(0, fanout)]
+
+    def push_targets(
+        self, fanout: int, *, exclude: Iterable[str] = (), covers: dict[int, int] | None = None
+    ) -> list[Peer]:
+        """Up to ``fanout`` random healthy peers for an eager push, except ``exclude``
+        (keys) and those whose last known state vector already holds ``covers``
+        (client -> end clock): the rumour stops where it is known."""
+        excluded = set(exclude)
+        healthy = [
+            p
+            for p in self._peers
+            if p.state in (NEW, ALIVE)
+            and p.key not in excluded
+            and not (covers and p.last_sv is not None and lag(covers, p.last_sv) == 0)
+        ]
+        return self.rng.sample(healthy, min(max(0, fanout), len(healthy)))
+
+    def next_due(self) -> int | None:
+        """When the earliest idle peer becomes due (ms), or None without peers."""
+        return min((p.next_attempt for p in self._peers if not p.in_flight), default=None)
+
+    # -- outcomes ----------------------------------------------------------------------
+
+    def begin(self, peer: Peer) -> None:
+        peer.in_flight = True
+
+    def success(
+        self,
+        peer: Peer,
+        now: int,
+        *,
+        rtt_ms: float | None = None,
+        bytes_in: int = 0,
+        bytes_out: int = 0,
+        ours: dict[int, int] | None = None,
+        theirs: dict[int, int] | None = None,
+        exchange: bool = True,
+    ) -> None:
+        """An exchange we started (or an eager push, ``exchange=False``) completed."""
+        peer.in_flight = False
+        peer.failures = 0
+        peer.last_error = None
+        peer.last_seen = now
+        if exchange:
+            peer.last_success = now
+            peer.exchanges += 1
+        if rtt_ms is not None:
+            peer.rtt_ms = rtt_ms
+        peer.bytes_in += bytes_in
+        peer.bytes_out += bytes_out
+        self._saw_state(peer, ours, theirs)
+        peer.next_attempt = now
+        self._set_state(peer, ALIVE)
+
+    def failure(
+        self,
+        peer: Peer,
+        now: int,
+        error: str,
+        *,
+        unknown_key: bool = False,
+        unreachable: bool = False,
+    ) -> None:
+        """An exchange or push failed. ``unknown_key``: the peer refused our key (403) or
+        answered with a key we do not trust. ``unreachable``: try its next address."""
+        peer.in_flight = False
+        peer.failures += 1
+        peer.last_error = error[:300]
+        if unreachable and len(peer.addresses) > 1:
+            peer.address_index = (peer.address_index + 1) % len(peer.addresses)
+        if unknown_key:
+            peer.next_attempt = now + self.backoff_cap_ms
+            self._set_state(peer, UNKNOWN_KEY)
+            return
+        peer.next_attempt = now + self.backoff_ms(peer.failures)
+        self._set_state(peer, DOWN if peer.failures >= self.down_after else BACKING_OFF)
+
+    def cancelled(self, peer: Peer) -> None:
+        """An exchange was abandoned (shutdown): neither success nor failure."""
+        peer.in_flight = False
+
+    def backoff_ms(self, failures: int) -> int:
+        """Delay before the next attempt after ``failures`` consecutive failures: drawn
+        from the upper half of ``min(cap, base * 2**(failures-1))``."""
+        exp = min(max(failures, 1) - 1, 62)
+        ceiling = min(self.backoff_cap_ms, self.backoff_base_ms * 2**exp)
+        return int(ceiling * (0.5 + 0.5 * self.rng.random()))
+
+    def inbound(
+        self,
+        key: str,
+        now: int,
+        *,
+        bytes_in: int = 0,
+        bytes_out: int = 0,
+        ours: dict[int, int] | None = None,
+        theirs: dict[int, int] | None = None,
+    ) -> None:
+        """A peer exchanged with us (it started). A backed-off peer that reaches us is
+        retried at once: it is probably back."""
+        peer = self.by_key(key)
+        if peer is None:
+            return
+        peer.last_seen = now
+        peer.bytes_in += bytes_in
+        peer.bytes_out += bytes_out
+        self._saw_state(peer, ours, theirs)
+        if peer.state in (BACKING_OFF, DOWN, UNKNOWN_KEY) and not peer.in_flight:
+            peer.next_attempt = min(peer.next_attempt, now)
+
+    def keyring_changed(self, now: int) -> None:
+        """Our keyring changed: peers refused for their key may now be accepted."""
+        for p in self._peers:
+            if p.state == UNKNOWN_KEY and not p.in_flight:
+                p.next_attempt = now
+
+    def _saw_state(
+        self, peer: Peer, ours: dict[int, int] | None, theirs: dict[int, int] | None
+    ) -> None:
+        if theirs is None:
+            return
+        peer.last_sv = dict(theirs)
+        if ours is not None:
+            peer.they_lack = lag(ours, theirs)
+            peer.we_lack = lag(theirs, ours)
+
+    def _set_state(self, peer: Peer, state: str) -> None:
+        if peer.state != state:
+            peer.state = state
+            self._notify(peer, "changed")
+
+    def _notify(self, peer: Peer, what: str) -> None:
+        if self.listener is not None:
+            self.listener(peer, what)

@@ -1,0 +1,152 @@
+"""PeerTable: membership, keys, backoff, selection — sans I/O, with a seeded random."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gossip.peers import (
+    ALIVE,
+    BACKING_OFF,
+    DOWN,
+    NEW,
+    UNKNOWN_KEY,
+    PeerTable,
+    lag,
+)
+
+ME, K1, K2 = "m" * 43, "a" * 43, "b" * 43
+
+
+def table(**kw) -> PeerTable:
+    events: list[tuple[str, str]] = []
+    t = PeerTable(ME, backoff_base_ms=100, backoff_cap_ms=1600, rng=random.Random(7), **kw)
+    t.listener = lambda p, what: events.append((what, p.state))
+    t.events = events  # type: ignore[attr-defined]
+    return t
+
+
+def test_static_peer_learns_its_key_and_merges_with_its_announcement():
+    t = table()
+    s = t.add(["10.0.0.1:7471"], "static")
+    assert s is not None and s.key is None and s.state == NEW
+    e = t.add(["10.0.0.9:7471", "10.0.0.1:7471"], "exchange", key=K1, name="laptop")
+    assert e is s  # a keyless row at a shared address takes the key
+    assert s.key == K1 and s.name == "laptop" and s.source == "static"
+    assert s.addresses == ["10.0.0.1:7471", "10.0.0.9:7471"]
+    # Another configured address of the same host answers with that key: one row remains.
+    other = t.add(["host.lan:7471"], "mdns")
+    assert other is not None and other is not s and len(t) == 2
+    kept = t.learn_key(other, K1)
+    assert kept is s and len(t) == 1
+    assert s.addresses[-1] == "host.lan:7471" and s.source == "static"
+    assert ("removed", NEW) in t.events  # type: ignore[attr-defined]
+
+
+def test_ourselves_is_never_a_peer():
+    t = table()
+    p = t.add(["127.0.0.1:1"], "static")
+    assert p is not None
+    assert t.learn_key(p, ME) is None and len(t) == 0
+    assert t.add(["127.0.0.1:1"], "exchange", key=K1) is None  # known to be us
+    assert t.add(["127.0.0.1:2"], "exchange", key=ME) is None
+    assert len(t) == 0
+
+
+def test_unknown_source_is_refused():
+    with pytest.raises(ValueError):
+        table().add(["a:1"], "carrier-pigeon")
+
+
+def test_backoff_is_exponential_jittered_and_capped():
+    t = table()
+    for failures, ceiling in [(1, 100), (2, 200), (3, 400), (5, 1600), (9, 1600), (80, 1600)]:
+        for _ in range(50):
+            d = t.backoff_ms(failures)
+            assert ceiling // 2 <= d <= ceiling
+
+
+def test_failures_back_off_then_down_then_recover():
+    t = table(down_after=3)
+    p = t.add(["a:1", "b:1"], "static")
+    assert p is not None
+    now = 1000
+    t.begin(p)
+    t.failure(p, now, "refused", unreachable=True)
+    assert p.state == BACKING_OFF and p.address == "b:1" and p.failures == 1
+    assert now + 50 <= p.next_attempt <= now + 100
+    assert t.select(now, 3) == []  # not due yet
+    assert t.select(p.next_attempt, 3) == [p]
+    t.failure(p, now, "refused")
+    t.failure(p, now, "refused")
+    assert p.state == DOWN and p.last_error == "refused"
+    assert p.next_attempt <= now + 1600
+    t.inbound(K1, now + 5)  # unknown key: nothing happens
+    p.key = K1
+    t.inbound(K1, now + 5)  # it reached us: retry at once
+    assert p.next_attempt == now + 5
+    t.success(p, now + 10, rtt_ms=1.5, bytes_in=10, bytes_out=20, ours={1: 5}, theirs={1: 3, 2: 4})
+    assert p.state == ALIVE and p.failures == 0 and p.last_error is None
+    assert (p.they_lack, p.we_lack, p.rtt_ms, p.bytes_in, p.bytes_out) == (2, 4, 1.5, 10, 20)
+    assert p.last_sv == {1: 3, 2: 4}
+    states = [s for what, s in t.events if what == "changed"]  # type: ignore[attr-defined]
+    assert states == [BACKING_OFF, DOWN, ALIVE]
+
+
+def test_unknown_key_waits_for_the_keyring():
+    t = table()
+    p = t.add(["a:1"], "static")
+    assert p is not None
+    t.failure(p, 0, "peer answered 403", unknown_key=True)
+    assert p.state == UNKNOWN_KEY and p.next_attempt == 1600
+    assert t.push_targets(5) == []
+    t.keyring_changed(10)
+    assert t.select(10, 1) == [p]
+
+
+def test_selection_prefers_least_recently_synced_and_skips_busy_peers():
+    t = table()
+    peers = [t.add([f"h{i}:1"], "static", key=chr(65 + i) * 43) for i in range(6)]
+    for i, p in enumerate(peers):
+        assert p is not None
+        t.success(p, 100 * (i + 1))
+    assert t.select(10_000, 2) == peers[:2]
+    t.begin(peers[0])
+    assert t.select(10_000, 2) == peers[1:3]
+    # Jitter mixes peers synced about as long ago, but never beats a long-unsynced one.
+    fresh = t.add(["new:1"], "exchange", key="z" * 43)
+    seen = {tuple(t.select(10_000, 2, jitter_ms=250)) for _ in range(100)}
+    assert all(s[0] is fresh for s in seen)
+    assert len({s[1] for s in seen}) > 1
+    assert t.select(10_000, 0) == []
+
+
+def test_push_targets_skip_sender_unhealthy_and_peers_that_have_it():
+    t = table()
+    a = t.add(["a:1"], "static", key=K1)
+    b = t.add(["b:1"], "static", key=K2)
+    c = t.add(["c:1"], "static")
+    assert a and b and c
+    t.success(b, 1, theirs={9: 10})
+    assert set(t.push_targets(5)) == {a, b, c}
+    assert set(t.push_targets(5, exclude=[K1])) == {b, c}
+    assert set(t.push_targets(5, covers={9: 10})) == {a, c}  # b already holds clock 10
+    assert set(t.push_targets(5, covers={9: 11})) == {a, b, c}
+    t.failure(c, 1, "x")
+    assert set(t.push_targets(5, exclude=[K1, K2])) == set()
+    assert len(t.push_targets(1)) == 1
+
+
+def test_lag_counts_clock_units():
+    assert lag({1: 10, 2: 3}, {1: 4}) == 9
+    assert lag({}, {1: 4}) == 0
+
+
+def test_rows_are_snapshots():
+    t = table()
+    p = t.add(["a:1"], "static")
+    assert p is not None
+    (row,) = t.rows()
+    t.failure(p, 0, "x")
+    assert row.state == NEW and row.to_json()["addresses"] == ["a:1"]
