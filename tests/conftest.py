@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +44,40 @@ def open_replica(tmp_path: Path, clock: Clock) -> Iterator:
     for r in opened:
         with contextlib.suppress(Exception):  # a test may have closed it already
             r.close()
+
+
+# --- leak checks (like python-zeroconf's conftest) --------------------------------------
+
+
+def open_sockets() -> set[str]:
+    """The sockets this process holds open (``socket:[inode]`` of each fd)."""
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the fd of listdir itself is gone by now
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:"):
+                out.add(f"{fd}:{target}")
+    return out
+
+
+@pytest.fixture
+async def no_leaks() -> AsyncIterator[None]:
+    """Fail the test if it leaves an asyncio task running or a socket open.
+
+    Use it first (``pytestmark = pytest.mark.usefixtures("no_leaks")``) so that it is
+    torn down last, after the fixtures that close transports and replicas. Closed
+    transports may need a few loop iterations to let go of their sockets: wait for that
+    with a deadline, never a fixed sleep."""
+    tasks_before = set(asyncio.all_tasks())
+    sockets_before = open_sockets()
+    yield
+    me = asyncio.current_task()
+    deadline = time.monotonic() + 2.0
+    while True:
+        tasks = {t for t in asyncio.all_tasks() - tasks_before if t is not me and not t.done()}
+        sockets = open_sockets() - sockets_before
+        if (not tasks and not sockets) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.01)
+    assert not tasks, f"the test left {len(tasks)} asyncio task(s) running: {tasks}"
+    assert not sockets, f"the test left {len(sockets)} socket(s) open: {sorted(sockets)}"

@@ -1,0 +1,353 @@
+"""The peer transport over HTTP/1.1 (aiohttp): a server for the two endpoints and a client.
+
+It owns the sockets and nothing else: every request is served by ``transport.serve`` and
+every answer checked by ``transport.check_response``, exactly as the in-memory network
+does, so authentication, body limits and status codes are the same on both.
+
+Rules this module keeps:
+
+- A request body is streamed and never buffered past ``limits.max_body_bytes + 1`` bytes;
+  a ``Content-Length`` over the limit is answered 413 before anything is read.
+- A peer never sees a 5xx: anything unexpected while serving is logged here and
+  answered 400 with a generic message.
+- ``request`` raises only ``PeerError`` subclasses: no answer at all (refused, reset,
+  timed out, unresolvable, a bad address) is ``PeerUnreachable``; an error status is
+  ``PeerRefused``; an unsigned, forged, oversized or other-key answer is ``PeerMisbehaved``.
+- ``close`` leaves nothing behind: the client session and its pooled connections, the
+  listening socket, open server connections.
+
+Addresses are ``"host:port"`` strings (``"[::1]:7471"`` for IPv6); names are resolved when
+a connection is made, never cached, so a peer that moves is found again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from crdt import Identity
+
+from . import auth
+from .transport import (
+    Handler,
+    PeerMisbehaved,
+    PeerUnreachable,
+    ServerLimits,
+    check_response,
+    error_reply,
+    serve,
+    sign_request,
+)
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 64 * 1024
+_DRAIN_BYTES = 64 * 1024  # an unread rest of a body up to this is read and dropped
+_DRAIN_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Optional TLS around the signed exchange. Peers authenticate each other by their
+    Ed25519 signatures either way; TLS adds confidentiality on untrusted links.
+    ``server`` is used to listen (no TLS if None); ``client`` is used for requests, which
+    go to ``https://`` when it is set."""
+
+    server: ssl.SSLContext | None = None
+    client: ssl.SSLContext | None = None
+
+
+@dataclass
+class WireStats:
+    """Bytes on the wire as HTTP/1.1 frames them (request/status line, headers, body)."""
+
+    requests: int = 0  # requests this side sent
+    sent: int = 0  # bytes of those requests
+    received: int = 0  # bytes of their answers
+    served: int = 0  # requests this side answered
+    served_in: int = 0  # bytes of the requests it answered
+    served_out: int = 0  # bytes of its answers
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` → (host, port); ValueError if it is neither."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"not a host:port address: {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address needs brackets, like [::1]:7471: {address!r}")
+    if not host:
+        raise ValueError(f"not a host:port address: {address!r}")
+    return host, int(port_text)
+
+
+def join_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def frame_size(first_line: str, headers: object, body_length: int) -> int:
+    """Size of an HTTP/1.1 message: first line, ``Name: value`` lines, blank line, body."""
+    items = headers.items() if hasattr(headers, "items") else headers  # type: ignore[union-attr]
+    size = len(first_line) + 2 + 2 + body_length
+    for name, value in items:  # type: ignore[union-attr]
+        size += len(name) + 2 + len(value) + 2
+    return size
+
+
+class HttpTransport:
+    """The aiohttp ``Transport``. One client session (keep-alive, bounded connection
+    pool) and, once ``start`` is called, one listening socket."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        verifier: auth.Verifier,
+        *,
+        now_ms: Callable[[], int],
+        limits: ServerLimits | None = None,
+        timeout: float = 10.0,
+        connect_timeout: float | None = None,
+        max_response_bytes: int = 256 * 1024 * 1024,
+        connections: int = 64,
+        tls: TlsConfig | None = None,
+    ) -> None:
+        self.identity = identity
+        self.verifier = verifier
+        self.now_ms = now_ms
+        self.limits = limits or ServerLimits()
+        # A whole request (connect, send, answer) must finish within ``timeout`` seconds;
+        # a peer that does not even accept a connection fails sooner.
+        self.timeout = aiohttp.ClientTimeout(
+            total=timeout, connect=connect_timeout if connect_timeout is not None else timeout
+        )
+        self.max_response_bytes = max_response_bytes
+        self.connections = connections
+        self.tls = tls or TlsConfig()
+        self.stats = WireStats()
+        self.address: str | None = None
+        self._handler: Handler | None = None
+        self._runner: web.ServerRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    # -- server ---------------------------------------------------------------------
+
+    async def start(self, listen: str, handler: Handler) -> str:
+        """Listen on ``listen`` ("host:port", port 0 for any); return the bound address."""
+        if self._runner is not None or self._closed:
+            raise RuntimeError("this transport was already started or closed")
+        host, port = split_address(listen)
+        sock = _bind(host, port)
+        self._handler = handler
+        # Unread bodies are drained by ``_handle`` itself (bounded); aiohttp's own lingering
+        # outlives a lost connection (its task stays until the timer ends).
+        server = web.Server(
+            self._handle, access_log=None, handler_cancellation=False, lingering_time=0
+        )
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=2.0)
+        try:
+            await runner.setup()
+            site = web.SockSite(runner, sock, ssl_context=self.tls.server)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            sock.close()
+            raise
+        self._runner = runner
+        bound_host, bound_port = sock.getsockname()[:2]
+        self.address = join_address(bound_host, bound_port)
+        return self.address
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        assert self._handler is not None
+        try:
+            reply = await serve(
+                identity=self.identity,
+                verifier=self.verifier,
+                handler=self._handler,
+                method=request.method,
+                path=request.path,
+                headers=request.headers,
+                content_length=request.content_length,
+                read_body=lambda limit: self._read_body(request, limit),
+                limits=self.limits,
+                now_ms=self.now_ms,
+            )
+        except TimeoutError:
+            reply = error_reply(408, "the request body did not arrive in time")
+        except _BodyCutOff as e:
+            log.debug("a request body from %s was cut off: %s", request.remote, e)
+            reply = error_reply(400, "the request body was cut off")
+        except Exception:
+            log.exception("serving %s %s from %s failed", request.method, request.path,
+                          request.remote)  # fmt: skip
+            reply = error_reply(400, "the request could not be served")
+        response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+        if not await self._drained(request):
+            response.force_close()
+        self.stats.served += 1
+        self.stats.served_in += frame_size(
+            f"{request.method} {request.raw_path} HTTP/1.1", request.raw_headers,
+            request.content_length or 0,
+        )  # fmt: skip
+        self.stats.served_out += frame_size(f"HTTP/1.1 {reply.status}", reply.headers,
+                                            len(reply.body))  # fmt: skip
+        return response
+
+    async def _read_body(self, request: web.BaseRequest, limit: int) -> bytes | None:
+        """The body, or None once it passes ``limit`` (never holding more than limit + 1)."""
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.timeout.total):
+                while True:
+                    chunk = await request.content.read(min(_CHUNK, limit + 1 - len(body)))
+                    if not chunk:
+                        return bytes(body)
+                    body += chunk
+                    if len(body) > limit:
+                        return None
+        except (aiohttp.ClientError, OSError, HttpProcessingError) as e:
+            raise _BodyCutOff(str(e)) from None
+
+    async def _drained(self, request: web.BaseRequest) -> bool:
+        """After an early answer (404, 405, 401, 403, 413): discard a small unread rest of
+        the body so that the connection can be kept, and so that closing it does not
+        reset it under our answer. False if the connection must close."""
+        content = request.content
+        if content.at_eof():
+            return True
+        declared = request.content_length
+        if declared is not None and declared > _DRAIN_BYTES:
+            return False
+        budget = _DRAIN_BYTES
+        try:
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                while budget > 0 and not content.at_eof():
+                    budget -= len(await content.read(min(_CHUNK, budget)))
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            return False
+        return content.at_eof()
+
+    # -- client ---------------------------------------------------------------------
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.connections,
+                limit_per_host=4,  # an exchange is sequential; a few for eager pushes
+                use_dns_cache=False,  # resolve at each new connection: peers move
+                ssl=self.tls.client if self.tls.client is not None else True,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self.timeout,
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+            )
+        return self._session
+
+    async def request(
+        self, address: str, path: str, body: bytes, *, expected_key: str | None = None
+    ) -> tuple[bytes, str]:
+        if self._closed:
+            raise PeerUnreachable("this transport is closed")
+        try:
+            host, port = split_address(address)
+        except ValueError as e:
+            raise PeerUnreachable(str(e)) from None
+        scheme = "https" if self.tls.client is not None else "http"
+        url = f"{scheme}://{join_address(host, port)}{path}"
+        headers = sign_request(self.identity, path, body, self.now_ms())
+        try:
+            async with self._client().post(url, data=body, headers=headers) as resp:
+                status, resp_headers = resp.status, resp.headers
+                sent_headers = resp.request_info.headers
+                answer = await self._read_answer(resp)
+                raw_headers = resp.raw_headers
+        except (PeerMisbehaved, PeerUnreachable):
+            raise
+        except TimeoutError:
+            raise PeerUnreachable(f"{address}: no answer within {self.timeout.total} s") from None
+        except (aiohttp.ClientError, OSError, ValueError) as e:
+            raise PeerUnreachable(f"{address}: {type(e).__name__}: {e}") from None
+        self.stats.requests += 1
+        self.stats.sent += frame_size(f"POST {path} HTTP/1.1", sent_headers, len(body))
+        self.stats.received += frame_size(f"HTTP/1.1 {status}", raw_headers, len(answer))
+        return check_response(
+            self.verifier,
+            path=path,
+            status=status,
+            headers=resp_headers,
+            body=answer,
+            request_headers=headers,
+            expected_key=expected_key,
+        )
+
+    async def _read_answer(self, resp: aiohttp.ClientResponse) -> bytes:
+        limit = self.max_response_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise PeerMisbehaved(f"an answer of {resp.content_length} bytes is over {limit}")
+        body = bytearray()
+        while True:
+            chunk = await resp.content.read(min(_CHUNK, limit + 1 - len(body)))
+            if not chunk:
+                return bytes(body)
+            body += chunk
+            if len(body) > limit:
+                raise PeerMisbehaved(f"an answer over {limit} bytes")
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the client session, the listening socket and every server connection."""
+        self._closed = True
+        session, self._session = self._session, None
+        runner, self._runner = self._runner, None
+        if session is not None:
+            await session.close()
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> HttpTransport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class _BodyCutOff(Exception):
+    """The peer went away, or broke the framing, in the middle of its body."""
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """One listening socket for ``host`` (a name binds its first address), so port 0
+    gives one port, not one per address family."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)  # fmt: skip
+    except socket.gaierror as e:
+        raise OSError(f"cannot listen on {host}:{port}: {e}") from None
+    family, kind, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if host == "::" else 1)
+        sock.bind(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+__all__ = ["HttpTransport", "TlsConfig", "WireStats", "join_address", "split_address"]

@@ -1,0 +1,691 @@
+"""Transport conformance: one suite, run over real aiohttp on loopback and over the
+in-memory network, each test with real replicas in temporary data dirs.
+
+Both transports serve every request with ``transport.serve`` and check every answer with
+``transport.check_response``, so every status code and error below must be the same on
+both; the HTTP-only tests at the end cover what only sockets can get wrong (streaming
+limits, keep-alive, IPv6, TLS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import ipaddress
+import json
+import logging
+import random
+import re
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crdt import Replica, records
+from gossip import auth
+from gossip.http import HttpTransport, TlsConfig
+from gossip.memnet import MemoryNetwork
+from gossip.protocol import MAGIC, Initiator, Message, MessageType, respond
+from gossip.transport import (
+    PUSH_PATH,
+    SYNC_PATH,
+    PeerMisbehaved,
+    PeerRefused,
+    PeerUnreachable,
+    ServerLimits,
+    sign_request,
+)
+from tests.conftest import open_sockets
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+TS = 1_790_000_000_000
+GENERIC = "the request could not be served"
+
+
+# --- the two networks -------------------------------------------------------------------
+
+
+class HttpNet:
+    """Real aiohttp servers and clients on 127.0.0.1."""
+
+    kind = "http"
+    listen = "127.0.0.1:0"
+
+    def __init__(self) -> None:
+        self.transports: list[HttpTransport] = []
+        self._raw: aiohttp.ClientSession | None = None
+
+    def transport(self, identity, verifier, *, now_ms, **kw) -> HttpTransport:
+        t = HttpTransport(identity, verifier, now_ms=now_ms, timeout=5.0, **kw)
+        self.transports.append(t)
+        return t
+
+    async def raw(
+        self, address: str, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any, bytes]:
+        """Send exactly these headers and body with a plain aiohttp client."""
+        if self._raw is None:
+            self._raw = aiohttp.ClientSession()
+        url = f"http://{address}{path}"
+        async with self._raw.request(method, url, headers=headers, data=body) as r:
+            return r.status, r.headers, await r.read()
+
+    def unreachable(self) -> str:
+        with socket.socket() as s:  # a port that was free a moment ago: refused
+            s.bind(("127.0.0.1", 0))
+            return f"127.0.0.1:{s.getsockname()[1]}"
+
+    async def close(self) -> None:
+        for t in self.transports:
+            await t.close()
+        if self._raw is not None:
+            await self._raw.close()
+
+
+class MemNet:
+    """The in-memory network of the package, without faults."""
+
+    kind = "memory"
+    listen = "10.0.0.1:0"
+
+    def __init__(self) -> None:
+        self.network = MemoryNetwork(rng=random.Random(7))
+        self.transports: list[Any] = []
+
+    def transport(self, identity, verifier, *, now_ms, **kw):
+        t = self.network.transport(identity, verifier, now_ms=now_ms, timeout=5.0, **kw)
+        self.transports.append(t)
+        return t
+
+    async def raw(self, address, method, path, headers, body):
+        reply = await self.network.raw(address, method, path, headers, body)
+        return reply.status, reply.headers, reply.body
+
+    def unreachable(self) -> str:
+        return "10.0.0.1:1"
+
+    async def close(self) -> None:
+        for t in self.transports:
+            await t.close()
+
+
+@pytest.fixture(params=["http", "memory"])
+async def net(request) -> AsyncIterator[HttpNet | MemNet]:
+    n = HttpNet() if request.param == "http" else MemNet()
+    yield n
+    await n.close()
+
+
+@dataclass
+class Peer:
+    """A replica, its transport and the handler a node would give it."""
+
+    name: str
+    replica: Replica
+    transport: Any
+    address: str = ""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def author(self) -> str:
+        return self.replica.author
+
+    async def handle(self, path: str, body: bytes, peer_key: str) -> bytes:
+        async with self.lock:  # a replica has one owner at a time
+            response = await asyncio.to_thread(respond, self.replica, body, source=peer_key)
+        return response.body
+
+    def write(self, *texts: str) -> None:
+        for text in texts:
+            self.replica.put(records.memory(self.replica.identity, text, category="learning",
+                                            ts=TS))  # fmt: skip
+
+
+@pytest.fixture
+def make_peer(net, open_replica, clock):
+    """``await make_peer(name, trusts=[peers], limits=..., handler=...)``: a started peer."""
+
+    async def make(name: str, *, trusts=(), start=True, handler=None, **kw) -> Peer:
+        replica = open_replica(name)
+        verifier = auth.Verifier(replica.keyring, clock)
+        peer = Peer(name, replica, net.transport(replica.identity, verifier, now_ms=clock, **kw))
+        for other in trusts:
+            replica.trust(other.author, other.name)
+        if start:
+            peer.address = await peer.transport.start(net.listen, handler or peer.handle)
+        return peer
+
+    return make
+
+
+def befriend(*peers: Peer) -> None:
+    for a in peers:
+        for b in peers:
+            if a is not b:
+                a.replica.trust(b.author, b.name)
+
+
+def fingerprint(replica: Replica) -> tuple:
+    """Everything an exchange could change in a replica."""
+    return (replica.state_vector(), replica.updates_for({}), replica.pending_count,
+            replica.document_update())  # fmt: skip
+
+
+async def exchange(a: Peer, b: Peer, *, expected_key: str | None = None):
+    """One push-pull exchange from a to b, driven as a node drives it."""
+    ex = Initiator(a.replica, source=b.author)
+    key = b.author if expected_key is None else expected_key
+    async with a.lock:
+        body = await asyncio.to_thread(ex.start)
+    reply, _ = await a.transport.request(b.address, SYNC_PATH, body, expected_key=key)
+    async with a.lock:
+        push = await asyncio.to_thread(ex.on_reply, reply)
+    if push is not None:
+        answer, _ = await a.transport.request(b.address, PUSH_PATH, push, expected_key=key)
+        ex.on_push_reply(answer)
+    return ex.result
+
+
+async def refused(coro) -> PeerRefused:
+    with pytest.raises(PeerRefused) as info:
+        await coro
+    return info.value
+
+
+# --- exchanges ---------------------------------------------------------------------------
+
+
+async def test_push_pull_exchange_converges(make_peer):
+    a, b, c = [await make_peer(n) for n in "abc"]
+    befriend(a, b, c)
+    a.write("a1", "a2", "a3")
+    b.write("b1", "b2")
+    c.write("c1")
+
+    result = await exchange(a, b)
+    assert result.requests == 2  # SYNC, then PUSH of what b lacked
+    assert result.learned == 2 and result.sent == 3
+    assert a.replica.state_vector() == b.replica.state_vector()
+
+    await exchange(c, a)
+    await exchange(b, c)
+    texts = {r.fields["text"] for r in a.replica.records().values()}
+    assert texts == {"a1", "a2", "a3", "b1", "b2", "c1"}
+    for p in (b, c):
+        assert p.replica.state_vector() == a.replica.state_vector()
+        assert p.replica.document_update() == a.replica.document_update() or (
+            {k: r.body for k, r in p.replica.records().items()}
+            == {k: r.body for k, r in a.replica.records().items()}
+        )
+
+
+async def test_in_sync_peers_finish_in_one_small_request(make_peer):
+    a, b = await make_peer("a"), await make_peer("b")
+    befriend(a, b)
+    a.write("a1")
+    b.write("b1")
+    await exchange(a, b)
+
+    sent, received = a.transport.stats.sent, a.transport.stats.received
+    served_in = b.transport.stats.served_in
+    result = await exchange(a, b)
+    assert result.requests == 1 and result.sent == 0 and result.received == []
+    wire_out = a.transport.stats.sent - sent
+    wire_in = a.transport.stats.received - received
+    assert wire_out + wire_in <= 1024, (wire_out, wire_in)
+    assert b.transport.stats.served_in - served_in == wire_out  # both ends count the same
+
+
+async def test_concurrent_exchanges_into_one_peer(make_peer):
+    hub = await make_peer("hub")
+    spokes = [await make_peer(f"s{i}") for i in range(4)]
+    befriend(hub, *spokes)
+    for i, s in enumerate(spokes):
+        s.write(f"from {i}", f"and {i}")
+    await asyncio.gather(*(exchange(s, hub) for s in spokes))
+    await asyncio.gather(*(exchange(s, hub) for s in spokes))
+    assert len(hub.replica.records()) == 8
+    for s in spokes:
+        assert s.replica.state_vector() == hub.replica.state_vector()
+
+
+# --- authentication ------------------------------------------------------------------------
+
+
+async def test_outsider_is_forbidden_everywhere_and_changes_nothing(make_peer):
+    server = await make_peer("server")
+    server.write("server knows this")
+    outsider = await make_peer("outsider", trusts=[server])  # it trusts; nobody trusts it
+    outsider.write("poison")
+    before, outsider_before = fingerprint(server.replica), fingerprint(outsider.replica)
+
+    updates = outsider.replica.updates_for({})
+    for path, kind in ((SYNC_PATH, MessageType.SYNC), (PUSH_PATH, MessageType.PUSH)):
+        for body in (Message(kind).encode(), Message(kind, {}, tuple(updates)).encode()):
+            err = await refused(outsider.transport.request(server.address, path, body))
+            assert err.status == 403 and "keyring" in str(err)
+    err = await refused(exchange(outsider, server))
+    assert err.status == 403
+
+    assert fingerprint(server.replica) == before
+    assert fingerprint(outsider.replica) == outsider_before  # and it learned nothing
+
+
+async def test_unsigned_or_garbled_requests_get_401(make_peer, net, clock):
+    a, b = await make_peer("a"), await make_peer("b")
+    befriend(a, b)
+    a.write("a1")
+    before = fingerprint(b.replica)
+    body = Message(MessageType.SYNC, {}, tuple(a.replica.updates_for({}))).encode()
+    good = sign_request(a.replica.identity, SYNC_PATH, body, clock())
+    key, sig = good[auth.KEY_HEADER], good[auth.SIGNATURE_HEADER]
+    t = int(sig.split(";")[1][2:])
+    flipped = sig[:-3] + ("A" if sig[-3] != "A" else "B") + sig[-2:]
+    stale = sign_request(a.replica.identity, SYNC_PATH, body, clock() - 61_000)
+    for_push = sign_request(a.replica.identity, PUSH_PATH, body, clock())
+
+    cases = {
+        "no headers": {},
+        "key only": {auth.KEY_HEADER: key},
+        "signature only": {auth.SIGNATURE_HEADER: sig},
+        "garbage signature": {auth.KEY_HEADER: key, auth.SIGNATURE_HEADER: "garbage"},
+        "short key": {auth.KEY_HEADER: key[:-1], auth.SIGNATURE_HEADER: sig},
+        "future version": {auth.KEY_HEADER: key, auth.SIGNATURE_HEADER: "v=2" + sig[3:]},
+        "flipped signature": {auth.KEY_HEADER: key, auth.SIGNATURE_HEADER: flipped},
+        "other time": {
+            auth.KEY_HEADER: key,
+            auth.SIGNATURE_HEADER: sig.replace(f"t={t}", f"t={t + 1}"),
+        },
+        "stale": stale,
+        "signed for another path": for_push,
+    }
+    for name, headers in cases.items():
+        status, resp_headers, answer = await net.raw(b.address, "POST", SYNC_PATH, headers, body)
+        assert status == 401, name
+        assert json.loads(answer)["status"] == 401, name
+        assert resp_headers["Content-Type"] == "application/json"
+    assert fingerprint(b.replica) == before
+
+
+async def test_replayed_request_gets_401(make_peer, net, clock):
+    a, b = await make_peer("a"), await make_peer("b")
+    befriend(a, b)
+    a.write("a1")
+    body = Message(MessageType.PUSH, {}, tuple(a.replica.updates_for({}))).encode()
+    headers = sign_request(a.replica.identity, PUSH_PATH, body, clock())
+
+    status, resp_headers, answer = await net.raw(b.address, "POST", PUSH_PATH, headers, body)
+    assert status == 200 and Message.decode(answer).type is MessageType.PUSH_REPLY
+    assert resp_headers[auth.KEY_HEADER] == b.author
+    after_first = fingerprint(b.replica)
+    assert after_first[0] == a.replica.state_vector()
+
+    status, _, answer = await net.raw(b.address, "POST", PUSH_PATH, headers, body)
+    assert status == 401 and "nonce" in json.loads(answer)["error"]
+    assert fingerprint(b.replica) == after_first
+
+
+async def test_trusted_key_with_a_modified_body_gets_401(make_peer, net, clock):
+    a, b = await make_peer("a"), await make_peer("b")
+    befriend(a, b)
+    a.write("a1", "a2")
+    before = fingerprint(b.replica)
+    signed_body = Message(MessageType.PUSH, {}, tuple(a.replica.updates_for({})[:1])).encode()
+    sent_body = Message(MessageType.PUSH, {}, tuple(a.replica.updates_for({}))).encode()
+    headers = sign_request(a.replica.identity, PUSH_PATH, signed_body, clock())
+    status, _, answer = await net.raw(b.address, "POST", PUSH_PATH, headers, sent_body)
+    assert status == 401 and "does not verify" in json.loads(answer)["error"]
+    assert fingerprint(b.replica) == before
+
+
+async def test_answer_from_another_key_is_misbehaviour(make_peer):
+    a, b, c = [await make_peer(n) for n in "abc"]
+    befriend(a, b, c)
+    body = Message(MessageType.SYNC).encode()
+    with pytest.raises(PeerMisbehaved, match="not"):
+        await a.transport.request(b.address, SYNC_PATH, body, expected_key=c.author)
+    # b trusts d, but d does not trust b: b's (signed, valid) answer is still refused.
+    d = await make_peer("d", trusts=[])
+    b.replica.trust(d.author)
+    with pytest.raises(PeerMisbehaved, match="unauthenticated"):
+        await d.transport.request(b.address, SYNC_PATH, body)
+    # Without an expected key any keyring member's answer is accepted, and named.
+    _, key = await a.transport.request(b.address, SYNC_PATH, body)
+    assert key == b.author
+
+
+async def test_answer_over_the_client_limit_is_misbehaviour(make_peer):
+    b = await make_peer("b")
+    a = await make_peer("a", max_response_bytes=300)
+    befriend(a, b)
+    b.write("x" * 400)
+    with pytest.raises(PeerMisbehaved, match="over 300"):
+        await exchange(a, b)
+    assert a.replica.records() == {}
+
+
+# --- malformed requests --------------------------------------------------------------------
+
+
+def malformed_bodies(update: bytes) -> dict[str, bytes]:
+    valid = Message(MessageType.SYNC, {123: 4}, (update,)).encode()
+    return {
+        "empty": b"",
+        "random bytes": random.Random(3).randbytes(200),
+        "truncated": valid[: len(valid) - 10],
+        "trailing bytes": valid + b"\x00",
+        "wrong version": valid[:3] + b"\x02" + valid[4:],
+        "unknown type": valid[:4] + b"\x09" + valid[5:],
+        "sync reply": Message(MessageType.SYNC_REPLY, {}, (update,)).encode(),
+        "push reply": Message(MessageType.PUSH_REPLY, {1: 2}).encode(),
+        "no magic": b"HTTP" + valid[4:],
+        "state vector overrun": MAGIC + b"\x01\x01\x7f\x00",
+        "count overrun": MAGIC + b"\x01\x03\x00\xff\xff\xff\x7f",
+    }
+
+
+@pytest.mark.parametrize("path", [SYNC_PATH, PUSH_PATH])
+async def test_malformed_bodies_get_400_and_change_nothing(make_peer, path):
+    a, b = await make_peer("a"), await make_peer("b")
+    befriend(a, b)
+    a.write("a1")
+    b.write("b1")
+    before = fingerprint(b.replica)
+    for name, body in malformed_bodies(a.replica.updates_for({})[0]).items():
+        err = await refused(a.transport.request(b.address, path, body))
+        assert err.status == 400, name
+        assert GENERIC not in str(err), name  # the protocol's own message, not a crash
+        if name == "wrong version":
+            assert "speaks 1" in str(err)
+    assert fingerprint(b.replica) == before
+
+
+async def test_forged_update_inside_a_valid_message_changes_nothing(make_peer):
+    a, b = await make_peer("a"), await make_peer("b")
+    befriend(a, b)
+    a.write("a1")
+    b.write("b1")
+    before = fingerprint(b.replica)
+    (update,) = a.replica.updates_for({})
+    forged = update[:-5] + bytes([update[-5] ^ 1]) + update[-4:]
+    body = Message(MessageType.PUSH, {}, (forged, b"junk")).encode()
+    answer, _ = await a.transport.request(b.address, PUSH_PATH, body, expected_key=b.author)
+    assert Message.decode(answer).state_vector == before[0]
+    assert fingerprint(b.replica) == before
+
+
+async def test_oversized_body_gets_413(make_peer, net, clock):
+    b = await make_peer("b", limits=ServerLimits(max_body_bytes=1024))
+    a = await make_peer("a")
+    befriend(a, b)
+    a.write(*(f"{i} " + "x" * 300 for i in range(5)))
+    before = fingerprint(b.replica)
+    err = await refused(exchange(a, b))  # the SYNC is small, the PUSH is not
+    assert err.status == 413 and "1024" in str(err)
+    assert fingerprint(b.replica) == before
+
+    # The limit is inclusive: 1024 bytes are read (and refused as junk), 1025 are not.
+    err = await refused(a.transport.request(b.address, SYNC_PATH, b"\x00" * 1024))
+    assert err.status == 400
+    err = await refused(a.transport.request(b.address, SYNC_PATH, b"\x00" * 1025))
+    assert err.status == 413
+
+
+async def test_unknown_path_and_method(make_peer, net, clock):
+    a, b = await make_peer("a"), await make_peer("b")
+    befriend(a, b)
+    body = Message(MessageType.SYNC).encode()
+    signed = sign_request(a.replica.identity, SYNC_PATH, body, clock())
+    for method, path, headers, want in [
+        ("POST", "/v1/nope", signed, 404),
+        ("POST", "/", {}, 404),
+        ("GET", SYNC_PATH, signed, 405),
+        ("GET", PUSH_PATH, {}, 405),
+        ("PUT", SYNC_PATH, {}, 405),
+    ]:
+        status, _, answer = await net.raw(b.address, method, path, headers, body)
+        assert status == want, (method, path)
+        assert json.loads(answer) == {"status": want, "error": json.loads(answer)["error"]}
+    with pytest.raises(PeerRefused) as info:
+        await a.transport.request(b.address, "/v2/sync", body)
+    assert info.value.status == 404
+
+
+async def test_unreachable_peer_fails_fast(make_peer, net):
+    a = await make_peer("a", start=False)
+    body = Message(MessageType.SYNC).encode()
+    for address in (net.unreachable(), "no-port", "[::1", "host:99999", "a:b:1"):
+        t0 = time.monotonic()
+        with pytest.raises(PeerUnreachable):
+            await a.transport.request(address, SYNC_PATH, body)
+        assert time.monotonic() - t0 < 2.0, address
+
+
+async def test_unexpected_handler_error_is_a_logged_400(make_peer, caplog):
+    async def broken(path: str, body: bytes, key: str) -> bytes:
+        raise ZeroDivisionError("a bug in the node")
+
+    b = await make_peer("b", handler=broken)
+    a = await make_peer("a")
+    befriend(a, b)
+    with caplog.at_level(logging.ERROR, logger="gossip"):
+        err = await refused(
+            a.transport.request(b.address, SYNC_PATH, Message(MessageType.SYNC).encode())
+        )
+    assert err.status == 400 and GENERIC in str(err) and "ZeroDivision" not in str(err)
+    assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
+
+
+async def test_random_bodies_never_get_a_5xx(make_peer, caplog):
+    """Hypothesis drives signed junk at both endpoints from a thread while the loop serves."""
+    a, b = await make_peer("a"), await make_peer("b")
+    befriend(a, b)
+    b.write("b1")
+    before = fingerprint(b.replica)
+    loop = asyncio.get_running_loop()
+    seen: set[int] = set()
+
+    async def attempt(path: str, body: bytes) -> tuple[int, str]:
+        try:
+            await a.transport.request(b.address, path, body, expected_key=b.author)
+        except PeerRefused as e:
+            return e.status, str(e)
+        return 200, ""
+
+    prefix = st.sampled_from(
+        [b"", MAGIC, MAGIC + b"\x01", MAGIC + b"\x01\x01", MAGIC + b"\x01\x03"]
+    )
+    bodies = st.builds(bytes.__add__, prefix, st.binary(max_size=300))
+
+    @settings(max_examples=300, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(path=st.sampled_from([SYNC_PATH, PUSH_PATH]), body=bodies)
+    def fuzz(path: str, body: bytes) -> None:
+        status, message = asyncio.run_coroutine_threadsafe(attempt(path, body), loop).result(30)
+        seen.add(status)
+        assert status == 200 or (400 <= status < 500 and GENERIC not in message), message
+
+    with caplog.at_level(logging.ERROR, logger="gossip"):
+        await asyncio.to_thread(fuzz)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert 400 in seen
+    assert fingerprint(b.replica) == before
+
+
+async def test_close_is_final_and_idempotent(make_peer):
+    a, b = await make_peer("a"), await make_peer("b")
+    befriend(a, b)
+    await exchange(a, b)
+    await b.transport.close()
+    await b.transport.close()
+    with pytest.raises(PeerUnreachable):
+        await exchange(a, b)
+    await a.transport.close()
+    with pytest.raises(PeerUnreachable):
+        await a.transport.request(b.address, SYNC_PATH, Message(MessageType.SYNC).encode())
+
+
+async def test_ipv6_loopback(make_peer, net):
+    if net.kind == "http" and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    net.listen = "[::1]:0"
+    try:
+        a, b = await make_peer("a"), await make_peer("b")
+    except OSError as e:  # IPv6 disabled on this host
+        pytest.skip(f"no IPv6 loopback: {e}")
+    assert b.address.startswith("[::1]:") and not b.address.endswith(":0")
+    befriend(a, b)
+    a.write("over v6")
+    await exchange(b, a)
+    assert b.replica.state_vector() == a.replica.state_vector()
+
+
+# --- HTTP only: what only sockets can get wrong ----------------------------------------------
+
+
+@pytest.fixture
+def http_net(net):
+    if net.kind != "http":
+        pytest.skip("HTTP only")
+    return net
+
+
+async def raw_http(address: str, request: bytes) -> bytes:
+    """Write bytes to a socket; read one answer (head and Content-Length body) or, when
+    there is no length, until the server closes. Fails after 5 s."""
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            if length is None:
+                return head + await reader.read(-1)
+            return head + await reader.readexactly(int(length.group(1)))
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def test_declared_oversize_is_refused_before_reading(http_net, make_peer, clock):
+    b = await make_peer("b", limits=ServerLimits(max_body_bytes=1024))
+    a = await make_peer("a")
+    befriend(a, b)
+    headers = sign_request(a.replica.identity, SYNC_PATH, b"", clock())
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    # Claims a gigabyte and sends none of it: answered at once, connection closed.
+    request = (f"POST {SYNC_PATH} HTTP/1.1\r\nHost: x\r\n{head}Content-Length: 1000000000\r\n"
+               "\r\n").encode()  # fmt: skip
+    answer = await raw_http(b.address, request)
+    assert answer.startswith(b"HTTP/1.1 413")
+
+
+async def test_chunked_body_over_the_limit_is_cut_off(http_net, make_peer, clock):
+    b = await make_peer("b", limits=ServerLimits(max_body_bytes=4096))
+    a = await make_peer("a")
+    befriend(a, b)
+    headers = sign_request(a.replica.identity, SYNC_PATH, b"", clock())
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    chunk = b"1000\r\n" + b"\x00" * 4096 + b"\r\n"  # 4 KiB chunks, no length declared
+    request = (f"POST {SYNC_PATH} HTTP/1.1\r\nHost: x\r\n{head}Transfer-Encoding: chunked\r\n"
+               "\r\n").encode() + chunk * 3 + b"0\r\n\r\n"  # fmt: skip
+    answer = await raw_http(b.address, request)
+    assert answer.startswith(b"HTTP/1.1 413")
+
+
+async def test_malformed_http_is_a_4xx(http_net, make_peer):
+    b = await make_peer("b")
+    for request in (b"NONSENSE\r\n\r\n", b"POST /v1/sync HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+                    b"POST /v1/sync HTTP/1.1\r\nX: " + b"a" * 20_000 + b"\r\n\r\n"):  # fmt: skip
+        answer = await raw_http(b.address, request)
+        assert answer[9:10] == b"4", answer[:40]
+
+
+async def test_keep_alive_reuses_one_connection(http_net, make_peer):
+    a, b = await make_peer("a"), await make_peer("b")
+    befriend(a, b)
+    await exchange(a, b)  # opens the connection
+    sockets = open_sockets()
+    for _ in range(5):
+        await exchange(a, b)
+    assert open_sockets() == sockets
+
+
+async def test_tls(http_net, make_peer, tmp_path):
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    tls = TlsConfig(server=server_ctx, client=client_ctx)
+    a, b = await make_peer("a", tls=tls), await make_peer("b", tls=tls)
+    befriend(a, b)
+    a.write("secret")
+    await exchange(b, a)
+    assert b.replica.state_vector() == a.replica.state_vector()
+    plain = await make_peer("plain")
+    befriend(a, plain)
+    with pytest.raises(PeerUnreachable):  # a plain client cannot talk to a TLS server
+        await plain.transport.request(a.address, SYNC_PATH, Message(MessageType.SYNC).encode())
+
+
+def _self_signed(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(san, critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return cert_path, key_path
+
+
+async def test_body_cut_off_midway_is_not_an_error(http_net, make_peer, clock, caplog):
+    a, b = await make_peer("a"), await make_peer("b")
+    befriend(a, b)
+    headers = sign_request(a.replica.identity, SYNC_PATH, b"", clock())
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    host, port = b.address.rsplit(":", 1)
+    with caplog.at_level(logging.DEBUG, logger="gossip"):
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"POST {SYNC_PATH} HTTP/1.1\r\nHost: x\r\n{head}Content-Length: 1000\r\n\r\n"
+                     .encode() + b"\x00" * 500)  # fmt: skip
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        deadline = time.monotonic() + 5
+        while b.transport.stats.served == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    assert b.transport.stats.served == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("cut off" in r.getMessage() for r in caplog.records)
