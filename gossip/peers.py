@@ -276,8 +276,10 @@ class PeerTable:
         theirs: dict[int, int] | None = None,
         exchange: bool = True,
     ) -> None:
-        """An exchange we started (or an eager push, ``exchange=False``) completed."""
-        peer.in_flight = False
+        """An exchange we started (or an eager push, ``exchange=False``, which leaves the
+        exchange bookkeeping alone) completed."""
+        if exchange:
+            peer.in_flight = False
         peer.failures = 0
         peer.last_error = None
         peer.last_seen = now
@@ -300,10 +302,13 @@ class PeerTable:
         *,
         unknown_key: bool = False,
         unreachable: bool = False,
+        exchange: bool = True,
     ) -> None:
-        """An exchange or push failed. ``unknown_key``: the peer refused our key (403) or
-        answered with a key we do not trust. ``unreachable``: try its next address."""
-        peer.in_flight = False
+        """An exchange (or an eager push, ``exchange=False``) failed. ``unknown_key``: the
+        peer refused our key (403) or answered with a key we do not trust.
+        ``unreachable``: try its next address."""
+        if exchange:
+            peer.in_flight = False
         peer.failures += 1
         peer.last_error = error[:300]
         if unreachable and len(peer.addresses) > 1:

@@ -1,0 +1,98 @@
+"""ReplicaWorker: one thread, reads first, reads between the steps of a long job."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from gossip.events import EventsLost, PeerChanged, Subscription
+from gossip.worker import READ, WRITE, ReplicaWorker
+
+
+async def test_jobs_run_in_one_thread_and_results_come_back():
+    worker = ReplicaWorker()
+    try:
+        names = {await worker.call(lambda: threading.current_thread().name) for _ in range(5)}
+        assert names == {"sm-replica"}
+        with pytest.raises(ZeroDivisionError):
+            await worker.call(lambda: 1 / 0)
+    finally:
+        worker.close()
+    assert not worker.thread.is_alive()
+    with pytest.raises(RuntimeError):
+        worker.submit(lambda: None)
+
+
+def test_reads_jump_the_queue_and_run_between_steps():
+    order: list[str] = []
+    gate = threading.Event()
+    worker = ReplicaWorker()
+    try:
+        blocker = worker.submit(gate.wait)  # holds the thread while we queue the rest
+
+        def long_job() -> None:
+            order.append("step 1")
+            worker.submit(order.append, "read", priority=READ)  # arrives meanwhile
+            worker.run_reads()
+            order.append("step 2")
+
+        jobs = [
+            worker.submit(long_job, priority=WRITE),
+            worker.submit(order.append, "write", priority=WRITE),
+        ]
+        gate.set()
+        blocker.result(5)
+        # Queued while the long job runs: a read goes in between its steps, a write after.
+        jobs[0].result(5)
+        jobs[1].result(5)
+        assert order == ["step 1", "read", "step 2", "write"]
+        order.clear()
+        gate.clear()
+        blocker = worker.submit(gate.wait)
+        w = worker.submit(order.append, "write", priority=WRITE)
+        r = worker.submit(order.append, "read", priority=READ)
+        gate.set()
+        w.result(5)
+        r.result(5)
+        assert order == ["read", "write"]
+    finally:
+        worker.close()
+
+
+def test_close_cancels_what_has_not_started():
+    gate = threading.Event()
+    worker = ReplicaWorker()
+    running = worker.submit(gate.wait, 5)
+    queued = worker.submit(lambda: "never")
+    threading.Timer(0.05, gate.set).start()
+    worker.close()
+    assert running.result() is True
+    assert queued.cancelled()
+
+
+def test_after_job_runs_in_the_worker_after_each_job():
+    seen: list[str] = []
+    worker = ReplicaWorker(after_job=lambda: seen.append(threading.current_thread().name))
+    try:
+        worker.submit(lambda: None).result(5)
+        with pytest.raises(ValueError):
+            worker.submit(int, "x").result(5)
+    finally:
+        worker.close()
+    assert seen == ["sm-replica", "sm-replica"]
+
+
+async def test_slow_subscriber_loses_oldest_events_and_gets_a_marker():
+    sub = Subscription(3)
+    events = [PeerChanged("added", None) for _ in range(5)]  # type: ignore[arg-type]
+    for e in events:
+        sub.put(e)
+    assert await sub.get() == EventsLost(2)
+    assert [await sub.get() for _ in range(3)] == events[2:]
+    waiter = asyncio.ensure_future(sub.get())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    sub.close()
+    assert await waiter is None
