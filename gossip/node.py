@@ -1,0 +1,963 @@
+"""Node: the embeddable facade. It owns one replica, its views, one peer transport, the
+peer table, and every background task of replication.
+
+    async with Node(home, listen="127.0.0.1:0", peers=["10.0.0.2:7471"]) as node:
+        rid = await node.remember("Provider X drops requests at 03:00 UTC",
+                                  category="anti-pattern", subject="provider:x")
+        hits = await node.recall("provider x")
+
+Lifecycle (like trio's ``nursery.start``): ``__aenter__`` returns only once the replica
+is open and the server listens, and raises if either fails (leaving nothing behind);
+``__aexit__`` stops every background task (one ``asyncio.TaskGroup``, owned by the node,
+not by the caller's task), closes the transport (listening socket, client connections)
+and the replica, and joins the replica's thread.
+
+Threads: the replica is touched only from one ``ReplicaWorker`` thread; the event loop
+never blocks on SQLite or signature checks. Reads (``recall``, ``breaker``,
+``benchmark``, ``peers``) are ``async``: they jump the worker's queue (and a large
+ingest pauses between chunks to let them through), and give up after ``read_timeout``
+seconds, logging degraded mode and answering empty (invariant 11). A failing peer never
+makes a read or a write slow or raise: network I/O happens in background tasks, and a
+write is acknowledged once it is durable locally. ``start_in_thread()`` wraps all this
+for synchronous daemons.
+
+Replication (DESIGN.md "Replication"):
+- anti-entropy: every ``interval`` (jittered), push-pull (``protocol.Initiator``) with
+  ``fanout`` peers chosen by the ``PeerTable``;
+- eager push: a local write is pushed at once to ``fanout`` healthy peers, and what a
+  peer's PUSH taught us is passed on to ``fanout`` others (never back to the sender,
+  never to a peer whose last state vector shows it already has it);
+- peer exchange: hosts announce ``addrs`` and ``port`` in the document; announcements of
+  trusted authors become peers (source ``exchange``). Keys come only from our keyring
+  (invariant 9): a peer that refuses our key (403), or whose answer is signed by a key
+  we do not trust, is marked ``unknown-key``.
+
+This module never parses wire bytes (protocol.py does), never signs requests
+(transport.py and auth.py do) and never writes to the document except through
+``Replica.put``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from crdt import GossipError, Identity, Outcome, Replica, SignedRecord, records
+from crdt.records import KIND_BREAKER, KIND_HOST, split_state_key
+from crdt.views import Benchmark, Breaker, Memory, Views
+
+from . import auth, config, protocol
+from .config import ConfigError, Profile
+from .events import BreakerChanged, Event, PeerChanged, RecordAdded, Subscription
+from .http import HttpTransport, join_address, split_address
+from .peers import Peer, PeerInfo, PeerTable
+from .protocol import RemoteProtocolError
+from .transport import (
+    PUSH_PATH,
+    SYNC_PATH,
+    PeerError,
+    PeerMisbehaved,
+    PeerRefused,
+    PeerUnreachable,
+    ServerLimits,
+    Transport,
+)
+from .worker import READ, WRITE, ReplicaWorker
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+INGEST_CHUNK = 512  # updates per replica call; reads run between chunks
+MAX_OUTBOX = 4096  # eager-push updates queued per peer; beyond, anti-entropy repairs
+EVENT_QUEUE = 1024  # events buffered per subscriber before the oldest are dropped
+
+
+class TransportFactory(Protocol):
+    """How a node makes its transport; ``HttpTransport`` and
+    ``MemoryNetwork().transport`` both fit."""
+
+    def __call__(
+        self,
+        identity: Identity,
+        verifier: auth.Verifier,
+        *,
+        now_ms: Callable[[], int],
+        limits: ServerLimits | None = ...,
+        timeout: float = ...,
+    ) -> Transport: ...
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What ``sync_now`` did."""
+
+    exchanges: int  # peers that completed an exchange
+    failures: int  # peers that failed
+    learned: int  # updates applied from them
+
+
+class Node:
+    """One host's replica on the network. See the module docstring."""
+
+    def __init__(
+        self,
+        home: Path | str,
+        listen: str = "127.0.0.1:0",
+        peers: Iterable[str] = (),
+        profile: str | Profile = "local",
+        mdns: bool = False,
+        transport: TransportFactory | None = None,
+        now_ms: Callable[[], int] | None = None,
+        rng: random.Random | None = None,
+        *,
+        name: str | None = None,
+        advertise: Sequence[str] | None = None,
+        read_timeout: float = 2.0,
+    ) -> None:
+        if mdns:
+            raise ConfigError("mDNS discovery is not available yet; pass peers instead")
+        self.home = Path(home).expanduser()
+        self.profile = profile if isinstance(profile, Profile) else Profile.named(profile)
+        self._listen = config.check_address(listen)
+        self._static = [config.check_address(p) for p in peers]
+        self._factory: TransportFactory = transport or HttpTransport
+        self._now_ms = now_ms or _wall_ms
+        self._rng = rng or random.Random()
+        self._name = name
+        self._advertise = list(advertise) if advertise is not None else None
+        self.read_timeout = read_timeout
+        self._state = "new"  # new | starting | running | stopping | closed
+        self._replica: Replica | None = None
+        self._views: Views | None = None
+        self._worker: ReplicaWorker | None = None
+        self._transport: Transport | None = None
+        self._identity: Identity | None = None
+        self._table: PeerTable | None = None
+        self._keyring: frozenset[str] = frozenset()
+        self._address: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._wake = asyncio.Event()
+        self._settled = asyncio.Event()  # replaced by a fresh one after each set()
+        self._changes: list[tuple[str, str, SignedRecord]] = []  # worker thread only
+        self._subscribers: set[Subscription] = set()
+        self._outbox: dict[Peer, list[bytes]] = {}
+        self._pushing: set[Peer] = set()
+
+    # -- identity ------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """This host's public id (base64url Ed25519 key)."""
+        return self._require(self._identity).public_id
+
+    @property
+    def address(self) -> str:
+        """The "host:port" the peer server actually listens on."""
+        return self._require(self._address)
+
+    @property
+    def transport(self) -> Transport:
+        return self._require(self._transport)
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    def _require(self, value: T | None) -> T:
+        if value is None:
+            raise GossipError("the node is not running (use `async with Node(...)`)")
+        return value
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Node:
+        if self._state != "new":
+            raise GossipError("a Node is started once; make a new one")
+        self._state = "starting"
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._worker = ReplicaWorker(after_job=self._after_job)
+            await self._worker.call(self._open)
+            identity = self._require_replica().identity
+            self._identity = identity
+            self._table = PeerTable(
+                identity.public_id,
+                backoff_base_ms=int(self.profile.backoff_base * 1000),
+                backoff_cap_ms=int(self.profile.backoff_cap * 1000),
+                rng=self._rng,
+                listener=self._on_peer,
+            )
+            verifier = auth.Verifier(
+                lambda: self._keyring, self._now_ms,
+                window_ms=int(self.profile.auth_window * 1000),
+            )  # fmt: skip
+            self._transport = self._factory(
+                identity, verifier, now_ms=self._now_ms,
+                limits=ServerLimits(max_body_bytes=self.profile.max_body_bytes),
+                timeout=self.profile.request_timeout,
+            )  # fmt: skip
+            self._address = await self._transport.start(self._listen, self._handle)
+            now = self._now_ms()
+            for address in self._static:
+                if address != self._address:
+                    self._table.add([address], "static", now=now)
+            hosts = await self._worker.call(self._announce)
+            self._learn_hosts(hosts)
+            started: asyncio.Future[None] = self._loop.create_future()
+            self._runner = asyncio.create_task(self._run(started), name=f"node {self._address}")
+            await asyncio.shield(started)
+        except BaseException:
+            await self._close()
+            raise
+        self._state = "running"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
+
+    async def aclose(self) -> None:
+        await self._close()
+
+    async def _run(self, started: asyncio.Future[None]) -> None:
+        """The owner of every background task."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                tg.create_task(self._anti_entropy(), name="anti-entropy")
+                started.set_result(None)
+                await asyncio.Future()  # until cancelled by _close
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            log.error("node %s: background tasks failed", self._address, exc_info=e)
+            if not started.done():
+                started.set_exception(e)
+        finally:
+            self._tg = None
+
+    async def _close(self) -> None:
+        if self._state in ("stopping", "closed"):
+            return
+        self._state = "stopping"
+        # First stop serving (requests being served still finish, with the replica),
+        # then stop our own tasks, then close the replica and join its thread.
+        if self._transport is not None:
+            try:
+                await self._transport.close()
+            except Exception:
+                log.exception("closing the transport of %s failed", self._address)
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+            await asyncio.wait([runner])
+        worker = self._worker
+        if worker is not None:
+            try:
+                await worker.call(self._shut)
+            except Exception:
+                log.exception("closing the replica in %s failed", self.home)
+            worker.close()  # idle now (everything after _shut is cancelled): joins at once
+        for sub in list(self._subscribers):
+            sub.close()
+        self._outbox.clear()
+        self._state = "closed"
+
+    def _open(self) -> None:
+        """In the worker: open the replica and its views, subscribe to their changes."""
+        replica = Replica.open(self.home, now_ms=self._now_ms, create=True)
+        try:
+            if self._name is None:
+                self._name = config.load(self.home).name
+            self._views = Views(replica)
+            replica.on_change(self._on_change)
+            replica.on_trust_change(self._on_trust_change)
+            self._keyring = frozenset(replica.keyring())
+        except BaseException:
+            replica.close()
+            raise
+        self._replica = replica
+
+    def _shut(self) -> None:
+        replica, self._replica = self._replica, None
+        self._views = None
+        self._changes.clear()
+        if replica is not None:
+            replica.close()
+
+    def _require_replica(self) -> Replica:
+        if self._replica is None:
+            raise GossipError("the node is not running")
+        return self._replica
+
+    # -- the worker and what it reports -------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any, priority: int = WRITE) -> T:
+        if self._worker is None or self._state == "closed":
+            raise GossipError("the node is not running")
+        try:
+            fut = self._worker.submit(fn, *args, priority=priority)
+        except RuntimeError:
+            raise GossipError("the node is not running") from None
+        return await asyncio.wrap_future(fut)
+
+    def _on_change(self, root: str, key: str, rec: SignedRecord | None) -> None:
+        # Worker thread, inside a replica call: only note it (views are already current).
+        if rec is not None:
+            self._changes.append((root, key, rec))
+
+    def _on_trust_change(self) -> None:
+        replica = self._require_replica()
+        self._keyring = frozenset(replica.keyring())
+
+    def _after_job(self) -> None:
+        """Worker thread, after each job: turn the noted changes into events."""
+        if not self._changes or self._views is None or self._loop is None:
+            self._changes.clear()
+            return
+        changes, self._changes = self._changes, []
+        keyring = self._keyring
+        events: list[Event] = []
+        hosts: list[SignedRecord] = []
+        for root, key, rec in changes:
+            try:
+                kind, author = rec.kind, rec.author
+            except (GossipError, KeyError):
+                continue
+            trusted = author in keyring
+            if root == "state" and kind == KIND_BREAKER:
+                name = _state_name(key)
+                merged = self._views.breaker(name)
+                state = merged.state if merged is not None else "closed"
+                observed = str(rec.fields.get("state", ""))
+                events.append(BreakerChanged(name, state, author, observed, rec, trusted))
+                continue
+            if root == "state" and kind == KIND_HOST:
+                hosts.append(rec)
+            events.append(RecordAdded(root, key, rec, trusted))
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens
+            self._loop.call_soon_threadsafe(self._delivered, events, hosts)
+
+    def _delivered(self, events: list[Event], hosts: list[SignedRecord]) -> None:
+        for event in events:
+            self._publish(event)
+        if hosts:
+            self._learn_hosts(hosts)
+
+    def _publish(self, event: Event) -> None:
+        for sub in self._subscribers:
+            sub.put(event)
+
+    def _on_peer(self, peer: Peer, change: str) -> None:
+        if change == "removed":
+            self._outbox.pop(peer, None)
+        elif change == "added":
+            # Sync with a newcomer now (it is the least recently synced of all): it gets
+            # our announcements of the others without waiting for a round.
+            self._wake.set()
+        self._publish(PeerChanged(change, peer.info()))
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def _write(self, make: Callable[[Identity, int], SignedRecord]) -> SignedRecord:
+        """Sign and durably write one of our records; push it eagerly. Never touches the
+        network before returning."""
+
+        def job() -> tuple[SignedRecord, Any]:
+            replica = self._require_replica()
+            rec = make(replica.identity, self._now_ms())
+            return rec, replica.put(rec)
+
+        rec, su = await self._call(job)
+        if su is not None:
+            self._queue_push([su.raw], covers={su.client: su.header.end})
+        return rec
+
+    async def remember(
+        self,
+        text: str,
+        *,
+        category: str = "learning",
+        subject: str | None = None,
+        tags: Iterable[str] = (),
+        expires_in: float | None = None,
+        supersedes: str | None = None,
+    ) -> str:
+        """Write a memory; returns its record id once it is durable here."""
+        tags = list(tags)
+
+        def make(identity: Identity, now: int) -> SignedRecord:
+            expires = None if expires_in is None else now + round(expires_in * 1000)
+            return records.memory(identity, text, category=category, subject=subject,
+                                  tags=tags, expires_at=expires, supersedes=supersedes,
+                                  ts=now)  # fmt: skip
+
+        return (await self._write(make)).id
+
+    async def retract(self, record_id: str, *, reason: str = "") -> str:
+        """Retract one of our memories (readers hide it); returns the retraction's id."""
+        rec = await self._write(lambda i, now: records.retract(i, record_id, ts=now, reason=reason))
+        return rec.id
+
+    async def trip_breaker(
+        self, name: str, *, reason: str = "", cooldown: float = 600.0, failures: int = 0
+    ) -> None:
+        """Say, as this host, that breaker ``name`` is open for ``cooldown`` seconds."""
+
+        def make(identity: Identity, now: int) -> SignedRecord:
+            return records.breaker(identity, name, state="open", reason=reason,
+                                   failures=failures, tripped_at=now,
+                                   resets_at=now + round(cooldown * 1000), ts=now)  # fmt: skip
+
+        await self._write(make)
+
+    async def reset_breaker(self, name: str, *, reason: str = "") -> None:
+        """Say, as this host, that breaker ``name`` is closed."""
+        await self._write(
+            lambda i, now: records.breaker(i, name, state="closed", reason=reason, ts=now)
+        )
+
+    async def record_benchmark(
+        self, subject: str, metric: str, value: float, *, unit: str = ""
+    ) -> None:
+        """Record this host's latest observation of ``metric`` for ``subject``."""
+        summary = {"value": value}
+        await self._write(
+            lambda i, now: records.benchmark(i, subject, metric, summary=summary, unit=unit, ts=now)
+        )
+
+    async def trust(self, key: str, name: str = "") -> None:
+        """Add ``key`` to the keyring: count its records, exchange with it."""
+        await self._call(lambda: self._require_replica().trust(key, name))
+        await self._keyring_changed()
+
+    async def distrust(self, key: str) -> bool:
+        """Remove ``key`` from the keyring; False if it was not in it."""
+        removed = await self._call(lambda: self._require_replica().distrust(key))
+        await self._keyring_changed()
+        return removed
+
+    async def keyring(self) -> dict[str, str]:
+        """Trusted keys, id -> name (this host included)."""
+        return await self._call(lambda: self._require_replica().keyring(), priority=READ)
+
+    async def _keyring_changed(self) -> None:
+        table = self._table
+        if table is None:
+            return
+        table.keyring_changed(self._now_ms())
+        self._learn_hosts(await self._call(self._host_records, priority=READ))
+        self._wake.set()
+
+    # -- reading (local views only, never the network) -----------------------------------
+
+    async def _read(self, fn: Callable[[Views], T], fallback: T, what: str) -> T:
+        def job() -> T:
+            if self._views is None:
+                raise GossipError("the node is not running")
+            return fn(self._views)
+
+        try:
+            return await asyncio.wait_for(self._call(job, priority=READ), self.read_timeout)
+        except TimeoutError:
+            log.warning("%s: no answer from the replica within %.1f s; degraded mode, "
+                        "answering empty", what, self.read_timeout)  # fmt: skip
+        except GossipError as e:
+            log.warning("%s: %s; degraded mode, answering empty", what, e)
+        return fallback
+
+    async def recall(
+        self,
+        query: str | None = None,
+        *,
+        category: str | None = None,
+        subject: str | None = None,
+        tag: str | None = None,
+        author: str | None = None,
+        limit: int = 20,
+        include_untrusted: bool = False,
+    ) -> list[Memory]:
+        """Memories matching ``query`` as this host's views see them (trust filter,
+        retractions, expiry, quotas). Empty, never an exception, when degraded."""
+        return await self._read(
+            lambda v: v.recall(query, category=category, subject=subject, tag=tag,
+                               author=author, limit=limit,
+                               include_untrusted=include_untrusted).hits,
+            [], "recall",
+        )  # fmt: skip
+
+    async def breaker(self, name: str, *, include_untrusted: bool = False) -> Breaker:
+        """Breaker ``name`` merged across trusted hosts; closed if nobody said anything."""
+        closed = Breaker(name, "closed", [], "", None, [])
+        found = await self._read(
+            lambda v: v.breaker(name, include_untrusted=include_untrusted), None, "breaker"
+        )
+        return found if found is not None else closed
+
+    async def breakers(self, *, include_untrusted: bool = False) -> list[Breaker]:
+        return await self._read(
+            lambda v: v.breakers(include_untrusted=include_untrusted), [], "breakers"
+        )
+
+    async def benchmark(
+        self, subject: str, metric: str, *, include_untrusted: bool = False
+    ) -> Benchmark | None:
+        return await self._read(
+            lambda v: v.benchmark(subject, metric, include_untrusted=include_untrusted),
+            None, "benchmark",
+        )  # fmt: skip
+
+    async def records(self) -> dict[str, SignedRecord]:
+        """Every immutable record, by id, with no trust filter (for tools and tests)."""
+        return await self._read(lambda v: v.replica.records(), {}, "records")
+
+    async def state_vector(self) -> dict[int, int]:
+        return await self._read(lambda v: v.replica.state_vector(), {}, "state_vector")
+
+    def peers(self) -> list[PeerInfo]:
+        """The peer table, as snapshots (no replica involved, so no waiting)."""
+        return self._table.rows() if self._table is not None else []
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Records added, breakers changed, peers changed, as they happen, until the node
+        closes. A subscriber that falls behind gets ``EventsLost`` instead of the oldest."""
+        sub = Subscription(EVENT_QUEUE)
+        if self._state in ("stopping", "closed"):
+            return
+        self._subscribers.add(sub)
+        try:
+            while (event := await sub.get()) is not None:
+                yield event
+        finally:
+            self._subscribers.discard(sub)
+
+    # -- serving peers -------------------------------------------------------------------
+
+    async def _handle(self, path: str, body: bytes, peer_key: str) -> bytes:
+        """The transport's handler: an authenticated SYNC or PUSH body from ``peer_key``."""
+        resp, ours = await self._call(self._respond, body, peer_key)
+        table = self._table
+        if table is not None:
+            theirs = resp.peer_sv
+            if path == SYNC_PATH:  # our reply gives them what they lacked
+                theirs = {c: max(theirs.get(c, 0), k) for c, k in {**theirs, **ours}.items()}
+            table.inbound(peer_key, self._now_ms(), bytes_in=len(body),
+                          bytes_out=len(resp.body), ours=ours, theirs=theirs)  # fmt: skip
+        if path == PUSH_PATH:
+            fresh = _fresh(resp.received)
+            if fresh:
+                raws, covers = fresh
+                self._queue_push(raws, exclude=(peer_key,), covers=covers)
+        return resp.body
+
+    def _respond(self, body: bytes, peer_key: str) -> tuple[protocol.Response, dict[int, int]]:
+        local = _ChunkedLocal(self._require_replica(), self._worker)
+        resp = protocol.respond(local, body, source=peer_key)
+        return resp, local.state_vector()
+
+    # -- anti-entropy --------------------------------------------------------------------
+
+    async def _anti_entropy(self) -> None:
+        interval = self.profile.interval
+        while True:
+            try:
+                await self._round()
+            except Exception:
+                log.exception("anti-entropy round of %s failed", self._address)
+            # +-10 %: nodes started together do not stay in lockstep.
+            delay = interval * (0.9 + 0.2 * self._rng.random())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    async def _round(self) -> None:
+        table = self._table
+        if table is None:
+            return
+        now = self._now_ms()
+        jitter = int(self.profile.interval * 1000)
+        chosen = table.select(now, self.profile.fanout, jitter_ms=jitter)
+        await self._exchanges(chosen)
+
+    async def _exchanges(self, chosen: list[Peer]) -> list[int | None]:
+        if not chosen:
+            return []
+        for peer in chosen:
+            self._require(self._table).begin(peer)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self._exchange(peer)) for peer in chosen]
+        finally:
+            # Wake whoever waits for a peer to be idle (sync_now).
+            self._settled.set()
+            self._settled = asyncio.Event()
+        return [t.result() for t in tasks]
+
+    async def sync_now(self, fanout: int | None = None) -> SyncReport:
+        """One push-pull exchange now with every peer (or with the ``fanout`` least
+        recently synced), whatever their backoff; an exchange already running with a
+        peer is waited for first. For tools and tests."""
+        table = self._require(self._table)
+        chosen = list(table) if fanout is None else table.select(2**62, fanout)
+        deadline = time.monotonic() + self.profile.request_timeout * 2
+        while any(p.in_flight for p in chosen) and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), deadline - time.monotonic())
+        members = set(table)
+        chosen = [p for p in chosen if p in members and not p.in_flight]
+        results = await self._exchanges(chosen)
+        ok = [r for r in results if r is not None]
+        return SyncReport(exchanges=len(ok), failures=len(results) - len(ok), learned=sum(ok))
+
+    async def _exchange(self, peer: Peer) -> int | None:
+        """One push-pull with ``peer`` (already marked busy). Returns how many updates it
+        taught us, or None if it failed; never raises but CancelledError."""
+        table = self._require(self._table)
+        address = peer.address
+        local = _ChunkedLocal(self._require_replica(), self._worker)
+        ex = protocol.Initiator(local, source=peer.key or address, peer_sv=peer.last_sv)
+        bytes_out = bytes_in = 0
+        try:
+            body = await self._call(ex.start)
+            started = time.perf_counter()
+            reply, key = await self.transport.request(
+                address, SYNC_PATH, body, expected_key=peer.key
+            )
+            rtt_ms = (time.perf_counter() - started) * 1000
+            bytes_out, bytes_in = len(body), len(reply)
+            ex.source = key
+            push, ours = await self._call(_on_reply, ex, local, reply)
+            if push is not None:
+                answer, _ = await self.transport.request(address, PUSH_PATH, push, expected_key=key)
+                bytes_out, bytes_in = bytes_out + len(push), bytes_in + len(answer)
+                ex.on_push_reply(answer)
+        except asyncio.CancelledError:
+            table.cancelled(peer)
+            raise
+        except (PeerError, RemoteProtocolError) as e:
+            self._failed(peer, e)
+            return None
+        except Exception:
+            log.exception("exchange with %s failed on our side", peer.label)
+            table.cancelled(peer)
+            return None
+        learned = ex.result.learned
+        row = table.learn_key(peer, key)
+        if row is not None:
+            table.success(row, self._now_ms(), rtt_ms=rtt_ms, bytes_in=bytes_in,
+                          bytes_out=bytes_out, ours=ours, theirs=ex.result.peer_sv)  # fmt: skip
+        rejected = sum(o.status == "rejected" for o in ex.result.received)
+        if rejected:
+            log.info("%s sent %d updates we rejected", peer.label, rejected)
+        return learned
+
+    def _failed(self, peer: Peer, e: Exception, *, exchange: bool = True) -> None:
+        table = self._require(self._table)
+        unknown_key = (isinstance(e, PeerRefused) and e.status == 403) or (
+            # The answer was signed by a key we do not trust (auth.Forbidden inside).
+            isinstance(e, PeerMisbehaved) and isinstance(e.__context__, auth.Forbidden)
+        )
+        log.debug("%s: %s", peer.label, e)
+        table.failure(peer, self._now_ms(), str(e), unknown_key=unknown_key,
+                      unreachable=isinstance(e, PeerUnreachable), exchange=exchange)  # fmt: skip
+
+    # -- eager push ----------------------------------------------------------------------
+
+    def _queue_push(
+        self, updates: list[bytes], *, exclude: Iterable[str] = (), covers: dict[int, int]
+    ) -> None:
+        """Push ``updates`` to ``fanout`` healthy peers that may lack them. One push at a
+        time per peer; what queues meanwhile goes in its next push."""
+        tg, table = self._tg, self._table
+        if not self.profile.eager_push or tg is None or table is None or self._state != "running":
+            return
+        for peer in table.push_targets(self.profile.fanout, exclude=exclude, covers=covers):
+            box = self._outbox.setdefault(peer, [])
+            box.extend(updates)
+            del box[:-MAX_OUTBOX]  # the oldest go; anti-entropy brings them
+            if peer not in self._pushing:
+                self._pushing.add(peer)
+                tg.create_task(self._drain(peer), name=f"push {peer.label}")
+
+    async def _drain(self, peer: Peer) -> None:
+        try:
+            while updates := self._outbox.pop(peer, None):
+                await self._push(peer, updates)
+        finally:
+            self._pushing.discard(peer)
+
+    async def _push(self, peer: Peer, updates: list[bytes]) -> None:
+        table = self._require(self._table)
+        try:
+            body = await self._call(_push_body, self._require_replica(), updates)
+            answer, key = await self.transport.request(
+                peer.address, PUSH_PATH, body, expected_key=peer.key
+            )
+            theirs = protocol.on_push_reply(answer)
+        except (PeerError, RemoteProtocolError) as e:
+            self._failed(peer, e, exchange=False)
+            return
+        except GossipError as e:  # the node is closing
+            log.debug("push to %s abandoned: %s", peer.label, e)
+            return
+        row = table.learn_key(peer, key)
+        if row is not None:
+            table.success(row, self._now_ms(), bytes_in=len(answer), bytes_out=len(body),
+                          theirs=theirs, exchange=False)  # fmt: skip
+
+    # -- host announcements and peer exchange --------------------------------------------
+
+    def _announce(self) -> list[SignedRecord]:
+        """In the worker: write our host announcement if it changed; return the trusted
+        announcements of others (peer exchange)."""
+        replica = self._require_replica()
+        host, port = split_address(self._require(self._address))
+        addrs = self._advertise if self._advertise is not None else _advertised(host)
+        wanted = {"name": self._name or "", "addrs": addrs, "port": port,
+                  "protocol": protocol.VERSION}  # fmt: skip
+        current = replica.get(f"{KIND_HOST}:{replica.author}:self")
+        if current is None or {k: current.fields.get(k) for k in wanted} != wanted:
+            replica.put(records.host(replica.identity, ts=self._now_ms(), **wanted))
+        return self._host_records()
+
+    def _host_records(self) -> list[SignedRecord]:
+        replica = self._require_replica()
+        return [r for k, r in replica.state().items() if k.startswith(f"{KIND_HOST}:")]
+
+    def _learn_hosts(self, hosts: Iterable[SignedRecord]) -> None:
+        """Announcements by trusted authors become peers (source "exchange")."""
+        table = self._table
+        if table is None:
+            return
+        now = self._now_ms()
+        for rec in hosts:
+            if rec.author not in self._keyring or rec.author == table.self_key:
+                continue
+            addresses = _announced_addresses(rec)
+            if addresses:
+                name = rec.fields.get("name")
+                table.add(addresses, "exchange", key=rec.author,
+                          name=name if isinstance(name, str) else "", now=now)  # fmt: skip
+
+    # -- embedding in synchronous code ---------------------------------------------------
+
+    def start_in_thread(self, *, timeout: float = 30.0) -> NodeThread:
+        """Run this node in a thread of its own, for synchronous daemons; returns once it
+        listens. Use the handle's blocking methods; ``close()`` it (or ``with`` it)."""
+        return NodeThread(self, timeout=timeout)
+
+
+class NodeThread:
+    """A node running on its own event loop in a background thread, with blocking
+    methods. Every call waits at most ``timeout`` seconds; reads answer empty (degraded
+    mode) rather than wait longer, as ``Node`` does."""
+
+    def __init__(self, node: Node, *, timeout: float = 30.0) -> None:
+        self.node = node
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="sm-node", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        finally:
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self.node.__aenter__()
+        except BaseException as e:
+            self._error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.node.__aexit__(None, None, None)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run a coroutine of the node on its loop and wait for it."""
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return fut.result(self.timeout if timeout is None else timeout)
+
+    @property
+    def id(self) -> str:
+        return self.node.id
+
+    @property
+    def address(self) -> str:
+        return self.node.address
+
+    def remember(self, text: str, **kw: Any) -> str:
+        return self.call(self.node.remember(text, **kw))
+
+    def retract(self, record_id: str, **kw: Any) -> str:
+        return self.call(self.node.retract(record_id, **kw))
+
+    def recall(self, query: str | None = None, **kw: Any) -> list[Memory]:
+        return self.call(self.node.recall(query, **kw))
+
+    def trip_breaker(self, name: str, **kw: Any) -> None:
+        self.call(self.node.trip_breaker(name, **kw))
+
+    def reset_breaker(self, name: str, **kw: Any) -> None:
+        self.call(self.node.reset_breaker(name, **kw))
+
+    def breaker(self, name: str, **kw: Any) -> Breaker:
+        return self.call(self.node.breaker(name, **kw))
+
+    def record_benchmark(self, subject: str, metric: str, value: float, **kw: Any) -> None:
+        self.call(self.node.record_benchmark(subject, metric, value, **kw))
+
+    def benchmark(self, subject: str, metric: str, **kw: Any) -> Benchmark | None:
+        return self.call(self.node.benchmark(subject, metric, **kw))
+
+    def trust(self, key: str, name: str = "") -> None:
+        self.call(self.node.trust(key, name))
+
+    def distrust(self, key: str) -> bool:
+        return self.call(self.node.distrust(key))
+
+    def peers(self) -> list[PeerInfo]:
+        return self.call(_async(self.node.peers))
+
+    def sync_now(self, fanout: int | None = None) -> SyncReport:
+        return self.call(self.node.sync_now(fanout))
+
+    def close(self) -> None:
+        """Stop the node (every task, socket and thread) and its loop's thread."""
+        if self._thread.is_alive() and self._stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already stopped
+                self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join()
+
+    def __enter__(self) -> NodeThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+class _ChunkedLocal:
+    """The replica as ``protocol.LocalState``, ingesting a large delta in chunks and
+    serving queued reads between them. Worker thread only."""
+
+    def __init__(self, replica: Replica, worker: ReplicaWorker | None) -> None:
+        self.replica = replica
+        self.worker = worker
+
+    def state_vector(self) -> dict[int, int]:
+        return self.replica.state_vector()
+
+    def updates_for(self, peer_sv: dict[int, int]) -> list[bytes]:
+        return self.replica.updates_for(peer_sv)
+
+    def ingest_batch(self, updates: Sequence[bytes], *, source: str = "") -> list[Outcome]:
+        out: list[Outcome] = []
+        for k in range(0, len(updates), INGEST_CHUNK):
+            if k and self.worker is not None:
+                self.worker.run_reads()
+            out += self.replica.ingest_batch(updates[k : k + INGEST_CHUNK], source=source)
+        return out
+
+
+def _on_reply(
+    ex: protocol.Initiator, local: _ChunkedLocal, reply: bytes
+) -> tuple[bytes | None, dict[int, int]]:
+    push = ex.on_reply(reply)
+    return push, local.state_vector()
+
+
+def _push_body(replica: Replica, updates: list[bytes]) -> bytes:
+    return protocol.push_message(replica, updates)
+
+
+def _fresh(received: list[Outcome]) -> tuple[list[bytes], dict[int, int]] | None:
+    """The updates a push added, and the clocks they reach per client."""
+    raws: list[bytes] = []
+    covers: dict[int, int] = {}
+    for o in received:
+        if o.status == "applied" and o.update is not None:
+            raws.append(o.update.raw)
+            covers[o.update.client] = max(covers.get(o.update.client, 0), o.update.header.end)
+    return (raws, covers) if raws else None
+
+
+def _state_name(key: str) -> str:
+    try:
+        return split_state_key(key)[2]
+    except GossipError:
+        return key
+
+
+def _announced_addresses(rec: SignedRecord) -> list[str]:
+    """``addrs`` x ``port`` of a host announcement; [] if malformed (any author may
+    write anything; only trusted authors' announcements get here)."""
+    f = rec.fields
+    addrs, port = f.get("addrs"), f.get("port")
+    if not isinstance(addrs, list) or not isinstance(port, int) or isinstance(port, bool):
+        return []
+    if not 0 < port < 65536:
+        return []
+    out = []
+    for a in addrs[:8]:
+        if isinstance(a, str) and a and a.isprintable() and " " not in a and len(a) <= 255:
+            out.append(join_address(a.strip("[]"), port))
+    return out
+
+
+def _advertised(host: str) -> list[str]:
+    """The addresses to announce for a server bound to ``host``: itself, or for a
+    wildcard bind this machine's non-loopback addresses (loopback if it has none)."""
+    if host not in ("0.0.0.0", "::", ""):
+        return [host]
+    family = socket.AF_INET6 if host == "::" else socket.AF_INET
+    found: list[str] = []
+    with contextlib.suppress(OSError):
+        for info in socket.getaddrinfo(socket.gethostname(), None, family, socket.SOCK_STREAM):
+            found.append(str(info[4][0]))
+    with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as s:
+        # No packet is sent: connecting a UDP socket only picks the outgoing interface.
+        s.connect(("2001:db8::1", 9) if family == socket.AF_INET6 else ("192.0.2.1", 9))
+        found.append(str(s.getsockname()[0]))
+    usable = [a for a in dict.fromkeys(found) if not a.startswith(("127.", "::1", "fe80"))]
+    return usable or (["::1"] if family == socket.AF_INET6 else ["127.0.0.1"])
+
+
+async def _async(fn: Callable[[], T]) -> T:
+    return fn()
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+__all__ = ["Node", "NodeThread", "SyncReport", "TransportFactory"]

@@ -1,0 +1,388 @@
+"""Node: real clusters over the in-memory network and over HTTP on 127.0.0.1.
+
+Every node has its own data dir (real SQLite), its own replica thread and its own
+transport; keys are trusted the way an operator does it (in the store, before start).
+Tests wait on conditions with a deadline, never on fixed sleeps, and the ``no_leaks``
+fixture fails a test that leaves a task or a socket behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crdt import Replica
+from gossip.config import Profile
+from gossip.events import BreakerChanged, PeerChanged, RecordAdded
+from gossip.memnet import MemoryNetwork
+from gossip.node import Node
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+FAST = Profile.local()
+QUIET = Profile.local().with_(interval=60.0)  # anti-entropy only at start: pushes must do it
+
+
+async def until(
+    condition: Callable[[], Any | Awaitable[Any]], what: str, timeout: float = 15.0
+) -> Any:
+    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def create_hosts(homes: list[Path], trusted: list[Path] | None = None) -> list[str]:
+    """Create key and store in each home; each trusts the keys of ``trusted`` (default
+    all of ``homes``). Returns the public ids."""
+    ids = []
+    for home in homes:
+        with Replica.open(home) as r:
+            ids.append(r.author)
+    trusted = homes if trusted is None else trusted
+    keys = [ids[homes.index(h)] for h in trusted]
+    for home, me in zip(homes, ids, strict=True):
+        if home not in trusted:
+            continue
+        with Replica.open(home) as r:
+            for k in keys:
+                if k != me:
+                    r.trust(k, "peer")
+    return ids
+
+
+class Cluster:
+    """Nodes over one kind of network; node 0 is every other node's seed peer."""
+
+    def __init__(self, kind: str, tmp: Path, stack: contextlib.AsyncExitStack) -> None:
+        self.kind = kind
+        self.tmp = tmp
+        self.stack = stack
+        self.net = MemoryNetwork() if kind == "memnet" else None
+        self.nodes: list[Node] = []
+
+    def options(self) -> dict[str, Any]:
+        if self.net is not None:
+            return {"listen": "10.0.0.1:0", "transport": self.net.transport}
+        return {"listen": "127.0.0.1:0"}
+
+    async def start(
+        self, home: Path, *, peers: list[str] | None = None, profile: Profile = FAST
+    ) -> Node:
+        seed = [self.nodes[0].address] if peers is None and self.nodes else (peers or [])
+        node = Node(home, peers=seed, profile=profile, **self.options())
+        await self.stack.enter_async_context(node)
+        self.nodes.append(node)
+        return node
+
+    async def grow(self, n: int, *, profile: Profile = FAST) -> list[Node]:
+        homes = [self.tmp / f"n{i}" for i in range(n)]
+        await asyncio.to_thread(create_hosts, homes)
+        first = await self.start(homes[0], profile=profile)
+        rest = await asyncio.gather(*(self.start(h, profile=profile) for h in homes[1:]))
+        return [first, *rest]
+
+
+@pytest.fixture(params=["memnet", "http"])
+async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield Cluster(request.param, tmp_path, stack)
+
+
+async def recalled(node: Node, text: str) -> bool:
+    return any(m.text == text for m in await node.recall(text))
+
+
+async def everywhere(nodes: list[Node], check: Callable[[Node], Awaitable[bool]]) -> bool:
+    return all(await asyncio.gather(*(check(n) for n in nodes)))
+
+
+# -- replication -------------------------------------------------------------------------
+
+
+async def test_memory_and_breaker_reach_every_node(cluster: Cluster):
+    nodes = await cluster.grow(3)
+    text = "Provider X drops requests at 03:00 UTC"
+    rid = await nodes[2].remember(text, category="anti-pattern", subject="provider:x",
+                                  tags=["outage"])  # fmt: skip
+    await until(lambda: everywhere(nodes, lambda n: recalled(n, text)), "the memory everywhere")
+    hit = (await nodes[0].recall("provider x"))[0]
+    assert (hit.id, hit.author, hit.trusted, hit.tags) == (rid, nodes[2].id, True, ["outage"])
+
+    await nodes[1].trip_breaker("kimi-coding/k2p5", reason="5xx burst", cooldown=600)
+
+    async def is_open(n: Node) -> bool:
+        return (await n.breaker("kimi-coding/k2p5")).state == "open"
+
+    await until(lambda: everywhere(nodes, is_open), "the breaker open everywhere")
+    assert (await nodes[0].breaker("kimi-coding/k2p5")).tripped_by == [nodes[1].id]
+    await nodes[1].reset_breaker("kimi-coding/k2p5")
+    await until(
+        lambda: everywhere(nodes, lambda n: _not(is_open(n))), "the breaker closed everywhere"
+    )
+    await nodes[0].record_benchmark("kimi-coding/k2p5", "latency_ms", 812.0, unit="ms")
+
+    async def has_bench(n: Node) -> bool:
+        b = await n.benchmark("kimi-coding/k2p5", "latency_ms")
+        return b is not None and b.values == {"value": 812.0}
+
+    await until(lambda: everywhere(nodes, has_bench), "the benchmark everywhere")
+    # Peer exchange: each node found the other two through host announcements.
+    await until(
+        lambda: all(
+            sorted(p.key for p in n.peers() if p.state == "alive")
+            == sorted(m.id for m in nodes if m is not n)
+            for n in nodes
+        ),
+        "every node alive in every peer table",
+    )
+    row = next(p for p in nodes[1].peers() if p.key == nodes[0].id)
+    assert row.source == "static" and row.rtt_ms is not None and row.bytes_out > 0
+    assert {p.source for p in nodes[2].peers() if p.key == nodes[1].id} == {"exchange"}
+
+
+async def _not(value: Awaitable[bool]) -> bool:
+    return not await value
+
+
+async def test_eager_push_does_not_wait_for_the_interval(cluster: Cluster):
+    nodes = await cluster.grow(3, profile=QUIET)
+    await until(  # the rounds at start have run (they may not have found each other yet)
+        lambda: all(any(p.state == "alive" for p in n.peers()) for n in nodes), "first rounds"
+    )
+    started = time.monotonic()
+    await nodes[1].trip_breaker("provider:x", reason="timeouts")
+
+    async def is_open(n: Node) -> bool:
+        return (await n.breaker("provider:x")).state == "open"
+
+    await until(lambda: everywhere(nodes, is_open), "the breaker pushed everywhere", timeout=10)
+    assert time.monotonic() - started < QUIET.interval / 2
+
+
+async def test_sync_now_runs_a_round_at_once(cluster: Cluster):
+    still = QUIET.with_(eager_push=False)
+    nodes = await cluster.grow(2, profile=still)
+    a, b = nodes
+    await until(  # both rounds at start are over: nothing else runs for a minute
+        lambda: all(n.peers() and n.peers()[0].exchanges for n in nodes), "rounds at start"
+    )
+    await a.remember("only by sync", category="learning")
+    assert not await recalled(b, "only by sync")
+    report = await b.sync_now()
+    assert report.exchanges == 1 and report.failures == 0 and report.learned == 1
+    assert await recalled(b, "only by sync")
+    assert (await b.sync_now()).learned == 0
+
+
+async def test_a_stopped_node_catches_up_from_its_own_data_dir(cluster: Cluster):
+    nodes = await cluster.grow(3)
+    late = nodes[2]
+    await late.remember("written before the stop", category="learning")
+    await until(lambda: recalled(nodes[0], "written before the stop"), "the first memory")
+    home = late.home
+    await late.aclose()
+    texts = [f"lesson {i} while it was away" for i in range(5)]
+    for t in texts:
+        await nodes[0].remember(t, category="learning")
+    await nodes[1].trip_breaker("b", reason="away")
+    back = await cluster.start(home, peers=[nodes[1].address])
+    assert back.id == late.id
+    assert await recalled(back, "written before the stop")  # its own data, at once
+
+    async def caught_up() -> bool:
+        mine = [await recalled(back, t) for t in texts]
+        return all(mine) and (await back.breaker("b")).state == "open"
+
+    await until(caught_up, "the restarted node to catch up")
+    # The others learn its new address from its announcement, and reach it again.
+    await until(
+        lambda: all(any(p.key == back.id and p.address == back.address and p.state == "alive"
+                        for p in n.peers()) for n in nodes[:2]),
+        "the others to reach the restarted node",
+    )  # fmt: skip
+
+
+async def test_an_untrusted_node_learns_nothing_and_changes_nothing(cluster: Cluster):
+    nodes = await cluster.grow(2)
+    await nodes[0].remember("for trusted eyes", category="contract")
+    outsider_home = cluster.tmp / "outsider"
+    (outsider,) = await asyncio.to_thread(create_hosts, [outsider_home], [])
+    # The outsider knows the insiders' keys and addresses; they do not know its key.
+    with Replica.open(outsider_home) as r:
+        for n in nodes:
+            r.trust(n.id, "target")
+    before = [await n.state_vector() for n in nodes]
+    records_before = [set(await n.records()) for n in nodes]
+    o = await cluster.start(outsider_home, peers=[n.address for n in nodes])
+    await o.remember("poison: everything is fine", category="learning")
+    await o.trip_breaker("kimi-coding/k2p5", reason="fake")
+    await until(
+        lambda: sorted(p.state for p in o.peers()) == ["unknown-key", "unknown-key"],
+        "the outsider refused by both",
+    )
+    assert all("403" in (p.last_error or "") for p in o.peers())
+    await asyncio.gather(*(n.sync_now() for n in nodes))
+    assert [await n.state_vector() for n in nodes] == before
+    assert [set(await n.records()) for n in nodes] == records_before
+    for n in nodes:
+        assert not await n.recall("poison", include_untrusted=True)
+        assert all(p.key != outsider for p in n.peers())
+    assert set(await o.records()) == {m.id for m in await o.recall("poison")}
+
+
+async def test_a_peer_that_does_not_trust_us_is_marked_unknown_key(cluster: Cluster):
+    homes = [cluster.tmp / "a", cluster.tmp / "b"]
+    a_id, b_id = await asyncio.to_thread(create_hosts, homes, [homes[0]])
+    with Replica.open(homes[0]) as r:  # a trusts b; b trusts nobody
+        r.trust(b_id, "b")
+    b = await cluster.start(homes[1])
+    a = await cluster.start(homes[0], peers=[b.address])
+    await until(lambda: [p.state for p in a.peers()] == ["unknown-key"], "a refused by b")
+    await b.trust(a_id, "a")
+    await a.sync_now()
+    assert [p.state for p in a.peers()] == ["alive"]
+
+
+async def test_unreachable_peer_backs_off_and_reads_stay_fast(cluster: Cluster):
+    gone = "10.0.0.1:1" if cluster.kind == "memnet" else "127.0.0.1:9"  # nobody listens
+    (home,) = [cluster.tmp / "solo"]
+    node = await cluster.start(home, peers=[gone])
+    await until(lambda: node.peers()[0].state in ("backing-off", "down"), "a backed-off peer")
+    row = node.peers()[0]
+    assert row.failures >= 1 and row.last_error and row.key is None and row.source == "static"
+    started = time.monotonic()
+    await node.remember("written while a peer is dead", category="learning")
+    assert await recalled(node, "written while a peer is dead")
+    assert time.monotonic() - started < 1.0
+
+
+# -- the embedding surface ----------------------------------------------------------------
+
+
+async def test_events_report_records_breakers_and_peers(cluster: Cluster):
+    homes = [cluster.tmp / "a", cluster.tmp / "b"]
+    await asyncio.to_thread(create_hosts, homes)
+    a = await cluster.start(homes[0])
+    got: list[Any] = []
+    subscribed = asyncio.Event()
+
+    async def listen() -> None:
+        events = a.events()
+        first = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0)  # the generator has now registered its queue
+        subscribed.set()
+        got.append(await first)
+        async for event in events:
+            got.append(event)
+
+    task = asyncio.create_task(listen())
+    await subscribed.wait()
+    b = await cluster.start(homes[1])
+    rid = await b.remember("an event", category="learning")
+    await b.trip_breaker("evt", cooldown=60)
+    await until(
+        lambda: any(isinstance(e, BreakerChanged) and e.state == "open" for e in got),
+        "a breaker event",
+    )
+    added = [e for e in got if isinstance(e, RecordAdded) and e.root == "records"]
+    assert [e.key for e in added] == [rid] and added[0].trusted and added[0].author == b.id
+    breaker = next(e for e in got if isinstance(e, BreakerChanged))
+    assert (breaker.name, breaker.author, breaker.observed) == ("evt", b.id, "open")
+    hosts = [e for e in got if isinstance(e, RecordAdded) and e.kind == "host"]
+    assert {e.author for e in hosts} >= {b.id}
+    peers = [e for e in got if isinstance(e, PeerChanged)]
+    assert peers and peers[0].change == "added" and peers[-1].peer.key == b.id
+    await a.aclose()  # the stream ends with the node
+    await asyncio.wait_for(task, 5)
+
+
+async def test_async_with_leaves_no_task_thread_or_socket(cluster: Cluster, tmp_path: Path):
+    homes = [tmp_path / "x", tmp_path / "y"]
+    await asyncio.to_thread(create_hosts, homes)
+    threads_before = set(threading.enumerate())
+    async with Node(homes[0], profile=FAST, **cluster.options()) as x:
+        async with Node(homes[1], peers=[x.address], profile=FAST, **cluster.options()) as y:
+            await x.remember("short-lived", category="learning")
+            await until(lambda: recalled(y, "short-lived"), "replication")
+            await y.trip_breaker("z")
+        address = x.address
+    assert set(threading.enumerate()) <= threads_before
+    assert not x.running and not y.running
+    assert await x.recall("short-lived") == []  # degraded, not an exception
+    if cluster.kind == "http":
+        host, port = address.rsplit(":", 1)
+        with pytest.raises(OSError):
+            await asyncio.open_connection(host, int(port))
+    # The data dir is free again: the writer lock went with the node.
+    with Replica.open(homes[0]) as r:
+        assert r.records()
+
+
+def test_start_in_thread_for_synchronous_daemons(tmp_path: Path):
+    homes = [tmp_path / "a", tmp_path / "b"]
+    create_hosts(homes)
+    threads_before = set(threading.enumerate())
+    with Node(homes[0], profile=FAST).start_in_thread() as a:
+        b = Node(homes[1], peers=[a.address], profile=FAST).start_in_thread()
+        with b:
+            rid = a.remember("from a synchronous daemon", category="learning")
+            deadline = time.monotonic() + 15
+            while not any(m.id == rid for m in b.recall("synchronous")):
+                assert time.monotonic() < deadline, "replication through threads"
+                time.sleep(0.02)  # a synchronous caller can only poll
+            b.trip_breaker("sync", cooldown=60)
+            assert b.breaker("sync").state == "open"
+            assert [p.key for p in b.peers()] == [a.id]
+            assert b.sync_now().failures == 0
+    assert set(threading.enumerate()) <= threads_before
+
+
+async def test_start_fails_cleanly(tmp_path: Path):
+    home = tmp_path / "busy"
+    async with Node(home, profile=FAST) as first:
+        taken = first.address
+        with pytest.raises(OSError):
+            async with Node(tmp_path / "other", listen=taken, profile=FAST):
+                pass
+    # The failed node released its data dir and threads.
+    async with Node(tmp_path / "other", profile=FAST) as again:
+        assert again.id
+
+
+# -- a bigger cluster ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_sixteen_nodes_over_http(tmp_path: Path):
+    async with contextlib.AsyncExitStack() as stack:
+        c = Cluster("http", tmp_path, stack)
+        nodes = await c.grow(16)
+        text = "a lesson for sixteen hosts"
+        await nodes[-1].remember(text, category="learning")
+        await nodes[7].trip_breaker("mesh", reason="16")
+
+        async def knows(n: Node) -> bool:
+            return await recalled(n, text) and (await n.breaker("mesh")).state == "open"
+
+        await until(lambda: everywhere(nodes, knows), "all sixteen nodes", timeout=30)
+        await until(
+            lambda: all(len([p for p in n.peers() if p.key]) == 15 for n in nodes),
+            "every node knows every other through announcements",
+            timeout=30,
+        )
