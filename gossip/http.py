@@ -183,7 +183,7 @@ class HttpTransport:
                 limits=self.limits,
                 now_ms=self.now_ms,
             )
-        except TimeoutError:
+        except _BodyTooSlow:
             reply = error_reply(408, "the request body did not arrive in time")
         except _BodyCutOff as e:
             log.debug("a request body from %s was cut off: %s", request.remote, e)
@@ -193,7 +193,7 @@ class HttpTransport:
                           request.remote)  # fmt: skip
             reply = error_reply(400, "the request could not be served")
         response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
-        if not await self._drained(request):
+        if reply.status == 408 or not await self._drained(request):
             response.force_close()
         self.stats.served += 1
         self.stats.served_in += frame_size(
@@ -216,6 +216,8 @@ class HttpTransport:
                     body += chunk
                     if len(body) > limit:
                         return None
+        except TimeoutError:
+            raise _BodyTooSlow() from None
         except (aiohttp.ClientError, OSError, HttpProcessingError) as e:
             raise _BodyCutOff(str(e)) from None
 
@@ -269,7 +271,9 @@ class HttpTransport:
         url = f"{scheme}://{join_address(host, port)}{path}"
         headers = sign_request(self.identity, path, body, self.now_ms())
         try:
-            async with self._client().post(url, data=body, headers=headers) as resp:
+            # No redirects: a signed request goes to the address asked for, or nowhere.
+            post = self._client().post(url, data=body, headers=headers, allow_redirects=False)
+            async with post as resp:
                 status, resp_headers = resp.status, resp.headers
                 sent_headers = resp.request_info.headers
                 answer = await self._read_answer(resp)
@@ -327,6 +331,10 @@ class HttpTransport:
 
 class _BodyCutOff(Exception):
     """The peer went away, or broke the framing, in the middle of its body."""
+
+
+class _BodyTooSlow(Exception):
+    """The body did not arrive within the transport's timeout."""
 
 
 def _bind(host: str, port: int) -> socket.socket:

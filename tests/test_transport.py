@@ -65,7 +65,7 @@ class HttpNet:
         self._raw: aiohttp.ClientSession | None = None
 
     def transport(self, identity, verifier, *, now_ms, **kw) -> HttpTransport:
-        t = HttpTransport(identity, verifier, now_ms=now_ms, timeout=5.0, **kw)
+        t = HttpTransport(identity, verifier, now_ms=now_ms, **{"timeout": 5.0, **kw})
         self.transports.append(t)
         return t
 
@@ -102,7 +102,7 @@ class MemNet:
         self.transports: list[Any] = []
 
     def transport(self, identity, verifier, *, now_ms, **kw):
-        t = self.network.transport(identity, verifier, now_ms=now_ms, timeout=5.0, **kw)
+        t = self.network.transport(identity, verifier, now_ms=now_ms, **{"timeout": 5.0, **kw})
         self.transports.append(t)
         return t
 
@@ -689,3 +689,76 @@ async def test_body_cut_off_midway_is_not_an_error(http_net, make_peer, clock, c
     assert b.transport.stats.served == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("cut off" in r.getMessage() for r in caplog.records)
+
+
+async def test_slow_body_gets_408(http_net, make_peer, clock):
+    b = await make_peer("b", timeout=0.2)  # the server waits this long for a body
+    a = await make_peer("a")
+    befriend(a, b)
+    headers = sign_request(a.replica.identity, SYNC_PATH, b"", clock())
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = f"POST {SYNC_PATH} HTTP/1.1\r\nHost: x\r\n{head}Content-Length: 100\r\n\r\n"
+    answer = await raw_http(b.address, request.encode() + b"\x00" * 10)  # and then nothing
+    assert answer.startswith(b"HTTP/1.1 408")
+
+
+@pytest.fixture
+async def fake_peer(http_net) -> AsyncIterator:
+    """``await fake_peer(handler)``: a plain aiohttp server that is not an sm-gossip peer
+    (an impostor, a proxy, a broken server); returns its address."""
+    runners: list[aiohttp.web.AppRunner] = []
+
+    async def start(handler) -> str:
+        app = aiohttp.web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = aiohttp.web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        host, port = runner.addresses[0][:2]
+        return f"{host}:{port}"
+
+    yield start
+    for r in runners:
+        await r.cleanup()
+
+
+async def test_client_refuses_what_is_not_a_signed_answer(make_peer, fake_peer):
+    a = await make_peer("a", start=False)
+    body = Message(MessageType.SYNC).encode()
+    never = asyncio.Event()
+
+    async def unsigned(request):
+        return aiohttp.web.Response(body=Message(MessageType.SYNC_REPLY).encode())
+
+    async def redirect(request):
+        raise aiohttp.web.HTTPTemporaryRedirect(f"http://{good}/v1/sync")
+
+    async def broken(request):
+        return aiohttp.web.Response(status=500, text="boom")
+
+    async def huge(request):
+        response = aiohttp.web.StreamResponse(headers={"Content-Length": str(10**9)})
+        await response.prepare(request)
+        await response.write(b"\x00" * 1000)
+        return response
+
+    async def silent(request):
+        await never.wait()
+
+    good = await fake_peer(unsigned)
+    with pytest.raises(PeerMisbehaved, match="unauthenticated"):
+        await a.transport.request(good, SYNC_PATH, body)
+    with pytest.raises(PeerRefused) as info:  # a redirect is not followed
+        await a.transport.request(await fake_peer(redirect), SYNC_PATH, body)
+    assert info.value.status == 307
+    with pytest.raises(PeerRefused) as info:
+        await a.transport.request(await fake_peer(broken), SYNC_PATH, body)
+    assert info.value.status == 500 and "boom" in str(info.value)
+    with pytest.raises(PeerMisbehaved, match="over"):
+        await a.transport.request(await fake_peer(huge), SYNC_PATH, body)
+    slow = await make_peer("slow", start=False, timeout=0.2)
+    with pytest.raises(PeerUnreachable, match="no answer"):
+        await slow.transport.request(await fake_peer(silent), SYNC_PATH, body)
+    never.set()
