@@ -328,12 +328,17 @@ class Node:
             return
         changes, self._changes = self._changes, []
         keyring = self._keyring
+        listened = bool(self._subscribers)  # racy read: a new subscriber misses only older events
         events: list[Event] = []
         hosts: list[SignedRecord] = []
         for root, key, rec in changes:
             try:
                 kind, author = rec.kind, rec.author
             except (GossipError, KeyError):
+                continue
+            if root == "state" and kind == KIND_HOST:
+                hosts.append(rec)
+            if not listened:
                 continue
             trusted = author in keyring
             if root == "state" and kind == KIND_BREAKER:
@@ -343,8 +348,6 @@ class Node:
                 observed = str(rec.fields.get("state", ""))
                 events.append(BreakerChanged(name, state, author, observed, rec, trusted))
                 continue
-            if root == "state" and kind == KIND_HOST:
-                hosts.append(rec)
             events.append(RecordAdded(root, key, rec, trusted))
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens
             self._loop.call_soon_threadsafe(self._delivered, events, hosts)
