@@ -216,12 +216,12 @@ class Node:
             hosts = await self._worker.call(self._announce)
             self._learn_hosts(hosts)
             started: asyncio.Future[None] = self._loop.create_future()
+            self._state = "running"  # from the first round on, writes are pushed
             self._runner = asyncio.create_task(self._run(started), name=f"node {self._address}")
             await asyncio.shield(started)
         except BaseException:
             await self._close()
             raise
-        self._state = "running"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -630,7 +630,10 @@ class Node:
         table = self._require(self._table)
         address = peer.address
         local = _ChunkedLocal(self._require_replica(), self._worker)
-        ex = protocol.Initiator(local, source=peer.key or address, peer_sv=peer.last_sv)
+        # No state-vector hint: ours is from our last contact, and others may have
+        # given the peer the same updates since. Sending them again costs more than
+        # the PUSH leg that follows when the peer's reply shows it lacks something.
+        ex = protocol.Initiator(local, source=peer.key or address)
         bytes_out = bytes_in = 0
         try:
             body = await self._call(ex.start)

@@ -386,3 +386,19 @@ async def test_sixteen_nodes_over_http(tmp_path: Path):
             "every node knows every other through announcements",
             timeout=30,
         )
+
+
+def test_bad_arguments_are_refused_before_anything_starts(tmp_path: Path):
+    from gossip import Node as Exported
+    from gossip.config import ConfigError
+
+    assert Exported is Node
+    with pytest.raises(ConfigError, match="mDNS"):
+        Node(tmp_path / "n", mdns=True)
+    with pytest.raises(ConfigError, match="host:port"):
+        Node(tmp_path / "n", listen="localhost")
+    with pytest.raises(ConfigError, match="host:port"):
+        Node(tmp_path / "n", peers=["nowhere"])
+    with pytest.raises(ConfigError, match="unknown profile"):
+        Node(tmp_path / "n", profile="wan")
+    assert not (tmp_path / "n").exists()
