@@ -261,7 +261,7 @@ async def test_a_peer_that_does_not_trust_us_is_marked_unknown_key(cluster: Clus
 
 async def test_unreachable_peer_backs_off_and_reads_stay_fast(cluster: Cluster):
     gone = "10.0.0.1:1" if cluster.kind == "memnet" else "127.0.0.1:9"  # nobody listens
-    (home,) = [cluster.tmp / "solo"]
+    home = cluster.tmp / "solo"
     node = await cluster.start(home, peers=[gone])
     await until(lambda: node.peers()[0].state in ("backing-off", "down"), "a backed-off peer")
     row = node.peers()[0]
@@ -270,6 +270,31 @@ async def test_unreachable_peer_backs_off_and_reads_stay_fast(cluster: Cluster):
     await node.remember("written while a peer is dead", category="learning")
     assert await recalled(node, "written while a peer is dead")
     assert time.monotonic() - started < 1.0
+
+
+async def test_a_stuck_replica_makes_reads_degraded_not_slow(tmp_path: Path):
+    gate = threading.Event()
+    async with Node(tmp_path / "n", profile=FAST, read_timeout=0.2) as node:
+        await node.remember("visible when idle", category="learning")
+        assert await recalled(node, "visible when idle")
+        # Hold the replica's thread, as a huge ingest would between two chunks.
+        holding = threading.Event()
+
+        def hold() -> None:
+            holding.set()
+            gate.wait(10)
+
+        stuck = node._worker.submit(hold)  # type: ignore[union-attr]
+        await asyncio.to_thread(holding.wait, 5)
+        started = time.monotonic()
+        try:
+            assert await node.recall("visible") == []
+            assert (await node.breaker("x")).state == "closed"
+            assert time.monotonic() - started < 2.0
+        finally:
+            gate.set()
+        await asyncio.wrap_future(stuck)
+        assert await recalled(node, "visible when idle")
 
 
 # -- the embedding surface ----------------------------------------------------------------
