@@ -664,9 +664,14 @@ class Node:
         if row is not None:
             table.success(row, self._now_ms(), rtt_ms=rtt_ms, bytes_in=bytes_in,
                           bytes_out=bytes_out, ours=ours, theirs=ex.result.peer_sv)  # fmt: skip
-        rejected = sum(o.status == "rejected" for o in ex.result.received)
-        if rejected:
-            log.info("%s sent %d updates we rejected", peer.label, rejected)
+        rejected = [o for o in ex.result.received if o.status == "rejected"]
+        if rejected and row is not None:
+            # An honest peer relays only what its own gate accepted: rejects mean a
+            # forger or a bug. Back it off like a failure (invariant 6); what it sent
+            # that was valid is kept.
+            error = f"sent {len(rejected)} update(s) we rejected: {rejected[0].error}"
+            log.info("%s %s", row.label, error)
+            table.failure(row, self._now_ms(), error)
         return learned
 
     def _failed(self, peer: Peer, e: Exception, *, exchange: bool = True) -> None:

@@ -19,11 +19,13 @@ from typing import Any
 
 import pytest
 
-from crdt import Replica
+from crdt import Identity, Replica
+from gossip.auth import Verifier
 from gossip.config import Profile
 from gossip.events import BreakerChanged, PeerChanged, RecordAdded
 from gossip.memnet import MemoryNetwork
 from gossip.node import Node
+from gossip.protocol import Message, MessageType
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -257,6 +259,36 @@ async def test_a_peer_that_does_not_trust_us_is_marked_unknown_key(cluster: Clus
     await b.trust(a_id, "a")
     await a.sync_now()
     assert [p.state for p in a.peers()] == ["alive"]
+
+
+async def test_a_peer_that_sends_rejected_updates_is_backed_off(tmp_path: Path):
+    """A trusted key whose server answers every SYNC with junk updates."""
+    net = MemoryNetwork()
+    forger = Identity.generate()
+    home = tmp_path / "honest"
+    (me,) = await asyncio.to_thread(create_hosts, [home], [])
+    with Replica.open(home) as r:
+        r.trust(forger.public_id, "forger")
+    verifier = Verifier(lambda: {me}, lambda: time.time_ns() // 1_000_000)
+    evil = net.transport(forger, verifier, now_ms=lambda: time.time_ns() // 1_000_000)
+
+    async def answer(path: str, body: bytes, key: str) -> bytes:
+        if Message.decode(body).type is MessageType.PUSH:
+            return Message(MessageType.PUSH_REPLY, {}).encode()
+        junk = (b"\x00" * 40, b"not an update at all")
+        return Message(MessageType.SYNC_REPLY, {}, junk).encode()
+
+    address = await evil.start("10.0.0.9:7471", answer)
+    try:
+        async with Node(home, peers=[address], profile=FAST, **{"transport": net.transport,
+                        "listen": "10.0.0.1:0"}) as node:  # fmt: skip
+            await until(lambda: node.peers()[0].state == "backing-off", "the forger backed off")
+            row = node.peers()[0]
+            assert row.key == forger.public_id, row.last_error
+            assert "2 update(s) we rejected" in (row.last_error or "")
+            assert await node.records() == {}
+    finally:
+        await evil.close()
 
 
 async def test_unreachable_peer_backs_off_and_reads_stay_fast(cluster: Cluster):
