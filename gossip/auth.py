@@ -15,6 +15,7 @@ Every request and every response carries two headers::
     <hex SHA-256 of the body>
     <created>
     <nonce>
+    <recipient>              (requests only: the public id of the peer it is addressed to)
     <request nonce>          (responses only: binds a response to its request)
 
 lines joined by "\\n". The receiver checks, in this order, before reading any body: the
@@ -22,6 +23,12 @@ key is in its keyring (else ``Forbidden``, 403); the header is well formed and t
 creation time within the window (else ``Unauthorized``, 401); then, with the body, the
 signature; and last that the nonce was not seen within the window (a replay, 401).
 Nonces are remembered for twice the window, so a request can never be accepted twice.
+
+A request is checked with the receiver's *own* public id as the recipient line, so a
+request signed for another peer (or for nobody: an empty recipient) does not verify
+there: a peer that receives a request cannot replay it at a third peer that trusts the
+sender. A response needs no recipient: it is bound to the request (its nonce), which was
+bound to the responder.
 """
 
 from __future__ import annotations
@@ -72,12 +79,33 @@ class Signed:
 
 
 def signature_base(
-    role: str, method: str, path: str, body: bytes, created: int, nonce: str, request_nonce: str
+    role: str,
+    method: str,
+    path: str,
+    body: bytes,
+    created: int,
+    nonce: str,
+    *,
+    recipient: str | None = None,
+    request_nonce: str | None = None,
 ) -> bytes:
+    """The bytes a signature covers. A request names its ``recipient`` (a public id, or
+    "" when the sender does not know it yet: such a request is accepted nowhere); a
+    response names the ``request_nonce`` it answers."""
     lines = [BASE_TAG, role, method.upper(), path, hashlib.sha256(body).hexdigest(),
              str(created), nonce]  # fmt: skip
-    if role == "response":
+    if role == "request":
+        if recipient is None or request_nonce is not None:
+            raise ValueError("a request's signature base takes a recipient (only)")
+        if "\n" in recipient:
+            raise ValueError("a recipient is a public id, on one line")
+        lines.append(recipient)
+    elif role == "response":
+        if request_nonce is None or recipient is not None:
+            raise ValueError("a response's signature base takes a request nonce (only)")
         lines.append(request_nonce)
+    else:
+        raise ValueError(f"role is 'request' or 'response', not {role!r}")
     return "\n".join(lines).encode()
 
 
@@ -89,12 +117,15 @@ def sign(
     path: str,
     body: bytes,
     now_ms: int,
-    request_nonce: str = "",
+    recipient: str | None = None,
+    request_nonce: str | None = None,
     nonce: str | None = None,
 ) -> dict[str, str]:
-    """The two headers that sign a request (or, with ``request_nonce``, a response)."""
+    """The two headers that sign a request for ``recipient`` (the public id of the peer
+    it is addressed to), or a response to the request whose nonce is ``request_nonce``."""
     nonce = nonce or b64url(os.urandom(16))
-    base = signature_base(role, method, path, body, now_ms, nonce, request_nonce)
+    base = signature_base(role, method, path, body, now_ms, nonce, recipient=recipient,
+                          request_nonce=request_nonce)  # fmt: skip
     sig = b64url(identity.sign(base))
     return {KEY_HEADER: identity.public_id, SIGNATURE_HEADER: f"v=1;t={now_ms};n={nonce};s={sig}"}
 
@@ -176,11 +207,19 @@ class Verifier:
         method: str,
         path: str,
         body: bytes,
-        request_nonce: str = "",
+        recipient: str | None = None,
+        request_nonce: str | None = None,
     ) -> None:
+        """The signature and the nonce. A server checks a request with its own public id
+        as ``recipient``; a client checks a response with its ``request_nonce``."""
         base = signature_base(role, method, path, body, signed.created, signed.nonce,
-                              request_nonce)  # fmt: skip
+                              recipient=recipient, request_nonce=request_nonce)  # fmt: skip
         if not verify(signed.key, signed.sig, base):
+            if role == "request":
+                raise Unauthorized(
+                    "the signature does not verify (not signed for this peer, or body/headers "
+                    "changed)"
+                )
             raise Unauthorized("the signature does not verify (body or headers changed)")
         if not self.nonces.check_and_add(signed.key, signed.nonce, self.now_ms()):
             raise Unauthorized(

@@ -1,8 +1,9 @@
 """The peer transport over HTTP/1.1 (aiohttp): a server for the two endpoints and a client.
 
-It owns the sockets and nothing else: every request is served by ``transport.serve`` and
-every answer checked by ``transport.check_response``, exactly as the in-memory network
-does, so authentication, body limits and status codes are the same on both.
+It owns the sockets and nothing else: every request is served by ``transport.serve``, and
+every request made and its answer checked by ``transport.request_with_retry``, exactly as
+the in-memory network does, so authentication, body limits and status codes are the same
+on both.
 
 Rules this module keeps:
 
@@ -26,7 +27,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -41,10 +42,9 @@ from .transport import (
     PeerMisbehaved,
     PeerUnreachable,
     ServerLimits,
-    check_response,
     error_reply,
+    request_with_retry,
     serve,
-    sign_request,
 )
 
 log = logging.getLogger(__name__)
@@ -269,31 +269,39 @@ class HttpTransport:
             raise PeerUnreachable(str(e)) from None
         scheme = "https" if self.tls.client is not None else "http"
         url = f"{scheme}://{join_address(host, port)}{path}"
-        headers = sign_request(self.identity, path, body, self.now_ms())
-        try:
-            # No redirects: a signed request goes to the address asked for, or nowhere.
-            post = self._client().post(url, data=body, headers=headers, allow_redirects=False)
-            async with post as resp:
-                status, resp_headers = resp.status, resp.headers
-                sent_headers = resp.request_info.headers
-                answer = await self._read_answer(resp)
-                raw_headers = resp.raw_headers
-        except (PeerMisbehaved, PeerUnreachable):
-            raise
-        except TimeoutError:
-            raise PeerUnreachable(f"{address}: no answer within {self.timeout.total} s") from None
-        except (aiohttp.ClientError, OSError, ValueError) as e:
-            raise PeerUnreachable(f"{address}: {type(e).__name__}: {e}") from None
-        self.stats.requests += 1
-        self.stats.sent += frame_size(f"POST {path} HTTP/1.1", sent_headers, len(body))
-        self.stats.received += frame_size(f"HTTP/1.1 {status}", raw_headers, len(answer))
-        return check_response(
-            self.verifier,
+
+        async def send_once(headers: Mapping[str, str]) -> tuple[int, object, bytes]:
+            if self._closed:  # between a first attempt and its retry
+                raise PeerUnreachable("this transport is closed")
+            try:
+                # No redirects: a signed request goes to the address asked for, or nowhere.
+                post = self._client().post(url, data=body, headers=dict(headers),
+                                           allow_redirects=False)  # fmt: skip
+                async with post as resp:
+                    status, resp_headers = resp.status, resp.headers
+                    sent_headers = resp.request_info.headers
+                    answer = await self._read_answer(resp)
+                    raw_headers = resp.raw_headers
+            except (PeerMisbehaved, PeerUnreachable):
+                raise
+            except TimeoutError:
+                raise PeerUnreachable(
+                    f"{address}: no answer within {self.timeout.total} s"
+                ) from None
+            except (aiohttp.ClientError, OSError, ValueError) as e:
+                raise PeerUnreachable(f"{address}: {type(e).__name__}: {e}") from None
+            self.stats.requests += 1
+            self.stats.sent += frame_size(f"POST {path} HTTP/1.1", sent_headers, len(body))
+            self.stats.received += frame_size(f"HTTP/1.1 {status}", raw_headers, len(answer))
+            return status, resp_headers, answer
+
+        return await request_with_retry(
+            send_once,
+            identity=self.identity,
+            verifier=self.verifier,
+            now_ms=self.now_ms,
             path=path,
-            status=status,
-            headers=resp_headers,
-            body=answer,
-            request_headers=headers,
+            body=body,
             expected_key=expected_key,
         )
 

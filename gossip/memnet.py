@@ -25,7 +25,7 @@ import asyncio
 import itertools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from multidict import CIMultiDict
 
@@ -39,10 +39,9 @@ from .transport import (
     PeerUnreachable,
     Reply,
     ServerLimits,
-    check_response,
     error_reply,
+    request_with_retry,
     serve,
-    sign_request,
 )
 
 log = logging.getLogger(__name__)
@@ -181,9 +180,28 @@ class MemoryTransport:
     ) -> tuple[bytes, str]:
         if self._closed:
             raise PeerUnreachable("this transport is closed")
-        net = self.network
         body = bytes(memoryview(body))  # the sender may reuse its buffer
-        headers = sign_request(self.identity, path, body, self.now_ms())
+
+        async def send_once(headers: Mapping[str, str]) -> tuple[int, object, bytes]:
+            return await self._deliver(address, path, headers, body)
+
+        return await request_with_retry(
+            send_once,
+            identity=self.identity,
+            verifier=self.verifier,
+            now_ms=self.now_ms,
+            path=path,
+            body=body,
+            expected_key=expected_key,
+        )
+
+    async def _deliver(
+        self, address: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, CIMultiDict[str], bytes]:
+        """One request and its answer, with the network's faults; counted in the stats."""
+        net = self.network
+        if self._closed:
+            raise PeerUnreachable("this transport is closed")
         try:
             async with asyncio.timeout(self.timeout):
                 if net.delay is not None:
@@ -219,15 +237,7 @@ class MemoryTransport:
         target.stats.served += 1
         target.stats.served_in += sent
         target.stats.served_out += received
-        return check_response(
-            self.verifier,
-            path=path,
-            status=reply.status,
-            headers=CIMultiDict(reply.headers),
-            body=answer,
-            request_headers=headers,
-            expected_key=expected_key,
-        )
+        return reply.status, CIMultiDict(reply.headers), answer
 
     async def _serve(self, method: str, path: str, headers: CIMultiDict[str], body: bytes) -> Reply:
         """The server side of one delivery, under the same rules as HTTP."""

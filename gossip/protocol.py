@@ -36,6 +36,8 @@ from crdt import GossipError, Outcome, UpdateError, wire
 VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 MAGIC = b"SMG"  # every message starts with it, then the version byte, then the type
+SYNC_PATH = "/v1/sync"  # takes SYNC, answered with SYNC_REPLY
+PUSH_PATH = "/v1/push"  # takes PUSH, answered with PUSH_REPLY
 
 
 class ProtocolError(GossipError):

@@ -9,24 +9,30 @@ only the bytes' journey differs.
 Endpoints (docs/protocol.md): ``POST /v1/sync`` (a SYNC message, answered with
 SYNC_REPLY) and ``POST /v1/push`` (PUSH, answered with PUSH_REPLY). Status codes:
 200 ok; 400 malformed body or unsupported version; 401 unsigned, forged, expired or
-replayed; 403 key not in the keyring; 404/405 unknown endpoint or method; 413 body over
-the limit. A peer never sees a 5xx for anything it sent.
+replayed, or signed for another recipient; 403 key not in the keyring; 404/405 unknown
+endpoint or method; 413 body over the limit. A peer never sees a 5xx for anything it sent.
+
+Every request is signed for its recipient (``auth``: the recipient line), so that a peer
+cannot replay a request it received at a third peer. A client that does not know the
+key of the peer at an address yet signs its first attempt for nobody; the server answers
+401 with its public id in ``Sm-Key`` (a hint, public and unauthenticated), and the client
+retries once, signed for that key and expecting the answer to be signed by it
+(``request_with_retry``, shared by both transports).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from crdt import GossipError, Identity
+from crdt import GossipError, Identity, IdentityError
+from crdt.identity import public_key_bytes
 
 from . import auth
-from .protocol import RemoteProtocolError
+from .protocol import PUSH_PATH, SYNC_PATH, RemoteProtocolError
 
-SYNC_PATH = "/v1/sync"
-PUSH_PATH = "/v1/push"
 PATHS = (SYNC_PATH, PUSH_PATH)
 CONTENT_TYPE = "application/vnd.sm-gossip"
 
@@ -40,10 +46,14 @@ class PeerUnreachable(PeerError):
 
 
 class PeerRefused(PeerError):
-    """The peer answered with an error status (its message is in ``str(e)``)."""
+    """The peer answered with an error status (its message is in ``str(e)``).
 
-    def __init__(self, status: int, message: str) -> None:
+    ``key_hint``: the public id a 401 answer named in its ``Sm-Key`` header (the key the
+    server says it has; unauthenticated), or None."""
+
+    def __init__(self, status: int, message: str, key_hint: str | None = None) -> None:
         self.status = status
+        self.key_hint = key_hint
         super().__init__(f"peer answered {status}: {message}")
 
 
@@ -65,9 +75,14 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def error_reply(status: int, message: str) -> Reply:
+def error_reply(status: int, message: str, *, key_hint: str | None = None) -> Reply:
+    """An unsigned JSON error answer; ``key_hint`` (the server's public id) goes in
+    ``Sm-Key``, which 401 answers carry so that a client can sign for the right peer."""
     body = json.dumps({"error": message, "status": status}).encode()
-    return Reply(status, body, {"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if key_hint is not None:
+        headers[auth.KEY_HEADER] = key_hint
+    return Reply(status, body, headers)
 
 
 @dataclass
@@ -94,19 +109,25 @@ async def serve(
         return error_reply(404, f"no endpoint {path}")
     if method != "POST":
         return error_reply(405, f"{path} takes POST")
+    me = identity.public_id
+
+    def refused(e: auth.AuthError) -> Reply:
+        return error_reply(e.status, str(e), key_hint=me if e.status == 401 else None)
+
     try:
         signed = verifier.check_headers(headers)
     except auth.AuthError as e:
-        return error_reply(e.status, str(e))
+        return refused(e)
     if content_length is not None and content_length > limits.max_body_bytes:
         return error_reply(413, f"body over {limits.max_body_bytes} bytes")
     body = await read_body(limits.max_body_bytes)
     if body is None:
         return error_reply(413, f"body over {limits.max_body_bytes} bytes")
     try:
-        verifier.check_body(signed, role="request", method=method, path=path, body=body)
+        verifier.check_body(signed, role="request", method=method, path=path, body=body,
+                            recipient=me)  # fmt: skip
     except auth.AuthError as e:
-        return error_reply(e.status, str(e))
+        return refused(e)
     try:
         out = await handler(path, body, signed.key)
     except RemoteProtocolError as e:
@@ -118,10 +139,28 @@ async def serve(
     return Reply(200, out, {"Content-Type": CONTENT_TYPE, **headers_out})
 
 
-def sign_request(identity: Identity, path: str, body: bytes, now_ms: int) -> dict[str, str]:
+def sign_request(
+    identity: Identity, path: str, body: bytes, now_ms: int, recipient: str
+) -> dict[str, str]:
+    """The headers of a request for the peer whose public id is ``recipient`` ("" when
+    unknown: the peer then refuses it with 401 and a key hint)."""
     headers = auth.sign(identity, role="request", method="POST", path=path, body=body,
-                        now_ms=now_ms)  # fmt: skip
+                        now_ms=now_ms, recipient=recipient)  # fmt: skip
     return {"Content-Type": CONTENT_TYPE, **headers}
+
+
+def _key_hint(status: int, headers: object) -> str | None:
+    """The public id a 401 answer names in ``Sm-Key``, if it is a well-formed one."""
+    if status != 401:
+        return None
+    hint = headers.get(auth.KEY_HEADER) if hasattr(headers, "get") else None
+    if not isinstance(hint, str) or len(hint) != 43:
+        return None
+    try:
+        public_key_bytes(hint)
+    except IdentityError:
+        return None
+    return hint
 
 
 def check_response(
@@ -141,7 +180,7 @@ def check_response(
             message = str(json.loads(body).get("error", ""))[:300]
         except (ValueError, AttributeError):
             message = body[:300].decode("utf-8", "replace")
-        raise PeerRefused(status, message)
+        raise PeerRefused(status, message, _key_hint(status, headers))
     request_nonce = auth.parse(request_headers).nonce
     try:
         signed = verifier.check_headers(headers)
@@ -154,9 +193,60 @@ def check_response(
     return body, signed.key
 
 
+# A transport's one delivery: send these signed headers and the body (the transport
+# holds it), return (status, answer headers, answer body); raise only PeerError.
+SendOnce = Callable[[Mapping[str, str]], Awaitable[tuple[int, object, bytes]]]
+
+
+async def request_with_retry(
+    send_once: SendOnce,
+    *,
+    identity: Identity,
+    verifier: auth.Verifier,
+    now_ms: Callable[[], int],
+    path: str,
+    body: bytes,
+    expected_key: str | None,
+) -> tuple[bytes, str]:
+    """The client side of ``Transport.request``, shared by every transport.
+
+    With ``expected_key`` the request is signed for that key, and the answer must be
+    signed by it: one delivery. Without, the first attempt is signed for nobody (the
+    recipient line is empty), which every peer refuses with 401 naming its own key in
+    ``Sm-Key``; if that key is in our keyring, the request is signed again for it and
+    sent once more, expecting that key to sign the answer. A hint naming a key we do
+    not trust ends there (PeerMisbehaved, as an answer signed by an untrusted key
+    would): no request is ever signed for a key outside our keyring on a hint's word."""
+    recipient = expected_key if expected_key is not None else ""
+    headers = sign_request(identity, path, body, now_ms(), recipient)
+    status, answer_headers, answer = await send_once(headers)
+    hint = _key_hint(status, answer_headers) if expected_key is None else None
+    if hint is None:
+        return check_response(verifier, path=path, status=status, headers=answer_headers,
+                              body=answer, request_headers=headers,
+                              expected_key=expected_key)  # fmt: skip
+    if hint not in verifier.keyring():
+        err = PeerMisbehaved(
+            f"the peer refused an unaddressed request (401) and named key {hint[:12]}…, "
+            "which is not in our keyring"
+        )
+        # As for an answer signed by an untrusted key (check_response), the context is
+        # the Forbidden that the keyring check amounts to: callers tell "unknown key"
+        # failures apart by it.
+        err.__context__ = auth.Forbidden(f"{hint} is not in our keyring")
+        err.__suppress_context__ = True
+        raise err
+    headers = sign_request(identity, path, body, now_ms(), hint)
+    status, answer_headers, answer = await send_once(headers)
+    return check_response(verifier, path=path, status=status, headers=answer_headers,
+                          body=answer, request_headers=headers, expected_key=hint)  # fmt: skip
+
+
 class Transport(Protocol):
     """A way to reach peers and be reached. ``request`` returns the verified response
-    body and the responder's key; it raises only PeerError subclasses."""
+    body and the responder's key; it raises only PeerError subclasses. With
+    ``expected_key`` it makes one delivery; without, it may make two (the first one
+    learns the peer's key from a 401: ``request_with_retry``)."""
 
     async def start(self, listen: str, handler: Handler) -> str:
         """Start serving; return the address actually bound ("host:port")."""

@@ -11,6 +11,10 @@ NOW = 1_790_000_000_000
 BODY = b"SMG\x01\x01\x00\x00"
 
 
+# The server's own public id: requests in these tests are signed for it.
+SERVER = Identity.generate().public_id
+
+
 @pytest.fixture
 def alice() -> Identity:
     return Identity.generate()
@@ -20,13 +24,17 @@ def server(keys: set[str], now: int = NOW) -> auth.Verifier:
     return auth.Verifier(lambda: keys, lambda: now, window_ms=60_000)
 
 
-def request(ident: Identity, body: bytes = BODY, now: int = NOW) -> dict[str, str]:
-    return auth.sign(ident, role="request", method="POST", path="/v1/sync", body=body, now_ms=now)
+def request(
+    ident: Identity, body: bytes = BODY, now: int = NOW, recipient: str = SERVER
+) -> dict[str, str]:
+    return auth.sign(ident, role="request", method="POST", path="/v1/sync", body=body,
+                     now_ms=now, recipient=recipient)  # fmt: skip
 
 
-def check(v: auth.Verifier, headers: dict[str, str], body: bytes = BODY) -> None:
+def check(v: auth.Verifier, headers: dict[str, str], body: bytes = BODY, me: str = SERVER) -> None:
     signed = v.check_headers(headers)
-    v.check_body(signed, role="request", method="POST", path="/v1/sync", body=body)
+    v.check_body(signed, role="request", method="POST", path="/v1/sync", body=body,
+                 recipient=me)  # fmt: skip
 
 
 def test_a_trusted_signed_request_passes_once(alice):
@@ -48,7 +56,8 @@ def test_a_modified_body_or_path_is_refused(alice):
         check(v, request(alice), body=BODY + b"x")
     signed = v.check_headers(request(alice))
     with pytest.raises(auth.Unauthorized):
-        v.check_body(signed, role="request", method="POST", path="/v1/push", body=BODY)
+        v.check_body(signed, role="request", method="POST", path="/v1/push", body=BODY,
+                     recipient=SERVER)  # fmt: skip
 
 
 def test_clock_window(alice):

@@ -27,7 +27,7 @@ def test_worked_example_matches_the_code():
     nonce, reply_nonce = b64url(bytes(16)), b64url(b"\xff" * 16)
 
     request_headers = auth.sign(a, role="request", method="POST", path=SYNC_PATH, body=sync,
-                                now_ms=T, nonce=nonce)  # fmt: skip
+                                now_ms=T, nonce=nonce, recipient=b.public_id)  # fmt: skip
     response_headers = auth.sign(b, role="response", method="POST", path=SYNC_PATH, body=reply,
                                  now_ms=T + 3, nonce=reply_nonce, request_nonce=nonce)  # fmt: skip
     expected = [
@@ -39,9 +39,11 @@ def test_worked_example_matches_the_code():
         f"{wire.encode_varuint(cb).hex(' ')}   client {cb}",
         f"The `SYNC` body, {len(sync)} bytes",
         reply.hex(" "),
-        auth.signature_base("request", "POST", SYNC_PATH, sync, T, nonce, "").decode(),
         auth.signature_base(
-            "response", "POST", SYNC_PATH, reply, T + 3, reply_nonce, nonce
+            "request", "POST", SYNC_PATH, sync, T, nonce, recipient=b.public_id
+        ).decode(),
+        auth.signature_base(
+            "response", "POST", SYNC_PATH, reply, T + 3, reply_nonce, request_nonce=nonce
         ).decode(),
         f"Sm-Key: {a.public_id}\nSm-Signature: {request_headers[auth.SIGNATURE_HEADER]}",
         f"Sm-Key: {b.public_id}\nSm-Signature: {response_headers[auth.SIGNATURE_HEADER]}",

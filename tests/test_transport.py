@@ -286,12 +286,14 @@ async def test_unsigned_or_garbled_requests_get_401(make_peer, net, clock):
     a.write("a1")
     before = fingerprint(b.replica)
     body = Message(MessageType.SYNC, {}, tuple(a.replica.updates_for({}))).encode()
-    good = sign_request(a.replica.identity, SYNC_PATH, body, clock())
+    good = sign_request(a.replica.identity, SYNC_PATH, body, clock(), b.author)
     key, sig = good[auth.KEY_HEADER], good[auth.SIGNATURE_HEADER]
     t = int(sig.split(";")[1][2:])
     flipped = sig[:-3] + ("A" if sig[-3] != "A" else "B") + sig[-2:]
-    stale = sign_request(a.replica.identity, SYNC_PATH, body, clock() - 61_000)
-    for_push = sign_request(a.replica.identity, PUSH_PATH, body, clock())
+    stale = sign_request(a.replica.identity, SYNC_PATH, body, clock() - 61_000, b.author)
+    for_push = sign_request(a.replica.identity, PUSH_PATH, body, clock(), b.author)
+    for_a = sign_request(a.replica.identity, SYNC_PATH, body, clock(), a.author)
+    for_nobody = sign_request(a.replica.identity, SYNC_PATH, body, clock(), "")
 
     cases = {
         "no headers": {},
@@ -307,12 +309,19 @@ async def test_unsigned_or_garbled_requests_get_401(make_peer, net, clock):
         },
         "stale": stale,
         "signed for another path": for_push,
+        "signed for another peer": for_a,
+        "signed for nobody": for_nobody,
     }
     for name, headers in cases.items():
         status, resp_headers, answer = await net.raw(b.address, "POST", SYNC_PATH, headers, body)
         assert status == 401, name
         assert json.loads(answer)["status"] == 401, name
         assert resp_headers["Content-Type"] == "application/json"
+        # Every 401 names the server's key: a client that signed for nobody (or for the
+        # wrong key) learns whom to sign for.
+        assert resp_headers[auth.KEY_HEADER] == b.author, name
+        if name.startswith("signed for another p"):
+            assert "not signed for this peer" in json.loads(answer)["error"]
     assert fingerprint(b.replica) == before
 
 
@@ -321,7 +330,7 @@ async def test_replayed_request_gets_401(make_peer, net, clock):
     befriend(a, b)
     a.write("a1")
     body = Message(MessageType.PUSH, {}, tuple(a.replica.updates_for({}))).encode()
-    headers = sign_request(a.replica.identity, PUSH_PATH, body, clock())
+    headers = sign_request(a.replica.identity, PUSH_PATH, body, clock(), b.author)
 
     status, resp_headers, answer = await net.raw(b.address, "POST", PUSH_PATH, headers, body)
     assert status == 200 and Message.decode(answer).type is MessageType.PUSH_REPLY
@@ -341,23 +350,31 @@ async def test_trusted_key_with_a_modified_body_gets_401(make_peer, net, clock):
     before = fingerprint(b.replica)
     signed_body = Message(MessageType.PUSH, {}, tuple(a.replica.updates_for({})[:1])).encode()
     sent_body = Message(MessageType.PUSH, {}, tuple(a.replica.updates_for({}))).encode()
-    headers = sign_request(a.replica.identity, PUSH_PATH, signed_body, clock())
+    headers = sign_request(a.replica.identity, PUSH_PATH, signed_body, clock(), b.author)
     status, _, answer = await net.raw(b.address, "POST", PUSH_PATH, headers, sent_body)
     assert status == 401 and "does not verify" in json.loads(answer)["error"]
     assert fingerprint(b.replica) == before
 
 
-async def test_answer_from_another_key_is_misbehaviour(make_peer):
+async def test_a_peer_with_another_key_than_expected(make_peer):
     a, b, c = [await make_peer(n) for n in "abc"]
     befriend(a, b, c)
     body = Message(MessageType.SYNC).encode()
-    with pytest.raises(PeerMisbehaved, match="not"):
-        await a.transport.request(b.address, SYNC_PATH, body, expected_key=c.author)
-    # b trusts d, but d does not trust b: b's (signed, valid) answer is still refused.
+    # A request signed for c that reaches b is not b's to serve: 401, naming b. The
+    # client expected c, so it does not retry for b.
+    served = b.transport.stats.served
+    err = await refused(a.transport.request(b.address, SYNC_PATH, body, expected_key=c.author))
+    assert err.status == 401 and "not signed for this peer" in str(err)
+    assert err.key_hint == b.author and b.transport.stats.served == served + 1
+    # b trusts d, but d does not trust b: the 401 names a key d does not trust, so d
+    # never signs a request for it (and would refuse b's answer anyway).
     d = await make_peer("d", trusts=[])
     b.replica.trust(d.author)
-    with pytest.raises(PeerMisbehaved, match="unauthenticated"):
+    served = b.transport.stats.served
+    with pytest.raises(PeerMisbehaved, match="not in our keyring") as info:
         await d.transport.request(b.address, SYNC_PATH, body)
+    assert isinstance(info.value.__context__, auth.Forbidden)  # what Node reads
+    assert b.transport.stats.served == served + 1
     # Without an expected key any keyring member's answer is accepted, and named.
     _, key = await a.transport.request(b.address, SYNC_PATH, body)
     assert key == b.author
@@ -444,7 +461,7 @@ async def test_unknown_path_and_method(make_peer, net, clock):
     a, b = await make_peer("a"), await make_peer("b")
     befriend(a, b)
     body = Message(MessageType.SYNC).encode()
-    signed = sign_request(a.replica.identity, SYNC_PATH, body, clock())
+    signed = sign_request(a.replica.identity, SYNC_PATH, body, clock(), b.author)
     for method, path, headers, want in [
         ("POST", "/v1/nope", signed, 404),
         ("POST", "/", {}, 404),
@@ -583,7 +600,7 @@ async def test_declared_oversize_is_refused_before_reading(http_net, make_peer, 
     b = await make_peer("b", limits=ServerLimits(max_body_bytes=1024))
     a = await make_peer("a")
     befriend(a, b)
-    headers = sign_request(a.replica.identity, SYNC_PATH, b"", clock())
+    headers = sign_request(a.replica.identity, SYNC_PATH, b"", clock(), b.author)
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     # Claims a gigabyte and sends none of it: answered at once, connection closed.
     request = (f"POST {SYNC_PATH} HTTP/1.1\r\nHost: x\r\n{head}Content-Length: 1000000000\r\n"
@@ -596,7 +613,7 @@ async def test_chunked_body_over_the_limit_is_cut_off(http_net, make_peer, clock
     b = await make_peer("b", limits=ServerLimits(max_body_bytes=4096))
     a = await make_peer("a")
     befriend(a, b)
-    headers = sign_request(a.replica.identity, SYNC_PATH, b"", clock())
+    headers = sign_request(a.replica.identity, SYNC_PATH, b"", clock(), b.author)
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     chunk = b"1000\r\n" + b"\x00" * 4096 + b"\r\n"  # 4 KiB chunks, no length declared
     request = (f"POST {SYNC_PATH} HTTP/1.1\r\nHost: x\r\n{head}Transfer-Encoding: chunked\r\n"
@@ -673,7 +690,7 @@ def _self_signed(tmp_path):
 async def test_body_cut_off_midway_is_not_an_error(http_net, make_peer, clock, caplog):
     a, b = await make_peer("a"), await make_peer("b")
     befriend(a, b)
-    headers = sign_request(a.replica.identity, SYNC_PATH, b"", clock())
+    headers = sign_request(a.replica.identity, SYNC_PATH, b"", clock(), b.author)
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     host, port = b.address.rsplit(":", 1)
     with caplog.at_level(logging.DEBUG, logger="gossip"):
@@ -695,7 +712,7 @@ async def test_slow_body_gets_408(http_net, make_peer, clock):
     b = await make_peer("b", timeout=0.2)  # the server waits this long for a body
     a = await make_peer("a")
     befriend(a, b)
-    headers = sign_request(a.replica.identity, SYNC_PATH, b"", clock())
+    headers = sign_request(a.replica.identity, SYNC_PATH, b"", clock(), b.author)
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     request = f"POST {SYNC_PATH} HTTP/1.1\r\nHost: x\r\n{head}Content-Length: 100\r\n\r\n"
     answer = await raw_http(b.address, request.encode() + b"\x00" * 10)  # and then nothing
