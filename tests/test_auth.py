@@ -60,6 +60,28 @@ def test_a_modified_body_or_path_is_refused(alice):
                      recipient=SERVER)  # fmt: skip
 
 
+def test_a_request_is_bound_to_its_recipient(alice):
+    """A request signed for one peer is refused by any other (a peer cannot forward what
+    it received to a third peer that trusts the sender), and one signed for nobody (an
+    empty recipient: a first contact) is refused by everyone."""
+    other = Identity.generate().public_id
+    v = server({alice.public_id})
+    for recipient in (other, "", SERVER + "x"):
+        with pytest.raises(auth.Unauthorized, match="not signed for this peer"):
+            check(v, request(alice, recipient=recipient))
+    h = request(alice)
+    with pytest.raises(auth.Unauthorized, match="not signed for this peer"):
+        check(v, h, me=other)  # the request meant for SERVER, arriving at another peer
+    check(v, h)  # its nonce was not spent by the failed attempt: SERVER accepts it
+    # The recipient is the line after the nonce; a response has none.
+    base = auth.signature_base("request", "POST", "/p", b"", 1, "n", recipient=SERVER)
+    assert base.decode().split("\n")[6:] == ["n", SERVER]
+    with pytest.raises(ValueError):
+        auth.signature_base("request", "POST", "/p", b"", 1, "n")  # a recipient is required
+    with pytest.raises(ValueError):
+        auth.signature_base("response", "POST", "/p", b"", 1, "n", recipient=SERVER)
+
+
 def test_clock_window(alice):
     v = server({alice.public_id})
     with pytest.raises(auth.Unauthorized, match="window"):

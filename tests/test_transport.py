@@ -356,6 +356,79 @@ async def test_trusted_key_with_a_modified_body_gets_401(make_peer, net, clock):
     assert fingerprint(b.replica) == before
 
 
+def capture_requests(peer: Peer) -> list[dict[str, str]]:
+    """The signature headers of every request ``peer`` is sent, as it received them (read
+    where ``serve`` hands them to the verifier, so the same on both transports)."""
+    captured: list[dict[str, str]] = []
+    verifier = peer.transport.verifier
+    check_headers = verifier.check_headers
+
+    def capture(headers: Any) -> auth.Signed:
+        names = (auth.KEY_HEADER, auth.SIGNATURE_HEADER, "Content-Type")
+        captured.append({k: headers[k] for k in names if k in headers})
+        return check_headers(headers)
+
+    verifier.check_headers = capture  # type: ignore[method-assign]
+    return captured
+
+
+async def test_a_request_forwarded_to_another_peer_gets_401(make_peer, net):
+    """b receives a's signed request and replays it verbatim at c, within the window. c
+    trusts a, and the nonce is new to c, but the request names b as its recipient."""
+    a, b, c = [await make_peer(n) for n in "abc"]
+    befriend(a, b, c)
+    a.write("a1", "a2")
+    before = fingerprint(c.replica)
+    captured = capture_requests(b)
+    body = Message(MessageType.PUSH, {}, tuple(a.replica.updates_for({}))).encode()
+    await a.transport.request(b.address, PUSH_PATH, body, expected_key=b.author)
+    assert b.replica.state_vector() == a.replica.state_vector()  # b took it
+    # And a first contact (no key known): both its attempts, for nobody and then for b.
+    sync = Message(MessageType.SYNC, a.replica.state_vector()).encode()
+    await a.transport.request(b.address, SYNC_PATH, sync)
+    assert len(captured) == 3
+
+    for headers, path, sent in zip(captured, (PUSH_PATH, SYNC_PATH, SYNC_PATH),
+                                   (body, sync, sync), strict=True):  # fmt: skip
+        status, resp_headers, answer = await net.raw(c.address, "POST", path, headers, sent)
+        assert status == 401 and "not signed for this peer" in json.loads(answer)["error"]
+        assert resp_headers[auth.KEY_HEADER] == c.author
+    assert fingerprint(c.replica) == before
+    # The same bytes signed by a for c are accepted: what c refused was the recipient.
+    headers = sign_request(a.replica.identity, PUSH_PATH, body, a.transport.now_ms(), c.author)
+    status, _, _ = await net.raw(c.address, "POST", PUSH_PATH, headers, body)
+    assert status == 200 and c.replica.state_vector() == a.replica.state_vector()
+
+
+async def test_first_contact_learns_the_key_from_the_401(make_peer):
+    a, b = await make_peer("a"), await make_peer("b")
+    befriend(a, b)
+    a.write("a1")
+    body = Message(MessageType.PUSH, {}, tuple(a.replica.updates_for({}))).encode()
+    requests, served = a.transport.stats.requests, b.transport.stats.served
+
+    # No key known: signed for nobody, refused with b's key as a hint, signed for b.
+    answer, key = await a.transport.request(b.address, PUSH_PATH, body)
+    assert key == b.author and Message.decode(answer).type is MessageType.PUSH_REPLY
+    assert a.transport.stats.requests - requests == 2
+    assert b.transport.stats.served - served == 2
+    assert b.replica.state_vector() == a.replica.state_vector()  # served once, by the retry
+
+    # With the key known: one request.
+    requests = a.transport.stats.requests
+    _, key = await a.transport.request(b.address, SYNC_PATH, Message(MessageType.SYNC).encode(),
+                                       expected_key=key)  # fmt: skip
+    assert key == b.author and a.transport.stats.requests - requests == 1
+
+    # A 401 for another reason (a client clock out of the window) is retried once only.
+    clock = a.transport.now_ms
+    a.transport.now_ms = lambda: clock() - 120_000
+    requests = a.transport.stats.requests
+    err = await refused(a.transport.request(b.address, SYNC_PATH, body))
+    assert err.status == 401 and "window" in str(err) and err.key_hint == b.author
+    assert a.transport.stats.requests - requests == 2
+
+
 async def test_a_peer_with_another_key_than_expected(make_peer):
     a, b, c = [await make_peer(n) for n in "abc"]
     befriend(a, b, c)
@@ -739,6 +812,57 @@ async def fake_peer(http_net) -> AsyncIterator:
     yield start
     for r in runners:
         await r.cleanup()
+
+
+async def test_a_lying_key_hint_teaches_nothing(make_peer, fake_peer):
+    """An impostor that names in its 401 a key the client trusts (c's) gets one request
+    signed for c and no more; whatever it answers, the client accepts only c's own
+    signature, bound to that request."""
+    a, c, mallory = [await make_peer(n) for n in ("a", "c", "mallory")]
+    befriend(a, c, mallory)  # mallory is trusted too, but is not c
+    body = Message(MessageType.SYNC).encode()
+    seen: list[dict[str, str]] = []
+    answers: list[str] = []  # what the impostor answers to each request in turn
+
+    async def impostor(request):
+        seen.append(dict(request.headers))
+        mode = answers[len(seen) - 1]
+        if mode != "200":
+            hint = c.author if mode == "401" else "not a key"
+            return aiohttp.web.Response(status=401, body=b'{"error": "no"}',
+                                        headers={auth.KEY_HEADER: hint})  # fmt: skip
+        # A valid signature by mallory, bound to the request.
+        nonce = auth.parse(request.headers).nonce
+        reply = Message(MessageType.SYNC_REPLY).encode()
+        signed = auth.sign(mallory.replica.identity, role="response", method="POST",
+                           path=SYNC_PATH, body=reply, now_ms=a.transport.now_ms(),
+                           request_nonce=nonce)  # fmt: skip
+        return aiohttp.web.Response(body=reply, headers=signed)
+
+    address = await fake_peer(impostor)
+    answers[:] = ["401", "401"]
+    err = await refused(a.transport.request(address, SYNC_PATH, body))
+    assert err.status == 401 and len(seen) == 2  # one retry, no more
+    # The retry was signed for c: useless anywhere but at c (and c would answer it
+    # itself, signed by c, which is all the client would accept).
+    verifier = auth.Verifier(lambda: {a.author}, a.transport.now_ms)
+    retry = verifier.check_headers(seen[1])
+    with pytest.raises(auth.Unauthorized, match="not signed for this peer"):
+        verifier.check_body(retry, role="request", method="POST", path=SYNC_PATH, body=body,
+                            recipient=mallory.author)  # fmt: skip
+    verifier.check_body(retry, role="request", method="POST", path=SYNC_PATH, body=body,
+                        recipient=c.author)  # fmt: skip
+
+    seen.clear()
+    answers[:] = ["401", "200"]
+    with pytest.raises(PeerMisbehaved, match="not"):  # signed, but by mallory, not c
+        await a.transport.request(address, SYNC_PATH, body)
+    assert len(seen) == 2
+
+    seen.clear()
+    answers[:] = ["garbage"]
+    err = await refused(a.transport.request(address, SYNC_PATH, body))
+    assert err.status == 401 and err.key_hint is None and len(seen) == 1
 
 
 async def test_client_refuses_what_is_not_a_signed_answer(make_peer, fake_peer):
