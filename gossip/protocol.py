@@ -214,11 +214,21 @@ class Response:
         return [o.update.raw for o in self.received if o.status == "applied" and o.update]
 
 
-def respond(local: LocalState, body: bytes, *, source: str) -> Response:
-    """The responder's side of ``SYNC`` and ``PUSH``. RemoteProtocolError on junk."""
+_ENDPOINTS = {SYNC_PATH: MessageType.SYNC, PUSH_PATH: MessageType.PUSH}
+
+
+def respond(local: LocalState, body: bytes, *, source: str, path: str | None = None) -> Response:
+    """The responder's side of ``SYNC`` and ``PUSH``. RemoteProtocolError on junk.
+
+    ``path``: the endpoint the body came to. When given, it must be the message's own
+    (``SYNC`` on ``SYNC_PATH``, ``PUSH`` on ``PUSH_PATH``); a mismatch is refused before
+    anything is ingested. Without it, the message's type decides."""
     msg = Message.decode(body)
     if msg.type not in (MessageType.SYNC, MessageType.PUSH):
         raise RemoteProtocolError(f"{msg.type.name} is not a request")
+    if path is not None and _ENDPOINTS.get(path) is not msg.type:
+        wanted = SYNC_PATH if msg.type is MessageType.SYNC else PUSH_PATH
+        raise RemoteProtocolError(f"a {msg.type.name} goes to {wanted}, not {path[:100]!r}")
     received = local.ingest_batch(msg.updates, source=source) if msg.updates else []
     ours = local.state_vector()
     if msg.type is MessageType.PUSH:

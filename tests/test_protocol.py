@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from crdt import records
 from gossip.protocol import (
+    PUSH_PATH,
+    SYNC_PATH,
     Initiator,
     Message,
     MessageType,
@@ -113,3 +115,23 @@ def test_replies_are_not_requests(open_replica):
     b = open_replica("b")
     with pytest.raises(RemoteProtocolError):
         respond(b, Message(MessageType.SYNC_REPLY).encode(), source="x")
+
+
+def test_with_a_path_each_message_goes_to_its_own_endpoint(open_replica):
+    a, b = open_replica("a"), open_replica("b")
+    b.trust(a.author)
+    a.put(records.memory(a.identity, "x", category="c", ts=TS))
+    sync = Message(MessageType.SYNC, a.state_vector(), tuple(a.updates_for({}))).encode()
+    push = push_message(a, a.updates_for({}))
+    before = b.state_vector()
+    for body, path in ((sync, PUSH_PATH), (push, SYNC_PATH), (sync, "/v1/other")):
+        with pytest.raises(RemoteProtocolError, match="goes to"):
+            respond(b, body, source=a.author, path=path)
+    assert b.state_vector() == before  # refused before anything was ingested
+    reply = respond(b, sync, source=a.author, path=SYNC_PATH)
+    assert Message.decode(reply.body).type is MessageType.SYNC_REPLY
+    reply = respond(b, push, source=a.author, path=PUSH_PATH)
+    assert Message.decode(reply.body).type is MessageType.PUSH_REPLY
+    # Without a path the message's type decides (what callers that pass none get).
+    assert Message.decode(respond(b, sync, source=a.author).body).type is MessageType.SYNC_REPLY
+    assert Message.decode(respond(b, push, source=a.author).body).type is MessageType.PUSH_REPLY

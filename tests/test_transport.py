@@ -141,7 +141,8 @@ class Peer:
 
     async def handle(self, path: str, body: bytes, peer_key: str) -> bytes:
         async with self.lock:  # a replica has one owner at a time
-            response = await asyncio.to_thread(respond, self.replica, body, source=peer_key)
+            response = await asyncio.to_thread(respond, self.replica, body, source=peer_key,
+                                               path=path)  # fmt: skip
         return response.body
 
     def write(self, *texts: str) -> None:
@@ -481,6 +482,19 @@ def malformed_bodies(update: bytes) -> dict[str, bytes]:
         "state vector overrun": MAGIC + b"\x01\x01\x7f\x00",
         "count overrun": MAGIC + b"\x01\x03\x00\xff\xff\xff\x7f",
     }
+
+
+async def test_a_message_sent_to_the_other_endpoint_gets_400(make_peer):
+    a, b = await make_peer("a"), await make_peer("b")
+    befriend(a, b)
+    a.write("a1")
+    before = fingerprint(b.replica)
+    updates = tuple(a.replica.updates_for({}))
+    for kind, path in ((MessageType.SYNC, PUSH_PATH), (MessageType.PUSH, SYNC_PATH)):
+        body = Message(kind, {}, updates).encode()
+        err = await refused(a.transport.request(b.address, path, body, expected_key=b.author))
+        assert err.status == 400 and "goes to" in str(err) and GENERIC not in str(err)
+    assert fingerprint(b.replica) == before
 
 
 @pytest.mark.parametrize("path", [SYNC_PATH, PUSH_PATH])
