@@ -549,7 +549,7 @@ class Node:
 
     async def _handle(self, path: str, body: bytes, peer_key: str) -> bytes:
         """The transport's handler: an authenticated SYNC or PUSH body from ``peer_key``."""
-        resp, ours = await self._call(self._respond, body, peer_key)
+        resp, ours = await self._call(self._respond, path, body, peer_key)
         table = self._table
         if table is not None:
             theirs = resp.peer_sv
@@ -564,9 +564,13 @@ class Node:
                 self._queue_push(raws, exclude=(peer_key,), covers=covers)
         return resp.body
 
-    def _respond(self, body: bytes, peer_key: str) -> tuple[protocol.Response, dict[int, int]]:
+    def _respond(
+        self, path: str, body: bytes, peer_key: str
+    ) -> tuple[protocol.Response, dict[int, int]]:
         local = _ChunkedLocal(self._require_replica(), self._worker)
-        resp = protocol.respond(local, body, source=peer_key)
+        # With the path, a SYNC sent to the push endpoint (or the reverse) is a 400
+        # before anything is ingested.
+        resp = protocol.respond(local, body, source=peer_key, path=path)
         return resp, local.state_vector()
 
     # -- anti-entropy --------------------------------------------------------------------

@@ -62,9 +62,15 @@ def test_reads_jump_the_queue_and_run_between_steps():
 
 
 def test_close_cancels_what_has_not_started():
-    gate = threading.Event()
+    gate, holding = threading.Event(), threading.Event()
     worker = ReplicaWorker()
-    running = worker.submit(gate.wait, 5)
+
+    def hold() -> bool:
+        holding.set()
+        return gate.wait(5)
+
+    running = worker.submit(hold)
+    assert holding.wait(5)  # it has started: close() must let it finish
     queued = worker.submit(lambda: "never")
     threading.Timer(0.05, gate.set).start()
     worker.close()
