@@ -3,13 +3,15 @@
 Two hosts exchange signed updates; a third, untrusted key tries to plant a memory in
 someone else's name, to pre-delete an honest writer's next record, and to tamper with
 bytes in flight. Every forgery is refused with the rule it broke, and nothing else moves.
-(The live daemon and its network come with later issues; this runs in one process.)
+Then three real nodes gossip over HTTP on 127.0.0.1 (the daemon command comes later).
 """
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pycrdt
@@ -159,7 +161,56 @@ def main(home: Path | None = None) -> None:
     )
     alice.close()
     bob.close()
-    print("\nNext: `scripts/test` runs the whole suite.")
+    asyncio.run(live_cluster(base))
+    print("\nNext: `scripts/test` runs the whole suite; docs/ explains the rest.")
+
+
+async def live_cluster(base: Path) -> None:
+    """Three real nodes on 127.0.0.1 gossiping over HTTP, in the background."""
+    from gossip import Node
+
+    print("\n6. Three nodes on 127.0.0.1, gossiping over signed HTTP in the background:")
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(Node(base / "n1", name="n1"))
+        others = [
+            await stack.enter_async_context(Node(base / f"n{i}", peers=[first.address],
+                                                 name=f"n{i}"))
+            for i in (2, 3)
+        ]  # fmt: skip
+        nodes = [first, *others]
+        for node in nodes:  # everyone trusts everyone (invariant 9: keys come from people)
+            for other in nodes:
+                if other is not node:
+                    await node.trust(other.id, name=other.address)
+        for node in nodes:
+            print(f"   {node.address}  {node.id}")
+        t0 = time.perf_counter()
+        await nodes[2].remember("kimi-coding/k2p5 times out above 30k tokens",
+                                category="anti-pattern", subject="kimi-coding/k2p5")  # fmt: skip
+        for node in nodes[:2]:
+            await _until(lambda n=node: n.recall("kimi tokens"), "the memory")
+        print(f"   a memory written on n3 is recalled on n1 and n2 after "
+              f"{(time.perf_counter() - t0) * 1000:.0f} ms")  # fmt: skip
+        t0 = time.perf_counter()
+        await nodes[0].trip_breaker("provider:x", reason="503 burst", cooldown=600)
+        for node in nodes[1:]:
+            await _until(lambda n=node: _is_open(n), "the breaker")
+        print(f"   a breaker tripped on n1 is open on n2 and n3 after "
+              f"{(time.perf_counter() - t0) * 1000:.0f} ms")  # fmt: skip
+        rows = nodes[0].peers()
+        print("   n1's peers: " + ", ".join(f"{p.address} {p.state} ({p.source})" for p in rows))
+
+
+async def _is_open(node) -> bool:
+    return (await node.breaker("provider:x")).state == "open"
+
+
+async def _until(check, what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: {what} did not arrive within {timeout:.0f} s")
+        await asyncio.sleep(0.02)
 
 
 def _same(a: Replica, b: Replica) -> bool:
