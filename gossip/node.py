@@ -155,6 +155,12 @@ class Node:
         self._outbox: dict[Peer, list[bytes]] = {}
         self._pushing: set[Peer] = set()
 
+    @property
+    def _message_budget(self) -> int:
+        """Bytes of updates one message may carry: half the body limit leaves room for
+        framing, and a peer with the same profile never answers 413."""
+        return max(64 * 1024, self.profile.max_body_bytes // 2)
+
     # -- identity ------------------------------------------------------------------------
 
     @property
@@ -570,7 +576,8 @@ class Node:
         local = _ChunkedLocal(self._require_replica(), self._worker)
         # With the path, a SYNC sent to the push endpoint (or the reverse) is a 400
         # before anything is ingested.
-        resp = protocol.respond(local, body, source=peer_key, path=path)
+        resp = protocol.respond(local, body, source=peer_key, path=path,
+                                max_reply_bytes=self._message_budget)  # fmt: skip
         return resp, local.state_vector()
 
     # -- anti-entropy --------------------------------------------------------------------
@@ -637,7 +644,8 @@ class Node:
         # No state-vector hint: ours is from our last contact, and others may have
         # given the peer the same updates since. Sending them again costs more than
         # the PUSH leg that follows when the peer's reply shows it lacks something.
-        ex = protocol.Initiator(local, source=peer.key or address)
+        ex = protocol.Initiator(local, source=peer.key or address,
+                                max_message_bytes=self._message_budget)  # fmt: skip
         bytes_out = bytes_in = 0
         try:
             body = await self._call(ex.start)
@@ -716,7 +724,9 @@ class Node:
     async def _push(self, peer: Peer, updates: list[bytes]) -> None:
         table = self._require(self._table)
         try:
-            body = await self._call(_push_body, self._require_replica(), updates)
+            body = await self._call(
+                _push_body, self._require_replica(), updates, self._message_budget
+            )
             answer, key = await self.transport.request(
                 peer.address, PUSH_PATH, body, expected_key=peer.key
             )
@@ -911,8 +921,8 @@ def _on_reply(
     return push, local.state_vector()
 
 
-def _push_body(replica: Replica, updates: list[bytes]) -> bytes:
-    return protocol.push_message(replica, updates)
+def _push_body(replica: Replica, updates: list[bytes], max_bytes: int) -> bytes:
+    return protocol.push_message(replica, updates, max_bytes=max_bytes)
 
 
 def _fresh(received: list[Outcome]) -> tuple[list[bytes], dict[int, int]] | None:

@@ -35,6 +35,10 @@ from crdt import GossipError, Outcome, UpdateError, wire
 
 VERSION = 1
 SUPPORTED_VERSIONS = (1,)
+# No message carries more signed updates than fit in this many bytes: a peer's body limit
+# must never stall replication (a delta too big for one message arrives over several
+# exchanges, each making progress, since updates go out oldest first per client).
+DEFAULT_MESSAGE_BYTES = 4 * 1024 * 1024
 MAGIC = b"SMG"  # every message starts with it, then the version byte, then the type
 SYNC_PATH = "/v1/sync"  # takes SYNC, answered with SYNC_REPLY
 PUSH_PATH = "/v1/push"  # takes PUSH, answered with PUSH_REPLY
@@ -123,6 +127,19 @@ class LocalState(Protocol):
     def ingest_batch(self, updates: Sequence[bytes], *, source: str = "") -> list[Outcome]: ...
 
 
+def fit(updates: Sequence[bytes], budget: int) -> list[bytes]:
+    """The longest prefix of ``updates`` within ``budget`` bytes (at least one update,
+    so that one update larger than the budget still moves, or is refused visibly)."""
+    out: list[bytes] = []
+    total = 0
+    for u in updates:
+        total += len(u) + 10
+        if out and total > budget:
+            break
+        out.append(u)
+    return out
+
+
 def lacks(ours: dict[int, int], theirs: dict[int, int]) -> bool:
     """Does a peer with state vector ``theirs`` lack anything we have?"""
     return any(clock > theirs.get(client, 0) for client, clock in ours.items())
@@ -152,11 +169,17 @@ class Initiator:
     """
 
     def __init__(
-        self, local: LocalState, *, source: str, peer_sv: dict[int, int] | None = None
+        self,
+        local: LocalState,
+        *,
+        source: str,
+        peer_sv: dict[int, int] | None = None,
+        max_message_bytes: int = DEFAULT_MESSAGE_BYTES,
     ) -> None:
         self.local = local
         self.source = source
         self.peer_sv_hint = peer_sv
+        self.max_message_bytes = max_message_bytes
         self.result = ExchangeResult()
         self._pushed: set[bytes] = set()
 
@@ -164,7 +187,7 @@ class Initiator:
         ours = self.local.state_vector()
         updates: list[bytes] = []
         if self.peer_sv_hint is not None and lacks(ours, self.peer_sv_hint):
-            updates = self.local.updates_for(self.peer_sv_hint)
+            updates = fit(self.local.updates_for(self.peer_sv_hint), self.max_message_bytes)
         self._pushed = set(updates)
         self.result.sent += len(updates)
         self.result.requests += 1
@@ -179,6 +202,7 @@ class Initiator:
         if not lacks(ours, reply.state_vector):
             return None
         missing = [u for u in self.local.updates_for(reply.state_vector) if u not in self._pushed]
+        missing = fit(missing, self.max_message_bytes)  # the rest: in the next exchange
         if not missing:
             return None
         self.result.sent += len(missing)
@@ -190,9 +214,12 @@ class Initiator:
         self.result.peer_sv = reply.state_vector
 
 
-def push_message(local: LocalState, updates: Sequence[bytes]) -> bytes:
-    """An eager ``PUSH`` of fresh signed updates (ours, or new ones we pass on)."""
-    return Message(MessageType.PUSH, local.state_vector(), tuple(updates)).encode()
+def push_message(
+    local: LocalState, updates: Sequence[bytes], *, max_bytes: int = DEFAULT_MESSAGE_BYTES
+) -> bytes:
+    """An eager ``PUSH`` of fresh signed updates (ours, or new ones we pass on); what does
+    not fit in ``max_bytes`` is left to anti-entropy."""
+    return Message(MessageType.PUSH, local.state_vector(), tuple(fit(updates, max_bytes))).encode()
 
 
 def on_push_reply(body: bytes) -> dict[int, int]:
@@ -217,8 +244,18 @@ class Response:
 _ENDPOINTS = {SYNC_PATH: MessageType.SYNC, PUSH_PATH: MessageType.PUSH}
 
 
-def respond(local: LocalState, body: bytes, *, source: str, path: str | None = None) -> Response:
+def respond(
+    local: LocalState,
+    body: bytes,
+    *,
+    source: str,
+    path: str | None = None,
+    max_reply_bytes: int = DEFAULT_MESSAGE_BYTES,
+) -> Response:
     """The responder's side of ``SYNC`` and ``PUSH``. RemoteProtocolError on junk.
+
+    A ``SYNC_REPLY`` carries at most ``max_reply_bytes`` of updates; the initiator, still
+    behind our state vector, takes the rest in its next exchanges.
 
     ``path``: the endpoint the body came to. When given, it must be the message's own
     (``SYNC`` on ``SYNC_PATH``, ``PUSH`` on ``PUSH_PATH``); a mismatch is refused before
@@ -235,7 +272,7 @@ def respond(local: LocalState, body: bytes, *, source: str, path: str | None = N
         return Response(Message(MessageType.PUSH_REPLY, ours).encode(), received, msg.state_vector)
     # The initiator now holds what it sent us, so its state vector covers it.
     theirs = msg.state_vector
-    updates = local.updates_for(theirs) if lacks(ours, theirs) else []
+    updates = fit(local.updates_for(theirs), max_reply_bytes) if lacks(ours, theirs) else []
     reply = Message(MessageType.SYNC_REPLY, ours, tuple(updates))
     return Response(reply.encode(), received, theirs)
 

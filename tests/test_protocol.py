@@ -135,3 +135,32 @@ def test_with_a_path_each_message_goes_to_its_own_endpoint(open_replica):
     # Without a path the message's type decides (what callers that pass none get).
     assert Message.decode(respond(b, sync, source=a.author).body).type is MessageType.SYNC_REPLY
     assert Message.decode(respond(b, push, source=a.author).body).type is MessageType.PUSH_REPLY
+
+
+def test_a_delta_larger_than_one_message_arrives_over_several_exchanges(open_replica):
+    """No message exceeds the budget, yet every exchange makes progress."""
+    a, b = open_replica("a"), open_replica("b")
+    for i in range(30):
+        a.put(records.memory(a.identity, f"lesson {i} " + "x" * 2000, category="c", ts=TS))
+    sizes, rounds = [], 0
+    while a.state_vector() != b.state_vector():
+        rounds += 1
+        assert rounds < 20
+        ex = Initiator(b, source=a.author, max_message_bytes=10_000)
+        body = ex.start()
+        reply = respond(a, body, source=b.author, max_reply_bytes=10_000)
+        sizes.append(len(reply.body))
+        ex.on_reply(reply.body)
+    assert rounds > 3 and max(sizes) <= 10_000 + 100
+    assert len(b.records()) == 30
+    # the push leg is bounded the same way
+    c = open_replica("c")
+    pushes = 0
+    while a.state_vector() != c.state_vector():
+        ex = Initiator(a, source=c.author, max_message_bytes=10_000)
+        push = ex.on_reply(respond(c, ex.start(), source=a.author).body)
+        assert push is not None and len(push) <= 10_000 + 100
+        respond(c, push, source=a.author)
+        pushes += 1
+        assert pushes < 20
+    assert pushes > 3
