@@ -149,7 +149,7 @@ class Config:
         return cls(name=check_name(socket.gethostname() or "host"))
 
     def to_toml(self) -> str:
-        # A JSON string is a valid TOML basic string (same escapes: \" \\ \n \t \uXXXX).
+        # A JSON string is a valid TOML basic string (same escapes, \u ones included).
         lines = [
             "# sm-gossip host settings (see docs/cli.md)",
             f"name = {json.dumps(self.name, ensure_ascii=False)}",

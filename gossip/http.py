@@ -206,16 +206,9 @@ class HttpTransport:
 
     async def _read_body(self, request: web.BaseRequest, limit: int) -> bytes | None:
         """The body, or None once it passes ``limit`` (never holding more than limit + 1)."""
-        body = bytearray()
         try:
             async with asyncio.timeout(self.timeout.total):
-                while True:
-                    chunk = await request.content.read(min(_CHUNK, limit + 1 - len(body)))
-                    if not chunk:
-                        return bytes(body)
-                    body += chunk
-                    if len(body) > limit:
-                        return None
+                return await _read_at_most(request.content, limit)
         except TimeoutError:
             raise _BodyTooSlow() from None
         except (aiohttp.ClientError, OSError, HttpProcessingError) as e:
@@ -309,14 +302,10 @@ class HttpTransport:
         limit = self.max_response_bytes
         if resp.content_length is not None and resp.content_length > limit:
             raise PeerMisbehaved(f"an answer of {resp.content_length} bytes is over {limit}")
-        body = bytearray()
-        while True:
-            chunk = await resp.content.read(min(_CHUNK, limit + 1 - len(body)))
-            if not chunk:
-                return bytes(body)
-            body += chunk
-            if len(body) > limit:
-                raise PeerMisbehaved(f"an answer over {limit} bytes")
+        body = await _read_at_most(resp.content, limit)
+        if body is None:
+            raise PeerMisbehaved(f"an answer over {limit} bytes")
+        return body
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -367,3 +356,15 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 __all__ = ["HttpTransport", "TlsConfig", "WireStats", "join_address", "split_address"]
+
+
+async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes | None:
+    """The whole stream, or None once it passes ``limit`` (never holding more than limit + 1)."""
+    body = bytearray()
+    while True:
+        chunk = await stream.read(min(_CHUNK, limit + 1 - len(body)))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            return None
