@@ -651,9 +651,25 @@ def cmd_import(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------
 
 
+_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser that never mistakes a public id for an option.
+
+    One public id in 64 starts with '-' (base64url); `gossip trust add -eBQ…` must
+    still work without the user knowing to write `--`.
+    """
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        if _PUBLIC_ID.fullmatch(arg_string) and arg_string not in self._option_string_actions:
+            return None  # a positional argument (or an option's value)
+        return super()._parse_optional(arg_string)
+
+
 def _common() -> argparse.ArgumentParser:
     """--home and --debug, accepted after the subcommand too (default: leave unset)."""
-    p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    p = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
     p.add_argument("--home", type=Path,
                    help="data dir (default: $GOSSIP_HOME or the platform data dir)")  # fmt: skip
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -662,7 +678,7 @@ def _common() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="gossip",
         description="sm-gossip: replicated, signed agent knowledge (embedded mode)",
         epilog="exit codes: 0 ok, 1 error, 2 usage; see docs/cli.md",

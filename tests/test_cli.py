@@ -215,6 +215,30 @@ def test_recall_says_when_the_quota_hid_memories(tmp_path):
 # -- trust across hosts -------------------------------------------------------------
 
 
+def _public_id_starting_with(prefix: str) -> str:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from crdt.identity import b64url
+
+    for _ in range(100_000):  # one key in 64 starts with '-', one in 4096 with '-h'
+        raw = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+        if b64url(raw).startswith(prefix):
+            return b64url(raw)
+    raise AssertionError(f"no key starting with {prefix!r}")
+
+
+def test_a_public_id_starting_with_a_dash_is_an_argument_not_an_option(tmp_path):
+    """CI once failed on a random key: argparse read `trust add -eBQ…` as an option."""
+    home = tmp_path / "h"
+    init(home)
+    key = _public_id_starting_with("-h")  # also a prefix of the -h option
+    assert ok(home, "trust", "add", key, "--name", "dash").strip() == f"trusted {key} as dash"
+    assert ok(home, "recall", "--author", key) == ""  # as an option's value too
+    assert ok(home, "trust", "remove", key).strip() == f"removed {key}"
+    usage = gossip(home, "trust", "add", "-x")  # a real unknown option still is one
+    assert usage.returncode == 2 and "KEY" in usage.stderr
+
+
 def test_trust_decides_whose_records_count(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     me, desk = init(a), init(b, "--name", "desk")
