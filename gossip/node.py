@@ -559,10 +559,10 @@ class Node:
         table = self._table
         if table is not None:
             theirs = resp.peer_sv
-            if path == SYNC_PATH:  # our reply gives them what they lacked
+            if path == SYNC_PATH and theirs is not None:  # our reply gives them what they lacked
                 theirs = {c: max(theirs.get(c, 0), k) for c, k in {**theirs, **ours}.items()}
-            table.inbound(peer_key, self._now_ms(), bytes_in=len(body),
-                          bytes_out=len(resp.body), ours=ours, theirs=theirs)  # fmt: skip
+            table.inbound(peer_key, self._now_ms(), bytes_in=len(body), bytes_out=len(resp.body),
+                          ours=ours if theirs is not None else None, theirs=theirs)  # fmt: skip
         if path == PUSH_PATH:
             fresh = _fresh(resp.received)
             if fresh:
@@ -641,26 +641,26 @@ class Node:
         table = self._require(self._table)
         address = peer.address
         local = _ChunkedLocal(self._require_replica(), self._worker)
-        # No state-vector hint: ours is from our last contact, and others may have
-        # given the peer the same updates since. Sending them again costs more than
-        # the PUSH leg that follows when the peer's reply shows it lacks something.
-        ex = protocol.Initiator(local, source=peer.key or address,
+        # No hint to push with: ours is from our last contact, and others may have given
+        # the peer the same updates since; the PUSH leg sends what its reply shows it
+        # lacks. Its last state vector does tell whether a DIGEST can open the exchange.
+        ex = protocol.Initiator(local, source=peer.key or address, last_sv=peer.last_sv,
                                 max_message_bytes=self._message_budget)  # fmt: skip
         bytes_out = bytes_in = 0
+        rtt_ms: float | None = None
+        key = peer.key
         try:
-            body = await self._call(ex.start)
-            started = time.perf_counter()
-            reply, key = await self.transport.request(
-                address, SYNC_PATH, body, expected_key=peer.key
-            )
-            rtt_ms = (time.perf_counter() - started) * 1000
-            bytes_out, bytes_in = len(body), len(reply)
-            ex.source = key
-            push, ours = await self._call(_on_reply, ex, local, reply)
-            if push is not None:
-                answer, _ = await self.transport.request(address, PUSH_PATH, push, expected_key=key)
-                bytes_out, bytes_in = bytes_out + len(push), bytes_in + len(answer)
-                ex.on_push_reply(answer)
+            request: protocol.Request | None = await self._call(ex.start)
+            while request is not None:
+                started = time.perf_counter()
+                reply, key = await self.transport.request(
+                    address, request.path, request.body, expected_key=key
+                )
+                if rtt_ms is None:
+                    rtt_ms = (time.perf_counter() - started) * 1000
+                bytes_out, bytes_in = bytes_out + len(request.body), bytes_in + len(reply)
+                ex.source = key
+                request = await self._call(ex.receive, reply)
         except asyncio.CancelledError:
             table.cancelled(peer)
             raise
@@ -672,10 +672,11 @@ class Node:
             table.cancelled(peer)
             return None
         learned = ex.result.learned
-        row = table.learn_key(peer, key)
+        row = table.learn_key(peer, key) if key is not None else None
         if row is not None:
             table.success(row, self._now_ms(), rtt_ms=rtt_ms, bytes_in=bytes_in,
-                          bytes_out=bytes_out, ours=ours, theirs=ex.result.peer_sv)  # fmt: skip
+                          bytes_out=bytes_out, ours=ex.result.ours,
+                          theirs=ex.result.peer_sv)  # fmt: skip
         rejected = [o for o in ex.result.received if o.status == "rejected"]
         if rejected and row is not None:
             # An honest peer relays only what its own gate accepted: rejects mean a
@@ -912,13 +913,6 @@ class _ChunkedLocal:
                 self.worker.run_reads()
             out += self.replica.ingest_batch(updates[k : k + INGEST_CHUNK], source=source)
         return out
-
-
-def _on_reply(
-    ex: protocol.Initiator, local: _ChunkedLocal, reply: bytes
-) -> tuple[bytes | None, dict[int, int]]:
-    push = ex.on_reply(reply)
-    return push, local.state_vector()
 
 
 def _push_body(replica: Replica, updates: list[bytes], max_bytes: int) -> bytes:

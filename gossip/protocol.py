@@ -11,9 +11,15 @@ Theory of operation (push-pull anti-entropy over *signed* updates, docs/protocol
    lacks something the initiator has, it sends ``PUSH`` with exactly that, and the
    responder answers ``PUSH_REPLY`` with its new state vector.
 
-Two peers in sync finish after one small request. Updates always travel as the author's
-original signed bytes; nothing is re-encoded. ``PUSH`` is also how a fresh update is
-pushed eagerly (DESIGN.md "Eager push").
+Idle peers should cost almost nothing, and a state vector grows with every writer that
+ever existed (about 10 bytes each). So when the initiator's state vector equals the one
+it last saw from the responder, it sends only ``DIGEST`` (a hash of its state vector);
+the responder answers ``SAME`` when its own hashes the same, and otherwise a
+``SYNC_REPLY`` with its state vector and no updates, after which the initiator goes on
+with step 1 (or straight to the ``PUSH`` of step 3). Two peers in sync thus finish after
+one request of a few dozen bytes of body. Updates always travel as the author's original
+signed bytes; nothing is re-encoded. ``PUSH`` is also how a fresh update is pushed eagerly
+(DESIGN.md "Eager push").
 
 Everything here is driven by a caller that owns the I/O (the aiohttp transport, the
 in-memory network, a simulator). The replica behind ``LocalState`` does the ingesting;
@@ -27,6 +33,7 @@ answers it with 400); a message of a version we do not speak raises
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -40,7 +47,7 @@ SUPPORTED_VERSIONS = (1,)
 # exchanges, each making progress, since updates go out oldest first per client).
 DEFAULT_MESSAGE_BYTES = 4 * 1024 * 1024
 MAGIC = b"SMG"  # every message starts with it, then the version byte, then the type
-SYNC_PATH = "/v1/sync"  # takes SYNC, answered with SYNC_REPLY
+SYNC_PATH = "/v1/sync"  # takes SYNC (or DIGEST), answered with SYNC_REPLY (or SAME)
 PUSH_PATH = "/v1/push"  # takes PUSH, answered with PUSH_REPLY
 
 
@@ -61,19 +68,41 @@ class MessageType(enum.IntEnum):
     SYNC_REPLY = 2
     PUSH = 3
     PUSH_REPLY = 4
+    DIGEST = 5  # "is your state vector the one hashing to this?"
+    SAME = 6  # "yes": the answer to a DIGEST between peers in sync
+
+
+DIGEST_BYTES = 32
+
+
+def sv_digest(sv: dict[int, int]) -> bytes:
+    """SHA-256 of the state vector encoded with clients ascending and zero clocks left
+    out: equal state vectors, equal digests, whatever order each side keeps them in."""
+    return hashlib.sha256(wire.encode_state_vector(_normal(sv))).digest()
+
+
+def _normal(sv: dict[int, int]) -> dict[int, int]:
+    return {c: k for c, k in sorted(sv.items()) if k}
 
 
 @dataclass(frozen=True)
 class Message:
-    """One protocol message: a state vector (may be empty) and signed updates (raw)."""
+    """One protocol message: a state vector (may be empty) and signed updates (raw); a
+    ``DIGEST`` carries the digest of a state vector in its place, a ``SAME`` nothing."""
 
     type: MessageType
     state_vector: dict[int, int] = field(default_factory=dict)
     updates: tuple[bytes, ...] = ()
+    digest: bytes = b""
 
     def encode(self) -> bytes:
         """``MAGIC version type || varuint len(sv) sv || varuint n (varuint len update)*``"""
-        sv = wire.encode_state_vector(self.state_vector)
+        if self.type is MessageType.DIGEST:
+            sv = self.digest
+        elif self.type is MessageType.SAME:
+            sv = b""
+        else:
+            sv = wire.encode_state_vector(self.state_vector)
         out = bytearray(MAGIC + bytes([VERSION, self.type]))
         out += wire.encode_varuint(len(sv)) + sv
         out += wire.encode_varuint(len(self.updates))
@@ -98,11 +127,22 @@ class Message:
             n, pos = wire.read_varuint(data, 5)
             if pos + n > len(data):
                 raise RemoteProtocolError("message ends inside its state vector")
-            sv = wire.decode_state_vector(data[pos : pos + n])
+            digest, sv = b"", {}
+            if kind is MessageType.DIGEST:
+                if n != DIGEST_BYTES:
+                    raise RemoteProtocolError(f"a DIGEST carries {DIGEST_BYTES} bytes, not {n}")
+                digest = data[pos : pos + n]
+            elif kind is MessageType.SAME:
+                if n:
+                    raise RemoteProtocolError("a SAME carries no state vector")
+            else:
+                sv = wire.decode_state_vector(data[pos : pos + n])
             pos += n
             count, pos = wire.read_varuint(data, pos)
             if count > max_updates or count > len(data) - pos:
                 raise RemoteProtocolError("message claims more updates than it holds")
+            if count and kind in (MessageType.DIGEST, MessageType.SAME):
+                raise RemoteProtocolError(f"a {kind.name} carries no updates")
             updates = []
             for _ in range(count):
                 size, pos = wire.read_varuint(data, pos)
@@ -114,7 +154,7 @@ class Message:
             raise RemoteProtocolError(f"malformed message: {e}") from None
         if pos != len(data):
             raise RemoteProtocolError("trailing bytes after the message")
-        return cls(kind, sv, tuple(updates))
+        return cls(kind, sv, tuple(updates), digest)
 
 
 class LocalState(Protocol):
@@ -152,6 +192,7 @@ class ExchangeResult:
     received: list[Outcome] = field(default_factory=list)  # outcomes of what we ingested
     sent: int = 0  # signed updates we sent
     peer_sv: dict[int, int] = field(default_factory=dict)
+    ours: dict[int, int] = field(default_factory=dict)  # our state vector at the end
     requests: int = 0
 
     @property
@@ -159,13 +200,27 @@ class ExchangeResult:
         return sum(o.status == "applied" for o in self.received)
 
 
-class Initiator:
-    """Our side of one push-pull exchange. Drive it::
+@dataclass(frozen=True)
+class Request:
+    """A message for the initiator's driver to send: ``body`` to ``path``."""
 
-    ex = Initiator(replica, source="peer-id", peer_sv=last_known)
-    body = ex.start()                      # send as SYNC, get the reply bytes
-    push = ex.on_reply(reply)              # None when done, else send it as PUSH
-    if push: ex.on_push_reply(push_reply)
+    path: str
+    body: bytes
+
+
+class Initiator:
+    """Our side of one push-pull exchange: at most three requests. Drive it::
+
+    ex = Initiator(replica, source="peer-id", last_sv=peer_sv_last_seen)
+    request = ex.start()
+    while request is not None:
+        answer = send(request.path, request.body)
+        request = ex.receive(answer)      # ingests what came; the next request or None
+
+    ``last_sv``: the peer's state vector as last seen; when it equals ours, the exchange
+    opens with a ``DIGEST``. ``peer_sv``: a hint of what the peer holds; the ``SYNC``
+    then carries what the hint says it lacks (duplicates if others gave it to the peer
+    since, so drivers that gossip widely leave it out and rely on the ``PUSH`` leg).
     """
 
     def __init__(
@@ -174,31 +229,46 @@ class Initiator:
         *,
         source: str,
         peer_sv: dict[int, int] | None = None,
+        last_sv: dict[int, int] | None = None,
         max_message_bytes: int = DEFAULT_MESSAGE_BYTES,
     ) -> None:
         self.local = local
         self.source = source
         self.peer_sv_hint = peer_sv
+        self.last_sv = last_sv
         self.max_message_bytes = max_message_bytes
         self.result = ExchangeResult()
         self._pushed: set[bytes] = set()
+        self._sent: MessageType | None = None
 
-    def start(self) -> bytes:
+    def start(self) -> Request:
         ours = self.local.state_vector()
-        updates: list[bytes] = []
-        if self.peer_sv_hint is not None and lacks(ours, self.peer_sv_hint):
-            updates = fit(self.local.updates_for(self.peer_sv_hint), self.max_message_bytes)
-        self._pushed = set(updates)
-        self.result.sent += len(updates)
-        self.result.requests += 1
-        return Message(MessageType.SYNC, ours, tuple(updates)).encode()
+        self.result.ours = ours
+        if self.last_sv is not None and _normal(self.last_sv) == _normal(ours):
+            return self._send(SYNC_PATH, Message(MessageType.DIGEST, digest=sv_digest(ours)))
+        return self._sync(ours, self.peer_sv_hint)
 
-    def on_reply(self, body: bytes) -> bytes | None:
-        reply = _expect(body, MessageType.SYNC_REPLY)
+    def receive(self, body: bytes) -> Request | None:
+        """The answer to the last request: ingest what it carries; what to send next."""
+        sent, self._sent = self._sent, None
+        if sent is None:
+            raise ProtocolError("receive() without a request in flight")
+        if sent is MessageType.PUSH:
+            self.result.peer_sv = _expect(body, MessageType.PUSH_REPLY).state_vector
+            return None
+        accepted = (MessageType.SYNC_REPLY, MessageType.SAME)
+        reply = _expect(body, *(accepted if sent is MessageType.DIGEST else accepted[:1]))
+        if reply.type is MessageType.SAME:
+            self.result.peer_sv = dict(self.result.ours)
+            return None
         self.result.peer_sv = reply.state_vector
         if reply.updates:
             self.result.received += self.local.ingest_batch(reply.updates, source=self.source)
         ours = self.local.state_vector()
+        self.result.ours = ours
+        if sent is MessageType.DIGEST and lacks(reply.state_vector, ours):
+            # The peer has news: now a SYNC, carrying what its state vector says it lacks.
+            return self._sync(ours, reply.state_vector)
         if not lacks(ours, reply.state_vector):
             return None
         missing = [u for u in self.local.updates_for(reply.state_vector) if u not in self._pushed]
@@ -206,12 +276,20 @@ class Initiator:
         if not missing:
             return None
         self.result.sent += len(missing)
-        self.result.requests += 1
-        return Message(MessageType.PUSH, ours, tuple(missing)).encode()
+        return self._send(PUSH_PATH, Message(MessageType.PUSH, ours, tuple(missing)))
 
-    def on_push_reply(self, body: bytes) -> None:
-        reply = _expect(body, MessageType.PUSH_REPLY)
-        self.result.peer_sv = reply.state_vector
+    def _sync(self, ours: dict[int, int], theirs: dict[int, int] | None) -> Request:
+        updates: list[bytes] = []
+        if theirs is not None and lacks(ours, theirs):
+            updates = fit(self.local.updates_for(theirs), self.max_message_bytes)
+        self._pushed.update(updates)
+        self.result.sent += len(updates)
+        return self._send(SYNC_PATH, Message(MessageType.SYNC, ours, tuple(updates)))
+
+    def _send(self, path: str, msg: Message) -> Request:
+        self._sent = msg.type
+        self.result.requests += 1
+        return Request(path, msg.encode())
 
 
 def push_message(
@@ -233,7 +311,7 @@ class Response:
 
     body: bytes
     received: list[Outcome]
-    peer_sv: dict[int, int]
+    peer_sv: dict[int, int] | None  # the initiator's state vector, when the request said
 
     @property
     def new_updates(self) -> list[bytes]:
@@ -241,7 +319,10 @@ class Response:
         return [o.update.raw for o in self.received if o.status == "applied" and o.update]
 
 
-_ENDPOINTS = {SYNC_PATH: MessageType.SYNC, PUSH_PATH: MessageType.PUSH}
+_ENDPOINTS = {
+    SYNC_PATH: (MessageType.SYNC, MessageType.DIGEST),
+    PUSH_PATH: (MessageType.PUSH,),
+}
 
 
 def respond(
@@ -252,20 +333,27 @@ def respond(
     path: str | None = None,
     max_reply_bytes: int = DEFAULT_MESSAGE_BYTES,
 ) -> Response:
-    """The responder's side of ``SYNC`` and ``PUSH``. RemoteProtocolError on junk.
+    """The responder's side of ``SYNC``, ``DIGEST`` and ``PUSH``. RemoteProtocolError on
+    junk.
 
     A ``SYNC_REPLY`` carries at most ``max_reply_bytes`` of updates; the initiator, still
     behind our state vector, takes the rest in its next exchanges.
 
     ``path``: the endpoint the body came to. When given, it must be the message's own
-    (``SYNC`` on ``SYNC_PATH``, ``PUSH`` on ``PUSH_PATH``); a mismatch is refused before
-    anything is ingested. Without it, the message's type decides."""
+    (``SYNC`` and ``DIGEST`` on ``SYNC_PATH``, ``PUSH`` on ``PUSH_PATH``); a mismatch is
+    refused before anything is ingested. Without it, the message's type decides."""
     msg = Message.decode(body)
-    if msg.type not in (MessageType.SYNC, MessageType.PUSH):
+    wanted = next((p for p, types in _ENDPOINTS.items() if msg.type in types), None)
+    if wanted is None:
         raise RemoteProtocolError(f"{msg.type.name} is not a request")
-    if path is not None and _ENDPOINTS.get(path) is not msg.type:
-        wanted = SYNC_PATH if msg.type is MessageType.SYNC else PUSH_PATH
+    if path is not None and path != wanted:
         raise RemoteProtocolError(f"a {msg.type.name} goes to {wanted}, not {path[:100]!r}")
+    if msg.type is MessageType.DIGEST:
+        ours = local.state_vector()
+        if sv_digest(ours) == msg.digest:
+            return Response(Message(MessageType.SAME).encode(), [], ours)
+        # Different, and we cannot tell what it lacks: our state vector lets it decide.
+        return Response(Message(MessageType.SYNC_REPLY, ours).encode(), [], None)
     received = local.ingest_batch(msg.updates, source=source) if msg.updates else []
     ours = local.state_vector()
     if msg.type is MessageType.PUSH:
@@ -277,8 +365,9 @@ def respond(
     return Response(reply.encode(), received, theirs)
 
 
-def _expect(body: bytes, kind: MessageType) -> Message:
+def _expect(body: bytes, *kinds: MessageType) -> Message:
     msg = Message.decode(body)
-    if msg.type is not kind:
-        raise RemoteProtocolError(f"expected {kind.name}, got {msg.type.name}")
+    if msg.type not in kinds:
+        wanted = " or ".join(k.name for k in kinds)
+        raise RemoteProtocolError(f"expected {wanted}, got {msg.type.name}")
     return msg

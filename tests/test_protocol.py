@@ -21,18 +21,18 @@ from gossip.protocol import (
     on_push_reply,
     push_message,
     respond,
+    sv_digest,
 )
 
 TS = 1_790_000_000_000
 
 
-def exchange(a, b) -> Initiator:
+def exchange(a, b, **kw) -> Initiator:
     """One push-pull round from a to b, the way a transport drives it."""
-    ex = Initiator(a, source=b.author)
-    reply = respond(b, ex.start(), source=a.author)
-    push = ex.on_reply(reply.body)
-    if push is not None:
-        ex.on_push_reply(respond(b, push, source=a.author).body)
+    ex = Initiator(a, source=b.author, **kw)
+    request = ex.start()
+    while request is not None:
+        request = ex.receive(respond(b, request.body, source=a.author, path=request.path).body)
     return ex
 
 
@@ -78,13 +78,56 @@ def test_push_pull_converges_both_ways(open_replica):
 def test_in_sync_peers_finish_in_one_small_request(open_replica):
     a, b = open_replica("a"), open_replica("b")
     a.put(records.memory(a.identity, "x", category="c", ts=TS))
-    exchange(a, b)
-    ex = Initiator(a, source=b.author, peer_sv=b.state_vector())
-    body = ex.start()
-    reply = respond(b, body, source=a.author)
-    assert ex.on_reply(reply.body) is None
-    assert ex.result.requests == 1
-    assert len(body) + len(reply.body) < 200
+    b.put(records.memory(b.identity, "y", category="c", ts=TS))
+    first = exchange(a, b)
+    assert first.result.peer_sv == a.state_vector() == b.state_vector()
+    # Knowing the peer's state vector equals ours, a opens with a DIGEST: "same".
+    ex = Initiator(a, source=b.author, last_sv=first.result.peer_sv)
+    request = ex.start()
+    assert Message.decode(request.body).type is MessageType.DIGEST
+    reply = respond(b, request.body, source=a.author, path=request.path)
+    assert Message.decode(reply.body).type is MessageType.SAME
+    assert reply.peer_sv == b.state_vector()
+    assert ex.receive(reply.body) is None
+    assert ex.result.requests == 1 and ex.result.peer_sv == b.state_vector()
+    assert (len(request.body), len(reply.body)) == (39, 7)  # no state vector goes
+
+
+def test_a_digest_that_differs_leads_to_the_full_exchange(open_replica):
+    a, b, c = open_replica("a"), open_replica("b"), open_replica("c")
+    a.put(records.memory(a.identity, "x", category="c", ts=TS))
+    seen = exchange(a, b).result.peer_sv
+    b.put(records.memory(b.identity, "b news", category="c", ts=TS))  # b moved on
+    ex = exchange(a, b, last_sv=seen)
+    assert ex.result.requests == 2 and ex.result.learned == 1  # DIGEST, then SYNC
+    assert a.state_vector() == b.state_vector() == ex.result.peer_sv
+    # A peer that lost what we saw it hold (a wiped data dir): DIGEST, then PUSH.
+    ex = exchange(a, c, last_sv=a.state_vector())
+    assert ex.result.requests == 2 and ex.result.sent == 2
+    assert c.state_vector() == a.state_vector()
+
+
+def test_digest_and_same_are_well_formed_or_refused(open_replica):
+    b = open_replica("b")
+    digest = Message(MessageType.DIGEST, digest=bytes(32))
+    assert Message.decode(digest.encode()) == digest
+    assert Message.decode(Message(MessageType.SAME).encode()).type is MessageType.SAME
+    for junk in (
+        b"SMG\x01\x05\x03abc\x00",  # a digest of 3 bytes
+        b"SMG\x01\x05\x20" + bytes(32) + b"\x01\x01a",  # a DIGEST with an update
+        b"SMG\x01\x06\x01\x00\x00",  # a SAME with a state vector
+    ):
+        with pytest.raises(RemoteProtocolError):
+            Message.decode(junk)
+    with pytest.raises(RemoteProtocolError, match="goes to"):
+        respond(b, digest.encode(), source="x", path=PUSH_PATH)
+    with pytest.raises(RemoteProtocolError, match="not a request"):
+        respond(b, Message(MessageType.SAME).encode(), source="x")
+
+
+def test_the_digest_ignores_client_order_and_zero_clocks():
+    assert sv_digest({1: 2, 3: 4}) == sv_digest({3: 4, 1: 2, 9: 0})
+    assert sv_digest({1: 2}) != sv_digest({1: 3})
 
 
 def test_a_known_peer_state_vector_sends_the_delta_up_front(open_replica):
@@ -92,8 +135,8 @@ def test_a_known_peer_state_vector_sends_the_delta_up_front(open_replica):
     exchange(a, b)
     a.put(records.memory(a.identity, "new", category="c", ts=TS))
     ex = Initiator(a, source=b.author, peer_sv=b.state_vector())
-    reply = respond(b, ex.start(), source=a.author)
-    assert ex.on_reply(reply.body) is None  # nothing left to push
+    reply = respond(b, ex.start().body, source=a.author)
+    assert ex.receive(reply.body) is None  # nothing left to push
     assert a.state_vector() == b.state_vector() and ex.result.requests == 1
     assert len(reply.new_updates) == 1
 
@@ -147,10 +190,9 @@ def test_a_delta_larger_than_one_message_arrives_over_several_exchanges(open_rep
         rounds += 1
         assert rounds < 20
         ex = Initiator(b, source=a.author, max_message_bytes=10_000)
-        body = ex.start()
-        reply = respond(a, body, source=b.author, max_reply_bytes=10_000)
+        reply = respond(a, ex.start().body, source=b.author, max_reply_bytes=10_000)
         sizes.append(len(reply.body))
-        ex.on_reply(reply.body)
+        ex.receive(reply.body)
     assert rounds > 3 and max(sizes) <= 10_000 + 100
     assert len(b.records()) == 30
     # the push leg is bounded the same way
@@ -158,9 +200,9 @@ def test_a_delta_larger_than_one_message_arrives_over_several_exchanges(open_rep
     pushes = 0
     while a.state_vector() != c.state_vector():
         ex = Initiator(a, source=c.author, max_message_bytes=10_000)
-        push = ex.on_reply(respond(c, ex.start(), source=a.author).body)
-        assert push is not None and len(push) <= 10_000 + 100
-        respond(c, push, source=a.author)
+        push = ex.receive(respond(c, ex.start().body, source=a.author).body)
+        assert push is not None and len(push.body) <= 10_000 + 100
+        respond(c, push.body, source=a.author, path=push.path)
         pushes += 1
         assert pushes < 20
     assert pushes > 3

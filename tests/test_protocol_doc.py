@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from crdt import Identity, derive_client, wire
 from crdt.identity import b64url
 from gossip import auth
-from gossip.protocol import Message, MessageType
+from gossip.protocol import Message, MessageType, sv_digest
 from gossip.transport import SYNC_PATH
 
 DOC = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
@@ -51,10 +51,17 @@ def test_worked_example_matches_the_code():
     ]
     for text in expected:
         assert text in DOC, text
-    # The annotated hex dump spells out the SYNC body byte for byte (each line: its
-    # bytes, then a comment).
+    # The annotated hex dumps spell out the SYNC and DIGEST bodies byte for byte (each
+    # line: its bytes, then a comment).
     dump = DOC.split("The `SYNC` body")[1].split("```")[1]
     assert bytes.fromhex("".join(_leading_hex(line) for line in dump.splitlines())) == sync
+    digest = Message(MessageType.DIGEST, digest=sv_digest(sv)).encode()
+    dump = DOC.split("opens with a `DIGEST`")[1].split("```")[1]
+    assert bytes.fromhex("".join(_leading_hex(line) for line in dump.splitlines())) == digest
+    sorted_sv = wire.encode_state_vector(dict(sorted(sv.items())))
+    assert f"SHA-256 of {sorted_sv.hex(' ')}" in DOC
+    assert f"{len(digest)} bytes:" in DOC
+    assert Message(MessageType.SAME).encode().hex(" ") in DOC
 
 
 def _leading_hex(line: str) -> str:

@@ -44,6 +44,7 @@ from gossip.transport import (
     sign_request,
 )
 from tests.conftest import open_sockets
+from tests.forge import Writer
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -181,18 +182,17 @@ def fingerprint(replica: Replica) -> tuple:
             replica.document_update())  # fmt: skip
 
 
-async def exchange(a: Peer, b: Peer, *, expected_key: str | None = None):
+async def exchange(a: Peer, b: Peer, *, expected_key: str | None = None, last_sv=None):
     """One push-pull exchange from a to b, driven as a node drives it."""
-    ex = Initiator(a.replica, source=b.author)
+    ex = Initiator(a.replica, source=b.author, last_sv=last_sv)
     key = b.author if expected_key is None else expected_key
     async with a.lock:
-        body = await asyncio.to_thread(ex.start)
-    reply, _ = await a.transport.request(b.address, SYNC_PATH, body, expected_key=key)
-    async with a.lock:
-        push = await asyncio.to_thread(ex.on_reply, reply)
-    if push is not None:
-        answer, _ = await a.transport.request(b.address, PUSH_PATH, push, expected_key=key)
-        ex.on_push_reply(answer)
+        request = await asyncio.to_thread(ex.start)
+    while request is not None:
+        reply, _ = await a.transport.request(b.address, request.path, request.body,
+                                             expected_key=key)  # fmt: skip
+        async with a.lock:
+            request = await asyncio.to_thread(ex.receive, reply)
     return ex.result
 
 
@@ -234,16 +234,23 @@ async def test_in_sync_peers_finish_in_one_small_request(make_peer):
     befriend(a, b)
     a.write("a1")
     b.write("b1")
-    await exchange(a, b)
+    for _ in range(64):  # as in a 64-host mesh: a state vector of ~650 bytes
+        w = Writer()
+        a.replica.ingest(w.put(records.memory(w.identity, "hi", category="c", ts=TS)).raw)
+    seen = (await exchange(a, b)).peer_sv
+    stats = a.transport.stats
+    sent0, served0 = stats.sent, b.transport.stats.served_in
 
-    sent, received = a.transport.stats.sent, a.transport.stats.received
-    served_in = b.transport.stats.served_in
-    result = await exchange(a, b)
-    assert result.requests == 1 and result.sent == 0 and result.received == []
-    wire_out = a.transport.stats.sent - sent
-    wire_in = a.transport.stats.received - received
-    assert wire_out + wire_in <= 1024, (wire_out, wire_in)
-    assert b.transport.stats.served_in - served_in == wire_out  # both ends count the same
+    async def on_the_wire(**kw) -> int:
+        before = stats.sent + stats.received
+        result = await exchange(a, b, **kw)
+        assert result.requests == 1 and result.sent == 0 and result.received == []
+        return stats.sent + stats.received - before
+
+    full = await on_the_wire()  # not knowing b's state vector: SYNC, SYNC_REPLY
+    idle = await on_the_wire(last_sv=seen)  # knowing it equals ours: DIGEST, SAME
+    assert idle <= 1024 < full, (idle, full)
+    assert b.transport.stats.served_in - served0 == stats.sent - sent0  # both ends agree
 
 
 async def test_concurrent_exchanges_into_one_peer(make_peer):
