@@ -304,6 +304,11 @@ class Replica:
                 m.observe(self._main_observer(root))
         self._listeners.append(listener)
 
+    def off_change(self, listener: ChangeListener) -> None:
+        """Stop calling ``listener`` (a no-op if it was not registered)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def _main_observer(self, root: str) -> Callable[[Any], None]:
         def on_event(event: Any) -> None:
             for key, ch in event.keys.items():

@@ -167,6 +167,17 @@ class Views:
         self.rebuild()
         replica.on_change(self._on_change)
 
+    def close(self) -> None:
+        """Stop following the replica and free the index (idempotent)."""
+        self.replica.off_change(self._on_change)
+        self._db.close()
+
+    def __enter__(self) -> Views:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- building --------------------------------------------------------------------
 
     def rebuild(self) -> None:

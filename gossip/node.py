@@ -40,13 +40,14 @@ This module never parses wire bytes (protocol.py does), never signs requests
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import random
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -297,7 +298,9 @@ class Node:
 
     def _shut(self) -> None:
         replica, self._replica = self._replica, None
-        self._views = None
+        views, self._views = self._views, None
+        if views is not None:
+            views.close()
         self._changes.clear()
         if replica is not None:
             replica.close()
@@ -643,8 +646,9 @@ class Node:
         local = _ChunkedLocal(self._require_replica(), self._worker)
         # No hint to push with: ours is from our last contact, and others may have given
         # the peer the same updates since; the PUSH leg sends what its reply shows it
-        # lacks. Its last state vector does tell whether a DIGEST can open the exchange.
-        ex = protocol.Initiator(local, source=peer.key or address, last_sv=peer.last_sv,
+        # lacks. A peer we met before is probably in sync with us: a DIGEST first.
+        digest_first = peer.last_sv is not None
+        ex = protocol.Initiator(local, source=peer.key or address, digest_first=digest_first,
                                 max_message_bytes=self._message_budget)  # fmt: skip
         bytes_out = bytes_in = 0
         rtt_ms: float | None = None
@@ -809,6 +813,12 @@ class NodeThread:
         try:
             self._loop.run_until_complete(self._serve())
         finally:
+            # As asyncio.run does: what is still pending (an events() reader waiting for
+            # its next event) is cancelled, so that no caller blocks on a dead loop.
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
 
@@ -871,6 +881,31 @@ class NodeThread:
 
     def peers(self) -> list[PeerInfo]:
         return self.call(_async(self.node.peers))
+
+    def events(self) -> Iterator[Event]:
+        """``Node.events()`` for a synchronous consumer: blocks for each next event; ends
+        when the node closes. Run it in a thread of its own if it must not block."""
+        agen = self.node.events()
+        try:
+            while True:
+                try:
+                    fut = asyncio.run_coroutine_threadsafe(agen.__anext__(), self._loop)
+                except RuntimeError:  # the loop is closed
+                    return
+                while True:
+                    try:
+                        event = fut.result(0.25)
+                        break
+                    except TimeoutError:
+                        if not self._thread.is_alive():  # the loop died with it pending
+                            return
+                    except (StopAsyncIteration, concurrent.futures.CancelledError):
+                        return
+                yield event
+        finally:  # unsubscribe (the consumer stopped early), unless the loop is gone
+            if self._thread.is_alive():
+                with contextlib.suppress(RuntimeError, TimeoutError):
+                    asyncio.run_coroutine_threadsafe(agen.aclose(), self._loop).result(1.0)
 
     def sync_now(self, fanout: int | None = None) -> SyncReport:
         return self.call(self.node.sync_now(fanout))

@@ -12,10 +12,10 @@ Theory of operation (push-pull anti-entropy over *signed* updates, docs/protocol
    responder answers ``PUSH_REPLY`` with its new state vector.
 
 Idle peers should cost almost nothing, and a state vector grows with every writer that
-ever existed (about 10 bytes each). So when the initiator's state vector equals the one
-it last saw from the responder, it sends only ``DIGEST`` (a hash of its state vector);
-the responder answers ``SAME`` when its own hashes the same, and otherwise a
-``SYNC_REPLY`` with its state vector and no updates, after which the initiator goes on
+ever existed (about 10 bytes each), while a mesh at rest has one state vector everywhere.
+So an initiator that has met the responder before sends only ``DIGEST`` (a hash of its
+state vector); the responder answers ``SAME`` when its own hashes the same, and otherwise
+a ``SYNC_REPLY`` with its state vector and no updates, after which the initiator goes on
 with step 1 (or straight to the ``PUSH`` of step 3). Two peers in sync thus finish after
 one request of a few dozen bytes of body. Updates always travel as the author's original
 signed bytes; nothing is re-encoded. ``PUSH`` is also how a fresh update is pushed eagerly
@@ -211,16 +211,17 @@ class Request:
 class Initiator:
     """Our side of one push-pull exchange: at most three requests. Drive it::
 
-    ex = Initiator(replica, source="peer-id", last_sv=peer_sv_last_seen)
+    ex = Initiator(replica, source="peer-id", digest_first=met_before)
     request = ex.start()
     while request is not None:
         answer = send(request.path, request.body)
         request = ex.receive(answer)      # ingests what came; the next request or None
 
-    ``last_sv``: the peer's state vector as last seen; when it equals ours, the exchange
-    opens with a ``DIGEST``. ``peer_sv``: a hint of what the peer holds; the ``SYNC``
-    then carries what the hint says it lacks (duplicates if others gave it to the peer
-    since, so drivers that gossip widely leave it out and rely on the ``PUSH`` leg).
+    ``digest_first``: open with a ``DIGEST`` (one more round trip when something changed,
+    none of the state vectors when nothing did), for a peer met before. ``peer_sv``: a
+    hint of what the peer holds; the ``SYNC`` then carries what the hint says it lacks
+    (duplicates if others gave it to the peer since, so drivers that gossip widely leave
+    it out and rely on the ``PUSH`` leg).
     """
 
     def __init__(
@@ -229,13 +230,13 @@ class Initiator:
         *,
         source: str,
         peer_sv: dict[int, int] | None = None,
-        last_sv: dict[int, int] | None = None,
+        digest_first: bool = False,
         max_message_bytes: int = DEFAULT_MESSAGE_BYTES,
     ) -> None:
         self.local = local
         self.source = source
         self.peer_sv_hint = peer_sv
-        self.last_sv = last_sv
+        self.digest_first = digest_first
         self.max_message_bytes = max_message_bytes
         self.result = ExchangeResult()
         self._pushed: set[bytes] = set()
@@ -244,7 +245,7 @@ class Initiator:
     def start(self) -> Request:
         ours = self.local.state_vector()
         self.result.ours = ours
-        if self.last_sv is not None and _normal(self.last_sv) == _normal(ours):
+        if self.digest_first:
             return self._send(SYNC_PATH, Message(MessageType.DIGEST, digest=sv_digest(ours)))
         return self._sync(ours, self.peer_sv_hint)
 

@@ -398,15 +398,24 @@ def test_start_in_thread_for_synchronous_daemons(tmp_path: Path):
     with Node(homes[0], profile=FAST).start_in_thread() as a:
         b = Node(homes[1], peers=[a.address], profile=FAST).start_in_thread()
         with b:
+            arrived = threading.Event()
+
+            def watch() -> None:  # a synchronous consumer of b's events
+                for event in b.events():
+                    if isinstance(event, RecordAdded) and event.kind == "memory":
+                        arrived.set()
+
+            watcher = threading.Thread(target=watch)
+            watcher.start()
             rid = a.remember("from a synchronous daemon", category="learning")
-            deadline = time.monotonic() + 15
-            while not any(m.id == rid for m in b.recall("synchronous")):
-                assert time.monotonic() < deadline, "replication through threads"
-                time.sleep(0.02)  # a synchronous caller can only poll
+            assert arrived.wait(15), "replication through threads"
+            assert [m.id for m in b.recall("synchronous")] == [rid]
             b.trip_breaker("sync", cooldown=60)
             assert b.breaker("sync").state == "open"
             assert [p.key for p in b.peers()] == [a.id]
             assert b.sync_now().failures == 0
+        watcher.join(10)  # b closed: its event stream ended
+        assert not watcher.is_alive()
     assert set(threading.enumerate()) <= threads_before
 
 

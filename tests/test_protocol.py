@@ -81,8 +81,8 @@ def test_in_sync_peers_finish_in_one_small_request(open_replica):
     b.put(records.memory(b.identity, "y", category="c", ts=TS))
     first = exchange(a, b)
     assert first.result.peer_sv == a.state_vector() == b.state_vector()
-    # Knowing the peer's state vector equals ours, a opens with a DIGEST: "same".
-    ex = Initiator(a, source=b.author, last_sv=first.result.peer_sv)
+    # Having met b before, a opens with a DIGEST: "same".
+    ex = Initiator(a, source=b.author, digest_first=True)
     request = ex.start()
     assert Message.decode(request.body).type is MessageType.DIGEST
     reply = respond(b, request.body, source=a.author, path=request.path)
@@ -96,13 +96,13 @@ def test_in_sync_peers_finish_in_one_small_request(open_replica):
 def test_a_digest_that_differs_leads_to_the_full_exchange(open_replica):
     a, b, c = open_replica("a"), open_replica("b"), open_replica("c")
     a.put(records.memory(a.identity, "x", category="c", ts=TS))
-    seen = exchange(a, b).result.peer_sv
+    exchange(a, b)
     b.put(records.memory(b.identity, "b news", category="c", ts=TS))  # b moved on
-    ex = exchange(a, b, last_sv=seen)
+    ex = exchange(a, b, digest_first=True)
     assert ex.result.requests == 2 and ex.result.learned == 1  # DIGEST, then SYNC
     assert a.state_vector() == b.state_vector() == ex.result.peer_sv
     # A peer that lost what we saw it hold (a wiped data dir): DIGEST, then PUSH.
-    ex = exchange(a, c, last_sv=a.state_vector())
+    ex = exchange(a, c, digest_first=True)
     assert ex.result.requests == 2 and ex.result.sent == 2
     assert c.state_vector() == a.state_vector()
 

@@ -182,9 +182,9 @@ def fingerprint(replica: Replica) -> tuple:
             replica.document_update())  # fmt: skip
 
 
-async def exchange(a: Peer, b: Peer, *, expected_key: str | None = None, last_sv=None):
+async def exchange(a: Peer, b: Peer, *, expected_key: str | None = None, digest_first=False):
     """One push-pull exchange from a to b, driven as a node drives it."""
-    ex = Initiator(a.replica, source=b.author, last_sv=last_sv)
+    ex = Initiator(a.replica, source=b.author, digest_first=digest_first)
     key = b.author if expected_key is None else expected_key
     async with a.lock:
         request = await asyncio.to_thread(ex.start)
@@ -237,7 +237,7 @@ async def test_in_sync_peers_finish_in_one_small_request(make_peer):
     for _ in range(64):  # as in a 64-host mesh: a state vector of ~650 bytes
         w = Writer()
         a.replica.ingest(w.put(records.memory(w.identity, "hi", category="c", ts=TS)).raw)
-    seen = (await exchange(a, b)).peer_sv
+    await exchange(a, b)
     stats = a.transport.stats
     sent0, served0 = stats.sent, b.transport.stats.served_in
 
@@ -247,8 +247,8 @@ async def test_in_sync_peers_finish_in_one_small_request(make_peer):
         assert result.requests == 1 and result.sent == 0 and result.received == []
         return stats.sent + stats.received - before
 
-    full = await on_the_wire()  # not knowing b's state vector: SYNC, SYNC_REPLY
-    idle = await on_the_wire(last_sv=seen)  # knowing it equals ours: DIGEST, SAME
+    full = await on_the_wire()  # as at a first contact: SYNC, SYNC_REPLY
+    idle = await on_the_wire(digest_first=True)  # having met b before: DIGEST, SAME
     assert idle <= 1024 < full, (idle, full)
     assert b.transport.stats.served_in - served0 == stats.sent - sent0  # both ends agree
 

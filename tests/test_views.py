@@ -318,3 +318,14 @@ def test_benchmark_subject_and_metric_come_from_the_record(me, now):
                       "metric": "c", "summary": {"value": 1.0}, "recorded_at": T})  # fmt: skip
     me.ingest(w.put(SignedRecord(body, w.identity.sign(body))))
     assert [(b.subject, b.metric) for b in views.benchmarks()] == [("a|b", "c")]
+
+
+def test_closed_views_stop_following_the_replica(me, now):
+    with Views(me, now_ms=now) as views:
+        me.put(records.memory(me.identity, "kept lesson", category="c", ts=T))
+        assert texts(views.recall("lesson")) == ["kept lesson"]
+    me.put(records.memory(me.identity, "later lesson", category="c", ts=T))  # no error
+    views.close()  # idempotent
+    with Views(me, now_ms=now) as fresh:  # a new view sees both
+        assert sorted(texts(fresh.recall("lesson"))) == ["kept lesson", "later lesson"]
+    assert me._listeners == []  # nothing left registered
