@@ -78,6 +78,9 @@ class Profile:
     # Seconds a signed request stays valid (clock skew allowed): wider tolerates worse
     # clocks, narrower keeps the replay window and the nonce cache small.
     auth_window: float
+    # Seconds between re-reads of this machine's addresses (a wildcard listen announces
+    # them): shorter tells peers of a DHCP or Wi-Fi change sooner, for a few syscalls.
+    readdress: float
 
     @classmethod
     def lan(cls) -> Profile:
@@ -92,6 +95,7 @@ class Profile:
             max_body_bytes=16 * 1024 * 1024,
             eager_push=True,
             auth_window=60.0,
+            readdress=30.0,
         )
 
     @classmethod
@@ -105,6 +109,7 @@ class Profile:
             request_timeout=5.0,
             backoff_base=0.05,
             backoff_cap=1.0,  # a restarted node is retried within a second
+            readdress=2.0,
         )
 
     @classmethod
@@ -120,6 +125,7 @@ class Profile:
             backoff_cap=300.0,  # laptops sleep; do not hammer them
             max_body_bytes=8 * 1024 * 1024,
             auth_window=120.0,  # laptop clocks drift further after sleep
+            readdress=60.0,
         )
 
     @classmethod

@@ -42,15 +42,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ipaddress
 import logging
 import random
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+import ifaddr
 
 from crdt import GossipError, Identity, Outcome, Replica, SignedRecord, records
 from crdt.records import KIND_BREAKER, KIND_HOST, split_state_key
@@ -534,6 +536,12 @@ class Node:
         """Every immutable record, by id, with no trust filter (for tools and tests)."""
         return await self._read(lambda v: v.replica.records(), {}, "records")
 
+    async def hosts(self) -> dict[str, SignedRecord]:
+        """Every host announcement (ours too), by author, with no trust filter."""
+        return await self._read(
+            lambda v: {r.author: r for r in self._host_records()}, {}, "host announcements"
+        )
+
     async def state_vector(self) -> dict[int, int]:
         return await self._read(lambda v: v.replica.state_vector(), {}, "state_vector")
 
@@ -587,9 +595,14 @@ class Node:
 
     async def _anti_entropy(self) -> None:
         interval = self.profile.interval
+        readdress_at = self._now_ms() + int(self.profile.readdress * 1000)
         while True:
             try:
                 await self._round()
+                if self._now_ms() >= readdress_at:
+                    # Our addresses may have changed (DHCP, Wi-Fi): announce the new ones.
+                    readdress_at = self._now_ms() + int(self.profile.readdress * 1000)
+                    self._learn_hosts(await self._call(self._announce))
             except Exception:
                 log.exception("anti-entropy round of %s failed", self._address)
             # +-10 %: nodes started together do not stay in lockstep.
@@ -646,9 +659,8 @@ class Node:
         local = _ChunkedLocal(self._require_replica(), self._worker)
         # No hint to push with: ours is from our last contact, and others may have given
         # the peer the same updates since; the PUSH leg sends what its reply shows it
-        # lacks. A peer we met before is probably in sync with us: a DIGEST first.
-        digest_first = peer.last_sv is not None
-        ex = protocol.Initiator(local, source=peer.key or address, digest_first=digest_first,
+        # lacks. A DIGEST first: most exchanges in a mesh find the peer in sync.
+        ex = protocol.Initiator(local, source=peer.key or address, digest_first=True,
                                 max_message_bytes=self._message_budget)  # fmt: skip
         bytes_out = bytes_in = 0
         rtt_ms: float | None = None
@@ -990,20 +1002,28 @@ def _announced_addresses(rec: SignedRecord) -> list[str]:
 
 def _advertised(host: str) -> list[str]:
     """The addresses to announce for a server bound to ``host``: itself, or for a
-    wildcard bind this machine's non-loopback addresses (loopback if it has none)."""
+    wildcard bind this machine's addresses (of its network namespace), without loopback
+    and link-local ones (loopback if it has nothing else). ``::`` also takes IPv4, as a
+    dual-stack socket serves both."""
     if host not in ("0.0.0.0", "::", ""):
         return [host]
-    family = socket.AF_INET6 if host == "::" else socket.AF_INET
     found: list[str] = []
     with contextlib.suppress(OSError):
-        for info in socket.getaddrinfo(socket.gethostname(), None, family, socket.SOCK_STREAM):
-            found.append(str(info[4][0]))
-    with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as s:
-        # No packet is sent: connecting a UDP socket only picks the outgoing interface.
-        s.connect(("2001:db8::1", 9) if family == socket.AF_INET6 else ("192.0.2.1", 9))
-        found.append(str(s.getsockname()[0]))
-    usable = [a for a in dict.fromkeys(found) if not a.startswith(("127.", "::1", "fe80"))]
-    return usable or (["::1"] if family == socket.AF_INET6 else ["127.0.0.1"])
+        for adapter in ifaddr.get_adapters():
+            for ip in adapter.ips:
+                if isinstance(ip.ip, str):
+                    found.append(ip.ip)
+                elif host == "::":
+                    found.append(ip.ip[0])
+    usable = []
+    for text in dict.fromkeys(found):
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            continue
+        if not (addr.is_loopback or addr.is_link_local or addr.is_unspecified):
+            usable.append(text)
+    return usable or (["::1"] if host == "::" else ["127.0.0.1"])
 
 
 async def _async(fn: Callable[[], T]) -> T:

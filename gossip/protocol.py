@@ -13,8 +13,8 @@ Theory of operation (push-pull anti-entropy over *signed* updates, docs/protocol
 
 Idle peers should cost almost nothing, and a state vector grows with every writer that
 ever existed (about 10 bytes each), while a mesh at rest has one state vector everywhere.
-So an initiator that has met the responder before sends only ``DIGEST`` (a hash of its
-state vector); the responder answers ``SAME`` when its own hashes the same, and otherwise
+So an initiator may open with only ``DIGEST`` (a hash of its state vector; a ``Node``
+always does); the responder answers ``SAME`` when its own hashes the same, and otherwise
 a ``SYNC_REPLY`` with its state vector and no updates, after which the initiator goes on
 with step 1 (or straight to the ``PUSH`` of step 3). Two peers in sync thus finish after
 one request of a few dozen bytes of body. Updates always travel as the author's original
@@ -218,7 +218,7 @@ class Initiator:
         request = ex.receive(answer)      # ingests what came; the next request or None
 
     ``digest_first``: open with a ``DIGEST`` (one more round trip when something changed,
-    none of the state vectors when nothing did), for a peer met before. ``peer_sv``: a
+    none of the state vectors when nothing did). ``peer_sv``: a
     hint of what the peer holds; the ``SYNC`` then carries what the hint says it lacks
     (duplicates if others gave it to the peer since, so drivers that gossip widely leave
     it out and rely on the ``PUSH`` leg).
