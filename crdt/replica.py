@@ -126,6 +126,8 @@ class Replica:
         self._pool = ThreadPoolExecutor(limits.verify_threads, thread_name_prefix="sm-verify")
         self._listeners: list[ChangeListener] = []
         self._trust_listeners: list[Callable[[], None]] = []
+        # Read by views from any thread: replaced whole, never mutated in place.
+        self._keyring: dict[str, str] = {self.author: "self", **store.keyring()}
         self._main = Doc(client_id=self.client)
         self._main_maps = {r: self._main.get(r, type=Map) for r in ROOTS}
         self._snapshot_seq = 0
@@ -324,8 +326,9 @@ class Replica:
     # -- trust (local, never replicated) --------------------------------------------
 
     def keyring(self) -> dict[str, str]:
-        """The authors this host trusts, id -> name; always includes this host itself."""
-        return {self.author: "self", **self._store.keyring()}
+        """The authors this host trusts, id -> name; always includes this host itself.
+        Safe from any thread (a copy of what the last trust change left)."""
+        return dict(self._keyring)
 
     def trust(self, author: str, name: str = "") -> None:
         """Trust ``author`` (a public id) when reading; IdentityError if it is not one."""
@@ -342,6 +345,7 @@ class Replica:
         return removed
 
     def _notify_trust(self) -> None:
+        self._keyring = {self.author: "self", **self._store.keyring()}
         for listener in self._trust_listeners:
             listener()
 

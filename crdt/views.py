@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import json
 import math
 import re
 import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .records import (
     KIND_BENCHMARK,
@@ -42,6 +44,20 @@ from .replica import Replica
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(method: F) -> F:
+    """Run under the views' lock: the replica's thread writes, any thread may read."""
+
+    @functools.wraps(method)
+    def run(self: Views, *args: Any, **kw: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kw)
+
+    return run  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -147,7 +163,9 @@ CREATE INDEX retractions_by_target ON retractions (target, author);
 
 
 class Views:
-    """Read-side views of one replica. Same threading rules as the replica."""
+    """Read-side views of one replica, kept current by its changes (in the replica's
+    thread). Reads are safe from any thread: they take ``lock``, which a change holds
+    only while it applies one record, so a reader never waits for a whole ingest."""
 
     def __init__(
         self,
@@ -159,6 +177,7 @@ class Views:
         self.replica = replica
         self.config = config or ViewConfig()
         self.now_ms = now_ms or replica.now_ms
+        self.lock = threading.RLock()
         self._db = sqlite3.connect(":memory:", check_same_thread=False)
         self._breakers: dict[str, dict[str, SignedRecord]] = {}  # name -> author -> record
         self._benches: dict[tuple[str, str], dict[str, SignedRecord]] = {}
@@ -167,6 +186,7 @@ class Views:
         self.rebuild()
         replica.on_change(self._on_change)
 
+    @_locked
     def close(self) -> None:
         """Stop following the replica and free the index (idempotent)."""
         self.replica.off_change(self._on_change)
@@ -180,6 +200,7 @@ class Views:
 
     # -- building --------------------------------------------------------------------
 
+    @_locked
     def rebuild(self) -> None:
         """Forget everything and read the whole document again."""
         self._db.executescript(
@@ -195,6 +216,7 @@ class Views:
         for key, rec in self.replica.state().items():
             self._on_change("state", key, rec)
 
+    @_locked
     def _on_change(self, root: str, key: str, rec: SignedRecord | None) -> None:
         # One odd record from any author must never break reading for everyone.
         with contextlib.suppress(sqlite3.Error, ValueError, TypeError, OverflowError):
@@ -270,6 +292,7 @@ class Views:
 
     # -- recall ------------------------------------------------------------------------
 
+    @_locked
     def recall(
         self,
         query: str | None = None,
@@ -341,6 +364,7 @@ class Views:
         bucket = self._windows.get((author, ts // self.config.quota_window_ms), [])
         return bisect.bisect_left(bucket, (ts, mid)) < self.config.quota_per_window
 
+    @_locked
     def memory(self, record_id: str) -> Memory | None:
         """One memory by id, whatever its trust, retraction or expiry (for `show`)."""
         row = self._db.execute(
@@ -356,6 +380,7 @@ class Views:
 
     # -- breakers ----------------------------------------------------------------------
 
+    @_locked
     def breakers(self, *, include_untrusted: bool = False) -> list[Breaker]:
         """Every breaker any counted host has an opinion on, merged, by name."""
         return [
@@ -364,6 +389,7 @@ class Views:
             if (b := self.breaker(name, include_untrusted=include_untrusted)) is not None
         ]
 
+    @_locked
     def breaker(self, name: str, *, include_untrusted: bool = False) -> Breaker | None:
         """Open while any fresh counted observation says open and has not reached its
         ``resets_at``; half_open from then until the grace period ends (or when a host
@@ -409,6 +435,7 @@ class Views:
 
     # -- benchmarks --------------------------------------------------------------------
 
+    @_locked
     def benchmarks(
         self, subject: str | None = None, *, include_untrusted: bool = False
     ) -> list[Benchmark]:
@@ -421,6 +448,7 @@ class Views:
                 out.append(b)
         return out
 
+    @_locked
     def benchmark(
         self, subject: str, metric: str, *, include_untrusted: bool = False
     ) -> Benchmark | None:

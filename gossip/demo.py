@@ -181,7 +181,7 @@ async def live_cluster(base: Path) -> None:
         for node in nodes:  # everyone trusts everyone (invariant 9: keys come from people)
             for other in nodes:
                 if other is not node:
-                    await node.trust(other.id, name=other.address)
+                    node.trust(other.id, name=other.address)
         for node in nodes:
             print(f"   {node.address}  {node.id}")
         t0 = time.perf_counter()
@@ -201,13 +201,13 @@ async def live_cluster(base: Path) -> None:
         print("   n1's peers: " + ", ".join(f"{p.address} {p.state} ({p.source})" for p in rows))
 
 
-async def _is_open(node) -> bool:
-    return (await node.breaker("provider:x")).state == "open"
+def _is_open(node) -> bool:
+    return node.breaker("provider:x").state == "open"
 
 
 async def _until(check, what: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
-    while not await check():
+    while not check():
         if time.monotonic() > deadline:
             raise SystemExit(f"demo: {what} did not arrive within {timeout:.0f} s")
         await asyncio.sleep(0.02)

@@ -4,7 +4,7 @@ peer table, and every background task of replication.
     async with Node(home, listen="127.0.0.1:0", peers=["10.0.0.2:7471"]) as node:
         rid = await node.remember("Provider X drops requests at 03:00 UTC",
                                   category="anti-pattern", subject="provider:x")
-        hits = await node.recall("provider x")
+        hits = node.recall("provider x")
 
 Lifecycle (like trio's ``nursery.start``): ``__aenter__`` returns only once the replica
 is open and the server listens, and raises if either fails (leaving nothing behind);
@@ -13,10 +13,10 @@ not by the caller's task), closes the transport (listening socket, client connec
 and the replica, and joins the replica's thread.
 
 Threads: the replica is touched only from one ``ReplicaWorker`` thread; the event loop
-never blocks on SQLite or signature checks. Reads (``recall``, ``breaker``,
-``benchmark``, ``peers``) are ``async``: they jump the worker's queue (and a large
-ingest pauses between chunks to let them through), and give up after ``read_timeout``
-seconds, logging degraded mode and answering empty (invariant 11). A failing peer never
+never blocks on SQLite commits or signature checks. Reads (``recall``, ``breaker``,
+``benchmark``, ``peers``) are plain methods reading the views under their lock, which a
+change holds for one record at a time; past ``read_timeout`` seconds they log degraded
+mode and answer empty (invariant 11). A failing peer never
 makes a read or a write slow or raise: network I/O happens in background tasks, and a
 write is acknowledged once it is durable locally. ``start_in_thread()`` wraps all this
 for synchronous daemons.
@@ -451,36 +451,76 @@ class Node:
             lambda i, now: records.benchmark(i, subject, metric, summary=summary, unit=unit, ts=now)
         )
 
-    async def trust(self, key: str, name: str = "") -> None:
-        """Add ``key`` to the keyring: count its records, exchange with it."""
-        await self._call(lambda: self._require_replica().trust(key, name))
-        await self._keyring_changed()
+    def trust(self, key: str, name: str = "") -> None:
+        """Add ``key`` to the keyring: count its records, exchange with it. Effective when
+        it returns; call it from the node's event loop (it waits for the replica)."""
+        self._keyring_changed(self._now(lambda: self._require_replica().trust(key, name)))
 
-    async def distrust(self, key: str) -> bool:
+    def distrust(self, key: str) -> bool:
         """Remove ``key`` from the keyring; False if it was not in it."""
-        removed = await self._call(lambda: self._require_replica().distrust(key))
-        await self._keyring_changed()
-        return removed
+        removed: list[bool] = []
+        self._keyring_changed(
+            self._now(lambda: removed.append(self._require_replica().distrust(key)))
+        )
+        return removed[0]
 
-    async def keyring(self) -> dict[str, str]:
+    def keyring(self) -> dict[str, str]:
         """Trusted keys, id -> name (this host included)."""
-        return await self._call(lambda: self._require_replica().keyring(), priority=READ)
+        return self._require_replica().keyring()
 
-    async def _keyring_changed(self) -> None:
+    def _now(self, change: Callable[[], object]) -> list[SignedRecord]:
+        """Run a small replica change at once (ahead of queued work, between the chunks
+        of an ingest) and wait for it; returns the host announcements after it."""
+        if self._worker is None or self._state in ("stopping", "closed"):
+            raise GossipError("the node is not running")
+
+        def job() -> list[SignedRecord]:
+            change()
+            return self._host_records()
+
+        try:
+            fut = self._worker.submit(job, priority=READ)
+        except RuntimeError:
+            raise GossipError("the node is not running") from None
+        try:
+            return fut.result(self.profile.request_timeout)
+        except TimeoutError:
+            raise GossipError("the replica did not answer in time; nothing changed yet") from None
+
+    def _keyring_changed(self, hosts: list[SignedRecord]) -> None:
         table = self._table
         if table is None:
             return
         table.keyring_changed(self._now_ms())
-        self._learn_hosts(await self._call(self._host_records, priority=READ))
+        self._learn_hosts(hosts)
         self._wake.set()
 
     # -- reading (local views only, never the network) -----------------------------------
 
-    async def _read(self, fn: Callable[[Views], T], fallback: T, what: str) -> T:
+    def _read(self, fn: Callable[[Views], T], fallback: T, what: str) -> T:
+        """Read the views from this thread. A change holds their lock for one record at a
+        time; past ``read_timeout``, or when the node is not running, answer empty."""
+        views = self._views
+        if views is None or self._state != "running":
+            log.warning("%s: the node is not running; degraded mode, answering empty", what)
+            return fallback
+        if not views.lock.acquire(timeout=self.read_timeout):
+            log.warning("%s: the views stayed busy for %.1f s; degraded mode, answering "
+                        "empty", what, self.read_timeout)  # fmt: skip
+            return fallback
+        try:
+            return fn(views)
+        except Exception as e:  # a closing replica, a bug: still never break the caller
+            log.warning("%s failed (%s); degraded mode, answering empty", what, e)
+            return fallback
+        finally:
+            views.lock.release()
+
+    async def _read_replica(self, fn: Callable[[Replica], T], fallback: T, what: str) -> T:
+        """Read the replica itself (in its thread), empty past ``read_timeout``."""
+
         def job() -> T:
-            if self._views is None:
-                raise GossipError("the node is not running")
-            return fn(self._views)
+            return fn(self._require_replica())
 
         try:
             return await asyncio.wait_for(self._call(job, priority=READ), self.read_timeout)
@@ -491,7 +531,7 @@ class Node:
             log.warning("%s: %s; degraded mode, answering empty", what, e)
         return fallback
 
-    async def recall(
+    def recall(
         self,
         query: str | None = None,
         *,
@@ -504,46 +544,46 @@ class Node:
     ) -> list[Memory]:
         """Memories matching ``query`` as this host's views see them (trust filter,
         retractions, expiry, quotas). Empty, never an exception, when degraded."""
-        return await self._read(
+        return self._read(
             lambda v: v.recall(query, category=category, subject=subject, tag=tag,
                                author=author, limit=limit,
                                include_untrusted=include_untrusted).hits,
             [], "recall",
         )  # fmt: skip
 
-    async def breaker(self, name: str, *, include_untrusted: bool = False) -> Breaker:
+    def breaker(self, name: str, *, include_untrusted: bool = False) -> Breaker:
         """Breaker ``name`` merged across trusted hosts; closed if nobody said anything."""
         closed = Breaker(name, "closed", [], "", None, [])
-        found = await self._read(
+        found = self._read(
             lambda v: v.breaker(name, include_untrusted=include_untrusted), None, "breaker"
         )
         return found if found is not None else closed
 
-    async def breakers(self, *, include_untrusted: bool = False) -> list[Breaker]:
-        return await self._read(
+    def breakers(self, *, include_untrusted: bool = False) -> list[Breaker]:
+        return self._read(
             lambda v: v.breakers(include_untrusted=include_untrusted), [], "breakers"
         )
 
-    async def benchmark(
+    def benchmark(
         self, subject: str, metric: str, *, include_untrusted: bool = False
     ) -> Benchmark | None:
-        return await self._read(
+        return self._read(
             lambda v: v.benchmark(subject, metric, include_untrusted=include_untrusted),
             None, "benchmark",
         )  # fmt: skip
 
     async def records(self) -> dict[str, SignedRecord]:
         """Every immutable record, by id, with no trust filter (for tools and tests)."""
-        return await self._read(lambda v: v.replica.records(), {}, "records")
+        return await self._read_replica(lambda r: r.records(), {}, "records")
 
     async def hosts(self) -> dict[str, SignedRecord]:
         """Every host announcement (ours too), by author, with no trust filter."""
-        return await self._read(
-            lambda v: {r.author: r for r in self._host_records()}, {}, "host announcements"
+        return await self._read_replica(
+            lambda _: {r.author: r for r in self._host_records()}, {}, "host announcements"
         )
 
     async def state_vector(self) -> dict[int, int]:
-        return await self._read(lambda v: v.replica.state_vector(), {}, "state_vector")
+        return await self._read_replica(lambda r: r.state_vector(), {}, "state_vector")
 
     def peers(self) -> list[PeerInfo]:
         """The peer table, as snapshots (no replica involved, so no waiting)."""
@@ -868,7 +908,7 @@ class NodeThread:
         return self.call(self.node.retract(record_id, **kw))
 
     def recall(self, query: str | None = None, **kw: Any) -> list[Memory]:
-        return self.call(self.node.recall(query, **kw))
+        return self.node.recall(query, **kw)  # views are safe to read from any thread
 
     def trip_breaker(self, name: str, **kw: Any) -> None:
         self.call(self.node.trip_breaker(name, **kw))
@@ -877,19 +917,25 @@ class NodeThread:
         self.call(self.node.reset_breaker(name, **kw))
 
     def breaker(self, name: str, **kw: Any) -> Breaker:
-        return self.call(self.node.breaker(name, **kw))
+        return self.node.breaker(name, **kw)
+
+    def breakers(self, **kw: Any) -> list[Breaker]:
+        return self.node.breakers(**kw)
 
     def record_benchmark(self, subject: str, metric: str, value: float, **kw: Any) -> None:
         self.call(self.node.record_benchmark(subject, metric, value, **kw))
 
     def benchmark(self, subject: str, metric: str, **kw: Any) -> Benchmark | None:
-        return self.call(self.node.benchmark(subject, metric, **kw))
+        return self.node.benchmark(subject, metric, **kw)
 
     def trust(self, key: str, name: str = "") -> None:
-        self.call(self.node.trust(key, name))
+        self.call(_async(lambda: self.node.trust(key, name)))
 
     def distrust(self, key: str) -> bool:
-        return self.call(self.node.distrust(key))
+        return self.call(_async(lambda: self.node.distrust(key)))
+
+    def keyring(self) -> dict[str, str]:
+        return self.node.keyring()
 
     def peers(self) -> list[PeerInfo]:
         return self.call(_async(self.node.peers))

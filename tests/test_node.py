@@ -107,7 +107,7 @@ async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 async def recalled(node: Node, text: str) -> bool:
-    return any(m.text == text for m in await node.recall(text))
+    return any(m.text == text for m in node.recall(text))
 
 
 async def everywhere(nodes: list[Node], check: Callable[[Node], Awaitable[bool]]) -> bool:
@@ -123,16 +123,16 @@ async def test_memory_and_breaker_reach_every_node(cluster: Cluster):
     rid = await nodes[2].remember(text, category="anti-pattern", subject="provider:x",
                                   tags=["outage"])  # fmt: skip
     await until(lambda: everywhere(nodes, lambda n: recalled(n, text)), "the memory everywhere")
-    hit = (await nodes[0].recall("provider x"))[0]
+    hit = nodes[0].recall("provider x")[0]
     assert (hit.id, hit.author, hit.trusted, hit.tags) == (rid, nodes[2].id, True, ["outage"])
 
     await nodes[1].trip_breaker("kimi-coding/k2p5", reason="5xx burst", cooldown=600)
 
     async def is_open(n: Node) -> bool:
-        return (await n.breaker("kimi-coding/k2p5")).state == "open"
+        return n.breaker("kimi-coding/k2p5").state == "open"
 
     await until(lambda: everywhere(nodes, is_open), "the breaker open everywhere")
-    assert (await nodes[0].breaker("kimi-coding/k2p5")).tripped_by == [nodes[1].id]
+    assert nodes[0].breaker("kimi-coding/k2p5").tripped_by == [nodes[1].id]
     await nodes[1].reset_breaker("kimi-coding/k2p5")
     await until(
         lambda: everywhere(nodes, lambda n: _not(is_open(n))), "the breaker closed everywhere"
@@ -140,7 +140,7 @@ async def test_memory_and_breaker_reach_every_node(cluster: Cluster):
     await nodes[0].record_benchmark("kimi-coding/k2p5", "latency_ms", 812.0, unit="ms")
 
     async def has_bench(n: Node) -> bool:
-        b = await n.benchmark("kimi-coding/k2p5", "latency_ms")
+        b = n.benchmark("kimi-coding/k2p5", "latency_ms")
         return b is not None and b.values == {"value": 812.0}
 
     await until(lambda: everywhere(nodes, has_bench), "the benchmark everywhere")
@@ -171,7 +171,7 @@ async def test_eager_push_does_not_wait_for_the_interval(cluster: Cluster):
     await nodes[1].trip_breaker("provider:x", reason="timeouts")
 
     async def is_open(n: Node) -> bool:
-        return (await n.breaker("provider:x")).state == "open"
+        return n.breaker("provider:x").state == "open"
 
     await until(lambda: everywhere(nodes, is_open), "the breaker pushed everywhere", timeout=10)
     assert time.monotonic() - started < QUIET.interval / 2
@@ -209,7 +209,7 @@ async def test_a_stopped_node_catches_up_from_its_own_data_dir(cluster: Cluster)
 
     async def caught_up() -> bool:
         mine = [await recalled(back, t) for t in texts]
-        return all(mine) and (await back.breaker("b")).state == "open"
+        return all(mine) and back.breaker("b").state == "open"
 
     await until(caught_up, "the restarted node to catch up")
     # The others learn its new address from its announcement, and reach it again.
@@ -243,9 +243,9 @@ async def test_an_untrusted_node_learns_nothing_and_changes_nothing(cluster: Clu
     assert [await n.state_vector() for n in nodes] == before
     assert [set(await n.records()) for n in nodes] == records_before
     for n in nodes:
-        assert not await n.recall("poison", include_untrusted=True)
+        assert not n.recall("poison", include_untrusted=True)
         assert all(p.key != outsider for p in n.peers())
-    assert set(await o.records()) == {m.id for m in await o.recall("poison")}
+    assert set(await o.records()) == {m.id for m in o.recall("poison")}
 
 
 async def test_a_peer_that_does_not_trust_us_is_marked_unknown_key(cluster: Cluster):
@@ -256,7 +256,7 @@ async def test_a_peer_that_does_not_trust_us_is_marked_unknown_key(cluster: Clus
     b = await cluster.start(homes[1])
     a = await cluster.start(homes[0], peers=[b.address])
     await until(lambda: [p.state for p in a.peers()] == ["unknown-key"], "a refused by b")
-    await b.trust(a_id, "a")
+    b.trust(a_id, "a")
     await a.sync_now()
     assert [p.state for p in a.peers()] == ["alive"]
 
@@ -304,28 +304,45 @@ async def test_unreachable_peer_backs_off_and_reads_stay_fast(cluster: Cluster):
     assert time.monotonic() - started < 1.0
 
 
-async def test_a_stuck_replica_makes_reads_degraded_not_slow(tmp_path: Path):
-    gate = threading.Event()
+async def test_reads_never_wait_for_the_replica_and_degrade_when_views_are_stuck(
+    tmp_path: Path,
+):
     async with Node(tmp_path / "n", profile=FAST, read_timeout=0.2) as node:
         await node.remember("visible when idle", category="learning")
-        assert await recalled(node, "visible when idle")
-        # Hold the replica's thread, as a huge ingest would between two chunks.
-        holding = threading.Event()
+        # Hold the replica's thread, as a huge ingest would: reads do not wait for it.
+        holding, gate = threading.Event(), threading.Event()
 
         def hold() -> None:
             holding.set()
             gate.wait(10)
 
         stuck = node._worker.submit(hold)  # type: ignore[union-attr]
-        await asyncio.to_thread(holding.wait, 5)
-        started = time.monotonic()
         try:
-            assert await node.recall("visible") == []
-            assert (await node.breaker("x")).state == "closed"
-            assert time.monotonic() - started < 2.0
+            await asyncio.to_thread(holding.wait, 5)
+            assert [m.text for m in node.recall("visible")] == ["visible when idle"]
         finally:
             gate.set()
         await asyncio.wrap_future(stuck)
+
+        # The views themselves held (a change stuck mid-record): empty after read_timeout.
+        held, release = threading.Event(), threading.Event()
+
+        def hold_views() -> None:
+            with node._views.lock:  # type: ignore[union-attr]
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold_views)
+        holder.start()
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(held.wait, 5)
+            assert node.recall("visible") == []
+            assert node.breaker("x").state == "closed"
+            assert time.monotonic() - started < 2.0
+        finally:
+            release.set()
+            holder.join(10)
         assert await recalled(node, "visible when idle")
 
 
@@ -381,7 +398,7 @@ async def test_async_with_leaves_no_task_thread_or_socket(cluster: Cluster, tmp_
         address = x.address
     assert set(threading.enumerate()) <= threads_before
     assert not x.running and not y.running
-    assert await x.recall("short-lived") == []  # degraded, not an exception
+    assert x.recall("short-lived") == []  # degraded, not an exception
     if cluster.kind == "http":
         host, port = address.rsplit(":", 1)
         with pytest.raises(OSError):
@@ -444,7 +461,7 @@ async def test_sixteen_nodes_over_http(tmp_path: Path):
         await nodes[7].trip_breaker("mesh", reason="16")
 
         async def knows(n: Node) -> bool:
-            return await recalled(n, text) and (await n.breaker("mesh")).state == "open"
+            return await recalled(n, text) and n.breaker("mesh").state == "open"
 
         await until(lambda: everywhere(nodes, knows), "all sixteen nodes", timeout=30)
         await until(
