@@ -125,7 +125,6 @@ class Profile:
             backoff_cap=300.0,  # laptops sleep; do not hammer them
             max_body_bytes=8 * 1024 * 1024,
             auth_window=120.0,  # laptop clocks drift further after sleep
-            readdress=60.0,
         )
 
     @classmethod
