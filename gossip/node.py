@@ -637,6 +637,9 @@ class Node:
         interval = self.profile.interval
         readdress_at = self._now_ms() + int(self.profile.readdress * 1000)
         while True:
+            # A wake asked for before this round is answered by it; one asked for during
+            # it (a peer found meanwhile) makes the next round start at once.
+            self._wake.clear()
             try:
                 await self._round()
                 if self._now_ms() >= readdress_at:
@@ -650,7 +653,6 @@ class Node:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
-            self._wake.clear()
 
     async def _round(self) -> None:
         table = self._table
@@ -716,6 +718,10 @@ class Node:
                     rtt_ms = (time.perf_counter() - started) * 1000
                 bytes_out, bytes_in = bytes_out + len(request.body), bytes_in + len(reply)
                 ex.source = key
+                if peer.key is None and table.by_key(key) is None and key != table.self_key:
+                    # Name the row now: the host announcements this reply may carry then
+                    # land on it, instead of adding a second row (and a round) for it.
+                    table.learn_key(peer, key)
                 request = await self._call(ex.receive, reply)
         except asyncio.CancelledError:
             table.cancelled(peer)
