@@ -1,0 +1,51 @@
+"""mDNS discovery, the pure parts: our TXT record and reading others' (the driver runs
+over real multicast in test_discovery_mdns_netns.py)."""
+
+from __future__ import annotations
+
+from gossip.discovery.mdns import (
+    SERVICE_TYPE,
+    Sighting,
+    instance_name,
+    parse_service,
+    txt_properties,
+)
+
+ID = "kSU0yMj0MmRsmFvvmsA3aU8qCdwAQgdSYuPJK8VEfnw"
+
+
+def test_our_txt_record_fits_and_names_us():
+    props = txt_properties(ID, "build-box " * 20, 1)
+    assert props["id"] == ID and props["v"] == "1" and len(props["name"]) == 64
+    assert all(len(f"{k}={v}".encode()) <= 255 for k, v in props.items())
+    name = instance_name(ID)
+    assert name.endswith("." + SERVICE_TYPE) and len(name.split(".")[0]) <= 63
+    assert instance_name(ID) == name != instance_name(ID[::-1])
+
+
+def test_a_sighting_carries_the_claimed_id_and_usable_addresses():
+    s = parse_service(
+        "x." + SERVICE_TYPE,
+        {"id": ID, "v": "1", "name": "laptop"},
+        ["10.0.0.7", "127.0.0.1", "169.254.3.4", "0.0.0.0", "10.0.0.7", "bogus"],
+        7471,
+        version=1,
+    )
+    assert s == Sighting("x." + SERVICE_TYPE, ID, "laptop", ("10.0.0.7:7471",))
+
+
+def test_what_is_not_a_peer_we_can_talk_to_is_ignored():
+    ok = {"id": ID, "v": "1"}
+    assert parse_service("x", {**ok, "v": "2"}, ["10.0.0.7"], 7471, version=1) is None
+    assert parse_service("x", {"id": ID}, ["10.0.0.7"], 7471, version=1) is None
+    assert parse_service("x", ok, ["10.0.0.7"], None, version=1) is None
+    assert parse_service("x", ok, ["10.0.0.7"], 0, version=1) is None
+    assert parse_service("x", ok, ["127.0.0.1"], 7471, version=1) is None
+
+
+def test_a_malformed_id_is_no_claim_at_all():
+    for bad in ("", "short", ID + "x", ID[:-1] + "!", None):
+        s = parse_service(
+            "x", {"id": bad, "v": "1", "name": "\x1b[31m"}, ["10.0.0.7"], 1, version=1
+        )
+        assert s is not None and s.key is None and s.name == ""
