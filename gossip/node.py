@@ -857,7 +857,7 @@ class Node:
         we do not trust as ``unknown-key``, never exchanged with)."""
         if self._table is not None:
             self._table.add(list(s.addresses), "mdns", key=s.key, name=s.name,
-                            now=self._now_ms())  # fmt: skip
+                            now=self._now_ms(), claim=True)  # fmt: skip
 
     def _mdns_gone(self, s: Sighting) -> None:
         table = self._table

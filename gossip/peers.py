@@ -72,6 +72,8 @@ class PeerInfo:
     next_attempt: int  # ms since epoch
     exchanges: int
     sources: tuple[str, ...] = ()  # every source that proposed it, strongest first
+    # ``key`` is only what discovery (mDNS TXT) claims; no signed answer has proved it.
+    claimed: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -102,6 +104,7 @@ class Peer:
     in_flight: bool = False
     address_index: int = 0
     sources: set[str] = field(default_factory=set)
+    claimed: bool = False  # see PeerInfo.claimed
 
     @property
     def address(self) -> str:
@@ -119,6 +122,7 @@ class Peer:
             rtt_ms=self.rtt_ms, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
             they_lack=self.they_lack, we_lack=self.we_lack, next_attempt=self.next_attempt,
             exchanges=self.exchanges, sources=tuple(s for s in SOURCES if s in self.sources),
+            claimed=self.claimed,
         )  # fmt: skip
 
 
@@ -167,11 +171,15 @@ class PeerTable:
         key: str | None = None,
         name: str = "",
         now: int = 0,
+        claim: bool = False,
     ) -> Peer | None:
         """Propose a peer. Merges with a row of the same key; a proposal with a key also
         with a keyless row at one of the same addresses, and one without a key with any
-        row at one of them. A key that we do not trust makes the row ``unknown-key``.
-        A source that had not proposed the row yet makes it due now. Returns the row, or
+        row at one of them whose key is not a mere claim. ``claim``: the key is only
+        what discovery says (mDNS TXT): it names a row by key and never attaches to, or
+        takes in, another row by address, so a liar on the LAN cannot put a wrong key on
+        a configured peer. A key that we do not trust makes the row ``unknown-key``. A
+        source that had not proposed the row yet makes it due now. Returns the row, or
         None for ourselves."""
         if source not in SOURCES:
             raise ValueError(f"unknown peer source {source!r}")
@@ -182,18 +190,20 @@ class PeerTable:
         if not addrs:
             return None
         row = self.by_key(key) if key is not None else None
-        if row is None:
+        if row is None and not (claim and key is not None):
             row = next(
                 (
                     p
                     for p in self._peers
-                    if (key is None or p.key is None) and set(addrs) & set(p.addresses)
+                    if (p.key is None if key is not None else not p.claimed)
+                    and set(addrs) & set(p.addresses)
                 ),
                 None,
             )
         if row is None:
             row = Peer(addresses=addrs[:MAX_ADDRESSES], source=source, key=key, name=name,
-                       next_attempt=now, sources={source})  # fmt: skip
+                       next_attempt=now, sources={source},
+                       claimed=claim and key is not None)  # fmt: skip
             if key is not None and not self.trusts(key):
                 row.state = UNKNOWN_KEY
             self._peers.append(row)
@@ -202,6 +212,7 @@ class PeerTable:
         before = (row.key, row.name, row.source, tuple(row.addresses), row.state)
         if key is not None:
             row.key = key
+            row.claimed = row.claimed and claim
             if not self.trusts(key):
                 row.state = UNKNOWN_KEY
         if name:
@@ -255,6 +266,7 @@ class PeerTable:
             self.remove(peer)
             return None
         if peer.key == key:
+            peer.claimed = False
             return peer
         other = self.by_key(key)
         if other is None or other is peer:
@@ -267,6 +279,7 @@ class PeerTable:
         row = self.add(peer.addresses, peer.source, key=key)
         if row is not None:
             row.sources |= peer.sources
+            row.claimed = False
         return row
 
     # -- scheduling --------------------------------------------------------------------
@@ -354,12 +367,13 @@ class PeerTable:
     ) -> None:
         """An exchange (or an eager push, ``exchange=False``) failed. ``unknown_key``: the
         peer refused our key (403) or answered with a key we do not trust.
-        ``unreachable``: try its next address."""
+        Any failure moves to the peer's next address (one of them may be a stale or a
+        lying proposal); ``unreachable`` is kept for callers that say so."""
         if exchange:
             peer.in_flight = False
         peer.failures += 1
         peer.last_error = error[:300]
-        if unreachable and len(peer.addresses) > 1:
+        if len(peer.addresses) > 1:
             peer.address_index = (peer.address_index + 1) % len(peer.addresses)
         if unknown_key:
             peer.next_attempt = now + self.backoff_cap_ms

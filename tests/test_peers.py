@@ -155,8 +155,9 @@ def test_rows_are_snapshots():
 def test_a_claimed_key_outside_the_keyring_is_never_exchanged_with():
     keyring = {K1}
     t = table(trusts=lambda k: k in keyring)
-    claimed = t.add(["10.0.0.4:7471"], "mdns", key=K2, name="stranger")
+    claimed = t.add(["10.0.0.4:7471"], "mdns", key=K2, name="stranger", claim=True)
     assert claimed is not None and claimed.state == UNKNOWN_KEY and claimed.key == K2
+    assert claimed.info().claimed
     assert t.select(10_000, 5) == [] and t.push_targets(5) == []
     keyring.add(K2)  # `gossip trust add`
     t.keyring_changed(20)
@@ -166,9 +167,32 @@ def test_a_claimed_key_outside_the_keyring_is_never_exchanged_with():
     assert t.select(10_000, 5) == [] and claimed.state == UNKNOWN_KEY
 
 
+def test_a_claim_never_lands_on_another_row_by_address():
+    t = table()
+    static = t.add(["10.0.0.1:7471"], "static")
+    # A liar on the LAN advertises the configured peer's address with some key.
+    liar = t.add(["10.0.0.1:7471"], "mdns", key=K2, claim=True)
+    assert liar is not static and static is not None and static.key is None
+    # Nor does a keyless proposal join the claim.
+    assert t.add(["10.0.0.1:7471"], "tailnet") is static
+    # The configured peer answers as K2 after all: one row, the claim proven.
+    kept = t.learn_key(static, K2)
+    assert kept is liar and len(t) == 1 and not kept.claimed
+    assert kept.sources == {"static", "tailnet", "mdns"} and kept.source == "static"
+
+
+def test_a_claim_is_proven_by_the_answer():
+    t = table()
+    p = t.add(["10.0.0.1:7471"], "mdns", key=K1, claim=True)
+    assert p is not None and p.claimed
+    assert t.learn_key(p, K1) is p and not p.claimed
+    t.add(["10.0.0.9:7471"], "mdns", key=K1, claim=True)  # more claims keep it proven
+    assert not p.claimed and "10.0.0.9:7471" in p.addresses
+
+
 def test_one_host_seen_by_several_sources_is_one_row():
     t = table()
-    m = t.add(["10.0.0.1:7471"], "mdns", key=K1)
+    m = t.add(["10.0.0.1:7471"], "mdns", key=K1, claim=True)
     e = t.add(["10.0.0.1:7471", "192.168.1.5:7471"], "exchange", key=K1)
     # A keyless proposal (tailnet) at one of its addresses joins it too.
     n = t.add(["100.64.0.1:7471", "192.168.1.5:7471"], "tailnet", name="laptop")

@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_sm-gossip._tcp.local."
 RESOLVE_TIMEOUT_MS = 3000  # an answer on a LAN takes milliseconds; a lost packet is re-asked
-RETRY_START = 30.0  # seconds between attempts to start when the interfaces are not usable
+# Seconds between attempts to start while no interface is usable, and between checks
+# that the interfaces' addresses are unchanged (DHCP, Wi-Fi): a change restarts mDNS.
+RESCAN = 30.0
 MAX_ADDRESSES = 8
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 
@@ -147,33 +149,37 @@ class MdnsDiscovery:
         self._resolving: set[asyncio.Task[None]] = set()
         self._seen: dict[str, Sighting] = {}
         self._advertising = ""
+        self._interfaces: list[str] = []
 
     @property
     def seen(self) -> list[Sighting]:
         return list(self._seen.values())
 
-    async def run(self) -> None:
-        """Start (retrying every ``RETRY_START`` s while it cannot), then serve until
-        cancelled; stop (goodbyes) on the way out."""
+    async def run(self, rescan: float = RESCAN) -> None:
+        """Start, and every ``rescan`` seconds restart if the interfaces' addresses
+        changed (or retry if it could not start); stop (goodbyes) when cancelled."""
         try:
             while True:
-                try:
-                    await self.start()
-                    break
-                except DiscoveryError as e:
-                    self._set(WARNING, str(e))
-                except Exception as e:  # zeroconf on an odd network: report, never crash
-                    log.exception("mDNS discovery failed to start")
-                    self._set(WARNING, f"cannot start: {type(e).__name__}: {e}")
-                await self.stop()
-                await asyncio.sleep(RETRY_START)
-            await asyncio.Future()
+                if self._zc is None or interface_addresses(self.settings.interfaces) != (
+                    self._interfaces
+                ):
+                    await self.stop()
+                    try:
+                        await self.start()
+                    except DiscoveryError as e:
+                        self._set(WARNING, str(e))
+                    except Exception as e:  # zeroconf on an odd network: report, never crash
+                        log.exception("mDNS discovery failed to start")
+                        self._set(WARNING, f"cannot start: {type(e).__name__}: {e}")
+                        await self.stop()
+                await asyncio.sleep(rescan)
         finally:
             await asyncio.shield(self.stop())
 
     async def start(self) -> None:
         """Open the multicast sockets, register our instance, start browsing."""
         interfaces = interface_addresses(self.settings.interfaces)
+        self._interfaces = interfaces
         if not interfaces:
             which = ", ".join(self.settings.interfaces) or "any interface"
             raise DiscoveryError(f"no IPv4 address on {which} to advertise on")
@@ -197,7 +203,7 @@ class MdnsDiscovery:
             await zc.async_register_service(info, allow_name_change=False,
                                             cooperating_responders=True)  # fmt: skip
         except Exception as e:
-            await self.stop()
+            await self.stop(quiet=True)
             raise DiscoveryError(f"cannot register {self.service}: {e}") from None
         self._browser = AsyncServiceBrowser(
             zc.zeroconf, SERVICE_TYPE, handlers=[self._on_state_change]
@@ -206,7 +212,7 @@ class MdnsDiscovery:
                              f"{', '.join(interfaces)}")  # fmt: skip
         self._counted()
 
-    async def stop(self) -> None:
+    async def stop(self, *, quiet: bool = False) -> None:
         """Stop browsing, send goodbyes, close the sockets. Idempotent."""
         for task in list(self._resolving):
             task.cancel()
@@ -221,7 +227,8 @@ class MdnsDiscovery:
                 await zc.async_close()  # unregisters our instance: goodbyes (TTL 0)
             except Exception:
                 log.exception("closing mDNS failed")
-            self._set(OFF, "stopped")
+            if not quiet:
+                self._set(OFF, "stopped")
 
     def _on_state_change(
         self,
