@@ -11,6 +11,7 @@ with one JSON line on stdout:
     {"op": "records"}                 -> {"texts": [every memory text, trusted or not]}
     {"op": "peers"}                   -> {"peers": [PeerInfo.to_json(), ...]}
     {"op": "discovery"}               -> {"discovery": [DiscoveryStatus.to_json(), ...]}
+    {"op": "trust", "key": ...}       -> {} once the key is in the keyring
 
 End of stdin closes the node (mDNS goodbyes) and exits 0.
 """
@@ -50,6 +51,9 @@ def answer(node: Any, cmd: dict[str, Any]) -> dict[str, Any]:
         return {"texts": sorted(str(r.fields["text"]) for r in recs if "text" in r.fields)}
     if op == "peers":
         return {"peers": [p.to_json() for p in node.peers()]}
+    if op == "trust":
+        node.trust(cmd["key"], "trusted by the test")
+        return {}
     if op == "discovery":
         return {"discovery": [d.to_json() for d in node.discovery()]}
     return {"error": f"unknown op {op!r}"}

@@ -274,6 +274,20 @@ def test_an_untrusted_key_is_discovered_but_never_exchanged_with(lan: list[Child
         assert row["state"] == "unknown-key"
 
 
+def test_trusting_a_discovered_key_lets_it_in(lan: list[Child]):
+    a, _, _, d = lan
+    row = a.row(d.id)
+    assert row is not None and row["claimed"] and row["state"] == "unknown-key"
+    a.ask("trust", key=d.id)  # what `gossip trust add <id from gossip peers>` does
+
+    def proven() -> bool:
+        r = a.row(d.id)
+        return r is not None and r["state"] == "alive" and not r["claimed"]
+
+    until(proven, "a exchanging with d once it trusts d's key")
+    until(lambda: a.recalls("planted by d, whom nobody trusts"), "d's memory at a")
+
+
 def test_a_stopped_node_says_goodbye(lan: list[Child]):
     a, b, c, _ = lan
     for node in (a, b):
