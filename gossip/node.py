@@ -861,8 +861,10 @@ class Node:
 
     def _mdns_gone(self, s: Sighting) -> None:
         table = self._table
-        if table is None:
+        if table is None or self._mdns is None:
             return
+        if s.key and any(o.key == s.key for o in self._mdns.seen):
+            return  # another instance claims the same key: one goodbye does not end it
         row = (table.by_key(s.key) if s.key else None) or next(
             (r for a in s.addresses if (r := table.by_address(a)) is not None), None
         )
