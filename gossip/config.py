@@ -143,8 +143,10 @@ TAILSCALE_STATUS = ("tailscale", "status", "--json")
 
 @dataclass(frozen=True)
 class MdnsSettings:
-    """``[mdns]``: where to advertise and browse."""
+    """``[mdns]``: whether and where to advertise and browse."""
 
+    # None: on with the ``lan`` profile (the zero-config LAN default), off otherwise.
+    enabled: bool | None = None
     # Interface names ("eth0") or IPv4 addresses; empty: every interface with an IPv4
     # address that is not loopback.
     interfaces: tuple[str, ...] = ()
@@ -154,6 +156,7 @@ class MdnsSettings:
 class TailnetSettings:
     """``[tailnet]``: how to read ``tailscale status --json`` and which peers to take."""
 
+    enabled: bool | None = None  # None: on with the ``tailnet`` profile, off otherwise
     command: tuple[str, ...] = TAILSCALE_STATUS  # run with a timeout, no shell
     file: str | None = None  # read this file instead of running ``command``
     tags: tuple[str, ...] = ()  # take only peers with one of these tags ("tag:gossip")
@@ -187,24 +190,45 @@ class Config:
             "# peers to reach without discovery, as host:port",
             f"{'' if self.peers else '# '}peers = {json.dumps(list(self.peers))}",
         ]
-        if self.mdns != MdnsSettings():
-            lines += ["", "[mdns]", f"interfaces = {json.dumps(list(self.mdns.interfaces))}"]
+        m = self.mdns
+        if m != MdnsSettings():
+            lines += ["", "[mdns]", f"interfaces = {json.dumps(list(m.interfaces))}"]
+            lines += [f"enabled = {_toml_bool(m.enabled)}"] if m.enabled is not None else []
         else:
-            lines += ["", "# [mdns]  (docs/discovery.md)", '# interfaces = ["eth0"]']
+            lines += ["", "# [mdns]  (docs/discovery.md; on with profile lan)"]
+            lines += ['# interfaces = ["eth0"]']
         t = self.tailnet
         if t != TailnetSettings():
             lines += ["", "[tailnet]", f"command = {json.dumps(list(t.command))}"]
+            lines += [f"enabled = {_toml_bool(t.enabled)}"] if t.enabled is not None else []
             lines += [f"file = {json.dumps(t.file)}"] if t.file is not None else []
             lines += [f"tags = {json.dumps(list(t.tags))}"]
             lines += [f"hostname = {json.dumps(t.hostname)}"] if t.hostname is not None else []
             lines += [f"port = {t.port}"] if t.port is not None else []
             lines += [f"interval = {json.dumps(t.interval)}"]
         else:
-            lines += ["", "# [tailnet]  (docs/discovery.md)", '# tags = ["tag:gossip"]']
+            lines += ["", "# [tailnet]  (docs/discovery.md; on with profile tailnet)"]
+            lines += ['# tags = ["tag:gossip"]']
         return "\n".join(lines) + "\n"
 
     def network_profile(self) -> Profile:
         return Profile.named(self.profile)
+
+    @property
+    def use_mdns(self) -> bool:
+        """``Node(mdns=...)``: ``[mdns] enabled``, else whether the profile is ``lan``."""
+        return self.mdns.enabled if self.mdns.enabled is not None else self.profile == "lan"
+
+    @property
+    def use_tailnet(self) -> bool:
+        """``Node(tailnet=...)``: ``[tailnet] enabled``, else whether the profile is
+        ``tailnet``."""
+        t = self.tailnet
+        return t.enabled if t.enabled is not None else self.profile == "tailnet"
+
+
+def _toml_bool(value: bool) -> str:
+    return "true" if value else "false"
 
 
 def check_address(address: str) -> str:
@@ -258,8 +282,8 @@ def load(home: Path) -> Config:
 
 
 KNOWN_SETTINGS = frozenset({"name", "profile", "listen", "peers", "mdns", "tailnet"})
-MDNS_SETTINGS = frozenset({"interfaces"})
-TAILNET_SETTINGS = frozenset({"command", "file", "tags", "hostname", "port", "interval"})
+MDNS_SETTINGS = frozenset({"enabled", "interfaces"})
+TAILNET_SETTINGS = frozenset({"enabled", "command", "file", "tags", "hostname", "port", "interval"})
 
 
 def _section(data: dict[str, Any], name: str, known: frozenset[str]) -> dict[str, Any]:
@@ -274,6 +298,13 @@ def _section(data: dict[str, Any], name: str, known: frozenset[str]) -> dict[str
     return section
 
 
+def _enabled(section: dict[str, Any], where: str) -> bool | None:
+    value = section.get("enabled")
+    if value is not None and not isinstance(value, bool):
+        raise ConfigError(f"'enabled' in [{where}] must be true or false")
+    return value
+
+
 def _strings(section: dict[str, Any], key: str, where: str) -> tuple[str, ...] | None:
     value = section.get(key)
     if value is None:
@@ -286,7 +317,9 @@ def _strings(section: dict[str, Any], key: str, where: str) -> tuple[str, ...] |
 def mdns_settings(data: dict[str, Any]) -> MdnsSettings:
     """The ``[mdns]`` section of a parsed config file."""
     section = _section(data, "mdns", MDNS_SETTINGS)
-    return MdnsSettings(interfaces=_strings(section, "interfaces", "mdns") or ())
+    return MdnsSettings(
+        enabled=_enabled(section, "mdns"), interfaces=_strings(section, "interfaces", "mdns") or ()
+    )
 
 
 def tailnet_settings(data: dict[str, Any]) -> TailnetSettings:
@@ -315,8 +348,9 @@ def tailnet_settings(data: dict[str, Any]) -> TailnetSettings:
     if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 1:
         raise ConfigError("'interval' in [tailnet] must be at least 1 (seconds)")
     return TailnetSettings(
-        command=tuple(command), file=file, tags=_strings(section, "tags", "tailnet") or (),
-        hostname=hostname, port=port, interval=float(interval),
+        enabled=_enabled(section, "tailnet"), command=tuple(command), file=file,
+        tags=_strings(section, "tags", "tailnet") or (), hostname=hostname, port=port,
+        interval=float(interval),
     )  # fmt: skip
 
 

@@ -94,6 +94,22 @@ def test_discovery_sections(tmp_path):
     assert Config("lab").tailnet.command == ("tailscale", "status", "--json")
 
 
+def test_the_profile_turns_discovery_on_unless_the_file_says_otherwise(tmp_path):
+    assert (Config("h").use_mdns, Config("h").use_tailnet) == (True, False)  # lan
+    tail = Config("h", profile="tailnet")
+    assert (tail.use_mdns, tail.use_tailnet) == (False, True)
+    assert not Config("h", profile="local").use_mdns
+    (tmp_path / config.CONFIG_FILE).write_text(
+        'name = "h"\n[mdns]\nenabled = false\n[tailnet]\nenabled = true\n'
+    )
+    cfg = config.load(tmp_path)
+    assert (cfg.use_mdns, cfg.use_tailnet) == (False, True)
+    again = tmp_path / "again"
+    again.mkdir()
+    config.create(again, cfg)
+    assert config.load(again) == cfg
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -102,6 +118,7 @@ def test_discovery_sections(tmp_path):
         ('[mdns]\ninterfaces = "eth0"\n', "'interfaces' in \\[mdns\\] must be a list"),
         ("[tailnet]\ncommand = []\n", "'command' in \\[tailnet\\]"),
         ("[tailnet]\nport = 0\n", "'port' in \\[tailnet\\]"),
+        ('[mdns]\nenabled = "yes"\n', "'enabled' in \\[mdns\\]"),
         ("[tailnet]\ninterval = 0.1\n", "'interval' in \\[tailnet\\]"),
         ("[tailnet]\ntags = [1]\n", "'tags' in \\[tailnet\\]"),
         ('[tailnet]\nfile = ""\n', "'file' in \\[tailnet\\]"),
