@@ -3,6 +3,9 @@ over real multicast in test_discovery_mdns_netns.py)."""
 
 from __future__ import annotations
 
+import asyncio
+
+from gossip.config import MdnsSettings, Profile
 from gossip.discovery.mdns import (
     SERVICE_TYPE,
     Sighting,
@@ -10,6 +13,7 @@ from gossip.discovery.mdns import (
     parse_service,
     txt_properties,
 )
+from gossip.node import Node
 
 ID = "kSU0yMj0MmRsmFvvmsA3aU8qCdwAQgdSYuPJK8VEfnw"
 
@@ -49,3 +53,17 @@ def test_a_malformed_id_is_no_claim_at_all():
             "x", {"id": bad, "v": "1", "name": "\x1b[31m"}, ["10.0.0.7"], 1, version=1
         )
         assert s is not None and s.key is None and s.name == ""
+
+
+async def test_no_usable_interface_is_a_warning_not_an_error(tmp_path, no_leaks):
+    settings = MdnsSettings(interfaces=("no-such-if0",))
+    async with Node(tmp_path / "n", profile=Profile.local(), mdns=True,
+                    mdns_settings=settings) as node:  # fmt: skip
+        for _ in range(200):
+            (status,) = [d for d in node.discovery() if d.source == "mdns"]
+            if status.state != "off":
+                break
+            await asyncio.sleep(0.01)
+        assert status.state == "warning" and "no-such-if0" in status.detail
+        await node.remember("still works")
+        assert [m.text for m in await node.recall("still works")] == ["still works"]
