@@ -312,3 +312,49 @@ def test_namespaces_and_processes_are_removed_when_a_test_fails(tmp_path: Path):
         raise RuntimeError("the test failed")
     assert child.proc.poll() is not None
     assert not our_namespaces(prefix)
+
+
+RESCAN_SCRIPT = """
+import asyncio, subprocess, time
+from gossip.config import MdnsSettings
+from gossip.discovery.mdns import MdnsDiscovery
+
+async def main():
+    d = MdnsDiscovery(MdnsSettings(), public_id="A" * 43, name="x", listen="0.0.0.0:7471",
+                      version=1, on_seen=print, on_gone=print)
+    task = asyncio.create_task(d.run(rescan=0.2))
+    async def until(text):
+        deadline = time.monotonic() + 10
+        while text not in d.status.detail:
+            assert time.monotonic() < deadline, d.status
+            await asyncio.sleep(0.05)
+    await until("advertising 10.213.1.1 port")
+    subprocess.run(["ip", "addr", "add", "10.213.2.1/24", "dev", "eth0"], check=True)
+    await until("advertising 10.213.1.1, 10.213.2.1 port")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert d.status.state == "off", d.status
+    print("ok")
+
+asyncio.run(main())
+"""
+
+
+def test_a_new_interface_address_is_advertised_after_a_rescan(tmp_path: Path):
+    require_netns()
+    ns = f"{PREFIX}d-rescan"
+    try:
+        ip("netns", "add", ns)
+        ip("-n", ns, "link", "set", "lo", "up")
+        ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+        ip("-n", ns, "addr", "add", "10.213.1.1/24", "dev", "eth0")
+        ip("-n", ns, "link", "set", "eth0", "up")
+        ip("-n", ns, "link", "set", "eth1", "up")
+        r = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", RESCAN_SCRIPT],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+    finally:
+        ip("netns", "del", ns, check=False)
+    assert not our_namespaces(ns)
