@@ -23,7 +23,12 @@ have restarted).
 
 Keys come from two places only: the answer of a peer whose signature verified against
 our keyring, and a host announcement in the document by a trusted author. Discovery
-(static list, mDNS, tailnet) proposes addresses, never keys (invariant 9).
+(static list, mDNS, tailnet) proposes addresses, never keys (invariant 9); the id an
+mDNS record claims is kept as a *claim* (``claimed``): shown, so that a human can trust
+it, but never dialled unless it is in our keyring (``trusts``), and proven or refuted by
+the first signed answer. A row remembers every source that proposed it (``sources``);
+a source that withdraws it (``withdraw``) removes it or, if others still know it, marks
+it ``down``.
 """
 
 from __future__ import annotations
