@@ -9,6 +9,7 @@ from gossip.config import MdnsSettings, Profile
 from gossip.discovery.mdns import (
     SERVICE_TYPE,
     Sighting,
+    _advertised,
     instance_name,
     parse_service,
     txt_properties,
@@ -67,3 +68,14 @@ async def test_no_usable_interface_is_a_warning_not_an_error(tmp_path, no_leaks)
         assert status.state == "warning" and "no-such-if0" in status.detail
         await node.remember("still works")
         assert [m.text for m in await node.recall("still works")] == ["still works"]
+
+
+def test_what_we_advertise_for_each_kind_of_listen_address():
+    ifs = ["10.0.0.5", "192.168.1.5"]
+    assert _advertised("0.0.0.0", ifs) == (ifs, "")
+    assert _advertised("10.0.0.5", ifs) == (["10.0.0.5"], "")
+    assert _advertised("desk.lan", ifs) == (ifs, "")
+    addrs, problem = _advertised("127.0.0.1", ifs)
+    assert addrs == [] and "loopback" in problem  # browse only, with a warning
+    addrs, problem = _advertised("fd00::5", ifs)
+    assert addrs == [] and "IPv4 only" in problem

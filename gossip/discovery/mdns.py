@@ -120,6 +120,22 @@ def interface_addresses(interfaces: Iterable[str] = ()) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _advertised(host: str, interfaces: list[str]) -> tuple[list[str], str]:
+    """The addresses to advertise for a server bound to ``host``, and why there are
+    none if there are none (then we only browse: we can still dial the others)."""
+    if host in ("0.0.0.0", "", "::"):
+        return interfaces, ""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:  # a host name: its interfaces' addresses
+        return interfaces, ""
+    if ip.is_loopback:
+        return [], f"listening on {host} (loopback): other hosts cannot reach us"
+    if ip.version != 4:
+        return [], f"listening on {host}: mDNS here advertises IPv4 only"
+    return [host], ""
+
+
 class MdnsDiscovery:
     """Advertises this node and browses for others while ``run`` runs. Callbacks are
     called on the event loop, never concurrently."""
@@ -150,6 +166,7 @@ class MdnsDiscovery:
         self._seen: dict[str, Sighting] = {}
         self._advertising = ""
         self._interfaces: list[str] = []
+        self._problem = ""  # why we cannot advertise, if we cannot
 
     @property
     def seen(self) -> list[Sighting]:
@@ -184,32 +201,36 @@ class MdnsDiscovery:
             which = ", ".join(self.settings.interfaces) or "any interface"
             raise DiscoveryError(f"no IPv4 address on {which} to advertise on")
         host, port = split_address(self.listen)
-        advertised = interfaces if host in ("0.0.0.0", "", "::") else [host]
+        advertised, self._problem = _advertised(host, interfaces)
         try:
             zc = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
         except OSError as e:
             raise DiscoveryError(f"cannot open mDNS sockets on {interfaces}: {e}") from None
         self._zc = zc
-        info = AsyncServiceInfo(
-            SERVICE_TYPE,
-            self.service,
-            port=port,
-            properties=txt_properties(self.public_id, self.name, self.version),
-            server=f"sm-gossip-{fingerprint(self.public_id)}.local.",
-            parsed_addresses=advertised,
-        )
         try:
-            # A restarted node may still be in others' caches: take the same name back.
-            await zc.async_register_service(info, allow_name_change=False,
-                                            cooperating_responders=True)  # fmt: skip
+            if advertised:
+                info = AsyncServiceInfo(
+                    SERVICE_TYPE,
+                    self.service,
+                    port=port,
+                    properties=txt_properties(self.public_id, self.name, self.version),
+                    server=f"sm-gossip-{fingerprint(self.public_id)}.local.",
+                    parsed_addresses=advertised,
+                )
+                # A restarted node may still be in others' caches: take its name back.
+                await zc.async_register_service(info, allow_name_change=False,
+                                                cooperating_responders=True)  # fmt: skip
         except Exception as e:
             await self.stop(quiet=True)
             raise DiscoveryError(f"cannot register {self.service}: {e}") from None
         self._browser = AsyncServiceBrowser(
             zc.zeroconf, SERVICE_TYPE, handlers=[self._on_state_change]
         )
-        self._advertising = (f"advertising {', '.join(advertised)} port {port} on "
-                             f"{', '.join(interfaces)}")  # fmt: skip
+        self._advertising = (
+            f"advertising {', '.join(advertised)} port {port} on {', '.join(interfaces)}"
+            if advertised
+            else f"browsing only on {', '.join(interfaces)}"
+        )
         self._counted()
 
     async def stop(self, *, quiet: bool = False) -> None:
@@ -279,7 +300,11 @@ class MdnsDiscovery:
 
     def _counted(self) -> None:
         if self._zc is not None:
-            self._set(OK, f"{self._advertising}; {len(self._seen)} host(s) seen")
+            detail = f"{self._advertising}; {len(self._seen)} host(s) seen"
+            if self._problem:
+                self._set(WARNING, f"{self._problem}; {detail}")
+            else:
+                self._set(OK, detail)
 
     def _set(self, state: str, detail: str) -> None:
         if state == WARNING and detail != self.status.detail:
