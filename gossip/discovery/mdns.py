@@ -158,7 +158,7 @@ class MdnsDiscovery:
         self.version = version
         self.on_seen = on_seen
         self.on_gone = on_gone
-        self.status = DiscoveryStatus("mdns", OFF, "not started")
+        self.status = DiscoveryStatus("mdns", OK, "starting")
         self.service = instance_name(public_id)
         self._zc: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None

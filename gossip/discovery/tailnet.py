@@ -32,7 +32,7 @@ from typing import Any
 
 from ..config import TailnetSettings
 from ..http import join_address
-from . import OFF, OK, WARNING, DiscoveryError, DiscoveryStatus
+from . import OK, WARNING, DiscoveryError, DiscoveryStatus
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class TailnetDiscovery:
         self.settings = settings
         self.port = settings.port or port
         self.on_peers = on_peers
-        self.status = DiscoveryStatus("tailnet", OFF, "not started")
+        self.status = DiscoveryStatus("tailnet", OK, "not read yet")
         self.view: TailnetView | None = None
 
     async def run(self) -> None:
