@@ -223,6 +223,8 @@ class MdnsDiscovery:
         except Exception as e:
             await self.stop(quiet=True)
             raise DiscoveryError(f"cannot register {self.service}: {e}") from None
+        if self._zc is not zc:  # stopped while registering (the node is closing)
+            return
         self._browser = AsyncServiceBrowser(
             zc.zeroconf, SERVICE_TYPE, handlers=[self._on_state_change]
         )
