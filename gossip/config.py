@@ -2,8 +2,9 @@
 network profiles.
 
 The file holds the host's display ``name`` (default: the hostname), the network
-``profile`` (``local``, ``lan`` or ``tailnet``), the ``listen`` address and the static
-``peers``; command-line flags override it. A ``Profile`` sets the timing of replication
+``profile`` (``local``, ``lan`` or ``tailnet``), the ``listen`` address, the static
+``peers``, and the ``[mdns]`` and ``[tailnet]`` discovery sections (docs/discovery.md);
+command-line flags override it. A ``Profile`` sets the timing of replication
 together (like memberlist's LAN/WAN/Local configs): ``lan`` is the base, the others
 override a few fields. This module reads and writes the file; it never touches the key
 or the store.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import sys
 import tomllib
@@ -141,6 +143,32 @@ class Profile:
 
 PROFILES = ("local", "lan", "tailnet")
 
+TAILSCALE_STATUS = ("tailscale", "status", "--json")
+
+
+@dataclass(frozen=True)
+class MdnsSettings:
+    """``[mdns]``: whether and where to advertise and browse."""
+
+    # None: on with the ``lan`` profile (the zero-config LAN default), off otherwise.
+    enabled: bool | None = None
+    # Interface names ("eth0") or IPv4 addresses; empty: every interface with an IPv4
+    # address that is not loopback.
+    interfaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TailnetSettings:
+    """``[tailnet]``: how to read ``tailscale status --json`` and which peers to take."""
+
+    enabled: bool | None = None  # None: on with the ``tailnet`` profile, off otherwise
+    command: tuple[str, ...] = TAILSCALE_STATUS  # run with a timeout, no shell
+    file: str | None = None  # read this file instead of running ``command``
+    tags: tuple[str, ...] = ()  # take only peers with one of these tags ("tag:gossip")
+    hostname: str | None = None  # take only peers whose HostName matches this glob
+    port: int | None = None  # the peers' gossip port; default: the one we listen on
+    interval: float = 30.0  # seconds between reads: peers come and go slowly
+
 
 @dataclass(frozen=True)
 class Config:
@@ -148,6 +176,8 @@ class Config:
     profile: str = "lan"
     listen: str = DEFAULT_LISTEN
     peers: tuple[str, ...] = ()
+    mdns: MdnsSettings = MdnsSettings()
+    tailnet: TailnetSettings = TailnetSettings()
 
     @classmethod
     def default(cls) -> Config:
@@ -165,10 +195,45 @@ class Config:
             "# peers to reach without discovery, as host:port",
             f"{'' if self.peers else '# '}peers = {json.dumps(list(self.peers))}",
         ]
+        m = self.mdns
+        if m != MdnsSettings():
+            lines += ["", "[mdns]", f"interfaces = {json.dumps(list(m.interfaces))}"]
+            lines += [f"enabled = {_toml_bool(m.enabled)}"] if m.enabled is not None else []
+        else:
+            lines += ["", "# [mdns]  (docs/discovery.md; on with profile lan)"]
+            lines += ['# interfaces = ["eth0"]']
+        t = self.tailnet
+        if t != TailnetSettings():
+            lines += ["", "[tailnet]", f"command = {json.dumps(list(t.command))}"]
+            lines += [f"enabled = {_toml_bool(t.enabled)}"] if t.enabled is not None else []
+            lines += [f"file = {json.dumps(t.file)}"] if t.file is not None else []
+            lines += [f"tags = {json.dumps(list(t.tags))}"]
+            lines += [f"hostname = {json.dumps(t.hostname)}"] if t.hostname is not None else []
+            lines += [f"port = {t.port}"] if t.port is not None else []
+            lines += [f"interval = {json.dumps(t.interval)}"]
+        else:
+            lines += ["", "# [tailnet]  (docs/discovery.md; on with profile tailnet)"]
+            lines += ['# tags = ["tag:gossip"]']
         return "\n".join(lines) + "\n"
 
     def network_profile(self) -> Profile:
         return Profile.named(self.profile)
+
+    @property
+    def use_mdns(self) -> bool:
+        """``Node(mdns=...)``: ``[mdns] enabled``, else whether the profile is ``lan``."""
+        return self.mdns.enabled if self.mdns.enabled is not None else self.profile == "lan"
+
+    @property
+    def use_tailnet(self) -> bool:
+        """``Node(tailnet=...)``: ``[tailnet] enabled``, else whether the profile is
+        ``tailnet``."""
+        t = self.tailnet
+        return t.enabled if t.enabled is not None else self.profile == "tailnet"
+
+
+def _toml_bool(value: bool) -> str:
+    return "true" if value else "false"
 
 
 def check_address(address: str) -> str:
@@ -221,7 +286,77 @@ def load(home: Path) -> Config:
         raise ConfigError(f"{path}: {e}") from None
 
 
-KNOWN_SETTINGS = frozenset({"name", "profile", "listen", "peers"})
+KNOWN_SETTINGS = frozenset({"name", "profile", "listen", "peers", "mdns", "tailnet"})
+MDNS_SETTINGS = frozenset({"enabled", "interfaces"})
+TAILNET_SETTINGS = frozenset({"enabled", "command", "file", "tags", "hostname", "port", "interval"})
+
+
+def _section(data: dict[str, Any], name: str, known: frozenset[str]) -> dict[str, Any]:
+    section = data.get(name, {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"'{name}' must be a section ([{name}])")
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {unknown[0]!r} in [{name}] (known: {', '.join(sorted(known))})"
+        )
+    return section
+
+
+def _enabled(section: dict[str, Any], where: str) -> bool | None:
+    value = section.get("enabled")
+    if value is not None and not isinstance(value, bool):
+        raise ConfigError(f"'enabled' in [{where}] must be true or false")
+    return value
+
+
+def _strings(section: dict[str, Any], key: str, where: str) -> tuple[str, ...] | None:
+    value = section.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"'{key}' in [{where}] must be a list of non-empty strings")
+    return tuple(value)
+
+
+def mdns_settings(data: dict[str, Any]) -> MdnsSettings:
+    """The ``[mdns]`` section of a parsed config file."""
+    section = _section(data, "mdns", MDNS_SETTINGS)
+    return MdnsSettings(
+        enabled=_enabled(section, "mdns"), interfaces=_strings(section, "interfaces", "mdns") or ()
+    )
+
+
+def tailnet_settings(data: dict[str, Any]) -> TailnetSettings:
+    """The ``[tailnet]`` section of a parsed config file."""
+    section = _section(data, "tailnet", TAILNET_SETTINGS)
+    command = section.get("command", list(TAILSCALE_STATUS))
+    if isinstance(command, str):
+        command = shlex.split(command)
+    if (
+        not isinstance(command, list)
+        or not command
+        or not all(isinstance(c, str) and c for c in command)
+    ):
+        raise ConfigError("'command' in [tailnet] must be a command line (string or list)")
+    file = section.get("file")
+    if file is not None and (not isinstance(file, str) or not file):
+        raise ConfigError("'file' in [tailnet] must be a path")
+    hostname = section.get("hostname")
+    if hostname is not None and (not isinstance(hostname, str) or not hostname):
+        raise ConfigError("'hostname' in [tailnet] must be a glob (e.g. \"build-*\")")
+    port = section.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int)
+                             or not 0 < port < 65536):  # fmt: skip
+        raise ConfigError("'port' in [tailnet] must be a port number")
+    interval = section.get("interval", TailnetSettings.interval)
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 1:
+        raise ConfigError("'interval' in [tailnet] must be at least 1 (seconds)")
+    return TailnetSettings(
+        enabled=_enabled(section, "tailnet"), command=tuple(command), file=file,
+        tags=_strings(section, "tags", "tailnet") or (), hostname=hostname, port=port,
+        interval=float(interval),
+    )  # fmt: skip
 
 
 def _from_toml(data: dict[str, Any]) -> Config:
@@ -243,6 +378,8 @@ def _from_toml(data: dict[str, Any]) -> Config:
         profile=profile,
         listen=check_address(listen),
         peers=tuple(check_address(p) for p in peers),
+        mdns=mdns_settings(data),
+        tailnet=tailnet_settings(data),
     )
 
 

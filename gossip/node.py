@@ -31,6 +31,10 @@ Replication (DESIGN.md "Replication"):
   trusted authors become peers (source ``exchange``). Keys come only from our keyring
   (invariant 9): a peer that refuses our key (403), or whose answer is signed by a key
   we do not trust, is marked ``unknown-key``.
+- discovery (``gossip/discovery``): ``mdns=True`` advertises and browses on the LAN,
+  ``tailnet=True`` reads ``tailscale status --json``; both only propose addresses (an
+  mDNS id is a claim: outside the keyring the row is ``unknown-key`` and never
+  exchanged with). ``discovery()`` says how each source is doing.
 
 This module never parses wire bytes (protocol.py does), never signs requests
 (transport.py and auth.py do) and never writes to the document except through
@@ -59,7 +63,10 @@ from crdt.records import KIND_BREAKER, KIND_HOST, split_state_key
 from crdt.views import Benchmark, Breaker, Memory, Views
 
 from . import auth, config, protocol
-from .config import ConfigError, Profile
+from .config import MdnsSettings, Profile, TailnetSettings
+from .discovery import OFF, OK, DiscoveryStatus
+from .discovery.mdns import MdnsDiscovery, Sighting
+from .discovery.tailnet import TailnetDiscovery, TailnetPeer
 from .events import BreakerChanged, Event, PeerChanged, RecordAdded, Subscription
 from .http import HttpTransport, join_address, split_address
 from .peers import Peer, PeerInfo, PeerTable
@@ -126,9 +133,13 @@ class Node:
         name: str | None = None,
         advertise: Sequence[str] | None = None,
         read_timeout: float = 2.0,
+        tailnet: bool = False,
+        mdns_settings: MdnsSettings | None = None,
+        tailnet_settings: TailnetSettings | None = None,
     ) -> None:
-        if mdns:
-            raise ConfigError("mDNS discovery is not available yet; pass peers instead")
+        """``mdns`` / ``tailnet`` turn on those discovery sources; their settings come
+        from the ``[mdns]`` / ``[tailnet]`` sections of ``home/config.toml`` unless
+        given here."""
         self.home = Path(home).expanduser()
         self.profile = profile if isinstance(profile, Profile) else Profile.named(profile)
         self._listen = config.check_address(listen)
@@ -157,6 +168,13 @@ class Node:
         self._subscribers: set[Subscription] = set()
         self._outbox: dict[Peer, list[bytes]] = {}
         self._pushing: set[Peer] = set()
+        self._use_mdns = mdns
+        self._use_tailnet = tailnet
+        self._mdns_settings = mdns_settings
+        self._tailnet_settings = tailnet_settings
+        self._mdns: MdnsDiscovery | None = None
+        self._tailnet: TailnetDiscovery | None = None
+        self._tailnet_seen: dict[str, tuple[str, ...]] = {}  # node -> addresses
 
     @property
     def _message_budget(self) -> int:
@@ -207,6 +225,7 @@ class Node:
                 backoff_cap_ms=int(self.profile.backoff_cap * 1000),
                 rng=self._rng,
                 listener=self._on_peer,
+                trusts=lambda key: key in self._keyring,
             )
             verifier = auth.Verifier(
                 lambda: self._keyring, self._now_ms,
@@ -224,6 +243,7 @@ class Node:
                     self._table.add([address], "static", now=now)
             hosts = await self._worker.call(self._announce)
             self._learn_hosts(hosts)
+            self._make_discovery()
             started: asyncio.Future[None] = self._loop.create_future()
             self._state = "running"  # from the first round on, writes are pushed
             self._runner = asyncio.create_task(self._run(started), name=f"node {self._address}")
@@ -245,6 +265,10 @@ class Node:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 tg.create_task(self._anti_entropy(), name="anti-entropy")
+                if self._mdns is not None:
+                    tg.create_task(self._mdns.run(), name="mdns")
+                if self._tailnet is not None:
+                    tg.create_task(self._tailnet.run(), name="tailnet")
                 started.set_result(None)
                 await asyncio.Future()  # until cancelled by _close
         except asyncio.CancelledError:
@@ -260,6 +284,11 @@ class Node:
         if self._state in ("stopping", "closed"):
             return
         self._state = "stopping"
+        if self._mdns is not None:  # goodbyes first, while we still answer
+            try:
+                await self._mdns.stop()
+            except Exception:
+                log.exception("stopping mDNS of %s failed", self._address)
         # First stop serving (requests being served still finish, with the replica),
         # then stop our own tasks, then close the replica and join its thread.
         if self._transport is not None:
@@ -287,8 +316,15 @@ class Node:
         """In the worker: open the replica and its views, subscribe to their changes."""
         replica = Replica.open(self.home, now_ms=self._now_ms, create=True)
         try:
-            if self._name is None:
-                self._name = config.load(self.home).name
+            if (
+                self._name is None
+                or (self._use_mdns and self._mdns_settings is None)
+                or (self._use_tailnet and self._tailnet_settings is None)
+            ):
+                cfg = config.load(self.home)
+                self._name = cfg.name if self._name is None else self._name
+                self._mdns_settings = self._mdns_settings or cfg.mdns
+                self._tailnet_settings = self._tailnet_settings or cfg.tailnet
             self._views = Views(replica)
             replica.on_change(self._on_change)
             replica.on_trust_change(self._on_trust_change)
@@ -839,6 +875,81 @@ class Node:
                 table.add(addresses, "exchange", key=rec.author,
                           name=name if isinstance(name, str) else "", now=now)  # fmt: skip
 
+    # -- discovery -----------------------------------------------------------------------
+
+    def discovery(self) -> list[DiscoveryStatus]:
+        """How each source of peers is doing, for ``gossip status``: one
+        ``DiscoveryStatus(source, state, detail)`` per source ("static", "tailnet",
+        "mdns", "exchange"), ``state`` being "ok", "warning" (enabled but not working:
+        ``detail`` says why, e.g. tailscale missing or not Running) or "off"."""
+        rows = self._table.rows() if self._table is not None else []
+
+        def count(source: str) -> int:
+            return sum(source in r.sources for r in rows)
+
+        if self._static:
+            detail = f"{len(self._static)} configured, {count('static')} in the peer table"
+            out = [DiscoveryStatus("static", OK, detail)]
+        else:
+            out = [DiscoveryStatus("static", OFF, "no peers configured")]
+        for source, driver in (("tailnet", self._tailnet), ("mdns", self._mdns)):
+            if driver is not None:
+                out.append(driver.status)
+            else:
+                out.append(DiscoveryStatus(source, OFF, "not enabled"))
+        out.append(DiscoveryStatus("exchange", OK, f"{count('exchange')} peer(s) "
+                                                   "from trusted host announcements"))  # fmt: skip
+        return out
+
+    def _make_discovery(self) -> None:
+        _, port = split_address(self.address)
+        if self._use_mdns:
+            self._mdns = MdnsDiscovery(
+                self._mdns_settings or MdnsSettings(), public_id=self.id,
+                name=self._name or "", listen=self.address, version=protocol.VERSION,
+                on_seen=self._mdns_seen, on_gone=self._mdns_gone,
+            )  # fmt: skip
+        if self._use_tailnet:
+            self._tailnet = TailnetDiscovery(
+                self._tailnet_settings or TailnetSettings(), port=port,
+                on_peers=self._tailnet_peers,
+            )  # fmt: skip
+
+    def _mdns_seen(self, s: Sighting) -> None:
+        """An mDNS instance: its addresses, with its claimed key (the table keeps a key
+        we do not trust as ``unknown-key``, never exchanged with)."""
+        if self._table is not None:
+            self._table.add(list(s.addresses), "mdns", key=s.key, name=s.name,
+                            now=self._now_ms(), claim=True)  # fmt: skip
+
+    def _mdns_gone(self, s: Sighting) -> None:
+        table = self._table
+        if table is None or self._mdns is None:
+            return
+        if s.key and any(o.key == s.key for o in self._mdns.seen):
+            return  # another instance claims the same key: one goodbye does not end it
+        row = (table.by_key(s.key) if s.key else None) or next(
+            (r for a in s.addresses if (r := table.by_address(a)) is not None), None
+        )
+        if row is not None:
+            table.withdraw(row, "mdns", self._now_ms())
+
+    def _tailnet_peers(self, peers: list[TailnetPeer]) -> None:
+        """The tailnet's current online peers: add them, withdraw those gone."""
+        table = self._table
+        if table is None:
+            return
+        now = self._now_ms()
+        current = {p.node: p.addresses for p in peers}
+        for node, addresses in self._tailnet_seen.items():
+            if node not in current:
+                row = next((r for a in addresses if (r := table.by_address(a)) is not None), None)
+                if row is not None:
+                    table.withdraw(row, "tailnet", now)
+        for p in peers:
+            table.add(list(p.addresses), "tailnet", name=p.host_name, now=now)
+        self._tailnet_seen = current
+
     # -- embedding in synchronous code ---------------------------------------------------
 
     def start_in_thread(self, *, timeout: float = 30.0) -> NodeThread:
@@ -970,6 +1081,9 @@ class NodeThread:
             if self._thread.is_alive():
                 with contextlib.suppress(RuntimeError, TimeoutError):
                     asyncio.run_coroutine_threadsafe(agen.aclose(), self._loop).result(1.0)
+
+    def discovery(self) -> list[DiscoveryStatus]:
+        return self.call(_async(self.node.discovery))
 
     def sync_now(self, fanout: int | None = None) -> SyncReport:
         return self.call(self.node.sync_now(fanout))

@@ -23,7 +23,12 @@ have restarted).
 
 Keys come from two places only: the answer of a peer whose signature verified against
 our keyring, and a host announcement in the document by a trusted author. Discovery
-(static list, mDNS, tailnet) proposes addresses, never keys (invariant 9).
+(static list, mDNS, tailnet) proposes addresses, never keys (invariant 9); the id an
+mDNS record claims is kept as a *claim* (``claimed``): shown, so that a human can trust
+it, but never dialled unless it is in our keyring (``trusts``), and proven or refuted by
+the first signed answer. A row remembers every source that proposed it (``sources``);
+a source that withdraws it (``withdraw``) removes it or, if others still know it, marks
+it ``down``.
 """
 
 from __future__ import annotations
@@ -71,6 +76,9 @@ class PeerInfo:
     we_lack: int | None
     next_attempt: int  # ms since epoch
     exchanges: int
+    sources: tuple[str, ...] = ()  # every source that proposed it, strongest first
+    # ``key`` is only what discovery (mDNS TXT) claims; no signed answer has proved it.
+    claimed: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -100,6 +108,8 @@ class Peer:
     last_sv: dict[int, int] | None = None
     in_flight: bool = False
     address_index: int = 0
+    sources: set[str] = field(default_factory=set)
+    claimed: bool = False  # see PeerInfo.claimed
 
     @property
     def address(self) -> str:
@@ -116,7 +126,8 @@ class Peer:
             last_seen=self.last_seen, last_error=self.last_error, failures=self.failures,
             rtt_ms=self.rtt_ms, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
             they_lack=self.they_lack, we_lack=self.we_lack, next_attempt=self.next_attempt,
-            exchanges=self.exchanges,
+            exchanges=self.exchanges, sources=tuple(s for s in SOURCES if s in self.sources),
+            claimed=self.claimed,
         )  # fmt: skip
 
 
@@ -134,6 +145,9 @@ class PeerTable:
     rng: random.Random = field(default_factory=random.Random)
     down_after: int = 5  # consecutive failures before a peer counts as down
     listener: PeerListener | None = None
+    # Whether a key is in our keyring. A row whose key is not is never exchanged with
+    # (it stays ``unknown-key``); discovery may put such a claimed key on a row.
+    trusts: Callable[[str], bool] = lambda key: True
     _peers: list[Peer] = field(default_factory=list)
     _self_addresses: set[str] = field(default_factory=set)
 
@@ -162,9 +176,16 @@ class PeerTable:
         key: str | None = None,
         name: str = "",
         now: int = 0,
+        claim: bool = False,
     ) -> Peer | None:
-        """Propose a peer. Merges with a row of the same key, or with a keyless row at
-        one of the same addresses. Returns the row, or None for ourselves."""
+        """Propose a peer. Merges with a row of the same key; a proposal with a key also
+        with a keyless row at one of the same addresses, and one without a key with any
+        row at one of them whose key is not a mere claim. ``claim``: the key is only
+        what discovery says (mDNS TXT): it names a row by key and never attaches to, or
+        takes in, another row by address, so a liar on the LAN cannot put a wrong key on
+        a configured peer. A key that we do not trust makes the row ``unknown-key``. A
+        source that had not proposed the row yet makes it due now. Returns the row, or
+        None for ourselves."""
         if source not in SOURCES:
             raise ValueError(f"unknown peer source {source!r}")
         if key is not None and key == self.self_key:
@@ -174,22 +195,37 @@ class PeerTable:
         if not addrs:
             return None
         row = self.by_key(key) if key is not None else None
-        if row is None:
+        if row is None and not (claim and key is not None):
             row = next(
-                (p for p in self._peers if p.key in (None, key) and set(addrs) & set(p.addresses)),
+                (
+                    p
+                    for p in self._peers
+                    if (p.key is None if key is not None else not p.claimed)
+                    and set(addrs) & set(p.addresses)
+                ),
                 None,
             )
         if row is None:
             row = Peer(addresses=addrs[:MAX_ADDRESSES], source=source, key=key, name=name,
-                       next_attempt=now)  # fmt: skip
+                       next_attempt=now, sources={source},
+                       claimed=claim and key is not None)  # fmt: skip
+            if key is not None and not self.trusts(key):
+                row.state = UNKNOWN_KEY
             self._peers.append(row)
             self._notify(row, "added")
             return row
-        before = (row.key, row.name, row.source, tuple(row.addresses))
+        before = (row.key, row.name, row.source, tuple(row.addresses), row.state)
         if key is not None:
             row.key = key
+            row.claimed = row.claimed and claim
+            if not self.trusts(key):
+                row.state = UNKNOWN_KEY
         if name:
             row.name = name
+        if source not in row.sources:
+            row.sources.add(source)
+            if not row.in_flight:
+                row.next_attempt = min(row.next_attempt, now)
         if SOURCES.index(source) < SOURCES.index(row.source):
             row.source = source
         current = row.address
@@ -198,7 +234,7 @@ class PeerTable:
             merged = list(dict.fromkeys([*addrs, *row.addresses]))[:MAX_ADDRESSES]
         row.addresses = merged
         row.address_index = merged.index(current) if current in merged else 0
-        if before != (row.key, row.name, row.source, tuple(row.addresses)):
+        if before != (row.key, row.name, row.source, tuple(row.addresses), row.state):
             self._notify(row, "changed")
         return row
 
@@ -206,6 +242,26 @@ class PeerTable:
         if peer in self._peers:
             self._peers.remove(peer)
             self._notify(peer, "removed")
+
+    def withdraw(self, peer: Peer, source: str, now: int) -> Peer | None:
+        """``source`` says the peer is gone (an mDNS goodbye, a node gone offline in the
+        tailnet). A row only that source knew is removed (None); another is marked
+        ``down`` and retried at the cap, like a peer that failed ``down_after`` times."""
+        if peer not in self._peers or source not in peer.sources:
+            return peer if peer in self._peers else None
+        peer.sources.discard(source)
+        if not peer.sources:
+            self.remove(peer)
+            return None
+        peer.source = next(s for s in SOURCES if s in peer.sources)
+        peer.failures = max(peer.failures, self.down_after)
+        if not peer.in_flight:
+            peer.next_attempt = now + self.backoff_cap_ms
+        if peer.state in (UNKNOWN_KEY, DOWN):
+            self._notify(peer, "changed")  # its source changed
+        else:
+            self._set_state(peer, DOWN)
+        return peer
 
     def learn_key(self, peer: Peer, key: str) -> Peer | None:
         """``peer`` answered, signed by ``key``. Returns the row that now holds it: a row
@@ -215,6 +271,7 @@ class PeerTable:
             self.remove(peer)
             return None
         if peer.key == key:
+            peer.claimed = False
             return peer
         other = self.by_key(key)
         if other is None or other is peer:
@@ -224,14 +281,22 @@ class PeerTable:
         # One host, two rows (a configured address and an announced one): keep the row
         # with the key, give it this row's addresses and the stronger source.
         self.remove(peer)
-        return self.add(peer.addresses, peer.source, key=key)
+        row = self.add(peer.addresses, peer.source, key=key)
+        if row is not None:
+            row.sources |= peer.sources
+            row.claimed = False
+        return row
 
     # -- scheduling --------------------------------------------------------------------
 
     def select(self, now: int, fanout: int, *, jitter_ms: int = 0) -> list[Peer]:
         """Up to ``fanout`` peers to sync with now: due, not already busy; least recently
         synced first, ``jitter_ms`` of randomness mixing peers synced about as long ago."""
-        due = [p for p in self._peers if not p.in_flight and p.next_attempt <= now]
+        due = [
+            p
+            for p in self._peers
+            if not p.in_flight and p.next_attempt <= now and (p.key is None or self.trusts(p.key))
+        ]
 
         def order(p: Peer) -> float:
             last = p.last_success if p.last_success is not None else -(2**62)
@@ -251,6 +316,7 @@ class PeerTable:
             for p in self._peers
             if p.state in (NEW, ALIVE)
             and p.key not in excluded
+            and (p.key is None or self.trusts(p.key))
             and not (covers and p.last_sv is not None and lag(covers, p.last_sv) == 0)
         ]
         return self.rng.sample(healthy, min(max(0, fanout), len(healthy)))
@@ -306,12 +372,13 @@ class PeerTable:
     ) -> None:
         """An exchange (or an eager push, ``exchange=False``) failed. ``unknown_key``: the
         peer refused our key (403) or answered with a key we do not trust.
-        ``unreachable``: try its next address."""
+        Any failure moves to the peer's next address (one of them may be a stale or a
+        lying proposal); ``unreachable`` is kept for callers that say so."""
         if exchange:
             peer.in_flight = False
         peer.failures += 1
         peer.last_error = error[:300]
-        if unreachable and len(peer.addresses) > 1:
+        if len(peer.addresses) > 1:
             peer.address_index = (peer.address_index + 1) % len(peer.addresses)
         if unknown_key:
             peer.next_attempt = now + self.backoff_cap_ms
@@ -354,9 +421,12 @@ class PeerTable:
             peer.next_attempt = min(peer.next_attempt, now)
 
     def keyring_changed(self, now: int) -> None:
-        """Our keyring changed: peers refused for their key may now be accepted."""
+        """Our keyring changed: peers refused for their key may now be accepted, and a
+        row whose key we no longer trust is ``unknown-key`` (never exchanged with)."""
         for p in self._peers:
-            if p.state == UNKNOWN_KEY and not p.in_flight:
+            if p.key is not None and not self.trusts(p.key):
+                self._set_state(p, UNKNOWN_KEY)
+            elif p.state == UNKNOWN_KEY and not p.in_flight:
                 p.next_attempt = now
 
     def _saw_state(

@@ -62,3 +62,70 @@ def test_bad_settings_name_the_file(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as e:
         config.load(tmp_path)
     assert config.CONFIG_FILE in str(e.value)
+
+
+def test_discovery_sections(tmp_path):
+    (tmp_path / config.CONFIG_FILE).write_text(
+        'name = "h"\n'
+        "[mdns]\n"
+        'interfaces = ["eth0", "192.168.1.10"]\n'
+        "[tailnet]\n"
+        'command = "/opt/tailscale/bin/tailscale status --json"\n'
+        'tags = ["tag:gossip"]\n'
+        'hostname = "build-*"\n'
+        "port = 7000\n"
+        "interval = 60\n"
+    )
+    cfg = config.load(tmp_path)
+    assert cfg.mdns == config.MdnsSettings(interfaces=("eth0", "192.168.1.10"))
+    assert cfg.tailnet == config.TailnetSettings(
+        command=("/opt/tailscale/bin/tailscale", "status", "--json"),
+        tags=("tag:gossip",),
+        hostname="build-*",
+        port=7000,
+        interval=60.0,
+    )
+    # Written back, it reads the same.
+    again = tmp_path / "again"
+    again.mkdir()
+    config.create(again, cfg)
+    assert config.load(again) == cfg
+    assert Config("lab").mdns == config.MdnsSettings()  # defaults: every interface
+    assert Config("lab").tailnet.command == ("tailscale", "status", "--json")
+
+
+def test_the_profile_turns_discovery_on_unless_the_file_says_otherwise(tmp_path):
+    assert (Config("h").use_mdns, Config("h").use_tailnet) == (True, False)  # lan
+    tail = Config("h", profile="tailnet")
+    assert (tail.use_mdns, tail.use_tailnet) == (False, True)
+    assert not Config("h", profile="local").use_mdns
+    (tmp_path / config.CONFIG_FILE).write_text(
+        'name = "h"\n[mdns]\nenabled = false\n[tailnet]\nenabled = true\n'
+    )
+    cfg = config.load(tmp_path)
+    assert (cfg.use_mdns, cfg.use_tailnet) == (False, True)
+    again = tmp_path / "again"
+    again.mkdir()
+    config.create(again, cfg)
+    assert config.load(again) == cfg
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("mdns = 1\n", "'mdns' must be a section"),
+        ("[mdns]\ninterface = []\n", "unknown setting 'interface' in \\[mdns\\]"),
+        ('[mdns]\ninterfaces = "eth0"\n', "'interfaces' in \\[mdns\\] must be a list"),
+        ("[tailnet]\ncommand = []\n", "'command' in \\[tailnet\\]"),
+        ("[tailnet]\nport = 0\n", "'port' in \\[tailnet\\]"),
+        ('[mdns]\nenabled = "yes"\n', "'enabled' in \\[mdns\\]"),
+        ("[tailnet]\ninterval = 0.1\n", "'interval' in \\[tailnet\\]"),
+        ("[tailnet]\ntags = [1]\n", "'tags' in \\[tailnet\\]"),
+        ('[tailnet]\nfile = ""\n', "'file' in \\[tailnet\\]"),
+    ],
+)
+def test_bad_discovery_settings_name_the_file(tmp_path, text, message):
+    (tmp_path / config.CONFIG_FILE).write_text('name = "h"\n' + text)
+    with pytest.raises(ConfigError, match=message) as e:
+        config.load(tmp_path)
+    assert config.CONFIG_FILE in str(e.value)

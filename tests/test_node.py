@@ -162,6 +162,41 @@ async def _not(value: Awaitable[bool]) -> bool:
     return not await value
 
 
+async def test_peer_exchange_along_a_chain(cluster: Cluster):
+    """A knows only B, B knows only C: A learns C from C's announcement (relayed by B)
+    and exchanges with it directly within a few rounds; C learns A the same way."""
+    homes = [cluster.tmp / n for n in ("a", "b", "c")]
+    await asyncio.to_thread(create_hosts, homes)
+    c = await cluster.start(homes[2], peers=[])
+    b = await cluster.start(homes[1], peers=[c.address])
+    a = await cluster.start(homes[0], peers=[b.address])
+
+    def direct(x: Node, y: Node) -> bool:
+        return any(p.key == y.id and p.exchanges > 0 for p in x.peers())
+
+    started = time.monotonic()
+    await until(lambda: direct(a, c) and direct(c, a), "a and c exchanging directly", 10)
+    rounds = (time.monotonic() - started) / FAST.interval
+    assert rounds < 25, f"took {rounds:.0f} rounds"
+    (row,) = [p for p in a.peers() if p.key == c.id]
+    assert row.source == "exchange" and row.address == c.address
+    assert [p.key for p in a.peers() if "static" in p.sources] == [b.id]
+
+
+async def test_a_static_peer_given_by_name(tmp_path: Path):
+    """``peers = ["localhost:port"]``: the transport resolves the name at each new
+    connection (no DNS cache), so a peer that moves is found again."""
+    homes = [tmp_path / "a", tmp_path / "b"]
+    await asyncio.to_thread(create_hosts, homes)
+    async with Node(homes[0], profile=FAST) as a:
+        port = a.address.rpartition(":")[2]
+        async with Node(homes[1], peers=[f"localhost:{port}"], profile=FAST) as b:
+            await a.remember("reached by name")
+            await until(lambda: recalled(b, "reached by name"), "the memory at b")
+            (row,) = [p for p in b.peers() if p.key == a.id]
+            assert f"localhost:{port}" in row.addresses and row.sources[0] == "static"
+
+
 async def test_eager_push_does_not_wait_for_the_interval(cluster: Cluster):
     nodes = await cluster.grow(3, profile=QUIET)
     await until(  # the rounds at start have run (they may not have found each other yet)
@@ -476,8 +511,6 @@ def test_bad_arguments_are_refused_before_anything_starts(tmp_path: Path):
     from gossip.config import ConfigError
 
     assert Exported is Node
-    with pytest.raises(ConfigError, match="mDNS"):
-        Node(tmp_path / "n", mdns=True)
     with pytest.raises(ConfigError, match="host:port"):
         Node(tmp_path / "n", listen="localhost")
     with pytest.raises(ConfigError, match="host:port"):

@@ -150,3 +150,82 @@ def test_rows_are_snapshots():
     (row,) = t.rows()
     t.failure(p, 0, "x")
     assert row.state == NEW and row.to_json()["addresses"] == ["a:1"]
+
+
+def test_a_claimed_key_outside_the_keyring_is_never_exchanged_with():
+    keyring = {K1}
+    t = table(trusts=lambda k: k in keyring)
+    claimed = t.add(["10.0.0.4:7471"], "mdns", key=K2, name="stranger", claim=True)
+    assert claimed is not None and claimed.state == UNKNOWN_KEY and claimed.key == K2
+    assert claimed.info().claimed
+    assert t.select(10_000, 5) == [] and t.push_targets(5) == []
+    keyring.add(K2)  # `gossip trust add`
+    t.keyring_changed(20)
+    assert t.select(20, 5) == [claimed]
+    keyring.discard(K2)
+    t.keyring_changed(30)
+    assert t.select(10_000, 5) == [] and claimed.state == UNKNOWN_KEY
+
+
+def test_a_claim_never_lands_on_another_row_by_address():
+    t = table()
+    static = t.add(["10.0.0.1:7471"], "static")
+    # A liar on the LAN advertises the configured peer's address with some key.
+    liar = t.add(["10.0.0.1:7471"], "mdns", key=K2, claim=True)
+    assert liar is not static and static is not None and static.key is None
+    # Nor does a keyless proposal join the claim.
+    assert t.add(["10.0.0.1:7471"], "tailnet") is static
+    # The configured peer answers as K2 after all: one row, the claim proven.
+    kept = t.learn_key(static, K2)
+    assert kept is liar and len(t) == 1 and not kept.claimed
+    assert kept.sources == {"static", "tailnet", "mdns"} and kept.source == "static"
+
+
+def test_a_claim_is_proven_by_the_answer():
+    t = table()
+    p = t.add(["10.0.0.1:7471"], "mdns", key=K1, claim=True)
+    assert p is not None and p.claimed
+    assert t.learn_key(p, K1) is p and not p.claimed
+    t.add(["10.0.0.9:7471"], "mdns", key=K1, claim=True)  # more claims keep it proven
+    assert not p.claimed and "10.0.0.9:7471" in p.addresses
+
+
+def test_one_host_seen_by_several_sources_is_one_row():
+    t = table()
+    m = t.add(["10.0.0.1:7471"], "mdns", key=K1, claim=True)
+    e = t.add(["10.0.0.1:7471", "192.168.1.5:7471"], "exchange", key=K1)
+    # A keyless proposal (tailnet) at one of its addresses joins it too.
+    n = t.add(["100.64.0.1:7471", "192.168.1.5:7471"], "tailnet", name="laptop")
+    assert m is e is n and len(t) == 1
+    assert m is not None and m.source == "tailnet"
+    (row,) = t.rows()
+    assert row.sources == ("tailnet", "mdns", "exchange")
+    assert set(row.addresses) == {"10.0.0.1:7471", "192.168.1.5:7471", "100.64.0.1:7471"}
+
+
+def test_the_address_that_worked_last_is_tried_first():
+    t = table()
+    p = t.add(["a:1", "b:1", "c:1"], "exchange", key=K1)
+    assert p is not None and p.address == "a:1"
+    t.failure(p, 0, "refused", unreachable=True)
+    assert p.address == "b:1"
+    t.success(p, 10)
+    t.add(["d:1", "a:1"], "mdns", key=K1)  # new proposals do not move it
+    assert p.address == "b:1"
+
+
+def test_withdrawn_by_its_only_source_a_row_goes_else_it_is_down():
+    t = table()
+    only = t.add(["10.0.0.1:7471"], "mdns", key=K1)
+    both = t.add(["10.0.0.2:7471"], "mdns", key=K2)
+    assert only is not None and both is not None
+    t.add(["10.0.0.2:7471"], "exchange", key=K2)
+    t.success(both, 5)
+    assert t.withdraw(only, "mdns", 10) is None and t.by_key(K1) is None
+    assert t.withdraw(both, "mdns", 10) is both
+    assert both.state == DOWN and both.source == "exchange" and both.next_attempt == 10 + 1600
+    t.failure(both, 1700, "refused")  # still down, not merely backing off
+    assert both.state == DOWN
+    # Seen again by mDNS: due at once.
+    t.add(["10.0.0.2:7471"], "mdns", key=K2, now=1800)
+    assert both.next_attempt == 1800 and both.sources == {"mdns", "exchange"}
