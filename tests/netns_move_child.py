@@ -39,7 +39,7 @@ def free_port() -> int:
 
 async def wait_recalled(node: Node, text: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
-    while not any(m.text == text for m in await node.recall(text)):
+    while not any(m.text == text for m in node.recall(text)):
         if time.monotonic() > deadline:
             raise AssertionError(f"{text!r} not recalled within {timeout} s: {node.peers()}")
         await asyncio.sleep(0.05)

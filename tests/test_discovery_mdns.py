@@ -67,7 +67,7 @@ async def test_no_usable_interface_is_a_warning_not_an_error(tmp_path, no_leaks)
             await asyncio.sleep(0.01)
         assert status.state == "warning" and "no-such-if0" in status.detail
         await node.remember("still works")
-        assert [m.text for m in await node.recall("still works")] == ["still works"]
+        assert [m.text for m in node.recall("still works")] == ["still works"]
 
 
 def test_what_we_advertise_for_each_kind_of_listen_address():
