@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import ipaddress
 import logging
 import random
 import threading
@@ -56,13 +55,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import ifaddr
-
 from crdt import GossipError, Identity, Outcome, Replica, SignedRecord, records
 from crdt.records import KIND_BREAKER, KIND_HOST, split_state_key
 from crdt.views import Benchmark, Breaker, Memory, Views
 
 from . import auth, config, protocol
+from .addresses import machine_addresses
 from .config import MdnsSettings, Profile, TailnetSettings
 from .discovery import OFF, OK, DiscoveryStatus
 from .discovery.mdns import MdnsDiscovery, Sighting
@@ -1168,28 +1166,12 @@ def _announced_addresses(rec: SignedRecord) -> list[str]:
 
 def _advertised(host: str) -> list[str]:
     """The addresses to announce for a server bound to ``host``: itself, or for a
-    wildcard bind this machine's addresses (of its network namespace), without loopback
-    and link-local ones (loopback if it has nothing else). ``::`` also takes IPv4, as a
-    dual-stack socket serves both."""
+    wildcard bind this machine's reachable addresses (loopback if it has none). ``::``
+    takes IPv4 too, as a dual-stack socket serves both."""
     if host not in ("0.0.0.0", "::", ""):
         return [host]
-    found: list[str] = []
-    with contextlib.suppress(OSError):
-        for adapter in ifaddr.get_adapters():
-            for ip in adapter.ips:
-                if isinstance(ip.ip, str):
-                    found.append(ip.ip)
-                elif host == "::":
-                    found.append(ip.ip[0])
-    usable = []
-    for text in dict.fromkeys(found):
-        try:
-            addr = ipaddress.ip_address(text)
-        except ValueError:
-            continue
-        if not (addr.is_loopback or addr.is_link_local or addr.is_unspecified):
-            usable.append(text)
-    return usable or (["::1"] if host == "::" else ["127.0.0.1"])
+    found = machine_addresses(ipv6=host == "::")
+    return found or (["::1"] if host == "::" else ["127.0.0.1"])
 
 
 async def _async(fn: Callable[[], T]) -> T:

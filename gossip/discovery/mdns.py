@@ -26,10 +26,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-import ifaddr
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from ..addresses import machine_addresses
 from ..config import MdnsSettings
 from ..http import join_address, split_address
 from . import OFF, OK, WARNING, DiscoveryError, DiscoveryStatus
@@ -105,19 +105,7 @@ def parse_service(
 def interface_addresses(interfaces: Iterable[str] = ()) -> list[str]:
     """The IPv4 addresses to use: those of the named interfaces (or the addresses given
     as such); with none named, every non-loopback IPv4 address of this host."""
-    wanted = list(interfaces)
-    found: list[str] = []
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            if not isinstance(ip.ip, str):
-                continue  # IPv6: (address, flowinfo, scope)
-            addr = ipaddress.ip_address(ip.ip)
-            if wanted:
-                if adapter.name in wanted or ip.ip in wanted:
-                    found.append(ip.ip)
-            elif not addr.is_loopback and not addr.is_link_local:
-                found.append(ip.ip)
-    return list(dict.fromkeys(found))
+    return machine_addresses(interfaces)
 
 
 def _advertised(host: str, interfaces: list[str]) -> tuple[list[str], str]:
