@@ -294,6 +294,30 @@ class Replica:
             return None
         return {"author": u.author, "source": u.source, "received_at": u.received_at}
 
+    def origin(self, record_id: str) -> dict[str, Any] | None:
+        """Provenance of immutable record ``record_id``: the earliest stored update of its
+        author that carries its key (a Yjs map key is stored as plain UTF-8), with the
+        peer that delivered it and when. None if the record is not here."""
+        rec = self._main_maps["records"].get(record_id)
+        if rec is None:
+            return None
+        author = SignedRecord.from_value(rec).author
+        needle = record_id.encode()
+        for client, who, _epoch in self._store.clients():
+            if who != author:
+                continue
+            for u in self._store.updates_after(client, 0):
+                if needle in u.raw:
+                    return {"author": u.author, "source": u.source,
+                            "received_at": u.received_at, "client": u.client,
+                            "clock": u.start, "checkpoint": u.checkpoint}  # fmt: skip
+        return None
+
+    def store_stats(self) -> dict[str, int]:
+        """Sizes of the durable store, for `gossip inspect` and the metrics."""
+        return {"updates": self._store.update_count(), "pending": len(self._pending),
+                "clients": len(self._bindings)}  # fmt: skip
+
     def on_change(self, listener: ChangeListener) -> None:
         """Call ``listener(root, key, record_or_None)`` for each change of the document.
 

@@ -648,6 +648,20 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 1 if counts["refused"] else 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .daemon import ServeSettings, configure_logging, run
+
+    home: Path = args.home
+    if not (home / KEY_FILE).exists():
+        raise CliError(f"no identity in {home}; run `gossip init` first")
+    settings = ServeSettings.resolve(
+        home, listen=args.listen, peers=args.peer, profile=args.profile, mdns=args.mdns,
+        tailnet=args.tailnet, api_listen=args.api_listen, lock_wait=args.lock_wait,
+    )  # fmt: skip
+    configure_logging(args.debug)
+    return run(settings)
+
+
 # -- parser ---------------------------------------------------------------------------
 
 
@@ -700,6 +714,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--name", help="this host's display name (default: the hostname)")
     command(sub, "id", cmd_id, "print this host's public id")
     command(sub, "version", cmd_version, "print the version")
+
+    c = command(sub, "serve", cmd_serve, "run the daemon in the foreground (SIGTERM stops it)")
+    c.add_argument("--listen", metavar="HOST:PORT",
+                   help="peer server address (default: config.toml, else 0.0.0.0:7471)")
+    c.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
+                   help="a static peer, added to config.toml's (repeat for more)")
+    c.add_argument("--profile", choices=config.PROFILES,
+                   help="network timings (default: config.toml, else lan)")
+    c.add_argument("--mdns", action=argparse.BooleanOptionalAction, default=None,
+                   help="find peers on the LAN by mDNS (default: on for the lan profile)")
+    c.add_argument("--tailnet", action="store_true",
+                   help="find peers with `tailscale status --json`")
+    c.add_argument("--api-listen", metavar="127.0.0.1:PORT",
+                   help="also serve the local API on loopback TCP (bearer token in api.token)")
+    c.add_argument("--lock-wait", type=_positive_seconds, default=10.0, metavar="SECONDS",
+                   help="wait this long for a command holding the data dir (default 10)")
 
     c = command(sub, "remember", cmd_remember, "write a memory; prints its record id")
     c.add_argument("text", type=_nonempty("the text"), metavar="TEXT")

@@ -534,6 +534,18 @@ class Node:
     async def state_vector(self) -> dict[int, int]:
         return await self._read(lambda v: v.replica.state_vector(), {}, "state_vector")
 
+    async def query(self, fn: Callable[[Replica, Views], T]) -> T:
+        """Run ``fn(replica, views)`` in the replica's thread as a read, for tools and the
+        local API (inspect, provenance); ``fn`` must not write. Raises GossipError when
+        the node is not running; no timeout (the caller bounds it)."""
+
+        def job() -> T:
+            if self._replica is None or self._views is None:
+                raise GossipError("the node is not running")
+            return fn(self._replica, self._views)
+
+        return await self._call(job, priority=READ)
+
     def peers(self) -> list[PeerInfo]:
         """The peer table, as snapshots (no replica involved, so no waiting)."""
         return self._table.rows() if self._table is not None else []
@@ -632,6 +644,24 @@ class Node:
         members = set(table)
         chosen = [p for p in chosen if p in members and not p.in_flight]
         results = await self._exchanges(chosen)
+        ok = [r for r in results if r is not None]
+        return SyncReport(exchanges=len(ok), failures=len(results) - len(ok), learned=sum(ok))
+
+    async def sync_with(self, address: str) -> SyncReport:
+        """One exchange now with the peer at ``address`` (added as a static peer if the
+        table does not have it yet). For `gossip sync ADDR`."""
+        table = self._require(self._table)
+        address = config.check_address(address)
+        peer = table.by_address(address) or table.add([address], "static", now=self._now_ms())
+        if peer is None:
+            raise ConfigError(f"{address} is this node's own address")
+        deadline = time.monotonic() + self.profile.request_timeout * 2
+        while peer.in_flight and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), deadline - time.monotonic())
+        if peer.in_flight:
+            return SyncReport(exchanges=0, failures=1, learned=0)
+        results = await self._exchanges([peer])
         ok = [r for r in results if r is not None]
         return SyncReport(exchanges=len(ok), failures=len(results) - len(ok), learned=sum(ok))
 
