@@ -170,7 +170,9 @@ class EventLog:
         elif isinstance(event, RecordAdded):
             if event.author == self.node.id:
                 if event.kind != "host":
-                    log.info("wrote %s %s", event.kind, event.key[:16])
+                    state_name = event.key.split(":", 2)[-1]
+                    what = event.key[:16] if event.root == "records" else state_name
+                    log.info("wrote %s %s", event.kind, what)
                 return
             self._received[event.kind] += 1
             self._authors.add(event.author)

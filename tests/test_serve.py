@@ -1,0 +1,126 @@
+"""`gossip serve` as an operator runs it: real processes on loopback, real signals
+(SIGTERM, SIGKILL), the CLI against a running daemon and without one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from crdt.lock import DataDirLock
+from tests.daemons import Daemon, free_port, gossip, make_cluster, ok, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_serve_logs_events_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons: list):
+    home = tmp_path / "a"
+    ok(home, "init", "--name", "a")
+    d = Daemon(home, free_port(), []).start()
+    daemons.append(d)
+    sock = home / "api.sock"
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    status = json.loads(ok(home, "status", "--json"))
+    assert status["daemon"] is True and status["pid"] == d.proc.pid
+    assert status["address"] == d.address and status["profile"] == "local"
+    rid = ok(home, "remember", "written through the daemon", "--category", "learning").strip()
+    ok(home, "breaker", "trip", "provider:x", "--reason", "503s", "--cooldown", "60")
+    wait_for(lambda: "breaker provider:x is open" in d.log, "the breaker log line")
+    assert f"wrote memory {rid[:16]}" in d.log and f"serving {home}" in d.log
+    started = time.monotonic()
+    assert d.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 5, d.log
+    assert "stopped in" in d.log and "Traceback" not in d.log
+    assert not sock.exists()
+    # Without the daemon, the same commands open the data dir themselves.
+    status = json.loads(ok(home, "status", "--json"))
+    assert status["daemon"] is False and status["records"]["total"] == 1
+    assert json.loads(ok(home, "recall", "daemon", "--json"))[0]["id"] == rid
+    shown = json.loads(ok(home, "show", rid[:8], "--json"))
+    assert shown["id"] == rid and shown["provenance"]["local"] is True
+
+
+def test_serve_and_cli_wait_for_each_other_around_the_lock(tmp_path: Path, daemons: list):
+    home = tmp_path / "a"
+    ok(home, "init")
+    lock = DataDirLock(home)
+    lock.acquire()  # as a long CLI command would
+    try:
+        d = Daemon(home, free_port(), []).start(wait=False)
+        daemons.append(d)
+        wait_for(lambda: "waiting for the data dir" in d.log, "the daemon to wait")
+        # A command run now finds the data dir held and waits for the daemon's API.
+        env = {**os.environ, "GOSSIP_HOME": str(home)}
+        cli = subprocess.Popen([sys.executable, "-m", "gossip.cli", "status", "--json"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    finally:
+        lock.release()
+    try:
+        out, err = cli.communicate(timeout=30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 0, err
+    assert json.loads(out)["daemon"] is True
+    d.wait_ready()
+
+
+def test_a_second_daemon_on_the_same_data_dir_is_refused(tmp_path: Path, daemons: list):
+    home = tmp_path / "a"
+    ok(home, "init")
+    daemons.append(Daemon(home, free_port(), []).start())
+    second = gossip(home, "serve", "--listen", "127.0.0.1:0", "--no-mdns", "--lock-wait", "0.5")
+    assert second.returncode == 1
+    assert "in use by pid" in second.stderr and "Traceback" not in second.stderr
+
+
+def test_three_daemons_replicate_survive_kill9_and_report_a_dead_peer(
+    tmp_path: Path, daemons: list
+):
+    cluster = make_cluster(tmp_path, 3)
+    for d in cluster:
+        daemons.append(d.start())
+    n1, n2, n3 = cluster
+    rid = ok(n1.home, "remember", "kimi times out above 30k tokens",
+             "--category", "anti-pattern").strip()  # fmt: skip
+    for d in (n2, n3):
+        wait_for(lambda d=d: ok(d.home, "recall", "kimi", "--json") != "[]\n",
+                 f"the memory on {d.home.name}")  # fmt: skip
+    ok(n2.home, "breaker", "trip", "provider:x", "--reason", "503s", "--cooldown", "600")
+    for d in (n1, n3):
+        wait_for(lambda d=d: any(b["state"] == "open" for b in d.get("/v1/breakers")),
+                 f"the breaker on {d.home.name}")  # fmt: skip
+    shown = json.loads(ok(n2.home, "show", rid, "--json"))
+    assert shown["provenance"]["local"] is False and shown["author_name"] == "n1"
+
+    n3.kill()  # SIGKILL: no goodbye, the lock dies with it, api.sock stays behind
+    assert (n3.home / "api.sock").exists()
+
+    def n3_dead() -> bool:
+        rows = {p["name"]: p for p in n1.peers_json()}
+        return rows.get("n3", {}).get("state") in ("backing-off", "down")
+
+    wait_for(n3_dead, "n1 to see n3 dead", timeout=15)
+    table = ok(n1.home, "peers")
+    assert all(len(line) <= 100 for line in table.splitlines()), table
+    assert "n3" in table and "alive" in table
+
+    # Without its daemon, n3's CLI works on the data dir (the stale socket is ignored).
+    assert json.loads(ok(n3.home, "status", "--json"))["daemon"] is False
+    late = ok(n2.home, "remember", "written while n3 was down", "--category", "learning")
+    n3.start()
+    wait_for(lambda: late.strip() in ok(n3.home, "recall", "while down", "--json"),
+             "n3 to catch up after its restart")  # fmt: skip
+    wait_for(lambda: {p["name"]: p["state"] for p in n1.peers_json()}.get("n3") == "alive",
+             "n1 to see n3 alive again")  # fmt: skip
+    synced = ok(n1.home, "sync", "--json")
+    assert json.loads(synced)["exchanges"] >= 1
+    for d in cluster:
+        assert d.stop(signal.SIGTERM) == 0, d.log
