@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +64,7 @@ MAX_SHORT = 256
 MAX_TAGS = 32
 MAX_SECONDS = 100 * 365 * 86400
 _LOOPBACK_NAMES = {"localhost", API_SOCKET}
+_DIGITS = re.compile(r"[0-9]{1,6}")
 
 
 class ApiError(GossipError):
@@ -88,18 +90,22 @@ def _string(value: Any, field: str, *, limit: int = MAX_SHORT, empty: bool = Fal
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ApiError(400, f"'{field}' is not valid Unicode (lone surrogate)", field) from None
-    if "\x00" in value:
-        raise ApiError(400, f"'{field}' must not contain NUL", field)
     return value
 
 
 def _number(value: Any, field: str, *, low: float | None = None, high: float | None = None,
             integer: bool = False) -> int | float:  # fmt: skip
+    if integer and isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON does not tell 3 from 3.0; JSON Schema calls both integers
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise ApiError(400, f"'{field}' must be {'an integer' if integer else 'a number'}", field)
-    if not math.isfinite(value):
-        raise ApiError(400, f"'{field}' must be finite", field)
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    if not finite:
+        raise ApiError(400, f"'{field}' must be finite (and fit a double)", field)
     if low is not None and value < low:
         raise ApiError(400, f"'{field}' must be at least {low}", field)
     if high is not None and value > high:
@@ -158,7 +164,7 @@ def _query(request: web.Request, allowed: set[str]) -> dict[str, str]:
                            name[:40])  # fmt: skip
         if name in out:
             raise ApiError(400, f"query parameter '{name}' given twice", name)
-        out[name] = _string(value, name, limit=MAX_TEXT, empty=True)
+        out[name] = _string(value, name, empty=True)
     return out
 
 
@@ -166,16 +172,16 @@ def _flag(q: dict[str, str], name: str) -> bool:
     value = q.get(name, "false").lower()
     if value in ("true", "1", "yes"):
         return True
-    if value in ("false", "0", "no", ""):
+    if value in ("false", "0", "no"):
         return False
     raise ApiError(400, f"'{name}' must be true or false", name)
 
 
 def _limit(q: dict[str, str], name: str = "limit", default: int = 20) -> int:
     text = q.get(name)
-    if text is None or text == "":
+    if text is None:
         return default
-    if not text.isdigit() or not 1 <= int(text) <= 1000:
+    if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= 1000:
         raise ApiError(400, f"'{name}' must be an integer from 1 to 1000", name)
     return int(text)
 
@@ -276,7 +282,10 @@ class LocalApi:
             reason = e.reason
             if e.status == 413:
                 reason = f"the body is larger than {MAX_BODY} bytes"
-            return _error(e.status, reason, "body" if e.status == 413 else None)
+            answer = _error(e.status, reason, "body" if e.status == 413 else None)
+            if "Allow" in e.headers:  # 405 says which methods the route has
+                answer.headers["Allow"] = e.headers["Allow"]
+            return answer
         except RecordError as e:
             return _error(400, str(e), None)
         except TimeoutError:
