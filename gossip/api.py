@@ -45,6 +45,7 @@ from crdt.views import Breaker, Views
 
 from . import queries
 from .config import ConfigError, check_address
+from .exportfile import ExportError, decode_export, encode_export, import_summary
 from .feed import Feed
 from .http import split_address
 from .metrics import render, replica_figures
@@ -55,7 +56,8 @@ log = logging.getLogger(__name__)
 
 API_SOCKET = "api.sock"
 TOKEN_FILE = "api.token"
-MAX_BODY = 64 * 1024  # a record body is at most 16 KiB; no request needs more
+MAX_BODY = 64 * 1024  # a record body is at most 16 KiB; no JSON request needs more
+MAX_IMPORT = 256 * 1024 * 1024  # an export file offered to /v1/import
 QUERY_TIMEOUT = 5.0  # seconds a read may wait for the replica before a 503
 SSE_KEEPALIVE = 15.0  # seconds between comments on an idle event stream
 SSE_WRITE_TIMEOUT = 10.0  # a consumer that reads nothing for this long is cut off
@@ -331,6 +333,8 @@ class LocalApi:
         r.add_post("/v1/trust", self.trust_add)
         r.add_delete("/v1/trust/{key}", self.trust_remove)
         r.add_post("/v1/sync", self.sync)
+        r.add_get("/v1/export", self.export)
+        r.add_post("/v1/import", self.import_)
         r.add_get("/v1/inspect", self.inspect)
         r.add_get("/v1/events", self.events)
         r.add_get("/openapi.json", self.openapi)
@@ -571,6 +575,31 @@ class LocalApi:
         return _json({"exchanges": report.exchanges, "failures": report.failures,
                       "learned": report.learned,
                       "seconds": round(time.perf_counter() - started, 3)})  # fmt: skip
+
+    async def export(self, request: web.Request) -> web.Response:
+        q = _query(request, {"yjs"})
+        if _flag(q, "yjs"):
+            data = await self.node.query(lambda r, v: r.document_update())
+        else:
+            updates = await self.node.query(lambda r, v: r.updates_for({}))
+            data = b"".join(encode_export(updates))
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def import_(self, request: web.Request) -> web.Response:
+        q = _query(request, {"name"})
+        name = q.get("name") or "api"
+        if request.content_length is not None and request.content_length > MAX_IMPORT:
+            raise ApiError(413, f"an import is at most {MAX_IMPORT} bytes", "body")
+        data = await request.content.read(MAX_IMPORT + 1)
+        if len(data) > MAX_IMPORT:
+            raise ApiError(413, f"an import is at most {MAX_IMPORT} bytes", "body")
+        try:
+            updates = decode_export(data, name)
+        except ExportError as e:
+            raise ApiError(400, str(e), "body") from None
+        outcomes = await self.node.offer(updates, source=f"import:{name}")
+        sv, keyring = await self._read(lambda r, v: (r.state_vector(), r.keyring()))
+        return _json(import_summary(outcomes, sv, keyring))
 
     async def inspect(self, request: web.Request) -> web.Response:
         _query(request, set())

@@ -30,12 +30,9 @@ from typing import Any
 from crdt import (
     GossipError,
     Identity,
-    RejectedUpdate,
     Replica,
     StoreLocked,
-    UpdateError,
     records,
-    wire,
 )
 from crdt.files import fsync_dir
 from crdt.identity import KEY_FILE, public_key_bytes
@@ -46,6 +43,7 @@ from crdt.views import Benchmark, Breaker, Memory, Recall, ViewConfig, Views
 from . import config, queries
 from .client import ApiConnection, ApiRefused, ApiUnavailable
 from .config import default_home
+from .exportfile import EXPORT_MAGIC, ExportError, decode_export, encode_export, import_summary
 
 __all__ = ["EXPORT_MAGIC", "ExportError", "decode_export", "default_home", "encode_export", "main"]
 
@@ -55,61 +53,14 @@ LOCK_WAIT_S = 5.0
 # A command that finds the data dir held waits this long for a starting daemon's API.
 DAEMON_WAIT_S = 10.0
 API_TIMEOUT_S = 30.0  # a request to the daemon (a sync may take a few exchanges)
+IMPORT_TIMEOUT_S = 600.0  # an export or import of a large store through the daemon
 
-EXPORT_MAGIC = b"sm-gossip export 1\n"
-_EXPORT_PREFIX = b"sm-gossip export "
-_MAX_EXPORT_ITEM = 1 << 30  # no single signed update comes near this (the gate caps at 64 MiB)
 _MAX_SECONDS = 100 * 365 * 86400
 _HEX_PREFIX = re.compile(r"[0-9a-f]{6,64}")
 
 
 class CliError(GossipError):
     """Something the user asked for cannot be done; the message says why."""
-
-
-class ExportError(GossipError):
-    """A file is not an sm-gossip export (bad magic, unknown version, truncated)."""
-
-
-# -- the export file format ---------------------------------------------------------
-
-
-def encode_export(updates: Iterable[bytes]) -> Iterator[bytes]:
-    """``EXPORT_MAGIC``, then each signed update as varuint(length) || bytes."""
-    yield EXPORT_MAGIC
-    for raw in updates:
-        yield wire.encode_varuint(len(raw))
-        yield raw
-
-
-def decode_export(data: bytes, name: str = "input") -> list[bytes]:
-    """The signed updates of an export file, verbatim; ExportError if it is not one.
-
-    Only the framing is checked here: each update is judged by the gate on import."""
-    if not data.startswith(EXPORT_MAGIC):
-        if data.startswith(_EXPORT_PREFIX):
-            version = data[len(_EXPORT_PREFIX) :].split(b"\n", 1)[0][:20]
-            raise ExportError(
-                f"{name} is an sm-gossip export of version {version.decode('ascii', 'replace')}; "
-                "this gossip reads version 1"
-            )
-        raise ExportError(f"{name} is not an sm-gossip export (no 'sm-gossip export 1' header)")
-    out: list[bytes] = []
-    pos = len(EXPORT_MAGIC)
-    view = memoryview(data)
-    while pos < len(data):
-        try:
-            length, pos = wire.read_varuint(data, pos)
-        except UpdateError:
-            length = None
-        if length is None or length > _MAX_EXPORT_ITEM or pos + length > len(data):
-            raise ExportError(
-                f"{name} is not an sm-gossip export: it ends inside update {len(out) + 1} "
-                "(truncated?)"
-            )
-        out.append(bytes(view[pos : pos + length]))
-        pos += length
-    return out
 
 
 def _write_atomic(path: str, chunks: Iterable[bytes]) -> int:
@@ -728,22 +679,24 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _no_daemon(args: argparse.Namespace, what: str) -> None:
-    if _daemon(args) is not None:
-        raise CliError(f"`gossip {what}` does not go through the daemon yet: stop `gossip serve` "
-                       "on this data dir first")  # fmt: skip
-
-
 def cmd_export(args: argparse.Namespace) -> int:
-    _no_daemon(args, "export")
-    with _replica(args) as r:
-        if args.yjs:
-            payload = [r.document_update()]
-            count = None
-        else:
-            updates = r.updates_for({})
-            payload = list(encode_export(updates))
-            count = len(updates)
+    if (api := _daemon(args)) is not None:
+        try:
+            data = api.request("GET", "/v1/export", query={"yjs": args.yjs}, binary=True,
+                               timeout=IMPORT_TIMEOUT_S)  # fmt: skip
+        except (ApiRefused, ApiUnavailable) as e:
+            raise CliError(str(e)) from None
+        payload = [data]
+        count = None if args.yjs else len(decode_export(data, "the daemon's export"))
+    else:
+        with _replica(args) as r:
+            if args.yjs:
+                payload = [r.document_update()]
+                count = None
+            else:
+                updates = r.updates_for({})
+                payload = list(encode_export(updates))
+                count = len(updates)
     n = _write_atomic(args.file, payload)
     where = "stdout" if args.file == "-" else args.file
     say = _note if args.file == "-" else _out
@@ -757,55 +710,43 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     name = "stdin" if args.file == "-" else args.file
-    updates = decode_export(_read_input(args.file), name)
-    _no_daemon(args, "import")
-    with _replica(args) as r:
-        outcomes = r.ingest_batch(updates, source=f"import:{name}")
-        sv = r.state_vector()
-        keyring = r.keyring()
-    counts = {"applied": 0, "duplicate": 0, "waiting": 0, "refused": 0}
-    untrusted: dict[str, int] = {}
-    for k, o in enumerate(outcomes):
-        su = o.update
-        status = o.status
-        if status == "buffered" and su is not None and sv.get(su.client, 0) >= su.header.end:
-            status = "applied"  # it waited for a later update of the same file, then applied
-        if status == "applied" and su is not None and su.author not in keyring:
-            untrusted[su.author] = untrusted.get(su.author, 0) + 1
-        if status == "rejected":
-            counts["refused"] += 1
-            err = o.error
-            where = [f"update {k + 1} of {len(outcomes)}"]
-            if su is not None:
-                where.append(f"author {su.author[:12]}")
-            if isinstance(err, RejectedUpdate):
-                rule, detail = err.rule, err.detail
-                if err.key:
-                    where.append(f"key {err.key[:80]}")
-            else:
-                rule = "malformed" if isinstance(err, UpdateError) else type(err).__name__
-                detail = str(err)
-            _note(f"refused: {rule}: {_one_line(detail)} ({', '.join(where)})")
-        elif status == "buffered":
-            counts["waiting"] += 1
-        else:
-            counts[status] += 1
+    data = _read_input(args.file)
+    updates = decode_export(data, name)
+    if (api := _daemon(args)) is not None:
+        try:
+            summary = api.request("POST", "/v1/import", raw=data, query={"name": name},
+                                  timeout=IMPORT_TIMEOUT_S)  # fmt: skip
+        except ApiRefused as e:
+            raise CliError(str(e)) from None
+        except ApiUnavailable as e:
+            raise CliError(f"{e} (is `gossip serve` still running?)") from None
+    else:
+        with _replica(args) as r:
+            outcomes = r.ingest_batch(updates, source=f"import:{name}")
+            summary = import_summary(outcomes, r.state_vector(), r.keyring())
+    for k in summary["refused"]:
+        where = [f"update {k['index'] + 1} of {summary['updates']}"]
+        if k["author"]:
+            where.append(f"author {k['author'][:12]}")
+        if k["key"]:
+            where.append(f"key {k['key'][:80]}")
+        _note(f"refused: {k['rule']}: {_one_line(k['detail'])} ({', '.join(where)})")
     _out(
-        f"imported {name}: {len(outcomes)} updates: {counts['applied']} applied, "
-        f"{counts['duplicate']} already present, {counts['waiting']} waiting, "
-        f"{counts['refused']} refused"
+        f"imported {name}: {summary['updates']} updates: {summary['applied']} applied, "
+        f"{summary['duplicate']} already present, {summary['waiting']} waiting, "
+        f"{len(summary['refused'])} refused"
     )
-    if counts["waiting"]:
+    if summary["waiting"]:
         _note(
-            f"note: {counts['waiting']} updates build on updates this file lacks; they were "
+            f"note: {summary['waiting']} updates build on updates this file lacks; they were "
             "not kept (import those first, then this file again)"
         )
-    for author, n in sorted(untrusted.items()):
+    for author, n in sorted(summary["untrusted"].items()):
         _note(
             f"note: {n} updates by {author}, not in your keyring: recall hides them until "
             f"`gossip trust add {author}`"
         )
-    return 1 if counts["refused"] else 0
+    return 1 if summary["refused"] else 0
 
 
 def _status_embedded(args: argparse.Namespace) -> dict[str, Any]:

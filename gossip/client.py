@@ -105,8 +105,11 @@ class ApiConnection:
         *,
         query: dict[str, Any] | None = None,
         timeout: float | None = None,
+        raw: bytes | None = None,
+        binary: bool = False,
     ) -> Any:
-        """The decoded JSON answer; ApiUnavailable or ApiRefused otherwise."""
+        """The decoded JSON answer (the bytes, with ``binary``); ApiUnavailable or
+        ApiRefused otherwise. ``raw`` sends bytes as application/octet-stream."""
         if query:
             pairs = {k: _query_value(v) for k, v in query.items() if v is not None}
             if pairs:
@@ -116,28 +119,33 @@ class ApiConnection:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        elif raw is not None:
+            data = raw
+            headers["Content-Type"] = "application/octet-stream"
         if self.token is not None and self.tcp is not None:
             headers["Authorization"] = f"Bearer {self.token}"
         conn = self._connection(self.timeout if timeout is None else timeout)
         try:
             conn.request(method, path, body=data, headers=headers)
             resp = conn.getresponse()
-            raw = resp.read()
+            answer = resp.read()
             status = resp.status
         except (OSError, http.client.HTTPException) as e:
             where = self.tcp or self.socket_path
             raise ApiUnavailable(f"no answer from the daemon at {where}: {e}") from None
         finally:
             conn.close()
+        if binary and status < 400:
+            return answer
         try:
-            value = json.loads(raw) if raw else None
+            value = json.loads(answer) if answer else None
         except ValueError:
             value = None
         if status >= 400:
             message = value.get("error") if isinstance(value, dict) else None
             field = value.get("field") if isinstance(value, dict) else None
             raise ApiRefused(status, str(message or f"HTTP {status}"), field)
-        if value is None and raw:
+        if value is None and answer:
             raise ApiUnavailable(f"the daemon's answer to {method} {path} is not JSON")
         return value
 

@@ -647,6 +647,17 @@ class Node:
         ok = [r for r in results if r is not None]
         return SyncReport(exchanges=len(ok), failures=len(results) - len(ok), learned=sum(ok))
 
+    async def offer(self, updates: Sequence[bytes], *, source: str) -> list[Outcome]:
+        """Offer signed updates that came from outside the network (an import file) to
+        the gate, as a peer's would be; peers get what is new by anti-entropy."""
+
+        def job() -> list[Outcome]:
+            return _ChunkedLocal(self._require_replica(), self._worker).ingest_batch(
+                updates, source=source
+            )
+
+        return await self._call(job)
+
     async def sync_with(self, address: str) -> SyncReport:
         """One exchange now with the peer at ``address`` (added as a static peer if the
         table does not have it yet). For `gossip sync ADDR`."""

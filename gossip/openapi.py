@@ -109,6 +109,12 @@ SCHEMAS: dict[str, Schema] = {
     "Trusted": _obj({"id": STR, "name": STR, "updated": BOOL}),
     "Distrusted": _obj({"id": STR, "removed": BOOL}),
     "Created": _obj({"id": STR}),
+    "ImportSummary": _obj({
+        "updates": INT, "applied": INT, "duplicate": INT, "waiting": INT,
+        "refused": _arr(_obj({"index": INT, "rule": STR, "detail": STR, "key": STR,
+                              "author": _null(STR)})),
+        "untrusted": {"type": "object", "additionalProperties": INT},
+    }),
     "SyncReport": _obj({"exchanges": INT, "failures": INT, "learned": INT, "seconds": NUM}),
     "Inspect": _obj({
         "records_by_kind": {"type": "object", "additionalProperties": INT},
@@ -253,6 +259,24 @@ def document() -> Schema:
                                  ("200", "what moved", _ref("SyncReport")),
                                  body=_obj({"address": {"type": "string",
                                                         "description": "HOST:PORT"}}, []))},
+        "/v1/export": {"get": {
+            "summary": "every stored signed update as an export file (docs/cli.md), or with "
+                       "yjs=true the document as one plain Yjs v1 update",
+            "parameters": [_q("yjs", BOOL)],
+            "responses": {"200": {"description": "the file",
+                                  "content": {"application/octet-stream": {
+                                      "schema": {"type": "string", "format": "binary"}}}},
+                          **COMMON_ERRORS},
+        }},
+        "/v1/import": {"post": {
+            "summary": "offer an export file's signed updates to the gate",
+            "parameters": [_q("name", ANY_TEXT, "a name for the file, kept as the source")],
+            "requestBody": {"required": True, "content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}}}},
+            "responses": {"200": _answer("what the gate did with each update",
+                                         _ref("ImportSummary")),
+                          "413": _answer("the file is over 256 MiB", ERR), **COMMON_ERRORS},
+        }},
         "/v1/inspect": {"get": _op("document statistics",
                                    ("200", "statistics", _ref("Inspect")))},
         "/v1/events": {"get": {

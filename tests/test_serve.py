@@ -34,6 +34,17 @@ def test_serve_logs_events_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons:
     ok(home, "breaker", "trip", "provider:x", "--reason", "503s", "--cooldown", "60")
     wait_for(lambda: "breaker provider:x is open" in d.log, "the breaker log line")
     assert f"wrote memory {rid[:16]}" in d.log and f"serving {home}" in d.log
+    # export and import go through the daemon too
+    other = tmp_path / "b"
+    ok(other, "init", "--name", "b")
+    ok(other, "remember", "from another host, by file", "--category", "learning")
+    ok(other, "export", str(tmp_path / "b.exp"))
+    out = gossip(home, "import", str(tmp_path / "b.exp"))
+    assert out.returncode == 0 and "1 applied" in out.stdout, (out.stdout, out.stderr)
+    assert "not in your keyring" in out.stderr
+    assert "exported 4 signed updates" in ok(home, "export", str(tmp_path / "a.exp"))
+    again = ok(home, "import", str(tmp_path / "a.exp"))
+    assert "4 already present" in again
     started = time.monotonic()
     assert d.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < 5, d.log
@@ -41,7 +52,7 @@ def test_serve_logs_events_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons:
     assert not sock.exists()
     # Without the daemon, the same commands open the data dir themselves.
     status = json.loads(ok(home, "status", "--json"))
-    assert status["daemon"] is False and status["records"]["total"] == 1
+    assert status["daemon"] is False and status["records"]["untrusted"] == 1
     assert json.loads(ok(home, "recall", "daemon", "--json"))[0]["id"] == rid
     shown = json.loads(ok(home, "show", rid[:8], "--json"))
     assert shown["id"] == rid and shown["provenance"]["local"] is True
