@@ -568,6 +568,10 @@ class Node:
     async def _handle(self, path: str, body: bytes, peer_key: str) -> bytes:
         """The transport's handler: an authenticated SYNC or PUSH body from ``peer_key``."""
         resp, ours = await self._call(self._respond, path, body, peer_key)
+        rejected = [o for o in resp.received if o.status == "rejected"]
+        if rejected:  # the daemon's log shows every rejection with its rule
+            log.info("%s sent %d update(s) we rejected: %s", peer_key[:12], len(rejected),
+                     rejected[0].error)  # fmt: skip
         table = self._table
         if table is not None:
             theirs = resp.peer_sv

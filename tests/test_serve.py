@@ -135,3 +135,44 @@ def test_three_daemons_replicate_survive_kill9_and_report_a_dead_peer(
     assert json.loads(synced)["exchanges"] >= 1
     for d in cluster:
         assert d.stop(signal.SIGTERM) == 0, d.log
+
+
+def test_new_commands_without_a_daemon(tmp_path: Path):
+    home = tmp_path / "a"
+    ok(home, "init", "--name", "a")
+    (home / "config.toml").write_text('name = "a"\npeers = ["127.0.0.1:9"]\n')
+    rid = ok(home, "remember", "an embedded lesson", "--category", "learning").strip()
+    peers = json.loads(ok(home, "peers", "--json"))
+    assert [(p["address"], p["state"]) for p in peers] == [("127.0.0.1:9", "not-running")]
+    info = json.loads(ok(home, "inspect", "--json"))
+    assert info["records_by_kind"] == {"memory": 1} and info["store"]["updates"] == 1
+    human = ok(home, "inspect")
+    assert "1 memory" in human and all(len(line) <= 100 for line in human.splitlines())
+    assert rid in ok(home, "show", rid[:10])
+    missing = gossip(home, "show", "abcdef12")
+    assert missing.returncode == 1 and "no record with an id starting abcdef12" in missing.stderr
+    # sync without a daemon runs a node just for the exchange; a dead peer is a failure
+    sync = gossip(home, "sync", "--json")
+    assert sync.returncode == 1 and json.loads(sync.stdout)["failures"] == 1
+
+
+def test_peers_watch_redraws_until_interrupted(tmp_path: Path):
+    home = tmp_path / "a"
+    ok(home, "init")
+    env = {**os.environ, "GOSSIP_HOME": str(home)}
+    watch = subprocess.Popen([sys.executable, "-m", "gossip.cli", "peers", "--watch",
+                              "--interval", "0.2"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert watch.stdout is not None
+        heads = 0
+        deadline = time.monotonic() + 20
+        while heads < 2 and time.monotonic() < deadline:
+            heads += watch.stdout.readline().startswith("gossip peers — ")
+        assert heads == 2
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(10) == 130
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
