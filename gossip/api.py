@@ -209,6 +209,7 @@ class LocalApi:
         tcp: str | None = None,
         token: str | None = None,
         discovery: Callable[[], list[dict[str, Any]]] | None = None,
+        sse_write_timeout: float = SSE_WRITE_TIMEOUT,
     ) -> None:
         if tcp is not None:
             host, _ = split_address(check_address(tcp))
@@ -225,6 +226,7 @@ class LocalApi:
         self.tcp_address: str | None = None
         self._token = token
         self._discovery = discovery
+        self._sse_write_timeout = sse_write_timeout
         self.started_at = int(time.time() * 1000)
         self._runner: web.AppRunner | None = None
 
@@ -631,16 +633,16 @@ class LocalApi:
                 try:
                     event = await asyncio.wait_for(listener.get(), SSE_KEEPALIVE)
                 except TimeoutError:
-                    await asyncio.wait_for(resp.write(b": keep-alive\n\n"), SSE_WRITE_TIMEOUT)
+                    await asyncio.wait_for(resp.write(b": keep-alive\n\n"), self._sse_write_timeout)
                     continue
                 if event is None:
                     break
-                await asyncio.wait_for(resp.write(event.sse()), SSE_WRITE_TIMEOUT)
+                await asyncio.wait_for(resp.write(event.sse()), self._sse_write_timeout)
                 sent = event.id or sent
             if listener.cut:
                 log.info("local API: an event consumer fell behind and was cut off")
                 await asyncio.wait_for(
-                    resp.write(self.feed.cutoff_event(sent).sse()), SSE_WRITE_TIMEOUT
+                    resp.write(self.feed.cutoff_event(sent).sse()), self._sse_write_timeout
                 )
         except (ConnectionResetError, TimeoutError):
             pass  # gone, or not reading at all: the stream ends here

@@ -332,3 +332,37 @@ async def test_a_non_python_consumer_needs_only_http_over_the_socket(tmp_path: P
             text = out.stdout
         hits = json.loads(text)["memories"]
         assert [h["text"] for h in hits] == ["written with raw bytes"]
+
+
+async def test_a_consumer_that_stops_reading_is_cut_off_over_http(tmp_path: Path):
+    home = tmp_path / "a"
+    create_hosts([home])
+    feed = Feed(max_queue=8)
+    async with Node(home, profile=FAST) as node:
+        api = LocalApi(node, feed, home=home, sse_write_timeout=60)
+        await api.start()
+        writer = None
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(api.socket_path))
+            writer.write(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            await until(lambda: feed._listeners, "the stream to listen")
+            (listener,) = feed._listeners
+            pad = "x" * 4096
+            k = 0
+            while not listener.cut:  # we read nothing: socket buffers fill, then its queue
+                feed.publish("record", {"n": k, "pad": pad})
+                k += 1
+                await asyncio.sleep(0)
+                assert k < 100_000, "never cut off"
+            data = await asyncio.wait_for(reader.read(), 30)  # reading again: then EOF
+        finally:
+            if writer is not None:
+                writer.close()
+                await writer.wait_closed()
+            await api.close()
+    assert data.startswith(b"HTTP/1.1 200")
+    last_record, cutoff = data.rfind(b"event: record"), data.find(b"event: cutoff")
+    assert 0 < last_record < cutoff, data[-500:]
+    assert b'"resume_from"' in data[cutoff:] and data.count(b"event: cutoff") == 1
+    assert not feed._listeners  # the stream ended; nothing is kept for it

@@ -81,6 +81,8 @@ def test_serve_and_cli_wait_for_each_other_around_the_lock(tmp_path: Path, daemo
     assert cli.returncode == 0, err
     assert json.loads(out)["daemon"] is True
     d.wait_ready()
+    assert d.stop(signal.SIGINT) == 0  # Ctrl-C stops it as cleanly as SIGTERM
+    assert "stopped in" in d.log
 
 
 def test_a_second_daemon_on_the_same_data_dir_is_refused(tmp_path: Path, daemons: list):
