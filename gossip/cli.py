@@ -54,6 +54,7 @@ LOCK_WAIT_S = 5.0
 DAEMON_WAIT_S = 10.0
 API_TIMEOUT_S = 30.0  # a request to the daemon (a sync may take a few exchanges)
 IMPORT_TIMEOUT_S = 600.0  # an export or import of a large store through the daemon
+IMPORT_CHUNK = 512  # updates per replica call in an embedded import (progress between)
 
 _MAX_SECONDS = 100 * 365 * 86400
 _HEX_PREFIX = re.compile(r"[0-9a-f]{6,64}")
@@ -265,6 +266,31 @@ def _now() -> int:
 
 def _memory(d: dict[str, Any]) -> Memory:
     return Memory(**{k: d.get(k) for k in Memory.__dataclass_fields__})
+
+
+class _Progress:
+    """A one-line progress report on stderr, only when stderr is a terminal and the work
+    is long enough to be worth it; it erases itself when done."""
+
+    def __init__(self, what: str, total: int) -> None:
+        self.what = what
+        self.total = total
+        self.active = sys.stderr.isatty() and (total == 0 or total > IMPORT_CHUNK)
+        self._last = 0.0
+
+    def show(self, done: int) -> None:
+        now = time.monotonic()
+        if not self.active or (now - self._last < 0.1 and done < self.total):
+            return
+        self._last = now
+        count = f" {done}/{self.total}" if self.total else " …"
+        sys.stderr.write(f"\r{self.what}{count}\x1b[K")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.active:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
 
 
 def _fit(text: str, width: int) -> str:
@@ -713,16 +739,24 @@ def cmd_import(args: argparse.Namespace) -> int:
     data = _read_input(args.file)
     updates = decode_export(data, name)
     if (api := _daemon(args)) is not None:
+        progress = _Progress(f"importing {len(updates)} updates through the daemon", 0)
+        progress.show(0)
         try:
             summary = api.request("POST", "/v1/import", raw=data, query={"name": name},
                                   timeout=IMPORT_TIMEOUT_S)  # fmt: skip
+            progress.done()
         except ApiRefused as e:
             raise CliError(str(e)) from None
         except ApiUnavailable as e:
             raise CliError(f"{e} (is `gossip serve` still running?)") from None
     else:
         with _replica(args) as r:
-            outcomes = r.ingest_batch(updates, source=f"import:{name}")
+            outcomes = []
+            progress = _Progress("importing", len(updates))
+            for k in range(0, len(updates), IMPORT_CHUNK):
+                outcomes += r.ingest_batch(updates[k : k + IMPORT_CHUNK], source=f"import:{name}")
+                progress.show(len(outcomes))
+            progress.done()
             summary = import_summary(outcomes, r.state_vector(), r.keyring())
     for k in summary["refused"]:
         where = [f"update {k['index'] + 1} of {summary['updates']}"]

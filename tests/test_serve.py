@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -178,3 +179,34 @@ def test_peers_watch_redraws_until_interrupted(tmp_path: Path):
         if watch.poll() is None:
             watch.kill()
             watch.wait()
+
+
+def test_a_long_import_shows_progress_on_a_terminal_only(tmp_path: Path):
+    from crdt import Replica, records
+
+    with Replica.open(tmp_path / "src") as r:
+        for k in range(600):
+            r.put(records.memory(r.identity, f"lesson {k}", category="learning", ts=r.now_ms()))
+    ok(tmp_path / "src", "export", str(tmp_path / "src.exp"))
+    home = tmp_path / "a"
+    ok(home, "init")
+    master, slave = os.openpty()
+    try:
+        env = {**os.environ, "GOSSIP_HOME": str(home)}
+        out = subprocess.run([sys.executable, "-m", "gossip.cli", "import",
+                              str(tmp_path / "src.exp")], env=env, stdout=subprocess.PIPE,
+                             stderr=slave, timeout=60)  # fmt: skip
+        os.close(slave)
+        slave = -1
+        seen = b""
+        with contextlib.suppress(OSError):  # EIO once the child's side is closed
+            while chunk := os.read(master, 65536):
+                seen += chunk
+    finally:
+        os.close(master)
+        if slave != -1:
+            os.close(slave)
+    assert out.returncode == 0 and b"600 applied" in out.stdout
+    assert b"importing 600/600" in seen
+    piped = gossip(home, "import", str(tmp_path / "src.exp"))  # stderr is a pipe: quiet
+    assert "importing" not in piped.stderr and "600 already present" in piped.stdout
