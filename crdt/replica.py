@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -123,6 +123,8 @@ class Replica:
         self._pending: OrderedDict[tuple[int, int, str], _Candidate] = OrderedDict()
         self._waiting_on: dict[int, set[tuple[int, int, str]]] = {}  # client -> pending keys
         self._pending_bytes = 0
+        # Updates refused since this replica was opened, by rule (metrics, `gossip inspect`).
+        self.rejected: Counter[str] = Counter()
         self._pool = ThreadPoolExecutor(limits.verify_threads, thread_name_prefix="sm-verify")
         self._listeners: list[ChangeListener] = []
         self._trust_listeners: list[Callable[[], None]] = []
@@ -457,6 +459,10 @@ class Replica:
             current = prepared
             prepared = self._prepare(chunks[k + 1], source) if k + 1 < len(chunks) else None
             out.extend(self._finish(current))
+        for o in out:
+            if o.status == "rejected":
+                err = o.error
+                self.rejected[err.rule if isinstance(err, RejectedUpdate) else "malformed"] += 1
         return out
 
     def _prepare(self, updates: Sequence[SignedUpdate | bytes], source: str) -> _Prepared:

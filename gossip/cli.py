@@ -1004,6 +1004,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     _out(f"store:         {_bytes(store['bytes'])} on disk, {store['updates']} signed updates, "
          f"{store['pending']} waiting")  # fmt: skip
     _out(f"document:      {_bytes(info['document_bytes'])} as one Yjs update")
+    rejected = ", ".join(f"{n} {rule}" for rule, n in info["rejected_by_rule"].items())
+    _out(f"rejected:      {rejected or 'none'} (since the daemon started)")
     if info["records_by_author"]:
         _out()
         rows = [[a["author"][:12], _fit(a["name"] or "-", 20),

@@ -21,7 +21,8 @@ def replica_figures(r: Replica) -> dict[str, object]:
     by_kind: Counter[str] = Counter(rec.kind for rec in r.records().values())
     for key in r.state():
         by_kind[key.split(":", 1)[0]] += 1
-    return {"by_kind": dict(by_kind), "pending": r.store_stats()["pending"]}
+    return {"by_kind": dict(by_kind), "pending": r.store_stats()["pending"],
+            "rejected": dict(r.rejected)}  # fmt: skip
 
 
 def render(peers: Iterable[PeerInfo], figures: dict[str, object], store_bytes: int) -> str:
@@ -51,6 +52,10 @@ def render(peers: Iterable[PeerInfo], figures: dict[str, object], store_bytes: i
            [(f'{{kind="{_label(k)}"}}', v) for k, v in sorted(by_kind.items())])  # fmt: skip
     metric("gossip_updates_pending", "gauge", "Updates waiting for their predecessors.",
            [("", float(figures.get("pending", 0)))])  # type: ignore[arg-type]  # fmt: skip
+    rejected = figures.get("rejected", {})
+    assert isinstance(rejected, dict)
+    metric("gossip_updates_rejected_total", "counter", "Updates the gate refused, by rule.",
+           [(f'{{rule="{_label(k)}"}}', v) for k, v in sorted(rejected.items())])  # fmt: skip
     lag = max((p.we_lack or 0 for p in rows), default=0)
     metric("gossip_lag_items", "gauge",
            "Items the most advanced peer had that we lacked, at the last exchange.",

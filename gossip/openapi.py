@@ -124,6 +124,7 @@ SCHEMAS: dict[str, Schema] = {
         "state_vector": _obj({"clients": INT, "clock_total": INT}),
         "store": _obj({"bytes": INT, "updates": INT, "pending": INT}),
         "document_bytes": INT,
+        "rejected_by_rule": {"type": "object", "additionalProperties": INT},
     }),
 }
 

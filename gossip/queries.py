@@ -147,7 +147,8 @@ def store_bytes(home: Path) -> int:
 
 def inspect(r: Replica) -> dict[str, Any]:
     """Document statistics: records by kind and author, state entries by kind, state
-    vector size, store size, pending updates."""
+    vector size, store size, pending updates, updates rejected by rule (since the replica
+    was opened: the daemon's start, or this command)."""
     keyring = r.keyring()
     by_kind: Counter[str] = Counter()
     by_author: Counter[str] = Counter()
@@ -170,6 +171,7 @@ def inspect(r: Replica) -> dict[str, Any]:
         "store": {"bytes": store_bytes(r.home), "updates": stats["updates"],
                   "pending": stats["pending"]},
         "document_bytes": len(r.document_update()),
+        "rejected_by_rule": dict(sorted(r.rejected.items())),
     }
 
 

@@ -366,3 +366,24 @@ async def test_a_consumer_that_stops_reading_is_cut_off_over_http(tmp_path: Path
     assert 0 < last_record < cutoff, data[-500:]
     assert b'"resume_from"' in data[cutoff:] and data.count(b"event: cutoff") == 1
     assert not feed._listeners  # the stream ended; nothing is kept for it
+
+
+async def test_rejected_updates_are_counted_by_rule(tmp_path: Path):
+    from crdt import records
+    from gossip.exportfile import encode_export
+    from tests.forge import Writer
+
+    home = tmp_path / "a"
+    create_hosts([home])
+    mallory = Writer()
+    own = mallory.put(records.memory(mallory.identity, "mine", category="c", ts=1))
+    tampered = own.raw[:-1] + bytes([own.raw[-1] ^ 1])
+    async with served(home) as s:
+        status, summary = await s.call("POST", "/v1/import", params={"name": "forged"},
+                                       data=b"".join(encode_export([tampered])))  # fmt: skip
+        assert status == 200 and [r["rule"] for r in summary["refused"]] == ["digest"]
+        status, body = await s.call("POST", "/v1/import", data=b"not an export")
+        assert status == 400 and body["field"] == "body"
+        assert (await s.call("GET", "/v1/inspect"))[1]["rejected_by_rule"] == {"digest": 1}
+        text = (await s.call("GET", "/metrics"))[1]
+        assert 'gossip_updates_rejected_total{rule="digest"} 1' in text
