@@ -195,8 +195,19 @@ class EventLog:
 
 
 async def serve(s: ServeSettings, stop: asyncio.Event) -> None:
-    """Run until ``stop`` is set; raises GossipError if the node or the API cannot start."""
-    node = await open_node(s)
+    """Run until ``stop`` is set; raises GossipError if the node or the API cannot start.
+    A stop while it still waits for the data dir ends the wait."""
+    opening = asyncio.create_task(open_node(s))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({opening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not opening.done():
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opening
+        log.info("stopped before starting")
+        return
+    node = opening.result()
     feed = Feed()
     api: LocalApi | None = None
     events = EventLog(node, feed)

@@ -86,6 +86,22 @@ def test_serve_and_cli_wait_for_each_other_around_the_lock(tmp_path: Path, daemo
     assert "stopped in" in d.log
 
 
+def test_sigterm_ends_the_wait_for_the_data_dir(tmp_path: Path, daemons: list):
+    home = tmp_path / "a"
+    ok(home, "init")
+    lock = DataDirLock(home)
+    lock.acquire()
+    try:
+        d = Daemon(home, free_port(), [], extra=("--lock-wait", "60")).start(wait=False)
+        daemons.append(d)
+        wait_for(lambda: "waiting for the data dir" in d.log, "the daemon to wait")
+        started = time.monotonic()
+        assert d.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - started < 5 and "stopped before starting" in d.log
+    finally:
+        lock.release()
+
+
 def test_a_second_daemon_on_the_same_data_dir_is_refused(tmp_path: Path, daemons: list):
     home = tmp_path / "a"
     ok(home, "init")
