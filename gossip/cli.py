@@ -179,11 +179,17 @@ def _number(v: float) -> str:
     return f"{v:.6g}"
 
 
+TABLE_WIDTH = 100  # human tables fit this many columns: the widest cells are cut with …
+
+
 def _table(header: list[str], rows: list[list[str]]) -> None:
-    rows = [[_safe(c) for c in row] for row in rows]
+    rows = [[_safe(c).replace("\n", "\\n") for c in row] for row in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    while sum(widths) + 2 * (len(widths) - 1) > TABLE_WIDTH and max(widths) > 8:
+        widths[widths.index(max(widths))] -= 1
     for row in [header, *rows]:
-        _out("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        cells = [_fit(c, w).ljust(w) for c, w in zip(row, widths, strict=True)]
+        _out("  ".join(cells).rstrip())
 
 
 def _resolve_author(r: Replica, text: str, *, known: Iterable[str] = ()) -> str:
