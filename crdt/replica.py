@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -123,6 +123,8 @@ class Replica:
         self._pending: OrderedDict[tuple[int, int, str], _Candidate] = OrderedDict()
         self._waiting_on: dict[int, set[tuple[int, int, str]]] = {}  # client -> pending keys
         self._pending_bytes = 0
+        # Updates refused since this replica was opened, by rule (metrics, `gossip inspect`).
+        self.rejected: Counter[str] = Counter()
         self._pool = ThreadPoolExecutor(limits.verify_threads, thread_name_prefix="sm-verify")
         self._listeners: list[ChangeListener] = []
         self._trust_listeners: list[Callable[[], None]] = []
@@ -296,6 +298,30 @@ class Replica:
             return None
         return {"author": u.author, "source": u.source, "received_at": u.received_at}
 
+    def origin(self, record_id: str) -> dict[str, Any] | None:
+        """Provenance of immutable record ``record_id``: the earliest stored update of its
+        author that carries its key (a Yjs map key is stored as plain UTF-8), with the
+        peer that delivered it and when. None if the record is not here."""
+        rec = self._main_maps["records"].get(record_id)
+        if rec is None:
+            return None
+        author = SignedRecord.from_value(rec).author
+        needle = record_id.encode()
+        for client, who, _epoch in self._store.clients():
+            if who != author:
+                continue
+            for u in self._store.updates_after(client, 0):
+                if needle in u.raw:
+                    return {"author": u.author, "source": u.source,
+                            "received_at": u.received_at, "client": u.client,
+                            "clock": u.start, "checkpoint": u.checkpoint}  # fmt: skip
+        return None
+
+    def store_stats(self) -> dict[str, int]:
+        """Sizes of the durable store, for `gossip inspect` and the metrics."""
+        return {"updates": self._store.update_count(), "pending": len(self._pending),
+                "clients": len(self._bindings)}  # fmt: skip
+
     def on_change(self, listener: ChangeListener) -> None:
         """Call ``listener(root, key, record_or_None)`` for each change of the document.
 
@@ -442,6 +468,10 @@ class Replica:
             current = prepared
             prepared = self._prepare(chunks[k + 1], source) if k + 1 < len(chunks) else None
             out.extend(self._finish(current))
+        for o in out:
+            if o.status == "rejected":
+                err = o.error
+                self.rejected[err.rule if isinstance(err, RejectedUpdate) else "malformed"] += 1
         return out
 
     def _prepare(self, updates: Sequence[SignedUpdate | bytes], source: str) -> _Prepared:

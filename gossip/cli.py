@@ -1,12 +1,13 @@
-"""The `gossip` command, embedded mode: each command opens the replica itself.
+"""The `gossip` command. Each command goes through the local API of the daemon when one
+runs on the data dir, and opens the replica itself when none does (the lock decides).
 
 Owns argument parsing, output (human and ``--json``) and the export file format. Reading
 policy lives in ``crdt.views``, the gate in ``crdt.replica``: this module only calls them,
 and must never write to a document or a store except through ``Replica``.
 
 Every failure the user can cause ends in one line on stderr and exit code 1 (2 for a
-usage error), never a traceback unless ``--debug``. When the daemon exists, the commands
-that need the data dir will go through its local API instead (DESIGN.md, invariant 10).
+usage error), never a traceback unless ``--debug``. ``gossip serve`` itself lives in
+``daemon.py``; this module only parses its flags.
 """
 
 from __future__ import annotations
@@ -18,81 +19,49 @@ import os
 import re
 import sys
 import tempfile
+import time
 import traceback
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from crdt import GossipError, Identity, RejectedUpdate, Replica, UpdateError, records, wire
+from crdt import (
+    GossipError,
+    Identity,
+    Replica,
+    StoreLocked,
+    records,
+)
 from crdt.files import fsync_dir
 from crdt.identity import KEY_FILE, public_key_bytes
+from crdt.lock import DataDirLock
 from crdt.records import KIND_BREAKER, KIND_MEMORY, KIND_RETRACT, split_state_key
-from crdt.views import Views
+from crdt.views import Benchmark, Breaker, Memory, Recall, ViewConfig, Views
 
-from . import config
+from . import config, queries
+from .client import ApiConnection, ApiRefused, ApiUnavailable
 from .config import default_home
+from .exportfile import EXPORT_MAGIC, ExportError, decode_export, encode_export, import_summary
 
 __all__ = ["EXPORT_MAGIC", "ExportError", "decode_export", "default_home", "encode_export", "main"]
 
 # A command waits this long for a data dir another process holds briefly (another CLI
 # command): long enough for any single command to finish, short enough to notice a daemon.
 LOCK_WAIT_S = 5.0
+# A command that finds the data dir held waits this long for a starting daemon's API.
+DAEMON_WAIT_S = 10.0
+API_TIMEOUT_S = 30.0  # a request to the daemon (a sync may take a few exchanges)
+IMPORT_TIMEOUT_S = 600.0  # an export or import of a large store through the daemon
+IMPORT_CHUNK = 512  # updates per replica call in an embedded import (progress between)
 
-EXPORT_MAGIC = b"sm-gossip export 1\n"
-_EXPORT_PREFIX = b"sm-gossip export "
-_MAX_EXPORT_ITEM = 1 << 30  # no single signed update comes near this (the gate caps at 64 MiB)
 _MAX_SECONDS = 100 * 365 * 86400
 _HEX_PREFIX = re.compile(r"[0-9a-f]{6,64}")
 
 
 class CliError(GossipError):
     """Something the user asked for cannot be done; the message says why."""
-
-
-class ExportError(GossipError):
-    """A file is not an sm-gossip export (bad magic, unknown version, truncated)."""
-
-
-# -- the export file format ---------------------------------------------------------
-
-
-def encode_export(updates: Iterable[bytes]) -> Iterator[bytes]:
-    """``EXPORT_MAGIC``, then each signed update as varuint(length) || bytes."""
-    yield EXPORT_MAGIC
-    for raw in updates:
-        yield wire.encode_varuint(len(raw))
-        yield raw
-
-
-def decode_export(data: bytes, name: str = "input") -> list[bytes]:
-    """The signed updates of an export file, verbatim; ExportError if it is not one.
-
-    Only the framing is checked here: each update is judged by the gate on import."""
-    if not data.startswith(EXPORT_MAGIC):
-        if data.startswith(_EXPORT_PREFIX):
-            version = data[len(_EXPORT_PREFIX) :].split(b"\n", 1)[0][:20]
-            raise ExportError(
-                f"{name} is an sm-gossip export of version {version.decode('ascii', 'replace')}; "
-                "this gossip reads version 1"
-            )
-        raise ExportError(f"{name} is not an sm-gossip export (no 'sm-gossip export 1' header)")
-    out: list[bytes] = []
-    pos = len(EXPORT_MAGIC)
-    view = memoryview(data)
-    while pos < len(data):
-        try:
-            length, pos = wire.read_varuint(data, pos)
-        except UpdateError:
-            length = None
-        if length is None or length > _MAX_EXPORT_ITEM or pos + length > len(data):
-            raise ExportError(
-                f"{name} is not an sm-gossip export: it ends inside update {len(out) + 1} "
-                "(truncated?)"
-            )
-        out.append(bytes(view[pos : pos + length]))
-        pos += length
-    return out
 
 
 def _write_atomic(path: str, chunks: Iterable[bytes]) -> int:
@@ -210,11 +179,17 @@ def _number(v: float) -> str:
     return f"{v:.6g}"
 
 
+TABLE_WIDTH = 100  # human tables fit this many columns: the widest cells are cut with …
+
+
 def _table(header: list[str], rows: list[list[str]]) -> None:
-    rows = [[_safe(c) for c in row] for row in rows]
+    rows = [[_safe(c).replace("\n", "\\n") for c in row] for row in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    while sum(widths) + 2 * (len(widths) - 1) > TABLE_WIDTH and max(widths) > 8:
+        widths[widths.index(max(widths))] -= 1
     for row in [header, *rows]:
-        _out("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        cells = [_fit(c, w).ljust(w) for c, w in zip(row, widths, strict=True)]
+        _out("  ".join(cells).rstrip())
 
 
 def _resolve_author(r: Replica, text: str, *, known: Iterable[str] = ()) -> str:
@@ -239,6 +214,93 @@ def _resolve_author(r: Replica, text: str, *, known: Iterable[str] = ()) -> str:
     except GossipError:
         raise CliError(f"no author {text!r} here (give a public id or a keyring name)") from None
     return text
+
+
+# -- the daemon, when one runs (invariant 10) -------------------------------------------
+
+
+def _daemon(args: argparse.Namespace) -> ApiConnection | None:
+    """The running daemon's API, or None when no process holds the data dir (then the
+    command opens the replica itself). A daemon that holds the data dir but does not
+    answer yet (it is starting) is waited for, up to ``DAEMON_WAIT_S``; so is another
+    command that holds it briefly."""
+    home: Path = args.home
+    if not home.is_dir() or not (home / KEY_FILE).exists():
+        return None
+    api = ApiConnection(home, timeout=API_TIMEOUT_S)
+    deadline = time.monotonic() + DAEMON_WAIT_S
+    while True:
+        if api.socket_path.exists() and api.alive(timeout=2.0):
+            return api
+        holder = _lock_holder(home)
+        if holder is None:
+            return None
+        if time.monotonic() > deadline:
+            raise CliError(
+                f"the data dir {home} is in use by {holder}, and no daemon API answers at "
+                f"{api.socket_path}"
+            )
+        time.sleep(0.05)
+
+
+def _lock_holder(home: Path) -> str | None:
+    """Who holds the data dir's lock now ("pid N"), or None if nobody does."""
+    lock = DataDirLock(home)
+    try:
+        lock.acquire(wait=0.0)
+    except StoreLocked as e:
+        found = re.search(r"in use by (pid \d+|another process)", str(e))
+        return found.group(1) if found else "another process"
+    lock.release()
+    return None
+
+
+def _call(api: ApiConnection, method: str, path: str, body: dict[str, Any] | None = None,
+          **query: Any) -> Any:  # fmt: skip
+    """A request to the daemon; its refusal or silence becomes a CliError."""
+    try:
+        return api.request(method, path, body, query=query or None)
+    except ApiRefused as e:
+        raise CliError(str(e)) from None
+    except ApiUnavailable as e:
+        raise CliError(f"{e} (is `gossip serve` still running?)") from None
+
+
+def _now() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _memory(d: dict[str, Any]) -> Memory:
+    return Memory(**{k: d.get(k) for k in Memory.__dataclass_fields__})
+
+
+class _Progress:
+    """A one-line progress report on stderr, only when stderr is a terminal and the work
+    is long enough to be worth it; it erases itself when done."""
+
+    def __init__(self, what: str, total: int) -> None:
+        self.what = what
+        self.total = total
+        self.active = sys.stderr.isatty() and (total == 0 or total > IMPORT_CHUNK)
+        self._last = 0.0
+
+    def show(self, done: int) -> None:
+        now = time.monotonic()
+        if not self.active or (now - self._last < 0.1 and done < self.total):
+            return
+        self._last = now
+        count = f" {done}/{self.total}" if self.total else " …"
+        sys.stderr.write(f"\r{self.what}{count}\x1b[K")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.active:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # -- argument types (a bad value is a usage error: exit 2) ------------------------------
@@ -351,6 +413,14 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def cmd_remember(args: argparse.Namespace) -> int:
+    if (api := _daemon(args)) is not None:
+        body: dict[str, Any] = {"text": args.text, "category": args.category, "tags": args.tag}
+        if args.subject is not None:
+            body["subject"] = args.subject
+        if args.expires_in is not None:
+            body["expires_in"] = args.expires_in
+        _out(_call(api, "POST", "/v1/memories", body)["id"])
+        return 0
     with _replica(args) as r:
         now = r.now_ms()
         expires = None if args.expires_in is None else now + round(args.expires_in * 1000)
@@ -364,19 +434,30 @@ def cmd_remember(args: argparse.Namespace) -> int:
 
 
 def cmd_recall(args: argparse.Namespace) -> int:
-    with _replica(args) as r:
-        views = Views(r)
-        author = None
-        if args.author is not None:
-            authors = {rec.author for rec in r.records().values()}
-            author = _resolve_author(r, args.author, known=authors)
-        result = views.recall(
-            args.query, category=args.category, subject=args.subject, tag=args.tag,
-            author=author, limit=args.limit, include_untrusted=args.include_untrusted,
-        )  # fmt: skip
-        keyring = r.keyring()
-        now = r.now_ms()
-        cfg = views.config
+    if (api := _daemon(args)) is not None:
+        answer = _call(api, "GET", "/v1/memories", q=args.query, category=args.category,
+                       subject=args.subject, tag=args.tag, author=args.author,
+                       limit=args.limit, include_untrusted=args.include_untrusted)  # fmt: skip
+        hits = [_memory(d) for d in answer["memories"]]
+        keyring = {d["author"]: d["author_name"] for d in answer["memories"] if d["author_name"]}
+        result = Recall(hits, answer["capped"])
+        now = _now()
+        cfg = ViewConfig(quota_per_window=answer["quota"]["per_window"],
+                         quota_window_ms=answer["quota"]["window_ms"])  # fmt: skip
+    else:
+        with _replica(args) as r:
+            views = Views(r)
+            author = None
+            if args.author is not None:
+                authors = {rec.author for rec in r.records().values()}
+                author = _resolve_author(r, args.author, known=authors)
+            result = views.recall(
+                args.query, category=args.category, subject=args.subject, tag=args.tag,
+                author=author, limit=args.limit, include_untrusted=args.include_untrusted,
+            )  # fmt: skip
+            keyring = r.keyring()
+            now = r.now_ms()
+            cfg = views.config
     if args.json:
         _json([{**m.to_json(), "author_name": keyring.get(m.author)} for m in result.hits])
     else:
@@ -408,6 +489,12 @@ def cmd_recall(args: argparse.Namespace) -> int:
 
 def cmd_retract(args: argparse.Namespace) -> int:
     prefix: str = args.id
+    if (api := _daemon(args)) is not None:
+        answer = _call(api, "POST", f"/v1/memories/{prefix}/retract", {"reason": args.reason or ""})
+        if answer["already_retracted"]:
+            _note(f"memory {answer['id'][:12]} was already retracted")
+        _out(f"retracted {answer['id']}")
+        return 0
     with _replica(args) as r:
         held = r.records()
         matches = sorted(
@@ -442,6 +529,12 @@ def cmd_retract(args: argparse.Namespace) -> int:
 
 
 def cmd_breaker_trip(args: argparse.Namespace) -> int:
+    if (api := _daemon(args)) is not None:
+        now = _now()
+        _call(api, "POST", "/v1/breakers/trip", {"name": args.name, "reason": args.reason,
+              "cooldown": args.cooldown, "failures": args.failures})  # fmt: skip
+        _out(f"{args.name}: open, resets {_until(now + round(args.cooldown * 1000), now)}")
+        return 0
     with _replica(args) as r:
         now = r.now_ms()
         resets = now + round(args.cooldown * 1000)
@@ -456,18 +549,26 @@ def cmd_breaker_trip(args: argparse.Namespace) -> int:
 
 
 def cmd_breaker_reset(args: argparse.Namespace) -> int:
-    with _replica(args) as r:
-        known = set()
-        for key in r.state():
-            kind, _, name = split_state_key(key)
-            if kind == KIND_BREAKER:
-                known.add(name)
-        if args.name not in known:
-            raise CliError(f"no breaker named {args.name!r} here (see `gossip breaker list`)")
-        now = r.now_ms()
-        r.put(records.breaker(r.identity, args.name, state="closed", ts=now, reason=args.reason))
-        merged = Views(r).breaker(args.name)
-        keyring = r.keyring()
+    if (api := _daemon(args)) is not None:
+        answer = _call(api, "POST", "/v1/breakers/reset", {"name": args.name,
+                                                           "reason": args.reason})  # fmt: skip
+        merged: Breaker | None = Breaker(**answer)
+        keyring = {k["id"]: k["name"] for k in _call(api, "GET", "/v1/trust")}
+        now = _now()
+    else:
+        with _replica(args) as r:
+            known = set()
+            for key in r.state():
+                kind, _, name = split_state_key(key)
+                if kind == KIND_BREAKER:
+                    known.add(name)
+            if args.name not in known:
+                raise CliError(f"no breaker named {args.name!r} here (see `gossip breaker list`)")
+            now = r.now_ms()
+            r.put(records.breaker(r.identity, args.name, state="closed", ts=now,
+                                  reason=args.reason))  # fmt: skip
+            merged = Views(r).breaker(args.name)
+            keyring = r.keyring()
     _out(f"{args.name}: closed by this host")
     if merged is not None and merged.state != "closed":
         by = ", ".join(_who(a, keyring) for a in merged.tripped_by)
@@ -479,10 +580,19 @@ def cmd_breaker_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_breaker_list(args: argparse.Namespace) -> int:
-    with _replica(args) as r:
-        breakers = Views(r).breakers(include_untrusted=args.include_untrusted)
-        keyring = r.keyring()
-        now = r.now_ms()
+    if (api := _daemon(args)) is not None:
+        found = _call(api, "GET", "/v1/breakers", include_untrusted=args.include_untrusted)
+        if args.json:
+            _json(found)
+            return 0
+        breakers = [Breaker(**b) for b in found]
+        keyring = {k["id"]: k["name"] for k in _call(api, "GET", "/v1/trust")}
+        now = _now()
+    else:
+        with _replica(args) as r:
+            breakers = Views(r).breakers(include_untrusted=args.include_untrusted)
+            keyring = r.keyring()
+            now = r.now_ms()
     if args.json:
         _json([b.to_json() for b in breakers])
         return 0
@@ -499,23 +609,37 @@ def cmd_breaker_list(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_record(args: argparse.Namespace) -> int:
-    with _replica(args) as r:
-        now = r.now_ms()
-        r.put(
-            records.benchmark(
-                r.identity, args.subject, args.metric, summary={"value": args.value},
-                unit=args.unit, ts=now, recorded_at=now,
-            )
-        )  # fmt: skip
+    if (api := _daemon(args)) is not None:
+        _call(api, "POST", "/v1/benchmarks", {"subject": args.subject, "metric": args.metric,
+                                              "value": args.value, "unit": args.unit})  # fmt: skip
+    else:
+        with _replica(args) as r:
+            now = r.now_ms()
+            r.put(
+                records.benchmark(
+                    r.identity, args.subject, args.metric, summary={"value": args.value},
+                    unit=args.unit, ts=now, recorded_at=now,
+                )
+            )  # fmt: skip
     _out(f"{args.subject} {args.metric} = {args.value}{' ' + args.unit if args.unit else ''}")
     return 0
 
 
 def cmd_bench_show(args: argparse.Namespace) -> int:
-    with _replica(args) as r:
-        benches = Views(r).benchmarks(args.subject, include_untrusted=args.include_untrusted)
-        keyring = r.keyring()
-        now = r.now_ms()
+    if (api := _daemon(args)) is not None:
+        found = _call(api, "GET", "/v1/benchmarks", subject=args.subject,
+                      include_untrusted=args.include_untrusted)  # fmt: skip
+        if args.json:
+            _json(found)
+            return 0
+        benches = [Benchmark(**b) for b in found]
+        keyring = {k["id"]: k["name"] for k in _call(api, "GET", "/v1/trust")}
+        now = _now()
+    else:
+        with _replica(args) as r:
+            benches = Views(r).benchmarks(args.subject, include_untrusted=args.include_untrusted)
+            keyring = r.keyring()
+            now = r.now_ms()
     if args.json:
         _json([b.to_json() for b in benches])
         return 0
@@ -541,17 +665,25 @@ def cmd_trust_add(args: argparse.Namespace) -> int:
         public_key_bytes(args.key)
     except GossipError as e:
         raise CliError(f"cannot trust {args.key!r:.60}: {e}") from None
-    with _replica(args) as r:
-        if args.key == r.author:
-            raise CliError("that is this host's own key; a host always trusts itself")
-        was = r.keyring().get(args.key)
-        r.trust(args.key, args.name or "")
+    if (api := _daemon(args)) is not None:
+        answer = _call(api, "POST", "/v1/trust", {"key": args.key, "name": args.name or ""})
+        was = "" if answer["updated"] else None
+    else:
+        with _replica(args) as r:
+            if args.key == r.author:
+                raise CliError("that is this host's own key; a host always trusts itself")
+            was = r.keyring().get(args.key)
+            r.trust(args.key, args.name or "")
     label = f" as {args.name}" if args.name else ""
     _out(f"{'updated' if was is not None else 'trusted'} {args.key}{label}")
     return 0
 
 
 def cmd_trust_remove(args: argparse.Namespace) -> int:
+    if (api := _daemon(args)) is not None:
+        key = _call(api, "DELETE", f"/v1/trust/{urllib.parse.quote(args.key, safe='')}")["id"]
+        _out(f"removed {key}")
+        return 0
     with _replica(args) as r:
         keyring = r.keyring()
         key = _resolve_author(r, args.key, known=())
@@ -564,10 +696,13 @@ def cmd_trust_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_trust_list(args: argparse.Namespace) -> int:
-    with _replica(args) as r:
-        keyring = r.keyring()
-        me = r.author
-    entries = [{"id": k, "name": n, "self": k == me} for k, n in keyring.items()]
+    if (api := _daemon(args)) is not None:
+        entries = _call(api, "GET", "/v1/trust")
+    else:
+        with _replica(args) as r:
+            keyring = r.keyring()
+            me = r.author
+        entries = [{"id": k, "name": n, "self": k == me} for k, n in keyring.items()]
     if args.json:
         _json(entries)
     else:
@@ -577,14 +712,23 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    with _replica(args) as r:
-        if args.yjs:
-            payload = [r.document_update()]
-            count = None
-        else:
-            updates = r.updates_for({})
-            payload = list(encode_export(updates))
-            count = len(updates)
+    if (api := _daemon(args)) is not None:
+        try:
+            data = api.request("GET", "/v1/export", query={"yjs": args.yjs}, binary=True,
+                               timeout=IMPORT_TIMEOUT_S)  # fmt: skip
+        except (ApiRefused, ApiUnavailable) as e:
+            raise CliError(str(e)) from None
+        payload = [data]
+        count = None if args.yjs else len(decode_export(data, "the daemon's export"))
+    else:
+        with _replica(args) as r:
+            if args.yjs:
+                payload = [r.document_update()]
+                count = None
+            else:
+                updates = r.updates_for({})
+                payload = list(encode_export(updates))
+                count = len(updates)
     n = _write_atomic(args.file, payload)
     where = "stdout" if args.file == "-" else args.file
     say = _note if args.file == "-" else _out
@@ -598,54 +742,297 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     name = "stdin" if args.file == "-" else args.file
-    updates = decode_export(_read_input(args.file), name)
-    with _replica(args) as r:
-        outcomes = r.ingest_batch(updates, source=f"import:{name}")
-        sv = r.state_vector()
-        keyring = r.keyring()
-    counts = {"applied": 0, "duplicate": 0, "waiting": 0, "refused": 0}
-    untrusted: dict[str, int] = {}
-    for k, o in enumerate(outcomes):
-        su = o.update
-        status = o.status
-        if status == "buffered" and su is not None and sv.get(su.client, 0) >= su.header.end:
-            status = "applied"  # it waited for a later update of the same file, then applied
-        if status == "applied" and su is not None and su.author not in keyring:
-            untrusted[su.author] = untrusted.get(su.author, 0) + 1
-        if status == "rejected":
-            counts["refused"] += 1
-            err = o.error
-            where = [f"update {k + 1} of {len(outcomes)}"]
-            if su is not None:
-                where.append(f"author {su.author[:12]}")
-            if isinstance(err, RejectedUpdate):
-                rule, detail = err.rule, err.detail
-                if err.key:
-                    where.append(f"key {err.key[:80]}")
-            else:
-                rule = "malformed" if isinstance(err, UpdateError) else type(err).__name__
-                detail = str(err)
-            _note(f"refused: {rule}: {_one_line(detail)} ({', '.join(where)})")
-        elif status == "buffered":
-            counts["waiting"] += 1
-        else:
-            counts[status] += 1
+    data = _read_input(args.file)
+    updates = decode_export(data, name)
+    if (api := _daemon(args)) is not None:
+        progress = _Progress(f"importing {len(updates)} updates through the daemon", 0)
+        progress.show(0)
+        try:
+            summary = api.request("POST", "/v1/import", raw=data, query={"name": name},
+                                  timeout=IMPORT_TIMEOUT_S)  # fmt: skip
+            progress.done()
+        except ApiRefused as e:
+            raise CliError(str(e)) from None
+        except ApiUnavailable as e:
+            raise CliError(f"{e} (is `gossip serve` still running?)") from None
+    else:
+        with _replica(args) as r:
+            outcomes = []
+            progress = _Progress("importing", len(updates))
+            for k in range(0, len(updates), IMPORT_CHUNK):
+                outcomes += r.ingest_batch(updates[k : k + IMPORT_CHUNK], source=f"import:{name}")
+                progress.show(len(outcomes))
+            progress.done()
+            summary = import_summary(outcomes, r.state_vector(), r.keyring())
+    for k in summary["refused"]:
+        where = [f"update {k['index'] + 1} of {summary['updates']}"]
+        if k["author"]:
+            where.append(f"author {k['author'][:12]}")
+        if k["key"]:
+            where.append(f"key {k['key'][:80]}")
+        _note(f"refused: {k['rule']}: {_one_line(k['detail'])} ({', '.join(where)})")
     _out(
-        f"imported {name}: {len(outcomes)} updates: {counts['applied']} applied, "
-        f"{counts['duplicate']} already present, {counts['waiting']} waiting, "
-        f"{counts['refused']} refused"
+        f"imported {name}: {summary['updates']} updates: {summary['applied']} applied, "
+        f"{summary['duplicate']} already present, {summary['waiting']} waiting, "
+        f"{len(summary['refused'])} refused"
     )
-    if counts["waiting"]:
+    if summary["waiting"]:
         _note(
-            f"note: {counts['waiting']} updates build on updates this file lacks; they were "
+            f"note: {summary['waiting']} updates build on updates this file lacks; they were "
             "not kept (import those first, then this file again)"
         )
-    for author, n in sorted(untrusted.items()):
+    for author, n in sorted(summary["untrusted"].items()):
         _note(
             f"note: {n} updates by {author}, not in your keyring: recall hides them until "
             f"`gossip trust add {author}`"
         )
-    return 1 if counts["refused"] else 0
+    return 1 if summary["refused"] else 0
+
+
+def _status_embedded(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = config.load(args.home)
+    with _replica(args) as r:
+        counts = queries.counts(r)
+        keyring = r.keyring()
+        author = r.author
+    warnings = ["no daemon runs on this data dir: nothing replicates (`gossip serve`)"]
+    if len(keyring) <= 1:
+        warnings.append("the keyring has only this host: `gossip trust add KEY`")
+    return {
+        "id": author, "name": cfg.name, "address": None, "profile": cfg.profile, "pid": None,
+        "started_at": None, "api": None,
+        "discovery": [{"source": "static", "state": "off",
+                       "detail": f"{len(cfg.peers)} configured"}],
+        "peers": {"alive": 0, "total": len(cfg.peers)},
+        "records": {k: counts[k] for k in ("total", "trusted", "untrusted")},
+        "state_entries": counts["state_entries"], "keyring": len(keyring),
+        "store_bytes": queries.store_bytes(args.home), "last_exchange": None,
+        "warnings": warnings,
+    }  # fmt: skip
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    api = _daemon(args)
+    st = _call(api, "GET", "/v1/status") if api is not None else _status_embedded(args)
+    st["daemon"] = api is not None
+    if args.json:
+        _json(st)
+        return 0
+    now = _now()
+    rec = st["records"]
+    rows = [
+        ("id", st["id"]),
+        ("name", st["name"]),
+        ("daemon", f"running, pid {st['pid']}" if api is not None else "not running"),
+        ("listen", st["address"] or "-"),
+        ("profile", st["profile"]),
+        ("discovery", "; ".join(f"{d['source']} {d['state']}" + (f" ({d['detail']})"
+                                if d.get("detail") else "") for d in st["discovery"]) or "-"),
+        ("peers", f"{st['peers']['alive']} alive of {st['peers']['total']}"),
+        ("records", f"{rec['total']} ({rec['trusted']} trusted, {rec['untrusted']} untrusted), "
+                    f"{st['state_entries']} state entries"),
+        ("keyring", f"{st['keyring']} keys"),
+        ("store", f"{st['store_bytes'] / 1024:.0f} KiB"),
+        ("last exchange", _ago(st["last_exchange"], now) if st["last_exchange"] else "never"),
+    ]  # fmt: skip
+    for k, v in rows:
+        _out(f"{k + ':':<15}{_fit(str(v), 84)}")
+    for w in st["warnings"]:
+        _note(f"warning: {w}")
+    return 0
+
+
+def _peer_rows(peers: list[dict[str, Any]], now: int) -> list[list[str]]:
+    rows = []
+    for p in peers:
+        lag = "-" if p["they_lack"] is None else f"{p['they_lack']}/{p['we_lack']}"
+        rows.append([
+            (p["key"] or "?")[:8], _fit(p["name"] or "-", 12), _fit(p["address"], 21),
+            p["source"], p["state"],
+            _span(now - p["last_success"]) if p["last_success"] else "never",
+            "-" if p["rtt_ms"] is None else f"{p['rtt_ms']:.0f}ms", lag,
+            f"{_bytes(p['bytes_in'])}/{_bytes(p['bytes_out'])}",
+        ])  # fmt: skip
+    return rows
+
+
+_PEER_HEADER = ["ID", "NAME", "ADDRESS", "SOURCE", "STATE", "LAST OK", "RTT", "LAG ↑/↓",
+                "IN/OUT"]  # fmt: skip
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024 or unit == "G":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _configured_peers(args: argparse.Namespace) -> list[dict[str, Any]]:
+    return [{"key": None, "name": "", "addresses": [a], "address": a, "source": "static",
+             "state": "not-running", "last_success": None, "last_seen": None,
+             "last_error": None, "failures": 0, "rtt_ms": None, "bytes_in": 0,
+             "bytes_out": 0, "they_lack": None, "we_lack": None, "next_attempt": 0,
+             "exchanges": 0} for a in config.load(args.home).peers]  # fmt: skip
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    api = _daemon(args)
+    if api is None and not args.home.is_dir():
+        raise CliError(f"no data dir at {args.home}; run `gossip init` first")
+    if api is None:
+        _note("no daemon runs on this data dir: showing the configured peers")
+
+    def fetch() -> list[dict[str, Any]]:
+        return _call(api, "GET", "/v1/peers") if api is not None else _configured_peers(args)
+
+    if args.watch:
+        return _watch(fetch, args.interval)
+    peers = fetch()
+    if args.json:
+        _json(peers)
+        return 0
+    if not peers:
+        _note("no peers")
+        return 0
+    _table(_PEER_HEADER, _peer_rows(peers, _now()))
+    return 0
+
+
+def _watch(fetch: Callable[[], list[dict[str, Any]]], interval: float) -> int:
+    """Redraw the peer table every ``interval`` seconds until Ctrl-C."""
+    tty = sys.stdout.isatty()
+    while True:
+        peers = fetch()
+        if tty:
+            sys.stdout.write("\x1b[H\x1b[2J")
+        _out(f"gossip peers — {time.strftime('%H:%M:%S')} — every {interval:g}s, Ctrl-C stops")
+        _table(_PEER_HEADER, _peer_rows(peers, _now())) if peers else _out("no peers")
+        if not tty:
+            _out()
+        sys.stdout.flush()
+        time.sleep(interval)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    if (api := _daemon(args)) is not None:
+        shown = _call(api, "GET", f"/v1/records/{args.id}")
+    else:
+        with _replica(args) as r:
+            try:
+                shown = queries.show(r, Views(r), args.id)
+            except queries.LookupFailed as e:
+                raise CliError(str(e)) from None
+    if args.json:
+        _json(shown)
+        return 0
+    now = _now()
+    prov = shown["provenance"]
+    who = shown["author_name"] or shown["author"][:12]
+    if prov["local"]:
+        came = "written on this host"
+    elif prov["source"]:
+        came = f"first received from {prov['source'][:12]} {_ago(prov['received_at'], now)}"
+    else:
+        came = "origin unknown (compacted)"
+    lines = [
+        f"{shown['kind']} {shown['id']}",
+        f"author:    {who} ({'trusted' if shown['trusted'] else 'NOT trusted'}), "
+        f"signature {'ok' if shown['signature_ok'] else 'INVALID'}",
+        f"signed:    {_ago(shown['ts'], now)}",
+        f"came:      {came}",
+    ]
+    if shown["retracted_by"]:
+        lines.append(f"retracted: by its author ({shown['retracted_by'][0][:12]})")
+    for line in lines:
+        _out(line)
+    fields = {k: v for k, v in shown["record"]["fields"].items()
+              if k not in ("v", "kind", "author", "ts")}  # fmt: skip
+    for k, v in sorted(fields.items()):
+        text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        _out(f"{k + ':':<11}{text}")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    if (api := _daemon(args)) is not None:
+        body = {"address": args.address} if args.address else {}
+        report = _call(api, "POST", "/v1/sync", body)
+    else:
+        report = _sync_embedded(args)
+    if args.json:
+        _json(report)
+    else:
+        _out(f"{report['exchanges']} exchange(s) ok, {report['failures']} failed, "
+             f"{report['learned']} update(s) learned in {report['seconds']:.2f}s")  # fmt: skip
+    return 1 if report["failures"] and not report["exchanges"] else 0
+
+
+def _sync_embedded(args: argparse.Namespace) -> dict[str, Any]:
+    """No daemon: run a node here just long enough for one exchange with each peer."""
+    import asyncio
+
+    from .node import Node
+
+    cfg = config.load(args.home)
+    peers = [args.address] if args.address else list(cfg.peers)
+    if not peers:
+        raise CliError("no peers configured and no ADDR given: nothing to sync with")
+    if not (args.home / KEY_FILE).exists():
+        raise CliError(f"no identity in {args.home}; run `gossip init` first")
+
+    async def run() -> dict[str, Any]:
+        started = time.perf_counter()
+        async with Node(args.home, listen="127.0.0.1:0", peers=peers,
+                        profile=cfg.profile) as node:  # fmt: skip
+            rep = await node.sync_now()
+        return {"exchanges": rep.exchanges, "failures": rep.failures, "learned": rep.learned,
+                "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
+
+    return asyncio.run(run())
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    if (api := _daemon(args)) is not None:
+        info = _call(api, "GET", "/v1/inspect")
+    else:
+        with _replica(args) as r:
+            info = queries.inspect(r)
+    if args.json:
+        _json(info)
+        return 0
+    kinds = ", ".join(f"{n} {k}" for k, n in info["records_by_kind"].items()) or "none"
+    states = ", ".join(f"{n} {k}" for k, n in info["state_by_kind"].items()) or "none"
+    sv, store = info["state_vector"], info["store"]
+    _out(f"records:       {kinds}")
+    _out(f"state:         {states}")
+    _out(f"state vector:  {sv['clients']} clients, {sv['clock_total']} items")
+    _out(f"store:         {_bytes(store['bytes'])} on disk, {store['updates']} signed updates, "
+         f"{store['pending']} waiting")  # fmt: skip
+    _out(f"document:      {_bytes(info['document_bytes'])} as one Yjs update")
+    rejected = ", ".join(f"{n} {rule}" for rule, n in info["rejected_by_rule"].items())
+    _out(f"rejected:      {rejected or 'none'} (since the daemon started)")
+    if info["records_by_author"]:
+        _out()
+        rows = [[a["author"][:12], _fit(a["name"] or "-", 20),
+                 "yes" if a["trusted"] else "no", str(a["records"])]
+                for a in info["records_by_author"]]  # fmt: skip
+        _table(["AUTHOR", "NAME", "TRUSTED", "RECORDS"], rows)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .daemon import ServeSettings, configure_logging, run
+
+    home: Path = args.home
+    if not (home / KEY_FILE).exists():
+        raise CliError(f"no identity in {home}; run `gossip init` first")
+    settings = ServeSettings.resolve(
+        home, listen=args.listen, peers=args.peer, profile=args.profile, mdns=args.mdns,
+        tailnet=args.tailnet, api_listen=args.api_listen, lock_wait=args.lock_wait,
+    )  # fmt: skip
+    configure_logging(args.debug)
+    return run(settings)
 
 
 # -- parser ---------------------------------------------------------------------------
@@ -700,6 +1087,39 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--name", help="this host's display name (default: the hostname)")
     command(sub, "id", cmd_id, "print this host's public id")
     command(sub, "version", cmd_version, "print the version")
+
+    c = command(sub, "serve", cmd_serve, "run the daemon in the foreground (SIGTERM stops it)")
+    c.add_argument("--listen", metavar="HOST:PORT",
+                   help="peer server address (default: config.toml, else 0.0.0.0:7471)")
+    c.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
+                   help="a static peer, added to config.toml's (repeat for more)")
+    c.add_argument("--profile", choices=config.PROFILES,
+                   help="network timings (default: config.toml, else lan)")
+    c.add_argument("--mdns", action=argparse.BooleanOptionalAction, default=None,
+                   help="find peers on the LAN by mDNS (default: on for the lan profile)")
+    c.add_argument("--tailnet", action=argparse.BooleanOptionalAction, default=None,
+                   help="find peers with `tailscale status --json` (default: on for the "
+                        "tailnet profile)")
+    c.add_argument("--api-listen", metavar="127.0.0.1:PORT",
+                   help="also serve the local API on loopback TCP (bearer token in api.token)")
+    c.add_argument("--lock-wait", type=_positive_seconds, default=10.0, metavar="SECONDS",
+                   help="wait this long for a command holding the data dir (default 10)")
+
+    c = command(sub, "status", cmd_status, "this host: daemon, peers, records, warnings")
+    c.add_argument("--json", action="store_true", help="print a JSON object")
+    c = command(sub, "peers", cmd_peers, "the peer table: state, last success, rtt, lag")
+    c.add_argument("--json", action="store_true", help="print a JSON array")
+    c.add_argument("--watch", action="store_true", help="redraw every --interval seconds")
+    c.add_argument("--interval", type=_positive_seconds, default=2.0, metavar="SECONDS")
+    c = command(sub, "show", cmd_show, "one record with its provenance")
+    c.add_argument("id", type=_record_prefix, metavar="ID",
+                   help="a record id, or its first 6+ characters")  # fmt: skip
+    c.add_argument("--json", action="store_true", help="print a JSON object")
+    c = command(sub, "sync", cmd_sync, "one exchange now with every peer (or with ADDR)")
+    c.add_argument("address", nargs="?", metavar="ADDR", help="a peer's HOST:PORT")
+    c.add_argument("--json", action="store_true", help="print a JSON object")
+    c = command(sub, "inspect", cmd_inspect, "document statistics: records by kind and author")
+    c.add_argument("--json", action="store_true", help="print a JSON object")
 
     c = command(sub, "remember", cmd_remember, "write a memory; prints its record id")
     c.add_argument("text", type=_nonempty("the text"), metavar="TEXT")

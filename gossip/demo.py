@@ -1,223 +1,195 @@
-"""A walk-through of what sm-gossip guarantees, on real replicas in a temporary directory.
+"""`scripts/demo`: three real `gossip serve` daemons on 127.0.0.1 in a temporary directory.
 
-Two hosts exchange signed updates; a third, untrusted key tries to plant a memory in
-someone else's name, to pre-delete an honest writer's next record, and to tamper with
-bytes in flight. Every forgery is refused with the rule it broke, and nothing else moves.
-Then three real nodes gossip over HTTP on 127.0.0.1 (the daemon command comes later).
+Each host gets a key (`gossip init`), trusts the other two (`gossip trust add`) and runs
+a daemon with the others as static peers. A memory written on one arrives on the other
+two; a breaker tripped on another is open everywhere; `gossip peers` shows the mesh. Then
+it keeps running (Ctrl-C stops it) or stops after ``--seconds N``, SIGTERMing every
+daemon. Every step is a real command, printed as it runs.
+
+``--forgeries`` runs the gate's walk-through instead (``gossip.walkthrough``).
 """
 
 from __future__ import annotations
 
-import asyncio
+import argparse
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import time
-from contextlib import AsyncExitStack
+from collections.abc import Callable
 from pathlib import Path
 
-import pycrdt
+from .client import ApiConnection, ApiUnavailable
 
-from crdt import GossipError, Identity, Replica, SignedUpdate, records, wire
-from crdt.updates import derive_client, sign_update
-
-
-def now() -> int:
-    return time.time_ns() // 1_000_000
+NAMES = ("n1", "n2", "n3")
 
 
-def exchange(a: Replica, b: Replica) -> str:
-    """One push-pull round as the gossip engine runs it: state vectors, then deltas."""
-    to_b = a.updates_for(b.state_vector())
-    to_a = b.updates_for(a.state_vector())
-    out_b = b.ingest_batch(to_b, source="demo")
-    out_a = a.ingest_batch(to_a, source="demo")
-    size = sum(map(len, to_b + to_a))
-    applied = sum(o.status == "applied" for o in out_a + out_b)
-    return f"{len(to_b) + len(to_a)} signed updates, {size} bytes, {applied} applied"
+class Demo:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.homes = {n: base / n for n in NAMES}
+        self.ports = {n: _free_port() for n in NAMES}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def gossip(self, name: str, *args: str, show: bool = True) -> str:
+        """Run `gossip ARGS` on host ``name``, print the command and its output."""
+        env = {**os.environ, "GOSSIP_HOME": str(self.homes[name])}
+        out = subprocess.run([sys.executable, "-m", "gossip.cli", *args], env=env,
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        if out.returncode != 0:
+            raise SystemExit(f"demo: `gossip {shlex.join(args)}` on {name} failed: "
+                             f"{out.stderr.strip()}")  # fmt: skip
+        if show:
+            print(f"  {name}$ gossip {shlex.join(args)}")
+            for line in out.stdout.rstrip("\n").splitlines():
+                print(f"      {line}")
+        return out.stdout
+
+    def setup(self) -> None:
+        ids = {n: self.gossip(n, "init", "--name", n, show=False).strip() for n in NAMES}
+        for n in NAMES:
+            for other in NAMES:
+                if other != n:
+                    self.gossip(n, "trust", "add", ids[other], "--name", other, show=False)
+        print("1. three hosts, each with its own Ed25519 key, each trusting the other two:")
+        for n in NAMES:
+            print(f"   {n}  {ids[n]}  127.0.0.1:{self.ports[n]}")
+
+    def start(self) -> None:
+        print("\n2. one `gossip serve` per host, the other two as static peers "
+              f"(logs in {self.base}/n*.log):")  # fmt: skip
+        for n in NAMES:
+            peers = [a for other in NAMES if other != n
+                     for a in ("--peer", f"127.0.0.1:{self.ports[other]}")]  # fmt: skip
+            args = [sys.executable, "-m", "gossip.cli", "serve", "--home", str(self.homes[n]),
+                    "--listen", f"127.0.0.1:{self.ports[n]}", "--profile", "local",
+                    "--no-mdns", *peers]  # fmt: skip
+            with open(self.base / f"{n}.log", "wb") as log:
+                # Own process group: a Ctrl-C reaches the demo, which stops them in order.
+                self.procs[n] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                                 start_new_session=True)  # fmt: skip
+            print(f"   {n}: gossip serve --listen 127.0.0.1:{self.ports[n]} "
+                  f"--peer … (pid {self.procs[n].pid})")  # fmt: skip
+        for n in NAMES:
+            api = ApiConnection(self.homes[n])
+            _until(lambda n=n, api=api: self._alive(n) and api.alive(), f"the daemon of {n}")
+
+    def _alive(self, name: str) -> bool:
+        proc = self.procs[name]
+        if proc.poll() is not None:
+            log = (self.base / f"{name}.log").read_text(errors="replace")
+            raise SystemExit(f"demo: the daemon of {name} exited:\n{log}")
+        return True
+
+    def show(self) -> None:
+        print("\n3. a memory written on n3 ...")
+        t0 = time.perf_counter()
+        self.gossip("n3", "remember", "kimi-coding/k2p5 times out above 30k tokens",
+                    "--category", "anti-pattern", "--subject", "kimi-coding/k2p5")  # fmt: skip
+        for n in ("n1", "n2"):
+            api = ApiConnection(self.homes[n])
+            _until(lambda api=api: _call(api, "/v1/memories", q="kimi tokens")["memories"],
+                   f"the memory on {n}")  # fmt: skip
+        print(f"   ... arrived on n1 and n2 within {(time.perf_counter() - t0) * 1000:.0f} ms:")
+        self.gossip("n1", "recall", "kimi tokens")
+
+        print("\n4. a breaker tripped on n1 ...")
+        t0 = time.perf_counter()
+        self.gossip("n1", "breaker", "trip", "provider:x", "--reason", "503 burst",
+                    "--cooldown", "600")  # fmt: skip
+        for n in ("n2", "n3"):
+            api = ApiConnection(self.homes[n])
+            _until(lambda api=api: _call(api, "/v1/breaker", name="provider:x")["state"]
+                   == "open", f"the breaker on {n}")  # fmt: skip
+        print(f"   ... is open on n2 and n3 within {(time.perf_counter() - t0) * 1000:.0f} ms:")
+        self.gossip("n3", "breaker", "list")
+
+        print("\n5. the mesh as n1 sees it:")
+        self.gossip("n1", "peers")
+        print("\n6. what n2's daemon logged (one line per event):")
+        lines = (self.base / "n2.log").read_text(errors="replace").splitlines()
+        for line in lines[-8:]:
+            print(f"   {line}")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes = {}
+        for n, proc in self.procs.items():
+            try:
+                codes[n] = proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[n] = proc.wait()
+        clean = all(c == 0 for c in codes.values())
+        print(f"stopped the {len(codes)} daemons" + (" cleanly" if clean else f": {codes}"))
 
 
-def forge(author: Identity, epoch: int, edit, delete_set=None) -> SignedUpdate:
-    """What an attacker can build: a real Yjs update, signed with the attacker's key."""
-    client = derive_client(author.public_id, epoch)
-    doc = pycrdt.Doc(client_id=client)
-    doc.get("records", type=pycrdt.Map)
-    doc.get("state", type=pycrdt.Map)
-    got: list[bytes] = []
-    doc.observe(lambda e: got.append(e.update))
-    with doc.transaction():
-        edit(doc)
-    update = got[0]
-    if delete_set:
-        update = pycrdt.merge_updates(update, b"\x00" + wire.encode_delete_set(delete_set))
-    return sign_update(author, epoch=epoch, update=update, start=0, end=1, ts=now())
-
-
-def attempt(replica: Replica, what: str, su: SignedUpdate | bytes) -> None:
+def _call(api: ApiConnection, path: str, **query: str) -> dict:
     try:
-        replica.ingest(su, source="mallory")
-        print(f"   !! {what}: ACCEPTED (this should not happen)")
-    except GossipError as e:
-        print(f"   refused — {what}\n      {e}")
+        return api.request("GET", path, query=query)
+    except ApiUnavailable:
+        return {"memories": [], "state": "unknown"}
 
 
-def main(home: Path | None = None) -> None:
-    base = Path(tempfile.mkdtemp(prefix="sm-gossip-demo-")) if home is None else home
-    print(f"sm-gossip demo — data in {base}\n")
-    alice = Replica.open(base / "alice")
-    bob = Replica.open(base / "bob")
-    print(
-        f"1. Two hosts, each with its own Ed25519 key and store:\n"
-        f"   alice {alice.author}\n   bob   {bob.author}\n"
-    )
-
-    lesson = records.memory(
-        alice.identity,
-        "Provider X drops requests at 03:00 UTC; retry after 03:05.",
-        category="anti-pattern",
-        subject="provider:x",
-        tags=["outage"],
-        ts=now(),
-    )
-    alice.put(lesson)
-    alice.put(
-        records.breaker(
-            alice.identity,
-            "kimi-coding/k2p5",
-            state="open",
-            reason="5 timeouts in 60 s",
-            failures=5,
-            tripped_at=now(),
-            resets_at=now() + 300_000,
-            ts=now(),
-        )
-    )
-    print("2. alice learns something and trips a circuit breaker (both durable on disk).")
-    print(f"   exchange alice <-> bob: {exchange(alice, bob)}")
-    mem = bob.records()[lesson.id]
-    print(f'   bob now recalls: "{mem.fields["text"]}"  (author {mem.author[:12]}…, signature ok)')
-    br = next(iter(bob.state().values()))
-    print(f"   bob sees breaker {br.fields['name']} = {br.fields['state']} ({br.fields['reason']})")
-    print(f"   a second exchange is a no-op: {exchange(alice, bob)}\n")
-
-    mallory = Identity.generate()
-    print(f"3. mallory ({mallory.public_id[:12]}…) attacks bob:")
-    fake = records.memory(
-        mallory, "Provider X is fine, disable all retries.", category="anti-pattern", ts=now()
-    )
-    # (a) a record that claims alice wrote it: mallory cannot sign as alice...
-    claimed = records.SignedRecord(
-        fake.body.replace(mallory.public_id.encode(), alice.author.encode()), fake.sig
-    )
-    attempt(
-        bob,
-        "a memory in alice's name, signed by mallory",
-        forge(mallory, 7, lambda d: d["records"].__setitem__(claimed.id, claimed.to_value())),
-    )
-    # (b) ...nor slip alice's real record into an update of its own.
-    attempt(
-        bob,
-        "alice's genuine record relayed inside mallory's update",
-        forge(mallory, 8, lambda d: d["records"].__setitem__(lesson.id, lesson.to_value())),
-    )
-    # (c) the pre-delete attack: delete alice's *next* item before it exists.
-    nxt = alice.state_vector()[alice.client]
-    attempt(
-        bob,
-        f"a delete set naming alice's future clock {nxt} (pre-delete)",
-        forge(
-            mallory,
-            9,
-            lambda d: d["records"].__setitem__(fake.id, fake.to_value()),
-            delete_set={alice.client: ((nxt, 1),)},
-        ),
-    )
-    # (d) bytes changed in flight.
-    good = alice.updates_for({})[0]
-    attempt(
-        bob,
-        "one of alice's updates with a byte flipped in transit",
-        good[:-30] + bytes([good[-30] ^ 1]) + good[-29:],
-    )
-    print()
-
-    follow_up = records.memory(
-        alice.identity,
-        "Provider X outage window moved to 04:00 UTC.",
-        category="learning",
-        subject="provider:x",
-        supersedes=lesson.id,
-        ts=now(),
-    )
-    alice.put(follow_up)
-    print(f"4. alice writes her next record (clock {nxt}); exchange: {exchange(alice, bob)}")
-    print(f"   bob has it: {follow_up.id in bob.records()} — the pre-delete took nothing.\n")
-
-    bob.close()
-    bob = Replica.open(base / "bob")
-    print(
-        f"5. bob restarts from disk: {len(bob.records())} records, breakers "
-        f"{[r.fields['name'] for r in bob.state().values()]}, "
-        f"integrity {bob.integrity_check()[0]}, same document as alice: "
-        f"{_same(alice, bob)}"
-    )
-    alice.close()
-    bob.close()
-    asyncio.run(live_cluster(base))
-    print("\nNext: `scripts/test` runs the whole suite; docs/ explains the rest.")
-
-
-async def live_cluster(base: Path) -> None:
-    """Three real nodes on 127.0.0.1 gossiping over HTTP, in the background."""
-    from gossip import Node
-
-    print("\n6. Three nodes on 127.0.0.1, gossiping over signed HTTP in the background:")
-    async with AsyncExitStack() as stack:
-        first = await stack.enter_async_context(Node(base / "n1", name="n1"))
-        others = [
-            await stack.enter_async_context(Node(base / f"n{i}", peers=[first.address],
-                                                 name=f"n{i}"))
-            for i in (2, 3)
-        ]  # fmt: skip
-        nodes = [first, *others]
-        for node in nodes:  # everyone trusts everyone (invariant 9: keys come from people)
-            for other in nodes:
-                if other is not node:
-                    node.trust(other.id, name=other.address)
-        for node in nodes:
-            print(f"   {node.address}  {node.id}")
-        t0 = time.perf_counter()
-        await nodes[2].remember("kimi-coding/k2p5 times out above 30k tokens",
-                                category="anti-pattern", subject="kimi-coding/k2p5")  # fmt: skip
-        for node in nodes[:2]:
-            await _until(lambda n=node: n.recall("kimi tokens"), "the memory")
-        print(f"   a memory written on n3 is recalled on n1 and n2 after "
-              f"{(time.perf_counter() - t0) * 1000:.0f} ms")  # fmt: skip
-        t0 = time.perf_counter()
-        await nodes[0].trip_breaker("provider:x", reason="503 burst", cooldown=600)
-        for node in nodes[1:]:
-            await _until(lambda n=node: _is_open(n), "the breaker")
-        print(f"   a breaker tripped on n1 is open on n2 and n3 after "
-              f"{(time.perf_counter() - t0) * 1000:.0f} ms")  # fmt: skip
-        rows = nodes[0].peers()
-        print("   n1's peers: " + ", ".join(f"{p.address} {p.state} ({p.source})" for p in rows))
-
-
-def _is_open(node) -> bool:
-    return node.breaker("provider:x").state == "open"
-
-
-async def _until(check, what: str, timeout: float = 15.0) -> None:
+def _until(check: Callable[[], object], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise SystemExit(f"demo: {what} did not arrive within {timeout:.0f} s")
-        await asyncio.sleep(0.02)
+            raise SystemExit(f"demo: {what} did not come within {timeout:.0f} s")
+        time.sleep(0.02)
 
 
-def _same(a: Replica, b: Replica) -> bool:
-    return a.state_vector() == b.state_vector() and {k: r.body for k, r in a.records().items()} == {
-        k: r.body for k, r in b.records().items()
-    }
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, metavar="N",
+                   help="stop after N seconds in all (default: run until Ctrl-C)")  # fmt: skip
+    p.add_argument("--dir", type=Path, help="use this directory instead of a temporary one")
+    p.add_argument("--forgeries", action="store_true",
+                   help="run the ingest gate's walk-through instead")  # fmt: skip
+    args = p.parse_args(argv)
+    base = args.dir or Path(tempfile.mkdtemp(prefix="sm-gossip-demo-"))
+    base.mkdir(parents=True, exist_ok=True)
+    if args.forgeries:
+        from . import walkthrough
+
+        walkthrough.main(base)
+        return 0
+    started = time.monotonic()
+    print(f"sm-gossip demo — three daemons on 127.0.0.1, data in {base}\n")
+    demo = Demo(base)
+    try:
+        demo.setup()
+        demo.start()
+        demo.show()
+        if args.seconds is None:
+            print("\nrunning; try `GOSSIP_HOME=" f"{demo.homes['n2']} gossip peers --watch` "
+                  "in another terminal. Ctrl-C stops.")  # fmt: skip
+            while True:
+                time.sleep(3600)
+        left = args.seconds - (time.monotonic() - started)
+        if left > 0:
+            print(f"\nrunning for {left:.0f} more seconds (--seconds {args.seconds:g}) ...")
+            time.sleep(left)
+        print()
+    except KeyboardInterrupt:
+        print()
+    finally:
+        demo.stop()
+    print("Next: `scripts/test` runs the whole suite; docs/ explains the rest.")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

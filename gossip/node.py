@@ -61,7 +61,7 @@ from crdt.views import Benchmark, Breaker, Memory, Views
 
 from . import auth, config, protocol
 from .addresses import machine_addresses
-from .config import MdnsSettings, Profile, TailnetSettings
+from .config import ConfigError, MdnsSettings, Profile, TailnetSettings
 from .discovery import OFF, OK, DiscoveryStatus
 from .discovery.mdns import MdnsDiscovery, Sighting
 from .discovery.tailnet import TailnetDiscovery, TailnetPeer
@@ -619,6 +619,18 @@ class Node:
     async def state_vector(self) -> dict[int, int]:
         return await self._read_replica(lambda r: r.state_vector(), {}, "state_vector")
 
+    async def query(self, fn: Callable[[Replica, Views], T]) -> T:
+        """Run ``fn(replica, views)`` in the replica's thread as a read, for tools and the
+        local API (inspect, provenance); ``fn`` must not write. Raises GossipError when
+        the node is not running; no timeout (the caller bounds it)."""
+
+        def job() -> T:
+            if self._replica is None or self._views is None:
+                raise GossipError("the node is not running")
+            return fn(self._replica, self._views)
+
+        return await self._call(job, priority=READ)
+
     def peers(self) -> list[PeerInfo]:
         """The peer table, as snapshots (no replica involved, so no waiting)."""
         return self._table.rows() if self._table is not None else []
@@ -641,6 +653,10 @@ class Node:
     async def _handle(self, path: str, body: bytes, peer_key: str) -> bytes:
         """The transport's handler: an authenticated SYNC or PUSH body from ``peer_key``."""
         resp, ours = await self._call(self._respond, path, body, peer_key)
+        rejected = [o for o in resp.received if o.status == "rejected"]
+        if rejected:  # the daemon's log shows every rejection with its rule
+            log.info("%s sent %d update(s) we rejected: %s", peer_key[:12], len(rejected),
+                     rejected[0].error)  # fmt: skip
         table = self._table
         if table is not None:
             theirs = resp.peer_sv
@@ -724,6 +740,35 @@ class Node:
         members = set(table)
         chosen = [p for p in chosen if p in members and not p.in_flight]
         results = await self._exchanges(chosen)
+        ok = [r for r in results if r is not None]
+        return SyncReport(exchanges=len(ok), failures=len(results) - len(ok), learned=sum(ok))
+
+    async def offer(self, updates: Sequence[bytes], *, source: str) -> list[Outcome]:
+        """Offer signed updates that came from outside the network (an import file) to
+        the gate, as a peer's would be; peers get what is new by anti-entropy."""
+
+        def job() -> list[Outcome]:
+            return _ChunkedLocal(self._require_replica(), self._worker).ingest_batch(
+                updates, source=source
+            )
+
+        return await self._call(job)
+
+    async def sync_with(self, address: str) -> SyncReport:
+        """One exchange now with the peer at ``address`` (added as a static peer if the
+        table does not have it yet). For `gossip sync ADDR`."""
+        table = self._require(self._table)
+        address = config.check_address(address)
+        peer = table.by_address(address) or table.add([address], "static", now=self._now_ms())
+        if peer is None:
+            raise ConfigError(f"{address} is this node's own address")
+        deadline = time.monotonic() + self.profile.request_timeout * 2
+        while peer.in_flight and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), deadline - time.monotonic())
+        if peer.in_flight:
+            return SyncReport(exchanges=0, failures=1, learned=0)
+        results = await self._exchanges([peer])
         ok = [r for r in results if r is not None]
         return SyncReport(exchanges=len(ok), failures=len(results) - len(ok), learned=sum(ok))
 

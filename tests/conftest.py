@@ -81,3 +81,13 @@ async def no_leaks() -> AsyncIterator[None]:
         await asyncio.sleep(0.01)
     assert not tasks, f"the test left {len(tasks)} asyncio task(s) running: {tasks}"
     assert not sockets, f"the test left {len(sockets)} socket(s) open: {sorted(sockets)}"
+
+
+@pytest.fixture
+def daemons() -> Iterator[list]:
+    """A list to put started ``tests.daemons.Daemon``s in; each is SIGKILLed (by pid) at
+    teardown if it still runs, whatever the test did."""
+    started: list = []
+    yield started
+    for d in started:
+        d.kill()

@@ -1,0 +1,341 @@
+"""A Python client of the local API, and the best-effort reader of DESIGN.md invariant 11.
+
+Two layers:
+
+- ``ApiConnection``: one request at a time to a running daemon, over the data dir's
+  ``api.sock`` (or loopback TCP with the token). Standard library only, so the CLI stays
+  quick to start. Raises ``ApiUnavailable`` (nobody answers: no daemon, a dead socket, a
+  timeout) or ``ApiRefused`` (the daemon said no: status, message, field).
+- ``Client``: what an agent embeds. Reads (``recall``, ``breaker``, ``benchmark``) never
+  raise and never take longer than their timeout: daemon → the data dir opened in-process
+  (only when no daemon holds it) → empty/unknown, logging "degraded mode" once per outage.
+  Writes raise a typed error (``GossipError`` subclasses): a lost write must be noticed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import socket
+import threading
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from crdt import GossipError
+
+from .config import default_home
+
+log = logging.getLogger(__name__)
+
+API_SOCKET = "api.sock"  # the same names as api.py, which this module must not import
+TOKEN_FILE = "api.token"
+
+T = TypeVar("T")
+
+
+class ApiUnavailable(GossipError):
+    """No daemon answered: none runs, its socket is stale, or it did not answer in time."""
+
+
+class ApiRefused(GossipError):
+    """The daemon answered with an error status."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class ApiConnection:
+    """Requests to the local API of the daemon of ``home`` (or at ``tcp`` with ``token``)."""
+
+    def __init__(
+        self,
+        home: Path | str | None = None,
+        *,
+        timeout: float = 10.0,
+        tcp: str | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.home = Path(home).expanduser() if home is not None else default_home()
+        self.timeout = timeout
+        self.tcp = tcp
+        self.token = token
+        if tcp is not None and token is None:
+            path = self.home / TOKEN_FILE
+            try:
+                self.token = path.read_text("ascii").strip()
+            except OSError as e:
+                raise ApiUnavailable(f"no API token: cannot read {path}: {e.strerror}") from None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.home / API_SOCKET
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self.tcp is not None:
+            host, _, port = self.tcp.rpartition(":")
+            return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
+        return _UnixConnection(str(self.socket_path), timeout)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        query: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        raw: bytes | None = None,
+        binary: bool = False,
+    ) -> Any:
+        """The decoded JSON answer (the bytes, with ``binary``); ApiUnavailable or
+        ApiRefused otherwise. ``raw`` sends bytes as application/octet-stream."""
+        if query:
+            pairs = {k: _query_value(v) for k, v in query.items() if v is not None}
+            if pairs:
+                path += "?" + urllib.parse.urlencode(pairs)
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        elif raw is not None:
+            data = raw
+            headers["Content-Type"] = "application/octet-stream"
+        if self.token is not None and self.tcp is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
+        conn = self._connection(self.timeout if timeout is None else timeout)
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            answer = resp.read()
+            status = resp.status
+        except (OSError, http.client.HTTPException) as e:
+            where = self.tcp or self.socket_path
+            raise ApiUnavailable(f"no answer from the daemon at {where}: {e}") from None
+        finally:
+            conn.close()
+        if binary and status < 400:
+            return answer
+        try:
+            value = json.loads(answer) if answer else None
+        except ValueError:
+            value = None
+        if status >= 400:
+            message = value.get("error") if isinstance(value, dict) else None
+            field = value.get("field") if isinstance(value, dict) else None
+            raise ApiRefused(status, str(message or f"HTTP {status}"), field)
+        if value is None and answer:
+            raise ApiUnavailable(f"the daemon's answer to {method} {path} is not JSON")
+        return value
+
+    def alive(self, timeout: float = 1.0) -> bool:
+        """Whether a daemon answers on this data dir's API now."""
+        if self.tcp is None and not self.socket_path.exists():
+            return False
+        try:  # the peer table: an answer that never waits for the replica
+            self.request("GET", "/v1/peers", timeout=timeout)
+            return True
+        except ApiRefused:
+            return True  # it answered
+        except ApiUnavailable:
+            return False
+
+
+def _query_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+class Client:
+    """The best-effort client: see the module docstring.
+
+        gossip = Client()                       # $GOSSIP_HOME or the platform data dir
+        hits = gossip.recall("provider x")      # [] if nothing answers within 1 s
+        if gossip.breaker("kimi-coding/k2p5")["state"] == "open": ...
+        gossip.remember("…", category="anti-pattern")   # raises if it cannot be written
+    """
+
+    def __init__(
+        self,
+        home: Path | str | None = None,
+        *,
+        timeout: float = 1.0,
+        write_timeout: float = 10.0,
+        fallback: bool = True,
+    ) -> None:
+        self.api = ApiConnection(home, timeout=timeout)
+        self.home = self.api.home
+        self.timeout = timeout
+        self.write_timeout = write_timeout
+        self.fallback = fallback
+        self.degraded = False
+        self._lock = threading.Lock()
+
+    # -- reads: never raise ------------------------------------------------------------
+
+    def recall(self, query: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """Memories as the daemon's views see them (``category``, ``subject``, ``tag``,
+        ``author``, ``limit``, ``include_untrusted``); [] when degraded."""
+        params = {"q": query, **filters}
+
+        def local(r: Any, v: Any) -> list[dict[str, Any]]:
+            hits = v.recall(query, category=filters.get("category"),
+                            subject=filters.get("subject"), tag=filters.get("tag"),
+                            limit=int(filters.get("limit", 20)),
+                            include_untrusted=bool(filters.get("include_untrusted")))  # fmt: skip
+            return [m.to_json() for m in hits.hits]
+
+        return self._read(
+            lambda: self.api.request("GET", "/v1/memories", query=params)["memories"],
+            local, [], "recall",
+        )  # fmt: skip
+
+    def breaker(self, name: str) -> dict[str, Any]:
+        """The merged breaker; ``state`` is ``"unknown"`` when degraded."""
+        unknown = {"name": name, "state": "unknown", "tripped_by": [], "reason": "",
+                   "resets_at": None, "observations": []}  # fmt: skip
+
+        def local(r: Any, v: Any) -> dict[str, Any]:
+            b = v.breaker(name)
+            if b is None:
+                return {**unknown, "state": "closed"}
+            out: dict[str, Any] = b.to_json()
+            return out
+
+        return self._read(
+            lambda: self.api.request("GET", "/v1/breaker", query={"name": name}),
+            local, unknown, "breaker",
+        )  # fmt: skip
+
+    def benchmark(self, subject: str, metric: str) -> dict[str, Any] | None:
+        """The recency-weighted summary across trusted hosts; None if none or degraded."""
+
+        def remote() -> dict[str, Any] | None:
+            found = self.api.request("GET", "/v1/benchmarks",
+                                     query={"subject": subject, "metric": metric})  # fmt: skip
+            return found[0] if found else None
+
+        def local(r: Any, v: Any) -> dict[str, Any] | None:
+            b = v.benchmark(subject, metric)
+            return b.to_json() if b is not None else None
+
+        return self._read(remote, local, None, "benchmark")
+
+    def _read(self, remote: Callable[[], T], local: Callable[[Any, Any], T], empty: T,
+              what: str) -> T:  # fmt: skip
+        try:
+            value = remote()
+        except Exception as e:  # never raise on a read
+            reason = str(e)
+        else:
+            self._recovered()
+            return value
+        if self.fallback:
+            try:
+                found = _in_process(self.home, local, self.timeout)
+            except Exception as e:
+                reason += f"; in-process read failed too: {e}"
+            else:
+                self._degraded(f"{what}: {reason}; read the data dir in-process", warn=False)
+                return found
+        self._degraded(f"{what}: {reason}; answering empty")
+        return empty
+
+    def _degraded(self, reason: str, *, warn: bool = True) -> None:
+        with self._lock:
+            first = not self.degraded
+            self.degraded = True
+        if first:
+            (log.warning if warn else log.info)("sm-gossip degraded mode: %s", reason)
+
+    def _recovered(self) -> None:
+        with self._lock:
+            was, self.degraded = self.degraded, False
+        if was:
+            log.info("sm-gossip: the daemon answers again; degraded mode over")
+
+    # -- writes: raise -----------------------------------------------------------------
+
+    def _write(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        return self.api.request(method, path, body, timeout=self.write_timeout)
+
+    def remember(self, text: str, *, category: str, subject: str | None = None,
+                 tags: list[str] | tuple[str, ...] = (), expires_in: float | None = None,
+                 supersedes: str | None = None) -> str:  # fmt: skip
+        """Write a memory through the daemon; returns its record id once durable there."""
+        body: dict[str, Any] = {"text": text, "category": category, "tags": list(tags)}
+        for k, v in (("subject", subject), ("expires_in", expires_in), ("supersedes", supersedes)):
+            if v is not None:
+                body[k] = v
+        return str(self._write("POST", "/v1/memories", body)["id"])
+
+    def retract(self, record_id: str, *, reason: str = "") -> str | None:
+        answer = self._write("POST", f"/v1/memories/{record_id}/retract", {"reason": reason})
+        return answer.get("retraction")
+
+    def trip_breaker(self, name: str, *, reason: str = "", cooldown: float = 600.0,
+                     failures: int = 0) -> dict[str, Any]:  # fmt: skip
+        body = {"name": name, "reason": reason, "cooldown": cooldown, "failures": failures}
+        out: dict[str, Any] = self._write("POST", "/v1/breakers/trip", body)
+        return out
+
+    def reset_breaker(self, name: str, *, reason: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = self._write("POST", "/v1/breakers/reset",
+                                          {"name": name, "reason": reason})  # fmt: skip
+        return out
+
+    def record_benchmark(self, subject: str, metric: str, value: float, *,
+                         unit: str = "") -> None:  # fmt: skip
+        body = {"subject": subject, "metric": metric, "value": value, "unit": unit}
+        self._write("POST", "/v1/benchmarks", body)
+
+
+def _in_process(home: Path, fn: Callable[[Any, Any], T], timeout: float) -> T:
+    """``fn(replica, views)`` on the data dir, opened here because no daemon answers; in a
+    thread, so that a large store costs the caller at most ``timeout``. Fails at once if
+    another process (a starting daemon) holds the data dir."""
+    from crdt import Replica
+    from crdt.views import Views
+
+    box: dict[str, Any] = {}
+
+    def job() -> None:
+        try:
+            with Replica.open(home, create=False, lock_wait=0.0) as r:
+                box["value"] = fn(r, Views(r))
+        except BaseException as e:
+            box["error"] = e
+
+    t = threading.Thread(target=job, name="sm-gossip read", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise TimeoutError(f"reading {home} took longer than {timeout:.1f} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+__all__ = ["ApiConnection", "ApiRefused", "ApiUnavailable", "Client"]

@@ -1,0 +1,241 @@
+"""`gossip serve`: one node and its local API, in the foreground, until SIGTERM/SIGINT.
+
+It owns the process-level concerns and nothing else: waiting (bounded) for a CLI command
+that holds the data dir, starting the node and then the API (a CLI command that finds the
+lock held waits for the API to answer), turning node events into the change feed and into
+one log line per meaningful event, and shutting down in order on a signal (API first, so
+no request meets a closing node, then the node: tasks, sockets, store).
+
+Replication, the gate and the API's rules live elsewhere (node.py, crdt/, api.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crdt import StoreLocked
+
+from . import config
+from .api import LocalApi, read_token
+from .events import BreakerChanged, Event, EventsLost, PeerChanged, RecordAdded
+from .feed import Feed, event_json
+from .node import Node
+
+log = logging.getLogger("gossip.serve")
+
+LOCK_WAIT_S = 10.0  # a CLI command holds the data dir for well under this
+RECORD_LOG_DELAY = 0.25  # records arriving within this are logged as one line
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    home: Path
+    listen: str
+    peers: tuple[str, ...]
+    profile: str
+    name: str
+    mdns: bool
+    tailnet: bool = False
+    api_listen: str | None = None
+    lock_wait: float = LOCK_WAIT_S
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def resolve(
+        cls,
+        home: Path,
+        *,
+        listen: str | None = None,
+        peers: list[str] | tuple[str, ...] = (),
+        profile: str | None = None,
+        mdns: bool | None = None,
+        tailnet: bool | None = None,
+        api_listen: str | None = None,
+        lock_wait: float = LOCK_WAIT_S,
+    ) -> ServeSettings:
+        """Flags over config.toml over defaults. mDNS is on by default for ``lan``, the
+        tailnet for ``tailnet`` (``[mdns]``/``[tailnet]`` ``enabled`` say otherwise)."""
+        cfg = config.load(home)
+        chosen = profile or cfg.profile
+        config.Profile.named(chosen)
+        return cls(
+            home=home,
+            listen=config.check_address(listen or cfg.listen),
+            peers=tuple(dict.fromkeys([*cfg.peers, *(config.check_address(p) for p in peers)])),
+            profile=chosen,
+            name=cfg.name,
+            mdns=_pick(mdns, cfg.mdns.enabled, chosen == "lan"),
+            tailnet=_pick(tailnet, cfg.tailnet.enabled, chosen == "tailnet"),
+            api_listen=api_listen,
+            lock_wait=lock_wait,
+        )
+
+
+def _pick(flag: bool | None, configured: bool | None, default: bool) -> bool:
+    return flag if flag is not None else configured if configured is not None else default
+
+
+async def open_node(s: ServeSettings) -> Node:
+    """A started node; waits up to ``lock_wait`` for a CLI command holding the data dir."""
+    deadline = time.monotonic() + s.lock_wait
+    said = False
+    while True:
+        node = Node(s.home, listen=s.listen, peers=s.peers, profile=s.profile, name=s.name,
+                    read_timeout=2.0, mdns=s.mdns, tailnet=s.tailnet)  # fmt: skip
+        try:
+            return await node.__aenter__()
+        except StoreLocked as e:
+            if time.monotonic() >= deadline:
+                raise
+            if not said:
+                log.info("waiting for the data dir: %s", e)
+                said = True
+            await asyncio.sleep(0.1)
+
+
+def discovery_health(node: Node) -> list[dict[str, Any]]:
+    """Per discovery source: {source, state, detail} (``Node.discovery``)."""
+    return [d.to_json() for d in node.discovery()]
+
+
+class EventLog:
+    """Node events → the change feed, and one log line per meaningful event. Records that
+    arrive together are logged as one line with counts."""
+
+    def __init__(self, node: Node, feed: Feed) -> None:
+        self.node = node
+        self.feed = feed
+        self._received: Counter[str] = Counter()
+        self._authors: set[str] = set()
+        self._flush: asyncio.TimerHandle | None = None
+        self._names: dict[str, str] = {}
+
+    async def run(self) -> None:
+        async for event in self.node.events():
+            kind, data = event_json(event)
+            self.feed.publish(kind, data)
+            self._log(event)
+        self._flush_now()
+
+    def _who(self, author: str) -> str:
+        return self._names.get(author) or author[:12]
+
+    def _log(self, event: Event) -> None:
+        if isinstance(event, PeerChanged):
+            p = event.peer
+            if p.key and p.name:
+                self._names[p.key] = p.name
+            who = p.name or (p.key[:12] if p.key else "?")
+            detail = f" ({p.last_error})" if p.last_error and p.state != "alive" else ""
+            verb = {"added": "added", "removed": "removed"}.get(event.change, "is")
+            log.info("peer %s %s %s, %s via %s%s", who, p.address, verb, p.state, p.source,
+                     detail)  # fmt: skip
+        elif isinstance(event, BreakerChanged):
+            log.info("breaker %s is %s (%s says %s%s)", event.name, event.state,
+                     self._who(event.author), event.observed,
+                     "" if event.trusted else ", untrusted")  # fmt: skip
+        elif isinstance(event, RecordAdded):
+            if event.author == self.node.id:
+                if event.kind != "host":
+                    state_name = event.key.split(":", 2)[-1]
+                    what = event.key[:16] if event.root == "records" else state_name
+                    log.info("wrote %s %s", event.kind, what)
+                return
+            self._received[event.kind] += 1
+            self._authors.add(event.author)
+            if self._flush is None:
+                loop = asyncio.get_running_loop()
+                self._flush = loop.call_later(RECORD_LOG_DELAY, self._flush_now)
+        elif isinstance(event, EventsLost):
+            log.warning("the event log fell behind and skipped %d events", event.count)
+
+    def _flush_now(self) -> None:
+        self._flush = None
+        if not self._received:
+            return
+        total = sum(self._received.values())
+        kinds = ", ".join(f"{n} {k}" for k, n in self._received.most_common())
+        authors = ", ".join(sorted(self._who(a) for a in self._authors)[:5])
+        log.info("received %d record(s) from peers: %s (by %s)", total, kinds, authors)
+        self._received.clear()
+        self._authors.clear()
+
+
+async def serve(s: ServeSettings, stop: asyncio.Event) -> None:
+    """Run until ``stop`` is set; raises GossipError if the node or the API cannot start.
+    A stop while it still waits for the data dir ends the wait."""
+    opening = asyncio.create_task(open_node(s))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({opening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not opening.done():
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opening
+        log.info("stopped before starting")
+        return
+    node = opening.result()
+    feed = Feed()
+    api: LocalApi | None = None
+    events = EventLog(node, feed)
+    task = asyncio.create_task(events.run(), name="event log")
+    try:
+        token = read_token(s.home) if s.api_listen else None
+        api = LocalApi(node, feed, home=s.home, name=s.name, tcp=s.api_listen, token=token,
+                       discovery=lambda: discovery_health(node))  # fmt: skip
+        await api.start()
+        tcp = f", http://{api.tcp_address} (token in {s.home / 'api.token'})" if api.tcp else ""
+        log.info("serving %s as %s (%s profile): peers on %s, API on %s%s", s.home, node.id,
+                 s.profile, node.address, api.socket_path, tcp)  # fmt: skip
+        if s.peers:
+            log.info("static peers: %s", ", ".join(s.peers))
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        started = time.monotonic()
+        if api is not None:
+            await api.close()
+        await node.aclose()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        log.info("stopped in %.1f s", time.monotonic() - started)
+
+
+def run(s: ServeSettings) -> int:
+    """The foreground daemon: serve until SIGTERM or SIGINT. Exit code 0 on a clean stop."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await serve(s, stop)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    asyncio.run(main())
+    return 0
+
+
+def configure_logging(debug: bool = False) -> None:
+    """One line per event on stderr, UTC timestamps (journald and launchd keep stderr)."""
+    handler = logging.StreamHandler()
+    fmt = logging.Formatter("%(asctime)s %(levelname)-5s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    fmt.converter = time.gmtime
+    handler.setFormatter(fmt)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    if not debug:
+        logging.getLogger("aiohttp").setLevel(logging.WARNING)

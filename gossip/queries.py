@@ -1,0 +1,185 @@
+"""Read-side questions asked by both the CLI (embedded mode) and the local API, answered
+the same way in both: resolve an author or a record id prefix, show a record with its
+provenance, count what the replica holds (status, inspect).
+
+Each function takes a ``Replica`` (and ``Views``) in whatever thread owns them and
+returns plain JSON-ready values. Nothing here writes, and nothing here does I/O beyond
+the replica's own reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from crdt import GossipError, Replica
+from crdt.identity import public_key_bytes
+from crdt.records import KIND_MEMORY, KIND_RETRACT, split_state_key
+from crdt.store import STORE_FILE
+from crdt.views import Views
+
+from .feed import record_json
+
+RECORD_ID_PREFIX = re.compile(r"[0-9a-f]{6,64}")
+
+
+class LookupFailed(GossipError):
+    """An id, prefix or name given by a user names nothing, or more than one thing."""
+
+    def __init__(self, message: str, *, field: str, missing: bool = False) -> None:
+        super().__init__(message)
+        self.field = field
+        self.missing = missing  # True: nothing matches (404); False: unusable (400)
+
+
+def resolve_author(
+    r: Replica, text: str, *, known: Iterable[str] = (), field: str = "author"
+) -> str:
+    """A full public id from an id, a keyring name, or a unique id prefix (>= 6 chars)."""
+    keyring = r.keyring()
+    pool = set(keyring) | set(known)
+    if text in pool:
+        return text
+    named = [a for a, n in keyring.items() if n == text]
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise LookupFailed(f"{len(named)} keyring entries are named {text!r}; give the key",
+                           field=field)  # fmt: skip
+    if len(text) >= 6:
+        prefixed = sorted(a for a in pool if a.startswith(text))
+        if len(prefixed) == 1:
+            return prefixed[0]
+        if len(prefixed) > 1:
+            raise LookupFailed(
+                f"{text!r} is the start of {len(prefixed)} authors; give more of it", field=field
+            )
+    try:
+        public_key_bytes(text)
+    except GossipError:
+        raise LookupFailed(f"no author {text!r:.80} here (give a public id or a keyring name)",
+                           field=field, missing=True) from None  # fmt: skip
+    return text
+
+
+def resolve_record(r: Replica, prefix: str, *, kind: str | None = None, field: str = "id") -> str:
+    """The full id of the one immutable record whose id starts with ``prefix``."""
+    prefix = prefix.lower()
+    if not RECORD_ID_PREFIX.fullmatch(prefix):
+        raise LookupFailed(f"a record id (or its start) is 6 to 64 hex characters, got "
+                           f"{prefix!r:.80}", field=field)  # fmt: skip
+    held = r.records()
+    matches = sorted(
+        rid for rid, rec in held.items()
+        if rid.startswith(prefix) and (kind is None or rec.kind == kind)
+    )  # fmt: skip
+    what = "memory" if kind == KIND_MEMORY else "record"
+    if not matches:
+        raise LookupFailed(f"no {what} with an id starting {prefix}", field=field, missing=True)
+    if len(matches) > 1:
+        shown = ", ".join(m[:16] for m in matches[:3])
+        raise LookupFailed(
+            f"{prefix} is the start of {len(matches)} {what} ids ({shown}…); give more of it",
+            field=field,
+        )
+    return matches[0]
+
+
+def show(r: Replica, views: Views, prefix: str) -> dict[str, Any]:
+    """One immutable record with its provenance: author (and keyring name), trusted?,
+    signature ok, retracted?, and which peer first delivered it and when."""
+    rid = resolve_record(r, prefix)
+    rec = r.records()[rid]
+    keyring = r.keyring()
+    try:
+        rec.verify()
+        signature_ok = True
+    except GossipError:
+        signature_ok = False
+    retracted_by = sorted(
+        other.id for other in r.records().values()
+        if other.kind == KIND_RETRACT and other.author == rec.author
+        and other.fields.get("target") == rid
+    )  # fmt: skip
+    origin = r.origin(rid)
+    memory = views.memory(rid) if rec.kind == KIND_MEMORY else None
+    return {
+        "id": rid,
+        "kind": rec.kind,
+        "author": rec.author,
+        "author_name": keyring.get(rec.author),
+        "trusted": rec.author in keyring,
+        "signature_ok": signature_ok,
+        "ts": rec.ts,
+        "retracted_by": retracted_by,
+        "memory": memory.to_json() if memory is not None else None,
+        "provenance": {
+            "local": origin is not None and origin["source"] == "local",
+            "source": origin["source"] if origin else None,
+            "received_at": origin["received_at"] if origin else None,
+            "checkpoint": bool(origin and origin["checkpoint"]),
+        },
+        "record": record_json(rec),
+    }
+
+
+def counts(r: Replica) -> dict[str, int]:
+    """Records held: total, by trusted authors, by others; state entries."""
+    keyring = r.keyring()
+    held = r.records()
+    trusted = sum(1 for rec in held.values() if rec.author in keyring)
+    return {"total": len(held), "trusted": trusted, "untrusted": len(held) - trusted,
+            "state_entries": len(r.state())}  # fmt: skip
+
+
+def store_bytes(home: Path) -> int:
+    """Bytes on disk of the store (database, WAL and shared memory files)."""
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            total += (Path(home) / f"{STORE_FILE}{suffix}").stat().st_size
+    return total
+
+
+def inspect(r: Replica) -> dict[str, Any]:
+    """Document statistics: records by kind and author, state entries by kind, state
+    vector size, store size, pending updates, updates rejected by rule (since the replica
+    was opened: the daemon's start, or this command)."""
+    keyring = r.keyring()
+    by_kind: Counter[str] = Counter()
+    by_author: Counter[str] = Counter()
+    for rec in r.records().values():
+        by_kind[rec.kind] += 1
+        by_author[rec.author] += 1
+    state_by_kind: Counter[str] = Counter()
+    for key in r.state():
+        state_by_kind[split_state_key(key)[0]] += 1
+    sv = r.state_vector()
+    stats = r.store_stats()
+    return {
+        "records_by_kind": dict(sorted(by_kind.items())),
+        "records_by_author": [
+            {"author": a, "name": keyring.get(a), "trusted": a in keyring, "records": n}
+            for a, n in by_author.most_common()
+        ],
+        "state_by_kind": dict(sorted(state_by_kind.items())),
+        "state_vector": {"clients": len(sv), "clock_total": sum(sv.values())},
+        "store": {"bytes": store_bytes(r.home), "updates": stats["updates"],
+                  "pending": stats["pending"]},
+        "document_bytes": len(r.document_update()),
+        "rejected_by_rule": dict(sorted(r.rejected.items())),
+    }
+
+
+def breaker_names(r: Replica) -> set[str]:
+    """Every breaker name some host has said something about."""
+    names = set()
+    for key in r.state():
+        kind, _, name = split_state_key(key)
+        if kind == "breaker":
+            names.add(name)
+    return names
