@@ -12,6 +12,7 @@ from pathlib import Path
 import hypothesis
 import pytest
 import schemathesis
+from schemathesis.checks import positive_data_acceptance
 
 from gossip.openapi import document
 from tests.daemons import Daemon, free_port, ok
@@ -70,4 +71,9 @@ def api_url(daemon: Daemon) -> str:
                      suppress_health_check=list(hypothesis.HealthCheck))  # fmt: skip
 def test_schemathesis_finds_no_5xx_and_no_answer_off_the_schema(case, daemon, api_url):
     token = (daemon.home / "api.token").read_text().strip()
-    case.call_and_validate(base_url=api_url, headers={"Authorization": f"Bearer {token}"})
+    # Every check but "a schema-valid request is accepted": some refusals are rules the
+    # schema cannot say (this host's own key cannot leave the keyring; a record must
+    # exist before it is retracted), answered 4xx as documented, and which request meets
+    # them depends on what earlier cases did to the daemon.
+    case.call_and_validate(base_url=api_url, headers={"Authorization": f"Bearer {token}"},
+                           excluded_checks=[positive_data_acceptance])  # fmt: skip
