@@ -307,16 +307,23 @@ class PeerTable:
     def push_targets(
         self, fanout: int, *, exclude: Iterable[str] = (), covers: dict[int, int] | None = None
     ) -> list[Peer]:
-        """Up to ``fanout`` random healthy peers for an eager push, except ``exclude``
+        """Up to ``fanout`` random alive peers for an eager push, except ``exclude``
         (keys) and those whose last known state vector already holds ``covers``
-        (client -> end clock): the rumour stops where it is known."""
+        (client -> end clock): the rumour stops where it is known.
+
+        A push carries records before any answer is checked, so only a peer that has
+        answered signed by a trusted key gets one (``alive``, not a claim); a new or
+        keyless address gets records through anti-entropy, whose opening ``DIGEST``
+        carries none and whose answer is checked before anything else is sent."""
         excluded = set(exclude)
         healthy = [
             p
             for p in self._peers
-            if p.state in (NEW, ALIVE)
+            if p.state == ALIVE
+            and p.key is not None
+            and not p.claimed
             and p.key not in excluded
-            and (p.key is None or self.trusts(p.key))
+            and self.trusts(p.key)
             and not (covers and p.last_sv is not None and lag(covers, p.last_sv) == 0)
         ]
         return self.rng.sample(healthy, min(max(0, fanout), len(healthy)))

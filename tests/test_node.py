@@ -518,3 +518,38 @@ def test_bad_arguments_are_refused_before_anything_starts(tmp_path: Path):
     with pytest.raises(ConfigError, match="unknown profile"):
         Node(tmp_path / "n", profile="wan")
     assert not (tmp_path / "n").exists()
+
+
+async def test_no_record_is_pushed_to_an_address_that_has_not_proved_its_key(tmp_path: Path):
+    """A configured address could be anyone: until it answers signed by a trusted key,
+    it gets only a DIGEST (no records), even while a write is pushed eagerly."""
+    from aiohttp import web
+
+    seen: list[tuple[str, bytes]] = []
+    release = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.Response:
+        seen.append((request.path, await request.read()))
+        await release.wait()
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_post("/v1/sync", stall)
+    app.router.add_post("/v1/push", stall)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with Node(tmp_path / "a", peers=[f"127.0.0.1:{port}"], profile=QUIET) as a:
+            await until(lambda: seen, "the first round's request")
+            await a.remember("launch codes: 0000", category="learning")
+            release.set()
+            await until(lambda: a.peers()[0].state != "new", "the stalled exchange to fail")
+            assert [path for path, _ in seen] == ["/v1/sync"]
+            assert Message.decode(seen[0][1]).type is MessageType.DIGEST
+            assert not any(b"launch codes" in body for _, body in seen)
+    finally:
+        release.set()
+        await runner.cleanup()

@@ -16,7 +16,7 @@ from gossip.peers import (
     lag,
 )
 
-ME, K1, K2 = "m" * 43, "a" * 43, "b" * 43
+ME, K1, K2, K3 = "m" * 43, "a" * 43, "b" * 43, "c" * 43
 
 
 def table(**kw) -> PeerTable:
@@ -126,9 +126,11 @@ def test_push_targets_skip_sender_unhealthy_and_peers_that_have_it():
     t = table()
     a = t.add(["a:1"], "static", key=K1)
     b = t.add(["b:1"], "static", key=K2)
-    c = t.add(["c:1"], "static")
+    c = t.add(["c:1"], "static", key=K3)
     assert a and b and c
+    t.success(a, 1)
     t.success(b, 1, theirs={9: 10})
+    t.success(c, 1)
     assert set(t.push_targets(5)) == {a, b, c}
     assert set(t.push_targets(5, exclude=[K1])) == {b, c}
     assert set(t.push_targets(5, covers={9: 10})) == {a, c}  # b already holds clock 10
@@ -136,6 +138,18 @@ def test_push_targets_skip_sender_unhealthy_and_peers_that_have_it():
     t.failure(c, 1, "x")
     assert set(t.push_targets(5, exclude=[K1, K2])) == set()
     assert len(t.push_targets(1)) == 1
+
+
+def test_a_push_goes_only_to_peers_that_proved_a_trusted_key():
+    """A push carries records before any answer is checked: never to an address that
+    has not answered signed by a trusted key (a configured address could be anyone)."""
+    t = table()
+    keyless = t.add(["a:1"], "static")
+    announced = t.add(["b:1"], "exchange", key=K2)  # a key, but not yet heard from here
+    assert keyless and announced
+    assert t.push_targets(5) == []
+    t.success(announced, 1)
+    assert t.push_targets(5) == [announced]
 
 
 def test_lag_counts_clock_units():
