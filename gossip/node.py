@@ -519,7 +519,9 @@ class Node:
         try:
             return fut.result(self.profile.request_timeout)
         except TimeoutError:
-            raise GossipError("the replica did not answer in time; nothing changed yet") from None
+            if fut.cancel():  # still queued: it will not run
+                raise GossipError("the replica is busy; nothing changed, try again") from None
+            return fut.result()  # running: a small change, done in a moment
 
     def _keyring_changed(self, hosts: list[SignedRecord]) -> None:
         table = self._table
@@ -651,8 +653,12 @@ class Node:
     # -- serving peers -------------------------------------------------------------------
 
     async def _handle(self, path: str, body: bytes, peer_key: str) -> bytes:
-        """The transport's handler: an authenticated SYNC or PUSH body from ``peer_key``."""
-        resp, ours = await self._call(self._respond, path, body, peer_key)
+        """The transport's handler: an authenticated request body from ``peer_key``."""
+        # A DIGEST only reads: it jumps queued ingests, so that peers checking whether we
+        # are in sync are not kept waiting (and backing us off) during a large catch-up.
+        digest = len(body) > 4 and body[4] == protocol.MessageType.DIGEST
+        resp, ours = await self._call(self._respond, path, body, peer_key,
+                                      priority=READ if digest else WRITE)  # fmt: skip
         rejected = [o for o in resp.received if o.status == "rejected"]
         if rejected:  # the daemon's log shows every rejection with its rule
             log.info("%s sent %d update(s) we rejected: %s", peer_key[:12], len(rejected),

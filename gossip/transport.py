@@ -6,8 +6,9 @@ MockTransport, for tests and the simulator). Both run the same ``serve`` and
 ``check_response`` below, so authentication, limits and error codes are identical;
 only the bytes' journey differs.
 
-Endpoints (docs/protocol.md): ``POST /v1/sync`` (a SYNC message, answered with
-SYNC_REPLY) and ``POST /v1/push`` (PUSH, answered with PUSH_REPLY). Status codes:
+Endpoints (docs/protocol.md): ``POST /v1/sync`` (a DIGEST, answered with SAME or
+SYNC_REPLY; or a SYNC, answered with SYNC_REPLY) and ``POST /v1/push`` (PUSH, answered
+with PUSH_REPLY). Status codes:
 200 ok; 400 malformed body or unsupported version; 401 unsigned, forged, expired or
 replayed, or signed for another recipient; 403 key not in the keyring; 404/405 unknown
 endpoint or method; 413 body over the limit. A peer never sees a 5xx for anything it sent.

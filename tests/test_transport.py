@@ -488,6 +488,12 @@ def malformed_bodies(update: bytes) -> dict[str, bytes]:
         "no magic": b"HTTP" + valid[4:],
         "state vector overrun": MAGIC + b"\x01\x01\x7f\x00",
         "count overrun": MAGIC + b"\x01\x03\x00\xff\xff\xff\x7f",
+        "short digest": MAGIC + b"\x01\x05\x03abc\x00",
+        "digest with an update": MAGIC + b"\x01\x05\x20" + bytes(32) + b"\x01\x01a",
+        "digest, trailing bytes": Message(MessageType.DIGEST, digest=bytes(32)).encode() + b"x",
+        "digest, truncated": Message(MessageType.DIGEST, digest=bytes(32)).encode()[:20],
+        "same as a request": Message(MessageType.SAME).encode(),
+        "same with a state vector": MAGIC + b"\x01\x06\x01\x00\x00",
     }
 
 
@@ -497,8 +503,12 @@ async def test_a_message_sent_to_the_other_endpoint_gets_400(make_peer):
     a.write("a1")
     before = fingerprint(b.replica)
     updates = tuple(a.replica.updates_for({}))
-    for kind, path in ((MessageType.SYNC, PUSH_PATH), (MessageType.PUSH, SYNC_PATH)):
-        body = Message(kind, {}, updates).encode()
+    digest = Message(MessageType.DIGEST, digest=bytes(32)).encode()
+    for body, path in (
+        (Message(MessageType.SYNC, {}, updates).encode(), PUSH_PATH),
+        (Message(MessageType.PUSH, {}, updates).encode(), SYNC_PATH),
+        (digest, PUSH_PATH),
+    ):
         err = await refused(a.transport.request(b.address, path, body, expected_key=b.author))
         assert err.status == 400 and "goes to" in str(err) and GENERIC not in str(err)
     assert fingerprint(b.replica) == before
