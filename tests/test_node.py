@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from crdt import Identity, Replica
+from crdt import GossipError, Identity, Replica
 from gossip.auth import Verifier
 from gossip.config import Profile
 from gossip.events import BreakerChanged, PeerChanged, RecordAdded
@@ -553,3 +553,26 @@ async def test_no_record_is_pushed_to_an_address_that_has_not_proved_its_key(tmp
     finally:
         release.set()
         await runner.cleanup()
+
+
+async def test_trust_on_a_stuck_replica_fails_cleanly_and_changes_nothing(tmp_path: Path):
+    other = Identity.generate().public_id
+    async with Node(tmp_path / "n", profile=FAST.with_(request_timeout=0.3)) as node:
+        holding, gate = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            holding.set()
+            gate.wait(10)
+
+        stuck = node._worker.submit(hold)  # type: ignore[union-attr]
+        try:
+            await asyncio.to_thread(holding.wait, 5)
+            with pytest.raises(GossipError, match="nothing changed"):
+                node.trust(other, "late")
+        finally:
+            gate.set()
+        await asyncio.wrap_future(stuck)
+        await node.sync_now()  # the worker has run whatever was queued by now
+        assert other not in node.keyring()
+        node.trust(other, "now")
+        assert node.keyring()[other] == "now"
