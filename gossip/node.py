@@ -176,9 +176,11 @@ class Node:
 
     @property
     def _message_budget(self) -> int:
-        """Bytes of updates one message may carry: half the body limit leaves room for
-        framing, and a peer with the same profile never answers 413."""
-        return max(64 * 1024, self.profile.max_body_bytes // 2)
+        """Bytes of updates one message may carry: half our body limit, and never more
+        than the protocol's 4 MiB, so that a peer on another profile (a smaller limit)
+        does not answer 413 either."""
+        half = max(64 * 1024, self.profile.max_body_bytes // 2)
+        return min(half, protocol.DEFAULT_MESSAGE_BYTES)
 
     # -- identity ------------------------------------------------------------------------
 
