@@ -284,12 +284,15 @@ class _Progress:
         self.active = sys.stderr.isatty() and (total == 0 or total > IMPORT_CHUNK)
         self._last = 0.0
 
-    def show(self, done: int) -> None:
+    def show(self, done: int | None = None) -> None:
+        """``done`` of ``total`` (or a count, when the total is unknown; or just "…")."""
         now = time.monotonic()
-        if not self.active or (now - self._last < 0.1 and done < self.total):
+        if not self.active or (now - self._last < 0.1 and (done or 0) < self.total):
             return
         self._last = now
-        count = f" {done}/{self.total}" if self.total else " …"
+        count = f" {done}" if done is not None else " …"
+        if done is not None and self.total:
+            count += f"/{self.total}"
         sys.stderr.write(f"\r{self.what}{count}\x1b[K")
         sys.stderr.flush()
 
@@ -746,7 +749,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     updates = decode_export(data, name)
     if (api := _daemon(args)) is not None:
         progress = _Progress(f"importing {len(updates)} updates through the daemon", 0)
-        progress.show(0)
+        progress.show()
         try:
             summary = api.request("POST", "/v1/import", raw=data, query={"name": name},
                                   timeout=IMPORT_TIMEOUT_S)  # fmt: skip
@@ -954,12 +957,33 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+SYNC_ROUNDS = 10_000  # a catch-up arrives a message budget (4 MiB) per exchange
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
-    if (api := _daemon(args)) is not None:
-        body = {"address": args.address} if args.address else {}
-        report = _call(api, "POST", "/v1/sync", body)
-    else:
-        report = _sync_embedded(args)
+    progress = _Progress("syncing: updates learned", 0)
+    total = {"exchanges": 0, "failures": 0, "learned": 0, "rounds": 0}
+    started = time.perf_counter()
+
+    def add(report: dict[str, Any]) -> bool:
+        """Count one round; go on while it learned something (a catch-up continues)."""
+        for k in ("exchanges", "failures", "learned"):
+            total[k] += report[k]
+        total["rounds"] += 1
+        progress.show(total["learned"])
+        return report["learned"] > 0 and total["rounds"] < SYNC_ROUNDS
+
+    try:
+        if (api := _daemon(args)) is not None:
+            body = {"address": args.address} if args.address else {}
+            while add(_call(api, "POST", "/v1/sync", body)):
+                pass
+        else:
+            # The node's own first round may learn before ours: count what was stored.
+            total["learned"] = _sync_embedded(args, add)
+    finally:
+        progress.done()
+    report = {**total, "seconds": round(time.perf_counter() - started, 3)}
     if args.json:
         _json(report)
     else:
@@ -968,8 +992,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 1 if report["failures"] and not report["exchanges"] else 0
 
 
-def _sync_embedded(args: argparse.Namespace) -> dict[str, Any]:
-    """No daemon: run a node here just long enough for one exchange with each peer."""
+def _sync_embedded(args: argparse.Namespace, add: Callable[[dict[str, Any]], bool]) -> int:
+    """No daemon: run a node here just long enough to catch up with the peers; returns
+    how many signed updates it stored."""
     import asyncio
 
     from .node import Node
@@ -978,16 +1003,19 @@ def _sync_embedded(args: argparse.Namespace) -> dict[str, Any]:
     peers = [args.address] if args.address else list(cfg.peers)
     if not peers:
         raise CliError("no peers configured and no ADDR given: nothing to sync with")
-    if not (args.home / KEY_FILE).exists():
-        raise CliError(f"no identity in {args.home}; run `gossip init` first")
+    with _replica(args) as r:
+        before = r.store_stats()["updates"]
 
-    async def run() -> dict[str, Any]:
-        started = time.perf_counter()
-        async with Node(args.home, listen="127.0.0.1:0", peers=peers,
-                        profile=cfg.profile) as node:  # fmt: skip
-            rep = await node.sync_now()
-        return {"exchanges": rep.exchanges, "failures": rep.failures, "learned": rep.learned,
-                "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
+    async def run() -> int:
+        # advertise=[]: this node lives for one command; peers must not learn its port.
+        async with Node(args.home, listen="127.0.0.1:0", peers=peers, profile=cfg.profile,
+                        advertise=[]) as node:  # fmt: skip
+            while True:
+                rep = await node.sync_now()
+                report = {"exchanges": rep.exchanges, "failures": rep.failures,
+                          "learned": rep.learned}  # fmt: skip
+                if not add(report):
+                    return await node.query(lambda r, _: r.store_stats()["updates"]) - before
 
     return asyncio.run(run())
 
@@ -1115,7 +1143,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("id", type=_record_prefix, metavar="ID",
                    help="a record id, or its first 6+ characters")  # fmt: skip
     c.add_argument("--json", action="store_true", help="print a JSON object")
-    c = command(sub, "sync", cmd_sync, "one exchange now with every peer (or with ADDR)")
+    c = command(sub, "sync", cmd_sync, "exchange now with every peer (or ADDR) until caught up")
     c.add_argument("address", nargs="?", metavar="ADDR", help="a peer's HOST:PORT")
     c.add_argument("--json", action="store_true", help="print a JSON object")
     c = command(sub, "inspect", cmd_inspect, "document statistics: records by kind and author")

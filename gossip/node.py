@@ -137,7 +137,9 @@ class Node:
     ) -> None:
         """``mdns`` / ``tailnet`` turn on those discovery sources; their settings come
         from the ``[mdns]`` / ``[tailnet]`` sections of ``home/config.toml`` unless
-        given here."""
+        given here. ``advertise``: the addresses our host announcement names (default:
+        the listen address, or this machine's for a wildcard); ``[]`` writes none, for
+        a node that lives one command (its port would mislead peers)."""
         self.home = Path(home).expanduser()
         self.profile = profile if isinstance(profile, Profile) else Profile.named(profile)
         self._listen = config.check_address(listen)
@@ -900,6 +902,8 @@ class Node:
         replica = self._require_replica()
         host, port = split_address(self._require(self._address))
         addrs = self._advertise if self._advertise is not None else _advertised(host)
+        if not addrs:  # advertise=[]: a short-lived node (`gossip sync`) leaves ours alone
+            return self._host_records()
         wanted = {"name": self._name or "", "addrs": addrs, "port": port,
                   "protocol": protocol.VERSION}  # fmt: skip
         current = replica.get(f"{KIND_HOST}:{replica.author}:self")

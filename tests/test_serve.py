@@ -226,3 +226,18 @@ def test_a_long_import_shows_progress_on_a_terminal_only(tmp_path: Path):
     assert b"importing 600/600" in seen
     piped = gossip(home, "import", str(tmp_path / "src.exp"))  # stderr is a pipe: quiet
     assert "importing" not in piped.stderr and "600 already present" in piped.stdout
+
+
+def test_sync_catches_up_past_one_message(tmp_path: Path, daemons: list):
+    """More than one message budget (4 MiB) behind: `gossip sync` goes on until caught up."""
+    n1, n2 = make_cluster(tmp_path, 2)
+    daemons.append(n1.start())
+    for i in range(600):  # 600 × 8 KB ≈ 4.9 MB
+        n1.post("/v1/memories", {"text": f"lesson {i} " + "x" * 8_000, "category": "bulk"})
+    report = json.loads(ok(n2.home, "sync", n1.address, "--json"))  # no daemon on n2
+    assert report["failures"] == 0 and report["learned"] >= 600, report
+    assert report["rounds"] >= 2  # until a round learns nothing
+    status = json.loads(ok(n2.home, "status", "--json"))
+    assert status["records"]["trusted"] >= 600, status["records"]
+    again = json.loads(ok(n2.home, "sync", n1.address, "--json"))
+    assert (again["learned"], again["rounds"]) == (0, 1)
