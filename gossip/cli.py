@@ -192,30 +192,6 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
         _out("  ".join(cells).rstrip())
 
 
-def _resolve_author(r: Replica, text: str, *, known: Iterable[str] = ()) -> str:
-    """A full public id from an id, a keyring name, or a unique id prefix (>= 6 chars)."""
-    keyring = r.keyring()
-    pool = set(keyring) | set(known)
-    if text in pool:
-        return text
-    named = [a for a, n in keyring.items() if n == text]
-    if len(named) == 1:
-        return named[0]
-    if len(named) > 1:
-        raise CliError(f"{len(named)} keyring entries are named {text!r}; give the key")
-    if len(text) >= 6:
-        prefixed = sorted(a for a in pool if a.startswith(text))
-        if len(prefixed) == 1:
-            return prefixed[0]
-        if len(prefixed) > 1:
-            raise CliError(f"{text!r} is the start of {len(prefixed)} authors; give more of it")
-    try:
-        public_key_bytes(text)
-    except GossipError:
-        raise CliError(f"no author {text!r} here (give a public id or a keyring name)") from None
-    return text
-
-
 # -- the daemon, when one runs (invariant 10) -------------------------------------------
 
 
@@ -453,7 +429,7 @@ def cmd_recall(args: argparse.Namespace) -> int:
             author = None
             if args.author is not None:
                 authors = {rec.author for rec in r.records().values()}
-                author = _resolve_author(r, args.author, known=authors)
+                author = queries.resolve_author(r, args.author, known=authors)
             result = views.recall(
                 args.query, category=args.category, subject=args.subject, tag=args.tag,
                 author=author, limit=args.limit, include_untrusted=args.include_untrusted,
@@ -689,7 +665,7 @@ def cmd_trust_remove(args: argparse.Namespace) -> int:
         return 0
     with _replica(args) as r:
         keyring = r.keyring()
-        key = _resolve_author(r, args.key, known=())
+        key = queries.resolve_author(r, args.key, field="key")
         if key == r.author:
             raise CliError("that is this host's own key; a host always trusts itself")
         if key not in keyring or not r.distrust(key):
