@@ -241,8 +241,8 @@ class PeerTable:
             row.claimed = row.claimed and claim
             if not self.trusts(key):
                 row.state = UNKNOWN_KEY
-        if name:
-            row.name = name
+        if name and (not claim or row.claimed or not row.name):
+            row.name = name  # a claim never renames a row whose key is not a mere claim
         if source not in row.sources:
             row.sources.add(source)
             if not row.in_flight:

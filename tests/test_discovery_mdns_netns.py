@@ -29,8 +29,11 @@ from typing import Any
 import pytest
 
 from crdt import Replica
+from gossip.discovery.mdns import MAX_SEEN, SERVICE_TYPE, instance_name
+from gossip.peers import MAX_MDNS_ROWS
 
 CHILD = Path(__file__).with_name("netns_child.py")
+FORGER = Path(__file__).with_name("netns_forger.py")
 PREFIX = f"smg{os.getpid() % 100000}"  # + "a-" for the shared LAN, "b-" for one test
 SUBNET = "10.213.0"
 pytestmark = pytest.mark.slow
@@ -321,6 +324,70 @@ def test_a_stopped_node_says_goodbye(lan: list[Child]):
         return row is None or ("mdns" not in row["sources"] and row["state"] == "down")
 
     until(lambda: withdrawn(a) and withdrawn(b), "c withdrawn after its goodbye", timeout=10)
+
+
+def test_a_liar_on_the_lan_cannot_take_over_or_take_down_a_trusted_peer(tmp_path: Path):
+    """From a namespace of its own, a forger advertises y's key with eight addresses of
+    its own, forges goodbyes for that and for y's real instance, then floods the LAN
+    with 600 instances of made-up keys. x keeps dialling y at its real address, keeps y
+    up, and keeps at most MAX_MDNS_ROWS rows and MAX_SEEN instances of the flood."""
+    require_netns()
+    homes = [tmp_path / "x", tmp_path / "y"]
+    make_keys(homes, trusted=homes)
+    with Lan(tmp_path, f"{PREFIX}f-") as net:
+        (xs, x_ip), (ys, y_ip), (zs, z_ip) = net.build(3)
+        x = net.start(xs, homes[0], f"{x_ip}:7471")
+        y = net.start(ys, homes[1], f"{y_ip}:7471")
+        forger = net.start(zs, tmp_path, f"{z_ip}:0", script=FORGER)
+
+        def y_at_x() -> dict[str, Any]:
+            row = x.row(y.id)
+            assert row is not None, "x lost its row of y"
+            return row
+
+        def synced() -> bool:
+            row = x.row(y.id)
+            return row is not None and "exchange" in row["sources"] and row["state"] == "alive"
+
+        until(synced, "x syncing with y, and y's announcement at x")
+        lies = [f"{SUBNET}.{200 + i}" for i in range(8)]
+        forged = f"sm-gossip-forged.{SERVICE_TYPE}"
+        forger.ask("claim", instances=[[forged, y.id, lies]])
+        until(lambda: y_at_x()["unproven"], "the forged addresses at x")
+        row = y_at_x()
+        assert row["address"] == y.address and row["addresses"][0] == y.address, row
+        assert set(row["unproven"]) <= {f"{ip}:7471" for ip in lies}, row
+        assert row["state"] == "alive" and not row["claimed"] and row["name"] != "forged", row
+        y.ask("remember", text="from y, after the forged claim")
+        until(lambda: x.recalls("from y, after the forged claim"), "y's memory at x")
+
+        # Goodbyes: the forged instance's, then y's real one (a goodbye is ignored while
+        # another instance claims the same key).
+        def seen() -> int:  # instances x's mDNS driver holds
+            status = {d["source"]: d for d in x.ask("discovery")["discovery"]}
+            return int(status["mdns"]["detail"].split(" host(s) seen")[0].rsplit(" ", 1)[1])
+
+        assert seen() == 2
+        forger.ask("goodbye", names=[forged])
+        until(lambda: seen() == 1, "the forged instance gone at x")
+        forger.ask("goodbye", names=[instance_name(y.id)])
+        until(lambda: "mdns" not in y_at_x()["sources"], "y's forged goodbye at x")
+        row = y_at_x()
+        assert row["state"] == "alive" and row["failures"] == 0, row
+        assert row["addresses"] == [y.address] and not row["unproven"], row
+
+        fakes = [f"{i:043d}" for i in range(600)]
+        flood = [[f"sm-gossip-fake{i}.{SERVICE_TYPE}", key, [f"10.213.{1 + i // 250}.{i % 250}"]]
+                 for i, key in enumerate(fakes)]  # fmt: skip
+        forger.ask("claim", instances=flood)
+        until(lambda: x.row(fakes[-1]) is not None, "the end of the flood at x", timeout=30)
+        peers = x.peers()
+        unknown = [p for p in peers if p["state"] == "unknown-key"]
+        assert 200 < len(unknown) <= MAX_MDNS_ROWS, len(unknown)
+        assert seen() <= MAX_SEEN
+        assert y_at_x()["state"] == "alive"
+        y.ask("remember", text="from y, after the flood")
+        until(lambda: x.recalls("from y, after the flood"), "y's memory at x after the flood")
 
 
 def test_namespaces_and_processes_are_removed_when_a_test_fails(tmp_path: Path):

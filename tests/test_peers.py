@@ -202,7 +202,7 @@ def test_forged_claims_never_evict_a_trusted_peers_addresses():
     keyring = {K1, K2}
     t = table(trusts=lambda k: k in keyring)
     # K1 is known from its announcement, K2 only by a configured address (no announcement).
-    announced = t.add(["10.0.0.1:7471"], "exchange", key=K1)
+    announced = t.add(["10.0.0.1:7471"], "exchange", key=K1, name="laptop")
     static = t.add(["10.0.0.2:7471"], "static")
     assert announced is not None and static is not None
     assert t.learn_key(static, K2) is static
@@ -211,7 +211,8 @@ def test_forged_claims_never_evict_a_trusted_peers_addresses():
     # A liar on the LAN claims each key with eight addresses of its own.
     for key, row in ((K1, announced), (K2, static)):
         lies = [f"10.9.{ord(key[0])}.{i}:7471" for i in range(8)]
-        assert t.add(lies, "mdns", key=key, claim=True, now=10) is row
+        assert t.add(lies, "mdns", key=key, name="liar", claim=True, now=10) is row
+        assert row.name == ("laptop" if key == K1 else "liar")  # only where it had none
         real = "10.0.0.1:7471" if key == K1 else "10.0.0.2:7471"
         assert row.addresses[0] == real and row.address == real, row.addresses
         assert len(row.addresses) == 8 and set(row.info().unproven) == set(row.addresses[1:])
