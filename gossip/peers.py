@@ -196,7 +196,8 @@ class PeerTable:
     ) -> Peer | None:
         """Propose a peer. Merges with a row of the same key; a proposal with a key also
         with a keyless row at one of the same addresses, and one without a key with any
-        row at one of them whose key is not a mere claim. ``claim``: the key and the
+        row at one of them whose key is not a mere claim (an address only mDNS proposed
+        for a row does not count). ``claim``: the key and the
         addresses are only what discovery says (mDNS): the key names a row by key and
         never attaches to, or takes in, another row by address, so a liar on the LAN
         cannot put a wrong key on a configured peer; the addresses are ``unproven``, kept
@@ -218,7 +219,7 @@ class PeerTable:
                     p
                     for p in self._peers
                     if (p.key is None if key is not None else not p.claimed)
-                    and set(addrs) & set(p.addresses)
+                    and set(addrs) & (set(p.addresses) - p.unproven)
                 ),
                 None,
             )

@@ -220,15 +220,21 @@ def test_forged_claims_never_evict_a_trusted_peers_addresses():
         # A keyless mDNS proposal at the real address joins the row: still behind it.
         t.add([real, "10.9.9.9:7471"], "mdns", claim=True)
         assert row.addresses[0] == real and real not in row.info().unproven
+    # Nor can a claim hide another host: a keyless proposal at an address only claimed
+    # for K1 gets a row of its own (before, it joined K1's row, and was dialled as K1).
+    assert "10.9.97.3:7471" in announced.info().unproven
+    other = t.add(["10.9.97.3:7471"], "tailnet")
+    assert other is not None and other is not announced and other.key is None
+    t.remove(other)
     # A row whose firm addresses fill the cap takes no claim at all.
     full = t.add([f"10.1.0.{i}:7471" for i in range(8)], "exchange", key="c" * 43)
     assert full is not None
     t.add(["10.9.0.1:7471"], "mdns", key="c" * 43, claim=True)
     assert full.addresses == [f"10.1.0.{i}:7471" for i in range(8)] and not full.unproven
     # A firm source naming a claimed address makes it firm.
-    t.add(["10.9.75.3:7471"], "exchange", key=K1)
-    assert announced.addresses[:2] == ["10.0.0.1:7471", "10.9.75.3:7471"]
-    assert "10.9.75.3:7471" not in announced.info().unproven
+    t.add(["10.9.97.3:7471"], "exchange", key=K1)
+    assert announced.addresses[:2] == ["10.0.0.1:7471", "10.9.97.3:7471"]
+    assert "10.9.97.3:7471" not in announced.info().unproven
 
 
 def test_one_host_seen_by_several_sources_is_one_row():
