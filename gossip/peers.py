@@ -121,6 +121,7 @@ class Peer:
     # The peer's state vector as last seen: the hint that lets a SYNC carry what it lacks.
     last_sv: dict[int, int] | None = None
     in_flight: bool = False
+    dialling: str = ""  # the address the exchange in flight dials (set by ``begin``)
     address_index: int = 0
     sources: set[str] = field(default_factory=set)
     claimed: bool = False  # see PeerInfo.claimed
@@ -322,14 +323,15 @@ class PeerTable:
         return peer
 
     def learn_key(self, peer: Peer, key: str) -> Peer | None:
-        """``peer`` answered, signed by ``key``, from the address it dials now (which is
-        then proven). Returns the row that now holds it: a row already known by that key
-        absorbs this one; None if the address was ourselves."""
+        """``peer`` answered, signed by ``key``. The address an exchange in flight dials
+        is then proven (an eager push, which may overlap a failure that moved on to the
+        next address, proves none). Returns the row that now holds it: a row already
+        known by that key absorbs this one; None if the address was ourselves."""
         if key == self.self_key:
             self._self_addresses.update(peer.addresses)
             self.remove(peer)
             return None
-        answered = peer.address
+        answered = peer.dialling if peer.in_flight else ""
         if peer.key == key:
             peer.claimed = False
             self._prove(peer, answered)
@@ -355,7 +357,7 @@ class PeerTable:
 
     def _prove(self, peer: Peer, address: str) -> None:
         """A signed answer came from ``address``: it is no longer a mere claim."""
-        if address in peer.unproven:
+        if address and address in peer.unproven:
             firm = [a for a in peer.addresses if a not in peer.unproven]
             rest = [a for a in peer.addresses if a in peer.unproven and a != address]
             self._arrange(peer, [*firm, address], rest)
@@ -402,6 +404,7 @@ class PeerTable:
 
     def begin(self, peer: Peer) -> None:
         peer.in_flight = True
+        peer.dialling = peer.address
 
     def success(
         self,

@@ -186,7 +186,9 @@ def test_a_claim_is_proven_by_the_answer():
     t = table()
     p = t.add(["10.0.0.1:7471"], "mdns", key=K1, claim=True)
     assert p is not None and p.claimed and p.info().unproven == ("10.0.0.1:7471",)
+    t.begin(p)
     assert t.learn_key(p, K1) is p and not p.claimed and p.info().unproven == ()
+    t.success(p, 1)
     # Another claim of the proven key: the key stays proven, the new address is a mere
     # claim, tried after the proven one, until an answer comes from it.
     t.add(["10.0.0.9:7471"], "mdns", key=K1, claim=True)
@@ -194,8 +196,14 @@ def test_a_claim_is_proven_by_the_answer():
     assert p.info().unproven == ("10.0.0.9:7471",) and p.address == "10.0.0.1:7471"
     t.failure(p, 0, "refused", unreachable=True)  # the proven address fails: next one
     assert p.address == "10.0.0.9:7471"
+    # An eager push that reaches the row proves no address (it may have gone to another
+    # one than the row dials now); the answer to an exchange does.
+    assert t.learn_key(p, K1) is p and p.info().unproven == ("10.0.0.9:7471",)
+    t.begin(p)
+    t.failure(p, 2, "a push failed meanwhile", exchange=False)  # moves to the next one
+    assert p.address == "10.0.0.1:7471"
     assert t.learn_key(p, K1) is p and p.info().unproven == ()  # it answered, signed
-    assert p.address == "10.0.0.9:7471"
+    assert p.addresses == ["10.0.0.1:7471", "10.0.0.9:7471"]
 
 
 def test_forged_claims_never_evict_a_trusted_peers_addresses():
