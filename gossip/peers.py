@@ -198,13 +198,13 @@ class PeerTable:
         """Propose a peer. Merges with a row of the same key; a proposal with a key also
         with a keyless row at one of the same addresses, and one without a key with any
         row at one of them whose key is not a mere claim (an address only mDNS proposed
-        for a row does not count). ``claim``: the key and the
-        addresses are only what discovery says (mDNS): the key names a row by key and
-        never attaches to, or takes in, another row by address, so a liar on the LAN
-        cannot put a wrong key on a configured peer; the addresses are ``unproven``, kept
-        after the row's firm ones and never in place of one. A key that we do not trust
-        makes the row ``unknown-key``. A source that had not proposed the row yet makes
-        it due now. Returns the row, or None for ourselves."""
+        for a row does not count). ``claim``: the key and the addresses are only what
+        discovery says (mDNS): the key names a row by key and never attaches to, or takes
+        in, another row by address, so a liar on the LAN cannot put a wrong key on a
+        configured peer; the addresses are ``unproven``, kept after the row's firm ones
+        and never in place of one. A key that we do not trust makes the row
+        ``unknown-key``. A source that had not proposed the row yet makes it due now.
+        Returns the row, or None for ourselves."""
         if source not in SOURCES:
             raise ValueError(f"unknown peer source {source!r}")
         if key is not None and key == self.self_key:
@@ -347,8 +347,8 @@ class PeerTable:
         self.remove(peer)
         firm = [a for a in peer.addresses if a not in peer.unproven or a == answered]
         unproven = [a for a in peer.addresses if a not in firm]
-        row = self.add(firm, peer.source, key=key)
-        if row is not None and unproven:
+        row = self.add(firm or unproven, peer.source, key=key, claim=not firm)
+        if row is not None and firm and unproven:
             self.add(unproven, peer.source, key=key, claim=True)
         if row is not None:
             row.sources |= peer.sources

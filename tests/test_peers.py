@@ -318,3 +318,21 @@ def test_mdns_only_rows_without_a_trusted_key_are_capped():
     assert static in t and trusted in t and keyless in t  # the oldest fakes went
     assert fakes[0] not in keys and fakes[-1] in keys
     assert sum(p.state == UNKNOWN_KEY for p in t) == MAX_MDNS_ROWS - 1
+
+
+def test_an_unproven_row_absorbed_by_its_key_keeps_its_addresses_unproven():
+    t = table()
+    known = t.add(["10.0.0.1:7471"], "exchange", key=K1)
+    keyless = t.add(["10.0.0.7:7471", "10.0.0.8:7471"], "mdns", claim=True)  # no id in TXT
+    assert known is not None and keyless is not None and keyless is not known
+    # An eager push reached it, signed by K1: one row, but no address proven by that.
+    assert t.learn_key(keyless, K1) is known and len(t) == 1
+    assert known.addresses == ["10.0.0.1:7471", "10.0.0.7:7471", "10.0.0.8:7471"]
+    assert known.info().unproven == ("10.0.0.7:7471", "10.0.0.8:7471")
+    assert known.sources == {"exchange", "mdns"}
+    # An exchange that dialled one of them, answered by K1: that one is proven.
+    again = t.add(["10.0.0.9:7471"], "mdns", claim=True)
+    assert again is not None
+    t.begin(again)
+    assert t.learn_key(again, K1) is known
+    assert "10.0.0.9:7471" in known.addresses and "10.0.0.9:7471" not in known.unproven
