@@ -8,8 +8,10 @@ calls ``on_gone``. Shutdown unregisters our instance, which sends goodbyes.
 What it trusts: nothing. A TXT ``id`` is a *claim*, unproven: the node puts it on the
 peer row so that a human can ``gossip trust add`` it, but a key outside the keyring is
 never exchanged with, and for a key inside it the exchange's signed answer
-(``expected_key``) proves the claim or fails. Anyone on the LAN can advertise anything;
-the worst a liar gets is a failed exchange.
+(``expected_key``) proves the claim or fails; the addresses it gives are claims too,
+never dialled before the peer's proven ones. Anyone on the LAN can advertise anything,
+as many instances as it likes: we hold at most ``MAX_SEEN`` of them and resolve at most
+``MAX_RESOLVING`` at a time.
 
 ``parse_service`` is pure (TXT and addresses in, ``Sighting`` out); ``MdnsDiscovery`` is
 the thin driver over ``zeroconf.asyncio``. IPv4 only: link-local IPv6 addresses need a
