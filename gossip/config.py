@@ -332,7 +332,10 @@ def tailnet_settings(data: dict[str, Any]) -> TailnetSettings:
     section = _section(data, "tailnet", TAILNET_SETTINGS)
     command = section.get("command", list(TAILSCALE_STATUS))
     if isinstance(command, str):
-        command = shlex.split(command)
+        try:
+            command = shlex.split(command)
+        except ValueError as e:  # an unbalanced quote
+            raise ConfigError(f"'command' in [tailnet] is not a command line: {e}") from None
     if (
         not isinstance(command, list)
         or not command

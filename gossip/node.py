@@ -67,7 +67,7 @@ from .discovery.mdns import MdnsDiscovery, Sighting
 from .discovery.tailnet import TailnetDiscovery, TailnetPeer
 from .events import BreakerChanged, Event, PeerChanged, RecordAdded, Subscription
 from .http import HttpTransport, join_address, split_address
-from .peers import Peer, PeerInfo, PeerTable
+from .peers import UNKNOWN_KEY, Peer, PeerInfo, PeerTable
 from .protocol import RemoteProtocolError
 from .transport import (
     PUSH_PATH,
@@ -268,7 +268,7 @@ class Node:
                 self._tg = tg
                 tg.create_task(self._anti_entropy(), name="anti-entropy")
                 if self._mdns is not None:
-                    tg.create_task(self._mdns.run(), name="mdns")
+                    tg.create_task(self._mdns.run(self.profile.readdress), name="mdns")
                 if self._tailnet is not None:
                     tg.create_task(self._tailnet.run(), name="tailnet")
                 started.set_result(None)
@@ -286,9 +286,9 @@ class Node:
         if self._state in ("stopping", "closed"):
             return
         self._state = "stopping"
-        if self._mdns is not None:  # goodbyes first, while we still answer
-            try:
-                await self._mdns.stop()
+        if self._mdns is not None:  # goodbyes first, while we still answer; for good:
+            try:  # its task must not register us again while we close
+                await self._mdns.close()
             except Exception:
                 log.exception("stopping mDNS of %s failed", self._address)
         # First stop serving (requests being served still finish, with the replica),
@@ -414,9 +414,10 @@ class Node:
     def _on_peer(self, peer: Peer, change: str) -> None:
         if change == "removed":
             self._outbox.pop(peer, None)
-        elif change == "added":
+        elif change == "added" and peer.state != UNKNOWN_KEY:
             # Sync with a newcomer now (it is the least recently synced of all): it gets
-            # our announcements of the others without waiting for a round.
+            # our announcements of the others without waiting for a round. Not for a
+            # row we never exchange with: a flood of fake mDNS instances wakes nothing.
             self._wake.set()
         self._publish(PeerChanged(change, peer.info()))
 

@@ -26,9 +26,15 @@ our keyring, and a host announcement in the document by a trusted author. Discov
 (static list, mDNS, tailnet) proposes addresses, never keys (invariant 9); the id an
 mDNS record claims is kept as a *claim* (``claimed``): shown, so that a human can trust
 it, but never dialled unless it is in our keyring (``trusts``), and proven or refuted by
-the first signed answer. A row remembers every source that proposed it (``sources``);
-a source that withdraws it (``withdraw``) removes it or, if others still know it, marks
-it ``down``.
+the first signed answer. The addresses mDNS proposes are claims too (``unproven``): they
+never evict an address from a static, tailnet or exchange proposal or one a signed answer
+came from; they come after those (within ``MAX_ADDRESSES``), so they are tried last, and
+an answer from one proves it. Rows that only mDNS knows, with no trusted key, are capped
+(``MAX_MDNS_ROWS``, the oldest go): a flood of fake instances costs bounded memory.
+
+A row remembers every source that proposed it (``sources``); a source that withdraws it
+(``withdraw``) removes it or, if others still know it, only drops that source (for
+``tailnet``, whose word is its own daemon's, it also marks the row ``down``).
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ STATES = (NEW, ALIVE, BACKING_OFF, UNKNOWN_KEY, DOWN)
 # even once the document announces it too.
 SOURCES = ("static", "tailnet", "mdns", "exchange")
 MAX_ADDRESSES = 8  # per peer: announcements may list several interfaces
+# Rows only mDNS knows whose key is not in our keyring (or unknown): anyone on the LAN
+# can make thousands of them; the oldest go first.
+MAX_MDNS_ROWS = 256
 
 
 def lag(ours: dict[int, int], theirs: dict[int, int]) -> int:
@@ -79,6 +88,9 @@ class PeerInfo:
     sources: tuple[str, ...] = ()  # every source that proposed it, strongest first
     # ``key`` is only what discovery (mDNS TXT) claims; no signed answer has proved it.
     claimed: bool = False
+    # The addresses (a tail of ``addresses``) that only mDNS proposed and no signed
+    # answer has come from yet.
+    unproven: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -88,6 +100,8 @@ class PeerInfo:
 class Peer:
     """One row. Mutated only by ``PeerTable``."""
 
+    # Dial order: the firm addresses first (static, tailnet, exchange, or answered from),
+    # then the ``unproven`` ones (mDNS claims), at most MAX_ADDRESSES in all.
     addresses: list[str]
     source: str
     key: str | None = None
@@ -107,9 +121,11 @@ class Peer:
     # The peer's state vector as last seen: the hint that lets a SYNC carry what it lacks.
     last_sv: dict[int, int] | None = None
     in_flight: bool = False
+    dialling: str = ""  # the address the exchange in flight dials (set by ``begin``)
     address_index: int = 0
     sources: set[str] = field(default_factory=set)
     claimed: bool = False  # see PeerInfo.claimed
+    unproven: set[str] = field(default_factory=set)  # see PeerInfo.unproven
 
     @property
     def address(self) -> str:
@@ -128,6 +144,7 @@ class Peer:
             they_lack=self.they_lack, we_lack=self.we_lack, next_attempt=self.next_attempt,
             exchanges=self.exchanges, sources=tuple(s for s in SOURCES if s in self.sources),
             claimed=self.claimed,
+            unproven=tuple(a for a in self.addresses if a in self.unproven),
         )  # fmt: skip
 
 
@@ -180,12 +197,14 @@ class PeerTable:
     ) -> Peer | None:
         """Propose a peer. Merges with a row of the same key; a proposal with a key also
         with a keyless row at one of the same addresses, and one without a key with any
-        row at one of them whose key is not a mere claim. ``claim``: the key is only
-        what discovery says (mDNS TXT): it names a row by key and never attaches to, or
-        takes in, another row by address, so a liar on the LAN cannot put a wrong key on
-        a configured peer. A key that we do not trust makes the row ``unknown-key``. A
-        source that had not proposed the row yet makes it due now. Returns the row, or
-        None for ourselves."""
+        row at one of them whose key is not a mere claim (an address only mDNS proposed
+        for a row does not count). ``claim``: the key and the addresses are only what
+        discovery says (mDNS): the key names a row by key and never attaches to, or takes
+        in, another row by address, so a liar on the LAN cannot put a wrong key on a
+        configured peer; the addresses are ``unproven``, kept after the row's firm ones
+        and never in place of one. A key that we do not trust makes the row
+        ``unknown-key``. A source that had not proposed the row yet makes it due now.
+        Returns the row, or None for ourselves."""
         if source not in SOURCES:
             raise ValueError(f"unknown peer source {source!r}")
         if key is not None and key == self.self_key:
@@ -201,16 +220,20 @@ class PeerTable:
                     p
                     for p in self._peers
                     if (p.key is None if key is not None else not p.claimed)
-                    and set(addrs) & set(p.addresses)
+                    and set(addrs) & (set(p.addresses) - p.unproven)
                 ),
                 None,
             )
         if row is None:
-            row = Peer(addresses=addrs[:MAX_ADDRESSES], source=source, key=key, name=name,
+            kept = addrs[:MAX_ADDRESSES]
+            row = Peer(addresses=kept, source=source, key=key, name=name,
                        next_attempt=now, sources={source},
-                       claimed=claim and key is not None)  # fmt: skip
+                       claimed=claim and key is not None,
+                       unproven=set(kept) if claim else set())  # fmt: skip
             if key is not None and not self.trusts(key):
                 row.state = UNKNOWN_KEY
+            if source == "mdns":
+                self._cap_mdns_rows(keep=row)
             self._peers.append(row)
             self._notify(row, "added")
             return row
@@ -220,23 +243,49 @@ class PeerTable:
             row.claimed = row.claimed and claim
             if not self.trusts(key):
                 row.state = UNKNOWN_KEY
-        if name:
-            row.name = name
+        if name and (not claim or row.claimed or not row.name):
+            row.name = name  # a claim never renames a row whose key is not a mere claim
         if source not in row.sources:
             row.sources.add(source)
             if not row.in_flight:
                 row.next_attempt = min(row.next_attempt, now)
         if SOURCES.index(source) < SOURCES.index(row.source):
             row.source = source
-        current = row.address
-        merged = list(dict.fromkeys(row.addresses + addrs))
-        if len(merged) > MAX_ADDRESSES:  # keep the freshest proposals
-            merged = list(dict.fromkeys([*addrs, *row.addresses]))[:MAX_ADDRESSES]
-        row.addresses = merged
-        row.address_index = merged.index(current) if current in merged else 0
+        firm = [a for a in row.addresses if a not in row.unproven]
+        unproven = [a for a in row.addresses if a in row.unproven]
+        if claim:  # the freshest claims first, behind every firm address
+            unproven = list(dict.fromkeys([*(a for a in addrs if a not in firm), *unproven]))
+        else:
+            firm = list(dict.fromkeys(firm + addrs))
+            if len(firm) > MAX_ADDRESSES:  # keep the freshest proposals
+                firm = list(dict.fromkeys([*addrs, *firm]))[:MAX_ADDRESSES]
+            unproven = [a for a in unproven if a not in firm]
+        self._arrange(row, firm, unproven)
         if before != (row.key, row.name, row.source, tuple(row.addresses), row.state):
             self._notify(row, "changed")
         return row
+
+    def _arrange(self, row: Peer, firm: list[str], unproven: list[str]) -> None:
+        """Set ``row``'s addresses: ``firm`` then ``unproven`` within the cap, keeping the
+        address it dials now if it is still there."""
+        current = row.address
+        merged = firm + unproven[: max(0, MAX_ADDRESSES - len(firm))]
+        row.addresses = merged
+        row.unproven = set(unproven) & set(merged)
+        row.address_index = merged.index(current) if current in merged else 0
+
+    def _cap_mdns_rows(self, keep: Peer) -> None:
+        """Make room for one more row that only mDNS knows, if ``keep`` is one that no
+        trusted key names: the oldest such rows go (never one in an exchange)."""
+
+        def capped(p: Peer) -> bool:
+            return p.sources == {"mdns"} and (p.key is None or not self.trusts(p.key))
+
+        if not capped(keep):
+            return
+        rows = [p for p in self._peers if capped(p) and not p.in_flight]
+        for old in rows[: max(0, len(rows) - MAX_MDNS_ROWS + 1)]:
+            self.remove(old)
 
     def remove(self, peer: Peer) -> None:
         if peer in self._peers:
@@ -245,8 +294,12 @@ class PeerTable:
 
     def withdraw(self, peer: Peer, source: str, now: int) -> Peer | None:
         """``source`` says the peer is gone (an mDNS goodbye, a node gone offline in the
-        tailnet). A row only that source knew is removed (None); another is marked
-        ``down`` and retried at the cap, like a peer that failed ``down_after`` times."""
+        tailnet). A row only that source knew is removed (None). A row others still
+        know loses that source; for mDNS, whose goodbyes anyone on the LAN can forge,
+        that is all (with the ``unproven`` addresses only mDNS proposed): its state and
+        schedule stay, and a peer that really stopped fails its next exchange. For the
+        tailnet (its own daemon's word) the row is marked ``down`` and retried at the
+        cap, like a peer that failed ``down_after`` times."""
         if peer not in self._peers or source not in peer.sources:
             return peer if peer in self._peers else None
         peer.sources.discard(source)
@@ -254,6 +307,12 @@ class PeerTable:
             self.remove(peer)
             return None
         peer.source = next(s for s in SOURCES if s in peer.sources)
+        if source == "mdns":
+            firm = [a for a in peer.addresses if a not in peer.unproven]
+            if firm:
+                self._arrange(peer, firm, [])
+            self._notify(peer, "changed")  # its sources changed
+            return peer
         peer.failures = max(peer.failures, self.down_after)
         if not peer.in_flight:
             peer.next_attempt = now + self.backoff_cap_ms
@@ -264,28 +323,44 @@ class PeerTable:
         return peer
 
     def learn_key(self, peer: Peer, key: str) -> Peer | None:
-        """``peer`` answered, signed by ``key``. Returns the row that now holds it: a row
-        already known by that key absorbs this one; None if the address was ourselves."""
+        """``peer`` answered, signed by ``key``. The address an exchange in flight dials
+        is then proven (an eager push, which may overlap a failure that moved on to the
+        next address, proves none). Returns the row that now holds it: a row already
+        known by that key absorbs this one; None if the address was ourselves."""
         if key == self.self_key:
             self._self_addresses.update(peer.addresses)
             self.remove(peer)
             return None
+        answered = peer.dialling if peer.in_flight else ""
         if peer.key == key:
             peer.claimed = False
+            self._prove(peer, answered)
             return peer
         other = self.by_key(key)
         if other is None or other is peer:
             peer.key = key
+            self._prove(peer, answered)
             self._notify(peer, "changed")
             return peer
         # One host, two rows (a configured address and an announced one): keep the row
         # with the key, give it this row's addresses and the stronger source.
         self.remove(peer)
-        row = self.add(peer.addresses, peer.source, key=key)
+        firm = [a for a in peer.addresses if a not in peer.unproven or a == answered]
+        unproven = [a for a in peer.addresses if a not in firm]
+        row = self.add(firm or unproven, peer.source, key=key, claim=not firm)
+        if row is not None and firm and unproven:
+            self.add(unproven, peer.source, key=key, claim=True)
         if row is not None:
             row.sources |= peer.sources
             row.claimed = False
         return row
+
+    def _prove(self, peer: Peer, address: str) -> None:
+        """A signed answer came from ``address``: it is no longer a mere claim."""
+        if address and address in peer.unproven:
+            firm = [a for a in peer.addresses if a not in peer.unproven]
+            rest = [a for a in peer.addresses if a in peer.unproven and a != address]
+            self._arrange(peer, [*firm, address], rest)
 
     # -- scheduling --------------------------------------------------------------------
 
@@ -336,6 +411,7 @@ class PeerTable:
 
     def begin(self, peer: Peer) -> None:
         peer.in_flight = True
+        peer.dialling = peer.address
 
     def success(
         self,

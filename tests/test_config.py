@@ -117,6 +117,7 @@ def test_the_profile_turns_discovery_on_unless_the_file_says_otherwise(tmp_path)
         ("[mdns]\ninterface = []\n", "unknown setting 'interface' in \\[mdns\\]"),
         ('[mdns]\ninterfaces = "eth0"\n', "'interfaces' in \\[mdns\\] must be a list"),
         ("[tailnet]\ncommand = []\n", "'command' in \\[tailnet\\]"),
+        ("[tailnet]\ncommand = \"tailscale 'status\"\n", "'command' in \\[tailnet\\].*quotation"),
         ("[tailnet]\nport = 0\n", "'port' in \\[tailnet\\]"),
         ('[mdns]\nenabled = "yes"\n', "'enabled' in \\[mdns\\]"),
         ("[tailnet]\ninterval = 0.1\n", "'interval' in \\[tailnet\\]"),

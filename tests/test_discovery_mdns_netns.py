@@ -29,8 +29,11 @@ from typing import Any
 import pytest
 
 from crdt import Replica
+from gossip.discovery.mdns import MAX_SEEN, SERVICE_TYPE, instance_name
+from gossip.peers import MAX_MDNS_ROWS
 
 CHILD = Path(__file__).with_name("netns_child.py")
+FORGER = Path(__file__).with_name("netns_forger.py")
 PREFIX = f"smg{os.getpid() % 100000}"  # + "a-" for the shared LAN, "b-" for one test
 SUBNET = "10.213.0"
 pytestmark = pytest.mark.slow
@@ -64,8 +67,8 @@ def require_netns() -> None:
     if reason is None:
         return
     if os.environ.get("CI"):
-        pytest.fail(f"the mDNS namespace tests must run in CI, but: {reason}")
-    pytest.skip(f"mDNS across network namespaces: {reason}")
+        pytest.fail(f"the network namespace tests must run in CI, but: {reason}")
+    pytest.skip(f"needs network namespaces: {reason}")
 
 
 def our_namespaces(prefix: str) -> list[str]:
@@ -74,13 +77,16 @@ def our_namespaces(prefix: str) -> list[str]:
 
 
 class Child:
-    """One node process in a namespace, spoken to in JSON lines."""
+    """One node process in a namespace, spoken to in JSON lines. ``started`` waits for
+    its first line (its id and address)."""
 
-    def __init__(self, ns: str, home: Path, address: str, log: Path) -> None:
+    def __init__(
+        self, ns: str, home: Path, address: str, log: Path, script: Path = CHILD
+    ) -> None:
         self.log = log
         self._err = log.open("w")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, str(CHILD), str(home), address],
+            ["ip", "netns", "exec", ns, sys.executable, str(script), str(home), address],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._err,
@@ -88,9 +94,13 @@ class Child:
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        hello = self._next(30.0, "the node to start")
-        self.id: str = hello["id"]
-        self.address: str = hello["address"]
+        self.id = self.address = ""
+
+    def started(self, timeout: float = 30.0) -> Child:
+        hello = self._next(timeout, "the node to start")
+        self.id = hello["id"]
+        self.address = hello["address"]
+        return self
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -189,10 +199,12 @@ class Lan:
             out.append((ns, address))
         return out
 
-    def start(self, ns: str, home: Path, address: str) -> Child:
-        child = Child(ns, home, address, self.tmp / f"{ns}.log")
-        self.children.append(child)
-        return child
+    def start(
+        self, ns: str, home: Path, address: str, *, timeout: float = 30.0, script: Path = CHILD
+    ) -> Child:
+        child = Child(ns, home, address, self.tmp / f"{ns}.log", script)
+        self.children.append(child)  # before waiting for it: killed on leaving, whatever
+        return child.started(timeout)
 
 
 def until(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
@@ -255,6 +267,8 @@ def test_an_untrusted_key_is_discovered_but_never_exchanged_with(lan: list[Child
     a, b, c, d = lan
     secret = "planted by d, whom nobody trusts"
     d.ask("remember", text=secret)
+    told = "written by a for the trusted only"
+    a.ask("remember", text=told)
     for node in (a, b, c):
         row = until(lambda n=node: n.row(d.id), f"d in the table of {node.address}")
         assert row["state"] == "unknown-key" and row["sources"] == ["mdns"], row
@@ -272,12 +286,23 @@ def test_an_untrusted_key_is_discovered_but_never_exchanged_with(lan: list[Child
         row = node.row(d.id)
         assert row is not None and row["exchanges"] == 0 and row["last_seen"] is None, row
         assert row["state"] == "unknown-key"
+    # Nor did d learn anything: it holds only what it wrote itself.
+    learned = [t for t in d.ask("records")["texts"] if not t.startswith("planted by d")]
+    assert learned == [], learned
+    assert all(r["exchanges"] == 0 for r in d.peers()), d.peers()
 
 
 def test_trusting_a_discovered_key_lets_it_in(lan: list[Child]):
     a, _, _, d = lan
-    row = a.row(d.id)
-    assert row is not None and row["claimed"] and row["state"] == "unknown-key"
+    planted = "planted by d, to be read once a trusts d"
+    d.ask("remember", text=planted)
+
+    def discovered() -> bool:
+        r = a.row(d.id)
+        return r is not None and r["claimed"] and r["state"] == "unknown-key"
+
+    until(discovered, "d discovered by a, its key a mere claim")
+    assert not a.recalls(planted)
     a.ask("trust", key=d.id)  # what `gossip trust add <id from gossip peers>` does
 
     def proven() -> bool:
@@ -285,7 +310,7 @@ def test_trusting_a_discovered_key_lets_it_in(lan: list[Child]):
         return r is not None and r["state"] == "alive" and not r["claimed"]
 
     until(proven, "a exchanging with d once it trusts d's key")
-    until(lambda: a.recalls("planted by d, whom nobody trusts"), "d's memory at a")
+    until(lambda: a.recalls(planted), "d's memory at a")
 
 
 def test_a_stopped_node_says_goodbye(lan: list[Child]):
@@ -301,6 +326,70 @@ def test_a_stopped_node_says_goodbye(lan: list[Child]):
     until(lambda: withdrawn(a) and withdrawn(b), "c withdrawn after its goodbye", timeout=10)
 
 
+def test_a_liar_on_the_lan_cannot_take_over_or_take_down_a_trusted_peer(tmp_path: Path):
+    """From a namespace of its own, a forger advertises y's key with eight addresses of
+    its own, forges goodbyes for that and for y's real instance, then floods the LAN
+    with 600 instances of made-up keys. x keeps dialling y at its real address, keeps y
+    up, and keeps at most MAX_MDNS_ROWS rows and MAX_SEEN instances of the flood."""
+    require_netns()
+    homes = [tmp_path / "x", tmp_path / "y"]
+    make_keys(homes, trusted=homes)
+    with Lan(tmp_path, f"{PREFIX}f-") as net:
+        (xs, x_ip), (ys, y_ip), (zs, z_ip) = net.build(3)
+        x = net.start(xs, homes[0], f"{x_ip}:7471")
+        y = net.start(ys, homes[1], f"{y_ip}:7471")
+        forger = net.start(zs, tmp_path, f"{z_ip}:0", script=FORGER)
+
+        def y_at_x() -> dict[str, Any]:
+            row = x.row(y.id)
+            assert row is not None, "x lost its row of y"
+            return row
+
+        def synced() -> bool:
+            row = x.row(y.id)
+            return row is not None and "exchange" in row["sources"] and row["state"] == "alive"
+
+        until(synced, "x syncing with y, and y's announcement at x")
+        lies = [f"{SUBNET}.{200 + i}" for i in range(8)]
+        forged = f"sm-gossip-forged.{SERVICE_TYPE}"
+        forger.ask("claim", instances=[[forged, y.id, lies]])
+        until(lambda: y_at_x()["unproven"], "the forged addresses at x")
+        row = y_at_x()
+        assert row["address"] == y.address and row["addresses"][0] == y.address, row
+        assert set(row["unproven"]) <= {f"{ip}:7471" for ip in lies}, row
+        assert row["state"] == "alive" and not row["claimed"] and row["name"] != "forged", row
+        y.ask("remember", text="from y, after the forged claim")
+        until(lambda: x.recalls("from y, after the forged claim"), "y's memory at x")
+
+        # Goodbyes: the forged instance's, then y's real one (a goodbye is ignored while
+        # another instance claims the same key).
+        def seen() -> int:  # instances x's mDNS driver holds
+            status = {d["source"]: d for d in x.ask("discovery")["discovery"]}
+            return int(status["mdns"]["detail"].split(" host(s) seen")[0].rsplit(" ", 1)[1])
+
+        assert seen() == 2
+        forger.ask("goodbye", names=[forged])
+        until(lambda: seen() == 1, "the forged instance gone at x")
+        forger.ask("goodbye", names=[instance_name(y.id)])
+        until(lambda: "mdns" not in y_at_x()["sources"], "y's forged goodbye at x")
+        row = y_at_x()
+        assert row["state"] == "alive" and row["failures"] == 0, row
+        assert row["addresses"] == [y.address] and not row["unproven"], row
+
+        fakes = [f"{i:043d}" for i in range(600)]
+        flood = [[f"sm-gossip-fake{i}.{SERVICE_TYPE}", key, [f"10.213.{1 + i // 250}.{i % 250}"]]
+                 for i, key in enumerate(fakes)]  # fmt: skip
+        forger.ask("claim", instances=flood)
+        until(lambda: x.row(fakes[-1]) is not None, "the end of the flood at x", timeout=30)
+        peers = x.peers()
+        unknown = [p for p in peers if p["state"] == "unknown-key"]
+        assert 200 < len(unknown) <= MAX_MDNS_ROWS, len(unknown)
+        assert seen() <= MAX_SEEN
+        assert y_at_x()["state"] == "alive"
+        y.ask("remember", text="from y, after the flood")
+        until(lambda: x.recalls("from y, after the flood"), "y's memory at x after the flood")
+
+
 def test_namespaces_and_processes_are_removed_when_a_test_fails(tmp_path: Path):
     require_netns()
     (tmp_path / "n").mkdir()
@@ -311,6 +400,20 @@ def test_namespaces_and_processes_are_removed_when_a_test_fails(tmp_path: Path):
         assert len(our_namespaces(prefix)) == 3
         raise RuntimeError("the test failed")
     assert child.proc.poll() is not None
+    assert not our_namespaces(prefix)
+
+
+def test_a_node_that_never_starts_is_killed_too(tmp_path: Path):
+    """A child that never says hello (it hangs while starting) is still the Lan's to kill."""
+    require_netns()
+    hang = tmp_path / "hang.py"
+    hang.write_text("import time\ntime.sleep(60)\n")
+    prefix = f"{PREFIX}e-"
+    net = Lan(tmp_path, prefix)
+    with pytest.raises(AssertionError, match=r"no answer within 1\.0 s"), net:
+        ((ns, address),) = net.build(1)
+        net.start(ns, tmp_path / "n", f"{address}:7471", timeout=1.0, script=hang)
+    assert [c.proc.poll() is not None for c in net.children] == [True]
     assert not our_namespaces(prefix)
 
 

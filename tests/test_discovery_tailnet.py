@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -328,3 +330,52 @@ async def test_a_status_file_instead_of_the_command(tmp_path: Path):
     path.unlink()
     assert await driver.read_once() is None
     assert driver.status.state == "warning" and "cannot read" in driver.status.detail
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie waiting for its reaper does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+async def test_a_hanging_command_and_its_children_are_killed_at_the_timeout(tmp_path: Path):
+    """A `tailscale` that is a wrapper script whose child hangs: the child keeps the
+    pipes open when the wrapper dies, so killing the wrapper alone is not enough."""
+    pids = tmp_path / "pids"
+    exe = tmp_path / "tailscale"
+    exe.write_text(
+        "#!/bin/sh\n"
+        f"echo $$ >> {pids}\n"
+        f"sh -c 'echo $$ >> {pids}; exec sleep 30'\n"
+    )
+    exe.chmod(0o755)
+    driver = TailnetDiscovery(
+        TailnetSettings(command=(str(exe), "status", "--json")),
+        port=7471,
+        on_peers=lambda peers: None,
+        command_timeout=1.0,
+    )
+    started: list[int] = []
+    try:
+        async with asyncio.timeout(1.0 + 4.0):  # the timeout, and time to kill and reap
+            assert await driver.read_once() is None
+        assert driver.status.state == "warning" and "no answer within 1 s" in driver.status.detail
+        started = [int(p) for p in pids.read_text().split()]
+        assert len(started) == 2  # the wrapper and its child
+        await until(lambda: not any(running(p) for p in started), "every process gone", 5.0)
+        # Cancelled while the command runs: the same.
+        pids.unlink()
+        task = asyncio.create_task(driver.read_once())
+        await until(lambda: pids.exists() and len(pids.read_text().split()) == 2, "it runs")
+        started = [int(p) for p in pids.read_text().split()]
+        task.cancel()
+        async with asyncio.timeout(4.0):
+            await asyncio.gather(task, return_exceptions=True)
+        await until(lambda: not any(running(p) for p in started), "every process gone", 5.0)
+    finally:
+        for pid in started + ([int(p) for p in pids.read_text().split()] if pids.exists() else []):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

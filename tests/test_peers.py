@@ -10,6 +10,7 @@ from gossip.peers import (
     ALIVE,
     BACKING_OFF,
     DOWN,
+    MAX_MDNS_ROWS,
     NEW,
     UNKNOWN_KEY,
     PeerTable,
@@ -198,10 +199,64 @@ def test_a_claim_never_lands_on_another_row_by_address():
 def test_a_claim_is_proven_by_the_answer():
     t = table()
     p = t.add(["10.0.0.1:7471"], "mdns", key=K1, claim=True)
-    assert p is not None and p.claimed
-    assert t.learn_key(p, K1) is p and not p.claimed
-    t.add(["10.0.0.9:7471"], "mdns", key=K1, claim=True)  # more claims keep it proven
-    assert not p.claimed and "10.0.0.9:7471" in p.addresses
+    assert p is not None and p.claimed and p.info().unproven == ("10.0.0.1:7471",)
+    t.begin(p)
+    assert t.learn_key(p, K1) is p and not p.claimed and p.info().unproven == ()
+    t.success(p, 1)
+    # Another claim of the proven key: the key stays proven, the new address is a mere
+    # claim, tried after the proven one, until an answer comes from it.
+    t.add(["10.0.0.9:7471"], "mdns", key=K1, claim=True)
+    assert not p.claimed and p.addresses == ["10.0.0.1:7471", "10.0.0.9:7471"]
+    assert p.info().unproven == ("10.0.0.9:7471",) and p.address == "10.0.0.1:7471"
+    t.failure(p, 0, "refused", unreachable=True)  # the proven address fails: next one
+    assert p.address == "10.0.0.9:7471"
+    # An eager push that reaches the row proves no address (it may have gone to another
+    # one than the row dials now); the answer to an exchange does.
+    assert t.learn_key(p, K1) is p and p.info().unproven == ("10.0.0.9:7471",)
+    t.begin(p)
+    t.failure(p, 2, "a push failed meanwhile", exchange=False)  # moves to the next one
+    assert p.address == "10.0.0.1:7471"
+    assert t.learn_key(p, K1) is p and p.info().unproven == ()  # it answered, signed
+    assert p.addresses == ["10.0.0.1:7471", "10.0.0.9:7471"]
+
+
+def test_forged_claims_never_evict_a_trusted_peers_addresses():
+    keyring = {K1, K2}
+    t = table(trusts=lambda k: k in keyring)
+    # K1 is known from its announcement, K2 only by a configured address (no announcement).
+    announced = t.add(["10.0.0.1:7471"], "exchange", key=K1, name="laptop")
+    static = t.add(["10.0.0.2:7471"], "static")
+    assert announced is not None and static is not None
+    assert t.learn_key(static, K2) is static
+    t.success(announced, 5)
+    t.success(static, 5)
+    # A liar on the LAN claims each key with eight addresses of its own.
+    for key, row in ((K1, announced), (K2, static)):
+        lies = [f"10.9.{ord(key[0])}.{i}:7471" for i in range(8)]
+        assert t.add(lies, "mdns", key=key, name="liar", claim=True, now=10) is row
+        assert row.name == ("laptop" if key == K1 else "liar")  # only where it had none
+        real = "10.0.0.1:7471" if key == K1 else "10.0.0.2:7471"
+        assert row.addresses[0] == real and row.address == real, row.addresses
+        assert len(row.addresses) == 8 and set(row.info().unproven) == set(row.addresses[1:])
+        assert not row.claimed and row.state == ALIVE
+        # A keyless mDNS proposal at the real address joins the row: still behind it.
+        t.add([real, "10.9.9.9:7471"], "mdns", claim=True)
+        assert row.addresses[0] == real and real not in row.info().unproven
+    # Nor can a claim hide another host: a keyless proposal at an address only claimed
+    # for K1 gets a row of its own (before, it joined K1's row, and was dialled as K1).
+    assert "10.9.97.3:7471" in announced.info().unproven
+    other = t.add(["10.9.97.3:7471"], "tailnet")
+    assert other is not None and other is not announced and other.key is None
+    t.remove(other)
+    # A row whose firm addresses fill the cap takes no claim at all.
+    full = t.add([f"10.1.0.{i}:7471" for i in range(8)], "exchange", key="c" * 43)
+    assert full is not None
+    t.add(["10.9.0.1:7471"], "mdns", key="c" * 43, claim=True)
+    assert full.addresses == [f"10.1.0.{i}:7471" for i in range(8)] and not full.unproven
+    # A firm source naming a claimed address makes it firm.
+    t.add(["10.9.97.3:7471"], "exchange", key=K1)
+    assert announced.addresses[:2] == ["10.0.0.1:7471", "10.9.97.3:7471"]
+    assert "10.9.97.3:7471" not in announced.info().unproven
 
 
 def test_one_host_seen_by_several_sources_is_one_row():
@@ -228,18 +283,70 @@ def test_the_address_that_worked_last_is_tried_first():
     assert p.address == "b:1"
 
 
-def test_withdrawn_by_its_only_source_a_row_goes_else_it_is_down():
+def test_withdrawn_by_its_only_source_a_row_goes():
     t = table()
-    only = t.add(["10.0.0.1:7471"], "mdns", key=K1)
-    both = t.add(["10.0.0.2:7471"], "mdns", key=K2)
-    assert only is not None and both is not None
-    t.add(["10.0.0.2:7471"], "exchange", key=K2)
-    t.success(both, 5)
+    only = t.add(["10.0.0.1:7471"], "mdns", key=K1, claim=True)
+    assert only is not None
     assert t.withdraw(only, "mdns", 10) is None and t.by_key(K1) is None
-    assert t.withdraw(both, "mdns", 10) is both
-    assert both.state == DOWN and both.source == "exchange" and both.next_attempt == 10 + 1600
+    tailnet = t.add(["100.64.0.1:7471"], "tailnet")
+    assert tailnet is not None and t.withdraw(tailnet, "tailnet", 10) is None and len(t) == 0
+
+
+def test_a_goodbye_only_drops_mdns_from_a_row_others_know():
+    """Anyone on the LAN can forge a goodbye: it must not take a peer down."""
+    t = table()
+    both = t.add(["10.0.0.2:7471"], "mdns", key=K2, claim=True)
+    assert both is not None
+    t.add(["10.0.0.3:7471"], "exchange", key=K2)
+    t.add(["10.9.0.1:7471"], "mdns", key=K2, claim=True)  # an unproven mDNS address
+    t.success(both, 5)
+    due = both.next_attempt
+    for _ in range(3):  # goodbyes cycled by a forger: nothing to gain
+        assert t.withdraw(both, "mdns", 10) is both
+        assert both.state == ALIVE and both.failures == 0 and both.next_attempt == due
+        assert both.sources == {"exchange"} and both.source == "exchange"
+        assert both.addresses == ["10.0.0.3:7471"] and both.address == "10.0.0.3:7471"
+        t.add(["10.0.0.2:7471"], "mdns", key=K2, claim=True, now=20)  # seen again
+        assert both.sources == {"mdns", "exchange"} and both.next_attempt == due
+    # The tailnet's own daemon saying a node is offline still marks it down.
+    t.add(["100.64.0.2:7471"], "tailnet", key=K2, now=30)
+    assert t.withdraw(both, "tailnet", 40) is both
+    assert both.state == DOWN and both.next_attempt == 40 + 1600
     t.failure(both, 1700, "refused")  # still down, not merely backing off
     assert both.state == DOWN
-    # Seen again by mDNS: due at once.
-    t.add(["10.0.0.2:7471"], "mdns", key=K2, now=1800)
-    assert both.next_attempt == 1800 and both.sources == {"mdns", "exchange"}
+
+
+def test_mdns_only_rows_without_a_trusted_key_are_capped():
+    keyring = {K1}
+    t = table(trusts=lambda k: k in keyring)
+    static = t.add(["10.0.0.1:7471"], "static")
+    trusted = t.add(["10.0.0.2:7471"], "mdns", key=K1, claim=True)
+    assert static is not None and trusted is not None
+    fakes = [f"{i:043d}" for i in range(MAX_MDNS_ROWS + 100)]
+    for i, key in enumerate(fakes):
+        assert t.add([f"10.8.{i // 250}.{i % 250}:7471"], "mdns", key=key, claim=True)
+    keyless = t.add(["10.7.0.1:7471"], "mdns", claim=True)  # a malformed id: no claim
+    assert keyless is not None
+    assert len(t) == 2 + MAX_MDNS_ROWS
+    keys = {p.key for p in t}
+    assert static in t and trusted in t and keyless in t  # the oldest fakes went
+    assert fakes[0] not in keys and fakes[-1] in keys
+    assert sum(p.state == UNKNOWN_KEY for p in t) == MAX_MDNS_ROWS - 1
+
+
+def test_an_unproven_row_absorbed_by_its_key_keeps_its_addresses_unproven():
+    t = table()
+    known = t.add(["10.0.0.1:7471"], "exchange", key=K1)
+    keyless = t.add(["10.0.0.7:7471", "10.0.0.8:7471"], "mdns", claim=True)  # no id in TXT
+    assert known is not None and keyless is not None and keyless is not known
+    # An eager push reached it, signed by K1: one row, but no address proven by that.
+    assert t.learn_key(keyless, K1) is known and len(t) == 1
+    assert known.addresses == ["10.0.0.1:7471", "10.0.0.7:7471", "10.0.0.8:7471"]
+    assert known.info().unproven == ("10.0.0.7:7471", "10.0.0.8:7471")
+    assert known.sources == {"exchange", "mdns"}
+    # An exchange that dialled one of them, answered by K1: that one is proven.
+    again = t.add(["10.0.0.9:7471"], "mdns", claim=True)
+    assert again is not None
+    t.begin(again)
+    assert t.learn_key(again, K1) is known
+    assert "10.0.0.9:7471" in known.addresses and "10.0.0.9:7471" not in known.unproven

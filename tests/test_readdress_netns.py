@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from .test_discovery_mdns_netns import require_netns
 
 NS = f"smg-readdr-{os.getpid()}"
 
@@ -42,27 +43,13 @@ CHILD = textwrap.dedent(
 )
 
 
-def netns_unusable() -> str | None:
-    if shutil.which("ip") is None:
-        return "no `ip` command (iproute2)"
-    if os.geteuid() != 0:
-        return "network namespaces need root"
-    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"`ip netns` does not work here: {probe.stderr.strip()}"
-    return None
-
-
 def ip(*args: str) -> None:
     subprocess.run(["ip", "-n", NS, *args], check=True, capture_output=True, timeout=10)
 
 
 @pytest.fixture
 def namespace():
-    reason = netns_unusable()
-    if reason:
-        print(f"skipping: {reason}")
-        pytest.skip(reason)
+    require_netns()  # skips saying why, or fails where CI is set
     subprocess.run(["ip", "netns", "add", NS], check=True, capture_output=True, timeout=10)
     try:
         ip("link", "set", "lo", "up")

@@ -8,8 +8,10 @@ calls ``on_gone``. Shutdown unregisters our instance, which sends goodbyes.
 What it trusts: nothing. A TXT ``id`` is a *claim*, unproven: the node puts it on the
 peer row so that a human can ``gossip trust add`` it, but a key outside the keyring is
 never exchanged with, and for a key inside it the exchange's signed answer
-(``expected_key``) proves the claim or fails. Anyone on the LAN can advertise anything;
-the worst a liar gets is a failed exchange.
+(``expected_key``) proves the claim or fails; the addresses it gives are claims too,
+never dialled before the peer's proven ones. Anyone on the LAN can advertise anything,
+as many instances as it likes: we hold at most ``MAX_SEEN`` of them and resolve at most
+``MAX_RESOLVING`` at a time.
 
 ``parse_service`` is pure (TXT and addresses in, ``Sighting`` out); ``MdnsDiscovery`` is
 the thin driver over ``zeroconf.asyncio``. IPv4 only: link-local IPv6 addresses need a
@@ -42,6 +44,11 @@ RESOLVE_TIMEOUT_MS = 3000  # an answer on a LAN takes milliseconds; a lost packe
 # that the interfaces' addresses are unchanged (DHCP, Wi-Fi): a change restarts mDNS.
 RESCAN = 30.0
 MAX_ADDRESSES = 8
+# Anyone on the LAN can advertise thousands of instances. We keep at most MAX_SEEN of
+# them (the least recently resolved go first), queue at most MAX_SEEN names to resolve
+# (the oldest go first), and resolve them with at most MAX_RESOLVING tasks.
+MAX_SEEN = 256
+MAX_RESOLVING = 32
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
@@ -151,10 +158,12 @@ class MdnsDiscovery:
         self._zc: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
         self._resolving: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, None] = {}  # names to resolve, oldest first
         self._seen: dict[str, Sighting] = {}
         self._advertising = ""
         self._interfaces: list[str] = []
         self._problem = ""  # why we cannot advertise, if we cannot
+        self._closed = False  # by close(): never start again
 
     @property
     def seen(self) -> list[Sighting]:
@@ -162,13 +171,16 @@ class MdnsDiscovery:
 
     async def run(self, rescan: float = RESCAN) -> None:
         """Start, and every ``rescan`` seconds restart if the interfaces' addresses
-        changed (or retry if it could not start); stop (goodbyes) when cancelled."""
+        changed (or retry if it could not start); stop (goodbyes) when cancelled or
+        closed."""
         try:
-            while True:
+            while not self._closed:
                 if self._zc is None or interface_addresses(self.settings.interfaces) != (
                     self._interfaces
                 ):
                     await self.stop()
+                    if self._closed:  # closed while the old instance said goodbye
+                        break
                     try:
                         await self.start()
                     except DiscoveryError as e:
@@ -181,9 +193,17 @@ class MdnsDiscovery:
         finally:
             await asyncio.shield(self.stop())
 
+    async def close(self) -> None:
+        """Stop for good: goodbyes now, and ``run`` never starts again (it returns)."""
+        self._closed = True
+        await self.stop()
+
     async def start(self) -> None:
         """Open the multicast sockets, register our instance, start browsing."""
+        if self._closed:
+            raise DiscoveryError("mDNS discovery is closed")
         interfaces = interface_addresses(self.settings.interfaces)
+        log.debug("mDNS: starting on %s", ", ".join(interfaces) or "no interface")
         self._interfaces = interfaces
         if not interfaces:
             which = ", ".join(self.settings.interfaces) or "any interface"
@@ -225,6 +245,7 @@ class MdnsDiscovery:
 
     async def stop(self, *, quiet: bool = False) -> None:
         """Stop browsing, send goodbyes, close the sockets. Idempotent."""
+        self._pending.clear()
         for task in list(self._resolving):
             task.cancel()
         if self._resolving:
@@ -251,6 +272,7 @@ class MdnsDiscovery:
         if name == self.service or service_type != SERVICE_TYPE:
             return
         if state_change is ServiceStateChange.Removed:
+            self._pending.pop(name, None)
             gone = self._seen.pop(name, None)
             if gone is not None:
                 log.info("mDNS: %s said goodbye", gone.name or name)
@@ -259,9 +281,20 @@ class MdnsDiscovery:
             return
         if self._zc is None:
             return
-        task = asyncio.get_running_loop().create_task(self._resolve(name), name=f"mdns {name}")
-        self._resolving.add(task)
-        task.add_done_callback(self._resolving.discard)
+        self._pending.pop(name, None)
+        self._pending[name] = None
+        while len(self._pending) > MAX_SEEN:
+            del self._pending[next(iter(self._pending))]
+        if len(self._resolving) < MAX_RESOLVING:
+            task = asyncio.get_running_loop().create_task(self._resolve_pending(), name="mdns")
+            self._resolving.add(task)
+            task.add_done_callback(self._resolving.discard)
+
+    async def _resolve_pending(self) -> None:
+        while self._pending and self._zc is not None:
+            name = next(iter(self._pending))
+            del self._pending[name]
+            await self._resolve(name)
 
     async def _resolve(self, name: str) -> None:
         zc = self._zc
@@ -284,7 +317,10 @@ class MdnsDiscovery:
         )
         if sighting is None or sighting.key == self.public_id:
             return
+        self._seen.pop(name, None)  # to the end: the most recently resolved
         self._seen[name] = sighting
+        while len(self._seen) > MAX_SEEN:
+            del self._seen[next(iter(self._seen))]
         self.on_seen(sighting)
         self._counted()
 

@@ -8,7 +8,9 @@ skips that peer or that field, never the whole read. Only output that is not a J
 object at all is a ``DiscoveryError``.
 
 ``TailnetDiscovery`` is the thin driver: every ``interval`` it runs the command (no
-shell, with a timeout) or reads the file, and hands the current peers to the node. A
+shell, with a timeout, in a process group of its own that is killed whole when the
+command times out or the read is cancelled: a wrapper script's children go too) or
+reads the file, and hands the current peers to the node. A
 missing binary, a failing command or a backend that is not ``Running`` is a warning in
 ``status`` (logged once when it changes), never an exception or a tight retry loop.
 
@@ -25,6 +27,8 @@ import fnmatch
 import ipaddress
 import json
 import logging
+import os
+import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +41,7 @@ from . import OK, WARNING, DiscoveryError, DiscoveryStatus
 log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT = 10.0  # seconds; `tailscale status` answers in milliseconds
+REAP_TIMEOUT = 5.0  # seconds to wait for a killed command to be gone
 MAX_OUTPUT = 32 * 1024 * 1024  # bytes; a tailnet of thousands of nodes is a few MB
 
 
@@ -151,8 +156,10 @@ class TailnetDiscovery:
         *,
         port: int,
         on_peers: Callable[[list[TailnetPeer]], None],
+        command_timeout: float = COMMAND_TIMEOUT,
     ) -> None:
         self.settings = settings
+        self.command_timeout = command_timeout
         self.port = settings.port or port
         self.on_peers = on_peers
         self.status = DiscoveryStatus("tailnet", OK, "not read yet")
@@ -203,23 +210,29 @@ class TailnetDiscovery:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own process group: killed whole below
             )
         except FileNotFoundError:
             raise DiscoveryError(f"{command[0]!r} not found: is tailscale installed? "
                                  f"(set [tailnet] command or file)") from None  # fmt: skip
         except OSError as e:
             raise DiscoveryError(f"cannot run {shown!r}: {e}") from None
+        finished = False
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), COMMAND_TIMEOUT)
+            out, err = await asyncio.wait_for(proc.communicate(), self.command_timeout)
+            finished = True
         except TimeoutError:
             raise DiscoveryError(
-                f"{shown!r} gave no answer within {COMMAND_TIMEOUT:.0f} s"
+                f"{shown!r} gave no answer within {self.command_timeout:g} s"
             ) from None
         finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+            if not finished:
+                # A wrapper's children (`sh -c '...'`) hold the pipes open after the
+                # wrapper dies, and would keep proc.wait() waiting: kill the whole group.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), REAP_TIMEOUT)
         if len(out) > MAX_OUTPUT:
             raise DiscoveryError(f"{shown!r} printed more than {MAX_OUTPUT} bytes")
         if proc.returncode != 0 and not out.strip().startswith(b"{"):
