@@ -234,7 +234,23 @@ def test_sync_catches_up_past_one_message(tmp_path: Path, daemons: list):
     daemons.append(n1.start())
     for i in range(600):  # 600 × 8 KB ≈ 4.9 MB
         n1.post("/v1/memories", {"text": f"lesson {i} " + "x" * 8_000, "category": "bulk"})
-    report = json.loads(ok(n2.home, "sync", n1.address, "--json"))  # no daemon on n2
+    master, slave = os.openpty()  # stderr on a terminal: the progress line shows
+    try:
+        env = {**os.environ, "GOSSIP_HOME": str(n2.home)}
+        args = [sys.executable, "-m", "gossip.cli", "sync", n1.address, "--json"]
+        out = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=slave, timeout=120)
+        os.close(slave)
+        slave = -1
+        seen = b""
+        with contextlib.suppress(OSError):  # EIO once the child's side is closed
+            while chunk := os.read(master, 65536):
+                seen += chunk
+    finally:
+        os.close(master)
+        if slave != -1:
+            os.close(slave)
+    assert out.returncode == 0 and b"syncing: updates learned" in seen, seen
+    report = json.loads(out.stdout)  # no daemon on n2: a node for the command
     assert report["failures"] == 0 and report["learned"] >= 600, report
     assert report["rounds"] >= 2  # until a round learns nothing
     status = json.loads(ok(n2.home, "status", "--json"))
