@@ -766,13 +766,22 @@ class Node:
         return await self._call(job)
 
     async def sync_with(self, address: str) -> SyncReport:
-        """One exchange now with the peer at ``address`` (added as a static peer if the
-        table does not have it yet). For `gossip sync ADDR`."""
+        """One exchange now with the peer at ``address``; a new address stays in the peer
+        table (as a static peer) only if the exchange worked. For `gossip sync ADDR`."""
         table = self._require(self._table)
         address = config.check_address(address)
-        peer = table.by_address(address) or table.add([address], "static", now=self._now_ms())
+        if split_address(address)[1] == 0:
+            raise ConfigError(f"{address}: port 0 is no peer's port")
+        known = table.by_address(address)
+        peer = known or table.add([address], "static", now=self._now_ms())
         if peer is None:
             raise ConfigError(f"{address} is this node's own address")
+        report = await self._sync_one(peer)
+        if known is None and not report.exchanges and peer in set(table):
+            table.remove(peer)  # a typo must not become a peer retried forever
+        return report
+
+    async def _sync_one(self, peer: Peer) -> SyncReport:
         deadline = time.monotonic() + self.profile.request_timeout * 2
         while peer.in_flight and time.monotonic() < deadline:
             with contextlib.suppress(TimeoutError):

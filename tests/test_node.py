@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -576,3 +577,17 @@ async def test_trust_on_a_stuck_replica_fails_cleanly_and_changes_nothing(tmp_pa
         assert other not in node.keyring()
         node.trust(other, "now")
         assert node.keyring()[other] == "now"
+
+
+async def test_sync_with_a_wrong_address_leaves_no_peer_behind(tmp_path: Path):
+    from gossip.config import ConfigError
+
+    async with Node(tmp_path / "n", profile=FAST) as node:
+        with socket.socket() as s:  # a port nobody listens on (bound, never listening)
+            s.bind(("127.0.0.1", 0))
+            dead = f"127.0.0.1:{s.getsockname()[1]}"
+            report = await node.sync_with(dead)
+        assert (report.exchanges, report.failures) == (0, 1)
+        assert node.peers() == []  # a typo does not become a peer retried forever
+        with pytest.raises(ConfigError, match="port 0"):
+            await node.sync_with("127.0.0.1:0")
