@@ -102,6 +102,7 @@ def _print_failure(r: Result, *, tail: int = 25) -> None:
         print(f"  last {min(tail, len(r.tail))} trace lines:")
         for line in r.tail[-tail:]:
             print("    " + line)
+    print(f"  trace {r.trace_hash}")
     print(f"  replay: {r.replay()}", flush=True)
 
 
@@ -120,10 +121,10 @@ def _replay(seed: int, config: Config, tmp: str | None, *, trace: bool, schedule
           f"events={r.events} quiescent {settled}  ({r.wall_s:.2f} s)")  # fmt: skip
     print(f"  network: {' '.join(f'{k}={v}' for k, v in r.stats.items())}")
     print(f"  lost={r.lost} unexpected={r.unexpected}")
-    print(f"  trace {r.trace_hash}")
     if not r.ok:
         _print_failure(r, tail=0 if trace else 25)
         return 1
+    print(f"  trace {r.trace_hash}")
     return 0
 
 
