@@ -13,8 +13,9 @@ a run of ``duration_ms``:
   a crash followed by a restart from the node's own disk; a jump of one node's clock
   (its skew stays within a third of the auth window, so two clocks never differ by more
   than two thirds of it, and delays and clogs are kept short enough for the rest);
-- the writes: at random instants, on random nodes, a memory, a breaker state or a
-  benchmark observation.
+- the writes: at random instants, on random nodes, a memory, a breaker state, a
+  benchmark observation, a retraction of one of the node's memories, or a checkpoint
+  of the node's own history.
 
 A third of the episodes last until ``duration_ms``, where everything heals: links
 restored, nodes unclogged and restarted, no more drops, duplicates or spikes. The run
@@ -26,7 +27,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-KINDS = ("memory", "memory", "memory", "breaker", "benchmark")  # memories are most writes
+# Memories are most writes; a retraction (of one of the node's own memories) and a
+# checkpoint (the node compacting its own history, Replica.checkpoint) now and then.
+KINDS = ("memory",) * 6 + ("breaker",) * 2 + ("benchmark",) * 2 + ("retract", "checkpoint")
 EPISODES = (
     "drops", "duplicates", "spikes", "partition", "asymmetric", "isolate", "clog",
     "crash", "crash", "skew",

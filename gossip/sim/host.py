@@ -224,12 +224,21 @@ class Host(Endpoint):
 
     def write(self, kind: str, n: int) -> SignedRecord | None:
         """Write one record of ``kind``; returned once durable (acknowledged), None when
-        the host is down (the write is not attempted)."""
+        the host is down (the write is not attempted). ``checkpoint`` compacts our own
+        history instead (nothing to acknowledge, nothing may be lost); ``retract``
+        retracts one of our memories (a memory when we have none)."""
         if not self.up or self.replica is None:
             return None
         now = self.clock()
         ident = self.identity
-        if kind == "memory":
+        if kind == "checkpoint":
+            self._checkpoint()
+            return None
+        mine = sorted(i for i, r in self.replica.records().items()
+                      if r.author == self.key and r.kind == "memory")  # fmt: skip
+        if kind == "retract" and mine:
+            rec = records.retract(ident, self.rng.choice(mine), ts=now, reason=f"write {n}")
+        elif kind in ("memory", "retract"):
             rec = records.memory(ident, f"lesson {n} from {self.name}", category="learning",
                                  subject=self.rng.choice(SUBJECTS), ts=now)  # fmt: skip
         elif kind == "breaker":
@@ -252,6 +261,15 @@ class Host(Endpoint):
                        su.header.end)  # fmt: skip
         self._queue_push([su.raw], exclude=(), covers={su.client: su.header.end})
         return rec
+
+    def _checkpoint(self) -> None:
+        assert self.replica is not None
+        if self.replica.client not in self.replica.state_vector():
+            return  # nothing written by this store yet
+        su = self.replica.checkpoint()
+        self.trace.add(self.loop.now, "checkpoint", self.name, su.client, su.header.end,
+                       len(su.raw))  # fmt: skip
+        self._queue_push([su.raw], exclude=(), covers={su.client: su.header.end})
 
     # -- anti-entropy -----------------------------------------------------------------
 
