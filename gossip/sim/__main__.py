@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -145,10 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed: list[Result] = []
     lost = unexpected = events = writes = crashes = 0
     slowest = 0.0
+    network: Counter[str] = Counter()
+    settle: list[int] = []
     for n, r in enumerate(_results(seeds, config, tmp, args.jobs), 1):
         lost, unexpected, events = lost + r.lost, unexpected + r.unexpected, events + r.events
         writes, crashes = writes + r.writes, crashes + r.crashes
         slowest = max(slowest, r.wall_s)
+        network.update(r.stats)
+        if r.settled_ms is not None:
+            settle.append(r.settled_ms)
         if not r.ok:
             failed.append(r)
             _print_failure(r)
@@ -161,6 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{len(seeds) - len(failed)} ok, {len(failed)} failed")  # fmt: skip
     print(f"  divergences/failures: {len(failed)}   lost: {lost}   unexpected: {unexpected}")
     print(f"  acknowledged writes: {writes}   crashes: {crashes}   events: {events}")
+    faults = ("dropped", "duplicated", "cut", "held", "lost")
+    print("  network: " + "  ".join(f"{k} {network[k]}" for k in ("request", *faults)))
+    if settle:
+        settle.sort()
+        print(f"  heal to quiescence (virtual): median {settle[len(settle) // 2]} ms, "
+              f"max {settle[-1]} ms")  # fmt: skip
     print(f"  runtime: {elapsed:.1f} s ({args.jobs} job(s); slowest seed {slowest:.2f} s)")
     if failed:
         print("replay the failures with:")
