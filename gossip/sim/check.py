@@ -12,7 +12,9 @@ Convergence (every replica the same, compared several independent ways):
   applied to a fresh ``Doc``) has the same content as each replica — as Yjs's own
   randomized tests compare every client with a document made from the merged updates;
 - identical view outputs: recall (everything, ranked), breakers and benchmarks, read at
-  one instant with every host trusting every other;
+  one instant with every host trusting every other; and on each host, the views its
+  change feed kept current since its last start give the same outputs as views built
+  afresh;
 - nothing left in any replica's buffer of out-of-order updates;
 - no update refused by any gate (between honest hosts a rejection is a bug);
 - ``PRAGMA integrity_check`` ok on every store.
@@ -63,7 +65,14 @@ class Verdict:
         return not self.failures
 
 
-def check(replicas: dict[str, Replica], acked: Acked, *, now_ms: int, rejected: int) -> Verdict:
+def check(
+    replicas: dict[str, Replica],
+    acked: Acked,
+    *,
+    now_ms: int,
+    rejected: int,
+    live_views: dict[str, Views] | None = None,
+) -> Verdict:
     v = Verdict()
     names = sorted(replicas)
 
@@ -97,9 +106,12 @@ def check(replicas: dict[str, Replica], acked: Acked, *, now_ms: int, rejected: 
         if _content(mine) != expected:
             v.failures.append(f"{n}'s document differs from the one rebuilt from all updates")
 
-    views = {n: _views(replicas[n], now_ms) for n in names}
+    views = {n: _read(Views(replicas[n], now_ms=lambda: now_ms)) for n in names}
     for what in ("recall", "breakers", "benchmarks"):
         differ(f"{what} views", {n: views[n][what] for n in names})
+    for n, live in sorted((live_views or {}).items()):
+        if _read(live, close=False) != views[n]:
+            v.failures.append(f"{n}'s views kept by its change feed differ from views built afresh")
 
     pending = {n: replicas[n].pending_count for n in names if replicas[n].pending_count}
     if pending:
@@ -150,10 +162,13 @@ def _content(doc: Doc) -> dict[str, dict[str, Any]]:
     return {root: dict(doc.get(root, type=Map).to_py() or {}) for root in ("records", "state")}
 
 
-def _views(replica: Replica, now_ms: int) -> dict[str, Any]:
-    with Views(replica, now_ms=lambda: now_ms) as views:
+def _read(views: Views, *, close: bool = True) -> dict[str, Any]:
+    try:
         return {
             "recall": views.recall(limit=1_000_000).to_json(),
             "breakers": [b.to_json() for b in views.breakers()],
             "benchmarks": [b.to_json() for b in views.benchmarks()],
         }
+    finally:
+        if close:
+            views.close()

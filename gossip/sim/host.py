@@ -36,6 +36,7 @@ from pathlib import Path
 from crdt import GossipError, Identity, Replica, ReplicaLimits, SignedRecord, records
 from crdt.identity import b64url
 from crdt.store import Store
+from crdt.views import Views
 
 from .. import auth, protocol
 from ..peers import Peer, PeerTable
@@ -104,6 +105,8 @@ class Host(Endpoint):
         self.incarnation = 0
         self.generation = 0  # data dir copies (one per crash)
         self.replica: Replica | None = None
+        self.views: Views | None = None
+        self.views_at: int | None = None  # the checker reads views at one instant
         self.table: PeerTable | None = None
         self.verifier: auth.Verifier | None = None
         self.peers: dict[str, str] = {}  # name -> key: the static peer list
@@ -156,6 +159,9 @@ class Host(Endpoint):
 
     def _boot(self) -> None:
         self.replica = self._open()
+        # Views kept current by the change feed, as a node's are; the checker compares
+        # them with views built afresh.
+        self.views = Views(self.replica, now_ms=self._views_clock)
         self.verifier = auth.Verifier(lambda: self.keyring, self.clock,
                                       window_ms=self.tuning.window_ms)  # fmt: skip
         t = self.tuning
@@ -185,6 +191,7 @@ class Host(Endpoint):
             shutil.copyfile(f, self.home / f.name)
         # Only now release the old process's resources (lock, threads, connection);
         # nothing it would write on closing reaches the copy.
+        self._close_views()
         self.replica.close()
         shutil.rmtree(old, ignore_errors=True)
         self.replica = self.table = self.verifier = None
@@ -204,11 +211,20 @@ class Host(Endpoint):
 
     def close(self) -> None:
         """End of the run: release the replica (no crash image)."""
+        self._close_views()
         if self.replica is not None:
             self.replica.close()
         self.replica = None
         self.up = False
         self.incarnation += 1
+
+    def _views_clock(self) -> int:
+        return self.views_at if self.views_at is not None else self.clock()
+
+    def _close_views(self) -> None:
+        if self.views is not None:
+            self.views.close()
+        self.views = None
 
     def _guarded(self, fn: Callable[[], None]) -> Callable[[], None]:
         """``fn`` for this incarnation only: a crash turns it into a no-op."""

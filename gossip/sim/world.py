@@ -247,7 +247,11 @@ class World:
             failures.append(f"no quiescence within {self.config.settle_ms} ms of the heal")
         replicas = {n: h.replica for n, h in self.hosts.items() if h.replica is not None}
         rejected = sum(h.rejected for h in self.hosts.values())
-        v = check(replicas, self.acked, now_ms=self.loop.now, rejected=rejected)  # type: ignore[arg-type]
+        live = {n: h.views for n, h in self.hosts.items() if h.views is not None}
+        for h in self.hosts.values():
+            h.views_at = self.loop.now
+        v = check(replicas, self.acked, now_ms=self.loop.now, rejected=rejected,  # type: ignore[arg-type]
+                  live_views=live)  # fmt: skip
         return failures + v.failures, v.lost, v.unexpected
 
     def close(self) -> None:
