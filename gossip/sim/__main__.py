@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -129,7 +130,12 @@ def _replay(seed: int, config: Config, tmp: str | None, *, trace: bool, schedule
     return 0
 
 
+def _terminated(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)  # unwinds: the run in progress removes its data dirs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminated)
     args = _parser().parse_args(argv)
     try:
         config = Config(nodes=args.nodes, duration_ms=args.duration_ms, writes=args.writes,
