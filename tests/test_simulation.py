@@ -149,3 +149,15 @@ def test_a_backward_clock_step_does_not_stall_a_hosts_own_anti_entropy() -> None
     start = 1_790_000_000_000
     initiated = [int(line.split()[0]) - start for line in r.tail if " synced n0 " in line]
     assert [t for t in initiated if 2000 < t < 15_000]  # n0 syncs after the step
+
+
+def test_snapshots_change_nothing_observable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Odd seeds snapshot every few KiB (so restarts load a snapshot and a tail); the
+    same seeds without snapshots must make the very same run, crash images included."""
+    from crdt import ReplicaLimits
+    from gossip.sim import world
+
+    seeds = [s for s in range(1, 40, 2) if run(s, tmp=SHM).crashes][:3]
+    with_snapshots = [run(s, tmp=SHM).trace_hash for s in seeds]
+    monkeypatch.setattr(world, "SNAPSHOT_SMALL", ReplicaLimits().snapshot_min_bytes)
+    assert [run(s, tmp=SHM).trace_hash for s in seeds] == with_snapshots

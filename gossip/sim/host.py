@@ -90,6 +90,7 @@ class Host(Endpoint):
         trace: Trace,
         tuning: Tuning,
         skew_ms: int = 0,
+        snapshot_min_bytes: int = ReplicaLimits().snapshot_min_bytes,
     ) -> None:
         self.name = name
         self.identity = identity
@@ -101,6 +102,7 @@ class Host(Endpoint):
         self.trace = trace
         self.tuning = tuning
         self.skew_ms = skew_ms
+        self.snapshot_min_bytes = snapshot_min_bytes  # small: restarts load a snapshot
         self.up = False
         self.incarnation = 0
         self.generation = 0  # data dir copies (one per crash)
@@ -153,7 +155,8 @@ class Host(Endpoint):
             replica.close()
 
     def _open(self) -> Replica:
-        limits = ReplicaLimits(max_pending_per_author=self.tuning.max_pending_per_author)
+        limits = ReplicaLimits(max_pending_per_author=self.tuning.max_pending_per_author,
+                               snapshot_min_bytes=self.snapshot_min_bytes)  # fmt: skip
         return Replica.open(self.home, self.identity, limits=limits, now_ms=self.clock,
                             create=False)  # fmt: skip
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from crdt import Identity
+from crdt import Identity, ReplicaLimits
 
 from .. import protocol
 from . import faults
@@ -37,6 +37,7 @@ from .loop import EventBudgetExceeded, EventLoop
 from .network import Network
 from .trace import Trace
 
+SNAPSHOT_SMALL = 4096  # bytes of updates between two snapshots, on odd seeds
 START_MS = 1_790_000_000_000  # virtual wall-clock time at the start of every run
 SABOTAGES = ("never-heal", "lose-disk")
 RATES = ("drops", "duplicates", "spikes")  # fault episodes that raise a rate for a while
@@ -118,13 +119,19 @@ class World:
             max_message_bytes=rng.choice((2048, 16 * 1024, protocol.DEFAULT_MESSAGE_BYTES)),
             max_pending_per_author=rng.choice((4, 512)),
         )
+        # Odd seeds snapshot the document every few KiB, so that restarts load a
+        # snapshot plus a tail. Not drawn from ``rng``: snapshots must change nothing
+        # observable, so a seed's trace is the same with and without them
+        # (tests/test_simulation.py holds that).
+        snapshot = SNAPSHOT_SMALL if seed % 2 else ReplicaLimits().snapshot_min_bytes
         skew_max = self.tuning.window_ms // 3
         self.hosts: dict[str, Host] = {}
         for name in self.names:
             identity = Identity(Ed25519PrivateKey.from_private_bytes(rng.randbytes(32)))
             self.hosts[name] = Host(name, identity, root, loop=self.loop, network=self.network,
                                     rng=rng, trace=self.trace, tuning=self.tuning,
-                                    skew_ms=rng.randint(-skew_max, skew_max))  # fmt: skip
+                                    skew_ms=rng.randint(-skew_max, skew_max),
+                                    snapshot_min_bytes=snapshot)  # fmt: skip
         self.baseline = faults.baseline(rng)
         self.schedule = schedule if schedule is not None else faults.schedule(
             rng, self.names, duration_ms=config.duration_ms, writes=rng.randint(*config.writes),
