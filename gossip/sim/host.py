@@ -1,0 +1,493 @@
+"""One simulated host: a real ``Replica`` on a real SQLite file, driven by the real
+sans-I/O pieces — ``protocol`` (the exchange), ``peers`` (whom to sync and push to,
+backoff) and ``auth`` (every request and answer signed, clock window, nonce cache) —
+with the simulator's clock and its one ``random.Random`` in place of the wall clock and
+``os.urandom``.
+
+It does what ``gossip.node.Node`` does around those pieces, minus asyncio: anti-entropy
+every ``interval`` (jittered) with ``fanout`` peers chosen by the peer table, each
+exchange a ``protocol.Initiator`` opening with a DIGEST; an eager PUSH of every local
+write to ``fanout`` healthy peers, and of whatever a PUSH taught it to ``fanout`` others
+(never back to the sender, never to a peer known to have it), one push at a time per
+peer with an outbox. A request not answered within ``timeout_ms`` fails, like an HTTP
+timeout, and a late answer is ignored.
+
+Crash and restart (``crash``/``restart``): the host stops at once — between two events,
+which is where every SQLite transaction is either committed or not begun — and its data
+directory is copied as it is on disk (the database and its write-ahead log, not the
+shared-memory index), as a SIGKILL would leave it. The restarted host opens that copy
+(SQLite recovers the WAL) and has lost everything that lived only in memory: the
+buffer of out-of-order updates, the peer table and its backoff, outboxes, exchanges in
+flight, the nonce cache. ``restart(lose_disk=True)`` starts from an empty store instead:
+a fault outside the promise (it is how the tests check that the checker notices lost
+writes), never drawn by the random schedule.
+
+This module owns the glue only; it never parses wire bytes or decides what to send.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from crdt import GossipError, Identity, Replica, ReplicaLimits, SignedRecord, records
+from crdt.identity import b64url
+from crdt.store import Store
+from crdt.views import Views
+
+from .. import auth, protocol
+from ..peers import Peer, PeerTable
+from ..protocol import PUSH_PATH, SYNC_PATH, RemoteProtocolError
+from .loop import EventLoop, Timer
+from .network import ANSWER, REQUEST, Endpoint, Network, Packet
+from .trace import Trace
+
+MAX_OUTBOX = 4096  # as gossip.node: beyond, anti-entropy repairs
+BREAKERS = ("provider:x", "kimi-coding/k2p5", "provider:y")
+SUBJECTS = ("provider:x", "provider:y")
+BREAKER_STATES = ("open", "half_open", "closed")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The replication settings of every host in one run (a ``local``-like profile)."""
+
+    interval_ms: int = 1000
+    fanout: int = 2
+    timeout_ms: int = 3000
+    backoff_base_ms: int = 500
+    backoff_cap_ms: int = 8000
+    window_ms: int = 60_000  # auth: how far a signature's creation time may be off
+    eager_push: bool = True
+    max_message_bytes: int = protocol.DEFAULT_MESSAGE_BYTES
+    max_pending_per_author: int = 512
+
+
+@dataclass
+class _Call:
+    """A request of ours awaiting its answer: one leg of an exchange, or a push."""
+
+    peer: Peer
+    path: str
+    timer: Timer
+    exchange: protocol.Initiator | None = None  # None: an eager push
+    counted: int = 0  # outcomes of the exchange already counted for rejects
+
+
+class Host(Endpoint):
+    def __init__(
+        self,
+        name: str,
+        identity: Identity,
+        root: Path,
+        *,
+        loop: EventLoop,
+        network: Network,
+        rng: random.Random,
+        trace: Trace,
+        tuning: Tuning,
+        skew_ms: int = 0,
+        snapshot_min_bytes: int = ReplicaLimits().snapshot_min_bytes,
+    ) -> None:
+        self.name = name
+        self.identity = identity
+        self.key = identity.public_id
+        self.root = root
+        self.loop = loop
+        self.network = network
+        self.rng = rng
+        self.trace = trace
+        self.tuning = tuning
+        self.skew_ms = skew_ms
+        self.snapshot_min_bytes = snapshot_min_bytes  # small: restarts load a snapshot
+        self.up = False
+        self.incarnation = 0
+        self.generation = 0  # data dir copies (one per crash)
+        self.replica: Replica | None = None
+        self.views: Views | None = None
+        self.views_at: int | None = None  # the checker reads views at one instant
+        self.table: PeerTable | None = None
+        self.verifier: auth.Verifier | None = None
+        self.peers: dict[str, str] = {}  # name -> key: the static peer list
+        self.keyring: frozenset[str] = frozenset()
+        self._calls: dict[str, _Call] = {}  # by request nonce
+        self._outbox: dict[Peer, list[bytes]] = {}
+        self._pushing: set[Peer] = set()
+        self.rejected = 0  # updates our gate refused: never, between honest hosts
+        self.crashes = 0
+        network.hosts[name] = self
+
+    # -- clock and identity -----------------------------------------------------------
+
+    def clock(self) -> int:
+        """This host's wall clock: virtual time plus its skew."""
+        return self.loop.now + self.skew_ms
+
+    def _nonce(self) -> str:
+        return b64url(self.rng.randbytes(16))
+
+    @property
+    def home(self) -> Path:
+        return self.root / f"{self.name}.{self.generation}"
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self, peers: dict[str, str]) -> None:
+        """First start: a fresh store whose epoch comes from the run's random source (so
+        that client ids, and everything that depends on them, replay exactly)."""
+        self.peers = {n: k for n, k in peers.items() if n != self.name}
+        self.keyring = frozenset([self.key, *self.peers.values()])
+        self._create_store()
+        self._boot()
+
+    def _create_store(self) -> None:
+        self.home.mkdir(parents=True, mode=0o700)
+        epoch = str(self.rng.getrandbits(52))
+        Store.create(self.home, {"author": self.key, "epoch": epoch})
+        replica = self._open()
+        try:
+            for n, k in self.peers.items():
+                replica.trust(k, n)
+        finally:
+            replica.close()
+
+    def _open(self) -> Replica:
+        limits = ReplicaLimits(max_pending_per_author=self.tuning.max_pending_per_author,
+                               snapshot_min_bytes=self.snapshot_min_bytes)  # fmt: skip
+        return Replica.open(self.home, self.identity, limits=limits, now_ms=self.clock,
+                            create=False)  # fmt: skip
+
+    def _boot(self) -> None:
+        self.replica = self._open()
+        # Views kept current by the change feed, as a node's are; the checker compares
+        # them with views built afresh.
+        self.views = Views(self.replica, now_ms=self._views_clock)
+        self.verifier = auth.Verifier(lambda: self.keyring, self.clock,
+                                      window_ms=self.tuning.window_ms)  # fmt: skip
+        t = self.tuning
+        self.table = PeerTable(self.key, t.backoff_base_ms, t.backoff_cap_ms, rng=self.rng)
+        now = self.clock()
+        for n, k in self.peers.items():
+            self.table.add([n], "static", key=k, name=n, now=now)
+        self.up = True
+        self.incarnation += 1
+        self.trace.add(self.loop.now, "up", self.name, self.incarnation,
+                       _sv_text(self.replica.state_vector()))  # fmt: skip
+        self._schedule_tick(self.rng.randint(0, t.interval_ms))
+
+    def crash(self) -> None:
+        """Stop now, as SIGKILL would; the next ``restart`` opens the disk as it was."""
+        if not self.up or self.replica is None:
+            return
+        self.up = False
+        self.incarnation += 1  # packets on their way to us are now lost; timers no-op
+        self.crashes += 1
+        old = self.home
+        self.generation += 1
+        self.home.mkdir(mode=0o700)
+        for f in sorted(old.iterdir()):  # the database and its WAL, as the disk holds them
+            if f.name.endswith("-shm") or f.name == "lock":
+                continue
+            shutil.copyfile(f, self.home / f.name)
+        # Only now release the old process's resources (lock, threads, connection);
+        # nothing it would write on closing reaches the copy.
+        self._close_views()
+        self.replica.close()
+        shutil.rmtree(old, ignore_errors=True)
+        self.replica = self.table = self.verifier = None
+        self._calls.clear()
+        self._outbox.clear()
+        self._pushing.clear()
+        self.trace.add(self.loop.now, "crash", self.name)
+
+    def restart(self, *, lose_disk: bool = False) -> None:
+        if self.up:
+            return
+        if lose_disk:
+            shutil.rmtree(self.home, ignore_errors=True)
+            self._create_store()
+            self.trace.add(self.loop.now, "disk-lost", self.name)
+        self._boot()
+
+    def close(self) -> None:
+        """End of the run: release the replica (no crash image)."""
+        self._close_views()
+        if self.replica is not None:
+            self.replica.close()
+        self.replica = None
+        self.up = False
+        self.incarnation += 1
+
+    def _views_clock(self) -> int:
+        return self.views_at if self.views_at is not None else self.clock()
+
+    def _close_views(self) -> None:
+        if self.views is not None:
+            self.views.close()
+        self.views = None
+
+    def _guarded(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """``fn`` for this incarnation only: a crash turns it into a no-op."""
+        incarnation = self.incarnation
+
+        def run() -> None:
+            if self.up and self.incarnation == incarnation:
+                fn()
+
+        return run
+
+    # -- writes (the client of the set-full check) -------------------------------------
+
+    def write(self, kind: str, n: int) -> SignedRecord | None:
+        """Write one record of ``kind``; returned once durable (acknowledged), None when
+        the host is down (the write is not attempted). ``checkpoint`` compacts our own
+        history instead (nothing to acknowledge, nothing may be lost); ``retract``
+        retracts one of our memories (a memory when we have none)."""
+        if not self.up or self.replica is None:
+            return None
+        now = self.clock()
+        ident = self.identity
+        if kind == "checkpoint":
+            self._checkpoint()
+            return None
+        mine = sorted(i for i, r in self.replica.records().items()
+                      if r.author == self.key and r.kind == "memory")  # fmt: skip
+        if kind == "retract" and mine:
+            rec = records.retract(ident, self.rng.choice(mine), ts=now, reason=f"write {n}")
+        elif kind in ("memory", "retract"):
+            rec = records.memory(ident, f"lesson {n} from {self.name}", category="learning",
+                                 subject=self.rng.choice(SUBJECTS), ts=now)  # fmt: skip
+        elif kind == "breaker":
+            state = self.rng.choice(BREAKER_STATES)
+            resets = now + self.rng.randint(1, 30) * 60_000 if state == "open" else None
+            rec = records.breaker(ident, self.rng.choice(BREAKERS), state=state, ts=now,
+                                  reason=f"write {n}", failures=self.rng.randint(0, 9),
+                                  tripped_at=now if resets else None,
+                                  resets_at=resets)  # fmt: skip
+        elif kind == "benchmark":
+            rec = records.benchmark(ident, self.rng.choice(SUBJECTS), "latency_ms",
+                                    summary={"p50": self.rng.randint(1, 999), "n": n},
+                                    unit="ms", ts=now)  # fmt: skip
+        else:
+            raise ValueError(f"unknown record kind {kind!r}")
+        su = self.replica.put(rec)
+        if su is None:
+            raise GossipError(f"write {n} on {self.name} changed nothing")
+        self.trace.add(self.loop.now, "ack", self.name, kind, rec.id[:16], su.client,
+                       su.header.end)  # fmt: skip
+        self._queue_push([su.raw], exclude=(), covers={su.client: su.header.end})
+        return rec
+
+    def _checkpoint(self) -> None:
+        assert self.replica is not None
+        if self.replica.client not in self.replica.state_vector():
+            return  # nothing written by this store yet
+        su = self.replica.checkpoint()
+        self.trace.add(self.loop.now, "checkpoint", self.name, su.client, su.header.end,
+                       len(su.raw))  # fmt: skip
+        self._queue_push([su.raw], exclude=(), covers={su.client: su.header.end})
+
+    # -- anti-entropy -----------------------------------------------------------------
+
+    def _schedule_tick(self, delay: int) -> None:
+        self.loop.call_later(delay, self._guarded(self._tick))
+
+    def _tick(self) -> None:
+        assert self.table is not None
+        t = self.tuning
+        for peer in self.table.select(self.clock(), t.fanout, jitter_ms=t.interval_ms):
+            self._exchange(peer)
+        self._schedule_tick(round(t.interval_ms * (0.9 + 0.2 * self.rng.random())))
+
+    def _exchange(self, peer: Peer) -> None:
+        assert self.table is not None and self.replica is not None
+        self.table.begin(peer)
+        ex = protocol.Initiator(self.replica, source=peer.key or peer.address,
+                                digest_first=True,
+                                max_message_bytes=self.tuning.max_message_bytes)  # fmt: skip
+        self._request(peer, ex.start(), ex)
+
+    # -- eager push -------------------------------------------------------------------
+
+    def _queue_push(
+        self, updates: list[bytes], *, exclude: tuple[str, ...], covers: dict[int, int]
+    ) -> None:
+        if not self.tuning.eager_push or self.table is None:
+            return
+        for peer in self.table.push_targets(self.tuning.fanout, exclude=exclude, covers=covers):
+            box = self._outbox.setdefault(peer, [])
+            box.extend(updates)
+            del box[:-MAX_OUTBOX]
+            if peer not in self._pushing:
+                self._pushing.add(peer)
+                self._drain(peer)
+
+    def _drain(self, peer: Peer) -> None:
+        assert self.replica is not None
+        updates = self._outbox.pop(peer, None)
+        if not updates:
+            self._pushing.discard(peer)
+            return
+        body = protocol.push_message(self.replica, updates,
+                                     max_bytes=self.tuning.max_message_bytes)  # fmt: skip
+        self._request(peer, protocol.Request(PUSH_PATH, body), None)
+
+    # -- the client side ---------------------------------------------------------------
+
+    def _request(
+        self,
+        peer: Peer,
+        request: protocol.Request,
+        exchange: protocol.Initiator | None,
+        *,
+        counted: int = 0,
+    ) -> None:
+        nonce = self._nonce()
+        headers = auth.sign(self.identity, role="request", method="POST", path=request.path,
+                            body=request.body, now_ms=self.clock(), recipient=peer.key or "",
+                            nonce=nonce)  # fmt: skip
+        target = self.network.hosts.get(peer.address)
+        packet = Packet(REQUEST, self.name, peer.address, request.path, headers, request.body,
+                        ref=f"{nonce}:{self.incarnation}",
+                        dst_incarnation=target.incarnation if target else -1)  # fmt: skip
+        timer = self.loop.call_later(self.tuning.timeout_ms,
+                                     self._guarded(lambda: self._timed_out(nonce)))  # fmt: skip
+        self._calls[nonce] = _Call(peer, request.path, timer, exchange, counted)
+        self.network.send(packet)
+
+    def _timed_out(self, nonce: str) -> None:
+        call = self._calls.pop(nonce, None)
+        if call is not None:
+            self._failed(call, "timeout")
+
+    def _answered(self, packet: Packet) -> None:
+        nonce, _, incarnation = packet.ref.partition(":")
+        call = self._calls.pop(nonce, None) if incarnation == str(self.incarnation) else None
+        if call is None:
+            self.trace.add(self.loop.now, "stale-answer", self.name, packet.src)
+            return
+        call.timer.cancel()
+        if packet.status != 200:
+            self._failed(call, f"answered {packet.status}")
+            return
+        assert self.verifier is not None
+        try:
+            signed = self.verifier.check_headers(packet.headers)
+            if signed.key != call.peer.key:
+                raise auth.Unauthorized("answered by another key")
+            self.verifier.check_body(signed, role="response", method="POST", path=call.path,
+                                     body=packet.body, request_nonce=nonce)  # fmt: skip
+        except auth.AuthError as e:
+            self._failed(call, f"unauthenticated answer: {e}")
+            return
+        try:
+            if call.exchange is None:
+                self._pushed(call, protocol.on_push_reply(packet.body))
+            else:
+                self._exchange_step(call, call.exchange.receive(packet.body))
+        except RemoteProtocolError as e:
+            self._failed(call, f"malformed answer: {e}")
+
+    def _exchange_step(self, call: _Call, nxt: protocol.Request | None) -> None:
+        assert call.exchange is not None and self.table is not None
+        ex = call.exchange
+        self._count_rejects(ex.result.received[call.counted :])
+        if nxt is not None:
+            self._request(call.peer, nxt, ex, counted=len(ex.result.received))
+            return
+        r = ex.result
+        self.table.success(call.peer, self.clock(), ours=r.ours, theirs=r.peer_sv)
+        self.trace.add(self.loop.now, "synced", self.name, call.peer.name, r.requests,
+                       r.sent, r.learned)  # fmt: skip
+        if any(o.status == "rejected" for o in r.received):
+            self.table.failure(call.peer, self.clock(), "sent updates we rejected")
+
+    def _pushed(self, call: _Call, theirs: dict[int, int]) -> None:
+        assert self.table is not None
+        self.table.success(call.peer, self.clock(), theirs=theirs, exchange=False)
+        self.trace.add(self.loop.now, "pushed", self.name, call.peer.name)
+        self._drain(call.peer)
+
+    def _failed(self, call: _Call, error: str) -> None:
+        assert self.table is not None
+        push = call.exchange is None
+        self.table.failure(call.peer, self.clock(), error, exchange=not push)
+        self.trace.add(self.loop.now, "failed", self.name, call.peer.name,
+                       "push" if push else "sync", error[:40])  # fmt: skip
+        if push:
+            self._drain(call.peer)
+
+    def _count_rejects(self, outcomes: list) -> None:  # type: ignore[type-arg]
+        for o in outcomes:
+            if o.status == "rejected":
+                self.rejected += 1
+                self.trace.add(self.loop.now, "REJECTED", self.name, str(o.error)[:80])
+
+    # -- the server side --------------------------------------------------------------
+
+    def receive(self, packet: Packet) -> None:
+        if packet.kind == ANSWER:
+            self._answered(packet)
+        else:
+            self._serve(packet)
+
+    def _serve(self, packet: Packet) -> None:
+        assert self.verifier is not None and self.replica is not None
+        assert self.table is not None
+        try:
+            signed = self.verifier.check_headers(packet.headers)
+            self.verifier.check_body(signed, role="request", method="POST", path=packet.path,
+                                     body=packet.body, recipient=self.key)  # fmt: skip
+        except auth.AuthError as e:
+            self._answer(packet, e.status, str(e).encode(), None)
+            return
+        try:
+            resp = protocol.respond(self.replica, packet.body, source=signed.key,
+                                    path=packet.path,
+                                    max_reply_bytes=self.tuning.max_message_bytes)  # fmt: skip
+        except RemoteProtocolError as e:
+            self._answer(packet, 400, str(e).encode(), None)
+            return
+        self._count_rejects(resp.received)
+        ours = self.replica.state_vector()
+        theirs = resp.peer_sv
+        if packet.path == SYNC_PATH and theirs is not None:  # our reply fills their gaps
+            theirs = {c: max(theirs.get(c, 0), k) for c, k in {**theirs, **ours}.items()}
+        self.table.inbound(signed.key, self.clock(), bytes_in=len(packet.body),
+                           bytes_out=len(resp.body), ours=ours if theirs is not None else None,
+                           theirs=theirs)  # fmt: skip
+        if packet.path == PUSH_PATH:
+            fresh = [o.update for o in resp.received if o.status == "applied" and o.update]
+            if fresh:
+                covers: dict[int, int] = {}
+                for su in fresh:
+                    covers[su.client] = max(covers.get(su.client, 0), su.header.end)
+                self._queue_push([su.raw for su in fresh], exclude=(signed.key,), covers=covers)
+        self._answer(packet, 200, resp.body, signed)
+
+    def _answer(
+        self, request: Packet, status: int, body: bytes, signed: auth.Signed | None
+    ) -> None:
+        headers: dict[str, str] = {}
+        if signed is not None:
+            headers = auth.sign(self.identity, role="response", method="POST",
+                                path=request.path, body=body, now_ms=self.clock(),
+                                request_nonce=signed.nonce, nonce=self._nonce())  # fmt: skip
+        src = self.network.hosts.get(request.src)
+        _, _, incarnation = request.ref.partition(":")
+        self.network.send(
+            Packet(ANSWER, self.name, request.src, request.path, headers, body, ref=request.ref,
+                   status=status, dst_incarnation=int(incarnation) if src else -1)
+        )  # fmt: skip
+
+    # -- for the checker --------------------------------------------------------------
+
+    def busy(self) -> bool:
+        return bool(self._calls or self._outbox)
+
+
+def _sv_text(sv: dict[int, int]) -> str:
+    return ",".join(f"{c}:{k}" for c, k in sorted(sv.items()))
