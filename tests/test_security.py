@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -371,3 +374,48 @@ def test_every_bit_flipped_in_a_signed_record_or_update_is_refused(tmp_path: Pat
         replica.close()
     print(f"bit flips: {record_cases} in a signed record, {len(flipped)} in a signed update, "
           "all refused")
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+def _modes(home: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mode & 0o777 for p in [home, *home.iterdir()]}
+
+
+def test_key_0600_and_store_not_readable_by_others_whatever_the_umask(tmp_path: Path) -> None:
+    """``gossip init`` and a write, as real processes under umask 000: the data
+    dir is 0700 and every file in it 0600 (key, config, store, lock, an export); the
+    store's WAL and shared-memory files, which exist only while it is open, too."""
+    home = tmp_path / "h"
+    env = {**os.environ, "GOSSIP_HOME": str(home)}
+    umask = 0o000  # the most permissive: whatever is not 0600 would show
+
+    def gossip(*args: str) -> None:
+        out = subprocess.run([sys.executable, "-m", "gossip.cli", *args], env=env,
+                             capture_output=True, timeout=60,
+                             preexec_fn=lambda: os.umask(umask))  # fmt: skip
+        assert out.returncode == 0, out.stderr
+
+    gossip("init")
+    gossip("remember", "a lesson", "--category", "learning")
+    gossip("export", str(home / "export.bin"))
+    modes = _modes(home)
+    assert modes.pop("h") == 0o700
+    assert {"host.key", "store.db", "config.toml", "export.bin"} <= set(modes)
+    assert modes == dict.fromkeys(modes, 0o600), {k: oct(v) for k, v in modes.items()}
+
+    old = os.umask(umask)
+    try:
+        replica = Replica.open(home, now_ms=Now())
+        try:
+            replica.put(records.memory(replica.identity, "more", category="learning", ts=T0))
+            live = _modes(home)
+        finally:
+            replica.close()
+    finally:
+        os.umask(old)
+    assert {"store.db-wal", "store.db-shm"} <= set(live)
+    assert all(mode & 0o077 == 0 for name, mode in live.items()), {
+        k: oct(v) for k, v in live.items()
+    }
