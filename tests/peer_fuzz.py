@@ -194,6 +194,12 @@ CONTENT_TYPES = ("application/vnd.sm-gossip", "application/json", "text/plain",
                  "", "application/vnd.sm-gossip; charset=\u00ff")  # fmt: skip
 
 
+def served_path(path: str) -> str:
+    """The path the server sees: the client sends no fragment, and the query is not part
+    of the path (nor of what is signed)."""
+    return path.split("#")[0].split("?")[0]
+
+
 @dataclass
 class Recipe:
     label: str  # the body's kind, for the histogram
@@ -471,8 +477,9 @@ class Target:
         t = {"stale": t - 61_000, "future": t + 61_000}.get(r.spoil, t)
         recipients = {"other-recipient": self.friend.id, "nobody": ""}
         recipient = recipients.get(r.spoil, self.server.author)
-        path = PUSH_PATH if (r.spoil == "other-path" and r.path != PUSH_PATH) else (
-            SYNC_PATH if r.spoil == "other-path" else r.path.split("?")[0].split("#")[0])
+        path = served_path(r.path)
+        if r.spoil == "other-path":
+            path = PUSH_PATH if path != PUSH_PATH else SYNC_PATH
         body = r.signed_body if r.signed_body is not None else r.body
         h = sign_request(ident, path, body, t, recipient)
         h.pop("Content-Type")
@@ -543,9 +550,9 @@ class Target:
         if not r.may_pass:
             t.fail(f"200 for a request that must be refused: {self.describe(r)}")
             return
-        if r.method == "POST" and r.path.split("?")[0] in (SYNC_PATH, PUSH_PATH):
+        if r.method == "POST" and served_path(r.path) in (SYNC_PATH, PUSH_PATH):
             try:
-                check_response(self.client_verifier, path=r.path.split("?")[0], status=200,
+                check_response(self.client_verifier, path=served_path(r.path), status=200,
                                headers=resp_headers, body=answer, request_headers=headers,
                                expected_key=self.server.author)  # fmt: skip
             except PeerError as e:
