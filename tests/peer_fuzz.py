@@ -466,9 +466,8 @@ class Target:
     # -- building and sending one case --------------------------------------------------
 
     def _headers(self, r: Recipe) -> dict[str, str]:
-        if r.spoil == "replay" and self._last_valid is not None:
-            headers, _, _ = self._last_valid
-            return dict(headers)
+        if r.spoil == "replay":  # the headers of the last accepted request (none yet: none)
+            return dict(self._last_valid[0]) if self._last_valid is not None else {}
         ident = {"friend": self.friend.identity, "stranger": self.stranger.identity,
                  "impostor": self.stranger.identity}.get(r.signer)  # fmt: skip
         if ident is None:
