@@ -12,6 +12,7 @@ import functools
 import stat
 from pathlib import Path
 
+from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.exceptions import BadSignatureError
@@ -130,7 +131,12 @@ class Identity:
         try:
             data = path.read_bytes()
             key = serialization.load_pem_private_key(data, password=None)
-        except (OSError, ValueError, TypeError) as e:
+        except (OSError, ValueError, TypeError, UnsupportedAlgorithm, InternalError) as e:
+            # InternalError: OpenSSL refusing a key whose algorithm and size disagree (a
+            # PKCS#8 file naming X448 over 32 key bytes); UnsupportedAlgorithm: a key type
+            # this OpenSSL does not know.
+            if isinstance(e, InternalError):  # its message is OpenSSL's multi-line advice
+                e = ValueError("the key does not match the algorithm it names")
             raise IdentityError(f"{path} is not a readable Ed25519 private key: {e}") from None
         if not isinstance(key, Ed25519PrivateKey):
             raise IdentityError(f"{path} holds a {type(key).__name__}, not an Ed25519 key")

@@ -13,6 +13,7 @@ usage error), never a traceback unless ``--debug``. ``gossip serve`` itself live
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -36,8 +37,9 @@ from crdt import (
 )
 from crdt.files import fsync_dir
 from crdt.identity import KEY_FILE, public_key_bytes
-from crdt.lock import DataDirLock
+from crdt.lock import LOCK_FILE, DataDirLock
 from crdt.records import KIND_BREAKER, KIND_MEMORY, KIND_RETRACT, split_state_key
+from crdt.store import STORE_FILE
 from crdt.views import Benchmark, Breaker, Memory, Recall, ViewConfig, Views
 
 from . import config, queries
@@ -75,6 +77,8 @@ def _write_atomic(path: str, chunks: Iterable[bytes]) -> int:
     parent = target.parent
     if not parent.is_dir():
         raise CliError(f"cannot write {target}: no directory {parent}")
+    if target.is_dir():
+        raise CliError(f"cannot write {target}: it is a directory")
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -690,7 +694,30 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# The files of a data dir that an output file must never replace: writing an export over
+# one of them would lose the host's key or its store for good.
+_OWN_FILES = (KEY_FILE, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm",
+              f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE)  # fmt: skip
+
+
+def _refuse_own_files(home: Path, path: str) -> None:
+    """CliError if writing ``path`` would replace one of ``home``'s own files. The
+    directory part is resolved (``..``, symlinked dirs); the last part is not, since a
+    rename replaces a symlink itself, not what it points to."""
+    if path == "-":
+        return
+    target = Path(path)
+    with contextlib.suppress(OSError):
+        where = target.parent.resolve() / target.name
+        if where in {home.resolve() / name for name in _OWN_FILES}:
+            raise CliError(
+                f"refusing to write {path}: it is the data dir's own {target.name}; "
+                "choose another file"
+            )
+
+
 def cmd_export(args: argparse.Namespace) -> int:
+    _refuse_own_files(args.home, args.file)
     if (api := _daemon(args)) is not None:
         try:
             data = api.request("GET", "/v1/export", query={"yjs": args.yjs}, binary=True,

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from crdt import Identity
 
@@ -187,7 +188,7 @@ class HttpTransport:
             reply = error_reply(408, "the request body did not arrive in time")
         except _BodyCutOff as e:
             log.debug("a request body from %s was cut off: %s", request.remote, e)
-            reply = error_reply(400, "the request body was cut off")
+            reply = error_reply(400, "the request body was cut off or does not decode")
         except Exception:
             log.exception("serving %s %s from %s failed", request.method, request.path,
                           request.remote)  # fmt: skip
@@ -211,7 +212,9 @@ class HttpTransport:
                 return await _read_at_most(request.content, limit)
         except TimeoutError:
             raise _BodyTooSlow() from None
-        except (aiohttp.ClientError, OSError, HttpProcessingError) as e:
+        except (aiohttp.ClientError, OSError, HttpProcessingError, RequestPayloadError) as e:
+            # RequestPayloadError: also a body that does not inflate as its declared
+            # Content-Encoding (aiohttp inflates gzip, deflate and br as it reads).
             raise _BodyCutOff(str(e)) from None
 
     async def _drained(self, request: web.BaseRequest) -> bool:
@@ -229,7 +232,8 @@ class HttpTransport:
             async with asyncio.timeout(_DRAIN_SECONDS):
                 while budget > 0 and not content.at_eof():
                     budget -= len(await content.read(min(_CHUNK, budget)))
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError, HttpProcessingError,
+                RequestPayloadError):  # fmt: skip
             return False
         return content.at_eof()
 
