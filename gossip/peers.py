@@ -167,6 +167,7 @@ class PeerTable:
     trusts: Callable[[str], bool] = lambda key: True
     _peers: list[Peer] = field(default_factory=list)
     _self_addresses: set[str] = field(default_factory=set)
+    _latest: int | None = None  # the latest ``now`` a schedule was read at
 
     # -- membership --------------------------------------------------------------------
 
@@ -364,13 +365,20 @@ class PeerTable:
 
     # -- scheduling --------------------------------------------------------------------
 
-    def select(self, now: int, fanout: int, *, jitter_ms: int = 0) -> list[Peer]:
-        """Up to ``fanout`` peers to sync with now: due, not already busy; least recently
-        synced first, ``jitter_ms`` of randomness mixing peers synced about as long ago."""
+    def select(
+        self, now: int, fanout: int, *, jitter_ms: int = 0, due_only: bool = True
+    ) -> list[Peer]:
+        """Up to ``fanout`` peers to sync with now: due (any, with ``due_only=False``),
+        not already busy; least recently synced first, ``jitter_ms`` of randomness mixing
+        peers synced about as long ago."""
+        if due_only:
+            self._follow_clock(now)
         due = [
             p
             for p in self._peers
-            if not p.in_flight and p.next_attempt <= now and (p.key is None or self.trusts(p.key))
+            if not p.in_flight
+            and (p.next_attempt <= now or not due_only)
+            and (p.key is None or self.trusts(p.key))
         ]
 
         def order(p: Peer) -> float:
@@ -402,6 +410,16 @@ class PeerTable:
             and not (covers and p.last_sv is not None and lag(covers, p.last_sv) == 0)
         ]
         return self.rng.sample(healthy, min(max(0, fanout), len(healthy)))
+
+    def _follow_clock(self, now: int) -> None:
+        """The wall clock stepped back (NTP, a VM restored from a snapshot): every delay
+        already scheduled keeps what remained of it, instead of growing by the step (an
+        hour's step would stop our own exchanges for an hour)."""
+        if self._latest is not None and now < self._latest:
+            step = self._latest - now
+            for p in self._peers:
+                p.next_attempt -= step
+        self._latest = now
 
     def next_due(self) -> int | None:
         """When the earliest idle peer becomes due (ms), or None without peers."""

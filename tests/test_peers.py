@@ -350,3 +350,17 @@ def test_an_unproven_row_absorbed_by_its_key_keeps_its_addresses_unproven():
     t.begin(again)
     assert t.learn_key(again, K1) is known
     assert "10.0.0.9:7471" in known.addresses and "10.0.0.9:7471" not in known.unproven
+
+
+def test_a_clock_stepped_back_keeps_what_remained_of_each_delay():
+    """Found by the simulator: a wall clock stepped back by X stalled our own exchanges
+    for X (every next_attempt lay X in the new future)."""
+    t = table()
+    p = t.add(["a:1"], "static", key=K1)
+    assert p is not None
+    t.begin(p)
+    t.failure(p, 100_000, "timeout")  # retried 50 to 100 ms later
+    assert t.select(100_000, 1) == []
+    assert t.select(40_000, 1) == []  # the clock stepped back 60 s: still backing off
+    assert t.select(40_100, 1) == [p]  # ...for what remained of the delay, not 60 s more
+    assert t.select(0, 1, due_only=False) == [p]  # sync_now: whatever the schedule
