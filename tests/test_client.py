@@ -110,3 +110,46 @@ def test_a_daemon_that_never_answers_costs_a_read_its_timeout(
         for c in accepted:
             c.close()
         server.close()
+
+
+def test_a_daemon_that_dribbles_its_answer_costs_a_read_its_timeout_in_all(tmp_path: Path):
+    # A socket timeout is per recv: one byte every 0.2 s would keep a read going for ever.
+    home = tmp_path / "a"
+    home.mkdir()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(home / "api.sock"))
+    server.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+    answer = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"x" * 200 + b"\r\n\r\n{}"
+
+    def dribble() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            accepted.append(conn)
+            for byte in answer:
+                if stop.wait(0.2):
+                    break
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    break
+
+    t = threading.Thread(target=dribble)
+    t.start()
+    try:
+        client = Client(home, timeout=1.0)
+        started = time.monotonic()
+        assert client.recall("anything") == []
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.5, elapsed  # the timeout, not a second one for the fallback
+    finally:
+        stop.set()
+        t.join()
+        for c in accepted:
+            c.close()
+        server.close()
