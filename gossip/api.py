@@ -407,22 +407,10 @@ class LocalApi:
         author_text = _nonempty_query(q, "author")
 
         def job(r: Replica, v: Views) -> dict[str, Any]:
-            author = None
-            if author_text is not None:
-                known = {rec.author for rec in r.records().values()}
-                author = queries.resolve_author(r, author_text, known=known)
-            found = v.recall(text, category=_nonempty_query(q, "category"),
-                             subject=_nonempty_query(q, "subject"),
-                             tag=_nonempty_query(q, "tag"), author=author, limit=limit,
-                             include_untrusted=untrusted)  # fmt: skip
-            keyring = r.keyring()
-            return {
-                "memories": [{**m.to_json(), "author_name": keyring.get(m.author)}
-                             for m in found.hits],
-                "capped": found.capped,
-                "quota": {"per_window": v.config.quota_per_window,
-                          "window_ms": v.config.quota_window_ms},
-            }
+            return queries.recall(r, v, text, category=_nonempty_query(q, "category"),
+                                  subject=_nonempty_query(q, "subject"),
+                                  tag=_nonempty_query(q, "tag"), author=author_text,
+                                  limit=limit, include_untrusted=untrusted)  # fmt: skip
 
         return _json(await self._read(job))
 

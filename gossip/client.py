@@ -255,11 +255,11 @@ class Client:
         params = {"q": query, **filters}
 
         def local(r: Any, v: Any) -> list[dict[str, Any]]:
-            hits = v.recall(query, category=filters.get("category"),
-                            subject=filters.get("subject"), tag=filters.get("tag"),
-                            limit=int(filters.get("limit", 20)),
-                            include_untrusted=bool(filters.get("include_untrusted")))  # fmt: skip
-            return [m.to_json() for m in hits.hits]
+            from . import queries  # the daemon's own answer; imported only when needed
+
+            answer = queries.recall(r, v, query or None, **_recall_filters(filters))
+            memories: list[dict[str, Any]] = answer["memories"]
+            return memories
 
         return self._read(
             lambda: self.api.request("GET", "/v1/memories", query=params)["memories"],
@@ -292,8 +292,8 @@ class Client:
             return found[0] if found else None
 
         def local(r: Any, v: Any) -> dict[str, Any] | None:
-            b = v.benchmark(subject, metric)
-            return b.to_json() if b is not None else None
+            found = [b for b in v.benchmarks(subject) if b.metric == metric]  # as the daemon
+            return found[0].to_json() if found else None
 
         return self._read(remote, local, None, "benchmark")
 
@@ -302,6 +302,10 @@ class Client:
         deadline = time.monotonic() + self.timeout  # one limit for both ways of reading
         try:
             value = remote()
+        except ApiRefused as e:  # the daemon answered: no outage, but arguments it refuses
+            self._recovered()
+            log.warning("sm-gossip: the daemon refused a %s: %s; answering empty", what, e)
+            return empty
         except Exception as e:  # never raise on a read
             reason = str(e)
         else:
@@ -316,17 +320,17 @@ class Client:
             except Exception as e:
                 reason += f"; in-process read failed too: {e}"
             else:
-                self._degraded(f"{what}: {reason}; read the data dir in-process", warn=False)
+                self._degraded(f"{what}: {reason}; read the data dir in-process")
                 return found
         self._degraded(f"{what}: {reason}; answering empty")
         return empty
 
-    def _degraded(self, reason: str, *, warn: bool = True) -> None:
+    def _degraded(self, reason: str) -> None:
         with self._lock:
             first = not self.degraded
             self.degraded = True
-        if first:
-            (log.warning if warn else log.info)("sm-gossip degraded mode: %s", reason)
+        if first:  # a warning once per outage (docs/api.md), however the read was answered
+            log.warning("sm-gossip degraded mode: %s", reason)
 
     def _recovered(self) -> None:
         with self._lock:
@@ -368,6 +372,32 @@ class Client:
                          unit: str = "") -> None:  # fmt: skip
         body = {"subject": subject, "metric": metric, "value": value, "unit": unit}
         self._write("POST", "/v1/benchmarks", body)
+
+
+_RECALL_FILTERS = {"category", "subject", "tag", "author", "limit", "include_untrusted"}
+
+
+def _recall_filters(filters: dict[str, Any]) -> dict[str, Any]:
+    """``recall``'s filters checked and converted as the daemon does with its query
+    parameters, so that an in-process answer is the daemon's answer (ValueError if the
+    daemon would refuse them)."""
+    unknown = sorted(set(filters) - _RECALL_FILTERS)
+    if unknown:
+        raise ValueError(f"unknown filter {unknown[0]!r}")
+    out: dict[str, Any] = {}
+    for name in ("category", "subject", "tag", "author"):
+        value = filters.get(name)
+        out[name] = str(value) if value not in (None, "") else None
+    limit = filters.get("limit", 20)
+    text = _query_value(limit)
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 1000):
+        raise ValueError("'limit' must be an integer from 1 to 1000")
+    out["limit"] = int(text)
+    flag = _query_value(filters.get("include_untrusted", False)).lower()
+    if flag not in ("true", "1", "yes", "false", "0", "no"):
+        raise ValueError("'include_untrusted' must be true or false")
+    out["include_untrusted"] = flag in ("true", "1", "yes")
+    return out
 
 
 def _in_process(home: Path, fn: Callable[[Any, Any], T], timeout: float) -> T:
