@@ -47,7 +47,7 @@ from . import queries
 from .config import ConfigError, check_address
 from .exportfile import ExportError, decode_export, encode_export, import_summary
 from .feed import Feed
-from .http import split_address
+from .http import join_address, split_address
 from .metrics import render, replica_figures
 from .node import Node
 from .queries import LookupFailed
@@ -67,6 +67,9 @@ MAX_TAGS = 32
 MAX_SECONDS = 100 * 365 * 86400
 _LOOPBACK_NAMES = {"localhost", API_SOCKET}
 _DIGITS = re.compile(r"[0-9]{1,6}")
+_EVENT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+# A Host header: a bracketed IPv6 literal or a name / IPv4 address, then maybe a port.
+_HOST = re.compile(r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._-]+))(?::[0-9]{1,5})?")
 
 
 class ApiError(GossipError):
@@ -133,6 +136,8 @@ def _tags(value: Any, field: str = "tags") -> list[str]:
 async def _body(request: web.Request, allowed: set[str], required: set[str] = frozenset()
                 ) -> dict[str, Any]:  # fmt: skip
     """The request's JSON object; unknown or missing fields are a 400 naming them."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, f"the body is larger than {MAX_BODY} bytes", "body")  # unread
     raw = await request.read()  # aiohttp answers 413 past client_max_size
     if not raw.strip():
         data: Any = {}
@@ -145,8 +150,8 @@ async def _body(request: web.Request, allowed: set[str], required: set[str] = fr
         raise ApiError(400, "the body must be a JSON object", "body")
     for name in sorted(data):
         if name not in allowed:
-            raise ApiError(400, f"unknown field '{name:.40}' (known: {', '.join(sorted(allowed))})",
-                           name[:40])  # fmt: skip
+            raise ApiError(400, f"unknown field {name[:40]!r} (known: "
+                                f"{', '.join(sorted(allowed))})", name[:40])  # fmt: skip
     for name in sorted(required):
         if name not in data:
             raise ApiError(400, f"'{name}' is required", name)
@@ -162,10 +167,10 @@ def _query(request: web.Request, allowed: set[str]) -> dict[str, str]:
     for name, value in request.query.items():
         if name not in allowed:
             known = ", ".join(sorted(allowed)) or "none"
-            raise ApiError(400, f"unknown query parameter '{name:.40}' (known: {known})",
+            raise ApiError(400, f"unknown query parameter {name[:40]!r} (known: {known})",
                            name[:40])  # fmt: skip
         if name in out:
-            raise ApiError(400, f"query parameter '{name}' given twice", name)
+            raise ApiError(400, f"query parameter {name[:40]!r} given twice", name[:40])
         out[name] = _string(value, name, empty=True)
     return out
 
@@ -255,8 +260,8 @@ class LocalApi:
                 await site.start()
                 server = site._server  # the bound port, for port 0
                 sock = server.sockets[0] if server is not None and server.sockets else None
-                self.tcp_address = (f"{host}:{sock.getsockname()[1]}" if sock is not None
-                                    else self.tcp)  # fmt: skip
+                self.tcp_address = (join_address(host, sock.getsockname()[1])
+                                    if sock is not None else self.tcp)  # fmt: skip
         except BaseException:
             await self.close()
             raise
@@ -277,7 +282,10 @@ class LocalApi:
             self._check_caller(request)
             return await handler(request)
         except ApiError as e:
-            return _error(e.status, str(e), e.field)
+            answer = _error(e.status, str(e), e.field)
+            if e.status == 413 and not request.content.is_eof():
+                await _close_unread(request, answer)
+            return answer
         except LookupFailed as e:
             return _error(404 if e.missing else 400, str(e), e.field)
         except web.HTTPException as e:
@@ -305,14 +313,17 @@ class LocalApi:
     def _check_caller(self, request: web.Request) -> None:
         if "Origin" in request.headers or "Referer" in request.headers:
             raise ApiError(403, "requests from web pages (Origin or Referer) are refused")
+        if not request.raw_path.startswith("/"):  # absolute-form names another host
+            raise ApiError(400, "the request target must be a path (origin-form)")
         host = request.headers.get("Host")
         if host is not None and not _loopback_host(host):
             raise ApiError(403, "the Host header must name loopback or the API socket")
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         if isinstance(sockname, tuple):  # TCP: the token is required
-            given = request.headers.get("Authorization", "")
-            expected = f"Bearer {self._token}"
-            if not self._token or not hmac.compare_digest(given.encode(), expected.encode()):
+            scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+            given = given.strip()
+            if (not self._token or scheme.lower() != "bearer" or not given.isascii()
+                    or not hmac.compare_digest(given.encode(), self._token.encode())):  # fmt: skip
                 raise ApiError(401, "a bearer token is required on TCP (see api.token)")
 
     # -- routes ------------------------------------------------------------------------
@@ -396,22 +407,10 @@ class LocalApi:
         author_text = _nonempty_query(q, "author")
 
         def job(r: Replica, v: Views) -> dict[str, Any]:
-            author = None
-            if author_text is not None:
-                known = {rec.author for rec in r.records().values()}
-                author = queries.resolve_author(r, author_text, known=known)
-            found = v.recall(text, category=_nonempty_query(q, "category"),
-                             subject=_nonempty_query(q, "subject"),
-                             tag=_nonempty_query(q, "tag"), author=author, limit=limit,
-                             include_untrusted=untrusted)  # fmt: skip
-            keyring = r.keyring()
-            return {
-                "memories": [{**m.to_json(), "author_name": keyring.get(m.author)}
-                             for m in found.hits],
-                "capped": found.capped,
-                "quota": {"per_window": v.config.quota_per_window,
-                          "window_ms": v.config.quota_window_ms},
-            }
+            return queries.recall(r, v, text, category=_nonempty_query(q, "category"),
+                                  subject=_nonempty_query(q, "subject"),
+                                  tag=_nonempty_query(q, "tag"), author=author_text,
+                                  limit=limit, include_untrusted=untrusted)  # fmt: skip
 
         return _json(await self._read(job))
 
@@ -622,6 +621,9 @@ class LocalApi:
     async def events(self, request: web.Request) -> web.StreamResponse:
         q = _query(request, {"last_event_id"})
         last = request.headers.get("Last-Event-ID") or q.get("last_event_id") or None
+        if last is not None and not _EVENT_ID.fullmatch(last):  # checked before streaming
+            raise ApiError(400, "'Last-Event-ID' must be an event id (letters, digits, '-')",
+                           "last_event_id")  # fmt: skip
         listener = self.feed.listen(last)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})  # fmt: skip
@@ -651,8 +653,19 @@ class LocalApi:
         return resp
 
 
+async def _close_unread(request: web.Request, answer: web.Response) -> None:
+    """Send ``answer`` now and close the connection, leaving the body unread. Otherwise
+    aiohttp would go on reading (and dropping) what the client sends for its lingering
+    time, even after the client has gone."""
+    answer.force_close()
+    await answer.prepare(request)
+    await answer.write_eof()
+    request.protocol.force_close()  # the transport closes once the answer is flushed
+
+
 def _json(value: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(value, ensure_ascii=False), status=status,
+    # ASCII: a lone surrogate in a name we echo must not fail to encode (a 500)
+    return web.Response(text=json.dumps(value, ensure_ascii=True), status=status,
                         content_type="application/json")  # fmt: skip
 
 
@@ -671,13 +684,14 @@ def _is_loopback(host: str) -> bool:
 
 
 def _loopback_host(header: str) -> bool:
-    """Whether a Host header names loopback or the socket (any port)."""
-    host = header.strip().lower()
-    if host.startswith("["):
-        host = host[1 : host.find("]")] if "]" in host else host
-    elif host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    return host in _LOOPBACK_NAMES or _is_loopback(host)
+    """Whether a Host header names loopback or the socket (any numeric port); nothing
+    else may follow the name, so ``[::1].evil.com`` or ``localhost:abc`` are refused."""
+    m = _HOST.fullmatch(header.strip().lower())
+    if m is None:
+        return False
+    if m["ip6"] is not None:
+        return _is_loopback(m["ip6"]) and ":" in m["ip6"]
+    return m["name"] in _LOOPBACK_NAMES or _is_loopback(m["name"])
 
 
 def read_token(home: Path) -> str:

@@ -59,6 +59,7 @@ IMPORT_TIMEOUT_S = 600.0  # an export or import of a large store through the dae
 IMPORT_CHUNK = 512  # updates per replica call in an embedded import (progress between)
 
 _MAX_SECONDS = 100 * 365 * 86400
+MAX_LIMIT = 1000  # recall --limit: the local API answers at most this many
 _HEX_PREFIX = re.compile(r"[0-9a-f]{6,64}")
 
 
@@ -308,6 +309,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _limit(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_LIMIT:  # the API's own bound: the same answer with or without a daemon
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_LIMIT}: {text!r}")
     return value
 
 
@@ -1168,7 +1176,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--subject")
     c.add_argument("--tag")
     c.add_argument("--author", help="a public id, a keyring name, or an id's first characters")
-    c.add_argument("--limit", type=_positive_int, default=20, metavar="N")
+    c.add_argument("--limit", type=_limit, default=20, metavar="N",
+                   help=f"at most N memories (1 to {MAX_LIMIT}; default 20)")  # fmt: skip
     c.add_argument("--include-untrusted", action="store_true",
                    help="also show authors outside the keyring")  # fmt: skip
     c.add_argument("--json", action="store_true", help="print a JSON array")
@@ -1234,8 +1243,29 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _not_utf8(args: argparse.Namespace) -> str | None:
+    """The first argument that is not valid UTF-8 (Python keeps such bytes as lone
+    surrogates), other than a file name, which may be any bytes."""
+    for name, value in vars(args).items():
+        if name in _FILE_ARGUMENTS:
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str):
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    return name
+    return None
+
+
+_FILE_ARGUMENTS = {"file"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (bad := _not_utf8(args)) is not None:  # a usage error, daemon or not
+        parser.error(f"argument {bad}: not valid UTF-8")
     args.home = (args.home or default_home()).expanduser()
     try:
         return args.fn(args)

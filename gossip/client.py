@@ -17,8 +17,10 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import math
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -49,19 +51,69 @@ class ApiRefused(GossipError):
         self.field = field
 
 
+class _DeadlineSocket(socket.socket):
+    """A socket whose every call gets only the time left before one ``deadline``: a
+    plain socket timeout is per ``recv``, so a server dribbling a byte at a time would
+    hold a read for as long as it likes."""
+
+    deadline = math.inf
+
+    def _arm(self) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        self.settimeout(left)
+
+    def connect(self, address: Any) -> None:
+        self._arm()
+        super().connect(address)
+
+    def recv_into(self, *args: Any) -> int:
+        self._arm()
+        return super().recv_into(*args)
+
+    def recv(self, *args: Any) -> bytes:
+        self._arm()
+        return super().recv(*args)
+
+    def sendall(self, *args: Any) -> None:
+        self._arm()  # sendall's timeout bounds the whole call
+        super().sendall(*args)
+
+    def send(self, *args: Any) -> int:
+        self._arm()
+        return super().send(*args)
+
+
 class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
+    def __init__(self, path: str, deadline: float) -> None:
+        super().__init__("localhost", timeout=max(0.0, deadline - time.monotonic()))
         self._path = path
+        self._deadline = deadline
 
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
+        sock = _DeadlineSocket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.deadline = self._deadline
         try:
             sock.connect(self._path)
         except BaseException:
             sock.close()
             raise
+        self.sock = sock
+
+
+class _TcpConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, deadline: float) -> None:
+        super().__init__(host, port, timeout=max(0.0, deadline - time.monotonic()))
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        plain = socket.create_connection((self.host, self.port), left)
+        sock = _DeadlineSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
+        sock.deadline = self._deadline
         self.sock = sock
 
 
@@ -91,11 +143,11 @@ class ApiConnection:
     def socket_path(self) -> Path:
         return self.home / API_SOCKET
 
-    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+    def _connection(self, deadline: float) -> http.client.HTTPConnection:
         if self.tcp is not None:
             host, _, port = self.tcp.rpartition(":")
-            return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
-        return _UnixConnection(str(self.socket_path), timeout)
+            return _TcpConnection(host.strip("[]"), int(port), deadline)
+        return _UnixConnection(str(self.socket_path), deadline)
 
     def request(
         self,
@@ -109,7 +161,9 @@ class ApiConnection:
         binary: bool = False,
     ) -> Any:
         """The decoded JSON answer (the bytes, with ``binary``); ApiUnavailable or
-        ApiRefused otherwise. ``raw`` sends bytes as application/octet-stream."""
+        ApiRefused otherwise. ``raw`` sends bytes as application/octet-stream. The whole
+        request (connect, send, every read) gets ``timeout`` seconds in all."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         if query:
             pairs = {k: _query_value(v) for k, v in query.items() if v is not None}
             if pairs:
@@ -124,7 +178,7 @@ class ApiConnection:
             headers["Content-Type"] = "application/octet-stream"
         if self.token is not None and self.tcp is not None:
             headers["Authorization"] = f"Bearer {self.token}"
-        conn = self._connection(self.timeout if timeout is None else timeout)
+        conn = self._connection(deadline)
         try:
             conn.request(method, path, body=data, headers=headers)
             resp = conn.getresponse()
@@ -201,11 +255,11 @@ class Client:
         params = {"q": query, **filters}
 
         def local(r: Any, v: Any) -> list[dict[str, Any]]:
-            hits = v.recall(query, category=filters.get("category"),
-                            subject=filters.get("subject"), tag=filters.get("tag"),
-                            limit=int(filters.get("limit", 20)),
-                            include_untrusted=bool(filters.get("include_untrusted")))  # fmt: skip
-            return [m.to_json() for m in hits.hits]
+            from . import queries  # the daemon's own answer; imported only when needed
+
+            answer = queries.recall(r, v, query or None, **_recall_filters(filters))
+            memories: list[dict[str, Any]] = answer["memories"]
+            return memories
 
         return self._read(
             lambda: self.api.request("GET", "/v1/memories", query=params)["memories"],
@@ -238,37 +292,45 @@ class Client:
             return found[0] if found else None
 
         def local(r: Any, v: Any) -> dict[str, Any] | None:
-            b = v.benchmark(subject, metric)
-            return b.to_json() if b is not None else None
+            found = [b for b in v.benchmarks(subject) if b.metric == metric]  # as the daemon
+            return found[0].to_json() if found else None
 
         return self._read(remote, local, None, "benchmark")
 
     def _read(self, remote: Callable[[], T], local: Callable[[Any, Any], T], empty: T,
               what: str) -> T:  # fmt: skip
+        deadline = time.monotonic() + self.timeout  # one limit for both ways of reading
         try:
             value = remote()
+        except ApiRefused as e:  # the daemon answered: no outage, but arguments it refuses
+            self._recovered()
+            log.warning("sm-gossip: the daemon refused a %s: %s; answering empty", what, e)
+            return empty
         except Exception as e:  # never raise on a read
             reason = str(e)
         else:
             self._recovered()
             return value
-        if self.fallback:
+        left = deadline - time.monotonic()
+        if self.fallback and left <= 0:
+            reason += "; no time left to read the data dir in-process"
+        elif self.fallback:
             try:
-                found = _in_process(self.home, local, self.timeout)
+                found = _in_process(self.home, local, left)
             except Exception as e:
                 reason += f"; in-process read failed too: {e}"
             else:
-                self._degraded(f"{what}: {reason}; read the data dir in-process", warn=False)
+                self._degraded(f"{what}: {reason}; read the data dir in-process")
                 return found
         self._degraded(f"{what}: {reason}; answering empty")
         return empty
 
-    def _degraded(self, reason: str, *, warn: bool = True) -> None:
+    def _degraded(self, reason: str) -> None:
         with self._lock:
             first = not self.degraded
             self.degraded = True
-        if first:
-            (log.warning if warn else log.info)("sm-gossip degraded mode: %s", reason)
+        if first:  # a warning once per outage (docs/api.md), however the read was answered
+            log.warning("sm-gossip degraded mode: %s", reason)
 
     def _recovered(self) -> None:
         with self._lock:
@@ -310,6 +372,32 @@ class Client:
                          unit: str = "") -> None:  # fmt: skip
         body = {"subject": subject, "metric": metric, "value": value, "unit": unit}
         self._write("POST", "/v1/benchmarks", body)
+
+
+_RECALL_FILTERS = {"category", "subject", "tag", "author", "limit", "include_untrusted"}
+
+
+def _recall_filters(filters: dict[str, Any]) -> dict[str, Any]:
+    """``recall``'s filters checked and converted as the daemon does with its query
+    parameters, so that an in-process answer is the daemon's answer (ValueError if the
+    daemon would refuse them)."""
+    unknown = sorted(set(filters) - _RECALL_FILTERS)
+    if unknown:
+        raise ValueError(f"unknown filter {unknown[0]!r}")
+    out: dict[str, Any] = {}
+    for name in ("category", "subject", "tag", "author"):
+        value = filters.get(name)
+        out[name] = str(value) if value not in (None, "") else None
+    limit = filters.get("limit", 20)
+    text = _query_value(limit)
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 1000):
+        raise ValueError("'limit' must be an integer from 1 to 1000")
+    out["limit"] = int(text)
+    flag = _query_value(filters.get("include_untrusted", False)).lower()
+    if flag not in ("true", "1", "yes", "false", "0", "no"):
+        raise ValueError("'include_untrusted' must be true or false")
+    out["include_untrusted"] = flag in ("true", "1", "yes")
+    return out
 
 
 def _in_process(home: Path, fn: Callable[[Any, Any], T], timeout: float) -> T:

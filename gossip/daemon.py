@@ -135,9 +135,11 @@ class EventLog:
                 self._names[p.key] = p.name
             who = p.name or (p.key[:12] if p.key else "?")
             detail = f" ({p.last_error})" if p.last_error and p.state != "alive" else ""
-            verb = {"added": "added", "removed": "removed"}.get(event.change, "is")
-            log.info("peer %s %s %s, %s via %s%s", who, p.address, verb, p.state, p.source,
-                     detail)  # fmt: skip
+            if event.change in ("added", "removed"):
+                what = f"{event.change} ({p.state})"  # "added (new)", "removed (down)"
+            else:
+                what = f"is {p.state}"  # "is alive", "is backing-off"
+            log.info("peer %s %s %s via %s%s", who, p.address, what, p.source, detail)
         elif isinstance(event, BreakerChanged):
             log.info("breaker %s is %s (%s says %s%s)", event.name, event.state,
                      self._who(event.author), event.observed,

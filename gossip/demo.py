@@ -3,8 +3,10 @@
 Each host gets a key (`gossip init`), trusts the other two (`gossip trust add`) and runs
 a daemon with the others as static peers. A memory written on one arrives on the other
 two; a breaker tripped on another is open everywhere; `gossip peers` shows the mesh. Then
-it keeps running (Ctrl-C stops it) or stops after ``--seconds N``, SIGTERMing every
-daemon. Every step is a real command, printed as it runs.
+it keeps running (Ctrl-C, SIGTERM or SIGHUP stop it) or stops after ``--seconds N``,
+SIGTERMing every daemon by pid (they run in their own sessions, so nothing else would).
+A temporary directory is removed at the end: it holds the three hosts' private keys.
+Every step is a real command, printed as it runs.
 
 ``--forgeries`` runs the gate's walk-through instead (``gossip.walkthrough``).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 from .client import ApiConnection, ApiUnavailable
 
@@ -145,6 +149,14 @@ def _until(check: Callable[[], object], what: str, timeout: float = 30.0) -> Non
         time.sleep(0.02)
 
 
+class Stopped(Exception):
+    """SIGTERM or SIGHUP arrived: stop like Ctrl-C does."""
+
+
+def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -159,8 +171,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--forgeries", action="store_true",
                    help="run the ingest gate's walk-through instead")  # fmt: skip
     args = p.parse_args(argv)
+    temporary = args.dir is None
     base = args.dir or Path(tempfile.mkdtemp(prefix="sm-gossip-demo-"))
     base.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(args, base)
+    finally:
+        if temporary:  # it holds private keys; --dir keeps a directory you chose
+            shutil.rmtree(base, ignore_errors=True)
+            print(f"removed {base}")
+
+
+def _run(args: argparse.Namespace, base: Path) -> int:
     if args.forgeries:
         from . import walkthrough
 
@@ -169,13 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(f"sm-gossip demo — three daemons on 127.0.0.1, data in {base}\n")
     demo = Demo(base)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_on_signal)
     try:
         demo.setup()
         demo.start()
         demo.show()
         if args.seconds is None:
             print("\nrunning; try `GOSSIP_HOME=" f"{demo.homes['n2']} gossip peers --watch` "
-                  "in another terminal. Ctrl-C stops.")  # fmt: skip
+                  "in another terminal. Ctrl-C stops (and removes a temporary "
+                  "directory).")  # fmt: skip
             while True:
                 time.sleep(3600)
         left = args.seconds - (time.monotonic() - started)
@@ -185,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         print()
     except KeyboardInterrupt:
         print()
+    except Stopped as e:
+        print(f"\n{e} received")
     finally:
+        for signum in (signal.SIGTERM, signal.SIGHUP):  # stopping is not to be cut short
+            signal.signal(signum, signal.SIG_IGN)
         demo.stop()
     print("Next: `scripts/test` runs the whole suite; docs/ explains the rest.")
     return 0

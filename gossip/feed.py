@@ -34,7 +34,7 @@ class FeedEvent:
 
     def sse(self) -> bytes:
         """The event in the text/event-stream format."""
-        payload = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
+        payload = json.dumps(self.data, separators=(",", ":"), ensure_ascii=True)
         head = f"id: {self.id}\n" if self.id else ""  # no id: the resume point stays put
         return f"{head}event: {self.type}\ndata: {payload}\n\n".encode()
 
@@ -144,7 +144,7 @@ class Feed:
 
     def _since(self, last_id: str) -> list[FeedEvent] | None:
         run, _, seq = last_id.partition("-")
-        if run != self.run or not seq.isdigit():
+        if run != self.run or not (seq.isascii() and seq.isdigit()):  # "²".isdigit()
             return None
         n = int(seq)
         if n > self._seq:

@@ -44,6 +44,8 @@ INT: Schema = {"type": "integer"}
 NUM: Schema = {"type": "number"}
 BOOL: Schema = {"type": "boolean"}
 MS: Schema = {"type": "integer", "description": "milliseconds since the epoch"}
+EVENT_ID: Schema = {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$",
+                    "description": "an event's id (`run-seq`); anything else is a 400"}
 TEXT: Schema = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"\S"}
 ANY_TEXT: Schema = {"type": "string", "maxLength": 256}
 
@@ -94,6 +96,12 @@ SCHEMAS: dict[str, Schema] = {
         "last_error": _null(STR), "failures": INT, "rtt_ms": _null(NUM), "bytes_in": INT,
         "bytes_out": INT, "they_lack": _null(INT), "we_lack": _null(INT), "next_attempt": MS,
         "exchanges": INT,
+        "sources": {**_arr(STR), "description": "every source that proposed this peer "
+                    "(static, tailnet, exchange, mdns), strongest first; `source` is the first"},
+        "claimed": {**BOOL, "description": "`key` is only what mDNS claims: no signed answer "
+                    "has proved it yet"},
+        "unproven": {**_arr(STR), "description": "the addresses (a tail of `addresses`) that "
+                     "only mDNS proposed and no signed answer has come from yet"},
     }),
     "Status": _obj({
         "id": STR, "name": STR, "address": STR, "profile": STR, "pid": INT, "started_at": MS,
@@ -283,8 +291,9 @@ def document() -> Schema:
         "/v1/events": {"get": {
             "summary": "the change feed, as server-sent events (see docs/api.md)",
             "parameters": [
-                {"name": "Last-Event-ID", "in": "header", "required": False, "schema": STR},
-                _q("last_event_id", STR, "as the header, for clients that cannot set it"),
+                {"name": "Last-Event-ID", "in": "header", "required": False,
+                 "schema": EVENT_ID},
+                _q("last_event_id", EVENT_ID, "as the header, for clients that cannot set it"),
             ],
             "responses": {"200": {"description": "events: record, breaker, peer, lost, cutoff",
                                   "content": {"text/event-stream": {"schema": STR}}},

@@ -66,6 +66,25 @@ def resolve_author(
     return text
 
 
+def recall(r: Replica, views: Views, text: str | None, *, category: str | None = None,
+           subject: str | None = None, tag: str | None = None, author: str | None = None,
+           limit: int = 20, include_untrusted: bool = False) -> dict[str, Any]:  # fmt: skip
+    """What ``GET /v1/memories`` answers, also given by the client's in-process reads:
+    ``author`` is a key, a key prefix or a keyring name; each hit has ``author_name``."""
+    key = None
+    if author is not None:
+        key = resolve_author(r, author, known={rec.author for rec in r.records().values()})
+    found = views.recall(text, category=category, subject=subject, tag=tag, author=key,
+                         limit=limit, include_untrusted=include_untrusted)  # fmt: skip
+    keyring = r.keyring()
+    return {
+        "memories": [{**m.to_json(), "author_name": keyring.get(m.author)} for m in found.hits],
+        "capped": found.capped,
+        "quota": {"per_window": views.config.quota_per_window,
+                  "window_ms": views.config.quota_window_ms},
+    }
+
+
 def resolve_record(r: Replica, prefix: str, *, kind: str | None = None, field: str = "id") -> str:
     """The full id of the one immutable record whose id starts with ``prefix``."""
     prefix = prefix.lower()

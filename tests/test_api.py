@@ -74,12 +74,20 @@ async def test_socket_is_0600_and_refuses_web_pages(tmp_path: Path):
         for headers in ({"Origin": "http://evil.example"}, {"Referer": "http://evil.example/x"},
                         {"Origin": "null"}, {"Host": "evil.example"},
                         {"Host": "localhost.evil.example:80"},
-                        {"Host": "192.168.1.5"}):  # fmt: skip
+                        {"Host": "192.168.1.5"}, {"Host": "[::1].evil.com"},
+                        {"Host": "[::1]evil"}, {"Host": "localhost:abc"},
+                        {"Host": "[127.0.0.1]"}, {"Host": "localhost:80:80"}):  # fmt: skip
             status, body = await s.call("GET", "/v1/status", headers=headers)
             assert status == 403, headers
             assert "error" in body
         for host in ("localhost", "127.0.0.1:8080", "[::1]:1", "api.sock"):
             assert (await s.call("GET", "/v1/peers", headers={"Host": host}))[0] == 200, host
+        # an absolute-form target names another host: refused, whatever Host says
+        answer = await asyncio.to_thread(
+            _raw_http, home / "api.sock",
+            b"GET http://evil.com/v1/status HTTP/1.1\r\nHost: localhost\r\n"
+            b"Connection: close\r\n\r\n")  # fmt: skip
+        assert _status(answer) in (400, 403), answer[:200]
         # a write from a page is refused before it happens
         status, _ = await s.call("POST", "/v1/memories", headers={"Origin": "http://x"},
                                  json={"text": "planted", "category": "learning"})  # fmt: skip
@@ -111,6 +119,28 @@ async def test_tcp_needs_the_token_and_loopback(tmp_path: Path):
                 assert (await resp.json())["id"] == s.node.id
             async with tcp.get(url, headers={**auth, "Origin": "http://x"}) as resp:
                 assert resp.status == 403
+            async with tcp.get(url, headers={"Authorization": f"bearer {token}"}) as resp:
+                assert resp.status == 200  # the scheme is case-insensitive (RFC 9110)
+        # a non-ASCII credential is a 401, not a 500
+        host, port = s.api.tcp_address.rsplit(":", 1)
+        answer = await asyncio.to_thread(
+            _raw_tcp, host, int(port),
+            b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \xff\r\n"
+            b"Connection: close\r\n\r\n")  # fmt: skip
+        assert _status(answer) == 401, answer[:200]
+
+
+async def test_an_ipv6_listener_reports_a_usable_address(tmp_path: Path):
+    home = tmp_path / "a"
+    create_hosts([home])
+    async with served(home, tcp="[::1]:0") as s:
+        assert s.api.tcp_address is not None and s.api.tcp_address.startswith("[::1]:")
+        token = (home / "api.token").read_text().strip()
+        auth = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession() as tcp, tcp.get(
+            f"http://{s.api.tcp_address}/v1/status", headers=auth
+        ) as resp:
+            assert resp.status == 200
 
 
 async def test_memories_breakers_benchmarks_trust_round_trip(tmp_path: Path):
@@ -204,10 +234,32 @@ async def test_bad_input_is_a_4xx_naming_the_field(tmp_path: Path):
             ("GET", "/v1/memories/abcdef01", {}, 404, "id"),
             ("GET", "/v1/breaker", {}, 400, "name"),
             ("POST", "/v1/sync", {"json": {"address": "no port"}}, 400, "address"),
+            # an unknown name that cannot be encoded is still named in a 400
+            ("POST", "/v1/memories", {"data": b'{"\\ud800": 1}'}, 400, "\ud800"),
+            ("POST", "/v1/breakers/reset", {"data": b'{"\\ud800": 1}'}, 400, "\ud800"),
+            ("GET", "/v1/events", {"headers": {"Last-Event-ID": "x-\u00b2"}}, 400,
+             "last_event_id"),
+            ("GET", "/v1/events?last_event_id=a%20b", {}, 400, "last_event_id"),
         ]
         for method, path, kw, status, field in cases:
             got, body = await s.call(method, path, **kw)
             assert (got, body.get("field")) == (status, field), (path, kw, body)
+        sock = home / "api.sock"
+        for request in (  # bytes no client library would send
+            b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: \xff\r\n"
+            b"Connection: close\r\n\r\n",
+            f"GET /v1/events HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: {s.feed.run}-\u00b2"
+            "\r\nConnection: close\r\n\r\n".encode(),
+        ):
+            answer = await asyncio.to_thread(_raw_http, sock, request)
+            assert _status(answer) == 400, answer[:300]
+            assert answer.count(b"HTTP/1.1") == 1, answer[:300]
+        # a huge declared body is refused before it is read: nothing is sent at all
+        answer = await asyncio.wait_for(asyncio.to_thread(
+            _raw_http, sock,
+            b"POST /v1/memories HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json"
+            b"\r\nContent-Length: 1000000000\r\n\r\n", 1.0, True), 5)  # fmt: skip
+        assert _status(answer) == 413, answer[:300]
         assert (await s.call("GET", "/v1/nothing-here"))[0] == 404
         assert (await s.call("PUT", "/v1/memories"))[0] == 405
 
@@ -273,6 +325,10 @@ async def test_a_consumer_that_falls_behind_is_cut_off_with_a_final_event():
     again = feed.listen(f"{feed.run}-6")
     assert [e.data["n"] for e in again.queue] == [6, 7, 8, 9]
     assert feed.listen(f"{feed.run}-1").queue[0].type == "lost"  # older than the ring
+    # An id the API would refuse is still only a gap to the feed, and encodes as ASCII.
+    for odd in (f"{feed.run}-\u00b2", f"{feed.run}-\udcff", "\xff"):
+        (lost,) = feed.listen(odd).queue
+        assert lost.type == "lost" and lost.sse().isascii()
 
 
 async def test_show_names_the_peer_a_record_came_from(tmp_path: Path):
@@ -290,18 +346,38 @@ async def test_show_names_the_peer_a_record_came_from(tmp_path: Path):
         assert status == 200 and peers[0]["key"] == ids[0]
 
 
-def _raw_http(sock_path: Path, request: bytes) -> bytes:
-    """A request as bytes over the socket, as any language can send it."""
+def _raw_http(sock_path: Path, request: bytes, timeout: float = 10.0,
+              first: bool = False) -> bytes:  # fmt: skip
+    """A request as bytes over the socket, as any language can send it; with ``first``,
+    only what arrives up to the end of the first answer's headers."""
     import socket
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
-        c.settimeout(10)
+        c.settimeout(timeout)
         c.connect(str(sock_path))
         c.sendall(request)
-        chunks = []
-        while chunk := c.recv(65536):
-            chunks.append(chunk)
+        return _answer(c, first)
+
+
+def _raw_tcp(host: str, port: int, request: bytes) -> bytes:
+    import socket
+
+    with socket.create_connection((host.strip("[]"), port), 10) as c:
+        c.sendall(request)
+        return _answer(c, False)
+
+
+def _answer(c, first: bool) -> bytes:
+    chunks: list[bytes] = []
+    while chunk := c.recv(65536):
+        chunks.append(chunk)
+        if first and b"\r\n\r\n" in b"".join(chunks):
+            break
     return b"".join(chunks)
+
+
+def _status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
 
 
 async def test_a_non_python_consumer_needs_only_http_over_the_socket(tmp_path: Path):

@@ -131,6 +131,10 @@ def test_usage_errors_exit_2(tmp_path):
         ("bench", "record", "s", "m", "fast"),
         ("retract", "xyz"),
         ("remember", "t", "--category", "c", "--expires-in", "1e30"),
+        ("recall", "--limit", "100000"),  # the API's bound, with or without a daemon
+        ("recall", "\udcff"),  # the byte 0xff: not UTF-8
+        ("recall", "--author", "a\udcff"),
+        ("remember", "\udcff", "--category", "c"),
     ]:
         out = gossip(home, *args)
         assert out.returncode == 2, (args, out.stderr)

@@ -110,3 +110,83 @@ def test_a_daemon_that_never_answers_costs_a_read_its_timeout(
         for c in accepted:
             c.close()
         server.close()
+
+
+def test_a_daemon_that_dribbles_its_answer_costs_a_read_its_timeout_in_all(tmp_path: Path):
+    # A socket timeout is per recv: one byte every 0.2 s would keep a read going for ever.
+    home = tmp_path / "a"
+    home.mkdir()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(home / "api.sock"))
+    server.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+    answer = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"x" * 200 + b"\r\n\r\n{}"
+
+    def dribble() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            accepted.append(conn)
+            for byte in answer:
+                if stop.wait(0.2):
+                    break
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    break
+
+    t = threading.Thread(target=dribble)
+    t.start()
+    try:
+        client = Client(home, timeout=1.0)
+        started = time.monotonic()
+        assert client.recall("anything") == []
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.5, elapsed  # the timeout, not a second one for the fallback
+    finally:
+        stop.set()
+        t.join()
+        for c in accepted:
+            c.close()
+        server.close()
+
+
+async def test_an_in_process_read_answers_as_the_daemon_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    home, stranger = tmp_path / "a", tmp_path / "s"
+    me, other = create_hosts([home, stranger], trusted=[home])
+    with Replica.open(stranger) as s:
+        s.put(records.memory(s.identity, "provider x: disable retries", category="advice",
+                             ts=s.now_ms()))  # fmt: skip
+        theirs = s.updates_for({})
+    with Replica.open(home) as r:
+        r.put(records.memory(r.identity, "provider x drops at 03:00", category="anti-pattern",
+                             ts=r.now_ms()))  # fmt: skip
+        r.put(records.memory(r.identity, "provider x is slow", category="learning",
+                             ts=r.now_ms()))  # fmt: skip
+        for raw in theirs:
+            r.ingest(raw)
+    asks = [
+        {}, {"include_untrusted": "false"}, {"include_untrusted": "true"},
+        {"include_untrusted": True}, {"author": other[:12], "include_untrusted": True},
+        {"author": me[:12]}, {"category": "learning"}, {"limit": 1}, {"limit": "2"},
+        {"limit": 0}, {"limit": 100000}, {"include_untrusted": "maybe"}, {"bogus": 1},
+    ]
+    client = Client(home, timeout=5.0)
+    async with served(home):
+        daemon = [await asyncio.to_thread(client.recall, "provider", **a) for a in asks]
+    assert not client.degraded
+    caplog.set_level(logging.INFO, logger="gossip.client")
+    local = [await asyncio.to_thread(client.recall, "provider", **a) for a in asks]
+    assert client.degraded
+    for ask, d, x in zip(asks, daemon, local, strict=True):
+        assert x == d, ask
+    assert len(daemon[2]) == 3 and len(daemon[1]) == 2 and daemon[4][0]["author"] == other
+    assert all("author_name" in m for m in local[0])
+    (line,) = [r for r in caplog.records if "degraded mode:" in r.getMessage()]
+    assert line.levelno == logging.WARNING  # once per outage, a warning

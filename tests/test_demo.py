@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -37,3 +44,51 @@ def test_the_forgery_walk_through_refuses_every_forgery(tmp_path):
     text = out.stdout
     assert text.count("refused —") == 4 and "ACCEPTED" not in text
     assert "the pre-delete took nothing" in text and "bob has it: True" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_stops_the_demo_its_daemons_and_removes_its_keys(tmp_path, signum):
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    demo = subprocess.Popen([str(ROOT / "scripts" / "demo")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in demo.stdout], daemon=True)
+    reader.start()
+    seen: list[str] = []
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 90
+        while not any(x.startswith("running;") for x in seen):
+            assert demo.poll() is None, "".join(seen)
+            assert time.monotonic() < deadline, "".join(seen)
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=0.5))
+        base = Path(re.search(r"data in (\S+)", seen[0])[1])
+        pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", "".join(seen))]
+        assert len(pids) == 3 and base.is_dir() and base.parent == tmp_path
+        demo.send_signal(signum)
+        assert demo.wait(30) == 0
+        reader.join(10)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        orphans = [p for p in pids if _running(p)]
+        for pid in orphans:  # leave nothing behind, even when the test fails
+            os.kill(pid, signal.SIGKILL)
+    assert not orphans, f"the demo left its daemons running: {orphans}"
+    while not lines.empty():
+        seen.append(lines.get())
+    text = "".join(seen)
+    assert "stopped the 3 daemons cleanly" in text, text[-2000:]
+    assert not base.exists(), text[-2000:]
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -77,3 +77,12 @@ def test_schemathesis_finds_no_5xx_and_no_answer_off_the_schema(case, daemon, ap
     # them depends on what earlier cases did to the daemon.
     case.call_and_validate(base_url=api_url, headers={"Authorization": f"Bearer {token}"},
                            excluded_checks=[positive_data_acceptance])  # fmt: skip
+
+
+def test_the_peer_schema_has_every_field_of_a_peer_row():
+    from dataclasses import fields
+
+    from gossip.peers import PeerInfo
+
+    schema = document()["components"]["schemas"]["Peer"]
+    assert set(schema["properties"]) == {f.name for f in fields(PeerInfo)}

@@ -24,8 +24,10 @@ pytestmark = pytest.mark.slow
 def test_serve_logs_events_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons: list):
     home = tmp_path / "a"
     ok(home, "init", "--name", "a")
-    d = Daemon(home, free_port(), []).start()
+    dead = f"127.0.0.1:{free_port()}"  # a static peer nobody answers at
+    d = Daemon(home, free_port(), [dead]).start()
     daemons.append(d)
+    wait_for(lambda: f"peer ? {dead} is backing-off via static" in d.log, "the peer log line")
     sock = home / "api.sock"
     assert stat.S_IMODE(sock.stat().st_mode) == 0o600
     status = json.loads(ok(home, "status", "--json"))
