@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import pytest
 from crdt import Replica
 from gossip.discovery.mdns import MAX_SEEN, SERVICE_TYPE, instance_name
 from gossip.peers import MAX_MDNS_ROWS
+from tests.daemons import wait_for
 
 CHILD = Path(__file__).with_name("netns_child.py")
 FORGER = Path(__file__).with_name("netns_forger.py")
@@ -208,14 +208,7 @@ class Lan:
 
 
 def until(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
+    return wait_for(condition, what, timeout)
 
 
 def make_keys(homes: list[Path], trusted: list[Path]) -> None:

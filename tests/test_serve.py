@@ -199,21 +199,14 @@ def test_peers_watch_redraws_until_interrupted(tmp_path: Path):
             watch.wait()
 
 
-def test_a_long_import_shows_progress_on_a_terminal_only(tmp_path: Path):
-    from crdt import Replica, records
-
-    with Replica.open(tmp_path / "src") as r:
-        for k in range(600):
-            r.put(records.memory(r.identity, f"lesson {k}", category="learning", ts=r.now_ms()))
-    ok(tmp_path / "src", "export", str(tmp_path / "src.exp"))
-    home = tmp_path / "a"
-    ok(home, "init")
+def on_a_terminal(home: Path, *args: str) -> tuple[subprocess.CompletedProcess, bytes]:
+    """Run `gossip ARGS` with stderr on a pseudo-terminal (where progress shows) and
+    stdout piped; returns the process and what the terminal got."""
     master, slave = os.openpty()
     try:
         env = {**os.environ, "GOSSIP_HOME": str(home)}
-        out = subprocess.run([sys.executable, "-m", "gossip.cli", "import",
-                              str(tmp_path / "src.exp")], env=env, stdout=subprocess.PIPE,
-                             stderr=slave, timeout=60)  # fmt: skip
+        out = subprocess.run([sys.executable, "-m", "gossip.cli", *args], env=env,
+                             stdout=subprocess.PIPE, stderr=slave, timeout=120)  # fmt: skip
         os.close(slave)
         slave = -1
         seen = b""
@@ -224,6 +217,19 @@ def test_a_long_import_shows_progress_on_a_terminal_only(tmp_path: Path):
         os.close(master)
         if slave != -1:
             os.close(slave)
+    return out, seen
+
+
+def test_a_long_import_shows_progress_on_a_terminal_only(tmp_path: Path):
+    from crdt import Replica, records
+
+    with Replica.open(tmp_path / "src") as r:
+        for k in range(600):
+            r.put(records.memory(r.identity, f"lesson {k}", category="learning", ts=r.now_ms()))
+    ok(tmp_path / "src", "export", str(tmp_path / "src.exp"))
+    home = tmp_path / "a"
+    ok(home, "init")
+    out, seen = on_a_terminal(home, "import", str(tmp_path / "src.exp"))
     assert out.returncode == 0 and b"600 applied" in out.stdout
     assert b"importing 600/600" in seen
     piped = gossip(home, "import", str(tmp_path / "src.exp"))  # stderr is a pipe: quiet
@@ -236,21 +242,7 @@ def test_sync_catches_up_past_one_message(tmp_path: Path, daemons: list):
     daemons.append(n1.start())
     for i in range(600):  # 600 × 8 KB ≈ 4.9 MB
         n1.post("/v1/memories", {"text": f"lesson {i} " + "x" * 8_000, "category": "bulk"})
-    master, slave = os.openpty()  # stderr on a terminal: the progress line shows
-    try:
-        env = {**os.environ, "GOSSIP_HOME": str(n2.home)}
-        args = [sys.executable, "-m", "gossip.cli", "sync", n1.address, "--json"]
-        out = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=slave, timeout=120)
-        os.close(slave)
-        slave = -1
-        seen = b""
-        with contextlib.suppress(OSError):  # EIO once the child's side is closed
-            while chunk := os.read(master, 65536):
-                seen += chunk
-    finally:
-        os.close(master)
-        if slave != -1:
-            os.close(slave)
+    out, seen = on_a_terminal(n2.home, "sync", n1.address, "--json")
     assert out.returncode == 0 and b"syncing: updates learned" in seen, seen
     report = json.loads(out.stdout)  # no daemon on n2: a node for the command
     assert report["failures"] == 0 and report["learned"] >= 600, report
