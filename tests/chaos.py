@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import random
+import re
 import signal
 import sqlite3
 import sys
@@ -43,6 +44,8 @@ from crdt import Replica
 from gossip.client import ApiRefused, ApiUnavailable
 
 from .daemons import Daemon, make_cluster
+
+WARNING = re.compile(r"^\S+ (WARNING|ERROR|CRITICAL)\b|Traceback")
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Result:
     unexpected: int = 0
     diverged: int = 0
     integrity: dict[str, str] = field(default_factory=dict)
+    log_warnings: list[str] = field(default_factory=list)  # WARNING/ERROR/Traceback lines
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     chaos_seconds: float = 0.0
@@ -92,6 +96,7 @@ class Result:
             f"({self.maybe_present} present), {self.failed} not sent, {self.refused} refused; "
             f"records per node {self.records}; lost {self.lost}, unexpected {self.unexpected}, "
             f"diverged {self.diverged}; integrity_check {integrity}; "
+            f"{len(self.log_warnings)} warning/error lines in the daemon logs; "
             f"runtime {self.seconds:.1f} s (chaos {self.chaos_seconds:.1f} s, "
             f"convergence {self.converge_seconds:.1f} s)"
         )
@@ -292,6 +297,13 @@ def run(
                 result.problems.append(f"n{node.index} store.db integrity_check: {verdict}")
             held.append(_records(home))
 
+        for node in nodes:
+            result.log_warnings += [
+                f"n{node.index}: {line}"
+                for line in node.daemon.log.splitlines()
+                if WARNING.search(line)
+            ]
+
         allowed = set(out.acked) | out.maybe
         lost: set[str] = set()
         unexpected: set[str] = set()
@@ -329,6 +341,8 @@ def run(
             node.daemon.kill()
         result.seconds = time.monotonic() - t0
         log(result.summary())
+        for line in result.log_warnings[:20]:
+            log(f"  {line}")
         if not result.ok:
             log(f"CHAOS FAILED (seed {seed}): " + "\n  ".join(["", *result.problems]))
             for node in nodes:
