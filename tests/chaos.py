@@ -307,10 +307,15 @@ def run(
         allowed = set(out.acked) | out.maybe
         lost: set[str] = set()
         unexpected: set[str] = set()
-        for recs in held:
+        for node, recs in zip(nodes, held, strict=True):
             texts = list(recs.values())
             ids = set(recs)
-            lost |= {t for t, rid in out.acked.items() if rid not in ids}
+            missing = {t for t, rid in out.acked.items() if rid not in ids}
+            if missing:
+                result.problems.append(
+                    f"n{node.index} lacks {len(missing)} acknowledged: {sorted(missing)[:10]}"
+                )
+            lost |= missing
             unexpected |= {t for t in texts if t not in allowed}
             unexpected |= {t for t in set(texts) if texts.count(t) > 1}
             unexpected |= {t for rid, t in recs.items() if t in out.acked and out.acked[t] != rid}
@@ -324,8 +329,6 @@ def run(
         result.lost = len(lost)
         result.unexpected = len(unexpected)
         result.diverged = len(diverged)
-        if lost:
-            result.problems.append(f"lost {len(lost)} acknowledged: {sorted(lost)[:10]}")
         if unexpected:
             result.problems.append(f"{len(unexpected)} unexpected: {sorted(unexpected)[:10]}")
         if diverged:
