@@ -42,7 +42,7 @@ from .. import auth, protocol
 from ..peers import Peer, PeerTable
 from ..protocol import PUSH_PATH, SYNC_PATH, RemoteProtocolError
 from .loop import EventLoop, Timer
-from .network import ANSWER, REQUEST, Endpoint, Network, Packet
+from .network import ANSWER, REQUEST, Network, Packet
 from .trace import Trace
 
 MAX_OUTBOX = 4096  # as gossip.node: beyond, anti-entropy repairs
@@ -77,7 +77,7 @@ class _Call:
     counted: int = 0  # outcomes of the exchange already counted for rejects
 
 
-class Host(Endpoint):
+class Host:
     def __init__(
         self,
         name: str,
