@@ -360,6 +360,17 @@ class Views:
                 break
         return Recall(hits, capped)
 
+    @_locked
+    def over_quota(self) -> dict[str, int]:
+        """Per author, the memories the quota hides (past ``quota_per_window`` in some
+        window): a flooding author, for `gossip inspect` to flag."""
+        out: dict[str, int] = {}
+        for (author, _), bucket in self._windows.items():
+            extra = len(bucket) - self.config.quota_per_window
+            if extra > 0:
+                out[author] = out.get(author, 0) + extra
+        return out
+
     def _within_quota(self, author: str, ts: int, mid: str) -> bool:
         bucket = self._windows.get((author, ts // self.config.quota_window_ms), [])
         return bisect.bisect_left(bucket, (ts, mid)) < self.config.quota_per_window

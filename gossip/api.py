@@ -604,7 +604,7 @@ class LocalApi:
 
     async def inspect(self, request: web.Request) -> web.Response:
         _query(request, set())
-        return _json(await self._read(lambda r, v: queries.inspect(r)))
+        return _json(await self._read(lambda r, v: queries.inspect(r, v)))
 
     async def openapi(self, request: web.Request) -> web.Response:
         from .openapi import document

@@ -1035,8 +1035,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if (api := _daemon(args)) is not None:
         info = _call(api, "GET", "/v1/inspect")
     else:
-        with _replica(args) as r:
-            info = queries.inspect(r)
+        with _replica(args) as r, Views(r) as views:
+            info = queries.inspect(r, views)
     if args.json:
         _json(info)
         return 0
@@ -1054,9 +1054,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if info["records_by_author"]:
         _out()
         rows = [[a["author"][:12], _fit(a["name"] or "-", 20),
-                 "yes" if a["trusted"] else "no", str(a["records"])]
+                 "yes" if a["trusted"] else "no", str(a["records"]),
+                 f"{a['over_quota']} hidden" if a["over_quota"] else "-"]
                 for a in info["records_by_author"]]  # fmt: skip
-        _table(["AUTHOR", "NAME", "TRUSTED", "RECORDS"], rows)
+        _table(["AUTHOR", "NAME", "TRUSTED", "RECORDS", "OVER QUOTA"], rows)
     return 0
 
 

@@ -127,7 +127,7 @@ SCHEMAS: dict[str, Schema] = {
     "Inspect": _obj({
         "records_by_kind": {"type": "object", "additionalProperties": INT},
         "records_by_author": _arr(_obj({"author": STR, "name": _null(STR), "trusted": BOOL,
-                                        "records": INT})),
+                                        "records": INT, "over_quota": INT})),
         "state_by_kind": {"type": "object", "additionalProperties": INT},
         "state_vector": _obj({"clients": INT, "clock_total": INT}),
         "store": _obj({"bytes": INT, "updates": INT, "pending": INT}),

@@ -164,11 +164,13 @@ def store_bytes(home: Path) -> int:
     return total
 
 
-def inspect(r: Replica) -> dict[str, Any]:
-    """Document statistics: records by kind and author, state entries by kind, state
-    vector size, store size, pending updates, updates rejected by rule (since the replica
-    was opened: the daemon's start, or this command)."""
+def inspect(r: Replica, views: Views) -> dict[str, Any]:
+    """Document statistics: records by kind and author (with the memories the quota
+    hides: a flooding author), state entries by kind, state vector size, store size,
+    pending updates, updates rejected by rule (since the replica was opened: the
+    daemon's start, or this command)."""
     keyring = r.keyring()
+    over = views.over_quota()
     by_kind: Counter[str] = Counter()
     by_author: Counter[str] = Counter()
     for rec in r.records().values():
@@ -182,7 +184,8 @@ def inspect(r: Replica) -> dict[str, Any]:
     return {
         "records_by_kind": dict(sorted(by_kind.items())),
         "records_by_author": [
-            {"author": a, "name": keyring.get(a), "trusted": a in keyring, "records": n}
+            {"author": a, "name": keyring.get(a), "trusted": a in keyring, "records": n,
+             "over_quota": over.get(a, 0)}
             for a, n in by_author.most_common()
         ],
         "state_by_kind": dict(sorted(state_by_kind.items())),

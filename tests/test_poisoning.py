@@ -25,6 +25,7 @@ from crdt.views import ViewConfig, Views
 from gossip import auth
 from gossip.http import HttpTransport
 from gossip.protocol import Initiator, respond
+from gossip.queries import inspect
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -242,6 +243,11 @@ async def test_a_trusted_author_flooding_is_capped(hosts) -> None:
         assert sum(h.author == flood.author for h in got.hits) == quota
         assert got.capped == {flood.author: 9 * quota}
         assert "provider x real lesson" in [h.text for h in got.hits]
+        # ...and `gossip inspect` flags it.
+        rows = inspect(victim.replica, views)["records_by_author"]
+        flagged = {a["author"]: a["over_quota"] for a in rows}
+        assert flagged == {flood.author: 9 * quota, victim.author: 0}
+        assert views.over_quota() == {flood.author: 9 * quota}
     finally:
         views.close()
 
