@@ -184,10 +184,17 @@ class Verifier:
         now_ms: Callable[[], int],
         *,
         window_ms: int = 60_000,
+        started_ms: int | None = None,
     ) -> None:
+        """``started_ms``: when this process started listening. The nonce cache lives in
+        memory, so a request signed before then could be one it already served before a
+        restart: it is refused (a peer whose clock lags ours waits that long after our
+        restart). None: no such check (the caller keeps nonces across restarts, or
+        tests a long-running server)."""
         self.keyring = keyring
         self.now_ms = now_ms
         self.window_ms = window_ms
+        self.started_ms = started_ms
         self.nonces = NonceCache(window_ms)
 
     def check_headers(self, headers: object) -> Signed:
@@ -197,6 +204,8 @@ class Verifier:
             raise Forbidden("this key is not in the peer's keyring (gossip trust add)")
         if abs(self.now_ms() - signed.created) > self.window_ms:
             raise Unauthorized("the signature's creation time is outside the window")
+        if self.started_ms is not None and signed.created <= self.started_ms:
+            raise Unauthorized("signed before this peer started (a replay across its restart?)")
         return signed
 
     def check_body(

@@ -231,7 +231,7 @@ class Node:
             )
             verifier = auth.Verifier(
                 lambda: self._keyring, self._now_ms,
-                window_ms=int(self.profile.auth_window * 1000),
+                window_ms=int(self.profile.auth_window * 1000), started_ms=self._now_ms(),
             )  # fmt: skip
             self._transport = self._factory(
                 identity, verifier, now_ms=self._now_ms,
