@@ -340,25 +340,32 @@ async def test_unreachable_peer_backs_off_and_reads_stay_fast(cluster: Cluster):
     assert time.monotonic() - started < 1.0
 
 
+@contextlib.asynccontextmanager
+async def replica_thread_held(node: Node) -> AsyncIterator[None]:
+    """The node's replica thread busy (as with a huge ingest) until the block ends."""
+    holding, gate = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        holding.set()
+        gate.wait(10)
+
+    stuck = node._worker.submit(hold)  # type: ignore[union-attr]
+    try:
+        await asyncio.to_thread(holding.wait, 5)
+        yield
+    finally:
+        gate.set()
+        await asyncio.wrap_future(stuck)
+
+
 async def test_reads_never_wait_for_the_replica_and_degrade_when_views_are_stuck(
     tmp_path: Path,
 ):
     async with Node(tmp_path / "n", profile=FAST, read_timeout=0.2) as node:
         await node.remember("visible when idle", category="learning")
         # Hold the replica's thread, as a huge ingest would: reads do not wait for it.
-        holding, gate = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            holding.set()
-            gate.wait(10)
-
-        stuck = node._worker.submit(hold)  # type: ignore[union-attr]
-        try:
-            await asyncio.to_thread(holding.wait, 5)
+        async with replica_thread_held(node):
             assert [m.text for m in node.recall("visible")] == ["visible when idle"]
-        finally:
-            gate.set()
-        await asyncio.wrap_future(stuck)
 
         # The views themselves held (a change stuck mid-record): empty after read_timeout.
         held, release = threading.Event(), threading.Event()
@@ -559,20 +566,9 @@ async def test_no_record_is_pushed_to_an_address_that_has_not_proved_its_key(tmp
 async def test_trust_on_a_stuck_replica_fails_cleanly_and_changes_nothing(tmp_path: Path):
     other = Identity.generate().public_id
     async with Node(tmp_path / "n", profile=FAST.with_(request_timeout=0.3)) as node:
-        holding, gate = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            holding.set()
-            gate.wait(10)
-
-        stuck = node._worker.submit(hold)  # type: ignore[union-attr]
-        try:
-            await asyncio.to_thread(holding.wait, 5)
+        async with replica_thread_held(node):
             with pytest.raises(GossipError, match="nothing changed"):
                 node.trust(other, "late")
-        finally:
-            gate.set()
-        await asyncio.wrap_future(stuck)
         await node.sync_now()  # the worker has run whatever was queued by now
         assert other not in node.keyring()
         node.trust(other, "now")
