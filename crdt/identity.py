@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import os
 import stat
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from .errors import IdentityError
-from .files import create_whole
+from .files import create_whole, fsync_dir
 
 KEY_FILE = "host.key"
+RETIRED_DIR = "retired"  # keys replaced by `gossip key rotate`, kept 0600 (docs/cli.md)
 
 
 def b64url(data: bytes) -> str:
@@ -92,6 +94,43 @@ class Identity:
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(data)
 
+    def _pem(self) -> bytes:
+        return self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def install(self, home: Path, *, retire: Identity) -> Path:
+        """Make this key ``home/host.key`` in place of ``retire``, which is kept as
+        ``home/retired/<its id>.key`` (0600, in a 0700 directory): it may still have to
+        sign a revocation of itself. The retired copy is written first and the new key
+        renamed over the old file, so a crash leaves the old key in place or both keys
+        on disk (``Replica.open`` finishes such a rotation); returns the retired path."""
+        home = Path(home)
+        retired = home / RETIRED_DIR
+        retired.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(retired, 0o700)
+        kept = retired / f"{retire.public_id}.key"
+        if not kept.exists():
+            create_whole(kept, lambda tmp: tmp.write_bytes(retire._pem()))
+        staged = home / f"{KEY_FILE}.next"
+        staged.unlink(missing_ok=True)
+        create_whole(staged, lambda tmp: tmp.write_bytes(self._pem()))
+        os.replace(staged, home / KEY_FILE)
+        fsync_dir(home)
+        return kept
+
+    @classmethod
+    def load_retired(cls, home: Path, public_id: str) -> Identity | None:
+        """A key this host retired (``install``), or None if it does not have it."""
+        public_key_bytes(public_id)
+        path = Path(home) / RETIRED_DIR / f"{public_id}.key"
+        if not path.exists():
+            return None
+        ident = cls.load(path.parent, path.name)
+        return ident if ident.public_id == public_id else None
+
     @classmethod
     def create(cls, home: Path) -> Identity:
         """Generate a key and write it to ``home/host.key`` (0600); refuse to overwrite.
@@ -104,11 +143,7 @@ class Identity:
         if path.exists():
             raise IdentityError(f"{path} already exists; refusing to overwrite an identity")
         ident = cls.generate()
-        pem = ident._key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        pem = ident._pem()
         try:
             create_whole(path, lambda tmp: tmp.write_bytes(pem))
         except FileExistsError:
@@ -116,9 +151,9 @@ class Identity:
         return ident
 
     @classmethod
-    def load(cls, home: Path) -> Identity:
+    def load(cls, home: Path, file: str = KEY_FILE) -> Identity:
         """Load ``home/host.key``; refuse a file that group or others may read."""
-        path = Path(home) / KEY_FILE
+        path = Path(home) / file
         try:
             st = path.stat()
         except FileNotFoundError as e:

@@ -30,6 +30,11 @@ KIND_RETRACT = "retract"
 KIND_BREAKER = "breaker"
 KIND_BENCHMARK = "benchmark"
 KIND_HOST = "host"
+# Trust records (docs/protocol.md, "Key records"): immutable, in ``records``.
+KIND_SUCCESSOR = "successor"  # the author's key hands over to ``key`` (rotation)
+KIND_REVOKE = "revoke"  # ``key`` must no longer be trusted from ``at`` on
+KIND_VOUCH = "vouch"  # the author vouches for ``key`` (an invitation was redeemed)
+TRUST_KINDS = frozenset({KIND_SUCCESSOR, KIND_REVOKE, KIND_VOUCH})
 STATE_KINDS = frozenset({KIND_BREAKER, KIND_BENCHMARK, KIND_HOST})
 BREAKER_STATES = ("open", "half_open", "closed")
 
@@ -283,3 +288,42 @@ def host(
 ) -> SignedRecord:
     fields = {"name": name, "addrs": list(addrs), "port": port, "protocol": protocol}
     return sign(identity, KIND_HOST, fields, ts=ts)
+
+
+def successor(identity: Identity, key: str, *, ts: int) -> SignedRecord:
+    """Signed by the old key: ``key`` is its successor (``gossip key rotate``)."""
+    _public_id(key)
+    if key == identity.public_id:
+        raise RecordError("a key cannot be its own successor")
+    return sign(identity, KIND_SUCCESSOR, {"key": key}, ts=ts)
+
+
+def revoke(
+    identity: Identity, key: str, *, ts: int, at: int | None = None, retroactive: bool = False,
+    reason: str = "",
+) -> SignedRecord:
+    """``key`` is revoked from ``at`` (default: now) on; ``retroactive``: all its records.
+    Honoured only when signed by ``key`` itself or by a key that vouched for it."""
+    _public_id(key)
+    fields: dict[str, Any] = {"key": key, "at": ts if at is None else int(at)}
+    if retroactive:
+        fields["retroactive"] = True
+    if reason:
+        fields["reason"] = reason
+    return sign(identity, KIND_REVOKE, fields, ts=ts)
+
+
+def vouch(identity: Identity, key: str, *, ts: int, name: str = "") -> SignedRecord:
+    """The author vouches for ``key`` (hosts with ``trust.follow_vouches`` trust it)."""
+    _public_id(key)
+    fields: dict[str, Any] = {"key": key}
+    if name:
+        fields["name"] = name
+    return sign(identity, KIND_VOUCH, fields, ts=ts)
+
+
+def _public_id(key: str) -> None:
+    try:
+        public_key_bytes(key)
+    except IdentityError as e:
+        raise RecordError(f"field 'key': {e}") from None

@@ -33,7 +33,7 @@ from typing import Any
 import pycrdt
 from pycrdt import Doc, Map
 
-from . import wire
+from . import records, wire
 from .errors import (
     GossipError,
     IdentityError,
@@ -43,7 +43,7 @@ from .errors import (
     StoreError,
     UpdateError,
 )
-from .identity import KEY_FILE, Identity, public_key_bytes, verify
+from .identity import KEY_FILE, RETIRED_DIR, Identity, public_key_bytes, verify
 from .lock import DataDirLock
 from .records import SignedRecord
 from .rules import (
@@ -106,10 +106,12 @@ class Replica:
         lock: DataDirLock,
         limits: ReplicaLimits,
         now_ms: Callable[[], int],
+        *,
+        owner: str | None = None,
     ) -> None:
         self.home = home
         self.identity = identity
-        self.author = identity.public_id
+        self.author = owner or identity.public_id
         self.limits = limits
         self.now_ms = now_ms
         self._store = store
@@ -130,6 +132,7 @@ class Replica:
         self._trust_listeners: list[Callable[[], None]] = []
         # Read by views from any thread: replaced whole, never mutated in place.
         self._keyring: dict[str, str] = {self.author: "self", **store.keyring()}
+        self._removed: frozenset[str] = frozenset(store.removed())
         self._main = Doc(client_id=self.client)
         self._main_maps = {r: self._main.get(r, type=Map) for r in ROOTS}
         self._snapshot_seq = 0
@@ -191,6 +194,15 @@ class Replica:
             store = Store.open(home)
             try:
                 author = store.get_meta("author")
+                finish = (
+                    author is not None and author != identity.public_id
+                    and (home / RETIRED_DIR / f"{author}.key").exists()
+                )  # fmt: skip
+                if finish:  # a rotation that crashed after installing the new key
+                    replica = cls(home, identity, store, lock, limits or ReplicaLimits(),
+                                  now_ms or _ms, owner=author)  # fmt: skip
+                    replica._adopt(identity, str(author))
+                    return replica
                 if author != identity.public_id:
                     raise StoreError(
                         f"{store.path} belongs to {str(author)[:12]}…, not to this host key "
@@ -357,26 +369,75 @@ class Replica:
         return dict(self._keyring)
 
     def trust(self, author: str, name: str = "") -> None:
-        """Trust ``author`` (a public id) when reading; IdentityError if it is not one."""
+        """Trust ``author`` (a public id) when reading; IdentityError if it is not one.
+        Undoes an earlier ``distrust`` of it."""
         public_key_bytes(author)
         self._store.trust(author, name, self.now_ms())
+        removed = self._store.removed()
+        if author in removed:
+            self._store.set_removed(removed - {author})
         self._notify_trust()
 
     def distrust(self, author: str) -> bool:
-        """Stop trusting ``author``; False if it was not trusted. This host stays trusted."""
+        """Stop trusting ``author``, also when a vouch or a successor record names it
+        (``removed``); False if it was not in the keyring. This host stays trusted."""
         if author == self.author:
             raise GossipError("a host always trusts itself; it cannot remove its own key")
-        removed = self._store.distrust(author)
+        public_key_bytes(author)
+        was = self._store.distrust(author)
+        self._store.set_removed(self._store.removed() | {author})
         self._notify_trust()
-        return removed
+        return was
+
+    def removed(self) -> frozenset[str]:
+        """Keys removed by hand: ``crdt.trust`` never trusts them."""
+        return frozenset(self._removed)
 
     def _notify_trust(self) -> None:
         self._keyring = {self.author: "self", **self._store.keyring()}
-        for listener in self._trust_listeners:
+        self._removed = frozenset(self._store.removed())
+        for listener in list(self._trust_listeners):
             listener()
 
     def on_trust_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after each change of the keyring or of this host's key."""
         self._trust_listeners.append(listener)
+
+    def off_trust_change(self, listener: Callable[[], None]) -> None:
+        if listener in self._trust_listeners:
+            self._trust_listeners.remove(listener)
+
+    # -- key rotation ------------------------------------------------------------------
+
+    def rotate(self, new: Identity) -> tuple[SignedRecord, SignedUpdate | None]:
+        """Hand this host over to key ``new`` (``gossip key rotate``).
+
+        The old key signs a ``successor`` record naming the new one (durable before
+        anything else changes), then ``new`` becomes ``host.key`` and the old key is
+        kept in ``retired/`` (``Identity.install``), then the store is re-owned: the new
+        key gets a fresh epoch (so its client id is its own), and the old key stays in
+        the keyring as ``self (retired)``, so its past records keep counting here. The
+        replica keeps every stored update of the old key and keeps verifying them.
+        Returns the successor record and the update that carries it."""
+        old = self.identity
+        if new.public_id == old.public_id or new.public_id in self._keyring:
+            raise IdentityError("the new key must be a fresh key, not one this host knows")
+        rec = records.successor(old, new.public_id, ts=self.now_ms())
+        su = self.put(rec)
+        new.install(self.home, retire=old)
+        self._adopt(new, old)
+        return rec, su
+
+    def _adopt(self, new: Identity, old_author: Identity | str) -> None:
+        """Make the store ``new``'s (the last step of a rotation, also after a crash)."""
+        old = old_author if isinstance(old_author, str) else old_author.public_id
+        epoch = secrets.randbits(52)
+        self._store.trust(old, "self (retired)", self.now_ms())
+        self._store.set_meta({"author": new.public_id, "epoch": str(epoch)})
+        self.identity, self.author, self.epoch = new, new.public_id, epoch
+        self.client = derive_client(self.author, self.epoch)
+        self._build_twin()  # local writes are transactions on the twin: new client id
+        self._notify_trust()
 
     @property
     def pending_count(self) -> int:

@@ -17,6 +17,7 @@ a synchronous all-or-nothing commit; and it has no notion of who delivered an up
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -221,6 +222,19 @@ class Store:
         with self._transaction():
             cur = self._db.execute("DELETE FROM keyring WHERE author = ?", (author,))
         return cur.rowcount > 0
+
+    def removed(self) -> set[str]:
+        """Keys removed by hand (`gossip trust remove`): never trusted, whoever vouches
+        for them or names them as a successor. Kept in ``meta`` (no schema change)."""
+        raw = self.get_meta("removed")
+        try:
+            found = json.loads(raw) if raw else []
+        except ValueError:
+            raise StoreCorrupt(f"{self.path}: the removed-keys list is damaged") from None
+        return {k for k in found if isinstance(k, str)} if isinstance(found, list) else set()
+
+    def set_removed(self, keys: set[str]) -> None:
+        self.set_meta({"removed": json.dumps(sorted(keys))})
 
     # -- updates ---------------------------------------------------------------------
 

@@ -3,8 +3,11 @@
 Replication is not judgement (invariant 8): the document holds every valid author's
 records. Judgement happens here, when reading:
 
-- **trust** — only authors in the keyring (which always includes this host) count,
-  unless the caller asks for untrusted ones too (they are then marked ``trusted: false``);
+- **trust** — only authors of the effective trusted set count (``crdt.trust``: the
+  keyring, which always includes this host, plus honoured successors and, with
+  ``follow_vouches``, vouched keys, minus revoked and removed keys; a revoked key's
+  records up to its revocation still count), unless the caller asks for untrusted ones
+  too (they are then marked ``trusted: false``);
 - **retraction** — a memory is hidden once *its own author* retracts it (anyone else's
   retraction of it is ignored), and once it has expired;
 - **quota** — each author's memories are capped per time window (by their ``ts``), so a
@@ -37,10 +40,12 @@ from .records import (
     KIND_BREAKER,
     KIND_MEMORY,
     KIND_RETRACT,
+    TRUST_KINDS,
     SignedRecord,
     split_state_key,
 )
 from .replica import Replica
+from .trust import TrustSet, effective_trust
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -75,6 +80,9 @@ class ViewConfig:
     # once older than the max age: recent measurements win, stale ones never mislead.
     bench_half_life_ms: int = DAY_MS
     bench_max_age_ms: int = 7 * DAY_MS
+    # Trust the keys that trusted keys vouch for (invitations, `trust.follow_vouches`):
+    # off by default, so that only a human adds keys to this host's trust.
+    follow_vouches: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,14 +191,52 @@ class Views:
         self._benches: dict[tuple[str, str], dict[str, SignedRecord]] = {}
         self._bench_keys: dict[str, tuple[str, str]] = {}  # state key -> (subject, metric)
         self._windows: dict[tuple[str, int], list[tuple[int, str]]] = {}  # quota buckets
+        self._trust_records: dict[str, SignedRecord] = {}  # successor, revoke, vouch
+        self._trust = TrustSet(frozenset())
+        self._trust_listeners: list[Callable[[TrustSet], None]] = []
+        self._building = False
         self.rebuild()
         replica.on_change(self._on_change)
+        replica.on_trust_change(self._refresh_trust)
 
     @_locked
     def close(self) -> None:
         """Stop following the replica and free the index (idempotent)."""
         self.replica.off_change(self._on_change)
+        self.replica.off_trust_change(self._refresh_trust)
         self._db.close()
+
+    # -- trust -------------------------------------------------------------------------
+
+    def trust(self) -> TrustSet:
+        """The effective trusted set (``crdt.trust.effective_trust``), as of the last
+        change of the keyring or of a trust record. Safe from any thread."""
+        return self._trust
+
+    def trust_records(self) -> list[SignedRecord]:
+        """Every successor, revoke and vouch record, oldest first (for `gossip show`)."""
+        with self.lock:
+            return sorted(self._trust_records.values(), key=lambda r: (r.ts, r.id))
+
+    def on_trust_change(self, listener: Callable[[TrustSet], None]) -> None:
+        """Call ``listener(trust)`` when the trusted set changes, in the thread that
+        changed it (the replica's), holding the views' lock: keep it short."""
+        self._trust_listeners.append(listener)
+
+    @_locked
+    def _refresh_trust(self) -> None:
+        if self._building:
+            return
+        trust = effective_trust(
+            self.replica.keyring(), self._trust_records.values(),
+            removed=self.replica.removed(), follow_vouches=self.config.follow_vouches,
+            self_key=self.replica.author,
+        )  # fmt: skip
+        changed = trust != self._trust
+        self._trust = trust
+        if changed:
+            for listener in list(self._trust_listeners):
+                listener(trust)
 
     def __enter__(self) -> Views:
         return self
@@ -211,10 +257,16 @@ class Views:
         self._benches.clear()
         self._bench_keys.clear()
         self._windows.clear()
-        for key, rec in self.replica.records().items():
-            self._on_change("records", key, rec)
-        for key, rec in self.replica.state().items():
-            self._on_change("state", key, rec)
+        self._trust_records.clear()
+        self._building = True
+        try:
+            for key, rec in self.replica.records().items():
+                self._on_change("records", key, rec)
+            for key, rec in self.replica.state().items():
+                self._on_change("state", key, rec)
+        finally:
+            self._building = False
+        self._refresh_trust()
 
     @_locked
     def _on_change(self, root: str, key: str, rec: SignedRecord | None) -> None:
@@ -255,6 +307,11 @@ class Views:
 
     def _add_record(self, rec: SignedRecord) -> None:
         f = rec.fields
+        if rec.kind in TRUST_KINDS:
+            if rec.id not in self._trust_records:
+                self._trust_records[rec.id] = rec
+                self._refresh_trust()
+            return
         if rec.kind == KIND_RETRACT:
             if isinstance(f.get("target"), str):
                 self._db.execute(
@@ -310,7 +367,7 @@ class Views:
         Hidden: untrusted authors (unless ``include_untrusted``), memories retracted by
         their own author, expired ones, and those over their author's quota."""
         now = self.now_ms()
-        keyring = self.replica.keyring()
+        trust = self._trust
         where = [
             "NOT EXISTS (SELECT 1 FROM retractions r "
             "WHERE r.target = m.id AND r.author = m.author)",  # only the author's own counts
@@ -328,8 +385,14 @@ class Views:
             where.append("EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)")
             args.append(tag)
         if not include_untrusted:
-            where.append(f"m.author IN ({','.join('?' * len(keyring))})")
-            args.extend(keyring)
+            # Trusted keys, and revoked ones up to their cutoff (ts <= cutoff).
+            keys = sorted(trust.keys)
+            terms = [f"m.author IN ({','.join('?' * len(keys))})"]
+            args.extend(keys)
+            for who, cutoff in sorted(trust.cutoffs.items()):
+                terms.append("(m.author = ? AND m.ts <= ?)")
+                args.extend((who, cutoff))
+            where.append(f"({' OR '.join(terms)})")
         match = _fts_query(query) if query else None
         if query and match is None:
             return Recall([])  # only punctuation: nothing can match
@@ -353,7 +416,7 @@ class Views:
                 capped[who] = capped.get(who, 0) + 1
                 continue
             hits.append(
-                Memory(mid, text, cat, subj, json.loads(tags), who, ts, who in keyring,
+                Memory(mid, text, cat, subj, json.loads(tags), who, ts, trust.counts(who, ts),
                        expires, supersedes)
             )  # fmt: skip
             if len(hits) >= limit:
@@ -386,7 +449,7 @@ class Views:
         if row is None:
             return None
         mid, text, cat, subj, tags, who, ts, expires, supersedes = row
-        trusted = who in self.replica.keyring()
+        trusted = self._trust.counts(who, ts)
         return Memory(mid, text, cat, subj, json.loads(tags), who, ts, trusted, expires, supersedes)
 
     # -- breakers ----------------------------------------------------------------------
@@ -406,11 +469,11 @@ class Views:
         ``resets_at``; half_open from then until the grace period ends (or when a host
         says half_open); closed otherwise."""
         now = self.now_ms()
-        keyring = self.replica.keyring()
+        trust = self._trust
         grace = self.config.breaker_grace_ms
         obs: list[BreakerObservation] = []
         for author, rec in self._breakers.get(name, {}).items():
-            trusted = author in keyring
+            trusted = trust.counts(author, rec.ts)
             if not (trusted or include_untrusted):
                 continue
             f = rec.fields
@@ -467,12 +530,12 @@ class Views:
         (ages relative to the newest, which changes no ratio); observations older than
         ``bench_max_age`` are rejected (and counted as stale)."""
         now = self.now_ms()
-        keyring = self.replica.keyring()
+        trust = self._trust
         cfg = self.config
         counted: list[tuple[int, dict[str, Any], str, str]] = []  # recorded, summary, ..
         stale = 0
         for author, rec in sorted(self._benches.get((subject, metric), {}).items()):
-            if author not in keyring and not include_untrusted:
+            if not trust.counts(author, rec.ts) and not include_untrusted:
                 continue
             f = rec.fields
             recorded = _int(f.get("recorded_at"))

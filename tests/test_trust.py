@@ -1,0 +1,188 @@
+"""The effective trusted set (crdt.trust) and the read side that uses it: successor,
+revoke and vouch records, with forgeries that must be ignored, over real replicas."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from crdt import Identity, Replica, records
+from crdt.identity import KEY_FILE, RETIRED_DIR
+from crdt.trust import effective_trust
+from crdt.views import ViewConfig, Views
+from tests.forge import Writer
+
+T = 1_790_000_000_000
+
+
+class Now:
+    def __init__(self, t: int = T) -> None:
+        self.t = t
+
+    def __call__(self) -> int:
+        return self.t
+
+
+def mem(w: Writer, text: str, ts: int) -> bytes:
+    return w.put(records.memory(w.identity, text, category="learning", ts=ts)).raw
+
+
+def texts(views: Views, **kw) -> list[str]:
+    return sorted(h.text for h in views.recall(**kw).hits)
+
+
+@pytest.fixture
+def me(open_replica):
+    return open_replica("me")
+
+
+# -- the pure function --------------------------------------------------------------------
+
+
+def test_successor_needs_the_old_keys_signature():
+    old, new, stranger = Identity.generate(), Identity.generate(), Identity.generate()
+    real = records.successor(old, new.public_id, ts=T)
+    forged = records.successor(stranger, Identity.generate().public_id, ts=T)
+    trust = effective_trust({old.public_id: "desk"}, [real, forged])
+    assert trust.keys == {old.public_id, new.public_id}
+    assert trust.successors == {old.public_id: new.public_id}
+    assert trust.names[new.public_id] == "desk"
+    assert trust.current(old.public_id) == new.public_id
+
+
+def test_first_successor_wins_and_none_after_revocation():
+    old, real, rogue = Identity.generate(), Identity.generate(), Identity.generate()
+    recs = [records.successor(old, real.public_id, ts=T),
+            records.successor(old, rogue.public_id, ts=T + 10)]  # fmt: skip
+    trust = effective_trust({old.public_id: ""}, recs)
+    assert real.public_id in trust and rogue.public_id not in trust
+    # The owner rotated and revoked the old key from T + 5: a thief's later successor,
+    # even the only one, is ignored, while the real one (before the cutoff) stands.
+    revoke = records.revoke(old, old.public_id, ts=T + 5)
+    only_rogue = effective_trust({old.public_id: ""}, [recs[1], revoke])
+    assert rogue.public_id not in only_rogue
+    both = effective_trust({old.public_id: ""}, [*recs, revoke])
+    assert real.public_id in both and old.public_id not in both
+    assert both.counts(old.public_id, T + 5) and not both.counts(old.public_id, T + 6)
+
+
+def test_revoke_by_itself_and_by_its_voucher_honoured_by_a_stranger_ignored():
+    voucher, key, stranger = Identity.generate(), Identity.generate(), Identity.generate()
+    ring = {voucher.public_id: "v", key.public_id: "k"}
+    by_stranger = records.revoke(stranger, key.public_id, ts=T)
+    assert key.public_id in effective_trust(ring, [by_stranger])
+    by_itself = records.revoke(key, key.public_id, ts=T)
+    assert key.public_id not in effective_trust(ring, [by_itself])
+    # A voucher's revocation counts only with its vouch record, and only if trusted.
+    by_voucher = records.revoke(voucher, key.public_id, ts=T + 1, retroactive=True)
+    assert key.public_id in effective_trust(ring, [by_voucher])
+    vouch = records.vouch(voucher, key.public_id, ts=T)
+    trust = effective_trust(ring, [vouch, by_voucher])
+    assert key.public_id not in trust and trust.cutoffs[key.public_id] == -1
+    untrusted_voucher = effective_trust({key.public_id: "k"}, [vouch, by_voucher])
+    assert key.public_id in untrusted_voucher
+    # This host never revokes itself in its own eyes.
+    assert key.public_id in effective_trust(ring, [by_itself], self_key=key.public_id)
+
+
+def test_vouches_count_only_when_followed_and_removed_keys_never():
+    voucher, guest = Identity.generate(), Identity.generate()
+    vouch = records.vouch(voucher, guest.public_id, ts=T, name="guest")
+    ring = {voucher.public_id: "v"}
+    assert guest.public_id not in effective_trust(ring, [vouch])
+    followed = effective_trust(ring, [vouch], follow_vouches=True)
+    assert guest.public_id in followed and followed.vouched == {guest.public_id: voucher.public_id}
+    removed = effective_trust(ring, [vouch], follow_vouches=True, removed={guest.public_id})
+    assert guest.public_id not in removed
+
+
+# -- the views over a real replica --------------------------------------------------------
+
+
+def test_recall_hides_records_after_the_revocation_or_all_with_retroactive(me):
+    now = Now(T + 1000)
+    views = Views(me, now_ms=now)
+    friend = Writer()
+    me.trust(friend.id, "friend")
+    me.ingest(mem(friend, "before the theft", ts=T))
+    me.ingest(mem(friend, "after the theft", ts=T + 100))
+    assert texts(views) == ["after the theft", "before the theft"]
+    me.ingest(friend.put(records.revoke(friend.identity, friend.id, ts=T + 50)))
+    assert texts(views) == ["before the theft"]
+    assert friend.id not in views.trust()
+    # Still in the document, for audit; show() explains it as untrusted.
+    hidden = [m for m in views.recall(include_untrusted=True).hits if not m.trusted]
+    assert [m.text for m in hidden] == ["after the theft"]
+    assert views.memory(hidden[0].id) is not None and not views.memory(hidden[0].id).trusted
+    me.ingest(friend.put(records.revoke(friend.identity, friend.id, ts=T + 60,
+                                        retroactive=True)))  # fmt: skip
+    assert texts(views) == []
+    assert len(views.recall(include_untrusted=True).hits) == 2
+
+
+def test_follow_vouches_config_decides(open_replica):
+    a = open_replica("a")
+    inviter, guest = Writer(), Writer()
+    a.trust(inviter.id, "inviter")
+    a.ingest(inviter.put(records.vouch(inviter.identity, guest.id, ts=T)))
+    a.ingest(mem(guest, "guest lesson", ts=T))
+    off = Views(a, now_ms=Now())
+    on = Views(a, ViewConfig(follow_vouches=True), now_ms=Now())
+    assert texts(off) == [] and texts(on) == ["guest lesson"]
+    a.distrust(guest.id)  # removed by hand: the vouch no longer counts
+    assert texts(on) == []
+    a.trust(guest.id, "guest")
+    assert texts(on) == ["guest lesson"]
+
+
+def test_rotate_keeps_old_records_trusted_and_verifiable(tmp_path, clock):
+    home = tmp_path / "host"
+    r = Replica.open(home, now_ms=clock)
+    old = r.identity
+    r.put(records.memory(old, "written by the old key", category="c", ts=clock()))
+    old_client = r.client
+    new = Identity.generate()
+    rec, su = r.rotate(new)
+    assert su is not None and su.author == old.public_id and rec.fields["key"] == new.public_id
+    assert r.author == new.public_id and r.client != old_client
+    r.put(records.memory(new, "written by the new key", category="c", ts=clock()))
+    views = Views(r, now_ms=clock)
+    assert texts(views) == ["written by the new key", "written by the old key"]
+    assert r.keyring()[old.public_id] == "self (retired)"
+    r.close()
+    # The key files: the new key in place, the old one kept 0600 under retired/.
+    assert Identity.load(home).public_id == new.public_id
+    kept = home / RETIRED_DIR / f"{old.public_id}.key"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / RETIRED_DIR).stat().st_mode) == 0o700
+    assert Identity.load_retired(home, old.public_id).public_id == old.public_id
+    # Reopening replays and re-verifies every stored update, the old key's included.
+    with Replica.open(home, now_ms=clock) as again:
+        assert again.author == new.public_id
+        with Views(again, now_ms=clock) as v:
+            assert texts(v) == ["written by the new key", "written by the old key"]
+        # A peer that trusts only the old key trusts the new one through the successor.
+        peer = Replica.open(tmp_path / "peer", now_ms=clock)
+        try:
+            peer.trust(old.public_id, "host")
+            for u in again.updates_for({}):
+                peer.ingest(u)
+            with Views(peer, now_ms=clock) as pv:
+                assert new.public_id in pv.trust()
+                assert texts(pv) == ["written by the new key", "written by the old key"]
+        finally:
+            peer.close()
+
+
+def test_a_rotation_that_crashed_after_the_key_swap_is_finished_on_open(tmp_path, clock):
+    home = tmp_path / "host"
+    with Replica.open(home, now_ms=clock) as r:
+        old = r.identity
+        r.put(records.successor(old, (new := Identity.generate()).public_id, ts=clock()))
+        new.install(home, retire=old)  # the crash: the store still names the old key
+    assert os.path.exists(home / KEY_FILE)
+    with Replica.open(home, now_ms=clock) as r:
+        assert r.author == new.public_id
+        assert r.keyring()[old.public_id] == "self (retired)"
