@@ -299,7 +299,12 @@ def successor(identity: Identity, key: str, *, ts: int) -> SignedRecord:
 
 
 def revoke(
-    identity: Identity, key: str, *, ts: int, at: int | None = None, retroactive: bool = False,
+    identity: Identity,
+    key: str,
+    *,
+    ts: int,
+    at: int | None = None,
+    retroactive: bool = False,
     reason: str = "",
 ) -> SignedRecord:
     """``key`` is revoked from ``at`` (default: now) on; ``retroactive``: all its records.

@@ -179,9 +179,7 @@ def effective_trust(
         if rev is not None:
             revoked[key] = rev
     final = _reach(roots, removed, successors, vouches, revoked, follow_vouches)
-    cutoffs = {
-        k: (-1 if r.retroactive else r.at) for k, r in revoked.items() if k in final.reached
-    }
+    cutoffs = {k: (-1 if r.retroactive else r.at) for k, r in revoked.items() if k in final.reached}
     return TrustSet(
         keys=frozenset(final.reached - set(revoked)),
         cutoffs=cutoffs,
