@@ -16,8 +16,9 @@ The rules (docs/threat-model.md, "Key rotation and revocation"):
   record id) wins, so a thief of a rotated key cannot redirect its trust later; and a
   successor signed after the old key's revocation took effect is ignored.
 - **revoke**: honoured when signed by the revoked key itself (anyone holding a key may
-  retire it), or by a trusted key that vouched for it (a ``vouch`` or ``successor``
-  record naming it). A voucher's authority is judged against the trust that
+  retire it), by a trusted key that vouched for it (a ``vouch`` or ``successor``
+  record naming it), or by one of its honoured successors (a host revoking the key it
+  rotated away from). A voucher's authority is judged against the trust that
   self-revocations alone leave, so the answer never depends on record order. Revoked
   keys leave the trusted set (no exchange); their records with ``ts`` up to the
   revocation's ``at`` still count, none of them when it is ``retroactive``. Several
@@ -83,6 +84,20 @@ class TrustSet:
             seen.add(nxt)
             key = nxt
         return key
+
+    def can_revoke(self, author: str, key: str, records: Iterable[SignedRecord]) -> bool:
+        """Would a revoke of ``key`` signed by ``author`` be honoured here?"""
+        if author == key:
+            return True
+        if author not in self.keys:
+            return False
+        if author in _chain(self.successors, key):
+            return True
+        return any(
+            r.author == author and r.kind in (KIND_VOUCH, KIND_SUCCESSOR)
+            and r.fields.get("key") == key
+            for r in records
+        )  # fmt: skip
 
     def how(self, key: str) -> str:
         """Why ``key`` is (not) trusted, in a few words, for `gossip trust list`."""
@@ -169,10 +184,11 @@ def effective_trust(
     for key, found in revokes.items():
         if key == self_key:
             continue
+        heirs = first.heirs(key)
         ok = [
             r for r in found
             if r[0] == key
-            or (r[0] in vouchers.get(key, ()) and r[0] in first.keys
+            or ((r[0] in vouchers.get(key, ()) or r[0] in heirs) and r[0] in first.keys
                 and r[1] <= first.edge_cutoff(r[0], revoked))
         ]  # fmt: skip
         rev = merged(key, ok)
@@ -200,6 +216,10 @@ class _Reach:
     @property
     def keys(self) -> set[str]:
         return self.reached
+
+    def heirs(self, key: str) -> set[str]:
+        """The honoured successors of ``key``, transitively."""
+        return _chain(self.successors, key)
 
     def edge_cutoff(self, key: str, revoked: Mapping[str, Revocation]) -> int:
         rev = revoked.get(key)
@@ -240,6 +260,13 @@ def _reach(
                 out.vouched[key] = k
                 out.names[key] = why
             queue.append(key)
+    return out
+
+
+def _chain(successors: Mapping[str, str], key: str) -> set[str]:
+    out: set[str] = set()
+    while (key := successors.get(key, "")) and key not in out:
+        out.add(key)
     return out
 
 

@@ -218,6 +218,13 @@ class Views:
         with self.lock:
             return sorted(self._trust_records.values(), key=lambda r: (r.ts, r.id))
 
+    def can_revoke(self, author: str, key: str) -> bool:
+        """Would a revoke of ``key`` by ``author`` be honoured (``crdt.trust``)? A host
+        may not revoke itself."""
+        if key == self.replica.author:
+            return False
+        return self._trust.can_revoke(author, key, self.trust_records())
+
     def on_trust_change(self, listener: Callable[[TrustSet], None]) -> None:
         """Call ``listener(trust)`` when the trusted set changes, in the thread that
         changed it (the replica's), holding the views' lock: keep it short."""

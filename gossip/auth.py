@@ -62,6 +62,10 @@ class Unauthorized(AuthError):
     status = 401
 
 
+class BadSignature(Unauthorized):
+    """The signature does not verify (for this recipient): HTTP 401."""
+
+
 class Forbidden(AuthError):
     """A well-identified key that is not in our keyring: HTTP 403."""
 
@@ -196,6 +200,13 @@ class Verifier:
         self.window_ms = window_ms
         self.started_ms = started_ms
         self.nonces = NonceCache(window_ms)
+        # Keys this host retired while running (``gossip key rotate``): a request
+        # addressed to one is still served, and answered signed by it, so that peers
+        # that have not switched to the new key yet see no failed exchange.
+        self.retired: dict[str, Identity] = {}
+        # While peers may not know this host's new key yet, the node signs requests to a
+        # recipient with the key this returns (None: the transport's own identity).
+        self.request_signer: Callable[[str], Identity | None] | None = None
 
     def check_headers(self, headers: object) -> Signed:
         """Everything that needs no body: who, and when. Run before reading the body."""
@@ -225,11 +236,11 @@ class Verifier:
                               recipient=recipient, request_nonce=request_nonce)  # fmt: skip
         if not verify(signed.key, signed.sig, base):
             if role == "request":
-                raise Unauthorized(
+                raise BadSignature(
                     "the signature does not verify (not signed for this peer, or body/headers "
                     "changed)"
                 )
-            raise Unauthorized("the signature does not verify (body or headers changed)")
+            raise BadSignature("the signature does not verify (body or headers changed)")
         if not self.nonces.check_and_add(signed.key, signed.nonce, self.now_ms()):
             raise Unauthorized(
                 "this nonce was already used (a replayed request), or too many "

@@ -178,6 +178,9 @@ class Config:
     peers: tuple[str, ...] = ()
     mdns: MdnsSettings = MdnsSettings()
     tailnet: TailnetSettings = TailnetSettings()
+    # [trust] follow_vouches: trust the keys that trusted hosts vouch for (invitations,
+    # `gossip trust invite`). Off: only a human adds a key here (docs/threat-model.md).
+    follow_vouches: bool = False
 
     @classmethod
     def default(cls) -> Config:
@@ -214,6 +217,11 @@ class Config:
         else:
             lines += ["", "# [tailnet]  (docs/discovery.md; on with profile tailnet)"]
             lines += ['# tags = ["tag:gossip"]']
+        if self.follow_vouches:
+            lines += ["", "[trust]", "follow_vouches = true"]
+        else:
+            lines += ["", "# [trust]  (docs/cli.md: admit invited hosts without `trust add`)"]
+            lines += ["# follow_vouches = true"]
         return "\n".join(lines) + "\n"
 
     def network_profile(self) -> Profile:
@@ -286,7 +294,8 @@ def load(home: Path) -> Config:
         raise ConfigError(f"{path}: {e}") from None
 
 
-KNOWN_SETTINGS = frozenset({"name", "profile", "listen", "peers", "mdns", "tailnet"})
+KNOWN_SETTINGS = frozenset({"name", "profile", "listen", "peers", "mdns", "tailnet", "trust"})
+TRUST_SETTINGS = frozenset({"follow_vouches"})
 MDNS_SETTINGS = frozenset({"enabled", "interfaces"})
 TAILNET_SETTINGS = frozenset({"enabled", "command", "file", "tags", "hostname", "port", "interval"})
 
@@ -383,7 +392,16 @@ def _from_toml(data: dict[str, Any]) -> Config:
         peers=tuple(check_address(p) for p in peers),
         mdns=mdns_settings(data),
         tailnet=tailnet_settings(data),
+        follow_vouches=follow_vouches(data),
     )
+
+
+def follow_vouches(data: dict[str, Any]) -> bool:
+    """``follow_vouches`` of the ``[trust]`` section of a parsed config file."""
+    value = _section(data, "trust", TRUST_SETTINGS).get("follow_vouches", False)
+    if not isinstance(value, bool):
+        raise ConfigError("'follow_vouches' in [trust] must be true or false")
+    return value
 
 
 def create(home: Path, config: Config) -> Path:

@@ -57,7 +57,8 @@ from typing import Any, Protocol, TypeVar
 
 from crdt import GossipError, Identity, Outcome, Replica, SignedRecord, records
 from crdt.records import KIND_BREAKER, KIND_HOST, split_state_key
-from crdt.views import Benchmark, Breaker, Memory, Views
+from crdt.trust import TrustSet
+from crdt.views import Benchmark, Breaker, Memory, ViewConfig, Views
 
 from . import auth, config, protocol
 from .addresses import machine_addresses
@@ -67,7 +68,7 @@ from .discovery.mdns import MdnsDiscovery, Sighting
 from .discovery.tailnet import TailnetDiscovery, TailnetPeer
 from .events import BreakerChanged, Event, PeerChanged, RecordAdded, Subscription
 from .http import HttpTransport, join_address, split_address
-from .peers import UNKNOWN_KEY, Peer, PeerInfo, PeerTable
+from .peers import ALIVE, BACKING_OFF, UNKNOWN_KEY, Peer, PeerInfo, PeerTable
 from .protocol import RemoteProtocolError
 from .transport import (
     PUSH_PATH,
@@ -105,6 +106,20 @@ class TransportFactory(Protocol):
     ) -> Transport: ...
 
 
+ROTATION_GRACE = 10  # anti-entropy intervals a rotation signs with the old key at most
+
+
+@dataclass(frozen=True)
+class _Rotation:
+    """A key rotation in progress: ``old`` signs requests to peers that may not have
+    the successor record yet (at clock ``end`` of ``client``), until ``deadline_ms``."""
+
+    old: Identity
+    client: int
+    end: int
+    deadline_ms: int
+
+
 @dataclass(frozen=True)
 class SyncReport:
     """What ``sync_now`` did."""
@@ -134,12 +149,15 @@ class Node:
         tailnet: bool = False,
         mdns_settings: MdnsSettings | None = None,
         tailnet_settings: TailnetSettings | None = None,
+        follow_vouches: bool | None = None,
     ) -> None:
         """``mdns`` / ``tailnet`` turn on those discovery sources; their settings come
         from the ``[mdns]`` / ``[tailnet]`` sections of ``home/config.toml`` unless
         given here. ``advertise``: the addresses our host announcement names (default:
         the listen address, or this machine's for a wildcard); ``[]`` writes none, for
-        a node that lives one command (its port would mislead peers)."""
+        a node that lives one command (its port would mislead peers).
+        ``follow_vouches``: trust keys that trusted hosts vouch for (default: ``[trust]
+        follow_vouches`` of the config file)."""
         self.home = Path(home).expanduser()
         self.profile = profile if isinstance(profile, Profile) else Profile.named(profile)
         self._listen = config.check_address(listen)
@@ -157,7 +175,16 @@ class Node:
         self._transport: Transport | None = None
         self._identity: Identity | None = None
         self._table: PeerTable | None = None
+        # The effective trusted set (crdt.trust, via the views): the one source of "do we
+        # trust this key" for exchange auth (auth.Verifier), peer selection (PeerTable)
+        # and anything else that asks (TLS pinning). Replaced whole, from the replica's
+        # thread, before the change that caused it is acknowledged.
         self._keyring: frozenset[str] = frozenset()
+        self._trust = TrustSet(frozenset())
+        self._follow_vouches = follow_vouches
+        self._verifier: auth.Verifier | None = None
+        self._rotation: _Rotation | None = None
+        self._retired_keys: dict[str, Identity] = {}
         self._address: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -233,6 +260,8 @@ class Node:
                 lambda: self._keyring, self._now_ms,
                 window_ms=int(self.profile.auth_window * 1000), started_ms=self._now_ms(),
             )  # fmt: skip
+            verifier.retired.update(self._retired_keys)
+            self._verifier = verifier
             self._transport = self._factory(
                 identity, verifier, now_ms=self._now_ms,
                 limits=ServerLimits(max_body_bytes=self.profile.max_body_bytes),
@@ -320,6 +349,7 @@ class Node:
         try:
             if (
                 self._name is None
+                or self._follow_vouches is None
                 or (self._use_mdns and self._mdns_settings is None)
                 or (self._use_tailnet and self._tailnet_settings is None)
             ):
@@ -327,10 +357,21 @@ class Node:
                 self._name = cfg.name if self._name is None else self._name
                 self._mdns_settings = self._mdns_settings or cfg.mdns
                 self._tailnet_settings = self._tailnet_settings or cfg.tailnet
-            self._views = Views(replica)
+                if self._follow_vouches is None:
+                    self._follow_vouches = cfg.follow_vouches
+            self._views = Views(replica, ViewConfig(follow_vouches=bool(self._follow_vouches)))
             replica.on_change(self._on_change)
-            replica.on_trust_change(self._on_trust_change)
-            self._keyring = frozenset(replica.keyring())
+            self._views.on_trust_change(self._on_trust_set)
+            self._trust = self._views.trust()
+            self._keyring = frozenset(self._trust.keys)
+            # Keys this host retired (`gossip key rotate`) and still has: peers that have
+            # not learnt the successor yet keep reaching us by them, after a restart too.
+            self._retired_keys = {
+                k: ident
+                for k in self._trust.successors
+                if self._trust.current(k) == replica.author
+                and (ident := Identity.load_retired(self.home, k)) is not None
+            }
         except BaseException:
             replica.close()
             raise
@@ -366,9 +407,26 @@ class Node:
         if rec is not None:
             self._changes.append((root, key, rec))
 
-    def _on_trust_change(self) -> None:
-        replica = self._require_replica()
-        self._keyring = frozenset(replica.keyring())
+    def _on_trust_set(self, trust: TrustSet) -> None:
+        """Worker thread (inside a replica call): the effective trusted set changed."""
+        self._trust = trust
+        self._keyring = frozenset(trust.keys)
+        if self._loop is not None and self._state in ("starting", "running"):
+            with contextlib.suppress(RuntimeError):  # the loop is gone
+                self._loop.call_soon_threadsafe(self._trust_changed)
+
+    def _trust_changed(self) -> None:
+        """Loop thread: rows of rotated keys take their successor's key; rows of keys no
+        longer trusted stop being exchanged with; refused ones are retried."""
+        table = self._table
+        if table is None:
+            return
+        trust = self._trust
+        for p in table:
+            if p.key is not None and (new := trust.current(p.key)) != p.key:
+                table.rekey(p.key, new)
+        table.keyring_changed(self._now_ms())
+        self._wake.set()
 
     def _after_job(self) -> None:
         """Worker thread, after each job: turn the noted changes into events."""
@@ -506,6 +564,91 @@ class Node:
     def keyring(self) -> dict[str, str]:
         """Trusted keys, id -> name (this host included)."""
         return self._require_replica().keyring()
+
+    def trust_set(self) -> TrustSet:
+        """The effective trusted set (keyring, successors, vouches, revocations): what
+        exchange auth and peer selection use (``crdt.trust``)."""
+        return self._trust
+
+    # -- key rotation and revocation -----------------------------------------------------
+
+    async def rotate_key(self) -> str:
+        """Switch this host to a fresh key, without a failed exchange; returns its id.
+
+        The old key signs a ``successor`` record (pushed at once); the replica, our host
+        announcement and our answers move to the new key. Peers that have not learnt
+        the successor yet keep working: a request addressed to the old key is still
+        answered by it (``Verifier.retired``), and requests to a peer are signed by the
+        old key until the peer's state vector shows it holds the successor record (or
+        ``ROTATION_GRACE`` rounds passed)."""
+        new = Identity.generate()
+
+        def job() -> tuple[Identity, Any]:
+            replica = self._require_replica()
+            old = replica.identity
+            _, su = replica.rotate(new)
+            return old, su
+
+        old, su = await self._call(job)
+        verifier, table = self._require(self._verifier), self._require(self._table)
+        verifier.retired[old.public_id] = old
+        self._retired_keys[old.public_id] = old
+        self._identity = new
+        self.transport.identity = new
+        table.self_key = new.public_id
+        if su is not None:
+            deadline = self._now_ms() + int(ROTATION_GRACE * self.profile.interval * 1000)
+            self._rotation = _Rotation(old, su.client, su.header.end, deadline)
+            verifier.request_signer = self._request_signer
+            self._queue_push([su.raw], covers={su.client: su.header.end})
+        self._learn_hosts(await self._call(self._announce))
+        self._wake.set()
+        log.info("rotated the host key: %s… now signs for %s…", new.public_id[:12],
+                 old.public_id[:12])  # fmt: skip
+        return new.public_id
+
+    def _request_signer(self, recipient: str) -> Identity | None:
+        """During a rotation: the old key for a peer not yet known to hold the successor
+        record (it may not trust the new key), else None (the new key)."""
+        rot, table = self._rotation, self._table
+        if rot is None or table is None:
+            return None
+        row = table.by_key(recipient) if recipient else None
+        if row is not None and (row.last_sv or {}).get(rot.client, 0) >= rot.end:
+            return None
+        return rot.old
+
+    def _end_rotation_if_known(self) -> None:
+        """Sign every request with the new key once every live trusted peer holds the
+        successor record, or once the grace is over (a peer away that long learns the
+        successor from the others, or from us: we still answer by the old key)."""
+        rot, table = self._rotation, self._table
+        if rot is None or table is None:
+            return
+        live = [p for p in table if p.key in self._keyring and p.state in (ALIVE, BACKING_OFF)]
+        known = all(p.last_sv is not None and p.last_sv.get(rot.client, 0) >= rot.end
+                    for p in live)  # fmt: skip
+        if known or self._now_ms() >= rot.deadline_ms:
+            self._rotation = None
+            if self._verifier is not None:
+                self._verifier.request_signer = None
+
+    async def revoke(self, key: str, *, retroactive: bool = False, reason: str = "") -> str:
+        """Publish a signed ``revoke`` of ``key``; returns the record id. Allowed for a
+        key this host vouched for, or one of its own retired keys (its successor is
+        ours); GossipError otherwise (use ``distrust``, which is local)."""
+
+        def make(identity: Identity, now: int) -> SignedRecord:
+            views = self._views
+            if views is None or not views.can_revoke(identity.public_id, key):
+                raise GossipError(
+                    f"this host cannot revoke {key[:12]}…: only the key itself, a host that "
+                    "vouched for it, or its successor can (`gossip trust remove` without "
+                    "publishing is local)"
+                )
+            return records.revoke(identity, key, ts=now, retroactive=retroactive, reason=reason)
+
+        return (await self._write(make)).id
 
     def _now(self, change: Callable[[], object]) -> list[SignedRecord]:
         """Run a small replica change at once (ahead of queued work, between the chunks
@@ -723,6 +866,7 @@ class Node:
         jitter = int(self.profile.interval * 1000)
         chosen = table.select(now, self.profile.fanout, jitter_ms=jitter)
         await self._exchanges(chosen)
+        self._end_rotation_if_known()
 
     async def _exchanges(self, chosen: list[Peer]) -> list[int | None]:
         if not chosen:
@@ -833,7 +977,8 @@ class Node:
             table.cancelled(peer)
             return None
         learned = ex.result.learned
-        row = table.learn_key(peer, key) if key is not None else None
+        # A host that rotated may still answer by its old key: the row takes the new one.
+        row = table.learn_key(peer, self._trust.current(key)) if key is not None else None
         if row is not None:
             table.success(row, self._now_ms(), rtt_ms=rtt_ms, bytes_in=bytes_in,
                           bytes_out=bytes_out, ours=ex.result.ours,
@@ -899,7 +1044,7 @@ class Node:
         except GossipError as e:  # the node is closing
             log.debug("push to %s abandoned: %s", peer.label, e)
             return
-        row = table.learn_key(peer, key)
+        row = table.learn_key(peer, self._trust.current(key))
         if row is not None:
             table.success(row, self._now_ms(), bytes_in=len(answer), bytes_out=len(body),
                           theirs=theirs, exchange=False)  # fmt: skip
@@ -931,9 +1076,12 @@ class Node:
         if table is None:
             return
         now = self._now_ms()
+        retired = self._verifier.retired if self._verifier is not None else {}
         for rec in hosts:
             if rec.author not in self._keyring or rec.author == table.self_key:
                 continue
+            if rec.author in retired or self._trust.current(rec.author) != rec.author:
+                continue  # a rotated key: its successor announces the host
             addresses = _announced_addresses(rec)
             if addresses:
                 name = rec.fields.get("name")

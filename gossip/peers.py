@@ -356,6 +356,29 @@ class PeerTable:
             row.claimed = False
         return row
 
+    def rekey(self, old: str, new: str) -> Peer | None:
+        """The host of key ``old`` now signs with ``new`` (an honoured successor record):
+        its row takes the new key, merging into a row already known by it. Returns the
+        row that holds ``new``, or None if ``old`` has none (or ``new`` is ourselves)."""
+        row = self.by_key(old)
+        if row is None or old == new:
+            return None
+        if new == self.self_key:
+            self.remove(row)
+            return None
+        other = self.by_key(new)
+        if other is None:
+            row.key = new
+            row.claimed = False
+            self._notify(row, "changed")
+            return row
+        self.remove(row)
+        firm = [a for a in row.addresses if a not in row.unproven]
+        merged = self.add(firm or row.addresses, row.source, key=new, claim=not firm)
+        if merged is not None:
+            merged.sources |= row.sources
+        return merged
+
     def _prove(self, peer: Peer, address: str) -> None:
         """A signed answer came from ``address``: it is no longer a mere claim."""
         if address and address in peer.unproven:

@@ -124,17 +124,29 @@ async def serve(
     body = await read_body(limits.max_body_bytes)
     if body is None:
         return error_reply(413, f"body over {limits.max_body_bytes} bytes")
-    try:
-        verifier.check_body(signed, role="request", method=method, path=path, body=body,
-                            recipient=me)  # fmt: skip
-    except auth.AuthError as e:
-        return refused(e)
+    # A request addressed to a key this host retired (rotation grace, auth.Verifier) is
+    # served too, and answered by that key.
+    responder = identity
+    for candidate in (identity, *verifier.retired.values()):
+        try:
+            verifier.check_body(signed, role="request", method=method, path=path, body=body,
+                                recipient=candidate.public_id)  # fmt: skip
+        except auth.BadSignature as e:
+            if candidate is identity:
+                first = e
+            continue
+        except auth.AuthError as e:
+            return refused(e)
+        responder = candidate
+        break
+    else:
+        return refused(first)
     try:
         out = await handler(path, body, signed.key)
     except RemoteProtocolError as e:
         return error_reply(400, str(e))
     headers_out = auth.sign(
-        identity, role="response", method=method, path=path, body=out, now_ms=now_ms(),
+        responder, role="response", method=method, path=path, body=out, now_ms=now_ms(),
         request_nonce=signed.nonce,
     )  # fmt: skip
     return Reply(200, out, {"Content-Type": CONTENT_TYPE, **headers_out})
@@ -218,8 +230,12 @@ async def request_with_retry(
     sent once more, expecting that key to sign the answer. A hint naming a key we do
     not trust ends there (PeerMisbehaved, as an answer signed by an untrusted key
     would): no request is ever signed for a key outside our keyring on a hint's word."""
+    def signer(recipient: str) -> Identity:
+        chosen = verifier.request_signer(recipient) if verifier.request_signer else None
+        return chosen or identity
+
     recipient = expected_key if expected_key is not None else ""
-    headers = sign_request(identity, path, body, now_ms(), recipient)
+    headers = sign_request(signer(recipient), path, body, now_ms(), recipient)
     status, answer_headers, answer = await send_once(headers)
     hint = _key_hint(status, answer_headers) if expected_key is None else None
     if hint is None:
@@ -237,7 +253,7 @@ async def request_with_retry(
         err.__context__ = auth.Forbidden(f"{hint} is not in our keyring")
         err.__suppress_context__ = True
         raise err
-    headers = sign_request(identity, path, body, now_ms(), hint)
+    headers = sign_request(signer(hint), path, body, now_ms(), hint)
     status, answer_headers, answer = await send_once(headers)
     return check_response(verifier, path=path, status=status, headers=answer_headers,
                           body=answer, request_headers=headers, expected_key=hint)  # fmt: skip
@@ -247,7 +263,10 @@ class Transport(Protocol):
     """A way to reach peers and be reached. ``request`` returns the verified response
     body and the responder's key; it raises only PeerError subclasses. With
     ``expected_key`` it makes one delivery; without, it may make two (the first one
-    learns the peer's key from a 401: ``request_with_retry``)."""
+    learns the peer's key from a 401: ``request_with_retry``). ``identity`` signs
+    requests and answers; the node replaces it when it rotates its key."""
+
+    identity: Identity
 
     async def start(self, listen: str, handler: Handler) -> str:
         """Start serving; return the address actually bound ("host:port")."""

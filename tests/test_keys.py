@@ -1,0 +1,128 @@
+"""Key rotation, revocation and invitations on running nodes over HTTP on 127.0.0.1.
+
+Failed exchanges are counted from the nodes' own peer events: a failure always moves
+a row out of ``alive`` (backing-off, unknown-key, down), which the table announces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+
+from crdt.files import create_whole
+from crdt.identity import KEY_FILE, RETIRED_DIR
+from gossip.events import PeerChanged
+from gossip.node import Node
+from gossip.peers import ALIVE
+from tests.test_node import FAST, Cluster, until
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+
+class Failures:
+    """Every row of every node that left ``alive`` (or carried an error) while watched."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str | None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def watch(self, node: Node) -> None:
+        async def run() -> None:
+            async for event in node.events():
+                if isinstance(event, PeerChanged) and event.change == "changed":
+                    info = event.peer
+                    if info.state not in (ALIVE, "new") or info.last_error:
+                        self.seen.append((node.address, info.state, info.last_error))
+
+        self._tasks.append(asyncio.create_task(run()))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def mesh(nodes: list[Node]) -> None:
+    """Wait until every node has every other one as an alive peer with its key."""
+
+    def full() -> bool:
+        for n in nodes:
+            alive = {p.key for p in n.peers() if p.state == ALIVE}
+            if not {m.id for m in nodes if m is not n} <= alive:
+                return False
+        return True
+
+    await until(full, "a full mesh of alive peers", timeout=30.0)
+
+
+async def test_rotation_in_a_five_node_cluster_fails_no_exchange(tmp_path: Path):
+    async with contextlib.AsyncExitStack() as stack:
+        cluster = Cluster("http", tmp_path, stack)
+        nodes = await cluster.grow(5)
+        await mesh(nodes)
+        failures = Failures()
+        for n in nodes:
+            failures.watch(n)
+        await asyncio.sleep(0)  # let the watchers subscribe
+        host = nodes[0]
+        old = host.id
+        await host.remember("written by the old key", category="learning")
+        new = await host.rotate_key()
+        assert host.id == new != old
+        await host.remember("written by the new key", category="learning")
+        for text in ("written by the old key", "written by the new key"):
+            await until(lambda t=text: all(any(m.text == t for m in n.recall(t)) for n in nodes),
+                        f"{text!r} everywhere")  # fmt: skip
+        # Every peer trusts the new key through the successor record, still trusts the
+        # old one (its past records count), and addresses the host by its new key.
+        for n in nodes[1:]:
+            await until(lambda n=n: new in n.trust_set(), "the successor honoured")
+            assert old in n.trust_set()
+        await until(lambda: all(any(p.key == new for p in n.peers()) for n in nodes[1:]),
+                    "every peer row re-keyed to the new key")  # fmt: skip
+        assert not any(p.key == old for n in nodes for p in n.peers())
+        await until(lambda: host._rotation is None, "requests signed by the new key")
+        # A few more rounds everywhere, now with the new key on both sides.
+        for _ in range(3):
+            reports = await asyncio.gather(*(n.sync_now() for n in nodes))
+            assert sum(r.failures for r in reports) == 0
+        await failures.stop()
+        assert failures.seen == []
+        memories = nodes[3].recall("written")
+        assert {m.author for m in memories} == {old, new} and all(m.trusted for m in memories)
+
+
+async def test_a_revoked_key_is_refused_everywhere_within_a_few_rounds(tmp_path: Path):
+    """The host's key was stolen: it rotates, then revokes the old key (as its successor).
+    A thief running a node with the stolen key is refused by every node."""
+    async with contextlib.AsyncExitStack() as stack:
+        cluster = Cluster("http", tmp_path, stack)
+        nodes = await cluster.grow(4)
+        await mesh(nodes)
+        victim = nodes[3]
+        stolen = victim.id
+        await victim.remember("before the theft", category="learning")
+        await victim.rotate_key()
+        await victim.revoke(stolen)
+        others = nodes[:3]
+        await until(lambda: all(stolen not in n.trust_set() and victim.id in n.trust_set()
+                                for n in others), "the revocation honoured everywhere")  # fmt: skip
+        # The thief: a node of its own, with a copy of the stolen key as its host key.
+        thief_home = tmp_path / "thief"
+        thief_home.mkdir(mode=0o700)
+        key = (victim.home / RETIRED_DIR / f"{stolen}.key").read_bytes()
+        create_whole(thief_home / KEY_FILE, lambda tmp: tmp.write_bytes(key))
+        thief = Node(thief_home, peers=[n.address for n in others], profile=FAST, advertise=[])
+        await stack.enter_async_context(thief)
+        report = await thief.sync_now()
+        assert report.exchanges == 0 and report.failures == 3
+        assert {p.state for p in thief.peers()} == {"unknown-key"}  # 403 from each
+        # What the key wrote before its revocation still counts everywhere.
+        assert all(recalled_now(n, "before the theft") for n in others)
+
+
+def recalled_now(node: Node, text: str) -> bool:
+    return any(m.text == text for m in node.recall(text))
