@@ -378,14 +378,16 @@ class Replica:
             self._store.set_removed(removed - {author})
         self._notify_trust()
 
-    def distrust(self, author: str) -> bool:
+    def distrust(self, author: str, *, block: bool = True) -> bool:
         """Stop trusting ``author``, also when a vouch or a successor record names it
-        (``removed``); False if it was not in the keyring. This host stays trusted."""
+        (``removed``; not with ``block=False``, which only takes it out of the keyring);
+        False if it was not in the keyring. This host stays trusted."""
         if author == self.author:
             raise GossipError("a host always trusts itself; it cannot remove its own key")
         public_key_bytes(author)
         was = self._store.distrust(author)
-        self._store.set_removed(self._store.removed() | {author})
+        if block:
+            self._store.set_removed(self._store.removed() | {author})
         self._notify_trust()
         return was
 

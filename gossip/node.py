@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import logging
 import random
 import threading
@@ -60,7 +61,7 @@ from crdt.records import KIND_BREAKER, KIND_HOST, split_state_key
 from crdt.trust import TrustSet
 from crdt.views import Benchmark, Breaker, Memory, ViewConfig, Views
 
-from . import auth, config, protocol
+from . import auth, config, invites, protocol
 from .addresses import machine_addresses
 from .config import ConfigError, MdnsSettings, Profile, TailnetSettings
 from .discovery import OFF, OK, DiscoveryStatus
@@ -71,6 +72,7 @@ from .http import HttpTransport, join_address, split_address
 from .peers import ALIVE, BACKING_OFF, UNKNOWN_KEY, Peer, PeerInfo, PeerTable
 from .protocol import RemoteProtocolError
 from .transport import (
+    JOIN_PATH,
     PUSH_PATH,
     SYNC_PATH,
     PeerError,
@@ -185,6 +187,7 @@ class Node:
         self._verifier: auth.Verifier | None = None
         self._rotation: _Rotation | None = None
         self._retired_keys: dict[str, Identity] = {}
+        self._join_lock = asyncio.Lock()  # one redemption at a time (invites.json)
         self._address: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -570,6 +573,97 @@ class Node:
         exchange auth and peer selection use (``crdt.trust``)."""
         return self._trust
 
+    # -- invitations ---------------------------------------------------------------------
+
+    async def invite(self, *, ttl: float = invites.DEFAULT_TTL_S, name: str = "") -> invites.Token:
+        """A single-use invitation token for a new host (`gossip trust invite`); it names
+        our key and the addresses we announce, and expires after ``ttl`` seconds."""
+        host, port = split_address(self.address)
+        hosts = self._advertise if self._advertise else _advertised(host)
+        addresses = [join_address(h.strip("[]"), port) for h in hosts]
+        return await asyncio.to_thread(
+            invites.Invitations(self.home).issue, self.id, addresses, now=self._now_ms(),
+            ttl_s=ttl, name=name,
+        )  # fmt: skip
+
+    async def _redeem(self, body: bytes, joiner: str) -> bytes:
+        """A newcomer proves an invitation's secret: trust it, vouch for it, and tell it
+        whom we trust (it trusts them too, unless it asked not to)."""
+        async with self._join_lock:
+            try:
+                entry = await asyncio.to_thread(
+                    invites.Invitations(self.home).redeem, self.id, joiner, body,
+                    now=self._now_ms(),
+                )  # fmt: skip
+            except invites.InviteError as e:
+                log.info("refused an invitation redemption by %s…: %s", joiner[:12], e)
+                raise RemoteProtocolError(str(e)) from None
+        name = str(entry["name"])
+        self.trust(joiner, name)
+        await self._write(lambda i, now: records.vouch(i, joiner, ts=now, name=name))
+        self._keyring_changed(await self._call(self._host_records, priority=READ))
+        trust = self._trust
+        members = {k: trust.names.get(k, "") for k in sorted(trust.keys) if k != joiner}
+        members[self.id] = self._name or ""
+        log.info("admitted %s… (%s) by invitation", joiner[:12], name or "no name")
+        return records.canonical({"inviter": self.id, "members": members})
+
+    async def join(self, token: str, *, name: str = "", members: bool = True) -> dict[str, Any]:
+        """Redeem an invitation (`gossip trust join TOKEN`): trust the inviter's key,
+        prove the token's secret to it, and (``members``) trust the keys it trusts.
+        InviteError (nothing trusted) if the token is bad, used, expired or the inviter
+        unreachable."""
+        tok = invites.decode(token)
+        if tok.inviter == self.id:
+            raise invites.InviteError("this is this host's own invitation")
+        if tok.expires_at <= self._now_ms():
+            raise invites.InviteError("this invitation has expired; ask for a new one")
+        keyring = self.keyring()
+        had = tok.inviter in keyring
+        self.trust(tok.inviter, keyring.get(tok.inviter) or name or "inviter")
+        body = invites.join_body(tok, self.id, self._name or "")
+        answer: bytes | None = None
+        error = "no address in the token"
+        for address in tok.addresses:
+            try:
+                answer, _ = await self.transport.request(
+                    address, JOIN_PATH, body, expected_key=tok.inviter
+                )
+                break
+            except PeerRefused as e:
+                if e.status in (400, 403):
+                    error = str(e).removeprefix("peer answered 400: ")
+                    break
+                error = str(e)
+            except PeerError as e:
+                error = str(e)
+        if answer is None:
+            if not had:  # as if we never tried (not a removal: a later join may work)
+                self._keyring_changed(
+                    self._now(lambda: self._require_replica().distrust(tok.inviter, block=False))
+                )
+            raise invites.InviteError(f"the invitation was not accepted: {error}")
+        added = []
+        if members:
+            try:
+                offered = json.loads(answer).get("members", {})
+            except (ValueError, AttributeError):
+                offered = {}
+            keyring = self.keyring()
+            for key, who in sorted(offered.items() if isinstance(offered, dict) else []):
+                if key == self.id or key in keyring or key in self._require_replica().removed():
+                    continue
+                label = who if isinstance(who, str) and who.isprintable() and len(who) <= 64 else ""
+                try:
+                    self.trust(key, label)
+                except GossipError:
+                    continue  # not a public id: the inviter's answer is not our problem
+                added.append(key)
+        table = self._require(self._table)
+        table.add(list(tok.addresses), "exchange", key=tok.inviter, now=self._now_ms())
+        self._keyring_changed(await self._call(self._host_records, priority=READ))
+        return {"inviter": tok.inviter, "trusted": [tok.inviter, *added]}
+
     # -- key rotation and revocation -----------------------------------------------------
 
     async def rotate_key(self) -> str:
@@ -744,9 +838,7 @@ class Node:
         return found if found is not None else closed
 
     def breakers(self, *, include_untrusted: bool = False) -> list[Breaker]:
-        return self._read(
-            lambda v: v.breakers(include_untrusted=include_untrusted), [], "breakers"
-        )
+        return self._read(lambda v: v.breakers(include_untrusted=include_untrusted), [], "breakers")
 
     def benchmark(
         self, subject: str, metric: str, *, include_untrusted: bool = False
@@ -802,6 +894,8 @@ class Node:
 
     async def _handle(self, path: str, body: bytes, peer_key: str) -> bytes:
         """The transport's handler: an authenticated request body from ``peer_key``."""
+        if path == JOIN_PATH:
+            return await self._redeem(body, peer_key)
         # A DIGEST only reads: it jumps queued ingests, so that peers checking whether we
         # are in sync are not kept waiting (and backing us off) during a large catch-up.
         digest = len(body) > 4 and body[4] == protocol.MessageType.DIGEST

@@ -34,7 +34,11 @@ from crdt.identity import public_key_bytes
 from . import auth
 from .protocol import PUSH_PATH, SYNC_PATH, RemoteProtocolError
 
-PATHS = (SYNC_PATH, PUSH_PATH)
+# Redeems an invitation (gossip/invites.py): the one endpoint a key outside the keyring
+# may call; its request is still signed (for us, within the window, never replayed),
+# and the node answers 400 unless the body proves an invitation's secret.
+JOIN_PATH = "/v1/join"
+PATHS = (SYNC_PATH, PUSH_PATH, JOIN_PATH)
 CONTENT_TYPE = "application/vnd.sm-gossip"
 
 
@@ -116,9 +120,11 @@ async def serve(
         return error_reply(e.status, str(e), key_hint=me if e.status == 401 else None)
 
     try:
-        signed = verifier.check_headers(headers)
+        signed = verifier.check_headers(headers, known=path != JOIN_PATH)
     except auth.AuthError as e:
         return refused(e)
+    if path == JOIN_PATH:  # small JSON: an unknown key never makes us read much
+        limits = ServerLimits(max_body_bytes=min(limits.max_body_bytes, 4096))
     if content_length is not None and content_length > limits.max_body_bytes:
         return error_reply(413, f"body over {limits.max_body_bytes} bytes")
     body = await read_body(limits.max_body_bytes)

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import stat
 from pathlib import Path
 
 import pytest
 
+from crdt import Identity
 from crdt.files import create_whole
 from crdt.identity import KEY_FILE, RETIRED_DIR
 from gossip.events import PeerChanged
+from gossip.invites import Invitations, InviteError, decode, join_body
 from gossip.node import Node
 from gossip.peers import ALIVE
-from tests.test_node import FAST, Cluster, until
+from tests.test_node import FAST, Cluster, create_hosts, until
+
+T = 1_790_000_000_000
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -126,3 +131,63 @@ async def test_a_revoked_key_is_refused_everywhere_within_a_few_rounds(tmp_path:
 
 def recalled_now(node: Node, text: str) -> bool:
     return any(m.text == text for m in node.recall(text))
+
+
+async def test_invite_and_join_admit_a_host_in_two_steps(tmp_path: Path):
+    homes = [tmp_path / n for n in ("a", "b", "d")]
+    await asyncio.to_thread(create_hosts, homes)
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(home: Path, peers: list[str], follow: bool) -> Node:
+            node = Node(home, peers=peers, profile=FAST, listen="127.0.0.1:0",
+                        follow_vouches=follow)  # fmt: skip
+            return await stack.enter_async_context(node)
+
+        a = await start(homes[0], [], False)
+        b = await start(homes[1], [a.address], True)  # honours vouches
+        d = await start(homes[2], [a.address], False)  # does not
+        await mesh([a, b, d])
+        newcomer = await start(tmp_path / "c", [], False)
+        token = (await a.invite(name="laptop")).encode()
+        assert token.startswith("smg1.") and "\n" not in token
+        joined = await newcomer.join(token)
+        assert joined["inviter"] == a.id
+        assert set(joined["trusted"]) == {a.id, b.id, d.id}  # the inviter's circle
+        assert newcomer.id in a.trust_set() and a.keyring()[newcomer.id] == "laptop"
+        await newcomer.remember("a lesson from the newcomer", category="learning")
+        await until(lambda: recalled_now(b, "a lesson from the newcomer"), "b trusts the vouch")
+        await until(lambda: recalled_now(a, "a lesson from the newcomer"), "a has it")
+        await until(lambda: any(m.text == "a lesson from the newcomer"
+                                for m in d.recall("newcomer", include_untrusted=True)),
+                    "d holds it")  # fmt: skip
+        assert newcomer.id not in d.trust_set() and not recalled_now(
+            d, "a lesson from the newcomer"
+        )
+        # Single use: another host presenting the same token is refused, and trusts nobody.
+        other = await start(tmp_path / "e", [], False)
+        with pytest.raises(InviteError, match="already used"):
+            await other.join(token)
+        assert a.id not in other.trust_set()
+        # Expired, and damaged, tokens fail before any network.
+        late = await a.invite(ttl=0.001)
+        await asyncio.sleep(0.01)
+        with pytest.raises(InviteError, match="expired"):
+            await other.join(late.encode())
+        with pytest.raises(InviteError, match="damaged"):
+            await other.join(token[:-6])
+
+
+def test_invitations_refuse_expired_wrong_and_reused_proofs(tmp_path: Path):
+    inviter, joiner, thief = (Identity.generate().public_id for _ in range(3))
+    store = Invitations(tmp_path)
+    tok = store.issue(inviter, ["127.0.0.1:7471"], now=T, ttl_s=60)
+    assert stat.S_IMODE((tmp_path / "invites.json").stat().st_mode) == 0o600
+    assert decode(tok.encode()) == tok and tok.secret not in repr(tok)
+    with pytest.raises(InviteError, match="expired"):
+        store.redeem(inviter, joiner, join_body(tok, joiner, "j"), now=T + 61_000)
+    # The proof is bound to the joiner's key: a thief replaying it under its own key fails.
+    with pytest.raises(InviteError, match="does not match"):
+        store.redeem(inviter, thief, join_body(tok, joiner, "j"), now=T)
+    assert store.redeem(inviter, joiner, join_body(tok, joiner, "j"), now=T) == {"name": "j"}
+    with pytest.raises(InviteError, match="already used"):
+        store.redeem(inviter, thief, join_body(tok, thief, "t"), now=T)

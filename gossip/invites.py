@@ -1,0 +1,163 @@
+"""Invitation tokens: admit a new host in two commands (`gossip trust invite` on a
+member, `gossip trust join TOKEN` on the newcomer) instead of N² `trust add`s.
+
+A token is one line, ``smg1.<base64url of canonical JSON>``, carrying the inviter's key
+(``k``), the addresses of its peer server (``a``), an invitation id (``i``), a random
+one-time secret (``s``, 32 bytes) and an expiry (``e``, ms since the epoch). The joiner
+trusts the key in the token (whoever gave it the token vouches for it, as for a
+`trust add`), and proves the secret to the inviter on the inviter's peer port
+(``JOIN_PATH``): a request signed by the joiner's own key, whose body holds
+``HMAC-SHA256(secret, "sm-gossip-join-v1\\n<inviter>\\n<joiner>\\n<id>")``, so the proof
+is bound to both keys and useless to anyone who sees it. The inviter checks it against
+``invites.json`` in its data dir (mode 0600, like the host key), marks the invitation
+used *before* it trusts anyone (single use, also across a crash), and publishes a
+``vouch`` for the joiner.
+
+This module owns the token format, the proof and the invitation file; it never logs a
+secret, and an error message never contains one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crdt import GossipError
+from crdt.files import create_whole, fsync_dir
+from crdt.identity import b64url, public_key_bytes, unb64url
+from crdt.records import canonical
+
+PREFIX = "smg1."
+INVITES_FILE = "invites.json"
+DEFAULT_TTL_S = 24 * 3600.0
+MAX_TOKEN_CHARS = 4096
+_PROOF_TAG = "sm-gossip-join-v1"
+
+
+class InviteError(GossipError):
+    """A token that is malformed, unknown here, expired or already used."""
+
+
+@dataclass(frozen=True)
+class Token:
+    inviter: str
+    addresses: tuple[str, ...]
+    id: str
+    secret: str
+    expires_at: int
+
+    def encode(self) -> str:
+        body = canonical({"k": self.inviter, "a": list(self.addresses), "i": self.id,
+                          "s": self.secret, "e": self.expires_at})  # fmt: skip
+        return PREFIX + b64url(body)
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"Token(inviter={self.inviter[:12]}…, id={self.id}, expires_at={self.expires_at})"
+
+
+def decode(text: str) -> Token:
+    """Parse a token; InviteError (without echoing it) if it is not one."""
+    text = text.strip() if isinstance(text, str) else ""
+    if not text.startswith(PREFIX) or len(text) > MAX_TOKEN_CHARS:
+        raise InviteError("not an invitation token (they start with smg1.)")
+    try:
+        fields = json.loads(unb64url(text[len(PREFIX) :]))
+    except (ValueError, UnicodeError):
+        raise InviteError("the invitation token is damaged (copy it whole, on one line)") from None
+    if not isinstance(fields, dict):
+        raise InviteError("the invitation token is damaged")
+    k, a, i, s, e = (fields.get(x) for x in ("k", "a", "i", "s", "e"))
+    try:
+        public_key_bytes(k)  # type: ignore[arg-type]
+        if len(unb64url(s)) != 32 or not 0 < len(unb64url(i)) <= 16:  # type: ignore[arg-type]
+            raise ValueError
+    except (GossipError, ValueError, TypeError):
+        raise InviteError("the invitation token is damaged (bad key, id or secret)") from None
+    if not isinstance(a, list) or not all(isinstance(x, str) and x for x in a) or len(a) > 16:
+        raise InviteError("the invitation token is damaged (bad addresses)")
+    if not isinstance(e, int) or isinstance(e, bool):
+        raise InviteError("the invitation token is damaged (bad expiry)")
+    return Token(k, tuple(a), i, s, e)  # type: ignore[arg-type]
+
+
+def proof(token: Token, joiner: str) -> str:
+    """What the joiner sends: the secret's MAC over both keys and the invitation id."""
+    msg = f"{_PROOF_TAG}\n{token.inviter}\n{joiner}\n{token.id}".encode()
+    return b64url(hmac.new(unb64url(token.secret), msg, hashlib.sha256).digest())
+
+
+def join_body(token: Token, joiner: str, name: str) -> bytes:
+    return canonical({"id": token.id, "proof": proof(token, joiner), "name": name})
+
+
+class Invitations:
+    """The invitations this host issued: ``home/invites.json`` (0600), rewritten whole
+    (temporary file, fsync, rename) at each change. Used ones stay (with who used them)
+    until they expire, so a reuse gets a clear "already used"."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = Path(home) / INVITES_FILE
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise InviteError(f"{self.path} is not readable: {type(e).__name__}") from None
+        return data if isinstance(data, dict) else {}
+
+    def _save(self, data: dict[str, dict[str, Any]]) -> None:
+        staged = self.path.with_name(f"{INVITES_FILE}.next")
+        staged.unlink(missing_ok=True)
+        text = json.dumps(data, sort_keys=True)
+        create_whole(staged, lambda tmp: tmp.write_text(text, "utf-8"))
+        os.replace(staged, self.path)
+        fsync_dir(self.path.parent)
+
+    def issue(self, inviter: str, addresses: list[str], *, now: int, ttl_s: float,
+              name: str = "") -> Token:  # fmt: skip
+        """A new single-use invitation, valid ``ttl_s`` seconds."""
+        token = Token(inviter, tuple(addresses), b64url(secrets.token_bytes(9)),
+                      b64url(secrets.token_bytes(32)), now + round(ttl_s * 1000))  # fmt: skip
+        data = {k: v for k, v in self._load().items() if v.get("expires_at", 0) > now}
+        data[token.id] = {"secret": token.secret, "expires_at": token.expires_at,
+                          "name": name, "used_by": None}  # fmt: skip
+        self._save(data)
+        return token
+
+    def redeem(self, inviter: str, joiner: str, body: bytes, *, now: int) -> dict[str, Any]:
+        """Check a joiner's proof and use the invitation up; returns its entry (with the
+        name it was issued for). InviteError says why not (never with the secret)."""
+        try:
+            req = json.loads(body)
+            iid, given = req["id"], req["proof"]
+            if not isinstance(iid, str) or not isinstance(given, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise InviteError("a join request is {id, proof, name}") from None
+        data = self._load()
+        entry = data.get(iid)
+        if not isinstance(entry, dict):
+            raise InviteError("no such invitation here (or it expired long ago)")
+        token = Token(inviter, (), iid, str(entry.get("secret")), int(entry.get("expires_at", 0)))
+        if not hmac.compare_digest(proof(token, joiner), given):
+            raise InviteError("the invitation proof does not match (wrong token?)")
+        used_by = entry.get("used_by")
+        if used_by not in (None, joiner):
+            raise InviteError("this invitation was already used; ask for a new one")
+        if used_by is None:  # the same joiner again (its answer was lost) is let through
+            if token.expires_at <= now:
+                raise InviteError("this invitation has expired; ask for a new one")
+            entry["used_by"] = joiner
+            self._save(data)  # used up before anyone is trusted: single use, crash or not
+        name = req.get("name")
+        if not isinstance(name, str) or not name.isprintable() or len(name) > 64:
+            name = ""
+        return {"name": entry.get("name") or name}
