@@ -48,6 +48,7 @@ from .config import ConfigError, check_address
 from .exportfile import ExportError, decode_export, encode_export, import_summary
 from .feed import Feed
 from .http import join_address, split_address
+from .invites import DEFAULT_TTL_S, MAX_TOKEN_CHARS, InviteError
 from .metrics import render, replica_figures
 from .node import Node
 from .queries import LookupFailed
@@ -58,6 +59,7 @@ API_SOCKET = "api.sock"
 TOKEN_FILE = "api.token"
 MAX_BODY = 64 * 1024  # a record body is at most 16 KiB; no JSON request needs more
 MAX_IMPORT = 256 * 1024 * 1024  # an export file offered to /v1/import
+MAX_TTL_S = 30 * 86400  # an invitation lives at most a month
 QUERY_TIMEOUT = 5.0  # seconds a read may wait for the replica before a 503
 SSE_KEEPALIVE = 15.0  # seconds between comments on an idle event stream
 SSE_WRITE_TIMEOUT = 10.0  # a consumer that reads nothing for this long is cut off
@@ -345,6 +347,9 @@ class LocalApi:
         r.add_get("/v1/trust", self.trust_list)
         r.add_post("/v1/trust", self.trust_add)
         r.add_delete("/v1/trust/{key}", self.trust_remove)
+        r.add_post("/v1/invitations", self.trust_invite)
+        r.add_post("/v1/invitations/redeem", self.trust_join)
+        r.add_post("/v1/key/rotate", self.key_rotate)
         r.add_post("/v1/sync", self.sync)
         r.add_get("/v1/export", self.export)
         r.add_post("/v1/import", self.import_)
@@ -359,7 +364,7 @@ class LocalApi:
     async def status(self, request: web.Request) -> web.Response:
         _query(request, set())
         node = self.node
-        counts = await self._read(lambda r, v: {**queries.counts(r),
+        counts = await self._read(lambda r, v: {**queries.counts(r, v.trust()),
                                                 "keyring": len(r.keyring())})  # fmt: skip
         peers = node.peers()
         alive = sum(1 for p in peers if p.state == "alive")
@@ -531,9 +536,8 @@ class LocalApi:
 
     async def trust_list(self, request: web.Request) -> web.Response:
         _query(request, set())
-        me = self.node.id
-        keyring = self.node.keyring()
-        return _json([{"id": k, "name": n, "self": k == me} for k, n in keyring.items()])
+        return _json(queries.trust_entries(self.node.keyring(), self.node.trust_set(),
+                                           self.node.id))  # fmt: skip
 
     async def trust_add(self, request: web.Request) -> web.Response:
         b = await _body(request, {"key", "name"}, {"key"})
@@ -552,14 +556,51 @@ class LocalApi:
         return _json({"id": key, "name": name, "updated": was is not None})
 
     async def trust_remove(self, request: web.Request) -> web.Response:
-        _query(request, set())
+        q = _query(request, {"retroactive", "local"})
+        retroactive, local = _flag(q, "retroactive"), _flag(q, "local")
         text = request.match_info["key"]
-        key = await self._read(lambda r, v: queries.resolve_author(r, text, field="key"))
+        trust = self.node.trust_set()
+        key = await self._read(
+            lambda r, v: queries.resolve_author(r, text, known=trust.keys, field="key")
+        )
         if key == self.node.id:
             raise ApiError(400, "that is this host's own key; a host always trusts itself", "key")
-        if not self.node.distrust(key):
+        if not local and await self._read(lambda r, v: v.can_revoke(r.author, key)):
+            rid = await self.node.revoke(key, retroactive=retroactive)
+            return _json({"id": key, "removed": True, "revoked": rid})
+        if not self.node.distrust(key) and key not in trust:
             raise ApiError(404, f"{text:.60} is not in the keyring", "key")
-        return _json({"id": key, "removed": True})
+        return _json({"id": key, "removed": True, "revoked": None})
+
+    async def trust_invite(self, request: web.Request) -> web.Response:
+        b = await _body(request, {"ttl", "name"})
+        ttl = b.get("ttl", DEFAULT_TTL_S)
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= MAX_TTL_S:
+            raise ApiError(400, f"'ttl' must be seconds, more than 0 and at most {MAX_TTL_S}",
+                           "ttl")  # fmt: skip
+        name = _string(b.get("name", ""), "name", empty=True)
+        token = await self.node.invite(ttl=float(ttl), name=name)
+        return _json({"token": token.encode(), "inviter": token.inviter,
+                      "addresses": list(token.addresses), "expires_at": token.expires_at},
+                     status=201)  # fmt: skip
+
+    async def trust_join(self, request: web.Request) -> web.Response:
+        b = await _body(request, {"token", "members"}, {"token"})
+        token = _string(b["token"], "token", limit=MAX_TOKEN_CHARS)
+        members = b.get("members", True)
+        if not isinstance(members, bool):
+            raise ApiError(400, "'members' must be true or false", "members")
+        try:
+            joined = await self.node.join(token, members=members)
+        except InviteError as e:
+            raise ApiError(400, str(e), "token") from None
+        return _json(joined)
+
+    async def key_rotate(self, request: web.Request) -> web.Response:
+        await _body(request, set())
+        previous = self.node.id
+        new = await self.node.rotate_key()
+        return _json({"id": new, "previous": previous})
 
     async def sync(self, request: web.Request) -> web.Response:
         b = await _body(request, {"address"})

@@ -36,7 +36,7 @@ from crdt import (
     records,
 )
 from crdt.files import fsync_dir
-from crdt.identity import KEY_FILE, public_key_bytes
+from crdt.identity import KEY_FILE, RETIRED_DIR, public_key_bytes
 from crdt.lock import LOCK_FILE, DataDirLock
 from crdt.records import KIND_BREAKER, KIND_MEMORY, KIND_RETRACT, split_state_key
 from crdt.store import STORE_FILE
@@ -46,6 +46,8 @@ from . import config, queries
 from .client import ApiConnection, ApiRefused, ApiUnavailable
 from .config import default_home
 from .exportfile import EXPORT_MAGIC, ExportError, decode_export, encode_export, import_summary
+from .http import join_address, split_address
+from .invites import DEFAULT_TTL_S
 
 __all__ = ["EXPORT_MAGIC", "ExportError", "decode_export", "default_home", "encode_export", "main"]
 
@@ -309,6 +311,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _ttl(text: str) -> float:
+    value = _positive_seconds(text)
+    if value > 30 * 86400:  # the API's own bound
+        raise argparse.ArgumentTypeError("must be at most 2592000 seconds (30 days)")
     return value
 
 
@@ -671,18 +680,30 @@ def cmd_trust_add(args: argparse.Namespace) -> int:
 
 
 def cmd_trust_remove(args: argparse.Namespace) -> int:
+    """Publish a signed revoke when this host may (it vouched for the key, or the key is
+    one it rotated away from), else remove the key here only."""
     if (api := _daemon(args)) is not None:
-        key = _call(api, "DELETE", f"/v1/trust/{urllib.parse.quote(args.key, safe='')}")["id"]
+        path = f"/v1/trust/{urllib.parse.quote(args.key, safe='')}"
+        answer = _call(api, "DELETE", path, retroactive=str(args.retroactive).lower(),
+                       local=str(args.local).lower())  # fmt: skip
+        key, revoked = answer["id"], answer["revoked"]
+    else:
+        with _replica(args) as r, Views(r) as views:
+            trust = views.trust()
+            key = queries.resolve_author(r, args.key, known=trust.keys, field="key")
+            if key == r.author:
+                raise CliError("that is this host's own key; a host always trusts itself")
+            revoked = None
+            if not args.local and views.can_revoke(r.author, key):
+                rec = records.revoke(r.identity, key, ts=_now(), retroactive=args.retroactive)
+                r.put(rec)
+                revoked = rec.id
+            elif not r.distrust(key) and key not in trust:
+                raise CliError(f"{args.key} is not in the keyring (see `gossip trust list`)")
+    if revoked:
+        _out(f"revoked {key} (signed revoke record {revoked[:12]}; peers stop trusting it)")
+    else:
         _out(f"removed {key}")
-        return 0
-    with _replica(args) as r:
-        keyring = r.keyring()
-        key = queries.resolve_author(r, args.key, field="key")
-        if key == r.author:
-            raise CliError("that is this host's own key; a host always trusts itself")
-        if key not in keyring or not r.distrust(key):
-            raise CliError(f"{args.key} is not in the keyring (see `gossip trust list`)")
-    _out(f"removed {key}")
     return 0
 
 
@@ -690,15 +711,97 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
     if (api := _daemon(args)) is not None:
         entries = _call(api, "GET", "/v1/trust")
     else:
-        with _replica(args) as r:
-            keyring = r.keyring()
-            me = r.author
-        entries = [{"id": k, "name": n, "self": k == me} for k, n in keyring.items()]
+        with _replica(args) as r, Views(r, _view_config(args)) as views:
+            entries = queries.trust_entries(r.keyring(), views.trust(), r.author)
     if args.json:
         _json(entries)
     else:
         for e in entries:
-            _out(f"{e['id']}  {e['name']}".rstrip())
+            how = "" if e["how"] in ("self", "keyring") else f"  [{e['how']}]"
+            _out(f"{e['id']}  {e['name']}".rstrip() + how)
+    return 0
+
+
+def _view_config(args: argparse.Namespace) -> ViewConfig:
+    """Reading policy from the config file ([trust] follow_vouches)."""
+    return ViewConfig(follow_vouches=config.load(args.home).follow_vouches)
+
+
+def cmd_trust_invite(args: argparse.Namespace) -> int:
+    if (api := _daemon(args)) is not None:
+        answer = _call(api, "POST", "/v1/invitations", {"ttl": args.ttl, "name": args.name})
+        token, expires = answer["token"], answer["expires_at"]
+    else:
+        from .invites import Invitations
+        from .node import _advertised
+
+        cfg = config.load(args.home)
+        host, port = split_address(cfg.listen)
+        addresses = [join_address(h.strip("[]"), port) for h in _advertised(host)]
+        tok = Invitations(args.home).issue(Identity.load(args.home).public_id, addresses,
+                                           now=_now(), ttl_s=args.ttl, name=args.name)  # fmt: skip
+        token, expires = tok.encode(), tok.expires_at
+    _out(token)
+    _note(f"single use, expires {_until(expires, _now())}: on the new host, run "
+          "`gossip trust join TOKEN` (keep the token secret)")  # fmt: skip
+    return 0
+
+
+def cmd_trust_join(args: argparse.Namespace) -> int:
+    from .invites import InviteError, decode
+
+    try:
+        decode(args.token)  # a damaged token is refused before anything else happens
+    except InviteError as e:
+        raise CliError(str(e)) from None
+    if (api := _daemon(args)) is not None:
+        joined = _call(api, "POST", "/v1/invitations/redeem",
+                       {"token": args.token, "members": not args.only_inviter})  # fmt: skip
+    else:
+        joined = _join_embedded(args)
+    if args.json:
+        _json(joined)
+        return 0
+    _out(f"joined: trusting {joined['inviter']} (the inviter)")
+    others = [k for k in joined["trusted"] if k != joined["inviter"]]
+    if others:
+        _out(f"and {len(others)} host(s) it trusts: {', '.join(k[:12] for k in others)}")
+    return 0
+
+
+def _join_embedded(args: argparse.Namespace) -> dict[str, Any]:
+    """No daemon: run a node here just long enough to redeem the token."""
+    import asyncio
+
+    from .invites import InviteError
+    from .node import Node
+
+    cfg = config.load(args.home)
+
+    async def run() -> dict[str, Any]:
+        async with Node(args.home, listen="127.0.0.1:0", profile=cfg.profile,
+                        advertise=[]) as node:  # fmt: skip
+            try:
+                return await node.join(args.token, members=not args.only_inviter)
+            except InviteError as e:
+                raise CliError(str(e)) from None
+
+    return asyncio.run(run())
+
+
+def cmd_key_rotate(args: argparse.Namespace) -> int:
+    if (api := _daemon(args)) is not None:
+        answer = _call(api, "POST", "/v1/key/rotate", {})
+        new, old = answer["id"], answer["previous"]
+    else:
+        with _replica(args) as r:
+            old = r.author
+            r.rotate(Identity.generate())
+            new = r.author
+    _out(new)
+    _note(f"rotated: {old[:12]}… signed a successor record for this key; it is kept in "
+          f"{RETIRED_DIR}/ (0600). Peers that trust the old key trust the new one once "
+          "they have the record.")  # fmt: skip
     return 0
 
 
@@ -805,8 +908,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _status_embedded(args: argparse.Namespace) -> dict[str, Any]:
     cfg = config.load(args.home)
-    with _replica(args) as r:
-        counts = queries.counts(r)
+    with _replica(args) as r, Views(r, _view_config(args)) as views:
+        counts = queries.counts(r, views.trust())
         keyring = r.keyring()
         author = r.author
     warnings = ["no daemon runs on this data dir: nothing replicates (`gossip serve`)"]
@@ -953,6 +1056,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"{shown['kind']} {shown['id']}",
         f"author:    {who} ({'trusted' if shown['trusted'] else 'NOT trusted'}), "
         f"signature {'ok' if shown['signature_ok'] else 'INVALID'}",
+        f"trust:     {shown['trust']}",
         f"signed:    {_ago(shown['ts'], now)}",
         f"came:      {came}",
     ]
@@ -1220,10 +1324,30 @@ def build_parser() -> argparse.ArgumentParser:
     c = command(tsub, "add", cmd_trust_add, "trust an author's records when reading")
     c.add_argument("key", metavar="KEY", help="the author's public id (`gossip id` there)")
     c.add_argument("--name", help="a name to show instead of the id")
-    c = command(tsub, "remove", cmd_trust_remove, "stop trusting an author")
+    c = command(tsub, "remove", cmd_trust_remove,
+                "stop trusting an author (a signed revoke when this host vouched for it)")
     c.add_argument("key", metavar="KEY", help="a public id or a keyring name")
-    c = command(tsub, "list", cmd_trust_list, "the keyring (this host is 'self')")
+    c.add_argument("--retroactive", action="store_true",
+                   help="the revocation hides all its records, not only later ones")
+    c.add_argument("--local", action="store_true",
+                   help="only remove it here, publish no revoke record")
+    c = command(tsub, "list", cmd_trust_list,
+                "trusted keys (this host is 'self') and how each is trusted")
     c.add_argument("--json", action="store_true", help="print a JSON array")
+    c = command(tsub, "invite", cmd_trust_invite, "print a single-use invitation token")
+    c.add_argument("--ttl", type=_ttl, default=DEFAULT_TTL_S, metavar="SECONDS",
+                   help="how long it stays valid (default a day, at most 30 days)")
+    c.add_argument("--name", default="", help="the keyring name the new host will get")
+    c = command(tsub, "join", cmd_trust_join, "redeem an invitation token from a member")
+    c.add_argument("token", metavar="TOKEN", help="the smg1.… line `trust invite` printed")
+    c.add_argument("--only-inviter", action="store_true",
+                   help="trust only the inviter, not the hosts it trusts")
+    c.add_argument("--json", action="store_true", help="print a JSON object")
+
+    key = command(sub, "key", _needs_subcommand, "this host's signing key")
+    ksub = key.add_subparsers(dest="action", required=True, metavar="ACTION")
+    command(ksub, "rotate", cmd_key_rotate,
+            "switch to a fresh key; the old one signs a successor record")
 
     c = command(sub, "export", cmd_export, "write every stored signed update to a file")
     c.add_argument("file", metavar="FILE", help="the file to write ('-': stdout)")

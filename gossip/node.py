@@ -838,7 +838,9 @@ class Node:
         return found if found is not None else closed
 
     def breakers(self, *, include_untrusted: bool = False) -> list[Breaker]:
-        return self._read(lambda v: v.breakers(include_untrusted=include_untrusted), [], "breakers")
+        return self._read(
+            lambda v: v.breakers(include_untrusted=include_untrusted), [], "breakers"
+        )
 
     def benchmark(
         self, subject: str, metric: str, *, include_untrusted: bool = False

@@ -69,6 +69,8 @@ SCHEMAS: dict[str, Schema] = {
     "Record": _obj({"id": STR, "fields": {"type": "object"}, "body": STR, "sig": STR}),
     "Shown": _obj({
         "id": STR, "kind": STR, "author": STR, "author_name": _null(STR), "trusted": BOOL,
+        "trust": {**STR, "description": "why it counts or not (keyring, successor, vouch, "
+                  "revoked before/after its signature)"},
         "signature_ok": BOOL, "ts": MS, "retracted_by": _arr(STR), "memory": _null(_ref("Memory")),
         "provenance": _obj({"local": BOOL, "source": _null(STR), "received_at": _null(MS),
                             "checkpoint": BOOL}),
@@ -113,9 +115,18 @@ SCHEMAS: dict[str, Schema] = {
         "state_entries": INT, "keyring": INT, "store_bytes": INT, "last_exchange": _null(MS),
         "warnings": _arr(STR),
     }),
-    "TrustEntry": _obj({"id": STR, "name": STR, "self": BOOL}),
+    "TrustEntry": _obj({
+        "id": STR, "name": STR, "self": BOOL, "trusted": BOOL,
+        "how": {**STR, "description": "self, keyring, successor of …, vouched by …, revoked, "
+                "revoked (retroactive), removed, not trusted"},
+    }),
     "Trusted": _obj({"id": STR, "name": STR, "updated": BOOL}),
-    "Distrusted": _obj({"id": STR, "removed": BOOL}),
+    "Distrusted": _obj({"id": STR, "removed": BOOL,
+                        "revoked": {**_null(STR), "description": "the published revoke "
+                                    "record's id; null for a local removal"}}),
+    "Invitation": _obj({"token": STR, "inviter": STR, "addresses": _arr(STR), "expires_at": MS}),
+    "Joined": _obj({"inviter": STR, "trusted": _arr(STR)}),
+    "Rotated": _obj({"id": STR, "previous": STR}),
     "Created": _obj({"id": STR}),
     "ImportSummary": _obj({
         "updates": INT, "applied": INT, "duplicate": INT, "waiting": INT,
@@ -155,7 +166,8 @@ COMMON_ERRORS = {
 
 
 def _op(summary: str, ok: tuple[str, str, Schema], *, params: list[Schema] | None = None,
-        body: Schema | None = None, errors: dict[str, str] | None = None) -> Schema:  # fmt: skip
+        body: Schema | None = None, errors: dict[str, str] | None = None,
+        body_optional: bool = False) -> Schema:  # fmt: skip
     code, description, schema = ok
     responses = {code: _answer(description, schema), **COMMON_ERRORS}
     for status, why in (errors or {}).items():
@@ -167,6 +179,8 @@ def _op(summary: str, ok: tuple[str, str, Schema], *, params: list[Schema] | Non
         out["parameters"] = params
     if body is not None:
         out["requestBody"] = _json_body(body)
+        if body_optional:  # an empty body is the empty object
+            out["requestBody"]["required"] = False
     return out
 
 
@@ -262,8 +276,25 @@ def document() -> Schema:
         "/v1/trust/{key}": {"delete": _op(
             "stop trusting a key (an id, a keyring name or a prefix)",
             ("200", "removed", _ref("Distrusted")),
-            params=[_path("key", {"type": "string", "minLength": 1, "maxLength": 256})],
+            params=[_path("key", {"type": "string", "minLength": 1, "maxLength": 256}),
+                    _q("retroactive", BOOL, "the published revocation hides all its records"),
+                    _q("local", BOOL, "only remove it here, even if this host may revoke it")],
             errors={"404": "not in the keyring"})},
+        "/v1/invitations": {"post": _op(
+            "a single-use invitation token for a new host (docs/cli.md, trust invite)",
+            ("201", "the token (one line; give it to the new host only)", _ref("Invitation")),
+            body=_obj({"ttl": {"type": "number", "exclusiveMinimum": 0, "maximum": 2592000,
+                               "description": "seconds it stays valid (default a day)"},
+                       "name": ANY_TEXT}, []), body_optional=True)},
+        "/v1/invitations/redeem": {"post": _op(
+            "redeem an invitation: trust the inviter (and whom it trusts), prove the token",
+            ("200", "trusted keys", _ref("Joined")),
+            body=_obj({"token": {"type": "string", "maxLength": 4096},
+                       "members": BOOL}, ["token"]))},
+        "/v1/key/rotate": {"post": _op(
+            "switch this host to a fresh key; the old one signs a successor record",
+            ("200", "the new and the previous key", _ref("Rotated")), body=_obj({}, []),
+            body_optional=True)},
         "/v1/sync": {"post": _op("one exchange now with every peer, or with `address`",
                                  ("200", "what moved", _ref("SyncReport")),
                                  body=_obj({"address": {"type": "string",

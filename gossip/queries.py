@@ -20,6 +20,7 @@ from crdt import GossipError, Replica
 from crdt.identity import public_key_bytes
 from crdt.records import KIND_MEMORY, KIND_RETRACT, split_state_key
 from crdt.store import STORE_FILE
+from crdt.trust import TrustSet
 from crdt.views import Views
 
 from .feed import record_json
@@ -126,12 +127,14 @@ def show(r: Replica, views: Views, prefix: str) -> dict[str, Any]:
     )  # fmt: skip
     origin = r.origin(rid)
     memory = views.memory(rid) if rec.kind == KIND_MEMORY else None
+    trust = views.trust()
     return {
         "id": rid,
         "kind": rec.kind,
         "author": rec.author,
-        "author_name": keyring.get(rec.author),
-        "trusted": rec.author in keyring,
+        "author_name": keyring.get(rec.author) or trust.names.get(rec.author),
+        "trusted": trust.counts(rec.author, rec.ts),
+        "trust": trust_note(trust, rec.author, rec.ts),
         "signature_ok": signature_ok,
         "ts": rec.ts,
         "retracted_by": retracted_by,
@@ -146,11 +149,29 @@ def show(r: Replica, views: Views, prefix: str) -> dict[str, Any]:
     }
 
 
-def counts(r: Replica) -> dict[str, int]:
-    """Records held: total, by trusted authors, by others; state entries."""
+def trust_note(trust: TrustSet, author: str, ts: int) -> str:
+    """Why a record of ``author`` signed at ``ts`` counts or not, for `gossip show`."""
+    rev = trust.revoked.get(author)
+    if rev is not None and (author in trust.cutoffs or rev.by != author):
+        by = "itself" if rev.by == author else rev.by[:12]
+        if rev.retroactive:
+            return f"hidden: its key was revoked by {by}, retroactively (record {rev.record[:12]})"
+        when = "before" if ts <= rev.at else "after"
+        return (f"{'counts' if when == 'before' else 'hidden'}: signed {when} its key was "
+                f"revoked by {by} at {rev.at} (record {rev.record[:12]})")  # fmt: skip
+    how = trust.how(author)
+    return how if how != "not trusted" else "not trusted: the key is not in the keyring"
+
+
+def counts(r: Replica, trust: TrustSet | None = None) -> dict[str, int]:
+    """Records held: total, by trusted authors (``trust``, else the keyring), by others;
+    state entries."""
     keyring = r.keyring()
     held = r.records()
-    trusted = sum(1 for rec in held.values() if rec.author in keyring)
+    if trust is None:
+        trusted = sum(1 for rec in held.values() if rec.author in keyring)
+    else:
+        trusted = sum(1 for rec in held.values() if trust.counts(rec.author, rec.ts))
     return {"total": len(held), "trusted": trusted, "untrusted": len(held) - trusted,
             "state_entries": len(r.state())}  # fmt: skip
 
@@ -170,6 +191,7 @@ def inspect(r: Replica, views: Views) -> dict[str, Any]:
     pending updates, updates rejected by rule (since the replica was opened: the
     daemon's start, or this command)."""
     keyring = r.keyring()
+    trust = views.trust()
     over = views.over_quota()
     by_kind: Counter[str] = Counter()
     by_author: Counter[str] = Counter()
@@ -184,7 +206,7 @@ def inspect(r: Replica, views: Views) -> dict[str, Any]:
     return {
         "records_by_kind": dict(sorted(by_kind.items())),
         "records_by_author": [
-            {"author": a, "name": keyring.get(a), "trusted": a in keyring, "records": n,
+            {"author": a, "name": keyring.get(a), "trusted": a in trust, "records": n,
              "over_quota": over.get(a, 0)}
             for a, n in by_author.most_common()
         ],
@@ -205,3 +227,17 @@ def breaker_names(r: Replica) -> set[str]:
         if kind == "breaker":
             names.add(name)
     return names
+
+
+def trust_entries(keyring: dict[str, str], trust: TrustSet, me: str) -> list[dict[str, Any]]:
+    """`gossip trust list` / ``GET /v1/trust``: the keyring, then the keys trusted through
+    successor or vouch records, then revoked ones, each saying how (``crdt.trust``)."""
+    extra = sorted((set(trust.keys) | set(trust.cutoffs)) - set(keyring))
+    out = []
+    for k in [*keyring, *extra]:
+        how = "self" if k == me else trust.how(k)
+        if k != me and k in keyring and how == "not trusted":
+            how = "removed"
+        out.append({"id": k, "name": keyring.get(k) or trust.names.get(k, ""),
+                    "self": k == me, "trusted": k in trust, "how": how})  # fmt: skip
+    return out

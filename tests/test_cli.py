@@ -276,8 +276,8 @@ def test_trust_decides_whose_records_count(tmp_path):
     (bench,) = as_json(a, "bench", "show")
     assert bench["hosts"] == [desk] and bench["values"] == {"value": approx(80)}
     assert as_json(a, "trust", "list") == [
-        {"id": me, "name": "self", "self": True},
-        {"id": desk, "name": "desk", "self": False},
+        {"id": me, "name": "self", "self": True, "trusted": True, "how": "self"},
+        {"id": desk, "name": "desk", "self": False, "trusted": True, "how": "keyring"},
     ]
     assert ok(a, "trust", "list").splitlines() == [f"{me}  self", f"{desk}  desk"]
 
