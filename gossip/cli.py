@@ -446,7 +446,7 @@ def cmd_recall(args: argparse.Namespace) -> int:
                          quota_window_ms=answer["quota"]["window_ms"])  # fmt: skip
     else:
         with _replica(args) as r:
-            views = Views(r)
+            views = Views(r, _view_config(args))
             author = None
             if args.author is not None:
                 authors = {rec.author for rec in r.records().values()}
@@ -567,7 +567,7 @@ def cmd_breaker_reset(args: argparse.Namespace) -> int:
             now = r.now_ms()
             r.put(records.breaker(r.identity, args.name, state="closed", ts=now,
                                   reason=args.reason))  # fmt: skip
-            merged = Views(r).breaker(args.name)
+            merged = Views(r, _view_config(args)).breaker(args.name)
             keyring = r.keyring()
     _out(f"{args.name}: closed by this host")
     if merged is not None and merged.state != "closed":
@@ -590,7 +590,8 @@ def cmd_breaker_list(args: argparse.Namespace) -> int:
         now = _now()
     else:
         with _replica(args) as r:
-            breakers = Views(r).breakers(include_untrusted=args.include_untrusted)
+            views = Views(r, _view_config(args))
+            breakers = views.breakers(include_untrusted=args.include_untrusted)
             keyring = r.keyring()
             now = r.now_ms()
     if args.json:
@@ -637,7 +638,8 @@ def cmd_bench_show(args: argparse.Namespace) -> int:
         now = _now()
     else:
         with _replica(args) as r:
-            benches = Views(r).benchmarks(args.subject, include_untrusted=args.include_untrusted)
+            views = Views(r, _view_config(args))
+            benches = views.benchmarks(args.subject, include_untrusted=args.include_untrusted)
             keyring = r.keyring()
             now = r.now_ms()
     if args.json:
@@ -782,9 +784,13 @@ def _join_embedded(args: argparse.Namespace) -> dict[str, Any]:
         async with Node(args.home, listen="127.0.0.1:0", profile=cfg.profile,
                         advertise=[]) as node:  # fmt: skip
             try:
-                return await node.join(args.token, members=not args.only_inviter)
+                joined = await node.join(args.token, members=not args.only_inviter)
             except InviteError as e:
                 raise CliError(str(e)) from None
+            # One exchange now: the inviter's document (its hosts' announcements) is
+            # here when the daemon starts, so it finds its peers.
+            await node.sync_now()
+            return joined
 
     return asyncio.run(run())
 
@@ -1037,7 +1043,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         with _replica(args) as r:
             try:
-                shown = queries.show(r, Views(r), args.id)
+                shown = queries.show(r, Views(r, _view_config(args)), args.id)
             except queries.LookupFailed as e:
                 raise CliError(str(e)) from None
     if args.json:
@@ -1139,7 +1145,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if (api := _daemon(args)) is not None:
         info = _call(api, "GET", "/v1/inspect")
     else:
-        with _replica(args) as r, Views(r) as views:
+        with _replica(args) as r, Views(r, _view_config(args)) as views:
             info = queries.inspect(r, views)
     if args.json:
         _json(info)

@@ -644,16 +644,20 @@ class Node:
                 )
             raise invites.InviteError(f"the invitation was not accepted: {error}")
         added = []
+        try:
+            offered = json.loads(answer).get("members", {})
+        except (ValueError, AttributeError):
+            offered = {}
+        offered = offered if isinstance(offered, dict) else {}
+        inviter_name = offered.get(tok.inviter)
+        if not had and not name and _plain_name(inviter_name):
+            self.trust(tok.inviter, inviter_name)  # the name it announces, for humans
         if members:
-            try:
-                offered = json.loads(answer).get("members", {})
-            except (ValueError, AttributeError):
-                offered = {}
             keyring = self.keyring()
-            for key, who in sorted(offered.items() if isinstance(offered, dict) else []):
+            for key, who in sorted(offered.items()):
                 if key == self.id or key in keyring or key in self._require_replica().removed():
                     continue
-                label = who if isinstance(who, str) and who.isprintable() and len(who) <= 64 else ""
+                label = who if _plain_name(who) else ""
                 try:
                     self.trust(key, label)
                 except GossipError:
@@ -1473,6 +1477,11 @@ def _announced_addresses(rec: SignedRecord) -> list[str]:
         if isinstance(a, str) and a and a.isprintable() and " " not in a and len(a) <= 255:
             out.append(join_address(a.strip("[]"), port))
     return out
+
+
+def _plain_name(value: object) -> bool:
+    """A name another host sent that we may show: a short printable string."""
+    return isinstance(value, str) and bool(value) and value.isprintable() and len(value) <= 64
 
 
 def _advertised(host: str) -> list[str]:

@@ -191,3 +191,19 @@ def test_invitations_refuse_expired_wrong_and_reused_proofs(tmp_path: Path):
     assert store.redeem(inviter, joiner, join_body(tok, joiner, "j"), now=T) == {"name": "j"}
     with pytest.raises(InviteError, match="already used"):
         store.redeem(inviter, thief, join_body(tok, thief, "t"), now=T)
+
+
+def test_peer_rows_take_the_successors_key_and_merge():
+    from gossip.peers import PeerTable
+
+    table = PeerTable("me", backoff_base_ms=50, backoff_cap_ms=1000)
+    row = table.add(["10.0.0.2:7471"], "static", key="old")
+    assert table.rekey("old", "new") is row and row.key == "new"
+    # The new key's announcement already made a row: the old key's row merges into it.
+    table.add(["10.0.0.3:7471"], "exchange", key="older")
+    merged = table.rekey("older", "new")
+    assert merged is row and table.by_key("older") is None and len(table) == 1
+    assert set(row.addresses) == {"10.0.0.2:7471", "10.0.0.3:7471"}
+    assert "static" in row.sources and "exchange" in row.sources
+    table.add(["10.0.0.4:7471"], "static", key="mine-before")
+    assert table.rekey("mine-before", "me") is None and len(table) == 1  # ourselves
