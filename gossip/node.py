@@ -372,7 +372,7 @@ class Node:
             self._retired_keys = {
                 k: ident
                 for k in self._trust.successors
-                if self._trust.current(k) == replica.author
+                if self._trust.current(k) == replica.author and k in self._trust.keys
                 and (ident := Identity.load_retired(self.home, k)) is not None
             }
         except BaseException:
@@ -746,7 +746,16 @@ class Node:
                 )
             return records.revoke(identity, key, ts=now, retroactive=retroactive, reason=reason)
 
-        return (await self._write(make)).id
+        rid = (await self._write(make)).id
+        # One of our own retired keys: stop answering and signing with it at once.
+        self._retired_keys.pop(key, None)
+        if self._verifier is not None:
+            self._verifier.retired.pop(key, None)
+        if self._rotation is not None and self._rotation.old.public_id == key:
+            self._rotation = None
+            if self._verifier is not None:
+                self._verifier.request_signer = None
+        return rid
 
     def _now(self, change: Callable[[], object]) -> list[SignedRecord]:
         """Run a small replica change at once (ahead of queued work, between the chunks
