@@ -52,7 +52,7 @@ import random
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -108,18 +108,28 @@ class TransportFactory(Protocol):
     ) -> Transport: ...
 
 
-ROTATION_GRACE = 10  # anti-entropy intervals a rotation signs with the old key at most
+# A rotation signs requests with the old key until every live peer confirmed the
+# successor record, or for this long at most (10 anti-entropy rounds, at least 2 min).
+ROTATION_GRACE = 10
+ROTATION_GRACE_MIN_S = 120.0
 
 
 @dataclass(frozen=True)
 class _Rotation:
     """A key rotation in progress: ``old`` signs requests to peers that may not have
-    the successor record yet (at clock ``end`` of ``client``), until ``deadline_ms``."""
+    the successor record yet (at clock ``end`` of ``client``), until ``deadline_ms``.
+    ``confirmed``: peers whose own state vector (in a message of theirs, never our
+    guess of what our reply taught them) showed they hold it."""
 
     old: Identity
     client: int
     end: int
     deadline_ms: int
+    confirmed: set[str] = field(default_factory=set)
+
+    def saw(self, key: str | None, sv: dict[int, int] | None) -> None:
+        if key is not None and sv is not None and sv.get(self.client, 0) >= self.end:
+            self.confirmed.add(key)
 
 
 @dataclass(frozen=True)
@@ -695,7 +705,8 @@ class Node:
         self.transport.identity = new
         table.self_key = new.public_id
         if su is not None:
-            deadline = self._now_ms() + int(ROTATION_GRACE * self.profile.interval * 1000)
+            grace = max(ROTATION_GRACE * self.profile.interval, ROTATION_GRACE_MIN_S)
+            deadline = self._now_ms() + int(grace * 1000)
             self._rotation = _Rotation(old, su.client, su.header.end, deadline)
             verifier.request_signer = self._request_signer
             self._queue_push([su.raw], covers={su.client: su.header.end})
@@ -708,11 +719,8 @@ class Node:
     def _request_signer(self, recipient: str) -> Identity | None:
         """During a rotation: the old key for a peer not yet known to hold the successor
         record (it may not trust the new key), else None (the new key)."""
-        rot, table = self._rotation, self._table
-        if rot is None or table is None:
-            return None
-        row = table.by_key(recipient) if recipient else None
-        if row is not None and (row.last_sv or {}).get(rot.client, 0) >= rot.end:
+        rot = self._rotation
+        if rot is None or recipient in rot.confirmed:
             return None
         return rot.old
 
@@ -724,8 +732,7 @@ class Node:
         if rot is None or table is None:
             return
         live = [p for p in table if p.key in self._keyring and p.state in (ALIVE, BACKING_OFF)]
-        known = all(p.last_sv is not None and p.last_sv.get(rot.client, 0) >= rot.end
-                    for p in live)  # fmt: skip
+        known = all(p.key in rot.confirmed for p in live)
         if known or self._now_ms() >= rot.deadline_ms:
             self._rotation = None
             if self._verifier is not None:
@@ -746,16 +753,11 @@ class Node:
                 )
             return records.revoke(identity, key, ts=now, retroactive=retroactive, reason=reason)
 
-        rid = (await self._write(make)).id
-        # One of our own retired keys: stop answering and signing with it at once.
-        self._retired_keys.pop(key, None)
-        if self._verifier is not None:
-            self._verifier.retired.pop(key, None)
-        if self._rotation is not None and self._rotation.old.public_id == key:
-            self._rotation = None
-            if self._verifier is not None:
-                self._verifier.request_signer = None
-        return rid
+        # Revoking a key we rotated away from leaves the rotation's grace alone: a peer
+        # that has not got the successor yet cannot honour this revoke either (its author
+        # is the successor), still trusts the old key, and learns both from us only if
+        # we keep answering and signing with the old key until it holds them.
+        return (await self._write(make)).id
 
     def _now(self, change: Callable[[], object]) -> list[SignedRecord]:
         """Run a small replica change at once (ahead of queued work, between the chunks
@@ -916,6 +918,8 @@ class Node:
         digest = len(body) > 4 and body[4] == protocol.MessageType.DIGEST
         resp, ours = await self._call(self._respond, path, body, peer_key,
                                       priority=READ if digest else WRITE)  # fmt: skip
+        if self._rotation is not None:
+            self._rotation.saw(peer_key, resp.peer_sv)  # its own word, before our reply
         rejected = [o for o in resp.received if o.status == "rejected"]
         if rejected:  # the daemon's log shows every rejection with its rule
             log.info("%s sent %d update(s) we rejected: %s", peer_key[:12], len(rejected),
@@ -1086,6 +1090,8 @@ class Node:
             table.cancelled(peer)
             return None
         learned = ex.result.learned
+        if self._rotation is not None:
+            self._rotation.saw(key, ex.result.peer_sv)
         # A host that rotated may still answer by its old key: the row takes the new one.
         row = table.learn_key(peer, self._trust.current(key)) if key is not None else None
         if row is not None:
@@ -1104,6 +1110,14 @@ class Node:
 
     def _failed(self, peer: Peer, e: Exception, *, exchange: bool = True) -> None:
         table = self._require(self._table)
+        rot = self._rotation
+        refused = isinstance(e, PeerRefused) and e.status == 403
+        if rot is not None and refused and peer.key is not None and peer.key not in rot.confirmed:
+            # It refused our old key: it honours a revocation of it, so it holds the
+            # successor record too. The next request is signed with the new key.
+            rot.confirmed.add(peer.key)
+            table.failure(peer, self._now_ms(), str(e), exchange=exchange)
+            return
         unknown_key = (isinstance(e, PeerRefused) and e.status == 403) or (
             # The answer was signed by a key we do not trust (auth.Forbidden inside).
             isinstance(e, PeerMisbehaved) and isinstance(e.__context__, auth.Forbidden)
@@ -1147,6 +1161,8 @@ class Node:
                 peer.address, PUSH_PATH, body, expected_key=peer.key
             )
             theirs = protocol.on_push_reply(answer)
+            if self._rotation is not None:
+                self._rotation.saw(key, theirs)
         except (PeerError, RemoteProtocolError) as e:
             self._failed(peer, e, exchange=False)
             return
