@@ -197,6 +197,7 @@ class Node:
         self._verifier: auth.Verifier | None = None
         self._rotation: _Rotation | None = None
         self._retired_keys: dict[str, Identity] = {}
+        self._resumed: tuple[Identity, int, int] | None = None
         self._join_lock = asyncio.Lock()  # one redemption at a time (invites.json)
         self._address: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -275,6 +276,11 @@ class Node:
             )  # fmt: skip
             verifier.retired.update(self._retired_keys)
             self._verifier = verifier
+            if self._resumed is not None:  # rotated while stopped (or just before)
+                old, client, end = self._resumed
+                grace = max(ROTATION_GRACE * self.profile.interval, ROTATION_GRACE_MIN_S)
+                self._rotation = _Rotation(old, client, end, self._now_ms() + int(grace * 1000))
+                verifier.request_signer = self._request_signer
             self._transport = self._factory(
                 identity, verifier, now_ms=self._now_ms,
                 limits=ServerLimits(max_body_bytes=self.profile.max_body_bytes),
@@ -385,6 +391,7 @@ class Node:
                 if self._trust.current(k) == replica.author and k in self._trust.keys
                 and (ident := Identity.load_retired(self.home, k)) is not None
             }
+            self._resumed = self._rotation_to_resume(replica)
         except BaseException:
             replica.close()
             raise
@@ -715,6 +722,21 @@ class Node:
         log.info("rotated the host key: %s… now signs for %s…", new.public_id[:12],
                  old.public_id[:12])  # fmt: skip
         return new.public_id
+
+    def _rotation_to_resume(self, replica: Replica) -> tuple[Identity, int, int] | None:
+        """In the worker, at start: the key this host rotated away from, if it still has
+        it, with the clock that peers reach once they hold its successor record (a
+        rotation made by `gossip key rotate` without a daemon, or before a restart)."""
+        if self._views is None:
+            return None
+        for rec in self._views.trust_records():
+            old = self._retired_keys.get(rec.author)
+            if old is None or rec.kind != "successor" or rec.fields.get("key") != replica.author:
+                continue
+            where = replica.origin(rec.id)
+            if where is not None:
+                return old, int(where["client"]), int(where["clock"]) + 1
+        return None
 
     def _request_signer(self, recipient: str) -> Identity | None:
         """During a rotation: the old key for a peer not yet known to hold the successor

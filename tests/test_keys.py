@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from crdt import Identity
+from crdt import Identity, Replica
 from crdt.files import create_whole
 from crdt.identity import KEY_FILE, RETIRED_DIR
 from gossip.events import PeerChanged
 from gossip.invites import Invitations, InviteError, decode, join_body
 from gossip.node import Node
 from gossip.peers import ALIVE
+from tests.daemons import free_port
 from tests.test_node import FAST, Cluster, create_hosts, until
 
 T = 1_790_000_000_000
@@ -98,6 +99,53 @@ async def test_rotation_in_a_five_node_cluster_fails_no_exchange(tmp_path: Path)
         assert failures.seen == []
         memories = nodes[3].recall("written")
         assert {m.author for m in memories} == {old, new} and all(m.trusted for m in memories)
+
+
+async def test_a_rotation_made_while_stopped_fails_no_exchange_after_restart(tmp_path: Path):
+    """`gossip key rotate` without a daemon: at the next start the node resumes the
+    grace (answers to, and signs with, the old key until each peer holds the successor)."""
+    homes = [tmp_path / f"n{i}" for i in range(3)]
+    await asyncio.to_thread(create_hosts, homes)
+    ports = [free_port() for _ in homes]
+
+    async def run(check) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            nodes = []
+            for i, home in enumerate(homes):
+                peers = [f"127.0.0.1:{p}" for p in ports if p != ports[i]]
+                node = Node(home, listen=f"127.0.0.1:{ports[i]}", peers=peers, profile=FAST)
+                failures.watch(await stack.enter_async_context(node))
+                nodes.append(node)
+            await check(nodes)
+
+    failures = Failures()
+
+    async def formed(nodes: list[Node]) -> None:
+        await mesh(nodes)
+
+    await run(formed)
+    await failures.stop()
+    with Replica.open(homes[0]) as r:  # stopped: the command rotates the data dir
+        old = r.author
+        r.rotate(Identity.generate())
+        new = r.author
+    failures = Failures()
+
+    async def after(nodes: list[Node]) -> None:
+        await nodes[0].remember("after an offline rotation", category="learning")
+        await until(lambda: all(recalled_now(n, "after an offline rotation") for n in nodes),
+                    "the new key's memory everywhere")  # fmt: skip
+        await until(lambda: all(new in n.trust_set() and old in n.trust_set() for n in nodes),
+                    "the successor honoured")  # fmt: skip
+        await until(lambda: nodes[0]._rotation is None, "requests signed by the new key")
+        for _ in range(2):
+            reports = await asyncio.gather(*(n.sync_now() for n in nodes))
+            assert sum(r.failures for r in reports) == 0
+
+    await run(after)
+    await failures.stop()
+    refused = [f for f in failures.seen if f[2] and ("40" in f[2] or "unauthenticated" in f[2])]
+    assert refused == []
 
 
 async def test_a_revoked_key_is_refused_everywhere_within_a_few_rounds(tmp_path: Path):
