@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import stat
 from pathlib import Path
 
@@ -255,3 +256,45 @@ def test_peer_rows_take_the_successors_key_and_merge():
     assert "static" in row.sources and "exchange" in row.sources
     table.add(["10.0.0.4:7471"], "static", key="mine-before")
     assert table.rekey("mine-before", "me") is None and len(table) == 1  # ourselves
+
+
+async def test_hostile_join_requests_get_4xx_and_admit_nobody(tmp_path: Path):
+    """The join endpoint is the one a stranger may call: junk, oversized bodies, wrong
+    proofs and other keys' proofs are 4xx, and the keyring never changes."""
+    import time as _time
+
+    from gossip.auth import Verifier
+    from gossip.http import HttpTransport
+    from gossip.transport import JOIN_PATH, PeerRefused
+
+    async with Node(tmp_path / "inviter", profile=FAST) as inviter:
+        token = await inviter.invite()
+        before = inviter.keyring()
+        stranger, other = Identity.generate(), Identity.generate()
+
+        def now() -> int:
+            return _time.time_ns() // 1_000_000
+
+        client = HttpTransport(stranger, Verifier(lambda: {inviter.id}, now), now_ms=now)
+        async with client:
+            bodies = [
+                b"", b"not json", b"[]", b'{"id": 1, "proof": 2}', b"{" * 3000,
+                b'{"id": "AAAAAAAAAAAA", "proof": "x"}', b"x" * 5000,
+                join_body(token, other.public_id, "borrowed proof"),
+                join_body(dataclasses.replace(token, secret="A" * 43), stranger.public_id,
+                          "wrong secret"),
+            ]  # fmt: skip
+            for body in bodies:
+                with pytest.raises(PeerRefused) as refused:
+                    await client.request(inviter.address, JOIN_PATH, body,
+                                         expected_key=inviter.id)  # fmt: skip
+                assert 400 <= refused.value.status < 500, (body[:40], refused.value)
+            # A stranger is still refused everywhere else.
+            with pytest.raises(PeerRefused) as refused:
+                await client.request(inviter.address, "/v1/sync", b"\x00",
+                                     expected_key=inviter.id)  # fmt: skip
+            assert refused.value.status == 403
+        assert inviter.keyring() == before and stranger.public_id not in inviter.trust_set()
+        # The real proof still works afterwards (nothing used the invitation up).
+        async with Node(tmp_path / "joiner", profile=FAST) as joiner:
+            assert (await joiner.join(token.encode()))["inviter"] == inviter.id
