@@ -175,6 +175,7 @@ def effective_trust(
         if rev is not None and key != self_key:
             revoked[key] = rev
     first = _reach(roots, removed, successors, vouches, revoked, follow_vouches)
+    self_revoked = dict(revoked)  # pass 2 judges against pass 1 only: order-free
     # Pass 2: revocations by a key trusted after pass 1 that vouched for (or named as its
     # successor) the revoked key, each signed before its own author's cutoff.
     vouchers: dict[str, set[str]] = {}
@@ -189,7 +190,7 @@ def effective_trust(
             r for r in found
             if r[0] == key
             or ((r[0] in vouchers.get(key, ()) or r[0] in heirs) and r[0] in first.keys
-                and r[1] <= first.edge_cutoff(r[0], revoked))
+                and r[1] <= first.edge_cutoff(r[0], self_revoked))
         ]  # fmt: skip
         rev = merged(key, ok)
         if rev is not None:

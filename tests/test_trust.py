@@ -7,6 +7,8 @@ import os
 import stat
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crdt import Identity, Replica, records
 from crdt.identity import KEY_FILE, RETIRED_DIR
@@ -186,3 +188,38 @@ def test_a_rotation_that_crashed_after_the_key_swap_is_finished_on_open(tmp_path
     with Replica.open(home, now_ms=clock) as r:
         assert r.author == new.public_id
         assert r.keyring()[old.public_id] == "self (retired)"
+
+
+KEYS = [Identity.generate() for _ in range(5)]
+
+
+@st.composite
+def trust_records(draw):
+    out = []
+    for _ in range(draw(st.integers(0, 12))):
+        author, target = draw(st.sampled_from(KEYS)), draw(st.sampled_from(KEYS))
+        ts = T + draw(st.integers(0, 50))
+        kind = draw(st.sampled_from(["successor", "revoke", "vouch"]))
+        if kind == "successor" and author is not target:
+            out.append(records.successor(author, target.public_id, ts=ts))
+        elif kind == "revoke":
+            out.append(records.revoke(author, target.public_id, ts=ts,
+                                      at=ts + draw(st.integers(-5, 5)),
+                                      retroactive=draw(st.booleans())))  # fmt: skip
+        elif author is not target:
+            out.append(records.vouch(author, target.public_id, ts=ts))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(recs=trust_records(), ring=st.sets(st.integers(0, 4), min_size=1),
+       follow=st.booleans(), order=st.randoms(use_true_random=False))  # fmt: skip
+def test_the_trusted_set_does_not_depend_on_record_order(recs, ring, follow, order):
+    keyring = {KEYS[i].public_id: "" for i in ring}
+    me = KEYS[min(ring)].public_id
+    first = effective_trust(keyring, recs, follow_vouches=follow, self_key=me)
+    shuffled = list(recs)
+    order.shuffle(shuffled)
+    assert effective_trust(keyring, shuffled, follow_vouches=follow, self_key=me) == first
+    assert me in first  # a host always trusts itself
+    assert not (first.keys & set(first.revoked))  # a revoked key is never trusted
