@@ -47,7 +47,7 @@ from .client import ApiConnection, ApiRefused, ApiUnavailable
 from .config import default_home
 from .exportfile import EXPORT_MAGIC, ExportError, decode_export, encode_export, import_summary
 from .http import join_address, split_address
-from .invites import DEFAULT_TTL_S
+from .invites import DEFAULT_TTL_S, INVITES_FILE
 
 __all__ = ["EXPORT_MAGIC", "ExportError", "decode_export", "default_home", "encode_export", "main"]
 
@@ -814,7 +814,7 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
 # The files of a data dir that an output file must never replace: writing an export over
 # one of them would lose the host's key or its store for good.
 _OWN_FILES = (KEY_FILE, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm",
-              f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE)  # fmt: skip
+              f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE)  # fmt: skip
 
 
 def _refuse_own_files(home: Path, path: str) -> None:
