@@ -208,12 +208,19 @@ class Verifier:
         # recipient with the key this returns (None: the transport's own identity).
         self.request_signer: Callable[[str], Identity | None] | None = None
 
-    def check_headers(self, headers: object, *, known: bool = True) -> Signed:
-        """Everything that needs no body: who, and when. Run before reading the body.
-        ``known=False`` (an invitation's redemption only) skips the keyring check."""
+    def check_headers(self, headers: object) -> Signed:
+        """Everything that needs no body: who, and when. Run before reading the body."""
         signed = parse(headers)
-        if known and signed.key not in self.keyring():
+        if signed.key not in self.keyring():
             raise Forbidden("this key is not in the peer's keyring (gossip trust add)")
+        return self._check_time(signed)
+
+    def check_stranger_headers(self, headers: object) -> Signed:
+        """``check_headers`` without the keyring check: for the one request a key we do
+        not trust yet may make (redeeming an invitation, ``transport.JOIN_PATH``)."""
+        return self._check_time(parse(headers))
+
+    def _check_time(self, signed: Signed) -> Signed:
         if abs(self.now_ms() - signed.created) > self.window_ms:
             raise Unauthorized("the signature's creation time is outside the window")
         if self.started_ms is not None and signed.created <= self.started_ms:
