@@ -48,6 +48,7 @@ from .config import ConfigError, check_address
 from .exportfile import ExportError, decode_export, encode_export, import_summary
 from .feed import Feed
 from .http import join_address, split_address
+from .logfilter import ServerLog
 from .metrics import render, replica_figures
 from .node import Node
 from .queries import LookupFailed
@@ -240,8 +241,9 @@ class LocalApi:
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
         self._routes(app.router)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
-                               handle_signals=False)  # fmt: skip
+        server_log = ServerLog(logging.getLogger("gossip.api.server"))
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, handle_signals=False,
+                               logger=server_log)  # fmt: skip
         await runner.setup()
         self._runner = runner
         try:
