@@ -61,7 +61,7 @@ def verify(public_id: str, signature: bytes, data: bytes) -> bool:
     """True when ``signature`` is ``public_id``'s Ed25519 signature of ``data``.
 
     Verification uses libsodium (PyNaCl): about 1.8x the rate of `cryptography` on one
-    core here, and it releases the GIL, so a thread pool scales it across cores.
+    core here. Large batches are verified in worker processes (``signatures``).
     Signing and key files stay with `cryptography`; both speak plain RFC 8032 Ed25519.
     """
     if len(signature) != 64:

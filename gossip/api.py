@@ -49,6 +49,7 @@ from .exportfile import ExportError, decode_export, encode_export, import_summar
 from .feed import Feed
 from .http import join_address, split_address
 from .invites import DEFAULT_TTL_S, MAX_TOKEN_CHARS, InviteError
+from .logfilter import ServerLog
 from .metrics import render, replica_figures
 from .node import Node
 from .queries import LookupFailed
@@ -242,8 +243,9 @@ class LocalApi:
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
         self._routes(app.router)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
-                               handle_signals=False)  # fmt: skip
+        server_log = ServerLog(logging.getLogger("gossip.api.server"))
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, handle_signals=False,
+                               logger=server_log)  # fmt: skip
         await runner.setup()
         self._runner = runner
         try:

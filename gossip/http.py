@@ -38,6 +38,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from crdt import Identity
 
 from . import auth
+from .logfilter import ServerLog
 from .transport import (
     Handler,
     PeerMisbehaved,
@@ -153,7 +154,8 @@ class HttpTransport:
         # Unread bodies are drained by ``_handle`` itself (bounded); aiohttp's own lingering
         # outlives a lost connection (its task stays until the timer ends).
         server = web.Server(
-            self._handle, access_log=None, handler_cancellation=False, lingering_time=0
+            self._handle, access_log=None, handler_cancellation=False, lingering_time=0,
+            logger=ServerLog(logging.getLogger("gossip.http.server")),
         )
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=2.0)
         try:

@@ -994,28 +994,43 @@ class Node:
                     await self._wake.wait()
 
     async def _round(self) -> None:
-        table = self._table
-        if table is None:
+        """Start an exchange with ``fanout`` peers; wait for them at most one interval.
+
+        A peer that accepts connections and then hangs holds its own exchange until the
+        request timeout, not the rounds: it stays in flight, so the next rounds choose
+        other peers meanwhile."""
+        table, tg = self._table, self._tg
+        if table is None or tg is None:
             return
         now = self._now_ms()
         jitter = int(self.profile.interval * 1000)
         chosen = table.select(now, self.profile.fanout, jitter_ms=jitter)
-        await self._exchanges(chosen)
+        for peer in chosen:
+            table.begin(peer)
+        tasks = [
+            tg.create_task(self._settling(peer), name=f"exchange {peer.label}") for peer in chosen
+        ]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.profile.interval)
         self._end_rotation_if_known()
 
     async def _exchanges(self, chosen: list[Peer]) -> list[int | None]:
+        """Exchange with every peer of ``chosen`` and wait for all (``sync_now``)."""
         if not chosen:
             return []
         for peer in chosen:
             self._require(self._table).begin(peer)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(self._settling(peer)) for peer in chosen]
+        return [t.result() for t in tasks]
+
+    async def _settling(self, peer: Peer) -> int | None:
+        """``_exchange``, then wake whoever waits for a peer to be idle (``sync_now``)."""
         try:
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self._exchange(peer)) for peer in chosen]
+            return await self._exchange(peer)
         finally:
-            # Wake whoever waits for a peer to be idle (sync_now).
             self._settled.set()
             self._settled = asyncio.Event()
-        return [t.result() for t in tasks]
 
     async def sync_now(self, fanout: int | None = None) -> SyncReport:
         """One push-pull exchange now with every peer (or with the ``fanout`` least

@@ -71,7 +71,10 @@ def homes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"home": home, "file": root / "file", "dir": root / "dir", "missing": root / "none"}
 
 
-def test_bad_arguments_never_give_a_traceback(homes: dict[str, Path]) -> None:
+def test_bad_arguments_never_give_a_traceback(
+    homes: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # `export VALUE` writes relative paths: not in the repo
     key_before = (homes["home"] / "host.key").read_bytes()
     paths = [str(p) for p in homes.values()] + [str(homes["home"] / "host.key"),
                                                   str(homes["home"] / "store.db")]  # fmt: skip

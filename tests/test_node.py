@@ -587,3 +587,37 @@ async def test_sync_with_a_wrong_address_leaves_no_peer_behind(tmp_path: Path):
         assert node.peers() == []  # a typo does not become a peer retried forever
         with pytest.raises(ConfigError, match="port 0"):
             await node.sync_with("127.0.0.1:0")
+
+
+async def test_a_hung_peer_holds_its_own_exchange_not_the_rounds(tmp_path: Path):
+    """A peer that accepts connections and never answers: every exchange with it waits
+    for the request timeout (a minute here), but the rounds go on with the other peer."""
+    held: list[asyncio.StreamWriter] = []
+    release = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    hung = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    homes = [tmp_path / "a", tmp_path / "b"]
+    await asyncio.to_thread(create_hosts, homes)
+    slow = FAST.with_(request_timeout=60.0, fanout=1, eager_push=False)
+    try:
+        async with Node(homes[1], listen="127.0.0.1:0", profile=slow) as b:
+            first, second = "written before the hung exchange", "written during it"
+            await b.remember(first, category="x")
+            async with Node(homes[0], listen="127.0.0.1:0", peers=[hung, b.address],
+                            profile=slow) as a:  # fmt: skip
+                await until(lambda: held, "an exchange with the hung peer")
+                assert await until(lambda: recalled(a, first), "the first record", 10)
+                await b.remember(second, category="x")
+                assert await until(lambda: recalled(a, second), "the second record", 10)
+                (row,) = [p for p in a.peers() if p.address == hung]
+                assert row.failures == 0, "the hung exchange has not even timed out yet"
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -420,3 +421,35 @@ def test_key_0600_and_store_not_readable_by_others_whatever_the_umask(tmp_path: 
     assert all(mode & 0o077 == 0 for name, mode in live.items()), {
         k: oct(v) for k, v in live.items()
     }
+
+
+async def _raw_request(address: str, payload: bytes) -> bytes:
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(payload)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(200), 5)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_malformed_http_is_one_short_warning_not_a_traceback_flood(server, caplog):
+    """A stranger sending requests aiohttp cannot parse gets 400s; the log gets one
+    warning line each (address and reason, no traceback), at most a burst of them."""
+    caplog.set_level(logging.DEBUG, logger="gossip.http.server")
+    bad = [
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST /v1/sync HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ]
+    for k in range(20):
+        answer = await _raw_request(server.address, bad[k % 2])
+        assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400")
+    lines = [r for r in caplog.records if r.name == "gossip.http.server"]
+    assert 1 <= len(lines) <= 5, [r.getMessage() for r in lines]
+    for r in lines:
+        assert r.levelno == logging.WARNING and r.exc_info is None
+        assert r.getMessage().startswith("refused a malformed HTTP request from 127.0.0.1: 400")
+    assert any("Content-Length" in r.getMessage() for r in lines)
+    assert "Traceback" not in caplog.text
