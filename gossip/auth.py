@@ -47,6 +47,8 @@ from crdt.identity import b64url, unb64url, verify
 KEY_HEADER = "Sm-Key"
 SIGNATURE_HEADER = "Sm-Signature"
 BASE_TAG = "sm-gossip-signature-v1"
+JOIN_NONCES = 4096  # live nonces of join requests (Verifier.join_nonces), all keys
+JOIN_NONCES_PER_KEY = 8  # and of one key
 _HEADER = re.compile(r"^v=1;t=(\d{1,16});n=([A-Za-z0-9_-]{22});s=([A-Za-z0-9_-]{86})$")
 
 
@@ -159,23 +161,37 @@ class NonceCache:
     nonce must never be accepted twice): when full, new requests are refused until old
     entries expire — fail closed."""
 
-    def __init__(self, window_ms: int, max_entries: int = 100_000) -> None:
+    def __init__(
+        self, window_ms: int, max_entries: int = 100_000, *, per_key: int | None = None
+    ) -> None:
+        """``per_key``: at most this many live nonces of one key (None: no such limit)."""
         self.window_ms = window_ms
         self.max_entries = max_entries
+        self.per_key = per_key
         self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._of_key: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def check_and_add(self, key: str, nonce: str, now_ms: int) -> bool:
         """True (and remembered) if new; False if seen before (a replay) or if the cache
-        is full of live entries."""
+        (or this key's share of it) is full of live entries."""
         horizon = now_ms - 2 * self.window_ms
         while self._seen:
             oldest, seen_at = next(iter(self._seen.items()))
             if seen_at >= horizon:
                 break
             del self._seen[oldest]
+            left = self._of_key.pop(oldest[0], 1) - 1
+            if left > 0:
+                self._of_key[oldest[0]] = left
         if (key, nonce) in self._seen or len(self._seen) >= self.max_entries:
             return False
+        if self.per_key is not None and self._of_key.get(key, 0) >= self.per_key:
+            return False
         self._seen[(key, nonce)] = now_ms
+        self._of_key[key] = self._of_key.get(key, 0) + 1
         return True
 
 
@@ -200,6 +216,11 @@ class Verifier:
         self.window_ms = window_ms
         self.started_ms = started_ms
         self.nonces = NonceCache(window_ms)
+        # Requests to ``transport.JOIN_PATH`` (keys outside the trusted set may make
+        # them) have their own small cache, a few nonces per key: a flood of them, from
+        # any number of fresh keys, can at worst refuse other joins for two windows,
+        # never fill ``nonces`` and so refuse the trusted peers' exchanges.
+        self.join_nonces = NonceCache(window_ms, JOIN_NONCES, per_key=JOIN_NONCES_PER_KEY)
         # Keys this host retired while running (``gossip key rotate``): a request
         # addressed to one is still served, and answered signed by it, so that peers
         # that have not switched to the new key yet see no failed exchange.
@@ -237,9 +258,12 @@ class Verifier:
         body: bytes,
         recipient: str | None = None,
         request_nonce: str | None = None,
+        nonces: NonceCache | None = None,
     ) -> None:
         """The signature and the nonce. A server checks a request with its own public id
-        as ``recipient``; a client checks a response with its ``request_nonce``."""
+        as ``recipient``; a client checks a response with its ``request_nonce``. The
+        nonce goes in ``nonces`` (default: ``self.nonces``; ``self.join_nonces`` for a
+        join request)."""
         base = signature_base(role, method, path, body, signed.created, signed.nonce,
                               recipient=recipient, request_nonce=request_nonce)  # fmt: skip
         if not verify(signed.key, signed.sig, base):
@@ -249,7 +273,8 @@ class Verifier:
                     "changed)"
                 )
             raise BadSignature("the signature does not verify (body or headers changed)")
-        if not self.nonces.check_and_add(signed.key, signed.nonce, self.now_ms()):
+        cache = self.nonces if nonces is None else nonces
+        if not cache.check_and_add(signed.key, signed.nonce, self.now_ms()):
             raise Unauthorized(
                 "this nonce was already used (a replayed request), or too many "
                 "requests within the window"

@@ -136,10 +136,12 @@ async def serve(
     # A request addressed to a key this host retired (rotation grace, auth.Verifier) is
     # served too, and answered by that key.
     responder = identity
+    # A join request's nonce never touches the cache of the trusted peers' requests.
+    nonces = verifier.join_nonces if path == JOIN_PATH else verifier.nonces
     for candidate in (identity, *verifier.retired.values()):
         try:
             verifier.check_body(signed, role="request", method=method, path=path, body=body,
-                                recipient=candidate.public_id)  # fmt: skip
+                                recipient=candidate.public_id, nonces=nonces)  # fmt: skip
         except auth.BadSignature as e:
             if candidate is identity:
                 first = e
