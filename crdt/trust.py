@@ -6,31 +6,47 @@ keyring (which includes this host), the locally removed keys, and the trust reco
 the document (``successor``, ``revoke``, ``vouch``; see docs/protocol.md, "Key records")
 go in, a ``TrustSet`` comes out. It never writes anything.
 
-The rules (docs/threat-model.md, "Key rotation and revocation"):
+The rules (docs/protocol.md, "Key records"; docs/threat-model.md, "Key rotation and
+revocation"):
 
 - **reach**: start from the keyring (minus locally removed keys). A reached key's
   honoured ``successor`` is reached; with ``follow_vouches``, so is every key it vouches
-  for. A locally removed key is never reached, whoever names it.
+  for. A locally removed key is never reached, whoever names it. The edge that first
+  reaches a key outside the keyring (breadth first, from the sorted keyring, a key's
+  successor before its vouches, each by ``ts`` then record id) is the one that **brought
+  it into trust**; its author is the key's *bringer*.
 - **successor**: only a record signed by the old key counts (the record's author *is*
-  the old key). If an old key names several successors, the first (by ``ts``, then
-  record id) wins, so a thief of a rotated key cannot redirect its trust later; and a
-  successor signed after the old key's revocation took effect is ignored.
+  the old key), and only while the old key names **one** successor: an old key that
+  names two different keys (in records signed up to its self-revocation's ``at``, if it
+  revoked itself) is **compromised**: neither is honoured, and the old key is revoked
+  (from the earliest of those records' ``ts``). A successor edge is cut only by the old
+  key's own revocation or its bringer's, from their ``at`` — never by ``retroactive``
+  (which is about the key's content), and never by a revocation from the old key's own
+  successors (the owner revoking the key it rotated away from keeps the new key).
 - **revoke**: honoured when signed by the revoked key itself (anyone holding a key may
-  retire it), by a trusted key that vouched for it (a ``vouch`` or ``successor``
-  record naming it), or by one of its honoured successors (a host revoking the key it
-  rotated away from). A voucher's authority is judged against the trust that
-  self-revocations alone leave, so the answer never depends on record order. Revoked
-  keys leave the trusted set (no exchange); their records with ``ts`` up to the
-  revocation's ``at`` still count, none of them when it is ``retroactive``. Several
-  revocations of one key merge: the earliest ``at``, retroactive if any is.
-- every record a revoked key signed after its cutoff (a vouch, a successor, a revoke of
-  another key) is ignored, like its memories. This host's own current key is never
-  revoked in its own eyes.
+  retire it); by one of its honoured successors (a host revoking the key it rotated
+  away from; also over a keyring key), signed before that successor's own revocation
+  ``at``; or by its bringer, if the key is not in the keyring and the bringer is not
+  revoked itself (so a key rotated away from, once revoked, can no longer revoke its
+  successor). In this host's own eyes, its own current key's revocations are honoured
+  too (it published them: its decision, like a local removal). Decided in that order
+  — self, successors and this host (judged against self-revocations and compromises),
+  bringers (judged against all of those, parents first) — so the answer never depends
+  on record order. Revoked keys leave the trusted set (no
+  exchange); their records with ``ts`` up to the revocation's ``at`` still count, none
+  of them when it is ``retroactive``. Several revocations of one key merge: the earliest
+  ``at``, retroactive if any is.
+- every record a revoked key signed after its cutoff (a vouch, a revoke of another key)
+  is ignored, like its memories. This host's own current key is never revoked in its
+  own eyes.
+
+Record times are what their signers chose: a thief holding a key can backdate what it
+signs (docs/threat-model.md says what stays open).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .errors import IdentityError
@@ -60,6 +76,9 @@ class TrustSet:
     vouched: Mapping[str, str] = field(default_factory=dict)  # honoured: key -> voucher
     revoked: Mapping[str, Revocation] = field(default_factory=dict)
     names: Mapping[str, str] = field(default_factory=dict)  # keyring names, inherited
+    # Old keys that named two different successors: neither is honoured, they are revoked.
+    compromised: frozenset[str] = frozenset()
+    brought: Mapping[str, str] = field(default_factory=dict)  # key -> its bringer
 
     def __contains__(self, key: object) -> bool:
         return key in self.keys
@@ -86,7 +105,10 @@ class TrustSet:
         return key
 
     def can_revoke(self, author: str, key: str, records: Iterable[SignedRecord]) -> bool:
-        """Would a revoke of ``key`` signed by ``author`` be honoured here?"""
+        """May ``author`` publish a revoke of ``key`` that peers could honour? The key
+        itself; a trusted honoured successor of it; or a trusted author of a ``vouch``
+        or ``successor`` record naming it (peers that it brought the key to honour it;
+        see ``effective_trust``)."""
         if author == key:
             return True
         if author not in self.keys:
@@ -101,6 +123,8 @@ class TrustSet:
 
     def how(self, key: str) -> str:
         """Why ``key`` is (not) trusted, in a few words, for `gossip trust list`."""
+        if key in self.compromised:
+            return "compromised (it named two successors)"
         if key in self.revoked:
             r = self.revoked[key]
             return "revoked" + (" (retroactive)" if r.retroactive else "")
@@ -122,6 +146,30 @@ class _Edge:
     name: str = ""
 
 
+@dataclass(frozen=True)
+class _Revoke:
+    by: str
+    ts: int
+    at: int
+    retroactive: bool
+    id: str
+
+
+def _merged(key: str, found: Iterable[_Revoke]) -> Revocation | None:
+    found = list(found)
+    if not found:
+        return None
+    first = min(found, key=lambda r: (r.at, r.id))
+    return Revocation(key, first.by, first.at, any(r.retroactive for r in found), first.id)
+
+
+def _combine(a: Revocation | None, b: Revocation | None) -> Revocation | None:
+    if a is None or b is None:
+        return a or b
+    first = min(a, b, key=lambda r: (r.at, r.record))
+    return Revocation(a.key, first.by, first.at, a.retroactive or b.retroactive, first.record)
+
+
 def effective_trust(
     keyring: Mapping[str, str],
     records: Iterable[SignedRecord],
@@ -134,7 +182,7 @@ def effective_trust(
     ``removed`` keys and the document's trust ``records`` (others are ignored)."""
     successors: dict[str, list[_Edge]] = {}
     vouches: dict[str, list[_Edge]] = {}
-    revokes: dict[str, list[tuple[str, int, int, bool, str]]] = {}  # key -> (by, ts, at, ..)
+    revokes: dict[str, list[_Revoke]] = {}  # revoked key -> its revoke records
     for rec in records:
         try:
             kind, f = rec.kind, rec.fields
@@ -156,46 +204,65 @@ def effective_trust(
             if not isinstance(at, int) or isinstance(at, bool):
                 at = rec.ts
             retro = f.get("retroactive") is True
-            revokes.setdefault(key, []).append((rec.author, rec.ts, at, retro, rec.id))
+            revokes.setdefault(key, []).append(_Revoke(rec.author, rec.ts, at, retro, rec.id))
     for edges in (*successors.values(), *vouches.values()):
         edges.sort(key=lambda e: (e.ts, e.id))
     removed = set(removed)
     roots = {k: n for k, n in keyring.items() if k not in removed}
 
-    def merged(key: str, found: list[tuple[str, int, int, bool, str]]) -> Revocation | None:
-        if not found:
-            return None
-        by, _, _, _, rid = min(found, key=lambda r: (r[2], r[4]))
-        return Revocation(key, by, min(r[2] for r in found), any(r[3] for r in found), rid)
-
-    # Pass 1: self-revocations only (no trust needed: whoever holds a key may retire it).
+    # 1. Self-revocations (no trust needed: whoever holds a key may retire it).
     revoked: dict[str, Revocation] = {}
-    for key, found in revokes.items():
-        rev = merged(key, [r for r in found if r[0] == key])
+    edge_cut: dict[str, int] = {}  # successor edges signed after this no longer count
+    for key, found in sorted(revokes.items()):
+        rev = _merged(key, [r for r in found if r.by == key])
         if rev is not None and key != self_key:
             revoked[key] = rev
-    first = _reach(roots, removed, successors, vouches, revoked, follow_vouches)
-    self_revoked = dict(revoked)  # pass 2 judges against pass 1 only: order-free
-    # Pass 2: revocations by a key trusted after pass 1 that vouched for (or named as its
-    # successor) the revoked key, each signed before its own author's cutoff.
-    vouchers: dict[str, set[str]] = {}
-    for author, edges in (*successors.items(), *vouches.items()):
-        for e in edges:
-            vouchers.setdefault(e.key, set()).add(author)
-    for key, found in revokes.items():
+            edge_cut[key] = rev.at
+    # 2. Compromised: an old key that named two different successors (up to its own cut).
+    compromised: set[str] = set()
+    for old, edges in sorted(successors.items()):
+        named = [e for e in edges if e.ts <= edge_cut.get(old, NO_CUTOFF)]
+        if len({e.key for e in named}) < 2:
+            continue
+        compromised.add(old)
+        if old != self_key:
+            second = next(e for e in named if e.key != named[0].key)
+            rev = Revocation(old, old, named[0].ts, False, second.id)
+            revoked[old] = _combine(revoked.get(old), rev)  # type: ignore[assignment]
+
+    def successor_of(old: str) -> str | None:
+        if old in compromised:
+            return None
+        named = {e.key for e in successors.get(old, ()) if e.ts <= edge_cut.get(old, NO_CUTOFF)}
+        return next(iter(named)) if len(named) == 1 else None
+
+    first = _reach(roots, removed, successor_of, vouches, revoked, follow_vouches)
+    # 3. Revocations by an honoured successor (the owner revoking a key it rotated away
+    #    from), judged against steps 1 and 2, and this host's own (its decision, here);
+    #    they never cut the old key's successor edge.
+    before = dict(revoked)
+    for key, found in sorted(revokes.items()):
         if key == self_key:
             continue
         heirs = first.heirs(key)
-        ok = [
-            r for r in found
-            if r[0] == key
-            or ((r[0] in vouchers.get(key, ()) or r[0] in heirs) and r[0] in first.keys
-                and r[1] <= first.edge_cutoff(r[0], self_revoked))
-        ]  # fmt: skip
-        rev = merged(key, ok)
+        ok = [r for r in found if r.by != key and (
+            r.by == self_key
+            or (r.by in heirs and r.by in first.reached and r.ts <= _at(before.get(r.by)))
+        )]  # fmt: skip
+        rev = _combine(revoked.get(key), _merged(key, ok))
         if rev is not None:
             revoked[key] = rev
-    final = _reach(roots, removed, successors, vouches, revoked, follow_vouches)
+    # 4. Revocations by the bringer of a key outside the keyring, if the bringer is not
+    #    revoked itself; bringers first (a bringer was reached before what it brought).
+    for key in first.order:
+        bringer = first.brought.get(key)
+        if bringer is None or key == self_key or bringer in revoked:
+            continue
+        rev = _merged(key, [r for r in revokes.get(key, ()) if r.by == bringer])
+        if rev is not None:
+            revoked[key] = _combine(revoked.get(key), rev)  # type: ignore[assignment]
+            edge_cut[key] = min(edge_cut.get(key, NO_CUTOFF), rev.at)
+    final = _reach(roots, removed, successor_of, vouches, revoked, follow_vouches)
     cutoffs = {k: (-1 if r.retroactive else r.at) for k, r in revoked.items() if k in final.reached}
     return TrustSet(
         keys=frozenset(final.reached - set(revoked)),
@@ -204,7 +271,13 @@ def effective_trust(
         vouched=final.vouched,
         revoked=revoked,
         names=final.names,
+        compromised=frozenset(compromised),
+        brought=final.brought,
     )
+
+
+def _at(rev: Revocation | None) -> int:
+    return NO_CUTOFF if rev is None else rev.at
 
 
 @dataclass
@@ -213,26 +286,18 @@ class _Reach:
     successors: dict[str, str]
     vouched: dict[str, str]
     names: dict[str, str]
-
-    @property
-    def keys(self) -> set[str]:
-        return self.reached
+    brought: dict[str, str] = field(default_factory=dict)  # key -> the key that brought it
+    order: list[str] = field(default_factory=list)  # every reached key, in reach order
 
     def heirs(self, key: str) -> set[str]:
         """The honoured successors of ``key``, transitively."""
         return _chain(self.successors, key)
 
-    def edge_cutoff(self, key: str, revoked: Mapping[str, Revocation]) -> int:
-        rev = revoked.get(key)
-        if rev is None:
-            return NO_CUTOFF
-        return -1 if rev.retroactive else rev.at
-
 
 def _reach(
     roots: Mapping[str, str],
     removed: set[str],
-    successors: Mapping[str, list[_Edge]],
+    successor_of: Callable[[str], str | None],
     vouches: Mapping[str, list[_Edge]],
     revoked: Mapping[str, Revocation],
     follow_vouches: bool,
@@ -241,12 +306,14 @@ def _reach(
     queue = sorted(roots)
     while queue:
         k = queue.pop(0)
-        cutoff = out.edge_cutoff(k, revoked)
+        out.order.append(k)
+        rev = revoked.get(k)
+        cutoff = NO_CUTOFF if rev is None else (-1 if rev.retroactive else rev.at)
         nexts: list[tuple[str, str]] = []
-        first = next((e for e in successors.get(k, ()) if e.ts <= cutoff), None)
-        if first is not None:
-            out.successors[k] = first.key
-            nexts.append((first.key, "successor"))
+        nxt = successor_of(k)
+        if nxt is not None:
+            out.successors[k] = nxt
+            nexts.append((nxt, "successor"))
         if follow_vouches:
             for e in vouches.get(k, ()):
                 if e.ts <= cutoff:
@@ -255,6 +322,7 @@ def _reach(
             if key in removed or key in out.reached:
                 continue
             out.reached.add(key)
+            out.brought[key] = k
             if why == "successor":
                 out.names[key] = out.names.get(k, "")
             else:

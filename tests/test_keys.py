@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from crdt import Identity, Replica
+from crdt import Identity, Replica, records
 from crdt.files import create_whole
 from crdt.identity import KEY_FILE, RETIRED_DIR
 from gossip.events import PeerChanged
@@ -337,3 +337,29 @@ async def test_a_join_flood_by_strangers_never_blocks_the_trusted_peers(tmp_path
         for _ in range(3):  # the trusted peers still exchange, both ways
             assert (await b.sync_now()).failures == 0
             assert (await a.sync_now()).failures == 0
+
+
+async def test_a_member_cannot_revoke_another_by_vouching_for_it_first(tmp_path: Path):
+    """Review finding 1: m, trusted like everyone, published vouch(b) and then
+    revoke(b, retroactive); every node (follow_vouches off) revoked b, and b's exchanges
+    got 403. A voucher now has authority only over a key its vouch brought into trust,
+    never over a keyring key."""
+    async with contextlib.AsyncExitStack() as stack:
+        cluster = Cluster("http", tmp_path, stack)
+        a, b, m = await cluster.grow(3)
+        await mesh([a, b, m])
+        await b.remember("b's lesson", category="learning")
+        await m._write(lambda i, now: records.vouch(i, b.id, ts=now))
+        rid = await m.revoke(b.id, retroactive=True)
+        assert b.id not in m.trust_set()  # m's own decision, in its own eyes only
+
+        async def holds(node: Node) -> bool:
+            return rid in await node.records()
+
+        await until(lambda: holds(a), "a holds m's revoke of b")
+        await until(lambda: holds(b), "b holds m's revoke of itself")
+        assert b.id in a.trust_set() and not a.trust_set().revoked
+        assert recalled_now(a, "b's lesson")
+        for _ in range(2):  # a and b still exchange: no 403
+            assert (await a.sync_with(b.address)).failures == 0
+            assert (await b.sync_with(a.address)).failures == 0

@@ -54,39 +54,123 @@ def test_successor_needs_the_old_keys_signature():
     assert trust.current(old.public_id) == new.public_id
 
 
-def test_first_successor_wins_and_none_after_revocation():
+def test_an_old_key_naming_two_successors_is_compromised_and_names_neither():
+    """Review finding 2a: after a routine rotation a thief holding the old key (kept in
+    retired/) signed a successor backdated before the real one, and "first successor
+    wins" handed the old key's trust to the thief's key."""
     old, real, rogue = Identity.generate(), Identity.generate(), Identity.generate()
-    recs = [records.successor(old, real.public_id, ts=T),
-            records.successor(old, rogue.public_id, ts=T + 10)]  # fmt: skip
-    trust = effective_trust({old.public_id: ""}, recs)
-    assert real.public_id in trust and rogue.public_id not in trust
-    # The owner rotated and revoked the old key from T + 5: a thief's later successor,
-    # even the only one, is ignored, while the real one (before the cutoff) stands.
+    rotation = records.successor(old, real.public_id, ts=T)
+    theft = records.successor(old, rogue.public_id, ts=T - 3_600_000)
+    trust = effective_trust({old.public_id: ""}, [rotation, theft])
+    assert rogue.public_id not in trust and real.public_id not in trust
+    assert old.public_id not in trust and trust.compromised == {old.public_id}
+    assert trust.how(old.public_id).startswith("compromised")
+    # Its records up to the earliest successor it signed still count, none after.
+    assert trust.counts(old.public_id, T - 3_600_000) and not trust.counts(old.public_id, T)
+    # The owner's later revoke of the old key by the real new key changes nothing...
+    owner = records.revoke(real, old.public_id, ts=T + 10)
+    assert real.public_id not in effective_trust({old.public_id: ""}, [rotation, theft, owner])
+    # ... the remedy is to trust the new key by hand.
+    by_hand = effective_trust({old.public_id: "", real.public_id: ""}, [rotation, theft, owner])
+    assert real.public_id in by_hand and rogue.public_id not in by_hand
+    # The same successor named twice is one successor.
+    again = records.successor(old, real.public_id, ts=T + 5)
+    assert real.public_id in effective_trust({old.public_id: ""}, [rotation, again])
+
+
+def test_no_successor_after_the_old_keys_own_revocation():
+    old, rogue = Identity.generate(), Identity.generate()
     revoke = records.revoke(old, old.public_id, ts=T + 5)
-    only_rogue = effective_trust({old.public_id: ""}, [recs[1], revoke])
-    assert rogue.public_id not in only_rogue
-    both = effective_trust({old.public_id: ""}, [*recs, revoke])
-    assert real.public_id in both and old.public_id not in both
-    assert both.counts(old.public_id, T + 5) and not both.counts(old.public_id, T + 6)
+    late = records.successor(old, rogue.public_id, ts=T + 10)
+    only_rogue = effective_trust({old.public_id: ""}, [late, revoke])
+    assert rogue.public_id not in only_rogue and not only_rogue.compromised
+    assert only_rogue.counts(old.public_id, T + 5) and not only_rogue.counts(old.public_id, T + 6)
 
 
-def test_revoke_by_itself_and_by_its_voucher_honoured_by_a_stranger_ignored():
+def test_revoke_by_itself_and_by_its_bringer_honoured_by_a_stranger_ignored():
     voucher, key, stranger = Identity.generate(), Identity.generate(), Identity.generate()
-    ring = {voucher.public_id: "v", key.public_id: "k"}
+    ring = {voucher.public_id: "v"}
     by_stranger = records.revoke(stranger, key.public_id, ts=T)
-    assert key.public_id in effective_trust(ring, [by_stranger])
+    assert key.public_id in effective_trust({**ring, key.public_id: "k"}, [by_stranger])
     by_itself = records.revoke(key, key.public_id, ts=T)
-    assert key.public_id not in effective_trust(ring, [by_itself])
-    # A voucher's revocation counts only with its vouch record, and only if trusted.
-    by_voucher = records.revoke(voucher, key.public_id, ts=T + 1, retroactive=True)
-    assert key.public_id in effective_trust(ring, [by_voucher])
+    assert key.public_id not in effective_trust({**ring, key.public_id: "k"}, [by_itself])
+    # A voucher's revocation counts when its vouch brought the key into trust.
     vouch = records.vouch(voucher, key.public_id, ts=T)
-    trust = effective_trust(ring, [vouch, by_voucher])
+    by_voucher = records.revoke(voucher, key.public_id, ts=T + 1, retroactive=True)
+    assert key.public_id in effective_trust(ring, [vouch], follow_vouches=True)
+    trust = effective_trust(ring, [vouch, by_voucher], follow_vouches=True)
     assert key.public_id not in trust and trust.cutoffs[key.public_id] == -1
     untrusted_voucher = effective_trust({key.public_id: "k"}, [vouch, by_voucher])
     assert key.public_id in untrusted_voucher
     # This host never revokes itself in its own eyes.
-    assert key.public_id in effective_trust(ring, [by_itself], self_key=key.public_id)
+    ring2 = {voucher.public_id: "v", key.public_id: "k"}
+    assert key.public_id in effective_trust(ring2, [by_itself], self_key=key.public_id)
+    # Its own revocations count in its own eyes, also of a keyring key (its decision).
+    assert key.public_id in effective_trust(ring2, [vouch, by_voucher])
+    mine = effective_trust(ring2, [vouch, by_voucher], self_key=voucher.public_id)
+    assert key.public_id not in mine and mine.revoked[key.public_id].by == voucher.public_id
+
+
+def test_a_voucher_has_no_authority_over_a_keyring_key_nor_over_what_it_did_not_bring():
+    """Review finding 1: any trusted key could revoke any other (keyring members
+    included) by first publishing a vouch for it; a vouched key could revoke its inviter."""
+    a, b, m = (Identity.generate() for _ in range(3))
+    ring = {a.public_id: "a", b.public_id: "b", m.public_id: "m"}
+    attack = [records.vouch(m, b.public_id, ts=T),
+              records.revoke(m, b.public_id, ts=T + 1, retroactive=True)]  # fmt: skip
+    for follow in (False, True):
+        trust = effective_trust(ring, attack, follow_vouches=follow, self_key=a.public_id)
+        assert b.public_id in trust and not trust.revoked
+    # With follow_vouches: i brought j; j (or any other vouch for i) cannot revoke i.
+    root, i, j, k = (Identity.generate() for _ in range(4))
+    chain = [records.vouch(root, i.public_id, ts=T), records.vouch(i, j.public_id, ts=T + 1)]
+    counter = [records.vouch(j, i.public_id, ts=T + 2),
+               records.revoke(j, i.public_id, ts=T + 3)]  # fmt: skip
+    trust = effective_trust({root.public_id: ""}, chain + counter, follow_vouches=True)
+    assert {i.public_id, j.public_id} <= trust.keys and trust.brought[i.public_id] == root.public_id
+    # k (vouched by i, after j) vouches for j too: j was brought by i (reach is breadth
+    # first, each key's vouches by ts), so k's revoke of j is ignored...
+    late = [records.vouch(i, k.public_id, ts=T + 2), records.vouch(k, j.public_id, ts=T + 5),
+            records.revoke(k, j.public_id, ts=T + 6)]  # fmt: skip
+    assert j.public_id in effective_trust({root.public_id: ""}, chain + late, follow_vouches=True)
+    # ... and i's is honoured, unless i is revoked itself (then it has no authority left).
+    by_i = records.revoke(i, j.public_id, ts=T + 4)
+    assert j.public_id not in effective_trust({root.public_id: ""}, [*chain, by_i],
+                                              follow_vouches=True)  # fmt: skip
+    i_gone = records.revoke(i, i.public_id, ts=T + 10)
+    trust = effective_trust({root.public_id: ""}, [*chain, by_i, i_gone], follow_vouches=True)
+    assert j.public_id in trust and i.public_id not in trust
+
+
+def test_a_successor_edge_survives_the_old_keys_revocation():
+    """Review finding 3: a stolen old key revoked its successor, and the owner's own
+    remedy (revoking the old key, retroactively or from before the rotation) orphaned the
+    new key."""
+    a, b, c = Identity.generate(), Identity.generate(), Identity.generate()
+    ring = {a.public_id: "host"}
+    rotation = records.successor(a, b.public_id, ts=T)
+    # (a) the thief's revoke of the new key, then the owner's revoke of the old one.
+    thief = records.revoke(a, b.public_id, ts=T + 100, retroactive=True)
+    owner = records.revoke(b, a.public_id, ts=T + 200)
+    trust = effective_trust(ring, [rotation, thief, owner])
+    assert b.public_id in trust and a.public_id not in trust
+    assert trust.counts(b.public_id, T + 150)
+    # (b) the old key revokes itself retroactively: the new key stays trusted.
+    retro = records.revoke(a, a.public_id, ts=T + 50, retroactive=True)
+    trust = effective_trust(ring, [rotation, retro])
+    assert b.public_id in trust and trust.cutoffs[a.public_id] == -1
+    # (c) `gossip trust remove OLD --retroactive` on the new key, even from before the
+    # rotation: the old key's content is gone, the new key stays.
+    early = records.revoke(b, a.public_id, ts=T + 50, at=T - 1000, retroactive=True)
+    trust = effective_trust(ring, [rotation, early])
+    assert b.public_id in trust and trust.successors == {a.public_id: b.public_id}
+    assert not trust.counts(a.public_id, T - 2000)
+    # A second rotation, and the middle key revoked retroactively by the third: the
+    # middle key's earlier revocation of the first still holds, and the third is trusted.
+    second = records.successor(b, c.public_id, ts=T + 300)
+    b_gone = records.revoke(c, b.public_id, ts=T + 400, retroactive=True)
+    trust = effective_trust(ring, [rotation, owner, second, b_gone])
+    assert trust.keys == {c.public_id} and trust.current(a.public_id) == c.public_id
 
 
 def test_vouches_count_only_when_followed_and_removed_keys_never():
