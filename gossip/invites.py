@@ -38,6 +38,9 @@ INVITES_FILE = "invites.json"
 DEFAULT_TTL_S = 24 * 3600.0
 MAX_TOKEN_CHARS = 4096
 _PROOF_TAG = "sm-gossip-join-v1"
+# The joiner that used an invitation may present it again for this long (its answer was
+# lost): it gets the answer again, and nothing is trusted or vouched for again.
+REPLAY_MS = 5 * 60 * 1000
 
 
 class InviteError(GossipError):
@@ -150,14 +153,19 @@ class Invitations:
         if not hmac.compare_digest(proof(token, joiner), given):
             raise InviteError("the invitation proof does not match (wrong token?)")
         used_by = entry.get("used_by")
-        if used_by not in (None, joiner):
-            raise InviteError("this invitation was already used; ask for a new one")
-        if used_by is None:  # the same joiner again (its answer was lost) is let through
-            if token.expires_at <= now:
-                raise InviteError("this invitation has expired; ask for a new one")
-            entry["used_by"] = joiner
+        if token.expires_at <= now:
+            raise InviteError("this invitation has expired; ask for a new one")
+        replay = False
+        if used_by is not None:
+            used_at = entry.get("used_at")
+            fresh = isinstance(used_at, int) and 0 <= now - used_at <= REPLAY_MS
+            if used_by != joiner or not fresh:
+                raise InviteError("this invitation was already used; ask for a new one")
+            replay = True  # the same joiner again, soon (its answer was lost)
+        else:
+            entry["used_by"], entry["used_at"] = joiner, now
             self._save(data)  # used up before anyone is trusted: single use, crash or not
         name = req.get("name")
         if not isinstance(name, str) or not name.isprintable() or len(name) > 64:
             name = ""
-        return {"name": entry.get("name") or name}
+        return {"name": entry.get("name") or name, "replay": replay}

@@ -608,6 +608,9 @@ class Node:
         whom we trust (it trusts them too, unless it asked not to)."""
         async with self._join_lock:
             try:
+                if joiner in self._require_replica().removed() or joiner in self._trust.revoked:
+                    # a removed or revoked key never re-admits itself with an old token
+                    raise invites.InviteError("this key was removed here; ask for a new key")
                 entry = await asyncio.to_thread(
                     invites.Invitations(self.home).redeem, self.id, joiner, body,
                     now=self._now_ms(),
@@ -616,9 +619,10 @@ class Node:
                 log.info("refused an invitation redemption by %s…: %s", joiner[:12], e)
                 raise RemoteProtocolError(str(e)) from None
         name = str(entry["name"])
-        self.trust(joiner, name)
-        await self._write(lambda i, now: records.vouch(i, joiner, ts=now, name=name))
-        self._keyring_changed(await self._call(self._host_records, priority=READ))
+        if not entry["replay"]:  # a replay (the answer was lost) trusts nothing again
+            self.trust(joiner, name)
+            await self._write(lambda i, now: records.vouch(i, joiner, ts=now, name=name))
+            self._keyring_changed(await self._call(self._host_records, priority=READ))
         trust = self._trust
         members = {k: trust.names.get(k, "") for k in sorted(trust.keys) if k != joiner}
         members[self.id] = self._name or ""

@@ -240,9 +240,32 @@ def test_invitations_refuse_expired_wrong_and_reused_proofs(tmp_path: Path):
     # The proof is bound to the joiner's key: a thief replaying it under its own key fails.
     with pytest.raises(InviteError, match="does not match"):
         store.redeem(inviter, thief, join_body(tok, joiner, "j"), now=T)
-    assert store.redeem(inviter, joiner, join_body(tok, joiner, "j"), now=T) == {"name": "j"}
+    assert store.redeem(inviter, joiner, join_body(tok, joiner, "j"), now=T) == {
+        "name": "j", "replay": False}
     with pytest.raises(InviteError, match="already used"):
         store.redeem(inviter, thief, join_body(tok, thief, "t"), now=T)
+
+
+def test_a_used_invitation_replays_to_its_joiner_only_briefly_and_never_after_expiry(
+    tmp_path: Path,
+):
+    """Review finding 5: the joiner that used an invitation was let through again for
+    ever, with no expiry check; the node re-trusted and re-vouched it each time."""
+    from gossip.invites import REPLAY_MS
+
+    inviter, joiner = (Identity.generate().public_id for _ in range(2))
+    store = Invitations(tmp_path)
+    tok = store.issue(inviter, ["127.0.0.1:7471"], now=T, ttl_s=3600)
+    body = join_body(tok, joiner, "j")
+    assert store.redeem(inviter, joiner, body, now=T)["replay"] is False
+    assert store.redeem(inviter, joiner, body, now=T + REPLAY_MS)["replay"] is True
+    with pytest.raises(InviteError, match="already used"):
+        store.redeem(inviter, joiner, body, now=T + REPLAY_MS + 1)
+    short = store.issue(inviter, ["127.0.0.1:7471"], now=T, ttl_s=1)
+    body = join_body(short, joiner, "j")
+    store.redeem(inviter, joiner, body, now=T + 500)
+    with pytest.raises(InviteError, match="expired"):
+        store.redeem(inviter, joiner, body, now=T + 1000)
 
 
 def test_peer_rows_take_the_successors_key_and_merge():
@@ -363,3 +386,26 @@ async def test_a_member_cannot_revoke_another_by_vouching_for_it_first(tmp_path:
         for _ in range(2):  # a and b still exchange: no 403
             assert (await a.sync_with(b.address)).failures == 0
             assert (await b.sync_with(a.address)).failures == 0
+
+
+async def test_a_removed_joiner_cannot_readmit_itself_with_its_old_token(tmp_path: Path):
+    """Review finding 5: a removed (or revoked) joiner presenting its token again was
+    trusted again, and each retry published another vouch."""
+    async with contextlib.AsyncExitStack() as stack:
+        a = await stack.enter_async_context(Node(tmp_path / "a", profile=FAST))
+        j = await stack.enter_async_context(Node(tmp_path / "j", profile=FAST))
+        token = (await a.invite(name="j")).encode()
+
+        async def vouches() -> int:
+            recs = (await a.records()).values()
+            return sum(1 for r in recs if r.kind == "vouch" and r.fields.get("key") == j.id)
+
+        await j.join(token)
+        assert j.id in a.keyring() and await vouches() == 1
+        await j.join(token)  # its answer was lost: the same answer, nothing new
+        assert await vouches() == 1
+        assert a.distrust(j.id)
+        with pytest.raises(InviteError, match="removed"):
+            await j.join(token)
+        assert j.id not in a.keyring() and j.id not in a.trust_set()
+        assert await vouches() == 1
