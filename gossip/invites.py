@@ -24,6 +24,7 @@ import hmac
 import json
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ INVITES_FILE = "invites.json"
 DEFAULT_TTL_S = 24 * 3600.0
 MAX_TOKEN_CHARS = 4096
 _PROOF_TAG = "sm-gossip-join-v1"
+_LOCKS: dict[str, threading.Lock] = {}  # invites.json path -> its lock
+_LOCKS_LOCK = threading.Lock()
 # The joiner that used an invitation may present it again for this long (its answer was
 # lost): it gets the answer again, and nothing is trusted or vouched for again.
 REPLAY_MS = 5 * 60 * 1000
@@ -106,6 +109,10 @@ class Invitations:
 
     def __init__(self, home: Path) -> None:
         self.path = Path(home) / INVITES_FILE
+        # Every read-modify-write of one file, by any Invitations object of this process,
+        # holds its lock (another process cannot write it: the data dir's lock).
+        with _LOCKS_LOCK:
+            self._lock = _LOCKS.setdefault(str(self.path.resolve()), threading.Lock())
 
     def _load(self) -> dict[str, dict[str, Any]]:
         try:
@@ -117,8 +124,10 @@ class Invitations:
         return data if isinstance(data, dict) else {}
 
     def _save(self, data: dict[str, dict[str, Any]]) -> None:
-        staged = self.path.with_name(f"{INVITES_FILE}.next")
-        staged.unlink(missing_ok=True)
+        """Under ``self._lock``: replace the file whole (a staged copy of a unique name)."""
+        for stale in self.path.parent.glob(f"{INVITES_FILE}.next*"):  # left by a crash
+            stale.unlink(missing_ok=True)
+        staged = self.path.with_name(f"{INVITES_FILE}.next-{secrets.token_hex(6)}")
         text = json.dumps(data, sort_keys=True)
         create_whole(staged, lambda tmp: tmp.write_text(text, "utf-8"))
         os.replace(staged, self.path)
@@ -129,15 +138,22 @@ class Invitations:
         """A new single-use invitation, valid ``ttl_s`` seconds."""
         token = Token(inviter, tuple(addresses), b64url(secrets.token_bytes(9)),
                       b64url(secrets.token_bytes(32)), now + round(ttl_s * 1000))  # fmt: skip
-        data = {k: v for k, v in self._load().items() if v.get("expires_at", 0) > now}
-        data[token.id] = {"secret": token.secret, "expires_at": token.expires_at,
-                          "name": name, "used_by": None}  # fmt: skip
-        self._save(data)
+        with self._lock:
+            data = {k: v for k, v in self._load().items()
+                    if isinstance(v, dict) and v.get("expires_at", 0) > now}  # fmt: skip
+            data[token.id] = {"secret": token.secret, "expires_at": token.expires_at,
+                              "name": name, "used_by": None}  # fmt: skip
+            self._save(data)
         return token
 
     def redeem(self, inviter: str, joiner: str, body: bytes, *, now: int) -> dict[str, Any]:
-        """Check a joiner's proof and use the invitation up; returns its entry (with the
-        name it was issued for). InviteError says why not (never with the secret)."""
+        """Check a joiner's proof and use the invitation up; returns its entry's name
+        and whether this is the joiner's replay. InviteError says why not (never with
+        the secret)."""
+        with self._lock:
+            return self._redeem(inviter, joiner, body, now=now)
+
+    def _redeem(self, inviter: str, joiner: str, body: bytes, *, now: int) -> dict[str, Any]:
         try:
             req = json.loads(body)
             iid, given = req["id"], req["proof"]
@@ -149,7 +165,10 @@ class Invitations:
         entry = data.get(iid)
         if not isinstance(entry, dict):
             raise InviteError("no such invitation here (or it expired long ago)")
-        token = Token(inviter, (), iid, str(entry.get("secret")), int(entry.get("expires_at", 0)))
+        expires_at = entry.get("expires_at")
+        if not isinstance(expires_at, int) or not isinstance(entry.get("secret"), str):
+            raise InviteError("this invitation is damaged here; ask for a new one")
+        token = Token(inviter, (), iid, entry["secret"], expires_at)
         if not hmac.compare_digest(proof(token, joiner), given):
             raise InviteError("the invitation proof does not match (wrong token?)")
         used_by = entry.get("used_by")
