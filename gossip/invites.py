@@ -159,7 +159,7 @@ class Invitations:
             iid, given = req["id"], req["proof"]
             if not isinstance(iid, str) or not isinstance(given, str):
                 raise TypeError
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # nested past the stack
             raise InviteError("a join request is {id, proof, name}") from None
         data = self._load()
         entry = data.get(iid)

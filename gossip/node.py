@@ -667,7 +667,7 @@ class Node:
         added = []
         try:
             offered = json.loads(answer).get("members", {})
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             offered = {}
         offered = offered if isinstance(offered, dict) else {}
         inviter_name = offered.get(tok.inviter)

@@ -284,9 +284,13 @@ def test_peer_rows_take_the_successors_key_and_merge():
     assert table.rekey("mine-before", "me") is None and len(table) == 1  # ourselves
 
 
-async def test_hostile_join_requests_get_4xx_and_admit_nobody(tmp_path: Path):
+async def test_hostile_join_requests_get_4xx_and_admit_nobody(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     """The join endpoint is the one a stranger may call: junk, oversized bodies, wrong
-    proofs and other keys' proofs are 4xx, and the keyring never changes."""
+    proofs and other keys' proofs are 4xx, and the keyring never changes. Deeply nested
+    JSON is a plain 400 too, with no traceback in the log (review finding 9: it raised
+    RecursionError, logged with a traceback per request)."""
     import time as _time
 
     from gossip.auth import Verifier
@@ -315,12 +319,21 @@ async def test_hostile_join_requests_get_4xx_and_admit_nobody(tmp_path: Path):
                     await client.request(inviter.address, JOIN_PATH, body,
                                          expected_key=inviter.id)  # fmt: skip
                 assert 400 <= refused.value.status < 500, (body[:40], refused.value)
+            client.identity = Identity.generate()  # a key gets 8 join requests a window
+            for body in (b"[" * 4000, b'{"id": "A", "proof": ' + b"[" * 4000):
+                with pytest.raises(PeerRefused) as refused:
+                    await client.request(inviter.address, JOIN_PATH, body,
+                                         expected_key=inviter.id)  # fmt: skip
+                assert refused.value.status == 400
+                assert "join request" in str(refused.value)
+            client.identity = stranger
             # A stranger is still refused everywhere else.
             with pytest.raises(PeerRefused) as refused:
                 await client.request(inviter.address, "/v1/sync", b"\x00",
                                      expected_key=inviter.id)  # fmt: skip
             assert refused.value.status == 403
         assert inviter.keyring() == before and stranger.public_id not in inviter.trust_set()
+        assert [r.getMessage() for r in caplog.records if r.exc_info] == []
         # The real proof still works afterwards (nothing used the invitation up).
         async with Node(tmp_path / "joiner", profile=FAST) as joiner:
             assert (await joiner.join(token.encode()))["inviter"] == inviter.id
