@@ -23,6 +23,7 @@ from .errors import IdentityError
 from .files import create_whole, fsync_dir
 
 KEY_FILE = "host.key"
+STAGED_KEY_FILE = "host.key.next"  # a rotation's new key, before it is installed
 RETIRED_DIR = "retired"  # keys replaced by `gossip key rotate`, kept 0600 (docs/cli.md)
 
 
@@ -101,6 +102,16 @@ class Identity:
             serialization.NoEncryption(),
         )
 
+    def stage(self, home: Path) -> Path:
+        """Write this key as ``home/host.key.next`` (0600, synced): the first step of a
+        rotation, before the old key signs a successor naming it, so that a successor
+        never names a key this host does not have (``Replica.open`` finishes the rotation
+        from it, or drops it if no successor was written)."""
+        staged = Path(home) / STAGED_KEY_FILE
+        staged.unlink(missing_ok=True)
+        create_whole(staged, lambda tmp: tmp.write_bytes(self._pem()))
+        return staged
+
     def install(self, home: Path, *, retire: Identity) -> Path:
         """Make this key ``home/host.key`` in place of ``retire``, which is kept as
         ``home/retired/<its id>.key`` (0600, in a 0700 directory): it may still have to
@@ -114,9 +125,13 @@ class Identity:
         kept = retired / f"{retire.public_id}.key"
         if not kept.exists():
             create_whole(kept, lambda tmp: tmp.write_bytes(retire._pem()))
-        staged = home / f"{KEY_FILE}.next"
-        staged.unlink(missing_ok=True)
-        create_whole(staged, lambda tmp: tmp.write_bytes(self._pem()))
+        staged = home / STAGED_KEY_FILE
+        try:
+            ready = Identity.load(home, STAGED_KEY_FILE).public_id == self.public_id
+        except IdentityError:
+            ready = False
+        if not ready:
+            self.stage(home)
         os.replace(staged, home / KEY_FILE)
         fsync_dir(home)
         return kept

@@ -44,7 +44,8 @@ from .errors import (
     StoreError,
     UpdateError,
 )
-from .identity import KEY_FILE, RETIRED_DIR, Identity, public_key_bytes
+from .files import fsync_dir
+from .identity import KEY_FILE, RETIRED_DIR, STAGED_KEY_FILE, Identity, public_key_bytes
 from .lock import DataDirLock
 from .records import SignedRecord
 from .rules import (
@@ -206,7 +207,11 @@ class Replica:
                         f"{store.path} belongs to {str(author)[:12]}…, not to this host key "
                         f"{identity.public_id[:12]}…"
                     )
-                return cls(home, identity, store, lock, limits or ReplicaLimits(), now_ms or _ms)
+                replica = cls(home, identity, store, lock, limits or ReplicaLimits(),
+                              now_ms or _ms)  # fmt: skip
+                if (home / STAGED_KEY_FILE).exists():
+                    replica._finish_staged_rotation()
+                return replica
             except BaseException:
                 store.close()
                 raise
@@ -421,11 +426,33 @@ class Replica:
         old = self.identity
         if new.public_id == old.public_id or new.public_id in self._keyring:
             raise IdentityError("the new key must be a fresh key, not one this host knows")
+        new.stage(self.home)  # durable before the successor names it (finished on open)
         rec = records.successor(old, new.public_id, ts=self.now_ms())
         su = self.put(rec)
         new.install(self.home, retire=old)
         self._adopt(new, old)
         return rec, su
+
+    def _finish_staged_rotation(self) -> None:
+        """At open, a rotation that crashed after staging its new key: finish it if the
+        successor naming that key is stored, else drop the staged key (never signed)."""
+        staged_path = self.home / STAGED_KEY_FILE
+        try:
+            staged = Identity.load(self.home, STAGED_KEY_FILE)
+        except IdentityError:
+            staged = None
+        named = staged is not None and any(
+            r.kind == records.KIND_SUCCESSOR and r.author == self.author
+            and r.fields.get("key") == staged.public_id
+            for r in self.records().values()
+        )  # fmt: skip
+        if not named or staged is None:
+            staged_path.unlink(missing_ok=True)
+            fsync_dir(self.home)
+            return
+        old = self.identity
+        staged.install(self.home, retire=old)
+        self._adopt(staged, old)
 
     def _adopt(self, new: Identity, old_author: Identity | str) -> None:
         """Make the store ``new``'s (the last step of a rotation, also after a crash)."""

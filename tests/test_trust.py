@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crdt import Identity, Replica, records
-from crdt.identity import KEY_FILE, RETIRED_DIR
+from crdt.files import create_whole
+from crdt.identity import KEY_FILE, RETIRED_DIR, STAGED_KEY_FILE
 from crdt.trust import effective_trust
 from crdt.views import ViewConfig, Views
 from tests.forge import Writer
@@ -272,6 +273,32 @@ def test_a_rotation_that_crashed_after_the_key_swap_is_finished_on_open(tmp_path
     with Replica.open(home, now_ms=clock) as r:
         assert r.author == new.public_id
         assert r.keyring()[old.public_id] == "self (retired)"
+
+
+def test_a_rotation_that_crashed_after_signing_the_successor_is_finished_on_open(
+    tmp_path, clock
+):
+    """Review finding 7: the successor was stored before the new key was on disk; a crash
+    between the two left a successor naming a key nobody has (peers trusted it, and the
+    next rotation, a second successor, would make the old key compromised). The new key
+    is now staged (host.key.next) before the old key signs the successor."""
+    home = tmp_path / "host"
+    with Replica.open(home, now_ms=clock) as r:
+        old = r.identity
+        new = Identity.generate()
+        staged = home / STAGED_KEY_FILE
+        create_whole(staged, lambda tmp: tmp.write_bytes(new._pem()))  # rotate()'s 1st step
+        r.put(records.successor(old, new.public_id, ts=clock()))  # the crash: nothing more
+    with Replica.open(home, now_ms=clock) as r:
+        assert r.author == new.public_id and not staged.exists()
+        assert r.keyring()[old.public_id] == "self (retired)"
+        assert Identity.load_retired(home, old.public_id).public_id == old.public_id
+    assert Identity.load(home).public_id == new.public_id
+    # A key staged with no successor signed (the crash came first) is dropped.
+    with Replica.open(home, now_ms=clock) as r:
+        Identity.generate().stage(home)
+    with Replica.open(home, now_ms=clock) as r:
+        assert r.author == new.public_id and not staged.exists()
 
 
 KEYS = [Identity.generate() for _ in range(5)]
