@@ -745,13 +745,34 @@ def cmd_trust_invite(args: argparse.Namespace) -> int:
         token, expires = tok.encode(), tok.expires_at
     _out(token)
     _note(f"single use, expires {_until(expires, _now())}: on the new host, run "
-          "`gossip trust join TOKEN` (keep the token secret)")  # fmt: skip
+          "`gossip trust join` and paste it (keep the token secret)")  # fmt: skip
     return 0
+
+
+def _read_token(args: argparse.Namespace) -> str:
+    """The token: from stdin (one line; typed without echo at a terminal), so that the
+    secret is in no process's command line and no shell history. One given as an
+    argument still works, with a warning."""
+    from .invites import MAX_TOKEN_CHARS
+
+    if args.token not in (None, "-"):
+        _note("warning: a token on the command line is visible to other local users and "
+              "kept in shell history; next time run `gossip trust join` and paste it")  # fmt: skip
+        return str(args.token)
+    try:
+        if sys.stdin is not None and sys.stdin.isatty():
+            import getpass
+
+            return getpass.getpass("invitation token (not shown): ")
+        return sys.stdin.readline(MAX_TOKEN_CHARS + 2).strip()
+    except (AttributeError, OSError, ValueError, EOFError, UnicodeError):
+        raise CliError("no token: paste it on stdin (`gossip trust join`)") from None
 
 
 def cmd_trust_join(args: argparse.Namespace) -> int:
     from .invites import InviteError, decode
 
+    args.token = _read_token(args)
     try:
         decode(args.token)  # a damaged token is refused before anything else happens
     except InviteError as e:
@@ -1345,7 +1366,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long it stays valid (default a day, at most 30 days)")
     c.add_argument("--name", default="", help="the keyring name the new host will get")
     c = command(tsub, "join", cmd_trust_join, "redeem an invitation token from a member")
-    c.add_argument("token", metavar="TOKEN", help="the smg1.… line `trust invite` printed")
+    c.add_argument("token", metavar="TOKEN", nargs="?", default=None,
+                   help="the smg1.… line `trust invite` printed; best left out: it is then "
+                        "read from stdin, out of the process list and shell history")  # fmt: skip
     c.add_argument("--only-inviter", action="store_true",
                    help="trust only the inviter, not the hosts it trusts")
     c.add_argument("--json", action="store_true", help="print a JSON object")

@@ -1,5 +1,5 @@
 """Invitation tokens: admit a new host in two commands (`gossip trust invite` on a
-member, `gossip trust join TOKEN` on the newcomer) instead of N² `trust add`s.
+member, `gossip trust join` on the newcomer, the token on stdin) instead of N² `trust add`s.
 
 A token is one line, ``smg1.<base64url of canonical JSON>``, carrying the inviter's key
 (``k``), the addresses of its peer server (``a``), an invitation id (``i``), a random

@@ -623,14 +623,18 @@ class Node:
             self.trust(joiner, name)
             await self._write(lambda i, now: records.vouch(i, joiner, ts=now, name=name))
             self._keyring_changed(await self._call(self._host_records, priority=READ))
-        trust = self._trust
-        members = {k: trust.names.get(k, "") for k in sorted(trust.keys) if k != joiner}
+        # Only the hosts in our own keyring (or the keys they rotated to), never a key we
+        # trust only through someone's vouch: the joiner's keyring is its own choice.
+        trust, keyring = self._trust, self.keyring()
+        chosen = {trust.current(k) for k in keyring} | set(keyring)
+        members = {k: trust.names.get(k, "") for k in sorted(chosen)
+                   if k in trust.keys and k != joiner}  # fmt: skip
         members[self.id] = self._name or ""
         log.info("admitted %s… (%s) by invitation", joiner[:12], name or "no name")
         return records.canonical({"inviter": self.id, "members": members})
 
     async def join(self, token: str, *, name: str = "", members: bool = True) -> dict[str, Any]:
-        """Redeem an invitation (`gossip trust join TOKEN`): trust the inviter's key,
+        """Redeem an invitation (`gossip trust join`): trust the inviter's key,
         prove the token's secret to it, and (``members``) trust the keys it trusts.
         InviteError (nothing trusted) if the token is bad, used, expired or the inviter
         unreachable."""

@@ -451,3 +451,25 @@ async def test_concurrent_invitations_and_redemptions_all_succeed(tmp_path: Path
         assert [d["replay"] for d in done] == [False] * 10
         stored = Invitations(home)._load()
         assert {stored[t.id]["used_by"] for t in tokens[:10]} == set(joiners)
+
+
+async def test_a_joiner_gets_the_inviters_keyring_not_the_keys_it_follows(tmp_path: Path):
+    """Review finding 10: the join answer named every key the inviter trusted, keys it
+    trusts only through someone's vouch (follow_vouches) included, and the joiner put
+    them all in its keyring, whatever its own follow_vouches."""
+    from tests.forge import Writer
+
+    async with contextlib.AsyncExitStack() as stack:
+        a = await stack.enter_async_context(
+            Node(tmp_path / "a", profile=FAST, follow_vouches=True))
+        member, guest = Writer(), Identity.generate()
+        a.trust(member.id, "member")
+        outcomes = await a.offer(
+            [member.put(records.vouch(member.identity, guest.public_id, ts=T)).raw], source="t"
+        )
+        assert [o.status for o in outcomes] == ["applied"]
+        assert guest.public_id in a.trust_set() and guest.public_id not in a.keyring()
+        j = await stack.enter_async_context(Node(tmp_path / "j", profile=FAST))
+        joined = await j.join((await a.invite()).encode())
+        assert set(joined["trusted"]) == {a.id, member.id}
+        assert guest.public_id not in j.keyring() and guest.public_id not in j.trust_set()

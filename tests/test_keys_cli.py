@@ -25,19 +25,24 @@ def test_invite_join_revoke_and_rotate_from_the_command_line(tmp_path: Path, dae
     # (no daemon there: the command runs a node just long enough).
     token = ok(a_home, "trust", "invite", "--name", "b-laptop").strip()
     assert token.startswith("smg1.") and "\n" not in token
-    joined = json.loads(ok(b_home, "trust", "join", token, "--json"))
+    # The token on stdin: no secret on a command line (review finding 10).
+    out = gossip(b_home, "trust", "join", "--json", stdin=token.encode() + b"\n")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    joined = json.loads(out.stdout)
     assert joined["inviter"] == a_id
     assert {e["id"]: e["how"] for e in as_json(b_home, "trust", "list")}[a_id] == "keyring"
     entries = {e["id"]: e for e in as_json(a_home, "trust", "list")}
     assert entries[b_id]["name"] == "b-laptop" and entries[b_id]["trusted"]
     # The token is single use, and its secret never reaches the daemon's log.
-    failed(gossip(c_home, "trust", "join", token), "already used")
+    failed(gossip(c_home, "trust", "join", "-", stdin=token.encode()), "already used")
     secret = json.loads(_unb64(token.removeprefix("smg1.")))["s"]
     assert secret not in a.log
-    failed(gossip(c_home, "trust", "join", token[:-4]), "damaged")
+    failed(gossip(c_home, "trust", "join", stdin=token[:-4].encode()), "damaged")
     late = ok(a_home, "trust", "invite", "--ttl", "0.001").strip()
     time.sleep(0.01)
-    failed(gossip(c_home, "trust", "join", late), "expired")
+    joined_late = gossip(c_home, "trust", "join", late)  # on the command line: a warning
+    assert joined_late.returncode == 1 and "expired" in joined_late.stderr
+    assert "warning: a token on the command line" in joined_late.stderr
 
     # b writes; a gets it; a (which vouched for b) revokes b retroactively: a signed record.
     mid = ok(b_home, "remember", "b's lesson about provider x", "--category", "learning").strip()
