@@ -473,3 +473,32 @@ async def test_a_joiner_gets_the_inviters_keyring_not_the_keys_it_follows(tmp_pa
         joined = await j.join((await a.invite()).encode())
         assert set(joined["trusted"]) == {a.id, member.id}
         assert guest.public_id not in j.keyring() and guest.public_id not in j.trust_set()
+
+
+async def test_revoking_the_old_key_retroactively_keeps_the_new_key_trusted(tmp_path: Path):
+    """Review finding 3c: the owner's documented remedy after a theft, `gossip trust
+    remove OLD --retroactive` on the rotated host, cut the old key's successor edge too:
+    the new key became untrusted on every peer."""
+    async with contextlib.AsyncExitStack() as stack:
+        cluster = Cluster("http", tmp_path, stack)
+        nodes = await cluster.grow(3)
+        await mesh(nodes)
+        victim, others = nodes[2], nodes[:2]
+        stolen = victim.id
+        await victim.remember("written by the stolen key", category="learning")
+        await victim.rotate_key()
+        rid = await victim.revoke(stolen, retroactive=True)
+
+        async def holds(node: Node) -> bool:
+            return rid in await node.records()
+
+        for n in others:
+            await until(lambda n=n: holds(n), "the retroactive revoke everywhere")
+            trust = n.trust_set()
+            assert stolen not in trust and victim.id in trust
+            assert trust.cutoffs[stolen] == -1 and not recalled_now(n, "written by the stolen key")
+        await victim.remember("written by the new key", category="learning")
+        await until(lambda: all(recalled_now(n, "written by the new key") for n in others),
+                    "the new key's memory trusted everywhere")  # fmt: skip
+        for n in others:
+            assert (await n.sync_with(victim.address)).failures == 0
