@@ -152,6 +152,11 @@ def show(r: Replica, views: Views, prefix: str) -> dict[str, Any]:
 def trust_note(trust: TrustSet, author: str, ts: int) -> str:
     """Why a record of ``author`` signed at ``ts`` counts or not, for `gossip show`."""
     rev = trust.revoked.get(author)
+    if rev is not None and author in trust.compromised:
+        when = "before" if ts <= rev.at else "after"
+        return (f"{'counts' if when == 'before' else 'hidden'}: signed {when} its key named "
+                f"two different successors at {rev.at} (compromised: record "
+                f"{rev.record[:12]})")  # fmt: skip
     if rev is not None and (author in trust.cutoffs or rev.by != author):
         by = "itself" if rev.by == author else rev.by[:12]
         if rev.retroactive:

@@ -15,6 +15,7 @@ from crdt.files import create_whole
 from crdt.identity import KEY_FILE, RETIRED_DIR, STAGED_KEY_FILE
 from crdt.trust import effective_trust
 from crdt.views import ViewConfig, Views
+from gossip.queries import trust_note
 from tests.forge import Writer
 
 T = 1_790_000_000_000
@@ -68,6 +69,7 @@ def test_an_old_key_naming_two_successors_is_compromised_and_names_neither():
     assert trust.how(old.public_id).startswith("compromised")
     # Its records up to the earliest successor it signed still count, none after.
     assert trust.counts(old.public_id, T - 3_600_000) and not trust.counts(old.public_id, T)
+    assert trust_note(trust, old.public_id, T).startswith("hidden: signed after its key named")
     # The owner's later revoke of the old key by the real new key changes nothing...
     owner = records.revoke(real, old.public_id, ts=T + 10)
     assert real.public_id not in effective_trust({old.public_id: ""}, [rotation, theft, owner])
