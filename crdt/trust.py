@@ -163,9 +163,11 @@ def _merged(key: str, found: Iterable[_Revoke]) -> Revocation | None:
     return Revocation(key, first.by, first.at, any(r.retroactive for r in found), first.id)
 
 
-def _combine(a: Revocation | None, b: Revocation | None) -> Revocation | None:
-    if a is None or b is None:
-        return a or b
+def _combine(a: Revocation | None, b: Revocation) -> Revocation:
+    """Two honoured revocations of one key as one: the earliest ``at``, retroactive if
+    either is."""
+    if a is None:
+        return b
     first = min(a, b, key=lambda r: (r.at, r.record))
     return Revocation(a.key, first.by, first.at, a.retroactive or b.retroactive, first.record)
 
@@ -228,7 +230,7 @@ def effective_trust(
         if old != self_key:
             second = next(e for e in named if e.key != named[0].key)
             rev = Revocation(old, old, named[0].ts, False, second.id)
-            revoked[old] = _combine(revoked.get(old), rev)  # type: ignore[assignment]
+            revoked[old] = _combine(revoked.get(old), rev)
 
     def successor_of(old: str) -> str | None:
         if old in compromised:
@@ -249,9 +251,9 @@ def effective_trust(
             r.by == self_key
             or (r.by in heirs and r.by in first.reached and r.ts <= _at(before.get(r.by)))
         )]  # fmt: skip
-        rev = _combine(revoked.get(key), _merged(key, ok))
+        rev = _merged(key, ok)
         if rev is not None:
-            revoked[key] = rev
+            revoked[key] = _combine(revoked.get(key), rev)
     # 4. Revocations by the bringer of a key outside the keyring, if the bringer is not
     #    revoked itself; bringers first (a bringer was reached before what it brought).
     for key in first.order:
@@ -260,7 +262,7 @@ def effective_trust(
             continue
         rev = _merged(key, [r for r in revokes.get(key, ()) if r.by == bringer])
         if rev is not None:
-            revoked[key] = _combine(revoked.get(key), rev)  # type: ignore[assignment]
+            revoked[key] = _combine(revoked.get(key), rev)
             edge_cut[key] = min(edge_cut.get(key, NO_CUTOFF), rev.at)
     final = _reach(roots, removed, successor_of, vouches, revoked, follow_vouches)
     cutoffs = {k: (-1 if r.retroactive else r.at) for k, r in revoked.items() if k in final.reached}
