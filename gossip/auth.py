@@ -49,6 +49,7 @@ SIGNATURE_HEADER = "Sm-Signature"
 BASE_TAG = "sm-gossip-signature-v1"
 JOIN_NONCES = 4096  # live nonces of join requests (Verifier.join_nonces), all keys
 JOIN_NONCES_PER_KEY = 8  # and of one key
+JOIN_NONCES_PER_SOURCE = 64  # join requests from one address within twice the window
 _HEADER = re.compile(r"^v=1;t=(\d{1,16});n=([A-Za-z0-9_-]{22});s=([A-Za-z0-9_-]{86})$")
 
 
@@ -221,6 +222,9 @@ class Verifier:
         # any number of fresh keys, can at worst refuse other joins for two windows,
         # never fill ``nonces`` and so refuse the trusted peers' exchanges.
         self.join_nonces = NonceCache(window_ms, JOIN_NONCES, per_key=JOIN_NONCES_PER_KEY)
+        # And per sender address (keyed by address, not key): one sender with many fresh
+        # keys gets a few dozen join requests a window, checked before their signature.
+        self.join_sources = NonceCache(window_ms, JOIN_NONCES, per_key=JOIN_NONCES_PER_SOURCE)
         # Keys this host retired while running (``gossip key rotate``): a request
         # addressed to one is still served, and answered signed by it, so that peers
         # that have not switched to the new key yet see no failed exchange.

@@ -185,6 +185,7 @@ class HttpTransport:
                 read_body=lambda limit: self._read_body(request, limit),
                 limits=self.limits,
                 now_ms=self.now_ms,
+                source=request.remote,
             )
         except _BodyTooSlow:
             reply = error_reply(408, "the request body did not arrive in time")

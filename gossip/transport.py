@@ -107,9 +107,12 @@ async def serve(
     read_body: Callable[[int], Awaitable[bytes | None]],
     limits: ServerLimits,
     now_ms: Callable[[], int],
+    source: str | None = None,
 ) -> Reply:
     """Serve one request, whatever carried it. ``read_body(limit)`` returns the body, or
-    None when it exceeds ``limit``. Nothing is read before the sender is identified."""
+    None when it exceeds ``limit``. Nothing is read before the sender is identified.
+    ``source``: the sender's address, if the transport knows it (join requests from one
+    address are limited, ``auth.JOIN_NONCES_PER_SOURCE``)."""
     if path not in PATHS:
         return error_reply(404, f"no endpoint {path}")
     if method != "POST":
@@ -126,6 +129,11 @@ async def serve(
             signed = verifier.check_headers(headers)
     except auth.AuthError as e:
         return refused(e)
+    if (  # before any signature check
+        path == JOIN_PATH and source is not None
+        and not verifier.join_sources.check_and_add(source, signed.nonce, now_ms())
+    ):  # fmt: skip
+        return refused(auth.Unauthorized("too many join requests from this address"))
     if path == JOIN_PATH:  # small JSON: an unknown key never makes us read much
         limits = ServerLimits(max_body_bytes=min(limits.max_body_bytes, 4096))
     if content_length is not None and content_length > limits.max_body_bytes:

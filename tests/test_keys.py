@@ -342,8 +342,9 @@ async def test_hostile_join_requests_get_4xx_and_admit_nobody(
 async def test_a_join_flood_by_strangers_never_blocks_the_trusted_peers(tmp_path: Path):
     """Review finding 4: join requests (any key may sign one) used to fill the one nonce
     cache that every exchange needs; once full, the trusted peers' requests got 401. They
-    now have a small cache of their own, a few nonces per key."""
-    from gossip.auth import JOIN_NONCES_PER_KEY, Verifier
+    now have a small cache of their own, a few nonces per key and a few dozen per sender
+    address."""
+    from gossip.auth import JOIN_NONCES_PER_KEY, JOIN_NONCES_PER_SOURCE, Verifier
     from gossip.http import HttpTransport
     from gossip.transport import JOIN_PATH, PeerRefused
 
@@ -352,24 +353,28 @@ async def test_a_join_flood_by_strangers_never_blocks_the_trusted_peers(tmp_path
         a, b = await cluster.grow(2)
         await mesh([a, b])
         shared = a._verifier.nonces
-        shared.max_entries = len(shared) + 60  # the real cache, made small enough to fill
+        shared.max_entries = len(shared) + 50  # the real cache, made small enough to fill
         client = HttpTransport(Identity.generate(), Verifier(lambda: {a.id}, a._now_ms),
                                now_ms=a._now_ms)  # fmt: skip
+
+        async def join_status() -> int:
+            with pytest.raises(PeerRefused) as refused:
+                await client.request(a.address, JOIN_PATH, b"{}", expected_key=a.id)
+            return refused.value.status
+
         async with client:
-            statuses = []
-            for _ in range(80):  # 80 fresh keys, one join request each
-                client.identity = Identity.generate()
-                with pytest.raises(PeerRefused) as refused:
-                    await client.request(a.address, JOIN_PATH, b"{}", expected_key=a.id)
-                statuses.append(refused.value.status)
-            assert set(statuses) == {400}  # signed and fresh: read, and refused as a join
             # One key gets a few: then 401, whatever the body.
-            client.identity = Identity.generate()
-            for i in range(JOIN_NONCES_PER_KEY + 3):
-                with pytest.raises(PeerRefused) as refused:
-                    await client.request(a.address, JOIN_PATH, b"{}", expected_key=a.id)
-                assert refused.value.status == (400 if i < JOIN_NONCES_PER_KEY else 401)
-        assert len(a._verifier.join_nonces) == 80 + JOIN_NONCES_PER_KEY
+            statuses = [await join_status() for _ in range(JOIN_NONCES_PER_KEY + 3)]
+            assert statuses == [400] * JOIN_NONCES_PER_KEY + [401] * 3
+            # Fresh keys, one request each: signed and fresh, so read (and refused as a
+            # join, 400) until this address used its share of the window; then 401.
+            fresh = JOIN_NONCES_PER_SOURCE - JOIN_NONCES_PER_KEY - 3  # what is left
+            statuses = []
+            for _ in range(fresh + 5):
+                client.identity = Identity.generate()
+                statuses.append(await join_status())
+        assert statuses == [400] * fresh + [401] * 5
+        assert len(a._verifier.join_nonces) == JOIN_NONCES_PER_KEY + fresh
         for _ in range(3):  # the trusted peers still exchange, both ways
             assert (await b.sync_now()).failures == 0
             assert (await a.sync_now()).failures == 0
