@@ -630,7 +630,8 @@ class Node:
         members = {k: trust.names.get(k, "") for k in sorted(chosen)
                    if k in trust.keys and k != joiner}  # fmt: skip
         members[self.id] = self._name or ""
-        log.info("admitted %s… (%s) by invitation", joiner[:12], name or "no name")
+        log.info("%s %s… (%s) by invitation", "answered again" if entry["replay"] else
+                 "admitted", joiner[:12], name or "no name")  # fmt: skip
         return records.canonical({"inviter": self.id, "members": members})
 
     async def join(self, token: str, *, name: str = "", members: bool = True) -> dict[str, Any]:
