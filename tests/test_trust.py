@@ -336,3 +336,17 @@ def test_the_trusted_set_does_not_depend_on_record_order(recs, ring, follow, ord
     assert effective_trust(keyring, shuffled, follow_vouches=follow, self_key=me) == first
     assert me in first  # a host always trusts itself
     assert not (first.keys & set(first.revoked))  # a revoked key is never trusted
+    # A keyring key is revoked only by itself, by this host, or by a key its successor
+    # records name (transitively): never by a voucher (review finding 1).
+    named: dict[str, set[str]] = {}
+    for r in recs:
+        if r.kind == "successor":
+            named.setdefault(r.author, set()).add(r.fields["key"])
+    for key in set(keyring) & set(first.revoked):
+        heirs, todo = set(), [key]
+        while todo:
+            for nxt in named.get(todo.pop(), ()):
+                if nxt not in heirs:
+                    heirs.add(nxt)
+                    todo.append(nxt)
+        assert first.revoked[key].by in {key, me} | heirs
