@@ -118,7 +118,8 @@ SCHEMAS: dict[str, Schema] = {
     "TrustEntry": _obj({
         "id": STR, "name": STR, "self": BOOL, "trusted": BOOL,
         "how": {**STR, "description": "self, keyring, successor of …, vouched by …, revoked, "
-                "revoked (retroactive), removed, not trusted"},
+                "revoked (retroactive), compromised (it named two successors), removed, "
+                "not trusted"},
     }),
     "Trusted": _obj({"id": STR, "name": STR, "updated": BOOL}),
     "Distrusted": _obj({"id": STR, "removed": BOOL,
