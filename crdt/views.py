@@ -211,7 +211,7 @@ class Views:
         self._benches.clear()
         self._bench_keys.clear()
         self._windows.clear()
-        for key, rec in self.replica.records().items():
+        for key, rec in self.replica.iter_records():
             self._on_change("records", key, rec)
         for key, rec in self.replica.state().items():
             self._on_change("state", key, rec)
