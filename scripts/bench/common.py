@@ -1,0 +1,233 @@
+"""Shared helpers of the benchmarks in scripts/bench/: the machine, percentiles, RSS,
+wire bytes, and a mesh of N mutually trusted Nodes over HTTP on loopback.
+
+Every benchmark module imports from here so that all figures in docs/benchmarks.md
+describe the machine and count bytes the same way. Nothing here imports matplotlib
+(only a module's ``plot()`` does), so ``run()`` works with the ``test`` extra alone.
+
+scripts/bench/ is a directory of scripts, not a package: a module run as
+``python scripts/bench/<name>.py`` finds this file as ``common`` (its own directory is on
+``sys.path``); the ``all`` driver and the smoke tests put scripts/bench/ on ``sys.path``
+first. So modules write ``import common`` / ``from common import ...``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from importlib import metadata
+from pathlib import Path
+
+from crdt import Replica
+from gossip.config import Profile
+from gossip.http import HttpTransport
+from gossip.node import Node
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- the machine -------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or the platform's guess elsewhere)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+def machine() -> dict[str, object]:
+    """What every figure is measured on: cores, CPU, memory, versions, date (UTC)."""
+    mem_kib = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    return {
+        "cores": os.cpu_count() or 1,
+        "cpu": cpu_model(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": sys.version.split()[0],
+        "pycrdt": _version("pycrdt"),
+        "cryptography": _version("cryptography"),
+        "pynacl": _version("pynacl"),
+        "aiohttp": _version("aiohttp"),
+        "pycrdt-websocket": _version("pycrdt-websocket"),
+        "date": today(),
+    }
+
+
+def today() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def machine_line(m: dict[str, object] | None = None) -> str:
+    """One line for a figure's caption: cores, CPU model, Python, pycrdt, date."""
+    m = m or machine()
+    return (
+        f"{m['cores']} cores, {m['cpu']}, Python {m['python']}, pycrdt {m['pycrdt']}, {m['date']}"
+    )
+
+
+# --- statistics --------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) by nearest rank on the sorted values."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def p50(values: Sequence[float]) -> float:
+    return percentile(values, 50)
+
+
+def p99(values: Sequence[float]) -> float:
+    return percentile(values, 99)
+
+
+def power_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
+    """Least squares on log-log: (exponent k, factor a) of y ≈ a·x^k. Needs two or more
+    distinct positive x; non-positive y are left out."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if x > 0 and y > 0]
+    if len({p[0] for p in pts}) < 2:
+        raise ValueError("a power law needs two or more distinct x")
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    k = sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx
+    return k, math.exp(my - k * mx)
+
+
+def ratio(a: float, b: float) -> str:
+    """``a`` over ``b`` as '1.23x' (or 'n/a' when ``b`` is zero)."""
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+# --- processes ---------------------------------------------------------------------
+
+
+def rss(pid: int | None = None) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of a process in bytes, from /proc/PID/status."""
+    out = {"rss": 0, "hwm": 0}
+    path = Path(f"/proc/{pid or os.getpid()}/status")
+    for line in path.read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            out["rss"] = int(line.split()[1]) * 1024
+        elif line.startswith("VmHWM:"):
+            out["hwm"] = int(line.split()[1]) * 1024
+    return out
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far."""
+    t = os.times()
+    return t.user + t.system
+
+
+# --- a mesh of nodes on loopback -----------------------------------------------------
+
+
+def wire(nodes: Sequence[Node]) -> tuple[int, int]:
+    """(requests, bytes) sent so far by every node's client side: HTTP/1.1 frames
+    (request/status line, headers, body), both directions."""
+    reqs = byts = 0
+    for n in nodes:
+        t = n.transport
+        assert isinstance(t, HttpTransport)
+        reqs += t.stats.requests
+        byts += t.stats.sent + t.stats.received
+    return reqs, byts
+
+
+def create_hosts(homes: Sequence[Path]) -> list[str]:
+    """Create a data dir (host key, replica) per home, each trusting all the others;
+    returns their author keys in order."""
+    ids = []
+    for home in homes:
+        with Replica.open(home) as r:
+            ids.append(r.author)
+    for home, me in zip(homes, ids, strict=True):
+        with Replica.open(home) as r:
+            for k in ids:
+                if k != me:
+                    r.trust(k, "bench")
+    return ids
+
+
+def bench_profile(fanout: int = 2) -> Profile:
+    """Rounds only when driven by hand (``sync_now``), generous timeouts for a loaded box."""
+    return Profile.local().with_(interval=3600.0, fanout=fanout, request_timeout=30.0)
+
+
+async def sync_round(nodes: Sequence[Node], fanout: int) -> None:
+    """Every node runs one push-pull round with ``fanout`` peers, all concurrently."""
+    await asyncio.gather(*(x.sync_now(fanout) for x in nodes))
+
+
+@contextlib.asynccontextmanager
+async def mesh(
+    homes: Sequence[Path],
+    fanout: int = 2,
+    *,
+    profile: Profile | None = None,
+    timeout: float = 120.0,
+) -> AsyncIterator[list[Node]]:
+    """Start a Node per home (created by ``create_hosts``), each given the first as its
+    only seed, and drive rounds until every node knows every other's key and all host
+    announcements are everywhere: an in-sync mesh."""
+    profile = profile or bench_profile(fanout)
+    n = len(homes)
+    async with contextlib.AsyncExitStack() as stack:
+        first = await stack.enter_async_context(Node(homes[0], profile=profile))
+        nodes = [first]
+        for h in homes[1:]:
+            nodes.append(
+                await stack.enter_async_context(Node(h, peers=[first.address], profile=profile))
+            )
+        deadline = time.monotonic() + timeout
+        while not all(len([p for p in x.peers() if p.key]) == n - 1 for x in nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"N={n}: the mesh did not form within {timeout:.0f} s")
+            await sync_round(nodes, fanout)
+        for _ in range(3):
+            await sync_round(nodes, fanout)
+        yield nodes
+
+
+# --- the CLI every module shares -----------------------------------------------------
+
+
+def main(module_run: object, doc: str | None) -> None:
+    """``python scripts/bench/<name>.py [--quick] [--json FILE]``: run, print the headline
+    last, optionally write the result as JSON."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    ap.add_argument("--quick", action="store_true", help="small sizes, few trials")
+    ap.add_argument("--json", type=Path, help="write the result dict here")
+    args = ap.parse_args()
+    result = module_run(args.quick)  # type: ignore[operator]
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "result": result}, indent=1))
+    print(result["headline"])
