@@ -19,13 +19,16 @@ import datetime
 import math
 import os
 import platform
+import random
+import socket
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 
-from crdt import Replica
+from crdt import Replica, records
 from gossip.config import Profile
 from gossip.http import HttpTransport
 from gossip.node import Node
@@ -231,3 +234,162 @@ def main(module_run: object, doc: str | None) -> None:
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "result": result}, indent=1))
     print(result["headline"])
+
+
+# --- stores of many memories, built fast ---------------------------------------------
+
+_VOCABULARY = (
+    "provider timeout retry backoff fallback model outage quota token latency cache "
+    "deploy rollback migration schema index vacuum lock deadlock replica snapshot "
+    "certificate expiry dns resolver proxy gateway webhook queue worker cron batch "
+    "embedding vector prompt context window tool agent planner parser compiler linter "
+    "python rust golang kernel driver firmware disk memory swap cpu thread async socket"
+)
+WORDS = _VOCABULARY.split()
+
+
+_SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+# The long tail of a team's memories (names of services, error codes, hosts): 2000
+# made-up three-syllable words, each in ~0.15 % of the memories.
+RARE_WORDS = [
+    _SYLLABLES[k % 70] + _SYLLABLES[k // 70 % 70] + _SYLLABLES[k // 4900 % 70] for k in range(2000)
+]
+
+
+def memory_text(i: int, rng: random.Random) -> str:
+    """A memory of ~300 bytes: nine common words (each in ~15 % of the memories), three
+    rare ones (each in ~0.15 %) and boilerplate around a unique number."""
+    common = " ".join(rng.choice(WORDS) for _ in range(9))
+    rare = " ".join(rng.choice(RARE_WORDS) for _ in range(3))
+    return f"lesson {i}: {common} {rare}. " + f"Observed on host-{i % 97}; keep this in mind. " * 4
+
+
+def query_words(rng: random.Random, k: int = 2, *, broad: bool = False) -> str:
+    """A text query of ``k`` words: rare ones (a specific question, a few hits per
+    thousand memories), or with ``broad`` common ones (a vague question matching a third
+    of all memories, every one of which FTS5 must rank)."""
+    return " ".join(rng.sample(WORDS if broad else RARE_WORDS, k))
+
+
+def build_store(home: Path, n: int, *, seed: int = 0, batch: int = 1000) -> int:
+    """Write ``n`` memories of this home's own key into its replica, ``batch`` per signed
+    update (far faster than one write each through a daemon); ts one per 61 s back from
+    now, so the per-author quota (60 an hour) hides none. Returns the payload: the sum
+    of body + signature bytes of the records written."""
+    rng = random.Random(seed)
+    payload = 0
+    with Replica.open(home) as r:
+        now = r.now_ms()
+        for first in range(0, n, batch):
+            recs = [
+                records.memory(
+                    r.identity,
+                    memory_text(i, rng),
+                    category=("learning", "anti-pattern", "fact")[i % 3],
+                    subject=f"provider:{i % 17}",
+                    tags=[f"t{i % 11}"],
+                    ts=now - (n - i) * 61_000,
+                )
+                for i in range(first, min(n, first + batch))
+            ]
+            payload += sum(len(x.body) + len(x.sig) for x in recs)
+            r.put(*recs)
+    return payload
+
+
+# --- real daemons and servers in their own processes -----------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@contextlib.contextmanager
+def daemon(home: Path, timeout: float = 300.0) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `gossip serve` on ``home`` (loopback, no discovery, no peers), once its
+    local API answers on ``api.sock``; stopped with SIGTERM (then SIGKILL) by pid."""
+    from gossip.client import ApiConnection
+
+    args = [sys.executable, "-m", "gossip.cli", "serve", "--home", str(home),
+            "--listen", f"127.0.0.1:{free_port()}", "--profile", "local", "--no-mdns"]  # fmt: skip
+    log_path = home.parent / f"{home.name}.daemon.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        api = ApiConnection(home, timeout=5)
+        deadline = time.monotonic() + timeout
+        while not api.alive(timeout=1.0):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the daemon exited: {log_path.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the daemon of {home} did not answer in {timeout:.0f} s")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        _stop(proc)
+
+
+@contextlib.contextmanager
+def process(args: list[str], port: int, timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process that listens on 127.0.0.1:``port``, once it accepts connections;
+    stopped by pid."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise RuntimeError(f"{args[1:3]} exited: {err[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{args[1:3]} did not listen within {timeout:.0f} s")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        _stop(proc)
+
+
+# --- profiles ----------------------------------------------------------------------------
+
+
+def profile(fn: Callable[[], object], top: int = 6) -> str:
+    """Run ``fn`` under pyinstrument (the bench extra) and name where the time went: the
+    heaviest frames by their own time, as one sentence. Empty without pyinstrument."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        return ""
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    fn()
+    session = profiler.stop()
+    own: dict[str, float] = {}
+
+    def walk(frame: object) -> None:
+        name = f"{frame.function} ({Path(frame.file_path or '?').name}:{frame.line_no})"  # type: ignore[attr-defined]
+        own[name] = own.get(name, 0.0) + frame.total_self_time  # type: ignore[attr-defined]
+        for child in frame.children:  # type: ignore[attr-defined]
+            walk(child)
+
+    root = profiler.last_session and session.root_frame()
+    if root is None:
+        return ""
+    walk(root)
+    total = sum(own.values()) or 1.0
+    heavy = sorted(own.items(), key=lambda kv: -kv[1])[:top]
+    parts = [f"{name} {100 * t / total:.0f} %" for name, t in heavy]
+    return "pyinstrument, own time: " + "; ".join(parts)
