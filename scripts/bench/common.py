@@ -27,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from crdt import Replica, records
 from gossip.config import Profile
@@ -379,16 +380,19 @@ def profile(fn: Callable[[], object], top: int = 6) -> str:
     session = profiler.stop()
     own: dict[str, float] = {}
 
-    def walk(frame: object) -> None:
-        name = f"{frame.function} ({Path(frame.file_path or '?').name}:{frame.line_no})"  # type: ignore[attr-defined]
-        own[name] = own.get(name, 0.0) + frame.total_self_time  # type: ignore[attr-defined]
-        for child in frame.children:  # type: ignore[attr-defined]
-            walk(child)
+    def walk(frame: Any, parent: str) -> None:
+        if frame.function.startswith("["):  # pyinstrument's [self]/[await]: the parent's own
+            name = parent
+        else:
+            name = f"{frame.function} ({Path(frame.file_path or '?').name})"
+        own[name] = own.get(name, 0.0) + frame.total_self_time
+        for child in frame.children:
+            walk(child, name)
 
-    root = profiler.last_session and session.root_frame()
+    root = session.root_frame()
     if root is None:
         return ""
-    walk(root)
+    walk(root, "?")
     total = sum(own.values()) or 1.0
     heavy = sorted(own.items(), key=lambda kv: -kv[1])[:top]
     parts = [f"{name} {100 * t / total:.0f} %" for name, t in heavy]
