@@ -249,6 +249,7 @@ def plot(result: dict[str, Any], outdir: Path) -> list[str]:
     ax.set_xlabel("nodes N")
     ax.set_ylabel("cluster bytes per new record")
     ax.set_title("Bytes per new record", fontsize=10)
+    common.plain_log_axes(ax)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(outdir / "bytes.png", dpi=110)

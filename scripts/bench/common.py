@@ -143,9 +143,9 @@ def rss(pid: int | None = None) -> dict[str, int]:
 
 
 def cpu_seconds() -> float:
-    """User + system CPU time of this process so far."""
-    t = os.times()
-    return t.user + t.system
+    """User + system CPU time of this process (all threads) so far, to the nanosecond
+    (``os.times`` counts in clock ticks, too coarse for one round)."""
+    return time.process_time()
 
 
 # --- a mesh of nodes on loopback -----------------------------------------------------
@@ -397,3 +397,14 @@ def profile(fn: Callable[[], object], top: int = 6) -> str:
     heavy = sorted(own.items(), key=lambda kv: -kv[1])[:top]
     parts = [f"{name} {100 * t / total:.0f} %" for name, t in heavy]
     return "pyinstrument, own time: " + "; ".join(parts)
+
+
+def plain_log_axes(ax: Any) -> None:
+    """Log axes of a plot labelled 1,000 and 0.5 rather than 10^3 and 5x10^-1."""
+    from matplotlib.ticker import FuncFormatter
+
+    fmt = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
+    for axis in (ax.xaxis, ax.yaxis):
+        if axis.get_scale() == "log":
+            axis.set_major_formatter(fmt)
+            axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))

@@ -6,7 +6,8 @@ Each configuration runs in a fresh child process (its RSS and CPU time are its o
 - **hosts**: N nodes (``common.mesh``, fanout 2, eager push off) in one process; then
   ``rounds`` rounds in which one node writes a memory and every node runs one push-pull
   round. Measured: bytes per exchange (HTTP frames, both directions), CPU seconds per
-  round (process user + system time over the rounds; all N nodes), and RSS per node.
+  round (process user + system time over the rounds; all N nodes), and RSS per node
+  (the process's RSS less its RSS before any node started, over N).
 - **records**: 2 nodes that both hold K memories of one author (built into one replica,
   then ingested by the other before start), the same rounds with fanout 1. Measured:
   bytes per exchange, CPU per round and RSS per node, against K.
@@ -37,13 +38,14 @@ METRICS = (
     ("bytes_per_exchange", "bytes per exchange"),
     ("cpu_per_round", "CPU seconds per round (all nodes)"),
     ("cpu_per_node_round", "CPU seconds per node per round"),
-    ("rss_per_node", "RSS per node (MB)"),
+    ("rss_per_node", "RSS per node above the bare process (MB)"),
 )
 
 
 async def drive(homes: list[Path], rounds: int, fanout: int) -> dict[str, float]:
     """Rounds with one new memory each, on an in-sync mesh; costs per round and exchange."""
     n = len(homes)
+    bare = common.rss()["rss"]  # the interpreter and libraries, before any node
     async with common.mesh(homes, fanout) as nodes:
         for x in nodes:
             x.profile = x.profile.with_(eager_push=False)
@@ -60,40 +62,48 @@ async def drive(homes: list[Path], rounds: int, fanout: int) -> dict[str, float]
         "bytes_per_exchange": (b1 - b0) / (rounds * n * fanout),
         "cpu_per_round": cpu / rounds,
         "cpu_per_node_round": cpu / rounds / n,
-        "rss_per_node": rss / n / 1e6,
+        "rss_per_node": (rss - bare) / n / 1e6,
     }
 
 
-def child(kind: str, x: int, rounds: int) -> dict[str, float]:
-    """One configuration, in this (fresh) process."""
-    with tempfile.TemporaryDirectory() as tmp:
-        if kind == "hosts":
-            homes = [Path(tmp) / f"h{i}" for i in range(x)]
-            common.create_hosts(homes)
-            return asyncio.run(drive(homes, rounds, 2))
-        homes = [Path(tmp) / "a", Path(tmp) / "b"]
+def prepare(kind: str, x: int, tmp: Path) -> list[Path]:
+    """The data dirs of one configuration: N trusting hosts, or 2 that hold K memories."""
+    if kind == "hosts":
+        homes = [tmp / f"h{i}" for i in range(x)]
         common.create_hosts(homes)
-        common.build_store(homes[0], x, seed=x)
-        with Replica.open(homes[0]) as a:
-            updates = a.updates_for({})
-        with Replica.open(homes[1]) as b:
-            b.ingest_batch(updates)
-        del updates
-        return asyncio.run(drive(homes, rounds, 1))
+        return homes
+    homes = [tmp / "a", tmp / "b"]
+    common.create_hosts(homes)
+    common.build_store(homes[0], x, seed=x)
+    with Replica.open(homes[0]) as a:
+        updates = a.updates_for({})
+    with Replica.open(homes[1]) as b:
+        b.ingest_batch(updates)
+    return homes
+
+
+def child(kind: str, x: int, rounds: int, tmp: Path) -> dict[str, float]:
+    """One configuration, in this (fresh) process, on data dirs ``prepare`` made."""
+    homes = [tmp / f"h{i}" for i in range(x)] if kind == "hosts" else [tmp / "a", tmp / "b"]
+    return asyncio.run(drive(homes, rounds, 2 if kind == "hosts" else 1))
 
 
 def measure(kind: str, x: int, rounds: int) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--child", kind, str(x), str(rounds)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        raise RuntimeError(f"growth {kind}={x}: {done.stderr.strip()[-1500:]}")
+    """Prepare in one child process and measure in another, so the measuring process's
+    memory holds only what the nodes hold."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for step in (["--prepare", kind, str(x), tmp], ["--child", kind, str(x), str(rounds), tmp]):
+            done = subprocess.run([sys.executable, __file__, *step], capture_output=True,
+                                  text=True, timeout=3600)  # fmt: skip
+            if done.returncode != 0:
+                raise RuntimeError(f"growth {kind}={x} {step[0]}: {done.stderr.strip()[-1500:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run(quick: bool) -> dict[str, Any]:
     ns = [4, 8, 16] if quick else [4, 8, 16, 32]
     ks = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
-    rounds = 6 if quick else 20
+    rounds = 10 if quick else 20
     print(f"growth: {rounds} rounds with one new memory each, per configuration")
     print("        x | B/exchange | CPU s/round | CPU s/node/round | RSS MB/node")
     series: dict[str, list[dict[str, Any]]] = {"hosts": [], "records": []}
@@ -127,8 +137,8 @@ def run(quick: bool) -> dict[str, Any]:
         f"k = {fh['bytes_per_exchange']:.2f} (each exchange carries the round's news and "
         f"host announcements; the DIGEST keeps in-sync exchanges constant), CPU per round "
         f"k = {fh['cpu_per_round']:.2f} for the whole cluster (N nodes each running an "
-        f"exchange: 1 is linear, the ideal), RSS per node k = {fh['rss_per_node']:.2f} (all "
-        "nodes share one interpreter here, so the per-node share falls as N grows).",
+        f"exchange: 1 is linear, the ideal), RSS per node k = {fh['rss_per_node']:.2f} (above "
+        "the bare interpreter, which all nodes share here).",
         f"With records held: bytes per exchange k = {fr['bytes_per_exchange']:.2f}, CPU per "
         f"round k = {fr['cpu_per_round']:.2f}, RSS k = {fr['rss_per_node']:.2f}. An exchange "
         "costs the same whatever the store holds when its news is the same (the DIGEST "
@@ -195,6 +205,7 @@ def plot(result: dict[str, Any], outdir: Path) -> list[str]:
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"relative to {xlabel.split()[1]}={xs[0]:,}")
+        common.plain_log_axes(ax)
         ax.legend(fontsize=7)
     fig.suptitle("Cost growth (log-log; slope = exponent)", fontsize=10)
     fig.tight_layout()
@@ -204,7 +215,9 @@ def plot(result: dict[str, Any], outdir: Path) -> list[str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--child":
-        print(json.dumps(child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+    if len(sys.argv) == 5 and sys.argv[1] == "--prepare":
+        prepare(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]))
+    elif len(sys.argv) == 6 and sys.argv[1] == "--child":
+        print(json.dumps(child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5]))))
     else:
         common.main(run, __doc__)

@@ -163,6 +163,7 @@ def plot(result: dict[str, Any], outdir: Path) -> list[str]:
     ax.set_xlabel("memories")
     ax.set_ylabel("MB")
     ax.set_title("Node memory vs payload", fontsize=10)
+    common.plain_log_axes(ax)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(outdir / "memory.png", dpi=110)

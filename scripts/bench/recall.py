@@ -220,6 +220,7 @@ def plot(result: dict[str, Any], outdir: Path) -> list[str]:
     ax.set_ylabel("latency (ms)")
     ax.set_title("Recall latency (p99)", fontsize=10)
     ax.set_yscale("log")
+    common.plain_log_axes(ax)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(outdir / "recall.png", dpi=110)

@@ -7,6 +7,11 @@ writes the result as JSON. A module that is missing, lacks ``run``, raises or di
 reported as not measured, and the others still run. ``plot(result, docs/img)`` runs
 here, afterwards.
 
+Each entry carries the machine, command and date of the run that measured it. Entries of
+the previous docs/benchmarks.json are kept for benchmarks not run this time (``--only``)
+and, marked stale with the reason, for those that failed: a partial or failed run never
+erases figures (or prose) measured before.
+
 Usage: scripts/bench/all [--quick] [--only NAME,NAME]
 """
 
@@ -74,6 +79,26 @@ def plot_one(name: str, entry: dict[str, Any], img: Path) -> None:
         entry.setdefault("notes", []).append("(its plot failed in this run)")
 
 
+def merge(
+    previous: list[dict[str, Any]], fresh: list[dict[str, Any]], ran: list[str]
+) -> list[dict[str, Any]]:
+    """This run's entries, in ORDER; an earlier measurement where this run has none."""
+    before = {e["name"]: e for e in previous}
+    now = {e["name"]: e for e in fresh}
+    out = []
+    for name in [*ORDER, *(n for n in before if n not in ORDER)]:
+        old, new = before.get(name), now.get(name)
+        if new is not None and (new["status"] == "ok" or old is None or old["status"] != "ok"):
+            out.append(new)
+        elif old is not None and old["status"] == "ok":
+            if new is not None:
+                old = {**old, "stale": f"{new['status']}: {new.get('error', '')}"}
+            out.append(old)
+        elif new is not None or name in ran:
+            out.append(new or {"name": name, "status": "missing"})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, few trials (minutes)")
@@ -90,19 +115,23 @@ def main() -> None:
     print(f"benchmarks on {common.machine_line(machine)}: {', '.join(names)}", flush=True)
     img = args.docs / "img"
     img.mkdir(parents=True, exist_ok=True)
+    out_json = args.docs / "benchmarks.json"
+    previous = json.loads(out_json.read_text())["results"] if out_json.exists() else []
     results = []
     for name in names:
         print(f"\n=== {name} ===", flush=True)
         entry = run_one(name, args.quick, timeout)
+        entry.update(machine=machine, run_command=command)
         plot_one(name, entry, img)
         results.append(entry)
         print(entry.get("headline") or f"{name}: {entry['status']}: {entry.get('error')}")
-    doc = {"command": command, "machine": machine, "results": results}
-    (args.docs / "benchmarks.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False))
+    doc = {"command": command, "machine": machine, "results": merge(previous, results, names)}
+    out_json.write_text(json.dumps(doc, indent=1, ensure_ascii=False))
     (args.docs / "benchmarks.md").write_text(report.render(doc))
     print("\nwrote", args.docs / "benchmarks.md", "and", args.docs / "benchmarks.json")
-    for e in results:
-        print(" ", e.get("headline") or f"{e['name']}: not measured ({e['status']})")
+    for e in doc["results"]:
+        stale = f" [stale: {e['stale']}]" if e.get("stale") else ""
+        print(" ", (e.get("headline") or f"{e['name']}: not measured ({e['status']})") + stale)
 
 
 if __name__ == "__main__":
