@@ -142,6 +142,9 @@ def run(quick: bool) -> dict[str, Any]:
             r = {**o, "ysync": y}
             results.append(r)
             ratio = r["on_per_copy"] / y["update_message"]
+            # Redundancy: cluster bytes over the N − 1 copies of the bare change.
+            r["redundancy"] = r["on_record_bytes"] / ((n - 1) * r["signed_update_bytes"])
+            y["redundancy"] = y["record_bytes"] / ((n - 1) * y["update_message"])
             print(
                 f"{n:4} | {r['idle_bytes']:11.0f} | {r['off_record_bytes']:9.0f} "
                 f"{r['off_per_copy']:7.0f} | {r['on_record_bytes']:9.0f} {r['on_per_copy']:7.0f} "
@@ -154,6 +157,7 @@ def run(quick: bool) -> dict[str, Any]:
                 f"{r['off_per_copy']:,.0f}", f"{r['on_record_bytes']:,.0f}",
                 f"{r['on_per_copy']:,.0f}", f"{y['record_bytes']:,.0f}", f"{y['per_copy']:,.0f}",
                 f"{y['update_message']:.0f}", f"{ratio:.2f}x",
+                f"{r['redundancy']:.1f} / {y['redundancy']:.1f}",
             ])  # fmt: skip
     last = results[-1]
     y = last["ysync"]
@@ -179,6 +183,9 @@ def run(quick: bool) -> dict[str, Any]:
         "copy. y-sync pays one frame per copy because every client holds a websocket to "
         "one central relay: no discovery, no signatures, no per-exchange framing — and no "
         "delivery while that server is down.",
+        "Redundancy is the cluster's bytes for one new record over N − 1 bare copies of the "
+        "change (our signed update; y-sync's Update frame): how many times over the cluster "
+        "pays for one delivery.",
         f"pycrdt's ``Provider`` sends every update its document applies, remote ones too, "
         f"back to the server (here {y['resent']:.1f} extra messages per change, which the "
         "server drops as already known), and the server echoes each update to its writer: "
@@ -217,7 +224,7 @@ def run(quick: bool) -> dict[str, Any]:
                 "columns": [
                     *("N", "idle B / exchange", "off: B / record", "off: B / copy"),
                     *("on: B / record", "on: B / copy", "y-sync B / record", "y-sync B / copy"),
-                    *("y-sync Update B", "on: copy / Update"),
+                    *("y-sync Update B", "on: copy / Update", "redundancy on / y-sync"),
                 ],
                 "rows": rows,
             }
