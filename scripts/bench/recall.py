@@ -112,7 +112,7 @@ def run_size(n: int, tmp: Path, count: int) -> dict[str, Any]:
 
 def run(quick: bool) -> dict[str, Any]:
     sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
-    count = 200 if quick else 2000
+    count = 200 if quick else 1000
     print(f"recall: {count} queries of each kind per size, local API (unix socket) vs hub (TCP)")
     print("      N | kind     | local p50 / p99 ms | hub p50 / p99 ms | p99 ratio | hits")
     rows = []
