@@ -110,3 +110,14 @@ def test_report_renders_results_and_failures() -> None:
 def test_the_driver_reports_a_missing_benchmark() -> None:
     entry = run_all.run_one("no_such_benchmark", True, 10.0)
     assert entry["status"] == "missing"
+
+
+def test_the_driver_keeps_earlier_figures_it_could_not_remeasure() -> None:
+    old_recall = {"name": "recall", "status": "ok", "headline": "recall: old"}
+    old_memory = {"name": "memory", "status": "ok", "headline": "memory: old"}
+    failed = {"name": "recall", "status": "failed", "error": "boom"}
+    fresh_bytes = {"name": "bytes", "status": "ok", "headline": "bytes: new"}
+    out = run_all.merge([old_recall, old_memory], [fresh_bytes, failed], ["bytes", "recall"])
+    assert [e["name"] for e in out] == ["bytes", "recall", "memory"]  # in ORDER
+    assert out[1]["headline"] == "recall: old" and out[1]["stale"] == "failed: boom"
+    assert out[2] == old_memory  # not run this time: kept as it was
