@@ -170,10 +170,9 @@ def run(quick: bool) -> dict[str, Any]:
                 "Reading the profiles: `Connection.execute` is SQLite running the FTS5 MATCH "
                 "and ordering every match by bm25 (the hub does the same work, hence ratios "
                 "near 1x); `_asdict_inner`/`deepcopy` are `Memory.to_json` "
-                "(`dataclasses.asdict`) on the 20 hits. What would meet the goal: cap the "
-                "matches ranked (e.g. rank the newest few thousand matches, or a bm25 "
-                "top-k through an FTS5 `rank` with a LIMIT on a sub-select), and build hit "
-                "dicts directly instead of `asdict`."
+                "(`dataclasses.asdict`) on the 20 hits. What could meet the goal: bound the "
+                "matches a query ranks (say, the newest few thousand), and build the hits' "
+                "JSON directly instead of through `asdict`."
             )
     for r in results:
         del r["profile_queries"]
