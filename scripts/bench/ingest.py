@@ -74,8 +74,7 @@ def make_updates(n: int, authors: int = 8, per_update: int = 1) -> list[bytes]:
                     ident,
                     f"lesson {i} from writer {a}: provider {i % 17} drops requests at "
                     f"{i % 24:02d}:00 UTC; retry with backoff and prefer the fallback model. "
-                    + "x"
-                    * 160,
+                    + "x" * 160,
                     category="anti-pattern",
                     subject=f"provider:{i % 17}",
                     tags=["outage", f"hour-{i % 24}"],
