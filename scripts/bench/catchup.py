@@ -169,7 +169,7 @@ async def catch_up(
             # The last exchange may go on (its PUSH leg) after the last record is held:
             # the catch-up ends at the first sample that holds everything.
             elapsed = min([t for t, k in progress if k >= target] + [elapsed])
-            progress = [(t, k) for t, k in progress if t <= elapsed]
+            progress = [(t, k) for t, k in progress if t < elapsed] + [(elapsed, target)]
             t = node.transport
             assert isinstance(t, HttpTransport)
             wire = {"requests": t.stats.requests, "sent": t.stats.sent,
