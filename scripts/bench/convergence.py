@@ -428,19 +428,30 @@ NOTES = [
     "nothing, so its time is a floor for any send-everything design; its bytes grow with "
     "the document (every host announcement and every earlier trial record), ours with "
     "what is new.",
-    "Idle exchange: a 39-byte `DIGEST` and a 7-byte `SAME`; the rest is HTTP framing and "
-    "the signature headers (~330 B each way). Before the `DIGEST`, an idle exchange "
-    "traded both state vectors: 822 B at N = 8, 1826 B at N = 64. \"Per record\" is what "
-    "a trial cost beyond the idle traffic of its rounds: an exchange that finds news also "
-    "pays for the `DIGEST` round trip.",
+    "An idle exchange is 1 request: a 39-byte `DIGEST` and a 7-byte `SAME`; the rest is "
+    "HTTP framing and the signature headers (~330 B each way). It no longer grows with "
+    "the number of writers. Before the `DIGEST`, an idle exchange traded both state "
+    "vectors: 822 B at N = 8, 1826 B at N = 64.",
+    "\"Per record\" is what a trial cost beyond the idle traffic of its rounds, so it rose "
+    "(171 KB -> 344 KB at N = 64 in the hand-run) as the idle share fell: an exchange "
+    "that finds news now also pays for the `DIGEST` round trip (and, when the news is the "
+    "peer's, one more state vector; when it is ours, one fewer). The traffic of a whole "
+    "trial fell: at N = 64, 4.35 rounds x 128 exchanges x 709 B + 344 KB = 0.74 MB, "
+    "against 1.19 MB (x 1826 B + 171 KB) with state vectors in every exchange.",
     "Eager push reaches 80-95 % of nodes within tens to hundreds of milliseconds; the rest "
     "get the record from the next anti-entropy round. That share is what \"pass on what "
     "was new to you, once, to `fanout` peers\" gives (an infect-and-die rumour reaches the "
     "share s with s = 1 - e^(-2s), about 0.8, of a large mesh for fanout 2).",
+    "Eager push on: the time to all includes the 0.3 s of quiet we wait before driving "
+    "rounds, when the push did not reach everyone.",
     "Times at N = 64 are dominated by one process running 64 servers and 64 replica "
-    "threads on 2 cores; they are not a measure of one host's latency. The earlier "
-    "hand-run of this benchmark (2026-11-27, N = 64) gave eager off mean 4.35 rounds = "
-    "1.06x ideal (4.10), p99 6, 1971 ms mean to all, idle exchange 709 B.",
+    "threads on 2 cores; they are not a measure of one host's latency. The hand-run of "
+    "this benchmark before it became a module (2026-11-27, 2 cores, fanout 2, 20 trials) "
+    "gave, N = 8 / 16 / 32 / 64: ideal 2.14 / 2.95 / 3.54 / 4.10 rounds, eager off "
+    "2.20 / 3.05 / 3.70 / 4.35 (p99 3 / 4 / 4 / 6), mean time to all 62 / 195 / 679 / "
+    "1971 ms; eager on, share reached by push 94 / 86 / 84 / 83 %; idle exchange 709 B. "
+    "The run before its last fixes (eager pushes only to peers that proved their key, a "
+    "stepped-back clock) gave p99 5 and the same mean.",
 ]
 
 
