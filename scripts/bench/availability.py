@@ -240,7 +240,8 @@ def run(quick: bool) -> dict[str, Any]:
     headline = (
         f"availability: N={n}, after a kill {g_after * 100:.0f} % of writes reach every "
         f"survivor within {window} rounds with gossip (one node killed), "
-        f"{h_after * 100:.0f} % with a hub (hub killed)"
+        f"{h_after * 100:.0f} % with a hub (hub killed); gossip with one node hung: "
+        f"{hung['after']['fraction'] * 100:.0f} %"
     )
     return {
         "name": NAME,
@@ -311,18 +312,21 @@ def plot(result: dict[str, Any], outdir: Path) -> list[str]:
         return []
     fig, ax = plt.subplots(figsize=(7, 3.5))
     top = window + 2
-    for key, label, marker in (("gossip", "sm-gossip, one node killed", "o"),
-                               ("hung", "sm-gossip, one node hung", "^"),
-                               ("hub", "central hub, hub killed", "s")):  # fmt: skip
+    for key, label, marker, dx in (("gossip", "sm-gossip, one node killed", "o", -0.2),
+                                   ("hung", "sm-gossip, one node hung", "^", 0.0),
+                                   ("hub", "central hub, hub killed", "s", 0.2)):  # fmt: skip
+        if key not in result:
+            continue
         took = result[key]["before"]["took"] + result[key]["after"]["took"]
-        xs = list(range(len(took)))
+        xs = [i + dx for i in range(len(took))]
         ys = [top if t is None else t for t in took]
         ax.plot(xs, ys, marker=marker, ls="", label=label, alpha=0.8)
     kill = len(result["gossip"]["before"]["took"])
     ax.axvline(kill - 0.5, color="red", ls=":", label="kill")
     ax.axhline(window, color="k", ls="--", label=f"2·ceil(log2 N) = {window} rounds")
     ax.set_ylim(0, top + 0.5)
-    ax.set_yticks([*range(0, window + 1, 2), top], [*map(str, range(0, window + 1, 2)), "never"])
+    ax.set_yticks([*range(0, window + 1, 2), top],
+                  [*map(str, range(0, window + 1, 2)), "not in the run"])  # fmt: skip
     ax.set_xlabel("write number (one per round)")
     ax.set_ylabel("rounds to every survivor")
     ax.set_title(f"availability, N = {result['n']}", fontsize=10)
