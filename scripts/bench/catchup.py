@@ -13,7 +13,7 @@ catch-up ends at the first sample holding everything.
 The lower bound, each part measured in this run on the same updates:
 
 - verify: every signature (each update header and each record), single-threaded with
-  PyNaCl as the gate does, divided by the cores (the gate verifies in a thread pool);
+  PyNaCl as the gate does, divided by the cores (the gate verifies in parallel);
 - transfer: the same number of bytes downloaded over loopback from a plain aiohttp
   server in one response;
 - apply: pycrdt applying the encoded full state (``Doc.get_update()``) to a fresh ``Doc``;
@@ -296,11 +296,13 @@ def run(quick: bool) -> dict[str, Any]:
             "catch-up runs at the pace of the gate (and the views), not of the network. "
             f"pyinstrument over the first {min(PROFILED, len(updates)):,} of them, main "
             "thread, own time: " + "; ".join(hot) + ". "
-            "Time in `lock.acquire` is the main thread waiting for the signature pool; time "
-            "in `openssl_sha256` (digests of update bytes, content ids; hashlib releases the "
-            "GIL for large inputs) is mostly waiting to get the GIL back from the verifier "
-            "threads. On 2 cores the gate's Python and the verifiers share one GIL and two "
-            "cores; the rest is the gate's Python per update and record."
+            "Time in `lock.acquire` is the main thread waiting for the signature verifiers; "
+            "`openssl_sha256` (digests of update bytes and content ids) ranks high when "
+            "verifier threads hold the GIL, as hashlib releases it for large inputs and must "
+            "get it back. Besides those, the gate's Python per update and record and the "
+            "SQLite commits (`Connection.execute`) of the store and the views. On 2 cores, "
+            "the verifiers and the gate's Python compete for the same two cores, which the "
+            "bound, verify / cores, does not count."
         )
     return {
         "name": NAME,
