@@ -37,9 +37,11 @@ def table(columns: list[str], rows: list[list[Any]]) -> str:
 
 
 def provenance(machine: dict[str, Any], command: str) -> str:
+    sched = machine.get("scheduling", "normal")
+    how = "" if sched == "normal" else f" (scheduling: {sched})"
     return (
         f"*{machine['cores']} cores, {machine['cpu']}; Python {machine['python']}, pycrdt "
-        f"{machine['pycrdt']}; `{command}`; {machine['date']}.*"
+        f"{machine['pycrdt']}; `{command}`{how}; {machine['date']}.*"
     )
 
 
@@ -77,7 +79,7 @@ def render(doc: dict[str, Any]) -> str:
     """The whole of docs/benchmarks.md from docs/benchmarks.json's content."""
     m = doc["machine"]
     keys = ("cores", "cpu", "memory_gib", "os", "python", "pycrdt", "cryptography", "pynacl",
-            "aiohttp", "pycrdt-websocket", "date")  # fmt: skip
+            "aiohttp", "pycrdt-websocket", "scheduling", "date")  # fmt: skip
     machine_rows = "\n".join(f"| {k} | {_cell(m.get(k, '-'))} |" for k in keys)
     parts = [HEADER.format(command=doc["command"], date=m["date"], machine_rows=machine_rows)]
     summary = []
