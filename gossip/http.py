@@ -278,6 +278,7 @@ class HttpTransport:
             # TLS: the handshake fails unless the peer proves ``recipient``'s key (or, for
             # "", a key in our keyring): nothing is sent to anyone else.
             pinned = self.tls.client(recipient, self.verifier.keyring) if self.tls else False
+            failed: Exception | None = None
             try:
                 # No redirects: a signed request goes to the address asked for, or nowhere.
                 post = self._client().post(url, data=body, headers=dict(headers),
@@ -294,7 +295,9 @@ class HttpTransport:
                     f"{address}: no answer within {self.timeout.total} s"
                 ) from None
             except (aiohttp.ClientError, OSError, ValueError) as e:
-                raise await self._connect_error(address, e) from None
+                failed = e
+            if failed is not None:  # raised here: its context is set by _connect_error
+                raise await self._connect_error(address, failed)
             self.stats.requests += 1
             self.stats.sent += frame_size(f"POST {path} HTTP/1.1", sent_headers, len(body))
             self.stats.received += frame_size(f"HTTP/1.1 {status}", raw_headers, len(answer))
