@@ -19,13 +19,15 @@ from pathlib import Path
 import pytest
 
 from crdt import Identity, Replica
-from gossip import auth
-from gossip.config import Profile
+from gossip import auth, config
+from gossip.config import Config, ConfigError, Profile
+from gossip.daemon import ServeSettings
 from gossip.http import HttpTransport, split_address
 from gossip.node import Node
 from gossip.protocol import SYNC_PATH, Message, MessageType
 from gossip.tls import CERT_FILE, PinnedTls, certificate_key, ensure_certificate
 from gossip.transport import PeerMisbehaved, PeerRefused, PeerUnreachable
+from tests.daemons import make_cluster, ok, wait_for
 from tests.test_node import create_hosts, until
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
@@ -249,3 +251,42 @@ async def test_plaintext_end_to_end_when_both_opt_in(tmp_path: Path):
             assert row.transport == "plaintext" and a.transport_mode == "plaintext"
         assert SECRET.encode() in bytes(proxy.seen)  # what --insecure-plaintext means
     assert not (tmp_path / "a" / CERT_FILE).exists()
+
+
+def test_insecure_plaintext_is_an_explicit_setting(tmp_path: Path):
+    default = Config("lab")
+    assert not default.insecure_plaintext
+    assert "# insecure_plaintext = true" in default.to_toml()  # offered, commented out
+    config.create(tmp_path, Config("lab", insecure_plaintext=True))
+    assert config.load(tmp_path).insecure_plaintext
+    assert ServeSettings.resolve(tmp_path).insecure_plaintext
+    (tmp_path / config.CONFIG_FILE).write_text('insecure_plaintext = "yes"\n')
+    with pytest.raises(ConfigError, match="'insecure_plaintext' must be true or false"):
+        config.load(tmp_path)
+    (tmp_path / config.CONFIG_FILE).write_text('name = "lab"\n')
+    assert not ServeSettings.resolve(tmp_path).insecure_plaintext  # TLS unless told
+    assert ServeSettings.resolve(tmp_path, insecure_plaintext=True).insecure_plaintext
+
+
+def test_daemons_over_tls_and_mismatched_modes_in_status_and_peers(tmp_path: Path, daemons):
+    a, b = make_cluster(tmp_path, 2)
+    b.extra = ("--insecure-plaintext",)
+    daemons.extend([a.start(), b.start()])
+    assert a.get("/v1/status")["transport"] == "tls"
+    assert b.get("/v1/status")["transport"] == "plaintext"
+    wait_for(lambda: all(p["last_error"] for p in a.peers_json() + b.peers_json()),
+             "both sides to fail, saying why")  # fmt: skip
+    (row_a,) = a.peers_json()
+    (row_b,) = b.peers_json()
+    assert "speaks plaintext HTTP, not TLS" in row_a["last_error"] and row_a["transport"] == "tls"
+    assert "the peer speaks TLS" in row_b["last_error"] and row_b["transport"] == "plaintext"
+    status = ok(b.home, "status")
+    assert "plaintext (--insecure-plaintext: readable on the wire); peers: 1 plaintext" in status
+    assert "TRANSPORT" in ok(a.home, "peers") and " tls" in ok(a.home, "peers")
+    # b back in TLS mode: the two exchange, a memory crosses.
+    assert b.stop() == 0
+    b.extra = ()
+    b.start()
+    ok(a.home, "remember", "crosses over TLS", "--category", "learning")
+    wait_for(lambda: "crosses over TLS" in ok(b.home, "recall", "crosses"), "the memory on b")
+    assert all(p["state"] == "alive" for p in b.peers_json())
