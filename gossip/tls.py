@@ -225,6 +225,7 @@ class PinnedTls:
         self.server = _context(ssl.SSLContext, ssl.PROTOCOL_TLS_SERVER, cert, self.home)
         self._pinned: OrderedDict[str, PinnedContext] = OrderedDict()
         self._trusted: PinnedContext | None = None
+        self._trusted_ring: Container[str] | None = None
 
     @classmethod
     def for_host(cls, home: Path, identity: Identity) -> PinnedTls:
@@ -235,11 +236,16 @@ class PinnedTls:
         """The context for a request to ``recipient`` ("" when the peer's key is not known
         yet: then any key in ``keyring()`` passes, and the signed exchange that follows
         names the peer). One context per pinned key, so a pooled connection is reused
-        only for the key it was pinned to."""
+        only for the key it was pinned to; and a new "any trusted key" context whenever
+        the keyring changed, so that a connection checked against an older keyring (a
+        key since distrusted) is not reused."""
         if not recipient:
-            if self._trusted is None:
+            ring = keyring()
+            if self._trusted is None or (ring is not self._trusted_ring
+                                         and ring != self._trusted_ring):  # fmt: skip
                 self._trusted = self._new_client("")
-            self._trusted.keyring = keyring
+                self._trusted_ring = ring
+                self._trusted.keyring = lambda: ring
             return self._trusted
         ctx = self._pinned.get(recipient)
         if ctx is None:

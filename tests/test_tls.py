@@ -176,6 +176,24 @@ async def test_a_first_contact_with_an_untrusted_key_sends_nothing(tmp_path: Pat
         assert bytes(mitm.seen) == b""
 
 
+async def test_a_key_distrusted_since_a_pooled_first_contact_gets_nothing(tmp_path: Path):
+    a_home, b_home = homes(tmp_path, "a", "b")
+    keyring = {Identity.load(b_home).public_id}
+    identity = Identity.load(a_home)
+    a = HttpTransport(identity, auth.Verifier(lambda: frozenset(keyring), _now), now_ms=_now,
+                      timeout=5.0, tls=PinnedTls.for_host(a_home, identity))  # fmt: skip
+    body = Message(MessageType.SYNC).encode()
+    async with nodes(b_home) as (b,), a:
+        server = b.transport
+        assert isinstance(server, HttpTransport)
+        await a.request(b.address, SYNC_PATH, body)  # a first contact: 401, then signed for b
+        served = server.stats.served
+        keyring.clear()  # b distrusted; the connection to it is still in a's pool
+        with pytest.raises(PeerMisbehaved, match="not in our keyring"):
+            await a.request(b.address, SYNC_PATH, body)
+        assert server.stats.served == served  # not even an unaddressed request reached b
+
+
 async def test_an_unknown_client_key_gets_403_before_the_body(tmp_path: Path):
     _, b_home, c_home = homes(tmp_path, "a", "b", "c", trusted=["a", "b"])
     with Replica.open(c_home) as r:  # c trusts b, b does not trust c
