@@ -17,6 +17,9 @@ Rules this module keeps:
 - ``close`` leaves nothing behind: the client session and its pooled connections, the
   listening socket, open server connections.
 
+With ``tls`` (``tls.PinnedTls``; what a node uses unless ``--insecure-plaintext``) it
+serves and dials TLS 1.3, every connection pinned to the peer key it was made for.
+
 Addresses are ``"host:port"`` strings (``"[::1]:7471"`` for IPv6); names are resolved when
 a connection is made, never cached, so a peer that moves is found again.
 """

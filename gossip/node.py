@@ -36,6 +36,9 @@ Replication (DESIGN.md "Replication"):
   mDNS id is a claim: outside the keyring the row is ``unknown-key`` and never
   exchanged with). ``discovery()`` says how each source is doing.
 
+Transport: HTTP over TLS 1.3 pinned to host keys (``tls.py``; the certificate is written
+to the data dir at start), or plain HTTP when ``tls=False`` (``--insecure-plaintext``).
+
 This module never parses wire bytes (protocol.py does), never signs requests
 (transport.py and auth.py do) and never writes to the document except through
 ``Replica.put``.

@@ -18,7 +18,9 @@ cannot replay a request it received at a third peer. A client that does not know
 key of the peer at an address yet signs its first attempt for nobody; the server answers
 401 with its public id in ``Sm-Key`` (a hint, public and unauthenticated), and the client
 retries once, signed for that key and expecting the answer to be signed by it
-(``request_with_retry``, shared by both transports).
+(``request_with_retry``, shared by both transports). Over TLS (``http.py`` with
+``tls.py``) each delivery is also pinned to that recipient's key, and ``serve`` is given
+the client certificate's key, which must be trusted and be the signer's.
 """
 
 from __future__ import annotations
