@@ -171,12 +171,13 @@ class HttpTransport:
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         assert self._handler is not None
         tls_key: str | None = None
-        if self.tls is not None:
-            transport = request.transport
-            tls_key = peer_key(transport.get_extra_info("ssl_object") if transport else None)
-            if tls_key is None:  # a certificate without an Ed25519 key (or none at all)
-                tls_key = ""  # in no keyring: answered 403
         try:
+            if self.tls is not None:
+                transport = request.transport
+                ssl_object = transport.get_extra_info("ssl_object") if transport else None
+                # A certificate without an Ed25519 key (or none at all) is in no keyring:
+                # answered 403.
+                tls_key = peer_key(ssl_object) or ""
             reply = await serve(
                 identity=self.identity,
                 verifier=self.verifier,

@@ -37,11 +37,13 @@ import functools
 import hashlib
 import ssl
 import stat
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Container
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -129,7 +131,7 @@ def ensure_certificate(home: Path, identity: Identity) -> Path:
     path = Path(home) / CERT_FILE
     wanted = host_certificate(identity.public_id)
     try:
-        st = path.stat()
+        st = path.lstat()  # a link (even to the right bytes) is replaced by a plain file
         current = path.read_bytes() if stat.S_ISREG(st.st_mode) else None
         if current == wanted and stat.S_IMODE(st.st_mode) == 0o600:
             return path
@@ -140,22 +142,47 @@ def ensure_certificate(home: Path, identity: Identity) -> Path:
         raise TlsSetupError(f"cannot read or replace {path}: {e}") from None
     try:
         create_whole(path, lambda tmp: tmp.write_bytes(wanted))
-    except OSError as e:  # FileExistsError: another process wrote it meanwhile
-        if not (isinstance(e, FileExistsError) and path.read_bytes() == wanted):
-            raise TlsSetupError(f"cannot write {path}: {e}") from None
+    except FileExistsError:  # another process wrote it meanwhile: the same bytes?
+        try:
+            same = path.read_bytes() == wanted
+        except OSError:
+            same = False
+        if not same:
+            raise TlsSetupError(f"cannot write {path}: another file appeared there") from None
+    except OSError as e:
+        raise TlsSetupError(f"cannot write {path}: {e}") from None
     return path
 
 
-@functools.lru_cache(maxsize=1024)
 def certificate_key(der: bytes) -> str | None:
-    """The public id of a DER certificate's Ed25519 key; None for any other key."""
+    """The public id of a DER certificate's Ed25519 key; None for any other key (or a
+    certificate that does not parse)."""
+    # Cached by the certificate's digest, never its bytes: anybody can present
+    # certificates (the anchor is public), up to ~100 KB each.
+    digest = hashlib.sha256(der).digest()
+    with _KEYS_LOCK:
+        if digest in _KEYS:
+            _KEYS.move_to_end(digest)
+            return _KEYS[digest]
     try:
         key = x509.load_der_x509_certificate(der).public_key()
-    except ValueError:
-        return None
-    if not isinstance(key, Ed25519PublicKey):
-        return None
-    return b64url(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    except (ValueError, UnsupportedAlgorithm):
+        key = None
+    found = (
+        b64url(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+        if isinstance(key, Ed25519PublicKey)
+        else None
+    )
+    with _KEYS_LOCK:  # nodes in several threads of one process share it
+        _KEYS[digest] = found
+        while len(_KEYS) > _CACHED_KEYS:
+            _KEYS.popitem(last=False)
+    return found
+
+
+_CACHED_KEYS = 1024
+_KEYS: OrderedDict[bytes, str | None] = OrderedDict()  # certificate digest -> public id
+_KEYS_LOCK = threading.Lock()
 
 
 def peer_key(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
@@ -188,14 +215,13 @@ class PinnedContext(ssl.SSLContext):
         if key is None:
             raise PeerKeyMismatch("the peer's TLS certificate has no Ed25519 key",
                                   untrusted=True)  # fmt: skip
-        if self.pin:
-            if key != self.pin:
-                raise PeerKeyMismatch(
-                    f"the peer's TLS key is {key[:12]}…, not {self.pin[:12]}…, the peer we "
-                    "meant to reach (a man in the middle, or another host at its address)",
-                    untrusted=False,
-                )
-        elif key not in self.keyring():
+        if self.pin and key != self.pin:
+            raise PeerKeyMismatch(
+                f"the peer's TLS key is {key[:12]}…, not {self.pin[:12]}…, the peer we "
+                "meant to reach (a man in the middle, or another host at its address)",
+                untrusted=False,
+            )
+        if key not in self.keyring():  # pinned or not: only keys we trust now
             raise PeerKeyMismatch(
                 f"the peer's TLS key {key[:12]}… is not in our keyring (gossip trust add)",
                 untrusted=True,
@@ -250,6 +276,7 @@ class PinnedTls:
         ctx = self._pinned.get(recipient)
         if ctx is None:
             ctx = self._pinned[recipient] = self._new_client(recipient)
+            ctx.keyring = keyring
             while len(self._pinned) > _PINNED_CONTEXTS:
                 self._pinned.popitem(last=False)
         else:

@@ -233,6 +233,11 @@ async def request_with_retry(
     sent once more, expecting that key to sign the answer. A hint naming a key we do
     not trust ends there (PeerMisbehaved, as an answer signed by an untrusted key
     would): no request is ever signed for a key outside our keyring on a hint's word."""
+    if expected_key is not None and expected_key not in verifier.keyring():
+        # Whatever row or address led here (an mDNS claim, a key distrusted meanwhile):
+        # no request is signed for, or sent to, a key outside our keyring.
+        raise _untrusted(f"the peer's key {expected_key[:12]}… is not in our keyring",
+                         expected_key)  # fmt: skip
     recipient = expected_key if expected_key is not None else ""
     headers = sign_request(identity, path, body, now_ms(), recipient)
     status, answer_headers, answer = await send_once(headers, recipient)
@@ -242,20 +247,22 @@ async def request_with_retry(
                               body=answer, request_headers=headers,
                               expected_key=expected_key)  # fmt: skip
     if hint not in verifier.keyring():
-        err = PeerMisbehaved(
-            f"the peer refused an unaddressed request (401) and named key {hint[:12]}…, "
-            "which is not in our keyring"
-        )
-        # As for an answer signed by an untrusted key (check_response), the context is
-        # the Forbidden that the keyring check amounts to: callers tell "unknown key"
-        # failures apart by it.
-        err.__context__ = auth.Forbidden(f"{hint} is not in our keyring")
-        err.__suppress_context__ = True
-        raise err
+        raise _untrusted(f"the peer refused an unaddressed request (401) and named key "
+                         f"{hint[:12]}…, which is not in our keyring", hint)  # fmt: skip
     headers = sign_request(identity, path, body, now_ms(), hint)
     status, answer_headers, answer = await send_once(headers, hint)
     return check_response(verifier, path=path, status=status, headers=answer_headers,
                           body=answer, request_headers=headers, expected_key=hint)  # fmt: skip
+
+
+def _untrusted(message: str, key: str) -> PeerMisbehaved:
+    err = PeerMisbehaved(message)
+    # As for an answer signed by an untrusted key (check_response), the context is the
+    # Forbidden that the keyring check amounts to: callers tell "unknown key" failures
+    # apart by it.
+    err.__context__ = auth.Forbidden(f"{key} is not in our keyring")
+    err.__suppress_context__ = True
+    return err
 
 
 class Transport(Protocol):

@@ -308,3 +308,50 @@ def test_daemons_over_tls_and_mismatched_modes_in_status_and_peers(tmp_path: Pat
     ok(a.home, "remember", "crosses over TLS", "--category", "learning")
     wait_for(lambda: "crosses over TLS" in ok(b.home, "recall", "crosses"), "the memory on b")
     assert all(p["state"] == "alive" for p in b.peers_json())
+
+
+async def test_a_pinned_request_to_an_untrusted_key_sends_nothing(tmp_path: Path):
+    """Whatever row names the key (an mDNS claim, a key distrusted meanwhile), a request
+    pinned to a key outside the keyring is refused before a byte leaves: review finding,
+    it used to be signed for that key and sent."""
+    a_home, m_home = homes(tmp_path, "a", "mallory", trusted=["a"])
+    mallory_tls = PinnedTls.for_host(m_home, Identity.load(m_home))
+    mallory = Identity.load(m_home).public_id
+    a = transport(a_home)
+    body = Message(MessageType.SYNC).encode()
+    async with Tap(ssl_context=mallory_tls.server) as mitm, a:
+        with pytest.raises(PeerMisbehaved, match="not in our keyring") as caught:
+            await a.request(mitm.address, SYNC_PATH, body, expected_key=mallory)
+        assert isinstance(caught.value.__context__, auth.Forbidden)  # an "unknown key" row
+        assert bytes(mitm.seen) == b""
+
+
+def test_certificate_keys_are_cached_by_digest_not_by_bytes(tmp_path: Path):
+    """Anybody can present certificates under the public anchor: the cache of their keys
+    holds digests (32 bytes each), never the certificates themselves."""
+    from gossip import tls
+
+    ident = Identity.generate()
+    der = ssl.PEM_cert_to_DER_cert(tls.host_certificate(ident.public_id).decode())
+    assert certificate_key(der) == ident.public_id
+    assert certificate_key(der + b"") == ident.public_id  # from the cache
+    assert certificate_key(b"\x30\x03garbage") is None
+    assert all(isinstance(k, bytes) and len(k) == 32 for k in tls._KEYS)
+
+
+def test_a_linked_or_dangling_certificate_file_is_replaced_by_a_plain_one(tmp_path: Path):
+    home = tmp_path / "h"
+    with Replica.open(home):
+        pass
+    ident = Identity.load(home)
+    cert = home / CERT_FILE
+    cert.symlink_to(tmp_path / "nowhere")  # dangling
+    assert ensure_certificate(home, ident) == cert
+    assert not cert.is_symlink() and stat.S_IMODE(cert.stat().st_mode) == 0o600
+    outside = tmp_path / "outside.crt"
+    outside.write_bytes(cert.read_bytes())
+    outside.chmod(0o600)
+    cert.unlink()
+    cert.symlink_to(outside)  # the right bytes, but elsewhere
+    ensure_certificate(home, ident)
+    assert not cert.is_symlink() and cert.read_bytes() == outside.read_bytes()
