@@ -211,6 +211,9 @@ class PinnedContext(ssl.SSLContext):
     pin: str = ""
     keyring: Callable[[], Container[str]] = frozenset
 
+    def __repr__(self) -> str:  # aiohttp puts it in connection errors, which we log
+        return f"TLS pinned to {self.pin[:12]}…" if self.pin else "TLS, any trusted key"
+
     def check(self, key: str | None) -> None:
         if key is None:
             raise PeerKeyMismatch("the peer's TLS certificate has no Ed25519 key",
