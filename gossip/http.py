@@ -100,6 +100,29 @@ def frame_size(first_line: str, headers: object, body_length: int) -> int:
     return size
 
 
+class _Site(web.SockSite):
+    """aiohttp's ``SockSite``, with a bound on TLS handshakes.
+
+    aiohttp passes none, so asyncio's default applies: 60 s in which anybody may hold a
+    connection that never finishes its handshake. And a connection still in its
+    handshake when the server closes is not one aiohttp knows of yet (its request
+    handler starts after the handshake), so only this timeout ever closes it."""
+
+    def __init__(self, runner: web.BaseRunner, sock: socket.socket, *,
+                 ssl_context: ssl.SSLContext | None, handshake_timeout: float) -> None:  # fmt: skip
+        super().__init__(runner, sock, ssl_context=ssl_context)
+        self._handshake_timeout = handshake_timeout
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # what SockSite.start does, plus the timeout
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog,
+            ssl_handshake_timeout=self._handshake_timeout if self._ssl_context else None,
+        )  # fmt: skip
+
+
 class HttpTransport:
     """The aiohttp ``Transport``. One client session (keep-alive, bounded connection
     pool) and, once ``start`` is called, one listening socket."""
@@ -157,7 +180,8 @@ class HttpTransport:
         try:
             await runner.setup()
             ssl_context = self.tls.server if self.tls is not None else None
-            site = web.SockSite(runner, sock, ssl_context=ssl_context)
+            site = _Site(runner, sock, ssl_context=ssl_context,
+                         handshake_timeout=self.timeout.total or 10.0)  # fmt: skip
             await site.start()
         except BaseException:
             await runner.cleanup()
