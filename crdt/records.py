@@ -285,8 +285,14 @@ def host(
     port: int,
     protocol: int,
     ts: int,
+    transport: str | None = None,
 ) -> SignedRecord:
-    fields = {"name": name, "addrs": list(addrs), "port": port, "protocol": protocol}
+    """A host announcement; ``transport`` ("tls", "plaintext") tells peers what its port
+    speaks (None: not said, as older hosts do)."""
+    fields: dict[str, Any] = {"name": name, "addrs": list(addrs), "port": port,
+                              "protocol": protocol}  # fmt: skip
+    if transport is not None:
+        fields["transport"] = transport
     return sign(identity, KIND_HOST, fields, ts=ts)
 
 

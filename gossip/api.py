@@ -33,6 +33,7 @@ import math
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -381,6 +382,7 @@ class LocalApi:
         unknown = sum(1 for p in peers if p.state == "unknown-key")
         if unknown:
             warnings.append(f"{unknown} peer(s) do not trust this host or are not trusted")
+        by_transport = dict(Counter(p.transport for p in peers))
         keyring_size = counts.pop("keyring")
         state_entries = counts.pop("state_entries")
         return _json({
@@ -388,11 +390,12 @@ class LocalApi:
             "name": self.name,
             "address": node.address,
             "profile": node.profile.name,
+            "transport": node.transport_mode,
             "pid": os.getpid(),
             "started_at": self.started_at,
             "api": {"socket": str(self.socket_path), "tcp": self.tcp_address},
             "discovery": self._discovery() if self._discovery is not None else [],
-            "peers": {"alive": alive, "total": len(peers)},
+            "peers": {"alive": alive, "total": len(peers), "transport": by_transport},
             "records": counts,
             "state_entries": state_entries,
             "keyring": keyring_size,

@@ -944,6 +944,7 @@ def _status_embedded(args: argparse.Namespace) -> dict[str, Any]:
         warnings.append("the keyring has only this host: `gossip trust add KEY`")
     return {
         "id": author, "name": cfg.name, "address": None, "profile": cfg.profile, "pid": None,
+        "transport": "plaintext" if cfg.insecure_plaintext else "tls",
         "started_at": None, "api": None,
         "discovery": [{"source": "static", "state": "off",
                        "detail": f"{len(cfg.peers)} configured"}],
@@ -970,6 +971,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("daemon", f"running, pid {st['pid']}" if api is not None else "not running"),
         ("listen", st["address"] or "-"),
         ("profile", st["profile"]),
+        ("transport", _transport_line(st)),
         ("discovery", "; ".join(f"{d['source']} {d['state']}" + (f" ({d['detail']})"
                                 if d.get("detail") else "") for d in st["discovery"]) or "-"),
         ("peers", f"{st['peers']['alive']} alive of {st['peers']['total']}"),
@@ -986,6 +988,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transport_line(st: dict[str, Any]) -> str:
+    """``tls (pinned to host keys)`` and how many peers use each mode."""
+    mode = st.get("transport") or "-"
+    text = {"tls": "tls (pinned to host keys)",
+            "plaintext": "plaintext (--insecure-plaintext: readable on the wire)"}.get(mode, mode)
+    per = (st.get("peers") or {}).get("transport") or {}
+    if per:
+        text += "; peers: " + ", ".join(f"{n} {m or '?'}" for m, n in sorted(per.items()))
+    return text
+
+
 def _peer_rows(peers: list[dict[str, Any]], now: int) -> list[list[str]]:
     rows = []
     for p in peers:
@@ -995,13 +1008,13 @@ def _peer_rows(peers: list[dict[str, Any]], now: int) -> list[list[str]]:
             p["source"], p["state"],
             _span(now - p["last_success"]) if p["last_success"] else "never",
             "-" if p["rtt_ms"] is None else f"{p['rtt_ms']:.0f}ms", lag,
-            f"{_bytes(p['bytes_in'])}/{_bytes(p['bytes_out'])}",
+            f"{_bytes(p['bytes_in'])}/{_bytes(p['bytes_out'])}", p.get("transport") or "-",
         ])  # fmt: skip
     return rows
 
 
 _PEER_HEADER = ["ID", "NAME", "ADDRESS", "SOURCE", "STATE", "LAST OK", "RTT", "LAG ↑/↓",
-                "IN/OUT"]  # fmt: skip
+                "IN/OUT", "TRANSPORT"]  # fmt: skip
 
 
 def _bytes(n: int) -> str:
@@ -1013,11 +1026,13 @@ def _bytes(n: int) -> str:
 
 
 def _configured_peers(args: argparse.Namespace) -> list[dict[str, Any]]:
+    cfg = config.load(args.home)
+    transport = "plaintext" if cfg.insecure_plaintext else "tls"
     return [{"key": None, "name": "", "addresses": [a], "address": a, "source": "static",
              "state": "not-running", "last_success": None, "last_seen": None,
              "last_error": None, "failures": 0, "rtt_ms": None, "bytes_in": 0,
              "bytes_out": 0, "they_lack": None, "we_lack": None, "next_attempt": 0,
-             "exchanges": 0} for a in config.load(args.home).peers]  # fmt: skip
+             "exchanges": 0, "transport": transport} for a in cfg.peers]  # fmt: skip
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
@@ -1151,7 +1166,7 @@ def _sync_embedded(args: argparse.Namespace, add: Callable[[dict[str, Any]], boo
     async def run() -> int:
         # advertise=[]: this node lives for one command; peers must not learn its port.
         async with Node(args.home, listen="127.0.0.1:0", peers=peers, profile=cfg.profile,
-                        advertise=[]) as node:  # fmt: skip
+                        advertise=[], tls=not cfg.insecure_plaintext) as node:  # fmt: skip
             while True:
                 rep = await node.sync_now()
                 report = {"exchanges": rep.exchanges, "failures": rep.failures,
@@ -1201,6 +1216,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = ServeSettings.resolve(
         home, listen=args.listen, peers=args.peer, profile=args.profile, mdns=args.mdns,
         tailnet=args.tailnet, api_listen=args.api_listen, lock_wait=args.lock_wait,
+        insecure_plaintext=args.insecure_plaintext or None,
     )  # fmt: skip
     configure_logging(args.debug)
     return run(settings)
@@ -1275,6 +1291,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also serve the local API on loopback TCP (bearer token in api.token)")
     c.add_argument("--lock-wait", type=_positive_seconds, default=10.0, metavar="SECONDS",
                    help="wait this long for a command holding the data dir (default 10)")
+    c.add_argument("--insecure-plaintext", action="store_true",
+                   help="serve and reach peers without TLS (only inside an encrypted tailnet; "
+                        "every peer must agree; default: config.toml, else TLS)")
 
     c = command(sub, "status", cmd_status, "this host: daemon, peers, records, warnings")
     c.add_argument("--json", action="store_true", help="print a JSON object")

@@ -3,7 +3,9 @@ network profiles.
 
 The file holds the host's display ``name`` (default: the hostname), the network
 ``profile`` (``local``, ``lan`` or ``tailnet``), the ``listen`` address, the static
-``peers``, and the ``[mdns]`` and ``[tailnet]`` discovery sections (docs/discovery.md);
+``peers``, ``insecure_plaintext`` (the peer port without TLS: an explicit opt-in, for a
+tailnet whose WireGuard already encrypts), and the ``[mdns]`` and ``[tailnet]``
+discovery sections (docs/discovery.md);
 command-line flags override it. A ``Profile`` sets the timing of replication
 together (like memberlist's LAN/WAN/Local configs): ``lan`` is the base, the others
 override a few fields. This module reads and writes the file; it never touches the key
@@ -181,6 +183,9 @@ class Config:
     # [trust] follow_vouches: trust the keys that trusted hosts vouch for (invitations,
     # `gossip trust invite`). Off: only a human adds a key here (docs/threat-model.md).
     follow_vouches: bool = False
+    # The peer port without TLS (docs/threat-model.md): only where something else
+    # already encrypts the link (a tailnet's WireGuard); every peer must agree.
+    insecure_plaintext: bool = False
 
     @classmethod
     def default(cls) -> Config:
@@ -197,6 +202,9 @@ class Config:
             f"{'' if self.listen != DEFAULT_LISTEN else '# '}listen = {json.dumps(self.listen)}",
             "# peers to reach without discovery, as host:port",
             f"{'' if self.peers else '# '}peers = {json.dumps(list(self.peers))}",
+            "# the peer port without TLS (only inside an encrypted tailnet; docs/threat-model.md)",
+            f"{'' if self.insecure_plaintext else '# '}insecure_plaintext = "
+            f"{_toml_bool(self.insecure_plaintext) if self.insecure_plaintext else 'true'}",
         ]
         m = self.mdns
         if m != MdnsSettings():
@@ -294,7 +302,9 @@ def load(home: Path) -> Config:
         raise ConfigError(f"{path}: {e}") from None
 
 
-KNOWN_SETTINGS = frozenset({"name", "profile", "listen", "peers", "mdns", "tailnet", "trust"})
+KNOWN_SETTINGS = frozenset(
+    {"name", "profile", "listen", "peers", "insecure_plaintext", "mdns", "tailnet", "trust"}
+)
 TRUST_SETTINGS = frozenset({"follow_vouches"})
 MDNS_SETTINGS = frozenset({"enabled", "interfaces"})
 TAILNET_SETTINGS = frozenset({"enabled", "command", "file", "tags", "hostname", "port", "interval"})
@@ -385,6 +395,9 @@ def _from_toml(data: dict[str, Any]) -> Config:
     peers = data.get("peers", [])
     if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
         raise ConfigError("'peers' must be a list of host:port strings")
+    plaintext = data.get("insecure_plaintext", False)
+    if not isinstance(plaintext, bool):
+        raise ConfigError("'insecure_plaintext' must be true or false")
     return Config(
         name=Config.default().name if name is None else check_name(name),
         profile=profile,
@@ -393,6 +406,7 @@ def _from_toml(data: dict[str, Any]) -> Config:
         mdns=mdns_settings(data),
         tailnet=tailnet_settings(data),
         follow_vouches=follow_vouches(data),
+        insecure_plaintext=plaintext,
     )
 
 

@@ -46,6 +46,7 @@ class ServeSettings:
     tailnet: bool = False
     api_listen: str | None = None
     lock_wait: float = LOCK_WAIT_S
+    insecure_plaintext: bool = False  # the peer port without TLS (explicit opt-in)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -60,9 +61,11 @@ class ServeSettings:
         tailnet: bool | None = None,
         api_listen: str | None = None,
         lock_wait: float = LOCK_WAIT_S,
+        insecure_plaintext: bool | None = None,
     ) -> ServeSettings:
         """Flags over config.toml over defaults. mDNS is on by default for ``lan``, the
-        tailnet for ``tailnet`` (``[mdns]``/``[tailnet]`` ``enabled`` say otherwise)."""
+        tailnet for ``tailnet`` (``[mdns]``/``[tailnet]`` ``enabled`` say otherwise);
+        TLS always, unless ``--insecure-plaintext`` or ``insecure_plaintext = true``."""
         cfg = config.load(home)
         chosen = profile or cfg.profile
         config.Profile.named(chosen)
@@ -76,6 +79,7 @@ class ServeSettings:
             tailnet=_pick(tailnet, cfg.tailnet.enabled, chosen == "tailnet"),
             api_listen=api_listen,
             lock_wait=lock_wait,
+            insecure_plaintext=_pick(insecure_plaintext, cfg.insecure_plaintext, False),
         )
 
 
@@ -89,7 +93,8 @@ async def open_node(s: ServeSettings) -> Node:
     said = False
     while True:
         node = Node(s.home, listen=s.listen, peers=s.peers, profile=s.profile, name=s.name,
-                    read_timeout=2.0, mdns=s.mdns, tailnet=s.tailnet)  # fmt: skip
+                    read_timeout=2.0, mdns=s.mdns, tailnet=s.tailnet,
+                    tls=not s.insecure_plaintext)  # fmt: skip
         try:
             return await node.__aenter__()
         except StoreLocked as e:

@@ -17,6 +17,9 @@ Rules this module keeps:
 - ``close`` leaves nothing behind: the client session and its pooled connections, the
   listening socket, open server connections.
 
+With ``tls`` (``tls.PinnedTls``; what a node uses unless ``--insecure-plaintext``) it
+serves and dials TLS 1.3, every connection pinned to the peer key it was made for.
+
 Addresses are ``"host:port"`` strings (``"[::1]:7471"`` for IPv6); names are resolved when
 a connection is made, never cached, so a peer that moves is found again.
 """
@@ -39,8 +42,10 @@ from crdt import Identity
 
 from . import auth
 from .logfilter import ServerLog
+from .tls import PLAINTEXT, TLS, PeerKeyMismatch, PinnedTls, peer_key
 from .transport import (
     Handler,
+    PeerError,
     PeerMisbehaved,
     PeerUnreachable,
     ServerLimits,
@@ -54,17 +59,6 @@ log = logging.getLogger(__name__)
 _CHUNK = 64 * 1024
 _DRAIN_BYTES = 64 * 1024  # an unread rest of a body up to this is read and dropped
 _DRAIN_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    """Optional TLS around the signed exchange. Peers authenticate each other by their
-    Ed25519 signatures either way; TLS adds confidentiality on untrusted links.
-    ``server`` is used to listen (no TLS if None); ``client`` is used for requests, which
-    go to ``https://`` when it is set."""
-
-    server: ssl.SSLContext | None = None
-    client: ssl.SSLContext | None = None
 
 
 @dataclass
@@ -106,6 +100,29 @@ def frame_size(first_line: str, headers: object, body_length: int) -> int:
     return size
 
 
+class _Site(web.SockSite):
+    """aiohttp's ``SockSite``, with a bound on TLS handshakes.
+
+    aiohttp passes none, so asyncio's default applies: 60 s in which anybody may hold a
+    connection that never finishes its handshake. And a connection still in its
+    handshake when the server closes is not one aiohttp knows of yet (its request
+    handler starts after the handshake), so only this timeout ever closes it."""
+
+    def __init__(self, runner: web.BaseRunner, sock: socket.socket, *,
+                 ssl_context: ssl.SSLContext | None, handshake_timeout: float) -> None:  # fmt: skip
+        super().__init__(runner, sock, ssl_context=ssl_context)
+        self._handshake_timeout = handshake_timeout
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # what SockSite.start does, plus the timeout
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog,
+            ssl_handshake_timeout=self._handshake_timeout if self._ssl_context else None,
+        )  # fmt: skip
+
+
 class HttpTransport:
     """The aiohttp ``Transport``. One client session (keep-alive, bounded connection
     pool) and, once ``start`` is called, one listening socket."""
@@ -121,8 +138,10 @@ class HttpTransport:
         connect_timeout: float | None = None,
         max_response_bytes: int = 256 * 1024 * 1024,
         connections: int = 64,
-        tls: TlsConfig | None = None,
+        tls: PinnedTls | None = None,
     ) -> None:
+        """``tls``: serve and request over TLS 1.3 pinned to peer keys (``gossip/tls.py``);
+        None: plaintext HTTP, which a node uses only when told to (``--insecure-plaintext``)."""
         self.identity = identity
         self.verifier = verifier
         self.now_ms = now_ms
@@ -134,7 +153,7 @@ class HttpTransport:
         )
         self.max_response_bytes = max_response_bytes
         self.connections = connections
-        self.tls = tls or TlsConfig()
+        self.tls = tls
         self.stats = WireStats()
         self.address: str | None = None
         self._handler: Handler | None = None
@@ -160,7 +179,9 @@ class HttpTransport:
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=2.0)
         try:
             await runner.setup()
-            site = web.SockSite(runner, sock, ssl_context=self.tls.server)
+            ssl_context = self.tls.server if self.tls is not None else None
+            site = _Site(runner, sock, ssl_context=ssl_context,
+                         handshake_timeout=self.timeout.total or 10.0)  # fmt: skip
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -173,7 +194,14 @@ class HttpTransport:
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         assert self._handler is not None
+        tls_key: str | None = None
         try:
+            if self.tls is not None:
+                transport = request.transport
+                ssl_object = transport.get_extra_info("ssl_object") if transport else None
+                # A certificate without an Ed25519 key (or none at all) is in no keyring:
+                # answered 403.
+                tls_key = peer_key(ssl_object) or ""
             reply = await serve(
                 identity=self.identity,
                 verifier=self.verifier,
@@ -186,6 +214,7 @@ class HttpTransport:
                 limits=self.limits,
                 now_ms=self.now_ms,
                 source=request.remote,
+                tls_key=tls_key,
             )
         except _BodyTooSlow:
             reply = error_reply(408, "the request body did not arrive in time")
@@ -248,7 +277,6 @@ class HttpTransport:
                 limit=self.connections,
                 limit_per_host=4,  # an exchange is sequential; a few for eager pushes
                 use_dns_cache=False,  # resolve at each new connection: peers move
-                ssl=self.tls.client if self.tls.client is not None else True,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -267,16 +295,22 @@ class HttpTransport:
             host, port = split_address(address)
         except ValueError as e:
             raise PeerUnreachable(str(e)) from None
-        scheme = "https" if self.tls.client is not None else "http"
+        scheme = "https" if self.tls is not None else "http"
         url = f"{scheme}://{join_address(host, port)}{path}"
 
-        async def send_once(headers: Mapping[str, str]) -> tuple[int, object, bytes]:
+        async def send_once(
+            headers: Mapping[str, str], recipient: str
+        ) -> tuple[int, object, bytes]:
             if self._closed:  # between a first attempt and its retry
                 raise PeerUnreachable("this transport is closed")
+            # TLS: the handshake fails unless the peer proves ``recipient``'s key (or, for
+            # "", a key in our keyring): nothing is sent to anyone else.
+            pinned = self.tls.client(recipient, self.verifier.keyring) if self.tls else False
+            failed: Exception | None = None
             try:
                 # No redirects: a signed request goes to the address asked for, or nowhere.
                 post = self._client().post(url, data=body, headers=dict(headers),
-                                           allow_redirects=False)  # fmt: skip
+                                           allow_redirects=False, ssl=pinned)  # fmt: skip
                 async with post as resp:
                     status, resp_headers = resp.status, resp.headers
                     sent_headers = resp.request_info.headers
@@ -289,7 +323,9 @@ class HttpTransport:
                     f"{address}: no answer within {self.timeout.total} s"
                 ) from None
             except (aiohttp.ClientError, OSError, ValueError) as e:
-                raise PeerUnreachable(f"{address}: {type(e).__name__}: {e}") from None
+                failed = e
+            if failed is not None:  # raised here: its context is set by _connect_error
+                raise await self._connect_error(address, failed)
             self.stats.requests += 1
             self.stats.sent += frame_size(f"POST {path} HTTP/1.1", sent_headers, len(body))
             self.stats.received += frame_size(f"HTTP/1.1 {status}", raw_headers, len(answer))
@@ -305,6 +341,31 @@ class HttpTransport:
             expected_key=expected_key,
         )
 
+    async def _connect_error(self, address: str, e: Exception) -> PeerError:
+        """The ``PeerError`` for a failed request, naming a transport mismatch plainly."""
+        cause = e.os_error if isinstance(e, aiohttp.ClientConnectorError) else None
+        if isinstance(cause, PeerKeyMismatch):
+            err = PeerMisbehaved(f"{address}: TLS: {cause}")
+            if cause.untrusted:  # as for an answer signed by an untrusted key
+                err.__context__ = auth.Forbidden(str(cause))
+                err.__suppress_context__ = True
+            return err
+        if isinstance(cause, ssl.SSLError) and cause.reason == "WRONG_VERSION_NUMBER":
+            return PeerUnreachable(
+                f"{address}: the peer speaks plaintext HTTP, not TLS (it runs with "
+                "--insecure-plaintext?); this node uses TLS: both sides must agree"
+            )
+        if (
+            self.tls is None
+            and isinstance(e, aiohttp.ServerDisconnectedError)
+            and await _speaks_tls(address, self.timeout.connect or 5.0)
+        ):
+            return PeerUnreachable(
+                f"{address}: the peer speaks TLS; this node is in --insecure-plaintext "
+                "mode: both sides must agree"
+            )
+        return PeerUnreachable(f"{address}: {type(e).__name__}: {e}")
+
     async def _read_answer(self, resp: aiohttp.ClientResponse) -> bytes:
         limit = self.max_response_bytes
         if resp.content_length is not None and resp.content_length > limit:
@@ -313,6 +374,11 @@ class HttpTransport:
         if body is None:
             raise PeerMisbehaved(f"an answer over {limit} bytes")
         return body
+
+    @property
+    def mode(self) -> str:
+        """What carries requests to every peer: "tls" or "plaintext" (``gossip status``)."""
+        return TLS if self.tls is not None else PLAINTEXT
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -341,6 +407,22 @@ class _BodyTooSlow(Exception):
     """The body did not arrive within the transport's timeout."""
 
 
+async def _speaks_tls(address: str, timeout: float) -> bool:
+    """Whether a TLS handshake succeeds at ``address`` (any certificate, none of ours):
+    to tell a plaintext client why a TLS peer hung up on it."""
+    host, port = split_address(address)
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    probe.check_hostname = False
+    probe.verify_mode = ssl.CERT_NONE
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port, ssl=probe)
+    except (OSError, TimeoutError, ssl.SSLError):
+        return False
+    writer.transport.abort()  # nothing to say to it: no TLS shutdown to wait for
+    return True
+
+
 def _bind(host: str, port: int) -> socket.socket:
     """One listening socket for ``host`` (a name binds its first address), so port 0
     gives one port, not one per address family."""
@@ -362,7 +444,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-__all__ = ["HttpTransport", "TlsConfig", "WireStats", "join_address", "split_address"]
+__all__ = ["HttpTransport", "WireStats", "join_address", "split_address"]
 
 
 async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes | None:

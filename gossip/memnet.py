@@ -144,6 +144,8 @@ class MemoryTransport:
     """A ``Transport`` on a ``MemoryNetwork``. Before ``start`` it can still make requests;
     it is then known to partitions by ``name`` (``client-N``)."""
 
+    mode = "memory"  # what carries its requests (``gossip status``): no wire to protect
+
     def __init__(
         self,
         network: MemoryNetwork,
@@ -182,7 +184,9 @@ class MemoryTransport:
             raise PeerUnreachable("this transport is closed")
         body = bytes(memoryview(body))  # the sender may reuse its buffer
 
-        async def send_once(headers: Mapping[str, str]) -> tuple[int, object, bytes]:
+        async def send_once(
+            headers: Mapping[str, str], recipient: str
+        ) -> tuple[int, object, bytes]:
             return await self._deliver(address, path, headers, body)
 
         return await request_with_retry(

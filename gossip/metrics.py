@@ -18,7 +18,7 @@ from .peers import STATES, PeerInfo
 
 def replica_figures(r: Replica) -> dict[str, object]:
     """What a scrape needs from the replica (worker thread)."""
-    by_kind: Counter[str] = Counter(rec.kind for rec in r.records().values())
+    by_kind: Counter[str] = Counter(rec.kind for _, rec in r.iter_records())
     for key in r.state():
         by_kind[key.split(":", 1)[0]] += 1
     return {"by_kind": dict(by_kind), "pending": r.store_stats()["pending"],

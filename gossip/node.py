@@ -36,6 +36,9 @@ Replication (DESIGN.md "Replication"):
   mDNS id is a claim: outside the keyring the row is ``unknown-key`` and never
   exchanged with). ``discovery()`` says how each source is doing.
 
+Transport: HTTP over TLS 1.3 pinned to host keys (``tls.py``; the certificate is written
+to the data dir at start), or plain HTTP when ``tls=False`` (``--insecure-plaintext``).
+
 This module never parses wire bytes (protocol.py does), never signs requests
 (transport.py and auth.py do) and never writes to the document except through
 ``Replica.put``.
@@ -46,6 +49,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
+import functools
 import json
 import logging
 import random
@@ -71,6 +76,7 @@ from .events import BreakerChanged, Event, PeerChanged, RecordAdded, Subscriptio
 from .http import HttpTransport, join_address, split_address
 from .peers import ALIVE, BACKING_OFF, UNKNOWN_KEY, Peer, PeerInfo, PeerTable
 from .protocol import RemoteProtocolError
+from .tls import PLAINTEXT, TLS, PinnedTls
 from .transport import (
     JOIN_PATH,
     PUSH_PATH,
@@ -162,6 +168,7 @@ class Node:
         mdns_settings: MdnsSettings | None = None,
         tailnet_settings: TailnetSettings | None = None,
         follow_vouches: bool | None = None,
+        tls: bool = True,
     ) -> None:
         """``mdns`` / ``tailnet`` turn on those discovery sources; their settings come
         from the ``[mdns]`` / ``[tailnet]`` sections of ``home/config.toml`` unless
@@ -169,12 +176,16 @@ class Node:
         the listen address, or this machine's for a wildcard); ``[]`` writes none, for
         a node that lives one command (its port would mislead peers).
         ``follow_vouches``: trust keys that trusted hosts vouch for (default: ``[trust]
-        follow_vouches`` of the config file)."""
+        follow_vouches`` of the config file). ``tls``: the peer port speaks TLS 1.3
+        pinned to host keys (``gossip/tls.py``); False is the explicit
+        ``--insecure-plaintext`` opt-in. It applies to the default transport (a
+        ``transport`` factory given here makes its own choice)."""
         self.home = Path(home).expanduser()
         self.profile = profile if isinstance(profile, Profile) else Profile.named(profile)
         self._listen = config.check_address(listen)
         self._static = [config.check_address(p) for p in peers]
-        self._factory: TransportFactory = transport or HttpTransport
+        self._factory: TransportFactory | None = transport
+        self._tls = tls
         self._now_ms = now_ms or _wall_ms
         self._rng = rng or random.Random()
         self._name = name
@@ -281,7 +292,11 @@ class Node:
                 grace = max(ROTATION_GRACE * self.profile.interval, ROTATION_GRACE_MIN_S)
                 self._rotation = _Rotation(old, client, end, self._now_ms() + int(grace * 1000))
                 verifier.request_signer = self._request_signer
-            self._transport = self._factory(
+            factory = self._factory
+            if factory is None:
+                pinned = await self._worker.call(self._pinned_tls) if self._tls else None
+                factory = functools.partial(HttpTransport, tls=pinned)
+            self._transport = factory(
                 identity, verifier, now_ms=self._now_ms,
                 limits=ServerLimits(max_body_bytes=self.profile.max_body_bytes),
                 timeout=self.profile.request_timeout,
@@ -397,6 +412,10 @@ class Node:
             raise
         self._replica = replica
 
+    def _pinned_tls(self) -> PinnedTls:
+        """In the worker: write or renew ``tls.crt`` and load the TLS contexts."""
+        return PinnedTls.for_host(self.home, self._require_replica().identity)
+
     def _shut(self) -> None:
         replica, self._replica = self._replica, None
         views, self._views = self._views, None
@@ -497,7 +516,10 @@ class Node:
             # our announcements of the others without waiting for a round. Not for a
             # row we never exchange with: a flood of fake mDNS instances wakes nothing.
             self._wake.set()
-        self._publish(PeerChanged(change, peer.info()))
+        self._publish(PeerChanged(change, self._info(peer)))
+
+    def _info(self, peer: Peer) -> PeerInfo:
+        return dataclasses.replace(peer.info(), transport=self.transport_mode)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -923,7 +945,15 @@ class Node:
 
     def peers(self) -> list[PeerInfo]:
         """The peer table, as snapshots (no replica involved, so no waiting)."""
-        return self._table.rows() if self._table is not None else []
+        return [self._info(p) for p in self._table] if self._table is not None else []
+
+    @property
+    def transport_mode(self) -> str:
+        """What carries our exchanges with every peer: "tls", "plaintext" (the
+        ``--insecure-plaintext`` opt-in) or, for an in-memory network, "memory"."""
+        if self._transport is not None:
+            return str(getattr(self._transport, "mode", "") or "")
+        return "" if self._factory is not None else (TLS if self._tls else PLAINTEXT)
 
     async def events(self) -> AsyncIterator[Event]:
         """Records added, breakers changed, peers changed, as they happen, until the node
@@ -1046,7 +1076,11 @@ class Node:
         recently synced), whatever their backoff; an exchange already running with a
         peer is waited for first. For tools and tests."""
         table = self._require(self._table)
-        chosen = list(table) if fanout is None else table.select(0, fanout, due_only=False)
+        chosen = (
+            [p for p in table if p.key is None or table.trusts(p.key)]  # as select() does
+            if fanout is None
+            else table.select(0, fanout, due_only=False)
+        )
         deadline = time.monotonic() + self.profile.request_timeout * 2
         while any(p.in_flight for p in chosen) and time.monotonic() < deadline:
             with contextlib.suppress(TimeoutError):
@@ -1230,8 +1264,10 @@ class Node:
         addrs = self._advertise if self._advertise is not None else _advertised(host)
         if not addrs:  # advertise=[]: a short-lived node (`gossip sync`) leaves ours alone
             return self._host_records()
+        # ``transport``: so that a peer can say "it speaks TLS, we do not" (additive:
+        # older peers relay the field untouched).
         wanted = {"name": self._name or "", "addrs": addrs, "port": port,
-                  "protocol": protocol.VERSION}  # fmt: skip
+                  "protocol": protocol.VERSION, "transport": self.transport_mode}  # fmt: skip
         current = replica.get(f"{KIND_HOST}:{replica.author}:self")
         if current is None or {k: current.fields.get(k) for k in wanted} != wanted:
             replica.put(records.host(replica.identity, ts=self._now_ms(), **wanted))

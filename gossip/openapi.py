@@ -104,13 +104,19 @@ SCHEMAS: dict[str, Schema] = {
                     "has proved it yet"},
         "unproven": {**_arr(STR), "description": "the addresses (a tail of `addresses`) that "
                      "only mDNS proposed and no signed answer has come from yet"},
+        "transport": {**STR, "description": "what carries our exchanges with this peer: "
+                      "`tls` (pinned to its key), `plaintext` (--insecure-plaintext) or "
+                      "`memory` (an in-process network)"},
     }),
     "Status": _obj({
         "id": STR, "name": STR, "address": STR, "profile": STR, "pid": INT, "started_at": MS,
+        "transport": {**STR, "description": "what the peer port speaks: `tls` or `plaintext`"},
         "api": _obj({"socket": STR, "tcp": _null(STR)}),
         "discovery": _arr(_obj({"source": STR, "state": STR, "detail": STR}, ["source", "state"],
                                extra=True)),
-        "peers": _obj({"alive": INT, "total": INT}),
+        "peers": _obj({"alive": INT, "total": INT,
+                       "transport": {"type": "object", "additionalProperties": INT,
+                                     "description": "peers per transport mode"}}),
         "records": _obj({"total": INT, "trusted": INT, "untrusted": INT}),
         "state_entries": INT, "keyring": INT, "store_bytes": INT, "last_exchange": _null(MS),
         "warnings": _arr(STR),

@@ -91,6 +91,9 @@ class PeerInfo:
     # The addresses (a tail of ``addresses``) that only mDNS proposed and no signed
     # answer has come from yet.
     unproven: tuple[str, ...] = ()
+    # What carries our exchanges with it: "tls", "plaintext" (--insecure-plaintext) or
+    # "memory" (an in-process network); set by the node ("" from the bare table).
+    transport: str = ""
 
     def to_json(self) -> dict[str, object]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}

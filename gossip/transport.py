@@ -18,7 +18,9 @@ cannot replay a request it received at a third peer. A client that does not know
 key of the peer at an address yet signs its first attempt for nobody; the server answers
 401 with its public id in ``Sm-Key`` (a hint, public and unauthenticated), and the client
 retries once, signed for that key and expecting the answer to be signed by it
-(``request_with_retry``, shared by both transports).
+(``request_with_retry``, shared by both transports). Over TLS (``http.py`` with
+``tls.py``) each delivery is also pinned to that recipient's key, and ``serve`` is given
+the client certificate's key, which must be trusted and be the signer's.
 """
 
 from __future__ import annotations
@@ -108,11 +110,17 @@ async def serve(
     limits: ServerLimits,
     now_ms: Callable[[], int],
     source: str | None = None,
+    tls_key: str | None = None,
 ) -> Reply:
     """Serve one request, whatever carried it. ``read_body(limit)`` returns the body, or
     None when it exceeds ``limit``. Nothing is read before the sender is identified.
+
     ``source``: the sender's address, if the transport knows it (join requests from one
-    address are limited, ``auth.JOIN_NONCES_PER_SOURCE``)."""
+    address are limited, ``auth.JOIN_NONCES_PER_SOURCE``).
+    ``tls_key``: the key the client's TLS certificate proved (None without TLS). It must
+    be in our keyring (except on ``JOIN_PATH``, which strangers call) and be the key that
+    signed the request (403 otherwise): TLS identity and request signature name the
+    same peer."""
     if path not in PATHS:
         return error_reply(404, f"no endpoint {path}")
     if method != "POST":
@@ -122,6 +130,9 @@ async def serve(
     def refused(e: auth.AuthError) -> Reply:
         return error_reply(e.status, str(e), key_hint=me if e.status == 401 else None)
 
+    if tls_key is not None and path != JOIN_PATH and tls_key not in verifier.keyring():
+        return refused(auth.Forbidden("this TLS client key is not in the peer's keyring "
+                                      "(gossip trust add)"))  # fmt: skip
     try:
         if path == JOIN_PATH:
             signed = verifier.check_stranger_headers(headers)
@@ -136,6 +147,9 @@ async def serve(
         return refused(auth.Unauthorized("too many join requests from this address"))
     if path == JOIN_PATH:  # small JSON: an unknown key never makes us read much
         limits = ServerLimits(max_body_bytes=min(limits.max_body_bytes, 4096))
+    if tls_key is not None and signed.key != tls_key:
+        return refused(auth.Forbidden("the request is signed by another key than the one "
+                                      "of the TLS client certificate"))  # fmt: skip
     if content_length is not None and content_length > limits.max_body_bytes:
         return error_reply(413, f"body over {limits.max_body_bytes} bytes")
     body = await read_body(limits.max_body_bytes)
@@ -226,8 +240,10 @@ def check_response(
 
 
 # A transport's one delivery: send these signed headers and the body (the transport
-# holds it), return (status, answer headers, answer body); raise only PeerError.
-SendOnce = Callable[[Mapping[str, str]], Awaitable[tuple[int, object, bytes]]]
+# holds it) to the peer whose public id is the second argument ("" when not known yet:
+# a TLS transport pins the connection to it), return (status, answer headers, answer
+# body); raise only PeerError.
+SendOnce = Callable[[Mapping[str, str], str], Awaitable[tuple[int, object, bytes]]]
 
 
 async def request_with_retry(
@@ -253,29 +269,36 @@ async def request_with_retry(
         chosen = verifier.request_signer(recipient) if verifier.request_signer else None
         return chosen or identity
 
+    if expected_key is not None and expected_key not in verifier.keyring():
+        # Whatever row or address led here (an mDNS claim, a key distrusted meanwhile):
+        # no request is signed for, or sent to, a key outside our keyring.
+        raise _untrusted(f"the peer's key {expected_key[:12]}… is not in our keyring",
+                         expected_key)  # fmt: skip
     recipient = expected_key if expected_key is not None else ""
     headers = sign_request(signer(recipient), path, body, now_ms(), recipient)
-    status, answer_headers, answer = await send_once(headers)
+    status, answer_headers, answer = await send_once(headers, recipient)
     hint = _key_hint(status, answer_headers) if expected_key is None else None
     if hint is None:
         return check_response(verifier, path=path, status=status, headers=answer_headers,
                               body=answer, request_headers=headers,
                               expected_key=expected_key)  # fmt: skip
     if hint not in verifier.keyring():
-        err = PeerMisbehaved(
-            f"the peer refused an unaddressed request (401) and named key {hint[:12]}…, "
-            "which is not in our keyring"
-        )
-        # As for an answer signed by an untrusted key (check_response), the context is
-        # the Forbidden that the keyring check amounts to: callers tell "unknown key"
-        # failures apart by it.
-        err.__context__ = auth.Forbidden(f"{hint} is not in our keyring")
-        err.__suppress_context__ = True
-        raise err
+        raise _untrusted(f"the peer refused an unaddressed request (401) and named key "
+                         f"{hint[:12]}…, which is not in our keyring", hint)  # fmt: skip
     headers = sign_request(signer(hint), path, body, now_ms(), hint)
-    status, answer_headers, answer = await send_once(headers)
+    status, answer_headers, answer = await send_once(headers, hint)
     return check_response(verifier, path=path, status=status, headers=answer_headers,
                           body=answer, request_headers=headers, expected_key=hint)  # fmt: skip
+
+
+def _untrusted(message: str, key: str) -> PeerMisbehaved:
+    err = PeerMisbehaved(message)
+    # As for an answer signed by an untrusted key (check_response), the context is the
+    # Forbidden that the keyring check amounts to: callers tell "unknown key" failures
+    # apart by it.
+    err.__context__ = auth.Forbidden(f"{key} is not in our keyring")
+    err.__suppress_context__ = True
+    return err
 
 
 class Transport(Protocol):

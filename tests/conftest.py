@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import os
 import time
@@ -67,17 +68,23 @@ async def no_leaks() -> AsyncIterator[None]:
     Use it first (``pytestmark = pytest.mark.usefixtures("no_leaks")``) so that it is
     torn down last, after the fixtures that close transports and replicas. Closed
     transports may need a few loop iterations to let go of their sockets: wait for that
-    with a deadline, never a fixed sleep."""
+    with a deadline, never a fixed sleep (5 s: sixteen nodes closing at once on two busy
+    cores have been seen to need more than 2)."""
     tasks_before = set(asyncio.all_tasks())
     sockets_before = open_sockets()
     yield
     me = asyncio.current_task()
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 5.0
     while True:
         tasks = {t for t in asyncio.all_tasks() - tasks_before if t is not me and not t.done()}
         sockets = open_sockets() - sockets_before
         if (not tasks and not sockets) or time.monotonic() > deadline:
             break
+        if sockets:
+            # A connection whose connect was cancelled right after its TLS handshake (a
+            # node closing mid-exchange) is dropped by aiohttp unclosed; asyncio closes
+            # its socket when the transport is collected. Collect, then look again.
+            gc.collect()
         await asyncio.sleep(0.01)
     assert not tasks, f"the test left {len(tasks)} asyncio task(s) running: {tasks}"
     assert not sockets, f"the test left {len(sockets)} socket(s) open: {sorted(sockets)}"

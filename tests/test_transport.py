@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import json
 import logging
 import random
 import re
 import socket
-import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -29,11 +26,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crdt import Replica, records
+from crdt import Identity, Replica, records
 from gossip import auth
-from gossip.http import HttpTransport, TlsConfig
+from gossip.http import HttpTransport
 from gossip.memnet import MemoryNetwork
 from gossip.protocol import MAGIC, Initiator, Message, MessageType, respond
+from gossip.tls import PinnedTls
 from gossip.transport import (
     PUSH_PATH,
     SYNC_PATH,
@@ -745,50 +743,21 @@ async def test_keep_alive_reuses_one_connection(http_net, make_peer):
 
 
 async def test_tls(http_net, make_peer, tmp_path):
-    cert, key = _self_signed(tmp_path)
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert, key)
-    client_ctx = ssl.create_default_context(cafile=str(cert))
-    tls = TlsConfig(server=server_ctx, client=client_ctx)
-    a, b = await make_peer("a", tls=tls), await make_peer("b", tls=tls)
+    """Pinned TLS (gossip/tls.py; tests/test_tls.py covers it through nodes)."""
+    def pinned(name):
+        home = tmp_path / name
+        return PinnedTls.for_host(home, Identity.load_or_create(home))
+
+    a = await make_peer("a", tls=pinned("a"))
+    b = await make_peer("b", tls=pinned("b"))
     befriend(a, b)
     a.write("secret")
     await exchange(b, a)
     assert b.replica.state_vector() == a.replica.state_vector()
     plain = await make_peer("plain")
     befriend(a, plain)
-    with pytest.raises(PeerUnreachable):  # a plain client cannot talk to a TLS server
+    with pytest.raises(PeerUnreachable, match="speaks TLS"):
         await plain.transport.request(a.address, SYNC_PATH, Message(MessageType.SYNC).encode())
-
-
-def _self_signed(tmp_path):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(san, critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))  # fmt: skip
-    return cert_path, key_path
 
 
 async def test_body_cut_off_midway_is_not_an_error(http_net, make_peer, clock, caplog):

@@ -329,3 +329,14 @@ def test_closed_views_stop_following_the_replica(me, now):
     with Views(me, now_ms=now) as fresh:  # a new view sees both
         assert sorted(texts(fresh.recall("lesson"))) == ["kept lesson", "later lesson"]
     assert me._listeners == []  # nothing left registered
+
+
+def test_a_memory_as_json_has_every_field_once():
+    from dataclasses import asdict, fields
+
+    from crdt.views import Memory
+
+    m = Memory("id", "text", "c", None, ["t"], "author", 1, True, None, "other")
+    assert m.to_json() == asdict(m)
+    assert list(m.to_json()) == [f.name for f in fields(Memory)]
+    assert m.to_json()["tags"] is not m.tags

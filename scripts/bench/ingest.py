@@ -193,7 +193,11 @@ NOTES = [
     "header (8 µs), reading the Yjs bytes and pycrdt's second opinion (15 µs), parsing "
     "and checking the record (11 µs), planning, the twin, the SQLite row and the main "
     "document. About 195 µs of CPU per record on 2 cores puts the ceiling near 1.08× a "
-    "105 µs raw verify; one large batch reaches about 0.99×.",
+    "105 µs raw verify; one large batch reached 0.93-0.99× in this session's runs on a "
+    "quiet machine. Batches of 100 reach less (0.62-0.76×): each pays the workers' round "
+    "trip without a next batch to overlap it with. Another process writing to the same "
+    "disk hurts most: the durable commit waits for fsync (0.44× at 100k in a run beside "
+    "four test suites).",
     "Why processes: with the signatures verified in a thread pool (the previous design), "
     "a verify thread had to win the GIL back from the gate's thread after every "
     "signature, so the verifiers starved while the next chunk was being checked: 0.52× at "
@@ -206,7 +210,7 @@ NOTES = [
     "Issue 8's goal of 1.5× on 2 cores is missed for one-record updates, by about a third: "
     "two signatures per record make it unreachable without a native gate or dropping a "
     "signature. When an update carries several records the header signature is shared "
-    "and the ratio passes 1.5× (10 per update: about 1.7×).",
+    "and the ratio passes 1.5× (10 per update: 1.56-1.80×).",
 ]
 
 

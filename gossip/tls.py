@@ -1,0 +1,308 @@
+"""TLS on the peer port, pinned to each host's Ed25519 identity, with no certificate authority.
+
+A host's TLS certificate carries its identity key (the key of ``host.key``) as its
+subject public key, so the TLS 1.3 handshake (CertificateVerify) proves that the other
+end holds the private key of the id it presents. Both sides then *pin*: the client
+accepts the server only if its certificate key is the peer it meant to reach (or, on a
+first contact to a bare address, a key in its keyring), checked inside the handshake,
+before a byte of the request is written; the server answers 403 to a client whose
+certificate key is not in its keyring, and to a request signed by another key than the
+certificate's, before reading the body (``transport.serve``).
+
+Why an "anchor": Python's ``ssl`` has no certificate-verification callback, so a server
+that must *request* a client certificate can only accept one that chains to a CA it
+loaded. Every certificate is therefore issued by one fixed, public "sm-gossip pinning
+anchor" key, derived at run time from a constant (``ANCHOR_SEED_TAG``). Its private key
+is public knowledge: anybody can issue a certificate for any key under it, so the anchor
+proves nothing; all the security comes from pinning the leaf key afterwards. The pin is
+checked in ``PinnedObject.do_handshake`` (``SSLContext.sslobject_class``, stdlib), which
+runs for every new connection, including the ones aiohttp pools and reuses (a pooled
+connection was pinned to the same key: one client context per pinned key).
+
+The certificate is deterministic (serial, names and validity derived from the key;
+Ed25519 signatures are deterministic), valid from 2000 to 9999: it never expires, so
+"renewal" means rewriting ``tls.crt`` whenever it is not exactly the certificate of the
+current key (missing, damaged, wrong mode, or left from another key or anchor version),
+which ``ensure_certificate`` does at every start. A key rotation is the only reason for a
+new certificate, and it takes a new ``host.key`` anyway.
+
+This module never sends a byte itself and never reads the private key: OpenSSL loads
+``host.key`` from the data dir (``load_cert_chain``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import ssl
+import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Container
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.x509.oid import NameOID
+
+from crdt import GossipError, Identity
+from crdt.files import create_whole
+from crdt.identity import KEY_FILE, b64url, public_key_bytes
+
+CERT_FILE = "tls.crt"
+ANCHOR_SEED_TAG = b"sm-gossip tls anchor v1"
+TLS = "tls"
+PLAINTEXT = "plaintext"
+_NOT_BEFORE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+_NOT_AFTER = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
+_PINNED_CONTEXTS = 256  # client contexts kept, one per pinned peer key
+
+
+class TlsSetupError(GossipError):
+    """The TLS certificate could not be written or loaded."""
+
+
+class PeerKeyMismatch(ssl.SSLError):
+    """The peer's certificate key is not the one we meant to reach (or, on a first
+    contact, not in our keyring). An ``SSLError``: asyncio fails the handshake with it."""
+
+    def __init__(self, message: str, *, untrusted: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.untrusted = untrusted  # the key is outside our keyring (not a wrong pin)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@functools.cache
+def _anchor() -> tuple[Ed25519PrivateKey, x509.Certificate]:
+    """The public pinning anchor: a key anybody can derive, and its self-signed CA."""
+    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(ANCHOR_SEED_TAG).digest())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sm-gossip pinning anchor v1")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(_NOT_BEFORE)
+        .not_valid_after(_NOT_AFTER)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, None)
+    )
+    return key, cert
+
+
+def anchor_der() -> bytes:
+    return _anchor()[1].public_bytes(serialization.Encoding.DER)
+
+
+def host_certificate(public_id: str) -> bytes:
+    """The PEM certificate of the host whose public id is ``public_id``: the same bytes
+    on every machine and at every call."""
+    raw = public_key_bytes(public_id)
+    anchor_key, anchor_cert = _anchor()
+    # CN is informational; the pin is the key. Serial: 159 bits of the key's hash.
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"sm-gossip {public_id[:16]}")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(anchor_cert.subject)
+        .public_key(Ed25519PublicKey.from_public_bytes(raw))
+        .serial_number(int.from_bytes(hashlib.sha256(raw).digest()[:20], "big") >> 1)
+        .not_valid_before(_NOT_BEFORE)
+        .not_valid_after(_NOT_AFTER)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(anchor_key, None)
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def ensure_certificate(home: Path, identity: Identity) -> Path:
+    """``home/tls.crt`` (mode 0600), rewritten unless it is exactly ``identity``'s
+    certificate: the automatic renewal (module docstring)."""
+    path = Path(home) / CERT_FILE
+    wanted = host_certificate(identity.public_id)
+    try:
+        st = path.lstat()  # a link (even to the right bytes) is replaced by a plain file
+        current = path.read_bytes() if stat.S_ISREG(st.st_mode) else None
+        if current == wanted and stat.S_IMODE(st.st_mode) == 0o600:
+            return path
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise TlsSetupError(f"cannot read or replace {path}: {e}") from None
+    try:
+        create_whole(path, lambda tmp: tmp.write_bytes(wanted))
+    except FileExistsError:  # another process wrote it meanwhile: the same bytes?
+        try:
+            same = path.read_bytes() == wanted
+        except OSError:
+            same = False
+        if not same:
+            raise TlsSetupError(f"cannot write {path}: another file appeared there") from None
+    except OSError as e:
+        raise TlsSetupError(f"cannot write {path}: {e}") from None
+    return path
+
+
+def certificate_key(der: bytes) -> str | None:
+    """The public id of a DER certificate's Ed25519 key; None for any other key (or a
+    certificate that does not parse)."""
+    # Cached by the certificate's digest, never its bytes: anybody can present
+    # certificates (the anchor is public), up to ~100 KB each.
+    digest = hashlib.sha256(der).digest()
+    with _KEYS_LOCK:
+        if digest in _KEYS:
+            _KEYS.move_to_end(digest)
+            return _KEYS[digest]
+    try:
+        key = x509.load_der_x509_certificate(der).public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        key = None
+    found = (
+        b64url(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+        if isinstance(key, Ed25519PublicKey)
+        else None
+    )
+    with _KEYS_LOCK:  # nodes in several threads of one process share it
+        _KEYS[digest] = found
+        while len(_KEYS) > _CACHED_KEYS:
+            _KEYS.popitem(last=False)
+    return found
+
+
+_CACHED_KEYS = 1024
+_KEYS: OrderedDict[bytes, str | None] = OrderedDict()  # certificate digest -> public id
+_KEYS_LOCK = threading.Lock()
+
+
+def peer_key(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
+    """The public id the other end of a finished handshake proved, or None."""
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return certificate_key(der) if der else None
+
+
+class PinnedObject(ssl.SSLObject):
+    """An ``SSLObject`` that checks the peer's key as the last step of the handshake."""
+
+    def do_handshake(self) -> None:
+        super().do_handshake()
+        context = self.context
+        if isinstance(context, PinnedContext):
+            context.check(peer_key(self))
+
+
+class PinnedContext(ssl.SSLContext):
+    """A TLS 1.3 client context: our certificate, the anchor as the only CA, and a pin:
+    ``pin`` (one key) or, when it is "", any key in ``keyring()``."""
+
+    sslobject_class = PinnedObject
+    pin: str = ""
+    keyring: Callable[[], Container[str]] = frozenset
+
+    def __repr__(self) -> str:  # aiohttp puts it in connection errors, which we log
+        return f"TLS pinned to {self.pin[:12]}…" if self.pin else "TLS, any trusted key"
+
+    def check(self, key: str | None) -> None:
+        if key is None:
+            raise PeerKeyMismatch("the peer's TLS certificate has no Ed25519 key",
+                                  untrusted=True)  # fmt: skip
+        if self.pin and key != self.pin:
+            raise PeerKeyMismatch(
+                f"the peer's TLS key is {key[:12]}…, not {self.pin[:12]}…, the peer we "
+                "meant to reach (a man in the middle, or another host at its address)",
+                untrusted=False,
+            )
+        if key not in self.keyring():  # pinned or not: only keys we trust now
+            raise PeerKeyMismatch(
+                f"the peer's TLS key {key[:12]}… is not in our keyring (gossip trust add)",
+                untrusted=True,
+            )
+
+
+def _context(kind: type[ssl.SSLContext], protocol: int, cert: Path, home: Path) -> ssl.SSLContext:
+    ctx = kind(protocol)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False  # no names: the pin is the key
+    ctx.verify_mode = ssl.CERT_REQUIRED  # the server asks for the client's certificate
+    ctx.load_verify_locations(cadata=anchor_der())
+    try:
+        ctx.load_cert_chain(cert, Path(home) / KEY_FILE)
+    except (OSError, ssl.SSLError) as e:
+        raise TlsSetupError(f"cannot load {cert} with {Path(home) / KEY_FILE}: {e}") from None
+    return ctx
+
+
+class PinnedTls:
+    """One host's TLS: the server context, and client contexts per pinned peer key.
+    Made once per node (``for_host``), after ``host.key`` exists."""
+
+    def __init__(self, home: Path, cert: Path) -> None:
+        self.home = Path(home)
+        self.cert = cert
+        self.server = _context(ssl.SSLContext, ssl.PROTOCOL_TLS_SERVER, cert, self.home)
+        self._pinned: OrderedDict[str, PinnedContext] = OrderedDict()
+        self._trusted: PinnedContext | None = None
+        self._trusted_ring: Container[str] | None = None
+
+    @classmethod
+    def for_host(cls, home: Path, identity: Identity) -> PinnedTls:
+        """Write (or renew) ``home/tls.crt`` for ``identity`` and load it."""
+        return cls(home, ensure_certificate(home, identity))
+
+    def client(self, recipient: str, keyring: Callable[[], Container[str]]) -> PinnedContext:
+        """The context for a request to ``recipient`` ("" when the peer's key is not known
+        yet: then any key in ``keyring()`` passes, and the signed exchange that follows
+        names the peer). One context per pinned key, so a pooled connection is reused
+        only for the key it was pinned to; and a new "any trusted key" context whenever
+        the keyring changed, so that a connection checked against an older keyring (a
+        key since distrusted) is not reused."""
+        if not recipient:
+            ring = keyring()
+            if self._trusted is None or (ring is not self._trusted_ring
+                                         and ring != self._trusted_ring):  # fmt: skip
+                self._trusted = self._new_client("")
+                self._trusted_ring = ring
+                self._trusted.keyring = lambda: ring
+            return self._trusted
+        ctx = self._pinned.get(recipient)
+        if ctx is None:
+            ctx = self._pinned[recipient] = self._new_client(recipient)
+            ctx.keyring = keyring
+            while len(self._pinned) > _PINNED_CONTEXTS:
+                self._pinned.popitem(last=False)
+        else:
+            self._pinned.move_to_end(recipient)
+        return ctx
+
+    def _new_client(self, pin: str) -> PinnedContext:
+        ctx = _context(PinnedContext, ssl.PROTOCOL_TLS_CLIENT, self.cert, self.home)
+        assert isinstance(ctx, PinnedContext)
+        ctx.pin = pin
+        return ctx
+
+
+__all__ = [
+    "CERT_FILE",
+    "PLAINTEXT",
+    "TLS",
+    "PeerKeyMismatch",
+    "PinnedContext",
+    "PinnedTls",
+    "TlsSetupError",
+    "certificate_key",
+    "ensure_certificate",
+    "host_certificate",
+    "peer_key",
+]
