@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import dataclasses
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,6 +52,18 @@ class Failures:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def stranger_transport(home: Path, verifier_keys: set[str], now: Callable[[], int]) -> Any:
+    """An HTTP client with a fresh key of its own in ``home``, over TLS (pinned, as a
+    node's): the server sees its certificate key and its signing key, the same one."""
+    from gossip.auth import Verifier
+    from gossip.http import HttpTransport
+    from gossip.tls import PinnedTls
+
+    ident = Identity.create(home)
+    return HttpTransport(ident, Verifier(lambda: verifier_keys, now), now_ms=now,
+                         tls=PinnedTls.for_host(home, ident))  # fmt: skip
 
 
 async def mesh(nodes: list[Node]) -> None:
@@ -293,19 +307,18 @@ async def test_hostile_join_requests_get_4xx_and_admit_nobody(
     RecursionError, logged with a traceback per request)."""
     import time as _time
 
-    from gossip.auth import Verifier
-    from gossip.http import HttpTransport
     from gossip.transport import JOIN_PATH, PeerRefused
 
     async with Node(tmp_path / "inviter", profile=FAST) as inviter:
         token = await inviter.invite()
         before = inviter.keyring()
-        stranger, other = Identity.generate(), Identity.generate()
+        other = Identity.generate()
 
         def now() -> int:
             return _time.time_ns() // 1_000_000
 
-        client = HttpTransport(stranger, Verifier(lambda: {inviter.id}, now), now_ms=now)
+        client = stranger_transport(tmp_path / "stranger", {inviter.id}, now)
+        stranger = client.identity
         async with client:
             bodies = [
                 b"", b"not json", b"[]", b'{"id": 1, "proof": 2}', b"{" * 3000,
@@ -319,14 +332,14 @@ async def test_hostile_join_requests_get_4xx_and_admit_nobody(
                     await client.request(inviter.address, JOIN_PATH, body,
                                          expected_key=inviter.id)  # fmt: skip
                 assert 400 <= refused.value.status < 500, (body[:40], refused.value)
-            client.identity = Identity.generate()  # a key gets 8 join requests a window
-            for body in (b"[" * 4000, b'{"id": "A", "proof": ' + b"[" * 4000):
-                with pytest.raises(PeerRefused) as refused:
-                    await client.request(inviter.address, JOIN_PATH, body,
-                                         expected_key=inviter.id)  # fmt: skip
-                assert refused.value.status == 400
-                assert "join request" in str(refused.value)
-            client.identity = stranger
+            # A key gets 8 join requests a window: another stranger sends these.
+            async with stranger_transport(tmp_path / "other", {inviter.id}, now) as another:
+                for body in (b"[" * 4000, b'{"id": "A", "proof": ' + b"[" * 4000):
+                    with pytest.raises(PeerRefused) as refused:
+                        await another.request(inviter.address, JOIN_PATH, body,
+                                              expected_key=inviter.id)  # fmt: skip
+                    assert refused.value.status == 400
+                    assert "join request" in str(refused.value)
             # A stranger is still refused everywhere else.
             with pytest.raises(PeerRefused) as refused:
                 await client.request(inviter.address, "/v1/sync", b"\x00",
@@ -344,8 +357,7 @@ async def test_a_join_flood_by_strangers_never_blocks_the_trusted_peers(tmp_path
     cache that every exchange needs; once full, the trusted peers' requests got 401. They
     now have a small cache of their own, a few nonces per key and a few dozen per sender
     address."""
-    from gossip.auth import JOIN_NONCES_PER_KEY, JOIN_NONCES_PER_SOURCE, Verifier
-    from gossip.http import HttpTransport
+    from gossip.auth import JOIN_NONCES_PER_KEY, JOIN_NONCES_PER_SOURCE
     from gossip.transport import JOIN_PATH, PeerRefused
 
     async with contextlib.AsyncExitStack() as stack:
@@ -354,25 +366,27 @@ async def test_a_join_flood_by_strangers_never_blocks_the_trusted_peers(tmp_path
         await mesh([a, b])
         shared = a._verifier.nonces
         shared.max_entries = len(shared) + 50  # the real cache, made small enough to fill
-        client = HttpTransport(Identity.generate(), Verifier(lambda: {a.id}, a._now_ms),
-                               now_ms=a._now_ms)  # fmt: skip
+        made = iter(range(1000))
 
-        async def join_status() -> int:
+        async def join_status(client: Any) -> int:
             with pytest.raises(PeerRefused) as refused:
                 await client.request(a.address, JOIN_PATH, b"{}", expected_key=a.id)
             return refused.value.status
 
-        async with client:
+        def stranger() -> Any:
+            return stranger_transport(tmp_path / f"s{next(made)}", {a.id}, a._now_ms)
+
+        async with stranger() as client:
             # One key gets a few: then 401, whatever the body.
-            statuses = [await join_status() for _ in range(JOIN_NONCES_PER_KEY + 3)]
-            assert statuses == [400] * JOIN_NONCES_PER_KEY + [401] * 3
-            # Fresh keys, one request each: signed and fresh, so read (and refused as a
-            # join, 400) until this address used its share of the window; then 401.
-            fresh = JOIN_NONCES_PER_SOURCE - JOIN_NONCES_PER_KEY - 3  # what is left
-            statuses = []
-            for _ in range(fresh + 5):
-                client.identity = Identity.generate()
-                statuses.append(await join_status())
+            statuses = [await join_status(client) for _ in range(JOIN_NONCES_PER_KEY + 3)]
+        assert statuses == [400] * JOIN_NONCES_PER_KEY + [401] * 3
+        # Fresh keys, one request each: signed and fresh, so read (and refused as a
+        # join, 400) until this address used its share of the window; then 401.
+        fresh = JOIN_NONCES_PER_SOURCE - JOIN_NONCES_PER_KEY - 3  # what is left
+        statuses = []
+        for _ in range(fresh + 5):
+            async with stranger() as client:
+                statuses.append(await join_status(client))
         assert statuses == [400] * fresh + [401] * 5
         assert len(a._verifier.join_nonces) == JOIN_NONCES_PER_KEY + fresh
         for _ in range(3):  # the trusted peers still exchange, both ways
