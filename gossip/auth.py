@@ -38,7 +38,7 @@ import hmac
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 
 from crdt import GossipError, Identity
@@ -232,6 +232,9 @@ class Verifier:
         # While peers may not know this host's new key yet, the node signs requests to a
         # recipient with the key this returns (None: the transport's own identity).
         self.request_signer: Callable[[str], Identity | None] | None = None
+        # The trusted set's honoured successor records (old key -> new key), for the TLS
+        # binding rule (``same_peer``); the node sets it.
+        self.successors: Callable[[], Mapping[str, str]] = dict
 
     def check_headers(self, headers: object) -> Signed:
         """Everything that needs no body: who, and when. Run before reading the body."""
@@ -283,6 +286,18 @@ class Verifier:
                 "this nonce was already used (a replayed request), or too many "
                 "requests within the window"
             )
+
+
+def same_peer(signing_key: str, tls_key: str, successors: Mapping[str, str]) -> bool:
+    """May a request signed by ``signing_key`` arrive over a TLS connection whose client
+    certificate proved ``tls_key``? The same key; or, during a rotation, one key and
+    its honoured successor (either way round: a connection proved by one of a host's
+    two keys, a request signed by the other). Never two unrelated keys."""
+    return (
+        signing_key == tls_key
+        or successors.get(tls_key) == signing_key
+        or successors.get(signing_key) == tls_key
+    )
 
 
 def same(a: str, b: str) -> bool:

@@ -42,7 +42,7 @@ from crdt import Identity
 
 from . import auth
 from .logfilter import ServerLog
-from .tls import PLAINTEXT, TLS, PeerKeyMismatch, PinnedTls, peer_key
+from .tls import PLAINTEXT, TLS, PeerKeyMismatch, PinnedTls, TlsSetupError, peer_key
 from .transport import (
     Handler,
     PeerError,
@@ -304,8 +304,15 @@ class HttpTransport:
             if self._closed:  # between a first attempt and its retry
                 raise PeerUnreachable("this transport is closed")
             # TLS: the handshake fails unless the peer proves ``recipient``'s key (or, for
-            # "", a key in our keyring): nothing is sent to anyone else.
-            pinned = self.tls.client(recipient, self.verifier.keyring) if self.tls else False
+            # "", a key in our keyring): nothing is sent to anyone else. Our certificate
+            # is the signing key's (a retired key during a rotation's grace).
+            pinned: ssl.SSLContext | bool = False
+            if self.tls is not None:
+                try:
+                    pinned = self.tls.client(recipient, self.verifier.keyring,
+                                             headers.get(auth.KEY_HEADER))  # fmt: skip
+                except TlsSetupError as e:
+                    raise PeerUnreachable(f"{address}: TLS: {e}") from None
             failed: Exception | None = None
             try:
                 # No redirects: a signed request goes to the address asked for, or nowhere.

@@ -76,7 +76,7 @@ from .events import BreakerChanged, Event, PeerChanged, RecordAdded, Subscriptio
 from .http import HttpTransport, join_address, split_address
 from .peers import ALIVE, BACKING_OFF, UNKNOWN_KEY, Peer, PeerInfo, PeerTable
 from .protocol import RemoteProtocolError
-from .tls import PLAINTEXT, TLS, PinnedTls
+from .tls import PLAINTEXT, TLS, PinnedTls, TlsSetupError
 from .transport import (
     JOIN_PATH,
     PUSH_PATH,
@@ -286,6 +286,7 @@ class Node:
                 window_ms=int(self.profile.auth_window * 1000), started_ms=self._now_ms(),
             )  # fmt: skip
             verifier.retired.update(self._retired_keys)
+            verifier.successors = lambda: self._trust.successors
             self._verifier = verifier
             if self._resumed is not None:  # rotated while stopped (or just before)
                 old, client, end = self._resumed
@@ -295,6 +296,10 @@ class Node:
             factory = self._factory
             if factory is None:
                 pinned = await self._worker.call(self._pinned_tls) if self._tls else None
+                if pinned is not None and self._rotation is not None:
+                    # Peers may not hold the successor yet: present the old key until
+                    # the grace ends (docs/protocol.md, "TLS").
+                    await self._worker.call(pinned.present, self._rotation.old.public_id)
                 factory = functools.partial(HttpTransport, tls=pinned)
             self._transport = factory(
                 identity, verifier, now_ms=self._now_ms,
@@ -414,7 +419,13 @@ class Node:
 
     def _pinned_tls(self) -> PinnedTls:
         """In the worker: write or renew ``tls.crt`` and load the TLS contexts."""
-        return PinnedTls.for_host(self.home, self._require_replica().identity)
+        pinned = PinnedTls.for_host(self.home, self._require_replica().identity)
+        pinned.successors = lambda: self._trust.successors
+        return pinned
+
+    def _tls_of_transport(self) -> PinnedTls | None:
+        tls = getattr(self._transport, "tls", None)
+        return tls if isinstance(tls, PinnedTls) else None
 
     def _shut(self) -> None:
         replica, self._replica = self._replica, None
@@ -729,10 +740,14 @@ class Node:
         ``ROTATION_GRACE`` rounds passed)."""
         new = Identity.generate()
 
+        pinned = self._tls_of_transport()
+
         def job() -> tuple[Identity, Any]:
             replica = self._require_replica()
             old = replica.identity
             _, su = replica.rotate(new)
+            if pinned is not None:  # new tls.crt, retired/<old>.crt; still presenting old
+                pinned.rotated(new, old.public_id)
             return old, su
 
         old, su = await self._call(job)
@@ -748,6 +763,8 @@ class Node:
             self._rotation = _Rotation(old, su.client, su.header.end, deadline)
             verifier.request_signer = self._request_signer
             self._queue_push([su.raw], covers={su.client: su.header.end})
+        elif pinned is not None:  # no grace to keep (nobody to tell): present the new key
+            await self._call(lambda: pinned.present(new.public_id))
         self._learn_hosts(await self._call(self._announce))
         self._wake.set()
         log.info("rotated the host key: %s… now signs for %s…", new.public_id[:12],
@@ -790,6 +807,12 @@ class Node:
             self._rotation = None
             if self._verifier is not None:
                 self._verifier.request_signer = None
+            pinned = self._tls_of_transport()
+            if pinned is not None:  # new connections now prove the new key
+                try:
+                    pinned.present(pinned.host_id)
+                except TlsSetupError as e:
+                    log.error("cannot present the new key's TLS certificate: %s", e)
 
     async def revoke(self, key: str, *, retroactive: bool = False, reason: str = "") -> str:
         """Publish a signed ``revoke`` of ``key``; returns the record id. Allowed for a
@@ -1088,6 +1111,7 @@ class Node:
         members = set(table)
         chosen = [p for p in chosen if p in members and not p.in_flight]
         results = await self._exchanges(chosen)
+        self._end_rotation_if_known()  # as a round does: every peer just answered
         ok = [r for r in results if r is not None]
         return SyncReport(exchanges=len(ok), failures=len(results) - len(ok), learned=sum(ok))
 

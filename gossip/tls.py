@@ -17,14 +17,21 @@ is public knowledge: anybody can issue a certificate for any key under it, so th
 proves nothing; all the security comes from pinning the leaf key afterwards. The pin is
 checked in ``PinnedObject.do_handshake`` (``SSLContext.sslobject_class``, stdlib), which
 runs for every new connection, including the ones aiohttp pools and reuses (a pooled
-connection was pinned to the same key: one client context per pinned key).
+connection was pinned to the same key: one client context per pinned key and signing
+key).
+
+During a key rotation's grace (docs/protocol.md, "TLS", "Key rotation") a pin also
+accepts the pinned key's direct honoured predecessor (``PinnedContext.successors``), the
+server goes on presenting the old key (``PinnedTls.present``), and a request signed by
+the retired key goes over a connection that proves the retired key.
 
 The certificate is deterministic (serial, names and validity derived from the key;
 Ed25519 signatures are deterministic), valid from 2000 to 9999: it never expires, so
 "renewal" means rewriting ``tls.crt`` whenever it is not exactly the certificate of the
 current key (missing, damaged, wrong mode, or left from another key or anchor version),
-which ``ensure_certificate`` does at every start. A key rotation is the only reason for a
-new certificate, and it takes a new ``host.key`` anyway.
+which ``ensure_certificate`` does at every start (and ``PinnedTls.rotated`` at a
+rotation). A key rotation is the only reason for a new certificate, and it takes a new
+``host.key`` anyway.
 
 This module never sends a byte itself and never reads the private key: OpenSSL loads
 ``host.key`` from the data dir (``load_cert_chain``).
@@ -39,7 +46,7 @@ import ssl
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from pathlib import Path
 
 from cryptography import x509
@@ -53,7 +60,7 @@ from cryptography.x509.oid import NameOID
 
 from crdt import GossipError, Identity
 from crdt.files import create_whole
-from crdt.identity import KEY_FILE, b64url, public_key_bytes
+from crdt.identity import KEY_FILE, RETIRED_DIR, b64url, public_key_bytes
 
 CERT_FILE = "tls.crt"
 ANCHOR_SEED_TAG = b"sm-gossip tls anchor v1"
@@ -128,8 +135,18 @@ def host_certificate(public_id: str) -> bytes:
 def ensure_certificate(home: Path, identity: Identity) -> Path:
     """``home/tls.crt`` (mode 0600), rewritten unless it is exactly ``identity``'s
     certificate: the automatic renewal (module docstring)."""
-    path = Path(home) / CERT_FILE
-    wanted = host_certificate(identity.public_id)
+    return _ensure_file(Path(home) / CERT_FILE, identity.public_id)
+
+
+def ensure_retired_certificate(home: Path, public_id: str) -> Path:
+    """``home/retired/<id>.crt`` (0600), the certificate of a key this host rotated away
+    from (kept as ``retired/<id>.key``): during the rotation's grace the node still
+    presents it, and signs requests with that key over connections that prove it."""
+    return _ensure_file(Path(home) / RETIRED_DIR / f"{public_id}.crt", public_id)
+
+
+def _ensure_file(path: Path, public_id: str) -> Path:
+    wanted = host_certificate(public_id)
     try:
         st = path.lstat()  # a link (even to the right bytes) is replaced by a plain file
         current = path.read_bytes() if stat.S_ISREG(st.st_mode) else None
@@ -210,6 +227,9 @@ class PinnedContext(ssl.SSLContext):
     sslobject_class = PinnedObject
     pin: str = ""
     keyring: Callable[[], Container[str]] = frozenset
+    # Honoured successor records, old key -> new key (the trusted set's): a pinned key's
+    # direct predecessor passes too, while it is trusted (its host's rotation grace).
+    successors: Callable[[], Mapping[str, str]] = dict
 
     def __repr__(self) -> str:  # aiohttp puts it in connection errors, which we log
         return f"TLS pinned to {self.pin[:12]}…" if self.pin else "TLS, any trusted key"
@@ -218,7 +238,7 @@ class PinnedContext(ssl.SSLContext):
         if key is None:
             raise PeerKeyMismatch("the peer's TLS certificate has no Ed25519 key",
                                   untrusted=True)  # fmt: skip
-        if self.pin and key != self.pin:
+        if self.pin and key != self.pin and self.successors().get(key) != self.pin:
             raise PeerKeyMismatch(
                 f"the peer's TLS key is {key[:12]}…, not {self.pin[:12]}…, the peer we "
                 "meant to reach (a man in the middle, or another host at its address)",
@@ -231,65 +251,108 @@ class PinnedContext(ssl.SSLContext):
             )
 
 
-def _context(kind: type[ssl.SSLContext], protocol: int, cert: Path, home: Path) -> ssl.SSLContext:
+def _context(kind: type[ssl.SSLContext], protocol: int, cert: Path, key: Path) -> ssl.SSLContext:
     ctx = kind(protocol)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.check_hostname = False  # no names: the pin is the key
     ctx.verify_mode = ssl.CERT_REQUIRED  # the server asks for the client's certificate
     ctx.load_verify_locations(cadata=anchor_der())
-    try:
-        ctx.load_cert_chain(cert, Path(home) / KEY_FILE)
-    except (OSError, ssl.SSLError) as e:
-        raise TlsSetupError(f"cannot load {cert} with {Path(home) / KEY_FILE}: {e}") from None
+    _load(ctx, cert, key)
     return ctx
 
 
-class PinnedTls:
-    """One host's TLS: the server context, and client contexts per pinned peer key.
-    Made once per node (``for_host``), after ``host.key`` exists."""
+def _load(ctx: ssl.SSLContext, cert: Path, key: Path) -> None:
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise TlsSetupError(f"cannot load {cert} with {key}: {e}") from None
 
-    def __init__(self, home: Path, cert: Path) -> None:
+
+class PinnedTls:
+    """One host's TLS: the server context, and client contexts per (signing key, pinned
+    peer key). Made once per node (``for_host``), after ``host.key`` exists.
+
+    Key rotation (docs/protocol.md, "TLS", "Key rotation"): ``rotated`` writes the new
+    key's ``tls.crt`` and the old key's ``retired/<id>.crt``; the server keeps presenting
+    what it presents (the old key) until ``present`` switches it, and a request signed
+    by a retired key goes over a connection whose client certificate is that key's."""
+
+    def __init__(self, home: Path, cert: Path, host_id: str) -> None:
         self.home = Path(home)
         self.cert = cert
-        self.server = _context(ssl.SSLContext, ssl.PROTOCOL_TLS_SERVER, cert, self.home)
-        self._pinned: OrderedDict[str, PinnedContext] = OrderedDict()
-        self._trusted: PinnedContext | None = None
-        self._trusted_ring: Container[str] | None = None
+        self.host_id = host_id
+        self.presenting = host_id  # the key of the certificate the server presents
+        self.server = _context(ssl.SSLContext, ssl.PROTOCOL_TLS_SERVER, cert,
+                               self.home / KEY_FILE)  # fmt: skip
+        # The trusted set's honoured successors (old -> new): set by the node.
+        self.successors: Callable[[], Mapping[str, str]] = dict
+        self._pinned: OrderedDict[tuple[str, str], PinnedContext] = OrderedDict()
+        self._trusted: dict[str, tuple[PinnedContext, Container[str]]] = {}
 
     @classmethod
     def for_host(cls, home: Path, identity: Identity) -> PinnedTls:
         """Write (or renew) ``home/tls.crt`` for ``identity`` and load it."""
-        return cls(home, ensure_certificate(home, identity))
+        return cls(home, ensure_certificate(home, identity), identity.public_id)
 
-    def client(self, recipient: str, keyring: Callable[[], Container[str]]) -> PinnedContext:
+    def _chain(self, signer: str) -> tuple[Path, Path]:
+        """The certificate and key files of ``signer``: this host's key, or one it
+        retired. For any other signer (a transport whose identity was swapped), this
+        host's: the server then refuses the mismatch (403), as it should."""
+        key = self.home / RETIRED_DIR / f"{signer}.key"
+        if key.exists():  # first: host.key may already be the successor's (mid-rotation)
+            return ensure_retired_certificate(self.home, signer), key
+        return self.cert, self.home / KEY_FILE
+
+    def rotated(self, new: Identity, old: str) -> None:
+        """``host.key`` is now ``new`` (``Replica.rotate`` kept ``old`` in ``retired/``):
+        write both certificates. The server goes on presenting the old one (``present``)."""
+        self.cert = ensure_certificate(self.home, new)
+        ensure_retired_certificate(self.home, old)
+        self.host_id = new.public_id
+
+    def present(self, key: str) -> None:
+        """Serve new connections with ``key``'s certificate (this host's or a retired
+        key's); connections already open keep theirs."""
+        if key != self.presenting:
+            _load(self.server, *self._chain(key))
+            self.presenting = key
+
+    def client(self, recipient: str, keyring: Callable[[], Container[str]],
+               signer: str | None = None) -> PinnedContext:  # fmt: skip
         """The context for a request to ``recipient`` ("" when the peer's key is not known
         yet: then any key in ``keyring()`` passes, and the signed exchange that follows
-        names the peer). One context per pinned key, so a pooled connection is reused
-        only for the key it was pinned to; and a new "any trusted key" context whenever
-        the keyring changed, so that a connection checked against an older keyring (a
-        key since distrusted) is not reused."""
+        names the peer), whose client certificate is ``signer``'s (default: this host's
+        key; a key it retired during a rotation's grace). One context per pinned key and
+        signer, so a pooled connection is reused only for the key it was pinned to and
+        the identity it proved; and a new "any trusted key" context whenever the
+        keyring changed, so that a connection checked against an older keyring (a key
+        since distrusted) is not reused."""
+        signer = signer or self.host_id
         if not recipient:
             ring = keyring()
-            if self._trusted is None or (ring is not self._trusted_ring
-                                         and ring != self._trusted_ring):  # fmt: skip
-                self._trusted = self._new_client("")
-                self._trusted_ring = ring
-                self._trusted.keyring = lambda: ring
-            return self._trusted
-        ctx = self._pinned.get(recipient)
+            held = self._trusted.get(signer)
+            if held is None or (ring is not held[1] and ring != held[1]):
+                ctx = self._new_client("", signer)
+                ctx.keyring = lambda: ring
+                self._trusted[signer] = held = (ctx, ring)
+                if len(self._trusted) > _PINNED_CONTEXTS:
+                    self._trusted.pop(next(iter(self._trusted)))
+            return held[0]
+        ctx = self._pinned.get((signer, recipient))
         if ctx is None:
-            ctx = self._pinned[recipient] = self._new_client(recipient)
+            ctx = self._pinned[(signer, recipient)] = self._new_client(recipient, signer)
             ctx.keyring = keyring
             while len(self._pinned) > _PINNED_CONTEXTS:
                 self._pinned.popitem(last=False)
         else:
-            self._pinned.move_to_end(recipient)
+            self._pinned.move_to_end((signer, recipient))
         return ctx
 
-    def _new_client(self, pin: str) -> PinnedContext:
-        ctx = _context(PinnedContext, ssl.PROTOCOL_TLS_CLIENT, self.cert, self.home)
+    def _new_client(self, pin: str, signer: str) -> PinnedContext:
+        ctx = _context(PinnedContext, ssl.PROTOCOL_TLS_CLIENT, *self._chain(signer))
         assert isinstance(ctx, PinnedContext)
         ctx.pin = pin
+        ctx.successors = lambda: self.successors()  # the node may set it later
         return ctx
 
 
@@ -303,6 +366,7 @@ __all__ = [
     "TlsSetupError",
     "certificate_key",
     "ensure_certificate",
+    "ensure_retired_certificate",
     "host_certificate",
     "peer_key",
 ]

@@ -147,7 +147,7 @@ async def serve(
         return refused(auth.Unauthorized("too many join requests from this address"))
     if path == JOIN_PATH:  # small JSON: an unknown key never makes us read much
         limits = ServerLimits(max_body_bytes=min(limits.max_body_bytes, 4096))
-    if tls_key is not None and signed.key != tls_key:
+    if tls_key is not None and not auth.same_peer(signed.key, tls_key, verifier.successors()):
         return refused(auth.Forbidden("the request is signed by another key than the one "
                                       "of the TLS client certificate"))  # fmt: skip
     if content_length is not None and content_length > limits.max_body_bytes:

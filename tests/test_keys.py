@@ -84,6 +84,7 @@ async def test_rotation_in_a_five_node_cluster_fails_no_exchange(tmp_path: Path)
         cluster = Cluster("http", tmp_path, stack)
         nodes = await cluster.grow(5)
         await mesh(nodes)
+        assert all(n.transport.mode == "tls" for n in nodes)  # the default
         failures = Failures()
         for n in nodes:
             failures.watch(n)
@@ -153,6 +154,9 @@ async def test_a_rotation_made_while_stopped_fails_no_exchange_after_restart(tmp
         await until(lambda: all(new in n.trust_set() and old in n.trust_set() for n in nodes),
                     "the successor honoured")  # fmt: skip
         await until(lambda: nodes[0]._rotation is None, "requests signed by the new key")
+        # Over TLS it presented the old key's certificate for the grace, now the new one.
+        assert (homes[0] / RETIRED_DIR / f"{old}.crt").exists()
+        assert nodes[0].transport.tls.presenting == new
         for _ in range(2):
             reports = await asyncio.gather(*(n.sync_now() for n in nodes))
             assert sum(r.failures for r in reports) == 0
@@ -521,3 +525,114 @@ async def test_revoking_the_old_key_retroactively_keeps_the_new_key_trusted(tmp_
                     "the new key's memory trusted everywhere")  # fmt: skip
         for n in others:
             assert (await n.sync_with(victim.address)).failures == 0
+
+
+async def proved_key(address: str, context: Any) -> str | None:
+    """Open one TLS connection to ``address`` with a node's pinned client context (the
+    pin is checked inside the handshake) and return the key the server proved."""
+    from gossip.http import split_address
+    from gossip.tls import peer_key
+
+    host, port = split_address(address)
+    _, writer = await asyncio.open_connection(host, port, ssl=context)
+    try:
+        return peer_key(writer.get_extra_info("ssl_object"))
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ConnectionError):
+            await writer.wait_closed()
+
+
+async def test_over_tls_a_rotated_host_is_reached_during_and_after_its_grace(tmp_path: Path):
+    """The host presents its old key's certificate until every live peer holds the
+    successor record; a peer that knows the successor addresses the new key and accepts
+    the old key's certificate as its honoured predecessor; after the grace the host
+    presents the new key. A man in the middle with a third key (one the peer even
+    trusts) is refused during the grace, before a byte of the request is sent."""
+    from gossip.protocol import SYNC_PATH, Message, MessageType
+    from gossip.tls import PeerKeyMismatch, PinnedTls
+    from gossip.transport import PeerMisbehaved
+    from tests.test_tls import QUIET, Tap
+
+    names = ("a", "b", "c", "mallory")
+    homes = [tmp_path / n for n in names]
+    await asyncio.to_thread(create_hosts, homes)  # all four trust each other
+    async with contextlib.AsyncExitStack() as stack:
+        a = await stack.enter_async_context(Node(homes[0], listen="127.0.0.1:0", profile=QUIET))
+        b = await stack.enter_async_context(
+            Node(homes[1], listen="127.0.0.1:0", peers=[a.address], profile=QUIET))
+        c = Node(homes[2], listen="127.0.0.1:0", peers=[a.address], profile=QUIET)
+        await c.__aenter__()
+        for _ in range(3):
+            for n in (a, b, c):
+                assert (await n.sync_now()).failures == 0
+        await mesh([a, b, c])
+        assert a.transport.mode == b.transport.mode == "tls"
+        c_address = c.address
+        await c.aclose()  # away during the rotation: the grace stays open for it
+
+        old = a.id
+        new = await a.rotate_key()
+        a_tls, b_tls = a.transport.tls, b.transport.tls
+        assert isinstance(a_tls, PinnedTls) and isinstance(b_tls, PinnedTls)
+        assert a_tls.presenting == old and a._rotation is not None
+        assert (homes[0] / "retired" / f"{old}.crt").exists()
+        assert stat.S_IMODE((homes[0] / "retired" / f"{old}.crt").stat().st_mode) == 0o600
+        await until(lambda: new in b.trust_set(), "b honours the successor")
+        await until(lambda: any(p.key == new for p in b.peers()), "b addresses the new key")
+        ring = b.transport.verifier.keyring
+        # During the grace: b pins the new key and accepts the old key's certificate.
+        assert await proved_key(a.address, b_tls.client(new, ring)) == old
+        report = await b.sync_now()  # with a (and c, which is away: that one fails)
+        assert report.exchanges == 1
+        (row,) = [p for p in b.peers() if p.key == new]
+        assert row.state == ALIVE and row.address == a.address
+        assert a._rotation is not None  # c has not confirmed: still in the grace
+        # A man in the middle with a third key, one b trusts: refused in the handshake.
+        mallory_id = Identity.load(homes[3]).public_id
+        assert mallory_id in b.trust_set()
+        mallory = PinnedTls.for_host(homes[3], Identity.load(homes[3]))
+        async with Tap(ssl_context=mallory.server) as mitm:
+            with pytest.raises(PeerMisbehaved, match=r"not .* the peer we meant to reach"):
+                await b.transport.request(mitm.address, SYNC_PATH,
+                                          Message(MessageType.SYNC).encode(),
+                                          expected_key=new)  # fmt: skip
+            with pytest.raises(PeerKeyMismatch):  # nor for the old key
+                await proved_key(mitm.address, b_tls.client(old, ring))
+            assert bytes(mitm.seen) == b""
+
+        # c comes back, learns the successor from a (still presenting the old key,
+        # which c pins), and confirms it; then a's grace ends.
+        c = await stack.enter_async_context(
+            Node(homes[2], listen=c_address, peers=[a.address], profile=QUIET))
+        await until(lambda: new in c.trust_set(), "c honours the successor")
+        assert (await c.sync_now()).failures == 0
+        await a.sync_now()
+        await until(lambda: a._rotation is None, "every peer holds the successor")
+        assert a_tls.presenting == new
+        # After the grace: new connections prove the new key, and both peers reach a.
+        assert await proved_key(a.address, b_tls.client(new, ring)) == new
+        for n in (a, b, c):
+            r = await n.sync_now()
+            assert r.failures == 0, (n.id, r)
+        # The pin never runs backwards: a peer pinning the old key refuses the new one's
+        # certificate (a key's successor is not a key it accepts in its place).
+        with pytest.raises(PeerKeyMismatch):
+            await proved_key(a.address, b_tls.client(old, ring))
+
+
+def test_the_tls_binding_accepts_a_key_and_its_honoured_successor_only():
+    """Server side: the request's signing key and the TLS client key are the same key,
+    or one is the other's honoured successor (a host in its rotation grace); two
+    unrelated keys are refused, whichever is trusted."""
+    from gossip.auth import same_peer
+
+    old, new, third, later = (Identity.generate().public_id for _ in range(4))
+    successors = {old: new, new: later}
+    assert same_peer(old, old, successors)
+    assert same_peer(new, old, successors)  # signed by the new key, certificate old
+    assert same_peer(old, new, successors)  # signed by the old key, certificate new
+    assert not same_peer(third, old, successors) and not same_peer(old, third, successors)
+    assert not same_peer(new, third, successors) and not same_peer(third, new, successors)
+    assert not same_peer(later, old, successors)  # one step only, not a chain
+    assert not same_peer(new, old, {})  # without an honoured successor record
