@@ -146,6 +146,17 @@ class Identity:
         ident = cls.load(path.parent, path.name)
         return ident if ident.public_id == public_id else None
 
+    @staticmethod
+    def discard_retired(home: Path, public_id: str) -> None:
+        """Delete a retired key (``home/retired/<id>.key``) and anything kept beside it
+        for that key (its TLS certificate, ``<id>.crt``), once its revocation is stored."""
+        public_key_bytes(public_id)  # a public id, never a path
+        retired = Path(home) / RETIRED_DIR
+        for suffix in (".key", ".crt"):
+            (retired / f"{public_id}{suffix}").unlink(missing_ok=True)
+        if retired.exists():
+            fsync_dir(retired)
+
     @classmethod
     def create(cls, home: Path) -> Identity:
         """Generate a key and write it to ``home/host.key`` (0600); refuse to overwrite.

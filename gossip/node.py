@@ -737,7 +737,9 @@ class Node:
         the successor yet keep working: a request addressed to the old key is still
         answered by it (``Verifier.retired``), and requests to a peer are signed by the
         old key until the peer's state vector shows it holds the successor record (or
-        ``ROTATION_GRACE`` rounds passed)."""
+        ``ROTATION_GRACE`` rounds passed). Over TLS the server presents the old key's
+        certificate for that grace. After it, the old key is revoked (signed by the new
+        one) and deleted from ``retired/`` (``_retire``)."""
         new = Identity.generate()
 
         pinned = self._tls_of_transport()
@@ -813,6 +815,33 @@ class Node:
                     pinned.present(pinned.host_id)
                 except TlsSetupError as e:
                     log.error("cannot present the new key's TLS certificate: %s", e)
+            if self._tg is not None:
+                self._tg.create_task(self._retire(rot.old), name="retire the old key")
+
+    async def _retire(self, old: Identity) -> None:
+        """After a rotation's grace (review finding 8): publish a revoke of the old key,
+        signed by the new one, then delete ``retired/<id>.key`` (and its certificate), so
+        that a data dir stolen later holds no trusted old key. Signed by the successor,
+        not by the old key: a peer honours it only once it holds the successor record
+        too, so no peer drops the old key before it trusts the new one. The successor
+        edge survives it, and the old key's records up to it still count."""
+        key = old.public_id
+        try:
+            if key not in self._trust.revoked:  # the owner may have revoked it already
+                await self.revoke(key, reason="rotated away from; the rotation's grace is over")
+        except Exception as e:  # never the task group's end: the node runs on
+            log.warning("could not revoke the retired key %s…: %s (kept in retired/)",
+                        key[:12], e)  # fmt: skip
+            return
+        if self._verifier is not None:
+            self._verifier.retired.pop(key, None)
+        self._retired_keys.pop(key, None)
+        try:
+            await self._call(lambda: Identity.discard_retired(self.home, key))
+        except Exception as e:
+            log.warning("could not delete the retired key %s…: %s", key[:12], e)
+            return
+        log.info("revoked and deleted the retired key %s…", key[:12])
 
     async def revoke(self, key: str, *, retroactive: bool = False, reason: str = "") -> str:
         """Publish a signed ``revoke`` of ``key``; returns the record id. Allowed for a

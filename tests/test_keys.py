@@ -102,11 +102,18 @@ async def test_rotation_in_a_five_node_cluster_fails_no_exchange(tmp_path: Path)
         # old one (its past records count), and addresses the host by its new key.
         for n in nodes[1:]:
             await until(lambda n=n: new in n.trust_set(), "the successor honoured")
-            assert old in n.trust_set()
+            assert n.trust_set().successors.get(old) == new
         await until(lambda: all(any(p.key == new for p in n.peers()) for n in nodes[1:]),
                     "every peer row re-keyed to the new key")  # fmt: skip
         assert not any(p.key == old for n in nodes for p in n.peers())
         await until(lambda: host._rotation is None, "requests signed by the new key")
+        # Then the host revokes its old key (signed by the new one: review finding 8) and
+        # deletes it; the old key's records stay trusted (signed before the revocation).
+        await until(lambda: all(old in n.trust_set().revoked for n in nodes), "old revoked")
+        await until(lambda: not (host.home / RETIRED_DIR / f"{old}.key").exists(),
+                    "the retired key deleted")  # fmt: skip
+        assert not (host.home / RETIRED_DIR / f"{old}.crt").exists()
+        assert all(n.trust_set().successors.get(old) == new for n in nodes)
         # A few more rounds everywhere, now with the new key on both sides.
         for _ in range(3):
             reports = await asyncio.gather(*(n.sync_now() for n in nodes))
@@ -151,12 +158,15 @@ async def test_a_rotation_made_while_stopped_fails_no_exchange_after_restart(tmp
         await nodes[0].remember("after an offline rotation", category="learning")
         await until(lambda: all(recalled_now(n, "after an offline rotation") for n in nodes),
                     "the new key's memory everywhere")  # fmt: skip
-        await until(lambda: all(new in n.trust_set() and old in n.trust_set() for n in nodes),
-                    "the successor honoured")  # fmt: skip
+        await until(lambda: all(new in n.trust_set() and n.trust_set().successors.get(old) == new
+                                for n in nodes), "the successor honoured")  # fmt: skip
         await until(lambda: nodes[0]._rotation is None, "requests signed by the new key")
         # Over TLS it presented the old key's certificate for the grace, now the new one.
-        assert (homes[0] / RETIRED_DIR / f"{old}.crt").exists()
         assert nodes[0].transport.tls.presenting == new
+        # After the grace the old key is revoked (by the new one) and deleted.
+        await until(lambda: all(old in n.trust_set().revoked for n in nodes), "old revoked")
+        assert not list((homes[0] / RETIRED_DIR).iterdir())
+        assert all(recalled_now(n, "after an offline rotation") for n in nodes)
         for _ in range(2):
             reports = await asyncio.gather(*(n.sync_now() for n in nodes))
             assert sum(r.failures for r in reports) == 0
@@ -180,6 +190,7 @@ async def test_a_revoked_key_is_refused_everywhere_within_a_few_rounds(tmp_path:
         victim = nodes[3]
         stolen = victim.id
         await victim.remember("before the theft", category="learning")
+        key = (victim.home / KEY_FILE).read_bytes()  # the theft (a copy of host.key)
         await victim.rotate_key()
         await victim.revoke(stolen)
         others = nodes[:3]
@@ -188,7 +199,6 @@ async def test_a_revoked_key_is_refused_everywhere_within_a_few_rounds(tmp_path:
         # The thief: a node of its own, with a copy of the stolen key as its host key.
         thief_home = tmp_path / "thief"
         thief_home.mkdir(mode=0o700)
-        key = (victim.home / RETIRED_DIR / f"{stolen}.key").read_bytes()
         create_whole(thief_home / KEY_FILE, lambda tmp: tmp.write_bytes(key))
         thief = Node(thief_home, peers=[n.address for n in others], profile=FAST, advertise=[])
         await stack.enter_async_context(thief)
