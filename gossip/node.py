@@ -749,7 +749,11 @@ class Node:
             old = replica.identity
             _, su = replica.rotate(new)
             if pinned is not None:  # new tls.crt, retired/<old>.crt; still presenting old
-                pinned.rotated(new, old.public_id)
+                try:
+                    pinned.rotated(new, old.public_id)
+                except TlsSetupError as e:  # the rotation is done: never undo it here
+                    log.error("rotated, but the TLS certificates were not written: %s (they "
+                              "are at the next start)", e)  # fmt: skip
             return old, su
 
         old, su = await self._call(job)
