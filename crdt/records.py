@@ -296,12 +296,30 @@ def host(
     return sign(identity, KIND_HOST, fields, ts=ts)
 
 
-def successor(identity: Identity, key: str, *, ts: int) -> SignedRecord:
-    """Signed by the old key: ``key`` is its successor (``gossip key rotate``)."""
-    _public_id(key)
-    if key == identity.public_id:
+# What a new key signs to accept an old key as its predecessor (the successor record's
+# ``accept``): without it, any trusted key could name another host's new key as its own
+# successor and claim to be its predecessor (revoke authority, TLS during the grace).
+_ACCEPT = b"sm-gossip successor accept v1\0"
+
+
+def successor(identity: Identity, new: Identity, *, ts: int) -> SignedRecord:
+    """Signed by the old key: ``new`` is its successor (``gossip key rotate``). It
+    carries ``new``'s signature accepting the old key as its predecessor."""
+    if new.public_id == identity.public_id:
         raise RecordError("a key cannot be its own successor")
-    return sign(identity, KIND_SUCCESSOR, {"key": key}, ts=ts)
+    accept = b64url(new.sign(_ACCEPT + identity.public_key))
+    return sign(identity, KIND_SUCCESSOR, {"key": new.public_id, "accept": accept}, ts=ts)
+
+
+def accepted(rec: SignedRecord) -> bool:
+    """Did the key a successor record names accept its author as predecessor?"""
+    key, accept = rec.fields.get("key"), rec.fields.get("accept")
+    if not isinstance(key, str) or not isinstance(accept, str):
+        return False
+    try:
+        return verify(key, unb64url(accept), _ACCEPT + public_key_bytes(rec.author))
+    except (IdentityError, ValueError):
+        return False
 
 
 def revoke(

@@ -439,7 +439,7 @@ class Replica:
         if new.public_id == old.public_id or new.public_id in self._keyring:
             raise IdentityError("the new key must be a fresh key, not one this host knows")
         new.stage(self.home)  # durable before the successor names it (finished on open)
-        rec = records.successor(old, new.public_id, ts=self.now_ms())
+        rec = records.successor(old, new, ts=self.now_ms())
         su = self.put(rec)
         new.install(self.home, retire=old)
         self._adopt(new, old)

@@ -4,41 +4,43 @@ One function, ``effective_trust``, decides it; every reader uses its answer (the
 trust filter, the node's exchange auth and peer selection). It is pure: the local
 keyring (which includes this host), the locally removed keys, and the trust records of
 the document (``successor``, ``revoke``, ``vouch``; see docs/protocol.md, "Key records")
-go in, a ``TrustSet`` comes out. It never writes anything.
+go in, a ``TrustSet`` comes out. It depends on the set of records, never on their order.
 
 The rules (docs/protocol.md, "Key records"; docs/threat-model.md, "Key rotation and
 revocation"):
 
-- **reach**: start from the keyring (minus locally removed keys). A reached key's
-  honoured ``successor`` is reached; with ``follow_vouches``, so is every key it vouches
-  for. A locally removed key is never reached, whoever names it. The edge that first
-  reaches a key outside the keyring (breadth first, from the sorted keyring, a key's
-  successor before its vouches, each by ``ts`` then record id) is the one that **brought
-  it into trust**; its author is the key's *bringer*.
-- **successor**: only a record signed by the old key counts (the record's author *is*
-  the old key), and only while the old key names **one** successor: an old key that
-  names two different keys (in records signed up to its self-revocation's ``at``, if it
-  revoked itself) is **compromised**: neither is honoured, and the old key is revoked
-  (from the earliest of those records' ``ts``). A successor edge is cut only by the old
-  key's own revocation or its bringer's, from their ``at`` — never by ``retroactive``
-  (which is about the key's content), and never by a revocation from the old key's own
-  successors (the owner revoking the key it rotated away from keeps the new key).
-- **revoke**: honoured when signed by the revoked key itself (anyone holding a key may
-  retire it); by one of its honoured successors (a host revoking the key it rotated
-  away from; also over a keyring key), signed before that successor's own revocation
-  ``at``; or by its bringer, if the key is not in the keyring and the bringer is not
-  revoked itself (so a key rotated away from, once revoked, can no longer revoke its
-  successor). In this host's own eyes, its own current key's revocations are honoured
-  too (it published them: its decision, like a local removal). Decided in that order
-  — self, successors and this host (judged against self-revocations and compromises),
-  bringers (judged against all of those, parents first) — so the answer never depends
-  on record order. Revoked keys leave the trusted set (no
-  exchange); their records with ``ts`` up to the revocation's ``at`` still count, none
-  of them when it is ``retroactive``. Several revocations of one key merge: the earliest
-  ``at``, retroactive if any is.
-- every record a revoked key signed after its cutoff (a vouch, a revoke of another key)
-  is ignored, like its memories. This host's own current key is never revoked in its
-  own eyes.
+- **successor**: counts only when signed by the old key *and* accepted by the new one
+  (its ``accept`` signature), so nobody can make itself another host's predecessor. A
+  key accepted by two different old keys has no honoured predecessor. An old key that
+  names two different successors (in records signed up to its self-revocation's
+  ``at``) is **compromised**: neither is honoured and it is revoked from the earliest.
+- **reach**: start from the keyring minus locally removed keys; a reached key's honoured
+  successor is reached, and with ``follow_vouches`` so is every key it vouches for. A
+  locally removed key is never reached. A successor or vouch signed after its author's
+  cutoff (below) does not count.
+- **revoke** of key X is honoured when signed by:
+  X itself (whoever holds a key may retire it); this host (its own decision);
+  an honoured successor of X, transitively (the owner retiring a key it rotated away
+  from); or, with ``follow_vouches`` and only when X would not be trusted without
+  vouches, a key that vouched for X or for one of X's predecessors and is nearer the
+  keyring than the key it vouched for (breadth-first distance). A vouch is
+  responsibility for the key it admitted, never power over a key trusted anyway, nor
+  over its own inviter (a vouch back up the tree).
+  Authority is judged on the graph reached before revocations (cut only by
+  self-revocations). A revocation by a key that is itself revoked counts only if
+  signed up to that key's cutoff; who wins when revocations depend on each other is
+  decided by the grounded fixed point (revocations that nothing honoured contradicts
+  first), so the answer never depends on record order. Revocations caught in a cycle
+  (two keys each revoking the other first) stand: a revocation nothing refutes holds.
+  Self-revocations and this host's own are never overruled.
+- a revoked key leaves the trusted set (no exchange); its records with ``ts`` up to the
+  revocation's ``at`` still count, none when it is ``retroactive``. Several honoured
+  revocations of one key merge: the earliest ``at``, retroactive if any is. A revoked
+  key's vouches count like its memories; its successor edge and its revocations count
+  if signed up to ``at`` (``retroactive`` is about content, not about the new key or
+  the keys it retired), and an heir's revocation never cuts the successor edge (the
+  owner retiring its old key keeps the new one).
+  This host's own current key is never revoked in its own eyes.
 
 Record times are what their signers chose: a thief holding a key can backdate what it
 signs (docs/threat-model.md says what stays open).
@@ -46,12 +48,12 @@ signs (docs/threat-model.md says what stays open).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .errors import IdentityError
 from .identity import public_key_bytes
-from .records import KIND_REVOKE, KIND_SUCCESSOR, KIND_VOUCH, SignedRecord
+from .records import KIND_REVOKE, KIND_SUCCESSOR, KIND_VOUCH, SignedRecord, accepted
 
 NO_CUTOFF = 2**62  # a reached key's records all count
 
@@ -64,6 +66,11 @@ class Revocation:
     retroactive: bool  # none of the key's records count
     record: str  # id of that revoke record
 
+    @property
+    def cutoff(self) -> int:
+        """The key's records with ts up to this still count (-1: none)."""
+        return -1 if self.retroactive else self.at
+
 
 @dataclass(frozen=True)
 class TrustSet:
@@ -73,12 +80,11 @@ class TrustSet:
     # Revoked keys that were reached: their records with ts <= cutoff still count (-1: none).
     cutoffs: Mapping[str, int] = field(default_factory=dict)
     successors: Mapping[str, str] = field(default_factory=dict)  # honoured: old -> new
-    vouched: Mapping[str, str] = field(default_factory=dict)  # honoured: key -> voucher
+    vouched: Mapping[str, str] = field(default_factory=dict)  # key -> the voucher that reached it
     revoked: Mapping[str, Revocation] = field(default_factory=dict)
     names: Mapping[str, str] = field(default_factory=dict)  # keyring names, inherited
     # Old keys that named two different successors: neither is honoured, they are revoked.
     compromised: frozenset[str] = frozenset()
-    brought: Mapping[str, str] = field(default_factory=dict)  # key -> its bringer
 
     def __contains__(self, key: object) -> bool:
         return key in self.keys
@@ -106,18 +112,18 @@ class TrustSet:
 
     def can_revoke(self, author: str, key: str, records: Iterable[SignedRecord]) -> bool:
         """May ``author`` publish a revoke of ``key`` that peers could honour? The key
-        itself; a trusted honoured successor of it; or a trusted author of a ``vouch``
-        or ``successor`` record naming it (peers that it brought the key to honour it;
-        see ``effective_trust``)."""
+        itself; a trusted honoured successor of it; or a trusted author of a vouch for
+        it or one of its predecessors (peers that follow vouches honour it when only
+        vouches brought the key; see ``effective_trust``)."""
         if author == key:
             return True
         if author not in self.keys:
             return False
         if author in _chain(self.successors, key):
             return True
+        lineage = _lineage(_predecessors(self.successors), key)
         return any(
-            r.author == author and r.kind in (KIND_VOUCH, KIND_SUCCESSOR)
-            and r.fields.get("key") == key
+            r.author == author and r.kind == KIND_VOUCH and r.fields.get("key") in lineage
             for r in records
         )  # fmt: skip
 
@@ -130,7 +136,7 @@ class TrustSet:
             return "revoked" + (" (retroactive)" if r.retroactive else "")
         if key not in self.keys:
             return "not trusted"
-        pred = next((o for o, n in self.successors.items() if n == key), None)
+        pred = _predecessors(self.successors).get(key)
         if pred is not None:
             return f"successor of {pred[:12]}"
         if key in self.vouched:
@@ -149,27 +155,26 @@ class _Edge:
 @dataclass(frozen=True)
 class _Revoke:
     by: str
+    key: str
     ts: int
     at: int
     retroactive: bool
     id: str
+    # The time its author's authority is judged at: its ts, or for a voucher the later
+    # of its ts and the earliest vouch that gave the authority.
+    judged_at: int = 0
+    final: bool = False  # a self-revocation, a compromise or this host's: never overruled
+
+    @property
+    def cutoff(self) -> int:
+        return -1 if self.retroactive else self.at
 
 
-def _merged(key: str, found: Iterable[_Revoke]) -> Revocation | None:
-    found = list(found)
-    if not found:
-        return None
-    first = min(found, key=lambda r: (r.at, r.id))
-    return Revocation(key, first.by, first.at, any(r.retroactive for r in found), first.id)
-
-
-def _combine(a: Revocation | None, b: Revocation) -> Revocation:
-    """Two honoured revocations of one key as one: the earliest ``at``, retroactive if
-    either is."""
-    if a is None:
-        return b
-    first = min(a, b, key=lambda r: (r.at, r.record))
-    return Revocation(a.key, first.by, first.at, a.retroactive or b.retroactive, first.record)
+@dataclass
+class _Records:
+    successors: dict[str, list[_Edge]] = field(default_factory=dict)  # old -> its edges
+    vouches: dict[str, list[_Edge]] = field(default_factory=dict)  # voucher -> its edges
+    revokes: list[_Revoke] = field(default_factory=list)
 
 
 def effective_trust(
@@ -182,9 +187,83 @@ def effective_trust(
 ) -> TrustSet:
     """The trusted set from ``keyring`` (id -> name, this host included), the locally
     ``removed`` keys and the document's trust ``records`` (others are ignored)."""
-    successors: dict[str, list[_Edge]] = {}
-    vouches: dict[str, list[_Edge]] = {}
-    revokes: dict[str, list[_Revoke]] = {}  # revoked key -> its revoke records
+    g = _parse(records)
+    removed = set(removed)
+    roots = {k: n for k, n in keyring.items() if k not in removed}
+
+    # 1. Self-revocations and compromises: no authority needed, never overruled.
+    own = [r for r in g.revokes if r.by == r.key and r.key != self_key]
+    self_cut = {k: r.at for k, r in _merge(own).items()}
+    compromised: set[str] = set()
+    for old, edges in sorted(g.successors.items()):
+        named = [e for e in edges if e.ts <= self_cut.get(old, NO_CUTOFF)]
+        if len({e.key for e in named}) > 1:
+            compromised.add(old)
+            if old != self_key:
+                second = next(e for e in named if e.key != named[0].key)
+                own.append(_Revoke(old, old, second.ts, named[0].ts, False, second.id))
+    candidates = [_Revoke(r.by, r.key, r.ts, r.at, r.retroactive, r.id, r.ts, True)
+                  for r in own]  # fmt: skip
+
+    # 2. The graph before revocations (cut only by step 1), and who may revoke whom in it.
+    def successor_of(cut: Mapping[str, int]):  # type: ignore[no-untyped-def]
+        def one(old: str) -> str | None:
+            if old in compromised:
+                return None
+            named = {e.key for e in g.successors.get(old, ()) if e.ts <= cut.get(old, NO_CUTOFF)}
+            return next(iter(named)) if len(named) == 1 else None
+
+        return one
+
+    self_cutoffs = {k: r.cutoff for k, r in _merge(candidates).items()}
+    before = _reach(roots, removed, successor_of(self_cut), g.vouches, self_cutoffs, follow_vouches)
+    without_vouches = _reach(roots, removed, successor_of(self_cut), {}, self_cutoffs, False)
+    preds = _predecessors(before.successors)
+    for r in g.revokes:
+        if r.by == r.key or r.key == self_key or r.key not in before.reached:
+            continue
+        if r.by == self_key:
+            candidates.append(_Revoke(r.by, r.key, r.ts, r.at, r.retroactive, r.id, r.ts, True))
+        elif r.by not in before.reached:
+            continue
+        elif r.by in before.heirs(r.key):
+            candidates.append(_Revoke(r.by, r.key, r.ts, r.at, r.retroactive, r.id, r.ts))
+        elif follow_vouches and r.key not in without_vouches.reached:
+            lineage = _lineage(preds, r.key)
+            given = [
+                e.ts
+                for e in g.vouches.get(r.by, ())
+                if e.key in lineage and before.depth[r.by] < before.depth[e.key]
+            ]
+            if given:
+                judged = max(r.ts, min(given))
+                candidates.append(_Revoke(r.by, r.key, r.ts, r.at, r.retroactive, r.id, judged))
+
+    # 3. Which revocations stand: the grounded fixed point of "a revocation of its author
+    #    with a cutoff before it overrules it".
+    honoured = _grounded(candidates)
+    revoked = _merge(honoured)
+    edge_cut = {
+        k: r.at for k, r in _merge(
+            [r for r in honoured if not (r.by in before.heirs(r.key) and r.by != r.key)]
+        ).items()
+    }  # fmt: skip
+    cutoffs_all = {k: r.cutoff for k, r in revoked.items()}
+    final = _reach(roots, removed, successor_of(edge_cut), g.vouches, cutoffs_all, follow_vouches)
+    return TrustSet(
+        keys=frozenset(final.reached - set(revoked)),
+        cutoffs={k: c for k, c in cutoffs_all.items() if k in final.reached},
+        successors=final.successors,
+        vouched=final.vouched,
+        revoked=revoked,
+        names=final.names,
+        compromised=frozenset(compromised),
+    )
+
+
+def _parse(records: Iterable[SignedRecord]) -> _Records:
+    g = _Records()
+    accepting: dict[str, set[str]] = {}  # new key -> the old keys it accepted
     for rec in records:
         try:
             kind, f = rec.kind, rec.fields
@@ -197,89 +276,66 @@ def effective_trust(
             continue  # a key names itself only to revoke itself
         assert isinstance(key, str)
         if kind == KIND_SUCCESSOR:
-            successors.setdefault(rec.author, []).append(_Edge(rec.ts, rec.id, key))
+            if accepted(rec):
+                g.successors.setdefault(rec.author, []).append(_Edge(rec.ts, rec.id, key))
+                accepting.setdefault(key, set()).add(rec.author)
         elif kind == KIND_VOUCH:
             name = f.get("name") if isinstance(f.get("name"), str) else ""
-            vouches.setdefault(rec.author, []).append(_Edge(rec.ts, rec.id, key, name))
+            g.vouches.setdefault(rec.author, []).append(_Edge(rec.ts, rec.id, key, name))
         else:
             at = f.get("at")
             if not isinstance(at, int) or isinstance(at, bool):
                 at = rec.ts
             retro = f.get("retroactive") is True
-            revokes.setdefault(key, []).append(_Revoke(rec.author, rec.ts, at, retro, rec.id))
-    for edges in (*successors.values(), *vouches.values()):
+            g.revokes.append(_Revoke(rec.author, key, rec.ts, at, retro, rec.id))
+    for old in list(g.successors):  # a key that accepted two predecessors has neither
+        edges = [e for e in g.successors[old] if len(accepting[e.key]) == 1]
+        if edges:
+            g.successors[old] = sorted(edges, key=lambda e: (e.ts, e.id))
+        else:
+            del g.successors[old]
+    for edges in g.vouches.values():
         edges.sort(key=lambda e: (e.ts, e.id))
-    removed = set(removed)
-    roots = {k: n for k, n in keyring.items() if k not in removed}
-
-    # 1. Self-revocations (no trust needed: whoever holds a key may retire it).
-    revoked: dict[str, Revocation] = {}
-    edge_cut: dict[str, int] = {}  # successor edges signed after this no longer count
-    for key, found in sorted(revokes.items()):
-        rev = _merged(key, [r for r in found if r.by == key])
-        if rev is not None and key != self_key:
-            revoked[key] = rev
-            edge_cut[key] = rev.at
-    # 2. Compromised: an old key that named two different successors (up to its own cut).
-    compromised: set[str] = set()
-    for old, edges in sorted(successors.items()):
-        named = [e for e in edges if e.ts <= edge_cut.get(old, NO_CUTOFF)]
-        if len({e.key for e in named}) < 2:
-            continue
-        compromised.add(old)
-        if old != self_key:
-            second = next(e for e in named if e.key != named[0].key)
-            rev = Revocation(old, old, named[0].ts, False, second.id)
-            revoked[old] = _combine(revoked.get(old), rev)
-
-    def successor_of(old: str) -> str | None:
-        if old in compromised:
-            return None
-        named = {e.key for e in successors.get(old, ()) if e.ts <= edge_cut.get(old, NO_CUTOFF)}
-        return next(iter(named)) if len(named) == 1 else None
-
-    first = _reach(roots, removed, successor_of, vouches, revoked, follow_vouches)
-    # 3. Revocations by an honoured successor (the owner revoking a key it rotated away
-    #    from), judged against steps 1 and 2, and this host's own (its decision, here);
-    #    they never cut the old key's successor edge.
-    before = dict(revoked)
-    for key, found in sorted(revokes.items()):
-        if key == self_key:
-            continue
-        heirs = first.heirs(key)
-        ok = [r for r in found if r.by != key and (
-            r.by == self_key
-            or (r.by in heirs and r.by in first.reached and r.ts <= _at(before.get(r.by)))
-        )]  # fmt: skip
-        rev = _merged(key, ok)
-        if rev is not None:
-            revoked[key] = _combine(revoked.get(key), rev)
-    # 4. Revocations by the bringer of a key outside the keyring, if the bringer is not
-    #    revoked itself; bringers first (a bringer was reached before what it brought).
-    for key in first.order:
-        bringer = first.brought.get(key)
-        if bringer is None or key == self_key or bringer in revoked:
-            continue
-        rev = _merged(key, [r for r in revokes.get(key, ()) if r.by == bringer])
-        if rev is not None:
-            revoked[key] = _combine(revoked.get(key), rev)
-            edge_cut[key] = min(edge_cut.get(key, NO_CUTOFF), rev.at)
-    final = _reach(roots, removed, successor_of, vouches, revoked, follow_vouches)
-    cutoffs = {k: (-1 if r.retroactive else r.at) for k, r in revoked.items() if k in final.reached}
-    return TrustSet(
-        keys=frozenset(final.reached - set(revoked)),
-        cutoffs=cutoffs,
-        successors=final.successors,
-        vouched=final.vouched,
-        revoked=revoked,
-        names=final.names,
-        compromised=frozenset(compromised),
-        brought=final.brought,
-    )
+    g.revokes.sort(key=lambda r: r.id)
+    return g
 
 
-def _at(rev: Revocation | None) -> int:
-    return NO_CUTOFF if rev is None else rev.at
+def _grounded(candidates: list[_Revoke]) -> list[_Revoke]:
+    """The candidates that stand. ``q`` overrules ``r`` when ``q`` revokes ``r``'s author
+    from an ``at`` before ``r`` (and ``r`` is not final; ``retroactive`` is about
+    content). A candidate stands once everything that could overrule it is overruled; it
+    falls once something standing overrules it. What neither settles (a cycle) stands."""
+    by_key: dict[str, list[int]] = {}
+    for i, r in enumerate(candidates):
+        by_key.setdefault(r.key, []).append(i)
+    attackers = [
+        [] if r.final else [j for j in by_key.get(r.by, ()) if candidates[j].at < r.judged_at]
+        for r in candidates
+    ]
+    status: dict[int, bool] = {}
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(candidates)):
+            if i in status:
+                continue
+            if any(status.get(j) is True for j in attackers[i]):
+                status[i], changed = False, True
+            elif all(status.get(j) is False for j in attackers[i]):
+                status[i], changed = True, True
+    return [r for i, r in enumerate(candidates) if status.get(i, True)]
+
+
+def _merge(found: Iterable[_Revoke]) -> dict[str, Revocation]:
+    """Honoured revocations per key: the earliest ``at``, retroactive if any is."""
+    out: dict[str, Revocation] = {}
+    for r in sorted(found, key=lambda r: (r.at, r.id)):
+        prev = out.get(r.key)
+        if prev is None:
+            out[r.key] = Revocation(r.key, r.by, r.at, r.retroactive, r.id)
+        elif r.retroactive and not prev.retroactive:
+            out[r.key] = Revocation(r.key, prev.by, prev.at, True, prev.record)
+    return out
 
 
 @dataclass
@@ -288,8 +344,7 @@ class _Reach:
     successors: dict[str, str]
     vouched: dict[str, str]
     names: dict[str, str]
-    brought: dict[str, str] = field(default_factory=dict)  # key -> the key that brought it
-    order: list[str] = field(default_factory=list)  # every reached key, in reach order
+    depth: dict[str, int]  # breadth-first distance from the keyring
 
     def heirs(self, key: str) -> set[str]:
         """The honoured successors of ``key``, transitively."""
@@ -299,37 +354,35 @@ class _Reach:
 def _reach(
     roots: Mapping[str, str],
     removed: set[str],
-    successor_of: Callable[[str], str | None],
+    successor_of,  # type: ignore[no-untyped-def]
     vouches: Mapping[str, list[_Edge]],
-    revoked: Mapping[str, Revocation],
+    cutoffs: Mapping[str, int],
     follow_vouches: bool,
 ) -> _Reach:
-    out = _Reach(set(roots), {}, {}, dict(roots))
+    """Breadth first from the sorted keyring, a key's successor before its vouches (each
+    by ts, then record id): the first edge to reach a key gives its name."""
+    out = _Reach(set(roots), {}, {}, dict(roots), dict.fromkeys(roots, 0))
     queue = sorted(roots)
     while queue:
         k = queue.pop(0)
-        out.order.append(k)
-        rev = revoked.get(k)
-        cutoff = NO_CUTOFF if rev is None else (-1 if rev.retroactive else rev.at)
-        nexts: list[tuple[str, str]] = []
+        cutoff = cutoffs.get(k, NO_CUTOFF)
+        nexts: list[tuple[str, str | None]] = []
         nxt = successor_of(k)
         if nxt is not None:
             out.successors[k] = nxt
-            nexts.append((nxt, "successor"))
+            nexts.append((nxt, None))
         if follow_vouches:
-            for e in vouches.get(k, ()):
-                if e.ts <= cutoff:
-                    nexts.append((e.key, e.name))
-        for key, why in nexts:
+            nexts += [(e.key, e.name) for e in vouches.get(k, ()) if e.ts <= cutoff]
+        for key, name in nexts:
             if key in removed or key in out.reached:
                 continue
             out.reached.add(key)
-            out.brought[key] = k
-            if why == "successor":
+            out.depth[key] = out.depth[k] + 1
+            if name is None:
                 out.names[key] = out.names.get(k, "")
             else:
                 out.vouched[key] = k
-                out.names[key] = why
+                out.names[key] = name
             queue.append(key)
     return out
 
@@ -337,6 +390,18 @@ def _reach(
 def _chain(successors: Mapping[str, str], key: str) -> set[str]:
     out: set[str] = set()
     while (key := successors.get(key, "")) and key not in out:
+        out.add(key)
+    return out
+
+
+def _predecessors(successors: Mapping[str, str]) -> dict[str, str]:
+    return {new: old for old, new in successors.items()}
+
+
+def _lineage(preds: Mapping[str, str], key: str) -> set[str]:
+    """``key`` and its predecessors, transitively."""
+    out = {key}
+    while (key := preds.get(key, "")) and key not in out:
         out.add(key)
     return out
 

@@ -169,7 +169,7 @@ class Invitations:
         if not isinstance(expires_at, int) or not isinstance(entry.get("secret"), str):
             raise InviteError("this invitation is damaged here; ask for a new one")
         token = Token(inviter, (), iid, entry["secret"], expires_at)
-        if not hmac.compare_digest(proof(token, joiner), given):
+        if not hmac.compare_digest(proof(token, joiner).encode(), given.encode()):
             raise InviteError("the invitation proof does not match (wrong token?)")
         used_by = entry.get("used_by")
         if token.expires_at <= now:

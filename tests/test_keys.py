@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -268,8 +269,18 @@ def test_invitations_refuse_expired_wrong_and_reused_proofs(tmp_path: Path):
     # The proof is bound to the joiner's key: a thief replaying it under its own key fails.
     with pytest.raises(InviteError, match="does not match"):
         store.redeem(inviter, thief, join_body(tok, joiner, "j"), now=T)
+    # A proof that is not ASCII is a wrong proof, not a TypeError (second review, LOW).
+    with pytest.raises(InviteError, match="does not match"):
+        store.redeem(
+            inviter,
+            joiner,
+            json.dumps({"id": tok.id, "proof": "é" * 43, "name": "j"}).encode(),
+            now=T,
+        )
     assert store.redeem(inviter, joiner, join_body(tok, joiner, "j"), now=T) == {
-        "name": "j", "replay": False}
+        "name": "j",
+        "replay": False,
+    }
     with pytest.raises(InviteError, match="already used"):
         store.redeem(inviter, thief, join_body(tok, thief, "t"), now=T)
 
@@ -493,8 +504,7 @@ async def test_a_joiner_gets_the_inviters_keyring_not_the_keys_it_follows(tmp_pa
     from tests.forge import Writer
 
     async with contextlib.AsyncExitStack() as stack:
-        a = await stack.enter_async_context(
-            Node(tmp_path / "a", profile=FAST, follow_vouches=True))
+        a = await stack.enter_async_context(Node(tmp_path / "a", profile=FAST, follow_vouches=True))
         member, guest = Writer(), Identity.generate()
         a.trust(member.id, "member")
         outcomes = await a.offer(
@@ -570,7 +580,8 @@ async def test_over_tls_a_rotated_host_is_reached_during_and_after_its_grace(tmp
     async with contextlib.AsyncExitStack() as stack:
         a = await stack.enter_async_context(Node(homes[0], listen="127.0.0.1:0", profile=QUIET))
         b = await stack.enter_async_context(
-            Node(homes[1], listen="127.0.0.1:0", peers=[a.address], profile=QUIET))
+            Node(homes[1], listen="127.0.0.1:0", peers=[a.address], profile=QUIET)
+        )
         c = Node(homes[2], listen="127.0.0.1:0", peers=[a.address], profile=QUIET)
         await c.__aenter__()
         for _ in range(3):
@@ -614,7 +625,8 @@ async def test_over_tls_a_rotated_host_is_reached_during_and_after_its_grace(tmp
         # c comes back, learns the successor from a (still presenting the old key,
         # which c pins), and confirms it; then a's grace ends.
         c = await stack.enter_async_context(
-            Node(homes[2], listen=c_address, peers=[a.address], profile=QUIET))
+            Node(homes[2], listen=c_address, peers=[a.address], profile=QUIET)
+        )
         await until(lambda: new in c.trust_set(), "c honours the successor")
         assert (await c.sync_now()).failures == 0
         await a.sync_now()

@@ -47,8 +47,8 @@ def me(open_replica):
 
 def test_successor_needs_the_old_keys_signature():
     old, new, stranger = Identity.generate(), Identity.generate(), Identity.generate()
-    real = records.successor(old, new.public_id, ts=T)
-    forged = records.successor(stranger, Identity.generate().public_id, ts=T)
+    real = records.successor(old, new, ts=T)
+    forged = records.successor(stranger, Identity.generate(), ts=T)
     trust = effective_trust({old.public_id: "desk"}, [real, forged])
     assert trust.keys == {old.public_id, new.public_id}
     assert trust.successors == {old.public_id: new.public_id}
@@ -61,8 +61,8 @@ def test_an_old_key_naming_two_successors_is_compromised_and_names_neither():
     retired/) signed a successor backdated before the real one, and "first successor
     wins" handed the old key's trust to the thief's key."""
     old, real, rogue = Identity.generate(), Identity.generate(), Identity.generate()
-    rotation = records.successor(old, real.public_id, ts=T)
-    theft = records.successor(old, rogue.public_id, ts=T - 3_600_000)
+    rotation = records.successor(old, real, ts=T)
+    theft = records.successor(old, rogue, ts=T - 3_600_000)
     trust = effective_trust({old.public_id: ""}, [rotation, theft])
     assert rogue.public_id not in trust and real.public_id not in trust
     assert old.public_id not in trust and trust.compromised == {old.public_id}
@@ -77,14 +77,14 @@ def test_an_old_key_naming_two_successors_is_compromised_and_names_neither():
     by_hand = effective_trust({old.public_id: "", real.public_id: ""}, [rotation, theft, owner])
     assert real.public_id in by_hand and rogue.public_id not in by_hand
     # The same successor named twice is one successor.
-    again = records.successor(old, real.public_id, ts=T + 5)
+    again = records.successor(old, real, ts=T + 5)
     assert real.public_id in effective_trust({old.public_id: ""}, [rotation, again])
 
 
 def test_no_successor_after_the_old_keys_own_revocation():
     old, rogue = Identity.generate(), Identity.generate()
     revoke = records.revoke(old, old.public_id, ts=T + 5)
-    late = records.successor(old, rogue.public_id, ts=T + 10)
+    late = records.successor(old, rogue, ts=T + 10)
     only_rogue = effective_trust({old.public_id: ""}, [late, revoke])
     assert rogue.public_id not in only_rogue and not only_rogue.compromised
     assert only_rogue.counts(old.public_id, T + 5) and not only_rogue.counts(old.public_id, T + 6)
@@ -130,18 +130,24 @@ def test_a_voucher_has_no_authority_over_a_keyring_key_nor_over_what_it_did_not_
     counter = [records.vouch(j, i.public_id, ts=T + 2),
                records.revoke(j, i.public_id, ts=T + 3)]  # fmt: skip
     trust = effective_trust({root.public_id: ""}, chain + counter, follow_vouches=True)
-    assert {i.public_id, j.public_id} <= trust.keys and trust.brought[i.public_id] == root.public_id
+    assert {i.public_id, j.public_id} <= trust.keys
     # k (vouched by i, after j) vouches for j too: j was brought by i (reach is breadth
     # first, each key's vouches by ts), so k's revoke of j is ignored...
     late = [records.vouch(i, k.public_id, ts=T + 2), records.vouch(k, j.public_id, ts=T + 5),
             records.revoke(k, j.public_id, ts=T + 6)]  # fmt: skip
     assert j.public_id in effective_trust({root.public_id: ""}, chain + late, follow_vouches=True)
-    # ... and i's is honoured, unless i is revoked itself (then it has no authority left).
+    # ... and i's is honoured; i retiring later does not undo it, but a revoke i signs
+    # after its own revocation counts for nothing.
     by_i = records.revoke(i, j.public_id, ts=T + 4)
     assert j.public_id not in effective_trust({root.public_id: ""}, [*chain, by_i],
                                               follow_vouches=True)  # fmt: skip
     i_gone = records.revoke(i, i.public_id, ts=T + 10)
     trust = effective_trust({root.public_id: ""}, [*chain, by_i, i_gone], follow_vouches=True)
+    assert j.public_id not in trust and i.public_id not in trust
+    late_by_i = records.revoke(i, j.public_id, ts=T + 11)
+    trust = effective_trust({root.public_id: ""}, [*chain, late_by_i, i_gone],
+                            follow_vouches=True)  # fmt: skip
+    # j stays: i vouched for it before retiring, and i's late revoke is ignored.
     assert j.public_id in trust and i.public_id not in trust
 
 
@@ -151,7 +157,7 @@ def test_a_successor_edge_survives_the_old_keys_revocation():
     new key."""
     a, b, c = Identity.generate(), Identity.generate(), Identity.generate()
     ring = {a.public_id: "host"}
-    rotation = records.successor(a, b.public_id, ts=T)
+    rotation = records.successor(a, b, ts=T)
     # (a) the thief's revoke of the new key, then the owner's revoke of the old one.
     thief = records.revoke(a, b.public_id, ts=T + 100, retroactive=True)
     owner = records.revoke(b, a.public_id, ts=T + 200)
@@ -170,10 +176,73 @@ def test_a_successor_edge_survives_the_old_keys_revocation():
     assert not trust.counts(a.public_id, T - 2000)
     # A second rotation, and the middle key revoked retroactively by the third: the
     # middle key's earlier revocation of the first still holds, and the third is trusted.
-    second = records.successor(b, c.public_id, ts=T + 300)
+    second = records.successor(b, c, ts=T + 300)
     b_gone = records.revoke(c, b.public_id, ts=T + 400, retroactive=True)
     trust = effective_trust(ring, [rotation, owner, second, b_gone])
     assert trust.keys == {c.public_id} and trust.current(a.public_id) == c.public_id
+
+
+def test_another_member_cannot_make_itself_a_rotated_keys_predecessor():
+    """Second review, HIGH: after K rotated to S, a trusted member M named S as its own
+    successor (or vouched for it), became S's "bringer" and revoked S: K's host was cut
+    off. Now a successor needs the new key's acceptance, and a vouch gives no authority
+    over a key trusted without vouches."""
+    k, s, m = Identity.generate(), Identity.generate(), Identity.generate()
+    ring = {k.public_id: "k", m.public_id: "m"}
+    rotation = records.successor(k, s, ts=T)
+    copied = records.sign(
+        m,
+        records.KIND_SUCCESSOR,
+        {"key": s.public_id, "accept": rotation.fields["accept"]},
+        ts=T - 5,
+    )
+    bare = records.sign(m, records.KIND_SUCCESSOR, {"key": s.public_id}, ts=T - 4)
+    attack = [copied, bare, records.vouch(m, s.public_id, ts=T - 3),
+              records.revoke(m, s.public_id, ts=T + 1, retroactive=True)]  # fmt: skip
+    for follow in (False, True):
+        trust = effective_trust(ring, [rotation, *attack], follow_vouches=follow)
+        assert s.public_id in trust and not trust.revoked
+        assert trust.successors == {k.public_id: s.public_id}
+        assert trust.how(s.public_id) == f"successor of {k.public_id[:12]}"
+    # A key that accepted two predecessors (only its holder can do that) has neither.
+    both = records.successor(m, s, ts=T + 2)
+    trust = effective_trust(ring, [rotation, both])
+    assert s.public_id not in trust and not trust.successors
+
+
+def test_a_key_revoked_by_its_heir_cannot_revoke_its_predecessor_afterwards():
+    """Second review, MEDIUM: in a chain A -> B -> C, a thief holding B revoked A
+    retroactively after C had revoked B."""
+    a, b, c = Identity.generate(), Identity.generate(), Identity.generate()
+    chain = [records.successor(a, b, ts=T), records.successor(b, c, ts=T + 10),
+             records.revoke(c, b.public_id, ts=T + 20)]  # fmt: skip
+    thief = records.revoke(b, a.public_id, ts=T + 30, retroactive=True)
+    trust = effective_trust({a.public_id: "a"}, [*chain, thief])
+    assert a.public_id not in trust.revoked and trust.counts(a.public_id, T - 1)
+    assert trust.keys == {a.public_id, c.public_id}
+    # Signed before C revoked B, it stands (backdating stays open: threat model, 2b).
+    early = records.revoke(b, a.public_id, ts=T + 15, retroactive=True)
+    assert effective_trust({a.public_id: "a"}, [*chain, early]).cutoffs[a.public_id] == -1
+
+
+def test_a_vouchers_revocation_is_final_whoever_vouches_later():
+    """Second review, MEDIUM: another member's later vouch undid the bringer's revoke."""
+    v1, v2, x = Identity.generate(), Identity.generate(), Identity.generate()
+    ring = {v1.public_id: "", v2.public_id: ""}
+    recs = [records.vouch(v1, x.public_id, ts=T), records.revoke(v1, x.public_id, ts=T + 5),
+            records.vouch(v2, x.public_id, ts=T - 10)]  # fmt: skip
+    trust = effective_trust(ring, recs, follow_vouches=True)
+    assert x.public_id not in trust and trust.revoked[x.public_id].by == v1.public_id
+    # Either voucher may revoke it; neither may revoke the other (both keyring keys).
+    recs2 = [
+        *recs[:1],
+        recs[2],
+        records.revoke(v2, x.public_id, ts=T + 6),
+        records.vouch(v1, v2.public_id, ts=T),
+        records.revoke(v1, v2.public_id, ts=T + 7),
+    ]
+    trust = effective_trust(ring, recs2, follow_vouches=True)
+    assert x.public_id not in trust and v2.public_id in trust
 
 
 def test_vouches_count_only_when_followed_and_removed_keys_never():
@@ -269,7 +338,7 @@ def test_a_rotation_that_crashed_after_the_key_swap_is_finished_on_open(tmp_path
     home = tmp_path / "host"
     with Replica.open(home, now_ms=clock) as r:
         old = r.identity
-        r.put(records.successor(old, (new := Identity.generate()).public_id, ts=clock()))
+        r.put(records.successor(old, (new := Identity.generate()), ts=clock()))
         new.install(home, retire=old)  # the crash: the store still names the old key
     assert os.path.exists(home / KEY_FILE)
     with Replica.open(home, now_ms=clock) as r:
@@ -277,9 +346,7 @@ def test_a_rotation_that_crashed_after_the_key_swap_is_finished_on_open(tmp_path
         assert r.keyring()[old.public_id] == "self (retired)"
 
 
-def test_a_rotation_that_crashed_after_signing_the_successor_is_finished_on_open(
-    tmp_path, clock
-):
+def test_a_rotation_that_crashed_after_signing_the_successor_is_finished_on_open(tmp_path, clock):
     """Review finding 7: the successor was stored before the new key was on disk; a crash
     between the two left a successor naming a key nobody has (peers trusted it, and the
     next rotation, a second successor, would make the old key compromised). The new key
@@ -290,7 +357,7 @@ def test_a_rotation_that_crashed_after_signing_the_successor_is_finished_on_open
         new = Identity.generate()
         staged = home / STAGED_KEY_FILE
         create_whole(staged, lambda tmp: tmp.write_bytes(new._pem()))  # rotate()'s 1st step
-        r.put(records.successor(old, new.public_id, ts=clock()))  # the crash: nothing more
+        r.put(records.successor(old, new, ts=clock()))  # the crash: nothing more
     with Replica.open(home, now_ms=clock) as r:
         assert r.author == new.public_id and not staged.exists()
         assert r.keyring()[old.public_id] == "self (retired)"
@@ -314,7 +381,7 @@ def trust_records(draw):
         ts = T + draw(st.integers(0, 50))
         kind = draw(st.sampled_from(["successor", "revoke", "vouch"]))
         if kind == "successor" and author is not target:
-            out.append(records.successor(author, target.public_id, ts=ts))
+            out.append(records.successor(author, target, ts=ts))
         elif kind == "revoke":
             out.append(records.revoke(author, target.public_id, ts=ts,
                                       at=ts + draw(st.integers(-5, 5)),
@@ -338,15 +405,31 @@ def test_the_trusted_set_does_not_depend_on_record_order(recs, ring, follow, ord
     assert not (first.keys & set(first.revoked))  # a revoked key is never trusted
     # A keyring key is revoked only by itself, by this host, or by a key its successor
     # records name (transitively): never by a voucher (review finding 1).
+    for key in set(keyring) & set(first.revoked):
+        assert first.revoked[key].by in {key, me} | _heirs(recs, key)
+    # A key has at most one honoured predecessor (second review, HIGH: a second one
+    # became the key's "bringer" and could revoke it).
+    assert len(set(first.successors.values())) == len(first.successors)
+    # A voucher revokes a key only with follow_vouches, and only a key that the
+    # successor graph alone (cut by self-revocations) does not reach.
+    chains = [r for r in recs if r.kind == "successor" or
+              (r.kind == "revoke" and r.author == r.fields["key"])]  # fmt: skip
+    without_vouches = effective_trust(keyring, chains, self_key=me).names
+    for key, rev in first.revoked.items():
+        if rev.by in {key, me} or rev.by in _heirs(recs, key):
+            continue
+        assert follow and key not in without_vouches
+
+
+def _heirs(recs, key):
     named: dict[str, set[str]] = {}
     for r in recs:
         if r.kind == "successor":
             named.setdefault(r.author, set()).add(r.fields["key"])
-    for key in set(keyring) & set(first.revoked):
-        heirs, todo = set(), [key]
-        while todo:
-            for nxt in named.get(todo.pop(), ()):
-                if nxt not in heirs:
-                    heirs.add(nxt)
-                    todo.append(nxt)
-        assert first.revoked[key].by in {key, me} | heirs
+    heirs, todo = set(), [key]
+    while todo:
+        for nxt in named.get(todo.pop(), ()):
+            if nxt not in heirs:
+                heirs.add(nxt)
+                todo.append(nxt)
+    return heirs
