@@ -164,7 +164,9 @@ class Replica:
         home = Path(home).expanduser()
         if create:
             home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        elif not home.is_dir():
+        elif not home.is_dir() or not any((home / f).exists() for f in (KEY_FILE, STORE_FILE)):
+            # Checked before the lock, whose file would otherwise be left in a directory
+            # that is not a data dir (`--home ''` is the current directory).
             raise StoreError(f"no data dir at {home}; run `gossip init` first")
         lock = DataDirLock(home)
         lock.acquire(wait=lock_wait)

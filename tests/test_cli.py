@@ -464,3 +464,12 @@ def test_terminal_control_characters_are_shown_not_obeyed(tmp_path):
     assert not any(c in raw for c in "\x1b\x07\r\u202e\x9b")
     (hit,) = json.loads(raw)
     assert (hit["text"], hit["category"], hit["tags"]) == (evil, "c\x1b[31m", ["\x1b[0m"])
+
+
+def test_a_command_on_a_directory_that_is_no_data_dir_leaves_nothing_in_it(tmp_path: Path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "notes.txt").write_text("mine")
+    for args in (["recall", "x"], ["status"], ["remember", "x", "--category", "c"]):
+        failed(gossip(plain, *args), "no data dir", "gossip init")
+    assert sorted(p.name for p in plain.iterdir()) == ["notes.txt"]
