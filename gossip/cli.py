@@ -455,7 +455,7 @@ def cmd_recall(args: argparse.Namespace) -> int:
                 args.query, category=args.category, subject=args.subject, tag=args.tag,
                 author=author, limit=args.limit, include_untrusted=args.include_untrusted,
             )  # fmt: skip
-            keyring = r.keyring()
+            keyring = queries.author_names(r, views)
             now = r.now_ms()
             cfg = views.config
     if args.json:
@@ -567,8 +567,9 @@ def cmd_breaker_reset(args: argparse.Namespace) -> int:
             now = r.now_ms()
             r.put(records.breaker(r.identity, args.name, state="closed", ts=now,
                                   reason=args.reason))  # fmt: skip
-            merged = Views(r, _view_config(args)).breaker(args.name)
-            keyring = r.keyring()
+            views = Views(r, _view_config(args))
+            merged = views.breaker(args.name)
+            keyring = queries.author_names(r, views)
     _out(f"{args.name}: closed by this host")
     if merged is not None and merged.state != "closed":
         by = ", ".join(_who(a, keyring) for a in merged.tripped_by)
@@ -592,7 +593,7 @@ def cmd_breaker_list(args: argparse.Namespace) -> int:
         with _replica(args) as r:
             views = Views(r, _view_config(args))
             breakers = views.breakers(include_untrusted=args.include_untrusted)
-            keyring = r.keyring()
+            keyring = queries.author_names(r, views)
             now = r.now_ms()
     if args.json:
         _json([b.to_json() for b in breakers])
@@ -640,7 +641,7 @@ def cmd_bench_show(args: argparse.Namespace) -> int:
         with _replica(args) as r:
             views = Views(r, _view_config(args))
             benches = views.benchmarks(args.subject, include_untrusted=args.include_untrusted)
-            keyring = r.keyring()
+            keyring = queries.author_names(r, views)
             now = r.now_ms()
     if args.json:
         _json([b.to_json() for b in benches])

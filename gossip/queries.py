@@ -77,13 +77,19 @@ def recall(r: Replica, views: Views, text: str | None, *, category: str | None =
         key = resolve_author(r, author, known={rec.author for rec in r.records().values()})
     found = views.recall(text, category=category, subject=subject, tag=tag, author=key,
                          limit=limit, include_untrusted=include_untrusted)  # fmt: skip
-    keyring = r.keyring()
+    names = author_names(r, views)
     return {
-        "memories": [{**m.to_json(), "author_name": keyring.get(m.author)} for m in found.hits],
+        "memories": [{**m.to_json(), "author_name": names.get(m.author)} for m in found.hits],
         "capped": found.capped,
         "quota": {"per_window": views.config.quota_per_window,
                   "window_ms": views.config.quota_window_ms},
     }
+
+
+def author_names(r: Replica, views: Views) -> dict[str, str]:
+    """Names to show authors by: the keyring's, else one inherited through a successor or
+    vouch record (a rotated host keeps its name)."""
+    return {**views.trust().names, **{k: n for k, n in r.keyring().items() if n}}
 
 
 def resolve_record(r: Replica, prefix: str, *, kind: str | None = None, field: str = "id") -> str:

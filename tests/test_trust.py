@@ -15,6 +15,7 @@ from crdt.files import create_whole
 from crdt.identity import KEY_FILE, RETIRED_DIR, STAGED_KEY_FILE
 from crdt.trust import effective_trust
 from crdt.views import ViewConfig, Views
+from gossip import queries
 from gossip.queries import trust_note
 from tests.forge import Writer
 
@@ -330,6 +331,9 @@ def test_rotate_keeps_old_records_trusted_and_verifiable(tmp_path, clock):
             with Views(peer, now_ms=clock) as pv:
                 assert new.public_id in pv.trust()
                 assert texts(pv) == ["written by the new key", "written by the old key"]
+                # Recall names the new key by the name the peer gave the old one.
+                hits = queries.recall(peer, pv, "written")["memories"]
+                assert {h["author_name"] for h in hits} == {"host"}
         finally:
             peer.close()
 
