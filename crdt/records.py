@@ -12,6 +12,7 @@ Where a record lives in the document:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -31,6 +32,7 @@ KIND_BREAKER = "breaker"
 KIND_BENCHMARK = "benchmark"
 KIND_HOST = "host"
 # Trust records (docs/protocol.md, "Key records"): immutable, in ``records``.
+MAX_TS = 2**53  # record times (and a revoke's `at`) are below this: JavaScript-safe
 KIND_SUCCESSOR = "successor"  # the author's key hands over to ``key`` (rotation)
 KIND_REVOKE = "revoke"  # ``key`` must no longer be trusted from ``at`` on
 KIND_VOUCH = "vouch"  # the author vouches for ``key`` (an invitation was redeemed)
@@ -165,7 +167,7 @@ def _parse_body(body: bytes) -> dict[str, Any]:
         raise RecordError("record field 'v' must be a positive integer")
     if not isinstance(kind, str) or not kind or ":" in kind:
         raise RecordError("record field 'kind' must be a non-empty string without ':'")
-    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts < 2**53:
+    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts < MAX_TS:
         raise RecordError("record field 'ts' must be milliseconds since the epoch")
     if not isinstance(author, str):
         raise RecordError("record field 'author' must be a public id")
@@ -296,10 +298,18 @@ def host(
     return sign(identity, KIND_HOST, fields, ts=ts)
 
 
-# What a new key signs to accept an old key as its predecessor (the successor record's
-# ``accept``): without it, any trusted key could name another host's new key as its own
-# successor and claim to be its predecessor (revoke authority, TLS during the grace).
-_ACCEPT = b"sm-gossip successor accept v1\0"
+# What a key signs to accept another as its predecessor (a successor record's
+# ``accept``) or as its inviter (a vouch record's ``accept``). Without it, any trusted
+# key could name another host's new key as its own successor, or vouch for a key after
+# the fact, and claim the authority that goes with it (revoking it; for a predecessor,
+# standing in TLS during a rotation's grace).
+_ACCEPT = {"successor": b"sm-gossip successor accept v1\0", "vouch": b"sm-gossip vouch accept v1\0"}
+
+
+def acceptance(new: Identity, kind: str, author: str) -> str:
+    """``new``'s signature accepting ``author`` as the author of a ``kind`` record
+    naming ``new`` (its predecessor for a successor, its inviter for a vouch)."""
+    return b64url(new.sign(_ACCEPT[kind] + public_key_bytes(author)))
 
 
 def successor(identity: Identity, new: Identity, *, ts: int) -> SignedRecord:
@@ -307,17 +317,23 @@ def successor(identity: Identity, new: Identity, *, ts: int) -> SignedRecord:
     carries ``new``'s signature accepting the old key as its predecessor."""
     if new.public_id == identity.public_id:
         raise RecordError("a key cannot be its own successor")
-    accept = b64url(new.sign(_ACCEPT + identity.public_key))
+    accept = acceptance(new, KIND_SUCCESSOR, identity.public_id)
     return sign(identity, KIND_SUCCESSOR, {"key": new.public_id, "accept": accept}, ts=ts)
 
 
 def accepted(rec: SignedRecord) -> bool:
-    """Did the key a successor record names accept its author as predecessor?"""
+    """Did the key a successor or vouch record names accept its author (``accept``)?"""
     key, accept = rec.fields.get("key"), rec.fields.get("accept")
-    if not isinstance(key, str) or not isinstance(accept, str):
+    if rec.kind not in _ACCEPT or not isinstance(key, str) or not isinstance(accept, str):
         return False
+    return accepts(rec.kind, rec.author, key, accept)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # records are immutable; trust is recomputed often
+def accepts(kind: str, author: str, key: str, accept: str) -> bool:
+    """Is ``accept`` ``key``'s acceptance of ``author`` for a ``kind`` record?"""
     try:
-        return verify(key, unb64url(accept), _ACCEPT + public_key_bytes(rec.author))
+        return verify(key, unb64url(accept), _ACCEPT[kind] + public_key_bytes(author))
     except (IdentityError, ValueError):
         return False
 
@@ -332,9 +348,13 @@ def revoke(
     reason: str = "",
 ) -> SignedRecord:
     """``key`` is revoked from ``at`` (default: now) on; ``retroactive``: all its records.
-    Honoured only when signed by ``key`` itself or by a key that vouched for it."""
+    Who may sign one that peers honour: ``crdt.trust`` (the key itself, its successors,
+    its inviter)."""
     _public_id(key)
-    fields: dict[str, Any] = {"key": key, "at": ts if at is None else int(at)}
+    at = ts if at is None else int(at)
+    if not 0 <= at < MAX_TS:
+        raise RecordError(f"field 'at' must be in [0, 2**53): {at}")
+    fields: dict[str, Any] = {"key": key, "at": at}
     if retroactive:
         fields["retroactive"] = True
     if reason:
@@ -342,12 +362,17 @@ def revoke(
     return sign(identity, KIND_REVOKE, fields, ts=ts)
 
 
-def vouch(identity: Identity, key: str, *, ts: int, name: str = "") -> SignedRecord:
-    """The author vouches for ``key`` (hosts with ``trust.follow_vouches`` trust it)."""
+def vouch(identity: Identity, key: str, *, ts: int, name: str = "",
+          accept: str | None = None) -> SignedRecord:  # fmt: skip
+    """The author vouches for ``key`` (hosts with ``trust.follow_vouches`` trust it).
+    ``accept``: ``key``'s ``acceptance`` of the author as its inviter (given when it
+    joined), without which the vouch admits but gives no authority to revoke ``key``."""
     _public_id(key)
     fields: dict[str, Any] = {"key": key}
     if name:
         fields["name"] = name
+    if accept is not None:
+        fields["accept"] = accept
     return sign(identity, KIND_VOUCH, fields, ts=ts)
 
 

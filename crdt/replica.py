@@ -131,6 +131,7 @@ class Replica:
         self.rejected: Counter[str] = Counter()
         self._listeners: list[ChangeListener] = []
         self._trust_listeners: list[Callable[[], None]] = []
+        self._commit_listeners: list[Callable[[], None]] = []
         # Read by views from any thread: replaced whole, never mutated in place.
         self._keyring: dict[str, str] = {self.author: "self", **store.keyring()}
         self._removed: frozenset[str] = frozenset(store.removed())
@@ -359,6 +360,16 @@ class Replica:
             for root, m in self._main_maps.items():
                 m.observe(self._main_observer(root))
         self._listeners.append(listener)
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` once after each batch of changes (a ``put``, a chunk of an
+        ``ingest_batch``), after the ``on_change`` calls it made: for work worth doing
+        once per batch rather than once per record."""
+        self._commit_listeners.append(listener)
+
+    def off_commit(self, listener: Callable[[], None]) -> None:
+        if listener in self._commit_listeners:
+            self._commit_listeners.remove(listener)
 
     def off_change(self, listener: ChangeListener) -> None:
         """Stop calling ``listener`` (a no-op if it was not registered)."""
@@ -777,6 +788,8 @@ class Replica:
             if p.verdict is Verdict.APPLY:
                 self._main.apply_update(su.update)
             self._since_snapshot += len(su.raw)
+        for listener in list(self._commit_listeners):
+            listener()
         self._maybe_snapshot()
 
     def _maybe_snapshot(self) -> None:

@@ -22,24 +22,27 @@ revocation"):
   X itself (whoever holds a key may retire it); this host (its own decision);
   an honoured successor of X, transitively (the owner retiring a key it rotated away
   from); or, with ``follow_vouches`` and only when X would not be trusted without
-  vouches, a key that vouched for X or for one of X's predecessors and is nearer the
-  keyring than the key it vouched for (breadth-first distance). A vouch is
-  responsibility for the key it admitted, never power over a key trusted anyway, nor
-  over its own inviter (a vouch back up the tree).
-  Authority is judged on the graph reached before revocations (cut only by
-  self-revocations). A revocation by a key that is itself revoked counts only if
-  signed up to that key's cutoff; who wins when revocations depend on each other is
-  decided by the grounded fixed point (revocations that nothing honoured contradicts
-  first), so the answer never depends on record order. Revocations caught in a cycle
-  (two keys each revoking the other first) stand: a revocation nothing refutes holds.
+  vouches, its **inviter**: the author (or an honoured successor of the author) of a
+  vouch for X or for one of X's predecessors that X *accepted* (the vouch's ``accept``,
+  signed by X when it joined). Any other
+  vouch admits but gives no authority, and nobody else's vouch changes the inviter's.
+  A predecessor has no authority over its successor.
+  Authority rests on edges (the successor chain, the accepted vouch): a revoke stands
+  only if its author, and every edge its authority rests on, was signed before the
+  ``at`` of an honoured revocation of its signer (a successor edge ignores revocations
+  by the signer's own heirs, as below). Who wins when revocations depend on each other
+  is decided by the grounded fixed point (a revoke stands once every revoke that could
+  overrule it has fallen, falls once one that stands overrules it; what neither
+  settles, a cycle, stands), so the answer never depends on record order.
   Self-revocations and this host's own are never overruled.
 - a revoked key leaves the trusted set (no exchange); its records with ``ts`` up to the
   revocation's ``at`` still count, none when it is ``retroactive``. Several honoured
   revocations of one key merge: the earliest ``at``, retroactive if any is. A revoked
-  key's vouches count like its memories; its successor edge and its revocations count
-  if signed up to ``at`` (``retroactive`` is about content, not about the new key or
-  the keys it retired), and an heir's revocation never cuts the successor edge (the
-  owner retiring its old key keeps the new one).
+  key's vouches count like its memories; its successor edge and its revokes count if
+  signed up to ``at`` (``retroactive`` is about content, not about the new key or the
+  keys it retired), and an heir's revocation never cuts the successor edge (the owner
+  retiring its old key keeps the new one). An ``at`` outside [0, 2**53) is read as the
+  record's ``ts``. Only reached keys are reported revoked or compromised.
   This host's own current key is never revoked in its own eyes.
 
 Record times are what their signers chose: a thief holding a key can backdate what it
@@ -48,12 +51,21 @@ signs (docs/threat-model.md says what stays open).
 
 from __future__ import annotations
 
+import dataclasses
+from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .errors import IdentityError
 from .identity import public_key_bytes
-from .records import KIND_REVOKE, KIND_SUCCESSOR, KIND_VOUCH, SignedRecord, accepted
+from .records import (
+    KIND_REVOKE,
+    KIND_SUCCESSOR,
+    KIND_VOUCH,
+    MAX_TS,
+    SignedRecord,
+    accepted,
+)
 
 NO_CUTOFF = 2**62  # a reached key's records all count
 
@@ -112,18 +124,20 @@ class TrustSet:
 
     def can_revoke(self, author: str, key: str, records: Iterable[SignedRecord]) -> bool:
         """May ``author`` publish a revoke of ``key`` that peers could honour? The key
-        itself; a trusted honoured successor of it; or a trusted author of a vouch for
-        it or one of its predecessors (peers that follow vouches honour it when only
-        vouches brought the key; see ``effective_trust``)."""
+        itself; a trusted honoured successor of it; or a trusted inviter of it or of one
+        of its predecessors (a vouch the key accepted: peers that follow vouches honour
+        it when only vouches made the key trusted; see ``effective_trust``)."""
         if author == key:
             return True
         if author not in self.keys:
             return False
         if author in _chain(self.successors, key):
             return True
-        lineage = _lineage(_predecessors(self.successors), key)
+        preds = _predecessors(self.successors)
+        lineage, inviters = _lineage(preds, key), _lineage(preds, author)
         return any(
-            r.author == author and r.kind == KIND_VOUCH and r.fields.get("key") in lineage
+            r.author in inviters and r.kind == KIND_VOUCH and r.fields.get("key") in lineage
+            and accepted(r)
             for r in records
         )  # fmt: skip
 
@@ -150,6 +164,7 @@ class _Edge:
     id: str
     key: str
     name: str = ""
+    accepted: bool = False  # a vouch the key accepted (its inviter's)
 
 
 @dataclass(frozen=True)
@@ -160,10 +175,9 @@ class _Revoke:
     at: int
     retroactive: bool
     id: str
-    # The time its author's authority is judged at: its ts, or for a voucher the later
-    # of its ts and the earliest vouch that gave the authority.
-    judged_at: int = 0
     final: bool = False  # a self-revocation, a compromise or this host's: never overruled
+    # The edges its author's authority rests on: (signer, ts, is a vouch).
+    edges: tuple[tuple[str, int, bool], ...] = ()
 
     @property
     def cutoff(self) -> int:
@@ -192,7 +206,8 @@ def effective_trust(
     roots = {k: n for k, n in keyring.items() if k not in removed}
 
     # 1. Self-revocations and compromises: no authority needed, never overruled.
-    own = [r for r in g.revokes if r.by == r.key and r.key != self_key]
+    own = [dataclasses.replace(r, final=True) for r in g.revokes
+           if r.by == r.key and r.key != self_key]  # fmt: skip
     self_cut = {k: r.at for k, r in _merge(own).items()}
     compromised: set[str] = set()
     for old, edges in sorted(g.successors.items()):
@@ -201,51 +216,47 @@ def effective_trust(
             compromised.add(old)
             if old != self_key:
                 second = next(e for e in named if e.key != named[0].key)
-                own.append(_Revoke(old, old, second.ts, named[0].ts, False, second.id))
-    candidates = [_Revoke(r.by, r.key, r.ts, r.at, r.retroactive, r.id, r.ts, True)
-                  for r in own]  # fmt: skip
+                own.append(_Revoke(old, old, second.ts, named[0].ts, False, second.id, True))
 
-    # 2. The graph before revocations (cut only by step 1), and who may revoke whom in it.
     def successor_of(cut: Mapping[str, int]):  # type: ignore[no-untyped-def]
-        def one(old: str) -> str | None:
+        def one(old: str) -> _Edge | None:
             if old in compromised:
                 return None
-            named = {e.key for e in g.successors.get(old, ()) if e.ts <= cut.get(old, NO_CUTOFF)}
-            return next(iter(named)) if len(named) == 1 else None
+            named = [e for e in g.successors.get(old, ()) if e.ts <= cut.get(old, NO_CUTOFF)]
+            return named[0] if len({e.key for e in named}) == 1 else None
 
         return one
 
-    self_cutoffs = {k: r.cutoff for k, r in _merge(candidates).items()}
+    # 2. The graph before revocations (cut only by step 1), and who may revoke whom in it.
+    self_cutoffs = {k: r.cutoff for k, r in _merge(own).items()}
     before = _reach(roots, removed, successor_of(self_cut), g.vouches, self_cutoffs, follow_vouches)
     without_vouches = _reach(roots, removed, successor_of(self_cut), {}, self_cutoffs, False)
-    preds = _predecessors(before.successors)
+    chains = _Chains(before.edges)
+    candidates = [r for r in own if r.key in before.reached]
     for r in g.revokes:
         if r.by == r.key or r.key == self_key or r.key not in before.reached:
             continue
         if r.by == self_key:
-            candidates.append(_Revoke(r.by, r.key, r.ts, r.at, r.retroactive, r.id, r.ts, True))
+            candidates.append(dataclasses.replace(r, final=True))
         elif r.by not in before.reached:
             continue
-        elif r.by in before.heirs(r.key):
-            candidates.append(_Revoke(r.by, r.key, r.ts, r.at, r.retroactive, r.id, r.ts))
+        elif chains.is_heir(r.by, r.key):
+            candidates.append(dataclasses.replace(r, edges=chains.path(r.key, r.by)))
         elif follow_vouches and r.key not in without_vouches.reached:
-            lineage = _lineage(preds, r.key)
-            given = [
-                e.ts
-                for e in g.vouches.get(r.by, ())
-                if e.key in lineage and before.depth[r.by] < before.depth[e.key]
-            ]
-            if given:
-                judged = max(r.ts, min(given))
-                candidates.append(_Revoke(r.by, r.key, r.ts, r.at, r.retroactive, r.id, judged))
+            # The inviter's authority follows both keys' rotations.
+            lineage = chains.lineage(r.key)
+            for a in sorted(chains.lineage(r.by)):
+                for e in g.vouches.get(a, ()):
+                    if e.accepted and e.key in lineage and e.ts <= self_cutoffs.get(a, NO_CUTOFF):
+                        path = (*chains.path(a, r.by), (a, e.ts, True), *chains.path(e.key, r.key))
+                        candidates.append(dataclasses.replace(r, edges=path))
 
-    # 3. Which revocations stand: the grounded fixed point of "a revocation of its author
-    #    with a cutoff before it overrules it".
-    honoured = _grounded(candidates)
+    # 3. Which revocations stand, and the graph they leave.
+    honoured = _grounded(candidates, chains)
     revoked = _merge(honoured)
     edge_cut = {
         k: r.at for k, r in _merge(
-            [r for r in honoured if not (r.by in before.heirs(r.key) and r.by != r.key)]
+            [r for r in honoured if r.by == r.key or not chains.is_heir(r.by, r.key)]
         ).items()
     }  # fmt: skip
     cutoffs_all = {k: r.cutoff for k, r in revoked.items()}
@@ -253,11 +264,11 @@ def effective_trust(
     return TrustSet(
         keys=frozenset(final.reached - set(revoked)),
         cutoffs={k: c for k, c in cutoffs_all.items() if k in final.reached},
-        successors=final.successors,
+        successors={k: e.key for k, e in final.edges.items()},
         vouched=final.vouched,
         revoked=revoked,
         names=final.names,
-        compromised=frozenset(compromised),
+        compromised=frozenset(compromised & before.reached),
     )
 
 
@@ -281,10 +292,11 @@ def _parse(records: Iterable[SignedRecord]) -> _Records:
                 accepting.setdefault(key, set()).add(rec.author)
         elif kind == KIND_VOUCH:
             name = f.get("name") if isinstance(f.get("name"), str) else ""
-            g.vouches.setdefault(rec.author, []).append(_Edge(rec.ts, rec.id, key, name))
+            edge = _Edge(rec.ts, rec.id, key, name, "accept" in f and accepted(rec))
+            g.vouches.setdefault(rec.author, []).append(edge)
         else:
             at = f.get("at")
-            if not isinstance(at, int) or isinstance(at, bool):
+            if not isinstance(at, int) or isinstance(at, bool) or not 0 <= at < MAX_TS:
                 at = rec.ts
             retro = f.get("retroactive") is True
             g.revokes.append(_Revoke(rec.author, key, rec.ts, at, retro, rec.id))
@@ -300,30 +312,100 @@ def _parse(records: Iterable[SignedRecord]) -> _Records:
     return g
 
 
-def _grounded(candidates: list[_Revoke]) -> list[_Revoke]:
-    """The candidates that stand. ``q`` overrules ``r`` when ``q`` revokes ``r``'s author
-    from an ``at`` before ``r`` (and ``r`` is not final; ``retroactive`` is about
-    content). A candidate stands once everything that could overrule it is overruled; it
-    falls once something standing overrules it. What neither settles (a cycle) stands."""
+class _Chains:
+    """The honoured successor edges as chains (each key has at most one successor and
+    one predecessor): heirs, lineage and the edges between two keys without walking
+    every chain for every question."""
+
+    def __init__(self, edges: Mapping[str, _Edge]) -> None:
+        self.edges = dict(edges)
+        self.preds = {e.key: old for old, e in self.edges.items()}
+        self.place: dict[str, tuple[str, int]] = {}  # key -> (its chain's first key, index)
+        for key in sorted(self.edges.keys() | self.preds.keys()):
+            self._locate(key)
+
+    def _locate(self, key: str) -> None:
+        path, seen, k = [], set(), key
+        while k not in self.place and k in self.preds and k not in seen:
+            seen.add(k)
+            path.append(k)
+            k = self.preds[k]
+        if k in self.place:
+            first, i = self.place[k]
+        elif k in seen:  # a cycle (only the holder of every key in it can make one)
+            first = min(seen)
+            for m in seen:
+                self.place[m] = (first, -1)
+            return
+        else:
+            first, i = k, 0
+            self.place[k] = (k, 0)
+        for m in reversed(path):
+            i += 1
+            self.place[m] = (first, i)
+
+    def is_heir(self, heir: str, key: str) -> bool:
+        """Is ``heir`` an honoured successor of ``key``, transitively?"""
+        a, b = self.place.get(heir), self.place.get(key)
+        if a is None or b is None or a[0] != b[0]:
+            return False
+        return a[1] == -1 or a[1] > b[1]
+
+    def lineage(self, key: str) -> set[str]:
+        """``key`` and its predecessors, transitively."""
+        return _lineage(self.preds, key)
+
+    def path(self, key: str, heir: str) -> tuple[tuple[str, int, bool], ...]:
+        """The successor edges from ``key`` to ``heir``: (signer, ts, False) each."""
+        out, k = [], key
+        while k != heir and k in self.edges and len(out) <= len(self.edges):
+            out.append((k, self.edges[k].ts, False))
+            k = self.edges[k].key
+        return tuple(out)
+
+
+def _grounded(candidates: list[_Revoke], chains: _Chains) -> list[_Revoke]:
+    """The candidates that stand. ``q`` overrules ``r`` (not final) when ``q`` revokes
+    ``r``'s author from an ``at`` before ``r``, or the signer of an edge ``r``'s
+    authority rests on from an ``at`` before that edge (for a successor edge, unless
+    ``q`` is by the signer's heir). ``retroactive`` is about content, not authority.
+    A candidate stands once everything that could overrule it has fallen; it falls
+    once something standing overrules it. What neither settles (a cycle) stands."""
     by_key: dict[str, list[int]] = {}
     for i, r in enumerate(candidates):
         by_key.setdefault(r.key, []).append(i)
-    attackers = [
-        [] if r.final else [j for j in by_key.get(r.by, ()) if candidates[j].at < r.judged_at]
-        for r in candidates
-    ]
-    status: dict[int, bool] = {}
-    changed = True
-    while changed:
-        changed = False
-        for i in range(len(candidates)):
-            if i in status:
-                continue
-            if any(status.get(j) is True for j in attackers[i]):
-                status[i], changed = False, True
-            elif all(status.get(j) is False for j in attackers[i]):
-                status[i], changed = True, True
-    return [r for i, r in enumerate(candidates) if status.get(i, True)]
+    attacks: list[list[int]] = [[] for _ in candidates]  # q -> what it overrules
+    pending = [0] * len(candidates)  # r -> its overrulers not yet fallen
+    for i, r in enumerate(candidates):
+        if r.final:
+            continue
+        found = {j for j in by_key.get(r.by, ()) if candidates[j].at < r.ts}
+        for signer, ts, vouch in r.edges:
+            found.update(
+                j for j in by_key.get(signer, ())
+                if candidates[j].at < ts and (vouch or not chains.is_heir(candidates[j].by, signer))
+            )  # fmt: skip
+        for j in found:
+            attacks[j].append(i)
+        pending[i] = len(found)
+    status: list[bool | None] = [None] * len(candidates)
+    stood = [i for i, n in enumerate(pending) if n == 0]
+    fell: list[int] = []
+    for i in stood:
+        status[i] = True
+    while stood or fell:
+        while stood:
+            for j in attacks[stood.pop()]:
+                if status[j] is None:
+                    status[j] = False
+                    fell.append(j)
+        while fell:
+            for j in attacks[fell.pop()]:
+                pending[j] -= 1
+                if pending[j] == 0 and status[j] is None:
+                    status[j] = True
+                    stood.append(j)
+    return [r for i, r in enumerate(candidates) if status[i] is not False]
 
 
 def _merge(found: Iterable[_Revoke]) -> dict[str, Revocation]:
@@ -341,14 +423,9 @@ def _merge(found: Iterable[_Revoke]) -> dict[str, Revocation]:
 @dataclass
 class _Reach:
     reached: set[str]
-    successors: dict[str, str]
+    edges: dict[str, _Edge]  # honoured successor edges: old -> its edge
     vouched: dict[str, str]
     names: dict[str, str]
-    depth: dict[str, int]  # breadth-first distance from the keyring
-
-    def heirs(self, key: str) -> set[str]:
-        """The honoured successors of ``key``, transitively."""
-        return _chain(self.successors, key)
 
 
 def _reach(
@@ -361,23 +438,22 @@ def _reach(
 ) -> _Reach:
     """Breadth first from the sorted keyring, a key's successor before its vouches (each
     by ts, then record id): the first edge to reach a key gives its name."""
-    out = _Reach(set(roots), {}, {}, dict(roots), dict.fromkeys(roots, 0))
-    queue = sorted(roots)
+    out = _Reach(set(roots), {}, {}, dict(roots))
+    queue = deque(sorted(roots))
     while queue:
-        k = queue.pop(0)
+        k = queue.popleft()
         cutoff = cutoffs.get(k, NO_CUTOFF)
         nexts: list[tuple[str, str | None]] = []
-        nxt = successor_of(k)
-        if nxt is not None:
-            out.successors[k] = nxt
-            nexts.append((nxt, None))
+        edge = successor_of(k)
+        if edge is not None:
+            out.edges[k] = edge
+            nexts.append((edge.key, None))
         if follow_vouches:
             nexts += [(e.key, e.name) for e in vouches.get(k, ()) if e.ts <= cutoff]
         for key, name in nexts:
             if key in removed or key in out.reached:
                 continue
             out.reached.add(key)
-            out.depth[key] = out.depth[k] + 1
             if name is None:
                 out.names[key] = out.names.get(k, "")
             else:

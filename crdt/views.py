@@ -201,14 +201,17 @@ class Views:
         self._trust = TrustSet(frozenset())
         self._trust_listeners: list[Callable[[TrustSet], None]] = []
         self._building = False
+        self._trust_stale = False  # a trust record came: recompute at the end of its batch
         self.rebuild()
         replica.on_change(self._on_change)
+        replica.on_commit(self._after_batch)
         replica.on_trust_change(self._refresh_trust)
 
     @_locked
     def close(self) -> None:
         """Stop following the replica and free the index (idempotent)."""
         self.replica.off_change(self._on_change)
+        self.replica.off_commit(self._after_batch)
         self.replica.off_trust_change(self._refresh_trust)
         self._db.close()
 
@@ -237,9 +240,15 @@ class Views:
         self._trust_listeners.append(listener)
 
     @_locked
+    def _after_batch(self) -> None:
+        if self._trust_stale:
+            self._refresh_trust()
+
+    @_locked
     def _refresh_trust(self) -> None:
         if self._building:
             return
+        self._trust_stale = False
         trust = effective_trust(
             self.replica.keyring(), self._trust_records.values(),
             removed=self.replica.removed(), follow_vouches=self.config.follow_vouches,
@@ -323,7 +332,7 @@ class Views:
         if rec.kind in TRUST_KINDS:
             if rec.id not in self._trust_records:
                 self._trust_records[rec.id] = rec
-                self._refresh_trust()
+                self._trust_stale = True  # recomputed once, after this batch
             return
         if rec.kind == KIND_RETRACT:
             if isinstance(f.get("target"), str):

@@ -31,8 +31,8 @@ from typing import Any
 
 from crdt import GossipError
 from crdt.files import create_whole, fsync_dir
-from crdt.identity import b64url, public_key_bytes, unb64url
-from crdt.records import canonical
+from crdt.identity import Identity, b64url, public_key_bytes, unb64url
+from crdt.records import KIND_VOUCH, acceptance, accepts, canonical
 
 PREFIX = "smg1."
 INVITES_FILE = "invites.json"
@@ -98,8 +98,12 @@ def proof(token: Token, joiner: str) -> str:
     return b64url(hmac.new(unb64url(token.secret), msg, hashlib.sha256).digest())
 
 
-def join_body(token: Token, joiner: str, name: str) -> bytes:
-    return canonical({"id": token.id, "proof": proof(token, joiner), "name": name})
+def join_body(token: Token, joiner: Identity, name: str) -> bytes:
+    """The join request: the proof, and the joiner's acceptance of the inviter (which
+    the inviter's vouch carries: it makes the inviter the one key, besides the joiner
+    and its successors, whose revoke of it peers honour; docs/protocol.md)."""
+    return canonical({"id": token.id, "proof": proof(token, joiner.public_id), "name": name,
+                      "accept": acceptance(joiner, KIND_VOUCH, token.inviter)})  # fmt: skip
 
 
 class Invitations:
@@ -160,7 +164,7 @@ class Invitations:
             if not isinstance(iid, str) or not isinstance(given, str):
                 raise TypeError
         except (ValueError, KeyError, TypeError, RecursionError):  # nested past the stack
-            raise InviteError("a join request is {id, proof, name}") from None
+            raise InviteError("a join request is {id, proof, name, accept}") from None
         data = self._load()
         entry = data.get(iid)
         if not isinstance(entry, dict):
@@ -171,6 +175,9 @@ class Invitations:
         token = Token(inviter, (), iid, entry["secret"], expires_at)
         if not hmac.compare_digest(proof(token, joiner).encode(), given.encode()):
             raise InviteError("the invitation proof does not match (wrong token?)")
+        accept = req.get("accept")
+        if not isinstance(accept, str) or not accepts(KIND_VOUCH, inviter, joiner, accept):
+            raise InviteError("the join request does not accept this host as its inviter")
         used_by = entry.get("used_by")
         if token.expires_at <= now:
             raise InviteError("this invitation has expired; ask for a new one")
@@ -187,4 +194,4 @@ class Invitations:
         name = req.get("name")
         if not isinstance(name, str) or not name.isprintable() or len(name) > 64:
             name = ""
-        return {"name": entry.get("name") or name, "replay": replay}
+        return {"name": entry.get("name") or name, "replay": replay, "accept": accept}

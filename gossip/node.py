@@ -654,7 +654,10 @@ class Node:
         name = str(entry["name"])
         if not entry["replay"]:  # a replay (the answer was lost) trusts nothing again
             self.trust(joiner, name)
-            await self._write(lambda i, now: records.vouch(i, joiner, ts=now, name=name))
+            accept = str(entry["accept"])
+            await self._write(
+                lambda i, now: records.vouch(i, joiner, ts=now, name=name, accept=accept)
+            )
             self._keyring_changed(await self._call(self._host_records, priority=READ))
         # Only the hosts in our own keyring (or the keys they rotated to), never a key we
         # trust only through someone's vouch: the joiner's keyring is its own choice.
@@ -680,7 +683,7 @@ class Node:
         keyring = self.keyring()
         had = tok.inviter in keyring
         self.trust(tok.inviter, keyring.get(tok.inviter) or name or "inviter")
-        body = invites.join_body(tok, self.id, self._name or "")
+        body = invites.join_body(tok, self._require(self._identity), self._name or "")
         answer: bytes | None = None
         error = "no address in the token"
         for address in tok.addresses:
@@ -849,15 +852,16 @@ class Node:
 
     async def revoke(self, key: str, *, retroactive: bool = False, reason: str = "") -> str:
         """Publish a signed ``revoke`` of ``key``; returns the record id. Allowed for a
-        key this host vouched for, or one of its own retired keys (its successor is
-        ours); GossipError otherwise (use ``distrust``, which is local)."""
+        key this host invited (a vouch the key accepted), or one of its own retired keys
+        (its successor is ours); GossipError otherwise (use ``distrust``, which is
+        local)."""
 
         def make(identity: Identity, now: int) -> SignedRecord:
             views = self._views
             if views is None or not views.can_revoke(identity.public_id, key):
                 raise GossipError(
-                    f"this host cannot revoke {key[:12]}…: only the key itself, a host that "
-                    "vouched for it, or its successor can (`gossip trust remove` without "
+                    f"this host cannot revoke {key[:12]}…: only the key itself, its successor "
+                    "or the host that invited it can (`gossip trust remove` without "
                     "publishing is local)"
                 )
             return records.revoke(identity, key, ts=now, retroactive=retroactive, reason=reason)

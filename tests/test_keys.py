@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from crdt import Identity, Replica, records
+from crdt import GossipError, Identity, Replica, records
 from crdt.files import create_whole
 from crdt.identity import KEY_FILE, RETIRED_DIR
 from gossip.events import PeerChanged
@@ -259,16 +259,18 @@ async def test_invite_and_join_admit_a_host_in_two_steps(tmp_path: Path):
 
 
 def test_invitations_refuse_expired_wrong_and_reused_proofs(tmp_path: Path):
-    inviter, joiner, thief = (Identity.generate().public_id for _ in range(3))
+    inviter = Identity.generate().public_id
+    joiner_key, thief_key = Identity.generate(), Identity.generate()
+    joiner, thief = joiner_key.public_id, thief_key.public_id
     store = Invitations(tmp_path)
     tok = store.issue(inviter, ["127.0.0.1:7471"], now=T, ttl_s=60)
     assert stat.S_IMODE((tmp_path / "invites.json").stat().st_mode) == 0o600
     assert decode(tok.encode()) == tok and tok.secret not in repr(tok)
     with pytest.raises(InviteError, match="expired"):
-        store.redeem(inviter, joiner, join_body(tok, joiner, "j"), now=T + 61_000)
+        store.redeem(inviter, joiner, join_body(tok, joiner_key, "j"), now=T + 61_000)
     # The proof is bound to the joiner's key: a thief replaying it under its own key fails.
     with pytest.raises(InviteError, match="does not match"):
-        store.redeem(inviter, thief, join_body(tok, joiner, "j"), now=T)
+        store.redeem(inviter, thief, join_body(tok, joiner_key, "j"), now=T)
     # A proof that is not ASCII is a wrong proof, not a TypeError (second review, LOW).
     with pytest.raises(InviteError, match="does not match"):
         store.redeem(
@@ -277,12 +279,16 @@ def test_invitations_refuse_expired_wrong_and_reused_proofs(tmp_path: Path):
             json.dumps({"id": tok.id, "proof": "é" * 43, "name": "j"}).encode(),
             now=T,
         )
-    assert store.redeem(inviter, joiner, join_body(tok, joiner, "j"), now=T) == {
-        "name": "j",
-        "replay": False,
-    }
+    # The joiner's acceptance of the inviter must be there and must be its own.
+    for accept in (None, "A" * 86, json.loads(join_body(tok, thief_key, "t"))["accept"]):
+        body = {**json.loads(join_body(tok, joiner_key, "j")), "accept": accept}
+        with pytest.raises(InviteError, match="does not accept"):
+            store.redeem(inviter, joiner, json.dumps(body).encode(), now=T)
+    answer = store.redeem(inviter, joiner, join_body(tok, joiner_key, "j"), now=T)
+    assert answer["name"] == "j" and answer["replay"] is False
+    assert records.accepts(records.KIND_VOUCH, inviter, joiner, answer["accept"])
     with pytest.raises(InviteError, match="already used"):
-        store.redeem(inviter, thief, join_body(tok, thief, "t"), now=T)
+        store.redeem(inviter, thief, join_body(tok, thief_key, "t"), now=T)
 
 
 def test_a_used_invitation_replays_to_its_joiner_only_briefly_and_never_after_expiry(
@@ -292,16 +298,17 @@ def test_a_used_invitation_replays_to_its_joiner_only_briefly_and_never_after_ex
     ever, with no expiry check; the node re-trusted and re-vouched it each time."""
     from gossip.invites import REPLAY_MS
 
-    inviter, joiner = (Identity.generate().public_id for _ in range(2))
+    inviter, joiner_key = Identity.generate().public_id, Identity.generate()
+    joiner = joiner_key.public_id
     store = Invitations(tmp_path)
     tok = store.issue(inviter, ["127.0.0.1:7471"], now=T, ttl_s=3600)
-    body = join_body(tok, joiner, "j")
+    body = join_body(tok, joiner_key, "j")
     assert store.redeem(inviter, joiner, body, now=T)["replay"] is False
     assert store.redeem(inviter, joiner, body, now=T + REPLAY_MS)["replay"] is True
     with pytest.raises(InviteError, match="already used"):
         store.redeem(inviter, joiner, body, now=T + REPLAY_MS + 1)
     short = store.issue(inviter, ["127.0.0.1:7471"], now=T, ttl_s=1)
-    body = join_body(short, joiner, "j")
+    body = join_body(short, joiner_key, "j")
     store.redeem(inviter, joiner, body, now=T + 500)
     with pytest.raises(InviteError, match="expired"):
         store.redeem(inviter, joiner, body, now=T + 1000)
@@ -348,8 +355,8 @@ async def test_hostile_join_requests_get_4xx_and_admit_nobody(
             bodies = [
                 b"", b"not json", b"[]", b'{"id": 1, "proof": 2}', b"{" * 3000,
                 b'{"id": "AAAAAAAAAAAA", "proof": "x"}', b"x" * 5000,
-                join_body(token, other.public_id, "borrowed proof"),
-                join_body(dataclasses.replace(token, secret="A" * 43), stranger.public_id,
+                join_body(token, other, "borrowed proof"),
+                join_body(dataclasses.replace(token, secret="A" * 43), stranger,
                           "wrong secret"),
             ]  # fmt: skip
             for body in bodies:
@@ -422,15 +429,19 @@ async def test_a_join_flood_by_strangers_never_blocks_the_trusted_peers(tmp_path
 async def test_a_member_cannot_revoke_another_by_vouching_for_it_first(tmp_path: Path):
     """Review finding 1: m, trusted like everyone, published vouch(b) and then
     revoke(b, retroactive); every node (follow_vouches off) revoked b, and b's exchanges
-    got 403. A voucher now has authority only over a key its vouch brought into trust,
-    never over a keyring key."""
+    got 403. A voucher now has authority only over a key that accepted it as inviter
+    (and only where vouches alone made it trusted), never over a keyring key."""
     async with contextlib.AsyncExitStack() as stack:
         cluster = Cluster("http", tmp_path, stack)
         a, b, m = await cluster.grow(3)
         await mesh([a, b, m])
         await b.remember("b's lesson", category="learning")
         await m._write(lambda i, now: records.vouch(i, b.id, ts=now))
-        rid = await m.revoke(b.id, retroactive=True)
+        with pytest.raises(GossipError, match="cannot revoke"):  # m's node says no ...
+            await m.revoke(b.id, retroactive=True)
+        # ... so m signs the revoke by hand (a hostile member would).
+        rid = (await m._write(
+            lambda i, now: records.revoke(i, b.id, ts=now, retroactive=True))).id  # fmt: skip
         assert b.id not in m.trust_set()  # m's own decision, in its own eyes only
 
         async def holds(node: Node) -> bool:
@@ -486,15 +497,16 @@ async def test_concurrent_invitations_and_redemptions_all_succeed(tmp_path: Path
         assert {t.id for t in tokens} | {decode(b["token"]).id for _, b in answers} == set(stored)
         assert not list(home.glob("invites.json.next*"))
         # Ten redemptions at once (straight on the file, from threads): each its own.
-        joiners = [Identity.generate().public_id for _ in range(10)]
+        joiners = [Identity.generate() for _ in range(10)]
         now = s.node._now_ms()
+        store = Invitations(home)
         done = await asyncio.gather(*(
-            asyncio.to_thread(Invitations(home).redeem, s.node.id, j, join_body(t, j, ""), now=now)
+            asyncio.to_thread(store.redeem, s.node.id, j.public_id, join_body(t, j, ""), now=now)
             for t, j in zip(tokens, joiners, strict=False)
         ))  # fmt: skip
         assert [d["replay"] for d in done] == [False] * 10
         stored = Invitations(home)._load()
-        assert {stored[t.id]["used_by"] for t in tokens[:10]} == set(joiners)
+        assert {stored[t.id]["used_by"] for t in tokens[:10]} == {j.public_id for j in joiners}
 
 
 async def test_a_joiner_gets_the_inviters_keyring_not_the_keys_it_follows(tmp_path: Path):

@@ -30,6 +30,12 @@ class Now:
         return self.t
 
 
+def invite(voucher: Identity, key: Identity, ts: int, **kw) -> records.SignedRecord:
+    """A vouch its key accepted (as `gossip trust join` makes): its inviter's."""
+    accept = records.acceptance(key, records.KIND_VOUCH, voucher.public_id)
+    return records.vouch(voucher, key.public_id, ts=ts, accept=accept, **kw)
+
+
 def mem(w: Writer, text: str, ts: int) -> bytes:
     return w.put(records.memory(w.identity, text, category="learning", ts=ts)).raw
 
@@ -98,8 +104,8 @@ def test_revoke_by_itself_and_by_its_bringer_honoured_by_a_stranger_ignored():
     assert key.public_id in effective_trust({**ring, key.public_id: "k"}, [by_stranger])
     by_itself = records.revoke(key, key.public_id, ts=T)
     assert key.public_id not in effective_trust({**ring, key.public_id: "k"}, [by_itself])
-    # A voucher's revocation counts when its vouch brought the key into trust.
-    vouch = records.vouch(voucher, key.public_id, ts=T)
+    # An inviter's revocation counts (its vouch, accepted by the key, admitted it)...
+    vouch = invite(voucher, key, ts=T)
     by_voucher = records.revoke(voucher, key.public_id, ts=T + 1, retroactive=True)
     assert key.public_id in effective_trust(ring, [vouch], follow_vouches=True)
     trust = effective_trust(ring, [vouch, by_voucher], follow_vouches=True)
@@ -127,14 +133,14 @@ def test_a_voucher_has_no_authority_over_a_keyring_key_nor_over_what_it_did_not_
         assert b.public_id in trust and not trust.revoked
     # With follow_vouches: i brought j; j (or any other vouch for i) cannot revoke i.
     root, i, j, k = (Identity.generate() for _ in range(4))
-    chain = [records.vouch(root, i.public_id, ts=T), records.vouch(i, j.public_id, ts=T + 1)]
+    chain = [invite(root, i, ts=T), invite(i, j, ts=T + 1)]
     counter = [records.vouch(j, i.public_id, ts=T + 2),
                records.revoke(j, i.public_id, ts=T + 3)]  # fmt: skip
     trust = effective_trust({root.public_id: ""}, chain + counter, follow_vouches=True)
     assert {i.public_id, j.public_id} <= trust.keys
-    # k (vouched by i, after j) vouches for j too: j was brought by i (reach is breadth
-    # first, each key's vouches by ts), so k's revoke of j is ignored...
-    late = [records.vouch(i, k.public_id, ts=T + 2), records.vouch(k, j.public_id, ts=T + 5),
+    # k (invited by i, after j) vouches for j too: j never accepted k as its inviter, so
+    # k's revoke of j is ignored...
+    late = [invite(i, k, ts=T + 2), records.vouch(k, j.public_id, ts=T + 5),
             records.revoke(k, j.public_id, ts=T + 6)]  # fmt: skip
     assert j.public_id in effective_trust({root.public_id: ""}, chain + late, follow_vouches=True)
     # ... and i's is honoured; i retiring later does not undo it, but a revoke i signs
@@ -230,11 +236,12 @@ def test_a_vouchers_revocation_is_final_whoever_vouches_later():
     """Second review, MEDIUM: another member's later vouch undid the bringer's revoke."""
     v1, v2, x = Identity.generate(), Identity.generate(), Identity.generate()
     ring = {v1.public_id: "", v2.public_id: ""}
-    recs = [records.vouch(v1, x.public_id, ts=T), records.revoke(v1, x.public_id, ts=T + 5),
+    recs = [invite(v1, x, ts=T), records.revoke(v1, x.public_id, ts=T + 5),
             records.vouch(v2, x.public_id, ts=T - 10)]  # fmt: skip
     trust = effective_trust(ring, recs, follow_vouches=True)
     assert x.public_id not in trust and trust.revoked[x.public_id].by == v1.public_id
-    # Either voucher may revoke it; neither may revoke the other (both keyring keys).
+    # Only the inviter may revoke it (v2's vouch was not accepted by x); neither may
+    # revoke the other (both keyring keys).
     recs2 = [
         *recs[:1],
         recs[2],
@@ -243,7 +250,90 @@ def test_a_vouchers_revocation_is_final_whoever_vouches_later():
         records.revoke(v1, v2.public_id, ts=T + 7),
     ]
     trust = effective_trust(ring, recs2, follow_vouches=True)
-    assert x.public_id not in trust and v2.public_id in trust
+    assert x.public_id in trust and v2.public_id in trust and not trust.revoked
+
+
+def test_only_the_inviter_a_key_accepted_may_revoke_it():
+    """Third review, H1 and M1: vouch authority went by breadth-first distance, so a
+    fellow guest could revoke a rotated guest, a predecessor its successor, a keyring
+    member a guest (vouching first, backdated), an invitee its twice-rotated inviter;
+    and a nearer member's later vouch undid the inviter's revocation."""
+    root, inviter, j, j2, g, m = (Identity.generate() for _ in range(6))
+    ring = {root.public_id: "root"}
+    base = [invite(root, inviter, ts=T), invite(inviter, j, ts=T), invite(root, g, ts=T),
+            records.successor(j, j2, ts=T + 10)]  # fmt: skip
+
+    def trust(extra, ring=ring):
+        return effective_trust(ring, base + extra, follow_vouches=True, self_key=root.public_id)
+
+    assert j2.public_id in trust([])
+    for revoker in (g, j):  # a fellow guest; the rotated key's own predecessor
+        attack = [records.vouch(revoker, j2.public_id, ts=T + 20),
+                  records.revoke(revoker, j2.public_id, ts=T + 21, retroactive=True)]
+        assert j2.public_id in trust(attack) and not trust(attack).revoked
+    backdated = [records.vouch(m, g.public_id, ts=T - 10**9),
+                 records.revoke(m, g.public_id, ts=T + 5, retroactive=True)]  # fmt: skip
+    assert g.public_id in trust(backdated, ring={**ring, m.public_id: "m"})
+    i2, i3 = Identity.generate(), Identity.generate()
+    rotations = [records.successor(inviter, i2, ts=T + 30), records.successor(i2, i3, ts=T + 40)]
+    back = [records.vouch(j, i3.public_id, ts=T + 50),
+            records.revoke(j, i3.public_id, ts=T + 51, retroactive=True)]  # fmt: skip
+    assert i3.public_id in trust(rotations + back)
+    # The inviter's authority follows its invitee's rotations, and survives its own.
+    by_inviter = records.revoke(i3, j2.public_id, ts=T + 60, retroactive=True)
+    assert j2.public_id not in trust([*rotations, by_inviter])
+    # Its revocation of a stolen invitee stays, whoever vouches for that key later.
+    stolen = trust([records.revoke(inviter, j.public_id, ts=T + 15)])
+    assert j.public_id not in stolen and j2.public_id in stolen  # rotated before at
+    later = [records.revoke(inviter, j.public_id, ts=T + 5, at=T + 1),
+             records.vouch(root, j.public_id, ts=T + 100),
+             records.vouch(g, j.public_id, ts=T + 100)]  # fmt: skip
+    after = trust(later)
+    assert j.public_id not in after and j2.public_id not in after  # rotated after at
+
+
+def test_edges_signed_after_their_signers_revocation_give_no_authority():
+    """Third review, M2: a successor (or vouch) signed after its author's revocation
+    admitted nobody, but the key it named could still revoke."""
+    h, a, b, x = (Identity.generate() for _ in range(4))
+    ring = {h.public_id: "me", a.public_id: "host-a"}
+    base = [records.successor(a, b, ts=T), records.revoke(h, b.public_id, ts=T + 100)]
+    late = [records.successor(b, x, ts=T + 200),
+            records.revoke(x, a.public_id, ts=T + 201, at=0, retroactive=True)]  # fmt: skip
+    trust = effective_trust(ring, base + late, self_key=h.public_id)
+    assert a.public_id in trust and a.public_id not in trust.revoked and x.public_id not in trust
+    root, i, a2, j, k, y = (Identity.generate() for _ in range(6))
+    base = [invite(root, i, ts=T), invite(root, a2, ts=T), invite(a2, j, ts=T),
+            invite(j, k, ts=T + 1), records.revoke(root, i.public_id, ts=T + 100)]  # fmt: skip
+    late = [invite(i, y, ts=T + 200), records.vouch(y, k.public_id, ts=T + 201),
+            records.revoke(y, k.public_id, ts=T + 202, at=0, retroactive=True)]  # fmt: skip
+    trust = effective_trust({root.public_id: ""}, base + late, follow_vouches=True)
+    assert k.public_id in trust and y.public_id not in trust
+
+
+def test_odd_revocations_neither_break_reading_nor_change_the_trusted_set(me):
+    """Third review, H2 and L1: a revoke `at` past 64 bits broke every recall; a
+    stranger's self-revoke changed the trusted set (waking every listener)."""
+    old, new = Identity.generate(), Identity.generate()
+    revoke = records.KIND_REVOKE
+    huge = records.sign(old, revoke, {"key": old.public_id, "at": 2**63}, ts=T + 2)
+    negative = records.sign(old, revoke, {"key": new.public_id, "at": -(2**70)}, ts=T + 3)
+    with pytest.raises(records.RecordError):
+        records.revoke(old, old.public_id, ts=T, at=2**63)
+    rotation = records.successor(old, new, ts=T + 1)
+    trust = effective_trust({old.public_id: ""}, [rotation, huge, negative])
+    assert trust.revoked[old.public_id].at == T + 2 and trust.cutoffs[old.public_id] == T + 2
+    w = Writer(old)
+    me.trust(old.public_id, "old")
+    me.ingest(mem(w, "hello world", ts=T))
+    me.ingest(w.put(records.successor(old, new, ts=T + 1)))
+    me.ingest(w.put(huge))
+    views = Views(me, now_ms=Now())
+    assert texts(views) == ["hello world"] and new.public_id in views.trust()
+    stranger = Identity.generate()
+    ring = {me.author: "self"}
+    alone = effective_trust(ring, [records.revoke(stranger, stranger.public_id, ts=T)])
+    assert alone == effective_trust(ring, []) and alone.how(stranger.public_id) == "not trusted"
 
 
 def test_vouches_count_only_when_followed_and_removed_keys_never():
@@ -390,6 +480,8 @@ def trust_records(draw):
             out.append(records.revoke(author, target.public_id, ts=ts,
                                       at=ts + draw(st.integers(-5, 5)),
                                       retroactive=draw(st.booleans())))  # fmt: skip
+        elif author is not target and draw(st.booleans()):
+            out.append(invite(author, target, ts=ts))
         elif author is not target:
             out.append(records.vouch(author, target.public_id, ts=ts))
     return out
@@ -409,8 +501,10 @@ def test_the_trusted_set_does_not_depend_on_record_order(recs, ring, follow, ord
     assert not (first.keys & set(first.revoked))  # a revoked key is never trusted
     # A keyring key is revoked only by itself, by this host, or by a key its successor
     # records name (transitively): never by a voucher (review finding 1).
+    # ... and only by an heir whose successor edges all still count (third review, M2).
     for key in set(keyring) & set(first.revoked):
-        assert first.revoked[key].by in {key, me} | _heirs(recs, key)
+        rev = first.revoked[key]
+        assert rev.by in {key, me} or rev.by in _heirs_honoured(first.successors, key)
     # A key has at most one honoured predecessor (second review, HIGH: a second one
     # became the key's "bringer" and could revoke it).
     assert len(set(first.successors.values())) == len(first.successors)
@@ -423,6 +517,18 @@ def test_the_trusted_set_does_not_depend_on_record_order(recs, ring, follow, ord
         if rev.by in {key, me} or rev.by in _heirs(recs, key):
             continue
         assert follow and key not in without_vouches
+        # ... and only its inviter (or the inviter's successor): a vouch the key (or a
+        # predecessor) accepted. (Predecessors taken loosely: any successor's author.)
+        rotated = {r.author for r in recs if r.kind == "successor"}
+        assert any(r.kind == "vouch" and r.author in {rev.by} | rotated and "accept" in r.fields
+                   and r.fields["key"] in {key} | rotated for r in recs)  # fmt: skip
+
+
+def _heirs_honoured(successors, key):
+    out = set()
+    while (key := successors.get(key)) is not None and key not in out:
+        out.add(key)
+    return out
 
 
 def _heirs(recs, key):
