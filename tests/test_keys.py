@@ -555,6 +555,9 @@ async def test_revoking_the_old_key_retroactively_keeps_the_new_key_trusted(tmp_
         await victim.remember("written by the new key", category="learning")
         await until(lambda: all(recalled_now(n, "written by the new key") for n in others),
                     "the new key's memory trusted everywhere")  # fmt: skip
+        # Until its grace ends the victim presents the old key's certificate, which peers
+        # honouring the revocation refuse (docs/cli.md, `key rotate`); then all is well.
+        await until(lambda: victim._rotation is None, "the victim's grace over")
         for n in others:
             assert (await n.sync_with(victim.address)).failures == 0
 
