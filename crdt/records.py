@@ -12,7 +12,6 @@ Where a record lives in the document:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -113,6 +112,15 @@ class SignedRecord:
     @cached_property
     def id(self) -> str:
         return content_id(self.body)
+
+    @cached_property
+    def accepted(self) -> bool:
+        """Did the key this successor or vouch record names accept its author (its
+        ``accept``)? Kept with the record: records are immutable, trust is recomputed."""
+        key, accept = self.fields.get("key"), self.fields.get("accept")
+        if self.kind not in _ACCEPT or not isinstance(key, str) or not isinstance(accept, str):
+            return False
+        return accepts(self.kind, self.author, key, accept)
 
     def verify(self) -> None:
         """Raise RecordError unless the body parses and ``sig`` is the author's signature."""
@@ -321,15 +329,6 @@ def successor(identity: Identity, new: Identity, *, ts: int) -> SignedRecord:
     return sign(identity, KIND_SUCCESSOR, {"key": new.public_id, "accept": accept}, ts=ts)
 
 
-def accepted(rec: SignedRecord) -> bool:
-    """Did the key a successor or vouch record names accept its author (``accept``)?"""
-    key, accept = rec.fields.get("key"), rec.fields.get("accept")
-    if rec.kind not in _ACCEPT or not isinstance(key, str) or not isinstance(accept, str):
-        return False
-    return accepts(rec.kind, rec.author, key, accept)
-
-
-@functools.lru_cache(maxsize=1 << 16)  # records are immutable; trust is recomputed often
 def accepts(kind: str, author: str, key: str, accept: str) -> bool:
     """Is ``accept`` ``key``'s acceptance of ``author`` for a ``kind`` record?"""
     try:

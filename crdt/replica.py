@@ -788,9 +788,11 @@ class Replica:
             if p.verdict is Verdict.APPLY:
                 self._main.apply_update(su.update)
             self._since_snapshot += len(su.raw)
-        for listener in list(self._commit_listeners):
-            listener()
-        self._maybe_snapshot()
+        try:
+            for listener in list(self._commit_listeners):
+                listener()
+        finally:  # durable already: a listener's failure must not skip the snapshot
+            self._maybe_snapshot()
 
     def _maybe_snapshot(self) -> None:
         threshold = max(

@@ -51,6 +51,7 @@ signs (docs/threat-model.md says what stays open).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping
@@ -64,7 +65,6 @@ from .records import (
     KIND_VOUCH,
     MAX_TS,
     SignedRecord,
-    accepted,
 )
 
 NO_CUTOFF = 2**62  # a reached key's records all count
@@ -137,7 +137,7 @@ class TrustSet:
         lineage, inviters = _lineage(preds, key), _lineage(preds, author)
         return any(
             r.author in inviters and r.kind == KIND_VOUCH and r.fields.get("key") in lineage
-            and accepted(r)
+            and r.accepted
             for r in records
         )  # fmt: skip
 
@@ -176,8 +176,9 @@ class _Revoke:
     retroactive: bool
     id: str
     final: bool = False  # a self-revocation, a compromise or this host's: never overruled
-    # The edges its author's authority rests on: (signer, ts, is a vouch).
-    edges: tuple[tuple[str, int, bool], ...] = ()
+    # What its author's authority rests on: the successor edges from a key to its heir
+    # ("chain", key, heir) and accepted vouches ("vouch", inviter, ts).
+    edges: tuple[tuple[str, str, str | int], ...] = ()
 
     @property
     def cutoff(self) -> int:
@@ -232,6 +233,11 @@ def effective_trust(
     before = _reach(roots, removed, successor_of(self_cut), g.vouches, self_cutoffs, follow_vouches)
     without_vouches = _reach(roots, removed, successor_of(self_cut), {}, self_cutoffs, False)
     chains = _Chains(before.edges)
+    invited: dict[str, dict[str, int]] = {}  # inviter -> invited key -> earliest accepted vouch
+    for a, edges in g.vouches.items():
+        for e in edges:  # sorted by ts
+            if e.accepted and e.ts <= self_cutoffs.get(a, NO_CUTOFF):
+                invited.setdefault(a, {}).setdefault(e.key, e.ts)
     candidates = [r for r in own if r.key in before.reached]
     for r in g.revokes:
         if r.by == r.key or r.key == self_key or r.key not in before.reached:
@@ -241,15 +247,16 @@ def effective_trust(
         elif r.by not in before.reached:
             continue
         elif chains.is_heir(r.by, r.key):
-            candidates.append(dataclasses.replace(r, edges=chains.path(r.key, r.by)))
+            candidates.append(dataclasses.replace(r, edges=(("chain", r.key, r.by),)))
         elif follow_vouches and r.key not in without_vouches.reached:
-            # The inviter's authority follows both keys' rotations.
+            # The inviter's authority follows both keys' rotations: one candidate per
+            # (inviter key, invited key), resting on the earliest accepted vouch.
             lineage = chains.lineage(r.key)
             for a in sorted(chains.lineage(r.by)):
-                for e in g.vouches.get(a, ()):
-                    if e.accepted and e.key in lineage and e.ts <= self_cutoffs.get(a, NO_CUTOFF):
-                        path = (*chains.path(a, r.by), (a, e.ts, True), *chains.path(e.key, r.key))
-                        candidates.append(dataclasses.replace(r, edges=path))
+                mine = invited.get(a, {})
+                for k in sorted(lineage & mine.keys()):
+                    path = (("chain", a, r.by), ("vouch", a, mine[k]), ("chain", k, r.key))
+                    candidates.append(dataclasses.replace(r, edges=path))
 
     # 3. Which revocations stand, and the graph they leave.
     honoured = _grounded(candidates, chains)
@@ -266,7 +273,7 @@ def effective_trust(
         cutoffs={k: c for k, c in cutoffs_all.items() if k in final.reached},
         successors={k: e.key for k, e in final.edges.items()},
         vouched=final.vouched,
-        revoked=revoked,
+        revoked={k: r for k, r in revoked.items() if k in final.reached},
         names=final.names,
         compromised=frozenset(compromised & before.reached),
     )
@@ -287,12 +294,12 @@ def _parse(records: Iterable[SignedRecord]) -> _Records:
             continue  # a key names itself only to revoke itself
         assert isinstance(key, str)
         if kind == KIND_SUCCESSOR:
-            if accepted(rec):
+            if rec.accepted:
                 g.successors.setdefault(rec.author, []).append(_Edge(rec.ts, rec.id, key))
                 accepting.setdefault(key, set()).add(rec.author)
         elif kind == KIND_VOUCH:
             name = f.get("name") if isinstance(f.get("name"), str) else ""
-            edge = _Edge(rec.ts, rec.id, key, name, "accept" in f and accepted(rec))
+            edge = _Edge(rec.ts, rec.id, key, name, "accept" in f and rec.accepted)
             g.vouches.setdefault(rec.author, []).append(edge)
         else:
             at = f.get("at")
@@ -308,7 +315,11 @@ def _parse(records: Iterable[SignedRecord]) -> _Records:
             del g.successors[old]
     for edges in g.vouches.values():
         edges.sort(key=lambda e: (e.ts, e.id))
-    g.revokes.sort(key=lambda r: r.id)
+    # One revoke per (author, key, at, retroactive): the earliest signed stands longest.
+    first: dict[tuple[str, str, int, bool], _Revoke] = {}
+    for r in sorted(g.revokes, key=lambda r: (r.ts, r.id)):
+        first.setdefault((r.by, r.key, r.at, r.retroactive), r)
+    g.revokes = sorted(first.values(), key=lambda r: r.id)
     return g
 
 
@@ -321,6 +332,8 @@ class _Chains:
         self.edges = dict(edges)
         self.preds = {e.key: old for old, e in self.edges.items()}
         self.place: dict[str, tuple[str, int]] = {}  # key -> (its chain's first key, index)
+        self._among: Collection[str] | None = None  # what _positions was built for
+        self._positions: dict[str, list[tuple[int, str]]] = {}  # chain -> its keys among
         for key in sorted(self.edges.keys() | self.preds.keys()):
             self._locate(key)
 
@@ -355,57 +368,121 @@ class _Chains:
         """``key`` and its predecessors, transitively."""
         return _lineage(self.preds, key)
 
-    def path(self, key: str, heir: str) -> tuple[tuple[str, int, bool], ...]:
-        """The successor edges from ``key`` to ``heir``: (signer, ts, False) each."""
-        out, k = [], key
-        while k != heir and k in self.edges and len(out) <= len(self.edges):
-            out.append((k, self.edges[k].ts, False))
-            k = self.edges[k].key
-        return tuple(out)
+    def signers(self, key: str, heir: str, among: Collection[str]) -> list[tuple[str, int]]:
+        """(signer, ts) of the successor edges from ``key`` to ``heir`` whose signer is
+        ``among`` (found by position, not by walking the chain)."""
+        a, b = self.place.get(key), self.place.get(heir)
+        if key == heir or a is None or b is None or a[0] != b[0]:
+            return []
+        if a[1] == -1:  # a cycle: walk it
+            out, k = [], key
+            while k != heir and len(out) <= len(self.edges):
+                if k in among:
+                    out.append((k, self.edges[k].ts))
+                k = self.edges[k].key
+            return out
+        if self._among is among:
+            positions = self._positions
+        else:
+            positions = {}
+            for k in among:
+                if (where := self.place.get(k)) is not None and where[1] >= 0:
+                    positions.setdefault(where[0], []).append((where[1], k))
+            for found in positions.values():
+                found.sort()
+            self._among, self._positions = among, positions
+        found = positions.get(a[0], [])
+        lo, hi = bisect.bisect_left(found, (a[1], "")), bisect.bisect_left(found, (b[1], ""))
+        return [(k, self.edges[k].ts) for _, k in found[lo:hi]]
 
 
 def _grounded(candidates: list[_Revoke], chains: _Chains) -> list[_Revoke]:
-    """The candidates that stand. ``q`` overrules ``r`` (not final) when ``q`` revokes
-    ``r``'s author from an ``at`` before ``r``, or the signer of an edge ``r``'s
-    authority rests on from an ``at`` before that edge (for a successor edge, unless
-    ``q`` is by the signer's heir). ``retroactive`` is about content, not authority.
-    A candidate stands once everything that could overrule it has fallen; it falls
-    once something standing overrules it. What neither settles (a cycle) stands."""
-    by_key: dict[str, list[int]] = {}
-    for i, r in enumerate(candidates):
-        by_key.setdefault(r.key, []).append(i)
-    attacks: list[list[int]] = [[] for _ in candidates]  # q -> what it overrules
-    pending = [0] * len(candidates)  # r -> its overrulers not yet fallen
-    for i, r in enumerate(candidates):
-        if r.final:
+    """The candidates that stand. ``r`` (not final) is overruled by a standing revoke of
+    its author from an ``at`` before ``r``'s ``ts``, or of the signer of an edge its
+    authority rests on from an ``at`` before that edge (for a successor edge, not one by
+    the signer's heir). ``retroactive`` is about content, not authority. A candidate
+    stands once everything that could overrule it has fallen, and falls once something
+    standing overrules it; what neither settles (a cycle) stands.
+
+    "Some revoke of X from before t stands" is one node per prefix of X's revokes sorted
+    by ``at`` (an OR of that revoke and the shorter prefix), so each requirement costs
+    one node, not one per revoke: linear in the candidates, whatever a flood holds."""
+    n = len(candidates)
+    by_heir = [c.by != c.key and chains.is_heir(c.by, c.key) for c in candidates]
+    final_at: dict[tuple[bool, str], int] = {}  # (any revoker?, key) -> earliest final at
+    lists: dict[tuple[bool, str], list[tuple[int, int]]] = {}  # -> [(at, candidate)]
+    for i, c in enumerate(candidates):
+        for everyone in (True, False) if not by_heir[i] else (True,):
+            if c.final:
+                final_at[everyone, c.key] = min(final_at.get((everyone, c.key), NO_CUTOFF), c.at)
+            else:
+                lists.setdefault((everyone, c.key), []).append((c.at, i))
+    signed = {key for (everyone, key) in (*final_at, *lists) if not everyone}
+    is_or: list[bool] = [False] * n
+    pending = [0] * n
+    watchers: list[list[int]] = [[] for _ in range(n)]
+    prefixes: dict[tuple[bool, str], tuple[list[int], list[int]]] = {}
+    for name, entries in lists.items():
+        entries.sort()
+        nodes: list[int] = []
+        for _, i in entries:
+            node = len(is_or)
+            is_or.append(True)
+            pending.append(2 if nodes else 1)
+            watchers.append([])
+            watchers[i].append(node)
+            if nodes:
+                watchers[nodes[-1]].append(node)
+            nodes.append(node)
+        prefixes[name] = ([at for at, _ in entries], nodes)
+    status: list[bool | None] = [None] * len(is_or)
+    queue: list[int] = []
+
+    def settle(node: int, stands: bool) -> None:
+        if status[node] is None:
+            status[node] = stands
+            queue.append(node)
+
+    for i, c in enumerate(candidates):
+        if c.final:
+            settle(i, True)
             continue
-        found = {j for j in by_key.get(r.by, ()) if candidates[j].at < r.ts}
-        for signer, ts, vouch in r.edges:
-            found.update(
-                j for j in by_key.get(signer, ())
-                if candidates[j].at < ts and (vouch or not chains.is_heir(candidates[j].by, signer))
-            )  # fmt: skip
-        for j in found:
-            attacks[j].append(i)
-        pending[i] = len(found)
-    status: list[bool | None] = [None] * len(candidates)
-    stood = [i for i, n in enumerate(pending) if n == 0]
-    fell: list[int] = []
-    for i in stood:
-        status[i] = True
-    while stood or fell:
-        while stood:
-            for j in attacks[stood.pop()]:
-                if status[j] is None:
-                    status[j] = False
-                    fell.append(j)
-        while fell:
-            for j in attacks[fell.pop()]:
-                pending[j] -= 1
-                if pending[j] == 0 and status[j] is None:
-                    status[j] = True
-                    stood.append(j)
-    return [r for i, r in enumerate(candidates) if status[i] is not False]
+        overrulers: set[int] = set()
+        needs: list[tuple[str, int, bool]] = [(c.by, c.ts, True)]
+        for kind, x, y in c.edges:
+            if kind == "vouch":
+                needs.append((x, int(y), True))
+            else:
+                needs += [(p, t, False) for p, t in chains.signers(x, str(y), signed)]
+        for signer, t, everyone in needs:
+            if final_at.get((everyone, signer), NO_CUTOFF) < t:
+                settle(i, False)
+                break
+            if (prefix := prefixes.get((everyone, signer))) is not None:
+                k = bisect.bisect_left(prefix[0], t)  # revokes of signer from before t
+                if k:
+                    overrulers.add(prefix[1][k - 1])
+        else:
+            for node in overrulers:
+                watchers[node].append(i)
+            pending[i] = len(overrulers)
+            if not overrulers:
+                settle(i, True)
+    while queue:
+        node = queue.pop()
+        stands = status[node]
+        for w in watchers[node]:
+            if status[w] is not None:
+                continue
+            if stands and is_or[w]:
+                settle(w, True)  # one revoke in the prefix stands
+            elif stands:
+                settle(w, False)  # a standing revoke overrules the candidate
+            else:
+                pending[w] -= 1
+                if pending[w] == 0:
+                    settle(w, not is_or[w])
+    return [c for i, c in enumerate(candidates) if status[i] is not False]
 
 
 def _merge(found: Iterable[_Revoke]) -> dict[str, Revocation]:

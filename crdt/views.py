@@ -248,14 +248,13 @@ class Views:
     def _refresh_trust(self) -> None:
         if self._building:
             return
-        self._trust_stale = False
         trust = effective_trust(
             self.replica.keyring(), self._trust_records.values(),
             removed=self.replica.removed(), follow_vouches=self.config.follow_vouches,
             self_key=self.replica.author,
         )  # fmt: skip
         changed = trust != self._trust
-        self._trust = trust
+        self._trust, self._trust_stale = trust, False  # only once it is computed
         if changed:
             for listener in list(self._trust_listeners):
                 listener(trust)

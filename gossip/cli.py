@@ -704,7 +704,8 @@ def cmd_trust_remove(args: argparse.Namespace) -> int:
             elif not r.distrust(key) and key not in trust:
                 raise CliError(f"{args.key} is not in the keyring (see `gossip trust list`)")
     if revoked:
-        _out(f"revoked {key} (signed revoke record {revoked[:12]}; peers stop trusting it)")
+        _out(f"revoked {key} (signed revoke record {revoked[:12]}; peers that trust it through "
+             "this host's invitation or rotation stop trusting it)")  # fmt: skip
     else:
         _out(f"removed {key}")
     return 0
