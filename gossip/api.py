@@ -565,15 +565,14 @@ class LocalApi:
         retroactive, local = _flag(q, "retroactive"), _flag(q, "local")
         text = request.match_info["key"]
         trust = self.node.trust_set()
-        key = await self._read(
-            lambda r, v: queries.resolve_author(r, text, known=trust.keys, field="key")
-        )
+        named, key = await self._read(lambda r, v: queries.resolve_host(r, text, trust))
         if key == self.node.id:
             raise ApiError(400, "that is this host's own key; a host always trusts itself", "key")
         if not local and await self._read(lambda r, v: v.can_revoke(r.author, key)):
             rid = await self.node.revoke(key, retroactive=retroactive)
             return _json({"id": key, "removed": True, "revoked": rid})
-        if not self.node.distrust(key) and key not in trust:
+        was = [self.node.distrust(k) for k in dict.fromkeys((named, key)) if k != self.node.id]
+        if not any(was) and key not in trust:
             raise ApiError(404, f"{text:.60} is not in the keyring", "key")
         return _json({"id": key, "removed": True, "revoked": None})
 

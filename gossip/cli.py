@@ -693,7 +693,7 @@ def cmd_trust_remove(args: argparse.Namespace) -> int:
     else:
         with _replica(args) as r, Views(r) as views:
             trust = views.trust()
-            key = queries.resolve_author(r, args.key, known=trust.keys, field="key")
+            named, key = queries.resolve_host(r, args.key, trust)
             if key == r.author:
                 raise CliError("that is this host's own key; a host always trusts itself")
             revoked = None
@@ -701,8 +701,10 @@ def cmd_trust_remove(args: argparse.Namespace) -> int:
                 rec = records.revoke(r.identity, key, ts=_now(), retroactive=args.retroactive)
                 r.put(rec)
                 revoked = rec.id
-            elif not r.distrust(key) and key not in trust:
-                raise CliError(f"{args.key} is not in the keyring (see `gossip trust list`)")
+            else:
+                was = [r.distrust(k) for k in dict.fromkeys((named, key)) if k != r.author]
+                if not any(was) and key not in trust:
+                    raise CliError(f"{args.key} is not in the keyring (see `gossip trust list`)")
     if revoked:
         _out(f"revoked {key} (signed revoke record {revoked[:12]}; peers that trust it through "
              "this host's invitation or rotation stop trusting it)")  # fmt: skip

@@ -67,6 +67,15 @@ def resolve_author(
     return text
 
 
+def resolve_host(r: Replica, text: str, trust: TrustSet) -> tuple[str, str]:
+    """(the key ``text`` names, the key to act on) for `trust remove`: a keyring name or
+    a prefix names a host, which means its current key (the last honoured successor of
+    the one named) after a rotation; a whole id means exactly that key (a stolen old
+    key is revoked by its id)."""
+    named = resolve_author(r, text, known=trust.keys, field="key")
+    return named, named if named == text else trust.current(named)
+
+
 def recall(r: Replica, views: Views, text: str | None, *, category: str | None = None,
            subject: str | None = None, tag: str | None = None, author: str | None = None,
            limit: int = 20, include_untrusted: bool = False) -> dict[str, Any]:  # fmt: skip

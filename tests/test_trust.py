@@ -424,6 +424,11 @@ def test_rotate_keeps_old_records_trusted_and_verifiable(tmp_path, clock):
                 # Recall names the new key by the name the peer gave the old one.
                 hits = queries.recall(peer, pv, "written")["memories"]
                 assert {h["author_name"] for h in hits} == {"host"}
+                # `trust remove host` means the host as it is now; a whole id, that key.
+                trust = pv.trust()
+                assert queries.resolve_host(peer, "host", trust) == (old.public_id, new.public_id)
+                assert queries.resolve_host(peer, old.public_id[:10], trust)[1] == new.public_id
+                assert queries.resolve_host(peer, old.public_id, trust) == (old.public_id,) * 2
         finally:
             peer.close()
 
