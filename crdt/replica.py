@@ -451,6 +451,13 @@ class Replica:
         old = self.identity
         if new.public_id == old.public_id or new.public_id in self._keyring:
             raise IdentityError("the new key must be a fresh key, not one this host knows")
+        pending = sorted((self.home / RETIRED_DIR).glob("*.key"))
+        if pending:  # peers may know only that key: a second hop would lose them
+            raise IdentityError(
+                f"the previous rotation (away from {pending[0].stem[:12]}…) is still in its "
+                "grace: run the daemon (`gossip serve`) until every peer holds its successor "
+                f"record ({RETIRED_DIR}/ is then emptied), then rotate again"
+            )
         new.stage(self.home)  # durable before the successor names it (finished on open)
         rec = records.successor(old, new, ts=self.now_ms())
         su = self.put(rec)

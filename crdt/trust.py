@@ -19,7 +19,8 @@ revocation"):
   locally removed key is never reached. A successor or vouch signed after its author's
   cutoff (below) does not count.
 - **revoke** of key X is honoured when signed by:
-  X itself (whoever holds a key may retire it); this host (its own decision);
+  X itself (whoever holds a key may retire it); this host (its own decision; also
+  with a key it rotated away from, signed before that key's own revocation);
   an honoured successor of X, transitively (the owner retiring a key it rotated away
   from); or, with ``follow_vouches`` and only when X would not be trusted without
   vouches, its **inviter**: the author (or an honoured successor of the author) of a
@@ -246,6 +247,10 @@ def effective_trust(
             candidates.append(dataclasses.replace(r, final=True))
         elif r.by not in before.reached:
             continue
+        elif self_key is not None and chains.is_heir(self_key, r.by):
+            # Signed by a key this host rotated away from: still this host's decision (a
+            # rotation must not forget whom it revoked), judged up to that key's cutoff.
+            candidates.append(dataclasses.replace(r, edges=(("chain", r.by, self_key),)))
         elif chains.is_heir(r.by, r.key):
             candidates.append(dataclasses.replace(r, edges=(("chain", r.key, r.by),)))
         elif follow_vouches and r.key not in without_vouches.reached:

@@ -40,7 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
-from crdt import GossipError, RecordError, Replica
+from crdt import GossipError, IdentityError, RecordError, Replica
 from crdt.records import KIND_MEMORY, KIND_RETRACT
 from crdt.views import Breaker, Views
 
@@ -571,6 +571,8 @@ class LocalApi:
         if not local and await self._read(lambda r, v: v.can_revoke(r.author, key)):
             rid = await self.node.revoke(key, retroactive=retroactive)
             return _json({"id": key, "removed": True, "revoked": rid})
+        if (kept := queries.successor_to_keep(self.node.keyring(), key, trust)) is not None:
+            self.node.trust(*kept)
         was = [self.node.distrust(k) for k in dict.fromkeys((named, key)) if k != self.node.id]
         if not any(was) and key not in trust:
             raise ApiError(404, f"{text:.60} is not in the keyring", "key")
@@ -603,7 +605,10 @@ class LocalApi:
     async def key_rotate(self, request: web.Request) -> web.Response:
         await _body(request, set())
         previous = self.node.id
-        new = await self.node.rotate_key()
+        try:
+            new = await self.node.rotate_key()
+        except IdentityError as e:  # the previous rotation's grace is not over
+            raise ApiError(409, str(e)) from None
         return _json({"id": new, "previous": previous})
 
     async def sync(self, request: web.Request) -> web.Response:

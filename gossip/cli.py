@@ -702,9 +702,15 @@ def cmd_trust_remove(args: argparse.Namespace) -> int:
                 r.put(rec)
                 revoked = rec.id
             else:
+                kept = queries.successor_to_keep(r.keyring(), key, trust)
+                if kept:
+                    r.trust(*kept)
                 was = [r.distrust(k) for k in dict.fromkeys((named, key)) if k != r.author]
                 if not any(was) and key not in trust:
                     raise CliError(f"{args.key} is not in the keyring (see `gossip trust list`)")
+                if kept:
+                    _note(f"{key[:12]}… had rotated to {kept[0]}, which stays trusted (added to "
+                          "the keyring); remove it by name to stop trusting that host")  # fmt: skip
     if revoked:
         _out(f"revoked {key} (signed revoke record {revoked[:12]}; peers that trust it through "
              "this host's invitation or rotation stop trusting it)")  # fmt: skip

@@ -74,7 +74,7 @@ from .discovery.mdns import MdnsDiscovery, Sighting
 from .discovery.tailnet import TailnetDiscovery, TailnetPeer
 from .events import BreakerChanged, Event, PeerChanged, RecordAdded, Subscription
 from .http import HttpTransport, join_address, split_address
-from .peers import ALIVE, BACKING_OFF, UNKNOWN_KEY, Peer, PeerInfo, PeerTable
+from .peers import UNKNOWN_KEY, Peer, PeerInfo, PeerTable
 from .protocol import RemoteProtocolError
 from .tls import PLAINTEXT, TLS, PinnedTls, TlsSetupError
 from .transport import (
@@ -117,7 +117,7 @@ class TransportFactory(Protocol):
 # A rotation signs requests with the old key until every live peer confirmed the
 # successor record, or for this long at most (10 anti-entropy rounds, at least 2 min).
 ROTATION_GRACE = 10
-ROTATION_GRACE_MIN_S = 120.0
+ROTATION_GRACE_MIN_S = 86400.0  # a peer away for a day still finds the old key answering
 
 
 @dataclass(frozen=True)
@@ -804,14 +804,17 @@ class Node:
         return rot.old
 
     def _end_rotation_if_known(self) -> None:
-        """Sign every request with the new key once every live trusted peer holds the
-        successor record, or once the grace is over (a peer away that long learns the
-        successor from the others, or from us: we still answer by the old key)."""
+        """Sign every request with the new key once every trusted peer in the table (up
+        or down) holds the successor record, or once the grace is over (a peer away that
+        long learns the successor from the others, if any)."""
         rot, table = self._rotation, self._table
         if rot is None or table is None:
             return
-        live = [p for p in table if p.key in self._keyring and p.state in (ALIVE, BACKING_OFF)]
-        known = all(p.key in rot.confirmed for p in live)
+        # Every trusted peer we know of, up or down: one that is away when we rotate
+        # must still find the old key answering when it comes back (until the deadline).
+        mine = {self.id, rot.old.public_id}
+        peers = [p for p in table if p.key in self._keyring and p.key not in mine]
+        known = all(p.key in rot.confirmed for p in peers)
         if known or self._now_ms() >= rot.deadline_ms:
             self._rotation = None
             if self._verifier is not None:

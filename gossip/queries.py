@@ -76,6 +76,16 @@ def resolve_host(r: Replica, text: str, trust: TrustSet) -> tuple[str, str]:
     return named, named if named == text else trust.current(named)
 
 
+def successor_to_keep(keyring: dict[str, str], key: str, trust: TrustSet) -> tuple[str, str] | None:
+    """Before ``key`` is removed here by its whole id: if it rotated, the host it became
+    stays trusted — (its current key, the name to trust it under) — since removing the
+    old key would otherwise also drop every key reached through it."""
+    current = trust.current(key)
+    if current == key or current not in trust or current in keyring:
+        return None
+    return current, keyring.get(key) or trust.names.get(key, "")
+
+
 def recall(r: Replica, views: Views, text: str | None, *, category: str | None = None,
            subject: str | None = None, tag: str | None = None, author: str | None = None,
            limit: int = 20, include_untrusted: bool = False) -> dict[str, Any]:  # fmt: skip

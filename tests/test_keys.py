@@ -673,3 +673,37 @@ def test_the_tls_binding_accepts_a_key_and_its_honoured_successor_only():
     assert not same_peer(new, third, successors) and not same_peer(third, new, successors)
     assert not same_peer(later, old, successors)  # one step only, not a chain
     assert not same_peer(new, old, {})  # without an honoured successor record
+
+
+async def test_a_rotation_while_every_peer_is_away_waits_for_them(tmp_path: Path):
+    """New-user test, H2: rotating through the daemon while the only peer was down ended
+    the grace at once (no live peer left to wait for): the old key was revoked and
+    deleted, and the returning peer could never reach this host again."""
+    from tests.test_tls import QUIET
+
+    homes = [tmp_path / "p", tmp_path / "q"]
+    await asyncio.to_thread(create_hosts, homes)
+    async with contextlib.AsyncExitStack() as stack:
+        p = await stack.enter_async_context(Node(homes[0], listen="127.0.0.1:0", profile=QUIET))
+        q = Node(homes[1], listen="127.0.0.1:0", peers=[p.address], profile=QUIET)
+        await q.__aenter__()
+        await mesh([p, q])
+        q_address = q.address
+        await q.aclose()
+        old = p.id
+        new = await p.rotate_key()
+        for _ in range(3):
+            await p.sync_now()  # q is down: these fail
+        assert p._rotation is not None and (homes[0] / "retired" / f"{old}.key").exists()
+        with pytest.raises(GossipError, match="still in its grace"):  # one rotation at a time
+            await p.rotate_key()
+        q = await stack.enter_async_context(
+            Node(homes[1], listen=q_address, peers=[p.address], profile=QUIET)
+        )
+        await until(lambda: new in q.trust_set(), "q honours the successor")
+        assert (await q.sync_now()).failures == 0
+        await p.sync_now()
+        await until(lambda: p._rotation is None, "q holds the successor: the grace ends")
+        await until(lambda: not (homes[0] / "retired" / f"{old}.key").exists(), "old key gone")
+        for n in (p, q):
+            assert (await n.sync_now()).failures == 0

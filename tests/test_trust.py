@@ -336,6 +336,32 @@ def test_odd_revocations_neither_break_reading_nor_change_the_trusted_set(me):
     assert alone == effective_trust(ring, []) and alone.how(stranger.public_id) == "not trusted"
 
 
+def test_a_host_remembers_whom_it_revoked_after_rotating():
+    """New-user test, H1: after `gossip key rotate` every key the host had revoked was
+    trusted again (only its current key had this host's authority)."""
+    h, h2, x = Identity.generate(), Identity.generate(), Identity.generate()
+    ring = {h.public_id: "self (retired)", h2.public_id: "self", x.public_id: "x"}
+    recs = [records.revoke(h, x.public_id, ts=T, retroactive=True),
+            records.successor(h, h2, ts=T + 10),
+            records.revoke(h2, h.public_id, ts=T + 20)]  # the grace's end  # fmt: skip
+    trust = effective_trust(ring, recs, self_key=h2.public_id)
+    assert x.public_id not in trust and trust.cutoffs[x.public_id] == -1
+    # What the old key signs after its own revocation is not this host's decision.
+    y = Identity.generate()
+    late = records.revoke(h, y.public_id, ts=T + 30)
+    assert y.public_id in effective_trust({**ring, y.public_id: "y"}, [*recs, late],
+                                          self_key=h2.public_id)  # fmt: skip
+
+
+def test_one_rotation_at_a_time(tmp_path, clock):
+    """New-user test, H3/H4: a second rotation before the first one's grace ended left
+    peers knowing only the first key, and a retired private key for good."""
+    with Replica.open(tmp_path / "host", now_ms=clock) as r:
+        r.rotate(Identity.generate())
+        with pytest.raises(records.IdentityError, match="still in its grace"):
+            r.rotate(Identity.generate())
+
+
 def test_vouches_count_only_when_followed_and_removed_keys_never():
     voucher, guest = Identity.generate(), Identity.generate()
     vouch = records.vouch(voucher, guest.public_id, ts=T, name="guest")
@@ -429,6 +455,9 @@ def test_rotate_keeps_old_records_trusted_and_verifiable(tmp_path, clock):
                 assert queries.resolve_host(peer, "host", trust) == (old.public_id, new.public_id)
                 assert queries.resolve_host(peer, old.public_id[:10], trust)[1] == new.public_id
                 assert queries.resolve_host(peer, old.public_id, trust) == (old.public_id,) * 2
+                # Removing the old key by its whole id keeps the host it became.
+                assert queries.successor_to_keep(peer.keyring(), old.public_id, trust) == (
+                    new.public_id, "host")
         finally:
             peer.close()
 
@@ -504,12 +533,14 @@ def test_the_trusted_set_does_not_depend_on_record_order(recs, ring, follow, ord
     assert effective_trust(keyring, shuffled, follow_vouches=follow, self_key=me) == first
     assert me in first  # a host always trusts itself
     assert not (first.keys & set(first.revoked))  # a revoked key is never trusted
-    # A keyring key is revoked only by itself, by this host, or by a key its successor
-    # records name (transitively): never by a voucher (review finding 1).
+    # A keyring key is revoked only by itself, by this host (or a key it rotated away
+    # from), or by a key its successor records name (transitively): never by a voucher
+    # (review finding 1).
     # ... and only by an heir whose successor edges all still count (third review, M2).
     for key in set(keyring) & set(first.revoked):
         rev = first.revoked[key]
-        assert rev.by in {key, me} or rev.by in _heirs_honoured(first.successors, key)
+        assert (rev.by in {key, me} or rev.by in _heirs_honoured(first.successors, key)
+                or me in _heirs(recs, rev.by))  # a key this host rotated away from  # fmt: skip
     # A key has at most one honoured predecessor (second review, HIGH: a second one
     # became the key's "bringer" and could revoke it).
     assert len(set(first.successors.values())) == len(first.successors)
@@ -519,7 +550,7 @@ def test_the_trusted_set_does_not_depend_on_record_order(recs, ring, follow, ord
               (r.kind == "revoke" and r.author == r.fields["key"])]  # fmt: skip
     without_vouches = effective_trust(keyring, chains, self_key=me).names
     for key, rev in first.revoked.items():
-        if rev.by in {key, me} or rev.by in _heirs(recs, key):
+        if rev.by in {key, me} or rev.by in _heirs(recs, key) or me in _heirs(recs, rev.by):
             continue
         assert follow and key not in without_vouches
         # ... and only its inviter (or the inviter's successor): a vouch the key (or a
