@@ -556,6 +556,8 @@ class LocalApi:
             raise ApiError(400, f"'key' is not a public id: {e}", "key") from None
         if key == self.node.id:
             raise ApiError(400, "that is this host's own key; a host always trusts itself", "key")
+        if (why := queries.revoked_note(key, self.node.trust_set())) is not None:
+            raise ApiError(409, why, "key")
         was = self.node.keyring().get(key)
         self.node.trust(key, name)
         return _json({"id": key, "name": name, "updated": was is not None})

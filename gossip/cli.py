@@ -672,9 +672,11 @@ def cmd_trust_add(args: argparse.Namespace) -> int:
         answer = _call(api, "POST", "/v1/trust", {"key": args.key, "name": args.name or ""})
         was = "" if answer["updated"] else None
     else:
-        with _replica(args) as r:
+        with _replica(args) as r, Views(r, _view_config(args)) as views:
             if args.key == r.author:
                 raise CliError("that is this host's own key; a host always trusts itself")
+            if (why := queries.revoked_note(args.key, views.trust())) is not None:
+                raise CliError(why)
             was = r.keyring().get(args.key)
             r.trust(args.key, args.name or "")
     label = f" as {args.name}" if args.name else ""

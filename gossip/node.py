@@ -697,6 +697,9 @@ class Node:
                     error = str(e).removeprefix("peer answered 400: ")
                     break
                 error = str(e)
+            except PeerMisbehaved as e:  # e.g. another TLS key at that address
+                error = (f"{e} (if the inviter rotated its key after issuing this token, "
+                         "ask it for a new invitation)")  # fmt: skip
             except PeerError as e:
                 error = str(e)
         if answer is None:

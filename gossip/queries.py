@@ -67,12 +67,36 @@ def resolve_author(
     return text
 
 
+def revoked_note(key: str, trust: TrustSet) -> str | None:
+    """Why ``trust add KEY`` cannot work, if ``key`` is revoked: a signed revocation is
+    final (docs/protocol.md, "Key records")."""
+    rev = trust.revoked.get(key)
+    if rev is None:
+        return None
+    return (f"{key[:12]}… is revoked (by {rev.by[:12]}…, record {rev.record[:12]}): a signed "
+            "revocation is final, so trusting it again here would change nothing; that host "
+            "needs a new key (`gossip init` on a fresh data dir, or an invitation)")
+
+
 def resolve_host(r: Replica, text: str, trust: TrustSet) -> tuple[str, str]:
     """(the key ``text`` names, the key to act on) for `trust remove`: a keyring name or
     a prefix names a host, which means its current key (the last honoured successor of
     the one named) after a rotation; a whole id means exactly that key (a stolen old
     key is revoked by its id)."""
-    named = resolve_author(r, text, known=trust.keys, field="key")
+    known = set(trust.keys) | set(trust.revoked)
+    try:
+        named = resolve_author(r, text, known=known, field="key")
+    except LookupFailed as e:
+        # Not a keyring name: a name `trust list` shows for a key trusted through a
+        # vouch (or a successor of one) names that host too.
+        hosts = {trust.current(k) for k, n in trust.names.items() if n == text}
+        if not e.missing or not hosts:
+            raise
+        if len(hosts) > 1:
+            raise LookupFailed(f"{len(hosts)} hosts are named {text!r}; give the key",
+                               field="key") from None  # fmt: skip
+        (current,) = hosts
+        return current, current
     return named, named if named == text else trust.current(named)
 
 

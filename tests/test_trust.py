@@ -353,6 +353,21 @@ def test_a_host_remembers_whom_it_revoked_after_rotating():
                                           self_key=h2.public_id)  # fmt: skip
 
 
+def test_names_from_vouches_name_hosts_and_a_revoked_key_is_not_trusted_again(me):
+    """New-user test, M3 and M1: `trust remove NAME` refused the name `trust list` shows
+    for a vouched key; `trust add` of a revoked key said "trusted" and changed nothing."""
+    inviter, guest = Writer(), Identity.generate()
+    me.trust(inviter.id, "inviter")
+    me.ingest(inviter.put(invite(inviter.identity, guest, ts=T, name="guest")))
+    views = Views(me, ViewConfig(follow_vouches=True), now_ms=Now())
+    trust = views.trust()
+    assert queries.resolve_host(me, "guest", trust) == (guest.public_id, guest.public_id)
+    assert queries.revoked_note(guest.public_id, trust) is None
+    me.ingest(inviter.put(records.revoke(inviter.identity, guest.public_id, ts=T + 1)))
+    note = queries.revoked_note(guest.public_id, views.trust())
+    assert note is not None and "final" in note
+
+
 def test_one_rotation_at_a_time(tmp_path, clock):
     """New-user test, H3/H4: a second rotation before the first one's grace ended left
     peers knowing only the first key, and a retired private key for good."""
