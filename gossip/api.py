@@ -154,8 +154,8 @@ async def _body(request: web.Request, allowed: set[str], required: set[str] = fr
         raise ApiError(400, "the body must be a JSON object", "body")
     for name in sorted(data):
         if name not in allowed:
-            raise ApiError(400, f"unknown field {name[:40]!r} (known: "
-                                f"{', '.join(sorted(allowed))})", name[:40])  # fmt: skip
+            known = f"known: {', '.join(sorted(allowed))}" if allowed else "it takes none"
+            raise ApiError(400, f"unknown field {name[:40]!r} ({known})", name[:40])
     for name in sorted(required):
         if name not in data:
             raise ApiError(400, f"'{name}' is required", name)
@@ -651,8 +651,8 @@ class LocalApi:
         except ExportError as e:
             raise ApiError(400, str(e), "body") from None
         outcomes = await self.node.offer(updates, source=f"import:{name}")
-        sv, keyring = await self._read(lambda r, v: (r.state_vector(), r.keyring()))
-        return _json(import_summary(outcomes, sv, keyring))
+        sv, trusted = await self._read(lambda r, v: (r.state_vector(), v.trust().keys))
+        return _json(import_summary(outcomes, sv, trusted))
 
     async def inspect(self, request: web.Request) -> web.Response:
         _query(request, set())

@@ -687,6 +687,8 @@ def cmd_trust_add(args: argparse.Namespace) -> int:
 def cmd_trust_remove(args: argparse.Namespace) -> int:
     """Publish a signed revoke when this host may (it vouched for the key, or the key is
     one it rotated away from), else remove the key here only."""
+    if not args.key:
+        raise CliError("give the key to remove: its id, its keyring name or a prefix of its id")
     if (api := _daemon(args)) is not None:
         path = f"/v1/trust/{urllib.parse.quote(args.key, safe='')}"
         answer = _call(api, "DELETE", path, retroactive=str(args.retroactive).lower(),
@@ -781,10 +783,16 @@ def _read_token(args: argparse.Namespace) -> str:
         raise CliError("no token: paste it on stdin (`gossip trust join`)") from None
 
 
+def _nonempty_token(token: str) -> str:
+    if not token:
+        raise CliError("no token on stdin: paste the one `gossip trust invite` printed")
+    return token
+
+
 def cmd_trust_join(args: argparse.Namespace) -> int:
     from .invites import InviteError, decode
 
-    args.token = _read_token(args)
+    args.token = _nonempty_token(_read_token(args))
     try:
         decode(args.token)  # a damaged token is refused before anything else happens
     except InviteError as e:
@@ -912,14 +920,14 @@ def cmd_import(args: argparse.Namespace) -> int:
         except ApiUnavailable as e:
             raise CliError(f"{e} (is `gossip serve` still running?)") from None
     else:
-        with _replica(args) as r:
+        with _replica(args) as r, Views(r, _view_config(args)) as views:
             outcomes = []
             progress = _Progress("importing", len(updates))
             for k in range(0, len(updates), IMPORT_CHUNK):
                 outcomes += r.ingest_batch(updates[k : k + IMPORT_CHUNK], source=f"import:{name}")
                 progress.show(len(outcomes))
             progress.done()
-            summary = import_summary(outcomes, r.state_vector(), r.keyring())
+            summary = import_summary(outcomes, r.state_vector(), views.trust().keys)
     for k in summary["refused"]:
         where = [f"update {k['index'] + 1} of {summary['updates']}"]
         if k["author"]:
@@ -939,7 +947,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
     for author, n in sorted(summary["untrusted"].items()):
         _note(
-            f"note: {n} updates by {author}, not in your keyring: recall hides them until "
+            f"note: {n} updates by {author}, not trusted here: recall hides them until "
             f"`gossip trust add {author}`"
         )
     return 1 if summary["refused"] else 0

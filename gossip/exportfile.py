@@ -8,7 +8,7 @@ update is judged by the gate when it is imported.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from crdt import GossipError, Outcome, RejectedUpdate, UpdateError, wire
@@ -61,10 +61,10 @@ def decode_export(data: bytes, name: str = "input") -> list[bytes]:
 
 
 def import_summary(
-    outcomes: Sequence[Outcome], sv: dict[int, int], keyring: dict[str, str]
+    outcomes: Sequence[Outcome], sv: dict[int, int], trusted: Collection[str]
 ) -> dict[str, Any]:
     """What an import did, JSON-ready: counts, each refused update with its rule, and
-    the updates applied from authors outside the keyring."""
+    the updates applied from authors not trusted here (the effective trusted set)."""
     counts = {"applied": 0, "duplicate": 0, "waiting": 0}
     refused: list[dict[str, Any]] = []
     untrusted: dict[str, int] = {}
@@ -73,7 +73,7 @@ def import_summary(
         status = o.status
         if status == "buffered" and su is not None and sv.get(su.client, 0) >= su.header.end:
             status = "applied"  # it waited for a later update of the same file, then applied
-        if status == "applied" and su is not None and su.author not in keyring:
+        if status == "applied" and su is not None and su.author not in trusted:
             untrusted[su.author] = untrusted.get(su.author, 0) + 1
         if status == "rejected":
             err = o.error

@@ -62,7 +62,8 @@ def resolve_author(
     try:
         public_key_bytes(text)
     except GossipError:
-        raise LookupFailed(f"no author {text!r:.80} here (give a public id or a keyring name)",
+        raise LookupFailed(f"no author {text!r:.80} here (give a public id, a keyring name "
+                           "or at least 6 characters of an id)",
                            field=field, missing=True) from None  # fmt: skip
     return text
 

@@ -44,7 +44,7 @@ def test_serve_logs_events_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons:
     ok(other, "export", str(tmp_path / "b.exp"))
     out = gossip(home, "import", str(tmp_path / "b.exp"))
     assert out.returncode == 0 and "1 applied" in out.stdout, (out.stdout, out.stderr)
-    assert "not in your keyring" in out.stderr
+    assert "not trusted here" in out.stderr
     assert "exported 4 signed updates" in ok(home, "export", str(tmp_path / "a.exp"))
     again = ok(home, "import", str(tmp_path / "a.exp"))
     assert "4 already present" in again
