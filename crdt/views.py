@@ -31,7 +31,7 @@ import math
 import re
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -378,7 +378,7 @@ class Views:
         category: str | None = None,
         subject: str | None = None,
         tag: str | None = None,
-        author: str | None = None,
+        author: str | Collection[str] | None = None,
         since: int | None = None,
         limit: int = 20,
         include_untrusted: bool = False,
@@ -386,7 +386,8 @@ class Views:
         """Memories matching ``query`` (words, any order), best match first, then newest.
 
         Hidden: untrusted authors (unless ``include_untrusted``), memories retracted by
-        their own author, expired ones, and those over their author's quota."""
+        their own author, expired ones, and those over their author's quota. ``author``:
+        one key, or several (a host's keys across its rotations)."""
         now = self.now_ms()
         trust = self._trust
         where = [
@@ -395,10 +396,14 @@ class Views:
             "(m.expires_at IS NULL OR m.expires_at > ?)",
         ]
         args: list[Any] = [now]
-        for column, value in (("category", category), ("subject", subject), ("author", author)):
+        for column, value in (("category", category), ("subject", subject)):
             if value is not None:
                 where.append(f"m.{column} = ?")
                 args.append(value)
+        if author is not None:
+            authors = [author] if isinstance(author, str) else sorted(author)
+            where.append(f"m.author IN ({','.join('?' * len(authors))})")
+            args.extend(authors)
         if since is not None:
             where.append("m.ts >= ?")
             args.append(since)

@@ -449,8 +449,7 @@ def cmd_recall(args: argparse.Namespace) -> int:
             views = Views(r, _view_config(args))
             author = None
             if args.author is not None:
-                authors = {rec.author for rec in r.records().values()}
-                author = queries.resolve_author(r, args.author, known=authors)
+                author = queries.author_keys(r, args.author, views.trust())
             result = views.recall(
                 args.query, category=args.category, subject=args.subject, tag=args.tag,
                 author=author, limit=args.limit, include_untrusted=args.include_untrusted,

@@ -79,6 +79,19 @@ def revoked_note(key: str, trust: TrustSet) -> str | None:
             "needs a new key (`gossip init` on a fresh data dir, or an invitation)")
 
 
+def author_keys(r: Replica, text: str, trust: TrustSet) -> str | list[str]:
+    """The author(s) `recall --author TEXT` means: a whole id is that key; a keyring
+    name or a prefix names a host, so every key of its rotations."""
+    key = resolve_author(r, text, known={rec.author for rec in r.records().values()})
+    if key == text:
+        return key
+    preds = {new: old for old, new in trust.successors.items()}
+    chain = [trust.current(key)]
+    while (old := preds.get(chain[-1])) is not None and old not in chain:
+        chain.append(old)
+    return chain
+
+
 def resolve_host(r: Replica, text: str, trust: TrustSet) -> tuple[str, str]:
     """(the key ``text`` names, the key to act on) for `trust remove`: a keyring name or
     a prefix names a host, which means its current key (the last honoured successor of
@@ -118,7 +131,7 @@ def recall(r: Replica, views: Views, text: str | None, *, category: str | None =
     ``author`` is a key, a key prefix or a keyring name; each hit has ``author_name``."""
     key = None
     if author is not None:
-        key = resolve_author(r, author, known={rec.author for rec in r.records().values()})
+        key = author_keys(r, author, views.trust())
     found = views.recall(text, category=category, subject=subject, tag=tag, author=key,
                          limit=limit, include_untrusted=include_untrusted)  # fmt: skip
     names = author_names(r, views)

@@ -470,6 +470,10 @@ def test_rotate_keeps_old_records_trusted_and_verifiable(tmp_path, clock):
                 assert queries.resolve_host(peer, "host", trust) == (old.public_id, new.public_id)
                 assert queries.resolve_host(peer, old.public_id[:10], trust)[1] == new.public_id
                 assert queries.resolve_host(peer, old.public_id, trust) == (old.public_id,) * 2
+                # `recall --author host` means the host: both keys' memories (M4).
+                hits = queries.recall(peer, pv, None, author="host")["memories"]
+                assert len(hits) == 2
+                assert len(queries.recall(peer, pv, None, author=new.public_id)["memories"]) == 1
                 # Removing the old key by its whole id keeps the host it became.
                 assert queries.successor_to_keep(peer.keyring(), old.public_id, trust) == (
                     new.public_id, "host")
