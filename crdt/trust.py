@@ -123,6 +123,10 @@ class TrustSet:
             key = nxt
         return key
 
+    def lineage(self, key: str) -> set[str]:
+        """``key`` and the keys it succeeded (honoured successors, transitively)."""
+        return _lineage(_predecessors(self.successors), key)
+
     def can_revoke(self, author: str, key: str, records: Iterable[SignedRecord]) -> bool:
         """May ``author`` publish a revoke of ``key`` that peers could honour? The key
         itself; a trusted honoured successor of it; or a trusted inviter of it or of one
@@ -134,8 +138,7 @@ class TrustSet:
             return False
         if author in _chain(self.successors, key):
             return True
-        preds = _predecessors(self.successors)
-        lineage, inviters = _lineage(preds, key), _lineage(preds, author)
+        lineage, inviters = self.lineage(key), self.lineage(author)
         return any(
             r.author in inviters and r.kind == KIND_VOUCH and r.fields.get("key") in lineage
             and r.accepted

@@ -79,17 +79,11 @@ def revoked_note(key: str, trust: TrustSet) -> str | None:
             "needs a new key (`gossip init` on a fresh data dir, or an invitation)")
 
 
-def author_keys(r: Replica, text: str, trust: TrustSet) -> str | list[str]:
+def author_keys(r: Replica, text: str, trust: TrustSet) -> str | set[str]:
     """The author(s) `recall --author TEXT` means: a whole id is that key; a keyring
     name or a prefix names a host, so every key of its rotations."""
     key = resolve_author(r, text, known={rec.author for rec in r.records().values()})
-    if key == text:
-        return key
-    preds = {new: old for old, new in trust.successors.items()}
-    chain = [trust.current(key)]
-    while (old := preds.get(chain[-1])) is not None and old not in chain:
-        chain.append(old)
-    return chain
+    return key if key == text else trust.lineage(trust.current(key))
 
 
 def resolve_host(r: Replica, text: str, trust: TrustSet) -> tuple[str, str]:
