@@ -15,16 +15,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import re
 import sys
 import tempfile
 import time
 import traceback
-import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,38 +29,24 @@ from crdt import (
     GossipError,
     Identity,
     Replica,
-    StoreLocked,
-    records,
 )
 from crdt.files import fsync_dir
-from crdt.identity import KEY_FILE, RETIRED_DIR, public_key_bytes
-from crdt.lock import LOCK_FILE, DataDirLock
-from crdt.records import KIND_BREAKER, KIND_MEMORY, KIND_RETRACT, split_state_key
+from crdt.identity import KEY_FILE, RETIRED_DIR
+from crdt.lock import LOCK_FILE
 from crdt.store import STORE_FILE
-from crdt.views import Benchmark, Breaker, Memory, Recall, ViewConfig, Views
 
-from . import config, queries
-from .client import ApiConnection, ApiRefused, ApiUnavailable
+from . import config
 from .config import default_home
-from .exportfile import EXPORT_MAGIC, ExportError, decode_export, encode_export, import_summary
-from .http import join_address, split_address
+from .errors import Invalid
+from .exportfile import EXPORT_MAGIC, ExportError, decode_export, encode_export
 from .invites import DEFAULT_TTL_S, INVITES_FILE
+from .ops import OPERATIONS
+from .ops.fields import Kind, Seconds, TextList
+from .ops.memories import MAX_LIMIT
+from .ops.offline import INGEST_CHUNK
+from .ops.session import Session, open_session
 
 __all__ = ["EXPORT_MAGIC", "ExportError", "decode_export", "default_home", "encode_export", "main"]
-
-# A command waits this long for a data dir another process holds briefly (another CLI
-# command): long enough for any single command to finish, short enough to notice a daemon.
-LOCK_WAIT_S = 5.0
-# A command that finds the data dir held waits this long for a starting daemon's API.
-DAEMON_WAIT_S = 10.0
-API_TIMEOUT_S = 30.0  # a request to the daemon (a sync may take a few exchanges)
-IMPORT_TIMEOUT_S = 600.0  # an export or import of a large store through the daemon
-IMPORT_CHUNK = 512  # updates per replica call in an embedded import (progress between)
-
-_MAX_SECONDS = 100 * 365 * 86400
-MAX_LIMIT = 1000  # recall --limit: the local API answers at most this many
-_HEX_PREFIX = re.compile(r"[0-9a-f]{6,64}")
-
 
 class CliError(GossipError):
     """Something the user asked for cannot be done; the message says why."""
@@ -106,17 +89,6 @@ def _read_input(path: str) -> bytes:
 
 
 # -- helpers --------------------------------------------------------------------------
-
-
-@contextmanager
-def _replica(args: argparse.Namespace) -> Iterator[Replica]:
-    """The replica of ``--home``, which must exist (``gossip init`` creates it)."""
-    home: Path = args.home
-    if not home.is_dir():
-        raise CliError(f"no data dir at {home}; run `gossip init` first")
-    config.load(home)  # a broken config file is reported before anything else happens
-    with Replica.open(home, create=False, lock_wait=LOCK_WAIT_S) as r:
-        yield r
 
 
 def _safe(text: str) -> str:
@@ -199,62 +171,22 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
         _out("  ".join(cells).rstrip())
 
 
-# -- the daemon, when one runs (invariant 10) -------------------------------------------
+# -- the session: the daemon, when one runs (invariant 10) -----------------------------
 
 
-def _daemon(args: argparse.Namespace) -> ApiConnection | None:
-    """The running daemon's API, or None when no process holds the data dir (then the
-    command opens the replica itself). A daemon that holds the data dir but does not
-    answer yet (it is starting) is waited for, up to ``DAEMON_WAIT_S``; so is another
-    command that holds it briefly."""
+def _session(args: argparse.Namespace,
+             progress: Callable[[int, int], None] | None = None) -> Session:  # fmt: skip
+    """The operations of ``--home``: through the daemon's API when one runs, else on the
+    data dir itself, which must exist (``gossip init`` creates it)."""
     home: Path = args.home
-    if not home.is_dir() or not (home / KEY_FILE).exists():
-        return None
-    api = ApiConnection(home, timeout=API_TIMEOUT_S)
-    deadline = time.monotonic() + DAEMON_WAIT_S
-    while True:
-        if api.socket_path.exists() and api.alive(timeout=2.0):
-            return api
-        holder = _lock_holder(home)
-        if holder is None:
-            return None
-        if time.monotonic() > deadline:
-            raise CliError(
-                f"the data dir {home} is in use by {holder}, and no daemon API answers at "
-                f"{api.socket_path}"
-            )
-        time.sleep(0.05)
-
-
-def _lock_holder(home: Path) -> str | None:
-    """Who holds the data dir's lock now ("pid N"), or None if nobody does."""
-    lock = DataDirLock(home)
-    try:
-        lock.acquire(wait=0.0)
-    except StoreLocked as e:
-        found = re.search(r"in use by (pid \d+|another process)", str(e))
-        return found.group(1) if found else "another process"
-    lock.release()
-    return None
-
-
-def _call(api: ApiConnection, method: str, path: str, body: dict[str, Any] | None = None,
-          **query: Any) -> Any:  # fmt: skip
-    """A request to the daemon; its refusal or silence becomes a CliError."""
-    try:
-        return api.request(method, path, body, query=query or None)
-    except ApiRefused as e:
-        raise CliError(str(e)) from None
-    except ApiUnavailable as e:
-        raise CliError(f"{e} (is `gossip serve` still running?)") from None
+    session = open_session(home, progress=progress)
+    if not session.remote and not home.is_dir():
+        raise CliError(f"no data dir at {home}; run `gossip init` first")
+    return session
 
 
 def _now() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _memory(d: dict[str, Any]) -> Memory:
-    return Memory(**{k: d.get(k) for k in Memory.__dataclass_fields__})
 
 
 class _Progress:
@@ -264,7 +196,7 @@ class _Progress:
     def __init__(self, what: str, total: int) -> None:
         self.what = what
         self.total = total
-        self.active = sys.stderr.isatty() and (total == 0 or total > IMPORT_CHUNK)
+        self.active = sys.stderr.isatty() and (total == 0 or total > INGEST_CHUNK)
         self._last = 0.0
 
     def show(self, done: int | None = None) -> None:
@@ -292,88 +224,25 @@ def _fit(text: str, width: int) -> str:
 # -- argument types (a bad value is a usage error: exit 2) ------------------------------
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
-    if value > _MAX_SECONDS:  # timestamps stay well inside 64-bit integers (SQLite, JS)
-        raise argparse.ArgumentTypeError(f"must be at most {_MAX_SECONDS} seconds (100 years)")
-    return value
+def _arg(operation: str, name: str) -> Callable[[str], Any]:
+    """The argument type of field ``name`` of ``operation``: the field's own check, so a
+    bad value is a usage error (exit 2) saying what every surface says."""
+    f = OPERATIONS[operation].field(name)
+    return _kind(f.kind.item if isinstance(f.kind, TextList) else f.kind, name)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-def _ttl(text: str) -> float:
-    value = _positive_seconds(text)
-    if value > 30 * 86400:  # the API's own bound
-        raise argparse.ArgumentTypeError("must be at most 2592000 seconds (30 days)")
-    return value
-
-
-def _limit(text: str) -> int:
-    value = _positive_int(text)
-    if value > MAX_LIMIT:  # the API's own bound: the same answer with or without a daemon
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_LIMIT}: {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
-
-
-def _finite_number(text: str) -> int | float:
-    try:
-        value: int | float = int(text)
-    except ValueError:
+def _kind(kind: Kind, name: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
         try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
-    return value
+            return kind.parse(text, name)
+        except Invalid as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = name  # argparse says "invalid NAME value" for other errors
+    return parse
 
 
-def _nonempty(what: str) -> Callable[[str], str]:
-    def check(text: str) -> str:
-        if not text.strip():
-            raise argparse.ArgumentTypeError(f"{what} must not be empty")
-        return text
-
-    return check
-
-
-def _bench_subject(text: str) -> str:
-    _nonempty("a subject")(text)
-    if "|" in text:  # the state key is subject|metric: a '|' would split it elsewhere
-        raise argparse.ArgumentTypeError(f"a benchmark subject cannot contain '|': {text!r}")
-    return text
-
-
-def _record_prefix(text: str) -> str:
-    text = text.lower()
-    if not _HEX_PREFIX.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"a record id (or its start) is 6 to 64 hex characters, got {text!r:.80}"
-        )
-    return text
+_seconds = _kind(Seconds(), "seconds")
 
 
 # -- commands -------------------------------------------------------------------------
@@ -413,273 +282,142 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def cmd_remember(args: argparse.Namespace) -> int:
-    if (api := _daemon(args)) is not None:
-        body: dict[str, Any] = {"text": args.text, "category": args.category, "tags": args.tag}
-        if args.subject is not None:
-            body["subject"] = args.subject
-        if args.expires_in is not None:
-            body["expires_in"] = args.expires_in
-        _out(_call(api, "POST", "/v1/memories", body)["id"])
-        return 0
-    with _replica(args) as r:
-        now = r.now_ms()
-        expires = None if args.expires_in is None else now + round(args.expires_in * 1000)
-        rec = records.memory(
-            r.identity, args.text, category=args.category, subject=args.subject,
-            tags=args.tag, expires_at=expires, ts=now,
-        )  # fmt: skip
-        r.put(rec)
-        _out(rec.id)
+    with _session(args) as s:
+        _out(s.call("remember", text=args.text, category=args.category, subject=args.subject,
+                    tags=args.tag, expires_in=args.expires_in)["id"])  # fmt: skip
     return 0
 
 
 def cmd_recall(args: argparse.Namespace) -> int:
-    if (api := _daemon(args)) is not None:
-        answer = _call(api, "GET", "/v1/memories", q=args.query, category=args.category,
-                       subject=args.subject, tag=args.tag, author=args.author,
-                       limit=args.limit, include_untrusted=args.include_untrusted)  # fmt: skip
-        hits = [_memory(d) for d in answer["memories"]]
-        keyring = {d["author"]: d["author_name"] for d in answer["memories"] if d["author_name"]}
-        result = Recall(hits, answer["capped"])
-        now = _now()
-        cfg = ViewConfig(quota_per_window=answer["quota"]["per_window"],
-                         quota_window_ms=answer["quota"]["window_ms"])  # fmt: skip
-    else:
-        with _replica(args) as r:
-            views = Views(r, _view_config(args))
-            author = None
-            if args.author is not None:
-                author = queries.author_keys(r, args.author, views.trust())
-            result = views.recall(
-                args.query, category=args.category, subject=args.subject, tag=args.tag,
-                author=author, limit=args.limit, include_untrusted=args.include_untrusted,
-            )  # fmt: skip
-            keyring = queries.author_names(r, views)
-            now = r.now_ms()
-            cfg = views.config
+    with _session(args) as s:
+        answer = s.call("recall", q=args.query, category=args.category, subject=args.subject,
+                        tag=args.tag, author=args.author, limit=args.limit,
+                        include_untrusted=args.include_untrusted)  # fmt: skip
+    hits = answer["memories"]
+    names = {m["author"]: m["author_name"] for m in hits if m["author_name"]}
     if args.json:
-        _json([{**m.to_json(), "author_name": keyring.get(m.author)} for m in result.hits])
+        _json(hits)
     else:
-        for k, m in enumerate(result.hits):
+        now = _now()
+        for k, m in enumerate(hits):
             if k:
                 _out()
-            head = [m.id[:12], m.category, m.subject or "-", _ago(m.ts, now)]
-            who = _who(m.author, keyring) + ("" if m.trusted else " (untrusted)")
+            head = [m["id"][:12], m["category"], m["subject"] or "-", _ago(m["ts"], now)]
+            who = _who(m["author"], names) + ("" if m["trusted"] else " (untrusted)")
             _out("  ".join(head) + f"  by {who}")
-            for line in m.text.splitlines() or [""]:
+            for line in m["text"].splitlines() or [""]:
                 _out(f"    {line}")
             extra = []
-            if m.tags:
-                extra.append("tags: " + ", ".join(m.tags))
-            if m.expires_at is not None:
-                extra.append(f"expires {_until(m.expires_at, now)}")
+            if m["tags"]:
+                extra.append("tags: " + ", ".join(m["tags"]))
+            if m["expires_at"] is not None:
+                extra.append(f"expires {_until(m['expires_at'], now)}")
             if extra:
                 _out("    " + "  ·  ".join(extra))
-        if not result.hits:
+        if not hits:
             _note("no memories match")
-    window = _span(cfg.quota_window_ms)
-    for who_id, n in sorted(result.capped.items()):
-        _note(
-            f"hid {n} memories of {_who(who_id, keyring)} over its quota "
-            f"({cfg.quota_per_window} per {window})"
-        )
+    quota = answer["quota"]
+    for who_id, n in sorted(answer["capped"].items()):
+        _note(f"hid {n} memories of {_who(who_id, names)} over its quota "
+              f"({quota['per_window']} per {_span(quota['window_ms'])})")  # fmt: skip
     return 0
 
 
 def cmd_retract(args: argparse.Namespace) -> int:
-    prefix: str = args.id
-    if (api := _daemon(args)) is not None:
-        answer = _call(api, "POST", f"/v1/memories/{prefix}/retract", {"reason": args.reason or ""})
-        if answer["already_retracted"]:
-            _note(f"memory {answer['id'][:12]} was already retracted")
-        _out(f"retracted {answer['id']}")
-        return 0
-    with _replica(args) as r:
-        held = r.records()
-        matches = sorted(
-            rid for rid, rec in held.items() if rid.startswith(prefix) and rec.kind == KIND_MEMORY
-        )
-        if not matches:
-            raise CliError(f"no memory with an id starting {prefix}")
-        if len(matches) > 1:
-            shown = ", ".join(m[:16] for m in matches[:3])
-            raise CliError(
-                f"{prefix} is the start of {len(matches)} memory ids ({shown}…); give more of it"
-            )
-        target = held[matches[0]]
-        if target.author != r.author:
-            raise CliError(
-                f"memory {target.id[:12]} was written by {_who(target.author, r.keyring())}, "
-                "not by this host; readers honour only a memory's own author's retraction "
-                "(to stop seeing that author, `gossip trust remove` it)"
-            )
-        for rec in held.values():
-            if (
-                rec.kind == KIND_RETRACT
-                and rec.author == r.author
-                and rec.fields.get("target") == target.id
-            ):
-                _note(f"memory {target.id[:12]} was already retracted")
-                break
-        else:
-            r.put(records.retract(r.identity, target.id, ts=r.now_ms(), reason=args.reason or ""))
-        _out(f"retracted {target.id}")
+    with _session(args) as s:
+        answer = s.call("retract", id=args.id, reason=args.reason or "")
+    if answer["already_retracted"]:
+        _note(f"memory {answer['id'][:12]} was already retracted")
+    _out(f"retracted {answer['id']}")
     return 0
 
 
 def cmd_breaker_trip(args: argparse.Namespace) -> int:
-    if (api := _daemon(args)) is not None:
-        now = _now()
-        _call(api, "POST", "/v1/breakers/trip", {"name": args.name, "reason": args.reason,
-              "cooldown": args.cooldown, "failures": args.failures})  # fmt: skip
-        _out(f"{args.name}: open, resets {_until(now + round(args.cooldown * 1000), now)}")
-        return 0
-    with _replica(args) as r:
-        now = r.now_ms()
-        resets = now + round(args.cooldown * 1000)
-        r.put(
-            records.breaker(
-                r.identity, args.name, state="open", ts=now, reason=args.reason,
-                failures=args.failures, tripped_at=now, resets_at=resets,
-            )
-        )  # fmt: skip
-    _out(f"{args.name}: open, resets {_until(resets, now)}")
+    with _session(args) as s:
+        s.call("breaker_trip", name=args.name, reason=args.reason, cooldown=args.cooldown,
+               failures=args.failures)  # fmt: skip
+    now = _now()
+    _out(f"{args.name}: open, resets {_until(now + round(args.cooldown * 1000), now)}")
     return 0
 
 
 def cmd_breaker_reset(args: argparse.Namespace) -> int:
-    if (api := _daemon(args)) is not None:
-        answer = _call(api, "POST", "/v1/breakers/reset", {"name": args.name,
-                                                           "reason": args.reason})  # fmt: skip
-        merged: Breaker | None = Breaker(**answer)
-        keyring = {k["id"]: k["name"] for k in _call(api, "GET", "/v1/trust")}
-        now = _now()
-    else:
-        with _replica(args) as r:
-            known = set()
-            for key in r.state():
-                kind, _, name = split_state_key(key)
-                if kind == KIND_BREAKER:
-                    known.add(name)
-            if args.name not in known:
-                raise CliError(f"no breaker named {args.name!r} here (see `gossip breaker list`)")
-            now = r.now_ms()
-            r.put(records.breaker(r.identity, args.name, state="closed", ts=now,
-                                  reason=args.reason))  # fmt: skip
-            views = Views(r, _view_config(args))
-            merged = views.breaker(args.name)
-            keyring = queries.author_names(r, views)
+    with _session(args) as s:
+        merged = s.call("breaker_reset", name=args.name, reason=args.reason)
+        names = _names(s) if merged["state"] != "closed" else {}
     _out(f"{args.name}: closed by this host")
-    if merged is not None and merged.state != "closed":
-        by = ", ".join(_who(a, keyring) for a in merged.tripped_by)
-        _note(
-            f"note: {args.name} is still {merged.state} for readers here: "
-            f"tripped by {by}, resets {_until(merged.resets_at, now)}"
-        )
+    if merged["state"] != "closed":
+        by = ", ".join(_who(a, names) for a in merged["tripped_by"])
+        _note(f"note: {args.name} is still {merged['state']} for readers here: "
+              f"tripped by {by}, resets {_until(merged['resets_at'], _now())}")  # fmt: skip
     return 0
 
 
+def _names(s: Session) -> dict[str, str]:
+    """Names to show authors by, as `trust list` gives them."""
+    return {e["id"]: e["name"] for e in s.call("trust_list") if e["name"]}
+
+
 def cmd_breaker_list(args: argparse.Namespace) -> int:
-    if (api := _daemon(args)) is not None:
-        found = _call(api, "GET", "/v1/breakers", include_untrusted=args.include_untrusted)
-        if args.json:
-            _json(found)
-            return 0
-        breakers = [Breaker(**b) for b in found]
-        keyring = {k["id"]: k["name"] for k in _call(api, "GET", "/v1/trust")}
-        now = _now()
-    else:
-        with _replica(args) as r:
-            views = Views(r, _view_config(args))
-            breakers = views.breakers(include_untrusted=args.include_untrusted)
-            keyring = queries.author_names(r, views)
-            now = r.now_ms()
+    with _session(args) as s:
+        found = s.call("breakers", include_untrusted=args.include_untrusted)
+        names = _names(s) if found and not args.json else {}
     if args.json:
-        _json([b.to_json() for b in breakers])
+        _json(found)
         return 0
-    if not breakers:
+    if not found:
         _note("no breakers")
         return 0
+    now = _now()
     rows = [
-        [b.name, b.state, _until(b.resets_at, now),
-         ", ".join(_who(a, keyring) for a in b.tripped_by) or "-", b.reason or "-"]
-        for b in breakers
+        [b["name"], b["state"], _until(b["resets_at"], now),
+         ", ".join(_who(a, names) for a in b["tripped_by"]) or "-", b["reason"] or "-"]
+        for b in found
     ]  # fmt: skip
     _table(["NAME", "STATE", "RESETS", "TRIPPED BY", "REASON"], rows)
     return 0
 
 
 def cmd_bench_record(args: argparse.Namespace) -> int:
-    if (api := _daemon(args)) is not None:
-        _call(api, "POST", "/v1/benchmarks", {"subject": args.subject, "metric": args.metric,
-                                              "value": args.value, "unit": args.unit})  # fmt: skip
-    else:
-        with _replica(args) as r:
-            now = r.now_ms()
-            r.put(
-                records.benchmark(
-                    r.identity, args.subject, args.metric, summary={"value": args.value},
-                    unit=args.unit, ts=now, recorded_at=now,
-                )
-            )  # fmt: skip
+    with _session(args) as s:
+        s.call("bench_record", subject=args.subject, metric=args.metric, value=args.value,
+               unit=args.unit)  # fmt: skip
     _out(f"{args.subject} {args.metric} = {args.value}{' ' + args.unit if args.unit else ''}")
     return 0
 
 
 def cmd_bench_show(args: argparse.Namespace) -> int:
-    if (api := _daemon(args)) is not None:
-        found = _call(api, "GET", "/v1/benchmarks", subject=args.subject,
-                      include_untrusted=args.include_untrusted)  # fmt: skip
-        if args.json:
-            _json(found)
-            return 0
-        benches = [Benchmark(**b) for b in found]
-        keyring = {k["id"]: k["name"] for k in _call(api, "GET", "/v1/trust")}
-        now = _now()
-    else:
-        with _replica(args) as r:
-            views = Views(r, _view_config(args))
-            benches = views.benchmarks(args.subject, include_untrusted=args.include_untrusted)
-            keyring = queries.author_names(r, views)
-            now = r.now_ms()
+    with _session(args) as s:
+        found = s.call("bench_show", subject=args.subject,
+                       include_untrusted=args.include_untrusted)  # fmt: skip
+        names = _names(s) if found and not args.json else {}
     if args.json:
-        _json([b.to_json() for b in benches])
+        _json(found)
         return 0
-    if not benches:
+    if not found:
         _note("no benchmarks")
         return 0
+    now = _now()
     rows = []
-    for b in benches:
-        if set(b.values) == {"value"}:
-            value = _number(b.values["value"])
+    for b in found:
+        values = b["values"]
+        if set(values) == {"value"}:
+            value = _number(values["value"])
         else:
-            value = ", ".join(f"{k}={_number(v)}" for k, v in b.values.items()) or "-"
-        hosts = ", ".join(_who(a, keyring) for a in b.hosts) or "-"
-        newest = _ago(b.newest, now) if b.count else "-"
-        stale = f" (+{b.stale} stale)" if b.stale else ""
-        rows.append([b.subject, b.metric, value, b.unit or "-", hosts + stale, newest])
+            value = ", ".join(f"{k}={_number(v)}" for k, v in values.items()) or "-"
+        hosts = ", ".join(_who(a, names) for a in b["hosts"]) or "-"
+        newest = _ago(b["newest"], now) if b["count"] else "-"
+        stale = f" (+{b['stale']} stale)" if b["stale"] else ""
+        rows.append([b["subject"], b["metric"], value, b["unit"] or "-", hosts + stale, newest])
     _table(["SUBJECT", "METRIC", "VALUE", "UNIT", "HOSTS", "NEWEST"], rows)
     return 0
 
 
 def cmd_trust_add(args: argparse.Namespace) -> int:
-    try:
-        public_key_bytes(args.key)
-    except GossipError as e:
-        raise CliError(f"cannot trust {args.key!r:.60}: {e}") from None
-    if (api := _daemon(args)) is not None:
-        answer = _call(api, "POST", "/v1/trust", {"key": args.key, "name": args.name or ""})
-        was = "" if answer["updated"] else None
-    else:
-        with _replica(args) as r, Views(r, _view_config(args)) as views:
-            if args.key == r.author:
-                raise CliError("that is this host's own key; a host always trusts itself")
-            if (why := queries.revoked_note(args.key, views.trust())) is not None:
-                raise CliError(why)
-            was = r.keyring().get(args.key)
-            r.trust(args.key, args.name or "")
+    with _session(args) as s:
+        answer = s.call("trust_add", key=args.key, name=args.name or "")
     label = f" as {args.name}" if args.name else ""
-    _out(f"{'updated' if was is not None else 'trusted'} {args.key}{label}")
+    _out(f"{'updated' if answer['updated'] else 'trusted'} {args.key}{label}")
     return 0
 
 
@@ -688,32 +426,13 @@ def cmd_trust_remove(args: argparse.Namespace) -> int:
     one it rotated away from), else remove the key here only."""
     if not args.key:
         raise CliError("give the key to remove: its id, its keyring name or a prefix of its id")
-    if (api := _daemon(args)) is not None:
-        path = f"/v1/trust/{urllib.parse.quote(args.key, safe='')}"
-        answer = _call(api, "DELETE", path, retroactive=str(args.retroactive).lower(),
-                       local=str(args.local).lower())  # fmt: skip
-        key, revoked = answer["id"], answer["revoked"]
-    else:
-        with _replica(args) as r, Views(r) as views:
-            trust = views.trust()
-            named, key = queries.resolve_host(r, args.key, trust)
-            if key == r.author:
-                raise CliError("that is this host's own key; a host always trusts itself")
-            revoked = None
-            if not args.local and views.can_revoke(r.author, key):
-                rec = records.revoke(r.identity, key, ts=_now(), retroactive=args.retroactive)
-                r.put(rec)
-                revoked = rec.id
-            else:
-                kept = queries.successor_to_keep(r.keyring(), key, trust)
-                if kept:
-                    r.trust(*kept)
-                was = [r.distrust(k) for k in dict.fromkeys((named, key)) if k != r.author]
-                if not any(was) and key not in trust:
-                    raise CliError(f"{args.key} is not in the keyring (see `gossip trust list`)")
-                if kept:
-                    _note(f"{key[:12]}… had rotated to {kept[0]}, which stays trusted (added to "
-                          "the keyring); remove it by name to stop trusting that host")  # fmt: skip
+    with _session(args) as s:
+        answer = s.call("trust_remove", key=args.key, retroactive=args.retroactive,
+                        local=args.local)  # fmt: skip
+    key, revoked, kept = answer["id"], answer["revoked"], answer["kept"]
+    if kept:
+        _note(f"{key[:12]}… had rotated to {kept}, which stays trusted (added to "
+              "the keyring); remove it by name to stop trusting that host")  # fmt: skip
     if revoked:
         _out(f"revoked {key} (signed revoke record {revoked[:12]}; peers that trust it through "
              "this host's invitation or rotation stop trusting it)")  # fmt: skip
@@ -723,11 +442,8 @@ def cmd_trust_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_trust_list(args: argparse.Namespace) -> int:
-    if (api := _daemon(args)) is not None:
-        entries = _call(api, "GET", "/v1/trust")
-    else:
-        with _replica(args) as r, Views(r, _view_config(args)) as views:
-            entries = queries.trust_entries(r.keyring(), views.trust(), r.author)
+    with _session(args) as s:
+        entries = s.call("trust_list")
     if args.json:
         _json(entries)
     else:
@@ -737,27 +453,11 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _view_config(args: argparse.Namespace) -> ViewConfig:
-    """Reading policy from the config file ([trust] follow_vouches)."""
-    return ViewConfig(follow_vouches=config.load(args.home).follow_vouches)
-
-
 def cmd_trust_invite(args: argparse.Namespace) -> int:
-    if (api := _daemon(args)) is not None:
-        answer = _call(api, "POST", "/v1/invitations", {"ttl": args.ttl, "name": args.name})
-        token, expires = answer["token"], answer["expires_at"]
-    else:
-        from .invites import Invitations
-        from .node import _advertised
-
-        cfg = config.load(args.home)
-        host, port = split_address(cfg.listen)
-        addresses = [join_address(h.strip("[]"), port) for h in _advertised(host)]
-        tok = Invitations(args.home).issue(Identity.load(args.home).public_id, addresses,
-                                           now=_now(), ttl_s=args.ttl, name=args.name)  # fmt: skip
-        token, expires = tok.encode(), tok.expires_at
-    _out(token)
-    _note(f"single use, expires {_until(expires, _now())}: on the new host, run "
+    with _session(args) as s:
+        answer = s.call("invite", ttl=args.ttl, name=args.name)
+    _out(answer["token"])
+    _note(f"single use, expires {_until(answer['expires_at'], _now())}: on the new host, run "
           "`gossip trust join` and paste it (keep the token secret)")  # fmt: skip
     return 0
 
@@ -789,18 +489,9 @@ def _nonempty_token(token: str) -> str:
 
 
 def cmd_trust_join(args: argparse.Namespace) -> int:
-    from .invites import InviteError, decode
-
-    args.token = _nonempty_token(_read_token(args))
-    try:
-        decode(args.token)  # a damaged token is refused before anything else happens
-    except InviteError as e:
-        raise CliError(str(e)) from None
-    if (api := _daemon(args)) is not None:
-        joined = _call(api, "POST", "/v1/invitations/redeem",
-                       {"token": args.token, "members": not args.only_inviter})  # fmt: skip
-    else:
-        joined = _join_embedded(args)
+    token = _nonempty_token(_read_token(args))
+    with _session(args) as s:
+        joined = s.call("join", token=token, members=not args.only_inviter)
     if args.json:
         _json(joined)
         return 0
@@ -811,42 +502,12 @@ def cmd_trust_join(args: argparse.Namespace) -> int:
     return 0
 
 
-def _join_embedded(args: argparse.Namespace) -> dict[str, Any]:
-    """No daemon: run a node here just long enough to redeem the token."""
-    import asyncio
-
-    from .invites import InviteError
-    from .node import Node
-
-    cfg = config.load(args.home)
-
-    async def run() -> dict[str, Any]:
-        async with Node(args.home, listen="127.0.0.1:0", profile=cfg.profile,
-                        advertise=[]) as node:  # fmt: skip
-            try:
-                joined = await node.join(args.token, members=not args.only_inviter)
-            except InviteError as e:
-                raise CliError(str(e)) from None
-            # One exchange now: the inviter's document (its hosts' announcements) is
-            # here when the daemon starts, so it finds its peers.
-            await node.sync_now()
-            return joined
-
-    return asyncio.run(run())
-
-
 def cmd_key_rotate(args: argparse.Namespace) -> int:
-    if (api := _daemon(args)) is not None:
-        answer = _call(api, "POST", "/v1/key/rotate", {})
-        new, old = answer["id"], answer["previous"]
-    else:
-        with _replica(args) as r:
-            old = r.author
-            r.rotate(Identity.generate())
-            new = r.author
-    _out(new)
-    _note(f"rotated: {old[:12]}… signed a successor record for this key; it is kept in "
-          f"{RETIRED_DIR}/ (0600). Peers that trust the old key trust the new one once "
+    with _session(args) as s:
+        answer = s.call("key_rotate")
+    _out(answer["id"])
+    _note(f"rotated: {answer['previous'][:12]}… signed a successor record for this key; it is "
+          f"kept in {RETIRED_DIR}/ (0600). Peers that trust the old key trust the new one once "
           "they have the record.")  # fmt: skip
     return 0
 
@@ -875,24 +536,10 @@ def _refuse_own_files(home: Path, path: str) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     _refuse_own_files(args.home, args.file)
-    if (api := _daemon(args)) is not None:
-        try:
-            data = api.request("GET", "/v1/export", query={"yjs": args.yjs}, binary=True,
-                               timeout=IMPORT_TIMEOUT_S)  # fmt: skip
-        except (ApiRefused, ApiUnavailable) as e:
-            raise CliError(str(e)) from None
-        payload = [data]
-        count = None if args.yjs else len(decode_export(data, "the daemon's export"))
-    else:
-        with _replica(args) as r:
-            if args.yjs:
-                payload = [r.document_update()]
-                count = None
-            else:
-                updates = r.updates_for({})
-                payload = list(encode_export(updates))
-                count = len(updates)
-    n = _write_atomic(args.file, payload)
+    with _session(args) as s:
+        data = s.call("export", yjs=args.yjs)
+    count = None if args.yjs else len(decode_export(data, "the export"))
+    n = _write_atomic(args.file, [data])
     where = "stdout" if args.file == "-" else args.file
     say = _note if args.file == "-" else _out
     if count is None:
@@ -907,26 +554,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     name = "stdin" if args.file == "-" else args.file
     data = _read_input(args.file)
     updates = decode_export(data, name)
-    if (api := _daemon(args)) is not None:
-        progress = _Progress(f"importing {len(updates)} updates through the daemon", 0)
-        progress.show()
-        try:
-            summary = api.request("POST", "/v1/import", raw=data, query={"name": name},
-                                  timeout=IMPORT_TIMEOUT_S)  # fmt: skip
-            progress.done()
-        except ApiRefused as e:
-            raise CliError(str(e)) from None
-        except ApiUnavailable as e:
-            raise CliError(f"{e} (is `gossip serve` still running?)") from None
-    else:
-        with _replica(args) as r, Views(r, _view_config(args)) as views:
-            outcomes = []
-            progress = _Progress("importing", len(updates))
-            for k in range(0, len(updates), IMPORT_CHUNK):
-                outcomes += r.ingest_batch(updates[k : k + IMPORT_CHUNK], source=f"import:{name}")
-                progress.show(len(outcomes))
-            progress.done()
-            summary = import_summary(outcomes, r.state_vector(), views.trust().keys)
+    progress = _Progress("importing", len(updates))
+    progress.show()
+    try:
+        with _session(args, progress=lambda done, total: progress.show(done)) as s:
+            summary = s.call("import", name=name, body=data)
+    finally:
+        progress.done()
     for k in summary["refused"]:
         where = [f"update {k['index'] + 1} of {summary['updates']}"]
         if k["author"]:
@@ -952,33 +586,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 1 if summary["refused"] else 0
 
 
-def _status_embedded(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = config.load(args.home)
-    with _replica(args) as r, Views(r, _view_config(args)) as views:
-        counts = queries.counts(r, views.trust())
-        keyring = r.keyring()
-        author = r.author
-    warnings = ["no daemon runs on this data dir: nothing replicates (`gossip serve`)"]
-    if len(keyring) <= 1:
-        warnings.append("the keyring has only this host: `gossip trust add KEY`")
-    return {
-        "id": author, "name": cfg.name, "address": None, "profile": cfg.profile, "pid": None,
-        "transport": "plaintext" if cfg.insecure_plaintext else "tls",
-        "started_at": None, "api": None,
-        "discovery": [{"source": "static", "state": "off",
-                       "detail": f"{len(cfg.peers)} configured"}],
-        "peers": {"alive": 0, "total": len(cfg.peers)},
-        "records": {k: counts[k] for k in ("total", "trusted", "untrusted")},
-        "state_entries": counts["state_entries"], "keyring": len(keyring),
-        "store_bytes": queries.store_bytes(args.home), "last_exchange": None,
-        "warnings": warnings,
-    }  # fmt: skip
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    api = _daemon(args)
-    st = _call(api, "GET", "/v1/status") if api is not None else _status_embedded(args)
-    st["daemon"] = api is not None
+    with _session(args) as s:
+        st = s.call("status")
+        st["daemon"] = s.remote
     if args.json:
         _json(st)
         return 0
@@ -987,7 +598,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = [
         ("id", st["id"]),
         ("name", st["name"]),
-        ("daemon", f"running, pid {st['pid']}" if api is not None else "not running"),
+        ("daemon", f"running, pid {st['pid']}" if st["daemon"] else "not running"),
         ("listen", st["address"] or "-"),
         ("profile", st["profile"]),
         ("transport", _transport_line(st)),
@@ -1044,29 +655,13 @@ def _bytes(n: int) -> str:
     return str(n)
 
 
-def _configured_peers(args: argparse.Namespace) -> list[dict[str, Any]]:
-    cfg = config.load(args.home)
-    transport = "plaintext" if cfg.insecure_plaintext else "tls"
-    return [{"key": None, "name": "", "addresses": [a], "address": a, "source": "static",
-             "state": "not-running", "last_success": None, "last_seen": None,
-             "last_error": None, "failures": 0, "rtt_ms": None, "bytes_in": 0,
-             "bytes_out": 0, "they_lack": None, "we_lack": None, "next_attempt": 0,
-             "exchanges": 0, "transport": transport} for a in cfg.peers]  # fmt: skip
-
-
 def cmd_peers(args: argparse.Namespace) -> int:
-    api = _daemon(args)
-    if api is None and not args.home.is_dir():
-        raise CliError(f"no data dir at {args.home}; run `gossip init` first")
-    if api is None:
-        _note("no daemon runs on this data dir: showing the configured peers")
-
-    def fetch() -> list[dict[str, Any]]:
-        return _call(api, "GET", "/v1/peers") if api is not None else _configured_peers(args)
-
-    if args.watch:
-        return _watch(fetch, args.interval)
-    peers = fetch()
+    with _session(args) as s:
+        if not s.remote:
+            _note("no daemon runs on this data dir: showing the configured peers")
+        if args.watch:
+            return _watch(lambda: s.call("peers"), args.interval)
+        peers = s.call("peers")
     if args.json:
         _json(peers)
         return 0
@@ -1093,14 +688,8 @@ def _watch(fetch: Callable[[], list[dict[str, Any]]], interval: float) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    if (api := _daemon(args)) is not None:
-        shown = _call(api, "GET", f"/v1/records/{args.id}")
-    else:
-        with _replica(args) as r:
-            try:
-                shown = queries.show(r, Views(r, _view_config(args)), args.id)
-            except queries.LookupFailed as e:
-                raise CliError(str(e)) from None
+    with _session(args) as s:
+        shown = s.call("show", id=args.id)
     if args.json:
         _json(shown)
         return 0
@@ -1133,33 +722,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-SYNC_ROUNDS = 10_000  # a catch-up arrives a message budget (4 MiB) per exchange
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
     progress = _Progress("syncing: updates learned", 0)
-    total = {"exchanges": 0, "failures": 0, "learned": 0, "rounds": 0}
-    started = time.perf_counter()
-
-    def add(report: dict[str, Any]) -> bool:
-        """Count one round; go on while it learned something (a catch-up continues)."""
-        for k in ("exchanges", "failures", "learned"):
-            total[k] += report[k]
-        total["rounds"] += 1
-        progress.show(total["learned"])
-        return report["learned"] > 0 and total["rounds"] < SYNC_ROUNDS
-
+    progress.show()
     try:
-        if (api := _daemon(args)) is not None:
-            body = {"address": args.address} if args.address else {}
-            while add(_call(api, "POST", "/v1/sync", body)):
-                pass
-        else:
-            # The node's own first round may learn before ours: count what was stored.
-            total["learned"] = _sync_embedded(args, add)
+        with _session(args) as s:
+            report = s.call("sync", address=args.address, until_idle=True)
     finally:
         progress.done()
-    report = {**total, "seconds": round(time.perf_counter() - started, 3)}
     if args.json:
         _json(report)
     else:
@@ -1168,40 +738,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 1 if report["failures"] and not report["exchanges"] else 0
 
 
-def _sync_embedded(args: argparse.Namespace, add: Callable[[dict[str, Any]], bool]) -> int:
-    """No daemon: run a node here just long enough to catch up with the peers; returns
-    how many signed updates it stored."""
-    import asyncio
-
-    from .node import Node
-
-    cfg = config.load(args.home)
-    peers = [args.address] if args.address else list(cfg.peers)
-    if not peers:
-        raise CliError("no peers configured and no ADDR given: nothing to sync with")
-    with _replica(args) as r:
-        before = r.store_stats()["updates"]
-
-    async def run() -> int:
-        # advertise=[]: this node lives for one command; peers must not learn its port.
-        async with Node(args.home, listen="127.0.0.1:0", peers=peers, profile=cfg.profile,
-                        advertise=[], tls=not cfg.insecure_plaintext) as node:  # fmt: skip
-            while True:
-                rep = await node.sync_now()
-                report = {"exchanges": rep.exchanges, "failures": rep.failures,
-                          "learned": rep.learned}  # fmt: skip
-                if not add(report):
-                    return await node.query(lambda r, _: r.store_stats()["updates"]) - before
-
-    return asyncio.run(run())
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
-    if (api := _daemon(args)) is not None:
-        info = _call(api, "GET", "/v1/inspect")
-    else:
-        with _replica(args) as r, Views(r, _view_config(args)) as views:
-            info = queries.inspect(r, views)
+    with _session(args) as s:
+        info = s.call("inspect")
     if args.json:
         _json(info)
         return 0
@@ -1308,7 +847,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "tailnet profile)")
     c.add_argument("--api-listen", metavar="127.0.0.1:PORT",
                    help="also serve the local API on loopback TCP (bearer token in api.token)")
-    c.add_argument("--lock-wait", type=_positive_seconds, default=10.0, metavar="SECONDS",
+    c.add_argument("--lock-wait", type=_seconds, default=10.0, metavar="SECONDS",
                    help="wait this long for a command holding the data dir (default 10)")
     c.add_argument("--insecure-plaintext", action="store_true",
                    help="serve and reach peers without TLS (only inside an encrypted tailnet; "
@@ -1319,9 +858,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = command(sub, "peers", cmd_peers, "the peer table: state, last success, rtt, lag")
     c.add_argument("--json", action="store_true", help="print a JSON array")
     c.add_argument("--watch", action="store_true", help="redraw every --interval seconds")
-    c.add_argument("--interval", type=_positive_seconds, default=2.0, metavar="SECONDS")
+    c.add_argument("--interval", type=_seconds, default=2.0, metavar="SECONDS")
     c = command(sub, "show", cmd_show, "one record with its provenance")
-    c.add_argument("id", type=_record_prefix, metavar="ID",
+    c.add_argument("id", type=_arg("show", "id"), metavar="ID",
                    help="a record id, or its first 6+ characters")  # fmt: skip
     c.add_argument("--json", action="store_true", help="print a JSON object")
     c = command(sub, "sync", cmd_sync, "exchange now with every peer (or ADDR) until caught up")
@@ -1331,13 +870,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print a JSON object")
 
     c = command(sub, "remember", cmd_remember, "write a memory; prints its record id")
-    c.add_argument("text", type=_nonempty("the text"), metavar="TEXT")
-    c.add_argument("--category", required=True, type=_nonempty("the category"),
+    c.add_argument("text", type=_arg("remember", "text"), metavar="TEXT")
+    c.add_argument("--category", required=True, type=_arg("remember", "category"),
                    help="anti-pattern, learning, contract, …")  # fmt: skip
     c.add_argument("--subject", help="what it is about, e.g. provider:x")
-    c.add_argument("--tag", action="append", default=[], type=_nonempty("a tag"),
+    c.add_argument("--tag", action="append", default=[], type=_arg("remember", "tags"),
                    help="a tag (repeat for more)")  # fmt: skip
-    c.add_argument("--expires-in", type=_positive_seconds, metavar="SECONDS",
+    c.add_argument("--expires-in", type=_arg("remember", "expires_in"), metavar="SECONDS",
                    help="hide it from readers after this many seconds")  # fmt: skip
 
     c = command(sub, "recall", cmd_recall, "search the memories of trusted authors")
@@ -1346,25 +885,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--subject")
     c.add_argument("--tag")
     c.add_argument("--author", help="a public id, a keyring name, or an id's first characters")
-    c.add_argument("--limit", type=_limit, default=20, metavar="N",
+    c.add_argument("--limit", type=_arg("recall", "limit"), default=20, metavar="N",
                    help=f"at most N memories (1 to {MAX_LIMIT}; default 20)")  # fmt: skip
     c.add_argument("--include-untrusted", action="store_true",
                    help="also show authors outside the keyring")  # fmt: skip
     c.add_argument("--json", action="store_true", help="print a JSON array")
 
     c = command(sub, "retract", cmd_retract, "retract one of this host's memories")
-    c.add_argument("id", type=_record_prefix, metavar="ID",
+    c.add_argument("id", type=_arg("show", "id"), metavar="ID",
                    help="the memory's record id, or its first 6+ characters")  # fmt: skip
     c.add_argument("--reason", help="why (kept in the retraction record)")
 
     breaker = command(sub, "breaker", _needs_subcommand, "circuit breakers across hosts")
     bsub = breaker.add_subparsers(dest="action", required=True, metavar="ACTION")
     c = command(bsub, "trip", cmd_breaker_trip, "open a breaker from this host")
-    c.add_argument("name", type=_nonempty("a breaker name"), metavar="NAME")
+    c.add_argument("name", type=_arg("breaker_trip", "name"), metavar="NAME")
     c.add_argument("--reason", required=True)
-    c.add_argument("--cooldown", required=True, type=_positive_seconds, metavar="SECONDS",
+    c.add_argument("--cooldown", required=True, type=_arg("breaker_trip", "cooldown"),
+                   metavar="SECONDS",
                    help="it resets after this many seconds")  # fmt: skip
-    c.add_argument("--failures", type=_count, default=0, metavar="N")
+    c.add_argument("--failures", type=_arg("breaker_trip", "failures"), default=0, metavar="N")
     c = command(bsub, "reset", cmd_breaker_reset, "close a breaker from this host")
     c.add_argument("name", metavar="NAME")
     c.add_argument("--reason", default="")
@@ -1375,9 +915,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = command(sub, "bench", _needs_subcommand, "benchmark observations across hosts")
     esub = bench.add_subparsers(dest="action", required=True, metavar="ACTION")
     c = command(esub, "record", cmd_bench_record, "record this host's latest measurement")
-    c.add_argument("subject", type=_bench_subject, metavar="SUBJECT")
-    c.add_argument("metric", type=_nonempty("a metric"), metavar="METRIC")
-    c.add_argument("value", type=_finite_number, metavar="VALUE")
+    c.add_argument("subject", type=_arg("bench_record", "subject"), metavar="SUBJECT")
+    c.add_argument("metric", type=_arg("bench_record", "metric"), metavar="METRIC")
+    c.add_argument("value", type=_arg("bench_record", "value"), metavar="VALUE")
     c.add_argument("--unit", default="")
     c = command(esub, "show", cmd_bench_show, "recency-weighted summaries across trusted hosts")
     c.add_argument("subject", nargs="?", metavar="SUBJECT")
@@ -1400,7 +940,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "trusted keys (this host is 'self') and how each is trusted")
     c.add_argument("--json", action="store_true", help="print a JSON array")
     c = command(tsub, "invite", cmd_trust_invite, "print a single-use invitation token")
-    c.add_argument("--ttl", type=_ttl, default=DEFAULT_TTL_S, metavar="SECONDS",
+    c.add_argument("--ttl", type=_arg("invite", "ttl"), default=DEFAULT_TTL_S, metavar="SECONDS",
                    help="how long it stays valid (default a day, at most 30 days)")
     c.add_argument("--name", default="", help="the keyring name the new host will get")
     c = command(tsub, "join", cmd_trust_join, "redeem an invitation token from a member")

@@ -22,13 +22,11 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from crdt import GossipError
-
 from .config import default_home
+from .errors import OpError, Unreachable, from_status
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +36,10 @@ TOKEN_FILE = "api.token"
 T = TypeVar("T")
 
 
-class ApiUnavailable(GossipError):
-    """No daemon answered: none runs, its socket is stale, or it did not answer in time."""
-
-
-class ApiRefused(GossipError):
-    """The daemon answered with an error status."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.field = field
+# The names this client has always raised: a refusal is the operation's own error class
+# (``gossip.errors``: Invalid, NotFound, Conflict, …, each with ``status`` and ``field``).
+ApiRefused = OpError
+ApiUnavailable = Unreachable
 
 
 class _DeadlineSocket(socket.socket):
@@ -198,7 +189,7 @@ class ApiConnection:
         if status >= 400:
             message = value.get("error") if isinstance(value, dict) else None
             field = value.get("field") if isinstance(value, dict) else None
-            raise ApiRefused(status, str(message or f"HTTP {status}"), field)
+            raise from_status(status, str(message or f"HTTP {status}"), field)
         if value is None and answer:
             raise ApiUnavailable(f"the daemon's answer to {method} {path} is not JSON")
         return value
@@ -223,7 +214,9 @@ def _query_value(v: Any) -> str:
 
 
 class Client:
-    """The best-effort client: see the module docstring.
+    """The best-effort client: see the module docstring. Every call is an operation of
+    ``gossip.ops`` (the daemon's, through its API; else the same handler run here on the
+    data dir), so a read answers alike either way.
 
         gossip = Client()                       # $GOSSIP_HOME or the platform data dir
         hits = gossip.recall("provider x")      # [] if nothing answers within 1 s
@@ -239,6 +232,8 @@ class Client:
         write_timeout: float = 10.0,
         fallback: bool = True,
     ) -> None:
+        from .ops.session import RemoteSession
+
         self.api = ApiConnection(home, timeout=timeout)
         self.home = self.api.home
         self.timeout = timeout
@@ -246,63 +241,43 @@ class Client:
         self.fallback = fallback
         self.degraded = False
         self._lock = threading.Lock()
+        self._reads = RemoteSession(self.api, timeout=timeout)
+        self._writes = RemoteSession(self.api, timeout=write_timeout)
 
     # -- reads: never raise ------------------------------------------------------------
 
     def recall(self, query: str | None = None, **filters: Any) -> list[dict[str, Any]]:
         """Memories as the daemon's views see them (``category``, ``subject``, ``tag``,
         ``author``, ``limit``, ``include_untrusted``); [] when degraded."""
-        params = {"q": query, **filters}
-
-        def local(r: Any, v: Any) -> list[dict[str, Any]]:
-            from . import queries  # the daemon's own answer; imported only when needed
-
-            answer = queries.recall(r, v, query or None, **_recall_filters(filters))
-            memories: list[dict[str, Any]] = answer["memories"]
-            return memories
-
-        return self._read(
-            lambda: self.api.request("GET", "/v1/memories", query=params)["memories"],
-            local, [], "recall",
-        )  # fmt: skip
+        answer = self._read("recall", {"q": query, **filters}, None, "recall")
+        return answer["memories"] if answer is not None else []
 
     def breaker(self, name: str) -> dict[str, Any]:
         """The merged breaker; ``state`` is ``"unknown"`` when degraded."""
         unknown = {"name": name, "state": "unknown", "tripped_by": [], "reason": "",
                    "resets_at": None, "observations": []}  # fmt: skip
-
-        def local(r: Any, v: Any) -> dict[str, Any]:
-            b = v.breaker(name)
-            if b is None:
-                return {**unknown, "state": "closed"}
-            out: dict[str, Any] = b.to_json()
-            return out
-
-        return self._read(
-            lambda: self.api.request("GET", "/v1/breaker", query={"name": name}),
-            local, unknown, "breaker",
-        )  # fmt: skip
+        found: dict[str, Any] = self._read("breaker", {"name": name}, unknown, "breaker")
+        return found
 
     def benchmark(self, subject: str, metric: str) -> dict[str, Any] | None:
         """The recency-weighted summary across trusted hosts; None if none or degraded."""
+        found = self._read("bench_show", {"subject": subject, "metric": metric}, [],
+                           "benchmark")  # fmt: skip
+        return found[0] if found else None
 
-        def remote() -> dict[str, Any] | None:
-            found = self.api.request("GET", "/v1/benchmarks",
-                                     query={"subject": subject, "metric": metric})  # fmt: skip
-            return found[0] if found else None
+    def _read(self, operation: str, params: dict[str, Any], empty: T, what: str) -> T:
+        from .ops import OPERATIONS
 
-        def local(r: Any, v: Any) -> dict[str, Any] | None:
-            found = [b for b in v.benchmarks(subject) if b.metric == metric]  # as the daemon
-            return found[0].to_json() if found else None
-
-        return self._read(remote, local, None, "benchmark")
-
-    def _read(self, remote: Callable[[], T], local: Callable[[Any, Any], T], empty: T,
-              what: str) -> T:  # fmt: skip
         deadline = time.monotonic() + self.timeout  # one limit for both ways of reading
         try:
-            value = remote()
-        except ApiRefused as e:  # the daemon answered: no outage, but arguments it refuses
+            params = _from_text(OPERATIONS[operation], params)
+            OPERATIONS[operation].check(params)
+        except OpError as e:  # refused before asking anyone: says nothing of an outage
+            log.warning("sm-gossip: a %s with bad arguments: %s; answering empty", what, e)
+            return empty
+        try:
+            value: T = self._reads.call(operation, **params)
+        except OpError as e:  # refused (by the daemon, or its rules here): no outage
             self._recovered()
             log.warning("sm-gossip: the daemon refused a %s: %s; answering empty", what, e)
             return empty
@@ -316,7 +291,7 @@ class Client:
             reason += "; no time left to read the data dir in-process"
         elif self.fallback:
             try:
-                found = _in_process(self.home, local, left)
+                found: T = _in_process(self.home, operation, params, left)
             except Exception as e:
                 reason += f"; in-process read failed too: {e}"
             else:
@@ -340,79 +315,62 @@ class Client:
 
     # -- writes: raise -----------------------------------------------------------------
 
-    def _write(self, method: str, path: str, body: dict[str, Any]) -> Any:
-        return self.api.request(method, path, body, timeout=self.write_timeout)
-
     def remember(self, text: str, *, category: str, subject: str | None = None,
                  tags: list[str] | tuple[str, ...] = (), expires_in: float | None = None,
                  supersedes: str | None = None) -> str:  # fmt: skip
         """Write a memory through the daemon; returns its record id once durable there."""
-        body: dict[str, Any] = {"text": text, "category": category, "tags": list(tags)}
-        for k, v in (("subject", subject), ("expires_in", expires_in), ("supersedes", supersedes)):
-            if v is not None:
-                body[k] = v
-        return str(self._write("POST", "/v1/memories", body)["id"])
+        return str(self._writes.call("remember", text=text, category=category, subject=subject,
+                                     tags=list(tags), expires_in=expires_in,
+                                     supersedes=supersedes)["id"])  # fmt: skip
 
     def retract(self, record_id: str, *, reason: str = "") -> str | None:
-        answer = self._write("POST", f"/v1/memories/{record_id}/retract", {"reason": reason})
-        return answer.get("retraction")
+        return self._writes.call("retract", id=record_id, reason=reason).get("retraction")
 
     def trip_breaker(self, name: str, *, reason: str = "", cooldown: float = 600.0,
                      failures: int = 0) -> dict[str, Any]:  # fmt: skip
-        body = {"name": name, "reason": reason, "cooldown": cooldown, "failures": failures}
-        out: dict[str, Any] = self._write("POST", "/v1/breakers/trip", body)
+        out: dict[str, Any] = self._writes.call("breaker_trip", name=name, reason=reason,
+                                                cooldown=cooldown, failures=failures)  # fmt: skip
         return out
 
     def reset_breaker(self, name: str, *, reason: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = self._write("POST", "/v1/breakers/reset",
-                                          {"name": name, "reason": reason})  # fmt: skip
+        out: dict[str, Any] = self._writes.call("breaker_reset", name=name, reason=reason)
         return out
 
     def record_benchmark(self, subject: str, metric: str, value: float, *,
                          unit: str = "") -> None:  # fmt: skip
-        body = {"subject": subject, "metric": metric, "value": value, "unit": unit}
-        self._write("POST", "/v1/benchmarks", body)
+        self._writes.call("bench_record", subject=subject, metric=metric, value=value, unit=unit)
 
 
-_RECALL_FILTERS = {"category", "subject", "tag", "author", "limit", "include_untrusted"}
+def _from_text(op: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Filters given as text (``limit="2"``, ``include_untrusted="true"``) read as a query
+    string would be; an empty text filter is not given."""
+    from .ops.fields import Text
 
-
-def _recall_filters(filters: dict[str, Any]) -> dict[str, Any]:
-    """``recall``'s filters checked and converted as the daemon does with its query
-    parameters, so that an in-process answer is the daemon's answer (ValueError if the
-    daemon would refuse them)."""
-    unknown = sorted(set(filters) - _RECALL_FILTERS)
-    if unknown:
-        raise ValueError(f"unknown filter {unknown[0]!r}")
-    out: dict[str, Any] = {}
-    for name in ("category", "subject", "tag", "author"):
-        value = filters.get(name)
-        out[name] = str(value) if value not in (None, "") else None
-    limit = filters.get("limit", 20)
-    text = _query_value(limit)
-    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 1000):
-        raise ValueError("'limit' must be an integer from 1 to 1000")
-    out["limit"] = int(text)
-    flag = _query_value(filters.get("include_untrusted", False)).lower()
-    if flag not in ("true", "1", "yes", "false", "0", "no"):
-        raise ValueError("'include_untrusted' must be true or false")
-    out["include_untrusted"] = flag in ("true", "1", "yes")
+    out = {}
+    for name, value in params.items():
+        try:
+            kind = op.field(name).kind
+        except KeyError:
+            out[name] = value  # unknown: the operation refuses it, naming it
+            continue
+        if isinstance(value, str) and not isinstance(kind, Text):
+            value = op.field(name).parse(value)
+        out[name] = value if value != "" else None
     return out
 
 
-def _in_process(home: Path, fn: Callable[[Any, Any], T], timeout: float) -> T:
-    """``fn(replica, views)`` on the data dir, opened here because no daemon answers; in a
-    thread, so that a large store costs the caller at most ``timeout``. Fails at once if
-    another process (a starting daemon) holds the data dir."""
-    from crdt import Replica
-    from crdt.views import Views
+def _in_process(home: Path, operation: str, params: dict[str, Any], timeout: float) -> Any:
+    """``operation`` run here on the data dir, because no daemon answers; in a thread, so
+    that a large store costs the caller at most ``timeout``. Fails at once if another
+    process (a starting daemon) holds the data dir."""
+    from .ops.session import LocalSession
 
     box: dict[str, Any] = {}
 
     def job() -> None:
         try:
-            with Replica.open(home, create=False, lock_wait=0.0) as r:
-                box["value"] = fn(r, Views(r))
+            with LocalSession(home, lock_wait=0.0) as s:
+                box["value"] = s.call(operation, **params)
         except BaseException as e:
             box["error"] = e
 

@@ -59,7 +59,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from crdt import GossipError, Identity, Outcome, Replica, SignedRecord, records
 from crdt.records import KIND_BREAKER, KIND_HOST, split_state_key
@@ -89,6 +89,9 @@ from .transport import (
     Transport,
 )
 from .worker import READ, WRITE, ReplicaWorker
+
+if TYPE_CHECKING:
+    from .ops.online import NodeHost
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +230,7 @@ class Node:
         self._mdns: MdnsDiscovery | None = None
         self._tailnet: TailnetDiscovery | None = None
         self._tailnet_seen: dict[str, tuple[str, ...]] = {}  # node -> addresses
+        self._ops: NodeHost | None = None
 
     @property
     def _message_budget(self) -> int:
@@ -247,6 +251,26 @@ class Node:
     def address(self) -> str:
         """The "host:port" the peer server actually listens on."""
         return self._require(self._address)
+
+    @property
+    def name(self) -> str:
+        """This host's display name (``name=``, else config.toml's)."""
+        return self._name or ""
+
+    def now_ms(self) -> int:
+        """This node's clock (ms since the epoch): the time its records are signed with."""
+        return self._now_ms()
+
+    @property
+    def ops(self) -> NodeHost:
+        """This node as the operations' host (``gossip.ops``): ``await
+        ops.run(node.ops, "retract", {"id": rid})`` is the local API's retract, rules and
+        all."""
+        from .ops.online import NodeHost
+
+        if self._ops is None:
+            self._ops = NodeHost(self, read_timeout=max(self.read_timeout, 5.0))
+        return self._ops
 
     @property
     def transport(self) -> Transport:
@@ -548,6 +572,16 @@ class Node:
             self._queue_push([su.raw], covers={su.client: su.header.end})
         return rec
 
+    async def write_record(self, make: Callable[[Identity, int], SignedRecord]) -> SignedRecord:
+        """Sign ``make(identity, now)`` as this host, write it durably, push it eagerly:
+        the one write path of the operations (``gossip.ops``)."""
+        return await self._write(make)
+
+    async def _op(self, operation: str, **params: Any) -> Any:
+        from .ops import run
+
+        return await run(self.ops, operation, params)
+
     async def remember(
         self,
         text: str,
@@ -558,52 +592,43 @@ class Node:
         expires_in: float | None = None,
         supersedes: str | None = None,
     ) -> str:
-        """Write a memory; returns its record id once it is durable here."""
-        tags = list(tags)
-
-        def make(identity: Identity, now: int) -> SignedRecord:
-            expires = None if expires_in is None else now + round(expires_in * 1000)
-            return records.memory(identity, text, category=category, subject=subject,
-                                  tags=tags, expires_at=expires, supersedes=supersedes,
-                                  ts=now)  # fmt: skip
-
-        return (await self._write(make)).id
+        """Write a memory; returns its record id once it is durable here (the
+        ``remember`` operation: its limits, ``gossip.errors.Invalid`` if one is broken)."""
+        return (await self._op("remember", text=text, category=category, subject=subject,
+                               tags=list(tags), expires_in=expires_in,
+                               supersedes=supersedes))["id"]  # fmt: skip
 
     async def retract(self, record_id: str, *, reason: str = "") -> str:
-        """Retract one of our memories (readers hide it); returns the retraction's id."""
-        rec = await self._write(lambda i, now: records.retract(i, record_id, ts=now, reason=reason))
-        return rec.id
+        """Retract one of our memories (readers hide it); returns the retraction's id
+        (the earlier one if it was retracted already). Another host's memory is refused
+        (``Conflict``): readers honour only a memory's own author's retraction."""
+        return (await self._op("retract", id=record_id, reason=reason))["retraction"]
 
     async def trip_breaker(
         self, name: str, *, reason: str = "", cooldown: float = 600.0, failures: int = 0
     ) -> None:
         """Say, as this host, that breaker ``name`` is open for ``cooldown`` seconds."""
-
-        def make(identity: Identity, now: int) -> SignedRecord:
-            return records.breaker(identity, name, state="open", reason=reason,
-                                   failures=failures, tripped_at=now,
-                                   resets_at=now + round(cooldown * 1000), ts=now)  # fmt: skip
-
-        await self._write(make)
+        await self._op("breaker_trip", name=name, reason=reason, cooldown=cooldown,
+                       failures=failures)  # fmt: skip
 
     async def reset_breaker(self, name: str, *, reason: str = "") -> None:
-        """Say, as this host, that breaker ``name`` is closed."""
-        await self._write(
-            lambda i, now: records.breaker(i, name, state="closed", reason=reason, ts=now)
-        )
+        """Say, as this host, that breaker ``name`` is closed (``NotFound`` if no host
+        ever named it)."""
+        await self._op("breaker_reset", name=name, reason=reason)
 
     async def record_benchmark(
         self, subject: str, metric: str, value: float, *, unit: str = ""
     ) -> None:
         """Record this host's latest observation of ``metric`` for ``subject``."""
-        summary = {"value": value}
-        await self._write(
-            lambda i, now: records.benchmark(i, subject, metric, summary=summary, unit=unit, ts=now)
-        )
+        await self._op("bench_record", subject=subject, metric=metric, value=value, unit=unit)
 
     def trust(self, key: str, name: str = "") -> None:
         """Add ``key`` to the keyring: count its records, exchange with it. Effective when
-        it returns; call it from the node's event loop (it waits for the replica)."""
+        it returns; call it from the node's event loop (it waits for the replica). A
+        revoked key is refused (``Conflict``), as ``trust add`` refuses it everywhere."""
+        from .ops.keys import check_trustable
+
+        check_trustable(key, self.id, self._trust)
         self._keyring_changed(self._now(lambda: self._require_replica().trust(key, name)))
 
     def distrust(self, key: str) -> bool:

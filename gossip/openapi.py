@@ -1,7 +1,9 @@
 """The OpenAPI 3 description of the local API, served at ``/openapi.json`` and kept as
 docs/openapi.json (``python -m gossip.openapi > docs/openapi.json``; a test checks that
 the two match, that every route of ``api.py`` is in it, and runs schemathesis against
-it). When a route or a field changes in api.py, change it here in the same commit.
+it). The paths are derived from the operations table (``gossip.ops``): their parameters
+from the operations' fields, their answers from ``SCHEMAS`` below, which names the
+shape of every operation's result.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import json
 import sys
 from typing import Any
+
+from .ops import OPERATIONS, Operation
+from .ops.fields import Field
 
 VERSION = "1"
 
@@ -76,7 +81,10 @@ SCHEMAS: dict[str, Schema] = {
                             "checkpoint": BOOL}),
         "record": _ref("Record"),
     }),
-    "Retracted": _obj({"id": STR, "retraction": _null(STR), "already_retracted": BOOL}),
+    "Retracted": _obj({"id": STR, "retraction": {**STR, "description": "the retraction "
+                                                  "record's id (the earlier one if it was "
+                                                  "retracted already)"},
+                       "already_retracted": BOOL}),
     "Observation": _obj({
         "author": STR, "state": STR, "reason": STR, "failures": INT, "ts": MS,
         "tripped_at": _null(MS), "resets_at": _null(MS), "trusted": BOOL,
@@ -130,7 +138,9 @@ SCHEMAS: dict[str, Schema] = {
     "Trusted": _obj({"id": STR, "name": STR, "updated": BOOL}),
     "Distrusted": _obj({"id": STR, "removed": BOOL,
                         "revoked": {**_null(STR), "description": "the published revoke "
-                                    "record's id; null for a local removal"}}),
+                                    "record's id; null for a local removal"},
+                        "kept": {**_null(STR), "description": "the key a removed old key had "
+                                 "rotated to, which stays trusted (added to the keyring)"}}),
     "Invitation": _obj({"token": STR, "inviter": STR, "addresses": _arr(STR), "expires_at": MS}),
     "Joined": _obj({"inviter": STR, "trusted": _arr(STR)}),
     "Rotated": _obj({"id": STR, "previous": STR}),
@@ -141,7 +151,8 @@ SCHEMAS: dict[str, Schema] = {
                               "author": _null(STR)})),
         "untrusted": {"type": "object", "additionalProperties": INT},
     }),
-    "SyncReport": _obj({"exchanges": INT, "failures": INT, "learned": INT, "seconds": NUM}),
+    "SyncReport": _obj({"exchanges": INT, "failures": INT, "learned": INT, "rounds": INT,
+                        "seconds": NUM}),
     "Inspect": _obj({
         "records_by_kind": {"type": "object", "additionalProperties": INT},
         "records_by_author": _arr(_obj({"author": STR, "name": _null(STR), "trusted": BOOL,
@@ -155,12 +166,13 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
-def _json_body(schema: Schema) -> Schema:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
 def _answer(description: str, schema: Schema) -> Schema:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _binary(description: str) -> Schema:
+    return {"description": description, "content": {"application/octet-stream": {
+        "schema": {"type": "string", "format": "binary"}}}}  # fmt: skip
 
 
 ERR = _ref("Error")
@@ -172,183 +184,73 @@ COMMON_ERRORS = {
 }
 
 
-def _op(summary: str, ok: tuple[str, str, Schema], *, params: list[Schema] | None = None,
-        body: Schema | None = None, errors: dict[str, str] | None = None,
-        body_optional: bool = False) -> Schema:  # fmt: skip
-    code, description, schema = ok
-    responses = {code: _answer(description, schema), **COMMON_ERRORS}
-    for status, why in (errors or {}).items():
-        responses[status] = _answer(why, ERR)
-    if body is not None:
-        responses["413"] = _answer("the body is over 64 KiB", ERR)
-    out: Schema = {"summary": summary, "responses": responses}
+def _param(f: Field) -> Schema:
+    out: Schema = {"name": f.name, "in": f.where, "required": f.where == "path" or f.required,
+                   "schema": f.kind.schema()}  # fmt: skip
+    if f.help:
+        out["description"] = f.help
+    return out
+
+
+def _operation(op: Operation) -> Schema:
+    """The OpenAPI operation object of ``op``: its parameters, body and answers."""
+    result = _ref(op.result) if isinstance(op.result, str) else op.result
+    ok = _binary("the file") if op.binary else _answer(op.summary, result or {})
+    responses = {"201" if op.created else "200": ok, **COMMON_ERRORS}
+    for status, why in op.errors.items():
+        responses[str(status)] = _answer(why, ERR)
+    out: Schema = {"operationId": op.name, "summary": op.summary, "responses": responses}
+    params = [_param(f) for f in op.fields if f.where in ("path", "query")]
     if params:
         out["parameters"] = params
-    if body is not None:
-        out["requestBody"] = _json_body(body)
-        if body_optional:  # an empty body is the empty object
-            out["requestBody"]["required"] = False
+    if op.raw is not None:
+        out["requestBody"] = {"required": True, "content": {"application/octet-stream": {
+            "schema": op.field(op.raw).kind.schema()}}}  # fmt: skip
+    elif op.method in ("POST", "PUT", "PATCH"):
+        body = op.body_fields
+        props = {f.name: f.schema() if f.required else _null(f.schema()) for f in body}
+        required = [f.name for f in body if f.required]
+        out["requestBody"] = {"required": bool(required), "content": {"application/json": {
+            "schema": _obj(props, required)}}}  # fmt: skip
+        responses.setdefault("413", _answer("the body is over 64 KiB", ERR))
     return out
 
 
-def _q(name: str, schema: Schema, description: str = "") -> Schema:
-    out: Schema = {"name": name, "in": "query", "required": False, "schema": schema}
-    if description:
-        out["description"] = description
-    return out
-
-
-def _path(name: str, schema: Schema) -> Schema:
-    return {"name": name, "in": "path", "required": True, "schema": schema}
-
-
-UNTRUSTED = _q("include_untrusted", BOOL, "also count authors outside the keyring")
-RECORD_ID = _path("id", {"type": "string", "pattern": "^[0-9a-fA-F]{6,64}$",
-                         "description": "a record id or its first 6+ hex characters"})  # fmt: skip
-NOT_FOUND = {"404": "nothing has that id (or a prefix of it)"}
+EVENT_ID: Schema = {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$",
+                    "description": "an event's id (`run-seq`); anything else is a 400"}
+# The routes that are no operation: a stream, a text format, this document.
+EXTRA_PATHS: dict[str, Schema] = {
+    "/v1/events": {"get": {
+        "summary": "the change feed, as server-sent events (see docs/api.md)",
+        "parameters": [
+            {"name": "Last-Event-ID", "in": "header", "required": False, "schema": EVENT_ID},
+            {"name": "last_event_id", "in": "query", "required": False, "schema": EVENT_ID,
+             "description": "as the header, for clients that cannot set it"},
+        ],
+        "responses": {"200": {"description": "events: record, breaker, peer, lost, cutoff",
+                              "content": {"text/event-stream": {"schema": STR}}},
+                      **COMMON_ERRORS},
+    }},
+    "/metrics": {"get": {
+        "summary": "metrics in the Prometheus text format",
+        "responses": {"200": {"description": "metrics",
+                              "content": {"text/plain": {"schema": STR}}},
+                      **COMMON_ERRORS},
+    }},
+    "/openapi.json": {"get": {
+        "summary": "this document",
+        "responses": {"200": _answer("the OpenAPI document", {"type": "object"}),
+                      **COMMON_ERRORS},
+    }},
+}  # fmt: skip
 
 
 def document() -> Schema:
-    paths: dict[str, Schema] = {
-        "/v1/status": {"get": _op("this host: node, peers, records, warnings",
-                                  ("200", "status", _ref("Status")))},
-        "/v1/peers": {"get": _op("the peer table", ("200", "peers", _arr(_ref("Peer"))))},
-        "/v1/memories": {
-            "get": _op("recall memories, with the trust filter, retractions, expiry, quotas",
-                       ("200", "matching memories, best first", _ref("Recall")),
-                       params=[_q("q", ANY_TEXT, "words to search for"),
-                               _q("category", ANY_TEXT), _q("subject", ANY_TEXT),
-                               _q("tag", ANY_TEXT),
-                               _q("author", ANY_TEXT, "an id, a keyring name or a prefix"),
-                               _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                               UNTRUSTED],
-                       errors=NOT_FOUND),
-            "post": _op("write a memory (signed here, durable, pushed to peers)",
-                        ("201", "the record id", _ref("Created")),
-                        body=_obj({
-                            "text": {**TEXT, "maxLength": 8192}, "category": TEXT,
-                            "subject": _null(TEXT), "tags": {**_arr(TEXT), "maxItems": 32},
-                            "expires_in": _null({"type": "number", "exclusiveMinimum": 0,
-                                                 "maximum": 100 * 365 * 86400}),
-                            "supersedes": _null({"type": "string",
-                                                 "pattern": "^[0-9a-f]{64}$"}),
-                        }, ["text", "category"])),
-        },
-        "/v1/memories/{id}": {"get": _op("one memory with its provenance",
-                                         ("200", "the memory", _ref("Shown")),
-                                         params=[RECORD_ID], errors=NOT_FOUND)},
-        "/v1/memories/{id}/retract": {"post": _op(
-            "retract one of this host's memories", ("200", "done", _ref("Retracted")),
-            params=[RECORD_ID], body=_obj({"reason": ANY_TEXT}, []),
-            errors={**NOT_FOUND, "409": "the memory was written by another host"})},
-        "/v1/records/{id}": {"get": _op("any immutable record with its provenance",
-                                        ("200", "the record", _ref("Shown")),
-                                        params=[RECORD_ID], errors=NOT_FOUND)},
-        "/v1/breakers": {"get": _op("every breaker, merged across trusted hosts",
-                                    ("200", "breakers", _arr(_ref("Breaker"))),
-                                    params=[UNTRUSTED])},
-        "/v1/breaker": {"get": _op("one breaker (closed when nobody said anything)",
-                                   ("200", "the breaker", _ref("Breaker")),
-                                   params=[{**_q("name", TEXT), "required": True},
-                                           UNTRUSTED])},
-        "/v1/breakers/trip": {"post": _op(
-            "open a breaker from this host", ("200", "the merged breaker", _ref("Breaker")),
-            body=_obj({"name": TEXT, "reason": ANY_TEXT,
-                       "cooldown": {"type": "number", "exclusiveMinimum": 0,
-                                    "maximum": 100 * 365 * 86400},
-                       "failures": {"type": "integer", "minimum": 0, "maximum": 2**31}},
-                      ["name", "cooldown"]))},
-        "/v1/breakers/reset": {"post": _op(
-            "close a breaker from this host", ("200", "the merged breaker", _ref("Breaker")),
-            body=_obj({"name": TEXT, "reason": ANY_TEXT}, ["name"]),
-            errors={"404": "no host ever named that breaker"})},
-        "/v1/benchmarks": {
-            "get": _op("recency-weighted benchmark summaries",
-                       ("200", "summaries", _arr(_ref("Benchmark"))),
-                       params=[_q("subject", ANY_TEXT), _q("metric", ANY_TEXT), UNTRUSTED]),
-            "post": _op("record this host's latest measurement",
-                        ("201", "recorded", _ref("BenchmarkRecorded")),
-                        body=_obj({"subject": {**TEXT, "pattern": r"^[^|]*\S[^|]*$"},
-                                   "metric": TEXT, "value": NUM, "unit": ANY_TEXT},
-                                  ["subject", "metric", "value"])),
-        },
-        "/v1/trust": {
-            "get": _op("the keyring", ("200", "trusted keys", _arr(_ref("TrustEntry")))),
-            "post": _op("trust a key (count its records, exchange with it)",
-                        ("200", "trusted", _ref("Trusted")),
-                        body=_obj({"key": {"type": "string",
-                                           "pattern": "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$"},
-                                   "name": ANY_TEXT}, ["key"])),
-        },
-        "/v1/trust/{key}": {"delete": _op(
-            "stop trusting a key (an id, a keyring name or a prefix)",
-            ("200", "removed", _ref("Distrusted")),
-            params=[_path("key", {"type": "string", "minLength": 1, "maxLength": 256}),
-                    _q("retroactive", BOOL, "the published revocation hides all its records"),
-                    _q("local", BOOL, "only remove it here, even if this host may revoke it")],
-            errors={"404": "not in the keyring"})},
-        "/v1/invitations": {"post": _op(
-            "a single-use invitation token for a new host (docs/cli.md, trust invite)",
-            ("201", "the token (one line; give it to the new host only)", _ref("Invitation")),
-            body=_obj({"ttl": {"type": "number", "exclusiveMinimum": 0, "maximum": 2592000,
-                               "description": "seconds it stays valid (default a day)"},
-                       "name": ANY_TEXT}, []), body_optional=True)},
-        "/v1/invitations/redeem": {"post": _op(
-            "redeem an invitation: trust the inviter (and whom it trusts), prove the token",
-            ("200", "trusted keys", _ref("Joined")),
-            body=_obj({"token": {"type": "string", "maxLength": 4096},
-                       "members": BOOL}, ["token"]))},
-        "/v1/key/rotate": {"post": _op(
-            "switch this host to a fresh key; the old one signs a successor record",
-            ("200", "the new and the previous key", _ref("Rotated")), body=_obj({}, []),
-            body_optional=True)},
-        "/v1/sync": {"post": _op("one exchange now with every peer, or with `address`",
-                                 ("200", "what moved", _ref("SyncReport")),
-                                 body=_obj({"address": {"type": "string",
-                                                        "description": "HOST:PORT"}}, []))},
-        "/v1/export": {"get": {
-            "summary": "every stored signed update as an export file (docs/cli.md), or with "
-                       "yjs=true the document as one plain Yjs v1 update",
-            "parameters": [_q("yjs", BOOL)],
-            "responses": {"200": {"description": "the file",
-                                  "content": {"application/octet-stream": {
-                                      "schema": {"type": "string", "format": "binary"}}}},
-                          **COMMON_ERRORS},
-        }},
-        "/v1/import": {"post": {
-            "summary": "offer an export file's signed updates to the gate",
-            "parameters": [_q("name", ANY_TEXT, "a name for the file, kept as the source")],
-            "requestBody": {"required": True, "content": {"application/octet-stream": {
-                "schema": {"type": "string", "format": "binary"}}}},
-            "responses": {"200": _answer("what the gate did with each update",
-                                         _ref("ImportSummary")),
-                          "413": _answer("the file is over 256 MiB", ERR), **COMMON_ERRORS},
-        }},
-        "/v1/inspect": {"get": _op("document statistics",
-                                   ("200", "statistics", _ref("Inspect")))},
-        "/v1/events": {"get": {
-            "summary": "the change feed, as server-sent events (see docs/api.md)",
-            "parameters": [
-                {"name": "Last-Event-ID", "in": "header", "required": False,
-                 "schema": EVENT_ID},
-                _q("last_event_id", EVENT_ID, "as the header, for clients that cannot set it"),
-            ],
-            "responses": {"200": {"description": "events: record, breaker, peer, lost, cutoff",
-                                  "content": {"text/event-stream": {"schema": STR}}},
-                          **COMMON_ERRORS},
-        }},
-        "/metrics": {"get": {
-            "summary": "metrics in the Prometheus text format",
-            "responses": {"200": {"description": "metrics",
-                                  "content": {"text/plain": {"schema": STR}}},
-                          **COMMON_ERRORS},
-        }},
-        "/openapi.json": {"get": {
-            "summary": "this document",
-            "responses": {"200": _answer("the OpenAPI document", {"type": "object"}),
-                          **COMMON_ERRORS},
-        }},
-    }
+    """The OpenAPI document of the local API, derived from ``gossip.ops.OPERATIONS``."""
+    paths: dict[str, Schema] = {}
+    for op in OPERATIONS.values():
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+    paths.update(EXTRA_PATHS)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -365,7 +267,7 @@ def document() -> Schema:
                                           "description": "TCP only; the socket needs none"}},
         },
         "security": [{}, {"token": []}],
-        "paths": paths,
+        "paths": dict(sorted(paths.items())),
     }
 
 

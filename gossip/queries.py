@@ -16,25 +16,23 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from crdt import GossipError, Replica
+from crdt import GossipError, Replica, SignedRecord
 from crdt.identity import public_key_bytes
 from crdt.records import KIND_MEMORY, KIND_RETRACT, split_state_key
 from crdt.store import STORE_FILE
 from crdt.trust import TrustSet
 from crdt.views import Views
 
+from .errors import Invalid, NotFound, OpError
 from .feed import record_json
 
 RECORD_ID_PREFIX = re.compile(r"[0-9a-f]{6,64}")
 
 
-class LookupFailed(GossipError):
-    """An id, prefix or name given by a user names nothing, or more than one thing."""
-
-    def __init__(self, message: str, *, field: str, missing: bool = False) -> None:
-        super().__init__(message)
-        self.field = field
-        self.missing = missing  # True: nothing matches (404); False: unusable (400)
+def LookupFailed(message: str, *, field: str, missing: bool = False) -> OpError:
+    """An id, prefix or name given by a user names nothing (``NotFound``), or more than
+    one thing or nothing usable (``Invalid``)."""
+    return (NotFound if missing else Invalid)(message, field)
 
 
 def resolve_author(
@@ -94,11 +92,11 @@ def resolve_host(r: Replica, text: str, trust: TrustSet) -> tuple[str, str]:
     known = set(trust.keys) | set(trust.revoked)
     try:
         named = resolve_author(r, text, known=known, field="key")
-    except LookupFailed as e:
+    except OpError as e:
         # Not a keyring name: a name `trust list` shows for a key trusted through a
         # vouch (or a successor of one) names that host too.
         hosts = {trust.current(k) for k, n in trust.names.items() if n == text}
-        if not e.missing or not hosts:
+        if not isinstance(e, NotFound) or not hosts:
             raise
         if len(hosts) > 1:
             raise LookupFailed(f"{len(hosts)} hosts are named {text!r}; give the key",
@@ -143,13 +141,15 @@ def author_names(r: Replica, views: Views) -> dict[str, str]:
     return {**views.trust().names, **{k: n for k, n in r.keyring().items() if n}}
 
 
-def resolve_record(r: Replica, prefix: str, *, kind: str | None = None, field: str = "id") -> str:
-    """The full id of the one immutable record whose id starts with ``prefix``."""
+def resolve_record(r: Replica, prefix: str, *, kind: str | None = None, field: str = "id",
+                   held: dict[str, SignedRecord] | None = None) -> str:  # fmt: skip
+    """The full id of the one immutable record whose id starts with ``prefix`` (among
+    ``held``, the replica's records if not given)."""
     prefix = prefix.lower()
     if not RECORD_ID_PREFIX.fullmatch(prefix):
         raise LookupFailed(f"a record id (or its start) is 6 to 64 hex characters, got "
                            f"{prefix!r:.80}", field=field)  # fmt: skip
-    held = r.records()
+    held = r.records() if held is None else held
     matches = sorted(
         rid for rid, rec in held.items()
         if rid.startswith(prefix) and (kind is None or rec.kind == kind)
@@ -270,7 +270,7 @@ def inspect(r: Replica, views: Views) -> dict[str, Any]:
         "records_by_author": [
             {"author": a, "name": keyring.get(a), "trusted": a in trust, "records": n,
              "over_quota": over.get(a, 0)}
-            for a, n in by_author.most_common()
+            for a, n in sorted(by_author.items(), key=lambda an: (-an[1], an[0]))
         ],
         "state_by_kind": dict(sorted(state_by_kind.items())),
         "state_vector": {"clients": len(sv), "clock_total": sum(sv.values())},

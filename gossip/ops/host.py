@@ -1,0 +1,74 @@
+"""The small interface every operation's handler is written against. Two things implement
+it: a running ``Node`` (``online.NodeHost``: reads in the replica's thread, writes signed,
+durable and pushed at once) and a data dir opened by the command itself when no daemon
+runs (``offline.ReplicaHost``). A handler never knows which one it has, so the daemon and
+embedded mode answer alike by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from crdt import Identity, Outcome, Replica, SignedRecord
+from crdt.views import Views
+
+T = TypeVar("T")
+
+
+class Host(Protocol):
+    """A host as the operations see it."""
+
+    home: Path
+    online: bool  # a running node (peers, a peer port) rather than a data dir alone
+
+    def now_ms(self) -> int:
+        """This host's clock, in ms since the epoch (the time records are signed with)."""
+        ...
+
+    async def read(self, fn: Callable[[Replica, Views], T]) -> T:
+        """``fn(replica, views)`` where the replica may be read; ``fn`` must not write."""
+        ...
+
+    async def write(self, make: Callable[[Identity, int], SignedRecord]) -> SignedRecord:
+        """Sign ``make(identity, now)`` and write it: durable before this returns (and,
+        online, pushed to peers at once). ``make`` runs where the replica is owned."""
+        ...
+
+    async def trust(self, key: str, name: str) -> None:
+        """Add ``key`` to the keyring (effective when this returns)."""
+        ...
+
+    async def distrust(self, key: str) -> bool:
+        """Remove ``key`` from the keyring; False if it was not in it."""
+        ...
+
+    async def ingest(self, updates: Sequence[bytes], source: str) -> list[Outcome]:
+        """Offer signed updates from outside the network (an import) to the gate."""
+        ...
+
+    async def rotate_key(self) -> str:
+        """Switch to a fresh host key; returns the new public id."""
+        ...
+
+    async def invite(self, ttl: float, name: str) -> Any:
+        """A single-use invitation (``invites.Token``)."""
+        ...
+
+    async def join(self, token: str, members: bool) -> dict[str, Any]:
+        """Redeem an invitation token (needs the network)."""
+        ...
+
+    async def sync_round(self, address: str | None) -> dict[str, int]:
+        """One exchange now with every peer, or with ``address``: exchanges, failures,
+        and how many updates this host learned."""
+        ...
+
+    def peers(self) -> list[dict[str, Any]]:
+        """The peer table, as JSON rows (offline: the configured peers)."""
+        ...
+
+    def facts(self) -> dict[str, Any]:
+        """What ``status`` says of the running process: address, pid, API, discovery."""
+        ...

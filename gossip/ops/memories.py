@@ -1,0 +1,128 @@
+"""Memories: remember, recall, show one (any record, or a memory), retract.
+
+Rules kept here for every surface: a memory's text is at most ``MAX_TEXT`` characters;
+only a memory's own author may retract it (readers honour no other retraction), and a
+second retraction is not published.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crdt import Identity, RecordError, Replica, SignedRecord, records
+from crdt.records import KIND_MEMORY, KIND_RETRACT
+from crdt.views import Views
+
+from .. import queries
+from ..errors import Conflict, Invalid
+from .fields import ANY_TEXT, RECORD_ID, RECORD_PREFIX, TEXT, Field, Flag, Number, Seconds, Text
+from .fields import TextList as Tags
+from .host import Host
+from .operation import Params, operation
+
+MAX_TEXT = 8192
+MAX_LIMIT = 1000  # memories one recall answers at most
+UNTRUSTED = Field("include_untrusted", Flag(), "query", default=False,
+                  help="also count authors outside the keyring")  # fmt: skip
+MEMORY_ID = Field("id", RECORD_PREFIX, "path", required=True,
+                  help="a record id or its first 6+ hex characters")  # fmt: skip
+NOT_FOUND = {404: "nothing has that id (or a prefix of it)"}
+
+
+@operation(
+    "remember", "POST", "/v1/memories", "write a memory (signed here, durable, pushed to peers)",
+    Field("text", Text(limit=MAX_TEXT), required=True, help="the lesson itself"),
+    Field("category", TEXT, required=True, help="anti-pattern, learning, contract, …"),
+    Field("subject", TEXT, help="what it is about, e.g. provider:x"),
+    Field("tags", Tags(), default=()),
+    Field("expires_in", Seconds(), help="hide it from readers after this many seconds"),
+    Field("supersedes", RECORD_ID, help="the id of an earlier memory of this host it replaces"),
+    result="Created", created=True, writes=True,
+)  # fmt: skip
+async def remember(host: Host, p: Params) -> dict[str, Any]:
+    tags = list(p.tags)
+
+    def make(identity: Identity, now: int) -> SignedRecord:
+        expires = None if p.expires_in is None else now + round(p.expires_in * 1000)
+        try:
+            return records.memory(identity, p.text, category=p.category, subject=p.subject,
+                                  tags=tags, expires_at=expires, supersedes=p.supersedes,
+                                  ts=now)  # fmt: skip
+        except RecordError as e:
+            raise Invalid(f"the memory cannot be signed: {e}", "text") from None
+
+    return {"id": (await host.write(make)).id}
+
+
+@operation(
+    "recall", "GET", "/v1/memories",
+    "recall memories, with the trust filter, retractions, expiry, quotas",
+    Field("q", ANY_TEXT, "query", help="words to search for"),
+    Field("category", ANY_TEXT, "query"),
+    Field("subject", ANY_TEXT, "query"),
+    Field("tag", ANY_TEXT, "query"),
+    Field("author", ANY_TEXT, "query", help="an id, a keyring name or a prefix"),
+    Field("limit", Number(low=1, high=MAX_LIMIT, integer=True), "query", default=20),
+    UNTRUSTED,
+    result="Recall", errors=NOT_FOUND,
+)  # fmt: skip
+async def recall(host: Host, p: Params) -> dict[str, Any]:
+    def job(r: Replica, v: Views) -> dict[str, Any]:
+        return queries.recall(r, v, p.q or None, category=p.category or None,
+                              subject=p.subject or None, tag=p.tag or None,
+                              author=p.author or None, limit=p.limit,
+                              include_untrusted=p.include_untrusted)  # fmt: skip
+
+    return await host.read(job)
+
+
+@operation(
+    "show", "GET", "/v1/records/{id}", "any immutable record with its provenance",
+    MEMORY_ID, result="Shown", errors=NOT_FOUND,
+)  # fmt: skip
+async def show(host: Host, p: Params) -> dict[str, Any]:
+    return await host.read(lambda r, v: queries.show(r, v, p.id))
+
+
+@operation(
+    "memory", "GET", "/v1/memories/{id}", "one memory with its provenance",
+    MEMORY_ID, result="Shown", errors=NOT_FOUND,
+)  # fmt: skip
+async def memory(host: Host, p: Params) -> dict[str, Any]:
+    def job(r: Replica, v: Views) -> dict[str, Any]:
+        return queries.show(r, v, queries.resolve_record(r, p.id, kind=KIND_MEMORY))
+
+    return await host.read(job)
+
+
+@operation(
+    "retract", "POST", "/v1/memories/{id}/retract", "retract one of this host's memories",
+    MEMORY_ID, Field("reason", ANY_TEXT, default="", help="why (kept in the retraction)"),
+    result="Retracted", writes=True,
+    errors={**NOT_FOUND, 409: "the memory was written by another host"},
+)  # fmt: skip
+async def retract(host: Host, p: Params) -> dict[str, Any]:
+    def find(r: Replica, v: Views) -> tuple[str, str | None]:
+        held = r.records()
+        rid = queries.resolve_record(r, p.id, kind=KIND_MEMORY, held=held)
+        target = held[rid]
+        if target.author != r.author:
+            name = queries.author_names(r, v).get(target.author) or target.author[:12]
+            raise Conflict(f"memory {rid[:12]} was written by {name}, not by this host; "
+                           "readers honour only its own author's retraction (to stop seeing "
+                           "that author, `gossip trust remove` it)", "id")  # fmt: skip
+        return rid, retraction_of(held, rid, r.author)
+
+    rid, done = await host.read(find)
+    if done is not None:
+        return {"id": rid, "retraction": done, "already_retracted": True}
+    rec = await host.write(lambda i, now: records.retract(i, rid, ts=now, reason=p.reason))
+    return {"id": rid, "retraction": rec.id, "already_retracted": False}
+
+
+def retraction_of(held: dict[str, SignedRecord], rid: str, author: str) -> str | None:
+    """The id of ``author``'s retraction of ``rid``, if it published one."""
+    for rec in held.values():
+        if rec.kind == KIND_RETRACT and rec.author == author and rec.fields.get("target") == rid:
+            return rec.id
+    return None

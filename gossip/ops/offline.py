@@ -1,0 +1,199 @@
+"""``ReplicaHost``: the operations' host for a data dir that no daemon holds, opened by
+the command itself (embedded mode; invariant 10: the lock makes it the one writer).
+
+It only translates: every rule is in the operations. What needs the network (join, sync)
+runs a node here for as long as the operation takes, on the same data dir, after the
+replica itself is closed (a node opens its own).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from crdt import Identity, Outcome, Replica, SignedRecord
+from crdt.views import ViewConfig, Views
+
+from .. import config
+from ..errors import NotFound
+
+if TYPE_CHECKING:
+    from ..node import Node
+
+T = TypeVar("T")
+
+# A command waits this long for a data dir another process holds briefly (another CLI
+# command): long enough for any single command to finish, short enough to notice a daemon.
+LOCK_WAIT_S = 5.0
+INGEST_CHUNK = 512  # updates per replica call in an import (progress between chunks)
+
+
+class ReplicaHost:
+    """A data dir as the operations see it; opened on first use, closed by ``aclose``.
+    ``progress(done, total)`` hears how an import goes."""
+
+    online = False
+
+    def __init__(self, home: Path, *, lock_wait: float = LOCK_WAIT_S,
+                 progress: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
+        self.home = Path(home)
+        self._lock_wait = lock_wait
+        self._progress = progress
+        self._replica: Replica | None = None
+        self._views: Views | None = None
+        self._node: Node | None = None
+        self._stored_at_start: int | None = None
+        self._cfg: config.Config | None = None
+
+    # -- opening and closing ---------------------------------------------------------------
+
+    @property
+    def cfg(self) -> config.Config:
+        if self._cfg is None:
+            if not self.home.is_dir():
+                raise NotFound(f"no data dir at {self.home}; run `gossip init` first")
+            self._cfg = config.load(self.home)  # a broken config is reported first
+        return self._cfg
+
+    def _open(self) -> tuple[Replica, Views]:
+        if self._node is not None:
+            raise RuntimeError("the data dir is held by this command's node")
+        if self._replica is None or self._views is None:
+            cfg = self.cfg
+            replica = Replica.open(self.home, create=False, lock_wait=self._lock_wait)
+            try:
+                self._views = Views(replica, ViewConfig(follow_vouches=cfg.follow_vouches))
+            except BaseException:
+                replica.close()
+                raise
+            self._replica = replica
+        return self._replica, self._views
+
+    def _close_replica(self) -> None:
+        views, self._views = self._views, None
+        replica, self._replica = self._replica, None
+        if views is not None:
+            views.close()
+        if replica is not None:
+            replica.close()
+
+    async def aclose(self) -> None:
+        node, self._node = self._node, None
+        try:
+            if node is not None:
+                await node.aclose()
+        finally:
+            self._close_replica()
+
+    async def _network(self, peers: Sequence[str] = ()) -> Node:
+        """A node on this data dir for the rest of the operation: it listens on loopback
+        only and announces no address (it lives for one command; its port would mislead
+        peers)."""
+        if self._node is None:
+            from ..node import Node
+
+            cfg = self.cfg
+            self._close_replica()
+            node = Node(self.home, listen="127.0.0.1:0", peers=peers, profile=cfg.profile,
+                        advertise=[], tls=not cfg.insecure_plaintext)  # fmt: skip
+            await node.__aenter__()
+            self._node = node
+        return self._node
+
+    # -- the Host interface ----------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return self._replica.now_ms() if self._replica is not None else time.time_ns() // 10**6
+
+    async def read(self, fn: Callable[[Replica, Views], T]) -> T:
+        if self._node is not None:
+            return await self._node.query(fn)
+        return fn(*self._open())
+
+    async def write(self, make: Callable[[Identity, int], SignedRecord]) -> SignedRecord:
+        if self._node is not None:
+            return await self._node.write_record(make)
+        r, _ = self._open()
+        rec = make(r.identity, r.now_ms())
+        r.put(rec)
+        return rec
+
+    async def trust(self, key: str, name: str) -> None:
+        self._open()[0].trust(key, name)
+
+    async def distrust(self, key: str) -> bool:
+        return self._open()[0].distrust(key)
+
+    async def ingest(self, updates: Sequence[bytes], source: str) -> list[Outcome]:
+        r, _ = self._open()
+        outcomes: list[Outcome] = []
+        for k in range(0, len(updates), INGEST_CHUNK):
+            outcomes += r.ingest_batch(updates[k : k + INGEST_CHUNK], source=source)
+            if self._progress is not None:
+                self._progress(len(outcomes), len(updates))
+        return outcomes
+
+    async def rotate_key(self) -> str:
+        r, _ = self._open()
+        r.rotate(Identity.generate())
+        return r.author
+
+    async def invite(self, ttl: float, name: str) -> Any:
+        from ..http import join_address, split_address
+        from ..invites import Invitations
+        from ..node import _advertised
+
+        host, port = split_address(self.cfg.listen)
+        addresses = [join_address(h.strip("[]"), port) for h in _advertised(host)]
+        me = self._open()[0].author
+        return Invitations(self.home).issue(me, addresses, now=self.now_ms(), ttl_s=ttl,
+                                            name=name)  # fmt: skip
+
+    async def join(self, token: str, members: bool) -> dict[str, Any]:
+        node = await self._network()
+        joined = await node.join(token, members=members)
+        # One exchange now: the inviter's document (its hosts' announcements) is here
+        # when the daemon starts, so it finds its peers.
+        await node.sync_now()
+        return joined
+
+    async def sync_round(self, address: str | None) -> dict[str, int]:
+        if self._node is None:
+            from ..errors import Invalid
+
+            peers = [address] if address else list(self.cfg.peers)
+            if not peers:
+                raise Invalid("no peers configured and no address given: nothing to sync with",
+                              "address")  # fmt: skip
+            self._stored_at_start = self._open()[0].store_stats()["updates"]
+            await self._network(peers)
+        node = self._node
+        assert node is not None
+        report = await node.sync_now()
+        # The node's own first round may learn before ours: count what was stored.
+        stored = await node.query(lambda r, _: r.store_stats()["updates"])
+        learned = stored - (self._stored_at_start or 0)
+        self._stored_at_start = stored
+        return {"exchanges": report.exchanges, "failures": report.failures, "learned": learned}
+
+    def peers(self) -> list[dict[str, Any]]:
+        cfg = self.cfg
+        transport = "plaintext" if cfg.insecure_plaintext else "tls"
+        return [{"key": None, "name": "", "addresses": [a], "address": a, "source": "static",
+                 "state": "not-running", "last_success": None, "last_seen": None,
+                 "last_error": None, "failures": 0, "rtt_ms": None, "bytes_in": 0,
+                 "bytes_out": 0, "they_lack": None, "we_lack": None, "next_attempt": 0,
+                 "exchanges": 0, "sources": ["static"], "claimed": False, "unproven": [],
+                 "transport": transport} for a in cfg.peers]  # fmt: skip
+
+    def facts(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "name": cfg.name, "address": None, "profile": cfg.profile, "pid": None,
+            "transport": "plaintext" if cfg.insecure_plaintext else "tls",
+            "started_at": None, "api": None,
+            "discovery": [{"source": "static", "state": "off",
+                           "detail": f"{len(cfg.peers)} configured"}],
+        }  # fmt: skip

@@ -1,0 +1,136 @@
+"""This host among its peers: status, the peer table, sync now, export and import of
+signed updates, document statistics.
+
+Rules kept here for every surface: a sync address is a peer's HOST:PORT (not port 0, not
+this node's own); an import is at most ``MAX_IMPORT`` bytes and every update in it goes
+through the gate; a sync that asks to go on until idle stops after ``SYNC_ROUNDS``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from crdt import Replica
+from crdt.views import Views
+
+from .. import queries
+from ..config import ConfigError, check_address
+from ..errors import Invalid
+from ..exportfile import ExportError, decode_export, encode_export, import_summary
+from .fields import ANY_TEXT, Field, Flag, Raw, Text
+from .host import Host
+from .operation import Params, operation
+
+MAX_IMPORT = 256 * 1024 * 1024  # an export file offered to an import
+SYNC_ROUNDS = 10_000  # a catch-up arrives a message budget (4 MiB) per exchange
+PEERS = {"type": "array", "items": {"$ref": "#/components/schemas/Peer"}}
+
+
+@operation("status", "GET", "/v1/status", "this host: node, peers, records, warnings",
+           result="Status")  # fmt: skip
+async def status(host: Host, p: Params) -> dict[str, Any]:
+    def job(r: Replica, v: Views) -> dict[str, Any]:
+        return {**queries.counts(r, v.trust()), "keyring": len(r.keyring()), "id": r.author}
+
+    counts = await host.read(job)
+    peers = host.peers()
+    alive = sum(1 for p in peers if p["state"] == "alive")
+    last = max((p["last_success"] for p in peers if p["last_success"] is not None),
+               default=None)  # fmt: skip
+    warnings = []
+    if not host.online:
+        warnings.append("no daemon runs on this data dir: nothing replicates (`gossip serve`)")
+    elif not peers:
+        warnings.append("no peers: add --peer HOST:PORT, or enable discovery")
+    elif not alive:
+        warnings.append(f"none of {len(peers)} peers is reachable")
+    if counts["keyring"] <= 1:
+        warnings.append("the keyring has only this host: `gossip trust add KEY`")
+    unknown = sum(1 for p in peers if p["state"] == "unknown-key")
+    if unknown:
+        warnings.append(f"{unknown} peer(s) do not trust this host or are not trusted")
+    return {
+        "id": counts["id"],
+        **host.facts(),
+        "peers": {"alive": alive, "total": len(peers),
+                  "transport": dict(Counter(p["transport"] for p in peers))},
+        "records": {k: counts[k] for k in ("total", "trusted", "untrusted")},
+        "state_entries": counts["state_entries"],
+        "keyring": counts["keyring"],
+        "store_bytes": queries.store_bytes(host.home),
+        "last_exchange": last,
+        "warnings": warnings,
+    }  # fmt: skip
+
+
+@operation("peers", "GET", "/v1/peers", "the peer table", result=PEERS)
+async def peers(host: Host, p: Params) -> list[dict[str, Any]]:
+    return host.peers()
+
+
+@operation(
+    "sync", "POST", "/v1/sync", "one exchange now with every peer, or with `address`",
+    Field("address", Text(), help="a peer's HOST:PORT"),
+    Field("until_idle", Flag(), default=False,
+          help=f"go on while an exchange teaches something (a catch-up), at most "
+               f"{SYNC_ROUNDS} rounds"),
+    result="SyncReport", writes=True, slow=True,
+)  # fmt: skip
+async def sync(host: Host, p: Params) -> dict[str, Any]:
+    import time
+
+    if p.address is not None:
+        try:
+            check_address(p.address)
+        except ConfigError as e:
+            raise Invalid(str(e), "address") from None
+    started = time.perf_counter()
+    total = {"exchanges": 0, "failures": 0, "learned": 0, "rounds": 0}
+    while True:
+        try:
+            report = await host.sync_round(p.address)
+        except ConfigError as e:  # this node's own address, port 0
+            raise Invalid(str(e), "address") from None
+        for k in ("exchanges", "failures", "learned"):
+            total[k] += report[k]
+        total["rounds"] += 1
+        if not p.until_idle or not report["learned"] or total["rounds"] >= SYNC_ROUNDS:
+            break
+    return {**total, "seconds": round(time.perf_counter() - started, 3)}
+
+
+@operation(
+    "export", "GET", "/v1/export",
+    "every stored signed update as an export file (docs/cli.md), or with yjs=true the "
+    "document as one plain Yjs v1 update",
+    Field("yjs", Flag(), "query", default=False), binary=True, slow=True,
+)  # fmt: skip
+async def export(host: Host, p: Params) -> bytes:
+    if p.yjs:
+        return await host.read(lambda r, v: r.document_update())
+    updates = await host.read(lambda r, v: r.updates_for({}))
+    return b"".join(encode_export(updates))
+
+
+@operation(
+    "import", "POST", "/v1/import", "offer an export file's signed updates to the gate",
+    Field("name", ANY_TEXT, "query", default="api", help="a name for the file, kept as the source"),
+    Field("body", Raw(MAX_IMPORT), required=True, help="an export file"),
+    raw="body", result="ImportSummary", writes=True, slow=True,
+    errors={413: f"the file is over {MAX_IMPORT // 2**20} MiB"},
+)  # fmt: skip
+async def import_(host: Host, p: Params) -> dict[str, Any]:
+    name = p.name or "api"
+    try:
+        updates = decode_export(p.body, name)
+    except ExportError as e:
+        raise Invalid(str(e), "body") from None
+    outcomes = await host.ingest(updates, f"import:{name}")
+    sv, trusted = await host.read(lambda r, v: (r.state_vector(), v.trust().keys))
+    return import_summary(outcomes, sv, trusted)
+
+
+@operation("inspect", "GET", "/v1/inspect", "document statistics", result="Inspect")
+async def inspect(host: Host, p: Params) -> dict[str, Any]:
+    return await host.read(queries.inspect)
