@@ -37,7 +37,8 @@ def test_scripts_demo_seconds_20_shows_the_memory_and_the_breaker_arriving(tmp_p
 
 def test_the_forgery_walk_through_refuses_every_forgery(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "gossip.demo", "--forgeries", "--dir", str(tmp_path)],
+        [sys.executable, str(ROOT / "scripts" / "demo_mesh.py"), "--forgeries", "--dir",
+         str(tmp_path)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]

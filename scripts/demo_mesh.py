@@ -8,7 +8,7 @@ SIGTERMing every daemon by pid (they run in their own sessions, so nothing else 
 A temporary directory is removed at the end: it holds the three hosts' private keys.
 Every step is a real command, printed as it runs.
 
-``--forgeries`` runs the gate's walk-through instead (``gossip.walkthrough``).
+``--forgeries`` runs the gate's walk-through instead (``demo_forgeries.py`` beside it).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from .client import ApiConnection, ApiUnavailable
+from gossip.client import ApiConnection, ApiUnavailable
 
 NAMES = ("n1", "n2", "n3")
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, base: Path) -> int:
     if args.forgeries:
-        from . import walkthrough
+        import demo_forgeries as walkthrough  # beside this script (sys.path[0])
 
         walkthrough.main(base)
         return 0
