@@ -1,30 +1,59 @@
 """gossip: the network and the surfaces of sm-gossip (transport, discovery, daemon, CLI).
 
-The replicated state lives in ``crdt``; this package re-exports its error tree so that
-callers catch one ``GossipError``. ``Node`` (and ``NodeThread``, ``Profile``) are
-imported on first use, so that the CLI does not pay for the network stack.
+The public surface is what ``__all__`` names (pinned by tests/test_exported_members.py):
+``Node`` to embed a host in an asyncio program (``NodeThread`` for a synchronous one),
+``Client`` to use a running daemon best-effort, ``Profile`` for timings, and the error
+tree (``gossip.errors``; ``crdt``'s errors share its root ``GossipError``). ``Node``,
+``NodeThread``, ``Client`` and ``Profile`` are imported on first use, so that the CLI
+does not pay for the network stack.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from crdt.errors import GossipError
+from .errors import (
+    Conflict,
+    Forbidden,
+    GossipError,
+    Invalid,
+    NotFound,
+    OpError,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    Unreachable,
+)
 
 if TYPE_CHECKING:
+    from .client import Client
     from .config import Profile
     from .node import Node, NodeThread
 
-__all__ = ["GossipError", "Node", "NodeThread", "Profile"]
+__all__ = [
+    "Client",
+    "Conflict",
+    "Forbidden",
+    "GossipError",
+    "Invalid",
+    "Node",
+    "NodeThread",
+    "NotFound",
+    "OpError",
+    "Profile",
+    "TooLarge",
+    "Unauthorized",
+    "Unavailable",
+    "Unreachable",
+]
+
+_LAZY = {"Node": "node", "NodeThread": "node", "Client": "client", "Profile": "config"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Node", "NodeThread"):
-        from . import node
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gossip' has no attribute {name!r}")
+    from importlib import import_module
 
-        return getattr(node, name)
-    if name == "Profile":
-        from .config import Profile
-
-        return Profile
-    raise AttributeError(f"module 'gossip' has no attribute {name!r}")
+    return getattr(import_module(f".{module}", __name__), name)
