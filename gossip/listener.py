@@ -59,9 +59,11 @@ _ACCEPT_PAUSE_S = 1.0  # after EMFILE/ENFILE: try again later, as asyncio does
 _SSL_SHUTDOWN_S = 2.0  # a TLS close waits this long for the peer's close_notify (asyncio: 30)
 
 
-def connection_budget(limits: ServerLimits) -> tuple[int, int]:
-    """(total, unauthenticated) connections this process can afford on the peer port."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+def connection_budget(limits: ServerLimits, soft: int | None = None) -> tuple[int, int]:
+    """(total, unauthenticated) connections this process can afford on the peer port,
+    with ``soft`` descriptors (default: its RLIMIT_NOFILE now)."""
+    if soft is None:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     total = limits.max_connections
     if soft != resource.RLIM_INFINITY:
         total = min(total, soft - FD_RESERVE)
