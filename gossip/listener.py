@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 FD_RESERVE = 64  # descriptors the peer port never takes: local API, store, logs, own requests
 _ACCEPTS_PER_WAKE = 100  # as asyncio: a busy port does not starve the loop
 _ACCEPT_PAUSE_S = 1.0  # after EMFILE/ENFILE: try again later, as asyncio does
+_WARNING_EVERY_S = 60.0
 _SSL_SHUTDOWN_S = 2.0  # a TLS close waits this long for the peer's close_notify (asyncio: 30)
 
 
@@ -140,6 +141,7 @@ class Listener:
         self._slots: dict[RequestHandler, _Slot] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._resume: asyncio.TimerHandle | None = None
+        self._next_warning = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         server.listener = self
@@ -196,12 +198,28 @@ class Listener:
             if not self._admit(address):
                 self.stats.refused += 1
                 conn.close()
+                self._say_refused(address)
                 continue
             self.stats.accepted += 1
             slot = _Slot(address)
             task = self._loop.create_task(self._connect(conn, slot))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _say_refused(self, address: str) -> None:
+        """One WARNING a minute at most while connections are refused: a flood is news
+        to the operator, each refused connection is not."""
+        assert self._loop is not None
+        now = self._loop.time()
+        if now < self._next_warning:
+            return
+        self._next_warning = now + _WARNING_EVERY_S
+        log.warning(
+            "refusing peer connections (%d so far), e.g. from %s: %d open (cap %d), %d "
+            "unauthenticated (cap %d, %d per address)", self.stats.refused, address,
+            self._total, self.max_total, self._unauthenticated, self.max_unauthenticated,
+            self._limits.max_unauthenticated_per_address,
+        )  # fmt: skip
 
     def _resume_accepting(self) -> None:
         self._resume = None
