@@ -41,6 +41,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from crdt import Identity
 
 from . import auth
+from .listener import Listener, PeerServer
 from .logfilter import ServerLog
 from .tls import PLAINTEXT, TLS, PeerKeyMismatch, PinnedTls, TlsSetupError, peer_key
 from .transport import (
@@ -100,29 +101,6 @@ def frame_size(first_line: str, headers: object, body_length: int) -> int:
     return size
 
 
-class _Site(web.SockSite):
-    """aiohttp's ``SockSite``, with a bound on TLS handshakes.
-
-    aiohttp passes none, so asyncio's default applies: 60 s in which anybody may hold a
-    connection that never finishes its handshake. And a connection still in its
-    handshake when the server closes is not one aiohttp knows of yet (its request
-    handler starts after the handshake), so only this timeout ever closes it."""
-
-    def __init__(self, runner: web.BaseRunner, sock: socket.socket, *,
-                 ssl_context: ssl.SSLContext | None, handshake_timeout: float) -> None:  # fmt: skip
-        super().__init__(runner, sock, ssl_context=ssl_context)
-        self._handshake_timeout = handshake_timeout
-
-    async def start(self) -> None:
-        await web.BaseSite.start(self)  # what SockSite.start does, plus the timeout
-        server = self._runner.server
-        assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            server, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog,
-            ssl_handshake_timeout=self._handshake_timeout if self._ssl_context else None,
-        )  # fmt: skip
-
-
 class HttpTransport:
     """The aiohttp ``Transport``. One client session (keep-alive, bounded connection
     pool) and, once ``start`` is called, one listening socket."""
@@ -158,6 +136,7 @@ class HttpTransport:
         self.address: str | None = None
         self._handler: Handler | None = None
         self._runner: web.ServerRunner | None = None
+        self.listener: Listener | None = None
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
 
@@ -172,21 +151,28 @@ class HttpTransport:
         self._handler = handler
         # Unread bodies are drained by ``_handle`` itself (bounded); aiohttp's own lingering
         # outlives a lost connection (its task stays until the timer ends).
-        server = web.Server(
+        # ``keepalive_timeout``: how long a connection may idle between requests (and
+        # send the headers of the next one); the listener bounds the rest (its docstring).
+        server = PeerServer(
             self._handle, access_log=None, handler_cancellation=False, lingering_time=0,
+            keepalive_timeout=self.limits.idle_timeout,
             logger=ServerLog(logging.getLogger("gossip.http.server")),
         )
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=2.0)
         try:
             await runner.setup()
-            ssl_context = self.tls.server if self.tls is not None else None
-            site = _Site(runner, sock, ssl_context=ssl_context,
-                         handshake_timeout=self.timeout.total or 10.0)  # fmt: skip
-            await site.start()
+            keyring = self.verifier.keyring
+            listener = Listener(
+                server, sock, ssl_context=self.tls.server if self.tls is not None else None,
+                handshake_timeout=self.timeout.total or 10.0, limits=self.limits,
+                trusted=lambda key: key in keyring(),
+            )  # fmt: skip
+            listener.start()
         except BaseException:
             await runner.cleanup()
             sock.close()
             raise
+        self.listener = listener
         self._runner = runner
         bound_host, bound_port = sock.getsockname()[:2]
         self.address = join_address(bound_host, bound_port)
@@ -194,6 +180,8 @@ class HttpTransport:
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         assert self._handler is not None
+        if self.listener is not None:
+            self.listener.request_started(request.protocol)
         tls_key: str | None = None
         try:
             if self.tls is not None:
@@ -226,8 +214,9 @@ class HttpTransport:
                           request.remote)  # fmt: skip
             reply = error_reply(400, "the request could not be served")
         response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
-        if reply.status == 408 or not await self._drained(request):
-            response.force_close()
+        stranger = tls_key is not None and tls_key not in self.verifier.keyring()
+        if stranger or reply.status == 408 or not await self._drained(request):
+            response.force_close()  # a stranger sends one request (listener.py)
         self.stats.served += 1
         self.stats.served_in += frame_size(
             f"{request.method} {request.raw_path} HTTP/1.1", request.raw_headers,
@@ -394,10 +383,15 @@ class HttpTransport:
         self._closed = True
         session, self._session = self._session, None
         runner, self._runner = self._runner, None
+        listener = self.listener
+        if listener is not None:
+            listener.close()
         if session is not None:
             await session.close()
         if runner is not None:
             await runner.cleanup()
+        if listener is not None:
+            await listener.wait_closed()
 
     async def __aenter__(self) -> HttpTransport:
         return self

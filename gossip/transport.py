@@ -95,6 +95,24 @@ def error_reply(status: int, message: str, *, key_hint: str | None = None) -> Re
 @dataclass
 class ServerLimits:
     max_body_bytes: int = 16 * 1024 * 1024  # a request body over this gets 413
+    # Connections (``gossip/listener.py``; the in-memory network holds none). A trusted
+    # peer pools up to 4 per address it reaches us at; outsiders get only the
+    # unauthenticated places.
+    # All open at once; also kept under the file descriptor limit less FD_RESERVE.
+    max_connections: int = 512
+    # In their TLS handshake, or proven to be a key outside the keyring: at most half of
+    # the connections, so outsiders never crowd out the trusted peers. ~0.5 MB each
+    # (asyncio's TLS buffers).
+    max_unauthenticated: int = 128
+    # From one address: a flood from one host takes this many places, not all of them.
+    max_unauthenticated_per_address: int = 16
+    # A trusted connection's first request headers, after the handshake.
+    header_timeout: float = 10.0
+    # Idle between requests (aiohttp's keep-alive timeout): longer than a client keeps
+    # an idle pooled connection (aiohttp: 15 s), so it never sends on one we just closed.
+    idle_timeout: float = 60.0
+    # The whole life of a connection whose key is outside the keyring: one join request.
+    stranger_timeout: float = 5.0
 
 
 async def serve(

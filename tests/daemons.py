@@ -58,6 +58,7 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = home.parent / f"{home.name}.log"
         self.api = ApiConnection(home, timeout=10)
+        self.nofile: int | None = None  # RLIMIT_NOFILE for the process (``ulimit -n``)
 
     @property
     def address(self) -> str:
@@ -69,6 +70,8 @@ class Daemon:
                 *self.extra]  # fmt: skip
         for p in self.peers:
             args += ["--peer", p]
+        if self.nofile is not None:  # exec: the pid is still the daemon's
+            args = ["sh", "-c", f'ulimit -n {int(self.nofile)} && exec "$@"', "sh", *args]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         if wait:
