@@ -48,6 +48,7 @@ from .transport import (
     PeerError,
     PeerMisbehaved,
     PeerUnreachable,
+    PeerUntrusted,
     ServerLimits,
     error_reply,
     request_with_retry,
@@ -352,11 +353,9 @@ class HttpTransport:
         """The ``PeerError`` for a failed request, naming a transport mismatch plainly."""
         cause = e.os_error if isinstance(e, aiohttp.ClientConnectorError) else None
         if isinstance(cause, PeerKeyMismatch):
-            err = PeerMisbehaved(f"{address}: TLS: {cause}")
-            if cause.untrusted:  # as for an answer signed by an untrusted key
-                err.__context__ = auth.Forbidden(str(cause))
-                err.__suppress_context__ = True
-            return err
+            # A key we do not trust is told apart, as an answer signed by one would be.
+            kind = PeerUntrusted if cause.untrusted else PeerMisbehaved
+            return kind(f"{address}: TLS: {cause}")
         if isinstance(cause, ssl.SSLError) and cause.reason == "WRONG_VERSION_NUMBER":
             return PeerUnreachable(
                 f"{address}: the peer speaks plaintext HTTP, not TLS (it runs with "
