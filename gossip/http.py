@@ -13,7 +13,8 @@ Rules this module keeps:
   answered 400 with a generic message.
 - ``request`` raises only ``PeerError`` subclasses: no answer at all (refused, reset,
   timed out, unresolvable, a bad address) is ``PeerUnreachable``; an error status is
-  ``PeerRefused``; an unsigned, forged, oversized or other-key answer is ``PeerMisbehaved``.
+  ``PeerRefused``; an unsigned, forged, oversized or other-key answer is ``PeerMisbehaved``
+  (``PeerUntrusted`` when the key it proves or names is outside our keyring).
 - ``close`` leaves nothing behind: the client session and its pooled connections, the
   listening socket, open server connections.
 

@@ -1132,11 +1132,7 @@ class Node:
         recently synced), whatever their backoff; an exchange already running with a
         peer is waited for first. For tools and tests."""
         table = self._require(self._table)
-        chosen = (
-            [p for p in table if p.key is None or table.trusts(p.key)]  # as select() does
-            if fanout is None
-            else table.select(0, fanout, due_only=False)
-        )
+        chosen = self._require(self._gossiper).sync_targets(fanout)
         deadline = time.monotonic() + self.profile.request_timeout * 2
         while any(p.in_flight for p in chosen) and time.monotonic() < deadline:
             with contextlib.suppress(TimeoutError):

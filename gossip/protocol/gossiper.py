@@ -117,6 +117,15 @@ class Gossiper:
         s = self.settings()
         return self.exchange_with(self.table.select(now, s.fanout, jitter_ms=s.interval_ms))
 
+    def sync_targets(self, fanout: int | None = None) -> list[Peer]:
+        """The peers of a sync asked for now (``Node.sync_now``), whatever their backoff:
+        every peer we may exchange with, or the ``fanout`` least recently synced idle
+        ones."""
+        table = self.table
+        if fanout is None:
+            return [p for p in table if p.key is None or table.trusts(p.key)]
+        return table.select(0, fanout, due_only=False)
+
     def exchange_with(self, peers: Iterable[Peer]) -> list[Exchange]:
         """Exchanges with ``peers`` now, whatever their backoff (``sync_now``). No hint
         to push with: ours is from our last contact, and others may have given the peer
