@@ -1049,11 +1049,10 @@ class Node:
         """The transport's handler: an authenticated request body from ``peer_key``."""
         if path == JOIN_PATH:
             return await self._redeem(body, peer_key)
-        # RemoteProtocolError (answered 400) before anything is queued. With the path, a
-        # SYNC sent to the push endpoint (or the reverse) is refused before any ingest.
-        request = protocol.parse_request(body, path=path)
-        resp = await self._call(self._respond, request, peer_key,
-                                priority=READ if request.reads_only else WRITE)  # fmt: skip
+        # A DIGEST only reads: it jumps queued ingests, so that peers checking whether we
+        # are in sync are not kept waiting (and backing us off) during a large catch-up.
+        priority = READ if protocol.reads_only(body) else WRITE
+        resp = await self._call(self._respond, path, body, peer_key, priority=priority)
         if self._rotation is not None:
             self._rotation.saw(peer_key, resp.peer_sv)  # its own word, before our reply
         rejected = [o for o in resp.received if o.status == "rejected"]
@@ -1066,8 +1065,12 @@ class Node:
             self._start_pushes(pushes)
         return resp.body
 
-    def _respond(self, request: protocol.Incoming, peer_key: str) -> protocol.Response:
-        """In the worker: ingest what the request carries, then answer it."""
+    def _respond(self, path: str, body: bytes, peer_key: str) -> protocol.Response:
+        """In the worker (decoding a large body is no work for the event loop): parse the
+        request (RemoteProtocolError, answered 400; with the path, a SYNC sent to the push
+        endpoint or the reverse is refused before any ingest), ingest what it carries,
+        answer it."""
+        request = protocol.parse_request(body, path=path)
         local = _ChunkedLocal(self._require_replica(), self._worker)
         received = local.ingest_batch(request.updates, source=peer_key)
         return protocol.answer(local, request, received, max_reply_bytes=self._message_budget)

@@ -29,6 +29,7 @@ from .exchange import (
     on_push_reply,
     parse_request,
     push_message,
+    reads_only,
 )
 from .gossiper import Exchange, Failure, Gossiper, Push, Settings
 from .messages import (
@@ -81,5 +82,6 @@ __all__ = [
     "on_push_reply",
     "parse_request",
     "push_message",
+    "reads_only",
     "sv_digest",
 ]

@@ -39,6 +39,7 @@ from crdt import Outcome
 
 from .messages import (
     DEFAULT_MESSAGE_BYTES,
+    MAGIC,
     PUSH_PATH,
     SYNC_PATH,
     Message,
@@ -237,6 +238,13 @@ class Incoming:
         checking whether we are in sync are then not kept waiting, and backing us off,
         during a large catch-up)."""
         return self.message.type is MessageType.DIGEST
+
+
+def reads_only(body: bytes) -> bool:
+    """Whether a request body is a ``DIGEST``, from its first bytes: a scheduling hint
+    for a driver that parses requests where its replica lives (``Incoming.reads_only``),
+    which ``parse_request`` then checks like any other body."""
+    return len(body) > 4 and body[:3] == MAGIC and body[4] == MessageType.DIGEST
 
 
 def parse_request(body: bytes, *, path: str | None = None) -> Incoming:
