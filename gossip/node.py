@@ -1258,11 +1258,12 @@ class Node:
         self._start_pushes(gossiper.on_local_write(updates, covers))
 
     def _start_pushes(self, pushes: list[Push]) -> None:
-        tg = self._tg
-        if tg is None or self._state != "running":
-            return
+        tg, gossiper = self._tg, self._gossiper
         for push in pushes:
-            tg.create_task(self._drain(push), name=f"push {push.peer.label}")
+            if tg is not None and self._state == "running":
+                tg.create_task(self._drain(push), name=f"push {push.peer.label}")
+            elif gossiper is not None:  # not running (yet, or any more): none goes
+                gossiper.abandon_pushes(push.peer)
 
     async def _drain(self, push: Push | None) -> None:
         """One peer's pushes, one at a time, until its outbox is empty."""

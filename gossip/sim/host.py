@@ -381,12 +381,12 @@ class Host:
         self._pushes([nxt] if nxt is not None else [])
 
     def _failed(self, call: _Call, failure: Failure) -> None:
-        gossiper = self._require_gossiper()
-        push = isinstance(call.effect, Push)
+        gossiper, effect = self._require_gossiper(), call.effect
         self.trace.add(self.loop.now, "failed", self.name, call.peer.name,
-                       "push" if push else "sync", failure.message[:40])  # fmt: skip
-        if isinstance(call.effect, Push):
-            nxt = gossiper.on_push_failed(call.effect, failure, self.clock())
+                       "push" if isinstance(effect, Push) else "sync",
+                       failure.message[:40])  # fmt: skip
+        if isinstance(effect, Push):
+            nxt = gossiper.on_push_failed(effect, failure, self.clock())
             self._pushes([nxt] if nxt is not None else [])
         else:
             gossiper.on_exchange_failed(call.peer, failure, self.clock())
