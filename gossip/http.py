@@ -13,7 +13,8 @@ Rules this module keeps:
   answered 400 with a generic message.
 - ``request`` raises only ``PeerError`` subclasses: no answer at all (refused, reset,
   timed out, unresolvable, a bad address) is ``PeerUnreachable``; an error status is
-  ``PeerRefused``; an unsigned, forged, oversized or other-key answer is ``PeerMisbehaved``.
+  ``PeerRefused``; an unsigned, forged, oversized or other-key answer is ``PeerMisbehaved``
+  (``PeerUntrusted`` when the key it proves or names is outside our keyring).
 - ``close`` leaves nothing behind: the client session and its pooled connections, the
   listening socket, open server connections.
 
@@ -49,6 +50,7 @@ from .transport import (
     PeerError,
     PeerMisbehaved,
     PeerUnreachable,
+    PeerUntrusted,
     ServerLimits,
     error_reply,
     request_with_retry,
@@ -341,11 +343,9 @@ class HttpTransport:
         """The ``PeerError`` for a failed request, naming a transport mismatch plainly."""
         cause = e.os_error if isinstance(e, aiohttp.ClientConnectorError) else None
         if isinstance(cause, PeerKeyMismatch):
-            err = PeerMisbehaved(f"{address}: TLS: {cause}")
-            if cause.untrusted:  # as for an answer signed by an untrusted key
-                err.__context__ = auth.Forbidden(str(cause))
-                err.__suppress_context__ = True
-            return err
+            # A key we do not trust is told apart, as an answer signed by one would be.
+            kind = PeerUntrusted if cause.untrusted else PeerMisbehaved
+            return kind(f"{address}: TLS: {cause}")
         if isinstance(cause, ssl.SSLError) and cause.reason == "WRONG_VERSION_NUMBER":
             return PeerUnreachable(
                 f"{address}: the peer speaks plaintext HTTP, not TLS (it runs with "

@@ -22,11 +22,11 @@ write is acknowledged once it is durable locally. ``start_in_thread()`` wraps al
 for synchronous daemons.
 
 Replication (DESIGN.md "Replication"):
-- anti-entropy: every ``interval`` (jittered), push-pull (``protocol.Initiator``) with
-  ``fanout`` peers chosen by the ``PeerTable``;
-- eager push: a local write is pushed at once to ``fanout`` healthy peers, and what a
-  peer's PUSH taught us is passed on to ``fanout`` others (never back to the sender,
-  never to a peer whose last state vector shows it already has it);
+- the policy (anti-entropy rounds, peer choice, eager push and relay, what answers and
+  failures do) is ``protocol.Gossiper``, sans I/O; this module drives it: it runs the
+  ``Exchange`` and ``Push`` effects it returns over the transport, the ``Ingest`` steps
+  of an exchange in the replica's worker thread, and reports how each ended. The
+  simulator (``gossip/sim``) drives the same object;
 - peer exchange: hosts announce ``addrs`` and ``port`` in the document; announcements of
   trusted authors become peers (source ``exchange``). Keys come only from our keyring
   (invariant 9): a peer that refuses our key (403), or whose answer is signed by a key
@@ -39,7 +39,7 @@ Replication (DESIGN.md "Replication"):
 Transport: HTTP over TLS 1.3 pinned to host keys (``tls.py``; the certificate is written
 to the data dir at start), or plain HTTP when ``tls=False`` (``--insecure-plaintext``).
 
-This module never parses wire bytes (protocol.py does), never signs requests
+This module never parses wire bytes (``gossip/protocol`` does), never signs requests
 (transport.py and auth.py do) and never writes to the document except through
 ``Replica.put``.
 """
@@ -75,16 +75,16 @@ from .discovery.tailnet import TailnetDiscovery, TailnetPeer
 from .events import BreakerChanged, Event, PeerChanged, RecordAdded, Subscription
 from .http import HttpTransport, join_address, split_address
 from .peers import UNKNOWN_KEY, Peer, PeerInfo, PeerTable
-from .protocol import RemoteProtocolError
+from .protocol import Exchange, Failure, Gossiper, Push, RemoteProtocolError, Settings
+from .protocol.gossiper import ERROR, UNREACHABLE, UNTRUSTED
 from .tls import PLAINTEXT, TLS, PinnedTls, TlsSetupError
 from .transport import (
     JOIN_PATH,
-    PUSH_PATH,
-    SYNC_PATH,
     PeerError,
     PeerMisbehaved,
     PeerRefused,
     PeerUnreachable,
+    PeerUntrusted,
     ServerLimits,
     Transport,
 )
@@ -98,7 +98,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 INGEST_CHUNK = 512  # updates per replica call; reads run between chunks
-MAX_OUTBOX = 4096  # eager-push updates queued per peer; beyond, anti-entropy repairs
 EVENT_QUEUE = 1024  # events buffered per subscriber before the oldest are dropped
 
 
@@ -221,8 +220,7 @@ class Node:
         self._settled = asyncio.Event()  # replaced by a fresh one after each set()
         self._changes: list[tuple[str, str, SignedRecord]] = []  # worker thread only
         self._subscribers: set[Subscription] = set()
-        self._outbox: dict[Peer, list[bytes]] = {}
-        self._pushing: set[Peer] = set()
+        self._gossiper: Gossiper | None = None
         self._use_mdns = mdns
         self._use_tailnet = tailnet
         self._mdns_settings = mdns_settings
@@ -239,6 +237,12 @@ class Node:
         does not answer 413 either."""
         half = max(64 * 1024, self.profile.max_body_bytes // 2)
         return min(half, protocol.DEFAULT_MESSAGE_BYTES)
+
+    def _settings(self) -> Settings:
+        """The gossiper's knobs, read from the profile at each decision (a caller may
+        replace the profile while the node runs, as the benchmarks do)."""
+        p = self.profile
+        return Settings(int(p.interval * 1000), p.fanout, p.eager_push, self._message_budget)
 
     # -- identity ------------------------------------------------------------------------
 
@@ -305,6 +309,10 @@ class Node:
                 listener=self._on_peer,
                 trusts=lambda key: key in self._keyring,
             )
+            self._gossiper = Gossiper(
+                self._table, _ChunkedLocal(self._require_replica(), self._worker),
+                self._settings, self._rng, current_key=lambda key: self._trust.current(key),
+            )  # fmt: skip
             verifier = auth.Verifier(
                 lambda: self._keyring, self._now_ms,
                 window_ms=int(self.profile.auth_window * 1000), started_ms=self._now_ms(),
@@ -403,7 +411,7 @@ class Node:
             worker.close()  # idle now (everything after _shut is cancelled): joins at once
         for sub in list(self._subscribers):
             sub.close()
-        self._outbox.clear()
+        self._gossiper = None
         self._state = "closed"
 
     def _open(self) -> None:
@@ -545,7 +553,8 @@ class Node:
 
     def _on_peer(self, peer: Peer, change: str) -> None:
         if change == "removed":
-            self._outbox.pop(peer, None)
+            if self._gossiper is not None:
+                self._gossiper.abandon_pushes(peer)
         elif change == "added" and peer.state != UNKNOWN_KEY:
             # Sync with a newcomer now (it is the least recently synced of all): it gets
             # our announcements of the others without waiting for a round. Not for a
@@ -1067,43 +1076,33 @@ class Node:
             return await self._redeem(body, peer_key)
         # A DIGEST only reads: it jumps queued ingests, so that peers checking whether we
         # are in sync are not kept waiting (and backing us off) during a large catch-up.
-        digest = len(body) > 4 and body[4] == protocol.MessageType.DIGEST
-        resp, ours = await self._call(self._respond, path, body, peer_key,
-                                      priority=READ if digest else WRITE)  # fmt: skip
+        priority = READ if protocol.reads_only(body) else WRITE
+        resp = await self._call(self._respond, path, body, peer_key, priority=priority)
         if self._rotation is not None:
             self._rotation.saw(peer_key, resp.peer_sv)  # its own word, before our reply
         rejected = [o for o in resp.received if o.status == "rejected"]
         if rejected:  # the daemon's log shows every rejection with its rule
             log.info("%s sent %d update(s) we rejected: %s", peer_key[:12], len(rejected),
                      rejected[0].error)  # fmt: skip
-        table = self._table
-        if table is not None:
-            theirs = resp.peer_sv
-            if path == SYNC_PATH and theirs is not None:  # our reply gives them what they lacked
-                theirs = {c: max(theirs.get(c, 0), k) for c, k in {**theirs, **ours}.items()}
-            table.inbound(peer_key, self._now_ms(), bytes_in=len(body), bytes_out=len(resp.body),
-                          ours=ours if theirs is not None else None, theirs=theirs)  # fmt: skip
-        if path == PUSH_PATH:
-            fresh = _fresh(resp.received)
-            if fresh:
-                raws, covers = fresh
-                self._queue_push(raws, exclude=(peer_key,), covers=covers)
+        gossiper = self._gossiper
+        if gossiper is not None:
+            pushes = gossiper.on_served(peer_key, resp, self._now_ms(), bytes_in=len(body))
+            self._start_pushes(pushes)
         return resp.body
 
-    def _respond(
-        self, path: str, body: bytes, peer_key: str
-    ) -> tuple[protocol.Response, dict[int, int]]:
+    def _respond(self, path: str, body: bytes, peer_key: str) -> protocol.Response:
+        """In the worker (decoding a large body is no work for the event loop): parse the
+        request (RemoteProtocolError, answered 400; with the path, a SYNC sent to the push
+        endpoint or the reverse is refused before any ingest), ingest what it carries,
+        answer it."""
+        request = protocol.parse_request(body, path=path)
         local = _ChunkedLocal(self._require_replica(), self._worker)
-        # With the path, a SYNC sent to the push endpoint (or the reverse) is a 400
-        # before anything is ingested.
-        resp = protocol.respond(local, body, source=peer_key, path=path,
-                                max_reply_bytes=self._message_budget)  # fmt: skip
-        return resp, local.state_vector()
+        received = local.ingest_batch(request.updates, source=peer_key)
+        return protocol.answer(local, request, received, max_reply_bytes=self._message_budget)
 
     # -- anti-entropy --------------------------------------------------------------------
 
     async def _anti_entropy(self) -> None:
-        interval = self.profile.interval
         readdress_at = self._now_ms() + int(self.profile.readdress * 1000)
         while True:
             # A wake asked for before this round is answered by it; one asked for during
@@ -1117,28 +1116,23 @@ class Node:
                     self._learn_hosts(await self._call(self._announce))
             except Exception:
                 log.exception("anti-entropy round of %s failed", self._address)
-            # +-10 %: nodes started together do not stay in lockstep.
-            delay = interval * (0.9 + 0.2 * self._rng.random())
+            gossiper = self._require(self._gossiper)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout(gossiper.next_round_ms() / 1000):
                     await self._wake.wait()
 
     async def _round(self) -> None:
-        """Start an exchange with ``fanout`` peers; wait for them at most one interval.
+        """Start the exchanges of one round; wait for them at most one interval.
 
         A peer that accepts connections and then hangs holds its own exchange until the
         request timeout, not the rounds: it stays in flight, so the next rounds choose
         other peers meanwhile."""
-        table, tg = self._table, self._tg
-        if table is None or tg is None:
+        gossiper, tg = self._gossiper, self._tg
+        if gossiper is None or tg is None:
             return
-        now = self._now_ms()
-        jitter = int(self.profile.interval * 1000)
-        chosen = table.select(now, self.profile.fanout, jitter_ms=jitter)
-        for peer in chosen:
-            table.begin(peer)
         tasks = [
-            tg.create_task(self._settling(peer), name=f"exchange {peer.label}") for peer in chosen
+            tg.create_task(self._settling(ex), name=f"exchange {ex.peer.label}")
+            for ex in gossiper.on_tick(self._now_ms())
         ]
         if tasks:
             await asyncio.wait(tasks, timeout=self.profile.interval)
@@ -1148,16 +1142,15 @@ class Node:
         """Exchange with every peer of ``chosen`` and wait for all (``sync_now``)."""
         if not chosen:
             return []
-        for peer in chosen:
-            self._require(self._table).begin(peer)
+        exchanges = self._require(self._gossiper).exchange_with(chosen)
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self._settling(peer)) for peer in chosen]
+            tasks = [tg.create_task(self._settling(ex)) for ex in exchanges]
         return [t.result() for t in tasks]
 
-    async def _settling(self, peer: Peer) -> int | None:
+    async def _settling(self, ex: Exchange) -> int | None:
         """``_exchange``, then wake whoever waits for a peer to be idle (``sync_now``)."""
         try:
-            return await self._exchange(peer)
+            return await self._exchange(ex)
         finally:
             self._settled.set()
             self._settled = asyncio.Event()
@@ -1167,11 +1160,7 @@ class Node:
         recently synced), whatever their backoff; an exchange already running with a
         peer is waited for first. For tools and tests."""
         table = self._require(self._table)
-        chosen = (
-            [p for p in table if p.key is None or table.trusts(p.key)]  # as select() does
-            if fanout is None
-            else table.select(0, fanout, due_only=False)
-        )
+        chosen = self._require(self._gossiper).sync_targets(fanout)
         deadline = time.monotonic() + self.profile.request_timeout * 2
         while any(p.in_flight for p in chosen) and time.monotonic() < deadline:
             with contextlib.suppress(TimeoutError):
@@ -1221,130 +1210,110 @@ class Node:
         ok = [r for r in results if r is not None]
         return SyncReport(exchanges=len(ok), failures=len(results) - len(ok), learned=sum(ok))
 
-    async def _exchange(self, peer: Peer) -> int | None:
-        """One push-pull with ``peer`` (already marked busy). Returns how many updates it
-        taught us, or None if it failed; never raises but CancelledError."""
-        table = self._require(self._table)
-        address = peer.address
-        local = _ChunkedLocal(self._require_replica(), self._worker)
-        # No hint to push with: ours is from our last contact, and others may have given
-        # the peer the same updates since; the PUSH leg sends what its reply shows it
-        # lacks. A DIGEST first: most exchanges in a mesh find the peer in sync.
-        ex = protocol.Initiator(local, source=peer.key or address, digest_first=True,
-                                max_message_bytes=self._message_budget)  # fmt: skip
+    async def _exchange(self, ex: Exchange) -> int | None:
+        """Run one ``Exchange`` effect: requests over the transport, its ``Ingest`` steps
+        in the worker. Returns how many updates it taught us, or None if it failed;
+        never raises but CancelledError."""
+        gossiper = self._require(self._gossiper)
+        peer, initiator = ex.peer, ex.initiator
         bytes_out = bytes_in = 0
         rtt_ms: float | None = None
         key = peer.key
         try:
-            request: protocol.Request | None = await self._call(ex.start)
+            request: protocol.Request | None = await self._call(initiator.start)
             while request is not None:
                 started = time.perf_counter()
                 reply, key = await self.transport.request(
-                    address, request.path, request.body, expected_key=key
+                    peer.address, request.path, request.body, expected_key=key
                 )
                 if rtt_ms is None:
                     rtt_ms = (time.perf_counter() - started) * 1000
                 bytes_out, bytes_in = bytes_out + len(request.body), bytes_in + len(reply)
-                ex.source = key
-                if peer.key is None and table.by_key(key) is None and key != table.self_key:
-                    # Name the row now: the host announcements this reply may carry then
-                    # land on it, instead of adding a second row (and a round) for it.
-                    table.learn_key(peer, key)
-                request = await self._call(ex.receive, reply)
+                gossiper.on_answer(ex, key)
+                request = await self._call(self._take_in, initiator, reply)
         except asyncio.CancelledError:
-            table.cancelled(peer)
+            gossiper.on_exchange_cancelled(peer)
             raise
         except (PeerError, RemoteProtocolError) as e:
-            self._failed(peer, e)
+            gossiper.on_exchange_failed(peer, self._failure(peer, e), self._now_ms())
             return None
         except Exception:
             log.exception("exchange with %s failed on our side", peer.label)
-            table.cancelled(peer)
+            gossiper.on_exchange_cancelled(peer)
             return None
-        learned = ex.result.learned
+        result = initiator.result
         if self._rotation is not None:
-            self._rotation.saw(key, ex.result.peer_sv)
-        # A host that rotated may still answer by its old key: the row takes the new one.
-        row = table.learn_key(peer, self._trust.current(key)) if key is not None else None
-        if row is not None:
-            table.success(row, self._now_ms(), rtt_ms=rtt_ms, bytes_in=bytes_in,
-                          bytes_out=bytes_out, ours=ex.result.ours,
-                          theirs=ex.result.peer_sv)  # fmt: skip
-        rejected = [o for o in ex.result.received if o.status == "rejected"]
-        if rejected and row is not None:
-            # An honest peer relays only what its own gate accepted: rejects mean a
-            # forger or a bug. Back it off like a failure (invariant 6); what it sent
-            # that was valid is kept.
-            error = f"sent {len(rejected)} update(s) we rejected: {rejected[0].error}"
-            log.info("%s %s", row.label, error)
-            table.failure(row, self._now_ms(), error)
-        return learned
+            self._rotation.saw(key, result.peer_sv)
+        assert key is not None  # at least one answer came
+        row = gossiper.on_exchange_done(ex, key, self._now_ms(), rtt_ms=rtt_ms,
+                                        bytes_in=bytes_in, bytes_out=bytes_out)  # fmt: skip
+        if result.rejected and row is not None:
+            log.info("%s sent %d update(s) we rejected: %s", row.label, len(result.rejected),
+                     result.rejected[0].error)  # fmt: skip
+        return result.learned
 
-    def _failed(self, peer: Peer, e: Exception, *, exchange: bool = True) -> None:
-        table = self._require(self._table)
+    def _take_in(self, initiator: protocol.Initiator, reply: bytes) -> protocol.Request | None:
+        """In the worker: an answer of an exchange, ingested; the next request, if any."""
+        ingest = initiator.receive(reply)
+        local = _ChunkedLocal(self._require_replica(), self._worker)
+        return initiator.ingested(local.ingest_batch(ingest.updates, source=ingest.source))
+
+    def _failure(self, peer: Peer, e: Exception) -> Failure:
+        """What kind of failure ``e`` is, for the gossiper's backoff."""
         rot = self._rotation
         refused = isinstance(e, PeerRefused) and e.status == 403
         if rot is not None and refused and peer.key is not None and peer.key not in rot.confirmed:
             # It refused our old key: it honours a revocation of it, so it holds the
             # successor record too. The next request is signed with the new key.
             rot.confirmed.add(peer.key)
-            table.failure(peer, self._now_ms(), str(e), exchange=exchange)
-            return
-        unknown_key = (isinstance(e, PeerRefused) and e.status == 403) or (
-            # The answer was signed by a key we do not trust (auth.Forbidden inside).
-            isinstance(e, PeerMisbehaved) and isinstance(e.__context__, auth.Forbidden)
-        )
+            return Failure(ERROR, str(e))
         log.debug("%s: %s", peer.label, e)
-        table.failure(peer, self._now_ms(), str(e), unknown_key=unknown_key,
-                      unreachable=isinstance(e, PeerUnreachable), exchange=exchange)  # fmt: skip
+        if refused or isinstance(e, PeerUntrusted):
+            return Failure(UNTRUSTED, str(e))
+        return Failure(UNREACHABLE if isinstance(e, PeerUnreachable) else ERROR, str(e))
 
     # -- eager push ----------------------------------------------------------------------
 
-    def _queue_push(
-        self, updates: list[bytes], *, exclude: Iterable[str] = (), covers: dict[int, int]
-    ) -> None:
-        """Push ``updates`` to ``fanout`` healthy peers that may lack them. One push at a
-        time per peer; what queues meanwhile goes in its next push."""
-        tg, table = self._tg, self._table
-        if not self.profile.eager_push or tg is None or table is None or self._state != "running":
+    def _queue_push(self, updates: list[bytes], *, covers: dict[int, int]) -> None:
+        """Our fresh ``updates``: push them as the gossiper says (never before the node
+        runs, nor while it stops)."""
+        gossiper = self._gossiper
+        if gossiper is None or self._tg is None or self._state != "running":
             return
-        for peer in table.push_targets(self.profile.fanout, exclude=exclude, covers=covers):
-            box = self._outbox.setdefault(peer, [])
-            box.extend(updates)
-            del box[:-MAX_OUTBOX]  # the oldest go; anti-entropy brings them
-            if peer not in self._pushing:
-                self._pushing.add(peer)
-                tg.create_task(self._drain(peer), name=f"push {peer.label}")
+        self._start_pushes(gossiper.on_local_write(updates, covers))
 
-    async def _drain(self, peer: Peer) -> None:
-        try:
-            while updates := self._outbox.pop(peer, None):
-                await self._push(peer, updates)
-        finally:
-            self._pushing.discard(peer)
+    def _start_pushes(self, pushes: list[Push]) -> None:
+        tg, gossiper = self._tg, self._gossiper
+        for push in pushes:
+            if tg is not None and self._state == "running":
+                tg.create_task(self._drain(push), name=f"push {push.peer.label}")
+            elif gossiper is not None:  # not running (yet, or any more): none goes
+                gossiper.abandon_pushes(push.peer)
 
-    async def _push(self, peer: Peer, updates: list[bytes]) -> None:
-        table = self._require(self._table)
+    async def _drain(self, push: Push | None) -> None:
+        """One peer's pushes, one at a time, until its outbox is empty."""
+        while push is not None:
+            push = await self._push(push)
+
+    async def _push(self, push: Push) -> Push | None:
+        gossiper = self._require(self._gossiper)
+        peer = push.peer
         try:
-            body = await self._call(
-                _push_body, self._require_replica(), updates, self._message_budget
-            )
+            request = await self._call(push.request, self._require_replica())
             answer, key = await self.transport.request(
-                peer.address, PUSH_PATH, body, expected_key=peer.key
+                peer.address, request.path, request.body, expected_key=peer.key
             )
             theirs = protocol.on_push_reply(answer)
-            if self._rotation is not None:
-                self._rotation.saw(key, theirs)
         except (PeerError, RemoteProtocolError) as e:
-            self._failed(peer, e, exchange=False)
-            return
+            return gossiper.on_push_failed(push, self._failure(peer, e), self._now_ms())
         except GossipError as e:  # the node is closing
             log.debug("push to %s abandoned: %s", peer.label, e)
-            return
-        row = table.learn_key(peer, self._trust.current(key))
-        if row is not None:
-            table.success(row, self._now_ms(), bytes_in=len(answer), bytes_out=len(body),
-                          theirs=theirs, exchange=False)  # fmt: skip
+            gossiper.abandon_pushes(peer)
+            return None
+        if self._rotation is not None:
+            self._rotation.saw(key, theirs)
+        return gossiper.on_push_done(push, key, theirs, self._now_ms(), bytes_in=len(answer),
+                                     bytes_out=len(request.body))  # fmt: skip
 
     # -- host announcements and peer exchange --------------------------------------------
 
@@ -1618,8 +1587,9 @@ class NodeThread:
 
 
 class _ChunkedLocal:
-    """The replica as ``protocol.LocalState``, ingesting a large delta in chunks and
-    serving queued reads between them. Worker thread only."""
+    """The replica as the exchange reads it (``protocol.LocalView``), and how this node
+    ingests: a large delta in chunks, serving queued reads between them. Worker thread
+    only."""
 
     def __init__(self, replica: Replica, worker: ReplicaWorker | None) -> None:
         self.replica = replica
@@ -1638,21 +1608,6 @@ class _ChunkedLocal:
                 self.worker.run_reads()
             out += self.replica.ingest_batch(updates[k : k + INGEST_CHUNK], source=source)
         return out
-
-
-def _push_body(replica: Replica, updates: list[bytes], max_bytes: int) -> bytes:
-    return protocol.push_message(replica, updates, max_bytes=max_bytes)
-
-
-def _fresh(received: list[Outcome]) -> tuple[list[bytes], dict[int, int]] | None:
-    """The updates a push added, and the clocks they reach per client."""
-    raws: list[bytes] = []
-    covers: dict[int, int] = {}
-    for o in received:
-        if o.status == "applied" and o.update is not None:
-            raws.append(o.update.raw)
-            covers[o.update.client] = max(covers.get(o.update.client, 0), o.update.header.end)
-    return (raws, covers) if raws else None
 
 
 def _state_name(key: str) -> str:

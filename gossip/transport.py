@@ -68,6 +68,10 @@ class PeerMisbehaved(PeerError):
     """The peer's answer was unsigned, forged, from the wrong key, or malformed."""
 
 
+class PeerUntrusted(PeerMisbehaved):
+    """The peer proved (or named) a key outside our keyring: its row is ``unknown-key``."""
+
+
 # The server side hands each authenticated request body to the node:
 #   handler(path, body, peer_key) -> response body
 # It may raise RemoteProtocolError (answered 400); anything else is the node's bug and is
@@ -252,6 +256,8 @@ def check_response(
             raise PeerMisbehaved(f"answered by {signed.key[:12]}…, not {expected_key[:12]}…")
         verifier.check_body(signed, role="response", method="POST", path=path, body=body,
                             request_nonce=request_nonce)  # fmt: skip
+    except auth.Forbidden as e:  # signed by a key we do not trust
+        raise PeerUntrusted(f"unauthenticated answer: {e}") from None
     except auth.AuthError as e:
         raise PeerMisbehaved(f"unauthenticated answer: {e}") from None
     return body, signed.key
@@ -281,7 +287,7 @@ async def request_with_retry(
     recipient line is empty), which every peer refuses with 401 naming its own key in
     ``Sm-Key``; if that key is in our keyring, the request is signed again for it and
     sent once more, expecting that key to sign the answer. A hint naming a key we do
-    not trust ends there (PeerMisbehaved, as an answer signed by an untrusted key
+    not trust ends there (PeerUntrusted, as an answer signed by an untrusted key
     would): no request is ever signed for a key outside our keyring on a hint's word."""
     def signer(recipient: str) -> Identity:
         chosen = verifier.request_signer(recipient) if verifier.request_signer else None
@@ -290,8 +296,7 @@ async def request_with_retry(
     if expected_key is not None and expected_key not in verifier.keyring():
         # Whatever row or address led here (an mDNS claim, a key distrusted meanwhile):
         # no request is signed for, or sent to, a key outside our keyring.
-        raise _untrusted(f"the peer's key {expected_key[:12]}… is not in our keyring",
-                         expected_key)  # fmt: skip
+        raise PeerUntrusted(f"the peer's key {expected_key[:12]}… is not in our keyring")
     recipient = expected_key if expected_key is not None else ""
     headers = sign_request(signer(recipient), path, body, now_ms(), recipient)
     status, answer_headers, answer = await send_once(headers, recipient)
@@ -301,22 +306,12 @@ async def request_with_retry(
                               body=answer, request_headers=headers,
                               expected_key=expected_key)  # fmt: skip
     if hint not in verifier.keyring():
-        raise _untrusted(f"the peer refused an unaddressed request (401) and named key "
-                         f"{hint[:12]}…, which is not in our keyring", hint)  # fmt: skip
+        raise PeerUntrusted(f"the peer refused an unaddressed request (401) and named key "
+                            f"{hint[:12]}…, which is not in our keyring")  # fmt: skip
     headers = sign_request(signer(hint), path, body, now_ms(), hint)
     status, answer_headers, answer = await send_once(headers, hint)
     return check_response(verifier, path=path, status=status, headers=answer_headers,
                           body=answer, request_headers=headers, expected_key=hint)  # fmt: skip
-
-
-def _untrusted(message: str, key: str) -> PeerMisbehaved:
-    err = PeerMisbehaved(message)
-    # As for an answer signed by an untrusted key (check_response), the context is the
-    # Forbidden that the keyring check amounts to: callers tell "unknown key" failures
-    # apart by it.
-    err.__context__ = auth.Forbidden(f"{key} is not in our keyring")
-    err.__suppress_context__ = True
-    return err
 
 
 class Transport(Protocol):

@@ -2,9 +2,10 @@
 
 Shared by ``tests/test_fuzz_peer.py`` (10k cases in CI) and ``scripts/fuzz`` (the long
 run, ``--cases 100000``). One ``Target`` serves a real replica in a real data dir with
-``HttpTransport`` on 127.0.0.1, exactly as a node does (``protocol.respond`` in a thread,
-under one lock); one keep-alive ``aiohttp.ClientSession`` sends each case as it was built,
-without our client's checks in the way.
+``HttpTransport`` on 127.0.0.1, exactly as a node does (``tests.exchanges.respond``:
+parse, ingest and answer, in a thread, under one lock); one keep-alive
+``aiohttp.ClientSession`` sends each case as it was built, without our client's checks
+in the way.
 
 A case is a *recipe* drawn by hypothesis (``cases()``): who signs (a trusted peer, a key
 the server does not know, a trusted key with someone else's signature, nobody), how the
@@ -53,7 +54,7 @@ from crdt import Identity, Replica, records
 from crdt.updates import SignedUpdate, sign_update
 from gossip import auth
 from gossip.http import HttpTransport
-from gossip.protocol import MAGIC, Message, MessageType, respond
+from gossip.protocol import MAGIC, Message, MessageType
 from gossip.transport import (
     PUSH_PATH,
     SYNC_PATH,
@@ -62,6 +63,7 @@ from gossip.transport import (
     check_response,
     sign_request,
 )
+from tests.exchanges import respond
 from tests.forge import Writer, capture, clock_of, fingerprint, signed, with_delete_set
 
 LIMIT = 64 * 1024  # the target's body limit: oversized cases stay cheap to send

@@ -287,6 +287,22 @@ async def test_an_untrusted_node_learns_nothing_and_changes_nothing(cluster: Clu
     assert set(await o.records()) == {m.id for m in o.recall("poison")}
 
 
+async def test_a_peer_whose_key_we_do_not_trust_is_marked_unknown_key(cluster: Cluster):
+    """The reverse: b trusts a, a does not trust b. b's 401 names its key, which a does
+    not trust: a signs nothing for it and the row is unknown-key (``PeerUntrusted``)."""
+    homes = [cluster.tmp / "a", cluster.tmp / "b"]
+    a_id, b_id = await asyncio.to_thread(create_hosts, homes, [homes[0]])
+    with Replica.open(homes[1]) as r:
+        r.trust(a_id, "a")
+    b = await cluster.start(homes[1])
+    a = await cluster.start(homes[0], peers=[b.address])
+    await until(lambda: [p.state for p in a.peers()] == ["unknown-key"], "a refusing b's key")
+    assert "not in our keyring" in (a.peers()[0].last_error or "")
+    a.trust(b_id, "b")
+    await a.sync_now()
+    assert [p.state for p in a.peers()] == ["alive"]
+
+
 async def test_a_peer_that_does_not_trust_us_is_marked_unknown_key(cluster: Cluster):
     homes = [cluster.tmp / "a", cluster.tmp / "b"]
     a_id, b_id = await asyncio.to_thread(create_hosts, homes, [homes[0]])

@@ -24,8 +24,9 @@ from crdt import Replica, records
 from crdt.views import ViewConfig, Views
 from gossip import auth
 from gossip.http import HttpTransport
-from gossip.protocol import Initiator, respond
+from gossip.protocol import Initiator
 from gossip.queries import inspect
+from tests.exchanges import respond, step
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -90,7 +91,7 @@ async def sync(a: Host, b: Host) -> None:
         reply, _ = await a.transport.request(b.address, request.path, request.body,
                                              expected_key=b.author)  # fmt: skip
         async with a.lock:
-            request = await asyncio.to_thread(ex.receive, reply)
+            request = await asyncio.to_thread(step, ex, a.replica, reply)
 
 
 POISON = [

@@ -20,9 +20,9 @@ from gossip.protocol import (
     lacks,
     on_push_reply,
     push_message,
-    respond,
     sv_digest,
 )
+from tests.exchanges import respond, step
 
 TS = 1_790_000_000_000
 
@@ -32,7 +32,7 @@ def exchange(a, b, **kw) -> Initiator:
     ex = Initiator(a, source=b.author, **kw)
     request = ex.start()
     while request is not None:
-        request = ex.receive(respond(b, request.body, source=a.author, path=request.path).body)
+        request = step(ex, a, respond(b, request.body, source=a.author, path=request.path).body)
     return ex
 
 
@@ -88,7 +88,7 @@ def test_in_sync_peers_finish_in_one_small_request(open_replica):
     reply = respond(b, request.body, source=a.author, path=request.path)
     assert Message.decode(reply.body).type is MessageType.SAME
     assert reply.peer_sv == b.state_vector()
-    assert ex.receive(reply.body) is None
+    assert step(ex, a, reply.body) is None
     assert ex.result.requests == 1 and ex.result.peer_sv == b.state_vector()
     assert (len(request.body), len(reply.body)) == (39, 7)  # no state vector goes
 
@@ -136,7 +136,7 @@ def test_a_known_peer_state_vector_sends_the_delta_up_front(open_replica):
     a.put(records.memory(a.identity, "new", category="c", ts=TS))
     ex = Initiator(a, source=b.author, peer_sv=b.state_vector())
     reply = respond(b, ex.start().body, source=a.author)
-    assert ex.receive(reply.body) is None  # nothing left to push
+    assert step(ex, a, reply.body) is None  # nothing left to push
     assert a.state_vector() == b.state_vector() and ex.result.requests == 1
     assert len(reply.new_updates) == 1
 
@@ -192,7 +192,7 @@ def test_a_delta_larger_than_one_message_arrives_over_several_exchanges(open_rep
         ex = Initiator(b, source=a.author, max_message_bytes=10_000)
         reply = respond(a, ex.start().body, source=b.author, max_reply_bytes=10_000)
         sizes.append(len(reply.body))
-        ex.receive(reply.body)
+        step(ex, b, reply.body)
     assert rounds > 3 and max(sizes) <= 10_000 + 100
     assert len(b.records()) == 30
     # the push leg is bounded the same way
@@ -200,7 +200,7 @@ def test_a_delta_larger_than_one_message_arrives_over_several_exchanges(open_rep
     pushes = 0
     while a.state_vector() != c.state_vector():
         ex = Initiator(a, source=c.author, max_message_bytes=10_000)
-        push = ex.receive(respond(c, ex.start().body, source=a.author).body)
+        push = step(ex, a, respond(c, ex.start().body, source=a.author).body)
         assert push is not None and len(push.body) <= 10_000 + 100
         respond(c, push.body, source=a.author, path=push.path)
         pushes += 1

@@ -27,7 +27,7 @@ from crdt import GossipError, Identity, Replica, SignedRecord, records
 from crdt.updates import SignedUpdate
 from gossip import auth
 from gossip.http import HttpTransport
-from gossip.protocol import Message, MessageType, respond, sv_digest
+from gossip.protocol import Message, MessageType, sv_digest
 from gossip.transport import (
     PUSH_PATH,
     SYNC_PATH,
@@ -35,6 +35,7 @@ from gossip.transport import (
     check_response,
     sign_request,
 )
+from tests.exchanges import respond
 from tests.forge import Writer, fingerprint
 
 pytestmark = pytest.mark.usefixtures("no_leaks")

@@ -10,8 +10,9 @@ Theory of operation:
 - ``loop.py`` — virtual time and a heap of scheduled calls; nothing waits for real time.
 - ``network.py`` — packets between hosts and the faults that befall them.
 - ``host.py`` — one host: a real ``crdt.Replica`` on SQLite, and the sans-I/O
-  ``gossip.protocol``, ``gossip.peers`` and ``gossip.auth`` driven as ``gossip.node`` drives
-  them. Crash and restart from the disk as it is.
+  ``gossip.protocol.Gossiper`` (the replication policy a node runs), ``gossip.peers`` and
+  ``gossip.auth``, driven as ``gossip.node`` drives them. Crash and restart from the disk
+  as it is.
 - ``faults.py`` — the fault schedule, drawn from the seed (or written by hand).
 - ``check.py`` — the invariants checked after quiescence (convergence, set-full).
 - ``world.py`` — one run: build, play, heal, settle, check, clean up; the trace hash.
@@ -21,7 +22,8 @@ Why not ``gossip.memnet`` with asyncio: its requests are awaited calls in real t
 (``asyncio.timeout``), it neither duplicates nor reorders, and its nonces come from
 ``os.urandom``; a virtual clock needs every wait to be an event of its own loop. So the
 simulator drives the sans-I/O pieces itself, and ``gossip.node``'s own glue (tasks,
-worker thread) stays outside it, tested by tests/test_node.py instead.
+worker thread, transport) stays outside it, tested by tests/test_node.py instead; the
+policy does not (both drive the same ``Gossiper``).
 
 Same seed and config, same trace hash — in any process, whatever ``PYTHONHASHSEED``.
 """

@@ -1,16 +1,15 @@
 """One simulated host: a real ``Replica`` on a real SQLite file, driven by the real
-sans-I/O pieces — ``protocol`` (the exchange), ``peers`` (whom to sync and push to,
-backoff) and ``auth`` (every request and answer signed, clock window, nonce cache) —
-with the simulator's clock and its one ``random.Random`` in place of the wall clock and
-``os.urandom``.
+sans-I/O pieces — ``protocol.Gossiper`` (the replication policy: rounds, peer choice,
+eager push and relay, backoff, the very object ``gossip.node.Node`` drives), the
+exchanges it starts, ``peers`` (the peer table it decides with) and ``auth`` (every
+request and answer signed, clock window, nonce cache) — with the simulator's clock and
+its one ``random.Random`` in place of the wall clock and ``os.urandom``.
 
-It does what ``gossip.node.Node`` does around those pieces, minus asyncio: anti-entropy
-every ``interval`` (jittered) with ``fanout`` peers chosen by the peer table, each
-exchange a ``protocol.Initiator`` opening with a DIGEST; an eager PUSH of every local
-write to ``fanout`` healthy peers, and of whatever a PUSH taught it to ``fanout`` others
-(never back to the sender, never to a peer known to have it), one push at a time per
-peer with an outbox. A request not answered within ``timeout_ms`` fails, like an HTTP
-timeout, and a late answer is ignored.
+It is a driver, as ``Node`` is one, minus asyncio: it calls ``on_tick`` every
+``next_round_ms()``, carries the ``Exchange`` and ``Push`` effects over the simulated
+network, runs their ``Ingest`` steps on its replica, and reports how each ended. A
+request not answered within ``timeout_ms`` fails, like an HTTP timeout (unreachable),
+and a late answer is ignored.
 
 Crash and restart (``crash``/``restart``): the host stops at once — between two events,
 which is where every SQLite transaction is either committed or not begun — and its data
@@ -22,7 +21,8 @@ flight, the nonce cache. ``restart(lose_disk=True)`` starts from an empty store 
 a fault outside the promise (it is how the tests check that the checker notices lost
 writes), never drawn by the random schedule.
 
-This module owns the glue only; it never parses wire bytes or decides what to send.
+This module owns the glue only; it never parses wire bytes or decides what to send or
+to whom.
 """
 
 from __future__ import annotations
@@ -33,19 +33,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from crdt import GossipError, Identity, Replica, ReplicaLimits, SignedRecord, records
+from crdt import GossipError, Identity, Outcome, Replica, ReplicaLimits, SignedRecord, records
 from crdt.identity import b64url
 from crdt.store import Store
 from crdt.views import Views
 
 from .. import auth, protocol
 from ..peers import Peer, PeerTable
-from ..protocol import PUSH_PATH, SYNC_PATH, RemoteProtocolError
+from ..protocol import Exchange, Failure, Gossiper, Push, RemoteProtocolError, Settings
+from ..protocol.gossiper import ERROR, UNREACHABLE, UNTRUSTED
 from .loop import EventLoop, Timer
 from .network import ANSWER, REQUEST, Network, Packet
 from .trace import Trace
 
-MAX_OUTBOX = 4096  # as gossip.node: beyond, anti-entropy repairs
 BREAKERS = ("provider:x", "kimi-coding/k2p5", "provider:y")
 SUBJECTS = ("provider:x", "provider:y")
 BREAKER_STATES = ("open", "half_open", "closed")
@@ -73,8 +73,7 @@ class _Call:
     peer: Peer
     path: str
     timer: Timer
-    exchange: protocol.Initiator | None = None  # None: an eager push
-    counted: int = 0  # outcomes of the exchange already counted for rejects
+    effect: Exchange | Push
 
 
 class Host:
@@ -114,8 +113,7 @@ class Host:
         self.peers: dict[str, str] = {}  # name -> key: the static peer list
         self.keyring: frozenset[str] = frozenset()
         self._calls: dict[str, _Call] = {}  # by request nonce
-        self._outbox: dict[Peer, list[bytes]] = {}
-        self._pushing: set[Peer] = set()
+        self.gossiper: Gossiper | None = None
         self.rejected = 0  # updates our gate refused: never, between honest hosts
         self.crashes = 0
         network.hosts[name] = self
@@ -169,6 +167,8 @@ class Host:
                                       window_ms=self.tuning.window_ms)  # fmt: skip
         t = self.tuning
         self.table = PeerTable(self.key, t.backoff_base_ms, t.backoff_cap_ms, rng=self.rng)
+        settings = Settings(t.interval_ms, t.fanout, t.eager_push, t.max_message_bytes)
+        self.gossiper = Gossiper(self.table, self.replica, lambda: settings, self.rng)
         now = self.clock()
         for n, k in self.peers.items():
             self.table.add([n], "static", key=k, name=n, now=now)
@@ -197,10 +197,8 @@ class Host:
         self._close_views()
         self.replica.close()
         shutil.rmtree(old, ignore_errors=True)
-        self.replica = self.table = self.verifier = None
+        self.replica = self.table = self.verifier = self.gossiper = None
         self._calls.clear()
-        self._outbox.clear()
-        self._pushing.clear()
         self.trace.add(self.loop.now, "crash", self.name)
 
     def restart(self, *, lose_disk: bool = False) -> None:
@@ -278,7 +276,7 @@ class Host:
             raise GossipError(f"write {n} on {self.name} changed nothing")
         self.trace.add(self.loop.now, "ack", self.name, kind, rec.id[:16], su.client,
                        su.header.end)  # fmt: skip
-        self._queue_push([su.raw], exclude=(), covers={su.client: su.header.end})
+        self._pushes(self._require_gossiper().on_local_write([su.raw], {su.client: su.header.end}))
         return rec
 
     def _checkpoint(self) -> None:
@@ -288,63 +286,31 @@ class Host:
         su = self.replica.checkpoint()
         self.trace.add(self.loop.now, "checkpoint", self.name, su.client, su.header.end,
                        len(su.raw))  # fmt: skip
-        self._queue_push([su.raw], exclude=(), covers={su.client: su.header.end})
+        self._pushes(self._require_gossiper().on_local_write([su.raw], {su.client: su.header.end}))
 
     # -- anti-entropy -----------------------------------------------------------------
+
+    def _require_gossiper(self) -> Gossiper:
+        assert self.gossiper is not None, "the host is down"
+        return self.gossiper
 
     def _schedule_tick(self, delay: int) -> None:
         self.loop.call_later(delay, self._guarded(self._tick))
 
     def _tick(self) -> None:
-        assert self.table is not None
-        t = self.tuning
-        for peer in self.table.select(self.clock(), t.fanout, jitter_ms=t.interval_ms):
-            self._exchange(peer)
-        self._schedule_tick(round(t.interval_ms * (0.9 + 0.2 * self.rng.random())))
+        gossiper = self._require_gossiper()
+        for ex in gossiper.on_tick(self.clock()):
+            self._request(ex.peer, ex.initiator.start(), ex)
+        self._schedule_tick(gossiper.next_round_ms())
 
-    def _exchange(self, peer: Peer) -> None:
-        assert self.table is not None and self.replica is not None
-        self.table.begin(peer)
-        ex = protocol.Initiator(self.replica, source=peer.key or peer.address,
-                                digest_first=True,
-                                max_message_bytes=self.tuning.max_message_bytes)  # fmt: skip
-        self._request(peer, ex.start(), ex)
-
-    # -- eager push -------------------------------------------------------------------
-
-    def _queue_push(
-        self, updates: list[bytes], *, exclude: tuple[str, ...], covers: dict[int, int]
-    ) -> None:
-        if not self.tuning.eager_push or self.table is None:
-            return
-        for peer in self.table.push_targets(self.tuning.fanout, exclude=exclude, covers=covers):
-            box = self._outbox.setdefault(peer, [])
-            box.extend(updates)
-            del box[:-MAX_OUTBOX]
-            if peer not in self._pushing:
-                self._pushing.add(peer)
-                self._drain(peer)
-
-    def _drain(self, peer: Peer) -> None:
+    def _pushes(self, pushes: list[Push]) -> None:
         assert self.replica is not None
-        updates = self._outbox.pop(peer, None)
-        if not updates:
-            self._pushing.discard(peer)
-            return
-        body = protocol.push_message(self.replica, updates,
-                                     max_bytes=self.tuning.max_message_bytes)  # fmt: skip
-        self._request(peer, protocol.Request(PUSH_PATH, body), None)
+        for push in pushes:
+            self._request(push.peer, push.request(self.replica), push)
 
     # -- the client side ---------------------------------------------------------------
 
-    def _request(
-        self,
-        peer: Peer,
-        request: protocol.Request,
-        exchange: protocol.Initiator | None,
-        *,
-        counted: int = 0,
-    ) -> None:
+    def _request(self, peer: Peer, request: protocol.Request, effect: Exchange | Push) -> None:
         nonce = self._nonce()
         headers = auth.sign(self.identity, role="request", method="POST", path=request.path,
                             body=request.body, now_ms=self.clock(), recipient=peer.key or "",
@@ -355,13 +321,13 @@ class Host:
                         dst_incarnation=target.incarnation if target else -1)  # fmt: skip
         timer = self.loop.call_later(self.tuning.timeout_ms,
                                      self._guarded(lambda: self._timed_out(nonce)))  # fmt: skip
-        self._calls[nonce] = _Call(peer, request.path, timer, exchange, counted)
+        self._calls[nonce] = _Call(peer, request.path, timer, effect)
         self.network.send(packet)
 
     def _timed_out(self, nonce: str) -> None:
         call = self._calls.pop(nonce, None)
         if call is not None:
-            self._failed(call, "timeout")
+            self._failed(call, Failure(UNREACHABLE, "timeout"))
 
     def _answered(self, packet: Packet) -> None:
         nonce, _, incarnation = packet.ref.partition(":")
@@ -371,7 +337,8 @@ class Host:
             return
         call.timer.cancel()
         if packet.status != 200:
-            self._failed(call, f"answered {packet.status}")
+            kind = UNTRUSTED if packet.status == 403 else ERROR
+            self._failed(call, Failure(kind, f"answered {packet.status}"))
             return
         assert self.verifier is not None
         try:
@@ -381,46 +348,50 @@ class Host:
             self.verifier.check_body(signed, role="response", method="POST", path=call.path,
                                      body=packet.body, request_nonce=nonce)  # fmt: skip
         except auth.AuthError as e:
-            self._failed(call, f"unauthenticated answer: {e}")
+            kind = UNTRUSTED if isinstance(e, auth.Forbidden) else ERROR
+            self._failed(call, Failure(kind, f"unauthenticated answer: {e}"))
             return
         try:
-            if call.exchange is None:
-                self._pushed(call, protocol.on_push_reply(packet.body))
+            if isinstance(call.effect, Push):
+                self._pushed(call.effect, signed.key, protocol.on_push_reply(packet.body))
             else:
-                self._exchange_step(call, call.exchange.receive(packet.body))
+                self._exchange_step(call.effect, signed.key, packet.body)
         except RemoteProtocolError as e:
-            self._failed(call, f"malformed answer: {e}")
+            self._failed(call, Failure(ERROR, f"malformed answer: {e}"))
 
-    def _exchange_step(self, call: _Call, nxt: protocol.Request | None) -> None:
-        assert call.exchange is not None and self.table is not None
-        ex = call.exchange
-        self._count_rejects(ex.result.received[call.counted :])
+    def _exchange_step(self, ex: Exchange, key: str, body: bytes) -> None:
+        assert self.replica is not None
+        gossiper = self._require_gossiper()
+        gossiper.on_answer(ex, key)
+        ingest = ex.initiator.receive(body)
+        received = self.replica.ingest_batch(ingest.updates, source=ingest.source)
+        self._count_rejects(received)
+        nxt = ex.initiator.ingested(received)
         if nxt is not None:
-            self._request(call.peer, nxt, ex, counted=len(ex.result.received))
+            self._request(ex.peer, nxt, ex)
             return
-        r = ex.result
-        self.table.success(call.peer, self.clock(), ours=r.ours, theirs=r.peer_sv)
-        self.trace.add(self.loop.now, "synced", self.name, call.peer.name, r.requests,
+        r = ex.initiator.result
+        gossiper.on_exchange_done(ex, key, self.clock())
+        self.trace.add(self.loop.now, "synced", self.name, ex.peer.name, r.requests,
                        r.sent, r.learned)  # fmt: skip
-        if any(o.status == "rejected" for o in r.received):
-            self.table.failure(call.peer, self.clock(), "sent updates we rejected")
 
-    def _pushed(self, call: _Call, theirs: dict[int, int]) -> None:
-        assert self.table is not None
-        self.table.success(call.peer, self.clock(), theirs=theirs, exchange=False)
-        self.trace.add(self.loop.now, "pushed", self.name, call.peer.name)
-        self._drain(call.peer)
+    def _pushed(self, push: Push, key: str, theirs: dict[int, int]) -> None:
+        nxt = self._require_gossiper().on_push_done(push, key, theirs, self.clock())
+        self.trace.add(self.loop.now, "pushed", self.name, push.peer.name)
+        self._pushes([nxt] if nxt is not None else [])
 
-    def _failed(self, call: _Call, error: str) -> None:
-        assert self.table is not None
-        push = call.exchange is None
-        self.table.failure(call.peer, self.clock(), error, exchange=not push)
+    def _failed(self, call: _Call, failure: Failure) -> None:
+        gossiper, effect = self._require_gossiper(), call.effect
         self.trace.add(self.loop.now, "failed", self.name, call.peer.name,
-                       "push" if push else "sync", error[:40])  # fmt: skip
-        if push:
-            self._drain(call.peer)
+                       "push" if isinstance(effect, Push) else "sync",
+                       failure.message[:40])  # fmt: skip
+        if isinstance(effect, Push):
+            nxt = gossiper.on_push_failed(effect, failure, self.clock())
+            self._pushes([nxt] if nxt is not None else [])
+        else:
+            gossiper.on_exchange_failed(call.peer, failure, self.clock())
 
-    def _count_rejects(self, outcomes: list) -> None:  # type: ignore[type-arg]
+    def _count_rejects(self, outcomes: list[Outcome]) -> None:
         for o in outcomes:
             if o.status == "rejected":
                 self.rejected += 1
@@ -436,7 +407,6 @@ class Host:
 
     def _serve(self, packet: Packet) -> None:
         assert self.verifier is not None and self.replica is not None
-        assert self.table is not None
         try:
             signed = self.verifier.check_headers(packet.headers)
             self.verifier.check_body(signed, role="request", method="POST", path=packet.path,
@@ -445,27 +415,16 @@ class Host:
             self._answer(packet, e.status, str(e).encode(), None)
             return
         try:
-            resp = protocol.respond(self.replica, packet.body, source=signed.key,
-                                    path=packet.path,
-                                    max_reply_bytes=self.tuning.max_message_bytes)  # fmt: skip
+            request = protocol.parse_request(packet.body, path=packet.path)
         except RemoteProtocolError as e:
             self._answer(packet, 400, str(e).encode(), None)
             return
-        self._count_rejects(resp.received)
-        ours = self.replica.state_vector()
-        theirs = resp.peer_sv
-        if packet.path == SYNC_PATH and theirs is not None:  # our reply fills their gaps
-            theirs = {c: max(theirs.get(c, 0), k) for c, k in {**theirs, **ours}.items()}
-        self.table.inbound(signed.key, self.clock(), bytes_in=len(packet.body),
-                           bytes_out=len(resp.body), ours=ours if theirs is not None else None,
-                           theirs=theirs)  # fmt: skip
-        if packet.path == PUSH_PATH:
-            fresh = [o.update for o in resp.received if o.status == "applied" and o.update]
-            if fresh:
-                covers: dict[int, int] = {}
-                for su in fresh:
-                    covers[su.client] = max(covers.get(su.client, 0), su.header.end)
-                self._queue_push([su.raw for su in fresh], exclude=(signed.key,), covers=covers)
+        received = self.replica.ingest_batch(request.updates, source=signed.key)
+        self._count_rejects(received)
+        resp = protocol.answer(self.replica, request, received,
+                               max_reply_bytes=self.tuning.max_message_bytes)  # fmt: skip
+        gossiper = self._require_gossiper()
+        self._pushes(gossiper.on_served(signed.key, resp, self.clock(), bytes_in=len(packet.body)))
         self._answer(packet, 200, resp.body, signed)
 
     def _answer(
@@ -486,7 +445,7 @@ class Host:
     # -- for the checker --------------------------------------------------------------
 
     def busy(self) -> bool:
-        return bool(self._calls or self._outbox)
+        return bool(self._calls) or (self.gossiper is not None and self.gossiper.pending_pushes())
 
 
 def _sv_text(sv: dict[int, int]) -> str:

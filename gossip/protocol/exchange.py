@@ -1,0 +1,307 @@
+"""One exchange, sans I/O: the initiator's and the responder's side of a push-pull.
+
+Theory of operation (push-pull anti-entropy over *signed* updates, docs/protocol.md):
+
+1. The initiator sends ``SYNC``: its state vector, plus the signed updates the responder
+   lacks according to the last state vector the initiator saw from it (often none).
+2. The responder ingests what came, and answers ``SYNC_REPLY``: its state vector (after
+   ingesting) and the signed updates the initiator lacks according to the initiator's
+   state vector.
+3. The initiator ingests those. If the reply's state vector shows the responder still
+   lacks something the initiator has, it sends ``PUSH`` with exactly that, and the
+   responder answers ``PUSH_REPLY`` with its new state vector.
+
+Idle peers should cost almost nothing, and a state vector grows with every writer that
+ever existed (about 10 bytes each), while a mesh at rest has one state vector everywhere.
+So an initiator may open with only ``DIGEST`` (a hash of its state vector; the gossiper
+always does); the responder answers ``SAME`` when its own hashes the same, and otherwise
+a ``SYNC_REPLY`` with its state vector and no updates, after which the initiator goes on
+with step 1 (or straight to the ``PUSH`` of step 3). Two peers in sync thus finish after
+one request of a few dozen bytes of body. Updates always travel as the author's original
+signed bytes; nothing is re-encoded. ``PUSH`` is also how a fresh update is pushed
+eagerly (DESIGN.md "Eager push").
+
+The rules of this file: it reads the replica (``LocalView``: a state vector, the updates
+a peer lacks) but never writes to it. What arrived is handed back as an ``Ingest`` for
+the driver to run where the replica lives (a worker thread, or the simulator's host),
+and the driver feeds the outcomes back. A peer's bytes become messages at two entry
+points only, ``Initiator.receive`` (its answers) and ``parse_request`` (its requests);
+malformed input raises ``RemoteProtocolError`` there, before anything is ingested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from crdt import Outcome
+
+from .messages import (
+    DEFAULT_MESSAGE_BYTES,
+    MAGIC,
+    PUSH_PATH,
+    SYNC_PATH,
+    Message,
+    MessageType,
+    ProtocolError,
+    RemoteProtocolError,
+    expect,
+    fit,
+    lacks,
+    sv_digest,
+)
+
+
+class LocalView(Protocol):
+    """What an exchange reads of the replica (``crdt.Replica`` provides it)."""
+
+    def state_vector(self) -> dict[int, int]: ...
+
+    def updates_for(self, peer_sv: dict[int, int]) -> list[bytes]: ...
+
+
+# The name of earlier releases, when the exchange also ingested.
+LocalState = LocalView
+
+
+@dataclass(frozen=True)
+class Ingest:
+    """Effect: offer these signed updates from ``source`` to the replica's gate, then
+    hand the outcomes back (``Initiator.ingested``, ``answer``)."""
+
+    updates: tuple[bytes, ...]
+    source: str
+
+
+@dataclass
+class ExchangeResult:
+    """What one exchange did, for the peer table and the log."""
+
+    received: list[Outcome] = field(default_factory=list)  # outcomes of what we ingested
+    sent: int = 0  # signed updates we sent
+    peer_sv: dict[int, int] = field(default_factory=dict)
+    ours: dict[int, int] = field(default_factory=dict)  # our state vector at the end
+    requests: int = 0
+
+    @property
+    def learned(self) -> int:
+        return sum(o.status == "applied" for o in self.received)
+
+    @property
+    def rejected(self) -> list[Outcome]:
+        return [o for o in self.received if o.status == "rejected"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """A message for the initiator's driver to send: ``body`` to ``path``."""
+
+    path: str
+    body: bytes
+
+
+class Initiator:
+    """Our side of one push-pull exchange: at most three requests. Drive it::
+
+    ex = Initiator(replica, source="peer-id", digest_first=met_before)
+    request = ex.start()
+    while request is not None:
+        answer = send(request.path, request.body)
+        ingest = ex.receive(answer)                   # RemoteProtocolError on junk
+        outcomes = replica.ingest_batch(ingest.updates, source=ingest.source)
+        request = ex.ingested(outcomes)               # the next request, or None
+
+    ``digest_first``: open with a ``DIGEST`` (one more round trip when something changed,
+    none of the state vectors when nothing did). ``peer_sv``: a hint of what the peer
+    holds; the ``SYNC`` then carries what the hint says it lacks (duplicates if others
+    gave it to the peer since, so drivers that gossip widely leave it out and rely on
+    the ``PUSH`` leg).
+    """
+
+    def __init__(
+        self,
+        local: LocalView,
+        *,
+        source: str,
+        peer_sv: dict[int, int] | None = None,
+        digest_first: bool = False,
+        max_message_bytes: int = DEFAULT_MESSAGE_BYTES,
+    ) -> None:
+        self.local = local
+        self.source = source
+        self.peer_sv_hint = peer_sv
+        self.digest_first = digest_first
+        self.max_message_bytes = max_message_bytes
+        self.result = ExchangeResult()
+        self._pushed: set[bytes] = set()
+        self._sent: MessageType | None = None
+        self._reply: tuple[MessageType, Message] | None = None  # awaiting ``ingested``
+
+    def start(self) -> Request:
+        ours = self.local.state_vector()
+        self.result.ours = ours
+        if self.digest_first:
+            return self._send(SYNC_PATH, Message(MessageType.DIGEST, digest=sv_digest(ours)))
+        return self._sync(ours, self.peer_sv_hint)
+
+    def receive(self, body: bytes) -> Ingest:
+        """The peer's answer to the last request: what it carries for the replica (maybe
+        nothing). RemoteProtocolError if it is malformed or not the answer expected."""
+        sent = self._sent
+        if sent is None or self._reply is not None:
+            raise ProtocolError("receive() without a request in flight")
+        if sent is MessageType.PUSH:
+            reply = expect(body, MessageType.PUSH_REPLY)
+        elif sent is MessageType.DIGEST:
+            reply = expect(body, MessageType.SYNC_REPLY, MessageType.SAME)
+        else:
+            reply = expect(body, MessageType.SYNC_REPLY)
+        self._sent, self._reply = None, (sent, reply)
+        self.result.peer_sv = (
+            dict(self.result.ours) if reply.type is MessageType.SAME else reply.state_vector
+        )
+        return Ingest(reply.updates, self.source)
+
+    def ingested(self, outcomes: Sequence[Outcome]) -> Request | None:
+        """What became of the last ``Ingest``; the next request, or None when done."""
+        if self._reply is None:
+            raise ProtocolError("ingested() without a received answer")
+        (sent, reply), self._reply = self._reply, None
+        self.result.received += outcomes
+        if reply.type in (MessageType.PUSH_REPLY, MessageType.SAME):
+            return None
+        ours = self.local.state_vector()
+        self.result.ours = ours
+        if sent is MessageType.DIGEST and lacks(reply.state_vector, ours):
+            # The peer has news: now a SYNC, carrying what its state vector says it lacks.
+            return self._sync(ours, reply.state_vector)
+        if not lacks(ours, reply.state_vector):
+            return None
+        missing = [u for u in self.local.updates_for(reply.state_vector) if u not in self._pushed]
+        missing = fit(missing, self.max_message_bytes)  # the rest: in the next exchange
+        if not missing:
+            return None
+        self.result.sent += len(missing)
+        return self._send(PUSH_PATH, Message(MessageType.PUSH, ours, tuple(missing)))
+
+    def _sync(self, ours: dict[int, int], theirs: dict[int, int] | None) -> Request:
+        updates: list[bytes] = []
+        if theirs is not None and lacks(ours, theirs):
+            updates = fit(self.local.updates_for(theirs), self.max_message_bytes)
+        self._pushed.update(updates)
+        self.result.sent += len(updates)
+        return self._send(SYNC_PATH, Message(MessageType.SYNC, ours, tuple(updates)))
+
+    def _send(self, path: str, msg: Message) -> Request:
+        self._sent = msg.type
+        self.result.requests += 1
+        return Request(path, msg.encode())
+
+
+def push_message(
+    local: LocalView, updates: Sequence[bytes], *, max_bytes: int = DEFAULT_MESSAGE_BYTES
+) -> bytes:
+    """An eager ``PUSH`` of fresh signed updates (ours, or new ones we pass on); what does
+    not fit in ``max_bytes`` is left to anti-entropy."""
+    return Message(MessageType.PUSH, local.state_vector(), tuple(fit(updates, max_bytes))).encode()
+
+
+def on_push_reply(body: bytes) -> dict[int, int]:
+    """The state vector a peer answered a ``PUSH`` with (RemoteProtocolError on junk)."""
+    return expect(body, MessageType.PUSH_REPLY).state_vector
+
+
+# -- the responder -------------------------------------------------------------------------
+
+_ENDPOINTS = {
+    SYNC_PATH: (MessageType.SYNC, MessageType.DIGEST),
+    PUSH_PATH: (MessageType.PUSH,),
+}
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A peer's request, decoded and checked against its endpoint (``parse_request``)."""
+
+    message: Message
+    path: str
+
+    @property
+    def updates(self) -> tuple[bytes, ...]:
+        """What it carries for our replica (ingest before ``answer``)."""
+        return self.message.updates
+
+    @property
+    def reads_only(self) -> bool:
+        """A ``DIGEST``: answering it only reads, so it may jump queued ingests (peers
+        checking whether we are in sync are then not kept waiting, and backing us off,
+        during a large catch-up)."""
+        return self.message.type is MessageType.DIGEST
+
+
+def reads_only(body: bytes) -> bool:
+    """Whether a request body is a ``DIGEST``, from its first bytes: a scheduling hint
+    for a driver that parses requests where its replica lives (``Incoming.reads_only``),
+    which ``parse_request`` then checks like any other body."""
+    return len(body) > 4 and body[:3] == MAGIC and body[4] == MessageType.DIGEST
+
+
+def parse_request(body: bytes, *, path: str | None = None) -> Incoming:
+    """The responder's entry point: a peer's ``SYNC``, ``DIGEST`` or ``PUSH``, or
+    RemoteProtocolError.
+
+    ``path``: the endpoint the body came to. When given, it must be the message's own
+    (``SYNC`` and ``DIGEST`` on ``SYNC_PATH``, ``PUSH`` on ``PUSH_PATH``); a mismatch is
+    refused before anything is ingested. Without it, the message's type decides."""
+    msg = Message.decode(body)
+    wanted = next((p for p, types in _ENDPOINTS.items() if msg.type in types), None)
+    if wanted is None:
+        raise RemoteProtocolError(f"{msg.type.name} is not a request")
+    if path is not None and path != wanted:
+        raise RemoteProtocolError(f"a {msg.type.name} goes to {wanted}, not {path[:100]!r}")
+    return Incoming(msg, wanted)
+
+
+@dataclass(frozen=True)
+class Response:
+    """The responder's answer, and what the request did (for the gossiper)."""
+
+    body: bytes
+    received: list[Outcome]
+    peer_sv: dict[int, int] | None  # the initiator's state vector, when the request said
+    path: str = SYNC_PATH
+    ours: dict[int, int] = field(default_factory=dict)  # our state vector, answered
+
+    @property
+    def new_updates(self) -> list[bytes]:
+        """Signed updates this request added to our replica (to pass on)."""
+        return [o.update.raw for o in self.received if o.status == "applied" and o.update]
+
+
+def answer(
+    local: LocalView,
+    request: Incoming,
+    received: Sequence[Outcome] = (),
+    *,
+    max_reply_bytes: int = DEFAULT_MESSAGE_BYTES,
+) -> Response:
+    """The answer to ``request``, once its updates were ingested (``received``: their
+    outcomes). A ``SYNC_REPLY`` carries at most ``max_reply_bytes`` of updates; the
+    initiator, still behind our state vector, takes the rest in its next exchanges."""
+    msg, path = request.message, request.path
+    ours = local.state_vector()
+    if msg.type is MessageType.DIGEST:
+        if sv_digest(ours) == msg.digest:
+            return Response(Message(MessageType.SAME).encode(), [], ours, path, ours)
+        # Different, and we cannot tell what it lacks: our state vector lets it decide.
+        return Response(Message(MessageType.SYNC_REPLY, ours).encode(), [], None, path, ours)
+    received = list(received)
+    if msg.type is MessageType.PUSH:
+        reply = Message(MessageType.PUSH_REPLY, ours)
+        return Response(reply.encode(), received, msg.state_vector, path, ours)
+    # The initiator now holds what it sent us, so its state vector covers it.
+    theirs = msg.state_vector
+    updates = fit(local.updates_for(theirs), max_reply_bytes) if lacks(ours, theirs) else []
+    reply = Message(MessageType.SYNC_REPLY, ours, tuple(updates))
+    return Response(reply.encode(), received, theirs, path, ours)

@@ -1,0 +1,160 @@
+"""The wire format of the exchange protocol: messages, their codec, and the small
+arithmetic on state vectors that every message decision uses. No I/O, no replica.
+
+``Message.decode`` is where a peer's bytes become a message; whatever is malformed
+raises ``RemoteProtocolError`` there (``UnsupportedVersion`` for a version we do not
+speak), which a transport answers with 400. Nothing outside this package parses wire
+bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from crdt import GossipError, UpdateError, wire
+
+VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+# No message carries more signed updates than fit in this many bytes: a peer's body limit
+# must never stall replication (a delta too big for one message arrives over several
+# exchanges, each making progress, since updates go out oldest first per client).
+DEFAULT_MESSAGE_BYTES = 4 * 1024 * 1024
+MAGIC = b"SMG"  # every message starts with it, then the version byte, then the type
+SYNC_PATH = "/v1/sync"  # takes SYNC (or DIGEST), answered with SYNC_REPLY (or SAME)
+PUSH_PATH = "/v1/push"  # takes PUSH, answered with PUSH_REPLY
+
+
+class ProtocolError(GossipError):
+    """A message broke the exchange protocol."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something malformed (answered with a 4xx, never a crash)."""
+
+
+class UnsupportedVersion(RemoteProtocolError):
+    """The peer speaks a protocol version we do not."""
+
+
+class MessageType(enum.IntEnum):
+    SYNC = 1
+    SYNC_REPLY = 2
+    PUSH = 3
+    PUSH_REPLY = 4
+    DIGEST = 5  # "is your state vector the one hashing to this?"
+    SAME = 6  # "yes": the answer to a DIGEST between peers in sync
+
+
+DIGEST_BYTES = 32
+
+
+def sv_digest(sv: dict[int, int]) -> bytes:
+    """SHA-256 of the state vector encoded with clients ascending and zero clocks left
+    out: equal state vectors, equal digests, whatever order each side keeps them in."""
+    return hashlib.sha256(wire.encode_state_vector(_normal(sv))).digest()
+
+
+def _normal(sv: dict[int, int]) -> dict[int, int]:
+    return {c: k for c, k in sorted(sv.items()) if k}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One protocol message: a state vector (may be empty) and signed updates (raw); a
+    ``DIGEST`` carries the digest of a state vector in its place, a ``SAME`` nothing."""
+
+    type: MessageType
+    state_vector: dict[int, int] = field(default_factory=dict)
+    updates: tuple[bytes, ...] = ()
+    digest: bytes = b""
+
+    def encode(self) -> bytes:
+        """``MAGIC version type || varuint len(sv) sv || varuint n (varuint len update)*``"""
+        if self.type is MessageType.DIGEST:
+            sv = self.digest
+        elif self.type is MessageType.SAME:
+            sv = b""
+        else:
+            sv = wire.encode_state_vector(self.state_vector)
+        out = bytearray(MAGIC + bytes([VERSION, self.type]))
+        out += wire.encode_varuint(len(sv)) + sv
+        out += wire.encode_varuint(len(self.updates))
+        for u in self.updates:
+            out += wire.encode_varuint(len(u)) + u
+        return bytes(out)
+
+    @classmethod
+    def decode(cls, data: bytes, *, max_updates: int = 1_000_000) -> Message:
+        if len(data) < 5 or data[:3] != MAGIC:
+            raise RemoteProtocolError("not an sm-gossip message")
+        if data[3] not in SUPPORTED_VERSIONS:
+            raise UnsupportedVersion(
+                f"protocol version {data[3]} is not supported (this peer speaks "
+                f"{', '.join(map(str, SUPPORTED_VERSIONS))})"
+            )
+        try:
+            kind = MessageType(data[4])
+        except ValueError:
+            raise RemoteProtocolError(f"unknown message type {data[4]}") from None
+        try:
+            n, pos = wire.read_varuint(data, 5)
+            if pos + n > len(data):
+                raise RemoteProtocolError("message ends inside its state vector")
+            digest, sv = b"", {}
+            if kind is MessageType.DIGEST:
+                if n != DIGEST_BYTES:
+                    raise RemoteProtocolError(f"a DIGEST carries {DIGEST_BYTES} bytes, not {n}")
+                digest = data[pos : pos + n]
+            elif kind is MessageType.SAME:
+                if n:
+                    raise RemoteProtocolError("a SAME carries no state vector")
+            else:
+                sv = wire.decode_state_vector(data[pos : pos + n])
+            pos += n
+            count, pos = wire.read_varuint(data, pos)
+            if count > max_updates or count > len(data) - pos:
+                raise RemoteProtocolError("message claims more updates than it holds")
+            if count and kind in (MessageType.DIGEST, MessageType.SAME):
+                raise RemoteProtocolError(f"a {kind.name} carries no updates")
+            updates = []
+            for _ in range(count):
+                size, pos = wire.read_varuint(data, pos)
+                if pos + size > len(data):
+                    raise RemoteProtocolError("message ends inside an update")
+                updates.append(data[pos : pos + size])
+                pos += size
+        except UpdateError as e:
+            raise RemoteProtocolError(f"malformed message: {e}") from None
+        if pos != len(data):
+            raise RemoteProtocolError("trailing bytes after the message")
+        return cls(kind, sv, tuple(updates), digest)
+
+
+def fit(updates: Sequence[bytes], budget: int) -> list[bytes]:
+    """The longest prefix of ``updates`` within ``budget`` bytes (at least one update,
+    so that one update larger than the budget still moves, or is refused visibly)."""
+    out: list[bytes] = []
+    total = 0
+    for u in updates:
+        total += len(u) + 10
+        if out and total > budget:
+            break
+        out.append(u)
+    return out
+
+
+def lacks(ours: dict[int, int], theirs: dict[int, int]) -> bool:
+    """Does a peer with state vector ``theirs`` lack anything we have?"""
+    return any(clock > theirs.get(client, 0) for client, clock in ours.items())
+
+
+def expect(body: bytes, *kinds: MessageType) -> Message:
+    """Decode a peer's answer, which must be one of ``kinds`` (RemoteProtocolError)."""
+    msg = Message.decode(body)
+    if msg.type not in kinds:
+        wanted = " or ".join(k.name for k in kinds)
+        raise RemoteProtocolError(f"expected {wanted}, got {msg.type.name}")
+    return msg
