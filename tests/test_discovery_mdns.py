@@ -119,21 +119,21 @@ async def test_forged_claims_and_goodbyes_never_cut_off_a_trusted_peer(tmp_path,
             return next((r for r in a.peers() if r.key == b_id), None)
 
         await until(lambda: (r := row()) is not None and r.state == "alive", "a syncs with b")
-        assert a._mdns is not None
+        assert a.membership.mdns is not None
         lies = tuple(f"127.0.0.1:{p}" for p in closed_ports(8))
         forged = Sighting("sm-gossip-forged." + SERVICE_TYPE, b_id, "b", lies)
-        a._mdns.on_seen(forged)
+        a.membership.mdns.on_seen(forged)
         r = row()
         assert r is not None and r.address == b.address and r.addresses[0] == b.address, r
         assert set(r.unproven) == set(r.addresses[1:]) <= set(lies) and not r.claimed
         await a.remember("after the forged claim")
         await until(lambda: recalled(b, "after the forged claim"), "the memory at b")
         for _ in range(3):
-            a._mdns.on_gone(forged)
+            a.membership.mdns.on_gone(forged)
             r = row()
             assert r is not None and r.state == "alive" and "mdns" not in r.sources, r
             assert r.addresses == (b.address,) and r.next_attempt <= a._now_ms() + 1000
-            a._mdns.on_seen(forged)
+            a.membership.mdns.on_seen(forged)
         await a.remember("after the forged goodbyes")
         await until(lambda: recalled(b, "after the forged goodbyes"), "the memory at b")
         assert row().state == "alive"  # type: ignore[union-attr]

@@ -107,7 +107,7 @@ async def test_rotation_in_a_five_node_cluster_fails_no_exchange(tmp_path: Path)
         await until(lambda: all(any(p.key == new for p in n.peers()) for n in nodes[1:]),
                     "every peer row re-keyed to the new key")  # fmt: skip
         assert not any(p.key == old for n in nodes for p in n.peers())
-        await until(lambda: host._rotation is None, "requests signed by the new key")
+        await until(lambda: not host.rotating, "requests signed by the new key")
         # Then the host revokes its old key (signed by the new one: review finding 8) and
         # deletes it; the old key's records stay trusted (signed before the revocation).
         await until(lambda: all(old in n.trust_set().revoked for n in nodes), "old revoked")
@@ -161,7 +161,7 @@ async def test_a_rotation_made_while_stopped_fails_no_exchange_after_restart(tmp
                     "the new key's memory everywhere")  # fmt: skip
         await until(lambda: all(new in n.trust_set() and n.trust_set().successors.get(old) == new
                                 for n in nodes), "the successor honoured")  # fmt: skip
-        await until(lambda: nodes[0]._rotation is None, "requests signed by the new key")
+        await until(lambda: not nodes[0].rotating, "requests signed by the new key")
         # Over TLS it presented the old key's certificate for the grace, now the new one.
         assert nodes[0].transport.tls.presenting == new
         # After the grace the old key is revoked (by the new one) and deleted.
@@ -396,7 +396,7 @@ async def test_a_join_flood_by_strangers_never_blocks_the_trusted_peers(tmp_path
         cluster = Cluster("http", tmp_path, stack)
         a, b = await cluster.grow(2)
         await mesh([a, b])
-        shared = a._verifier.nonces
+        shared = a.verifier.nonces
         shared.max_entries = len(shared) + 50  # the real cache, made small enough to fill
         made = iter(range(1000))
 
@@ -420,7 +420,7 @@ async def test_a_join_flood_by_strangers_never_blocks_the_trusted_peers(tmp_path
             async with stranger() as client:
                 statuses.append(await join_status(client))
         assert statuses == [400] * fresh + [401] * 5
-        assert len(a._verifier.join_nonces) == JOIN_NONCES_PER_KEY + fresh
+        assert len(a.verifier.join_nonces) == JOIN_NONCES_PER_KEY + fresh
         for _ in range(3):  # the trusted peers still exchange, both ways
             assert (await b.sync_now()).failures == 0
             assert (await a.sync_now()).failures == 0
@@ -436,11 +436,11 @@ async def test_a_member_cannot_revoke_another_by_vouching_for_it_first(tmp_path:
         a, b, m = await cluster.grow(3)
         await mesh([a, b, m])
         await b.remember("b's lesson", category="learning")
-        await m._write(lambda i, now: records.vouch(i, b.id, ts=now))
+        await m.write_record(lambda i, now: records.vouch(i, b.id, ts=now))
         with pytest.raises(GossipError, match="cannot revoke"):  # m's node says no ...
             await m.revoke(b.id, retroactive=True)
         # ... so m signs the revoke by hand (a hostile member would).
-        rid = (await m._write(
+        rid = (await m.write_record(
             lambda i, now: records.revoke(i, b.id, ts=now, retroactive=True))).id  # fmt: skip
         assert b.id not in m.trust_set()  # m's own decision, in its own eyes only
 
@@ -498,7 +498,7 @@ async def test_concurrent_invitations_and_redemptions_all_succeed(tmp_path: Path
         assert not list(home.glob("invites.json.next*"))
         # Ten redemptions at once (straight on the file, from threads): each its own.
         joiners = [Identity.generate() for _ in range(10)]
-        now = s.node._now_ms()
+        now = s.node.now_ms()
         store = Invitations(home)
         done = await asyncio.gather(*(
             asyncio.to_thread(store.redeem, s.node.id, j.public_id, join_body(t, j, ""), now=now)
@@ -557,7 +557,7 @@ async def test_revoking_the_old_key_retroactively_keeps_the_new_key_trusted(tmp_
                     "the new key's memory trusted everywhere")  # fmt: skip
         # Until its grace ends the victim presents the old key's certificate, which peers
         # honouring the revocation refuse (docs/cli.md, `key rotate`); then all is well.
-        await until(lambda: victim._rotation is None, "the victim's grace over")
+        await until(lambda: not victim.rotating, "the victim's grace over")
         for n in others:
             assert (await n.sync_with(victim.address)).failures == 0
 
@@ -611,7 +611,7 @@ async def test_over_tls_a_rotated_host_is_reached_during_and_after_its_grace(tmp
         new = await a.rotate_key()
         a_tls, b_tls = a.transport.tls, b.transport.tls
         assert isinstance(a_tls, PinnedTls) and isinstance(b_tls, PinnedTls)
-        assert a_tls.presenting == old and a._rotation is not None
+        assert a_tls.presenting == old and a.rotating
         assert (homes[0] / "retired" / f"{old}.crt").exists()
         assert stat.S_IMODE((homes[0] / "retired" / f"{old}.crt").stat().st_mode) == 0o600
         await until(lambda: new in b.trust_set(), "b honours the successor")
@@ -623,7 +623,7 @@ async def test_over_tls_a_rotated_host_is_reached_during_and_after_its_grace(tmp
         assert report.exchanges == 1
         (row,) = [p for p in b.peers() if p.key == new]
         assert row.state == ALIVE and row.address == a.address
-        assert a._rotation is not None  # c has not confirmed: still in the grace
+        assert a.rotating  # c has not confirmed: still in the grace
         # A man in the middle with a third key, one b trusts: refused in the handshake.
         mallory_id = Identity.load(homes[3]).public_id
         assert mallory_id in b.trust_set()
@@ -645,7 +645,7 @@ async def test_over_tls_a_rotated_host_is_reached_during_and_after_its_grace(tmp
         await until(lambda: new in c.trust_set(), "c honours the successor")
         assert (await c.sync_now()).failures == 0
         await a.sync_now()
-        await until(lambda: a._rotation is None, "every peer holds the successor")
+        await until(lambda: not a.rotating, "every peer holds the successor")
         assert a_tls.presenting == new
         # After the grace: new connections prove the new key, and both peers reach a.
         assert await proved_key(a.address, b_tls.client(new, ring)) == new
@@ -694,7 +694,7 @@ async def test_a_rotation_while_every_peer_is_away_waits_for_them(tmp_path: Path
         new = await p.rotate_key()
         for _ in range(3):
             await p.sync_now()  # q is down: these fail
-        assert p._rotation is not None and (homes[0] / "retired" / f"{old}.key").exists()
+        assert p.rotating and (homes[0] / "retired" / f"{old}.key").exists()
         with pytest.raises(GossipError, match="still in its grace"):  # one rotation at a time
             await p.rotate_key()
         q = await stack.enter_async_context(
@@ -703,7 +703,7 @@ async def test_a_rotation_while_every_peer_is_away_waits_for_them(tmp_path: Path
         await until(lambda: new in q.trust_set(), "q honours the successor")
         assert (await q.sync_now()).failures == 0
         await p.sync_now()
-        await until(lambda: p._rotation is None, "q holds the successor: the grace ends")
+        await until(lambda: not p.rotating, "q holds the successor: the grace ends")
         await until(lambda: not (homes[0] / "retired" / f"{old}.key").exists(), "old key gone")
         for n in (p, q):
             assert (await n.sync_now()).failures == 0

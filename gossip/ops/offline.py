@@ -143,7 +143,7 @@ class ReplicaHost:
     async def invite(self, ttl: float, name: str) -> Any:
         from ..http import join_address, split_address
         from ..invites import Invitations
-        from ..node import _advertised
+        from ..node.membership import advertised as _advertised
 
         host, port = split_address(self.cfg.listen)
         addresses = [join_address(h.strip("[]"), port) for h in _advertised(host)]

@@ -1,0 +1,19 @@
+"""The embeddable node (``from gossip import Node``), split by concern:
+
+- ``node.py``: ``Node``, the facade: lifecycle, the replica's worker thread, writes
+  (through the operations of ``gossip.ops``), degraded reads, events;
+- ``replication.py``: the driver of the sans-I/O gossiper (anti-entropy, eager push,
+  serving peers, sync now);
+- ``membership.py``: the host announcement, peer exchange, mDNS and tailnet discovery;
+- ``rotation.py``: a key rotation's grace and the retired keys;
+- ``joining.py``: invitations;
+- ``thread.py``: ``NodeThread``, a node for synchronous programs.
+"""
+
+from __future__ import annotations
+
+from .node import Node, TransportFactory
+from .replication import INGEST_CHUNK, SyncReport
+from .thread import NodeThread
+
+__all__ = ["INGEST_CHUNK", "Node", "NodeThread", "SyncReport", "TransportFactory"]
