@@ -1,7 +1,10 @@
 """The embeddable node (``from gossip import Node``), split by concern:
 
-- ``node.py``: ``Node``, the facade: lifecycle, the replica's worker thread, writes
-  (through the operations of ``gossip.ops``), degraded reads, events;
+- ``node.py``: ``Node``, the facade: lifecycle, the replica's worker thread, the one
+  write path, and the small core the parts use;
+- ``actions.py`` / ``reads.py``: the two halves of its public surface (writes through
+  the operations of ``gossip.ops``, trust, rotate, invite, sync; degraded reads);
+- ``changes.py``: the change feed (``Node.events()``);
 - ``replication.py``: the driver of the sans-I/O gossiper (anti-entropy, eager push,
   serving peers, sync now);
 - ``membership.py``: the host announcement, peer exchange, mDNS and tailnet discovery;

@@ -49,24 +49,25 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequen
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from crdt import GossipError, Identity, Outcome, Replica, SignedRecord
-from crdt.records import KIND_BREAKER, KIND_HOST, split_state_key
+from crdt import GossipError, Identity, Replica, SignedRecord
 from crdt.trust import TrustSet
-from crdt.views import Benchmark, Breaker, Memory, ViewConfig, Views
+from crdt.views import ViewConfig, Views
 
-from .. import auth, config, invites
+from .. import auth, config
 from ..config import MdnsSettings, Profile, TailnetSettings
-from ..discovery import DiscoveryStatus
-from ..events import BreakerChanged, Event, PeerChanged, RecordAdded, Subscription
+from ..events import Event, PeerChanged
 from ..http import HttpTransport
 from ..peers import UNKNOWN_KEY, Peer, PeerInfo, PeerTable
 from ..tls import PLAINTEXT, TLS, PinnedTls
 from ..transport import ServerLimits, Transport
 from ..worker import READ, WRITE, ReplicaWorker
+from .actions import NodeActions
+from .changes import Changes
 from .joining import Joining
 from .membership import Membership
-from .replication import Replication, SyncReport
-from .rotation import Rotation, revoke_record
+from .reads import NodeReads
+from .replication import Replication
+from .rotation import Rotation
 
 if TYPE_CHECKING:
     from ..ops.online import NodeHost
@@ -75,9 +76,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gossip.node")
 
 T = TypeVar("T")
-
-EVENT_QUEUE = 1024  # events buffered per subscriber before the oldest are dropped
-
 
 class TransportFactory(Protocol):
     """How a node makes its transport; ``HttpTransport`` and
@@ -94,7 +92,7 @@ class TransportFactory(Protocol):
     ) -> Transport: ...
 
 
-class Node:
+class Node(NodeActions, NodeReads):
     """One host's replica on the network. See the module docstring."""
 
     def __init__(
@@ -154,8 +152,6 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: asyncio.Task[None] | None = None
         self._tg: asyncio.TaskGroup | None = None
-        self._changes: list[tuple[str, str, SignedRecord]] = []  # worker thread only
-        self._subscribers: set[Subscription] = set()
         self._ops: NodeHost | None = None
         self.membership = Membership(
             self, advertise=advertise, static=[config.check_address(p) for p in peers],
@@ -166,6 +162,7 @@ class Node:
         self.rotation = Rotation(self)
         self.joining = Joining(self)
         self.replication = Replication(self)
+        self.changes = Changes(self)
 
     # -- identity ------------------------------------------------------------------------
 
@@ -206,6 +203,11 @@ class Node:
     @property
     def running(self) -> bool:
         return self._state == "running"
+
+    @property
+    def closing(self) -> bool:
+        """Stopping or stopped: no new subscription, no new task."""
+        return self._state in ("stopping", "closed")
 
     @property
     def rotating(self) -> bool:
@@ -331,8 +333,9 @@ class Node:
             raise GossipError("a Node is started once; make a new one")
         self._state = "starting"
         self._loop = asyncio.get_running_loop()
+        self.changes.loop = self._loop
         try:
-            self._worker = ReplicaWorker(after_job=self._after_job)
+            self._worker = ReplicaWorker(after_job=self.changes.after_job)
             await self._worker.call(self._open)
             identity = self.replica.identity
             self._identity = identity
@@ -433,8 +436,7 @@ class Node:
             except Exception:
                 log.exception("closing the replica in %s failed", self.home)
             worker.close()  # idle now (everything after _shut is cancelled): joins at once
-        for sub in list(self._subscribers):
-            sub.close()
+        self.changes.close()
         self.replication.stop()
         self._state = "closed"
 
@@ -456,7 +458,8 @@ class Node:
                 if self._follow_vouches is None:
                     self._follow_vouches = cfg.follow_vouches
             self._views = Views(replica, ViewConfig(follow_vouches=bool(self._follow_vouches)))
-            replica.on_change(self._on_change)
+            self.changes.views = self._views
+            replica.on_change(self.changes.on_change)
             self._views.on_trust_change(self._on_trust_set)
             self._trust = self._views.trust()
             self.rotation.load(replica, self._views, self._trust)
@@ -474,18 +477,14 @@ class Node:
     def _shut(self) -> None:
         replica, self._replica = self._replica, None
         views, self._views = self._views, None
+        self.changes.views = None
         if views is not None:
             views.close()
-        self._changes.clear()
+        self.changes.clear()
         if replica is not None:
             replica.close()
 
     # -- what the worker reports ----------------------------------------------------------
-
-    def _on_change(self, root: str, key: str, rec: SignedRecord | None) -> None:
-        # Worker thread, inside a replica call: only note it (views are already current).
-        if rec is not None:
-            self._changes.append((root, key, rec))
 
     def _on_trust_set(self, trust: TrustSet) -> None:
         """Worker thread (inside a replica call): the effective trusted set changed."""
@@ -507,47 +506,6 @@ class Node:
         table.keyring_changed(self._now_ms())
         self.wake()
 
-    def _after_job(self) -> None:
-        """Worker thread, after each job: turn the noted changes into events."""
-        if not self._changes or self._views is None or self._loop is None:
-            self._changes.clear()
-            return
-        changes, self._changes = self._changes, []
-        keys = self._trust.keys
-        listened = bool(self._subscribers)  # racy read: a new subscriber misses only older events
-        events: list[Event] = []
-        hosts: list[SignedRecord] = []
-        for root, key, rec in changes:
-            try:
-                kind, author = rec.kind, rec.author
-            except (GossipError, KeyError):
-                continue
-            if root == "state" and kind == KIND_HOST:
-                hosts.append(rec)
-            if not listened:
-                continue
-            trusted = author in keys
-            if root == "state" and kind == KIND_BREAKER:
-                name = _state_name(key)
-                merged = self._views.breaker(name)
-                state = merged.state if merged is not None else "closed"
-                observed = str(rec.fields.get("state", ""))
-                events.append(BreakerChanged(name, state, author, observed, rec, trusted))
-                continue
-            events.append(RecordAdded(root, key, rec, trusted))
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens
-            self._loop.call_soon_threadsafe(self._delivered, events, hosts)
-
-    def _delivered(self, events: list[Event], hosts: list[SignedRecord]) -> None:
-        for event in events:
-            self._publish(event)
-        if hosts:
-            self.membership.learn_hosts(hosts)
-
-    def _publish(self, event: Event) -> None:
-        for sub in self._subscribers:
-            sub.put(event)
-
     def _on_peer(self, peer: Peer, change: str) -> None:
         if change == "removed":
             self.replication.peer_removed(peer)
@@ -556,7 +514,7 @@ class Node:
             # our announcements of the others without waiting for a round. Not for a
             # row we never exchange with: a flood of fake mDNS instances wakes nothing.
             self.wake()
-        self._publish(PeerChanged(change, self._info(peer)))
+        self.changes.publish(PeerChanged(change, self._info(peer)))
 
     def _info(self, peer: Peer) -> PeerInfo:
         return dataclasses.replace(peer.info(), transport=self.transport_mode)
@@ -578,212 +536,16 @@ class Node:
             self.replication.queue_push([su.raw], covers={su.client: su.header.end})
         return rec
 
-    async def _op(self, operation: str, **params: Any) -> Any:
-        from ..ops import run
+    # -- what happens, and who is there ----------------------------------------------------
 
-        return await run(self.ops, operation, params)
+    def events(self) -> AsyncIterator[Event]:
+        """Records added, breakers changed, peers changed, as they happen, until the node
+        closes. A subscriber that falls behind gets ``EventsLost`` instead of the oldest."""
+        return self.changes.subscribe()
 
-    async def remember(
-        self,
-        text: str,
-        *,
-        category: str = "learning",
-        subject: str | None = None,
-        tags: Iterable[str] = (),
-        expires_in: float | None = None,
-        supersedes: str | None = None,
-    ) -> str:
-        """Write a memory; returns its record id once it is durable here (the
-        ``remember`` operation: its limits, ``gossip.errors.Invalid`` if one is broken)."""
-        return (await self._op("remember", text=text, category=category, subject=subject,
-                               tags=list(tags), expires_in=expires_in,
-                               supersedes=supersedes))["id"]  # fmt: skip
-
-    async def retract(self, record_id: str, *, reason: str = "") -> str:
-        """Retract one of our memories (readers hide it); returns the retraction's id
-        (the earlier one if it was retracted already). Another host's memory is refused
-        (``Conflict``): readers honour only a memory's own author's retraction."""
-        return (await self._op("retract", id=record_id, reason=reason))["retraction"]
-
-    async def trip_breaker(
-        self, name: str, *, reason: str = "", cooldown: float = 600.0, failures: int = 0
-    ) -> None:
-        """Say, as this host, that breaker ``name`` is open for ``cooldown`` seconds."""
-        await self._op("breaker_trip", name=name, reason=reason, cooldown=cooldown,
-                       failures=failures)  # fmt: skip
-
-    async def reset_breaker(self, name: str, *, reason: str = "") -> None:
-        """Say, as this host, that breaker ``name`` is closed (``NotFound`` if no host
-        ever named it)."""
-        await self._op("breaker_reset", name=name, reason=reason)
-
-    async def record_benchmark(
-        self, subject: str, metric: str, value: float, *, unit: str = ""
-    ) -> None:
-        """Record this host's latest observation of ``metric`` for ``subject``."""
-        await self._op("bench_record", subject=subject, metric=metric, value=value, unit=unit)
-
-    def trust(self, key: str, name: str = "") -> None:
-        """Add ``key`` to the keyring: count its records, exchange with it. Effective when
-        it returns; call it from the node's event loop (it waits for the replica). A
-        revoked key is refused (``Conflict``), as ``trust add`` refuses it everywhere."""
-        from ..ops.keys import check_trustable
-
-        check_trustable(key, self.id, self._trust)
-        self.keyring_changed(self.change_now(lambda: self.replica.trust(key, name)))
-
-    def distrust(self, key: str) -> bool:
-        """Remove ``key`` from the keyring; False if it was not in it."""
-        removed: list[bool] = []
-        self.keyring_changed(self.change_now(lambda: removed.append(self.replica.distrust(key))))
-        return removed[0]
-
-    def keyring(self) -> dict[str, str]:
-        """Trusted keys, id -> name (this host included)."""
-        return self.replica.keyring()
-
-    async def revoke(self, key: str, *, retroactive: bool = False, reason: str = "") -> str:
-        """Publish a signed ``revoke`` of ``key``; returns the record id. Allowed for a
-        key this host invited (a vouch the key accepted), or one of its own retired keys
-        (its successor is ours); GossipError otherwise (use ``distrust``, which is
-        local)."""
-        # Revoking a key we rotated away from leaves the rotation's grace alone: a peer
-        # that has not got the successor yet cannot honour this revoke either (its author
-        # is the successor), still trusts the old key, and learns both from us only if
-        # we keep answering and signing with the old key until it holds them.
-        rec = await self.write_record(lambda i, now: revoke_record(
-            self._views, i, key, now, retroactive=retroactive, reason=reason))  # fmt: skip
-        return rec.id
-
-    async def rotate_key(self) -> str:
-        """Switch this host to a fresh key, without a failed exchange; returns its id.
-
-        The old key signs a ``successor`` record (pushed at once); the replica, our host
-        announcement and our answers move to the new key. Peers that have not learnt
-        the successor yet keep working: a request addressed to the old key is still
-        answered by it (``Verifier.retired``), and requests to a peer are signed by the
-        old key until the peer's state vector shows it holds the successor record (or
-        the grace ran out: ``rotation.py``). Over TLS the server presents the old key's
-        certificate for that grace. After it, the old key is revoked (signed by the new
-        one) and deleted from ``retired/``."""
-        return await self.rotation.rotate()
-
-    # -- invitations ---------------------------------------------------------------------
-
-    async def invite(self, *, ttl: float = invites.DEFAULT_TTL_S, name: str = "") -> invites.Token:
-        """A single-use invitation token for a new host (`gossip trust invite`); it names
-        our key and the addresses we announce, and expires after ``ttl`` seconds."""
-        return await self.joining.invite(ttl, name)
-
-    async def join(self, token: str, *, name: str = "", members: bool = True) -> dict[str, Any]:
-        """Redeem an invitation (`gossip trust join`): trust the inviter's key,
-        prove the token's secret to it, and (``members``) trust the keys it trusts.
-        InviteError (nothing trusted) if the token is bad, used, expired or the inviter
-        unreachable."""
-        return await self.joining.join(token, name=name, members=members)
-
-    # -- replication -----------------------------------------------------------------------
-
-    async def sync_now(self, fanout: int | None = None) -> SyncReport:
-        """One push-pull exchange now with every peer (or with the ``fanout`` least
-        recently synced), whatever their backoff; an exchange already running with a
-        peer is waited for first. For tools and tests."""
-        return await self.replication.sync_now(fanout)
-
-    async def sync_with(self, address: str) -> SyncReport:
-        """One exchange now with the peer at ``address``; a new address stays in the peer
-        table (as a static peer) only if the exchange worked. For `gossip sync ADDR`."""
-        return await self.replication.sync_with(address)
-
-    async def offer(self, updates: Sequence[bytes], *, source: str) -> list[Outcome]:
-        """Offer signed updates that came from outside the network (an import file) to
-        the gate, as a peer's would be; peers get what is new by anti-entropy."""
-        return await self.replication.offer(updates, source=source)
-
-    def discovery(self) -> list[DiscoveryStatus]:
-        """How each source of peers is doing, for ``gossip status``: one
-        ``DiscoveryStatus(source, state, detail)`` per source ("static", "tailnet",
-        "mdns", "exchange"), ``state`` being "ok", "warning" (enabled but not working:
-        ``detail`` says why, e.g. tailscale missing or not Running) or "off"."""
-        return self.membership.status()
-
-    # -- reading (local views only, never the network) -----------------------------------
-
-    def _read(self, fn: Callable[[Views], T], fallback: T, what: str) -> T:
-        """Read the views from this thread. A change holds their lock for one record at a
-        time; past ``read_timeout``, or when the node is not running, answer empty."""
-        views = self._views
-        if views is None or self._state != "running":
-            log.warning("%s: the node is not running; degraded mode, answering empty", what)
-            return fallback
-        if not views.lock.acquire(timeout=self.read_timeout):
-            log.warning("%s: the views stayed busy for %.1f s; degraded mode, answering "
-                        "empty", what, self.read_timeout)  # fmt: skip
-            return fallback
-        try:
-            return fn(views)
-        except Exception as e:  # a closing replica, a bug: still never break the caller
-            log.warning("%s failed (%s); degraded mode, answering empty", what, e)
-            return fallback
-        finally:
-            views.lock.release()
-
-    async def _read_replica(self, fn: Callable[[Replica], T], fallback: T, what: str) -> T:
-        """Read the replica itself (in its thread), empty past ``read_timeout``."""
-        try:
-            return await asyncio.wait_for(self.call(lambda: fn(self.replica), priority=READ),
-                                          self.read_timeout)  # fmt: skip
-        except TimeoutError:
-            log.warning("%s: no answer from the replica within %.1f s; degraded mode, "
-                        "answering empty", what, self.read_timeout)  # fmt: skip
-        except GossipError as e:
-            log.warning("%s: %s; degraded mode, answering empty", what, e)
-        return fallback
-
-    def recall(
-        self,
-        query: str | None = None,
-        *,
-        category: str | None = None,
-        subject: str | None = None,
-        tag: str | None = None,
-        author: str | None = None,
-        limit: int = 20,
-        include_untrusted: bool = False,
-    ) -> list[Memory]:
-        """Memories matching ``query`` as this host's views see them (trust filter,
-        retractions, expiry, quotas). Empty, never an exception, when degraded."""
-        return self._read(
-            lambda v: v.recall(query, category=category, subject=subject, tag=tag,
-                               author=author, limit=limit,
-                               include_untrusted=include_untrusted).hits,
-            [], "recall",
-        )  # fmt: skip
-
-    def breaker(self, name: str, *, include_untrusted: bool = False) -> Breaker:
-        """Breaker ``name`` merged across trusted hosts; closed if nobody said anything."""
-        closed = Breaker(name, "closed", [], "", None, [])
-        found = self._read(
-            lambda v: v.breaker(name, include_untrusted=include_untrusted), None, "breaker"
-        )
-        return found if found is not None else closed
-
-    def breakers(self, *, include_untrusted: bool = False) -> list[Breaker]:
-        return self._read(
-            lambda v: v.breakers(include_untrusted=include_untrusted), [], "breakers"
-        )
-
-    def benchmark(
-        self, subject: str, metric: str, *, include_untrusted: bool = False
-    ) -> Benchmark | None:
-        return self._read(
-            lambda v: v.benchmark(subject, metric, include_untrusted=include_untrusted),
-            None, "benchmark",
-        )  # fmt: skip
-
-    async def records(self) -> dict[str, SignedRecord]:
-        """Every immutable record, by id, with no trust filter (for tools and tests)."""
-        return await self._read_replica(lambda r: r.records(), {}, "records")
+    def peers(self) -> list[PeerInfo]:
+        """The peer table, as snapshots (no replica involved, so no waiting)."""
+        return [self._info(p) for p in self._table] if self._table is not None else []
 
     async def hosts(self) -> dict[str, SignedRecord]:
         """Every host announcement (ours too), by author, with no trust filter."""
@@ -791,38 +553,6 @@ class Node:
             lambda _: {r.author: r for r in self.membership.host_records()}, {},
             "host announcements",
         )  # fmt: skip
-
-    async def state_vector(self) -> dict[int, int]:
-        return await self._read_replica(lambda r: r.state_vector(), {}, "state_vector")
-
-    async def query(self, fn: Callable[[Replica, Views], T]) -> T:
-        """Run ``fn(replica, views)`` in the replica's thread as a read, for tools and the
-        local API (inspect, provenance); ``fn`` must not write. Raises GossipError when
-        the node is not running; no timeout (the caller bounds it)."""
-
-        def job() -> T:
-            if self._replica is None or self._views is None:
-                raise GossipError("the node is not running")
-            return fn(self._replica, self._views)
-
-        return await self.call(job, priority=READ)
-
-    def peers(self) -> list[PeerInfo]:
-        """The peer table, as snapshots (no replica involved, so no waiting)."""
-        return [self._info(p) for p in self._table] if self._table is not None else []
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Records added, breakers changed, peers changed, as they happen, until the node
-        closes. A subscriber that falls behind gets ``EventsLost`` instead of the oldest."""
-        sub = Subscription(EVENT_QUEUE)
-        if self._state in ("stopping", "closed"):
-            return
-        self._subscribers.add(sub)
-        try:
-            while (event := await sub.get()) is not None:
-                yield event
-        finally:
-            self._subscribers.discard(sub)
 
     # -- embedding in synchronous code ---------------------------------------------------
 
@@ -832,13 +562,6 @@ class Node:
         from .thread import NodeThread
 
         return NodeThread(self, timeout=timeout)
-
-
-def _state_name(key: str) -> str:
-    try:
-        return split_state_key(key)[2]
-    except GossipError:
-        return key
 
 
 def _wall_ms() -> int:
