@@ -52,8 +52,8 @@ def canonical(obj: dict[str, Any]) -> bytes:
         return json.dumps(
             obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode("utf-8")
-    except (TypeError, ValueError) as e:
-        raise RecordError(f"record fields are not plain JSON: {e}") from e
+    except (TypeError, ValueError, RecursionError) as e:  # nested past the stack, too
+        raise RecordError(f"record fields are not plain JSON: {e}") from None
 
 
 # A JSON string, its closing quote optional so that an unterminated one ends the text

@@ -401,6 +401,8 @@ def test_a_deeply_nested_body_is_refused_when_signing():
     records.sign(w.identity, "memory", {"deep": _nested_list(31)}, ts=TS)  # 32 with the body
     with pytest.raises(RecordError, match="nests"):
         records.sign(w.identity, "memory", {"deep": _nested_list(40)}, ts=TS)
+    with pytest.raises(RecordError, match="not plain JSON"):  # past the encoder's stack
+        records.sign(w.identity, "memory", {"deep": _nested_list(5000)}, ts=TS)
 
 
 def _nested_list(depth: int) -> list:
