@@ -3,6 +3,7 @@
     GossipError                  root of every error this project raises on purpose
     ├── IdentityError            key file missing, unreadable, wrong mode, malformed
     ├── RecordError              a record body or signature is malformed or invalid
+    │   └── RecordTooDeep        a record body nests deeper than MAX_BODY_DEPTH
     ├── UpdateError              a signed update cannot be decoded (framing, header, Yjs bytes)
     ├── RejectedUpdate           a well-formed update broke an ingest rule (names the rule)
     └── StoreError               the durable store cannot be used
@@ -25,6 +26,10 @@ class IdentityError(GossipError):
 
 class RecordError(GossipError):
     """A signed record is malformed, too large, or its signature does not verify."""
+
+
+class RecordTooDeep(RecordError):
+    """A record body nests arrays and objects deeper than ``records.MAX_BODY_DEPTH``."""
 
 
 class UpdateError(GossipError):

@@ -15,15 +15,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from .errors import IdentityError, RecordError
+from .errors import IdentityError, RecordError, RecordTooDeep
 from .identity import Identity, b64url, public_key_bytes, unb64url, verify
 
 SCHEMA_VERSION = 1
 MAX_BODY_BYTES = 16 * 1024
+# How deep a body may nest arrays and objects, the body object itself being level 1
+# (a memory with tags is 2). Checked before parsing, without recursion: Python's JSON
+# parser recurses per level, so its own limit moves with the caller's stack depth and a
+# body near it would parse in one place and fail in another (issue 17).
+MAX_BODY_DEPTH = 32
 
 KIND_MEMORY = "memory"
 KIND_RETRACT = "retract"
@@ -46,8 +52,31 @@ def canonical(obj: dict[str, Any]) -> bytes:
         return json.dumps(
             obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode("utf-8")
-    except (TypeError, ValueError) as e:
-        raise RecordError(f"record fields are not plain JSON: {e}") from e
+    except (TypeError, ValueError, RecursionError) as e:  # nested past the stack, too
+        raise RecordError(f"record fields are not plain JSON: {e}") from None
+
+
+# A JSON string, its closing quote optional so that an unterminated one ends the text
+# instead of being retried at each later quote (one linear pass).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def nests_deeper_than(text: bytes, limit: int) -> bool:
+    """Do arrays and objects in JSON ``text`` nest more than ``limit`` levels?
+
+    Brackets inside strings are text. Linear and without recursion, so it can run on any
+    input before a recursive parser does; on text that is not JSON the answer is only
+    an upper bound (the parser refuses such text anyway)."""
+    if text.count(b"[") + text.count(b"{") <= limit:  # most bodies: done in C
+        return False
+    brackets = _JSON_STRING.sub(b"", text).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for b in brackets:
+        depth += 1 if b in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
 
 
 def content_id(body: bytes) -> str:
@@ -164,6 +193,8 @@ class SignedRecord:
 def _parse_body(body: bytes) -> dict[str, Any]:
     if len(body) > MAX_BODY_BYTES:
         raise RecordError(f"record body is {len(body)} bytes, over the {MAX_BODY_BYTES} limit")
+    if nests_deeper_than(body, MAX_BODY_DEPTH):
+        raise RecordTooDeep(f"record body nests deeper than {MAX_BODY_DEPTH} levels")
     try:
         fields = _BODY_DECODER.decode(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:

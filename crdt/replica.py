@@ -11,7 +11,8 @@ Every change, local or remote, takes the same path (invariants 1–7):
    on something missing waits in a bounded buffer outside the document;
 3. apply to the **twin** document, whose state vector must then advance exactly as the
    plans say (a second opinion from yrs on what the gate read);
-4. commit to the store (durable), then apply the same bytes to the main document.
+4. commit to the store (durable), then apply the same bytes to the main document, and
+   only then tell the listeners (``_commit`` says why nothing there can fail midway).
 
 Junk never reaches step 3, so it never costs a twin rebuild. A rejection at step 3 or 4
 rebuilds the twin from the main document, so a rejected update leaves document, store
@@ -22,6 +23,7 @@ as one Yjs update, signed, and run through the same checks.
 from __future__ import annotations
 
 import gc
+import logging
 import secrets
 import time
 from collections import Counter, OrderedDict
@@ -45,7 +47,14 @@ from .errors import (
     UpdateError,
 )
 from .files import fsync_dir
-from .identity import KEY_FILE, RETIRED_DIR, STAGED_KEY_FILE, Identity, public_key_bytes
+from .identity import (
+    KEY_FILE,
+    RETIRED_DIR,
+    STAGED_KEY_FILE,
+    Identity,
+    b64url,
+    public_key_bytes,
+)
 from .lock import DataDirLock
 from .records import SignedRecord
 from .rules import (
@@ -68,6 +77,9 @@ from .updates import (
 )
 
 ChangeListener = Callable[[str, str, "SignedRecord | None"], None]
+Change = tuple[str, str, "dict[str, Any] | None"]  # (root, key, document value or None)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,9 @@ class Replica:
         # Updates refused since this replica was opened, by rule (metrics, `gossip inspect`).
         self.rejected: Counter[str] = Counter()
         self._listeners: list[ChangeListener] = []
+        self._changes: list[Change] = []  # what the main document's observer saw, to tell
+        # Listener calls that raised (logged; the change is in the document regardless).
+        self.listener_failures = 0
         self._trust_listeners: list[Callable[[], None]] = []
         self._commit_listeners: list[Callable[[], None]] = []
         # Read by views from any thread: replaced whole, never mutated in place.
@@ -289,9 +304,9 @@ class Replica:
         that arrive meanwhile may or may not be included; none is seen twice."""
         values = self._main_maps["records"]
         for key in list(values.keys()):
-            value = values.get(key)
-            if value is not None:
-                yield key, SignedRecord.from_value(value)
+            rec = _parsed(values.get(key))
+            if rec is not None:
+                yield key, rec
 
     def state(self) -> dict[str, SignedRecord]:
         """Every author's latest state records, by ``kind:author:name``; a value that does
@@ -300,14 +315,14 @@ class Replica:
 
     def get(self, key: str) -> SignedRecord | None:
         root = "state" if ":" in key else "records"
-        value = self._main_maps[root].get(key)
-        if value is None:
+        rec = _parsed(self._main_maps[root].get(key))
+        if rec is None:
             return None
-        rec = SignedRecord.from_value(value)
         return rec if root == "records" or _belongs(rec, key) else None
 
     def _read_root(self, root: str) -> dict[str, SignedRecord]:
-        return {k: SignedRecord.from_value(v) for k, v in self._main_maps[root].items()}
+        out = {k: _parsed(v) for k, v in self._main_maps[root].items()}
+        return {k: rec for k, rec in out.items() if rec is not None}
 
     def document_update(self) -> bytes:
         """The whole document as one Yjs update (for comparisons and snapshots)."""
@@ -331,10 +346,10 @@ class Replica:
         """Provenance of immutable record ``record_id``: the earliest stored update of its
         author that carries its key (a Yjs map key is stored as plain UTF-8), with the
         peer that delivered it and when. None if the record is not here."""
-        rec = self._main_maps["records"].get(record_id)
+        rec = _parsed(self._main_maps["records"].get(record_id))
         if rec is None:
             return None
-        author = SignedRecord.from_value(rec).author
+        author = rec.author
         needle = record_id.encode()
         for client, who, _epoch in self._store.clients():
             if who != author:
@@ -377,16 +392,36 @@ class Replica:
             self._listeners.remove(listener)
 
     def _main_observer(self, root: str) -> Callable[[Any], None]:
+        """Only notes what changed: it runs inside yrs' apply, where a failure would stop
+        the rest of the batch from reaching the document (``_tell``, after, does the rest)."""
+
         def on_event(event: Any) -> None:
             for key, ch in event.keys.items():
                 value = ch.get("newValue") if ch["action"] != "delete" else None
-                rec = None if value is None else SignedRecord.from_value(value)
-                if rec is not None and root == "state" and not _belongs(rec, key):
-                    continue
-                for listener in self._listeners:
-                    listener(root, key, rec)
+                self._changes.append((root, key, value))
 
         return on_event
+
+    def _tell(self, parsed: Sequence[SignedRecord]) -> None:
+        """Tell the listeners what the last commit changed, with the records the gate
+        parsed (a body is parsed once). One listener failing on one change is logged and
+        counted; it never keeps the other changes or listeners from being told."""
+        changes, self._changes = self._changes, []
+        if not changes or not self._listeners:
+            return
+        by_value = {(rec.body.decode("utf-8"), b64url(rec.sig)): rec for rec in parsed}
+        for root, key, value in changes:
+            rec = None
+            if isinstance(value, dict):
+                rec = by_value.get((value.get("body"), value.get("sig"))) or _parsed(value)
+                if rec is None or (root == "state" and not _belongs(rec, key)):
+                    continue
+            for listener in list(self._listeners):
+                try:
+                    listener(root, key, rec)
+                except Exception:
+                    self.listener_failures += 1
+                    log.exception("a change listener failed on %s/%s", root, key[:80])
 
     # -- trust (local, never replicated) --------------------------------------------
 
@@ -550,7 +585,7 @@ class Replica:
             p = plan(su, scanned, sv_before, self._index, self._bindings)
             if p.verdict is not Verdict.APPLY:
                 raise GossipError(f"internal error: our own write planned as {p.verdict}")
-            self._commit([(su, p, "local")])
+            self._commit([(su, p, "local")], fresh)
         except BaseException:
             self._build_twin()
             raise
@@ -609,7 +644,8 @@ class Replica:
                 continue
             triples.append((su.author, su.sig, su.header_bytes))
             triples.extend((rec.author, rec.sig, rec.body) for _, _, rec in items)
-            prep.checked.append((_Candidate(i, su, scanned, source), 1 + len(items)))
+            parsed = tuple(rec for _, _, rec in items)
+            prep.checked.append((_Candidate(i, su, scanned, source, parsed), 1 + len(items)))
             if len(triples) >= 512:
                 prep.waits.append(start_verifying(triples))
                 triples = []
@@ -703,7 +739,8 @@ class Replica:
                 cands = [c for c in cands if id(c) not in gone]
                 continue
             try:
-                self._commit([(c.su, p, c.source) for c, p in rnd.batch])
+                self._commit([(c.su, p, c.source) for c, p in rnd.batch],
+                             [rec for c, _ in rnd.batch for rec in c.records])  # fmt: skip
             except BaseException:
                 self._build_twin()
                 raise
@@ -770,10 +807,22 @@ class Replica:
         return rnd
 
     def _commit(
-        self, items: list[tuple[SignedUpdate, Plan, str]], *, supersede: bool = False
+        self,
+        items: list[tuple[SignedUpdate, Plan, str]],
+        parsed: Sequence[SignedRecord] = (),
+        *,
+        supersede: bool = False,
     ) -> None:
-        """Make accepted updates durable, then apply them to the main document.
-        ``supersede``: our own checkpoint, which replaces the rows it covers."""
+        """Make accepted updates durable, apply them to the main document, then tell.
+        ``parsed``: the records the gate read from them; ``supersede``: our own
+        checkpoint, which replaces the rows it covers.
+
+        Once the store has committed, the document must follow, whole: so nothing of ours
+        runs inside yrs' apply (the observer only notes the change), the records are the
+        gate's, already parsed and bounded (never parsed again, so never failing here),
+        and listeners run only once every update of the batch is in the document, each
+        call on its own (``_tell``). What is left is yrs applying to the main document
+        the bytes it just took on the twin, which holds the same content."""
         if not items:
             return
         now = self.now_ms()
@@ -788,14 +837,19 @@ class Replica:
             ],
             supersede=supersede,
         )  # fmt: skip
-        for su, p, _ in items:
-            self._bindings.setdefault(su.client, (su.author, su.header.epoch))
-            for start, end, root in p.runs:
-                self._index.add(su.client, start, end, root)
-            if p.verdict is Verdict.APPLY:
-                self._main.apply_update(su.update)
-            self._since_snapshot += len(su.raw)
         try:
+            for su, p, _ in items:
+                self._bindings.setdefault(su.client, (su.author, su.header.epoch))
+                for start, end, root in p.runs:
+                    self._index.add(su.client, start, end, root)
+                if p.verdict is Verdict.APPLY:
+                    self._main.apply_update(su.update)
+                self._since_snapshot += len(su.raw)
+        except BaseException:
+            self._tell(parsed)  # what did reach the document; no snapshot of it (the
+            raise  # next open replays the store, which holds the whole batch)
+        try:
+            self._tell(parsed)
             for listener in list(self._commit_listeners):
                 listener()
         finally:  # durable already: a listener's failure must not skip the snapshot
@@ -868,6 +922,7 @@ class _Candidate:
     su: SignedUpdate
     scanned: wire.ScannedUpdate
     source: str
+    records: tuple[SignedRecord, ...] = ()  # the values the gate parsed (check_items)
     missing: tuple[int, int] | None = None  # what it waited for when last planned
 
 
@@ -892,6 +947,17 @@ class _Round:
     rejected: list[tuple[_Candidate, GossipError]] = field(default_factory=list)  # untouched
     failed: list[tuple[_Candidate, GossipError]] = field(default_factory=list)  # twin touched
     incomplete: bool = False  # an update did not apply whole: redo the round carefully
+
+
+def _parsed(value: object) -> SignedRecord | None:
+    """The record a document value holds, None if none or if it does not parse (the gate
+    refuses such values now; a store written before it refused them may hold some)."""
+    if value is None:
+        return None
+    try:
+        return SignedRecord.from_value(value)
+    except RecordError:
+        return None
 
 
 def _belongs(rec: SignedRecord, key: str) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import wire
-from .errors import RecordError, RejectedUpdate
+from .errors import RecordError, RecordTooDeep, RejectedUpdate
 from .records import STATE_KINDS, SignedRecord, split_state_key, state_name
 from .updates import SignedUpdate
 
@@ -273,6 +273,8 @@ def check_value(author: str, root: str, key: str | None, value: Any, where: str)
 
     try:
         rec = SignedRecord.from_value(value)
+    except RecordTooDeep as e:
+        raise reject("record-depth", str(e)) from None
     except RecordError as e:
         raise reject("record-invalid", str(e)) from None
     if rec.author != author:

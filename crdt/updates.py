@@ -30,7 +30,7 @@ import pycrdt
 from . import wire
 from .errors import IdentityError, RejectedUpdate, UpdateError
 from .identity import Identity, public_key_bytes, verify
-from .records import canonical
+from .records import MAX_BODY_DEPTH, canonical, nests_deeper_than
 
 HEADER_VERSION = 1
 MAX_HEADER_BYTES = 4096
@@ -76,6 +76,8 @@ class UpdateHeader:
     def decode(cls, raw: bytes) -> UpdateHeader:
         if len(raw) > MAX_HEADER_BYTES:
             raise UpdateError("update header too large")
+        if nests_deeper_than(raw, MAX_BODY_DEPTH):  # as for record bodies: see there
+            raise UpdateError(f"update header nests deeper than {MAX_BODY_DEPTH} levels")
         try:
             obj = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):

@@ -93,6 +93,24 @@ class Writer:
         return self.write(lambda d: d[root].__setitem__(key, rec.to_value()), **sign_kw)
 
 
+def nested_memory(w: Writer, depth: int) -> SignedRecord:
+    """A memory signed by ``w`` whose body nests ``depth`` levels (the body object is
+    level 1; brackets in a string do not count), built by hand: ``records.memory`` would
+    refuse one past ``records.MAX_BODY_DEPTH``."""
+    inner = b"[" * (depth - 1) + b"]" * (depth - 1)
+    body = (
+        b'{"author":"' + w.id.encode() + b'","category":"learning","deep":' + inner
+        + b',"kind":"memory","tags":[],"text":"nested [\\"{ in a string","ts":1790000000000,'
+        b'"v":1}'
+    )  # fmt: skip
+    return SignedRecord(body, w.identity.sign(body))
+
+
+def put_unparsed(w: Writer, rec: SignedRecord) -> SignedUpdate:
+    """``w`` writes ``rec`` at its content id without parsing it (a forger's writer)."""
+    return w.write(lambda d: d["records"].__setitem__(rec.id, rec.to_value()))
+
+
 def with_delete_set(update: bytes, ds: dict[int, tuple[tuple[int, int], ...]]) -> bytes:
     """``update`` plus extra delete-set entries, merged the way Yjs merges updates."""
     return pycrdt.merge_updates(update, b"\x00" + wire.encode_delete_set(ds))

@@ -12,9 +12,11 @@ the server does not know, a trusted key with someone else's signature, nobody), 
 signature is spoiled (stale, future, for another peer, for another path, a flipped
 character, a replay of the last accepted request), what the body is (random bytes; a
 message truncated, extended, mutated, of the wrong type, or carrying junk updates, signed
-updates of garbage Yjs bytes, updates that decode but break a gate rule, tampered honest
-updates, duplicates; bodies over the limit; gzip-declared garbage and a deflate bomb), the
-method and path, and the headers (wrong content types, huge or many headers).
+updates of garbage Yjs bytes, updates that decode but break a gate rule (records nesting
+just past the depth bound and far past it among them), tampered honest updates, duplicates
+(one a record at exactly the bound); bodies over the limit; gzip-declared garbage and a
+deflate bomb), the method and path, and the headers (wrong content types, huge or many
+headers).
 
 Every answer is checked (``Target.check``):
 
@@ -64,7 +66,16 @@ from gossip.transport import (
     sign_request,
 )
 from tests.exchanges import respond
-from tests.forge import Writer, capture, clock_of, fingerprint, signed, with_delete_set
+from tests.forge import (
+    Writer,
+    capture,
+    clock_of,
+    fingerprint,
+    nested_memory,
+    put_unparsed,
+    signed,
+    with_delete_set,
+)
 
 LIMIT = 64 * 1024  # the target's body limit: oversized cases stay cheap to send
 GENERIC = "the request could not be served"
@@ -96,6 +107,8 @@ def build_corpus(server: Replica, friend: Writer, stranger: Writer) -> Corpus:
     """Honest history on the server (its own and the friend's records), then the hostile
     updates, one per gate rule that a signed, decodable update can break."""
     friend_updates = [friend.put(_memory(friend.identity, f"friend lesson {i}")) for i in range(3)]
+    # A body at exactly the nesting bound is honest: held, and served back as duplicates.
+    friend_updates.append(put_unparsed(friend, nested_memory(friend, records.MAX_BODY_DEPTH)))
     for su in friend_updates:
         assert server.ingest(su.raw) == "applied"
     server.put(_memory(server.identity, "server lesson"))
@@ -154,6 +167,11 @@ def build_corpus(server: Replica, friend: Writer, stranger: Writer) -> Corpus:
         lambda d: d["state"].__setitem__(f"breaker:{friend.id}:odd", {"body": 1, "sig": 2}),
     ):
         hostile.append(fw().write(edit).raw)
+    # Bodies nesting past the bound: just past it, where Python's parser gave out at
+    # about a daemon's stack depth (issue 17), and far past it.
+    for depth in (records.MAX_BODY_DEPTH + 1, 980, 5000):
+        w = fw()
+        hostile.append(put_unparsed(w, nested_memory(w, depth)).raw)
     # Garbage Yjs bytes under a valid header signature, by a trusted and an unknown key.
     for who in (friend, stranger):
         for junk in (b"", b"\x00", b"\x01\x01\x05\x00\xff", bytes(range(40))):

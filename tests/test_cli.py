@@ -19,7 +19,7 @@ from pytest import approx
 
 from crdt import Replica, records
 from gossip.cli import EXPORT_MAGIC, decode_export, encode_export
-from tests.forge import Writer
+from tests.forge import Writer, nested_memory, put_unparsed
 
 HOUR_MS = 3_600_000
 
@@ -450,6 +450,24 @@ def test_import_counts_updates_that_wait_for_missing_ones(tmp_path):
     assert "1 updates build on updates this file lacks" in out.stderr
     texts = {h["text"] for h in as_json(home, "recall", "--include-untrusted")}
     assert texts == {"w1", "w2"}
+
+
+def test_an_import_with_a_deeply_nested_body_keeps_the_rest_visible(tmp_path):
+    """Issue 17: an import of [nested memory, honest memory] left the honest one durable
+    but invisible. The nested one is refused by name; the honest one is recalled at once."""
+    home = tmp_path / "a"
+    init(home)
+    mallory, honest = Writer(), Writer()
+    lesson = records.memory(honest.identity, "honest lesson", category="c", ts=1)
+    file = tmp_path / "nested.exp"
+    file.write_bytes(b"".join(encode_export(
+        [put_unparsed(mallory, nested_memory(mallory, 980)).raw, honest.put(lesson).raw]
+    )))  # fmt: skip
+    out = gossip(home, "import", str(file))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "1 applied, 0 already present, 0 waiting, 1 refused" in out.stdout
+    assert out.stderr.startswith("refused: record-depth: record body nests deeper than 32")
+    assert [h["id"] for h in as_json(home, "recall", "--include-untrusted")] == [lesson.id]
 
 
 def test_terminal_control_characters_are_shown_not_obeyed(tmp_path):

@@ -4,7 +4,8 @@ each raises only its typed error (a ``GossipError``), never anything else.
 Covered elsewhere, not repeated here: protocol messages (``test_protocol.py``), Yjs
 updates, signed updates and record values (``test_wire.py``), whole peer requests
 (``test_fuzz_peer.py``). Here: the signature headers, state vectors, export files,
-public ids, key files and config files.
+public ids, key files and config files, and the nesting bound of record bodies and
+update headers (``records.nests_deeper_than``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crdt import GossipError, Identity, IdentityError, UpdateError, wire
+from crdt import GossipError, Identity, IdentityError, RecordError, UpdateError, records, wire
 from crdt.identity import KEY_FILE, public_key_bytes
 from gossip import auth, config
 from gossip.cli import EXPORT_MAGIC, ExportError, decode_export, encode_export
@@ -192,3 +193,80 @@ def test_a_key_file_naming_another_curve_is_an_identity_error(tmp_path: Path) ->
         else:
             raise AssertionError("loaded a key of another curve")
     failed(gossip(home, "id"), "host.key")
+
+
+# -- the nesting bound (issue 17): bodies near and past records.MAX_BODY_DEPTH ----------
+
+LIMIT = records.MAX_BODY_DEPTH
+tricky_text = st.text(alphabet='[]{}"\\ax\u00e9,:', max_size=12)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky_text, inner, max_size=3),
+    max_leaves=40,
+)
+
+
+def depth_of(value: Any) -> int:
+    """The reference: how deep a parsed JSON value nests (a scalar is 0)."""
+    if isinstance(value, list):
+        return 1 + max(map(depth_of, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(depth_of, value.values()), default=0)
+    return 0
+
+
+def wrapped(value: Any, levels: int) -> Any:
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@settings(SETTINGS, max_examples=400)
+@given(value=json_values, extra=st.sampled_from([0, 1, LIMIT - 8, LIMIT - 2, LIMIT - 1, LIMIT,
+                                                 LIMIT + 1, 200]))  # fmt: skip
+def test_the_nesting_bound_agrees_with_a_parser(value: Any, extra: int) -> None:
+    value = wrapped(value, extra)
+    depth = depth_of(value)
+    for text in (json.dumps(value), json.dumps(value, ensure_ascii=False, indent=1)):
+        for limit in {max(depth - 1, 0), depth, LIMIT}:
+            assert records.nests_deeper_than(text.encode(), limit) == (depth > limit), text
+
+
+BODY_PREFIX = b'{"author":"' + ME.public_id.encode() + b'","kind":"memory","ts":1,"v":1,"x":'
+near_limit = st.sampled_from([LIMIT - 2, LIMIT - 1, LIMIT, LIMIT + 1, LIMIT + 2, 980, 5000])
+
+
+@settings(SETTINGS, max_examples=400)
+@given(levels=near_limit, brackets=st.sampled_from(["[]", "{}"]), junk=flips,
+       spoil=st.booleans())  # fmt: skip
+def test_bodies_near_and_past_the_nesting_bound_raise_only_record_errors(
+    levels: int, brackets: str, junk: list[tuple[int, int]], spoil: bool
+) -> None:
+    """The body object is level 1; ``levels - 1`` more nest in field ``x``. Mutated
+    ones (bits flipped anywhere) give a RecordError or a record, whatever the stack."""
+    open_, close = brackets.encode()[:1], brackets.encode()[1:]
+    inner = (b'{"k":' if open_ == b"{" else b"[") * (levels - 1) + b"0" * (open_ == b"{")
+    inner += close * (levels - 1)
+    body = BODY_PREFIX + inner + b"}"
+    if spoil:
+        body = mutate(body, junk)
+    try:
+        fields = records.SignedRecord(body, b"").fields
+    except RecordError as e:
+        assert spoil or levels > LIMIT, e
+        return
+    assert depth_of(fields) <= LIMIT
+    assert spoil or levels <= LIMIT
+
+
+@settings(SETTINGS, max_examples=200)
+@given(levels=near_limit, junk=flips)
+def test_update_headers_nested_past_the_bound_raise_only_update_errors(
+    levels: int, junk: list[tuple[int, int]]
+) -> None:
+    from crdt.updates import UpdateHeader
+
+    raw = b'{"v":1,"x":' + b"[" * levels + b"]" * levels + b"}"
+    for data in (raw, mutate(raw, junk)):
+        with contextlib.suppress(UpdateError):
+            UpdateHeader.decode(data)

@@ -12,7 +12,16 @@ from pycrdt import Map
 
 from crdt import Identity, RejectedUpdate, SignedRecord, UpdateError, records
 from crdt.updates import SignedUpdate, derive_client
-from tests.forge import Writer, capture, clock_of, fingerprint, signed, with_delete_set
+from tests.forge import (
+    Writer,
+    capture,
+    clock_of,
+    fingerprint,
+    nested_memory,
+    put_unparsed,
+    signed,
+    with_delete_set,
+)
 
 TS = 1_790_000_000_000
 
@@ -324,3 +333,80 @@ def test_unknown_fields_and_kinds_are_relayed_byte_exactly(open_replica):
     c.ingest_batch(b.updates_for(c.state_vector()))  # relayed by b, never re-encoded
     assert c.records()[rec.id].body == body
     assert b.updates_for({}) == a.updates_for({}) == c.updates_for({})
+
+
+# -- deeply nested bodies (issue 17 item 1) ----------------------------------------------
+
+
+def test_a_deeply_nested_body_is_refused_and_the_rest_of_its_batch_applies(open_replica):
+    """A body nesting ~980 levels once parsed in the gate (at a test's stack depth) and
+    then broke the main document's observer, a few frames deeper: the batch was durable
+    in the store but the honest update after it was missing from the document, the state
+    vector and recall. Where that window lies depends on the caller's stack, so this walks
+    the nesting through it: each body past the limit is refused by name, whatever the
+    stack, and the rest of its batch applies everywhere at once."""
+    from crdt.views import Views
+
+    victim = open_replica("victim")
+    seen: list[str] = []
+    victim.on_change(lambda root, key, rec: seen.append(key))
+    views = Views(victim)
+    depths = range(800, 1000, 2)
+    try:
+        for depth in depths:
+            mallory, honest = Writer(), Writer()
+            text = f"honest lesson {depth}"
+            rec = records.memory(honest.identity, text, category="learning", ts=TS)
+            batch = [put_unparsed(mallory, nested_memory(mallory, depth)), honest.put(rec)]
+            outs = victim.ingest_batch(batch)
+            assert [o.status for o in outs] == ["rejected", "applied"], outs
+            assert outs[0].error.rule in ("record-depth", "record-invalid")  # TEMP
+            assert rec.id in victim.records() and rec.id in seen
+            assert victim.get(rec.id) == rec
+            sv = victim.state_vector()
+            assert sv.get(honest.client) == 1 and mallory.client not in sv
+            hits = views.recall(text, include_untrusted=True).hits
+            assert [h.id for h in hits if h.author == honest.id] == [rec.id]
+            # The same author's next update builds on the refused one: it waits outside
+            # the document (invariant 4), it is never half-applied.
+            after = mallory.put(records.memory(mallory.identity, text, category="c", ts=TS))
+            assert victim.ingest(after) == "buffered"
+    finally:
+        views.close()
+    assert victim.rejected["record-depth"] == len(depths)
+
+
+def test_a_body_at_the_nesting_limit_is_accepted(victim):
+    from crdt.records import MAX_BODY_DEPTH
+
+    w = Writer()
+    at_limit = nested_memory(w, MAX_BODY_DEPTH)
+    assert victim.ingest(put_unparsed(w, at_limit)) == "applied"
+    assert victim.records()[at_limit.id].body == at_limit.body
+    err = assert_rejected(victim, put_unparsed(w, nested_memory(w, MAX_BODY_DEPTH + 1)),
+                          "record-depth")  # fmt: skip
+    assert f"{MAX_BODY_DEPTH}" in err.detail
+    # Brackets inside strings are text, not nesting.
+    w = Writer()
+    body = records.canonical({"v": 1, "kind": "memory", "author": w.id, "ts": TS,
+                              "text": "[" * 5000 + '\\"{'})  # fmt: skip
+    texty = SignedRecord(body, w.identity.sign(body))
+    assert victim.ingest(put_unparsed(w, texty)) == "applied"
+
+
+def test_a_deeply_nested_body_is_refused_when_signing():
+    from crdt import RecordError
+
+    w = Writer()
+    records.sign(w.identity, "memory", {"deep": _nested_list(31)}, ts=TS)  # 32 with the body
+    with pytest.raises(RecordError, match="nests"):
+        records.sign(w.identity, "memory", {"deep": _nested_list(40)}, ts=TS)
+    with pytest.raises(RecordError, match="not plain JSON"):  # past the encoder's stack
+        records.sign(w.identity, "memory", {"deep": _nested_list(5000)}, ts=TS)
+
+
+def _nested_list(depth: int) -> list:
+    out: list = []
+    for _ in range(depth - 1):
+        out = [out]
+    return out

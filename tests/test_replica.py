@@ -114,3 +114,104 @@ def test_an_update_waiting_on_a_later_one_in_the_same_batch_reports_applied(open
     second = w.put(records.memory(w.identity, "two", category="c", ts=TS))
     assert [o.status for o in r.ingest_batch([second, first])] == ["applied", "applied"]
     assert r.pending_count == 0
+
+
+def test_a_failing_change_listener_loses_nothing_of_its_batch(open_replica):
+    """Whatever fails after the store commit (here a listener, on the first record) must
+    not leave the document behind the store: every update of the batch is in the
+    document, the state vector and every other listener, and the failing listener is
+    still called for the records after the one it failed on."""
+    from crdt.views import Views
+
+    r = open_replica("r")
+    calls: list[str] = []
+    seen: list[str] = []
+
+    def fails_once(root: str, key: str, rec) -> None:
+        calls.append(key)
+        if len(calls) == 1:
+            raise RuntimeError("a listener's bug")
+
+    r.on_change(fails_once)
+    r.on_change(lambda root, key, rec: seen.append(key))
+    views = Views(r)
+    try:
+        writers = [Writer() for _ in range(3)]
+        mems = [records.memory(w.identity, f"lesson {i}", category="c", ts=TS)
+                for i, w in enumerate(writers)]  # fmt: skip
+        outs = r.ingest_batch([w.put(m) for w, m in zip(writers, mems, strict=True)])
+        assert [o.status for o in outs] == ["applied"] * 3
+        ids = [m.id for m in mems]
+        assert sorted(calls) == sorted(seen) == sorted(ids)
+        assert set(ids) <= set(r.records())
+        assert all(r.state_vector()[w.client] == 1 for w in writers)
+        hits = views.recall("lesson", include_untrusted=True).hits
+        assert sorted(h.id for h in hits) == sorted(ids)
+        assert r.listener_failures == 1
+    finally:
+        views.close()
+
+
+def test_the_gate_parses_each_body_once(open_replica):
+    """The records the gate parsed are the ones listeners (the views) get: ingesting a
+    batch with views and a listener attached parses each body exactly once."""
+    import sys
+
+    from crdt import records as records_module
+    from crdt.views import Views
+
+    r = open_replica("r")
+    got = []
+    r.on_change(lambda root, key, rec: got.append(rec))
+    views = Views(r)
+    writers = [Writer() for _ in range(5)]
+    batch = [w.put(records.memory(w.identity, f"m{i}", category="c", ts=TS))
+             for i, w in enumerate(writers)]  # fmt: skip
+    parses = 0
+    code = records_module._parse_body.__code__
+
+    def profile(frame, event, arg):
+        nonlocal parses
+        if event == "call" and frame.f_code is code:
+            parses += 1
+
+    sys.setprofile(profile)
+    try:
+        outs = r.ingest_batch(batch)
+    finally:
+        sys.setprofile(None)
+        views.close()
+    assert [o.status for o in outs] == ["applied"] * 5
+    assert parses == 5 and len(got) == 5
+
+
+def test_a_stored_body_the_gate_now_refuses_is_skipped_by_readers(tmp_path, clock):
+    """A store written before the nesting bound may hold a body past it: opening it and
+    every read (records, get, recall) skip that one record instead of failing."""
+    from crdt.store import NewUpdate, Store
+    from crdt.views import Views
+    from tests.forge import nested_memory, put_unparsed
+
+    home = tmp_path / "old"
+    Replica.open(home, now_ms=clock).close()
+    w = Writer()
+    deep = nested_memory(w, 40)
+    su = put_unparsed(w, deep)
+    good = records.memory(w.identity, "kept lesson", category="c", ts=TS)
+    su2 = w.put(good)
+    store = Store.open(home)
+    try:  # what an older gate accepted, as it stored it
+        store.append([NewUpdate(client=u.client, start=u.header.start, end=u.header.end,
+                                author=u.author, epoch=u.header.epoch, checkpoint=False,
+                                raw=u.raw, source="old", received_at=TS,
+                                runs=((u.header.start, u.header.end, "records"),))
+                      for u in (su, su2)])  # fmt: skip
+    finally:
+        store.close()
+    with Replica.open(home, now_ms=clock) as r:
+        assert r.state_vector()[w.client] == 2
+        assert set(r.records()) == {good.id}
+        assert [k for k, _ in r.iter_records()] == [good.id]
+        assert r.get(deep.id) is None and r.origin(deep.id) is None
+        with Views(r) as views:
+            assert [h.id for h in views.recall("lesson", include_untrusted=True).hits] == [good.id]
