@@ -1,11 +1,13 @@
-"""The `gossip` command as a user runs it: a real process, a real data dir.
-
-Each test sets up a few homes and reuses them across its assertions: every command is a
-fresh Python process (~0.3 s), so the file stays quick by running few of them.
+"""The `gossip` command as a user runs it, on a real data dir: ``gossip.cli.main`` with
+its own stdin, stdout, stderr and ``GOSSIP_HOME``, in this process (a fresh interpreter
+per command proved nothing more and cost ~0.3 s each). ``SM_GOSSIP_CLI_SUBPROCESS=1``
+runs every command as a real process instead; the daemon tests (test_serve.py) and the
+bad-input tests (test_cli_bad_input.py) always do.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -24,9 +26,14 @@ from tests.forge import Writer, nested_memory, put_unparsed
 HOUR_MS = 3_600_000
 
 
+SUBPROCESS = os.environ.get("SM_GOSSIP_CLI_SUBPROCESS") == "1"
+
+
 def gossip(
     home: Path, *args: str, stdin: bytes | None = None, binary: bool = False
 ) -> subprocess.CompletedProcess:
+    if not SUBPROCESS:
+        return _in_process(home, list(args), stdin, binary)
     env = {**os.environ, "GOSSIP_HOME": str(home)}
     out = subprocess.run(
         [sys.executable, "-m", "gossip.cli", *args], env=env, capture_output=True,
@@ -37,6 +44,37 @@ def gossip(
     return subprocess.CompletedProcess(
         out.args, out.returncode, out.stdout.decode(), out.stderr.decode()
     )
+
+
+def _in_process(home: Path, args: list[str], stdin: bytes | None,
+                binary: bool) -> subprocess.CompletedProcess:  # fmt: skip
+    from gossip.cli import main
+
+    out, err = io.BytesIO(), io.BytesIO()
+    streams = (io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8"),
+               io.TextIOWrapper(out, encoding="utf-8", write_through=True),
+               io.TextIOWrapper(err, encoding="utf-8", write_through=True))  # fmt: skip
+    saved, home_before = (sys.stdin, sys.stdout, sys.stderr), os.environ.get("GOSSIP_HOME")
+    sys.stdin, sys.stdout, sys.stderr = streams
+    os.environ["GOSSIP_HOME"] = str(home)
+    try:
+        try:
+            code = main(args)
+        except SystemExit as e:  # argparse: usage errors, --help
+            code = e.code if isinstance(e.code, int) else 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+        if home_before is None:
+            os.environ.pop("GOSSIP_HOME", None)
+        else:
+            os.environ["GOSSIP_HOME"] = home_before
+    if binary:
+        return subprocess.CompletedProcess(["gossip", *args], code, out.getvalue(),
+                                           err.getvalue())  # fmt: skip
+    return subprocess.CompletedProcess(["gossip", *args], code, out.getvalue().decode(),
+                                       err.getvalue().decode())  # fmt: skip
 
 
 def ok(home: Path, *args: str) -> str:
