@@ -41,8 +41,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 
-from crdt import GossipError, Identity
+from crdt import Identity
 from crdt.identity import b64url, unb64url, verify
+
+from .errors import AuthError as AuthError  # re-exported: auth's errors
+from .errors import BadSignature
+from .errors import RequestForbidden as Forbidden
+from .errors import RequestUnauthorized as Unauthorized
 
 KEY_HEADER = "Sm-Key"
 SIGNATURE_HEADER = "Sm-Signature"
@@ -51,28 +56,6 @@ JOIN_NONCES = 4096  # live nonces of join requests (Verifier.join_nonces), all k
 JOIN_NONCES_PER_KEY = 8  # and of one key
 JOIN_NONCES_PER_SOURCE = 64  # join requests from one address within twice the window
 _HEADER = re.compile(r"^v=1;t=(\d{1,16});n=([A-Za-z0-9_-]{22});s=([A-Za-z0-9_-]{86})$")
-
-
-class AuthError(GossipError):
-    """A request or response failed authentication."""
-
-    status = 401
-
-
-class Unauthorized(AuthError):
-    """Missing, malformed, expired, forged or replayed signature: HTTP 401."""
-
-    status = 401
-
-
-class BadSignature(Unauthorized):
-    """The signature does not verify (for this recipient): HTTP 401."""
-
-
-class Forbidden(AuthError):
-    """A well-identified key that is not in our keyring: HTTP 403."""
-
-    status = 403
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""The errors an operation refuses with, whichever surface asked (local API, CLI, Python
-client, embedder). Each carries the HTTP status the local API answers with and the name
-of the field that was wrong, so every surface says the same thing the same way.
+"""Every error ``gossip`` raises on purpose. The operations' refusals (``OpError`` and
+below) are what every surface says to a caller, whichever surface asked (local API, CLI,
+Python client, embedder): each carries the HTTP status the local API answers with and
+the name of the field that was wrong. The rest are the peer protocol's and the files'.
 
     GossipError (crdt.errors)       root of every error sm-gossip raises on purpose
     └── OpError                     an operation refused; ``status`` and ``field``
@@ -12,12 +13,32 @@ of the field that was wrong, so every surface says the same thing the same way.
         │                           revoked key, a rotation in progress)
         ├── TooLarge         413    a body or file over its limit
         └── Unavailable      503    the node cannot answer now (not running, busy)
-    └── Unreachable                 nobody answered at all: no daemon, a stale socket, a
-                                    time-out (a client's cue for degraded mode)
+    ├── Unreachable                 nobody answered at all: no daemon, a stale socket, a
+    │                               time-out (a client's cue for degraded mode)
+    ├── ProtocolError
+    │   └── RemoteProtocolError     a peer's message is malformed (answered 400)
+    │       └── UnsupportedVersion
+    ├── AuthError                   a peer's request or answer failed authentication
+    │   ├── RequestUnauthorized 401 (``auth.Unauthorized``): bad, old or replayed signature
+    │   │   └── BadSignature
+    │   └── RequestForbidden    403 (``auth.Forbidden``): a key outside our keyring
+    ├── PeerError                   an exchange failed; the peer is backed off
+    │   ├── PeerUnreachable         no answer
+    │   ├── PeerRefused             an error status (``status``, ``key_hint``)
+    │   └── PeerMisbehaved          unsigned, forged, wrong key, malformed
+    │       └── PeerUntrusted       it proved a key outside our keyring
+    ├── TlsSetupError               the TLS certificate cannot be written or loaded
+    ├── InviteError                 an invitation token is bad, unknown, expired or used
+    ├── ExportError                 a file is not an sm-gossip export
+    ├── DiscoveryError              a discovery source cannot be read
+    ├── EventBudgetExceeded         a simulation ran past its event budget
+    ├── ConfigError (config.py)     a config file or setting is unusable
+    └── CliError (cli.py)           a command cannot do what it was asked
 
 The errors of the replicated state (``RecordError``, ``RejectedUpdate``, ``StoreError``,
-…) stay in ``crdt.errors``; this module re-exports the root so that callers of ``gossip``
-catch one ``GossipError``.
+…) are drawn in ``crdt.errors``; this module re-exports the root so that callers of
+``gossip`` catch one ``GossipError``. The modules that raise these classes re-export
+the ones their callers catch (``transport.PeerError``, ``auth.Unauthorized``, …).
 """
 
 from __future__ import annotations
@@ -25,16 +46,33 @@ from __future__ import annotations
 from crdt.errors import GossipError
 
 __all__ = [
+    "AuthError",
+    "BadSignature",
     "Conflict",
+    "DiscoveryError",
+    "EventBudgetExceeded",
+    "ExportError",
     "Forbidden",
     "GossipError",
     "Invalid",
+    "InviteError",
     "NotFound",
     "OpError",
+    "PeerError",
+    "PeerMisbehaved",
+    "PeerRefused",
+    "PeerUnreachable",
+    "PeerUntrusted",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "RequestForbidden",
+    "RequestUnauthorized",
+    "TlsSetupError",
     "TooLarge",
     "Unauthorized",
     "Unavailable",
     "Unreachable",
+    "UnsupportedVersion",
 ]
 
 
@@ -94,6 +132,94 @@ class Unavailable(OpError):
 class Unreachable(GossipError):
     """Nobody answered: no daemon runs, its socket is stale, or it did not answer in time.
     Not an ``OpError``: no operation refused anything."""
+
+
+# -- the peer protocol and its transport (gossip.protocol, gossip.transport, auth) --------
+
+
+class ProtocolError(GossipError):
+    """A message broke the exchange protocol."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something malformed (answered with a 4xx, never a crash)."""
+
+
+class UnsupportedVersion(RemoteProtocolError):
+    """The peer speaks a protocol version we do not."""
+
+
+class AuthError(GossipError):
+    """A peer's request or response failed authentication."""
+
+    status = 401
+
+
+class RequestUnauthorized(AuthError):
+    """Missing, malformed, expired, forged or replayed signature: HTTP 401."""
+
+    status = 401
+
+
+class BadSignature(RequestUnauthorized):
+    """The signature does not verify (for this recipient): HTTP 401."""
+
+
+class RequestForbidden(AuthError):
+    """A well-identified key that is not in our keyring: HTTP 403."""
+
+    status = 403
+
+
+class PeerError(GossipError):
+    """An exchange with a peer failed; the peer table backs it off."""
+
+
+class PeerUnreachable(PeerError):
+    """No answer: refused, reset, timed out, unresolvable."""
+
+
+class PeerRefused(PeerError):
+    """The peer answered with an error status (its message is in ``str(e)``).
+
+    ``key_hint``: the public id a 401 answer named in its ``Sm-Key`` header (the key the
+    server says it has; unauthenticated), or None."""
+
+    def __init__(self, status: int, message: str, key_hint: str | None = None) -> None:
+        self.status = status
+        self.key_hint = key_hint
+        super().__init__(f"peer answered {status}: {message}")
+
+
+class PeerMisbehaved(PeerError):
+    """The peer's answer was unsigned, forged, from the wrong key, or malformed."""
+
+
+class PeerUntrusted(PeerMisbehaved):
+    """The peer proved (or named) a key outside our keyring: its row is ``unknown-key``."""
+
+
+class TlsSetupError(GossipError):
+    """The TLS certificate could not be written or loaded."""
+
+
+# -- files and sources ----------------------------------------------------------------
+
+
+class InviteError(GossipError):
+    """A token that is malformed, unknown here, expired or already used."""
+
+
+class ExportError(GossipError):
+    """A file is not an sm-gossip export (bad magic, unknown version, truncated)."""
+
+
+class DiscoveryError(GossipError):
+    """A discovery source could not be read (bad ``tailscale status`` output, ...)."""
+
+
+class EventBudgetExceeded(GossipError):
+    """A simulation ran more events than it was allowed (a livelock, or a bound too low)."""
 
 
 BY_STATUS: dict[int, type[OpError]] = {

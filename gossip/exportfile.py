@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
-from crdt import GossipError, Outcome, RejectedUpdate, UpdateError, wire
+from crdt import Outcome, RejectedUpdate, UpdateError, wire
+
+from .errors import ExportError
 
 EXPORT_MAGIC = b"sm-gossip export 1\n"
 _EXPORT_PREFIX = b"sm-gossip export "
 _MAX_EXPORT_ITEM = 1 << 30  # no single signed update comes near this (the gate caps at 64 MiB)
-
-
-class ExportError(GossipError):
-    """A file is not an sm-gossip export (bad magic, unknown version, truncated)."""
 
 
 def encode_export(updates: Iterable[bytes]) -> Iterator[bytes]:

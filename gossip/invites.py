@@ -34,6 +34,8 @@ from crdt.files import create_whole, fsync_dir
 from crdt.identity import Identity, b64url, public_key_bytes, unb64url
 from crdt.records import KIND_VOUCH, acceptance, accepts, canonical
 
+from .errors import InviteError
+
 PREFIX = "smg1."
 INVITES_FILE = "invites.json"
 DEFAULT_TTL_S = 24 * 3600.0
@@ -44,10 +46,6 @@ _LOCKS_LOCK = threading.Lock()
 # The joiner that used an invitation may present it again for this long (its answer was
 # lost): it gets the answer again, and nothing is trusted or vouched for again.
 REPLAY_MS = 5 * 60 * 1000
-
-
-class InviteError(GossipError):
-    """A token that is malformed, unknown here, expired or already used."""
 
 
 @dataclass(frozen=True)

@@ -58,9 +58,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.x509.oid import NameOID
 
-from crdt import GossipError, Identity
+from crdt import Identity
 from crdt.files import create_whole
 from crdt.identity import KEY_FILE, RETIRED_DIR, b64url, public_key_bytes
+
+from .errors import TlsSetupError
 
 CERT_FILE = "tls.crt"
 ANCHOR_SEED_TAG = b"sm-gossip tls anchor v1"
@@ -69,10 +71,6 @@ PLAINTEXT = "plaintext"
 _NOT_BEFORE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 _NOT_AFTER = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
 _PINNED_CONTEXTS = 256  # client contexts kept, one per pinned peer key
-
-
-class TlsSetupError(GossipError):
-    """The TLS certificate could not be written or loaded."""
 
 
 class PeerKeyMismatch(ssl.SSLError):

@@ -30,10 +30,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from crdt import GossipError, Identity, IdentityError
+from crdt import Identity, IdentityError
 from crdt.identity import public_key_bytes
 
 from . import auth
+from .errors import PeerError as PeerError  # re-exported: the transport's errors
+from .errors import PeerMisbehaved, PeerRefused, PeerUntrusted
+from .errors import PeerUnreachable as PeerUnreachable
 from .protocol import PUSH_PATH, SYNC_PATH, RemoteProtocolError
 
 # Redeems an invitation (gossip/invites.py): the one endpoint a key outside the keyring
@@ -42,34 +45,6 @@ from .protocol import PUSH_PATH, SYNC_PATH, RemoteProtocolError
 JOIN_PATH = "/v1/join"
 PATHS = (SYNC_PATH, PUSH_PATH, JOIN_PATH)
 CONTENT_TYPE = "application/vnd.sm-gossip"
-
-
-class PeerError(GossipError):
-    """An exchange with a peer failed; the peer table backs it off."""
-
-
-class PeerUnreachable(PeerError):
-    """No answer: refused, reset, timed out, unresolvable."""
-
-
-class PeerRefused(PeerError):
-    """The peer answered with an error status (its message is in ``str(e)``).
-
-    ``key_hint``: the public id a 401 answer named in its ``Sm-Key`` header (the key the
-    server says it has; unauthenticated), or None."""
-
-    def __init__(self, status: int, message: str, key_hint: str | None = None) -> None:
-        self.status = status
-        self.key_hint = key_hint
-        super().__init__(f"peer answered {status}: {message}")
-
-
-class PeerMisbehaved(PeerError):
-    """The peer's answer was unsigned, forged, from the wrong key, or malformed."""
-
-
-class PeerUntrusted(PeerMisbehaved):
-    """The peer proved (or named) a key outside our keyring: its row is ``unknown-key``."""
 
 
 # The server side hands each authenticated request body to the node:

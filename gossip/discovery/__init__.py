@@ -15,15 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from crdt import GossipError
+from ..errors import DiscoveryError
 
 OK = "ok"
 WARNING = "warning"
 OFF = "off"
-
-
-class DiscoveryError(GossipError):
-    """A discovery source could not be read (bad ``tailscale status`` output, ...)."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,10 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from crdt import GossipError, UpdateError, wire
+from crdt import UpdateError, wire
+
+from ..errors import ProtocolError as ProtocolError  # re-exported: the protocol's errors
+from ..errors import RemoteProtocolError, UnsupportedVersion
 
 VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -25,18 +28,6 @@ DEFAULT_MESSAGE_BYTES = 4 * 1024 * 1024
 MAGIC = b"SMG"  # every message starts with it, then the version byte, then the type
 SYNC_PATH = "/v1/sync"  # takes SYNC (or DIGEST), answered with SYNC_REPLY (or SAME)
 PUSH_PATH = "/v1/push"  # takes PUSH, answered with PUSH_REPLY
-
-
-class ProtocolError(GossipError):
-    """A message broke the exchange protocol."""
-
-
-class RemoteProtocolError(ProtocolError):
-    """The peer sent something malformed (answered with a 4xx, never a crash)."""
-
-
-class UnsupportedVersion(RemoteProtocolError):
-    """The peer speaks a protocol version we do not."""
 
 
 class MessageType(enum.IntEnum):

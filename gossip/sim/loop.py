@@ -17,11 +17,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from crdt import GossipError
-
-
-class EventBudgetExceeded(GossipError):
-    """A simulation ran more events than it was allowed (a livelock, or a bound too low)."""
+from ..errors import EventBudgetExceeded
 
 
 @dataclass(order=True)
