@@ -360,7 +360,7 @@ async def test_a_hanging_command_and_its_children_are_killed_at_the_timeout(tmp_
     )
     started: list[int] = []
     try:
-        async with asyncio.timeout(1.0 + 4.0):  # the timeout, and time to kill and reap
+        async with asyncio.timeout(1.0 + 20.0):  # the timeout, and (a loaded machine) to kill and reap
             assert await driver.read_once() is None
         assert driver.status.state == "warning" and "no answer within 1 s" in driver.status.detail
         started = [int(p) for p in pids.read_text().split()]
@@ -372,7 +372,7 @@ async def test_a_hanging_command_and_its_children_are_killed_at_the_timeout(tmp_
         await until(lambda: pids.exists() and len(pids.read_text().split()) == 2, "it runs")
         started = [int(p) for p in pids.read_text().split()]
         task.cancel()
-        async with asyncio.timeout(4.0):
+        async with asyncio.timeout(20.0):  # a bound against hanging, not a speed claim
             await asyncio.gather(task, return_exceptions=True)
         await until(lambda: not any(running(p) for p in started), "every process gone", 5.0)
     finally:
