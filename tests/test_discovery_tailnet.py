@@ -360,7 +360,7 @@ async def test_a_hanging_command_and_its_children_are_killed_at_the_timeout(tmp_
     )
     started: list[int] = []
     try:
-        async with asyncio.timeout(1.0 + 20.0):  # the timeout, and (a loaded machine) to kill and reap
+        async with asyncio.timeout(1.0 + 20.0):  # the timeout, then killing and reaping
             assert await driver.read_once() is None
         assert driver.status.state == "warning" and "no answer within 1 s" in driver.status.detail
         started = [int(p) for p in pids.read_text().split()]
