@@ -135,6 +135,9 @@ SCHEMAS: dict[str, Schema] = {
         "records": _obj({"total": INT, "trusted": INT, "untrusted": INT}),
         "state_entries": INT, "keyring": INT, "store_bytes": INT, "last_exchange": _null(MS),
         "warnings": _arr(STR),
+        "agents": {**_null(_obj({"listen": STR, "url": _null(STR), "exposed": BOOL,
+                                 "error": _null(STR)})),
+                   "description": "the agents' listener (docs/agents.md); null when off"},
     }),
     "TrustEntry": _obj({
         "id": STR, "name": STR, "self": BOOL, "trusted": BOOL,

@@ -338,7 +338,8 @@ def daemon(home: Path, timeout: float = 300.0) -> Iterator[subprocess.Popen[byte
     from gossip.client import ApiConnection
 
     args = [sys.executable, "-m", "gossip.cli", "serve", "--home", str(home),
-            "--listen", f"127.0.0.1:{free_port()}", "--profile", "local", "--no-mdns"]  # fmt: skip
+            "--listen", f"127.0.0.1:{free_port()}", "--profile", "local", "--no-mdns",
+            "--agents-listen", ""]  # fmt: skip
     log_path = home.parent / f"{home.name}.daemon.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
