@@ -98,9 +98,9 @@ def build(call: Call, bank: Callable[[], str]) -> Any:
     # Text only: a structured copy of the same answer would double what the agent reads.
     tool = functools.partial(server.tool, structured_output=False)
 
-    async def run(name: str, **params: Any) -> Any:
+    async def run(operation: str, /, **params: Any) -> Any:
         try:
-            return await call(name, {k: v for k, v in params.items() if v is not None})
+            return await call(operation, {k: v for k, v in params.items() if v is not None})
         except OpError as e:
             where = f" ({e.field})" if e.field else ""
             raise ToolError(f"{e}{where}") from None
