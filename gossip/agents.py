@@ -37,6 +37,7 @@ from .errors import Forbidden, Invalid, OpError, Unauthorized
 from .http import join_address, split_address
 from .logfilter import ServerLog
 from .ops import OPERATIONS
+from .ops.banks import ITEM_FIELDS
 from .ops.fields import Flag
 from .ops.memories import BANK_ID
 from .ops.online import NodeHost
@@ -135,7 +136,9 @@ class AgentsApi:
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
         for route in ROUTES:
-            app.router.add_route(route.method, route.path, self._endpoint(route))
+            # .../memories/recall and /retain are no memory ids (a 405 says only POST)
+            path = route.path.replace("{memory_id}", "{memory_id:(?!recall$|retain$)[^/]+}")
+            app.router.add_route(route.method, path, self._endpoint(route))
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/openapi.json", self.openapi)
         if self._mcp is not None:
@@ -247,6 +250,11 @@ class AgentsApi:
             body: Values = {}
             if request.method in ("POST", "PUT", "PATCH"):
                 body = await _body(request)
+                known = body_names(route)
+                for name in sorted(body):
+                    if name not in known:
+                        raise Invalid(f"unknown field {name[:40]!r} (known: "
+                                      f"{', '.join(sorted(known))})", name[:40])  # fmt: skip
                 for name, kind in route.extra.items():
                     if body.get(name) is not None:
                         kind.check(body[name], name)
@@ -278,6 +286,15 @@ class AgentsApi:
         bank = request.match_info.get("bank") or request.headers.get("X-Bank-Id") or "default"
         BANK_ID.check(bank, "bank")
         return await self._mcp.handle(request, bank)
+
+
+def body_names(route: Route) -> set[str]:
+    """The fields a route's JSON body may have."""
+    if route.body == "item":
+        return {f.name for f in ITEM_FIELDS}
+    if route.body == "op":
+        return {f.name for f in OPERATIONS[route.op].body_fields} | set(route.extra)
+    return set()
 
 
 def _renamed(e: OpError, route: Route) -> OpError:
