@@ -215,6 +215,8 @@ class Views:
         self._bench_keys: dict[str, tuple[str, str]] = {}  # state key -> (subject, metric)
         self._windows: dict[tuple[str, int], list[tuple[int, str]]] = {}  # quota buckets
         self._trust_records: dict[str, SignedRecord] = {}  # successor, revoke, vouch
+        # record id -> first stored here (ms); read from the store on first use
+        self._seen: dict[str, int] | None = None
         self._trust = TrustSet(frozenset())
         self._trust_listeners: list[Callable[[TrustSet], None]] = []
         self._building = False
@@ -296,6 +298,7 @@ class Views:
         self._bench_keys.clear()
         self._windows.clear()
         self._trust_records.clear()
+        self._seen = None
         self._building = True
         try:
             for key, rec in self.replica.iter_records():
@@ -345,6 +348,8 @@ class Views:
 
     def _add_record(self, rec: SignedRecord) -> None:
         f = rec.fields
+        if self._seen is not None:
+            self._seen.setdefault(rec.id, self.now_ms())
         if rec.kind in TRUST_KINDS:
             if rec.id not in self._trust_records:
                 self._trust_records[rec.id] = rec
@@ -515,6 +520,14 @@ class Views:
         trusted = self._trust.counts(who, ts)
         return Memory(mid, text, cat, subj, json.loads(tags), who, ts, trusted, expires, supersedes,
                       *_agent_columns(row[9:]))  # fmt: skip
+
+    @_locked
+    def first_seen(self, record_id: str) -> int | None:
+        """When this host first stored ``record_id`` (ms), None if it is not here. The
+        first call reads the store (``Replica.receipts``): call it in the replica's thread."""
+        if self._seen is None:
+            self._seen = self.replica.receipts()
+        return self._seen.get(record_id)
 
     # -- banks -------------------------------------------------------------------------
 

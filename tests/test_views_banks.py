@@ -92,3 +92,20 @@ def test_banks_lists_trusted_authors_banks_with_the_newest_profile(open_replica)
     assert (team["bank_id"], team["mission"], team["memories"]) == ("team", "share lessons", 1)
     assert {b["bank_id"] for b in views.banks(include_untrusted=True)} == {"team", "spam"}
     assert views.bank_profile("team", me.author) == ("Team", "share lessons")
+
+
+def test_first_seen_is_when_this_host_stored_it_also_after_a_restart(tmp_path):
+    from crdt import Replica
+
+    with Replica.open(tmp_path / "a", create=True) as r:
+        views = Views(r)
+        rec = records.memory(r.identity, "seen once", category="note", ts=T)
+        r.put(rec)
+        stored = r.origin(rec.id)["received_at"]
+        assert abs(views.first_seen(rec.id) - stored) <= 5
+        views.close()
+    with Replica.open(tmp_path / "a") as r:
+        views = Views(r)
+        assert views.first_seen(rec.id) == stored  # read back from the store
+        assert views.first_seen("0" * 64) is None
+        views.close()

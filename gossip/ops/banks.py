@@ -91,7 +91,6 @@ RECALLED = _obj({
     "author_name": _NSTR, "trusted": {"type": "boolean"},
     "signed_at": {**_MS, "description": "the author's signed time (ms)"},
     "first_seen_at": {**_NMS, "description": "when this host first stored it (ms)"},
-    "source": {**_NSTR, "description": "`local` or the peer that delivered it"},
 })  # fmt: skip
 BANK_RECALL = _obj({
     "bank_id": _STR, "results": {"type": "array", "items": RECALLED},
@@ -191,7 +190,7 @@ async def bank_recall(host: Host, p: Params) -> dict[str, Any]:
                                include_untrusted=p.include_untrusted)  # fmt: skip
         results, truncated = fit(found["memories"], p.max_tokens)
         return {"bank_id": p.bank, "truncated": truncated, "capped": found["capped"],
-                "results": [recalled(r, m, rank) for rank, m in enumerate(results, 1)]}
+                "results": [recalled(v, m, rank) for rank, m in enumerate(results, 1)]}
 
     return await host.read(job)
 
@@ -220,10 +219,9 @@ def fit(memories: list[dict[str, Any]],
     return out, False
 
 
-def recalled(r: Replica, m: dict[str, Any], rank: int) -> dict[str, Any]:
+def recalled(v: Views, m: dict[str, Any], rank: int) -> dict[str, Any]:
     """One result in Singularity Memory's shape, plus who wrote it and when this host
     first stored it."""
-    origin = r.origin(m["id"])
     return {
         "id": m["id"], "text": m["text"], "context": m["context"], "tags": m["tags"],
         "document_id": m["document_id"], "metadata": m["metadata"], "timestamp": m["timestamp"],
@@ -231,8 +229,7 @@ def recalled(r: Replica, m: dict[str, Any], rank: int) -> dict[str, Any]:
         "mentioned_at": m["timestamp"] or iso(m["ts"]), "score": round(1 / rank, 6),
         "bank_id": m["bank"], "author": m["author"], "author_name": m["author_name"],
         "trusted": m["trusted"], "signed_at": m["ts"],
-        "first_seen_at": origin["received_at"] if origin else None,
-        "source": origin["source"] if origin else None,
+        "first_seen_at": v.first_seen(m["id"]),
     }  # fmt: skip
 
 
