@@ -538,7 +538,8 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
 # The files of a data dir that an output file must never replace: writing an export over
 # one of them would lose the host's key or its store for good.
 _OWN_FILES = (KEY_FILE, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm",
-              f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE)  # fmt: skip
+              f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE,
+              "api.token")  # fmt: skip
 
 
 def _refuse_own_files(home: Path, path: str) -> None:
