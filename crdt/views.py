@@ -521,13 +521,17 @@ class Views:
         return Memory(mid, text, cat, subj, json.loads(tags), who, ts, trusted, expires, supersedes,
                       *_agent_columns(row[9:]))  # fmt: skip
 
-    @_locked
     def first_seen(self, record_id: str) -> int | None:
-        """When this host first stored ``record_id`` (ms), None if it is not here. The
-        first call reads the store (``Replica.receipts``): call it in the replica's thread."""
+        """When this host first stored ``record_id`` (ms), None if it is not here."""
+        return self.receipts().get(record_id)
+
+    @_locked
+    def receipts(self) -> dict[str, int]:
+        """Record id -> when this host first stored it (ms). The first call reads the
+        store (``Replica.receipts``): call it in the replica's thread."""
         if self._seen is None:
             self._seen = self.replica.receipts()
-        return self._seen.get(record_id)
+        return self._seen
 
     # -- banks -------------------------------------------------------------------------
 

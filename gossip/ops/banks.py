@@ -19,7 +19,7 @@ Rules kept here for every surface:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 from crdt import Identity, RecordError, Replica, SignedRecord, records
@@ -113,8 +113,7 @@ FORGOTTEN = _obj({"success": {"type": "boolean"}, "id": _STR, "retraction": _STR
 
 def iso(ms: int) -> str:
     """ms since the epoch as RFC 3339 UTC text (Singularity Memory's time format)."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")  # fmt: skip
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
 @operation(
@@ -189,8 +188,9 @@ async def bank_recall(host: Host, p: Params) -> dict[str, Any]:
                                tags_any=tags if p.tags_match == "any" else (),
                                include_untrusted=p.include_untrusted)  # fmt: skip
         results, truncated = fit(found["memories"], p.max_tokens)
+        seen = v.receipts()
         return {"bank_id": p.bank, "truncated": truncated, "capped": found["capped"],
-                "results": [recalled(v, m, rank) for rank, m in enumerate(results, 1)]}
+                "results": [recalled(m, rank, seen) for rank, m in enumerate(results, 1)]}
 
     return await host.read(job)
 
@@ -219,7 +219,7 @@ def fit(memories: list[dict[str, Any]],
     return out, False
 
 
-def recalled(v: Views, m: dict[str, Any], rank: int) -> dict[str, Any]:
+def recalled(m: dict[str, Any], rank: int, seen: dict[str, int]) -> dict[str, Any]:
     """One result in Singularity Memory's shape, plus who wrote it and when this host
     first stored it."""
     return {
@@ -229,7 +229,7 @@ def recalled(v: Views, m: dict[str, Any], rank: int) -> dict[str, Any]:
         "mentioned_at": m["timestamp"] or iso(m["ts"]), "score": round(1 / rank, 6),
         "bank_id": m["bank"], "author": m["author"], "author_name": m["author_name"],
         "trusted": m["trusted"], "signed_at": m["ts"],
-        "first_seen_at": v.first_seen(m["id"]),
+        "first_seen_at": seen.get(m["id"]),
     }  # fmt: skip
 
 
