@@ -5,8 +5,9 @@ unchanged (docs/agents.md).
 
 Rules this module keeps (the same as the local API's TCP listener, ``gossip.api``):
 
-- a request carrying ``Origin`` or ``Referer``, or a ``Host`` that is not loopback (or
-  the address the user configured), is refused 403 before anything else;
+- a request carrying ``Origin`` or ``Referer``, or a ``Host`` that is not loopback, is
+  refused 403 before anything else (on an address the user exposed on purpose, its own
+  name and IP literals are accepted too: DNS rebinding needs a name);
 - every request needs ``Authorization: Bearer <api.token>``; none is a 401 with
   ``WWW-Authenticate``;
 - bad input is a 4xx naming the field, ``{"error", "field"}``; a body over 64 KiB is 413.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hmac
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from aiohttp import web
 
 from crdt import GossipError, RecordError
 
-from .api import MAX_BODY, _body, _error, _is_loopback, _json, _loopback_host, _query
+from .api import _HOST, MAX_BODY, _body, _error, _is_loopback, _json, _loopback_host, _query
 from .config import ConfigError, check_address
 from .errors import Forbidden, Invalid, OpError, Unauthorized
 from .http import join_address, split_address
@@ -233,10 +235,21 @@ class AgentsApi:
                                "content of api.token> (SINGULARITY_API_KEY)")  # fmt: skip
 
     def _own(self, header: str) -> bool:
-        if self._own_host is None:
+        """On an address the user exposed on purpose: its own name, or any IP literal (DNS
+        rebinding needs a name; the token still guards every request)."""
+        if not self.exposed:
             return False
-        name = header.strip().lower()
-        return name == self._own_host or name.rsplit(":", 1)[0].strip("[]") == self._own_host
+        m = _HOST.fullmatch(header.strip().lower())
+        if m is None:
+            return False
+        name = m["ip6"] or m["name"]
+        if name == self._own_host:
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
 
     # -- routes ------------------------------------------------------------------------
 

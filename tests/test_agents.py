@@ -75,6 +75,11 @@ def test_hermes_provider_requests(one: Daemon):
     a = Agent(one)
     bank = "/v1/default/banks/hermes.work"
     assert a.ok("PUT", bank, {})["bank_id"] == "hermes.work"  # initialize()
+    assert a.ok("PUT", bank, {})["changed"] is False  # idempotent
+    patched = a.ok("PATCH", bank, {"name": "Work", "mission": "what the user decided"})
+    assert patched["changed"] is True and patched["mission"] == "what the user decided"
+    listed = {b["bank_id"]: b for b in a.ok("GET", "/v1/banks")["banks"]}
+    assert listed["hermes.work"]["name"] == "Work"
     turn = {"items": [
         {"content": "the user prefers tea", "context": "user", "document_id": "turn:s1:u"},
         {"content": "noted: tea", "context": "assistant", "document_id": "turn:s1:a"},
@@ -209,6 +214,27 @@ def test_a_busy_port_is_reported_and_the_daemon_runs_on(tmp_path: Path, daemons:
         assert any("agents' listener is not running" in w for w in st["warnings"])
         assert f"127.0.0.1:{port} is in use" in d.log
         ok(home, "remember", "the rest still works", "--category", "learning")
+
+
+def test_an_address_beyond_loopback_is_said_loudly(tmp_path: Path, daemons: list):
+    home = tmp_path / "a"
+    ok(home, "init", "--name", "a")
+    port = free_port()
+    d = Daemon(home, free_port(), [], extra=("--agents-listen", f"0.0.0.0:{port}"))
+    daemons.append(d)
+    d.start()
+    wait_for(lambda: (d.get("/v1/status").get("agents") or {}).get("url"), "the agents' port")
+    st = d.get("/v1/status")
+    assert st["agents"]["exposed"] is True
+    assert any("EXPOSED" in w for w in st["warnings"])
+    out = gossip(home, "status")
+    assert "EXPOSED beyond this machine" in out.stdout and "EXPOSED" in out.stderr
+    d.agents_port = port  # type: ignore[attr-defined]
+    a = Agent(d)
+    # an IP literal names this machine (no DNS rebinding); a name still does not
+    assert a.call("GET", "/v1/banks", headers={"Host": f"10.1.2.3:{port}"})[0] == 200
+    assert a.call("GET", "/v1/banks", headers={"Host": f"evil.example:{port}"})[0] == 403
+    assert Agent(d, token="").call("GET", "/v1/banks")[0] == 401
 
 
 def test_init_and_status_print_the_lines_to_paste(tmp_path: Path, daemons: list):
@@ -374,7 +400,20 @@ def test_retain_on_a_recall_on_b_trusted_only_bank_isolated_forget_replicates(
     texts = [m["text"] for m in ds[b_home].get("/v1/memories", q="provider", bank="team")[
         "memories"]]  # fmt: skip
     assert texts == ["provider y throttles after 50 rps"]
+    b = Agent(ds[b_home])
+    status, answer, _ = b.call("DELETE", f"/v1/default/banks/team/memories/{newer}")
+    assert status == 403 and "not by this host" in answer["error"]
+    status, answer, _ = b.call("DELETE", "/v1/default/banks/team")  # a's memories are in it
+    assert status == 409 and "other trusted host" in answer["error"]
     # forget on a: gone on b
     assert a.ok("DELETE", f"/v1/default/banks/team/memories/{newer}")["success"] is True
     wait_for(lambda: not ds[b_home].get("/v1/memories", q="provider", bank="team")["memories"],
              "the forgotten memory gone on b")
+    # a bank only b wrote in: b deletes it, and it is gone on a
+    b.ok("POST", "/v1/default/banks/scratch/memories/retain", {"content": "scratch note"})
+    wait_for(lambda: a.call("POST", "/v1/default/banks/scratch/memories/recall",
+                            {"query": "scratch"})[1].get("results"), "b's scratch note on a")
+    deleted = b.ok("DELETE", "/v1/default/banks/scratch")
+    assert deleted["success"] is True and deleted["deleted_count"] == 1
+    wait_for(lambda: a.call("POST", "/v1/default/banks/scratch/memories/recall",
+                            {"query": "scratch"})[1].get("results") == [], "scratch gone on a")
