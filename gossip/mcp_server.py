@@ -304,7 +304,8 @@ async def _asgi(request: web.Request, app: Callable[..., Awaitable[None]]) -> we
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
         "method": request.method, "scheme": "http", "path": request.path,
         "raw_path": request.raw_path.split("?", 1)[0].encode(), "root_path": "",
-        "query_string": request.query_string.encode(), "headers": list(request.raw_headers),
+        "query_string": request.query_string.encode(),
+        "headers": [(k.lower(), v) for k, v in request.raw_headers],  # ASGI: lower-case names
         "client": tuple(peer[:2]) if isinstance(peer, tuple) else None, "server": None,
     }  # fmt: skip
     done = asyncio.Event()

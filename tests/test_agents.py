@@ -332,6 +332,13 @@ def test_mcp_over_http_and_stdio(one: Daemon):
     ping = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     assert Agent(one, token="wrong-token" * 4).call("POST", "/mcp/", ping)[0] == 401
     assert Agent(one).call("POST", "/mcp/", ping, headers={"Origin": "http://x.example"})[0] == 403
+    # a plain HTTP client (urllib writes "Content-type"), and malformed JSON-RPC: no 5xx
+    accept = {"Accept": "application/json, text/event-stream"}
+    status, listed, _ = Agent(one).call("POST", "/mcp/", ping, headers=accept)
+    assert status == 200 and len(listed["result"]["tools"]) == len(TOOLS)
+    for raw in (b"garbage", b"[" * 30_000 + b"]" * 30_000, b'{"jsonrpc": "2.0"}'):
+        status, _, _ = Agent(one).call("POST", "/mcp/", raw=raw, headers=accept)
+        assert 400 <= status < 500, raw[:20]
 
 
 def test_several_mcp_processes_write_through_one_daemon(one: Daemon):
