@@ -142,7 +142,7 @@ def build(call: Call, bank: Callable[[], str]) -> Any:
         return _cap(frame(found["bank_id"], found["results"], query), max_tokens)
 
     @tool(description="Forget (retract) one of this host's memories by id or its "
-                 "first 8+ characters; the retraction replicates to every host. Another "
+                 "first 6+ characters; the retraction replicates to every host. Another "
                  "host's memory cannot be forgotten here.")  # fmt: skip
     async def forget(
         memory_id: Annotated[str, Field(description="a memory id or its start", max_length=64)],
