@@ -36,6 +36,8 @@ KIND_RETRACT = "retract"
 KIND_BREAKER = "breaker"
 KIND_BENCHMARK = "benchmark"
 KIND_HOST = "host"
+KIND_BANK = "bank"  # a memory bank's name and mission (immutable; the newest one counts)
+DEFAULT_BANK = "default"  # the bank of a memory that names none (older writers)
 # Trust records (docs/protocol.md, "Key records"): immutable, in ``records``.
 MAX_TS = 2**53  # record times (and a revoke's `at`) are below this: JavaScript-safe
 KIND_SUCCESSOR = "successor"  # the author's key hands over to ``key`` (rotation)
@@ -250,7 +252,15 @@ def memory(
     tags: list[str] | tuple[str, ...] = (),
     expires_at: int | None = None,
     supersedes: str | None = None,
+    bank: str = DEFAULT_BANK,
+    document_id: str | None = None,
+    context: str | None = None,
+    metadata: dict[str, str] | None = None,
+    timestamp: str | None = None,
 ) -> SignedRecord:
+    """A memory. ``bank``, ``document_id``, ``context``, ``metadata`` and ``timestamp``
+    (the agents' fields, docs/agents.md) are written only when given, so records
+    without them read as before; a reader that knows no banks ignores them."""
     if not isinstance(text, str) or not text.strip():
         raise RecordError("a memory needs non-empty text")
     if not isinstance(category, str) or not category.strip():
@@ -262,7 +272,21 @@ def memory(
         fields["expires_at"] = int(expires_at)
     if supersedes:
         fields["supersedes"] = supersedes
+    if bank != DEFAULT_BANK:
+        fields["bank"] = bank
+    for name, value in (("document_id", document_id), ("context", context),
+                        ("metadata", metadata), ("timestamp", timestamp)):  # fmt: skip
+        if value is not None:
+            fields[name] = value
     return sign(identity, KIND_MEMORY, fields, ts=ts)
+
+
+def bank(identity: Identity, bank_id: str, *, ts: int, name: str = "",
+         mission: str = "") -> SignedRecord:  # fmt: skip
+    """A memory bank's profile as its author says it (the newest per author counts)."""
+    if not isinstance(bank_id, str) or not bank_id:
+        raise RecordError("a bank needs an id")
+    return sign(identity, KIND_BANK, {"bank": bank_id, "name": name, "mission": mission}, ts=ts)
 
 
 def retract(identity: Identity, target: str, *, ts: int, reason: str = "") -> SignedRecord:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import secrets
 import time
 from collections import Counter, OrderedDict
@@ -80,6 +81,8 @@ ChangeListener = Callable[[str, str, "SignedRecord | None"], None]
 Change = tuple[str, str, "dict[str, Any] | None"]  # (root, key, document value or None)
 
 log = logging.getLogger(__name__)
+
+_RECORD_KEY = re.compile(rb"[0-9a-f]{64}")  # a record id, as a Yjs map key stores it
 
 
 @dataclass(frozen=True)
@@ -360,6 +363,19 @@ class Replica:
                             "received_at": u.received_at, "client": u.client,
                             "clock": u.start, "checkpoint": u.checkpoint}  # fmt: skip
         return None
+
+    def receipts(self) -> dict[str, int]:
+        """When this host first stored each immutable record: record id -> the earliest
+        ``received_at`` of a stored update carrying its key, in one pass over the store
+        (what ``origin`` finds for one record, for all of them at once)."""
+        seen: dict[str, int] = {}
+        for client, _author, _epoch in self._store.clients():
+            for u in self._store.updates_after(client, 0):
+                for key in _RECORD_KEY.findall(u.raw):
+                    rid = key.decode()
+                    if rid not in seen or u.received_at < seen[rid]:
+                        seen[rid] = u.received_at
+        return seen
 
     def store_stats(self) -> dict[str, int]:
         """Sizes of the durable store, for `gossip inspect` and the metrics."""

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from .records import (
+    DEFAULT_BANK,
+    KIND_BANK,
     KIND_BENCHMARK,
     KIND_BREAKER,
     KIND_MEMORY,
@@ -97,6 +99,12 @@ class Memory:
     trusted: bool
     expires_at: int | None = None
     supersedes: str | None = None
+    # The agents' fields (docs/agents.md): absent on older records.
+    bank: str = DEFAULT_BANK
+    document_id: str | None = None
+    context: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    timestamp: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         # By hand: ``asdict`` deep-copies field by field, a quarter of a short recall.
@@ -104,7 +112,9 @@ class Memory:
             "id": self.id, "text": self.text, "category": self.category,
             "subject": self.subject, "tags": list(self.tags), "author": self.author,
             "ts": self.ts, "trusted": self.trusted, "expires_at": self.expires_at,
-            "supersedes": self.supersedes,
+            "supersedes": self.supersedes, "bank": self.bank, "document_id": self.document_id,
+            "context": self.context, "metadata": dict(self.metadata),
+            "timestamp": self.timestamp,
         }  # fmt: skip
 
 
@@ -166,9 +176,16 @@ _SCHEMA = """
 CREATE TABLE memories (
     n INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, author TEXT NOT NULL,
     category TEXT NOT NULL, subject TEXT, tags TEXT NOT NULL, text TEXT NOT NULL,
-    ts INTEGER NOT NULL, expires_at INTEGER, supersedes TEXT
+    ts INTEGER NOT NULL, expires_at INTEGER, supersedes TEXT,
+    bank TEXT NOT NULL, document_id TEXT, extra TEXT NOT NULL
 );
 CREATE INDEX memories_by_author ON memories (author, ts);
+CREATE INDEX memories_by_bank ON memories (bank, ts);
+CREATE INDEX memories_by_document ON memories (document_id, author, bank)
+    WHERE document_id IS NOT NULL;
+CREATE TABLE banks (id TEXT PRIMARY KEY, author TEXT NOT NULL, bank TEXT NOT NULL,
+    name TEXT NOT NULL, mission TEXT NOT NULL, ts INTEGER NOT NULL);
+CREATE INDEX banks_by_bank ON banks (bank, author, ts);
 CREATE INDEX memories_by_ts ON memories (ts);
 CREATE VIRTUAL TABLE memories_fts USING fts5 (text, subject, category, tags);
 CREATE TABLE retractions (id TEXT PRIMARY KEY, author TEXT NOT NULL, target TEXT NOT NULL);
@@ -198,6 +215,8 @@ class Views:
         self._bench_keys: dict[str, tuple[str, str]] = {}  # state key -> (subject, metric)
         self._windows: dict[tuple[str, int], list[tuple[int, str]]] = {}  # quota buckets
         self._trust_records: dict[str, SignedRecord] = {}  # successor, revoke, vouch
+        # record id -> first stored here (ms); read from the store on first use
+        self._seen: dict[str, int] | None = None
         self._trust = TrustSet(frozenset())
         self._trust_listeners: list[Callable[[TrustSet], None]] = []
         self._building = False
@@ -272,13 +291,14 @@ class Views:
         """Forget everything and read the whole document again."""
         self._db.executescript(
             "DROP TABLE IF EXISTS memories; DROP TABLE IF EXISTS memories_fts; "
-            "DROP TABLE IF EXISTS retractions;" + _SCHEMA
+            "DROP TABLE IF EXISTS retractions; DROP TABLE IF EXISTS banks;" + _SCHEMA
         )
         self._breakers.clear()
         self._benches.clear()
         self._bench_keys.clear()
         self._windows.clear()
         self._trust_records.clear()
+        self._seen = None
         self._building = True
         try:
             for key, rec in self.replica.iter_records():
@@ -328,6 +348,8 @@ class Views:
 
     def _add_record(self, rec: SignedRecord) -> None:
         f = rec.fields
+        if self._seen is not None:
+            self._seen.setdefault(rec.id, self.now_ms())
         if rec.kind in TRUST_KINDS:
             if rec.id not in self._trust_records:
                 self._trust_records[rec.id] = rec
@@ -339,6 +361,9 @@ class Views:
                     "INSERT OR IGNORE INTO retractions (id, author, target) VALUES (?, ?, ?)",
                     (rec.id, rec.author, f["target"]),
                 )
+            return
+        if rec.kind == KIND_BANK:
+            self._add_bank(rec)
             return
         if rec.kind != KIND_MEMORY:
             return  # unknown kinds are replicated, not shown
@@ -352,11 +377,13 @@ class Views:
         tags = [t for t in raw_tags if isinstance(t, str)] if isinstance(raw_tags, list) else []
         expires = _int(f.get("expires_at"))
         supersedes = f.get("supersedes") if isinstance(f.get("supersedes"), str) else None
+        bank, document_id, extra = _agent_fields(f)
         cur = self._db.execute(
             "INSERT OR IGNORE INTO memories (id, author, category, subject, tags, text, ts, "
-            "expires_at, supersedes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "expires_at, supersedes, bank, document_id, extra) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (rec.id, rec.author, category, subject, json.dumps(tags), text, rec.ts, expires,
-             supersedes),
+             supersedes, bank, document_id, extra),
         )  # fmt: skip
         if cur.rowcount == 0:
             return
@@ -382,20 +409,35 @@ class Views:
         since: int | None = None,
         limit: int = 20,
         include_untrusted: bool = False,
+        bank: str | None = None,
+        tags_all: Collection[str] = (),
+        tags_any: Collection[str] = (),
     ) -> Recall:
         """Memories matching ``query`` (words, any order), best match first, then newest.
 
         Hidden: untrusted authors (unless ``include_untrusted``), memories retracted by
-        their own author, expired ones, and those over their author's quota. ``author``:
-        one key, or several (a host's keys across its rotations)."""
+        their own author, expired ones, those over their author's quota, and those a
+        newer memory of the same author, bank and ``document_id`` supersedes. ``author``:
+        one key, or several (a host's keys across its rotations). ``bank``: that bank
+        only (None: every bank); ``tags_all`` / ``tags_any``: every / one of those tags."""
         now = self.now_ms()
         trust = self._trust
         where = [
             "NOT EXISTS (SELECT 1 FROM retractions r "
             "WHERE r.target = m.id AND r.author = m.author)",  # only the author's own counts
             "(m.expires_at IS NULL OR m.expires_at > ?)",
+            _CURRENT_DOCUMENT,
         ]
         args: list[Any] = [now]
+        if bank is not None:
+            where.append("m.bank = ?")
+            args.append(bank)
+        for wanted, joiner in ((tags_all, " AND "), (tags_any, " OR ")):
+            if wanted:
+                where.append("(" + joiner.join(
+                    "EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)" for _ in wanted
+                ) + ")")  # fmt: skip
+                args.extend(wanted)
         for column, value in (("category", category), ("subject", subject)):
             if value is not None:
                 where.append(f"m.{column} = ?")
@@ -423,7 +465,7 @@ class Views:
         if query and match is None:
             return Recall([])  # only punctuation: nothing can match
         cols = "m.id, m.text, m.category, m.subject, m.tags, m.author, m.ts, m.expires_at, "
-        cols += "m.supersedes"
+        cols += "m.supersedes, m.bank, m.document_id, m.extra"
         if match:
             sql = (
                 f"SELECT {cols} FROM memories_fts f JOIN memories m ON m.n = f.rowid "
@@ -437,13 +479,13 @@ class Views:
         hits: list[Memory] = []
         capped: dict[str, int] = {}
         for row in self._db.execute(sql, args):
-            mid, text, cat, subj, tags, who, ts, expires, supersedes = row
+            mid, text, cat, subj, tags, who, ts, expires, supersedes = row[:9]
             if not self._within_quota(who, ts, mid):
                 capped[who] = capped.get(who, 0) + 1
                 continue
             hits.append(
                 Memory(mid, text, cat, subj, json.loads(tags), who, ts, trust.counts(who, ts),
-                       expires, supersedes)
+                       expires, supersedes, *_agent_columns(row[9:]))
             )  # fmt: skip
             if len(hits) >= limit:
                 break
@@ -468,15 +510,118 @@ class Views:
     def memory(self, record_id: str) -> Memory | None:
         """One memory by id, whatever its trust, retraction or expiry (for `show`)."""
         row = self._db.execute(
-            "SELECT id, text, category, subject, tags, author, ts, expires_at, supersedes "
-            "FROM memories WHERE id = ?",
+            "SELECT id, text, category, subject, tags, author, ts, expires_at, supersedes, "
+            "bank, document_id, extra FROM memories WHERE id = ?",
             (record_id,),
         ).fetchone()
         if row is None:
             return None
-        mid, text, cat, subj, tags, who, ts, expires, supersedes = row
+        mid, text, cat, subj, tags, who, ts, expires, supersedes = row[:9]
         trusted = self._trust.counts(who, ts)
-        return Memory(mid, text, cat, subj, json.loads(tags), who, ts, trusted, expires, supersedes)
+        return Memory(mid, text, cat, subj, json.loads(tags), who, ts, trusted, expires, supersedes,
+                      *_agent_columns(row[9:]))  # fmt: skip
+
+    def first_seen(self, record_id: str) -> int | None:
+        """When this host first stored ``record_id`` (ms), None if it is not here."""
+        return self.receipts().get(record_id)
+
+    @_locked
+    def receipts(self) -> dict[str, int]:
+        """Record id -> when this host first stored it (ms). The first call reads the
+        store (``Replica.receipts``): call it in the replica's thread."""
+        if self._seen is None:
+            self._seen = self.replica.receipts()
+        return self._seen
+
+    # -- banks -------------------------------------------------------------------------
+
+    def _add_bank(self, rec: SignedRecord) -> None:
+        f = rec.fields
+        bank, name, mission = f.get("bank"), f.get("name", ""), f.get("mission", "")
+        if isinstance(bank, str) and bank and isinstance(name, str) and isinstance(mission, str):
+            self._db.execute(
+                "INSERT OR IGNORE INTO banks (id, author, bank, name, mission, ts) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (rec.id, rec.author, bank, name, mission, rec.ts)
+            )  # fmt: skip
+
+    @_locked
+    def banks(self, *, include_untrusted: bool = False) -> list[dict[str, Any]]:
+        """Every bank a counted author made (a bank record not retracted by its author)
+        or wrote a memory in, with the newest profile and the memories held in it:
+        ``{bank_id, name, mission, created_at, updated_at, memories, authors}``."""
+        trust = self._trust
+        out: dict[str, dict[str, Any]] = {}
+        rows = self._db.execute(
+            "SELECT b.bank, b.author, b.name, b.mission, b.ts, b.id FROM banks b WHERE NOT "
+            "EXISTS (SELECT 1 FROM retractions r WHERE r.target = b.id AND r.author = b.author) "
+            "ORDER BY b.ts, b.id"
+        ).fetchall()  # fmt: skip
+        for bank, who, name, mission, ts, bid in rows:
+            if not (include_untrusted or trust.counts(who, ts)):
+                continue
+            entry = out.setdefault(bank, _bank_entry(bank, ts))
+            entry.update(name=name, mission=mission, updated_at=ts, profile=bid)
+        for bank, who, first, last, n in self._db.execute(
+            "SELECT bank, author, min(ts), max(ts), count(*) FROM memories m WHERE NOT EXISTS "
+            "(SELECT 1 FROM retractions r WHERE r.target = m.id AND r.author = m.author) "
+            f"AND {_CURRENT_DOCUMENT} GROUP BY bank, author"
+        ):  # fmt: skip
+            if not (include_untrusted or trust.counts(who, last)):
+                continue
+            entry = out.setdefault(bank, _bank_entry(bank, first))
+            entry["created_at"] = min(entry["created_at"], first)
+            entry["updated_at"] = max(entry["updated_at"], last)
+            entry["memories"] += n
+            entry["authors"].append(who)
+        return [{**e, "authors": sorted(e["authors"])} for _, e in sorted(out.items())]
+
+    @_locked
+    def bank_records(self, bank: str, author: str) -> list[str]:
+        """The ids of ``author``'s bank records of ``bank`` (to retract with the bank)."""
+        rows = self._db.execute("SELECT id FROM banks WHERE bank = ? AND author = ? ORDER BY id",
+                                (bank, author))  # fmt: skip
+        return [r[0] for r in rows]
+
+    @_locked
+    def bank_memories(self, bank: str) -> list[tuple[str, str, int]]:
+        """(id, author, ts) of every memory in ``bank`` not retracted by its author."""
+        return self._db.execute(
+            "SELECT id, author, ts FROM memories m WHERE bank = ? AND NOT EXISTS (SELECT 1 "
+            "FROM retractions r WHERE r.target = m.id AND r.author = m.author) ORDER BY id",
+            (bank,),
+        ).fetchall()  # fmt: skip
+
+    @_locked
+    def current_document(self, author: str, bank: str, document_id: str) -> Memory | None:
+        """``author``'s newest memory in ``bank`` with ``document_id``, unless its author
+        retracted it (then none is current: the older ones stay superseded)."""
+        row = self._db.execute(
+            "SELECT id FROM memories m WHERE document_id = ? AND author = ? AND bank = ? "
+            "ORDER BY ts DESC, id DESC LIMIT 1", (document_id, author, bank)
+        ).fetchone()  # fmt: skip
+        if row is None or self._db.execute(
+            "SELECT 1 FROM retractions WHERE target = ? AND author = ?", (row[0], author)
+        ).fetchone():  # fmt: skip
+            return None
+        return self.memory(row[0])
+
+    @_locked
+    def bank_known(self, bank: str) -> bool:
+        """Whether any record here names ``bank`` (``default`` always exists)."""
+        return bank == DEFAULT_BANK or any(
+            self._db.execute(f"SELECT 1 FROM {t} WHERE bank = ? LIMIT 1", (bank,)).fetchone()
+            for t in ("banks", "memories")
+        )
+
+    @_locked
+    def bank_profile(self, bank: str, author: str) -> tuple[str, str] | None:
+        """(name, mission) of ``author``'s newest live bank record of ``bank``."""
+        row = self._db.execute(
+            "SELECT name, mission FROM banks b WHERE bank = ? AND author = ? AND NOT EXISTS "
+            "(SELECT 1 FROM retractions r WHERE r.target = b.id AND r.author = b.author) "
+            "ORDER BY ts DESC, id DESC LIMIT 1", (bank, author)
+        ).fetchone()  # fmt: skip
+        return None if row is None else (row[0], row[1])
 
     # -- breakers ----------------------------------------------------------------------
 
@@ -589,6 +734,41 @@ class Views:
         unit = next((c[3] for c in counted if c[3]), "")
         values = {k: sums[k] / weights[k] for k in sorted(sums) if weights[k] > 0}
         return Benchmark(subject, metric, unit, values, len(hosts), hosts, newest, stale)
+
+
+# A memory with a document_id counts only while no newer memory of its author, in its
+# bank, has the same one (an agent's upsert; a retried write is one memory).
+_CURRENT_DOCUMENT = (
+    "(m.document_id IS NULL OR NOT EXISTS (SELECT 1 FROM memories d WHERE "
+    "d.document_id = m.document_id AND d.author = m.author AND d.bank = m.bank AND "
+    "(d.ts > m.ts OR (d.ts = m.ts AND d.id > m.id))))"
+)
+
+
+def _agent_fields(f: dict[str, Any]) -> tuple[str, str | None, str]:
+    """(bank, document_id, the rest as JSON) of a memory's fields, each of the wrong type
+    read as absent (any author's record reaches every host)."""
+    bank = f.get("bank")
+    bank = bank if isinstance(bank, str) and bank else DEFAULT_BANK
+    document_id = f.get("document_id") if isinstance(f.get("document_id"), str) else None
+    meta = f.get("metadata")
+    metadata = ({k: v for k, v in meta.items() if isinstance(v, str)}
+                if isinstance(meta, dict) else {})  # fmt: skip
+    extra = {"context": f.get("context") if isinstance(f.get("context"), str) else None,
+             "metadata": metadata,
+             "timestamp": f.get("timestamp") if isinstance(f.get("timestamp"), str) else None}
+    return bank, document_id, json.dumps(extra)
+
+
+def _agent_columns(cols: tuple[Any, ...]) -> tuple[Any, ...]:
+    bank, document_id, extra = cols
+    e = json.loads(extra)
+    return bank, document_id, e["context"], e["metadata"], e["timestamp"]
+
+
+def _bank_entry(bank: str, ts: int) -> dict[str, Any]:
+    return {"bank_id": bank, "name": bank, "mission": "", "created_at": ts, "updated_at": ts,
+            "memories": 0, "authors": [], "profile": None}  # fmt: skip
 
 
 def _int(value: object) -> int | None:

@@ -155,6 +155,7 @@ class LocalApi:
         token: str | None = None,
         discovery: Callable[[], list[dict[str, Any]]] | None = None,
         sse_write_timeout: float = SSE_WRITE_TIMEOUT,
+        agents: Callable[[], dict[str, Any] | None] | None = None,
     ) -> None:
         if tcp is not None:
             host, _ = split_address(check_address(tcp))
@@ -171,6 +172,7 @@ class LocalApi:
         self.tcp_address: str | None = None
         self._token = token
         self._discovery = discovery
+        self.agents = agents  # what status says of the agents' listener (gossip.agents)
         self._sse_write_timeout = sse_write_timeout
         self.host = NodeHost(node, facts=self._facts, read_timeout=QUERY_TIMEOUT)
         self.started_at = int(time.time() * 1000)
@@ -295,6 +297,7 @@ class LocalApi:
             "started_at": self.started_at,
             "api": {"socket": str(self.socket_path), "tcp": self.tcp_address},
             "discovery": self._discovery() if self._discovery is not None else [],
+            "agents": self.agents() if self.agents is not None else None,
         }
 
     async def _read(self, fn: Callable[[Replica, Views], Any]) -> Any:

@@ -266,7 +266,30 @@ def cmd_init(args: argparse.Namespace) -> int:
         if cfg is not None:
             config.create(home, cfg)
         _out(r.author)
+    _agents_note(home)
     return 0
+
+
+def _agents_note(home: Path, url: str | None = None) -> None:
+    """On stderr: the lines an agent's environment needs (docs/agents.md)."""
+    from .agents import env_lines
+    from .api import read_token
+
+    listen = config.load(home).agents_listen
+    if not listen:
+        return
+    _note("for agents (Hermes, OpenClaw; docs/agents.md), once `gossip serve` runs:")
+    for line in env_lines(url or f"http://{listen}", read_token(home)):
+        _note(f"  {line}")
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from .mcp_server import run_stdio
+
+    home: Path = args.home
+    if not (home / KEY_FILE).exists():
+        raise CliError(f"no identity in {home}; run `gossip init` first")
+    return run_stdio(home, args.bank)
 
 
 def cmd_id(args: argparse.Namespace) -> int:
@@ -284,7 +307,7 @@ def cmd_version(args: argparse.Namespace) -> int:
 def cmd_remember(args: argparse.Namespace) -> int:
     with _session(args) as s:
         _out(s.call("remember", text=args.text, category=args.category, subject=args.subject,
-                    tags=args.tag, expires_in=args.expires_in)["id"])  # fmt: skip
+                    tags=args.tag, expires_in=args.expires_in, bank=args.bank)["id"])  # fmt: skip
     return 0
 
 
@@ -292,7 +315,7 @@ def cmd_recall(args: argparse.Namespace) -> int:
     with _session(args) as s:
         answer = s.call("recall", q=args.query, category=args.category, subject=args.subject,
                         tag=args.tag, author=args.author, limit=args.limit,
-                        include_untrusted=args.include_untrusted)  # fmt: skip
+                        include_untrusted=args.include_untrusted, bank=args.bank)  # fmt: skip
     hits = answer["memories"]
     names = {m["author"]: m["author_name"] for m in hits if m["author_name"]}
     if args.json:
@@ -515,7 +538,8 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
 # The files of a data dir that an output file must never replace: writing an export over
 # one of them would lose the host's key or its store for good.
 _OWN_FILES = (KEY_FILE, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm",
-              f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE)  # fmt: skip
+              f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE,
+              "api.token")  # fmt: skip
 
 
 def _refuse_own_files(home: Path, path: str) -> None:
@@ -611,8 +635,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("store", f"{st['store_bytes'] / 1024:.0f} KiB"),
         ("last exchange", _ago(st["last_exchange"], now) if st["last_exchange"] else "never"),
     ]  # fmt: skip
+    agents = st.get("agents")
+    if agents:
+        where = agents["url"] or f"not running ({agents['error']})"
+        rows.append(("agents", where + ("  EXPOSED beyond this machine" if agents["exposed"]
+                                        else "")))  # fmt: skip
     for k, v in rows:
         _out(f"{k + ':':<15}{_fit(str(v), 84)}")
+    if agents and agents["url"]:
+        from .agents import env_lines
+        from .api import read_token
+
+        for line in env_lines(agents["url"], read_token(args.home)):
+            _out(line)
     for w in st["warnings"]:
         _note(f"warning: {w}")
     return 0
@@ -774,7 +809,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = ServeSettings.resolve(
         home, listen=args.listen, peers=args.peer, profile=args.profile, mdns=args.mdns,
         tailnet=args.tailnet, api_listen=args.api_listen, lock_wait=args.lock_wait,
-        insecure_plaintext=args.insecure_plaintext or None,
+        insecure_plaintext=args.insecure_plaintext or None, agents_listen=args.agents_listen,
     )  # fmt: skip
     configure_logging(args.debug)
     return run(settings)
@@ -847,11 +882,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "tailnet profile)")
     c.add_argument("--api-listen", metavar="127.0.0.1:PORT",
                    help="also serve the local API on loopback TCP (bearer token in api.token)")
+    c.add_argument("--agents-listen", metavar="ADDR",
+                   help="the agents' HTTP (Singularity Memory routes, MCP at /mcp/; "
+                        "docs/agents.md); default: [agents] listen, else 127.0.0.1:8888; "
+                        "'' turns it off")  # fmt: skip
     c.add_argument("--lock-wait", type=_seconds, default=10.0, metavar="SECONDS",
                    help="wait this long for a command holding the data dir (default 10)")
     c.add_argument("--insecure-plaintext", action="store_true",
                    help="serve and reach peers without TLS (only inside an encrypted tailnet; "
                         "every peer must agree; default: config.toml, else TLS)")
+
+    c = command(sub, "mcp", cmd_mcp, "serve MCP on stdin/stdout for an agent (Claude Code, "
+                "Cursor): through the running daemon")  # fmt: skip
+    c.add_argument("--bank", type=_arg("recall", "bank"), default="default", metavar="BANK",
+                   help="the memory bank its tools use (default: default)")  # fmt: skip
 
     c = command(sub, "status", cmd_status, "this host: daemon, peers, records, warnings")
     c.add_argument("--json", action="store_true", help="print a JSON object")
@@ -878,6 +922,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a tag (repeat for more)")  # fmt: skip
     c.add_argument("--expires-in", type=_arg("remember", "expires_in"), metavar="SECONDS",
                    help="hide it from readers after this many seconds")  # fmt: skip
+    c.add_argument("--bank", type=_arg("remember", "bank"), metavar="BANK",
+                   help="the memory bank (default: default; docs/agents.md)")  # fmt: skip
 
     c = command(sub, "recall", cmd_recall, "search the memories of trusted authors")
     c.add_argument("query", nargs="?", metavar="QUERY", help="words to search for")
@@ -889,6 +935,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"at most N memories (1 to {MAX_LIMIT}; default 20)")  # fmt: skip
     c.add_argument("--include-untrusted", action="store_true",
                    help="also show authors outside the keyring")  # fmt: skip
+    c.add_argument("--bank", type=_arg("recall", "bank"), metavar="BANK",
+                   help="the memory bank to search (default: default)")  # fmt: skip
     c.add_argument("--json", action="store_true", help="print a JSON array")
 
     c = command(sub, "retract", cmd_retract, "retract one of this host's memories")

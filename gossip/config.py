@@ -4,8 +4,8 @@ network profiles.
 The file holds the host's display ``name`` (default: the hostname), the network
 ``profile`` (``local``, ``lan`` or ``tailnet``), the ``listen`` address, the static
 ``peers``, ``insecure_plaintext`` (the peer port without TLS: an explicit opt-in, for a
-tailnet whose WireGuard already encrypts), and the ``[mdns]`` and ``[tailnet]``
-discovery sections (docs/discovery.md);
+tailnet whose WireGuard already encrypts), the ``[mdns]`` and ``[tailnet]``
+discovery sections (docs/discovery.md) and ``[agents] listen`` (docs/agents.md);
 command-line flags override it. A ``Profile`` sets the timing of replication
 together (like memberlist's LAN/WAN/Local configs): ``lan`` is the base, the others
 override a few fields. This module reads and writes the file; it never touches the key
@@ -34,6 +34,9 @@ CONFIG_FILE = "config.toml"
 MAX_NAME_CHARS = 64
 DEFAULT_PORT = 7471
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
+# The agents' front door (docs/agents.md): Singularity Memory's default address, so its
+# Hermes and OpenClaw adapters find it unchanged; loopback only unless configured.
+DEFAULT_AGENTS_LISTEN = "127.0.0.1:8888"
 
 
 class ConfigError(GossipError):
@@ -186,6 +189,9 @@ class Config:
     # The peer port without TLS (docs/threat-model.md): only where something else
     # already encrypts the link (a tailnet's WireGuard); every peer must agree.
     insecure_plaintext: bool = False
+    # [agents] listen: the agents' HTTP front door (Singularity Memory's routes and MCP),
+    # "" for none. Another address than loopback exposes memories to the network.
+    agents_listen: str = DEFAULT_AGENTS_LISTEN
 
     @classmethod
     def default(cls) -> Config:
@@ -225,6 +231,11 @@ class Config:
         else:
             lines += ["", "# [tailnet]  (docs/discovery.md; on with profile tailnet)"]
             lines += ['# tags = ["tag:gossip"]']
+        if self.agents_listen != DEFAULT_AGENTS_LISTEN:
+            lines += ["", "[agents]", f"listen = {json.dumps(self.agents_listen)}"]
+        else:
+            lines += ["", "# [agents]  (docs/agents.md: the agents' HTTP and MCP; \"\" for off)"]
+            lines += [f"# listen = {json.dumps(DEFAULT_AGENTS_LISTEN)}"]
         if self.follow_vouches:
             lines += ["", "[trust]", "follow_vouches = true"]
         else:
@@ -303,8 +314,10 @@ def load(home: Path) -> Config:
 
 
 KNOWN_SETTINGS = frozenset(
-    {"name", "profile", "listen", "peers", "insecure_plaintext", "mdns", "tailnet", "trust"}
+    {"name", "profile", "listen", "peers", "insecure_plaintext", "mdns", "tailnet", "trust",
+     "agents"}
 )
+AGENTS_SETTINGS = frozenset({"listen"})
 TRUST_SETTINGS = frozenset({"follow_vouches"})
 MDNS_SETTINGS = frozenset({"enabled", "interfaces"})
 TAILNET_SETTINGS = frozenset({"enabled", "command", "file", "tags", "hostname", "port", "interval"})
@@ -407,7 +420,16 @@ def _from_toml(data: dict[str, Any]) -> Config:
         tailnet=tailnet_settings(data),
         follow_vouches=follow_vouches(data),
         insecure_plaintext=plaintext,
+        agents_listen=agents_listen(data),
     )
+
+
+def agents_listen(data: dict[str, Any]) -> str:
+    """``listen`` of the ``[agents]`` section: a host:port, or "" for no listener."""
+    value = _section(data, "agents", AGENTS_SETTINGS).get("listen", DEFAULT_AGENTS_LISTEN)
+    if not isinstance(value, str):
+        raise ConfigError("'listen' in [agents] must be a string (host:port, or \"\" for off)")
+    return check_address(value) if value else ""
 
 
 def follow_vouches(data: dict[str, Any]) -> bool:

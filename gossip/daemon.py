@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crdt import StoreLocked
+from crdt import GossipError, StoreLocked
 
 from . import config
+from .agents import AgentsApi
 from .api import LocalApi, read_token
 from .events import BreakerChanged, Event, EventsLost, PeerChanged, RecordAdded
 from .feed import Feed, event_json
@@ -47,6 +48,7 @@ class ServeSettings:
     api_listen: str | None = None
     lock_wait: float = LOCK_WAIT_S
     insecure_plaintext: bool = False  # the peer port without TLS (explicit opt-in)
+    agents_listen: str = ""  # the agents' front door (docs/agents.md); "" for none
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -62,6 +64,7 @@ class ServeSettings:
         api_listen: str | None = None,
         lock_wait: float = LOCK_WAIT_S,
         insecure_plaintext: bool | None = None,
+        agents_listen: str | None = None,
     ) -> ServeSettings:
         """Flags over config.toml over defaults. mDNS is on by default for ``lan``, the
         tailnet for ``tailnet`` (``[mdns]``/``[tailnet]`` ``enabled`` say otherwise);
@@ -80,7 +83,13 @@ class ServeSettings:
             api_listen=api_listen,
             lock_wait=lock_wait,
             insecure_plaintext=_pick(insecure_plaintext, cfg.insecure_plaintext, False),
+            agents_listen=_agents_address(
+                cfg.agents_listen if agents_listen is None else agents_listen),
         )
+
+
+def _agents_address(address: str) -> str:
+    return config.check_address(address) if address else ""
 
 
 def _pick(flag: bool | None, configured: bool | None, default: bool) -> bool:
@@ -192,13 +201,18 @@ async def serve(s: ServeSettings, stop: asyncio.Event) -> None:
     node = opening.result()
     feed = Feed()
     api: LocalApi | None = None
+    agents: AgentsApi | None = None
+    agents_facts: dict[str, Any] | None = None
     events = EventLog(node, feed)
     task = asyncio.create_task(events.run(), name="event log")
     try:
         token = read_token(s.home) if s.api_listen else None
         api = LocalApi(node, feed, home=s.home, name=s.name, tcp=s.api_listen, token=token,
-                       discovery=lambda: discovery_health(node))  # fmt: skip
+                       discovery=lambda: discovery_health(node),
+                       agents=lambda: agents_facts)  # fmt: skip
         await api.start()
+        if s.agents_listen:
+            agents, agents_facts = await start_agents(s, api)
         tcp = f", http://{api.tcp_address} (token in {s.home / 'api.token'})" if api.tcp else ""
         log.info("serving %s as %s (%s profile): peers on %s, API on %s%s", s.home, node.id,
                  s.profile, node.address, api.socket_path, tcp)  # fmt: skip
@@ -208,6 +222,8 @@ async def serve(s: ServeSettings, stop: asyncio.Event) -> None:
         log.info("stopping")
     finally:
         started = time.monotonic()
+        if agents is not None:
+            await agents.close()
         if api is not None:
             await api.close()
         await node.aclose()
@@ -215,6 +231,34 @@ async def serve(s: ServeSettings, stop: asyncio.Event) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         log.info("stopped in %.1f s", time.monotonic() - started)
+
+
+async def start_agents(s: ServeSettings, api: LocalApi) -> tuple[AgentsApi | None, dict[str, Any]]:
+    """The agents' listener (Singularity Memory's routes and MCP) on ``s.agents_listen``,
+    with the local API's token. One that cannot listen (the port is taken) is logged,
+    said in ``status``, and the daemon runs on without it."""
+    from . import ops
+    from .mcp_server import McpHttp
+
+    host = api.host
+    facts: dict[str, Any] = {"listen": s.agents_listen, "url": None, "exposed": False,
+                             "error": None}  # fmt: skip
+    try:
+        agents = AgentsApi(host, listen=s.agents_listen, token=read_token(s.home),
+                           mcp=McpHttp(lambda name, params: ops.run(host, name, params)))
+        facts["exposed"] = agents.exposed
+        await agents.start()
+    except GossipError as e:
+        log.error("agents' listener: %s", e)
+        facts["error"] = str(e)
+        return None, facts
+    facts["url"] = agents.url
+    log.info("agents (Singularity Memory API, MCP at /mcp/) on %s; SINGULARITY_SERVER_URL=%s "
+             "SINGULARITY_API_KEY=<the content of %s>", agents.address, agents.url,
+             s.home / "api.token")  # fmt: skip
+    if agents.exposed:
+        log.warning("the agents' listener on %s is EXPOSED beyond this machine", s.agents_listen)
+    return agents, facts
 
 
 def run(s: ServeSettings) -> int:
@@ -246,3 +290,4 @@ def configure_logging(debug: bool = False) -> None:
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     if not debug:
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
+        logging.getLogger("mcp").setLevel(logging.WARNING)

@@ -54,16 +54,23 @@ EVENT_ID: Schema = {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$",
 TEXT: Schema = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"\S"}
 ANY_TEXT: Schema = {"type": "string", "maxLength": 256}
 
+# A memory's bank and the agents' fields (docs/agents.md); older records have none.
+AGENT_FIELDS: dict[str, Schema] = {
+    "bank": STR, "document_id": _null(STR), "context": _null(STR),
+    "metadata": {"type": "object", "additionalProperties": STR}, "timestamp": _null(STR),
+}
+
 SCHEMAS: dict[str, Schema] = {
     "Error": _obj({"error": STR, "field": _null(STR)}),
     "Memory": _obj({
         "id": STR, "text": STR, "category": STR, "subject": _null(STR), "tags": _arr(STR),
         "author": STR, "ts": MS, "trusted": BOOL, "expires_at": _null(MS), "supersedes": _null(STR),
+        **AGENT_FIELDS,
     }),
     "RecalledMemory": _obj({
         "id": STR, "text": STR, "category": STR, "subject": _null(STR), "tags": _arr(STR),
         "author": STR, "ts": MS, "trusted": BOOL, "expires_at": _null(MS), "supersedes": _null(STR),
-        "author_name": _null(STR),
+        "author_name": _null(STR), **AGENT_FIELDS,
     }),
     "Recall": _obj({
         "memories": _arr(_ref("RecalledMemory")),
@@ -128,6 +135,9 @@ SCHEMAS: dict[str, Schema] = {
         "records": _obj({"total": INT, "trusted": INT, "untrusted": INT}),
         "state_entries": INT, "keyring": INT, "store_bytes": INT, "last_exchange": _null(MS),
         "warnings": _arr(STR),
+        "agents": {**_null(_obj({"listen": STR, "url": _null(STR), "exposed": BOOL,
+                                 "error": _null(STR)})),
+                   "description": "the agents' listener (docs/agents.md); null when off"},
     }),
     "TrustEntry": _obj({
         "id": STR, "name": STR, "self": BOOL, "trusted": BOOL,

@@ -68,6 +68,8 @@ class Daemon:
         args = [sys.executable, "-m", "gossip.cli", "serve", "--home", str(self.home),
                 "--listen", self.address, "--profile", "local", "--no-mdns",
                 *self.extra]  # fmt: skip
+        if "--agents-listen" not in self.extra:  # never the shared default 127.0.0.1:8888
+            args += ["--agents-listen", ""]
         for p in self.peers:
             args += ["--peer", p]
         if self.nofile is not None:  # exec: the pid is still the daemon's

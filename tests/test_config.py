@@ -130,3 +130,23 @@ def test_bad_discovery_settings_name_the_file(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as e:
         config.load(tmp_path)
     assert config.CONFIG_FILE in str(e.value)
+
+
+def test_agents_listen_defaults_to_loopback_8888_and_empty_turns_it_off(tmp_path):
+    from gossip.daemon import ServeSettings
+
+    home = tmp_path / "h"
+    home.mkdir()
+    assert config.load(home).agents_listen == "127.0.0.1:8888"
+    (home / config.CONFIG_FILE).write_text('name = "h"\n[agents]\nlisten = ""\n')
+    assert config.load(home).agents_listen == ""
+    assert ServeSettings.resolve(home).agents_listen == ""
+    assert ServeSettings.resolve(home, agents_listen="127.0.0.1:9").agents_listen == "127.0.0.1:9"
+    custom = Config("h", agents_listen="[::1]:8890")
+    (home / config.CONFIG_FILE).write_text(custom.to_toml())
+    assert config.load(home) == custom
+    for bad, message in (("listen = 8888", "must be a string"), ("listen = 'nowhere'", "host:port"),
+                         ("port = 1", "unknown setting 'port' in [agents]")):  # fmt: skip
+        (home / config.CONFIG_FILE).write_text(f'name = "h"\n[agents]\n{bad}\n')
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            config.load(home)

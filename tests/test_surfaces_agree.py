@@ -64,6 +64,20 @@ def _calls(other_memory: str, mine: str, stranger: str) -> list[tuple[str, dict[
         ("import", {"body": b"not an export"}),
         ("remember", {"text": "", "category": "learning"}),
         ("sync", {"address": "nowhere"}),
+        ("banks", {}),
+        ("bank_recall", {"bank": "default", "query": "provider", "budget": "low"}),
+        ("bank_recall", {"bank": "default", "query": "provider", "max_tokens": 3}),
+        ("bank_recall", {"bank": "nowhere", "query": "provider"}),
+        ("bank_recall", {"bank": "default", "query": "x", "budget": "huge"}),
+        ("recall", {"q": "provider", "bank": "nowhere"}),
+        ("forget", {"bank": "default", "id": other_memory}),  # another host's: refused
+        ("forget", {"bank": "elsewhere", "id": mine}),
+        ("retain", {"bank": "default", "items": [{"content": "x", "tags": "no"}]}),
+        ("bank_put", {"bank": "team", "name": "Team", "mission": "share"}),
+        ("bank_put", {"bank": "team"}),
+        ("bank_delete", {"bank": "default"}),
+        ("bank_delete", {"bank": "team"}),
+        ("bank_delete", {"bank": "nowhere"}),
     ]
 
 
@@ -88,7 +102,7 @@ async def test_every_operation_answers_alike_through_the_daemon_and_embedded(tmp
     # Every read and every refusal is compared; the writes that need a network or change
     # keys (join, invite, key_rotate) have tests of their own in test_keys*.py.
     assert covered | {"join", "invite", "key_rotate", "remember", "retract", "breaker_trip",
-                      "sync"} >= set(OPERATIONS)  # fmt: skip
+                      "sync", "retain"} >= set(OPERATIONS)  # fmt: skip
 
     def run(session: Any) -> list[Any]:
         out = []

@@ -9,7 +9,8 @@ the local API's routes (``gossip.api``), its OpenAPI document (``gossip.openapi`
 CLI in both modes and the Python client (through ``session``).
 
 Modules: ``fields`` (parameter kinds), ``operation`` (the table and ``run``), ``host``
-(the interface), ``memories``, ``signals`` (breakers, benchmarks), ``keys`` (trust,
+(the interface), ``memories``, ``banks`` (the agents'
+banks: retain, bank_recall, forget, …), ``signals`` (breakers, benchmarks), ``keys`` (trust,
 invitations, rotation), ``replication`` (status, peers, sync, export, import, inspect),
 ``online`` / ``offline`` (the two hosts), ``session`` (calling an operation from a
 synchronous program: the daemon's API if one runs, else the data dir).
@@ -17,7 +18,7 @@ synchronous program: the daemon's API if one runs, else the data dir).
 
 from __future__ import annotations
 
-from . import keys, memories, replication, signals  # noqa: F401 - they fill OPERATIONS
+from . import banks, keys, memories, replication, signals  # noqa: F401 - they fill OPERATIONS
 from .operation import OPERATIONS, Operation, Params, run
 
 __all__ = ["OPERATIONS", "Operation", "Params", "run"]

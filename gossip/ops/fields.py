@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ..errors import Invalid, TooLarge
@@ -182,6 +183,109 @@ class TextList(Kind):
 
     def schema(self) -> Schema:
         return {"type": "array", "items": self.item.schema(), "maxItems": self.most}
+
+
+@dataclass(frozen=True)
+class Choice(Kind):
+    """One of a few words."""
+
+    options: tuple[str, ...]
+
+    def check(self, value: Any, name: str) -> str:
+        if not isinstance(value, str) or value not in self.options:
+            raise Invalid(f"'{name}' must be one of {', '.join(self.options)}", name)
+        return value
+
+    def schema(self) -> Schema:
+        return {"type": "string", "enum": list(self.options)}
+
+
+@dataclass(frozen=True)
+class TextMap(Kind):
+    """An object of at most ``most`` entries, string keys to strings (``metadata``)."""
+
+    key: Text = Text(limit=128)
+    value: Text = Text(limit=2048, blank=True)
+    most: int = 32
+
+    def check(self, value: Any, name: str) -> dict[str, str]:
+        if not isinstance(value, dict):
+            raise Invalid(f"'{name}' must be an object of strings", name)
+        if len(value) > self.most:
+            raise Invalid(f"'{name}' has more than {self.most} entries", name)
+        return {self.key.check(k, name): self.value.check(v, name) for k, v in value.items()}
+
+    def schema(self) -> Schema:
+        return {"type": "object", "maxProperties": self.most,
+                "propertyNames": self.key.schema(),
+                "additionalProperties": self.value.schema()}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Instant(Kind):
+    """A time as RFC 3339 / ISO 8601 text (``2026-05-01T12:00:00Z``), kept as given."""
+
+    def check(self, value: Any, name: str) -> str:
+        text = Text(limit=64).check(value, name)
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            raise Invalid(f"'{name}' must be an ISO 8601 time, e.g. 2026-05-01T12:00:00Z",
+                          name) from None  # fmt: skip
+        return text
+
+    def schema(self) -> Schema:
+        return {"type": "string", "format": "date-time", "maxLength": 64}
+
+
+@dataclass(frozen=True)
+class Objects(Kind):
+    """An array of 1 to ``most`` objects, each checked by ``fields`` (unknown keys and
+    missing required ones are refused, named ``items[i].key``)."""
+
+    fields: tuple[Field, ...]
+    most: int = 100
+
+    def check(self, value: Any, name: str) -> list[dict[str, Any]]:
+        if not isinstance(value, list | tuple) or not value:
+            raise Invalid(f"'{name}' must be a non-empty array of objects", name)
+        if len(value) > self.most:
+            raise Invalid(f"'{name}' has more than {self.most} entries", name)
+        out = []
+        known = {f.name for f in self.fields}
+        for i, item in enumerate(value):
+            where = f"{name}[{i}]"
+            if not isinstance(item, dict):
+                raise Invalid(f"'{where}' must be an object", where)
+            for key in sorted(item):
+                if key not in known:
+                    raise Invalid(f"unknown field '{where}.{str(key)[:40]}' (known: "
+                                  f"{', '.join(sorted(known))})", f"{where}.{str(key)[:40]}")
+            checked: dict[str, Any] = {}
+            for f in self.fields:
+                v = item.get(f.name)
+                if v is None:
+                    if f.required:
+                        raise Invalid(f"'{where}.{f.name}' is required", f"{where}.{f.name}")
+                    checked[f.name] = f.default
+                else:
+                    checked[f.name] = f.kind.check(v, f"{where}.{f.name}")
+            out.append(checked)
+        return out
+
+    def schema(self) -> Schema:
+        item: Schema = {"type": "object", "additionalProperties": False,
+                        "properties": {f.name: f.schema() if f.required else _nullable(f.schema())
+                                       for f in self.fields}}  # fmt: skip
+        required = [f.name for f in self.fields if f.required]
+        if required:
+            item["required"] = required
+        return {"type": "array", "items": item, "minItems": 1, "maxItems": self.most}
+
+
+def _nullable(schema: Schema) -> Schema:
+    """An optional field's schema: JSON null means not given."""
+    return {**schema, "type": [schema["type"], "null"]}
 
 
 def _n(x: float) -> str:

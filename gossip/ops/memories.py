@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from crdt import Identity, RecordError, Replica, SignedRecord, records
-from crdt.records import KIND_MEMORY, KIND_RETRACT
+from crdt.records import DEFAULT_BANK, KIND_MEMORY, KIND_RETRACT
 from crdt.views import Views
 
 from .. import queries
@@ -21,6 +21,9 @@ from .host import Host
 from .operation import Params, operation
 
 MAX_TEXT = 8192
+BANK_ID = Text(limit=128, pattern="[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+# In a query string an empty value means not given (the default bank).
+BANK_QUERY = Text(limit=128, blank=True, pattern="(?:[A-Za-z0-9][A-Za-z0-9._:@-]{0,127})?")
 MAX_LIMIT = 1000  # memories one recall answers at most
 UNTRUSTED = Field("include_untrusted", Flag(), "query", default=False,
                   help="also count authors outside the keyring")  # fmt: skip
@@ -37,6 +40,7 @@ NOT_FOUND = {404: "nothing has that id (or a prefix of it)"}
     Field("tags", Tags(), default=()),
     Field("expires_in", Seconds(), help="hide it from readers after this many seconds"),
     Field("supersedes", RECORD_ID, help="the id of an earlier memory of this host it replaces"),
+    Field("bank", BANK_ID, default=DEFAULT_BANK, help="the memory bank it goes in"),
     result="Created", created=True, writes=True,
 )  # fmt: skip
 async def remember(host: Host, p: Params) -> dict[str, Any]:
@@ -47,7 +51,7 @@ async def remember(host: Host, p: Params) -> dict[str, Any]:
         try:
             return records.memory(identity, p.text, category=p.category, subject=p.subject,
                                   tags=tags, expires_at=expires, supersedes=p.supersedes,
-                                  ts=now)  # fmt: skip
+                                  ts=now, bank=p.bank)  # fmt: skip
         except RecordError as e:
             raise Invalid(f"the memory cannot be signed: {e}", "text") from None
 
@@ -64,6 +68,7 @@ async def remember(host: Host, p: Params) -> dict[str, Any]:
     Field("author", ANY_TEXT, "query", help="an id, a keyring name or a prefix"),
     Field("limit", Number(low=1, high=MAX_LIMIT, integer=True), "query", default=20),
     UNTRUSTED,
+    Field("bank", BANK_QUERY, "query", default=DEFAULT_BANK, help="the memory bank to search"),
     result="Recall", errors=NOT_FOUND,
 )  # fmt: skip
 async def recall(host: Host, p: Params) -> dict[str, Any]:
@@ -71,7 +76,8 @@ async def recall(host: Host, p: Params) -> dict[str, Any]:
         return queries.recall(r, v, p.q or None, category=p.category or None,
                               subject=p.subject or None, tag=p.tag or None,
                               author=p.author or None, limit=p.limit,
-                              include_untrusted=p.include_untrusted)  # fmt: skip
+                              include_untrusted=p.include_untrusted,
+                              bank=p.bank or DEFAULT_BANK)  # fmt: skip
 
     return await host.read(job)
 

@@ -50,9 +50,17 @@ async def status(host: Host, p: Params) -> dict[str, Any]:
     unknown = sum(1 for p in peers if p["state"] == "unknown-key")
     if unknown:
         warnings.append(f"{unknown} peer(s) do not trust this host or are not trusted")
+    facts = {"agents": None, **host.facts()}
+    agents = facts["agents"]
+    if agents and agents["exposed"]:
+        warnings.append(f"the agents' listener on {agents['listen']} is EXPOSED beyond this "
+                        "machine: anyone who can reach it and has api.token reads and writes "
+                        "memories ([agents] listen)")  # fmt: skip
+    if agents and agents["error"]:
+        warnings.append(f"the agents' listener is not running: {agents['error']}")
     return {
         "id": counts["id"],
-        **host.facts(),
+        **facts,
         "peers": {"alive": alive, "total": len(peers),
                   "transport": dict(Counter(p["transport"] for p in peers))},
         "records": {k: counts[k] for k in ("total", "trusted", "untrusted")},

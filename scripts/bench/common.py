@@ -332,13 +332,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def daemon(home: Path, timeout: float = 300.0) -> Iterator[subprocess.Popen[bytes]]:
+def daemon(home: Path, timeout: float = 300.0,
+           agents: str = "") -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
     """A real `gossip serve` on ``home`` (loopback, no discovery, no peers), once its
-    local API answers on ``api.sock``; stopped with SIGTERM (then SIGKILL) by pid."""
+    local API answers on ``api.sock``; stopped with SIGTERM (then SIGKILL) by pid.
+    ``agents``: the agents' listener address (none by default)."""
     from gossip.client import ApiConnection
 
     args = [sys.executable, "-m", "gossip.cli", "serve", "--home", str(home),
-            "--listen", f"127.0.0.1:{free_port()}", "--profile", "local", "--no-mdns"]  # fmt: skip
+            "--listen", f"127.0.0.1:{free_port()}", "--profile", "local", "--no-mdns",
+            "--agents-listen", agents]  # fmt: skip
     log_path = home.parent / f"{home.name}.daemon.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)

@@ -1,0 +1,332 @@
+"""The agents' front door: Singularity Memory's HTTP contract and MCP over streamable
+HTTP, on one loopback port of `gossip serve` (default 127.0.0.1:8888, the address its
+Hermes and OpenClaw adapters call), so those agents and any MCP client use sm-gossip
+unchanged (docs/agents.md).
+
+Rules this module keeps (the same as the local API's TCP listener, ``gossip.api``):
+
+- a request carrying ``Origin`` or ``Referer``, or a ``Host`` that is not loopback, is
+  refused 403 before anything else (on an address the user exposed on purpose, its own
+  name and IP literals are accepted too: DNS rebinding needs a name);
+- every request needs ``Authorization: Bearer <api.token>``; none is a 401 with
+  ``WWW-Authenticate``;
+- bad input is a 4xx naming the field, ``{"error", "field"}``; a body over 64 KiB is 413.
+
+Each route is a row of ``ROUTES``: which operation of ``gossip.ops`` it runs, how the
+request's names map onto the operation's parameters and how the answer is reshaped.
+Every rule (banks, upsert, budgets, who may forget) is in the operations
+(``gossip/ops/banks.py``), never here. ``agents_openapi`` describes the same table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hmac
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from crdt import GossipError, RecordError
+
+from .api import _HOST, MAX_BODY, _body, _error, _is_loopback, _json, _loopback_host, _query
+from .config import ConfigError, check_address
+from .errors import Forbidden, Invalid, OpError, Unauthorized
+from .http import join_address, split_address
+from .logfilter import ServerLog
+from .ops import OPERATIONS
+from .ops.banks import ITEM_FIELDS
+from .ops.fields import Flag
+from .ops.memories import BANK_ID
+from .ops.online import NodeHost
+
+log = logging.getLogger(__name__)
+
+Values = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One Singularity-Memory route: ``op`` run with ``inbound(path values, body)`` and
+    answered with ``outbound(result, body)``. ``body`` names the body's fields
+    (``"op"``: the operation's own body fields; ``"item"``: one retain item)."""
+
+    method: str
+    path: str
+    op: str
+    summary: str
+    inbound: Callable[[Values, Values], Values] = lambda path, body: {**body, **_bank(path)}
+    outbound: Callable[[Any, Values], Any] = lambda result, body: result
+    body: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # adapter-only body fields: kind
+    names: dict[str, str] = field(default_factory=dict)  # operation field -> route's name
+
+
+def _bank(path: Values) -> Values:
+    # OpenClaw puts its workspace in both slots, older Hermes used its own workspace with
+    # bank `default`: the bank is the {bank} segment, the workspace names nothing here.
+    return {k: v for k, v in path.items() if k != "workspace"}
+
+
+def _retained(result: Any, body: Values) -> Values:
+    return {"success": True, "bank_id": result["bank_id"], "items_count": result["items_count"],
+            "async": bool(body.get("async", False)), "memory_ids": result["memory_ids"],
+            "unchanged": result["unchanged"]}  # fmt: skip
+
+
+def _one_retained(result: Any, body: Values) -> Values:
+    rid = result["memory_ids"][0]
+    return {"success": True, "id": rid, "memory_item_id": rid,
+            "unchanged": bool(result["unchanged"])}  # fmt: skip
+
+
+def _items(path: Values, body: Values) -> Values:
+    # ``async``: Hermes asks for a background write on every turn; the write is durable
+    # before the answer anyway (invariant 7), so it changes nothing.
+    return {"bank": path["bank"], "items": body.get("items")}
+
+
+WORKSPACE = "/v1/{workspace}/banks/{bank}"
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/banks", "banks", "every bank (Singularity Memory's list)"),
+    Route("GET", "/v1/{workspace}/banks", "banks", "every bank (the workspace is ignored)"),
+    Route("PUT", WORKSPACE, "bank_put", "create a bank or change its name or mission",
+          body="op"),
+    Route("PATCH", WORKSPACE, "bank_put", "as PUT", body="op"),
+    Route("DELETE", WORKSPACE, "bank_delete",
+          "delete a bank; refused while another trusted author has memories in it"),
+    Route("POST", WORKSPACE + "/memories", "retain", "retain memories (Hermes' shape)",
+          inbound=_items, outbound=_retained, body="op", extra={"async": Flag()}),
+    Route("POST", WORKSPACE + "/memories/retain", "retain", "retain one memory (OpenClaw's)",
+          inbound=lambda path, body: {"bank": path["bank"], "items": [body]},
+          outbound=_one_retained, body="item"),
+    Route("POST", WORKSPACE + "/memories/recall", "bank_recall",
+          "recall memories of the bank, with who wrote each", body="op"),
+    Route("DELETE", WORKSPACE + "/memories/{memory_id}", "forget",
+          "forget (retract) one of this host's memories",
+          inbound=lambda path, body: {"bank": path["bank"], "id": path["memory_id"]},
+          names={"id": "memory_id"}),
+)
+
+
+class ListenerBusy(ConfigError):
+    """The agents' address is taken (another server, another `gossip serve`)."""
+
+
+class AgentsApi:
+    """The agents' listener of one running node. ``start()`` binds (``ListenerBusy`` if
+    the port is taken); ``close()`` unbinds. ``mcp`` serves ``/mcp/`` when given (an
+    ``mcp.McpHttp``)."""
+
+    def __init__(self, host: NodeHost, *, listen: str, token: str, mcp: Any = None) -> None:
+        h, _ = split_address(check_address(listen))
+        if not token:
+            raise ConfigError("the agents' listener needs a token (api.token)")
+        self.host = host
+        self.listen = listen
+        self.exposed = not _is_loopback(h)
+        self._own_host = h.lower() if self.exposed and h not in ("0.0.0.0", "::") else None
+        self.address: str | None = None
+        self._token = token
+        self._mcp = mcp
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
+        for route in ROUTES:
+            # .../memories/recall and /retain are no memory ids (a 405 says only POST)
+            path = route.path.replace("{memory_id}", "{memory_id:(?!recall$|retain$)[^/]+}")
+            app.router.add_route(route.method, path, self._endpoint(route))
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/openapi.json", self.openapi)
+        if self._mcp is not None:
+            for path in ("/mcp", "/mcp/", "/mcp/{bank}", "/mcp/{bank}/"):
+                app.router.add_route("*", path, self.mcp)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, handle_signals=False,
+                               logger=ServerLog(logging.getLogger("gossip.agents.server")))
+        await runner.setup()
+        self._runner = runner
+        try:
+            if self._mcp is not None:
+                await self._mcp.start()
+            host, port = split_address(self.listen)
+            site = web.TCPSite(runner, host, port)
+            try:
+                await site.start()
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise ConfigError(f"the agents' listener cannot listen on {self.listen}: "
+                                      f"{e.strerror or e}") from None  # fmt: skip
+                raise ListenerBusy(
+                    f"the agents' address {self.listen} is in use (another Singularity Memory "
+                    "server or `gossip serve`?); choose another with `[agents] listen` in "
+                    "config.toml or `gossip serve --agents-listen 127.0.0.1:PORT`, or turn it "
+                    "off with --agents-listen ''"
+                ) from None
+            server = site._server
+            sock = server.sockets[0] if server is not None and server.sockets else None
+            self.address = (join_address(host, sock.getsockname()[1])
+                            if sock is not None else self.listen)  # fmt: skip
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        if self._mcp is not None:
+            await self._mcp.close()
+
+    @property
+    def url(self) -> str | None:
+        return f"http://{self.address}" if self.address else None
+
+    # -- the guard ---------------------------------------------------------------------
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
+        try:
+            self._check_caller(request)
+            return await handler(request)
+        except Unauthorized as e:
+            answer = _error(401, str(e), None)
+            answer.headers["WWW-Authenticate"] = 'Bearer realm="sm-gossip"'
+            return answer
+        except OpError as e:
+            return _error(e.status, str(e), e.field)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            reason = f"the body is larger than {MAX_BODY} bytes" if e.status == 413 else e.reason
+            answer = _error(e.status, reason, "body" if e.status == 413 else None)
+            if "Allow" in e.headers:
+                answer.headers["Allow"] = e.headers["Allow"]
+            return answer
+        except RecordError as e:
+            return _error(400, str(e), None)
+        except TimeoutError:
+            return _error(503, "the replica did not answer in time; try again", None)
+        except GossipError as e:
+            return _error(503, f"the node cannot answer: {e}", None)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("agents' API: %s %s failed", request.method, request.path)
+            return _error(500, "internal error (logged by the daemon)", None)
+
+    def _check_caller(self, request: web.Request) -> None:
+        if "Origin" in request.headers or "Referer" in request.headers:
+            raise Forbidden("requests from web pages (Origin or Referer) are refused")
+        if not request.raw_path.startswith("/"):
+            raise Invalid("the request target must be a path (origin-form)")
+        host = request.headers.get("Host")
+        if host is not None and not (_loopback_host(host) or self._own(host)):
+            raise Forbidden("the Host header must name loopback (DNS rebinding is refused)")
+        scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+        given = given.strip()
+        if (scheme.lower() != "bearer" or not given.isascii()
+                or not hmac.compare_digest(given.encode(), self._token.encode())):  # fmt: skip
+            raise Unauthorized("a bearer token is required: Authorization: Bearer <the "
+                               "content of api.token> (SINGULARITY_API_KEY)")  # fmt: skip
+
+    def _own(self, header: str) -> bool:
+        """On an address the user exposed on purpose: its own name, or any IP literal (DNS
+        rebinding needs a name; the token still guards every request)."""
+        if not self.exposed:
+            return False
+        m = _HOST.fullmatch(header.strip().lower())
+        if m is None:
+            return False
+        name = m["ip6"] or m["name"]
+        if name == self._own_host:
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
+
+    # -- routes ------------------------------------------------------------------------
+
+    def _endpoint(self, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
+        op = OPERATIONS[route.op]
+
+        async def endpoint(request: web.Request) -> web.Response:
+            _query(request, set())
+            path = {name: BANK_ID.check(value, name) if name in ("bank", "workspace") else value
+                    for name, value in request.match_info.items()}  # fmt: skip
+            body: Values = {}
+            if request.method in ("POST", "PUT", "PATCH"):
+                body = await _body(request)
+                known = body_names(route)
+                for name in sorted(body):
+                    if name not in known:
+                        raise Invalid(f"unknown field {name[:40]!r} (known: "
+                                      f"{', '.join(sorted(known))})", name[:40])  # fmt: skip
+                for name, kind in route.extra.items():
+                    if body.get(name) is not None:
+                        kind.check(body[name], name)
+            try:
+                params = op.check(route.inbound(path, body))
+                result = await op.handler(self.host, params)
+            except OpError as e:
+                raise _renamed(e, route) from None
+            return _json(route.outbound(result, body), status=200)
+
+        endpoint.__name__ = f"agents_{route.op}"
+        return endpoint
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        _query(request, set())
+        try:
+            me = await self.host.read(lambda r, v: r.author)
+        except GossipError as e:
+            return _json({"ok": False, "status": "unavailable", "error": str(e)}, status=503)
+        return _json({"ok": True, "status": "healthy", "service": "sm-gossip", "id": me,
+                      "name": self.host.node.name})  # fmt: skip
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        from .agents_openapi import document
+
+        return _json(document())
+
+    async def mcp(self, request: web.Request) -> web.StreamResponse:
+        bank = request.match_info.get("bank") or request.headers.get("X-Bank-Id") or "default"
+        BANK_ID.check(bank, "bank")
+        return await self._mcp.handle(request, bank)
+
+
+def body_names(route: Route) -> set[str]:
+    """The fields a route's JSON body may have."""
+    if route.body == "item":
+        return {f.name for f in ITEM_FIELDS}
+    if route.body == "op":
+        return {f.name for f in OPERATIONS[route.op].body_fields} | set(route.extra)
+    return set()
+
+
+def _renamed(e: OpError, route: Route) -> OpError:
+    """``e`` naming the field as this route's caller wrote it (``content``, not
+    ``items[0].content``; ``memory_id``, not ``id``)."""
+    name, message = e.field, str(e)
+    if route.body == "item" and name and name.startswith("items[0]."):
+        name, message = name.removeprefix("items[0]."), message.replace("items[0].", "")
+    elif name in route.names:
+        message = message.replace(f"'{name}'", f"'{route.names[name]}'")
+        name = route.names[name]
+    if (name, message) == (e.field, str(e)):
+        return e
+    out = type(e)(message, name)
+    out.status = e.status
+    return out
+
+
+def env_lines(url: str, token: str) -> list[str]:
+    """The lines to paste into an agent's environment (`gossip init`, `gossip status`)."""
+    return [f"SINGULARITY_SERVER_URL={url}", f"SINGULARITY_API_KEY={token}"]
+

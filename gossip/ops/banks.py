@@ -1,0 +1,341 @@
+"""Banks and the agents' memories: retain, bank_recall, forget, banks, bank_put,
+bank_delete. The agents' front door (``gossip.agents``: Singularity Memory's HTTP
+contract; ``gossip.mcp``: the MCP tools) only renames routes and shapes onto these.
+
+Rules kept here for every surface:
+
+- a memory is in one bank (``default`` when it names none); recall in a bank returns
+  only that bank's memories, trusted authors only unless ``include_untrusted``;
+- ``document_id`` means upsert: a retain with the same author, bank and ``document_id``
+  supersedes that author's earlier memory (``crdt.views`` hides it on every host), and
+  a retain equal to the current one writes nothing and answers its id (a retried write
+  is one memory);
+- ``budget`` is 5/10/20 results unless ``limit`` is given; the answer fits
+  ``max_tokens`` (about 4 characters a token); ``types`` and ``rerank`` are accepted
+  and change nothing (docs/agents.md);
+- a memory is forgotten only by its author (403 otherwise); a bank is deleted only when
+  no other trusted author has a memory in it, and ``default`` never.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from crdt import Identity, RecordError, Replica, SignedRecord, records
+from crdt.records import DEFAULT_BANK, KIND_MEMORY
+from crdt.views import Memory, Views
+
+from .. import queries
+from ..errors import Conflict, Forbidden, Invalid, NotFound
+from .fields import (
+    ANY_TEXT,
+    RECORD_PREFIX,
+    TEXT,
+    Choice,
+    Field,
+    Flag,
+    Instant,
+    Number,
+    Objects,
+    Text,
+    TextList,
+    TextMap,
+)
+from .host import Host
+from .memories import BANK_ID, MAX_LIMIT, MAX_TEXT, UNTRUSTED, retraction_of
+from .operation import Params, operation
+
+BANK = Field("bank", BANK_ID, "path", required=True,
+             help="a bank id (letters, digits, . _ : @ -); `default` always exists")  # fmt: skip
+MAX_ITEMS = 100  # memories one retain writes at most
+BUDGETS = {"low": 5, "mid": 10, "high": 20}  # results a recall answers by budget
+CHARS_PER_TOKEN = 4
+MAX_TOKENS = 1_000_000
+DEFAULT_CATEGORY = "note"
+ITEM_FIELDS = (
+    Field("content", Text(limit=MAX_TEXT), required=True, help="the memory itself"),
+    Field("context", Text(limit=2048, blank=True), help="where it came from (user, assistant, …)"),
+    Field("document_id", Text(limit=256), help="retaining the same one again replaces it"),
+    Field("tags", TextList(), default=()),
+    Field("metadata", TextMap(), help="string keys to strings, kept as given"),
+    Field("timestamp", Instant(), help="when it happened (ISO 8601), kept as given"),
+    Field("category", TEXT, default=DEFAULT_CATEGORY, help="anti-pattern, learning, note, …"),
+    Field("subject", TEXT, help="what it is about, e.g. provider:x"),
+)
+NO_BANK = {404: "no record here names that bank"}
+
+_STR = {"type": "string"}
+_NSTR = {"type": ["string", "null"]}
+_MS = {"type": "integer", "description": "milliseconds since the epoch"}
+_NMS = {"type": ["integer", "null"], "description": "milliseconds since the epoch"}
+_STRS = {"type": "array", "items": _STR}
+_STRMAP = {"type": "object", "additionalProperties": _STR}
+
+
+def _obj(props: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": sorted(props),
+            "additionalProperties": False}  # fmt: skip
+
+
+RETAINED = _obj({"bank_id": _STR, "items_count": {"type": "integer"}, "memory_ids": _STRS,
+                 "unchanged": {**_STRS, "description": "ids answered without a write: the "
+                               "same memory was already current (a retried retain)"}})  # fmt: skip
+RECALLED = _obj({
+    "id": _STR, "text": _STR, "context": _NSTR, "tags": _STRS, "document_id": _NSTR,
+    "metadata": _STRMAP, "timestamp": _NSTR, "type": {**_STR, "description": "its category"},
+    "mentioned_at": {**_STR, "description": "its timestamp if it has one, else when it was "
+                     "signed (ISO 8601)"},
+    "score": {"type": "number", "description": "1/rank: best first"},
+    "bank_id": _STR, "subject": _NSTR, "author": {**_STR, "description": "the signer's key"},
+    "author_name": _NSTR, "trusted": {"type": "boolean"},
+    "signed_at": {**_MS, "description": "the author's signed time (ms)"},
+    "first_seen_at": {**_NMS, "description": "when this host first stored it (ms)"},
+})  # fmt: skip
+BANK_RECALL = _obj({
+    "bank_id": _STR, "results": {"type": "array", "items": RECALLED},
+    "truncated": {"type": "boolean", "description": "max_tokens left some results out"},
+    "capped": {"type": "object", "additionalProperties": {"type": "integer"},
+               "description": "author -> memories hidden by the per-author quota"},
+})  # fmt: skip
+BANK_ENTRY = _obj({
+    "bank_id": _STR, "name": _STR, "mission": _STR, "created_at": _STR, "updated_at": _STR,
+    "memories": {"type": "integer"}, "authors": _STRS,
+})  # fmt: skip
+BANKS = _obj({"banks": {"type": "array", "items": BANK_ENTRY}})
+BANK_PUT = _obj({"bank_id": _STR, "name": _STR, "mission": _STR,
+                 "changed": {"type": "boolean", "description": "a bank record was written"}})
+BANK_DELETED = _obj({"success": {"type": "boolean"}, "bank_id": _STR,
+                     "deleted_count": {"type": "integer"}, "message": _STR})  # fmt: skip
+FORGOTTEN = _obj({"success": {"type": "boolean"}, "id": _STR, "retraction": _STR,
+                  "already_retracted": {"type": "boolean"}})  # fmt: skip
+
+
+def iso(ms: int) -> str:
+    """ms since the epoch as RFC 3339 UTC text (Singularity Memory's time format)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+@operation(
+    "retain", "POST", "/v1/banks/{bank}/memories",
+    "write memories into a bank (signed here, durable, pushed to peers); the same "
+    "document_id again replaces this host's earlier one",
+    BANK, Field("items", Objects(ITEM_FIELDS, most=MAX_ITEMS), required=True),
+    result=RETAINED, created=True, writes=True,
+)  # fmt: skip
+async def retain(host: Host, p: Params) -> dict[str, Any]:
+    bank = p.bank
+    ids: list[str] = []
+    unchanged: list[str] = []
+    for item in p["items"]:  # every item is checked (Params) before the first is written
+        doc = item["document_id"]
+        if doc is not None:
+            current = await host.read(lambda r, v, doc=doc: v.current_document(r.author, bank, doc))
+            if current is not None and _same(current, item):
+                ids.append(current.id)
+                unchanged.append(current.id)
+                continue
+        ids.append((await host.write(_maker(bank, item))).id)
+    return {"bank_id": bank, "items_count": len(ids), "memory_ids": ids, "unchanged": unchanged}
+
+
+def _maker(bank: str, item: dict[str, Any]):  # type: ignore[no-untyped-def]
+    def make(identity: Identity, now: int) -> SignedRecord:
+        try:
+            return records.memory(identity, item["content"], category=item["category"],
+                                  subject=item["subject"], tags=list(item["tags"]), ts=now,
+                                  bank=bank, document_id=item["document_id"],
+                                  context=item["context"], metadata=item["metadata"],
+                                  timestamp=item["timestamp"])  # fmt: skip
+        except RecordError as e:
+            raise Invalid(f"the memory cannot be signed: {e}", "items") from None
+
+    return make
+
+
+def _same(m: Memory, item: dict[str, Any]) -> bool:
+    return (m.text, m.category, m.subject, sorted(set(m.tags)), m.context, m.metadata,
+            m.timestamp) == (item["content"], item["category"], item["subject"],
+                             sorted(set(item["tags"])), item["context"],
+                             item["metadata"] or {}, item["timestamp"])  # fmt: skip
+
+
+@operation(
+    "bank_recall", "POST", "/v1/banks/{bank}/recall",
+    "recall memories of one bank, with who wrote each and whether it is trusted",
+    BANK,
+    Field("query", Text(limit=MAX_TEXT), required=True, help="words to search for"),
+    Field("limit", Number(low=1, high=MAX_LIMIT, integer=True),
+          help="results at most (default: by budget)"),
+    Field("budget", Choice(tuple(BUDGETS)), default="mid", help="low/mid/high: 5/10/20 results"),
+    Field("max_tokens", Number(low=1, high=MAX_TOKENS, integer=True),
+          help="the results fit in about this many tokens (4 characters each)"),
+    Field("tags", TextList(), default=(), help="only memories with these tags"),
+    Field("tags_match", Choice(("any", "all")), default="any"),
+    Field("types", TextList(), default=(), help="accepted, ignored"),
+    Field("rerank", Flag(), default=False, help="accepted, ignored"),
+    Field("include_untrusted", Flag(), default=False, help="also authors outside the keyring"),
+    result=BANK_RECALL, errors=NO_BANK,
+)  # fmt: skip
+async def bank_recall(host: Host, p: Params) -> dict[str, Any]:
+    limit = p.limit if p.limit is not None else BUDGETS[p.budget]
+    tags = list(p.tags)
+
+    def job(r: Replica, v: Views) -> dict[str, Any]:
+        known_bank(v, p.bank)
+        found = queries.recall(r, v, p.query, limit=limit, bank=p.bank,
+                               tags_all=tags if p.tags_match == "all" else (),
+                               tags_any=tags if p.tags_match == "any" else (),
+                               include_untrusted=p.include_untrusted)  # fmt: skip
+        results, truncated = fit(found["memories"], p.max_tokens)
+        seen = v.receipts()
+        return {"bank_id": p.bank, "truncated": truncated, "capped": found["capped"],
+                "results": [recalled(m, rank, seen) for rank, m in enumerate(results, 1)]}
+
+    return await host.read(job)
+
+
+def known_bank(v: Views, bank: str) -> None:
+    if not v.bank_known(bank):
+        raise NotFound(f"no bank {bank!r} here (create it with PUT, or retain into it)", "bank")
+
+
+def fit(memories: list[dict[str, Any]],
+        max_tokens: int | None) -> tuple[list[dict[str, Any]], bool]:  # fmt: skip
+    """The first memories whose text and context fit ``max_tokens``; the first one alone
+    is cut to fit rather than dropped."""
+    if max_tokens is None:
+        return memories, False
+    room = max_tokens * CHARS_PER_TOKEN
+    out = []
+    for m in memories:
+        size = len(m["text"]) + len(m["context"] or "")
+        if size > room:
+            if not out:
+                out.append({**m, "text": m["text"][: max(room - len(m["context"] or ""), 0)]})
+            return out, True
+        room -= size
+        out.append(m)
+    return out, False
+
+
+def recalled(m: dict[str, Any], rank: int, seen: dict[str, int]) -> dict[str, Any]:
+    """One result in Singularity Memory's shape, plus who wrote it and when this host
+    first stored it."""
+    return {
+        "id": m["id"], "text": m["text"], "context": m["context"], "tags": m["tags"],
+        "document_id": m["document_id"], "metadata": m["metadata"], "timestamp": m["timestamp"],
+        "type": m["category"], "subject": m["subject"],
+        "mentioned_at": m["timestamp"] or iso(m["ts"]), "score": round(1 / rank, 6),
+        "bank_id": m["bank"], "author": m["author"], "author_name": m["author_name"],
+        "trusted": m["trusted"], "signed_at": m["ts"],
+        "first_seen_at": seen.get(m["id"]),
+    }  # fmt: skip
+
+
+@operation(
+    "forget", "DELETE", "/v1/banks/{bank}/memories/{id}",
+    "retract one of this host's memories in a bank (signed, replicated)",
+    BANK, Field("id", RECORD_PREFIX, "path", required=True,
+                help="a memory id or its first 6+ hex characters"),
+    result=FORGOTTEN, writes=True,
+    errors={403: "the memory was written by another host", 404: "no memory with that id "
+            "in that bank"},
+)  # fmt: skip
+async def forget(host: Host, p: Params) -> dict[str, Any]:
+    def find(r: Replica, v: Views) -> tuple[str, str | None]:
+        held = r.records()
+        rid = queries.resolve_record(r, p.id, kind=KIND_MEMORY, held=held)
+        target = held[rid]
+        if (target.fields.get("bank") or DEFAULT_BANK) != p.bank:
+            raise NotFound(f"memory {rid[:12]} is not in bank {p.bank!r}", "id")
+        if target.author != r.author:
+            name = queries.author_names(r, v).get(target.author) or target.author[:12]
+            raise Forbidden(f"memory {rid[:12]} was written by {name}, not by this host; only "
+                            "its author can forget it (to stop seeing that author, `gossip "
+                            "trust remove` it)", "id")  # fmt: skip
+        return rid, retraction_of(held, rid, r.author)
+
+    rid, done = await host.read(find)
+    if done is None:
+        done = (await host.write(lambda i, now: records.retract(i, rid, ts=now,
+                                                                reason="forget"))).id  # fmt: skip
+        return {"success": True, "id": rid, "retraction": done, "already_retracted": False}
+    return {"success": True, "id": rid, "retraction": done, "already_retracted": True}
+
+
+@operation("banks", "GET", "/v1/banks", "every bank trusted authors made or wrote in",
+           UNTRUSTED, result=BANKS)  # fmt: skip
+async def banks(host: Host, p: Params) -> dict[str, Any]:
+    def job(r: Replica, v: Views) -> dict[str, Any]:
+        found = {b["bank_id"]: b for b in v.banks(include_untrusted=p.include_untrusted)}
+        found.setdefault(DEFAULT_BANK, {"bank_id": DEFAULT_BANK, "name": DEFAULT_BANK,
+                                        "mission": "", "created_at": 0, "updated_at": 0,
+                                        "memories": 0, "authors": []})  # fmt: skip
+        return {"banks": [
+            {"bank_id": b["bank_id"], "name": b["name"], "mission": b["mission"],
+             "created_at": iso(b["created_at"]), "updated_at": iso(b["updated_at"]),
+             "memories": b["memories"], "authors": b["authors"]}
+            for _, b in sorted(found.items())
+        ]}  # fmt: skip
+
+    return await host.read(job)
+
+
+@operation(
+    "bank_put", "PUT", "/v1/banks/{bank}", "create a bank or change its name or mission "
+    "(idempotent: nothing is written when nothing changes)",
+    BANK, Field("name", ANY_TEXT, help="default: the bank id"),
+    Field("mission", Text(limit=2048, blank=True), help="what the bank is for"),
+    result=BANK_PUT, writes=True,
+)  # fmt: skip
+async def bank_put(host: Host, p: Params) -> dict[str, Any]:
+    def job(r: Replica, v: Views) -> tuple[tuple[str, str] | None, bool]:
+        return v.bank_profile(p.bank, r.author), v.bank_known(p.bank)
+
+    mine, known = await host.read(job)
+    old_name, old_mission = mine if mine is not None else (p.bank, "")
+    name = p.name if p.name is not None else old_name
+    mission = p.mission if p.mission is not None else old_mission
+    changed = (name, mission) != (old_name, old_mission) or not known
+    if changed:
+        await host.write(lambda i, now: records.bank(i, p.bank, ts=now, name=name,
+                                                     mission=mission))  # fmt: skip
+    return {"bank_id": p.bank, "name": name, "mission": mission, "changed": changed}
+
+
+@operation(
+    "bank_delete", "DELETE", "/v1/banks/{bank}",
+    "delete a bank: retract this host's memories and bank records in it; refused while "
+    "another trusted author has memories there",
+    BANK, result=BANK_DELETED, writes=True,
+    errors={**NO_BANK, 409: "another trusted author has memories in it, or it is `default`"},
+)  # fmt: skip
+async def bank_delete(host: Host, p: Params) -> dict[str, Any]:
+    if p.bank == DEFAULT_BANK:
+        raise Conflict("the `default` bank cannot be deleted (forget its memories one by one)",
+                       "bank")  # fmt: skip
+
+    def job(r: Replica, v: Views) -> tuple[list[str], list[str]]:
+        known_bank(v, p.bank)
+        trust = v.trust()
+        mine, others = [], set()
+        for mid, who, ts in v.bank_memories(p.bank):
+            if who == r.author:
+                mine.append(mid)
+            elif trust.counts(who, ts):
+                others.add(who)
+        if others:
+            names = queries.author_names(r, v)
+            who = ", ".join(sorted(names.get(a) or a[:12] for a in others)[:5])
+            raise Conflict(f"bank {p.bank!r} holds memories of {len(others)} other trusted "
+                           f"host(s) ({who}); only their authors can forget them", "bank")
+        return mine, v.bank_records(p.bank, r.author)
+
+    memories, profiles = await host.read(job)
+    for target in [*memories, *profiles]:
+        await host.write(lambda i, now, t=target: records.retract(
+            i, t, ts=now, reason="bank deleted"))  # fmt: skip
+    return {"success": True, "bank_id": p.bank, "deleted_count": len(memories),
+            "message": f"retracted {len(memories)} memories of this host in {p.bank!r}; "
+                       "the retractions replicate to every host"}  # fmt: skip
