@@ -33,8 +33,9 @@ import sqlite3
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from .fusion import fuse
 from .records import (
     KIND_BENCHMARK,
     KIND_BREAKER,
@@ -47,8 +48,12 @@ from .records import (
 from .replica import Replica
 from .trust import TrustSet, effective_trust
 
+if TYPE_CHECKING:
+    from .semantic import SemanticIndex
+
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+MODES = ("hybrid", "lexical", "semantic")  # recall's lanes: both fused, bm25 alone, vectors alone
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,6 +88,15 @@ class ViewConfig:
     # Trust the keys that trusted keys vouch for (invitations, `trust.follow_vouches`):
     # off by default, so that only a human adds keys to this host's trust.
     follow_vouches: bool = False
+    # Recall's lanes. Each lane offers its best `lane_depth` visible memories (or the limit,
+    # if larger) to reciprocal rank fusion (``crdt.fusion``): deep enough that a memory
+    # second-best in both lanes beats one that is first in one lane only.
+    lane_depth: int = 50
+    fusion_k: int = 60
+    fusion_weights: tuple[tuple[str, float], ...] = (("bm25", 1.0), ("semantic", 1.0))
+    # A vector neighbour less similar than this (cosine) is no match at all: a query about
+    # nothing held answers nothing, rather than the least unrelated memories.
+    semantic_min_similarity: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,9 @@ class Memory:
     trusted: bool
     expires_at: int | None = None
     supersedes: str | None = None
+    # A recall's: which lanes found it (lane -> rank there) and its fused score.
+    lanes: dict[str, int] | None = None
+    score: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         # By hand: ``asdict`` deep-copies field by field, a quarter of a short recall.
@@ -105,6 +122,7 @@ class Memory:
             "subject": self.subject, "tags": list(self.tags), "author": self.author,
             "ts": self.ts, "trusted": self.trusted, "expires_at": self.expires_at,
             "supersedes": self.supersedes,
+            "lanes": None if self.lanes is None else dict(self.lanes), "score": self.score,
         }  # fmt: skip
 
 
@@ -113,6 +131,9 @@ class Recall:
     hits: list[Memory]
     # author -> memories the quota hid among those ranked above the last hit
     capped: dict[str, int] = field(default_factory=dict)
+    mode: str = "lexical"  # the lanes that answered (hybrid asked while vectors are built: lexical)
+    # Why the lanes asked for did not all answer (e.g. the vectors are still being built).
+    note: str | None = None
 
     def to_json(self) -> list[dict[str, Any]]:
         return [m.to_json() for m in self.hits]
@@ -170,6 +191,7 @@ CREATE TABLE memories (
 );
 CREATE INDEX memories_by_author ON memories (author, ts);
 CREATE INDEX memories_by_ts ON memories (ts);
+CREATE INDEX memories_by_supersedes ON memories (supersedes, author);
 CREATE VIRTUAL TABLE memories_fts USING fts5 (text, subject, category, tags);
 CREATE TABLE retractions (id TEXT PRIMARY KEY, author TEXT NOT NULL, target TEXT NOT NULL);
 CREATE INDEX retractions_by_target ON retractions (target, author);
@@ -187,9 +209,14 @@ class Views:
         config: ViewConfig | None = None,
         *,
         now_ms: Callable[[], int] | None = None,
+        semantic: SemanticIndex | None = None,
     ) -> None:
         self.replica = replica
         self.config = config or ViewConfig()
+        # The semantic lane's vectors (``crdt.semantic``): derived, local, optional; the
+        # views queue each memory's text there, filter every neighbour it proposes, and
+        # close it with themselves.
+        self.semantic = semantic
         self.now_ms = now_ms or replica.now_ms
         self.lock = threading.RLock()
         self._db = sqlite3.connect(":memory:", check_same_thread=False)
@@ -214,6 +241,8 @@ class Views:
         self.replica.off_commit(self._after_batch)
         self.replica.off_trust_change(self._refresh_trust)
         self._db.close()
+        if self.semantic is not None:
+            self.semantic.close()
 
     # -- trust -------------------------------------------------------------------------
 
@@ -367,6 +396,8 @@ class Views:
         )
         bucket = (rec.author, rec.ts // self.config.quota_window_ms)
         bisect.insort(self._windows.setdefault(bucket, []), (rec.ts, rec.id))
+        if self.semantic is not None:
+            self.semantic.add(rec.id, embedded_text(text, subject, tags))
 
     # -- recall ------------------------------------------------------------------------
 
@@ -382,20 +413,73 @@ class Views:
         since: int | None = None,
         limit: int = 20,
         include_untrusted: bool = False,
+        mode: str = "hybrid",
     ) -> Recall:
-        """Memories matching ``query`` (words, any order), best match first, then newest.
+        """Memories matching ``query``, best first; without a query, newest first.
 
-        Hidden: untrusted authors (unless ``include_untrusted``), memories retracted by
-        their own author, expired ones, and those over their author's quota. ``author``:
-        one key, or several (a host's keys across its rotations)."""
-        now = self.now_ms()
+        ``mode``: ``lexical`` ranks by the query's words (FTS5 BM25, then newest),
+        ``semantic`` by meaning (the vectors of ``self.semantic``), ``hybrid`` fuses both
+        lanes (``crdt.fusion``). Without vectors, or while they are being built, every
+        mode answers lexically and ``Recall.note`` says so.
+
+        Hidden, in every lane before fusion: untrusted authors (unless
+        ``include_untrusted``), memories retracted or superseded by their own author,
+        expired ones, those not matching ``category``/``subject``/``tag``/``author``/
+        ``since``, and those over their author's quota. ``author``: one key, or several (a
+        host's keys across its rotations)."""
+        if mode not in MODES:
+            raise ValueError(f"recall mode is one of {', '.join(MODES)}, not {mode!r}")
         trust = self._trust
+        where, args = self._filters(trust, category=category, subject=subject, tag=tag,
+                                    author=author, since=since,
+                                    include_untrusted=include_untrusted)  # fmt: skip
+        capped: dict[str, set[str]] = {}
+        if not query:
+            sql = f"SELECT {_COLS} FROM memories m WHERE {' AND '.join(where)} "
+            sql += "ORDER BY m.ts DESC, m.id"
+            rows = self._visible(self._db.execute(sql, args), limit, capped)
+            return Recall([self._memory(r, trust) for r, _ in rows], _counts(capped))
+        match = _fts_query(query)
+        words = match is not None
+        lanes: dict[str, list[tuple[tuple[Any, ...], float]]] = {}
+        depth = max(limit, self.config.lane_depth) if mode == "hybrid" else limit
+        note = None
+        semantic = self.semantic
+        use_vectors = mode != "lexical" and semantic is not None and semantic.ready
+        if mode != "lexical" and not use_vectors:
+            note = ("no semantic index here: lexical only" if semantic is None else
+                    f"semantic index building ({semantic.pending()} memories to embed): "
+                    "lexical only")  # fmt: skip
+        if words and (mode == "lexical" or mode == "hybrid" or not use_vectors):
+            lanes["bm25"] = self._bm25_lane(match or "", where, args, depth, capped)
+        if use_vectors and semantic is not None:
+            lanes["semantic"] = self._semantic_lane(
+                semantic, query, where, args, depth, capped,
+                restricted=any(v is not None for v in (category, subject, tag, author, since)),
+            )  # fmt: skip
+        if not lanes:
+            return Recall([], mode="lexical", note=note)  # only punctuation: nothing can match
+        rows_by_id = {r[0]: r for lane in lanes.values() for r, _ in lane}
+        fused = fuse({name: [(r[0], score) for r, score in lane] for name, lane in lanes.items()},
+                     dict(self.config.fusion_weights), self.config.fusion_k)  # fmt: skip
+        hits = [self._memory(rows_by_id[f.id], trust, f.ranks, f.score) for f in fused[:limit]]
+        answered = "hybrid" if len(lanes) == 2 else ("semantic" if "semantic" in lanes
+                                                       else "lexical")  # fmt: skip
+        return Recall(hits, _counts(capped), mode=answered, note=note)
+
+    def _filters(self, trust: TrustSet, *, category: str | None, subject: str | None,
+                 tag: str | None, author: str | Collection[str] | None, since: int | None,
+                 include_untrusted: bool) -> tuple[list[str], list[Any]]:  # fmt: skip
+        """The SQL conditions (on ``memories m``) every lane applies before fusion."""
         where = [
             "NOT EXISTS (SELECT 1 FROM retractions r "
             "WHERE r.target = m.id AND r.author = m.author)",  # only the author's own counts
+            # Superseded by a later memory of its own author (anyone else's claim is ignored).
+            "NOT EXISTS (SELECT 1 FROM memories s "
+            "WHERE s.supersedes = m.id AND s.author = m.author)",
             "(m.expires_at IS NULL OR m.expires_at > ?)",
         ]
-        args: list[Any] = [now]
+        args: list[Any] = [self.now_ms()]
         for column, value in (("category", category), ("subject", subject)):
             if value is not None:
                 where.append(f"m.{column} = ?")
@@ -419,35 +503,72 @@ class Views:
                 terms.append("(m.author = ? AND m.ts <= ?)")
                 args.extend((who, cutoff))
             where.append(f"({' OR '.join(terms)})")
-        match = _fts_query(query) if query else None
-        if query and match is None:
-            return Recall([])  # only punctuation: nothing can match
-        cols = "m.id, m.text, m.category, m.subject, m.tags, m.author, m.ts, m.expires_at, "
-        cols += "m.supersedes"
-        if match:
-            sql = (
-                f"SELECT {cols} FROM memories_fts f JOIN memories m ON m.n = f.rowid "
-                f"WHERE memories_fts MATCH ? AND {' AND '.join(where)} "
-                "ORDER BY bm25(memories_fts), m.ts DESC, m.id"
-            )
-            args.insert(0, match)
-        else:
-            sql = f"SELECT {cols} FROM memories m WHERE {' AND '.join(where)} "
-            sql += "ORDER BY m.ts DESC, m.id"
-        hits: list[Memory] = []
-        capped: dict[str, int] = {}
-        for row in self._db.execute(sql, args):
-            mid, text, cat, subj, tags, who, ts, expires, supersedes = row
+        return where, args
+
+    def _bm25_lane(self, match: str, where: list[str], args: list[Any], depth: int,
+                   capped: dict[str, set[str]]) -> list[tuple[tuple[Any, ...], float]]:  # fmt: skip
+        """The best ``depth`` visible memories by BM25 (then newest), score = -bm25."""
+        sql = (
+            f"SELECT {_COLS}, -bm25(memories_fts) FROM memories_fts f "
+            f"JOIN memories m ON m.n = f.rowid WHERE memories_fts MATCH ? "
+            f"AND {' AND '.join(where)} ORDER BY bm25(memories_fts), m.ts DESC, m.id"
+        )
+        cursor = self._db.execute(sql, [match, *args])
+        return self._visible(((r[:-1], r[-1]) for r in cursor), depth, capped, scored=True)
+
+    def _semantic_lane(self, index: SemanticIndex, query: str, where: list[str],
+                       args: list[Any], depth: int, capped: dict[str, set[str]], *,
+                       restricted: bool) -> list[tuple[tuple[Any, ...], float]]:  # fmt: skip
+        """The best ``depth`` visible memories by cosine similarity to the query. Each
+        neighbour the index proposes passes the same filters as the BM25 lane; with a
+        narrowing filter (category, subject, …) the rows that pass are scored instead."""
+        vector = index.embed_query(query)
+        floor = self.config.semantic_min_similarity
+        cond = " AND ".join(where)
+        if restricted:
+            rows = {r[0]: r for r in self._db.execute(
+                f"SELECT {_COLS} FROM memories m WHERE {cond}", args)}  # fmt: skip
+            sims = index.similarities(vector, rows)
+            ranked = sorted(((rows[i], s) for i, s in sims.items() if s >= floor),
+                            key=lambda rs: (-rs[1], -rs[0][6], rs[0][0]))  # fmt: skip
+            return self._visible(iter(ranked), depth, capped, scored=True)
+        wanted = 4 * depth
+        while True:
+            near = [(i, s) for i, s in index.nearest(vector, wanted) if s >= floor]
+            found = {r[0]: r for r in self._db.execute(
+                f"SELECT {_COLS} FROM memories m WHERE m.id IN (SELECT value FROM json_each(?)) "
+                f"AND {cond}", [json.dumps([i for i, _ in near]), *args])}  # fmt: skip
+            trial: dict[str, set[str]] = {}
+            out = self._visible(((found[i], s) for i, s in near if i in found), depth, trial,
+                                scored=True)  # fmt: skip
+            exhausted = len(near) < wanted or wanted >= len(index)
+            if len(out) >= depth or exhausted:
+                for who, hidden in trial.items():
+                    capped.setdefault(who, set()).update(hidden)
+                return out
+            wanted *= 4
+
+    def _visible(self, rows: Any, limit: int, capped: dict[str, set[str]], *,
+                 scored: bool = False) -> list[Any]:  # fmt: skip
+        """The first ``limit`` rows within their author's quota (the others counted in
+        ``capped``); ``rows`` are ``(row, score)`` pairs if ``scored``."""
+        out: list[Any] = []
+        for item in rows:
+            row, score = item if scored else (item, 0.0)
+            mid, who, ts = row[0], row[5], row[6]
             if not self._within_quota(who, ts, mid):
-                capped[who] = capped.get(who, 0) + 1
+                capped.setdefault(who, set()).add(mid)
                 continue
-            hits.append(
-                Memory(mid, text, cat, subj, json.loads(tags), who, ts, trust.counts(who, ts),
-                       expires, supersedes)
-            )  # fmt: skip
-            if len(hits) >= limit:
+            out.append((row, score))
+            if len(out) >= limit:
                 break
-        return Recall(hits, capped)
+        return out
+
+    def _memory(self, row: tuple[Any, ...], trust: TrustSet, lanes: dict[str, int] | None = None,
+                score: float | None = None) -> Memory:  # fmt: skip
+        mid, text, cat, subj, tags, who, ts, expires, supersedes = row
+        return Memory(mid, text, cat, subj, json.loads(tags), who, ts, trust.counts(who, ts),
+                      expires, supersedes, lanes, score)  # fmt: skip
 
     @_locked
     def over_quota(self) -> dict[str, int]:
@@ -599,6 +720,16 @@ def _int(value: object) -> int | None:
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_COLS = "m.id, m.text, m.category, m.subject, m.tags, m.author, m.ts, m.expires_at, m.supersedes"
+
+
+def _counts(capped: dict[str, set[str]]) -> dict[str, int]:
+    return {who: len(ids) for who, ids in capped.items()}
+
+
+def embedded_text(text: str, subject: str | None, tags: list[str]) -> str:
+    """What a memory's vector is made of: what it says, what about, and its tags."""
+    return " ".join([text, subject or "", *tags]).strip()
 
 
 def _fts_query(query: str) -> str | None:

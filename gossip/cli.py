@@ -34,6 +34,7 @@ from crdt.files import fsync_dir
 from crdt.identity import KEY_FILE, RETIRED_DIR
 from crdt.lock import LOCK_FILE
 from crdt.store import STORE_FILE
+from crdt.views import MODES
 
 from . import config
 from .config import default_home
@@ -292,7 +293,7 @@ def cmd_recall(args: argparse.Namespace) -> int:
     with _session(args) as s:
         answer = s.call("recall", q=args.query, category=args.category, subject=args.subject,
                         tag=args.tag, author=args.author, limit=args.limit,
-                        include_untrusted=args.include_untrusted)  # fmt: skip
+                        include_untrusted=args.include_untrusted, mode=args.mode)  # fmt: skip
     hits = answer["memories"]
     names = {m["author"]: m["author_name"] for m in hits if m["author_name"]}
     if args.json:
@@ -304,7 +305,11 @@ def cmd_recall(args: argparse.Namespace) -> int:
                 _out()
             head = [m["id"][:12], m["category"], m["subject"] or "-", _ago(m["ts"], now)]
             who = _who(m["author"], names) + ("" if m["trusted"] else " (untrusted)")
-            _out("  ".join(head) + f"  by {who}")
+            found = ""
+            if m.get("lanes"):  # which lanes found it, and its fused score
+                ranks = ", ".join(f"{lane} #{rank}" for lane, rank in sorted(m["lanes"].items()))
+                found = f"  [{ranks}; {m['score']:.4f}]"
+            _out("  ".join(head) + f"  by {who}{found}")
             for line in m["text"].splitlines() or [""]:
                 _out(f"    {line}")
             extra = []
@@ -316,6 +321,8 @@ def cmd_recall(args: argparse.Namespace) -> int:
                 _out("    " + "  ·  ".join(extra))
         if not hits:
             _note("no memories match")
+    if answer.get("note"):
+        _note(answer["note"])
     quota = answer["quota"]
     for who_id, n in sorted(answer["capped"].items()):
         _note(f"hid {n} memories of {_who(who_id, names)} over its quota "
@@ -889,6 +896,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"at most N memories (1 to {MAX_LIMIT}; default 20)")  # fmt: skip
     c.add_argument("--include-untrusted", action="store_true",
                    help="also show authors outside the keyring")  # fmt: skip
+    c.add_argument("--mode", choices=MODES, default="hybrid",
+                   help="hybrid: words and meaning, fused (default); lexical: words; "
+                   "semantic: meaning")  # fmt: skip
     c.add_argument("--json", action="store_true", help="print a JSON array")
 
     c = command(sub, "retract", cmd_retract, "retract one of this host's memories")

@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from crdt import GossipError, Identity, Outcome, Replica, SignedRecord, records
+from crdt import GossipError, Identity, Outcome, Replica, SignedRecord, records, semantic
 from crdt.records import KIND_BREAKER, KIND_HOST, split_state_key
 from crdt.trust import TrustSet
 from crdt.views import Benchmark, Breaker, Memory, ViewConfig, Views
@@ -100,6 +100,7 @@ T = TypeVar("T")
 INGEST_CHUNK = 512  # updates per replica call; reads run between chunks
 MAX_OUTBOX = 4096  # eager-push updates queued per peer; beyond, anti-entropy repairs
 EVENT_QUEUE = 1024  # events buffered per subscriber before the oldest are dropped
+EMBED_IDLE_S = 0.25  # how soon a new memory's vector is built once the backlog is done
 
 
 class TransportFactory(Protocol):
@@ -359,6 +360,7 @@ class Node:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 tg.create_task(self._anti_entropy(), name="anti-entropy")
+                tg.create_task(self._embed_memories(), name="embeddings")
                 if self._mdns is not None:
                     tg.create_task(self._mdns.run(self.profile.readdress), name="mdns")
                 if self._tailnet is not None:
@@ -373,6 +375,16 @@ class Node:
                 started.set_exception(e)
         finally:
             self._tg = None
+
+    async def _embed_memories(self) -> None:
+        """Build the semantic lane's vectors in the background, a batch at a time, so a
+        catch-up of 100k memories never holds a recall (lexical until they are ready)."""
+        index = self._views.semantic if self._views is not None else None
+        if index is None:
+            return
+        while True:
+            if not await asyncio.to_thread(index.catch_up, index.BATCH):
+                await asyncio.sleep(EMBED_IDLE_S)
 
     async def _close(self) -> None:
         if self._state in ("stopping", "closed"):
@@ -422,7 +434,8 @@ class Node:
                 self._tailnet_settings = self._tailnet_settings or cfg.tailnet
                 if self._follow_vouches is None:
                     self._follow_vouches = cfg.follow_vouches
-            self._views = Views(replica, ViewConfig(follow_vouches=bool(self._follow_vouches)))
+            self._views = Views(replica, ViewConfig(follow_vouches=bool(self._follow_vouches)),
+                                semantic=semantic.open_in_dir(self.home))  # fmt: skip
             replica.on_change(self._on_change)
             self._views.on_trust_change(self._on_trust_set)
             self._trust = self._views.trust()

@@ -54,19 +54,29 @@ EVENT_ID: Schema = {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$",
 TEXT: Schema = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"\S"}
 ANY_TEXT: Schema = {"type": "string", "maxLength": 256}
 
+# Recall's ranking of a memory (null outside a recall): lane -> rank there, fused score.
+RANKED: dict[str, Schema] = {
+    "lanes": _null({"type": "object", "additionalProperties": INT}),
+    "score": _null(NUM),
+}
+
 SCHEMAS: dict[str, Schema] = {
     "Error": _obj({"error": STR, "field": _null(STR)}),
     "Memory": _obj({
         "id": STR, "text": STR, "category": STR, "subject": _null(STR), "tags": _arr(STR),
         "author": STR, "ts": MS, "trusted": BOOL, "expires_at": _null(MS), "supersedes": _null(STR),
+        **RANKED,
     }),
     "RecalledMemory": _obj({
         "id": STR, "text": STR, "category": STR, "subject": _null(STR), "tags": _arr(STR),
         "author": STR, "ts": MS, "trusted": BOOL, "expires_at": _null(MS), "supersedes": _null(STR),
-        "author_name": _null(STR),
+        "author_name": _null(STR), **RANKED,
     }),
     "Recall": _obj({
         "memories": _arr(_ref("RecalledMemory")),
+        "mode": {"enum": ["hybrid", "lexical", "semantic"],
+                 "description": "the lanes that answered (lexical while vectors are built)"},
+        "note": _null({**STR, "description": "why a lane asked for did not answer"}),
         "capped": {"type": "object", "additionalProperties": INT,
                    "description": "author -> memories hidden by the per-author quota"},
         "quota": _obj({"per_window": INT, "window_ms": INT}),
@@ -127,6 +137,7 @@ SCHEMAS: dict[str, Schema] = {
                                      "description": "peers per transport mode"}}),
         "records": _obj({"total": INT, "trusted": INT, "untrusted": INT}),
         "state_entries": INT, "keyring": INT, "store_bytes": INT, "last_exchange": _null(MS),
+        "semantic": _null(_obj({"model": STR, "vectors": INT, "pending": INT, "ready": BOOL})),
         "warnings": _arr(STR),
     }),
     "TrustEntry": _obj({

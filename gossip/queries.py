@@ -118,17 +118,20 @@ def successor_to_keep(keyring: dict[str, str], key: str, trust: TrustSet) -> tup
 
 def recall(r: Replica, views: Views, text: str | None, *, category: str | None = None,
            subject: str | None = None, tag: str | None = None, author: str | None = None,
-           limit: int = 20, include_untrusted: bool = False) -> dict[str, Any]:  # fmt: skip
+           limit: int = 20, include_untrusted: bool = False,
+           mode: str = "hybrid") -> dict[str, Any]:  # fmt: skip
     """What ``GET /v1/memories`` answers, also given by the client's in-process reads:
     ``author`` is a key, a key prefix or a keyring name; each hit has ``author_name``."""
     key = None
     if author is not None:
         key = author_keys(r, author, views.trust())
     found = views.recall(text, category=category, subject=subject, tag=tag, author=key,
-                         limit=limit, include_untrusted=include_untrusted)  # fmt: skip
+                         limit=limit, include_untrusted=include_untrusted,
+                         mode=mode)  # fmt: skip
     names = author_names(r, views)
     return {
         "memories": [{**m.to_json(), "author_name": names.get(m.author)} for m in found.hits],
+        "mode": found.mode, "note": found.note,
         "capped": found.capped,
         "quota": {"per_window": views.config.quota_per_window,
                   "window_ms": views.config.quota_window_ms},

@@ -1,0 +1,227 @@
+"""The semantic lane's index: one vector per memory, derived and local to this host.
+
+What it owns: the vectors of the memories the views hold, by record id and model name,
+in memory for search and in a SQLite file beside the store (``embeddings.sqlite`` in the
+data dir) so a restart never recomputes them. What it must never do: replicate, sign or
+judge. Vectors are derived data, like the views: deleting the file costs a recompute and
+nothing else; a vector of another model is never read (the key holds the model's name).
+Which memories a reader may see is decided by the views (``crdt.views``), which filter
+every candidate this index proposes.
+
+Vectors arrive in two steps: ``add`` (in the replica's thread, while views apply a
+change) only queues the text; ``catch_up`` (in a background thread, or at once in a
+one-shot command) embeds what is queued and stores it. Until the queue is empty the
+index is not ``ready`` and recall says it is lexical only.
+
+Search is two-stage, so that 100k vectors cost a few milliseconds: a Hamming distance
+over one sign bit per dimension (32 bytes a memory) proposes the best few thousand,
+and the int8 vectors (256 bytes and one scale a memory) rank those exactly enough.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .embedder import Embedder
+
+log = logging.getLogger(__name__)
+
+FILE = "embeddings.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vectors (
+    model TEXT NOT NULL, id TEXT NOT NULL, scale REAL NOT NULL, code BLOB NOT NULL,
+    PRIMARY KEY (model, id)
+) WITHOUT ROWID;
+"""
+
+
+class SemanticIndex:
+    """Vectors of memories for one model. Thread-safe: ``add`` and reads from the views'
+    thread, ``catch_up`` from any other; each holds the index's lock only briefly."""
+
+    BATCH = 1024  # texts embedded per step of a catch-up (~0.2 s on one core)
+    EXACT_BELOW = 4096  # fewer vectors than this: rank them all exactly
+
+    def __init__(self, embedder: Embedder, path: str | Path | None = None) -> None:
+        self.embedder = embedder
+        self.model = embedder.name
+        self.dim = embedder.dim
+        self.path = None if path is None else Path(path)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._db = sqlite3.connect(":memory:" if path is None else str(path),
+                                   check_same_thread=False)  # fmt: skip
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._ids: list[str] = []
+        self._pos: dict[str, int] = {}
+        self._codes = np.zeros((0, self.dim), dtype=np.int8)
+        self._scales = np.zeros(0, dtype=np.float32)
+        self._bits = np.zeros((0, self.dim // 64), dtype=np.uint64)
+        self._pending: dict[str, str] = {}  # id -> text, in arrival order
+        stored = self._db.execute("SELECT id, scale, code FROM vectors WHERE model = ?",
+                                  (self.model,)).fetchall()  # fmt: skip
+        if stored:
+            codes = np.frombuffer(b"".join(r[2] for r in stored), dtype=np.int8)
+            self._append([r[0] for r in stored], codes.reshape(len(stored), self.dim),
+                         np.array([r[1] for r in stored], dtype=np.float32))  # fmt: skip
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    # -- filling ----------------------------------------------------------------------
+
+    def add(self, record_id: str, text: str) -> None:
+        """Queue a memory's text unless its vector is already held (cheap: no embedding)."""
+        with self._lock:
+            if record_id not in self._pos:
+                self._pending[record_id] = text
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def ready(self) -> bool:
+        return not self._pending
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def catch_up(self, limit: int | None = None) -> int:
+        """Embed and store up to ``limit`` queued memories (all if None), a batch at a
+        time, the lock held only to take a batch and to file its vectors. Returns how many
+        were done."""
+        done = 0
+        while limit is None or done < limit:
+            with self._lock:
+                if self._closed:
+                    return done
+                want = self.BATCH if limit is None else min(self.BATCH, limit - done)
+                batch = [(k, v) for k, v in zip(self._pending, self._pending.values(),
+                                                strict=True)][:want]  # fmt: skip
+            if not batch:
+                return done
+            codes, scales = quantize(self.embedder.embed([t for _, t in batch]))
+            with self._lock:
+                if self._closed:
+                    return done
+                ids = [k for k, _ in batch if k not in self._pos]
+                keep = [i for i, (k, _) in enumerate(batch) if k not in self._pos]
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO vectors (model, id, scale, code) VALUES (?, ?, ?, ?)",
+                    [(self.model, batch[i][0], float(scales[i]), codes[i].tobytes())
+                     for i in keep],
+                )  # fmt: skip
+                self._db.commit()
+                self._append(ids, codes[keep], scales[keep])
+                for k, _ in batch:
+                    self._pending.pop(k, None)
+            done += len(batch)
+        return done
+
+    def _append(self, ids: Sequence[str], codes: np.ndarray, scales: np.ndarray) -> None:
+        start = len(self._ids)
+        need = start + len(ids)
+        if need > len(self._codes):
+            cap = max(need, 2 * len(self._codes), 1024)
+            self._codes = _grow(self._codes, cap)
+            self._scales = _grow(self._scales, cap)
+            self._bits = _grow(self._bits, cap)
+        self._codes[start:need] = codes
+        self._scales[start:need] = scales
+        self._bits[start:need] = np.packbits(codes > 0, axis=1).view(np.uint64)
+        for offset, rid in enumerate(ids):
+            self._pos[rid] = start + offset
+        self._ids.extend(ids)
+
+    # -- searching --------------------------------------------------------------------
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embedder.embed([text])[0]
+
+    def nearest(self, query: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """The ``n`` held vectors most similar to ``query`` (cosine), best first."""
+        with self._lock:
+            size = len(self._ids)
+            if size == 0 or n <= 0 or not query.any():
+                return []
+            if size <= self.EXACT_BELOW:
+                rows = np.arange(size)
+            else:
+                # Stage 1: sign bits, Hamming distance; keep 8x what is asked (at least 2k).
+                qbits = np.packbits(query > 0).view(np.uint64)
+                dist = np.bitwise_count(self._bits[:size] ^ qbits).sum(axis=1, dtype=np.int32)
+                keep = min(size, max(8 * n, 2048))
+                rows = np.argpartition(dist, keep - 1)[:keep] if keep < size else np.arange(size)
+            sims = self._similarity(rows, query)
+            top = min(n, len(rows))
+            best = np.argpartition(-sims, top - 1)[:top] if top < len(rows) else np.arange(top)
+            best = best[np.lexsort((best, -sims[best]))]
+            return [(self._ids[rows[i]], float(sims[i])) for i in best]
+
+    def similarities(self, query: np.ndarray, record_ids: Iterable[str]) -> dict[str, float]:
+        """The similarity of each held id in ``record_ids`` to ``query`` (exact int8)."""
+        with self._lock:
+            held = [(rid, self._pos[rid]) for rid in record_ids if rid in self._pos]
+            if not held or not query.any():
+                return {}
+            sims = self._similarity(np.array([p for _, p in held]), query)
+            return {rid: float(s) for (rid, _), s in zip(held, sims, strict=True)}
+
+    def _similarity(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+        return (self._codes[rows].astype(np.float32) @ query) / self._scales[rows]
+
+    def status(self) -> dict[str, Any]:
+        return {"model": self.model, "vectors": len(self._ids), "pending": len(self._pending),
+                "ready": self.ready}  # fmt: skip
+
+    def memory_bytes(self) -> int:
+        """What the in-memory vectors take (codes, scales, sign bits), for the benchmark."""
+        return int(self._codes.nbytes + self._scales.nbytes + self._bits.nbytes)
+
+
+def quantize(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit float32 rows as int8 codes and per-row scales (``code / scale ~ vector``):
+    a quarter of the bytes, and cosine similarities within ~0.01 of the float ones."""
+    peak = np.abs(vectors).max(axis=1)
+    scales = np.where(peak > 0, 127.0 / np.maximum(peak, 1e-12), 1.0).astype(np.float32)
+    codes = np.rint(vectors * scales[:, None]).clip(-127, 127).astype(np.int8)
+    return codes, scales
+
+
+def _grow(array: np.ndarray, rows: int) -> np.ndarray:
+    out = np.zeros((rows, *array.shape[1:]), dtype=array.dtype)
+    out[: len(array)] = array
+    return out
+
+
+def open_in_dir(home: str | Path, embedder: Embedder | None = None) -> SemanticIndex | None:
+    """The data dir's index with the embedded model, or None (recall stays lexical) when
+    the model cannot load. A damaged file is derived data: it is dropped and rebuilt."""
+    from .embedder import EmbedderUnavailable, default_embedder
+
+    try:
+        model = embedder or default_embedder()
+    except EmbedderUnavailable as e:
+        log.warning("recall is lexical only: %s", e)
+        return None
+    path = Path(home) / FILE
+    try:
+        return SemanticIndex(model, path)
+    except sqlite3.DatabaseError as e:
+        log.warning("%s is damaged (%s): its vectors are computed again", path, e)
+        for stale in (path, path.with_name(FILE + "-wal"), path.with_name(FILE + "-shm")):
+            stale.unlink(missing_ok=True)
+        return SemanticIndex(model, path)
