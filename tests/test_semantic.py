@@ -241,3 +241,22 @@ def test_the_embedded_model_loads_with_the_network_unreachable():
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("loaded wordllama-")
+
+
+def test_a_broad_query_ranks_a_bounded_number_of_matches(me):
+    bounded = Views(me, ViewConfig(lexical_rank_cap=10), now_ms=Now())
+    exact = Views(me, now_ms=Now())
+    for i in range(30):  # indexed as they arrive
+        remember(me, f"provider lesson {i}" + " provider" * (i % 7), ts=T + i)
+    # Specific (fewer matches than the cap): the same answer.
+    specific = bounded.recall("7 14", mode="lexical", limit=3)
+    assert len(specific.hits) == 2
+    assert texts(specific) == texts(exact.recall("7 14", mode="lexical"))
+    # Broad: only the 10 last indexed are ranked, best first among them.
+    broad = bounded.recall("provider", mode="lexical", limit=3)
+    last = {f"provider lesson {i}" + " provider" * (i % 7) for i in range(20, 30)}
+    assert set(texts(broad)) <= last and len(broad.hits) == 3
+    assert texts(broad) == [t for t in texts(exact.recall("provider", mode="lexical", limit=30))
+                            if t in last][:3]  # fmt: skip
+    # Too few of them visible (a filter): every match is ranked, nothing is lost.
+    assert len(bounded.recall("provider", mode="lexical", limit=30).hits) == 30

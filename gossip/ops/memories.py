@@ -64,19 +64,21 @@ async def remember(host: Host, p: Params) -> dict[str, Any]:
     Field("author", ANY_TEXT, "query", help="an id, a keyring name or a prefix"),
     Field("limit", Number(low=1, high=MAX_LIMIT, integer=True), "query", default=20),
     UNTRUSTED,
-    Field("mode", Text(limit=16, pattern=f"({'|'.join(MODES)})"), "query", default="hybrid",
-          help="hybrid (words and meaning, fused), lexical (words), semantic (meaning)"),
+    Field("mode", Text(limit=16, blank=True, pattern=f"({'|'.join(MODES)})?"), "query",
+          default="hybrid", help="hybrid (words and meaning, fused; the default), lexical "
+          "(words), semantic (meaning)"),
     result="Recall", errors=NOT_FOUND,
 )  # fmt: skip
 async def recall(host: Host, p: Params) -> dict[str, Any]:
     def job(r: Replica, v: Views) -> dict[str, Any]:
-        if not host.online and p.mode != "lexical" and p.q and v.semantic is not None:
+        mode = p.mode or "hybrid"
+        if not host.online and mode != "lexical" and p.q and v.semantic is not None:
             v.semantic.catch_up()  # no daemon builds them: now, once (they are kept)
         return queries.recall(r, v, p.q or None, category=p.category or None,
                               subject=p.subject or None, tag=p.tag or None,
                               author=p.author or None, limit=p.limit,
                               include_untrusted=p.include_untrusted,
-                              mode=p.mode)  # fmt: skip
+                              mode=mode)  # fmt: skip
 
     return await host.read(job)
 
