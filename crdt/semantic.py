@@ -11,7 +11,8 @@ every candidate this index proposes.
 Vectors arrive in two steps: ``add`` (in the replica's thread, while views apply a
 change) only queues the text; ``catch_up`` (in a background thread, or at once in a
 one-shot command) embeds what is queued and stores it. Until the queue is empty the
-index is not ``ready`` and recall says it is lexical only.
+index is not ``ready`` (a few just-arrived memories aside) and recall says it is lexical
+only.
 
 Search is two-stage, so that 100k vectors cost a few milliseconds: a Hamming distance
 over one sign bit per dimension (32 bytes a memory) proposes the best few thousand, and
@@ -49,6 +50,7 @@ class SemanticIndex:
     thread, ``catch_up`` from any other; each holds the index's lock only briefly."""
 
     BATCH = 1024  # texts embedded per step of a catch-up (~0.2 s on one core)
+    LAG = 64  # memories waiting for their vectors that still leave the index ready
     EXACT_BELOW = 4096  # fewer vectors than this: rank them all exactly
 
     def __init__(self, embedder: Embedder, path: str | Path | None = None) -> None:
@@ -96,7 +98,10 @@ class SemanticIndex:
 
     @property
     def ready(self) -> bool:
-        return not self._pending
+        """Caught up, but for at most ``LAG`` memories just arrived: the semantic lane
+        answers, and the newest memories are found by words until their vectors exist
+        (a fraction of a second). A catch-up's backlog keeps recall lexical."""
+        return len(self._pending) <= self.LAG
 
     def __len__(self) -> int:
         return len(self._ids)

@@ -100,8 +100,8 @@ class ViewConfig:
     semantic_min_similarity: float = 0.2
     # A query matching more memories than this by its words ranks only the most recently
     # indexed this many (crdt.views.Views._bm25_lane): a vague question costs the same at
-    # 100k memories as at 5k, and the semantic lane still looks at every memory.
-    lexical_rank_cap: int = 4000
+    # 100k memories as at 3k, and the semantic lane still looks at every memory.
+    lexical_rank_cap: int = 1000
 
 
 @dataclass(frozen=True)
@@ -514,32 +514,57 @@ class Views:
                    capped: dict[str, set[str]]) -> list[tuple[tuple[Any, ...], float]]:  # fmt: skip
         """The best ``depth`` visible memories by BM25 (then newest), score = -bm25.
 
-        A broad query (more than ``lexical_rank_cap`` matches) would cost time in
-        proportion to the store: FTS5 scores every match before the best come out. Then
-        only the ``lexical_rank_cap`` most recently indexed matches are scored (a rowid
-        bound, which FTS5 applies while it reads its index: the memories that arrived
-        last, or after a restart the last in the document's order), and all of them only
-        if those leave fewer than ``depth`` visible. Specific queries rank as before."""
-        sql = (
-            f"SELECT {_COLS}, -bm25(memories_fts) FROM memories_fts f "
-            f"JOIN memories m ON m.n = f.rowid WHERE memories_fts MATCH ? {{bound}}"
-            f"AND {' AND '.join(where)} ORDER BY bm25(memories_fts), m.ts DESC, m.id"
-        )
+        FTS5 ranks the matches alone first and only the best few (4x ``depth``, more if
+        the filters hide too many of them) are joined to the memories and filtered, so a
+        filter costs per candidate, not per match. A broad query (more than
+        ``lexical_rank_cap`` matches) would still cost time in proportion to the store,
+        FTS5 scoring every match: then only the ``lexical_rank_cap`` most recently indexed
+        matches are scored (a rowid bound that FTS5 applies while reading its index: the
+        memories that arrived last, or after a restart the last in the document's order),
+        and every match only if those leave fewer than ``depth`` visible. A specific query
+        (fewer matches than the cap and than the candidates) ranks exactly as before."""
         cap = self.config.lexical_rank_cap
         floor = self._db.execute(
             "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC "
             "LIMIT 1 OFFSET ?", (match, cap)).fetchone()  # fmt: skip
-        if floor is not None:  # over `cap` matches: rank the newest `cap` first
-            trial: dict[str, set[str]] = {}
-            bounded = sql.format(bound="AND f.rowid > ? ")
-            cursor = self._db.execute(bounded, [match, floor[0], *args])
-            out = self._visible(((r[:-1], r[-1]) for r in cursor), depth, trial, scored=True)
-            if len(out) >= depth:
+        bounds: list[tuple[int | None, int | None]] = [(None, None)]  # (rowid floor, matches)
+        if floor is not None:
+            bounds.insert(0, (floor[0], cap))
+        for bound, matches in bounds:
+            wanted = 4 * depth
+            while True:
+                trial: dict[str, set[str]] = {}
+                rows = self._bm25_candidates(match, bound, wanted, where, args)
+                out = self._visible(iter(rows), depth, trial, scored=True)
+                if len(out) >= depth:
+                    break
+                if matches is None:
+                    matches = self._db.execute("SELECT count(*) FROM memories_fts WHERE "
+                                               "memories_fts MATCH ?", (match,)).fetchone()[0]
+                if wanted >= matches:
+                    break
+                wanted *= 8
+            if len(out) >= depth or bound is None:
                 for who, hidden in trial.items():
                     capped.setdefault(who, set()).update(hidden)
                 return out
-        cursor = self._db.execute(sql.format(bound=""), [match, *args])
-        return self._visible(((r[:-1], r[-1]) for r in cursor), depth, capped, scored=True)
+        return []  # not reached: the last bound is None
+
+    def _bm25_candidates(self, match: str, bound: int | None, wanted: int, where: list[str],
+                         args: list[Any]) -> list[tuple[tuple[Any, ...], float]]:  # fmt: skip
+        """The visible-or-not rows of the ``wanted`` best matches (those above rowid
+        ``bound`` if given), best first, filtered by ``where``."""
+        inner = "SELECT rowid AS r, rank AS s FROM memories_fts "
+        inner += "WHERE memories_fts MATCH ?"
+        params: list[Any] = [match]
+        if bound is not None:
+            inner += " AND rowid > ?"
+            params.append(bound)
+        inner += " ORDER BY rank LIMIT ?"  # FTS5 keeps only the best, as it scores
+        params.append(wanted)
+        sql = (f"SELECT {_COLS}, -c.s FROM ({inner}) c CROSS JOIN memories m ON m.n = c.r "
+               f"WHERE {' AND '.join(where)} ORDER BY c.s, m.ts DESC, m.id")  # fmt: skip
+        return [(r[:-1], r[-1]) for r in self._db.execute(sql, [*params, *args])]
 
     def _semantic_lane(self, index: SemanticIndex, query: str, where: list[str],
                        args: list[Any], depth: int, capped: dict[str, set[str]], *,
@@ -557,7 +582,7 @@ class Views:
             ranked = sorted(((rows[i], s) for i, s in sims.items() if s >= floor),
                             key=lambda rs: (-rs[1], -rs[0][6], rs[0][0]))  # fmt: skip
             return self._visible(iter(ranked), depth, capped, scored=True)
-        wanted = 4 * depth
+        wanted = 2 * depth  # room for what the filters hide; more if that was not enough
         while True:
             near = [(i, s) for i, s in index.nearest(vector, wanted) if s >= floor]
             found = {r[0]: r for r in self._db.execute(

@@ -199,6 +199,7 @@ class Node:
         self._replica: Replica | None = None
         self._views: Views | None = None
         self._worker: ReplicaWorker | None = None
+        self._embed_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._transport: Transport | None = None
         self._identity: Identity | None = None
         self._table: PeerTable | None = None
@@ -382,8 +383,16 @@ class Node:
         index = self._views.semantic if self._views is not None else None
         if index is None:
             return
+        # Its own thread, joined by _close: the replica's worker stays free for reads.
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embeddings")
+        self._embed_pool = pool
         while True:
-            if not await asyncio.to_thread(index.catch_up, index.BATCH):
+            try:
+                done = await self._loop.run_in_executor(pool, index.catch_up, index.BATCH)
+            except Exception:  # a full disk, a damaged file: recall stays lexical, says so
+                log.exception("building the semantic index in %s failed", self.home)
+                return
+            if not done:
                 await asyncio.sleep(EMBED_IDLE_S)
 
     async def _close(self) -> None:
@@ -407,8 +416,11 @@ class Node:
             runner.cancel()
             await asyncio.wait([runner])
         worker = self._worker
+        pool, self._embed_pool = self._embed_pool, None
         if worker is not None:
             try:
+                if pool is not None:  # joined where blocking harms nothing: its batch ends
+                    await worker.call(pool.shutdown)
                 await worker.call(self._shut)
             except Exception:
                 log.exception("closing the replica in %s failed", self.home)

@@ -139,11 +139,19 @@ def cost(n: int, tmp: Path, count: int, embedder: Any) -> dict[str, Any]:
     return out
 
 
-def run(quick: bool, dims: list[int], vectors: Path | None, only: str | None) -> dict[str, Any]:
+GOAL_PARAPHRASE_RECALL5 = 0.9
+GOAL_P99_MS = 10.0
+GOAL_VECTORS_X_PAYLOAD = 0.5
+GOAL_EMBED_100K_S = 30.0
+
+
+def run(quick: bool, dims: list[int] | None = None, vectors: Path | None = None,
+        only: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The result in ``scripts/bench/all``'s form (title, headline, goals, tables, notes)."""
     sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
     count = 100 if quick else 300
     result: dict[str, Any] = {"quality": [], "cost": []}
-    models: list[Any] = [WordLlamaEmbedder(dim=d) for d in dims]
+    models: list[Any] = [WordLlamaEmbedder(dim=d) for d in dims or [256]]
     if vectors is not None:
         models.append(Precomputed(vectors))
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,8 +159,89 @@ def run(quick: bool, dims: list[int], vectors: Path | None, only: str | None) ->
             quality_table(Path(tmp), models, result)
         if only in (None, "cost"):
             cost_table(Path(tmp), sizes, count, models[0], result)
-    result["headline"] = headline(result)
-    return result
+    command = "python scripts/bench/recall_quality.py" + (" --quick" if quick else "")
+    if dims and dims != [256]:
+        command += f" --dims {','.join(map(str, dims))}"
+    if vectors is not None:
+        command += " --vectors minilm.npz"
+    return {"name": "recall_quality",
+            "title": "Recall quality and cost: lexical, semantic and hybrid (RRF)",
+            "command": command, "headline": headline(result), "goals": goals(result),
+            "tables": tables(result, count), "notes": NOTES, "plots": [], **result}  # fmt: skip
+
+
+NOTES = [
+    "Quality: the corpus of scripts/bench/lessons.py, 2,160 lessons generated from 45 "
+    "kinds (outages, rate limits, quirks, anti-patterns, contracts about providers, models "
+    "and tools) x 48 names each, one lesson per (kind, name); 240 paraphrase questions that "
+    "share only the name and at most one content word with their lesson (the generator "
+    "checks), and 100 keyword queries (the name and two of the lesson's words). Every "
+    "lesson of a name shares the name, so a lane must match the meaning to rank the right "
+    "one first. recall@5: the right lesson among the first 5; MRR: 1/rank within 20.",
+    "Cost: common.build_store's memories (~300-byte texts, one author), Views.recall in "
+    "this process (no HTTP), limit 20; specific queries are two rare words, broad ones two "
+    "common words (~30 % of the store matching). The embedding time is one thread's "
+    "(SemanticIndex.catch_up, as the daemon's background task runs it). Vectors: the bytes "
+    "the index holds in memory (4-bit codes, a scale and 256 sign bits per memory, +25 % "
+    "growth slack) against the signed records' bytes (body + signature).",
+    "Fusion is Singularity Memory's (crdt/fusion.py): weights 1.0/1.0, k = 60. On the "
+    "paraphrases the BM25 lane ranks the 15 lessons of the name by noise (stop words, "
+    "length), and with k = 60 ranks 1 to 15 weigh nearly alike, so that lane's order "
+    "outvotes the semantic lane's: hybrid lands below semantic alone, for MiniLM too.",
+]
+
+
+def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    if result["quality"]:
+        q = result["quality"][0]
+        r5 = q["paraphrase_hybrid_recall5"]
+        out.append({"goal": f"hybrid recall@5 ≥ {GOAL_PARAPHRASE_RECALL5} on paraphrases",
+                    "value": f"{r5:.3f} ({q['model']})",
+                    "met": r5 >= GOAL_PARAPHRASE_RECALL5})  # fmt: skip
+        kh, kl = q["keyword_hybrid_recall5"], q["keyword_lexical_recall5"]
+        out.append({"goal": "hybrid recall@5 ≥ lexical's on keyword queries",
+                    "value": f"{kh:.3f} vs {kl:.3f}", "met": kh >= kl})  # fmt: skip
+    if result["cost"]:
+        c = result["cost"][-1]
+        for kind in ("specific", "broad"):
+            p99 = c[f"{kind}_hybrid_p99_ms"]
+            out.append({"goal": f"hybrid p99 ≤ {GOAL_P99_MS:g} ms at 100k, {kind} queries",
+                        "value": f"p99 {p99:.2f} ms at {c['n']:,}",
+                        "met": p99 <= GOAL_P99_MS})  # fmt: skip
+        x = c["vector_bytes"] / c["payload_bytes"]
+        out.append({"goal": f"vectors ≤ {GOAL_VECTORS_X_PAYLOAD}x the payload at 100k",
+                    "value": f"{x:.2f}x at {c['n']:,} (RSS grew "
+                             f"{c['rss_growth_bytes'] / c['payload_bytes']:.2f}x while embedding)",
+                    "met": x <= GOAL_VECTORS_X_PAYLOAD})  # fmt: skip
+        out.append({"goal": f"embedding 100k memories ≤ {GOAL_EMBED_100K_S:g} s",
+                    "value": f"{c['embed_s']:.1f} s for {c['n']:,} (one thread)",
+                    "met": c["embed_s"] <= GOAL_EMBED_100K_S * c["n"] / 100_000})  # fmt: skip
+    return out
+
+
+def tables(result: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    out = []
+    if result["quality"]:
+        rows = [[q["model"], style,
+                 *(f"{q[f'{style}_{m}_recall5']:.3f} / {q[f'{style}_{m}_mrr']:.3f}"
+                   for m in ("lexical", "semantic", "hybrid"))]
+                for q in result["quality"] for style in ("paraphrase", "keyword")]  # fmt: skip
+        out.append({"caption": "Quality: recall@5 / MRR per mode (2,160 lessons; 240 "
+                               "paraphrase and 100 keyword queries)",
+                    "columns": ["model", "queries", "lexical", "semantic", "hybrid"],
+                    "rows": rows})  # fmt: skip
+    if result["cost"]:
+        rows = [[f"{c['n']:,}", kind,
+                 *(f"{c[f'{kind}_{m}_p50_ms']:.2f} / {c[f'{kind}_{m}_p99_ms']:.2f}"
+                   for m in ("lexical", "semantic", "hybrid")),
+                 f"{c['embed_s']:.1f}", f"{c['vector_bytes'] / c['payload_bytes']:.2f}x"]
+                for c in result["cost"] for kind in ("specific", "broad")]  # fmt: skip
+        out.append({"caption": f"Cost: recall p50 / p99 (ms) per mode, {count} queries of "
+                               "each kind; embedding time; vectors against the payload",
+                    "columns": ["memories", "queries", "lexical", "semantic", "hybrid",
+                                "embed s", "vectors"], "rows": rows})  # fmt: skip
+    return out
 
 
 def quality_table(tmp: Path, models: list[Any], result: dict[str, Any]) -> None:
