@@ -23,10 +23,11 @@ a third of a typical memory's signed record, so the vectors never dominate memor
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +67,14 @@ class SemanticIndex:
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        self._ids: list[str] = []
-        self._pos: dict[str, int] = {}
+        self._rows = _RowsById()
         self._codes = np.zeros((0, self.dim // 2), dtype=np.uint8)  # two 4-bit codes a byte
         self._scales = np.zeros(0, dtype=np.float32)
         self._bits = np.zeros((0, self.dim // 64), dtype=np.uint64)
-        self._pending: dict[str, str] = {}  # id -> text, in arrival order
+        # Queued ids, in arrival order, with their text if the caller gave it; else the
+        # text is asked of ``texts`` when embedded (the views hold it: no second copy).
+        self._pending: dict[str, str | None] = {}
+        self.texts: Callable[[list[str]], dict[str, str]] | None = None
         stored = self._db.execute("SELECT id, scale, code FROM vectors WHERE model = ?",
                                   (self._key,)).fetchall()  # fmt: skip
         if stored:
@@ -87,10 +90,11 @@ class SemanticIndex:
 
     # -- filling ----------------------------------------------------------------------
 
-    def add(self, record_id: str, text: str) -> None:
-        """Queue a memory's text unless its vector is already held (cheap: no embedding)."""
+    def add(self, record_id: str, text: str | None = None) -> None:
+        """Queue a memory unless its vector is already held (cheap: no embedding). Without
+        ``text``, ``texts`` gives it when its turn comes."""
         with self._lock:
-            if record_id not in self._pos:
+            if self._rows.get(record_id) is None:
                 self._pending[record_id] = text
 
     def pending(self) -> int:
@@ -104,7 +108,7 @@ class SemanticIndex:
         return len(self._pending) <= self.LAG
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._rows)
 
     def catch_up(self, limit: int | None = None) -> int:
         """Embed and store up to ``limit`` queued memories (all if None), a batch at a
@@ -116,16 +120,19 @@ class SemanticIndex:
                 if self._closed:
                     return done
                 want = self.BATCH if limit is None else min(self.BATCH, limit - done)
-                batch = [(k, v) for k, v in zip(self._pending, self._pending.values(),
-                                                strict=True)][:want]  # fmt: skip
+                batch = list(itertools.islice(self._pending.items(), want))
             if not batch:
                 return done
-            codes, scales = quantize(self.embedder.embed([t for _, t in batch]))
+            missing = [k for k, t in batch if t is None]
+            found = self.texts(missing) if missing and self.texts is not None else {}
+            texts = [found.get(k, "") if t is None else t for k, t in batch]
+            codes, scales = quantize(self.embedder.embed(texts))
             with self._lock:
                 if self._closed:
                     return done
-                ids = [k for k, _ in batch if k not in self._pos]
-                keep = [i for i, (k, _) in enumerate(batch) if k not in self._pos]
+                keep = [i for i, (k, _) in enumerate(batch)
+                        if self._rows.get(k) is None and (batch[i][1] is not None or k in found)]
+                ids = [batch[i][0] for i in keep]
                 self._db.executemany(
                     "INSERT OR REPLACE INTO vectors (model, id, scale, code) VALUES (?, ?, ?, ?)",
                     [(self._key, batch[i][0], float(scales[i]), codes[i].tobytes())
@@ -133,13 +140,15 @@ class SemanticIndex:
                 )  # fmt: skip
                 self._db.commit()
                 self._append(ids, codes[keep], scales[keep])
-                for k, _ in batch:
+                for k, _ in batch:  # done, or gone from the views (closed): not retried
                     self._pending.pop(k, None)
+                if not self._pending:
+                    self._fit()
             done += len(batch)
         return done
 
     def _append(self, ids: Sequence[str], codes: np.ndarray, scales: np.ndarray) -> None:
-        start = len(self._ids)
+        start = len(self._rows)
         need = start + len(ids)
         if need > len(self._codes):
             cap = max(need, len(self._codes) * 5 // 4, 1024)  # +25 %: little slack held
@@ -152,9 +161,15 @@ class SemanticIndex:
         signs = np.empty((len(ids), self.dim), dtype=bool)
         signs[:, 0::2], signs[:, 1::2] = high > 0, low > 0
         self._bits[start:need] = np.packbits(signs, axis=1).view(np.uint64)
-        for offset, rid in enumerate(ids):
-            self._pos[rid] = start + offset
-        self._ids.extend(ids)
+        self._rows.extend(ids)
+
+    def _fit(self) -> None:
+        """Caught up: give back the growth slack (a catch-up's last step can leave 25 %)."""
+        size = len(self._rows)
+        if len(self._codes) > size + size // 32:
+            self._codes = self._codes[:size].copy()
+            self._scales = self._scales[:size].copy()
+            self._bits = self._bits[:size].copy()
 
     # -- searching --------------------------------------------------------------------
 
@@ -164,7 +179,7 @@ class SemanticIndex:
     def nearest(self, query: np.ndarray, n: int) -> list[tuple[str, float]]:
         """The ``n`` held vectors most similar to ``query`` (cosine), best first."""
         with self._lock:
-            size = len(self._ids)
+            size = len(self._rows)
             if size == 0 or n <= 0 or not query.any():
                 return []
             if size <= self.EXACT_BELOW:
@@ -179,12 +194,12 @@ class SemanticIndex:
             top = min(n, len(rows))
             best = np.argpartition(-sims, top - 1)[:top] if top < len(rows) else np.arange(top)
             best = best[np.lexsort((best, -sims[best]))]
-            return [(self._ids[rows[i]], float(sims[i])) for i in best]
+            return [(self._rows.id_at(int(rows[i])), float(sims[i])) for i in best]
 
     def similarities(self, query: np.ndarray, record_ids: Iterable[str]) -> dict[str, float]:
         """The similarity of each held id in ``record_ids`` to ``query`` (4-bit vectors)."""
         with self._lock:
-            held = [(rid, self._pos[rid]) for rid in record_ids if rid in self._pos]
+            held = [(rid, row) for rid in record_ids if (row := self._rows.get(rid)) is not None]
             if not held or not query.any():
                 return {}
             sims = self._similarity(np.array([p for _, p in held]), query)
@@ -200,12 +215,78 @@ class SemanticIndex:
         return dots / (self._scales[rows] * (127 / peak))
 
     def status(self) -> dict[str, Any]:
-        return {"model": self.model, "vectors": len(self._ids), "pending": len(self._pending),
+        return {"model": self.model, "vectors": len(self._rows), "pending": len(self._pending),
                 "ready": self.ready}  # fmt: skip
 
     def memory_bytes(self) -> int:
-        """What the in-memory vectors take (codes, scales, sign bits), for the benchmark."""
-        return int(self._codes.nbytes + self._scales.nbytes + self._bits.nbytes)
+        """What the index holds in memory (vectors, sign bits, ids), for the benchmark."""
+        return int(self._codes.nbytes + self._scales.nbytes + self._bits.nbytes
+                   + self._rows.memory_bytes())  # fmt: skip
+
+
+class _RowsById:
+    """Record id -> row for the whole index in ~70 bytes an id (a dict of 100k str keys
+    takes ~160): the ids as 32 raw bytes in one array, a sorted copy searched by
+    bisection, and a dict only for the ids added since the last sort. An id that is not
+    64 hex digits (none is: ids are SHA-256 digests) is kept in the dict."""
+
+    RESORT = 4096
+
+    def __init__(self) -> None:
+        self._raw = np.zeros((0, 32), dtype=np.uint8)  # row -> id bytes
+        self._size = 0
+        self._keys = np.zeros(0, dtype="S32")  # sorted ids of rows [0, sorted)
+        self._order = np.zeros(0, dtype=np.int32)  # their rows
+        self._recent: dict[str, int] = {}  # rows added since, and odd ids
+        self._odd: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return self._size
+
+    def get(self, rid: str) -> int | None:
+        row = self._recent.get(rid)
+        if row is not None or len(rid) != 64 or not self._keys.size:
+            return row
+        try:
+            key = np.array([bytes.fromhex(rid)], dtype="S32")
+        except ValueError:
+            return None
+        i = int(np.searchsorted(self._keys, key[0]))
+        if i < len(self._keys) and self._keys[i] == key[0]:
+            return int(self._order[i])
+        return None
+
+    def id_at(self, row: int) -> str:
+        return self._odd.get(row) or self._raw[row].tobytes().hex()
+
+    def extend(self, ids: Sequence[str]) -> None:
+        start = self._size
+        self._size += len(ids)
+        if self._size > len(self._raw):
+            self._raw = _grow(self._raw, max(self._size, len(self._raw) * 5 // 4, 1024))
+        for offset, rid in enumerate(ids):
+            row = start + offset
+            try:
+                if len(rid) != 64:
+                    raise ValueError(rid)
+                self._raw[row] = np.frombuffer(bytes.fromhex(rid), dtype=np.uint8)
+            except ValueError:
+                self._odd[row] = rid
+            self._recent[rid] = row
+        if len(self._recent) - len(self._odd) > self.RESORT:
+            self._resort()
+
+    def _resort(self) -> None:
+        rows = np.arange(self._size, dtype=np.int32)
+        if self._odd:
+            rows = rows[~np.isin(rows, list(self._odd))]
+        keys = self._raw[rows].copy().view("S32").ravel()
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._order = keys[order], rows[order]
+        self._recent = {rid: row for row, rid in self._odd.items()}
+
+    def memory_bytes(self) -> int:
+        return int(self._raw.nbytes + self._keys.nbytes + self._order.nbytes)
 
 
 def quantize(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -222,6 +222,9 @@ class Views:
         # views queue each memory's text there, filter every neighbour it proposes, and
         # close it with themselves.
         self.semantic = semantic
+        self._closed = False
+        if semantic is not None:
+            semantic.texts = self._texts_of
         self.now_ms = now_ms or replica.now_ms
         self.lock = threading.RLock()
         self._db = sqlite3.connect(":memory:", check_same_thread=False)
@@ -245,6 +248,7 @@ class Views:
         self.replica.off_change(self._on_change)
         self.replica.off_commit(self._after_batch)
         self.replica.off_trust_change(self._refresh_trust)
+        self._closed = True
         self._db.close()
         if self.semantic is not None:
             self.semantic.close()
@@ -402,7 +406,19 @@ class Views:
         bucket = (rec.author, rec.ts // self.config.quota_window_ms)
         bisect.insort(self._windows.setdefault(bucket, []), (rec.ts, rec.id))
         if self.semantic is not None:
-            self.semantic.add(rec.id, embedded_text(text, subject, tags))
+            self.semantic.add(rec.id)  # its text is read back from here when embedded
+
+    @_locked
+    def _texts_of(self, record_ids: list[str]) -> dict[str, str]:
+        """What the semantic index embeds of each memory (``embedded_text``), for its
+        catch-up thread; nothing once closed."""
+        if self._closed:
+            return {}
+        rows = self._db.execute(
+            "SELECT m.id, m.text, m.subject, m.tags FROM json_each(?) j "
+            "CROSS JOIN memories m ON m.id = j.value", (json.dumps(record_ids),))  # fmt: skip
+        return {mid: embedded_text(text, subject, json.loads(tags))
+                for mid, text, subject, tags in rows}  # fmt: skip
 
     # -- recall ------------------------------------------------------------------------
 

@@ -261,3 +261,22 @@ def test_a_broad_query_ranks_a_bounded_number_of_matches(me):
                             if t in last][:3]  # fmt: skip
     # Too few of them visible (a filter): every match is ranked, nothing is lost.
     assert len(bounded.recall("provider", mode="lexical", limit=30).hits) == 30
+
+
+def test_the_id_table_finds_every_row_across_resorts():
+    import hashlib
+
+    from crdt.semantic import _RowsById
+
+    table = _RowsById()
+    table.RESORT = 7
+    ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(100)]
+    ids[5] = ids[5][:-2] + "00"  # a trailing zero byte survives the fixed-width keys
+    odd = ["not-hex-at-all", "a" * 63]
+    for start in range(0, 100, 9):
+        table.extend(ids[start : start + 9])
+    table.extend(odd)
+    assert len(table) == 102
+    for row, rid in enumerate([*ids, *odd]):
+        assert table.get(rid) == row and table.id_at(row) == rid
+    assert table.get("f" * 64) is None and table.get("zz" * 32) is None
