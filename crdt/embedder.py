@@ -17,8 +17,9 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import importlib.util
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import GossipError
 
@@ -54,34 +55,49 @@ class WordLlamaEmbedder:
     MAX_TOKENS = 512  # a memory's text may be 8,192 characters; its start says what it is
 
     def __init__(self, dim: int = 256) -> None:
-        try:
-            import numpy as np
-            from safetensors import safe_open
-            from tokenizers import Tokenizer
-
-            spec = importlib.util.find_spec("wordllama")
-        except ImportError as e:
-            raise EmbedderUnavailable(f"a package of the embedded model is missing ({e})") from None
+        """Cheap: finds the files and names the model; they are read at the first embed
+        (so that a command that never embeds never pays for the model)."""
+        for package in ("numpy", "safetensors", "tokenizers"):
+            if importlib.util.find_spec(package) is None:
+                raise EmbedderUnavailable(f"{package} is not installed")
+        spec = importlib.util.find_spec("wordllama")
         if spec is None or not spec.submodule_search_locations:
             raise EmbedderUnavailable("the wordllama package is not installed")
         root = Path(next(iter(spec.submodule_search_locations)))
-        weights = root / "weights" / f"{self.CONFIG}_256.safetensors"
-        tokenizer = root / "tokenizers" / f"{self.CONFIG}_tokenizer_config.json"
-        for path in (weights, tokenizer):
+        self._weights = root / "weights" / f"{self.CONFIG}_256.safetensors"
+        self._tokenizer_file = root / "tokenizers" / f"{self.CONFIG}_tokenizer_config.json"
+        for path in (self._weights, self._tokenizer_file):
             if not path.is_file():
                 raise EmbedderUnavailable(f"{path} is missing from the wordllama package")
-        with safe_open(str(weights), framework="np") as f:
-            # Matryoshka-trained: the first ``dim`` dimensions are a smaller model.
-            table = f.get_tensor("embedding.weight")[:, :dim]
-        # Kept as shipped, float16: half the memory and half the bytes a gather moves;
-        # sums are taken in float32, so nothing is lost.
-        self._table = np.ascontiguousarray(table, dtype=np.float16)
-        self._tokenizer = Tokenizer.from_file(str(tokenizer))
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(self.MAX_TOKENS)
         self.dim = dim
         version = importlib.metadata.version("wordllama")
         self.name = f"wordllama-{self.CONFIG}-{dim}@{version}"
+        self._loaded: tuple[Any, Any] | None = None
+        self._lock = threading.Lock()
+
+    def _model(self) -> tuple[np.ndarray, Any]:
+        with self._lock:
+            if self._loaded is None:
+                try:
+                    self._loaded = self._load()
+                except Exception as e:  # a damaged file: no model, never a crash
+                    raise EmbedderUnavailable(f"the embedded model cannot load: {e}") from None
+            return self._loaded
+
+    def _load(self) -> tuple[np.ndarray, Any]:
+        import numpy as np
+        from safetensors import safe_open
+        from tokenizers import Tokenizer
+
+        with safe_open(str(self._weights), framework="np") as f:
+            # Matryoshka-trained: the first ``dim`` dimensions are a smaller model.
+            table = f.get_tensor("embedding.weight")[:, : self.dim]
+        tokenizer = Tokenizer.from_file(str(self._tokenizer_file))
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(self.MAX_TOKENS)
+        # Kept as shipped, float16: half the memory and half the bytes a gather moves;
+        # sums are taken in float32, so nothing is lost.
+        return np.ascontiguousarray(table, dtype=np.float16), tokenizer
 
     def embed(self, texts: list[str]) -> np.ndarray:
         import numpy as np
@@ -96,19 +112,21 @@ class WordLlamaEmbedder:
     def _embed_into(self, texts: list[str], out: np.ndarray) -> None:
         import numpy as np
 
-        encoded = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        table, tokenizer = self._model()
+        encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
         ids = [np.asarray(e.ids, dtype=np.int64) for e in encoded]
         lengths = np.array([len(i) for i in ids], dtype=np.int64)
         some = lengths > 0
         if not some.any():
             return
         flat = np.concatenate(ids)
-        np.clip(flat, 0, self._table.shape[0] - 1, out=flat)
+        np.clip(flat, 0, table.shape[0] - 1, out=flat)
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[some]
-        out[some] = np.add.reduceat(self._table[flat], starts, axis=0, dtype=np.float32)
+        out[some] = np.add.reduceat(table[flat], starts, axis=0, dtype=np.float32)
 
 
 @functools.cache
 def default_embedder() -> Embedder:
-    """The embedded default, loaded once per process (~0.3 s, ~40 MB)."""
+    """The embedded default, one per process (its model read at the first embed: ~0.3 s,
+    ~20 MB)."""
     return WordLlamaEmbedder()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -62,6 +63,11 @@ class SemanticIndex:
         self.path = None if path is None else Path(path)
         self._lock = threading.Lock()
         self._closed = False
+        if path is not None and not os.path.exists(path):
+            # The memories' texts can be read back from their vectors, roughly: 0600 like
+            # the store (SQLite gives its -wal and -shm files the same mode).
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.chmod(path, 0o600)  # the umask must not widen it
         self._db = sqlite3.connect(":memory:" if path is None else str(path),
                                    check_same_thread=False)  # fmt: skip
         with contextlib.suppress(sqlite3.Error):

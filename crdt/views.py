@@ -35,6 +35,7 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .embedder import EmbedderUnavailable
 from .fusion import fuse
 from .records import (
     KIND_BENCHMARK,
@@ -474,10 +475,16 @@ class Views:
         if words and (mode == "lexical" or mode == "hybrid" or not use_vectors):
             lanes["bm25"] = self._bm25_lane(match or "", where, args, depth, capped)
         if use_vectors and semantic is not None:
-            lanes["semantic"] = self._semantic_lane(
-                semantic, query, where, args, depth, capped,
-                restricted=any(v is not None for v in (category, subject, tag, author, since)),
-            )  # fmt: skip
+            try:
+                lanes["semantic"] = self._semantic_lane(
+                    semantic, query, where, args, depth, capped,
+                    restricted=any(v is not None for v in (category, subject, tag, author,
+                                                           since)),
+                )  # fmt: skip
+            except EmbedderUnavailable as e:
+                note = f"{e}: lexical only"
+                if words and "bm25" not in lanes:
+                    lanes["bm25"] = self._bm25_lane(match or "", where, args, depth, capped)
         if not lanes:
             return Recall([], mode="lexical", note=note)  # only punctuation: nothing can match
         rows_by_id = {r[0]: r for lane in lanes.values() for r, _ in lane}

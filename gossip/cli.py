@@ -33,6 +33,7 @@ from crdt import (
 from crdt.files import fsync_dir
 from crdt.identity import KEY_FILE, RETIRED_DIR
 from crdt.lock import LOCK_FILE
+from crdt.semantic import FILE as VECTORS_FILE
 from crdt.store import STORE_FILE
 from crdt.views import MODES
 
@@ -522,7 +523,9 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
 # The files of a data dir that an output file must never replace: writing an export over
 # one of them would lose the host's key or its store for good.
 _OWN_FILES = (KEY_FILE, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm",
-              f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE)  # fmt: skip
+              f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE,
+              VECTORS_FILE, f"{VECTORS_FILE}-wal", f"{VECTORS_FILE}-shm",
+              f"{VECTORS_FILE}-journal")  # fmt: skip
 
 
 def _refuse_own_files(home: Path, path: str) -> None:

@@ -280,3 +280,34 @@ def test_the_id_table_finds_every_row_across_resorts():
     for row, rid in enumerate([*ids, *odd]):
         assert table.get(rid) == row and table.id_at(row) == rid
     assert table.get("f" * 64) is None and table.get("zz" * 32) is None
+
+
+def test_a_model_that_cannot_load_leaves_recall_lexical_and_says_why(me, embedder):
+    from crdt.embedder import EmbedderUnavailable
+
+    class Broken:
+        name, dim = "broken@1", embedder.dim
+
+        def embed(self, texts):
+            raise EmbedderUnavailable("the embedded model cannot load: damaged")
+
+    index = SemanticIndex(Broken())
+    remember(me, KIMI)
+    views = Views(me, now_ms=Now(), semantic=index)
+    with pytest.raises(EmbedderUnavailable):
+        index.catch_up()
+    index.LAG = 10  # let the lane try
+    found = views.recall("kimi", mode="semantic")
+    assert texts(found) == [KIMI] and found.mode == "lexical" and "damaged" in found.note
+
+
+def test_the_vectors_file_is_private(me, embedder, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        SemanticIndex(embedder, tmp_path / FILE).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / FILE).stat().st_mode) == 0o600

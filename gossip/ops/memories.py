@@ -7,9 +7,10 @@ second retraction is not published.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from crdt import Identity, RecordError, Replica, SignedRecord, records
+from crdt import GossipError, Identity, RecordError, Replica, SignedRecord, records
 from crdt.records import KIND_MEMORY, KIND_RETRACT
 from crdt.views import MODES, Views
 
@@ -73,7 +74,8 @@ async def recall(host: Host, p: Params) -> dict[str, Any]:
     def job(r: Replica, v: Views) -> dict[str, Any]:
         mode = p.mode or "hybrid"
         if not host.online and mode != "lexical" and p.q and v.semantic is not None:
-            v.semantic.catch_up()  # no daemon builds them: now, once (they are kept)
+            with contextlib.suppress(GossipError):  # no model: the answer says lexical
+                v.semantic.catch_up()  # no daemon builds them: now, once (they are kept)
         return queries.recall(r, v, p.q or None, category=p.category or None,
                               subject=p.subject or None, tag=p.tag or None,
                               author=p.author or None, limit=p.limit,

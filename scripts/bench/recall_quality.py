@@ -292,6 +292,35 @@ def headline(result: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def plot(result: dict[str, Any], outdir: Path) -> list[str]:
+    """p99 per mode against the store's size, specific and broad queries."""
+    if not result.get("cost"):
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = [c["n"] for c in result["cost"]]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for mode, colour in (("lexical", "tab:blue"), ("semantic", "tab:green"),
+                         ("hybrid", "tab:red")):  # fmt: skip
+        for kind, style in (("specific", "o-"), ("broad", "s--")):
+            ax.plot(ns, [c[f"{kind}_{mode}_p99_ms"] for c in result["cost"]], style,
+                    color=colour, label=f"{mode} p99, {kind}")  # fmt: skip
+    ax.axhline(GOAL_P99_MS, color="grey", lw=0.8, ls=":", label="goal p99 (hybrid)")
+    ax.set_xscale("log")
+    ax.set_xlabel("memories")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("Recall latency per mode (p99, in process)", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    name = "recall_quality.png"
+    fig.savefig(outdir / name, dpi=110)
+    plt.close(fig)
+    return [name]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="sizes 1k and 10k only")
