@@ -15,6 +15,7 @@ from .errors import (
     StoreLocked,
     UpdateError,
 )
+from .fusion import rrf_fuse
 from .identity import Identity
 from .records import SignedRecord
 from .replica import Outcome, Replica, ReplicaLimits
@@ -37,5 +38,6 @@ __all__ = [
     "UpdateError",
     "derive_client",
     "records",
+    "rrf_fuse",
     "wire",
 ]

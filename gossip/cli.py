@@ -33,7 +33,9 @@ from crdt import (
 from crdt.files import fsync_dir
 from crdt.identity import KEY_FILE, RETIRED_DIR
 from crdt.lock import LOCK_FILE
+from crdt.semantic import FILE as VECTORS_FILE
 from crdt.store import STORE_FILE
+from crdt.views import MODES
 
 from . import config
 from .config import default_home
@@ -315,7 +317,8 @@ def cmd_recall(args: argparse.Namespace) -> int:
     with _session(args) as s:
         answer = s.call("recall", q=args.query, category=args.category, subject=args.subject,
                         tag=args.tag, author=args.author, limit=args.limit,
-                        include_untrusted=args.include_untrusted, bank=args.bank)  # fmt: skip
+                        include_untrusted=args.include_untrusted, bank=args.bank,
+                        mode=args.mode)  # fmt: skip
     hits = answer["memories"]
     names = {m["author"]: m["author_name"] for m in hits if m["author_name"]}
     if args.json:
@@ -327,7 +330,11 @@ def cmd_recall(args: argparse.Namespace) -> int:
                 _out()
             head = [m["id"][:12], m["category"], m["subject"] or "-", _ago(m["ts"], now)]
             who = _who(m["author"], names) + ("" if m["trusted"] else " (untrusted)")
-            _out("  ".join(head) + f"  by {who}")
+            found = ""
+            if m.get("lanes"):  # which lanes found it, and its fused score
+                ranks = ", ".join(f"{lane} #{rank}" for lane, rank in sorted(m["lanes"].items()))
+                found = f"  [{ranks}; {m['score']:.4f}]"
+            _out("  ".join(head) + f"  by {who}{found}")
             for line in m["text"].splitlines() or [""]:
                 _out(f"    {line}")
             extra = []
@@ -339,6 +346,8 @@ def cmd_recall(args: argparse.Namespace) -> int:
                 _out("    " + "  ·  ".join(extra))
         if not hits:
             _note("no memories match")
+    if answer.get("note"):
+        _note(answer["note"])
     quota = answer["quota"]
     for who_id, n in sorted(answer["capped"].items()):
         _note(f"hid {n} memories of {_who(who_id, names)} over its quota "
@@ -539,7 +548,8 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
 # one of them would lose the host's key or its store for good.
 _OWN_FILES = (KEY_FILE, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm",
               f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE,
-              "api.token")  # fmt: skip
+              "api.token", VECTORS_FILE, f"{VECTORS_FILE}-wal", f"{VECTORS_FILE}-shm",
+              f"{VECTORS_FILE}-journal")  # fmt: skip
 
 
 def _refuse_own_files(home: Path, path: str) -> None:
@@ -937,6 +947,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also show authors outside the keyring")  # fmt: skip
     c.add_argument("--bank", type=_arg("recall", "bank"), metavar="BANK",
                    help="the memory bank to search (default: default)")  # fmt: skip
+    c.add_argument("--mode", choices=MODES, default="hybrid",
+                   help="hybrid: words and meaning, fused (default); lexical: words; "
+                   "semantic: meaning")  # fmt: skip
     c.add_argument("--json", action="store_true", help="print a JSON array")
 
     c = command(sub, "retract", cmd_retract, "retract one of this host's memories")

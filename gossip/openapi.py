@@ -59,21 +59,29 @@ AGENT_FIELDS: dict[str, Schema] = {
     "bank": STR, "document_id": _null(STR), "context": _null(STR),
     "metadata": {"type": "object", "additionalProperties": STR}, "timestamp": _null(STR),
 }
+# Recall's ranking of a memory (null outside a recall): lane -> rank there, fused score.
+RANKED: dict[str, Schema] = {
+    "lanes": _null({"type": "object", "additionalProperties": INT}),
+    "score": _null(NUM),
+}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": _obj({"error": STR, "field": _null(STR)}),
     "Memory": _obj({
         "id": STR, "text": STR, "category": STR, "subject": _null(STR), "tags": _arr(STR),
         "author": STR, "ts": MS, "trusted": BOOL, "expires_at": _null(MS), "supersedes": _null(STR),
-        **AGENT_FIELDS,
+        **AGENT_FIELDS, **RANKED,
     }),
     "RecalledMemory": _obj({
         "id": STR, "text": STR, "category": STR, "subject": _null(STR), "tags": _arr(STR),
         "author": STR, "ts": MS, "trusted": BOOL, "expires_at": _null(MS), "supersedes": _null(STR),
-        "author_name": _null(STR), **AGENT_FIELDS,
+        "author_name": _null(STR), **AGENT_FIELDS, **RANKED,
     }),
     "Recall": _obj({
         "memories": _arr(_ref("RecalledMemory")),
+        "mode": {"enum": ["hybrid", "lexical", "semantic"],
+                 "description": "the lanes that answered (lexical while vectors are built)"},
+        "note": _null({**STR, "description": "why a lane asked for did not answer"}),
         "capped": {"type": "object", "additionalProperties": INT,
                    "description": "author -> memories hidden by the per-author quota"},
         "quota": _obj({"per_window": INT, "window_ms": INT}),
@@ -134,6 +142,7 @@ SCHEMAS: dict[str, Schema] = {
                                      "description": "peers per transport mode"}}),
         "records": _obj({"total": INT, "trusted": INT, "untrusted": INT}),
         "state_entries": INT, "keyring": INT, "store_bytes": INT, "last_exchange": _null(MS),
+        "semantic": _null(_obj({"model": STR, "vectors": INT, "pending": INT, "ready": BOOL})),
         "warnings": _arr(STR),
         "agents": {**_null(_obj({"listen": STR, "url": _null(STR), "exposed": BOOL,
                                  "error": _null(STR)})),

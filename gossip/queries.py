@@ -119,8 +119,8 @@ def successor_to_keep(keyring: dict[str, str], key: str, trust: TrustSet) -> tup
 def recall(r: Replica, views: Views, text: str | None, *, category: str | None = None,
            subject: str | None = None, tag: str | None = None, author: str | None = None,
            limit: int = 20, include_untrusted: bool = False, bank: str | None = None,
-           tags_all: Iterable[str] = (),
-           tags_any: Iterable[str] = ()) -> dict[str, Any]:  # fmt: skip
+           tags_all: Iterable[str] = (), tags_any: Iterable[str] = (),
+           mode: str = "hybrid") -> dict[str, Any]:  # fmt: skip
     """What ``GET /v1/memories`` answers, also given by the client's in-process reads:
     ``author`` is a key, a key prefix or a keyring name; each hit has ``author_name``."""
     key = None
@@ -128,10 +128,12 @@ def recall(r: Replica, views: Views, text: str | None, *, category: str | None =
         key = author_keys(r, author, views.trust())
     found = views.recall(text, category=category, subject=subject, tag=tag, author=key,
                          limit=limit, include_untrusted=include_untrusted, bank=bank,
-                         tags_all=list(tags_all), tags_any=list(tags_any))  # fmt: skip
+                         tags_all=list(tags_all), tags_any=list(tags_any),
+                         mode=mode)  # fmt: skip
     names = author_names(r, views)
     return {
         "memories": [{**m.to_json(), "author_name": names.get(m.author)} for m in found.hits],
+        "mode": found.mode, "note": found.note,
         "capped": found.capped,
         "quota": {"per_window": views.config.quota_per_window,
                   "window_ms": views.config.quota_window_ms},

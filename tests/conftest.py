@@ -98,3 +98,11 @@ def daemons() -> Iterator[list]:
     yield started
     for d in started:
         d.kill()
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real embedded model, loaded once per test session (Node shares this copy)."""
+    from crdt.embedder import default_embedder
+
+    return default_embedder()

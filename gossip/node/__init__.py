@@ -10,6 +10,7 @@
 - ``membership.py``: the host announcement, peer exchange, mDNS and tailnet discovery;
 - ``rotation.py``: a key rotation's grace and the retired keys;
 - ``joining.py``: invitations;
+- ``embedding.py``: the semantic lane's vectors, built in the background;
 - ``thread.py``: ``NodeThread``, a node for synchronous programs.
 """
 

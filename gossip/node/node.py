@@ -49,7 +49,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequen
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from crdt import GossipError, Identity, Replica, SignedRecord
+from crdt import GossipError, Identity, Replica, SignedRecord, semantic
 from crdt.trust import TrustSet
 from crdt.views import ViewConfig, Views
 
@@ -63,6 +63,7 @@ from ..transport import ServerLimits, Transport
 from ..worker import READ, WRITE, ReplicaWorker
 from .actions import NodeActions
 from .changes import Changes
+from .embedding import Embedding
 from .joining import Joining
 from .membership import Membership
 from .reads import NodeReads
@@ -163,6 +164,7 @@ class Node(NodeActions, NodeReads):
         self.joining = Joining(self)
         self.replication = Replication(self)
         self.changes = Changes(self)
+        self.embedding = Embedding()
 
     # -- identity ------------------------------------------------------------------------
 
@@ -397,6 +399,7 @@ class Node(NodeActions, NodeReads):
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 tg.create_task(self.replication.anti_entropy(), name="anti-entropy")
+                tg.create_task(self.embedding.run(self._views, self.home), name="embeddings")
                 m = self.membership
                 if m.mdns is not None:
                     tg.create_task(m.mdns.run(self.profile.readdress), name="mdns")
@@ -432,6 +435,7 @@ class Node(NodeActions, NodeReads):
         worker = self._worker
         if worker is not None:
             try:
+                await worker.call(self.embedding.close)  # blocking harms nothing there
                 await worker.call(self._shut)
             except Exception:
                 log.exception("closing the replica in %s failed", self.home)
@@ -457,7 +461,8 @@ class Node(NodeActions, NodeReads):
                 m.tailnet_settings = m.tailnet_settings or cfg.tailnet
                 if self._follow_vouches is None:
                     self._follow_vouches = cfg.follow_vouches
-            self._views = Views(replica, ViewConfig(follow_vouches=bool(self._follow_vouches)))
+            self._views = Views(replica, ViewConfig(follow_vouches=bool(self._follow_vouches)),
+                                semantic=semantic.open_in_dir(self.home))  # fmt: skip
             self.changes.views = self._views
             replica.on_change(self.changes.on_change)
             self._views.on_trust_change(self._on_trust_set)

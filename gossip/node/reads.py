@@ -79,13 +79,15 @@ class NodeReads:
         author: str | None = None,
         limit: int = 20,
         include_untrusted: bool = False,
+        mode: str = "hybrid",
     ) -> list[Memory]:
         """Memories matching ``query`` as this host's views see them (trust filter,
-        retractions, expiry, quotas). Empty, never an exception, when degraded."""
+        retractions, expiry, quotas; ``mode``: hybrid, lexical or semantic). Empty, never
+        an exception, when degraded."""
         return self._read(
             lambda v: v.recall(query, category=category, subject=subject, tag=tag,
                                author=author, limit=limit,
-                               include_untrusted=include_untrusted).hits,
+                               include_untrusted=include_untrusted, mode=mode).hits,
             [], "recall",
         )  # fmt: skip
 

@@ -7,11 +7,12 @@ second retraction is not published.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from crdt import Identity, RecordError, Replica, SignedRecord, records
+from crdt import GossipError, Identity, RecordError, Replica, SignedRecord, records
 from crdt.records import DEFAULT_BANK, KIND_MEMORY, KIND_RETRACT
-from crdt.views import Views
+from crdt.views import MODES, Views
 
 from .. import queries
 from ..errors import Conflict, Invalid
@@ -69,15 +70,22 @@ async def remember(host: Host, p: Params) -> dict[str, Any]:
     Field("limit", Number(low=1, high=MAX_LIMIT, integer=True), "query", default=20),
     UNTRUSTED,
     Field("bank", BANK_QUERY, "query", default=DEFAULT_BANK, help="the memory bank to search"),
+    Field("mode", Text(limit=16, blank=True, pattern=f"({'|'.join(MODES)})?"), "query",
+          default="hybrid", help="hybrid (words and meaning, fused; the default), lexical "
+          "(words), semantic (meaning)"),
     result="Recall", errors=NOT_FOUND,
 )  # fmt: skip
 async def recall(host: Host, p: Params) -> dict[str, Any]:
     def job(r: Replica, v: Views) -> dict[str, Any]:
+        mode = p.mode or "hybrid"
+        if not host.online and mode != "lexical" and p.q and v.semantic is not None:
+            with contextlib.suppress(GossipError):  # no model: the answer says lexical
+                v.semantic.catch_up()  # no daemon builds them: now, once (they are kept)
         return queries.recall(r, v, p.q or None, category=p.category or None,
                               subject=p.subject or None, tag=p.tag or None,
                               author=p.author or None, limit=p.limit,
                               include_untrusted=p.include_untrusted,
-                              bank=p.bank or DEFAULT_BANK)  # fmt: skip
+                              bank=p.bank or DEFAULT_BANK, mode=mode)  # fmt: skip
 
     return await host.read(job)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from crdt import Identity, Outcome, Replica, SignedRecord
+from crdt import Identity, Outcome, Replica, SignedRecord, semantic
 from crdt.views import ViewConfig, Views
 
 from .. import config
@@ -64,7 +64,8 @@ class ReplicaHost:
             cfg = self.cfg
             replica = Replica.open(self.home, create=False, lock_wait=self._lock_wait)
             try:
-                self._views = Views(replica, ViewConfig(follow_vouches=cfg.follow_vouches))
+                self._views = Views(replica, ViewConfig(follow_vouches=cfg.follow_vouches),
+                                    semantic=semantic.open_in_dir(self.home))  # fmt: skip
             except BaseException:
                 replica.close()
                 raise

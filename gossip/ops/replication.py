@@ -31,7 +31,8 @@ PEERS = {"type": "array", "items": {"$ref": "#/components/schemas/Peer"}}
            result="Status")  # fmt: skip
 async def status(host: Host, p: Params) -> dict[str, Any]:
     def job(r: Replica, v: Views) -> dict[str, Any]:
-        return {**queries.counts(r, v.trust()), "keyring": len(r.keyring()), "id": r.author}
+        return {**queries.counts(r, v.trust()), "keyring": len(r.keyring()), "id": r.author,
+                "semantic": None if v.semantic is None else v.semantic.status()}
 
     counts = await host.read(job)
     peers = host.peers()
@@ -47,6 +48,12 @@ async def status(host: Host, p: Params) -> dict[str, Any]:
         warnings.append(f"none of {len(peers)} peers is reachable")
     if counts["keyring"] <= 1:
         warnings.append("the keyring has only this host: `gossip trust add KEY`")
+    vectors = counts["semantic"]
+    if vectors is None:
+        warnings.append("the embedded model cannot load here: recall is lexical only")
+    elif vectors["pending"] and host.online:
+        warnings.append(f"building vectors for {vectors['pending']} memories: recall is "
+                        "lexical only until they are ready")  # fmt: skip
     unknown = sum(1 for p in peers if p["state"] == "unknown-key")
     if unknown:
         warnings.append(f"{unknown} peer(s) do not trust this host or are not trusted")
@@ -66,6 +73,7 @@ async def status(host: Host, p: Params) -> dict[str, Any]:
         "records": {k: counts[k] for k in ("total", "trusted", "untrusted")},
         "state_entries": counts["state_entries"],
         "keyring": counts["keyring"],
+        "semantic": counts["semantic"],
         "store_bytes": queries.store_bytes(host.home),
         "last_exchange": last,
         "warnings": warnings,

@@ -1,0 +1,76 @@
+"""Reciprocal rank fusion: many ranked lanes in, one ranking out. Pure functions, no I/O.
+
+The rules are Singularity Memory's, so a recall here and one there rank alike
+(``internal/retrieve/rrf.go``, ``ReciprocalRankFusion``, in singularity-ng/singularity-memory;
+its fixtures ``eval-workspace/memory-recall/fixtures/v1/*.json`` are the cases the tests
+re-work by hand):
+
+- each lane is sorted by its raw score, highest first (a stable sort here, where Go's
+  ``sort.Slice`` leaves equal scores in no promised order);
+- within a lane only an id's first occurrence counts, and only unique ids take a rank;
+- a document's fused score is the sum over the lanes that hold it of
+  ``weight[lane] / (k + rank)``, rank counted from 1;
+- a lane's weight is the one given, else the default below, else 1.0; ``k <= 0`` means 60;
+- ties go to the larger sum of the raw scores that counted, then to the smaller id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+K = 60
+# Singularity Memory's defaults; graph and temporal lanes do not exist here (yet).
+DEFAULT_WEIGHTS: Mapping[str, float] = {"semantic": 1.0, "bm25": 1.0, "graph": 0.5,
+                                        "temporal": 0.3}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Fused:
+    """One document of the fused ranking: its fused score and its rank in each lane."""
+
+    id: str
+    score: float
+    ranks: dict[str, int] = field(default_factory=dict)  # lane -> rank (from 1)
+
+
+def rrf_fuse(
+    lanes: Mapping[str, Sequence[tuple[str, float]]],
+    weights: Mapping[str, float] | None = None,
+    k: int = K,
+) -> list[str]:
+    """The fused ranking of ``lanes`` (lane name -> ``(id, score)`` pairs), ids best first."""
+    return [f.id for f in fuse(lanes, weights, k)]
+
+
+def fuse(
+    lanes: Mapping[str, Sequence[tuple[str, float]]],
+    weights: Mapping[str, float] | None = None,
+    k: int = K,
+) -> list[Fused]:
+    """``rrf_fuse`` with each document's fused score and lane ranks (what recall shows)."""
+    if k <= 0:
+        k = K
+    scores: dict[str, float] = {}
+    raw: dict[str, float] = {}
+    ranks: dict[str, dict[str, int]] = {}
+    for lane, results in lanes.items():
+        weight = _weight(lane, weights)
+        ordered = sorted(results, key=lambda r: -r[1])
+        seen: set[str] = set()
+        for doc, score in ordered:
+            if doc in seen:
+                continue
+            seen.add(doc)
+            rank = len(seen)
+            scores[doc] = scores.get(doc, 0.0) + weight / (k + rank)
+            raw[doc] = raw.get(doc, 0.0) + score
+            ranks.setdefault(doc, {})[lane] = rank
+    best = sorted(scores, key=lambda d: (-scores[d], -raw[d], d))
+    return [Fused(d, scores[d], ranks[d]) for d in best]
+
+
+def _weight(lane: str, weights: Mapping[str, float] | None) -> float:
+    if weights is not None and lane in weights:
+        return weights[lane]
+    return DEFAULT_WEIGHTS.get(lane, 1.0)
