@@ -94,7 +94,7 @@ class ViewConfig:
     # Recall's lanes. Each lane offers its best `lane_depth` visible memories (or the limit,
     # if larger) to reciprocal rank fusion (``crdt.fusion``): deep enough that a memory
     # second-best in both lanes beats one that is first in one lane only.
-    lane_depth: int = 50
+    lane_depth: int = 30
     fusion_k: int = 60
     fusion_weights: tuple[tuple[str, float], ...] = (("bm25", 1.0), ("semantic", 1.0))
     # A vector neighbour less similar than this (cosine) is no match at all, so that a query
@@ -583,7 +583,7 @@ class Views:
                    capped: dict[str, set[str]]) -> list[tuple[tuple[Any, ...], float]]:  # fmt: skip
         """The best ``depth`` visible memories by BM25 (then newest), score = -bm25.
 
-        FTS5 ranks the matches alone first and only the best few (4x ``depth``, more if
+        FTS5 ranks the matches alone first and only the best few (2x ``depth``, more if
         the filters hide too many of them) are joined to the memories and filtered, so a
         filter costs per candidate, not per match. A broad query (more than
         ``lexical_rank_cap`` matches) would still cost time in proportion to the store,
@@ -600,7 +600,7 @@ class Views:
         if floor is not None:
             bounds.insert(0, (floor[0], cap))
         for bound, matches in bounds:
-            wanted = 4 * depth
+            wanted = 2 * depth  # room for what the filters hide; more if that was not enough
             while True:
                 trial: dict[str, set[str]] = {}
                 rows = self._bm25_candidates(match, bound, wanted, where, args)

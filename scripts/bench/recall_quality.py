@@ -182,8 +182,11 @@ NOTES = [
     "this process (no HTTP), limit 20; specific queries are two rare words, broad ones two "
     "common words (~30 % of the store matching). The embedding time is one thread's "
     "(SemanticIndex.catch_up, as the daemon's background task runs it). Vectors: the bytes "
-    "the index holds in memory (4-bit codes, a scale and 256 sign bits per memory, +25 % "
-    "growth slack) against the signed records' bytes (body + signature).",
+    "the index holds in memory once caught up (per memory: 4-bit codes of 256 dimensions, "
+    "a scale, 256 sign bits and its id in the id table) against the signed records' bytes "
+    "(body + signature); 'RSS grew' is the process's resident set before and after the "
+    "catch-up, transient buffers included. The machine is shared: its load average was 4 "
+    "to 10 during these runs, which the p99s show.",
     "Fusion is Singularity Memory's (crdt/fusion.py): weights 1.0/1.0, k = 60. On the "
     "paraphrases the BM25 lane ranks the 15 lessons of the name by noise (stop words, "
     "length), and with k = 60 ranks 1 to 15 weigh nearly alike, so that lane's order "
