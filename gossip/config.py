@@ -27,8 +27,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from crdt import GossipError
 from crdt.files import create_whole
+
+from .errors import ConfigError
 
 CONFIG_FILE = "config.toml"
 MAX_NAME_CHARS = 64
@@ -38,9 +39,6 @@ DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
 # Hermes and OpenClaw adapters find it unchanged; loopback only unless configured.
 DEFAULT_AGENTS_LISTEN = "127.0.0.1:8888"
 
-
-class ConfigError(GossipError):
-    """The config file or a setting given on the command line is not usable."""
 
 
 def default_home() -> Path:

@@ -32,8 +32,8 @@ the name of the field that was wrong. The rest are the peer protocol's and the f
     ├── ExportError                 a file is not an sm-gossip export
     ├── DiscoveryError              a discovery source cannot be read
     ├── EventBudgetExceeded         a simulation ran past its event budget
-    ├── ConfigError (config.py)     a config file or setting is unusable
-    └── CliError (cli.py)           a command cannot do what it was asked
+    ├── ConfigError                 a config file or setting is unusable
+    └── CliError                    a command cannot do what it was asked
 
 The errors of the replicated state (``RecordError``, ``RejectedUpdate``, ``StoreError``,
 …) are drawn in ``crdt.errors``; this module re-exports the root so that callers of
@@ -48,6 +48,8 @@ from crdt.errors import GossipError
 __all__ = [
     "AuthError",
     "BadSignature",
+    "CliError",
+    "ConfigError",
     "Conflict",
     "DiscoveryError",
     "EventBudgetExceeded",
@@ -234,3 +236,11 @@ def from_status(status: int, message: str, field: str | None = None) -> OpError:
     error = BY_STATUS.get(status, OpError)(message, field)
     error.status = status
     return error
+
+
+class ConfigError(GossipError):
+    """The config file or a setting given on the command line is not usable."""
+
+
+class CliError(GossipError):
+    """Something the user asked for cannot be done; the message says why."""

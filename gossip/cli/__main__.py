@@ -1,0 +1,7 @@
+"""``python -m gossip.cli``: the `gossip` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

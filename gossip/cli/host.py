@@ -1,0 +1,182 @@
+"""This host: ``init``, ``id``, ``version``, ``serve``, ``mcp`` and ``status``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from crdt import Identity, Replica
+from crdt.identity import KEY_FILE
+
+from .. import config
+from ..errors import CliError
+from .arguments import command, field_arg, seconds, session
+from .terminal import ago, fit, note, now_ms, out, print_json
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    home: Path = args.home
+    if (home / KEY_FILE).exists():
+        raise CliError(f"{home} already has an identity ({KEY_FILE}); refusing to overwrite it")
+    cfg_path = home / config.CONFIG_FILE
+    if cfg_path.exists():
+        existing = config.load(home)  # keep a config written beforehand, if it is valid
+        if args.name is not None and config.check_name(args.name) != existing.name:
+            raise CliError(
+                f"{cfg_path} already names this host {existing.name!r}; edit it or drop --name"
+            )
+        cfg = None
+    else:
+        cfg = config.Config(config.check_name(args.name)) if args.name else config.Config.default()
+    with Replica.open(home, create=True) as r:  # creates key and store under the lock
+        if cfg is not None:
+            config.create(home, cfg)
+        out(r.author)
+    _agents_note(home)
+    return 0
+
+
+def _agents_note(home: Path, url: str | None = None) -> None:
+    """On stderr: the lines an agent's environment needs (docs/agents.md)."""
+    from ..agents import env_lines
+    from ..api import read_token
+
+    listen = config.load(home).agents_listen
+    if not listen:
+        return
+    note("for agents (Hermes, OpenClaw; docs/agents.md), once `gossip serve` runs:")
+    for line in env_lines(url or f"http://{listen}", read_token(home)):
+        note(f"  {line}")
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from ..mcp_server import run_stdio
+
+    home: Path = args.home
+    if not (home / KEY_FILE).exists():
+        raise CliError(f"no identity in {home}; run `gossip init` first")
+    return run_stdio(home, args.bank)
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    out(Identity.load(args.home).public_id)
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    from importlib.metadata import version
+
+    out(f"sm-gossip {version('sm-gossip')}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with session(args) as s:
+        st = s.call("status")
+        st["daemon"] = s.remote
+    if args.json:
+        print_json(st)
+        return 0
+    now = now_ms()
+    rec = st["records"]
+    rows = [
+        ("id", st["id"]),
+        ("name", st["name"]),
+        ("daemon", f"running, pid {st['pid']}" if st["daemon"] else "not running"),
+        ("listen", st["address"] or "-"),
+        ("profile", st["profile"]),
+        ("transport", _transport_line(st)),
+        ("discovery", "; ".join(f"{d['source']} {d['state']}" + (f" ({d['detail']})"
+                                if d.get("detail") else "") for d in st["discovery"]) or "-"),
+        ("peers", f"{st['peers']['alive']} alive of {st['peers']['total']}"),
+        ("records", f"{rec['total']} ({rec['trusted']} trusted, {rec['untrusted']} untrusted), "
+                    f"{st['state_entries']} state entries"),
+        ("keyring", f"{st['keyring']} keys"),
+        ("store", f"{st['store_bytes'] / 1024:.0f} KiB"),
+        ("last exchange", ago(st["last_exchange"], now) if st["last_exchange"] else "never"),
+    ]  # fmt: skip
+    agents = st.get("agents")
+    if agents:
+        where = agents["url"] or f"not running ({agents['error']})"
+        rows.append(("agents", where + ("  EXPOSED beyond this machine" if agents["exposed"]
+                                        else "")))  # fmt: skip
+    for k, v in rows:
+        out(f"{k + ':':<15}{fit(str(v), 84)}")
+    if agents and agents["url"]:
+        from ..agents import env_lines
+        from ..api import read_token
+
+        for line in env_lines(agents["url"], read_token(args.home)):
+            out(line)
+    for w in st["warnings"]:
+        note(f"warning: {w}")
+    return 0
+
+
+def _transport_line(st: dict[str, Any]) -> str:
+    """``tls (pinned to host keys)`` and how many peers use each mode."""
+    mode = st.get("transport") or "-"
+    text = {"tls": "tls (pinned to host keys)",
+            "plaintext": "plaintext (--insecure-plaintext: readable on the wire)"}.get(mode, mode)
+    per = (st.get("peers") or {}).get("transport") or {}
+    if per:
+        text += "; peers: " + ", ".join(f"{n} {m or '?'}" for m, n in sorted(per.items()))
+    return text
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..daemon import ServeSettings, configure_logging, run
+
+    home: Path = args.home
+    if not (home / KEY_FILE).exists():
+        raise CliError(f"no identity in {home}; run `gossip init` first")
+    settings = ServeSettings.resolve(
+        home, listen=args.listen, peers=args.peer, profile=args.profile, mdns=args.mdns,
+        tailnet=args.tailnet, api_listen=args.api_listen, lock_wait=args.lock_wait,
+        insecure_plaintext=args.insecure_plaintext or None, agents_listen=args.agents_listen,
+    )  # fmt: skip
+    configure_logging(args.debug)
+    return run(settings)
+
+
+
+def register(sub: Any) -> None:
+    """Add this module's commands to the subcommand parser ``sub``."""
+    c = command(sub, "init", cmd_init, "create this host's key, config and store")
+    c.add_argument("--name", help="this host's display name (default: the hostname)")
+    command(sub, "id", cmd_id, "print this host's public id")
+    command(sub, "version", cmd_version, "print the version")
+
+    c = command(sub, "serve", cmd_serve, "run the daemon in the foreground (SIGTERM stops it)")
+    c.add_argument("--listen", metavar="HOST:PORT",
+                   help="peer server address (default: config.toml, else 0.0.0.0:7471)")
+    c.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
+                   help="a static peer, added to config.toml's (repeat for more)")
+    c.add_argument("--profile", choices=config.PROFILES,
+                   help="network timings (default: config.toml, else lan)")
+    c.add_argument("--mdns", action=argparse.BooleanOptionalAction, default=None,
+                   help="find peers on the LAN by mDNS (default: on for the lan profile)")
+    c.add_argument("--tailnet", action=argparse.BooleanOptionalAction, default=None,
+                   help="find peers with `tailscale status --json` (default: on for the "
+                        "tailnet profile)")
+    c.add_argument("--api-listen", metavar="127.0.0.1:PORT",
+                   help="also serve the local API on loopback TCP (bearer token in api.token)")
+    c.add_argument("--agents-listen", metavar="ADDR",
+                   help="the agents' HTTP (Singularity Memory routes, MCP at /mcp/; "
+                        "docs/agents.md); default: [agents] listen, else 127.0.0.1:8888; "
+                        "'' turns it off")  # fmt: skip
+    c.add_argument("--lock-wait", type=seconds, default=10.0, metavar="SECONDS",
+                   help="wait this long for a command holding the data dir (default 10)")
+    c.add_argument("--insecure-plaintext", action="store_true",
+                   help="serve and reach peers without TLS (only inside an encrypted tailnet; "
+                        "every peer must agree; default: config.toml, else TLS)")
+
+    c = command(sub, "mcp", cmd_mcp, "serve MCP on stdin/stdout for an agent (Claude Code, "
+                "Cursor): through the running daemon")  # fmt: skip
+    c.add_argument("--bank", type=field_arg("recall", "bank"), default="default", metavar="BANK",
+                   help="the memory bank its tools use (default: default)")  # fmt: skip
+
+    c = command(sub, "status", cmd_status, "this host: daemon, peers, records, warnings")
+    c.add_argument("--json", action="store_true", help="print a JSON object")

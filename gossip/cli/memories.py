@@ -1,0 +1,150 @@
+"""Memories: ``remember``, ``recall``, ``retract``, and ``show`` of any record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from crdt.views import MODES
+
+from ..ops.memories import MAX_LIMIT
+from .arguments import command, field_arg, session
+from .terminal import ago, note, now_ms, out, print_json, span, until, who
+
+
+def cmd_remember(args: argparse.Namespace) -> int:
+    with session(args) as s:
+        out(s.call("remember", text=args.text, category=args.category, subject=args.subject,
+                    tags=args.tag, expires_in=args.expires_in, bank=args.bank)["id"])  # fmt: skip
+    return 0
+
+
+def cmd_recall(args: argparse.Namespace) -> int:
+    with session(args) as s:
+        answer = s.call("recall", q=args.query, category=args.category, subject=args.subject,
+                        tag=args.tag, author=args.author, limit=args.limit,
+                        include_untrusted=args.include_untrusted, bank=args.bank,
+                        mode=args.mode)  # fmt: skip
+    hits = answer["memories"]
+    names = {m["author"]: m["author_name"] for m in hits if m["author_name"]}
+    if args.json:
+        print_json(hits)
+    else:
+        now = now_ms()
+        for k, m in enumerate(hits):
+            if k:
+                out()
+            head = [m["id"][:12], m["category"], m["subject"] or "-", ago(m["ts"], now)]
+            by = who(m["author"], names) + ("" if m["trusted"] else " (untrusted)")
+            found = ""
+            if m.get("lanes"):  # which lanes found it, and its fused score
+                ranks = ", ".join(f"{lane} #{rank}" for lane, rank in sorted(m["lanes"].items()))
+                found = f"  [{ranks}; {m['score']:.4f}]"
+            out("  ".join(head) + f"  by {by}{found}")
+            for line in m["text"].splitlines() or [""]:
+                out(f"    {line}")
+            extra = []
+            if m["tags"]:
+                extra.append("tags: " + ", ".join(m["tags"]))
+            if m["expires_at"] is not None:
+                extra.append(f"expires {until(m['expires_at'], now)}")
+            if extra:
+                out("    " + "  ·  ".join(extra))
+        if not hits:
+            note("no memories match")
+    if answer.get("note"):
+        note(answer["note"])
+    quota = answer["quota"]
+    for who_id, n in sorted(answer["capped"].items()):
+        note(f"hid {n} memories of {who(who_id, names)} over its quota "
+              f"({quota['per_window']} per {span(quota['window_ms'])})")  # fmt: skip
+    return 0
+
+
+def cmd_retract(args: argparse.Namespace) -> int:
+    with session(args) as s:
+        answer = s.call("retract", id=args.id, reason=args.reason or "")
+    if answer["already_retracted"]:
+        note(f"memory {answer['id'][:12]} was already retracted")
+    out(f"retracted {answer['id']}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with session(args) as s:
+        shown = s.call("show", id=args.id)
+    if args.json:
+        print_json(shown)
+        return 0
+    now = now_ms()
+    prov = shown["provenance"]
+    author = shown["author_name"] or shown["author"][:12]
+    if prov["local"]:
+        came = "written on this host"
+    elif prov["source"]:
+        came = f"first received from {prov['source'][:12]} {ago(prov['received_at'], now)}"
+    else:
+        came = "origin unknown (compacted)"
+    lines = [
+        f"{shown['kind']} {shown['id']}",
+        f"author:    {author} ({'trusted' if shown['trusted'] else 'NOT trusted'}), "
+        f"signature {'ok' if shown['signature_ok'] else 'INVALID'}",
+        f"trust:     {shown['trust']}",
+        f"signed:    {ago(shown['ts'], now)}",
+        f"came:      {came}",
+    ]
+    if shown["retracted_by"]:
+        lines.append(f"retracted: by its author ({shown['retracted_by'][0][:12]})")
+    for line in lines:
+        out(line)
+    fields = {k: v for k, v in shown["record"]["fields"].items()
+              if k not in ("v", "kind", "author", "ts")}  # fmt: skip
+    for k, v in sorted(fields.items()):
+        text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        out(f"{k + ':':<11}{text}")
+    return 0
+
+
+
+def register(sub: Any) -> None:
+    """Add this module's commands to the subcommand parser ``sub``."""
+    c = command(sub, "show", cmd_show, "one record with its provenance")
+    c.add_argument("id", type=field_arg("show", "id"), metavar="ID",
+                   help="a record id, or its first 6+ characters")  # fmt: skip
+    c.add_argument("--json", action="store_true", help="print a JSON object")
+    c = command(sub, "remember", cmd_remember, "write a memory; prints its record id")
+    c.add_argument("text", type=field_arg("remember", "text"), metavar="TEXT")
+    c.add_argument("--category", required=True, type=field_arg("remember", "category"),
+                   help="anti-pattern, learning, contract, …")  # fmt: skip
+    c.add_argument("--subject", help="what it is about, e.g. provider:x")
+    c.add_argument("--tag", action="append", default=[], type=field_arg("remember", "tags"),
+                   help="a tag (repeat for more)")  # fmt: skip
+    c.add_argument("--expires-in", type=field_arg("remember", "expires_in"), metavar="SECONDS",
+                   help="hide it from readers after this many seconds")  # fmt: skip
+    c.add_argument("--bank", type=field_arg("remember", "bank"), metavar="BANK",
+                   help="the memory bank (default: default; docs/agents.md)")  # fmt: skip
+
+    c = command(sub, "recall", cmd_recall, "search the memories of trusted authors")
+    c.add_argument("query", nargs="?", metavar="QUERY", help="words to search for")
+    c.add_argument("--category")
+    c.add_argument("--subject")
+    c.add_argument("--tag")
+    c.add_argument("--author", help="a public id, a keyring name, or an id's first characters")
+    c.add_argument("--limit", type=field_arg("recall", "limit"), default=20, metavar="N",
+                   help=f"at most N memories (1 to {MAX_LIMIT}; default 20)")  # fmt: skip
+    c.add_argument("--include-untrusted", action="store_true",
+                   help="also show authors outside the keyring")  # fmt: skip
+    c.add_argument("--bank", type=field_arg("recall", "bank"), metavar="BANK",
+                   help="the memory bank to search (default: default)")  # fmt: skip
+    c.add_argument("--mode", choices=MODES, default="hybrid",
+                   help="hybrid: words and meaning, fused (default); lexical: words; "
+                   "semantic: meaning")  # fmt: skip
+    c.add_argument("--json", action="store_true", help="print a JSON array")
+
+    c = command(sub, "retract", cmd_retract, "retract one of this host's memories")
+    c.add_argument("id", type=field_arg("show", "id"), metavar="ID",
+                   help="the memory's record id, or its first 6+ characters")  # fmt: skip
+    c.add_argument("--reason", help="why (kept in the retraction record)")
+
