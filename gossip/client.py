@@ -30,7 +30,7 @@ from .errors import OpError, Unreachable, from_status
 
 log = logging.getLogger(__name__)
 
-API_SOCKET = "api.sock"  # the same names as api.py, which this module must not import
+API_SOCKET = "api.sock"  # the same names as api/local.py, which this module must not import
 TOKEN_FILE = "api.token"
 
 T = TypeVar("T")

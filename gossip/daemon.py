@@ -6,7 +6,7 @@ lock held waits for the API to answer), turning node events into the change feed
 one log line per meaningful event, and shutting down in order on a signal (API first, so
 no request meets a closing node, then the node: tasks, sockets, store).
 
-Replication, the gate and the API's rules live elsewhere (node.py, crdt/, api.py).
+Replication, the gate and the API's rules live elsewhere (node/, crdt/, api/).
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from typing import Any
 from crdt import GossipError, StoreLocked
 
 from . import config
-from .agents import AgentsApi
-from .api import LocalApi, read_token
+from .api import AgentsApi, LocalApi, read_token
 from .events import BreakerChanged, Event, EventsLost, PeerChanged, RecordAdded
 from .feed import Feed, event_json
 from .node import Node
@@ -238,7 +237,7 @@ async def start_agents(s: ServeSettings, api: LocalApi) -> tuple[AgentsApi | Non
     with the local API's token. One that cannot listen (the port is taken) is logged,
     said in ``status``, and the daemon runs on without it."""
     from . import ops
-    from .mcp_server import McpHttp
+    from .api.mcp import McpHttp
 
     host = api.host
     facts: dict[str, Any] = {"listen": s.agents_listen, "url": None, "exposed": False,

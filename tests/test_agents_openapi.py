@@ -13,8 +13,8 @@ import pytest
 import schemathesis
 from schemathesis.checks import positive_data_acceptance
 
-from gossip.agents import ROUTES
-from gossip.agents_openapi import document
+from gossip.api.agents import ROUTES
+from gossip.api.agents_openapi import document
 from tests.daemons import Daemon, free_port, ok, wait_for
 from tests.test_agents import Agent
 
@@ -40,7 +40,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 def test_docs_agents_openapi_json_is_the_served_document(daemon: Daemon):
     kept = json.loads(DOC.read_text())
     assert kept == json.loads(json.dumps(document())), (
-        "docs/agents-openapi.json is stale: python -m gossip.agents_openapi > "
+        "docs/agents-openapi.json is stale: python -m gossip.api.agents_openapi > "
         "docs/agents-openapi.json"
     )
     assert Agent(daemon).ok("GET", "/openapi.json") == kept

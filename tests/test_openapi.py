@@ -1,5 +1,5 @@
 """The OpenAPI document of the local API: the served one is docs/openapi.json, every
-route of api.py is in it, and schemathesis finds no 5xx and no answer that breaks it
+route of api/local.py is in it, and schemathesis finds no 5xx and no answer that breaks it
 (a few hundred generated cases against a real daemon, over loopback TCP with the token).
 """
 
@@ -14,7 +14,7 @@ import pytest
 import schemathesis
 from schemathesis.checks import positive_data_acceptance
 
-from gossip.openapi import document
+from gossip.api.openapi import document
 from tests.daemons import Daemon, free_port, ok
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ fuzzed = (
 def test_docs_openapi_json_is_the_served_document(daemon: Daemon):
     kept = json.loads(DOC.read_text())
     assert kept == json.loads(json.dumps(document())), (
-        "docs/openapi.json is stale: python -m gossip.openapi > docs/openapi.json"
+        "docs/openapi.json is stale: python -m gossip.api.openapi > docs/openapi.json"
     )
     assert daemon.get("/openapi.json") == kept
 

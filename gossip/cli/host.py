@@ -40,8 +40,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _agents_note(home: Path, url: str | None = None) -> None:
     """On stderr: the lines an agent's environment needs (docs/agents.md)."""
-    from ..agents import env_lines
-    from ..api import read_token
+    from ..api import env_lines, read_token
 
     listen = config.load(home).agents_listen
     if not listen:
@@ -52,7 +51,7 @@ def _agents_note(home: Path, url: str | None = None) -> None:
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
-    from ..mcp_server import run_stdio
+    from ..api.mcp import run_stdio
 
     home: Path = args.home
     if not (home / KEY_FILE).exists():
@@ -105,8 +104,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for k, v in rows:
         out(f"{k + ':':<15}{fit(str(v), 84)}")
     if agents and agents["url"]:
-        from ..agents import env_lines
-        from ..api import read_token
+        from ..api import env_lines, read_token
 
         for line in env_lines(agents["url"], read_token(args.home)):
             out(line)

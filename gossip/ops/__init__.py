@@ -5,7 +5,7 @@
 its answer's schema, and one handler written against the small ``Host`` interface. A
 running node (``online.NodeHost``) and a data dir opened by the command itself
 (``offline.ReplicaHost``) both implement it. Every surface is derived from the table:
-the local API's routes (``gossip.api``), its OpenAPI document (``gossip.openapi``), the
+the local API's routes (``gossip.api.local``), its OpenAPI document (``gossip.api.openapi``), the
 CLI in both modes and the Python client (through ``session``).
 
 Modules: ``fields`` (parameter kinds), ``operation`` (the table and ``run``), ``host``

@@ -1,5 +1,5 @@
 """Banks and the agents' memories: retain, bank_recall, forget, banks, bank_put,
-bank_delete. The agents' front door (``gossip.agents``: Singularity Memory's HTTP
+bank_delete. The agents' front door (``gossip.api.agents``: Singularity Memory's HTTP
 contract; ``gossip.mcp``: the MCP tools) only renames routes and shapes onto these.
 
 Rules kept here for every surface:

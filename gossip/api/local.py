@@ -18,7 +18,7 @@ Rules this module keeps:
   and runs its one handler on the node (``ops.online.NodeHost``); rules and limits live
   there, never here. Private keys are never read here.
 
-The routes, their parameters and answers are described by ``gossip/openapi.py`` (derived
+The routes, their parameters and answers are described by ``gossip/api/openapi.py`` (derived
 from the same table, served at ``/openapi.json``, kept as docs/openapi.json) and in
 docs/api.md.
 """
@@ -43,17 +43,17 @@ from aiohttp import web
 from crdt import GossipError, RecordError, Replica
 from crdt.views import Views
 
-from . import queries
-from .config import ConfigError, check_address
-from .errors import Forbidden, Invalid, OpError, TooLarge, Unauthorized
-from .feed import Feed
-from .http import join_address, split_address
-from .logfilter import ServerLog
-from .metrics import render, replica_figures
-from .node import Node
-from .ops import OPERATIONS, Operation
-from .ops.fields import ANY_TEXT, Text
-from .ops.online import READ_TIMEOUT, NodeHost
+from .. import queries
+from ..config import ConfigError, check_address
+from ..errors import Forbidden, Invalid, OpError, TooLarge, Unauthorized
+from ..feed import Feed
+from ..http import join_address, split_address
+from ..logfilter import ServerLog
+from ..metrics import render, replica_figures
+from ..node import Node
+from ..ops import OPERATIONS, Operation
+from ..ops.fields import ANY_TEXT, Text
+from ..ops.online import READ_TIMEOUT, NodeHost
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class LocalApi:
         self.tcp_address: str | None = None
         self._token = token
         self._discovery = discovery
-        self.agents = agents  # what status says of the agents' listener (gossip.agents)
+        self.agents = agents  # what status says of the agents' listener (gossip.api.agents)
         self._sse_write_timeout = sse_write_timeout
         self.host = NodeHost(node, facts=self._facts, read_timeout=QUERY_TIMEOUT)
         self.started_at = int(time.time() * 1000)

@@ -1,6 +1,6 @@
 """MCP for the agents (Claude Code, Cursor, any MCP client), on the official ``mcp`` SDK
 (2.x: ``MCPServer``): over stdio as `gossip mcp [--bank NAME]`, and over streamable
-HTTP at ``/mcp/`` of the agents' listener (``gossip.agents``).
+HTTP at ``/mcp/`` of the agents' listener (``gossip.api.agents``).
 
 Each tool is a thin adapter over one operation of ``gossip.ops`` (``retain``,
 ``bank_recall``, ``forget``, ``banks``, ``breakers``/``breaker``, ``breaker_trip``,
@@ -33,8 +33,8 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import Field
 
-from .errors import GossipError, OpError, Unavailable
-from .ops import OPERATIONS
+from ..errors import GossipError, OpError, Unavailable
+from ..ops import OPERATIONS
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def build(call: Call, bank: Callable[[], str]) -> Any:
 def session_call(home: Path) -> Call:
     """Calls through the daemon's local API when one runs; without one, a read opens the
     data dir for that call, and a write fails saying to start `gossip serve`."""
-    from .ops.session import LocalSession, RemoteSession, daemon_api
+    from ..ops.session import LocalSession, RemoteSession, daemon_api
 
     def blocking(name: str, params: dict[str, Any]) -> Any:
         api = daemon_api(home, wait=2.0)

@@ -3,7 +3,7 @@ HTTP, on one loopback port of `gossip serve` (default 127.0.0.1:8888, the addres
 Hermes and OpenClaw adapters call), so those agents and any MCP client use sm-gossip
 unchanged (docs/agents.md).
 
-Rules this module keeps (the same as the local API's TCP listener, ``gossip.api``):
+Rules this module keeps (the same as the local API's TCP listener, ``gossip.api.local``):
 
 - a request carrying ``Origin`` or ``Referer``, or a ``Host`` that is not loopback, is
   refused 403 before anything else (on an address the user exposed on purpose, its own
@@ -33,16 +33,16 @@ from aiohttp import web
 
 from crdt import GossipError, RecordError
 
-from .api import _HOST, MAX_BODY, _body, _error, _is_loopback, _json, _loopback_host, _query
-from .config import ConfigError, check_address
-from .errors import Forbidden, Invalid, OpError, Unauthorized
-from .http import join_address, split_address
-from .logfilter import ServerLog
-from .ops import OPERATIONS
-from .ops.banks import ITEM_FIELDS
-from .ops.fields import Flag
-from .ops.memories import BANK_ID
-from .ops.online import NodeHost
+from ..config import ConfigError, check_address
+from ..errors import Forbidden, Invalid, OpError, Unauthorized
+from ..http import join_address, split_address
+from ..logfilter import ServerLog
+from ..ops import OPERATIONS
+from ..ops.banks import ITEM_FIELDS
+from ..ops.fields import Flag
+from ..ops.memories import BANK_ID
+from ..ops.online import NodeHost
+from .local import _HOST, MAX_BODY, _body, _error, _is_loopback, _json, _loopback_host, _query
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class AgentsApi:
             for path in ("/mcp", "/mcp/", "/mcp/{bank}", "/mcp/{bank}/"):
                 app.router.add_route("*", path, self.mcp)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, handle_signals=False,
-                               logger=ServerLog(logging.getLogger("gossip.agents.server")))
+                               logger=ServerLog(logging.getLogger("gossip.api.agents.server")))
         await runner.setup()
         self._runner = runner
         try:

@@ -1,5 +1,5 @@
 """The OpenAPI 3 description of the local API, served at ``/openapi.json`` and kept as
-docs/openapi.json (``python -m gossip.openapi > docs/openapi.json``; a test checks that
+docs/openapi.json (``python -m gossip.api.openapi > docs/openapi.json``; a test checks that
 the two match, that every route of ``api.py`` is in it, and runs schemathesis against
 it). The paths are derived from the operations table (``gossip.ops``): their parameters
 from the operations' fields, their answers from ``SCHEMAS`` below, which names the
@@ -12,8 +12,8 @@ import json
 import sys
 from typing import Any
 
-from .ops import OPERATIONS, Operation
-from .ops.fields import Field
+from ..ops import OPERATIONS, Operation
+from ..ops.fields import Field
 
 VERSION = "1"
 

@@ -1,6 +1,6 @@
-"""The OpenAPI 3 description of the agents' listener (``gossip.agents``), served at its
+"""The OpenAPI 3 description of the agents' listener (``gossip.api.agents``), served at its
 ``/openapi.json`` and kept as docs/agents-openapi.json (``python -m
-gossip.agents_openapi > docs/agents-openapi.json``; a test checks the two match and runs
+gossip.api.agents_openapi > docs/agents-openapi.json``; a test checks the two match and runs
 schemathesis against a real daemon). Derived from ``agents.ROUTES`` and the operations'
 fields and result schemas, so it cannot drift from what the routes do.
 """
@@ -11,11 +11,11 @@ import json
 import sys
 from typing import Any
 
+from ..ops import OPERATIONS
+from ..ops.banks import ITEM_FIELDS
+from ..ops.memories import BANK_ID
 from .agents import ROUTES, Route
 from .openapi import SCHEMAS, _null, _obj
-from .ops import OPERATIONS
-from .ops.banks import ITEM_FIELDS
-from .ops.memories import BANK_ID
 
 Schema = dict[str, Any]
 ERR: Schema = {"$ref": "#/components/schemas/Error"}
