@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from crdt import Identity
-from gossip.tls import ensure_certificate
+from gossip.transport.tls import ensure_certificate
 
 LOOPBACK_SOURCE = "127.0.0.2"  # the idle connections'
 SLOW_SOURCE = "127.0.0.3"  # the slowloris ones': each address has caps of its own

@@ -54,17 +54,17 @@ from pycrdt import Map
 
 from crdt import Identity, Replica, records
 from crdt.updates import SignedUpdate, sign_update
-from gossip import auth
-from gossip.http import HttpTransport
 from gossip.protocol import MAGIC, Message, MessageType
 from gossip.transport import (
     PUSH_PATH,
     SYNC_PATH,
     PeerError,
     ServerLimits,
+    auth,
     check_response,
     sign_request,
 )
+from gossip.transport.http import HttpTransport
 from tests.exchanges import respond
 from tests.forge import (
     Writer,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crdt import Identity
-from gossip import auth
+from gossip.transport import auth
 
 NOW = 1_790_000_000_000
 BODY = b"SMG\x01\x01\x00\x00"

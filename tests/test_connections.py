@@ -1,4 +1,4 @@
-"""The peer port's connection limits (gossip/listener.py), over real TLS on loopback: a
+"""The peer port's connection limits (gossip/transport/listener.py), over real TLS on loopback: a
 stranger's certificate is kept for one request only, idle connections are closed,
 connections over a cap are closed at accept, and a flood of 500 idle and 50 slowloris
 connections leaves a daemon's local API and its trusted peers working (issue 17).
@@ -18,12 +18,11 @@ from pathlib import Path
 import pytest
 
 from crdt import Identity
-from gossip import auth
-from gossip.http import HttpTransport, split_address
-from gossip.listener import FD_RESERVE, connection_budget
 from gossip.protocol import SYNC_PATH
-from gossip.tls import PinnedTls
-from gossip.transport import JOIN_PATH, ServerLimits
+from gossip.transport import JOIN_PATH, ServerLimits, auth
+from gossip.transport.http import HttpTransport, split_address
+from gossip.transport.listener import FD_RESERVE, connection_budget
+from gossip.transport.tls import PinnedTls
 from tests.daemons import gossip, make_cluster, ok
 from tests.flood import FloodThread, process_figures, stranger_context
 

@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 
 from crdt import GossipError, Identity, IdentityError, RecordError, UpdateError, records, wire
 from crdt.identity import KEY_FILE, public_key_bytes
-from gossip import auth, config
+from gossip import config
 from gossip.cli import EXPORT_MAGIC, ExportError, decode_export, encode_export
+from gossip.transport import auth
 from tests.test_cli import failed, gossip, init
 
 SETTINGS = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck))

@@ -22,9 +22,8 @@ import aiohttp
 import pytest
 
 from crdt import Identity, Replica
-from gossip import auth
-from gossip.http import HttpTransport
-from gossip.transport import SYNC_PATH, sign_request
+from gossip.transport import SYNC_PATH, auth, sign_request
+from gossip.transport.http import HttpTransport
 from tests.peer_fuzz import GENERIC, Target, drive
 
 pytestmark = pytest.mark.usefixtures("no_leaks")

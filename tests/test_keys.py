@@ -58,9 +58,9 @@ class Failures:
 def stranger_transport(home: Path, verifier_keys: set[str], now: Callable[[], int]) -> Any:
     """An HTTP client with a fresh key of its own in ``home``, over TLS (pinned, as a
     node's): the server sees its certificate key and its signing key, the same one."""
-    from gossip.auth import Verifier
-    from gossip.http import HttpTransport
-    from gossip.tls import PinnedTls
+    from gossip.transport.auth import Verifier
+    from gossip.transport.http import HttpTransport
+    from gossip.transport.tls import PinnedTls
 
     ident = Identity.create(home)
     return HttpTransport(ident, Verifier(lambda: verifier_keys, now), now_ms=now,
@@ -389,8 +389,8 @@ async def test_a_join_flood_by_strangers_never_blocks_the_trusted_peers(tmp_path
     cache that every exchange needs; once full, the trusted peers' requests got 401. They
     now have a small cache of their own, a few nonces per key and a few dozen per sender
     address."""
-    from gossip.auth import JOIN_NONCES_PER_KEY, JOIN_NONCES_PER_SOURCE
     from gossip.transport import JOIN_PATH, PeerRefused
+    from gossip.transport.auth import JOIN_NONCES_PER_KEY, JOIN_NONCES_PER_SOURCE
 
     async with contextlib.AsyncExitStack() as stack:
         cluster = Cluster("http", tmp_path, stack)
@@ -565,8 +565,8 @@ async def test_revoking_the_old_key_retroactively_keeps_the_new_key_trusted(tmp_
 async def proved_key(address: str, context: Any) -> str | None:
     """Open one TLS connection to ``address`` with a node's pinned client context (the
     pin is checked inside the handshake) and return the key the server proved."""
-    from gossip.http import split_address
-    from gossip.tls import peer_key
+    from gossip.transport.http import split_address
+    from gossip.transport.tls import peer_key
 
     host, port = split_address(address)
     _, writer = await asyncio.open_connection(host, port, ssl=context)
@@ -585,8 +585,8 @@ async def test_over_tls_a_rotated_host_is_reached_during_and_after_its_grace(tmp
     presents the new key. A man in the middle with a third key (one the peer even
     trusts) is refused during the grace, before a byte of the request is sent."""
     from gossip.protocol import SYNC_PATH, Message, MessageType
-    from gossip.tls import PeerKeyMismatch, PinnedTls
     from gossip.transport import PeerMisbehaved
+    from gossip.transport.tls import PeerKeyMismatch, PinnedTls
     from tests.test_tls import QUIET, Tap
 
     names = ("a", "b", "c", "mallory")
@@ -662,7 +662,7 @@ def test_the_tls_binding_accepts_a_key_and_its_honoured_successor_only():
     """Server side: the request's signing key and the TLS client key are the same key,
     or one is the other's honoured successor (a host in its rotation grace); two
     unrelated keys are refused, whichever is trusted."""
-    from gossip.auth import same_peer
+    from gossip.transport.auth import same_peer
 
     old, new, third, later = (Identity.generate().public_id for _ in range(4))
     successors = {old: new, new: later}

@@ -10,9 +10,8 @@ import random
 import pytest
 
 from crdt import Identity
-from gossip import auth
-from gossip.memnet import MemoryNetwork
-from gossip.transport import SYNC_PATH, PeerUnreachable
+from gossip.transport import SYNC_PATH, PeerUnreachable, auth
+from gossip.transport.memnet import MemoryNetwork
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from crdt import GossipError, Identity, Replica
-from gossip.auth import Verifier
 from gossip.config import Profile
 from gossip.events import BreakerChanged, PeerChanged, RecordAdded
-from gossip.memnet import MemoryNetwork
 from gossip.node import Node
 from gossip.protocol import Message, MessageType
+from gossip.transport.auth import Verifier
+from gossip.transport.memnet import MemoryNetwork
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

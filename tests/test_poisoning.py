@@ -22,10 +22,10 @@ import pytest
 
 from crdt import Replica, records
 from crdt.views import ViewConfig, Views
-from gossip import auth
-from gossip.http import HttpTransport
 from gossip.protocol import Initiator
 from gossip.queries import inspect
+from gossip.transport import auth
+from gossip.transport.http import HttpTransport
 from tests.exchanges import respond, step
 
 pytestmark = pytest.mark.usefixtures("no_leaks")

@@ -9,9 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from crdt import Identity, derive_client, wire
 from crdt.identity import b64url
-from gossip import auth
 from gossip.protocol import Message, MessageType, sv_digest
-from gossip.transport import SYNC_PATH
+from gossip.transport import SYNC_PATH, auth
 
 DOC = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
 T = 1_790_000_000_000

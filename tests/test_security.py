@@ -25,16 +25,16 @@ import pytest
 
 from crdt import GossipError, Identity, Replica, SignedRecord, records
 from crdt.updates import SignedUpdate
-from gossip import auth
-from gossip.http import HttpTransport
 from gossip.protocol import Message, MessageType, sv_digest
 from gossip.transport import (
     PUSH_PATH,
     SYNC_PATH,
     PeerMisbehaved,
+    auth,
     check_response,
     sign_request,
 )
+from gossip.transport.http import HttpTransport
 from tests.exchanges import respond
 from tests.forge import Writer, fingerprint
 

@@ -1,4 +1,4 @@
-"""TLS on the peer port, pinned to host keys (gossip/tls.py), with real nodes and real
+"""TLS on the peer port, pinned to host keys (gossip/transport/tls.py), with real nodes and real
 sockets on 127.0.0.1: what crosses, what is refused, and what the wire shows.
 
 A "man in the middle" here is a TLS server on loopback that holds a real sm-gossip
@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from crdt import Identity, Replica
-from gossip import auth, config
+from gossip import config
 from gossip.config import Config, ConfigError, Profile
 from gossip.daemon import ServeSettings
-from gossip.http import HttpTransport, split_address
 from gossip.node import Node
 from gossip.protocol import SYNC_PATH, Message, MessageType
-from gossip.tls import CERT_FILE, PinnedTls, certificate_key, ensure_certificate
-from gossip.transport import PeerMisbehaved, PeerRefused, PeerUnreachable, PeerUntrusted
+from gossip.transport import PeerMisbehaved, PeerRefused, PeerUnreachable, PeerUntrusted, auth
+from gossip.transport.http import HttpTransport, split_address
+from gossip.transport.tls import CERT_FILE, PinnedTls, certificate_key, ensure_certificate
 from tests.daemons import make_cluster, ok, wait_for
 from tests.test_node import create_hosts, until
 
@@ -329,7 +329,7 @@ async def test_a_pinned_request_to_an_untrusted_key_sends_nothing(tmp_path: Path
 def test_certificate_keys_are_cached_by_digest_not_by_bytes(tmp_path: Path):
     """Anybody can present certificates under the public anchor: the cache of their keys
     holds digests (32 bytes each), never the certificates themselves."""
-    from gossip import tls
+    from gossip.transport import tls
 
     ident = Identity.generate()
     der = ssl.PEM_cert_to_DER_cert(tls.host_certificate(ident.public_id).decode())

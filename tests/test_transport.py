@@ -27,11 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crdt import Identity, Replica, records
-from gossip import auth
-from gossip.http import HttpTransport
-from gossip.memnet import MemoryNetwork
 from gossip.protocol import MAGIC, Initiator, Message, MessageType
-from gossip.tls import PinnedTls
 from gossip.transport import (
     PUSH_PATH,
     SYNC_PATH,
@@ -40,8 +36,12 @@ from gossip.transport import (
     PeerUnreachable,
     PeerUntrusted,
     ServerLimits,
+    auth,
     sign_request,
 )
+from gossip.transport.http import HttpTransport
+from gossip.transport.memnet import MemoryNetwork
+from gossip.transport.tls import PinnedTls
 from tests.conftest import open_sockets
 from tests.exchanges import respond, step
 from tests.forge import Writer
@@ -745,7 +745,7 @@ async def test_keep_alive_reuses_one_connection(http_net, make_peer):
 
 
 async def test_tls(http_net, make_peer, tmp_path):
-    """Pinned TLS (gossip/tls.py; tests/test_tls.py covers it through nodes)."""
+    """Pinned TLS (gossip/transport/tls.py; tests/test_tls.py covers it through nodes)."""
     def pinned(name):
         home = tmp_path / name
         return PinnedTls.for_host(home, Identity.load_or_create(home))

@@ -35,13 +35,13 @@ from crdt import GossipError, RecordError
 
 from ..config import ConfigError, check_address
 from ..errors import Forbidden, Invalid, OpError, Unauthorized
-from ..http import join_address, split_address
 from ..logfilter import ServerLog
 from ..ops import OPERATIONS
 from ..ops.banks import ITEM_FIELDS
 from ..ops.fields import Flag
 from ..ops.memories import BANK_ID
 from ..ops.online import NodeHost
+from ..transport.http import join_address, split_address
 from .local import _HOST, MAX_BODY, _body, _error, _is_loopback, _json, _loopback_host, _query
 
 log = logging.getLogger(__name__)

@@ -47,13 +47,13 @@ from .. import queries
 from ..config import ConfigError, check_address
 from ..errors import Forbidden, Invalid, OpError, TooLarge, Unauthorized
 from ..feed import Feed
-from ..http import join_address, split_address
 from ..logfilter import ServerLog
 from ..metrics import render, replica_figures
 from ..node import Node
 from ..ops import OPERATIONS, Operation
 from ..ops.fields import ANY_TEXT, Text
 from ..ops.online import READ_TIMEOUT, NodeHost
+from ..transport.http import join_address, split_address
 
 log = logging.getLogger(__name__)
 

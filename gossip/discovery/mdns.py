@@ -33,7 +33,7 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 
 from ..addresses import machine_addresses
 from ..config import MdnsSettings
-from ..http import join_address, split_address
+from ..transport.http import join_address, split_address
 from . import OFF, OK, WARNING, DiscoveryError, DiscoveryStatus
 
 log = logging.getLogger(__name__)

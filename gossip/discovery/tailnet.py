@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TailnetSettings
-from ..http import join_address
+from ..transport.http import join_address
 from . import OK, WARNING, DiscoveryError, DiscoveryStatus
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from ..config import MdnsSettings, TailnetSettings
 from ..discovery import OFF, OK, DiscoveryStatus
 from ..discovery.mdns import MdnsDiscovery, Sighting
 from ..discovery.tailnet import TailnetDiscovery, TailnetPeer
-from ..http import join_address, split_address
+from ..transport.http import join_address, split_address
 
 if TYPE_CHECKING:
     from .node import Node

@@ -53,13 +53,13 @@ from crdt import GossipError, Identity, Replica, SignedRecord, semantic
 from crdt.trust import TrustSet
 from crdt.views import ViewConfig, Views
 
-from .. import auth, config
+from .. import config
 from ..config import MdnsSettings, Profile, TailnetSettings
 from ..events import Event, PeerChanged
-from ..http import HttpTransport
 from ..peers import UNKNOWN_KEY, Peer, PeerInfo, PeerTable
-from ..tls import PLAINTEXT, TLS, PinnedTls
-from ..transport import ServerLimits, Transport
+from ..transport import ServerLimits, Transport, auth
+from ..transport.http import HttpTransport
+from ..transport.tls import PLAINTEXT, TLS, PinnedTls
 from ..worker import READ, WRITE, ReplicaWorker
 from .actions import NodeActions
 from .changes import Changes
@@ -123,7 +123,7 @@ class Node(NodeActions, NodeReads):
         a node that lives one command (its port would mislead peers).
         ``follow_vouches``: trust keys that trusted hosts vouch for (default: ``[trust]
         follow_vouches`` of the config file). ``tls``: the peer port speaks TLS 1.3
-        pinned to host keys (``gossip/tls.py``); False is the explicit
+        pinned to host keys (``gossip/transport/tls.py``); False is the explicit
         ``--insecure-plaintext`` opt-in. It applies to the default transport (a
         ``transport`` factory given here makes its own choice)."""
         self.home = Path(home).expanduser()

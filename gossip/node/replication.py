@@ -21,11 +21,11 @@ from crdt import GossipError, Outcome, Replica
 
 from .. import config, protocol
 from ..config import ConfigError
-from ..http import split_address
 from ..peers import Peer
 from ..protocol import Exchange, Failure, Gossiper, Push, RemoteProtocolError, Settings
 from ..protocol.gossiper import ERROR, UNREACHABLE, UNTRUSTED
 from ..transport import JOIN_PATH, PeerError, PeerRefused, PeerUnreachable, PeerUntrusted
+from ..transport.http import split_address
 from ..worker import READ, WRITE, ReplicaWorker
 
 if TYPE_CHECKING:

@@ -17,9 +17,8 @@ from crdt import Identity, Replica, SignedRecord, records
 from crdt.trust import TrustSet
 from crdt.views import Views
 
-from .. import auth
-from ..tls import TlsSetupError
-from ..transport import PeerRefused
+from ..transport import PeerRefused, auth
+from ..transport.tls import TlsSetupError
 
 if TYPE_CHECKING:
     from .node import Node

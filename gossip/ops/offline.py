@@ -142,9 +142,9 @@ class ReplicaHost:
         return r.author
 
     async def invite(self, ttl: float, name: str) -> Any:
-        from ..http import join_address, split_address
         from ..invites import Invitations
         from ..node.membership import advertised as _advertised
+        from ..transport.http import join_address, split_address
 
         host, port = split_address(self.cfg.listen)
         addresses = [join_address(h.strip("[]"), port) for h in _advertised(host)]

@@ -11,14 +11,14 @@ Theory of operation:
 - ``network.py`` — packets between hosts and the faults that befall them.
 - ``host.py`` — one host: a real ``crdt.Replica`` on SQLite, and the sans-I/O
   ``gossip.protocol.Gossiper`` (the replication policy a node runs), ``gossip.peers`` and
-  ``gossip.auth``, driven as ``gossip.node`` drives them. Crash and restart from the disk
+  ``gossip.transport.auth``, driven as ``gossip.node`` drives them. Crash and restart from the disk
   as it is.
 - ``faults.py`` — the fault schedule, drawn from the seed (or written by hand).
 - ``check.py`` — the invariants checked after quiescence (convergence, set-full).
 - ``world.py`` — one run: build, play, heal, settle, check, clean up; the trace hash.
 - ``__main__.py`` — ``scripts/simulate``: many seeds, a summary, replay commands.
 
-Why not ``gossip.memnet`` with asyncio: its requests are awaited calls in real time
+Why not ``gossip.transport.memnet`` with asyncio: its requests are awaited calls in real time
 (``asyncio.timeout``), it neither duplicates nor reorders, and its nonces come from
 ``os.urandom``; a virtual clock needs every wait to be an event of its own loop. So the
 simulator drives the sans-I/O pieces itself, and ``gossip.node``'s own glue (tasks,

@@ -38,10 +38,11 @@ from crdt.identity import b64url
 from crdt.store import Store
 from crdt.views import Views
 
-from .. import auth, protocol
+from .. import protocol
 from ..peers import Peer, PeerTable
 from ..protocol import Exchange, Failure, Gossiper, Push, RemoteProtocolError, Settings
 from ..protocol.gossiper import ERROR, UNREACHABLE, UNTRUSTED
+from ..transport import auth
 from .loop import EventLoop, Timer
 from .network import ANSWER, REQUEST, Network, Packet
 from .trace import Trace

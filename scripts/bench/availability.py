@@ -43,7 +43,7 @@ from common import create_hosts, free_port, machine_line, mesh, process
 from convergence import Arrivals
 
 from gossip.config import Profile
-from gossip.http import split_address
+from gossip.transport.http import split_address
 
 NAME = "availability"
 COMMAND = ".venv/bin/python scripts/bench/availability.py"

@@ -46,8 +46,8 @@ from crdt.rules import check_items
 from crdt.updates import check_structure
 from crdt.views import Views
 from gossip.config import Profile
-from gossip.http import HttpTransport
 from gossip.node import INGEST_CHUNK, Node
+from gossip.transport.http import HttpTransport
 
 NAME = "catchup"
 COMMAND = ".venv/bin/python scripts/bench/catchup.py"

@@ -31,8 +31,8 @@ from typing import Any
 
 from crdt import Replica, records
 from gossip.config import Profile
-from gossip.http import HttpTransport
 from gossip.node import Node
+from gossip.transport.http import HttpTransport
 
 ROOT = Path(__file__).resolve().parents[2]
 

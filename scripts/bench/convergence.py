@@ -46,9 +46,9 @@ from common import create_hosts, machine_line, mesh, p50, p99, sync_round, wire
 from pycrdt import Doc, Map
 
 from gossip.events import RecordAdded
-from gossip.http import frame_size
 from gossip.node import Node
 from gossip.peers import PeerTable
+from gossip.transport.http import frame_size
 
 NAME = "convergence"
 COMMAND = ".venv/bin/python scripts/bench/convergence.py"

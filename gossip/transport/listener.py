@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from .endpoints import ServerLimits
 from .tls import peer_key
-from .transport import ServerLimits
 
 log = logging.getLogger(__name__)
 

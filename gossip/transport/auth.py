@@ -44,10 +44,10 @@ from dataclasses import dataclass
 from crdt import Identity
 from crdt.identity import b64url, unb64url, verify
 
-from .errors import AuthError as AuthError  # re-exported: auth's errors
-from .errors import BadSignature
-from .errors import RequestForbidden as Forbidden
-from .errors import RequestUnauthorized as Unauthorized
+from ..errors import AuthError as AuthError  # re-exported: auth's errors
+from ..errors import BadSignature
+from ..errors import RequestForbidden as Forbidden
+from ..errors import RequestUnauthorized as Unauthorized
 
 KEY_HEADER = "Sm-Key"
 SIGNATURE_HEADER = "Sm-Signature"

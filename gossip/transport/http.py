@@ -41,11 +41,9 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from crdt import Identity
 
+from ..logfilter import ServerLog
 from . import auth
-from .listener import Listener, PeerServer
-from .logfilter import ServerLog
-from .tls import PLAINTEXT, TLS, PeerKeyMismatch, PinnedTls, TlsSetupError, peer_key
-from .transport import (
+from .endpoints import (
     Handler,
     PeerError,
     PeerMisbehaved,
@@ -56,6 +54,8 @@ from .transport import (
     request_with_retry,
     serve,
 )
+from .listener import Listener, PeerServer
+from .tls import PLAINTEXT, TLS, PeerKeyMismatch, PinnedTls, TlsSetupError, peer_key
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class HttpTransport:
         connections: int = 64,
         tls: PinnedTls | None = None,
     ) -> None:
-        """``tls``: serve and request over TLS 1.3 pinned to peer keys (``gossip/tls.py``);
+        """``tls``: serve and request over TLS 1.3 pinned to peer keys (``tls.py``);
         None: plaintext HTTP, which a node uses only when told to (``--insecure-plaintext``)."""
         self.identity = identity
         self.verifier = verifier

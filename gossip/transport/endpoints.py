@@ -1,7 +1,7 @@
 """What every peer transport shares: the endpoints, the serving rules, the client contract.
 
-Two transports implement it: ``gossip/http.py`` (aiohttp, the real one) and
-``gossip/memnet.py`` (an in-process network shipped in the package, like memberlist's
+Two transports implement it: ``http.py`` (aiohttp, the real one) and
+``memnet.py`` (an in-process network shipped in the package, like memberlist's
 MockTransport, for tests and the simulator). Both run the same ``serve`` and
 ``check_response`` below, so authentication, limits and error codes are identical;
 only the bytes' journey differs.
@@ -33,11 +33,11 @@ from typing import Protocol
 from crdt import Identity, IdentityError
 from crdt.identity import public_key_bytes
 
+from ..errors import PeerError as PeerError  # re-exported: the transport's errors
+from ..errors import PeerMisbehaved, PeerRefused, PeerUntrusted
+from ..errors import PeerUnreachable as PeerUnreachable
+from ..protocol import PUSH_PATH, SYNC_PATH, RemoteProtocolError
 from . import auth
-from .errors import PeerError as PeerError  # re-exported: the transport's errors
-from .errors import PeerMisbehaved, PeerRefused, PeerUntrusted
-from .errors import PeerUnreachable as PeerUnreachable
-from .protocol import PUSH_PATH, SYNC_PATH, RemoteProtocolError
 
 # Redeems an invitation (gossip/invites.py): the one endpoint a key outside the keyring
 # may call; its request is still signed (for us, within the window, never replayed),
@@ -74,7 +74,7 @@ def error_reply(status: int, message: str, *, key_hint: str | None = None) -> Re
 @dataclass
 class ServerLimits:
     max_body_bytes: int = 16 * 1024 * 1024  # a request body over this gets 413
-    # Connections (``gossip/listener.py``; the in-memory network holds none). A trusted
+    # Connections (``gossip/transport/listener.py``; the in-memory network holds none). A trusted
     # peer pools up to 4 per address it reaches us at; outsiders get only the
     # unauthenticated places.
     # All open at once; also kept under the file descriptor limit less FD_RESERVE.

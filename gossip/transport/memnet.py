@@ -32,8 +32,7 @@ from multidict import CIMultiDict
 from crdt import Identity
 
 from . import auth
-from .http import WireStats, frame_size, split_address
-from .transport import (
+from .endpoints import (
     Handler,
     PeerMisbehaved,
     PeerUnreachable,
@@ -43,6 +42,7 @@ from .transport import (
     request_with_retry,
     serve,
 )
+from .http import WireStats, frame_size, split_address
 
 log = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ from crdt import Identity
 from crdt.files import create_whole
 from crdt.identity import KEY_FILE, RETIRED_DIR, b64url, public_key_bytes
 
-from .errors import TlsSetupError
+from ..errors import TlsSetupError
 
 CERT_FILE = "tls.crt"
 ANCHOR_SEED_TAG = b"sm-gossip tls anchor v1"
