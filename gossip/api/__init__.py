@@ -15,7 +15,8 @@ handler and shapes its answer. Nothing here reads a private key.
 from __future__ import annotations
 
 from .agents import AgentsApi, ListenerBusy, env_lines
-from .local import API_SOCKET, MAX_BODY, TOKEN_FILE, LocalApi, read_token
+from .guard import API_SOCKET, MAX_BODY, TOKEN_FILE, read_token
+from .local import LocalApi
 
 __all__ = ["API_SOCKET", "MAX_BODY", "TOKEN_FILE", "AgentsApi", "ListenerBusy", "LocalApi",
            "env_lines", "read_token"]  # fmt: skip

@@ -3,14 +3,12 @@ HTTP, on one loopback port of `gossip serve` (default 127.0.0.1:8888, the addres
 Hermes and OpenClaw adapters call), so those agents and any MCP client use sm-gossip
 unchanged (docs/agents.md).
 
-Rules this module keeps (the same as the local API's TCP listener, ``gossip.api.local``):
-
-- a request carrying ``Origin`` or ``Referer``, or a ``Host`` that is not loopback, is
-  refused 403 before anything else (on an address the user exposed on purpose, its own
-  name and IP literals are accepted too: DNS rebinding needs a name);
-- every request needs ``Authorization: Bearer <api.token>``; none is a 401 with
-  ``WWW-Authenticate``;
-- bad input is a 4xx naming the field, ``{"error", "field"}``; a body over 64 KiB is 413.
+Rules this module keeps, by the guard the local API's TCP listener has too
+(``guard.py``): a web page (``Origin``, ``Referer``) or a ``Host`` that is not loopback
+is refused 403 (on an address the user exposed on purpose, its own name and IP literals
+are accepted too: DNS rebinding needs a name); every request needs ``Authorization:
+Bearer <api.token>`` (none: 401 with ``WWW-Authenticate``); bad input is a 4xx naming
+the field, ``{"error", "field"}``; a body over 64 KiB is 413.
 
 Each route is a row of ``ROUTES``: which operation of ``gossip.ops`` it runs, how the
 request's names map onto the operation's parameters and how the answer is reshaped.
@@ -20,9 +18,7 @@ Every rule (banks, upsert, budgets, who may forget) is in the operations
 
 from __future__ import annotations
 
-import asyncio
 import errno
-import hmac
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
@@ -31,10 +27,10 @@ from typing import Any
 
 from aiohttp import web
 
-from crdt import GossipError, RecordError
+from crdt import GossipError
 
 from ..config import ConfigError, check_address
-from ..errors import Forbidden, Invalid, OpError, Unauthorized
+from ..errors import Invalid, OpError
 from ..logfilter import ServerLog
 from ..ops import OPERATIONS
 from ..ops.banks import ITEM_FIELDS
@@ -42,7 +38,7 @@ from ..ops.fields import Flag
 from ..ops.memories import BANK_ID
 from ..ops.online import NodeHost
 from ..transport.http import join_address, split_address
-from .local import _HOST, MAX_BODY, _body, _error, _is_loopback, _json, _loopback_host, _query
+from .guard import MAX_BODY, Guard, answer, host_name, is_loopback, read_body, read_query
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +124,17 @@ class AgentsApi:
             raise ConfigError("the agents' listener needs a token (api.token)")
         self.host = host
         self.listen = listen
-        self.exposed = not _is_loopback(h)
+        self.exposed = not is_loopback(h)
         self._own_host = h.lower() if self.exposed and h not in ("0.0.0.0", "::") else None
         self.address: str | None = None
-        self._token = token
+        self.guard = Guard("agents' API", token, lambda request: True,
+                           "a bearer token is required: Authorization: Bearer <the content "
+                           "of api.token> (SINGULARITY_API_KEY)", own_host=self._own)
         self._mcp = mcp
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.guard.middleware])
         for route in ROUTES:
             # .../memories/recall and /retain are no memory ids (a 405 says only POST)
             path = route.path.replace("{memory_id}", "{memory_id:(?!recall$|retain$)[^/]+}")
@@ -186,63 +184,12 @@ class AgentsApi:
     def url(self) -> str | None:
         return f"http://{self.address}" if self.address else None
 
-    # -- the guard ---------------------------------------------------------------------
-
-    @web.middleware
-    async def _guard(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
-        try:
-            self._check_caller(request)
-            return await handler(request)
-        except Unauthorized as e:
-            answer = _error(401, str(e), None)
-            answer.headers["WWW-Authenticate"] = 'Bearer realm="sm-gossip"'
-            return answer
-        except OpError as e:
-            return _error(e.status, str(e), e.field)
-        except web.HTTPException as e:
-            if e.status < 400:
-                raise
-            reason = f"the body is larger than {MAX_BODY} bytes" if e.status == 413 else e.reason
-            answer = _error(e.status, reason, "body" if e.status == 413 else None)
-            if "Allow" in e.headers:
-                answer.headers["Allow"] = e.headers["Allow"]
-            return answer
-        except RecordError as e:
-            return _error(400, str(e), None)
-        except TimeoutError:
-            return _error(503, "the replica did not answer in time; try again", None)
-        except GossipError as e:
-            return _error(503, f"the node cannot answer: {e}", None)
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
-        except Exception:
-            log.exception("agents' API: %s %s failed", request.method, request.path)
-            return _error(500, "internal error (logged by the daemon)", None)
-
-    def _check_caller(self, request: web.Request) -> None:
-        if "Origin" in request.headers or "Referer" in request.headers:
-            raise Forbidden("requests from web pages (Origin or Referer) are refused")
-        if not request.raw_path.startswith("/"):
-            raise Invalid("the request target must be a path (origin-form)")
-        host = request.headers.get("Host")
-        if host is not None and not (_loopback_host(host) or self._own(host)):
-            raise Forbidden("the Host header must name loopback (DNS rebinding is refused)")
-        scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
-        given = given.strip()
-        if (scheme.lower() != "bearer" or not given.isascii()
-                or not hmac.compare_digest(given.encode(), self._token.encode())):  # fmt: skip
-            raise Unauthorized("a bearer token is required: Authorization: Bearer <the "
-                               "content of api.token> (SINGULARITY_API_KEY)")  # fmt: skip
-
     def _own(self, header: str) -> bool:
         """On an address the user exposed on purpose: its own name, or any IP literal (DNS
         rebinding needs a name; the token still guards every request)."""
-        if not self.exposed:
+        name = host_name(header) if self.exposed else None
+        if name is None:
             return False
-        m = _HOST.fullmatch(header.strip().lower())
-        if m is None:
-            return False
-        name = m["ip6"] or m["name"]
         if name == self._own_host:
             return True
         try:
@@ -257,12 +204,12 @@ class AgentsApi:
         op = OPERATIONS[route.op]
 
         async def endpoint(request: web.Request) -> web.Response:
-            _query(request, set())
+            read_query(request, set())
             path = {name: BANK_ID.check(value, name) if name in ("bank", "workspace") else value
                     for name, value in request.match_info.items()}  # fmt: skip
             body: Values = {}
             if request.method in ("POST", "PUT", "PATCH"):
-                body = await _body(request)
+                body = await read_body(request)
                 known = body_names(route)
                 for name in sorted(body):
                     if name not in known:
@@ -276,24 +223,24 @@ class AgentsApi:
                 result = await op.handler(self.host, params)
             except OpError as e:
                 raise _renamed(e, route) from None
-            return _json(route.outbound(result, body), status=200)
+            return answer(route.outbound(result, body), status=200)
 
         endpoint.__name__ = f"agents_{route.op}"
         return endpoint
 
     async def healthz(self, request: web.Request) -> web.Response:
-        _query(request, set())
+        read_query(request, set())
         try:
             me = await self.host.read(lambda r, v: r.author)
         except GossipError as e:
-            return _json({"ok": False, "status": "unavailable", "error": str(e)}, status=503)
-        return _json({"ok": True, "status": "healthy", "service": "sm-gossip", "id": me,
+            return answer({"ok": False, "status": "unavailable", "error": str(e)}, status=503)
+        return answer({"ok": True, "status": "healthy", "service": "sm-gossip", "id": me,
                       "name": self.host.node.name})  # fmt: skip
 
     async def openapi(self, request: web.Request) -> web.Response:
         from .agents_openapi import document
 
-        return _json(document())
+        return answer(document())
 
     async def mcp(self, request: web.Request) -> web.StreamResponse:
         bank = request.match_info.get("bank") or request.headers.get("X-Bank-Id") or "default"

@@ -1,0 +1,224 @@
+"""Who may call the daemon's HTTP surfaces, and how every refusal looks; shared by the
+local API (``local``) and the agents' listener (``agents``), so both keep one rule.
+
+- A browser page must never reach them: a request carrying ``Origin`` or ``Referer``, or
+  a ``Host`` that is not loopback's (or the socket's, or on an address the user exposed
+  on purpose its own), is refused 403 before anything else (the rule Tailscale's
+  LocalAPI follows; DNS rebinding needs a name).
+- Where a token is needed (TCP), ``Authorization: Bearer <api.token>`` is checked in
+  constant time; none or a wrong one is a 401 with ``WWW-Authenticate``.
+- Every refusal is JSON, ``{"error": message, "field": name-or-null}``; a 5xx means a
+  bug here or a node that cannot answer, never a malformed request.
+
+Also reading JSON requests and writing JSON answers, and the token file (0600).
+Nothing here knows a route; nothing here reads a private key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from crdt import GossipError, RecordError
+
+from ..config import ConfigError
+from ..errors import Forbidden, Invalid, OpError, TooLarge, Unauthorized
+from ..ops.fields import ANY_TEXT
+
+log = logging.getLogger(__name__)
+
+API_SOCKET = "api.sock"
+TOKEN_FILE = "api.token"
+MAX_BODY = 64 * 1024  # a record body is at most 16 KiB; no JSON request needs more
+_LOOPBACK_NAMES = {"localhost", API_SOCKET}
+# A Host header: a bracketed IPv6 literal or a name / IPv4 address, then maybe a port.
+_HOST = re.compile(r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._-]+))(?::[0-9]{1,5})?")
+
+
+@dataclass
+class Guard:
+    """The caller checks and the error middleware of one HTTP surface. ``token_needed``
+    says whether a request must carry the token (the local API: on TCP only);
+    ``own_host`` accepts a Host header beyond loopback (an address exposed on purpose)."""
+
+    surface: str  # in log lines: "local API", "agents' API"
+    token: str | None
+    token_needed: Callable[[web.Request], bool]
+    no_token: str  # the 401's message: where the token is
+    own_host: Callable[[str], bool] = lambda header: False
+
+    def check(self, request: web.Request) -> None:
+        if "Origin" in request.headers or "Referer" in request.headers:
+            raise Forbidden("requests from web pages (Origin or Referer) are refused")
+        if not request.raw_path.startswith("/"):  # absolute-form names another host
+            raise Invalid("the request target must be a path (origin-form)")
+        host = request.headers.get("Host")
+        if host is not None and not (loopback_host(host) or self.own_host(host)):
+            raise Forbidden("the Host header must name loopback or the API socket "
+                            "(DNS rebinding is refused)")  # fmt: skip
+        if self.token_needed(request):
+            scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+            given = given.strip()
+            if (not self.token or scheme.lower() != "bearer" or not given.isascii()
+                    or not hmac.compare_digest(given.encode(), self.token.encode())):  # fmt: skip
+                raise Unauthorized(self.no_token)
+
+    @web.middleware
+    async def middleware(self, request: web.Request,
+                         handler: Callable[..., Any]) -> web.StreamResponse:  # fmt: skip
+        try:
+            self.check(request)
+            return await handler(request)
+        except OpError as e:
+            answer = error(e.status, str(e), e.field)
+            if e.status == 401:
+                answer.headers["WWW-Authenticate"] = 'Bearer realm="sm-gossip"'
+            if e.status == 413 and not request.content.is_eof():
+                await _close_unread(request, answer)
+            return answer
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            reason = f"the body is larger than {MAX_BODY} bytes" if e.status == 413 else e.reason
+            answer = error(e.status, reason, "body" if e.status == 413 else None)
+            if "Allow" in e.headers:  # 405 says which methods the route has
+                answer.headers["Allow"] = e.headers["Allow"]
+            return answer
+        except RecordError as e:
+            return error(400, str(e), None)
+        except TimeoutError:
+            return error(503, "the replica did not answer in time; try again", None)
+        except GossipError as e:
+            return error(503, f"the node cannot answer: {e}", None)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("%s: %s %s failed", self.surface, request.method, request.path)
+            return error(500, "internal error (logged by the daemon)", None)
+
+
+# -- reading a request, writing an answer ---------------------------------------------
+
+
+async def read_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object (an empty body is the empty object)."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise TooLarge(f"the body is larger than {MAX_BODY} bytes", "body")  # unread
+    raw = await request.read()  # aiohttp answers 413 past client_max_size
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:
+        raise Invalid(f"the body is not JSON: {e}", "body") from None
+    if not isinstance(data, dict):
+        raise Invalid("the body must be a JSON object", "body")
+    return data
+
+
+async def read_raw(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"the body is over {limit} bytes", "body")
+    data = await request.content.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"the body is over {limit} bytes", "body")
+    return data
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_query(request: web.Request, allowed: set[str]) -> dict[str, str]:
+    """The query parameters, each at most once; an unknown one is refused, not ignored."""
+    out: dict[str, str] = {}
+    for name, value in request.query.items():
+        if name not in allowed:
+            known = ", ".join(sorted(allowed)) or "none"
+            raise Invalid(f"unknown query parameter {name[:40]!r} (known: {known})", name[:40])
+        if name in out:
+            raise Invalid(f"query parameter {name[:40]!r} given twice", name[:40])
+        out[name] = ANY_TEXT.check(value, name)
+    return out
+
+
+async def _close_unread(request: web.Request, answer: web.Response) -> None:
+    """Send ``answer`` now and close the connection, leaving the body unread. Otherwise
+    aiohttp would go on reading (and dropping) what the client sends for its lingering
+    time, even after the client has gone."""
+    answer.force_close()
+    await answer.prepare(request)
+    await answer.write_eof()
+    request.protocol.force_close()  # the transport closes once the answer is flushed
+
+
+def answer(value: Any, status: int = 200) -> web.Response:
+    """A JSON answer; ASCII, so a lone surrogate in a name we echo cannot fail to encode."""
+    return web.Response(text=json.dumps(value, ensure_ascii=True), status=status,
+                        content_type="application/json")  # fmt: skip
+
+
+def error(status: int, message: str, field: str | None) -> web.Response:
+    return answer({"error": message, "field": field}, status=status)
+
+
+# -- addresses and the token ----------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_name(header: str) -> str | None:
+    """The name or IP literal a Host header gives (its port dropped), lower case; None
+    when anything else follows it (``[::1].evil.com``, ``localhost:abc``)."""
+    m = _HOST.fullmatch(header.strip().lower())
+    if m is None:
+        return None
+    if m["ip6"] is not None:
+        return m["ip6"] if ":" in m["ip6"] else None
+    return str(m["name"])
+
+
+def loopback_host(header: str) -> bool:
+    """Whether a Host header names loopback or the socket (any numeric port)."""
+    name = host_name(header)
+    return name is not None and (name in _LOOPBACK_NAMES or is_loopback(name))
+
+
+def read_token(home: Path) -> str:
+    """The API token of ``home``, created (0600) on first use."""
+    import secrets
+
+    from crdt.files import create_whole
+
+    path = Path(home) / TOKEN_FILE
+    try:
+        text = path.read_text("ascii").strip()
+    except FileNotFoundError:
+        token = secrets.token_urlsafe(32)
+        with contextlib.suppress(FileExistsError):
+            create_whole(path, lambda tmp: tmp.write_text(token + "\n", "ascii"))
+        text = path.read_text("ascii").strip()
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"{path} must be readable by its owner only (chmod 600 {path})")
+    if len(text) < 16:
+        raise ConfigError(f"{path} holds no usable token (16+ characters)")
+    return text
