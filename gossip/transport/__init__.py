@@ -13,9 +13,11 @@ from __future__ import annotations
 from .endpoints import (
     CONTENT_TYPE,
     JOIN_PATH,
+    MAX_RESPONSE_BYTES,
     PATHS,
     PUSH_PATH,
     SYNC_PATH,
+    Endpoint,
     PeerError,
     PeerMisbehaved,
     PeerRefused,
@@ -31,7 +33,8 @@ from .endpoints import (
     sign_request,
 )
 
-__all__ = ["CONTENT_TYPE", "JOIN_PATH", "PATHS", "PUSH_PATH", "SYNC_PATH", "PeerError",
+__all__ = ["CONTENT_TYPE", "JOIN_PATH", "MAX_RESPONSE_BYTES", "PATHS", "PUSH_PATH", "SYNC_PATH",
+           "Endpoint", "PeerError",
            "PeerMisbehaved", "PeerRefused", "PeerUnreachable", "PeerUntrusted", "Reply",
            "ServerLimits", "Transport", "check_response", "error_reply",
            "request_with_retry", "serve", "sign_request"]  # fmt: skip

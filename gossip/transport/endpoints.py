@@ -45,6 +45,7 @@ from . import auth
 JOIN_PATH = "/v1/join"
 PATHS = (SYNC_PATH, PUSH_PATH, JOIN_PATH)
 CONTENT_TYPE = "application/vnd.sm-gossip"
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024  # a whole catch-up answer; beyond it the peer misbehaves
 
 
 # The server side hands each authenticated request body to the node:
@@ -287,6 +288,38 @@ async def request_with_retry(
     status, answer_headers, answer = await send_once(headers, hint)
     return check_response(verifier, path=path, status=status, headers=answer_headers,
                           body=answer, request_headers=headers, expected_key=hint)  # fmt: skip
+
+
+class Endpoint:
+    """What every transport holds to run the shared rules (who it is, whom it believes,
+    its clock and limits), and its two calls of them: serving one request, making one.
+    ``HttpTransport`` and ``MemoryTransport`` build on it."""
+
+    def __init__(self, identity: Identity, verifier: auth.Verifier, *, now_ms: Callable[[], int],
+                 limits: ServerLimits | None = None,
+                 max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:  # fmt: skip
+        self.identity = identity
+        self.verifier = verifier
+        self.now_ms = now_ms
+        self.limits = limits or ServerLimits()
+        self.max_response_bytes = max_response_bytes
+
+    async def serve_request(self, handler: Handler, method: str, path: str, headers: object,
+                            content_length: int | None,
+                            read_body: Callable[[int], Awaitable[bytes | None]], *,
+                            source: str | None = None,
+                            tls_key: str | None = None) -> Reply:  # fmt: skip
+        return await serve(identity=self.identity, verifier=self.verifier, handler=handler,
+                           method=method, path=path, headers=headers,
+                           content_length=content_length, read_body=read_body,
+                           limits=self.limits, now_ms=self.now_ms, source=source,
+                           tls_key=tls_key)  # fmt: skip
+
+    async def request_signed(self, send_once: SendOnce, path: str, body: bytes,
+                             expected_key: str | None) -> tuple[bytes, str]:  # fmt: skip
+        return await request_with_retry(send_once, identity=self.identity,
+                                        verifier=self.verifier, now_ms=self.now_ms, path=path,
+                                        body=body, expected_key=expected_key)  # fmt: skip
 
 
 class Transport(Protocol):

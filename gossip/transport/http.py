@@ -44,6 +44,8 @@ from crdt import Identity
 from ..logfilter import ServerLog
 from . import auth
 from .endpoints import (
+    MAX_RESPONSE_BYTES,
+    Endpoint,
     Handler,
     PeerError,
     PeerMisbehaved,
@@ -51,8 +53,6 @@ from .endpoints import (
     PeerUntrusted,
     ServerLimits,
     error_reply,
-    request_with_retry,
-    serve,
 )
 from .listener import Listener, PeerServer
 from .tls import PLAINTEXT, TLS, PeerKeyMismatch, PinnedTls, TlsSetupError, peer_key
@@ -103,7 +103,7 @@ def frame_size(first_line: str, headers: object, body_length: int) -> int:
     return size
 
 
-class HttpTransport:
+class HttpTransport(Endpoint):
     """The aiohttp ``Transport``. One client session (keep-alive, bounded connection
     pool) and, once ``start`` is called, one listening socket."""
 
@@ -116,22 +116,19 @@ class HttpTransport:
         limits: ServerLimits | None = None,
         timeout: float = 10.0,
         connect_timeout: float | None = None,
-        max_response_bytes: int = 256 * 1024 * 1024,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         connections: int = 64,
         tls: PinnedTls | None = None,
     ) -> None:
         """``tls``: serve and request over TLS 1.3 pinned to peer keys (``tls.py``);
         None: plaintext HTTP, which a node uses only when told to (``--insecure-plaintext``)."""
-        self.identity = identity
-        self.verifier = verifier
-        self.now_ms = now_ms
-        self.limits = limits or ServerLimits()
+        super().__init__(identity, verifier, now_ms=now_ms, limits=limits,
+                         max_response_bytes=max_response_bytes)  # fmt: skip
         # A whole request (connect, send, answer) must finish within ``timeout`` seconds;
         # a peer that does not even accept a connection fails sooner.
         self.timeout = aiohttp.ClientTimeout(
             total=timeout, connect=connect_timeout if connect_timeout is not None else timeout
         )
-        self.max_response_bytes = max_response_bytes
         self.connections = connections
         self.tls = tls
         self.stats = WireStats()
@@ -192,20 +189,11 @@ class HttpTransport:
                 # A certificate without an Ed25519 key (or none at all) is in no keyring:
                 # answered 403.
                 tls_key = peer_key(ssl_object) or ""
-            reply = await serve(
-                identity=self.identity,
-                verifier=self.verifier,
-                handler=self._handler,
-                method=request.method,
-                path=request.path,
-                headers=request.headers,
-                content_length=request.content_length,
-                read_body=lambda limit: self._read_body(request, limit),
-                limits=self.limits,
-                now_ms=self.now_ms,
-                source=request.remote,
-                tls_key=tls_key,
-            )
+            reply = await self.serve_request(
+                self._handler, request.method, request.path, request.headers,
+                request.content_length, lambda limit: self._read_body(request, limit),
+                source=request.remote, tls_key=tls_key,
+            )  # fmt: skip
         except _BodyTooSlow:
             reply = error_reply(408, "the request body did not arrive in time")
         except _BodyCutOff as e:
@@ -329,15 +317,7 @@ class HttpTransport:
             self.stats.received += frame_size(f"HTTP/1.1 {status}", raw_headers, len(answer))
             return status, resp_headers, answer
 
-        return await request_with_retry(
-            send_once,
-            identity=self.identity,
-            verifier=self.verifier,
-            now_ms=self.now_ms,
-            path=path,
-            body=body,
-            expected_key=expected_key,
-        )
+        return await self.request_signed(send_once, path, body, expected_key)
 
     async def _connect_error(self, address: str, e: Exception) -> PeerError:
         """The ``PeerError`` for a failed request, naming a transport mismatch plainly."""

@@ -26,6 +26,7 @@ import itertools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from multidict import CIMultiDict
 
@@ -33,14 +34,12 @@ from crdt import Identity
 
 from . import auth
 from .endpoints import (
+    Endpoint,
     Handler,
     PeerMisbehaved,
     PeerUnreachable,
     Reply,
-    ServerLimits,
     error_reply,
-    request_with_retry,
-    serve,
 )
 from .http import WireStats, frame_size, split_address
 
@@ -70,18 +69,11 @@ class MemoryNetwork:
         self._ports = itertools.count(20_000)
         self._names = itertools.count(1)
 
-    def transport(
-        self,
-        identity: Identity,
-        verifier: auth.Verifier,
-        *,
-        now_ms: Callable[[], int],
-        limits: ServerLimits | None = None,
-        timeout: float = 10.0,
-        max_response_bytes: int = 256 * 1024 * 1024,
-    ) -> MemoryTransport:
-        return MemoryTransport(self, identity, verifier, now_ms=now_ms, limits=limits,
-                               timeout=timeout, max_response_bytes=max_response_bytes)  # fmt: skip
+    def transport(self, identity: Identity, verifier: auth.Verifier, *, timeout: float = 10.0,
+                  **common: Any) -> MemoryTransport:  # fmt: skip
+        """A transport on this network; ``common`` as ``Endpoint`` takes (``now_ms``,
+        ``limits``, ``max_response_bytes``)."""
+        return MemoryTransport(self, identity, verifier, timeout=timeout, **common)
 
     # -- faults -----------------------------------------------------------------------
 
@@ -140,30 +132,17 @@ class MemoryNetwork:
         return self.drop_rate > 0 and self.rng.random() < self.drop_rate
 
 
-class MemoryTransport:
+class MemoryTransport(Endpoint):
     """A ``Transport`` on a ``MemoryNetwork``. Before ``start`` it can still make requests;
     it is then known to partitions by ``name`` (``client-N``)."""
 
     mode = "memory"  # what carries its requests (``gossip status``): no wire to protect
 
-    def __init__(
-        self,
-        network: MemoryNetwork,
-        identity: Identity,
-        verifier: auth.Verifier,
-        *,
-        now_ms: Callable[[], int],
-        limits: ServerLimits | None = None,
-        timeout: float = 10.0,
-        max_response_bytes: int = 256 * 1024 * 1024,
-    ) -> None:
+    def __init__(self, network: MemoryNetwork, identity: Identity, verifier: auth.Verifier, *,
+                 timeout: float = 10.0, **common: Any) -> None:  # fmt: skip
+        super().__init__(identity, verifier, **common)
         self.network = network
-        self.identity = identity
-        self.verifier = verifier
-        self.now_ms = now_ms
-        self.limits = limits or ServerLimits()
         self.timeout = timeout
-        self.max_response_bytes = max_response_bytes
         self.stats = WireStats()
         self.address: str | None = None
         self.name = network._client_name()
@@ -189,15 +168,7 @@ class MemoryTransport:
         ) -> tuple[int, object, bytes]:
             return await self._deliver(address, path, headers, body)
 
-        return await request_with_retry(
-            send_once,
-            identity=self.identity,
-            verifier=self.verifier,
-            now_ms=self.now_ms,
-            path=path,
-            body=body,
-            expected_key=expected_key,
-        )
+        return await self.request_signed(send_once, path, body, expected_key)
 
     async def _deliver(
         self, address: str, path: str, headers: Mapping[str, str], body: bytes
@@ -251,18 +222,8 @@ class MemoryTransport:
             return body if len(body) <= limit else None
 
         try:
-            return await serve(
-                identity=self.identity,
-                verifier=self.verifier,
-                handler=self._handler,
-                method=method,
-                path=path,
-                headers=headers,
-                content_length=len(body),
-                read_body=read_body,
-                limits=self.limits,
-                now_ms=self.now_ms,
-            )
+            return await self.serve_request(self._handler, method, path, headers, len(body),
+                                            read_body)  # fmt: skip
         except Exception:
             log.exception("serving %s %s on %s failed", method, path, self.address)
             return error_reply(400, "the request could not be served")
