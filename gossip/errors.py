@@ -84,51 +84,42 @@ class OpError(GossipError):
 
     status = 400
 
+    def __init_subclass__(cls, status: int = 0, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if status:
+            cls.status = status
+
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
 
 
-class Invalid(OpError):
+class Invalid(OpError, status=400):
     """A parameter is malformed, missing, unknown or out of range."""
 
-    status = 400
 
-
-class Unauthorized(OpError):
+class Unauthorized(OpError, status=401):
     """No valid bearer token (the local API over TCP)."""
 
-    status = 401
 
-
-class Forbidden(OpError):
+class Forbidden(OpError, status=403):
     """The caller may not do this."""
 
-    status = 403
 
-
-class NotFound(OpError):
+class NotFound(OpError, status=404):
     """An id, prefix or name given by the caller names nothing here."""
 
-    status = 404
 
-
-class Conflict(OpError):
+class Conflict(OpError, status=409):
     """What is held here forbids it now (another host's memory, a revoked key, …)."""
 
-    status = 409
 
-
-class TooLarge(OpError):
+class TooLarge(OpError, status=413):
     """A body or file is over its limit."""
 
-    status = 413
 
-
-class Unavailable(OpError):
+class Unavailable(OpError, status=503):
     """The node cannot answer now (not running, the replica busy); try again."""
-
-    status = 503
 
 
 class Unreachable(GossipError):

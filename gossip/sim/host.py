@@ -30,7 +30,7 @@ from __future__ import annotations
 import random
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from crdt import GossipError, Identity, Outcome, Replica, ReplicaLimits, SignedRecord, records
@@ -77,47 +77,41 @@ class _Call:
     effect: Exchange | Push
 
 
+@dataclass(eq=False)
 class Host:
-    def __init__(
-        self,
-        name: str,
-        identity: Identity,
-        root: Path,
-        *,
-        loop: EventLoop,
-        network: Network,
-        rng: random.Random,
-        trace: Trace,
-        tuning: Tuning,
-        skew_ms: int = 0,
-        snapshot_min_bytes: int = ReplicaLimits().snapshot_min_bytes,
-    ) -> None:
-        self.name = name
-        self.identity = identity
-        self.key = identity.public_id
-        self.root = root
-        self.loop = loop
-        self.network = network
-        self.rng = rng
-        self.trace = trace
-        self.tuning = tuning
-        self.skew_ms = skew_ms
-        self.snapshot_min_bytes = snapshot_min_bytes  # small: restarts load a snapshot
-        self.up = False
-        self.incarnation = 0
-        self.generation = 0  # data dir copies (one per crash)
-        self.replica: Replica | None = None
-        self.views: Views | None = None
-        self.views_at: int | None = None  # the checker reads views at one instant
-        self.table: PeerTable | None = None
-        self.verifier: auth.Verifier | None = None
-        self.peers: dict[str, str] = {}  # name -> key: the static peer list
-        self.keyring: frozenset[str] = frozenset()
-        self._calls: dict[str, _Call] = {}  # by request nonce
-        self.gossiper: Gossiper | None = None
-        self.rejected = 0  # updates our gate refused: never, between honest hosts
-        self.crashes = 0
-        network.hosts[name] = self
+    """One simulated host: its identity and data dir, and what the world lends it (the
+    loop, the network, the one random source, the trace, the tuning)."""
+
+    name: str
+    identity: Identity
+    root: Path
+    _: KW_ONLY
+    loop: EventLoop
+    network: Network
+    rng: random.Random
+    trace: Trace
+    tuning: Tuning
+    skew_ms: int = 0
+    snapshot_min_bytes: int = ReplicaLimits().snapshot_min_bytes  # small: restarts load one
+    key: str = field(init=False)  # the identity's public id
+    up: bool = field(default=False, init=False)
+    incarnation: int = field(default=0, init=False)
+    generation: int = field(default=0, init=False)  # data dir copies (one per crash)
+    replica: Replica | None = field(default=None, init=False)
+    views: Views | None = field(default=None, init=False)
+    views_at: int | None = field(default=None, init=False)  # the checker reads views at once
+    table: PeerTable | None = field(default=None, init=False)
+    verifier: auth.Verifier | None = field(default=None, init=False)
+    peers: dict[str, str] = field(default_factory=dict, init=False)  # name -> key: static
+    keyring: frozenset[str] = field(default=frozenset(), init=False)
+    _calls: dict[str, _Call] = field(default_factory=dict, init=False)  # by request nonce
+    gossiper: Gossiper | None = field(default=None, init=False)
+    rejected: int = field(default=0, init=False)  # refused by our gate: never, if honest
+    crashes: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.key = self.identity.public_id
+        self.network.hosts[self.name] = self
 
     # -- clock and identity -----------------------------------------------------------
 

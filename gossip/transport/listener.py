@@ -43,7 +43,7 @@ import socket
 import ssl
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -112,39 +112,32 @@ class ListenerStats:
     open_by_address: Counter[str] = field(default_factory=Counter)  # unauthenticated only
 
 
+@dataclass(eq=False)
 class Listener:
     """Accepts on ``sock`` for ``server`` (module docstring). ``trusted(key)``: whether a
     certificate's key may hold a connection (the keyring, read at each handshake)."""
 
-    def __init__(
-        self,
-        server: PeerServer,
-        sock: socket.socket,
-        *,
-        ssl_context: ssl.SSLContext | None,
-        handshake_timeout: float,
-        limits: ServerLimits,
-        trusted: Callable[[str], bool],
-        backlog: int = 128,
-    ) -> None:
-        self._server = server
-        self._sock = sock
-        self._ssl = ssl_context
-        self._handshake_timeout = handshake_timeout
-        self._limits = limits
-        self._trusted = trusted
-        self._backlog = backlog
-        self.max_total, self.max_unauthenticated = connection_budget(limits)
-        self.stats = ListenerStats()
-        self._total = 0
-        self._unauthenticated = 0
-        self._slots: dict[RequestHandler, _Slot] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._resume: asyncio.TimerHandle | None = None
-        self._next_warning = 0.0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
-        server.listener = self
+    server: PeerServer
+    sock: socket.socket
+    _: KW_ONLY
+    ssl_context: ssl.SSLContext | None
+    handshake_timeout: float
+    limits: ServerLimits
+    trusted: Callable[[str], bool]
+    backlog: int = 128
+    stats: ListenerStats = field(default_factory=ListenerStats, init=False)
+    _total: int = field(default=0, init=False)
+    _unauthenticated: int = field(default=0, init=False)
+    _slots: dict[RequestHandler, _Slot] = field(default_factory=dict, init=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _resume: asyncio.TimerHandle | None = field(default=None, init=False)
+    _next_warning: float = field(default=0.0, init=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
+    _closed: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.max_total, self.max_unauthenticated = connection_budget(self.limits)
+        self.server.listener = self
 
     @property
     def open_connections(self) -> int:
@@ -152,9 +145,9 @@ class Listener:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._sock.setblocking(False)
-        self._sock.listen(self._backlog)
-        self._loop.add_reader(self._sock.fileno(), self._accept)
+        self.sock.setblocking(False)
+        self.sock.listen(self.backlog)
+        self._loop.add_reader(self.sock.fileno(), self._accept)
 
     def close(self) -> None:
         """Stop accepting and drop the handshakes in progress (aiohttp closes the rest)."""
@@ -165,8 +158,8 @@ class Listener:
             self._resume.cancel()
         if self._loop is not None:
             with contextlib.suppress(ValueError, OSError):  # not registered (paused)
-                self._loop.remove_reader(self._sock.fileno())
-        self._sock.close()
+                self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
         for task in self._tasks:
             task.cancel()
 
@@ -180,7 +173,7 @@ class Listener:
         assert self._loop is not None
         for _ in range(_ACCEPTS_PER_WAKE):
             try:
-                conn, addr = self._sock.accept()
+                conn, addr = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:
@@ -189,7 +182,7 @@ class Listener:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     log.warning("the peer port cannot accept (%s): pausing %.0f s, %d open",
                                 e.strerror, _ACCEPT_PAUSE_S, self._total)  # fmt: skip
-                    self._loop.remove_reader(self._sock.fileno())
+                    self._loop.remove_reader(self.sock.fileno())
                     self._resume = self._loop.call_later(_ACCEPT_PAUSE_S, self._resume_accepting)
                 else:
                     log.warning("the peer port cannot accept: %s", e)
@@ -218,20 +211,20 @@ class Listener:
             "refusing peer connections (%d so far), e.g. from %s: %d open (cap %d), %d "
             "unauthenticated (cap %d, %d per address)", self.stats.refused, address,
             self._total, self.max_total, self._unauthenticated, self.max_unauthenticated,
-            self._limits.max_unauthenticated_per_address,
+            self.limits.max_unauthenticated_per_address,
         )  # fmt: skip
 
     def _resume_accepting(self) -> None:
         self._resume = None
         if not self._closed and self._loop is not None:
-            self._loop.add_reader(self._sock.fileno(), self._accept)
+            self._loop.add_reader(self.sock.fileno(), self._accept)
 
     def _admit(self, address: str) -> bool:
         per_address = self.stats.open_by_address
         if (
             self._total >= self.max_total
             or self._unauthenticated >= self.max_unauthenticated
-            or per_address[address] >= self._limits.max_unauthenticated_per_address
+            or per_address[address] >= self.limits.max_unauthenticated_per_address
         ):
             return False
         self._total += 1
@@ -243,14 +236,14 @@ class Listener:
         assert self._loop is not None
 
         def handler() -> RequestHandler:
-            made = self._server()
+            made = self.server()
             slot.handler = made
             self._slots[made] = slot
             return made
 
         tls: dict[str, object] = {}
-        if self._ssl is not None:
-            tls = {"ssl": self._ssl, "ssl_handshake_timeout": self._handshake_timeout,
+        if self.ssl_context is not None:
+            tls = {"ssl": self.ssl_context, "ssl_handshake_timeout": self.handshake_timeout,
                    "ssl_shutdown_timeout": _SSL_SHUTDOWN_S}  # fmt: skip
         try:
             # On a failed or cancelled handshake asyncio closes the socket itself.
@@ -271,14 +264,15 @@ class Listener:
         if slot is None or not slot.open:
             return
         assert self._loop is not None
-        key = peer_key(transport.get_extra_info("ssl_object")) if self._ssl is not None else None
-        if self._ssl is None or (key is not None and self._trusted(key)):
+        tls = self.ssl_context is not None
+        key = peer_key(transport.get_extra_info("ssl_object")) if tls else None
+        if self.ssl_context is None or (key is not None and self.trusted(key)):
             self._authenticated(slot)
-            slot.timer = self._loop.call_later(self._limits.header_timeout,
+            slot.timer = self._loop.call_later(self.limits.header_timeout,
                                                self._no_request, slot, transport)  # fmt: skip
         else:
             self.stats.strangers += 1
-            slot.timer = self._loop.call_later(self._limits.stranger_timeout,
+            slot.timer = self._loop.call_later(self.limits.stranger_timeout,
                                                self._expired, slot, transport)  # fmt: skip
 
     def request_started(self, handler: RequestHandler) -> None:
