@@ -7,15 +7,13 @@ fields and result schemas, so it cannot drift from what the routes do.
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 from ..ops import OPERATIONS
 from ..ops.banks import ITEM_FIELDS
 from ..ops.memories import BANK_ID
 from .agents import ROUTES, Route
-from .openapi import SCHEMAS, _null, _obj
+from .openapi import SCHEMAS, _null, _obj, envelope, print_document
 
 Schema = dict[str, Any]
 ERR: Schema = {"$ref": "#/components/schemas/Error"}
@@ -100,30 +98,16 @@ def document() -> Schema:
         **{k: v for k, v in COMMON.items() if k != "503"}}}}  # fmt: skip
     paths["/openapi.json"] = {"get": {"summary": "this document", "responses": {
         "200": _answer("the OpenAPI document", {"type": "object"}), **COMMON}}}  # fmt: skip
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "sm-gossip agents' API (Singularity Memory compatible)",
-            "version": "1",
-            "description": "Singularity Memory's HTTP contract on loopback (default "
-            "127.0.0.1:8888, `[agents] listen`), with who wrote each memory. Bearer token: "
-            "the content of api.token. MCP over streamable HTTP at /mcp/ and /mcp/{bank}/ "
-            "(not described here). See docs/agents.md.",
-        },
-        "servers": [{"url": "http://127.0.0.1:8888"}],
-        "components": {
-            "schemas": {"Error": SCHEMAS["Error"]},
-            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
-        },
-        "security": [{"token": []}],
-        "paths": dict(sorted(paths.items())),
-    }
-
-
-def main() -> None:
-    json.dump(document(), sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
+    return envelope(
+        "sm-gossip agents' API (Singularity Memory compatible)", "1",
+        "Singularity Memory's HTTP contract on loopback (default 127.0.0.1:8888, `[agents] "
+        "listen`), with who wrote each memory. Bearer token: the content of api.token. MCP "
+        "over streamable HTTP at /mcp/ and /mcp/{bank}/ (not described here). See "
+        "docs/agents.md.",
+        server="http://127.0.0.1:8888", schemas={"Error": SCHEMAS["Error"]},
+        token={"type": "http", "scheme": "bearer"}, security=[{"token": []}], paths=paths,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    print_document(document)

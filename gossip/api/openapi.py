@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ..ops import OPERATIONS, Operation
@@ -270,30 +271,37 @@ def document() -> Schema:
     for op in OPERATIONS.values():
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
     paths.update(EXTRA_PATHS)
+    return envelope(
+        "sm-gossip local API", VERSION,
+        "HTTP over the Unix socket api.sock in the data dir (mode 0600), or loopback TCP "
+        "with a bearer token (--api-listen). Requests carrying Origin or Referer, or a "
+        "foreign Host, are refused. See docs/api.md.",
+        server="http://localhost", schemas=SCHEMAS,
+        token={"type": "http", "scheme": "bearer", "description": "TCP only; the socket "
+               "needs none"},
+        security=[{}, {"token": []}], paths=paths,
+    )  # fmt: skip
+
+
+def envelope(title: str, version: str, description: str, *, server: str,
+             schemas: dict[str, Schema], token: Schema, security: list[Schema],
+             paths: dict[str, Schema]) -> Schema:  # fmt: skip
+    """An OpenAPI 3.1 document around ``paths`` (both listeners' documents)."""
     return {
         "openapi": "3.1.0",
-        "info": {
-            "title": "sm-gossip local API",
-            "version": VERSION,
-            "description": "HTTP over the Unix socket api.sock in the data dir (mode 0600), "
-            "or loopback TCP with a bearer token (--api-listen). Requests carrying Origin or "
-            "Referer, or a foreign Host, are refused. See docs/api.md.",
-        },
-        "servers": [{"url": "http://localhost"}],
-        "components": {
-            "schemas": SCHEMAS,
-            "securitySchemes": {"token": {"type": "http", "scheme": "bearer",
-                                          "description": "TCP only; the socket needs none"}},
-        },
-        "security": [{}, {"token": []}],
+        "info": {"title": title, "version": version, "description": description},
+        "servers": [{"url": server}],
+        "components": {"schemas": schemas, "securitySchemes": {"token": token}},
+        "security": security,
         "paths": dict(sorted(paths.items())),
     }
 
 
-def main() -> None:
+def print_document(document: Callable[[], Schema]) -> None:
+    """``python -m`` of a document's module: the document, as committed under docs/."""
     json.dump(document(), sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
 
 
 if __name__ == "__main__":
-    main()
+    print_document(document)

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..ops.session import Session
 from .arguments import command, field_arg, needs_action, session
-from .terminal import ago, note, now_ms, number, out, print_json, table, until, who
+from .terminal import ago, note, now_ms, number, out, shown_plainly, table, until, who
 
 
 def cmd_breaker_trip(args: argparse.Namespace) -> int:
@@ -41,11 +41,7 @@ def cmd_breaker_list(args: argparse.Namespace) -> int:
     with session(args) as s:
         found = s.call("breakers", include_untrusted=args.include_untrusted)
         names = _names(s) if found and not args.json else {}
-    if args.json:
-        print_json(found)
-        return 0
-    if not found:
-        note("no breakers")
+    if shown_plainly(found, args.json, "no breakers"):
         return 0
     now = now_ms()
     rows = [
@@ -70,11 +66,7 @@ def cmd_bench_show(args: argparse.Namespace) -> int:
         found = s.call("bench_show", subject=args.subject,
                        include_untrusted=args.include_untrusted)  # fmt: skip
         names = _names(s) if found and not args.json else {}
-    if args.json:
-        print_json(found)
-        return 0
-    if not found:
-        note("no benchmarks")
+    if shown_plainly(found, args.json, "no benchmarks"):
         return 0
     now = now_ms()
     rows = []

@@ -139,3 +139,14 @@ def byte_size(n: int) -> str:
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
+
+def shown_plainly(found: list[Any], as_json: bool, empty: str) -> bool:
+    """Show ``found`` as JSON (``--json``), or say ``empty`` when there is nothing: True
+    when that was all there was to show, False when a table is still wanted."""
+    if as_json:
+        print_json(found)
+        return True
+    if not found:
+        note(empty)
+        return True
+    return False

@@ -18,13 +18,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         data = s.call("export", yjs=args.yjs)
     count = None if args.yjs else len(decode_export(data, "the export"))
     n = write_atomic(args.file, [data])
-    where = "stdout" if args.file == "-" else args.file
-    say = note if args.file == "-" else out
-    if count is None:
-        say(f"wrote the document as one plain Yjs v1 update ({n} bytes) to {where}; "
-            "for Yjs tools, not for `gossip import`")  # fmt: skip
-    else:
-        say(f"exported {count} signed updates ({n} bytes) to {where}")
+    to_stdout = args.file == "-"
+    what = (f"exported {count} signed updates" if count is not None
+            else "wrote the document as one plain Yjs v1 update")  # fmt: skip
+    (note if to_stdout else out)(
+        f"{what} ({n} bytes) to {'stdout' if to_stdout else args.file}"
+        + ("; for Yjs tools, not for `gossip import`" if count is None else ""))
     return 0
 
 

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from crdt import Identity, RecordError, Replica, SignedRecord, records
-from crdt.records import DEFAULT_BANK, KIND_MEMORY
+from crdt.records import DEFAULT_BANK
 from crdt.views import Memory, Views
 
 from .. import queries
@@ -43,7 +43,7 @@ from .fields import (
     TextMap,
 )
 from .host import Host
-from .memories import BANK_ID, MAX_LIMIT, MAX_TEXT, UNTRUSTED, retraction_of
+from .memories import BANK_ID, MAX_LIMIT, MAX_TEXT, UNTRUSTED, retract_own
 from .operation import Params, operation
 
 BANK = Field("bank", BANK_ID, "path", required=True,
@@ -243,25 +243,9 @@ def recalled(m: dict[str, Any], rank: int, seen: dict[str, int]) -> dict[str, An
             "in that bank"},
 )  # fmt: skip
 async def forget(host: Host, p: Params) -> dict[str, Any]:
-    def find(r: Replica, v: Views) -> tuple[str, str | None]:
-        held = r.records()
-        rid = queries.resolve_record(r, p.id, kind=KIND_MEMORY, held=held)
-        target = held[rid]
-        if (target.fields.get("bank") or DEFAULT_BANK) != p.bank:
-            raise NotFound(f"memory {rid[:12]} is not in bank {p.bank!r}", "id")
-        if target.author != r.author:
-            name = queries.author_names(r, v).get(target.author) or target.author[:12]
-            raise Forbidden(f"memory {rid[:12]} was written by {name}, not by this host; only "
-                            "its author can forget it (to stop seeing that author, `gossip "
-                            "trust remove` it)", "id")  # fmt: skip
-        return rid, retraction_of(held, rid, r.author)
-
-    rid, done = await host.read(find)
-    if done is None:
-        done = (await host.write(lambda i, now: records.retract(i, rid, ts=now,
-                                                                reason="forget"))).id  # fmt: skip
-        return {"success": True, "id": rid, "retraction": done, "already_retracted": False}
-    return {"success": True, "id": rid, "retraction": done, "already_retracted": True}
+    rid, done, already = await retract_own(host, p.id, bank=p.bank, reason="forget",
+                                           refusal=Forbidden, why="only its author can forget it")
+    return {"success": True, "id": rid, "retraction": done, "already_retracted": already}
 
 
 @operation("banks", "GET", "/v1/banks", "every bank trusted authors made or wrote in",

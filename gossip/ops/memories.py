@@ -15,7 +15,7 @@ from crdt.records import DEFAULT_BANK, KIND_MEMORY, KIND_RETRACT
 from crdt.views import MODES, Views
 
 from .. import queries
-from ..errors import Conflict, Invalid
+from ..errors import Conflict, Invalid, NotFound, OpError
 from .fields import ANY_TEXT, RECORD_ID, RECORD_PREFIX, TEXT, Field, Flag, Number, Seconds, Text
 from .fields import TextList as Tags
 from .host import Host
@@ -116,22 +116,35 @@ async def memory(host: Host, p: Params) -> dict[str, Any]:
     errors={**NOT_FOUND, 409: "the memory was written by another host"},
 )  # fmt: skip
 async def retract(host: Host, p: Params) -> dict[str, Any]:
+    rid, done, already = await retract_own(
+        host, p.id, reason=p.reason, refusal=Conflict,
+        why="readers honour only its own author's retraction")  # fmt: skip
+    return {"id": rid, "retraction": done, "already_retracted": already}
+
+
+async def retract_own(host: Host, prefix: str, *, reason: str, refusal: type[OpError], why: str,
+                      bank: str | None = None) -> tuple[str, str, bool]:  # fmt: skip
+    """Retract this host's memory ``prefix`` names (in ``bank``, when given): its id, the
+    retraction's id, and whether it was retracted already. Another author's memory is
+    ``refusal`` saying ``why``: only an author's own retraction hides its memory."""
+
     def find(r: Replica, v: Views) -> tuple[str, str | None]:
         held = r.records()
-        rid = queries.resolve_record(r, p.id, kind=KIND_MEMORY, held=held)
+        rid = queries.resolve_record(r, prefix, kind=KIND_MEMORY, held=held)
         target = held[rid]
+        if bank is not None and (target.fields.get("bank") or DEFAULT_BANK) != bank:
+            raise NotFound(f"memory {rid[:12]} is not in bank {bank!r}", "id")
         if target.author != r.author:
             name = queries.author_names(r, v).get(target.author) or target.author[:12]
-            raise Conflict(f"memory {rid[:12]} was written by {name}, not by this host; "
-                           "readers honour only its own author's retraction (to stop seeing "
-                           "that author, `gossip trust remove` it)", "id")  # fmt: skip
+            raise refusal(f"memory {rid[:12]} was written by {name}, not by this host; {why} "
+                          "(to stop seeing that author, `gossip trust remove` it)", "id")
         return rid, retraction_of(held, rid, r.author)
 
     rid, done = await host.read(find)
     if done is not None:
-        return {"id": rid, "retraction": done, "already_retracted": True}
-    rec = await host.write(lambda i, now: records.retract(i, rid, ts=now, reason=p.reason))
-    return {"id": rid, "retraction": rec.id, "already_retracted": False}
+        return rid, done, True
+    rec = await host.write(lambda i, now: records.retract(i, rid, ts=now, reason=reason))
+    return rid, rec.id, False
 
 
 def retraction_of(held: dict[str, SignedRecord], rid: str, author: str) -> str | None:
