@@ -1,11 +1,12 @@
 """gossip: the network and the surfaces of sm-gossip (transport, discovery, daemon, CLI).
 
 The public surface is what ``__all__`` names (pinned by tests/test_exported_members.py):
-``Node`` to embed a host in an asyncio program (``NodeThread`` for a synchronous one),
+``Node`` to embed a host in an asyncio program (``NodeThread`` for a synchronous one;
+``NodeConfig`` its options, resolved once over config.toml),
 ``Client`` to use a running daemon best-effort, ``Profile`` for timings, and the error
 tree (``gossip.errors``; ``crdt``'s errors share its root ``GossipError``). ``Node``,
-``NodeThread``, ``Client`` and ``Profile`` are imported on first use, so that the CLI
-does not pay for the network stack.
+``NodeConfig``, ``NodeThread``, ``Client`` and ``Profile`` are imported on first use, so
+that the CLI does not pay for the network stack.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .client import Client
     from .config import Profile
-    from .node import Node, NodeThread
+    from .node import Node, NodeConfig, NodeThread
 
 __all__ = [
     "Client",
@@ -37,6 +38,7 @@ __all__ = [
     "GossipError",
     "Invalid",
     "Node",
+    "NodeConfig",
     "NodeThread",
     "NotFound",
     "OpError",
@@ -47,7 +49,8 @@ __all__ = [
     "Unreachable",
 ]
 
-_LAZY = {"Node": "node", "NodeThread": "node", "Client": "client", "Profile": "config"}
+_LAZY = {"Node": "node", "NodeConfig": "node", "NodeThread": "node", "Client": "client",
+         "Profile": "config"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,7 @@ from . import config
 from .api import AgentsApi, LocalApi, read_token
 from .events import BreakerChanged, Event, EventsLost, PeerChanged, RecordAdded
 from .feed import Feed, event_json
-from .node import Node
+from .node import Node, NodeConfig
 
 log = logging.getLogger("gossip.serve")
 
@@ -37,16 +37,13 @@ RECORD_LOG_DELAY = 0.25  # records arriving within this are logged as one line
 
 @dataclass(frozen=True)
 class ServeSettings:
+    """What `gossip serve` runs: the node's ``NodeConfig`` and the daemon's own
+    listeners and waits."""
+
     home: Path
-    listen: str
-    peers: tuple[str, ...]
-    profile: str
-    name: str
-    mdns: bool
-    tailnet: bool = False
+    node: NodeConfig
     api_listen: str | None = None
     lock_wait: float = LOCK_WAIT_S
-    insecure_plaintext: bool = False  # the peer port without TLS (explicit opt-in)
     agents_listen: str = ""  # the agents' front door (docs/agents.md); "" for none
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -65,23 +62,15 @@ class ServeSettings:
         insecure_plaintext: bool | None = None,
         agents_listen: str | None = None,
     ) -> ServeSettings:
-        """Flags over config.toml over defaults. mDNS is on by default for ``lan``, the
-        tailnet for ``tailnet`` (``[mdns]``/``[tailnet]`` ``enabled`` say otherwise);
-        TLS always, unless ``--insecure-plaintext`` or ``insecure_plaintext = true``."""
+        """Flags over config.toml over defaults (``NodeConfig.resolve`` for the node)."""
         cfg = config.load(home)
-        chosen = profile or cfg.profile
-        config.Profile.named(chosen)
+        tls = None if insecure_plaintext is None else not insecure_plaintext
         return cls(
             home=home,
-            listen=config.check_address(listen or cfg.listen),
-            peers=tuple(dict.fromkeys([*cfg.peers, *(config.check_address(p) for p in peers)])),
-            profile=chosen,
-            name=cfg.name,
-            mdns=_pick(mdns, cfg.mdns.enabled, chosen == "lan"),
-            tailnet=_pick(tailnet, cfg.tailnet.enabled, chosen == "tailnet"),
+            node=NodeConfig.resolve(cfg, listen=listen, peers=peers, profile=profile, mdns=mdns,
+                                    tailnet=tailnet, tls=tls),
             api_listen=api_listen,
             lock_wait=lock_wait,
-            insecure_plaintext=_pick(insecure_plaintext, cfg.insecure_plaintext, False),
             agents_listen=_agents_address(
                 cfg.agents_listen if agents_listen is None else agents_listen),
         )
@@ -91,18 +80,12 @@ def _agents_address(address: str) -> str:
     return config.check_address(address) if address else ""
 
 
-def _pick(flag: bool | None, configured: bool | None, default: bool) -> bool:
-    return flag if flag is not None else configured if configured is not None else default
-
-
 async def open_node(s: ServeSettings) -> Node:
     """A started node; waits up to ``lock_wait`` for a CLI command holding the data dir."""
     deadline = time.monotonic() + s.lock_wait
     said = False
     while True:
-        node = Node(s.home, listen=s.listen, peers=s.peers, profile=s.profile, name=s.name,
-                    read_timeout=2.0, mdns=s.mdns, tailnet=s.tailnet,
-                    tls=not s.insecure_plaintext)  # fmt: skip
+        node = Node(s.home, config=s.node)
         try:
             return await node.__aenter__()
         except StoreLocked as e:
@@ -206,7 +189,7 @@ async def serve(s: ServeSettings, stop: asyncio.Event) -> None:
     task = asyncio.create_task(events.run(), name="event log")
     try:
         token = read_token(s.home) if s.api_listen else None
-        api = LocalApi(node, feed, home=s.home, name=s.name, tcp=s.api_listen, token=token,
+        api = LocalApi(node, feed, home=s.home, name=s.node.name, tcp=s.api_listen, token=token,
                        discovery=lambda: discovery_health(node),
                        agents=lambda: agents_facts)  # fmt: skip
         await api.start()
@@ -214,9 +197,9 @@ async def serve(s: ServeSettings, stop: asyncio.Event) -> None:
             agents, agents_facts = await start_agents(s, api)
         tcp = f", http://{api.tcp_address} (token in {s.home / 'api.token'})" if api.tcp else ""
         log.info("serving %s as %s (%s profile): peers on %s, API on %s%s", s.home, node.id,
-                 s.profile, node.address, api.socket_path, tcp)  # fmt: skip
-        if s.peers:
-            log.info("static peers: %s", ", ".join(s.peers))
+                 s.node.profile.name, node.address, api.socket_path, tcp)  # fmt: skip
+        if s.node.peers:
+            log.info("static peers: %s", ", ".join(s.node.peers))
         await stop.wait()
         log.info("stopping")
     finally:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import crdt
 import gossip
 
-GOSSIP = ["Client", "Conflict", "Forbidden", "GossipError", "Invalid", "Node", "NodeThread",
-          "NotFound", "OpError", "Profile", "TooLarge", "Unauthorized", "Unavailable",
+GOSSIP = ["Client", "Conflict", "Forbidden", "GossipError", "Invalid", "Node", "NodeConfig",
+          "NodeThread", "NotFound", "OpError", "Profile", "TooLarge", "Unauthorized", "Unavailable",
           "Unreachable"]  # fmt: skip
 CRDT = ["GossipError", "Identity", "IdentityError", "Outcome", "RecordError", "RejectedUpdate",
         "Replica", "ReplicaLimits", "SignedRecord", "SignedUpdate", "StoreCorrupt",

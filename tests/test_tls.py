@@ -277,13 +277,13 @@ def test_insecure_plaintext_is_an_explicit_setting(tmp_path: Path):
     assert "# insecure_plaintext = true" in default.to_toml()  # offered, commented out
     config.create(tmp_path, Config("lab", insecure_plaintext=True))
     assert config.load(tmp_path).insecure_plaintext
-    assert ServeSettings.resolve(tmp_path).insecure_plaintext
+    assert not ServeSettings.resolve(tmp_path).node.tls
     (tmp_path / config.CONFIG_FILE).write_text('insecure_plaintext = "yes"\n')
     with pytest.raises(ConfigError, match="'insecure_plaintext' must be true or false"):
         config.load(tmp_path)
     (tmp_path / config.CONFIG_FILE).write_text('name = "lab"\n')
-    assert not ServeSettings.resolve(tmp_path).insecure_plaintext  # TLS unless told
-    assert ServeSettings.resolve(tmp_path, insecure_plaintext=True).insecure_plaintext
+    assert ServeSettings.resolve(tmp_path).node.tls  # TLS unless told
+    assert not ServeSettings.resolve(tmp_path, insecure_plaintext=True).node.tls
 
 
 def test_daemons_over_tls_and_mismatched_modes_in_status_and_peers(tmp_path: Path, daemons):

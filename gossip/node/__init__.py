@@ -1,5 +1,6 @@
 """The embeddable node (``from gossip import Node``), split by concern:
 
+- ``config.py``: ``NodeConfig``, its options resolved once (flags over config.toml);
 - ``node.py``: ``Node``, the facade: lifecycle, the replica's worker thread, the one
   write path, and the small core the parts use;
 - ``actions.py`` / ``reads.py``: the two halves of its public surface (writes through
@@ -16,8 +17,9 @@
 
 from __future__ import annotations
 
+from .config import NodeConfig
 from .node import Node, TransportFactory
 from .replication import INGEST_CHUNK, SyncReport
 from .thread import NodeThread
 
-__all__ = ["INGEST_CHUNK", "Node", "NodeThread", "SyncReport", "TransportFactory"]
+__all__ = ["INGEST_CHUNK", "Node", "NodeConfig", "NodeThread", "SyncReport", "TransportFactory"]

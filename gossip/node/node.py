@@ -53,7 +53,7 @@ from crdt import GossipError, Identity, Replica, SignedRecord, semantic
 from crdt.trust import TrustSet
 from crdt.views import ViewConfig, Views
 
-from .. import config
+from .. import config as config_file
 from ..config import MdnsSettings, Profile, TailnetSettings
 from ..events import Event, PeerChanged
 from ..peers import UNKNOWN_KEY, Peer, PeerInfo, PeerTable
@@ -63,6 +63,7 @@ from ..transport.tls import PLAINTEXT, TLS, PinnedTls
 from ..worker import READ, WRITE, ReplicaWorker
 from .actions import NodeActions
 from .changes import Changes
+from .config import NodeConfig
 from .embedding import Embedding
 from .joining import Joining
 from .membership import Membership
@@ -115,6 +116,7 @@ class Node(NodeActions, NodeReads):
         tailnet_settings: TailnetSettings | None = None,
         follow_vouches: bool | None = None,
         tls: bool = True,
+        config: NodeConfig | None = None,
     ) -> None:
         """``mdns`` / ``tailnet`` turn on those discovery sources; their settings come
         from the ``[mdns]`` / ``[tailnet]`` sections of ``home/config.toml`` unless
@@ -125,17 +127,26 @@ class Node(NodeActions, NodeReads):
         follow_vouches`` of the config file). ``tls``: the peer port speaks TLS 1.3
         pinned to host keys (``gossip/transport/tls.py``); False is the explicit
         ``--insecure-plaintext`` opt-in. It applies to the default transport (a
-        ``transport`` factory given here makes its own choice)."""
+        ``transport`` factory given here makes its own choice).
+
+        ``config``: a ``NodeConfig`` built beforehand (``gossip serve`` builds one from
+        its flags), used as it is; the other options are then ignored. Without it the
+        options are resolved here, once, over ``home/config.toml``
+        (``NodeConfig.resolve``: its static peers are added to ``peers``)."""
         self.home = Path(home).expanduser()
-        self.profile = profile if isinstance(profile, Profile) else Profile.named(profile)
-        self._listen = config.check_address(listen)
+        if config is None:
+            config = NodeConfig.resolve(
+                config_file.load(self.home), listen=listen, peers=peers, profile=profile,
+                mdns=mdns, tailnet=tailnet, tls=tls, name=name, follow_vouches=follow_vouches,
+                advertise=advertise, read_timeout=read_timeout, mdns_settings=mdns_settings,
+                tailnet_settings=tailnet_settings,
+            )  # fmt: skip
+        self.config = config
+        self.profile = config.profile
+        self.read_timeout = config.read_timeout
         self._factory: TransportFactory | None = transport
-        self._tls = tls
         self._now_ms = now_ms or _wall_ms
         self.rng = rng or random.Random()
-        self._name = name
-        self.read_timeout = read_timeout
-        self._follow_vouches = follow_vouches
         self._state = "new"  # new | starting | running | stopping | closed
         self._replica: Replica | None = None
         self._views: Views | None = None
@@ -154,12 +165,10 @@ class Node(NodeActions, NodeReads):
         self._runner: asyncio.Task[None] | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._ops: NodeHost | None = None
-        self.membership = Membership(
-            self, advertise=advertise, static=[config.check_address(p) for p in peers],
-            mdns=mdns, tailnet=tailnet,
-        )  # fmt: skip
-        self.membership.mdns_settings = mdns_settings
-        self.membership.tailnet_settings = tailnet_settings
+        self.membership = Membership(self, advertise=config.advertise, static=config.peers,
+                                     mdns=config.mdns, tailnet=config.tailnet)  # fmt: skip
+        self.membership.mdns_settings = config.mdns_settings
+        self.membership.tailnet_settings = config.tailnet_settings
         self.rotation = Rotation(self)
         self.joining = Joining(self)
         self.replication = Replication(self)
@@ -181,7 +190,7 @@ class Node(NodeActions, NodeReads):
     @property
     def name(self) -> str:
         """This host's display name (``name=``, else config.toml's)."""
-        return self._name or ""
+        return self.config.name
 
     def now_ms(self) -> int:
         """This node's clock (ms since the epoch): the time its records are signed with."""
@@ -222,7 +231,7 @@ class Node(NodeActions, NodeReads):
         ``--insecure-plaintext`` opt-in) or, for an in-memory network, "memory"."""
         if self._transport is not None:
             return str(getattr(self._transport, "mode", "") or "")
-        return "" if self._factory is not None else (TLS if self._tls else PLAINTEXT)
+        return "" if self._factory is not None else (TLS if self.config.tls else PLAINTEXT)
 
     # -- the core the parts use ------------------------------------------------------------
 
@@ -359,7 +368,7 @@ class Node(NodeActions, NodeReads):
             self.rotation.start(verifier)
             factory = self._factory
             if factory is None:
-                pinned = await self._worker.call(self._make_tls) if self._tls else None
+                pinned = await self._worker.call(self._make_tls) if self.config.tls else None
                 if pinned is not None and (old := self.rotation.presenting()) is not None:
                     # Peers may not hold the successor yet: present the old key until
                     # the grace ends (docs/protocol.md, "TLS").
@@ -370,7 +379,7 @@ class Node(NodeActions, NodeReads):
                 limits=ServerLimits(max_body_bytes=self.profile.max_body_bytes),
                 timeout=self.profile.request_timeout,
             )  # fmt: skip
-            self._address = await self._transport.start(self._listen, self.replication.handle)
+            self._address = await self._transport.start(self.config.listen, self.replication.handle)
             now = self._now_ms()
             for address in self.membership.static:
                 if address != self._address:
@@ -447,21 +456,8 @@ class Node(NodeActions, NodeReads):
     def _open(self) -> None:
         """In the worker: open the replica and its views, subscribe to their changes."""
         replica = Replica.open(self.home, now_ms=self._now_ms, create=True)
-        m = self.membership
         try:
-            if (
-                self._name is None
-                or self._follow_vouches is None
-                or (m.use_mdns and m.mdns_settings is None)
-                or (m.use_tailnet and m.tailnet_settings is None)
-            ):
-                cfg = config.load(self.home)
-                self._name = cfg.name if self._name is None else self._name
-                m.mdns_settings = m.mdns_settings or cfg.mdns
-                m.tailnet_settings = m.tailnet_settings or cfg.tailnet
-                if self._follow_vouches is None:
-                    self._follow_vouches = cfg.follow_vouches
-            self._views = Views(replica, ViewConfig(follow_vouches=bool(self._follow_vouches)),
+            self._views = Views(replica, ViewConfig(follow_vouches=self.config.follow_vouches),
                                 semantic=semantic.open_in_dir(self.home))  # fmt: skip
             self.changes.views = self._views
             replica.on_change(self.changes.on_change)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -93,12 +94,12 @@ class ReplicaHost:
         only and announces no address (it lives for one command; its port would mislead
         peers)."""
         if self._node is None:
-            from ..node import Node
+            from ..node import Node, NodeConfig
 
-            cfg = self.cfg
+            settings = NodeConfig.resolve(self.cfg, listen="127.0.0.1:0", mdns=False,
+                                          tailnet=False, advertise=())  # fmt: skip
             self._close_replica()
-            node = Node(self.home, listen="127.0.0.1:0", peers=peers, profile=cfg.profile,
-                        advertise=[], tls=not cfg.insecure_plaintext)  # fmt: skip
+            node = Node(self.home, config=replace(settings, peers=tuple(peers)))
             await node.__aenter__()
             self._node = node
         return self._node
