@@ -1,10 +1,15 @@
 """crdt: the replicated state of sm-gossip — signed records, signed updates, the ingest
 gate, the durable store. No network code lives here, and nothing here imports ``gossip``.
+
+The errors are imported at once; every other public name on first use, so that a
+program (the `gossip` command) that only needs an error class or a record's kind does
+not pay for pycrdt, the store and the embedding model.
 """
 
 from __future__ import annotations
 
-from . import records, wire
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     GossipError,
     IdentityError,
@@ -15,11 +20,14 @@ from .errors import (
     StoreLocked,
     UpdateError,
 )
-from .fusion import rrf_fuse
-from .identity import Identity
-from .records import SignedRecord
-from .replica import Outcome, Replica, ReplicaLimits
-from .updates import SignedUpdate, derive_client
+
+if TYPE_CHECKING:
+    from . import records, wire
+    from .fusion import rrf_fuse
+    from .identity import Identity
+    from .records import SignedRecord
+    from .replica import Outcome, Replica, ReplicaLimits
+    from .updates import SignedUpdate, derive_client
 
 __all__ = [
     "GossipError",
@@ -41,3 +49,20 @@ __all__ = [
     "rrf_fuse",
     "wire",
 ]
+
+_LAZY = {
+    "Identity": "identity", "Outcome": "replica", "Replica": "replica",
+    "ReplicaLimits": "replica", "SignedRecord": "records", "SignedUpdate": "updates",
+    "derive_client": "updates", "rrf_fuse": "fusion",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    from importlib import import_module
+
+    if name in ("records", "wire"):
+        return import_module(f".{name}", __name__)
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'crdt' has no attribute {name!r}")
+    return getattr(import_module(f".{module}", __name__), name)
