@@ -21,15 +21,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import GossipError
+from .errors import EmbedderUnavailable as EmbedderUnavailable  # re-exported
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-class EmbedderUnavailable(GossipError):
-    """The embedding model cannot be loaded here (not installed, or its files are missing):
-    recall stays lexical."""
 
 
 class Embedder(Protocol):

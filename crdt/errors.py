@@ -6,9 +6,10 @@
     │   └── RecordTooDeep        a record body nests deeper than MAX_BODY_DEPTH
     ├── UpdateError              a signed update cannot be decoded (framing, header, Yjs bytes)
     ├── RejectedUpdate           a well-formed update broke an ingest rule (names the rule)
-    └── StoreError               the durable store cannot be used
-        ├── StoreLocked          another process holds the data dir
-        └── StoreCorrupt         the database file is damaged or belongs to something else
+    ├── StoreError               the durable store cannot be used
+    │   ├── StoreLocked          another process holds the data dir
+    │   └── StoreCorrupt         the database file is damaged or belongs to something else
+    └── EmbedderUnavailable      the embedding model cannot load here: recall stays lexical
 
 It lives in ``crdt`` because ``crdt`` must never import ``gossip``; ``gossip`` re-exports it.
 """
@@ -63,3 +64,8 @@ class StoreLocked(StoreError):
 
 class StoreCorrupt(StoreError):
     """The database file is damaged or is not an sm-gossip store; it is left untouched."""
+
+
+class EmbedderUnavailable(GossipError):
+    """The embedding model cannot be loaded here (not installed, or its files are missing):
+    recall stays lexical."""

@@ -33,6 +33,7 @@ the name of the field that was wrong. The rest are the peer protocol's and the f
     ├── DiscoveryError              a discovery source cannot be read
     ├── EventBudgetExceeded         a simulation ran past its event budget
     ├── ConfigError                 a config file or setting is unusable
+    │   └── ListenerBusy            the agents' address is taken
     └── CliError                    a command cannot do what it was asked
 
 The errors of the replicated state (``RecordError``, ``RejectedUpdate``, ``StoreError``,
@@ -58,6 +59,7 @@ __all__ = [
     "GossipError",
     "Invalid",
     "InviteError",
+    "ListenerBusy",
     "NotFound",
     "OpError",
     "PeerError",
@@ -231,6 +233,10 @@ def from_status(status: int, message: str, field: str | None = None) -> OpError:
 
 class ConfigError(GossipError):
     """The config file or a setting given on the command line is not usable."""
+
+
+class ListenerBusy(ConfigError):
+    """The agents' address is taken (another server, another `gossip serve`)."""
 
 
 class CliError(GossipError):

@@ -30,7 +30,7 @@ from aiohttp import web
 from crdt import GossipError
 
 from ..config import ConfigError, check_address
-from ..errors import Invalid, OpError
+from ..errors import Invalid, ListenerBusy, OpError
 from ..logfilter import ServerLog
 from ..ops import OPERATIONS
 from ..ops.banks import ITEM_FIELDS
@@ -107,10 +107,6 @@ ROUTES: tuple[Route, ...] = (
           inbound=lambda path, body: {"bank": path["bank"], "id": path["memory_id"]},
           names={"id": "memory_id"}),
 )
-
-
-class ListenerBusy(ConfigError):
-    """The agents' address is taken (another server, another `gossip serve`)."""
 
 
 class AgentsApi:
