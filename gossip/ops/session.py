@@ -19,7 +19,7 @@ from crdt import StoreLocked
 from crdt.identity import KEY_FILE
 from crdt.lock import DataDirLock
 
-from ..client import ApiConnection
+from ..connection import ApiConnection
 from ..errors import GossipError, Unreachable
 from .offline import LOCK_WAIT_S, ReplicaHost
 from .operation import OPERATIONS, Operation
