@@ -15,6 +15,8 @@ import math
 import socket
 import time
 import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,12 @@ class _DeadlineSocket(socket.socket):
     hold a read for as long as it likes."""
 
     deadline = math.inf
+    idle: float | None = None  # with no deadline: each call waits at most this long
 
     def _arm(self) -> None:
+        if self.deadline == math.inf:
+            self.settimeout(self.idle)
+            return
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("timed out")
@@ -181,6 +187,38 @@ class ApiConnection:
             raise ApiUnavailable(f"the daemon's answer to {method} {path} is not JSON")
         return value
 
+    def events(self, last_event_id: str | None = None, *,
+               idle: float = 45.0) -> Iterator[FeedMessage]:  # fmt: skip
+        """The change feed (``GET /v1/events``), one message at a time, until the daemon
+        ends it; after ``last_event_id`` when given. Connecting has ``timeout`` seconds;
+        then each read waits at most ``idle`` (the daemon sends a keep-alive every 15 s).
+        ``ApiUnavailable`` when nobody answers or the stream breaks; ``ApiRefused``."""
+        deadline = time.monotonic() + self.timeout
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        if self.token is not None and self.tcp is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
+        conn = self._connection(deadline)
+        where = self.tcp or self.socket_path
+        try:
+            try:
+                conn.request("GET", "/v1/events", headers=headers)
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as e:
+                raise ApiUnavailable(f"no answer from the daemon at {where}: {e}") from None
+            if resp.status >= 400:
+                value = _json_or_none(resp.read())
+                message = value.get("error") if isinstance(value, dict) else None
+                raise from_status(resp.status, str(message or f"HTTP {resp.status}"),
+                                  value.get("field") if isinstance(value, dict) else None)
+            sock = conn.sock
+            if isinstance(sock, _DeadlineSocket):
+                sock.deadline, sock.idle = math.inf, idle
+            yield from _messages(resp, where)
+        finally:
+            conn.close()
+
     def alive(self, timeout: float = 1.0) -> bool:
         """Whether a daemon answers on this data dir's API now."""
         if self.tcp is None and not self.socket_path.exists():
@@ -194,10 +232,53 @@ class ApiConnection:
             return False
 
 
+@dataclass(frozen=True)
+class FeedMessage:
+    """One server-sent event: its id ("" for none: the resume point stays), its type and
+    its decoded data."""
+
+    id: str
+    type: str
+    data: Any
+
+
+def _messages(resp: http.client.HTTPResponse, where: object) -> Iterator[FeedMessage]:
+    """The events of a text/event-stream answer (comments skipped)."""
+    id_, type_, data = "", "message", []
+    while True:
+        try:
+            line = resp.readline(1 << 20)
+        except (OSError, http.client.HTTPException) as e:
+            raise ApiUnavailable(f"the event stream from {where} broke: {e}") from None
+        if not line:
+            return  # the daemon ended the stream (it stops, or cut this consumer off)
+        text = line.decode("utf-8", "replace").rstrip("\r\n")
+        if not text:
+            if data:
+                yield FeedMessage(id_, type_, _json_or_none("\n".join(data).encode()))
+            id_, type_, data = "", "message", []
+        elif not text.startswith(":"):
+            name, _, value = text.partition(":")
+            value = value.removeprefix(" ")
+            if name == "id":
+                id_ = value
+            elif name == "event":
+                type_ = value
+            elif name == "data":
+                data.append(value)
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
 def _query_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)
 
 
-__all__ = ["API_SOCKET", "TOKEN_FILE", "ApiConnection"]
+__all__ = ["API_SOCKET", "TOKEN_FILE", "ApiConnection", "FeedMessage"]

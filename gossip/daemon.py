@@ -25,7 +25,7 @@ from crdt import GossipError, StoreLocked
 
 from . import config
 from .api import AgentsApi, LocalApi, read_token
-from .events import BreakerChanged, Event, EventsLost, PeerChanged, RecordAdded
+from .events import BreakerChanged, Event, EventsLost, PeerChanged, RecordAdded, TrustChanged
 from .feed import Feed, event_json
 from .node import Node, NodeConfig
 
@@ -152,6 +152,9 @@ class EventLog:
             if self._flush is None:
                 loop = asyncio.get_running_loop()
                 self._flush = loop.call_later(RECORD_LOG_DELAY, self._flush_now)
+        elif isinstance(event, TrustChanged):
+            log.info("trust: %d key(s) now trusted, %d no longer", len(event.added),
+                     len(event.removed))  # fmt: skip
         elif isinstance(event, EventsLost):
             log.warning("the event log fell behind and skipped %d events", event.count)
 

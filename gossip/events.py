@@ -1,4 +1,5 @@
-"""What a node tells its embedder: records added, breakers changed, peers changed.
+"""What a node tells its embedder: records added, breakers changed, peers changed, whom
+it trusts changed.
 
 ``Node.events()`` yields these. Each subscriber has its own bounded queue: a subscriber
 that does not keep up loses its *oldest* events, and the next thing it reads is an
@@ -61,13 +62,22 @@ class PeerChanged:
 
 
 @dataclass(frozen=True)
+class TrustChanged:
+    """The effective trusted set changed (``trust add``/``remove``, a vouch, a rotation's
+    successor, a revocation): ``added`` and ``removed`` keys, sorted."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class EventsLost:
     """This subscriber fell behind and lost ``count`` older events."""
 
     count: int
 
 
-Event = RecordAdded | BreakerChanged | PeerChanged | EventsLost
+Event = RecordAdded | BreakerChanged | PeerChanged | TrustChanged | EventsLost
 
 
 class Subscription:

@@ -20,7 +20,7 @@ from typing import Any
 
 from crdt import SignedRecord
 
-from .events import BreakerChanged, Event, EventsLost, PeerChanged, RecordAdded
+from .events import BreakerChanged, Event, EventsLost, PeerChanged, RecordAdded, TrustChanged
 
 RING = 1024  # events kept for resumption
 LISTENER_QUEUE = 256  # events a listener may lag before it is cut off
@@ -29,7 +29,7 @@ LISTENER_QUEUE = 256  # events a listener may lag before it is cut off
 @dataclass(frozen=True)
 class FeedEvent:
     id: str
-    type: str  # record | breaker | peer | lost | cutoff
+    type: str  # record | breaker | peer | trust | lost | cutoff
     data: dict[str, Any]
 
     def sse(self) -> bytes:
@@ -55,6 +55,8 @@ def event_json(event: Event) -> tuple[str, dict[str, Any]]:
                            "observed": event.observed, "trusted": event.trusted}  # fmt: skip
     if isinstance(event, PeerChanged):
         return "peer", {"change": event.change, "peer": event.peer.to_json()}
+    if isinstance(event, TrustChanged):
+        return "trust", {"added": list(event.added), "removed": list(event.removed)}
     if isinstance(event, EventsLost):
         return "lost", {"count": event.count}
     raise TypeError(f"not a node event: {event!r}")

@@ -7,8 +7,8 @@ Every failure the user can cause ends in one line on stderr and exit code 1 (2 f
 usage error), never a traceback unless ``--debug``. ``gossip serve`` itself lives in
 ``gossip.daemon``; this package only parses its flags.
 
-One module per group of commands (``host``, ``mesh``, ``memories``, ``signals``,
-``keys``, ``transfer``), each registering its own subcommands; ``terminal`` owns what
+One module per group of commands (``host``, ``mesh``, ``memories``, ``events``,
+``signals``, ``keys``, ``transfer``), each registering its own subcommands; ``terminal`` owns what
 the user sees, ``arguments`` how arguments become values, ``files`` the export files.
 """
 
@@ -24,7 +24,7 @@ from crdt import GossipError
 
 from ..config import default_home
 from ..exportfile import EXPORT_MAGIC, ExportError, decode_export, encode_export
-from . import host, keys, memories, mesh, signals, transfer
+from . import events, host, keys, memories, mesh, signals, transfer
 from .arguments import Parser, not_utf8
 from .terminal import note, one_line
 
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", default=False,
                    help="show tracebacks of errors")  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (host, mesh, memories, signals, keys, transfer):
+    for group in (host, mesh, memories, events, signals, keys, transfer):
         group.register(sub)
     return p
 

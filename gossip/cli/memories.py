@@ -11,6 +11,7 @@ from crdt.views import MODES
 
 from ..ops.memories import MAX_LIMIT
 from .arguments import command, field_arg, session
+from .events import follow_recall
 from .terminal import ago, note, now_ms, out, print_json, span, until, who
 
 
@@ -29,38 +30,57 @@ def cmd_recall(args: argparse.Namespace) -> int:
                         mode=args.mode)  # fmt: skip
     hits = answer["memories"]
     names = {m["author"]: m["author_name"] for m in hits if m["author_name"]}
-    if args.json:
-        print_json(hits)
-    else:
-        now = now_ms()
-        for k, m in enumerate(hits):
-            if k:
-                out()
-            head = [m["id"][:12], m["category"], m["subject"] or "-", ago(m["ts"], now)]
-            by = who(m["author"], names) + ("" if m["trusted"] else " (untrusted)")
-            found = ""
-            if m.get("lanes"):  # which lanes found it, and its fused score
-                ranks = ", ".join(f"{lane} #{rank}" for lane, rank in sorted(m["lanes"].items()))
-                found = f"  [{ranks}; {m['score']:.4f}]"
-            out("  ".join(head) + f"  by {by}{found}")
-            for line in m["text"].splitlines() or [""]:
-                out(f"    {line}")
-            extra = []
-            if m["tags"]:
-                extra.append("tags: " + ", ".join(m["tags"]))
-            if m["expires_at"] is not None:
-                extra.append(f"expires {until(m['expires_at'], now)}")
-            if extra:
-                out("    " + "  ·  ".join(extra))
-        if not hits:
-            note("no memories match")
+    _show(hits, names, args.json)
+    if not hits and not args.json:
+        note("no memories match")
     if answer.get("note"):
         note(answer["note"])
     quota = answer["quota"]
     for who_id, n in sorted(answer["capped"].items()):
         note(f"hid {n} memories of {who(who_id, names)} over its quota "
               f"({quota['per_window']} per {span(quota['window_ms'])})")  # fmt: skip
+    if args.follow:
+        return follow_recall(args, {m["id"] for m in hits},
+                             lambda new: _show_new(new, names, args.json))  # fmt: skip
     return 0
+
+
+def _show(hits: list[dict[str, Any]], names: dict[str, str], as_json: bool) -> None:
+    """Recalled memories, as JSON or as human lines (each author by keyring name)."""
+    if as_json:
+        print_json(hits)
+        return
+    now = now_ms()
+    for k, m in enumerate(hits):
+        if k:
+            out()
+        head = [m["id"][:12], m["category"], m["subject"] or "-", ago(m["ts"], now)]
+        by = who(m["author"], names) + ("" if m["trusted"] else " (untrusted)")
+        found = ""
+        if m.get("lanes"):  # which lanes found it, and its fused score
+            ranks = ", ".join(f"{lane} #{rank}" for lane, rank in sorted(m["lanes"].items()))
+            found = f"  [{ranks}; {m['score']:.4f}]"
+        out("  ".join(head) + f"  by {by}{found}")
+        for line in m["text"].splitlines() or [""]:
+            out(f"    {line}")
+        extra = []
+        if m["tags"]:
+            extra.append("tags: " + ", ".join(m["tags"]))
+        if m["expires_at"] is not None:
+            extra.append(f"expires {until(m['expires_at'], now)}")
+        if extra:
+            out("    " + "  ·  ".join(extra))
+
+
+def _show_new(new: list[dict[str, Any]], names: dict[str, str], as_json: bool) -> None:
+    """``recall --follow``'s new matches: one JSON object per line, or human lines."""
+    names.update((m["author"], m["author_name"]) for m in new if m["author_name"])
+    if as_json:
+        for m in new:
+            print(json.dumps(m, ensure_ascii=True), flush=True)
+        return
+    out()
+    _show(new, names, False)
 
 
 def cmd_retract(args: argparse.Namespace) -> int:
@@ -142,6 +162,9 @@ def register(sub: Any) -> None:
                    help="hybrid: words and meaning, fused (default); lexical: words; "
                    "semantic: meaning")  # fmt: skip
     c.add_argument("--json", action="store_true", help="print a JSON array")
+    c.add_argument("--follow", action="store_true",
+                   help="then print matching new memories as they arrive (the daemon's "
+                        "feed; Ctrl-C stops)")  # fmt: skip
 
     c = command(sub, "retract", cmd_retract, "retract one of this host's memories")
     c.add_argument("id", type=field_arg("show", "id"), metavar="ID",

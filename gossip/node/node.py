@@ -55,7 +55,7 @@ from crdt.views import ViewConfig, Views
 
 from .. import config as config_file
 from ..config import MdnsSettings, Profile, TailnetSettings
-from ..events import Event, PeerChanged
+from ..events import Event, PeerChanged, TrustChanged
 from ..peers import UNKNOWN_KEY, Peer, PeerInfo, PeerTable
 from ..transport import ServerLimits, Transport, auth
 from ..transport.http import HttpTransport
@@ -159,6 +159,7 @@ class Node(NodeActions, NodeReads):
         # and anything else that asks (TLS pinning). Replaced whole, from the replica's
         # thread, before the change that caused it is acknowledged.
         self._trust = TrustSet(frozenset())
+        self._announced_trust: frozenset[str] | None = None  # what TrustChanged said last
         self._verifier: auth.Verifier | None = None
         self._address: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -463,6 +464,7 @@ class Node(NodeActions, NodeReads):
             replica.on_change(self.changes.on_change)
             self._views.on_trust_change(self._on_trust_set)
             self._trust = self._views.trust()
+            self._announced_trust = self._trust.keys
             self.rotation.load(replica, self._views, self._trust)
         except BaseException:
             replica.close()
@@ -497,10 +499,14 @@ class Node(NodeActions, NodeReads):
     def _trust_changed(self) -> None:
         """Loop thread: rows of rotated keys take their successor's key; rows of keys no
         longer trusted stop being exchanged with; refused ones are retried."""
+        trust = self._trust
+        before, self._announced_trust = self._announced_trust, trust.keys
+        if before is not None and before != trust.keys:
+            self.changes.publish(TrustChanged(tuple(sorted(trust.keys - before)),
+                                              tuple(sorted(before - trust.keys))))  # fmt: skip
         table = self._table
         if table is None:
             return
-        trust = self._trust
         for p in table:
             if p.key is not None and (new := trust.current(p.key)) != p.key:
                 table.rekey(p.key, new)
