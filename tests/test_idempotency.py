@@ -15,6 +15,7 @@ from gossip.errors import Conflict, Invalid
 from gossip.node import Node
 from gossip.ops import run
 from gossip.ops.session import LocalSession
+from tests.daemons import gossip, ok
 from tests.test_node import FAST, create_hosts
 
 MEMORY = {"text": "provider x drops requests at 03:00 UTC", "category": "anti-pattern",
@@ -58,3 +59,14 @@ async def test_a_retried_remember_is_one_memory_even_across_a_restart(tmp_path: 
             assert s.call("breaker", name="never-named")["state"] == "unknown"
 
     await asyncio.to_thread(offline)
+
+
+def test_the_cli_takes_an_idempotency_key(tmp_path: Path):
+    home = tmp_path / "a"
+    ok(home, "init", "--name", "a")
+    args = ("remember", "one lesson", "--category", "learning", "--idempotency-key", "cli-1")
+    first = ok(home, *args).strip()
+    assert ok(home, *args).strip() == first
+    refused = gossip(home, "remember", "another", "--category", "learning",
+                     "--idempotency-key", "cli-1")  # fmt: skip
+    assert refused.returncode != 0 and "idempotency key" in refused.stderr
