@@ -1,6 +1,6 @@
 /**
  * Where the daemon is, found the way the `gossip` CLI finds it (gossip/config.py
- * `default_home`, gossip/client.py `ApiConnection`): the data dir is `$GOSSIP_HOME`, else
+ * `default_home`, gossip/connection.py `ApiConnection`): the data dir is `$GOSSIP_HOME`, else
  * `~/Library/Application Support/sm-gossip` on macOS, else `$XDG_DATA_HOME/sm-gossip`
  * (default `~/.local/share/sm-gossip`); the API is its `api.sock`, or loopback TCP with
  * the bearer token kept in its `api.token`. Reads files only; no network.

@@ -1,7 +1,7 @@
 /**
  * One request to the local API, over the Unix socket or loopback TCP, bounded by one
  * deadline for the whole of it (connect, send, every byte of the answer), as the Python
- * client's `_DeadlineSocket`. No keep-alive: a pooled socket would outlive a daemon
+ * connection's `_DeadlineSocket` (gossip/connection.py). No keep-alive: a pooled socket would outlive a daemon
  * restart and fail the next call. Nobody answering (ENOENT, ECONNREFUSED from a stale
  * socket file, a reset, a time-out, a 503) is `ApiUnavailable`; any other status >= 400
  * is `ApiRefused` with the daemon's `{error, field}`.
