@@ -257,10 +257,13 @@ def memory(
     context: str | None = None,
     metadata: dict[str, str] | None = None,
     timestamp: str | None = None,
+    idempotency_key: str | None = None,
 ) -> SignedRecord:
     """A memory. ``bank``, ``document_id``, ``context``, ``metadata`` and ``timestamp``
     (the agents' fields, docs/agents.md) are written only when given, so records
-    without them read as before; a reader that knows no banks ignores them."""
+    without them read as before; a reader that knows no banks ignores them.
+    ``idempotency_key`` (a writer's client-chosen id of the request that made it, so a
+    retried write finds it: docs/api.md) likewise."""
     if not isinstance(text, str) or not text.strip():
         raise RecordError("a memory needs non-empty text")
     if not isinstance(category, str) or not category.strip():
@@ -275,7 +278,8 @@ def memory(
     if bank != DEFAULT_BANK:
         fields["bank"] = bank
     for name, value in (("document_id", document_id), ("context", context),
-                        ("metadata", metadata), ("timestamp", timestamp)):  # fmt: skip
+                        ("metadata", metadata), ("timestamp", timestamp),
+                        ("idempotency_key", idempotency_key)):  # fmt: skip
         if value is not None:
             fields[name] = value
     return sign(identity, KIND_MEMORY, fields, ts=ts)

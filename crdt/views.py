@@ -204,12 +204,14 @@ CREATE TABLE memories (
     n INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, author TEXT NOT NULL,
     category TEXT NOT NULL, subject TEXT, tags TEXT NOT NULL, text TEXT NOT NULL,
     ts INTEGER NOT NULL, expires_at INTEGER, supersedes TEXT,
-    bank TEXT NOT NULL, document_id TEXT, extra TEXT NOT NULL
+    bank TEXT NOT NULL, document_id TEXT, extra TEXT NOT NULL, idempotency_key TEXT
 );
 CREATE INDEX memories_by_author ON memories (author, ts);
 CREATE INDEX memories_by_bank ON memories (bank, ts);
 CREATE INDEX memories_by_document ON memories (document_id, author, bank)
     WHERE document_id IS NOT NULL;
+CREATE INDEX memories_by_idempotency_key ON memories (idempotency_key, author)
+    WHERE idempotency_key IS NOT NULL;
 CREATE TABLE banks (id TEXT PRIMARY KEY, author TEXT NOT NULL, bank TEXT NOT NULL,
     name TEXT NOT NULL, mission TEXT NOT NULL, ts INTEGER NOT NULL);
 CREATE INDEX banks_by_bank ON banks (bank, author, ts);
@@ -417,12 +419,13 @@ class Views:
         expires = _int(f.get("expires_at"))
         supersedes = f.get("supersedes") if isinstance(f.get("supersedes"), str) else None
         bank, document_id, extra = _agent_fields(f)
+        key = f.get("idempotency_key") if isinstance(f.get("idempotency_key"), str) else None
         cur = self._db.execute(
             "INSERT OR IGNORE INTO memories (id, author, category, subject, tags, text, ts, "
-            "expires_at, supersedes, bank, document_id, extra) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "expires_at, supersedes, bank, document_id, extra, idempotency_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (rec.id, rec.author, category, subject, json.dumps(tags), text, rec.ts, expires,
-             supersedes, bank, document_id, extra),
+             supersedes, bank, document_id, extra, key),
         )  # fmt: skip
         if cur.rowcount == 0:
             return
@@ -805,6 +808,16 @@ class Views:
         ).fetchone():  # fmt: skip
             return None
         return self.memory(row[0])
+
+    @_locked
+    def keyed(self, author: str, idempotency_key: str) -> Memory | None:
+        """``author``'s memory written with ``idempotency_key`` (the oldest, should it
+        have written two), whatever its retraction or expiry: a retried write finds it."""
+        row = self._db.execute(
+            "SELECT id FROM memories WHERE idempotency_key = ? AND author = ? "
+            "ORDER BY ts, id LIMIT 1", (idempotency_key, author)
+        ).fetchone()  # fmt: skip
+        return None if row is None else self.memory(row[0])
 
     @_locked
     def bank_known(self, bank: str) -> bool:

@@ -134,11 +134,14 @@ class Client:
 
     def remember(self, text: str, *, category: str, subject: str | None = None,
                  tags: list[str] | tuple[str, ...] = (), expires_in: float | None = None,
-                 supersedes: str | None = None) -> str:  # fmt: skip
-        """Write a memory through the daemon; returns its record id once durable there."""
+                 supersedes: str | None = None,
+                 idempotency_key: str | None = None) -> str:  # fmt: skip
+        """Write a memory through the daemon; returns its record id once durable there.
+        Retrying with the same ``idempotency_key`` (e.g. a UUID) never writes it twice."""
         return str(self._writes.call("remember", text=text, category=category, subject=subject,
                                      tags=list(tags), expires_in=expires_in,
-                                     supersedes=supersedes)["id"])  # fmt: skip
+                                     supersedes=supersedes,
+                                     idempotency_key=idempotency_key)["id"])  # fmt: skip
 
     def retract(self, record_id: str, *, reason: str = "") -> str | None:
         return self._writes.call("retract", id=record_id, reason=reason).get("retraction")

@@ -176,8 +176,8 @@ async def test_memories_breakers_benchmarks_trust_round_trip(tmp_path: Path):
         assert status == 200 and b["state"] == "closed"
         status, _ = await s.call("POST", "/v1/breakers/reset", json={"name": "never-heard-of"})
         assert status == 404
-        status, b = await s.call("GET", "/v1/breaker", params={"name": "unknown"})
-        assert status == 200 and b["state"] == "closed"
+        status, b = await s.call("GET", "/v1/breaker", params={"name": "never-named"})
+        assert status == 200 and b["state"] == "unknown"  # not closed: nobody said so
 
         bench = {"subject": "kimi-coding/k2p5", "metric": "latency_p50", "value": 1.5, "unit": "s"}
         status, _ = await s.call("POST", "/v1/benchmarks", json=bench)

@@ -106,7 +106,8 @@ SCHEMAS: dict[str, Schema] = {
         "tripped_at": _null(MS), "resets_at": _null(MS), "trusted": BOOL,
     }),
     "Breaker": _obj({
-        "name": STR, "state": {"type": "string", "enum": ["open", "half_open", "closed"]},
+        "name": STR, "state": {"type": "string", "enum": ["open", "half_open", "closed", "unknown"],
+                               "description": "unknown: no trusted host said anything current"},
         "tripped_by": _arr(STR), "reason": STR, "resets_at": _null(MS),
         "observations": _arr(_ref("Observation")),
     }),

@@ -18,7 +18,8 @@ from .terminal import ago, note, now_ms, out, print_json, span, until, who
 def cmd_remember(args: argparse.Namespace) -> int:
     with session(args) as s:
         out(s.call("remember", text=args.text, category=args.category, subject=args.subject,
-                    tags=args.tag, expires_in=args.expires_in, bank=args.bank)["id"])  # fmt: skip
+                    tags=args.tag, expires_in=args.expires_in, bank=args.bank,
+                    idempotency_key=args.idempotency_key)["id"])  # fmt: skip
     return 0
 
 
@@ -145,6 +146,9 @@ def register(sub: Any) -> None:
                    help="hide it from readers after this many seconds")  # fmt: skip
     c.add_argument("--bank", type=field_arg("remember", "bank"), metavar="BANK",
                    help="the memory bank (default: default; docs/agents.md)")  # fmt: skip
+    c.add_argument("--idempotency-key", type=field_arg("remember", "idempotency_key"),
+                   metavar="KEY", help="an id of this write: run again with it, it writes "
+                   "nothing and prints the same id")  # fmt: skip
 
     c = command(sub, "recall", cmd_recall, "search the memories of trusted authors")
     c.add_argument("query", nargs="?", metavar="QUERY", help="words to search for")

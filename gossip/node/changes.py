@@ -66,7 +66,7 @@ class Changes:
             if root == "state" and kind == KIND_BREAKER:
                 name = _state_name(key)
                 merged = views.breaker(name)
-                state = merged.state if merged is not None else "closed"
+                state = merged.state if merged is not None else "unknown"  # as ops.signals
                 observed = str(rec.fields.get("state", ""))
                 events.append(BreakerChanged(name, state, author, observed, rec, trusted))
                 continue

@@ -92,12 +92,13 @@ class NodeReads:
         )  # fmt: skip
 
     def breaker(self, name: str, *, include_untrusted: bool = False) -> Breaker:
-        """Breaker ``name`` merged across trusted hosts; closed if nobody said anything."""
-        closed = Breaker(name, "closed", [], "", None, [])
+        """Breaker ``name`` merged across trusted hosts; state ``unknown`` if no trusted
+        host said anything current about it, or when degraded (as ``gossip.ops.signals``)."""
+        unknown = Breaker(name, "unknown", [], "", None, [])
         found = self._read(
             lambda v: v.breaker(name, include_untrusted=include_untrusted), None, "breaker"
         )
-        return found if found is not None else closed
+        return found if found is not None else unknown
 
     def breakers(self, *, include_untrusted: bool = False) -> list[Breaker]:
         return self._read(

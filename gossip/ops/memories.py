@@ -2,11 +2,16 @@
 
 Rules kept here for every surface: a memory's text is at most ``MAX_TEXT`` characters;
 only a memory's own author may retract it (readers honour no other retraction), and a
-second retraction is not published.
+second retraction is not published. A remember with an ``idempotency_key`` this host
+already wrote a memory with writes nothing and answers that memory's id (a retry after a
+time-out is one memory); the same key with a different memory is a 409. The key is a
+field of the signed record, so it is durable with the memory itself, in the same
+transaction, and survives restarts and view rebuilds (docs/api.md says why not a table).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -31,6 +36,7 @@ UNTRUSTED = Field("include_untrusted", Flag(), "query", default=False,
 MEMORY_ID = Field("id", RECORD_PREFIX, "path", required=True,
                   help="a record id or its first 6+ hex characters")  # fmt: skip
 NOT_FOUND = {404: "nothing has that id (or a prefix of it)"}
+IDEMPOTENCY_KEY = Text(limit=128, pattern="[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 @operation(
@@ -42,7 +48,11 @@ NOT_FOUND = {404: "nothing has that id (or a prefix of it)"}
     Field("expires_in", Seconds(), help="hide it from readers after this many seconds"),
     Field("supersedes", RECORD_ID, help="the id of an earlier memory of this host it replaces"),
     Field("bank", BANK_ID, default=DEFAULT_BANK, help="the memory bank it goes in"),
+    Field("idempotency_key", IDEMPOTENCY_KEY,
+          help="a client-chosen id of this write (e.g. a UUID): sent again, it writes "
+               "nothing and answers the memory it wrote"),
     result="Created", created=True, writes=True,
+    errors={409: "the idempotency key was used for a different memory"},
 )  # fmt: skip
 async def remember(host: Host, p: Params) -> dict[str, Any]:
     tags = list(p.tags)
@@ -52,11 +62,52 @@ async def remember(host: Host, p: Params) -> dict[str, Any]:
         try:
             return records.memory(identity, p.text, category=p.category, subject=p.subject,
                                   tags=tags, expires_at=expires, supersedes=p.supersedes,
-                                  ts=now, bank=p.bank)  # fmt: skip
+                                  ts=now, bank=p.bank,
+                                  idempotency_key=p.idempotency_key)  # fmt: skip
         except RecordError as e:
             raise Invalid(f"the memory cannot be signed: {e}", "text") from None
 
-    return {"id": (await host.write(make)).id}
+    key = p.idempotency_key
+    if key is None:
+        return {"id": (await host.write(make)).id}
+    # A retry may arrive while the first attempt is still being written (it timed out on
+    # the client's side, not here): the lookup and the write are one step per key.
+    async with _KEYS.hold(host, key):
+        found = await host.read(lambda r, v: v.keyed(r.author, key))
+        if found is None:
+            return {"id": (await host.write(make)).id}
+    if (found.text, found.category, found.subject, sorted(set(found.tags)), found.bank,
+            found.supersedes) != (p.text, p.category, p.subject, sorted(set(tags)), p.bank,
+                                  p.supersedes):  # fmt: skip
+        raise Conflict(f"the idempotency key {key!r:.60} was used for another memory "
+                       f"({found.id[:12]}); choose a new key for a new memory",
+                       "idempotency_key")  # fmt: skip
+    return {"id": found.id}
+
+
+class _KeyLocks:
+    """One asyncio lock per (host, idempotency key) while some remember holds it."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[int, str], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, host: Host, key: str):  # type: ignore[no-untyped-def]
+        slot = (id(host), key)
+        lock, users = self._held.get(slot, (asyncio.Lock(), 0))
+        self._held[slot] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._held[slot]
+            if users == 1:
+                del self._held[slot]
+            else:
+                self._held[slot] = (lock, users - 1)
+
+
+_KEYS = _KeyLocks()
 
 
 @operation(

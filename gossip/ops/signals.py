@@ -2,8 +2,9 @@
 merged across trusted hosts.
 
 Rules kept here for every surface: a breaker is reset only if some host ever named it
-(a typo must not publish a closed breaker nobody has); a benchmark subject cannot hold
-``|`` (the state key is ``subject|metric``).
+(a typo must not publish a closed breaker nobody has); a breaker no trusted host has a
+current say on reads ``unknown``, never ``closed`` (the caller chooses what that means);
+a benchmark subject cannot hold ``|`` (the state key is ``subject|metric``).
 """
 
 from __future__ import annotations
@@ -22,13 +23,19 @@ from .operation import Params, operation
 
 BREAKERS = {"type": "array", "items": {"$ref": "#/components/schemas/Breaker"}}
 BENCHMARKS = {"type": "array", "items": {"$ref": "#/components/schemas/Benchmark"}}
+UNKNOWN = "unknown"  # no trusted host said anything current: not the same as closed
 NAME = Field("name", TEXT, required=True, help="the breaker's name, e.g. kimi-coding/k2p5")
 REASON = Field("reason", ANY_TEXT, default="")
 
 
 async def _merged(host: Host, name: str, include_untrusted: bool = False) -> dict[str, Any]:
     found = await host.read(lambda r, v: v.breaker(name, include_untrusted=include_untrusted))
-    return (found if found is not None else Breaker(name, "closed", [], "", None, [])).to_json()
+    return (found if found is not None else unknown_breaker(name)).to_json()
+
+
+def unknown_breaker(name: str) -> Breaker:
+    """What a reader knows of a breaker no trusted host has a current say on."""
+    return Breaker(name, UNKNOWN, [], "", None, [])
 
 
 @operation(
@@ -41,7 +48,8 @@ async def breakers(host: Host, p: Params) -> list[dict[str, Any]]:
 
 
 @operation(
-    "breaker", "GET", "/v1/breaker", "one breaker (closed when nobody said anything)",
+    "breaker", "GET", "/v1/breaker",
+    "one breaker (unknown when no trusted host said anything current)",
     Field("name", TEXT, "query", required=True), UNTRUSTED, result="Breaker",
 )  # fmt: skip
 async def breaker(host: Host, p: Params) -> dict[str, Any]:
