@@ -16,7 +16,7 @@ from crdt import GossipError, Replica, records
 from crdt.lock import DataDirLock
 from gossip.client import ApiRefused, ApiUnavailable, Client
 from tests.test_api import served
-from tests.test_node import create_hosts
+from tests.test_node import create_hosts, vectors_built
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -178,7 +178,8 @@ async def test_an_in_process_read_answers_as_the_daemon_does(
         {"limit": 0}, {"limit": 100000}, {"include_untrusted": "maybe"}, {"bogus": 1},
     ]
     client = Client(home, timeout=5.0)
-    async with served(home):
+    async with served(home) as s:
+        await vectors_built(s.node)  # the in-process read embeds before it answers
         daemon = [await asyncio.to_thread(client.recall, "provider", **a) for a in asks]
     assert not client.degraded
     caplog.set_level(logging.INFO, logger="gossip.client")

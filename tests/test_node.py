@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from crdt import GossipError, Identity, Replica
+from crdt import GossipError, Identity, Replica, records
 from gossip.config import Profile
 from gossip.events import BreakerChanged, PeerChanged, RecordAdded
 from gossip.node import Node
@@ -48,6 +48,17 @@ async def until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+async def vectors_built(node: Node, timeout: float = 60.0) -> None:
+    """Wait until ``node`` holds a vector for every memory: it builds them in the
+    background, where a command without a daemon builds them before it answers."""
+
+    def built(r: Replica, v: Any) -> bool:
+        held = sum(1 for rec in r.records().values() if rec.kind == records.KIND_MEMORY)
+        return v.semantic is None or (len(v.semantic) >= held and not v.semantic.pending())
+
+    await until(lambda: node.query(built), "the node's vectors", timeout=timeout)
 
 
 def create_hosts(homes: list[Path], trusted: list[Path] | None = None) -> list[str]:

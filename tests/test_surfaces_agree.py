@@ -23,7 +23,7 @@ from gossip.node import Node
 from gossip.ops import OPERATIONS
 from gossip.ops.session import LocalSession, RemoteSession
 from tests.test_api import FAST
-from tests.test_node import create_hosts, until
+from tests.test_node import create_hosts, vectors_built
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -120,11 +120,7 @@ async def test_every_operation_answers_alike_through_the_daemon_and_embedded(tmp
     # advertise=[]: the node writes no host announcement, so both copies hold the same.
     async with Node(a, profile=FAST, advertise=[]) as node:
         # Its vectors are built in the background; the embedded side builds them at once.
-        def embedded_all(r: Replica, v: Any) -> bool:
-            held = sum(1 for rec in r.records().values() if rec.kind == records.KIND_MEMORY)
-            return v.semantic is None or (len(v.semantic) >= held and not v.semantic.pending())
-
-        await until(lambda: node.query(embedded_all), "the daemon's vectors", timeout=60)
+        await vectors_built(node)
         api = LocalApi(node, Feed(), home=a, name="a")
         await api.start()
         try:
