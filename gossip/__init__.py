@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+__version__ = "0.1.0"  # the distribution's version too (pyproject.toml reads it here)
+
 from .errors import (
     Conflict,
     Forbidden,

@@ -14,69 +14,35 @@ the user sees, ``arguments`` how arguments become values, ``files`` the export f
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import traceback
-from pathlib import Path
-
-from crdt import GossipError
-
-from ..config import default_home
-from ..exportfile import EXPORT_MAGIC, ExportError, decode_export, encode_export
-from . import events, host, keys, memories, mesh, signals, transfer
-from .arguments import Parser, not_utf8
-from .terminal import note, one_line
+from typing import Any
 
 __all__ = ["EXPORT_MAGIC", "ExportError", "build_parser", "decode_export", "default_home",
            "encode_export", "main"]  # fmt: skip
 
-
-def build_parser() -> argparse.ArgumentParser:
-    p = Parser(
-        prog="gossip",
-        description="sm-gossip: replicated, signed agent knowledge (embedded mode)",
-        epilog="exit codes: 0 ok, 1 error, 2 usage; see docs/cli.md",
-    )
-    p.add_argument("--home", type=Path, default=None,
-                   help="data dir (default: $GOSSIP_HOME or the platform data dir)")  # fmt: skip
-    p.add_argument("--debug", action="store_true", default=False,
-                   help="show tracebacks of errors")  # fmt: skip
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (host, mesh, memories, events, signals, keys, transfer):
-        group.register(sub)
-    return p
+# Imported on first use: `gossip --version` must not pay for the commands' imports.
+_LAZY = {"EXPORT_MAGIC": "..exportfile", "ExportError": "..exportfile",
+         "decode_export": "..exportfile", "encode_export": "..exportfile",
+         "default_home": "..config", "build_parser": ".run"}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if (bad := not_utf8(args)) is not None:  # a usage error, daemon or not
-        parser.error(f"argument {bad}: not valid UTF-8")
-    args.home = (args.home or default_home()).expanduser()
-    try:
-        return args.fn(args)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # The reader went away (`gossip recall | head`): say nothing more, like cat does.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
-    except (GossipError, OSError) as e:
-        if args.debug:
-            traceback.print_exc()
-        message = str(e)
-        if isinstance(e, OSError) and e.filename is not None and e.strerror:
-            message = f"{e.filename}: {e.strerror}"
-        note(f"gossip: {one_line(message)}")
-        return 1
-    except Exception as e:
-        if args.debug:
-            traceback.print_exc()
-        note(
-            f"gossip: unexpected error: {type(e).__name__}: {one_line(str(e))} "
-            "(run with --debug for details)"
-        )
-        return 1
+    """The `gossip` command (``argv``: its arguments, default ``sys.argv[1:]``)."""
+    words = sys.argv[1:] if argv is None else argv
+    if list(words) in (["--version"], ["version"]):
+        from .. import __version__
 
+        print(f"sm-gossip {__version__}")
+        return 0
+    from .run import run
+
+    return run(argv)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gossip.cli' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(module, __name__), name)

@@ -65,9 +65,9 @@ def cmd_id(args: argparse.Namespace) -> int:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
-    from importlib.metadata import version
+    from .. import __version__
 
-    out(f"sm-gossip {version('sm-gossip')}")
+    out(f"sm-gossip {__version__}")
     return 0
 
 
