@@ -300,26 +300,32 @@ async def bank_delete(host: Host, p: Params) -> dict[str, Any]:
         raise Conflict("the `default` bank cannot be deleted (forget its memories one by one)",
                        "bank")  # fmt: skip
 
-    def job(r: Replica, v: Views) -> tuple[list[str], list[str]]:
+    def job(r: Replica, v: Views) -> tuple[list[str], list[str], int]:
         known_bank(v, p.bank)
         trust = v.trust()
-        mine, others = [], set()
+        mine, others, untrusted = [], set(), 0
         for mid, who, ts in v.bank_memories(p.bank):
             if who == r.author:
                 mine.append(mid)
             elif trust.counts(who, ts):
                 others.add(who)
+            else:
+                untrusted += 1
         if others:
             names = queries.author_names(r, v)
             who = ", ".join(sorted(names.get(a) or a[:12] for a in others)[:5])
             raise Conflict(f"bank {p.bank!r} holds memories of {len(others)} other trusted "
                            f"host(s) ({who}); only their authors can forget them", "bank")
-        return mine, v.bank_records(p.bank, r.author)
+        return mine, v.bank_records(p.bank, r.author), untrusted
 
-    memories, profiles = await host.read(job)
+    memories, profiles, untrusted = await host.read(job)
     for target in [*memories, *profiles]:
         await host.write(lambda i, now, t=target: records.retract(
             i, t, ts=now, reason="bank deleted"))  # fmt: skip
+    # Untrusted authors' memories never count here (nor block the delete): only theirs
+    # can retract them, and recall hides them; the answer says they stay.
+    left = (f"; {untrusted} memories of untrusted authors stay in it (hidden from recall; "
+            "only their authors can retract them)" if untrusted else "")  # fmt: skip
     return {"success": True, "bank_id": p.bank, "deleted_count": len(memories),
             "message": f"retracted {len(memories)} memories of this host in {p.bank!r}; "
-                       "the retractions replicate to every host"}  # fmt: skip
+                       f"the retractions replicate to every host{left}"}  # fmt: skip
