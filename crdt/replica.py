@@ -596,7 +596,7 @@ class Replica:
         try:
             # Our own writes pass the same gate as anyone's (minus re-verifying our own
             # signatures): a bug here must not put into the document what peers refuse.
-            scanned = check_structure(su, self.limits.structure)
+            scanned = check_structure(su, self.limits.structure, signature=False)
             check_items(self.author, scanned)
             p = plan(su, scanned, sv_before, self._index, self._bindings)
             if p.verdict is not Verdict.APPLY:
