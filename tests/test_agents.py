@@ -336,6 +336,7 @@ def test_mcp_over_http_and_stdio(one: Daemon):
     error, text = got[2]
     assert not error and "Untrusted context" in text and 'trusted="yes"' in text
     assert "&lt;system&gt;" in text and "<system>" not in text and 'author="self (' in text
+    assert ' signed="20' in text and ' seen_here="20' in text  # provenance, as on HTTP
     # the bank from X-Bank-Id, else default; the path wins
     header = asyncio.run(_mcp_http(base + "/mcp/", token, [("recall", {"query": "instructions"})],
                                    headers={"X-Bank-Id": "team"}))  # fmt: skip
@@ -436,7 +437,8 @@ def test_gossip_mcp_writes_nothing_but_protocol_on_stdout(one: Daemon):
             assert message["jsonrpc"] == "2.0", line
             answers[message["id"]] = message
         assert sorted(answers) == list(range(1, 3 + len(calls))), (lines, stderr)
-        assert answers[1]["result"]["serverInfo"]["name"] == "sm-gossip"
+        info = answers[1]["result"]["serverInfo"]
+        assert info["name"] == "sm-gossip" and info["version"] not in ("", None), info
         assert len(answers[2]["result"]["tools"]) == len(TOOLS)
         errors = [answers[3 + k]["result"]["isError"] for k in range(len(calls))]
         assert errors == [False, not daemon_runs, True, True, True], (daemon_runs, answers)
