@@ -119,6 +119,13 @@ def test_hermes_provider_requests(one: Daemon):
     assert a.ok("POST", bank + "/memories/recall", {"query": "coffee"})["results"] == []
     status, answer, _ = a.call("DELETE", f"{bank}/memories/{'0' * 64}")
     assert status == 404 and answer["field"] == "memory_id"
+    # one request, the same document_id twice: the later item is the memory
+    dup = a.ok("POST", bank + "/memories", {"items": [
+        {"content": "draft one", "document_id": "dup"},
+        {"content": "draft two", "document_id": "dup"}, {"content": "draft three"}]})  # fmt: skip
+    assert dup["items_count"] == 3 and dup["memory_ids"][0] == dup["memory_ids"][1]
+    drafts = a.ok("POST", bank + "/memories/recall", {"query": "draft"})["results"]
+    assert sorted(r["text"] for r in drafts) == ["draft three", "draft two"]
     # another bank sees none of it
     assert a.ok("POST", "/v1/default/banks/default/memories/recall", {"query": "tea"})[
         "results"] == []  # fmt: skip
