@@ -350,6 +350,12 @@ def test_mcp_over_http_and_stdio(one: Daemon):
     assert 'count="1"' in header[1][1]
     plain = asyncio.run(_mcp_http(base + "/mcp/", token, [("recall", {"query": "instructions"})]))
     assert "No memories in bank 'default'" in plain[1][1]
+    both = asyncio.run(_mcp_http(base + "/mcp/team/", token,  # the path wins
+                                 [("recall", {"query": "instructions"})],
+                                 headers={"X-Bank-Id": "default"}))  # fmt: skip
+    assert 'count="1"' in both[1][1]
+    unknown = asyncio.run(_mcp_http(base + "/mcp/nobank/", token, [("recall", {"query": "x"})]))
+    assert unknown[1][0] is True and "no bank 'nobank'" in unknown[1][1]
     # stdio, through the daemon
     got = asyncio.run(_mcp_stdio(one.home, "team", [
         ("recall", {"query": "instructions", "max_tokens": 100}),
