@@ -126,6 +126,8 @@ def test_hermes_provider_requests(one: Daemon):
     assert dup["items_count"] == 3 and dup["memory_ids"][0] == dup["memory_ids"][1]
     drafts = a.ok("POST", bank + "/memories/recall", {"query": "draft"})["results"]
     assert sorted(r["text"] for r in drafts) == ["draft three", "draft two"]
+    twins = a.ok("POST", bank + "/memories", {"items": [{"content": "twin"}] * 2})["memory_ids"]
+    assert twins[0] == twins[1]  # the same memory twice in one request is one record
     # another bank sees none of it
     assert a.ok("POST", "/v1/default/banks/default/memories/recall", {"query": "tea"})[
         "results"] == []  # fmt: skip
