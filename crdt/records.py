@@ -153,10 +153,16 @@ class SignedRecord:
             return False
         return accepts(self.kind, self.author, key, accept)
 
+    @cached_property
+    def _signature_holds(self) -> bool:
+        # Body and signature are immutable: one check per record object is enough (a
+        # record ``sign`` just made holds by construction: our own writes skip it).
+        return verify(self.fields["author"], self.sig, self.body)
+
     def verify(self) -> None:
         """Raise RecordError unless the body parses and ``sig`` is the author's signature."""
-        author = self.fields["author"]
-        if not verify(author, self.sig, self.body):
+        if not self._signature_holds:
+            author = self.fields["author"]
             raise RecordError(f"record signature does not verify for author {author[:12]}")
 
     def doc_key(self) -> tuple[str, str]:
@@ -236,6 +242,7 @@ def sign(identity: Identity, kind: str, fields: dict[str, Any], *, ts: int) -> S
     )
     rec = SignedRecord(body, identity.sign(body))
     rec.fields  # noqa: B018 - enforce size and shape on what we sign, too
+    rec.__dict__["_signature_holds"] = True  # signed here, this instant, by that key
     return rec
 
 

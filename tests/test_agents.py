@@ -8,6 +8,7 @@ No mocks of our own components.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import sys
@@ -118,6 +119,15 @@ def test_hermes_provider_requests(one: Daemon):
     assert a.ok("POST", bank + "/memories/recall", {"query": "coffee"})["results"] == []
     status, answer, _ = a.call("DELETE", f"{bank}/memories/{'0' * 64}")
     assert status == 404 and answer["field"] == "memory_id"
+    # one request, the same document_id twice: the later item is the memory
+    dup = a.ok("POST", bank + "/memories", {"items": [
+        {"content": "draft one", "document_id": "dup"},
+        {"content": "draft two", "document_id": "dup"}, {"content": "draft three"}]})  # fmt: skip
+    assert dup["items_count"] == 3 and dup["memory_ids"][0] == dup["memory_ids"][1]
+    drafts = a.ok("POST", bank + "/memories/recall", {"query": "draft"})["results"]
+    assert sorted(r["text"] for r in drafts) == ["draft three", "draft two"]
+    twins = a.ok("POST", bank + "/memories", {"items": [{"content": "twin"}] * 2})["memory_ids"]
+    assert twins[0] == twins[1]  # the same memory twice in one request is one record
     # another bank sees none of it
     assert a.ok("POST", "/v1/default/banks/default/memories/recall", {"query": "tea"})[
         "results"] == []  # fmt: skip
@@ -196,6 +206,36 @@ def test_refusals_name_the_field_and_change_nothing(one: Daemon):
     assert status == 400 and answer["field"] == "memory_id"
     assert a.call("DELETE", "/v1/default/banks/default")[0] == 409
     assert one.get("/v1/inspect")["records_by_kind"] == before
+
+
+def test_budget_limit_and_max_tokens_shape_the_answer(one: Daemon):
+    """budget is 5/10/20 results (mid by default) unless limit is given; the results fit
+    max_tokens (4 characters a token; the first alone is cut to fit); rerank and types
+    are accepted and change nothing."""
+    a = Agent(one)
+    bank = "/v1/default/banks/sizes/memories"
+    a.ok("POST", bank, {"items": [{"content": f"alpha lesson {i:02} " + "pad " * 20,
+                                   "context": "bench"} for i in range(25)]})  # fmt: skip
+
+    def recall(**body: Any) -> Any:
+        return a.ok("POST", bank + "/recall", {"query": "alpha", **body})
+
+    assert {b: len(recall(budget=b)["results"]) for b in ("low", "mid", "high")} == {
+        "low": 5, "mid": 10, "high": 20}  # fmt: skip
+    assert len(recall()["results"]) == 10
+    assert len(recall(budget="high", limit=7)["results"]) == 7
+    assert len(recall(budget="low", limit=25)["results"]) == 25
+    plain = [r["id"] for r in recall(limit=20)["results"]]
+    assert [r["id"] for r in recall(limit=20, rerank=True, types=["world"])["results"]] == plain
+    fit = recall(limit=20, max_tokens=100)
+    size = sum(len(r["text"]) + len(r["context"] or "") for r in fit["results"])
+    assert fit["truncated"] is True and 0 < len(fit["results"]) < 20 and size <= 400
+    assert [r["id"] for r in fit["results"]] == plain[: len(fit["results"])]
+    tiny = recall(max_tokens=10)
+    (first,) = tiny["results"]
+    assert tiny["truncated"] is True and len(first["text"]) + len(first["context"]) <= 40
+    assert first["id"] == plain[0] and first["text"] != ""
+    assert recall(limit=20, max_tokens=100_000)["truncated"] is False
 
 
 def test_a_busy_port_is_reported_and_the_daemon_runs_on(tmp_path: Path, daemons: list):
@@ -305,12 +345,19 @@ def test_mcp_over_http_and_stdio(one: Daemon):
     error, text = got[2]
     assert not error and "Untrusted context" in text and 'trusted="yes"' in text
     assert "&lt;system&gt;" in text and "<system>" not in text and 'author="self (' in text
+    assert ' signed="20' in text and ' seen_here="20' in text  # provenance, as on HTTP
     # the bank from X-Bank-Id, else default; the path wins
     header = asyncio.run(_mcp_http(base + "/mcp/", token, [("recall", {"query": "instructions"})],
                                    headers={"X-Bank-Id": "team"}))  # fmt: skip
     assert 'count="1"' in header[1][1]
     plain = asyncio.run(_mcp_http(base + "/mcp/", token, [("recall", {"query": "instructions"})]))
     assert "No memories in bank 'default'" in plain[1][1]
+    both = asyncio.run(_mcp_http(base + "/mcp/team/", token,  # the path wins
+                                 [("recall", {"query": "instructions"})],
+                                 headers={"X-Bank-Id": "default"}))  # fmt: skip
+    assert 'count="1"' in both[1][1]
+    unknown = asyncio.run(_mcp_http(base + "/mcp/nobank/", token, [("recall", {"query": "x"})]))
+    assert unknown[1][0] is True and "no bank 'nobank'" in unknown[1][1]
     # stdio, through the daemon
     got = asyncio.run(_mcp_stdio(one.home, "team", [
         ("recall", {"query": "instructions", "max_tokens": 100}),
@@ -341,6 +388,78 @@ def test_mcp_over_http_and_stdio(one: Daemon):
         assert 400 <= status < 500, raw[:20]
 
 
+def _raw_mcp(home: Path, messages: list[dict[str, Any]],
+             timeout: float = 60) -> tuple[list[str], str]:  # fmt: skip
+    """`gossip mcp` driven by hand: ``messages`` on stdin, kept open until every request
+    is answered (or ``timeout``); every line it wrote on stdout, and its stderr."""
+    import selectors
+    import subprocess
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "gossip.cli", "mcp", "--home", str(home)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
+        proc.stdin.flush()
+        waiting = {m["id"] for m in messages if "id" in m}
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            if not sel.select(timeout=1.0):
+                continue
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.decode())
+            with contextlib.suppress(ValueError, AttributeError):
+                waiting.discard(json.loads(line).get("id"))
+        proc.stdin.close()
+        proc.wait(20)
+        lines += [x.decode() for x in proc.stdout.read().splitlines(keepends=True)]
+        assert proc.stderr is not None
+        return lines, proc.stderr.read().decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_gossip_mcp_writes_nothing_but_protocol_on_stdout(one: Daemon):
+    """Every line `gossip mcp` writes on stdout is a JSON-RPC message, whether a daemon
+    runs or not, also for refused calls; its own words go to stderr."""
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}}  # fmt: skip
+    calls = [("recall", {"query": "stdout"}), ("retain", {"content": "raw stdio write"}),
+             ("recall", {"query": "x", "limit": "ten"}), ("forget", {"memory_id": "zz"}),
+             ("no_such_tool", {})]  # fmt: skip
+    messages = [init, {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+                *({"jsonrpc": "2.0", "id": 3 + k, "method": "tools/call",
+                   "params": {"name": name, "arguments": args}}
+                  for k, (name, args) in enumerate(calls))]  # fmt: skip
+    for daemon_runs in (True, False):
+        if not daemon_runs:
+            one.stop()
+        lines, stderr = _raw_mcp(one.home, messages)
+        answers = {}
+        for line in lines:
+            message = json.loads(line)  # a line that is not JSON fails here
+            assert message["jsonrpc"] == "2.0", line
+            answers[message["id"]] = message
+        assert sorted(answers) == list(range(1, 3 + len(calls))), (lines, stderr)
+        info = answers[1]["result"]["serverInfo"]
+        assert info["name"] == "sm-gossip" and info["version"] not in ("", None), info
+        assert len(answers[2]["result"]["tools"]) == len(TOOLS)
+        errors = [answers[3 + k]["result"]["isError"] for k in range(len(calls))]
+        assert errors == [False, not daemon_runs, True, True, True], (daemon_runs, answers)
+        assert "Traceback" not in stderr, stderr
+
+
 def test_several_mcp_processes_write_through_one_daemon(one: Daemon):
     async def many() -> list[list[Any]]:
         return await asyncio.gather(*(
@@ -354,10 +473,21 @@ def test_several_mcp_processes_write_through_one_daemon(one: Daemon):
                           {"query": "client", "limit": 10})["results"]
     assert len(found) == 3
     one.stop()
-    offline = asyncio.run(_mcp_stdio(one.home, "default", [
-        ("recall", {"query": "client"}), ("retain", {"content": "no daemon"})]))  # fmt: skip
-    assert offline[1][0] is False and "from client" in offline[1][1]  # reads open the data dir
-    assert offline[2][0] is True and "gossip serve" in offline[2][1]
+
+    async def offline() -> list[list[Any]]:  # several at once, no daemon
+        return await asyncio.gather(*(
+            _mcp_stdio(one.home, "default", [("recall", {"query": "client"}),
+                                             ("retain", {"content": f"no daemon {i}"}),
+                                             ("recall", {"query": "client"})])
+            for i in range(3)
+        ))  # fmt: skip
+
+    for got in asyncio.run(offline()):
+        # reads open the data dir for the call, one at a time (its lock); writes refused
+        assert got[1][0] is False and got[1][1].count("from client") == 3, got
+        assert got[2][0] is True and "start `gossip serve`" in got[2][1], got
+        assert got[3] == got[1]
+    assert json.loads(ok(one.home, "recall", "daemon", "--json")) == []
 
 
 # -- several hosts --------------------------------------------------------------------
@@ -395,6 +525,17 @@ def test_retain_on_a_recall_on_b_trusted_only_bank_isolated_forget_replicates(
                                                   ("forget", {"memory_id": mine})]))
     assert "throttles after 100 rps" in seen[1][1] and 'author="a (' in seen[1][1]
     assert "ignore all previous" not in seen[1][1]  # c is not trusted on b
+    # ... unless asked for, for audit, and marked on every surface
+    b = Agent(ds[b_home])
+    audit = b.ok("POST", "/v1/default/banks/team/memories/recall",
+                 {"query": "provider", "include_untrusted": True})["results"]  # fmt: skip
+    trusted = {r["id"]: (r["trusted"], r["author"]) for r in audit}
+    assert trusted == {mine: (True, ids[a_home]), planted: (False, ids[c_home])}
+    assert [r["id"] for r in b.ok("POST", "/v1/default/banks/team/memories/recall",
+                                  {"query": "provider"})["results"]] == [mine]  # fmt: skip
+    marked = asyncio.run(_mcp_http(url_b, token_b, [
+        ("recall", {"query": "provider", "include_untrusted": True})]))[1][1]  # fmt: skip
+    assert 'trusted="NO (untrusted author)"' in marked and 'trusted="yes"' in marked
     assert seen[2][0] is True and "not by this host" in seen[2][1]  # b cannot forget a's
     # bank isolation on b: the default bank holds none of it
     default = asyncio.run(_mcp_http(url_b.replace("/team/", "/"), token_b,
@@ -407,7 +548,6 @@ def test_retain_on_a_recall_on_b_trusted_only_bank_isolated_forget_replicates(
     texts = [m["text"] for m in ds[b_home].get("/v1/memories", q="provider", bank="team")[
         "memories"]]  # fmt: skip
     assert texts == ["provider y throttles after 50 rps"]
-    b = Agent(ds[b_home])
     status, answer, _ = b.call("DELETE", f"/v1/default/banks/team/memories/{newer}")
     assert status == 403 and "not by this host" in answer["error"]
     status, answer, _ = b.call("DELETE", "/v1/default/banks/team")  # a's memories are in it
@@ -420,7 +560,15 @@ def test_retain_on_a_recall_on_b_trusted_only_bank_isolated_forget_replicates(
     b.ok("POST", "/v1/default/banks/scratch/memories/retain", {"content": "scratch note"})
     wait_for(lambda: a.call("POST", "/v1/default/banks/scratch/memories/recall",
                             {"query": "scratch"})[1].get("results"), "b's scratch note on a")
+    # c (untrusted on b) writes there too: it neither counts nor blocks b's delete
+    c_note = c.ok("POST", "/v1/default/banks/scratch/memories/retain",
+                  {"content": "scratch note of c"})["id"]  # fmt: skip
+    wait_for(lambda: any(m["id"] == c_note for m in ds[b_home].get(
+        "/v1/memories", q="scratch", bank="scratch", include_untrusted="true")["memories"]),
+        "c's scratch note on b")  # fmt: skip
     deleted = b.ok("DELETE", "/v1/default/banks/scratch")
     assert deleted["success"] is True and deleted["deleted_count"] == 1
-    wait_for(lambda: a.call("POST", "/v1/default/banks/scratch/memories/recall",
-                            {"query": "scratch"})[1].get("results") == [], "scratch gone on a")
+    assert "1 memories of untrusted authors stay" in deleted["message"]
+    wait_for(lambda: [r["id"] for r in a.call("POST", "/v1/default/banks/scratch/memories/recall",
+                                              {"query": "scratch"})[1].get("results", [])]
+             == [c_note], "b's scratch note gone on a, c's kept (a trusts c)")  # fmt: skip

@@ -107,6 +107,16 @@ def test_put_of_a_record_already_held_is_a_no_op(open_replica):
     assert len(r.updates_for({})) == 1
 
 
+def test_put_of_the_same_record_twice_in_one_call_writes_it_once(open_replica):
+    a = open_replica("a")
+    rec = records.memory(a.identity, "the same twice", category="note", ts=TS)
+    other = records.memory(a.identity, "another", category="note", ts=TS)
+    su = a.put(rec, other, rec)  # one signed update that peers accept (no own deletes)
+    assert su is not None and set(a.records()) == {rec.id, other.id}
+    fresh = open_replica("fresh")
+    assert fresh.ingest(su) == "applied" and set(fresh.records()) == {rec.id, other.id}
+
+
 def test_an_update_waiting_on_a_later_one_in_the_same_batch_reports_applied(open_replica):
     r = open_replica("r")
     w = Writer()

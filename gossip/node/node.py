@@ -532,16 +532,27 @@ class Node(NodeActions, NodeReads):
         """Sign ``make(identity, now)`` as this host, write it durably, push it eagerly:
         the one write path of the operations (``gossip.ops``). Never touches the network
         before returning."""
+        (rec,) = await self.write_records([make])
+        return rec
 
-        def job() -> tuple[SignedRecord, Any]:
+    async def write_records(
+        self, makes: Sequence[Callable[[Identity, int], SignedRecord]]
+    ) -> list[SignedRecord]:
+        """As ``write_record`` for several records, signed with one ``now`` and written in
+        one signed update: one durable commit for them all, or nothing if one fails."""
+        if not makes:
+            return []
+
+        def job() -> tuple[list[SignedRecord], Any]:
             replica = self.replica
-            rec = make(replica.identity, self._now_ms())
-            return rec, replica.put(rec)
+            now = self._now_ms()
+            recs = [make(replica.identity, now) for make in makes]
+            return recs, replica.put(*recs)
 
-        rec, su = await self.call(job)
+        recs, su = await self.call(job)
         if su is not None:
             self.replication.queue_push([su.raw], covers={su.client: su.header.end})
-        return rec
+        return recs
 
     # -- what happens, and who is there ----------------------------------------------------
 

@@ -49,6 +49,7 @@ from .operation import Params, operation
 BANK = Field("bank", BANK_ID, "path", required=True,
              help="a bank id (letters, digits, . _ : @ -); `default` always exists")  # fmt: skip
 MAX_ITEMS = 100  # memories one retain writes at most
+RETRACT_CHUNK = 1000  # retractions per signed update when a bank is deleted (~0.4 MB)
 BUDGETS = {"low": 5, "mid": 10, "high": 20}  # results a recall answers by budget
 CHARS_PER_TOKEN = 4
 MAX_TOKENS = 1_000_000
@@ -124,19 +125,37 @@ def iso(ms: int) -> str:
     result=RETAINED, created=True, writes=True,
 )  # fmt: skip
 async def retain(host: Host, p: Params) -> dict[str, Any]:
-    bank = p.bank
-    ids: list[str] = []
+    # Every item is checked (Params) before anything is written; then one read finds the
+    # current memory of each document_id, and one signed update writes every item that
+    # changes something: one durable commit per request, all items or none.
+    bank, items = p.bank, list(p["items"])
+    # A later item with the same document_id replaces an earlier one at once: only the
+    # last is written, and the earlier ones answer its id.
+    last = {item["document_id"]: k for k, item in enumerate(items)
+            if item["document_id"] is not None}  # fmt: skip
+    current: dict[str, Memory | None] = {}
+    if last:
+        current = await host.read(lambda r, v: {
+            doc: v.current_document(r.author, bank, doc) for doc in last})  # fmt: skip
+    ids: list[str | None] = [None] * len(items)
     unchanged: list[str] = []
-    for item in p["items"]:  # every item is checked (Params) before the first is written
+    writes: list[int] = []
+    for k, item in enumerate(items):
         doc = item["document_id"]
-        if doc is not None:
-            current = await host.read(lambda r, v, doc=doc: v.current_document(r.author, bank, doc))
-            if current is not None and _same(current, item):
-                ids.append(current.id)
-                unchanged.append(current.id)
-                continue
-        ids.append((await host.write(_maker(bank, item))).id)
-    return {"bank_id": bank, "items_count": len(ids), "memory_ids": ids, "unchanged": unchanged}
+        if doc is not None and last[doc] != k:
+            continue
+        held = current.get(doc) if doc is not None else None
+        if held is not None and _same(held, item):
+            ids[k] = held.id
+            unchanged.append(held.id)
+        else:
+            writes.append(k)
+    written = await host.write_all([_maker(bank, items[k]) for k in writes])
+    for k, rec in zip(writes, written, strict=True):
+        ids[k] = rec.id
+    out = [i if i is not None else ids[last[items[k]["document_id"]]]
+           for k, i in enumerate(ids)]  # fmt: skip
+    return {"bank_id": bank, "items_count": len(out), "memory_ids": out, "unchanged": unchanged}
 
 
 def _maker(bank: str, item: dict[str, Any]):  # type: ignore[no-untyped-def]
@@ -300,26 +319,34 @@ async def bank_delete(host: Host, p: Params) -> dict[str, Any]:
         raise Conflict("the `default` bank cannot be deleted (forget its memories one by one)",
                        "bank")  # fmt: skip
 
-    def job(r: Replica, v: Views) -> tuple[list[str], list[str]]:
+    def job(r: Replica, v: Views) -> tuple[list[str], list[str], int]:
         known_bank(v, p.bank)
         trust = v.trust()
-        mine, others = [], set()
+        mine, others, untrusted = [], set(), 0
         for mid, who, ts in v.bank_memories(p.bank):
             if who == r.author:
                 mine.append(mid)
             elif trust.counts(who, ts):
                 others.add(who)
+            else:
+                untrusted += 1
         if others:
             names = queries.author_names(r, v)
             who = ", ".join(sorted(names.get(a) or a[:12] for a in others)[:5])
             raise Conflict(f"bank {p.bank!r} holds memories of {len(others)} other trusted "
                            f"host(s) ({who}); only their authors can forget them", "bank")
-        return mine, v.bank_records(p.bank, r.author)
+        return mine, v.bank_records(p.bank, r.author), untrusted
 
-    memories, profiles = await host.read(job)
-    for target in [*memories, *profiles]:
-        await host.write(lambda i, now, t=target: records.retract(
-            i, t, ts=now, reason="bank deleted"))  # fmt: skip
+    memories, profiles, untrusted = await host.read(job)
+    targets = [*memories, *profiles]
+    for k in range(0, len(targets), RETRACT_CHUNK):  # a few signed updates, not one each
+        await host.write_all([lambda i, now, t=t: records.retract(i, t, ts=now,
+                                                                  reason="bank deleted")
+                              for t in targets[k : k + RETRACT_CHUNK]])  # fmt: skip
+    # Untrusted authors' memories never count here (nor block the delete): only theirs
+    # can retract them, and recall hides them; the answer says they stay.
+    left = (f"; {untrusted} memories of untrusted authors stay in it (hidden from recall; "
+            "only their authors can retract them)" if untrusted else "")  # fmt: skip
     return {"success": True, "bank_id": p.bank, "deleted_count": len(memories),
             "message": f"retracted {len(memories)} memories of this host in {p.bank!r}; "
-                       "the retractions replicate to every host"}  # fmt: skip
+                       f"the retractions replicate to every host{left}"}  # fmt: skip

@@ -36,6 +36,13 @@ class Host(Protocol):
         online, pushed to peers at once). ``make`` runs where the replica is owned."""
         ...
 
+    async def write_all(
+        self, makes: Sequence[Callable[[Identity, int], SignedRecord]]
+    ) -> list[SignedRecord]:
+        """As ``write`` for several records (one ``now``), in one signed update: one
+        durable commit for all of them, or nothing written if one fails."""
+        ...
+
     async def trust(self, key: str, name: str) -> None:
         """Add ``key`` to the keyring (effective when this returns)."""
         ...

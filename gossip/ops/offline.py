@@ -117,10 +117,21 @@ class ReplicaHost:
     async def write(self, make: Callable[[Identity, int], SignedRecord]) -> SignedRecord:
         if self._node is not None:
             return await self._node.write_record(make)
-        r, _ = self._open()
-        rec = make(r.identity, r.now_ms())
-        r.put(rec)
+        (rec,) = await self.write_all([make])
         return rec
+
+    async def write_all(
+        self, makes: Sequence[Callable[[Identity, int], SignedRecord]]
+    ) -> list[SignedRecord]:
+        if self._node is not None:
+            return await self._node.write_records(makes)
+        if not makes:
+            return []
+        r, _ = self._open()
+        now = r.now_ms()
+        recs = [make(r.identity, now) for make in makes]
+        r.put(*recs)
+        return recs
 
     async def trust(self, key: str, name: str) -> None:
         self._open()[0].trust(key, name)

@@ -50,6 +50,11 @@ class NodeHost:
     async def write(self, make: Callable[[Identity, int], SignedRecord]) -> SignedRecord:
         return await self.node.write_record(make)
 
+    async def write_all(
+        self, makes: Sequence[Callable[[Identity, int], SignedRecord]]
+    ) -> list[SignedRecord]:
+        return await self.node.write_records(makes)
+
     async def trust(self, key: str, name: str) -> None:
         self.node.trust(key, name)
 
