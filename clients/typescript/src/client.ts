@@ -236,9 +236,9 @@ export class GossipClient {
 
   private async call<N extends OperationName>(name: N, params: Record<string, unknown>,
                                               timeoutMs: number): Promise<Operations[N]["result"]> {
+    const { method, path, body } = requestOf(name, params); // TypeError: not ours to send
     const endpoint = this.endpoint();
     if (endpoint instanceof Error) throw new ApiUnavailable(endpoint.message);
-    const { method, path, body } = requestOf(name, params);
     const answer = await send(endpoint, method, path, body, timeoutMs);
     return answer.body as Operations[N]["result"];
   }
@@ -252,6 +252,10 @@ export class GossipClient {
       this.answered();
       return { ...shape(value), degraded: false };
     } catch (e) {
+      if (e instanceof TypeError) { // a parameter the operation does not take: no outage
+        this.log("warn", `sm-gossip: ${e.message}; answering empty`);
+        return { ...structuredClone(empty), degraded: false, error: e.message };
+      }
       if (e instanceof ApiRefused && e.status !== 401) { // refused: no outage
         this.answered();
         this.log("warn", `sm-gossip: the daemon refused a ${name}: ${e.message}; answering empty`);
@@ -266,6 +270,9 @@ export class GossipClient {
 
   private async write<N extends OperationName>(name: N, params: Record<string, unknown>,
                                                key: string = randomUUID()): Promise<Written<Operations[N]["result"]>> {
+    // A parameter the operation does not take throws TypeError here, before anything is
+    // queued: queued, it would fail on every retry and hold back every later write.
+    requestOf(name, params);
     if (this.queue.size > 0) await this.flush(); // in order: the older writes first
     if (this.queue.size === 0) {
       try {
@@ -293,7 +300,9 @@ export class GossipClient {
         await this.call(next.operation, next.params, this.writeDeadline);
         this.answered(false);
       } catch (e) {
-        if (e instanceof ApiRefused && e.status !== 401) {
+        if (e instanceof TypeError) { // a queue file written with a parameter we do not send
+          this.log("warn", `sm-gossip: a queued ${next.operation} cannot be sent and was dropped: ${e.message}`);
+        } else if (e instanceof ApiRefused && e.status !== 401) {
           this.answered(false);
           this.log("warn", `sm-gossip: a queued ${next.operation} was refused and dropped: ${e.message}`);
         } else {

@@ -37,6 +37,13 @@ export interface PeerEventData {
   peer: Peer;
 }
 
+export interface TrustEventData {
+  /** keys this host now trusts that it did not (trust add, a vouch, a rotation's successor) */
+  added: string[];
+  /** keys it no longer trusts (trust remove, a revocation) */
+  removed: string[];
+}
+
 export interface LostEventData {
   /** how many were lost, null when unknown */
   count: number | null;
@@ -52,6 +59,7 @@ export type FeedEvent =
   | { id: string; type: "record"; data: RecordEventData }
   | { id: string; type: "breaker"; data: BreakerEventData }
   | { id: string; type: "peer"; data: PeerEventData }
+  | { id: string; type: "trust"; data: TrustEventData }
   | { id: string; type: "lost"; data: LostEventData }
   | { id: string; type: "cutoff"; data: CutoffEventData };
 

@@ -9,7 +9,7 @@ export type { ConnectOptions, Logger, LogLevel, ReadMeta, RememberOptions, Writt
 export { ApiRefused, ApiUnavailable, GossipError } from "./errors.js";
 export type {
   BreakerEventData, CutoffEventData, EventsOptions, FeedEvent, LostEventData, PeerEventData,
-  RecordEventData,
+  RecordEventData, TrustEventData,
 } from "./events.js";
 export { API_SOCKET, defaultHome, TOKEN_FILE } from "./home.js";
 export { promptBlock } from "./prompt.js";

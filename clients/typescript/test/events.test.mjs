@@ -3,10 +3,13 @@
 // cannot replay the old one's events) and then the new events, without the caller doing
 // anything; one degraded-mode line for the outage.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { request } from "node:http";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { connect } from "../dist/index.js";
-import { cleanup, Daemon, recorder, scratch } from "./daemon.mjs";
+import { connect, requestOf } from "../dist/index.js";
+import { cleanup, Daemon, python, recorder, ROOT, scratch } from "./daemon.mjs";
 
 const dir = scratch();
 const daemon = Daemon.create(dir, "feed");
@@ -58,5 +61,34 @@ test("the feed follows writes and resumes across a daemon restart", async () => 
   await again.return();
   stop.abort();
   assert.equal((await events.next()).done, true);
+  gossip.close();
+});
+
+test("a change of the trusted set arrives as a trust event", async () => {
+  const other = Daemon.create(dir, "other"); // its data dir only: never started
+  const id = spawnSync(python(), ["-m", "gossip.cli", "id"], {
+    env: { ...process.env, GOSSIP_HOME: other.home, PYTHONPATH: ROOT }, cwd: ROOT, encoding: "utf8",
+    timeout: 60_000,
+  }).stdout.trim();
+  const gossip = connect({ home: daemon.home, log: () => {}, deadline: 5000 });
+  let opened;
+  const open = new Promise((ok) => { opened = ok; });
+  const events = gossip.events({ onOpen: () => opened() });
+  const first = events.next();
+  await open;
+  const { path, body } = requestOf("trust_add", { key: id, name: "other" });
+  await new Promise((ok, fail) => {
+    const data = JSON.stringify(body);
+    const req = request({ socketPath: join(daemon.home, "api.sock"), method: "POST", path, agent: false,
+                          headers: { Host: "localhost", "Content-Type": "application/json",
+                                     "Content-Length": Buffer.byteLength(data) } },
+                        (res) => { res.resume(); res.on("end", () => (res.statusCode === 200 ? ok() : fail(new Error(`HTTP ${res.statusCode}`)))); });
+    req.on("error", fail);
+    req.end(data);
+  });
+  const { value: got } = await first;
+  const trust = got.type === "trust" ? got : await next(events, (e) => e.type === "trust");
+  assert.deepEqual(trust.data, { added: [id], removed: [] });
+  await events.return();
   gossip.close();
 });

@@ -78,3 +78,21 @@ test("the idempotency key: the same key again is the same memory", async () => {
                        (e) => e.status === 409 && e.field === "idempotency_key");
   assert.equal((await gossip.recall("retry")).memories.length, 1);
 });
+
+test("a parameter an operation does not take: a write throws TypeError, never queued; a read is empty, no outage", async () => {
+  const { log, warnings } = recorder();
+  const gossip = connect({ home: daemon.home, log, deadline: 5000 });
+  // From JavaScript (or a spread object) nothing stops a typo: `tag` for `tags`. Queued,
+  // it would fail on every retry and hold back every later write.
+  await assert.rejects(gossip.remember("typo lesson", { category: "learning", tag: ["a"] }),
+                       (e) => e instanceof TypeError && /tag/.test(e.message));
+  assert.equal(gossip.pending, 0);
+  const later = await gossip.remember("the write after the typo", { category: "learning" });
+  assert.equal(later.queued, false);
+  const read = await gossip.recall("typo", { limt: 5 });
+  assert.equal(read.degraded, false);
+  assert.match(read.error, /limt/);
+  assert.equal(gossip.degraded, false);
+  assert.equal(warnings().filter((w) => w.includes("degraded")).length, 0, warnings().join("\n"));
+  gossip.close();
+});
