@@ -128,7 +128,8 @@ class LocalApi:
         self.tcp = tcp
         self.tcp_address: str | None = None
         self.guard = Guard("local API", token, _on_tcp,
-                           "a bearer token is required on TCP (see api.token)")
+                           "a valid bearer token is required on TCP: Authorization: "
+                           "Bearer <the content of api.token>")  # fmt: skip
         self._discovery = discovery
         self.agents = agents  # what status says of the agents' listener (gossip.api.agents)
         self._sse_write_timeout = sse_write_timeout

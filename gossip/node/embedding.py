@@ -35,6 +35,11 @@ class Embedding:
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embeddings")
         self._pool = pool
         loop = asyncio.get_running_loop()
+        try:  # read the model now, not at the first recall (a few hundred ms on 2 cores)
+            await loop.run_in_executor(pool, index.embed_query, "warm up")
+        except Exception:
+            log.exception("loading the embedding model in %s failed", where)
+            return
         while True:
             try:
                 done = await loop.run_in_executor(pool, index.catch_up, index.BATCH)
