@@ -169,12 +169,14 @@ def _ndjson(message: FeedMessage) -> None:
 
 def follow_recall(args: argparse.Namespace, shown: set[str],
                   show: Callable[[list[dict[str, Any]]], None]) -> int:  # fmt: skip
-    """``recall --follow``: after the first answer, each new memory is looked for with the
-    same recall (so every rule of recall applies: trust, bank, filters, the lanes), and
-    the matches not shown yet are shown."""
+    """``recall --follow``: after the first answer, each new memory (and each gap in the
+    feed) is looked for with the same recall (so every rule of recall applies: trust,
+    bank, filters, the lanes), and the matches not shown yet are shown."""
     api = _daemon(args)
     for message in follow(api, None):
-        if say_gap(message) or kind_of(message) != "memory":
+        # A gap (a restart, a cut-off) needs no word here: the recall below finds what it
+        # may have hidden.
+        if message.type not in ("lost", "cutoff") and kind_of(message) != "memory":
             continue
         with session(args) as s:
             answer = s.call("recall", q=args.query, category=args.category,
