@@ -173,6 +173,8 @@ SCHEMAS: dict[str, Schema] = {
         "untrusted": {"type": "object", "additionalProperties": INT},
     }),
     "SyncReport": _obj({"exchanges": INT, "failures": INT, "learned": INT, "rounds": INT,
+                        "errors": {**_arr(STR), "description": "why each failed exchange "
+                                   "failed, `ADDRESS: cause` (at most 16)"},
                         "seconds": NUM}),
     "Inspect": _obj({
         "records_by_kind": {"type": "object", "additionalProperties": INT},

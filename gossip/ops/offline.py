@@ -189,7 +189,8 @@ class ReplicaHost:
         stored = await node.query(lambda r, _: r.store_stats()["updates"])
         learned = stored - (self._stored_at_start or 0)
         self._stored_at_start = stored
-        return {"exchanges": report.exchanges, "failures": report.failures, "learned": learned}
+        return {"exchanges": report.exchanges, "failures": report.failures, "learned": learned,
+                "errors": list(report.errors)}  # fmt: skip
 
     def peers(self) -> list[dict[str, Any]]:
         cfg = self.cfg

@@ -77,7 +77,7 @@ class NodeHost:
         node = self.node
         report = await (node.sync_with(address) if address else node.sync_now())
         return {"exchanges": report.exchanges, "failures": report.failures,
-                "learned": report.learned}  # fmt: skip
+                "learned": report.learned, "errors": list(report.errors)}  # fmt: skip
 
     def peers(self) -> list[dict[str, Any]]:
         return [p.to_json() for p in self.node.peers()]
