@@ -377,6 +377,10 @@ class Replica:
                         seen[rid] = u.received_at
         return seen
 
+    def authors(self) -> set[str]:
+        """Every author with an update in the store (this host's own included)."""
+        return {author for author, _ in self._bindings.values()}
+
     def store_stats(self) -> dict[str, int]:
         """Sizes of the durable store, for `gossip inspect` and the metrics."""
         return {"updates": self._store.update_count(), "pending": len(self._pending),
