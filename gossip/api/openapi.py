@@ -156,7 +156,13 @@ SCHEMAS: dict[str, Schema] = {
                 "revoked (retroactive), compromised (it named two successors), removed, "
                 "not trusted"},
     }),
-    "Trusted": _obj({"id": STR, "name": STR, "updated": BOOL}),
+    "Trusted": _obj({"id": STR, "name": STR, "updated": BOOL,
+                     "fingerprint": {**STR, "description": "the id's short check, as "
+                                     "`gossip id` prints it on that host"},
+                     "seen": {**BOOL, "description": "a record or a peer of this key was "
+                              "seen here"},
+                     "note": {**_null(STR), "description": "what to check before relying "
+                              "on the key (never seen here: compare the fingerprint)"}}),
     "Distrusted": _obj({"id": STR, "removed": BOOL,
                         "revoked": {**_null(STR), "description": "the published revoke "
                                     "record's id; null for a local removal"},
