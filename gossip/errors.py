@@ -236,7 +236,8 @@ class ConfigError(GossipError):
 
 
 class ListenerBusy(ConfigError):
-    """The agents' address is taken (another server, another `gossip serve`)."""
+    """An address this node should listen on is taken (another server, another `gossip
+    serve`); the message names the address and the setting that changes it."""
 
 
 class CliError(GossipError):

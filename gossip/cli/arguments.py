@@ -35,6 +35,11 @@ def field_arg(operation: str, name: str) -> Callable[[str], Any]:
     return kind_arg(f.kind.item if isinstance(f.kind, TextList) else f.kind, name)
 
 
+def field_help(operation: str, name: str) -> str:
+    """The help line of field ``name`` of ``operation`` (its limits stated there once)."""
+    return OPERATIONS[operation].field(name).help.replace("%", "%%")  # argparse formats it
+
+
 def kind_arg(kind: Kind, name: str) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from crdt import Identity, Replica
-from crdt.identity import KEY_FILE
+from crdt.identity import KEY_FILE, fingerprint
 
 from .. import config
 from ..errors import CliError
@@ -60,7 +60,9 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def cmd_id(args: argparse.Namespace) -> int:
-    out(Identity.load(args.home).public_id)
+    key = Identity.load(args.home).public_id
+    out(key)
+    note(f"fingerprint {fingerprint(key)} (to compare out loud with what `trust add` shows)")
     return 0
 
 

@@ -76,6 +76,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     else:
         out(f"{report['exchanges']} exchange(s) ok, {report['failures']} failed, "
              f"{report['learned']} update(s) learned in {report['seconds']:.2f}s")  # fmt: skip
+        for error in report["errors"]:
+            note(f"failed: {error}")
     return 1 if report["failures"] and not report["exchanges"] else 0
 
 
