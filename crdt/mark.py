@@ -9,8 +9,8 @@ after each commit, writes the count here; at open a store that holds fewer than 
 says is refused loudly (``StoreLost``) instead of serving a silent loss. The mark names
 the store it belongs to (``meta.store_id``), so a mark left by another store is ignored.
 
-The mark is written after the commit is durable (temporary file, rename; no fsync), so
-it never runs ahead of the store: after a power cut it may lag (a loss it cannot see),
+The mark is written after the commit is durable (in place, no fsync), so it never runs
+ahead of the store: after a power cut it may lag (a loss it cannot see),
 never lead (a false alarm). A mark that cannot be read is ignored with a warning.
 Only ``store.py`` (and ``repair.py``) use this module.
 """
@@ -54,17 +54,20 @@ def read_mark(home: Path) -> Mark | None:
 
 
 def write_mark(home: Path, store_id: str, generation: int) -> None:
-    """Record that the store ``store_id`` has committed ``generation`` writes."""
+    """Record that the store ``store_id`` has committed ``generation`` writes: one small
+    write in place, shorter than a disk sector, so it lands whole or not at all (its cost
+    is within the noise of a durable write: docs/threat-model.md)."""
     path = Path(home) / MARK_FILE
-    tmp = path.with_name(f"{MARK_FILE}.tmp-{os.getpid()}")
-    data = json.dumps({"store": store_id, "generation": generation}).encode() + b"\n"
+    data = json.dumps({"store": store_id, "generation": generation}).encode()
+    data = data.ljust(_SIZE - 1) + b"\n"  # fixed size: a shorter one never leaves a tail
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
-            os.write(fd, data)
+            os.pwrite(fd, data, 0)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
     except OSError as e:  # the write itself is durable; only the detector lags
         log.warning("cannot update %s: %s", path, e)
-        tmp.unlink(missing_ok=True)
+
+
+_SIZE = 128

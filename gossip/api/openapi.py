@@ -171,6 +171,17 @@ SCHEMAS: dict[str, Schema] = {
     "Invitation": _obj({"token": STR, "inviter": STR, "addresses": _arr(STR), "expires_at": MS}),
     "Joined": _obj({"inviter": STR, "trusted": _arr(STR)}),
     "Rotated": _obj({"id": STR, "previous": STR}),
+    "Repaired": _obj({
+        "kept": {**INT, "description": "stored updates that verified, in the new store"},
+        "dropped": {**INT, "description": "stored updates that did not verify or could "
+                    "not be read"},
+        "waiting": {**INT, "description": "verified, but built on a dropped one: peers send "
+                    "both again"},
+        "keyring": {**INT, "description": "keyring entries kept (this host not counted)"},
+        "moved_to": {**_null(STR), "description": "where the old files were moved, kept"},
+        "readable": {**BOOL, "description": "whether the old store could be read at all"},
+        "acknowledged": {**_null(INT), "description": "writes the high-water mark recorded"},
+    }),
     "Created": _obj({"id": STR}),
     "ImportSummary": _obj({
         "updates": INT, "applied": INT, "duplicate": INT, "waiting": INT,

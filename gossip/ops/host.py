@@ -72,6 +72,10 @@ class Host(Protocol):
         how many updates this host learned, and ``errors`` ("ADDRESS: cause" per failure)."""
         ...
 
+    async def repair(self) -> dict[str, Any]:
+        """Rebuild the store from what verifies (``crdt.repair``); offline only."""
+        ...
+
     def peers(self) -> list[dict[str, Any]]:
         """The peer table, as JSON rows (offline: the configured peers)."""
         ...
