@@ -51,13 +51,14 @@ class RepairReport:
     dropped: int
     waiting: int
     keyring: int  # keyring entries put back (this host not counted)
+    removed: int | None  # keys removed by hand, put back; None: that list was unreadable
     moved_to: str | None  # the damaged files, kept; None if there was no store
     readable: bool  # whether the old store could be opened at all
     acknowledged: int | None  # writes the high-water mark recorded (None: no mark)
 
     def to_json(self) -> dict[str, Any]:
         return {"kept": self.kept, "dropped": self.dropped, "waiting": self.waiting,
-                "keyring": self.keyring, "moved_to": self.moved_to,
+                "keyring": self.keyring, "removed": self.removed, "moved_to": self.moved_to,
                 "readable": self.readable, "acknowledged": self.acknowledged}  # fmt: skip
 
 
@@ -69,7 +70,7 @@ class _Salvage:
     rows: list[Row]
     unreadable: int  # rows SQLite could not give back
     keyring: list[tuple[str, str]]
-    removed: list[str]
+    removed: list[str] | None  # None: unreadable
     readable: bool
 
 
@@ -104,7 +105,7 @@ def repair(home: Path | str, *, lock_wait: float = 0.0) -> RepairReport:
                 if author != me:
                     with contextlib.suppress(IdentityError):  # a damaged row: not a key
                         replica.trust(author, name)
-            for key in salvage.removed:
+            for key in salvage.removed or ():
                 if key != me:
                     with contextlib.suppress(IdentityError):
                         replica.distrust(key)
@@ -116,6 +117,7 @@ def repair(home: Path | str, *, lock_wait: float = 0.0) -> RepairReport:
         replica.close()
         return RepairReport(kept=kept, dropped=dropped + salvage.unreadable, waiting=waiting,
                             keyring=keyring, moved_to=None if moved is None else str(moved),
+                            removed=None if salvage.removed is None else len(salvage.removed),
                             readable=salvage.readable,
                             acknowledged=None if mark is None else mark.generation)  # fmt: skip
     finally:
@@ -158,7 +160,7 @@ def _put_back(home: Path, moved: Path | None) -> None:
 
 
 def _nothing() -> _Salvage:
-    return _Salvage(rows=[], unreadable=0, keyring=[], removed=[], readable=False)
+    return _Salvage(rows=[], unreadable=0, keyring=[], removed=None, readable=False)
 
 
 def _salvage(path: Path) -> _Salvage:
@@ -176,13 +178,13 @@ def _salvage(path: Path) -> _Salvage:
             return _nothing()
         rows, unreadable = _updates(db)
         keyring = _safe(db, "SELECT author, name FROM keyring ORDER BY added_at")
-        removed: list[str] = []
+        removed: list[str] | None = []
         for (raw,) in _safe(db, "SELECT value FROM meta WHERE key = 'removed'"):
             try:
                 found = json.loads(raw)
             except (ValueError, TypeError):
-                continue
-            removed = [k for k in found if isinstance(k, str)] if isinstance(found, list) else []
+                found = None
+            removed = [k for k in found if isinstance(k, str)] if isinstance(found, list) else None
         return _Salvage(rows, unreadable, [(str(a), str(n)) for a, n in keyring], removed, True)
     finally:
         db.close()

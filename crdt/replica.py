@@ -216,7 +216,10 @@ class Replica:
                     identity = Identity.create(home)
             if not has_store:
                 if not create:
-                    raise StoreError(f"no store at {home / STORE_FILE}; run `gossip init` first")
+                    how = ("run `gossip repair` to start an empty one for this host key "
+                           "(peers send the rest)") if (home / KEY_FILE).exists() else (
+                           "run `gossip init` first")  # fmt: skip
+                    raise StoreError(f"no store at {home / STORE_FILE}; {how}")
                 # A new store gets a fresh random epoch, so this key's client never reuses
                 # clocks it may have used in a store that was lost (invariant 10).
                 epoch = str(secrets.randbits(52))
@@ -236,7 +239,8 @@ class Replica:
                 if author != identity.public_id:
                     raise StoreError(
                         f"{store.path} belongs to {str(author)[:12]}…, not to this host key "
-                        f"{identity.public_id[:12]}…"
+                        f"{identity.public_id[:12]}…: put that host's key back, or "
+                        "`gossip repair` to keep what verifies under this key"
                     )
                 replica = cls(home, identity, store, lock, limits or ReplicaLimits(),
                               now_ms or _ms)  # fmt: skip

@@ -271,7 +271,8 @@ class Store:
         try:
             found = json.loads(raw) if raw else []
         except ValueError:
-            raise StoreCorrupt(f"{self.path}: the removed-keys list is damaged") from None
+            raise StoreCorrupt(f"{self.path}: the removed-keys list is damaged; "
+                               f"{REPAIR_HINT}") from None
         return {k for k in found if isinstance(k, str)} if isinstance(found, list) else set()
 
     def set_removed(self, keys: set[str]) -> None:

@@ -178,6 +178,8 @@ SCHEMAS: dict[str, Schema] = {
         "waiting": {**INT, "description": "verified, but built on a dropped one: peers send "
                     "both again"},
         "keyring": {**INT, "description": "keyring entries kept (this host not counted)"},
+        "removed": {**_null(INT), "description": "keys removed by hand, kept removed; null: "
+                    "that list was unreadable (check `gossip trust list`)"},
         "moved_to": {**_null(STR), "description": "where the old files were moved, kept"},
         "readable": {**BOOL, "description": "whether the old store could be read at all"},
         "acknowledged": {**_null(INT), "description": "writes the high-water mark recorded"},

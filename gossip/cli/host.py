@@ -159,6 +159,9 @@ def cmd_repair(args: argparse.Namespace) -> int:
     if report["moved_to"]:
         note(f"the old files are in {report['moved_to']} (delete them once you no longer "
              "need them)")  # fmt: skip
+    if report["removed"] is None:
+        note("warning: the list of keys removed by hand was unreadable: check `gossip trust "
+             "list` and remove them again")  # fmt: skip
     note(f"kept: {KEY_FILE}, {report['keyring']} key(s) of the keyring; peers send the rest "
          "again at the next exchange (`gossip serve`, or `gossip sync HOST:PORT`)")
     return 0
