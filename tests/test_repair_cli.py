@@ -8,21 +8,10 @@ brings back the rest.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 from tests.daemons import Daemon, free_port, gossip, make_cluster, ok
-
-
-def flip_in_update(home: Path, offset: int) -> None:
-    db = sqlite3.connect(home / "store.db")
-    seq, raw = db.execute("SELECT seq, raw FROM updates ORDER BY seq LIMIT 1 OFFSET ?",
-                          (offset,)).fetchone()  # fmt: skip
-    damaged = bytearray(raw)
-    damaged[len(damaged) // 2] ^= 0x01
-    db.execute("UPDATE updates SET raw = ? WHERE seq = ?", (bytes(damaged), seq))
-    db.commit()
-    db.close()
+from tests.test_repair import flip_in_update
 
 
 def recalled(home: Path) -> set[str]:

@@ -15,6 +15,7 @@ from ..errors import CliError, Invalid
 from ..ops import OPERATIONS
 from ..ops.fields import Kind, Seconds, TextList
 from ..ops.session import Session, open_session
+from .terminal import print_json
 
 
 def session(args: argparse.Namespace,
@@ -26,6 +27,16 @@ def session(args: argparse.Namespace,
     if not session.remote and not home.is_dir():
         raise CliError(f"no data dir at {home}; run `gossip init` first")
     return session
+
+
+def answer(args: argparse.Namespace, operation: str, **params: Any) -> Any:
+    """``operation``'s answer for a human, or None once it is printed as JSON (--json)."""
+    with session(args) as s:
+        value = s.call(operation, **params)
+    if args.json:
+        print_json(value)
+        return None
+    return value
 
 
 def field_arg(operation: str, name: str) -> Callable[[str], Any]:

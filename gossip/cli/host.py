@@ -13,7 +13,7 @@ from crdt.store import STORE_FILE
 
 from .. import config
 from ..errors import CliError
-from .arguments import command, field_arg, seconds, session
+from .arguments import answer, command, field_arg, seconds, session
 from .terminal import ago, fit, note, now_ms, out, print_json
 
 
@@ -147,10 +147,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    with session(args) as s:
-        report = s.call("repair")
-    if args.json:
-        print_json(report)
+    if (report := answer(args, "repair")) is None:
         return 0
     out(f"kept {report['kept']} stored update(s) that verify, dropped {report['dropped']} "
         f"that did not, {report['waiting']} waiting for a dropped one")  # fmt: skip
