@@ -18,6 +18,7 @@ from .errors import (
     StoreCorrupt,
     StoreError,
     StoreLocked,
+    StoreLost,
     UpdateError,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "StoreCorrupt",
     "StoreError",
     "StoreLocked",
+    "StoreLost",
     "UpdateError",
     "derive_client",
     "records",

@@ -9,6 +9,7 @@
     ├── StoreError               the durable store cannot be used
     │   ├── StoreLocked          another process holds the data dir
     │   └── StoreCorrupt         the database file is damaged or belongs to something else
+    │       └── StoreLost        it holds fewer writes than it acknowledged, or is missing
     └── EmbedderUnavailable      the embedding model cannot load here: recall stays lexical
 
 It lives in ``crdt`` because ``crdt`` must never import ``gossip``; ``gossip`` re-exports it.
@@ -64,6 +65,11 @@ class StoreLocked(StoreError):
 
 class StoreCorrupt(StoreError):
     """The database file is damaged or is not an sm-gossip store; it is left untouched."""
+
+
+class StoreLost(StoreCorrupt):
+    """The store holds fewer writes than its high-water mark says it acknowledged (a torn
+    or damaged write-ahead log, an older copy), or is missing where one was."""
 
 
 class EmbedderUnavailable(GossipError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -51,6 +52,30 @@ def public_key_bytes(public_id: str) -> bytes:
     if len(raw) != 32:
         raise IdentityError(f"not a public id (base64url of 32 bytes): {public_id!r:.60}")
     return raw
+
+
+def fingerprint(public_id: str) -> str:
+    """A short check of a public id to compare out loud (``gossip id`` prints it, ``trust
+    add`` shows it): 50 bits of SHA-256 of the key, in base32 (no 0/1/8/9 to misread), as
+    two groups of five, e.g. ``K7QXM-2DRPA``. Any change to the id changes it, so a
+    mistyped id shows a different fingerprint than the host's own ``gossip id``. It
+    catches mistakes, not forgeries: the whole id is what is trusted."""
+    digest = hashlib.sha256(b"sm-gossip fingerprint\x00" + public_key_bytes(public_id)).digest()
+    text = base64.b32encode(digest[:7]).decode("ascii")[:10]
+    return f"{text[:5]}-{text[5:]}"
+
+
+def normal_fingerprint(text: str) -> str:
+    """A fingerprint as a person may type it (any case, with or without the dash or
+    spaces), spelled as ``fingerprint`` spells it; ValueError if it cannot be one."""
+    plain = "".join(text.split()).replace("-", "").upper().translate(_MISREAD)
+    if len(plain) != 10 or any(c not in _B32 for c in plain):
+        raise ValueError("a fingerprint is 10 letters and digits 2-7, e.g. K7QXM-2DRPA")
+    return f"{plain[:5]}-{plain[5:]}"
+
+
+_B32 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+_MISREAD = str.maketrans("018", "OIB")  # digits base32 never uses, read as letters
 
 
 @functools.lru_cache(maxsize=4096)

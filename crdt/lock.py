@@ -59,3 +59,23 @@ def _read_pid(fd: int) -> int | None:
         return int(os.pread(fd, 32, 0).decode().strip() or 0) or None
     except (OSError, ValueError):
         return None
+
+
+class BorrowedLock:
+    """A held ``DataDirLock`` lent to someone who must not release it (a Replica opened
+    by `gossip repair`, which keeps the lock from start to end): ``release`` does nothing."""
+
+    def __init__(self, lock: DataDirLock) -> None:
+        if not lock.held:
+            raise RuntimeError("only a held lock can be lent")
+        self._lock = lock
+
+    def acquire(self, *, wait: float = 0.0) -> None:
+        raise RuntimeError("a borrowed lock is already held")
+
+    def release(self) -> None:
+        pass
+
+    @property
+    def held(self) -> bool:
+        return self._lock.held

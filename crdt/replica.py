@@ -56,7 +56,7 @@ from .identity import (
     b64url,
     public_key_bytes,
 )
-from .lock import DataDirLock
+from .lock import BorrowedLock, DataDirLock
 from .records import SignedRecord
 from .rules import (
     ItemIndex,
@@ -66,7 +66,7 @@ from .rules import (
     plan,
 )
 from .signatures import start_verifying
-from .store import STORE_FILE, NewUpdate, Store
+from .store import REPAIR_HINT, STORE_FILE, NewUpdate, Store
 from .updates import (
     ROOTS,
     SignedUpdate,
@@ -161,9 +161,11 @@ class Replica:
         try:
             self._load()
         except GossipError as e:
-            raise StoreCorrupt(f"{store.path}: stored data is damaged: {e}") from None
+            raise StoreCorrupt(f"{store.path}: stored data is damaged: {e}; "
+                               f"{REPAIR_HINT}") from None
         except Exception as e:  # pycrdt refusing bytes we stored
-            raise StoreCorrupt(f"{store.path}: stored document is damaged: {e}") from None
+            raise StoreCorrupt(f"{store.path}: stored document is damaged: {e}; "
+                               f"{REPAIR_HINT}") from None
         self._build_twin()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -178,8 +180,12 @@ class Replica:
         now_ms: Callable[[], int] | None = None,
         create: bool = True,
         lock_wait: float = 0.0,
+        lock: DataDirLock | BorrowedLock | None = None,
     ) -> Replica:
-        """Open (or create) the replica in ``home``; holds the data-dir lock until closed."""
+        """Open (or create) the replica in ``home``; holds the data-dir lock until closed
+        (``lock``: one the caller holds and releases itself, as `gossip repair` does:
+        a ``BorrowedLock``, whose release is a no-op). A store is
+        created with a new key, or where none was (``Store.refuse_lost``)."""
         home = Path(home).expanduser()
         if create:
             home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -187,12 +193,15 @@ class Replica:
             # Checked before the lock, whose file would otherwise be left in a directory
             # that is not a data dir (`--home ''` is the current directory).
             raise StoreError(f"no data dir at {home}; run `gossip init` first")
-        lock = DataDirLock(home)
-        lock.acquire(wait=lock_wait)
+        if lock is None:
+            lock = DataDirLock(home)
+            lock.acquire(wait=lock_wait)
         try:
             for leftover in home.glob("*.tmp-*"):  # from a crash while creating key or store
                 leftover.unlink(missing_ok=True)
             has_store = (home / STORE_FILE).exists()
+            if not has_store and (home / KEY_FILE).exists():
+                Store.refuse_lost(home)  # a store moved away is never silently rebuilt
             if identity is None:
                 if (home / KEY_FILE).exists() or not create:
                     identity = Identity.load(home)
@@ -200,13 +209,17 @@ class Replica:
                     Store.open(home).close()  # a damaged store is the first thing to report
                     raise IdentityError(
                         f"{home / STORE_FILE} exists but {home / KEY_FILE} does not: restore the "
-                        "key, or move the store away to start afresh"
+                        "key, or move store.db and store.mark away and run `gossip init` to "
+                        "start as a new host"
                     )
                 else:
                     identity = Identity.create(home)
             if not has_store:
                 if not create:
-                    raise StoreError(f"no store at {home / STORE_FILE}; run `gossip init` first")
+                    how = ("run `gossip repair` to start an empty one for this host key "
+                           "(peers send the rest)") if (home / KEY_FILE).exists() else (
+                           "run `gossip init` first")  # fmt: skip
+                    raise StoreError(f"no store at {home / STORE_FILE}; {how}")
                 # A new store gets a fresh random epoch, so this key's client never reuses
                 # clocks it may have used in a store that was lost (invariant 10).
                 epoch = str(secrets.randbits(52))
@@ -226,7 +239,8 @@ class Replica:
                 if author != identity.public_id:
                     raise StoreError(
                         f"{store.path} belongs to {str(author)[:12]}…, not to this host key "
-                        f"{identity.public_id[:12]}…"
+                        f"{identity.public_id[:12]}…: put that host's key back, or "
+                        "`gossip repair` to keep what verifies under this key"
                     )
                 replica = cls(home, identity, store, lock, limits or ReplicaLimits(),
                               now_ms or _ms)  # fmt: skip
@@ -376,6 +390,10 @@ class Replica:
                     if rid not in seen or u.received_at < seen[rid]:
                         seen[rid] = u.received_at
         return seen
+
+    def authors(self) -> set[str]:
+        """Every author with an update in the store (this host's own included)."""
+        return {author for author, _ in self._bindings.values()}
 
     def store_stats(self) -> dict[str, int]:
         """Sizes of the durable store, for `gossip inspect` and the metrics."""

@@ -6,7 +6,11 @@ that adds an update returns only after the SQLite transaction is committed with
 ``synchronous=FULL``: that is the moment a write may be acknowledged (invariant 7).
 
 It never repairs or replaces a file it does not recognise: a damaged or foreign database
-raises ``StoreCorrupt`` and is left exactly as it was.
+raises ``StoreCorrupt`` and is left exactly as it was (``repair.py`` is the way back, run
+only when asked: `gossip repair`). Every transaction bumps ``meta.generation``, and each
+commit is then recorded in the high-water mark (``mark.py``): a store that opens with
+fewer writes than it acknowledged (a torn or damaged WAL, an older copy) raises
+``StoreLost`` instead of serving the loss silently.
 
 Why not pycrdt-store: it stores unsigned Yjs updates keyed by document name and squashes
 them into one update, which would throw away exactly what we must keep (each author's
@@ -18,18 +22,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StoreCorrupt, StoreError
+from .errors import StoreCorrupt, StoreError, StoreLost
 from .files import create_whole
+from .mark import MARK_FILE, read_mark, write_mark
 
 STORE_FILE = "store.db"
 APPLICATION_ID = 0x534D4750  # "SMGP"
 SCHEMA_VERSION = 1
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+REPAIR_HINT = ("`gossip repair` keeps every stored update that still verifies (the damaged "
+               "files are moved aside, host.key is kept) and peers send the rest again")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -104,6 +112,8 @@ class Store:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self._db = conn
+        self._store_id = ""
+        self._generation = 0  # transactions committed, as meta.generation says
 
     # -- opening -------------------------------------------------------------------
 
@@ -114,6 +124,8 @@ class Store:
         leaves either no store or a whole one — never a half-made file we would refuse."""
         home = Path(home)
         path = home / STORE_FILE
+        store_id = secrets.token_hex(8)
+        meta = {**meta, "store_id": store_id, "generation": "0"}
 
         def fill(tmp: Path) -> None:
             conn = sqlite3.connect(f"file:{tmp}?mode=rw", uri=True, isolation_level=None)
@@ -136,6 +148,21 @@ class Store:
             raise StoreError(f"{path} already exists") from None
         except sqlite3.Error as e:
             raise StoreError(f"cannot create {path}: {e}") from None
+        write_mark(home, store_id, 0)  # a store moved away now is missed, not rebuilt
+
+    @staticmethod
+    def refuse_lost(home: Path) -> None:
+        """Before a store is created in ``home``: StoreLost if the mark says one was
+        there (moved away, deleted), so that no store is ever silently rebuilt over."""
+        home = Path(home)
+        mark = read_mark(home)
+        if mark is not None and not (home / STORE_FILE).exists():
+            raise StoreLost(
+                f"{home / STORE_FILE} is missing, but {home / MARK_FILE} says a store with "
+                f"{mark.generation} write(s) was there: put it back (from a backup), or run "
+                f"`gossip repair` to start an empty store for this host key (peers send "
+                "the rest again)"
+            )
 
     @classmethod
     def open(cls, home: Path) -> Store:
@@ -153,8 +180,10 @@ class Store:
             raise StoreError(f"cannot open {path}: {e}") from None
         try:
             _check_existing(path, ro)
+            _check_mark(path, ro)
         except sqlite3.DatabaseError as e:
-            raise StoreCorrupt(f"{path} is not a usable sm-gossip store: {e}") from None
+            raise StoreCorrupt(f"{path} is not a usable sm-gossip store: {e}; "
+                               f"{REPAIR_HINT}") from None
         finally:
             ro.close()
             # A read-only reader of a WAL database leaves an empty -wal and a -shm behind;
@@ -175,7 +204,8 @@ class Store:
             store._configure()
         except sqlite3.DatabaseError as e:
             conn.close()
-            raise StoreCorrupt(f"{path} is not a usable sm-gossip store: {e}") from None
+            raise StoreCorrupt(f"{path} is not a usable sm-gossip store: {e}; "
+                               f"{REPAIR_HINT}") from None
         except BaseException:
             conn.close()
             raise
@@ -186,6 +216,17 @@ class Store:
         if mode.lower() != "wal":
             raise StoreError(f"{self.path}: cannot switch to WAL (got {mode})")
         self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, too
+        self._store_id = self.get_meta("store_id") or ""
+        self._generation = _generation(self._db)
+        if not self._store_id:  # a store made before the mark: give it an id now
+            self._store_id = secrets.token_hex(8)
+            self.set_meta({"store_id": self._store_id})
+
+    def _committed(self, generation: int) -> None:
+        """After a commit: the mark follows (never before the commit is durable)."""
+        self._generation = generation
+        if self._store_id:
+            write_mark(self.path.parent, self._store_id, generation)
 
     def close(self) -> None:
         self._db.close()
@@ -230,7 +271,8 @@ class Store:
         try:
             found = json.loads(raw) if raw else []
         except ValueError:
-            raise StoreCorrupt(f"{self.path}: the removed-keys list is damaged") from None
+            raise StoreCorrupt(f"{self.path}: the removed-keys list is damaged; "
+                               f"{REPAIR_HINT}") from None
         return {k for k in found if isinstance(k, str)} if isinstance(found, list) else set()
 
     def set_removed(self, keys: set[str]) -> None:
@@ -338,7 +380,7 @@ class Store:
     # -- helpers ---------------------------------------------------------------------
 
     def _transaction(self) -> _Txn:
-        return _Txn(self._db)
+        return _Txn(self)
 
 
 _COLS = 'seq, client, start, "end", author, epoch, checkpoint, raw, source, received_at'
@@ -350,10 +392,12 @@ def _stored(row: tuple) -> StoredUpdate:
 
 class _Txn:
     """BEGIN IMMEDIATE … COMMIT; any SQLite failure inside (a full disk, say) rolls back
-    and surfaces as StoreError, so callers catch one error type."""
+    and surfaces as StoreError, so callers catch one error type. Each one bumps
+    ``meta.generation``; after its commit the high-water mark follows."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._db = store._db
 
     def __enter__(self) -> None:
         try:
@@ -364,10 +408,18 @@ class _Txn:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
         if exc_type is None:
             try:
+                generation = self._store._generation + 1
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('generation', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(generation),),
+                )
                 self._db.execute("COMMIT")
-                return False
             except sqlite3.Error as e:
                 exc = e
+            else:
+                self._store._committed(generation)
+                return False
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
         if isinstance(exc, sqlite3.Error):
@@ -381,7 +433,8 @@ def _check_existing(path: Path, db: sqlite3.Connection) -> None:
     if app_id != APPLICATION_ID:
         raise StoreCorrupt(
             f"{path} is an SQLite database of something else (application_id {app_id:#x}), "
-            "or a store that was never finished; refusing to touch it"
+            "or a store that was never finished; refusing to touch it (`gossip repair` "
+            "moves it aside and starts an empty store for this host key)"
         )
     if version > SCHEMA_VERSION:
         raise StoreError(
@@ -390,7 +443,33 @@ def _check_existing(path: Path, db: sqlite3.Connection) -> None:
         )
     problems = [row[0] for row in db.execute("PRAGMA quick_check")]
     if problems != ["ok"]:
-        raise StoreCorrupt(f"{path} failed its integrity check: {'; '.join(problems[:3])}")
+        raise StoreCorrupt(f"{path} failed its integrity check: {'; '.join(problems[:3])}; "
+                           f"{REPAIR_HINT}")
+
+
+def _generation(db: sqlite3.Connection) -> int:
+    row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+    try:
+        return int(row[0]) if row is not None else 0
+    except ValueError:
+        return 0
+
+
+def _check_mark(path: Path, db: sqlite3.Connection) -> None:
+    """StoreLost if the store holds fewer writes than its mark says it acknowledged."""
+    mark = read_mark(path.parent)
+    row = db.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+    if mark is None or row is None or row[0] != mark.store_id:
+        return  # no mark yet, or another store's: nothing to compare with
+    held = _generation(db)
+    if held < mark.generation:
+        wal = Path(f"{path}-wal")
+        raise StoreLost(
+            f"{path} holds {held} committed write(s) but acknowledged {mark.generation} "
+            f"({path.parent / MARK_FILE}): {mark.generation - held} are missing — its "
+            f"write-ahead log ({wal.name}) was lost, torn or damaged, or this is an older "
+            f"copy. Nothing was changed; {REPAIR_HINT}"
+        )
 
 
 def _check_magic(path: Path) -> None:
@@ -402,5 +481,5 @@ def _check_magic(path: Path) -> None:
     if head != _SQLITE_MAGIC:
         raise StoreCorrupt(
             f"{path} is not an SQLite database (it may be damaged or another file); "
-            "it was left untouched — move it away to start afresh, or restore it from backup"
+            f"it was left untouched — {REPAIR_HINT}; or restore it from a backup"
         )

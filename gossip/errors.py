@@ -33,7 +33,7 @@ the name of the field that was wrong. The rest are the peer protocol's and the f
     ├── DiscoveryError              a discovery source cannot be read
     ├── EventBudgetExceeded         a simulation ran past its event budget
     ├── ConfigError                 a config file or setting is unusable
-    │   └── ListenerBusy            the agents' address is taken
+    │   └── ListenerBusy            an address to listen on is taken (also an OSError)
     └── CliError                    a command cannot do what it was asked
 
 The errors of the replicated state (``RecordError``, ``RejectedUpdate``, ``StoreError``,
@@ -235,8 +235,10 @@ class ConfigError(GossipError):
     """The config file or a setting given on the command line is not usable."""
 
 
-class ListenerBusy(ConfigError):
-    """The agents' address is taken (another server, another `gossip serve`)."""
+class ListenerBusy(ConfigError, OSError):
+    """An address this node should listen on is taken (another server, another `gossip
+    serve`); the message names the address and the setting that changes it. Also an
+    ``OSError``, as the bind error it replaces was (embedders may catch that)."""
 
 
 class CliError(GossipError):

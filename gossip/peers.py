@@ -189,6 +189,10 @@ class PeerTable:
     def by_address(self, address: str) -> Peer | None:
         return next((p for p in self._peers if address in p.addresses), None)
 
+    def is_own(self, address: str) -> bool:
+        """Whether ``address`` answered with this node's own key (or announced it)."""
+        return address in self._self_addresses
+
     def add(
         self,
         addresses: Iterable[str],

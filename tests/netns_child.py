@@ -52,7 +52,7 @@ def answer(node: Any, cmd: dict[str, Any]) -> dict[str, Any]:
     if op == "peers":
         return {"peers": [p.to_json() for p in node.peers()]}
     if op == "trust":
-        node.trust(cmd["key"], "trusted by the test")
+        node.trust(cmd["key"], f"peer {cmd['key'][:8]}")
         return {}
     if op == "discovery":
         return {"discovery": [d.to_json() for d in node.discovery()]}

@@ -13,8 +13,8 @@ GOSSIP = ["Client", "Conflict", "Forbidden", "GossipError", "Invalid", "Node", "
           "Unreachable"]  # fmt: skip
 CRDT = ["GossipError", "Identity", "IdentityError", "Outcome", "RecordError", "RejectedUpdate",
         "Replica", "ReplicaLimits", "SignedRecord", "SignedUpdate", "StoreCorrupt",
-        "StoreError", "StoreLocked", "UpdateError", "derive_client", "records", "rrf_fuse",
-        "wire"]  # fmt: skip
+        "StoreError", "StoreLocked", "StoreLost", "UpdateError", "derive_client", "records",
+        "rrf_fuse", "wire"]  # fmt: skip
 
 
 def test_the_public_names_are_pinned():

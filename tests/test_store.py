@@ -3,7 +3,8 @@
 No mocks: every test works on real files in a temporary data dir, and the lock tests use
 a second real process. What the store promises (crdt/store.py): a damaged or foreign
 file raises ``StoreCorrupt`` and is left exactly as it was; it is never repaired,
-replaced or rebuilt. A store created afresh for an existing key gets a new epoch.
+replaced or rebuilt (the way back, `gossip repair`, and a store created afresh for an
+existing key getting a new epoch, are in test_repair.py).
 """
 
 from __future__ import annotations
@@ -401,26 +402,6 @@ def test_reopen_after_a_snapshot_has_everything(tmp_path: Path, clock) -> None:
     try:
         assert r.state_vector() == sv
         assert bodies(r) == recs and set(ids) == set(recs)
-    finally:
-        r.close()
-
-
-def test_a_store_created_afresh_for_an_existing_key_gets_a_new_epoch(tmp_path: Path, clock) -> None:
-    home = tmp_path / "home"
-    r = Replica.open(home, now_ms=clock)
-    write_memories(r, clock, 5)
-    author, epoch, client = r.author, r.epoch, r.client
-    r.close()
-    (home / STORE).unlink()  # the store is lost; the key is kept
-
-    r = Replica.open(home, now_ms=clock)
-    try:
-        assert r.author == author
-        assert r.epoch != epoch
-        assert r.client != client and r.client == crdt.derive_client(author, r.epoch)
-        assert r.records() == {}
-        write_memories(r, clock, 1)
-        assert r.state_vector() == {r.client: 1}  # a fresh client: clocks start over safely
     finally:
         r.close()
 

@@ -100,9 +100,10 @@ async def test_every_operation_answers_alike_through_the_daemon_and_embedded(tmp
     calls = _calls(other_memory, mine, stranger)
     covered = {name for name, _ in calls}
     # Every read and every refusal is compared; the writes that need a network or change
-    # keys (join, invite, key_rotate) have tests of their own in test_keys*.py.
+    # keys (join, invite, key_rotate) have tests of their own in test_keys*.py, and repair
+    # (offline only: a daemon refuses it) in test_repair_cli.py.
     assert covered | {"join", "invite", "key_rotate", "remember", "retract", "breaker_trip",
-                      "sync", "retain"} >= set(OPERATIONS)  # fmt: skip
+                      "sync", "retain", "repair"} >= set(OPERATIONS)  # fmt: skip
 
     def run(session: Any) -> list[Any]:
         out = []

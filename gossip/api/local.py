@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -39,7 +40,7 @@ from crdt.views import Views
 
 from .. import queries
 from ..config import ConfigError, check_address
-from ..errors import Invalid
+from ..errors import Invalid, ListenerBusy
 from ..feed import Feed
 from ..logfilter import ServerLog
 from ..metrics import render, replica_figures
@@ -160,7 +161,15 @@ class LocalApi:
             if self.tcp is not None:
                 host, port = split_address(self.tcp)
                 site = web.TCPSite(runner, host, port)
-                await site.start()
+                try:
+                    await site.start()
+                except OSError as e:
+                    if e.errno != errno.EADDRINUSE:
+                        raise
+                    raise ListenerBusy(
+                        f"the local API's address {self.tcp} is in use; choose another with "
+                        "`gossip serve --api-listen 127.0.0.1:PORT`"
+                    ) from None
                 server = site._server  # the bound port, for port 0
                 sock = server.sockets[0] if server is not None and server.sockets else None
                 self.tcp_address = (join_address(host, sock.getsockname()[1])

@@ -156,7 +156,13 @@ SCHEMAS: dict[str, Schema] = {
                 "revoked (retroactive), compromised (it named two successors), removed, "
                 "not trusted"},
     }),
-    "Trusted": _obj({"id": STR, "name": STR, "updated": BOOL}),
+    "Trusted": _obj({"id": STR, "name": STR, "updated": BOOL,
+                     "fingerprint": {**STR, "description": "the id's short check, as "
+                                     "`gossip id` prints it on that host"},
+                     "seen": {**BOOL, "description": "a record or a peer of this key was "
+                              "seen here"},
+                     "note": {**_null(STR), "description": "what to check before relying "
+                              "on the key (never seen here: compare the fingerprint)"}}),
     "Distrusted": _obj({"id": STR, "removed": BOOL,
                         "revoked": {**_null(STR), "description": "the published revoke "
                                     "record's id; null for a local removal"},
@@ -165,6 +171,19 @@ SCHEMAS: dict[str, Schema] = {
     "Invitation": _obj({"token": STR, "inviter": STR, "addresses": _arr(STR), "expires_at": MS}),
     "Joined": _obj({"inviter": STR, "trusted": _arr(STR)}),
     "Rotated": _obj({"id": STR, "previous": STR}),
+    "Repaired": _obj({
+        "kept": {**INT, "description": "stored updates that verified, in the new store"},
+        "dropped": {**INT, "description": "stored updates that did not verify or could "
+                    "not be read"},
+        "waiting": {**INT, "description": "verified, but built on a dropped one: peers send "
+                    "both again"},
+        "keyring": {**INT, "description": "keyring entries kept (this host not counted)"},
+        "removed": {**_null(INT), "description": "keys removed by hand, kept removed; null: "
+                    "that list was unreadable (check `gossip trust list`)"},
+        "moved_to": {**_null(STR), "description": "where the old files were moved, kept"},
+        "readable": {**BOOL, "description": "whether the old store could be read at all"},
+        "acknowledged": {**_null(INT), "description": "writes the high-water mark recorded"},
+    }),
     "Created": _obj({"id": STR}),
     "ImportSummary": _obj({
         "updates": INT, "applied": INT, "duplicate": INT, "waiting": INT,
@@ -173,6 +192,8 @@ SCHEMAS: dict[str, Schema] = {
         "untrusted": {"type": "object", "additionalProperties": INT},
     }),
     "SyncReport": _obj({"exchanges": INT, "failures": INT, "learned": INT, "rounds": INT,
+                        "errors": {**_arr(STR), "description": "why each failed exchange "
+                                   "failed, `ADDRESS: cause` (at most 16)"},
                         "seconds": NUM}),
     "Inspect": _obj({
         "records_by_kind": {"type": "object", "additionalProperties": INT},

@@ -15,6 +15,7 @@ from ..errors import CliError, Invalid
 from ..ops import OPERATIONS
 from ..ops.fields import Kind, Seconds, TextList
 from ..ops.session import Session, open_session
+from .terminal import print_json
 
 
 def session(args: argparse.Namespace,
@@ -28,11 +29,26 @@ def session(args: argparse.Namespace,
     return session
 
 
+def answer(args: argparse.Namespace, operation: str, **params: Any) -> Any:
+    """``operation``'s answer for a human, or None once it is printed as JSON (--json)."""
+    with session(args) as s:
+        value = s.call(operation, **params)
+    if args.json:
+        print_json(value)
+        return None
+    return value
+
+
 def field_arg(operation: str, name: str) -> Callable[[str], Any]:
     """The argument type of field ``name`` of ``operation``: the field's own check, so a
     bad value is a usage error (exit 2) saying what every surface says."""
     f = OPERATIONS[operation].field(name)
     return kind_arg(f.kind.item if isinstance(f.kind, TextList) else f.kind, name)
+
+
+def field_help(operation: str, name: str) -> str:
+    """The help line of field ``name`` of ``operation`` (its limits stated there once)."""
+    return OPERATIONS[operation].field(name).help.replace("%", "%%")  # argparse formats it
 
 
 def kind_arg(kind: Kind, name: str) -> Callable[[str], Any]:

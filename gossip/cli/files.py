@@ -14,6 +14,7 @@ from pathlib import Path
 from crdt.files import fsync_dir
 from crdt.identity import KEY_FILE
 from crdt.lock import LOCK_FILE
+from crdt.mark import MARK_FILE
 from crdt.semantic import FILE as VECTORS_FILE
 from crdt.store import STORE_FILE
 
@@ -60,7 +61,7 @@ def read_input(path: str) -> bytes:
 
 # The files of a data dir that an output file must never replace: writing an export over
 # one of them would lose the host's key or its store for good.
-_OWN_FILES = (KEY_FILE, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm",
+_OWN_FILES = (KEY_FILE, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", MARK_FILE,
               f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE,
               "api.token", VECTORS_FILE, f"{VECTORS_FILE}-wal", f"{VECTORS_FILE}-shm",
               f"{VECTORS_FILE}-journal")  # fmt: skip

@@ -8,18 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from crdt import Identity, Replica
-from crdt.identity import KEY_FILE
+from crdt.identity import KEY_FILE, fingerprint
+from crdt.store import STORE_FILE
 
 from .. import config
 from ..errors import CliError
-from .arguments import command, field_arg, seconds, session
+from .arguments import answer, command, field_arg, seconds, session
 from .terminal import ago, fit, note, now_ms, out, print_json
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     home: Path = args.home
     if (home / KEY_FILE).exists():
-        raise CliError(f"{home} already has an identity ({KEY_FILE}); refusing to overwrite it")
+        hint = "" if (home / STORE_FILE).exists() else (
+            "; its store is missing: `gossip repair` starts an empty one for this key")
+        raise CliError(f"{home} already has an identity ({KEY_FILE}); refusing to overwrite "
+                       f"it{hint}")  # fmt: skip
     cfg_path = home / config.CONFIG_FILE
     if cfg_path.exists():
         existing = config.load(home)  # keep a config written beforehand, if it is valid
@@ -60,7 +64,9 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def cmd_id(args: argparse.Namespace) -> int:
-    out(Identity.load(args.home).public_id)
+    key = Identity.load(args.home).public_id
+    out(key)
+    note(f"fingerprint {fingerprint(key)} (to compare out loud with what `trust add` shows)")
     return 0
 
 
@@ -140,12 +146,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    if (report := answer(args, "repair")) is None:
+        return 0
+    out(f"kept {report['kept']} stored update(s) that verify, dropped {report['dropped']} "
+        f"that did not, {report['waiting']} waiting for a dropped one")  # fmt: skip
+    if not report["readable"]:
+        note("the old store could not be read at all: this host starts empty")
+    if report["moved_to"]:
+        note(f"the old files are in {report['moved_to']} (delete them once you no longer "
+             "need them)")  # fmt: skip
+    if report["removed"] is None:
+        note("warning: the list of keys removed by hand was unreadable: check `gossip trust "
+             "list` and remove them again")  # fmt: skip
+    note(f"kept: {KEY_FILE}, {report['keyring']} key(s) of the keyring; peers send the rest "
+         "again at the next exchange (`gossip serve`, or `gossip sync HOST:PORT`)")
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add this module's commands to the subcommand parser ``sub``."""
     c = command(sub, "init", cmd_init, "create this host's key, config and store")
     c.add_argument("--name", help="this host's display name (default: the hostname)")
     command(sub, "id", cmd_id, "print this host's public id")
     command(sub, "version", cmd_version, "print the version")
+    c = command(sub, "repair", cmd_repair, "rebuild a damaged store from what still verifies "
+                "(no daemon; host.key kept; peers send the rest)")  # fmt: skip
+    c.add_argument("--json", action="store_true", help="print a JSON object")
 
     c = command(sub, "serve", cmd_serve, "run the daemon in the foreground (SIGTERM stops it)")
     c.add_argument("--listen", metavar="HOST:PORT",

@@ -11,15 +11,19 @@ from crdt.identity import RETIRED_DIR
 
 from ..errors import CliError
 from ..invites import DEFAULT_TTL_S
-from .arguments import command, field_arg, needs_action, session
+from .arguments import command, field_arg, field_help, needs_action, session
 from .terminal import note, now_ms, out, print_json, until
 
 
 def cmd_trust_add(args: argparse.Namespace) -> int:
     with session(args) as s:
-        answer = s.call("trust_add", key=args.key, name=args.name or "")
+        answer = s.call("trust_add", key=args.key, name=args.name or "",
+                        fingerprint=args.fingerprint)  # fmt: skip
     label = f" as {args.name}" if args.name else ""
-    out(f"{'updated' if answer['updated'] else 'trusted'} {args.key}{label}")
+    out(f"{'updated' if answer['updated'] else 'trusted'} {args.key}{label} "
+        f"(fingerprint {answer['fingerprint']})")  # fmt: skip
+    if answer["note"]:
+        note(f"warning: {answer['note']}")
     return 0
 
 
@@ -121,7 +125,8 @@ def register(sub: Any) -> None:
     tsub = trust.add_subparsers(dest="action", required=True, metavar="ACTION")
     c = command(tsub, "add", cmd_trust_add, "trust an author's records when reading")
     c.add_argument("key", metavar="KEY", help="the author's public id (`gossip id` there)")
-    c.add_argument("--name", help="a name to show instead of the id")
+    c.add_argument("--name", help=field_help("trust_add", "name"))
+    c.add_argument("--fingerprint", metavar="FP", help=field_help("trust_add", "fingerprint"))
     c = command(tsub, "remove", cmd_trust_remove,
                 "stop trusting an author (a signed revoke when this host vouched for it)")
     c.add_argument("key", metavar="KEY", help="a public id or a keyring name")

@@ -5,19 +5,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from crdt.views import MODES
 
+from ..errors import CliError
 from ..ops.memories import MAX_LIMIT
-from .arguments import command, field_arg, session
+from .arguments import command, field_arg, field_help, session
 from .events import follow_recall
 from .terminal import ago, note, now_ms, out, print_json, span, until, who
 
 
 def cmd_remember(args: argparse.Namespace) -> int:
+    text = args.text
+    if text == "-":  # the text on standard input, as it is (a trailing newline dropped)
+        try:
+            text = sys.stdin.buffer.read().decode("utf-8").removesuffix("\n")
+        except UnicodeDecodeError as e:
+            raise CliError(f"standard input is not UTF-8 text ({e.reason} at byte "
+                           f"{e.start})") from None  # fmt: skip
     with session(args) as s:
-        out(s.call("remember", text=args.text, category=args.category, subject=args.subject,
+        out(s.call("remember", text=text, category=args.category, subject=args.subject,
                     tags=args.tag, expires_in=args.expires_in, bank=args.bank,
                     idempotency_key=args.idempotency_key)["id"])  # fmt: skip
     return 0
@@ -136,7 +145,8 @@ def register(sub: Any) -> None:
                    help="a record id, or its first 6+ characters")  # fmt: skip
     c.add_argument("--json", action="store_true", help="print a JSON object")
     c = command(sub, "remember", cmd_remember, "write a memory; prints its record id")
-    c.add_argument("text", type=field_arg("remember", "text"), metavar="TEXT")
+    c.add_argument("text", type=field_arg("remember", "text"), metavar="TEXT",
+                   help=f"{field_help('remember', 'text')}; `-` reads it from standard input")
     c.add_argument("--category", required=True, type=field_arg("remember", "category"),
                    help="anti-pattern, learning, contract, …")  # fmt: skip
     c.add_argument("--subject", help="what it is about, e.g. provider:x")

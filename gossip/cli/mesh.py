@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .arguments import command, seconds, session
+from .arguments import answer, command, seconds, session
 from .terminal import Progress, byte_size, fit, note, now_ms, out, print_json, span, table
 
 
@@ -76,14 +76,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     else:
         out(f"{report['exchanges']} exchange(s) ok, {report['failures']} failed, "
              f"{report['learned']} update(s) learned in {report['seconds']:.2f}s")  # fmt: skip
+        for error in report["errors"]:
+            note(f"failed: {error}")
     return 1 if report["failures"] and not report["exchanges"] else 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    with session(args) as s:
-        info = s.call("inspect")
-    if args.json:
-        print_json(info)
+    if (info := answer(args, "inspect")) is None:
         return 0
     kinds = ", ".join(f"{n} {k}" for k, n in info["records_by_kind"].items()) or "none"
     states = ", ".join(f"{n} {k}" for k, n in info["state_by_kind"].items()) or "none"

@@ -106,10 +106,12 @@ class NodeActions:
     def trust(self, key: str, name: str = "") -> None:
         """Add ``key`` to the keyring: count its records, exchange with it. Effective when
         it returns; call it from the node's event loop (it waits for the replica). A
-        revoked key is refused (``Conflict``), as ``trust add`` refuses it everywhere."""
-        from ..ops.keys import check_trustable
+        revoked key, or a name another key has (or ``self``), is refused, as ``trust
+        add`` refuses them everywhere."""
+        from ..ops.keys import check_name, check_trustable
 
         check_trustable(key, self.id, self.trust_set())
+        check_name(name, key, self.keyring())
         self.keyring_changed(self.change_now(lambda: self.replica.trust(key, name)))
 
     def distrust(self, key: str) -> bool:

@@ -44,6 +44,8 @@ class Joining:
     async def redeem(self, body: bytes, joiner: str) -> bytes:
         """A newcomer proves an invitation's secret: trust it, vouch for it, and tell it
         whom we trust (it trusts them too, unless it asked not to)."""
+        from ..ops.keys import free_name
+
         node = self.node
         async with self._lock:
             try:
@@ -59,6 +61,7 @@ class Joining:
                 raise RemoteProtocolError(str(e)) from None
         name = str(entry["name"])
         if not entry["replay"]:  # a replay (the answer was lost) trusts nothing again
+            name = free_name(name, joiner, node.keyring())
             node.trust(joiner, name)
             accept = str(entry["accept"])
             await node.write_record(
@@ -78,6 +81,8 @@ class Joining:
 
     async def join(self, token: str, *, name: str = "", members: bool = True) -> dict[str, Any]:
         """Redeem another host's invitation: see ``Node.join``."""
+        from ..ops.keys import free_name
+
         node = self.node
         tok = invites.decode(token)
         if tok.inviter == node.id:
@@ -86,7 +91,8 @@ class Joining:
             raise invites.InviteError("this invitation has expired; ask for a new one")
         keyring = node.keyring()
         had = tok.inviter in keyring
-        node.trust(tok.inviter, keyring.get(tok.inviter) or name or "inviter")
+        node.trust(tok.inviter, keyring.get(tok.inviter)
+                   or free_name(name or "inviter", tok.inviter, keyring))
         body = invites.join_body(tok, node.identity, node.name)
         answer: bytes | None = None
         error = "no address in the token"
@@ -120,13 +126,14 @@ class Joining:
         offered = offered if isinstance(offered, dict) else {}
         inviter_name = offered.get(tok.inviter)
         if not had and not name and _plain_name(inviter_name):
-            node.trust(tok.inviter, inviter_name)  # the name it announces, for humans
+            # the name it announces, for humans
+            node.trust(tok.inviter, free_name(inviter_name, tok.inviter, node.keyring()))
         if members:
             keyring = node.keyring()
             for key, who in sorted(offered.items()):
                 if key == node.id or key in keyring or key in node.replica.removed():
                     continue
-                label = who if _plain_name(who) else ""
+                label = free_name(who, key, node.keyring()) if _plain_name(who) else ""
                 try:
                     node.trust(key, label)
                 except GossipError:

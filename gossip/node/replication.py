@@ -43,6 +43,7 @@ class SyncReport:
     exchanges: int  # peers that completed an exchange
     failures: int  # peers that failed
     learned: int  # updates applied from them
+    errors: tuple[str, ...] = ()  # why each failed exchange failed: "PEER: cause"
 
 
 class Replication:
@@ -187,7 +188,7 @@ class Replication:
         await self._idle(chosen)
         members = set(table)
         chosen = [p for p in chosen if p in members and not p.in_flight]
-        return self._report(await self._exchanges(chosen))
+        return self._report(chosen, await self._exchanges(chosen))
 
     async def sync_with(self, address: str) -> SyncReport:
         """See ``Node.sync_with``."""
@@ -202,17 +203,23 @@ class Replication:
             raise ConfigError(f"{address} is this node's own address")
         await self._idle([peer])
         if peer.in_flight:
-            report = SyncReport(exchanges=0, failures=1, learned=0)
+            report = SyncReport(exchanges=0, failures=1, learned=0,
+                                errors=(f"{address}: an exchange with it is still running",))
         else:
-            report = self._report(await self._exchanges([peer]))
+            report = self._report([peer], await self._exchanges([peer]))
+        if table.is_own(address):  # it answered with this node's own key
+            raise ConfigError(f"{address} is this node's own address")
         if known is None and not report.exchanges and peer in set(table):
             table.remove(peer)  # a typo must not become a peer retried forever
         return report
 
-    def _report(self, results: list[int | None]) -> SyncReport:
+    def _report(self, peers: Sequence[Peer], results: list[int | None]) -> SyncReport:
         self.node.rotation.end_if_known()  # as a round does: every peer just answered
         ok = [r for r in results if r is not None]
-        return SyncReport(exchanges=len(ok), failures=len(results) - len(ok), learned=sum(ok))
+        errors = tuple(f"{p.address}: {p.last_error or 'failed'}"
+                       for p, r in zip(peers, results, strict=True) if r is None)  # fmt: skip
+        return SyncReport(exchanges=len(ok), failures=len(results) - len(ok), learned=sum(ok),
+                          errors=errors)  # fmt: skip
 
     async def offer(self, updates: Sequence[bytes], *, source: str) -> list[Outcome]:
         """See ``Node.offer``."""

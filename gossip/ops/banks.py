@@ -43,7 +43,7 @@ from .fields import (
     TextMap,
 )
 from .host import Host
-from .memories import BANK_ID, MAX_LIMIT, MAX_TEXT, UNTRUSTED, retract_own
+from .memories import BANK_ID, MAX_LIMIT, MAX_TEXT, MEMORY_TEXT, UNTRUSTED, retract_own
 from .operation import Params, operation
 
 BANK = Field("bank", BANK_ID, "path", required=True,
@@ -55,7 +55,7 @@ CHARS_PER_TOKEN = 4
 MAX_TOKENS = 1_000_000
 DEFAULT_CATEGORY = "note"
 ITEM_FIELDS = (
-    Field("content", Text(limit=MAX_TEXT), required=True, help="the memory itself"),
+    Field("content", MEMORY_TEXT, required=True, help=f"the memory itself, {MEMORY_TEXT.rule}"),
     Field("context", Text(limit=2048, blank=True), help="where it came from (user, assistant, …)"),
     Field("document_id", Text(limit=256), help="retaining the same one again replaces it"),
     Field("tags", TextList(), default=()),

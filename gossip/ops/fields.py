@@ -8,6 +8,7 @@ Nothing here does I/O or knows about any surface.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -84,6 +85,29 @@ class Text(Kind):
         elif not self.blank:
             out["pattern"] = r"\S"
         return out
+
+
+@dataclass(frozen=True)
+class MemoryText(Text):
+    """A memory's text: at most ``limit`` characters, and at most ``max_bytes`` bytes as
+    the signed body spells it (UTF-8, JSON escapes), so that no text within the limit is
+    then refused by the record's size (``crdt.records.MAX_BODY_BYTES``). One message for
+    both limits, on every surface."""
+
+    max_bytes: int = 12 * 1024
+
+    @property
+    def rule(self) -> str:
+        """The limit in words, as ``--help`` and every refusal state it."""
+        return f"at most {self.limit} characters ({self.max_bytes} bytes as stored)"
+
+    def check(self, value: Any, name: str) -> str:
+        if isinstance(value, str):
+            size = len(json.dumps(value, ensure_ascii=False).encode("utf-8", "replace")) - 2
+            if len(value) > self.limit or size > self.max_bytes:
+                raise Invalid(f"the text is too long ({len(value)} characters, {size} bytes "
+                              f"as stored): a memory's text is {self.rule}", name)  # fmt: skip
+        return super().check(value, name)
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,11 @@ class Host(Protocol):
 
     async def sync_round(self, address: str | None) -> dict[str, int]:
         """One exchange now with every peer, or with ``address``: exchanges, failures,
-        and how many updates this host learned."""
+        how many updates this host learned, and ``errors`` ("ADDRESS: cause" per failure)."""
+        ...
+
+    async def repair(self) -> dict[str, Any]:
+        """Rebuild the store from what verifies (``crdt.repair``); offline only."""
         ...
 
     def peers(self) -> list[dict[str, Any]]:

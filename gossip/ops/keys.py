@@ -2,10 +2,12 @@
 and this host's own key (rotate).
 
 Rules kept here for every surface: this host's own key never leaves (nor enters) the
-keyring; a revoked key is not trusted again (a signed revocation is final); removing a
-key publishes a signed revoke when this host may (``Views.can_revoke``: it invited the
-key, or rotated away from it) and is local otherwise; removing a rotated host's old key
-by its whole id keeps the key it rotated to.
+keyring; one keyring name names one key, and ``self`` is this host's; a key never seen
+here is trusted with a note to compare its fingerprint, and a fingerprint given with it
+must match (a mistyped id is refused); a revoked key is not trusted again (a signed
+revocation is final); removing a key publishes a signed revoke when this host may
+(``Views.can_revoke``: it invited the key, or rotated away from it) and is local
+otherwise; removing a rotated host's old key by its whole id keeps the key it rotated to.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from crdt import GossipError, IdentityError, Replica, records
-from crdt.identity import public_key_bytes
+from crdt.identity import fingerprint, normal_fingerprint, public_key_bytes
 from crdt.trust import TrustSet
 from crdt.views import Views
 
@@ -26,6 +28,38 @@ from .operation import Params, operation
 MAX_TTL_S = 30 * 86400  # an invitation lives at most a month
 TRUST_LIST = {"type": "array", "items": {"$ref": "#/components/schemas/TrustEntry"}}
 KEY = Text(limit=64)
+
+
+SELF_NAME = "self"  # this host's own row in the keyring; no other key may have it
+
+
+def check_name(name: str, key: str, keyring: dict[str, str]) -> None:
+    """Why ``key`` cannot have ``name`` in the keyring, if it cannot: ``self`` is this
+    host's, and one name names one key (names pick authors in `recall --author`, `trust
+    remove`), compared without case. ``""`` (no name) is always allowed."""
+    wanted = name.strip().casefold()
+    if not wanted:
+        return
+    if wanted == SELF_NAME:
+        raise Invalid(f"{SELF_NAME!r} names this host in the keyring; choose another name",
+                      "name")  # fmt: skip
+    for other, taken in keyring.items():
+        if other != key and taken.strip().casefold() == wanted:
+            raise Conflict(f"the name {taken!r} is already given to {other[:12]}… (fingerprint "
+                           f"{fingerprint(other)}); choose another, or `gossip trust remove "
+                           f"{other[:12]}` first", "name")  # fmt: skip
+
+
+def free_name(name: str, key: str, keyring: dict[str, str]) -> str:
+    """``name``, or a variant no other key has (a name that came from the network: an
+    invitation, an inviter's member list), or ``""``."""
+    for candidate in (name, f"{name}-{key[:6]}"):
+        try:
+            check_name(candidate, key, keyring)
+            return candidate
+        except (Invalid, Conflict):
+            continue
+    return ""
 
 
 def check_trustable(key: str, me: str, trust: TrustSet) -> None:
@@ -49,17 +83,46 @@ async def trust_list(host: Host, p: Params) -> list[dict[str, Any]]:
 @operation(
     "trust_add", "POST", "/v1/trust", "trust a key (count its records, exchange with it)",
     Field("key", KEY, required=True, help="the author's public id (`gossip id` there)"),
-    Field("name", ANY_TEXT, default="", help="a name to show instead of the id"),
-    result="Trusted", writes=True, errors={409: "the key is revoked"},
+    Field("name", ANY_TEXT, default="",
+          help=f"a name to show instead of the id (unique here; not {SELF_NAME!r})"),
+    Field("fingerprint", Text(limit=16), help="the fingerprint `gossip id` printed there: "
+          "a mistyped id is refused"),
+    result="Trusted", writes=True, errors={409: "the key is revoked, or the name is taken"},
 )  # fmt: skip
 async def trust_add(host: Host, p: Params) -> dict[str, Any]:
-    def check(r: Replica, v: Views) -> str | None:
+    def check(r: Replica, v: Views) -> tuple[str | None, bool]:
         check_trustable(p.key, r.author, v.trust())
-        return r.keyring().get(p.key)
+        keyring = r.keyring()
+        check_name(p.name, p.key, keyring)
+        return keyring.get(p.key), p.key in r.authors()
 
-    was = await host.read(check)
+    mine = fingerprint(p.key) if _is_key(p.key) else ""
+    if p.fingerprint is not None:
+        try:
+            given = normal_fingerprint(p.fingerprint)
+        except ValueError as e:
+            raise Invalid(f"'fingerprint': {e}", "fingerprint") from None
+        if mine and given != mine:
+            raise Invalid(f"this id's fingerprint is {mine}, not {given}: the id (or the "
+                          "fingerprint) was mistyped; compare with `gossip id` on that host",
+                          "fingerprint")  # fmt: skip
+    was, stored = await host.read(check)
+    seen = stored or any(row.get("key") == p.key for row in host.peers())
     await host.trust(p.key, p.name)
-    return {"id": p.key, "name": p.name, "updated": was is not None}
+    note = None
+    if not seen and p.fingerprint is None:
+        note = (f"this key was never seen here (no record of it, no peer answered with it): "
+                f"check that `gossip id` on that host shows the fingerprint {mine}")
+    return {"id": p.key, "name": p.name, "updated": was is not None, "fingerprint": mine,
+            "seen": seen, "note": note}  # fmt: skip
+
+
+def _is_key(key: str) -> bool:
+    try:
+        public_key_bytes(key)
+    except GossipError:
+        return False
+    return True
 
 
 @operation(

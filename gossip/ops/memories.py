@@ -1,6 +1,7 @@
 """Memories: remember, recall, show one (any record, or a memory), retract.
 
-Rules kept here for every surface: a memory's text is at most ``MAX_TEXT`` characters;
+Rules kept here for every surface: a memory's text is ``MEMORY_TEXT`` (at most
+``MAX_TEXT`` characters, and bytes enough that its record is never too large);
 only a memory's own author may retract it (readers honour no other retraction), and a
 second retraction is not published. A remember with an ``idempotency_key`` this host
 already wrote a memory with writes nothing and answers that memory's id (a retry after a
@@ -21,12 +22,24 @@ from crdt.views import MODES, Views
 
 from .. import queries
 from ..errors import Conflict, Invalid, NotFound, OpError
-from .fields import ANY_TEXT, RECORD_ID, RECORD_PREFIX, TEXT, Field, Flag, Number, Seconds, Text
+from .fields import (
+    ANY_TEXT,
+    RECORD_ID,
+    RECORD_PREFIX,
+    TEXT,
+    Field,
+    Flag,
+    MemoryText,
+    Number,
+    Seconds,
+    Text,
+)
 from .fields import TextList as Tags
 from .host import Host
 from .operation import Params, operation
 
 MAX_TEXT = 8192
+MEMORY_TEXT = MemoryText(limit=MAX_TEXT)  # a memory's text, on every surface that writes one
 BANK_ID = Text(limit=128, pattern="[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 # In a query string an empty value means not given (the default bank).
 BANK_QUERY = Text(limit=128, blank=True, pattern="(?:[A-Za-z0-9][A-Za-z0-9._:@-]{0,127})?")
@@ -41,7 +54,7 @@ IDEMPOTENCY_KEY = Text(limit=128, pattern="[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 @operation(
     "remember", "POST", "/v1/memories", "write a memory (signed here, durable, pushed to peers)",
-    Field("text", Text(limit=MAX_TEXT), required=True, help="the lesson itself"),
+    Field("text", MEMORY_TEXT, required=True, help=f"the lesson itself, {MEMORY_TEXT.rule}"),
     Field("category", TEXT, required=True, help="anti-pattern, learning, contract, …"),
     Field("subject", TEXT, help="what it is about, e.g. provider:x"),
     Field("tags", Tags(), default=()),

@@ -18,7 +18,7 @@ from crdt import Identity, Outcome, Replica, SignedRecord, semantic
 from crdt.views import ViewConfig, Views
 
 from .. import config
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     from ..node import Node
@@ -189,7 +189,25 @@ class ReplicaHost:
         stored = await node.query(lambda r, _: r.store_stats()["updates"])
         learned = stored - (self._stored_at_start or 0)
         self._stored_at_start = stored
-        return {"exchanges": report.exchanges, "failures": report.failures, "learned": learned}
+        return {"exchanges": report.exchanges, "failures": report.failures, "learned": learned,
+                "errors": list(report.errors)}  # fmt: skip
+
+    async def repair(self) -> dict[str, Any]:
+        from crdt import StoreLocked
+        from crdt.repair import repair
+
+        from .repair import stop_first
+        from .session import lock_holder
+
+        await self.aclose()  # the replica (or node) of this command: repair takes the lock
+        try:
+            report = repair(self.home)
+        except StoreLocked:
+            holder = lock_holder(self.home) or ""
+            pid = int(holder.removeprefix("pid ")) if holder.startswith("pid ") else None
+            raise Conflict(f"`gossip repair` needs the data dir to itself: "
+                           f"{stop_first(pid)}") from None  # fmt: skip
+        return report.to_json()
 
     def peers(self) -> list[dict[str, Any]]:
         cfg = self.cfg

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from crdt import Identity, Outcome, Replica, SignedRecord
 from crdt.views import Views
 
-from ..errors import Unavailable
+from ..errors import Conflict, Unavailable
 
 if TYPE_CHECKING:
     from ..node import Node
@@ -77,7 +77,12 @@ class NodeHost:
         node = self.node
         report = await (node.sync_with(address) if address else node.sync_now())
         return {"exchanges": report.exchanges, "failures": report.failures,
-                "learned": report.learned}  # fmt: skip
+                "learned": report.learned, "errors": list(report.errors)}  # fmt: skip
+
+    async def repair(self) -> dict[str, Any]:
+        from .repair import stop_first
+
+        raise Conflict(f"`gossip repair` needs the data dir to itself: {stop_first(os.getpid())}")
 
     def peers(self) -> list[dict[str, Any]]:
         return [p.to_json() for p in self.node.peers()]

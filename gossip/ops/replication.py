@@ -2,8 +2,10 @@
 signed updates, document statistics.
 
 Rules kept here for every surface: a sync address is a peer's HOST:PORT (not port 0, not
-this node's own); an import is at most ``MAX_IMPORT`` bytes and every update in it goes
-through the gate; a sync that asks to go on until idle stops after ``SYNC_ROUNDS``.
+this node's own: refused every time, also once it answered with this node's key); a
+failed exchange is reported with its cause; an import is at most ``MAX_IMPORT`` bytes
+and every update in it goes through the gate; a sync that asks to go on until idle stops
+after ``SYNC_ROUNDS``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .operation import Params, operation
 
 MAX_IMPORT = 256 * 1024 * 1024  # an export file offered to an import
 SYNC_ROUNDS = 10_000  # a catch-up arrives a message budget (4 MiB) per exchange
+MAX_ERRORS = 16  # failed exchanges a sync report names, with their causes
 PEERS = {"type": "array", "items": {"$ref": "#/components/schemas/Peer"}}
 
 
@@ -102,18 +105,20 @@ async def sync(host: Host, p: Params) -> dict[str, Any]:
         except ConfigError as e:
             raise Invalid(str(e), "address") from None
     started = time.perf_counter()
-    total = {"exchanges": 0, "failures": 0, "learned": 0, "rounds": 0}
+    total: dict[str, Any] = {"exchanges": 0, "failures": 0, "learned": 0, "rounds": 0}
+    errors: list[str] = []
     while True:
         try:
             report = await host.sync_round(p.address)
-        except ConfigError as e:  # this node's own address, port 0
+        except ConfigError as e:  # this node's own address (even once it answered), port 0
             raise Invalid(str(e), "address") from None
         for k in ("exchanges", "failures", "learned"):
             total[k] += report[k]
+        errors += [e for e in report["errors"] if e not in errors][: MAX_ERRORS - len(errors)]
         total["rounds"] += 1
         if not p.until_idle or not report["learned"] or total["rounds"] >= SYNC_ROUNDS:
             break
-    return {**total, "seconds": round(time.perf_counter() - started, 3)}
+    return {**total, "errors": errors, "seconds": round(time.perf_counter() - started, 3)}
 
 
 @operation(

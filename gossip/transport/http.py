@@ -28,6 +28,7 @@ a connection is made, never cached, so a peer that moves is found again.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import ssl
@@ -41,6 +42,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from crdt import Identity
 
+from ..errors import ListenerBusy
 from ..logfilter import ServerLog
 from . import auth
 from .endpoints import (
@@ -419,6 +421,14 @@ def _bind(host: str, port: int) -> socket.socket:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if host == "::" else 1)
         sock.bind(sockaddr)
+    except OSError as e:
+        sock.close()
+        if e.errno != errno.EADDRINUSE:
+            raise
+        raise ListenerBusy(
+            f"the peer address {join_address(host, port)} is in use (another `gossip serve`?); "
+            "choose another with `gossip serve --listen HOST:PORT` or `listen` in config.toml"
+        ) from None
     except BaseException:
         sock.close()
         raise

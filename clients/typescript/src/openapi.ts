@@ -214,6 +214,25 @@ export interface SignedRecord {
   sig: string;
 }
 
+export interface Repaired {
+  /** writes the high-water mark recorded */
+  acknowledged: number | null;
+  /** stored updates that did not verify or could not be read */
+  dropped: number;
+  /** stored updates that verified, in the new store */
+  kept: number;
+  /** keyring entries kept (this host not counted) */
+  keyring: number;
+  /** where the old files were moved, kept */
+  moved_to: string | null;
+  /** whether the old store could be read at all */
+  readable: boolean;
+  /** keys removed by hand, kept removed; null: that list was unreadable (check `gossip trust list`) */
+  removed: number | null;
+  /** verified, but built on a dropped one: peers send both again */
+  waiting: number;
+}
+
 export interface Retracted {
   already_retracted: boolean;
   id: string;
@@ -302,6 +321,8 @@ export interface Status {
 }
 
 export interface SyncReport {
+  /** why each failed exchange failed, `ADDRESS: cause` (at most 16) */
+  errors: string[];
   exchanges: number;
   failures: number;
   learned: number;
@@ -319,8 +340,14 @@ export interface TrustEntry {
 }
 
 export interface Trusted {
+  /** the id's short check, as `gossip id` prints it on that host */
+  fingerprint: string;
   id: string;
   name: string;
+  /** what to check before relying on the key (never seen here: compare the fingerprint) */
+  note: string | null;
+  /** a record or a peer of this key was seen here */
+  seen: boolean;
   updated: boolean;
 }
 
@@ -577,10 +604,14 @@ export interface RememberParams {
   /** the id of an earlier memory of this host it replaces */
   supersedes?: string | null;
   tags?: string[] | null;
-  /** the lesson itself */
+  /** the lesson itself, at most 8192 characters (12288 bytes as stored) */
   text: string;
 }
 export type RememberResult = Created;
+
+/** POST /v1/repair: offline only: rebuild a damaged store from the stored updates that still verify (host.key and the keyring kept; peers send the rest again; docs/operations.md) */
+export type RepairParams = Record<string, never>;
+export type RepairResult = Repaired;
 
 /** POST /v1/banks/{bank}/memories: write memories into a bank (signed here, durable, pushed to peers); the same document_id again replaces this host's earlier one */
 export interface RetainParams {
@@ -589,7 +620,7 @@ export interface RetainParams {
   items: Array<{
     /** anti-pattern, learning, note, … */
     category?: string | null;
-    /** the memory itself */
+    /** the memory itself, at most 8192 characters (12288 bytes as stored) */
     content: string;
     /** where it came from (user, assistant, …) */
     context?: string | null;
@@ -643,9 +674,11 @@ export type SyncResult = SyncReport;
 
 /** POST /v1/trust: trust a key (count its records, exchange with it) */
 export interface TrustAddParams {
+  /** the fingerprint `gossip id` printed there: a mistyped id is refused */
+  fingerprint?: string | null;
   /** the author's public id (`gossip id` there) */
   key: string;
-  /** a name to show instead of the id */
+  /** a name to show instead of the id (unique here; not 'self') */
   name?: string | null;
 }
 export type TrustAddResult = Trusted;
@@ -688,12 +721,13 @@ export const OPERATIONS = {
   peers: { method: "GET", path: "/v1/peers", status: 200, pathParams: [], query: [], body: [], raw: false },
   recall: { method: "GET", path: "/v1/memories", status: 200, pathParams: [], query: ["q","category","subject","tag","author","limit","include_untrusted","bank","mode"], body: [], raw: false },
   remember: { method: "POST", path: "/v1/memories", status: 201, pathParams: [], query: [], body: ["bank","category","expires_in","idempotency_key","subject","supersedes","tags","text"], raw: false },
+  repair: { method: "POST", path: "/v1/repair", status: 200, pathParams: [], query: [], body: [], raw: false },
   retain: { method: "POST", path: "/v1/banks/{bank}/memories", status: 201, pathParams: ["bank"], query: [], body: ["items"], raw: false },
   retract: { method: "POST", path: "/v1/memories/{id}/retract", status: 200, pathParams: ["id"], query: [], body: ["reason"], raw: false },
   show: { method: "GET", path: "/v1/records/{id}", status: 200, pathParams: ["id"], query: [], body: [], raw: false },
   status: { method: "GET", path: "/v1/status", status: 200, pathParams: [], query: [], body: [], raw: false },
   sync: { method: "POST", path: "/v1/sync", status: 200, pathParams: [], query: [], body: ["address","until_idle"], raw: false },
-  trust_add: { method: "POST", path: "/v1/trust", status: 200, pathParams: [], query: [], body: ["key","name"], raw: false },
+  trust_add: { method: "POST", path: "/v1/trust", status: 200, pathParams: [], query: [], body: ["fingerprint","key","name"], raw: false },
   trust_list: { method: "GET", path: "/v1/trust", status: 200, pathParams: [], query: [], body: [], raw: false },
   trust_remove: { method: "DELETE", path: "/v1/trust/{key}", status: 200, pathParams: ["key"], query: ["retroactive","local"], body: [], raw: false },
 } as const;
@@ -723,6 +757,7 @@ export interface Operations {
   peers: { params: PeersParams; result: PeersResult };
   recall: { params: RecallParams; result: RecallResult };
   remember: { params: RememberParams; result: RememberResult };
+  repair: { params: RepairParams; result: RepairResult };
   retain: { params: RetainParams; result: RetainResult };
   retract: { params: RetractParams; result: RetractResult };
   show: { params: ShowParams; result: ShowResult };
