@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ from crdt import GossipError, StoreLocked
 
 from . import config
 from .api import AgentsApi, LocalApi, read_token
+from .connection import ApiConnection
 from .events import BreakerChanged, Event, EventsLost, PeerChanged, RecordAdded, TrustChanged
 from .feed import Feed, event_json
 from .node import Node, NodeConfig
@@ -91,6 +93,12 @@ async def open_node(s: ServeSettings) -> Node:
         except StoreLocked as e:
             if time.monotonic() >= deadline:
                 raise
+            api = ApiConnection(s.home, timeout=1.0)
+            if await asyncio.to_thread(api.alive, 1.0):  # not a command: another daemon
+                who = re.search(r"pid \d+", str(e))
+                raise StoreLocked(f"a daemon already serves {s.home}"
+                                  + (f" ({who.group(0)})" if who else "")
+                                  + ": stop it first, or give this one another --home") from None
             if not said:
                 log.info("waiting for the data dir: %s", e)
                 said = True
