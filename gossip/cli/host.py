@@ -14,7 +14,7 @@ from crdt.store import STORE_FILE
 from .. import config
 from ..errors import CliError
 from .arguments import answer, command, field_arg, seconds, session
-from .terminal import ago, fit, note, now_ms, out, print_json
+from .terminal import ago, fit, note, now_ms, out, plural, print_json
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -97,8 +97,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                                 if d.get("detail") else "") for d in st["discovery"]) or "-"),
         ("peers", f"{st['peers']['alive']} alive of {st['peers']['total']}"),
         ("records", f"{rec['total']} ({rec['trusted']} trusted, {rec['untrusted']} untrusted), "
-                    f"{st['state_entries']} state entries"),
-        ("keyring", f"{st['keyring']} keys"),
+                    f"{plural(st['state_entries'], 'state entry', 'state entries')}"),
+        ("keyring", plural(st["keyring"], "key", "keys")),
         ("store", f"{st['store_bytes'] / 1024:.0f} KiB"),
         ("last exchange", ago(st["last_exchange"], now) if st["last_exchange"] else "never"),
     ]  # fmt: skip

@@ -150,3 +150,8 @@ def shown_plainly(found: list[Any], as_json: bool, empty: str) -> bool:
         note(empty)
         return True
     return False
+
+
+def plural(n: int, one: str, many: str) -> str:
+    """``1 key``, ``2 keys``."""
+    return f"{n} {one if n == 1 else many}"
