@@ -27,7 +27,7 @@ def test_serve_logs_events_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons:
     dead = f"127.0.0.1:{free_port()}"  # a static peer nobody answers at
     d = Daemon(home, free_port(), [dead]).start()
     daemons.append(d)
-    wait_for(lambda: f"peer ? {dead} is backing-off via static" in d.log, "the peer log line")
+    wait_for(lambda: f"peer ? {dead} is suspect via static" in d.log, "the peer log line")
     sock = home / "api.sock"
     assert stat.S_IMODE(sock.stat().st_mode) == 0o600
     status = json.loads(ok(home, "status", "--json"))
@@ -142,7 +142,7 @@ def test_three_daemons_replicate_survive_kill9_and_report_a_dead_peer(
 
     def n3_dead() -> bool:
         rows = {p["name"]: p for p in n1.peers_json()}
-        return rows.get("n3", {}).get("state") in ("backing-off", "down")
+        return rows.get("n3", {}).get("state") in ("suspect", "down")
 
     wait_for(n3_dead, "n1 to see n3 dead", timeout=15)
     table = ok(n1.home, "peers")

@@ -213,6 +213,10 @@ class Node(NodeActions, NodeReads):
         return self._require(self._transport)
 
     @property
+    def transport_or_none(self) -> Transport | None:
+        return self._transport
+
+    @property
     def running(self) -> bool:
         return self._state == "running"
 
@@ -429,8 +433,14 @@ class Node(NodeActions, NodeReads):
     async def _close(self) -> None:
         if self._state in ("stopping", "closed"):
             return
-        self._state = "stopping"
-        await self.membership.close()  # goodbyes first, while we still answer
+        self._state = "stopping"  # no exchange or push starts from now on
+        # Goodbyes first, while we still answer: a signed LEAVE to our peers (they show
+        # us as ``left``), bounded and best-effort; then mDNS's.
+        try:
+            await self.replication.goodbye()
+        except Exception:
+            log.exception("goodbyes of %s failed", self._address)
+        await self.membership.close()
         # First stop serving (requests being served still finish, with the replica),
         # then stop our own tasks, then close the replica and join its thread.
         if self._transport is not None:
@@ -524,7 +534,9 @@ class Node(NodeActions, NodeReads):
         self.changes.publish(PeerChanged(change, self._info(peer)))
 
     def _info(self, peer: Peer) -> PeerInfo:
-        return dataclasses.replace(peer.info(), transport=self.transport_mode)
+        table = self._table
+        ours = table.ours if table is not None else None
+        return dataclasses.replace(peer.info(ours), transport=self.transport_mode)
 
     # -- writing -------------------------------------------------------------------------
 

@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("gossip.node")
 
 INGEST_CHUNK = 512  # updates per replica call; reads run between chunks
+# Seconds a stopping node gives its goodbyes (LEAVE): half to let exchanges in flight
+# end (one served after our goodbye would make us alive again there), half for the
+# goodbyes themselves, all at once. A LAN answers in milliseconds; a peer that does not
+# answer in time sees us fail, then ``down``, as without a goodbye.
+LEAVE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,13 @@ class Replication:
         node = self.node
         if path == JOIN_PATH:
             return await node.joining.redeem(body, peer_key)
+        if path == protocol.LEAVE_PATH:
+            protocol.parse_leave(body)  # RemoteProtocolError: answered 400
+            if self.gossiper is not None:
+                row = self.gossiper.on_leave(peer_key, node.now_ms())
+                if row is not None:
+                    log.info("peer %s said goodbye", row.label)
+            return protocol.LEAVE_REPLY
         # A DIGEST only reads: it jumps queued ingests, so that peers checking whether we
         # are in sync are not kept waiting (and backing us off) during a large catch-up.
         priority = READ if protocol.reads_only(body) else WRITE
@@ -174,9 +186,12 @@ class Replication:
             self._settled.set()
             self._settled = asyncio.Event()
 
-    async def _idle(self, peers: Sequence[Peer]) -> None:
-        """Wait (two request timeouts at most) until no exchange with ``peers`` runs."""
-        deadline = time.monotonic() + self.node.profile.request_timeout * 2
+    async def _idle(self, peers: Sequence[Peer], seconds: float | None = None) -> None:
+        """Wait (``seconds``, by default two request timeouts, at most) until no exchange
+        with ``peers`` runs."""
+        if seconds is None:
+            seconds = self.node.profile.request_timeout * 2
+        deadline = time.monotonic() + seconds
         while any(p.in_flight for p in peers) and time.monotonic() < deadline:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._settled.wait(), deadline - time.monotonic())
@@ -286,6 +301,37 @@ class Replication:
         if (isinstance(e, PeerRefused) and e.status == 403) or isinstance(e, PeerUntrusted):
             return Failure(UNTRUSTED, str(e))
         return Failure(UNREACHABLE if isinstance(e, PeerUnreachable) else ERROR, str(e))
+
+    # -- goodbyes -----------------------------------------------------------------------
+
+    async def goodbye(self, seconds: float = LEAVE_SECONDS) -> int:
+        """The node stops (no new exchange or push starts): let the exchanges in flight
+        end, then a signed LEAVE to each peer the gossiper names, all at once, within
+        ``seconds`` in all; best-effort (failures and latecomers are dropped). Returns
+        how many peers answered."""
+        gossiper, node = self.gossiper, self.node
+        if gossiper is None or node.table_or_none is None or node.transport_or_none is None:
+            return 0
+        await self._idle([p for p in node.table if p.in_flight], seconds / 2)
+        leaves = gossiper.on_stop()
+        if not leaves:
+            return 0
+        transport = node.transport
+
+        async def say(leave: protocol.Leave) -> None:
+            request = leave.request()
+            answer, _ = await transport.request(leave.peer.address, request.path,
+                                                request.body, expected_key=leave.peer.key)  # fmt: skip
+            protocol.expect(answer, protocol.MessageType.LEAVE_REPLY)
+
+        tasks = [asyncio.ensure_future(say(leave)) for leave in leaves]
+        done, pending = await asyncio.wait(tasks, timeout=seconds / 2)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        told = sum(1 for t in done if not t.cancelled() and t.exception() is None)
+        log.debug("goodbyes: %d of %d peers answered", told, len(leaves))
+        return told
 
     # -- eager push ---------------------------------------------------------------------
 
