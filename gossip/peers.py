@@ -146,6 +146,8 @@ class Peer:
     claimed: bool = False  # see PeerInfo.claimed
     unproven: set[str] = field(default_factory=set)  # see PeerInfo.unproven
     refused: bool = False  # the peer refused our key (403): it does not trust us
+    leaves: int = 0  # goodbyes it sent; an exchange begun before the last one is stale
+    begun_at_leaves: int = 0  # ``leaves`` when the exchange in flight began
 
     @property
     def address(self) -> str:
@@ -364,6 +366,7 @@ class PeerTable:
         peer.last_seen = now
         peer.failures = 0
         peer.last_error = None
+        peer.leaves += 1
         if not peer.in_flight:
             peer.next_attempt = now + self.backoff_cap_ms
         self._set_state(peer, LEFT)
@@ -403,6 +406,16 @@ class PeerTable:
         else:
             self._set_state(peer, DOWN)
         return peer
+
+    def unpropose(self, peer: Peer, addresses: Iterable[str]) -> None:
+        """mDNS no longer proposes ``addresses`` for ``peer`` (the instance that claimed
+        them is gone, others still advertise its key): those still unproven go."""
+        drop = set(addresses) & peer.unproven
+        if drop and len(drop) < len(peer.addresses):
+            firm = [a for a in peer.addresses if a not in peer.unproven]
+            self._arrange(peer, firm, [a for a in peer.addresses
+                                       if a in peer.unproven and a not in drop])  # fmt: skip
+            self._notify(peer, "changed")
 
     def learn_key(self, peer: Peer, key: str) -> Peer | None:
         """``peer`` answered, signed by ``key``. The address an exchange in flight dials
@@ -534,6 +547,7 @@ class PeerTable:
     def begin(self, peer: Peer) -> None:
         peer.in_flight = True
         peer.dialling = peer.address
+        peer.begun_at_leaves = peer.leaves
 
     def success(
         self,
@@ -548,7 +562,10 @@ class PeerTable:
         exchange: bool = True,
     ) -> None:
         """An exchange we started (or an eager push, ``exchange=False``, which leaves the
-        exchange bookkeeping alone) completed."""
+        exchange bookkeeping alone) completed. One begun before the peer's goodbye (and
+        any push: none starts to a ``left`` peer) leaves it ``left``: it answered while
+        it stopped."""
+        stale = peer.state == LEFT and (not exchange or peer.begun_at_leaves != peer.leaves)
         if exchange:
             peer.in_flight = False
         peer.failures = 0
@@ -563,6 +580,9 @@ class PeerTable:
         peer.bytes_in += bytes_in
         peer.bytes_out += bytes_out
         self._saw_state(peer, ours, theirs)
+        if stale:
+            peer.next_attempt = now + self.backoff_cap_ms
+            return
         peer.next_attempt = now
         self._set_state(peer, ALIVE)
 

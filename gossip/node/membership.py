@@ -148,7 +148,13 @@ class Membership:
         if table is None or self.mdns is None:
             return
         if s.key and any(o.key == s.key for o in self.mdns.seen):
-            return  # another instance claims the same key: one goodbye does not end it
+            # Another instance claims the same key: one goodbye does not end the row,
+            # but the addresses only the gone instance proposed go.
+            row = table.by_key(s.key)
+            if row is not None:
+                kept = {a for o in self.mdns.seen if o.key == s.key for a in o.addresses}
+                table.unpropose(row, [a for a in s.addresses if a not in kept])
+            return
         row = (table.by_key(s.key) if s.key else None) or next(
             (r for a in s.addresses if (r := table.by_address(a)) is not None), None
         )

@@ -59,6 +59,7 @@ class Replication:
         self.gossiper: Gossiper | None = None
         self.wake = asyncio.Event()
         self._settled = asyncio.Event()  # replaced by a fresh one after each set()
+        self._pushing: set[asyncio.Task[None]] = set()  # one task per peer pushed to
 
     @property
     def message_budget(self) -> int:
@@ -312,7 +313,13 @@ class Replication:
         gossiper, node = self.gossiper, self.node
         if gossiper is None or node.table_or_none is None or node.transport_or_none is None:
             return 0
-        await self._idle([p for p in node.table if p.in_flight], seconds / 2)
+        # Pushes and exchanges in flight end first: one served after our goodbye would
+        # make us alive again at that peer.
+        started = time.monotonic()
+        if self._pushing:
+            await asyncio.wait(list(self._pushing), timeout=seconds / 2)
+        left = max(0.0, seconds / 2 - (time.monotonic() - started))
+        await self._idle([p for p in node.table if p.in_flight], left)
         leaves = gossiper.on_stop()
         if not leaves:
             return 0
@@ -320,8 +327,10 @@ class Replication:
 
         async def say(leave: protocol.Leave) -> None:
             request = leave.request()
-            answer, _ = await transport.request(leave.peer.address, request.path,
-                                                request.body, expected_key=leave.peer.key)  # fmt: skip
+            peer = leave.peer
+            answer, _ = await transport.request(
+                peer.address, request.path, request.body, expected_key=peer.key
+            )
             protocol.expect(answer, protocol.MessageType.LEAVE_REPLY)
 
         tasks = [asyncio.ensure_future(say(leave)) for leave in leaves]
@@ -347,10 +356,18 @@ class Replication:
             started = self.node.spawn(self._drain(push), f"push {push.peer.label}")
             if started is None and self.gossiper is not None:  # not running: none goes
                 self.gossiper.abandon_pushes(push.peer)
+            elif started is not None:
+                self._pushing.add(started)
+                started.add_done_callback(self._pushing.discard)
 
     async def _drain(self, push: Push | None) -> None:
-        """One peer's pushes, one at a time, until its outbox is empty."""
+        """One peer's pushes, one at a time, until its outbox is empty (or the node
+        stops: no push starts after our goodbyes)."""
         while push is not None:
+            if not self.node.running:
+                if self.gossiper is not None:
+                    self.gossiper.abandon_pushes(push.peer)
+                return
             push = await self._push(push)
 
     async def _push(self, push: Push) -> Push | None:
