@@ -182,7 +182,7 @@ class Peer:
             if self.refused:
                 return error or "it refused our key: it must `gossip trust add` ours"
             who = self.key or "?"
-            return f"its key is not in our keyring: `gossip trust add {who}` to exchange"
+            return f"not in our keyring: gossip trust add {who}"
         if self.state == LEFT:
             return "it said goodbye (stopped)"
         if self.state == DOWN:
@@ -615,7 +615,10 @@ class PeerTable:
             peer.next_attempt = now + self.backoff_cap_ms
             return
         peer.next_attempt = now + self.backoff_ms(peer.failures)
-        self._set_state(peer, DOWN if peer.failures >= self.down_after else SUSPECT)
+        state = DOWN if peer.failures >= self.down_after else SUSPECT
+        if state == peer.state == SUSPECT and peer.failures == 1:
+            self._notify(peer, "changed")  # its first failure: the reason is news
+        self._set_state(peer, state)
 
     def cancelled(self, peer: Peer) -> None:
         """An exchange was abandoned (shutdown): neither success nor failure."""

@@ -119,7 +119,12 @@ SCHEMAS: dict[str, Schema] = {
     "BenchmarkRecorded": _obj({"subject": STR, "metric": STR, "value": NUM, "unit": STR}),
     "Peer": _obj({
         "key": _null(STR), "name": STR, "addresses": _arr(STR), "address": STR, "source": STR,
-        "state": STR, "last_success": _null(MS), "last_seen": _null(MS),
+        "state": {**STR, "description": "alive, suspect (not reached yet, or failing), down, "
+                  "left (it said goodbye), unknown-key; `not-running` for the configured "
+                  "peers when no daemon runs"},
+        "reason": {**STR, "description": "why the row is in its state, in words (\"\" "
+                   "when alive)"},
+        "last_success": _null(MS), "last_seen": _null(MS),
         "last_error": _null(STR), "failures": INT, "rtt_ms": _null(NUM), "bytes_in": INT,
         "bytes_out": INT, "they_lack": _null(INT), "we_lack": _null(INT), "next_attempt": MS,
         "exchanges": INT,
@@ -163,6 +168,8 @@ SCHEMAS: dict[str, Schema] = {
                               "seen here"},
                      "note": {**_null(STR), "description": "what to check before relying "
                               "on the key (never seen here: compare the fingerprint)"}}),
+    "PeerForgotten": _obj({"key": STR, "name": STR, "state": {**STR, "description":
+                                                             "its state when forgotten"}}),
     "Distrusted": _obj({"id": STR, "removed": BOOL,
                         "revoked": {**_null(STR), "description": "the published revoke "
                                     "record's id; null for a local removal"},

@@ -95,6 +95,17 @@ class Membership:
                 table.add(addresses, "exchange", key=rec.author,
                           name=name if isinstance(name, str) else "", now=now)  # fmt: skip
 
+    def forget(self, key: str) -> bool:
+        """``gossip peers forget``: drop the row of ``key``; its host announcement does
+        not bring it back until it reaches us or a live source proposes it (mDNS while it
+        advertises, the tailnet, the static list). False if no row has that key."""
+        table = self.node.table_or_none
+        row = table.by_key(key) if table is not None else None
+        if table is None or row is None:
+            return False
+        table.forget(row)
+        return True
+
     # -- discovery ----------------------------------------------------------------------
 
     def status(self) -> list[DiscoveryStatus]:

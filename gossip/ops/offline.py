@@ -217,7 +217,11 @@ class ReplicaHost:
                  "last_error": None, "failures": 0, "rtt_ms": None, "bytes_in": 0,
                  "bytes_out": 0, "they_lack": None, "we_lack": None, "next_attempt": 0,
                  "exchanges": 0, "sources": ["static"], "claimed": False, "unproven": [],
-                 "transport": transport} for a in cfg.peers]  # fmt: skip
+                 "transport": transport, "reason": "no daemon runs on this data dir"}
+                for a in cfg.peers]  # fmt: skip
+
+    def forget_peer(self, key: str) -> bool:
+        return False  # no table at rest: the configured peers have no key
 
     def facts(self) -> dict[str, Any]:
         cfg = self.cfg

@@ -18,7 +18,7 @@ from crdt.views import Views
 
 from .. import queries
 from ..config import ConfigError, check_address
-from ..errors import Invalid
+from ..errors import Conflict, Invalid, NotFound
 from ..exportfile import ExportError, decode_export, encode_export, import_summary
 from .fields import ANY_TEXT, Field, Flag, Raw, Text
 from .host import Host
@@ -86,6 +86,29 @@ async def status(host: Host, p: Params) -> dict[str, Any]:
 @operation("peers", "GET", "/v1/peers", "the peer table", result=PEERS)
 async def peers(host: Host, p: Params) -> list[dict[str, Any]]:
     return host.peers()
+
+
+@operation(
+    "peers_forget", "DELETE", "/v1/peers/{key}",
+    "drop a row of the peer table (a host that left for good); a live source (mDNS while "
+    "it advertises, the tailnet, the static list) or the host itself brings it back",
+    Field("key", Text(), "path", required=True,
+          help="the peer's public id, or a prefix of it (`gossip peers`)"),
+    result="PeerForgotten", writes=True,
+    errors={404: "no peer row has that id", 409: "no daemon runs: the table is the daemon's"},
+)  # fmt: skip
+async def peers_forget(host: Host, p: Params) -> dict[str, Any]:
+    rows = [r for r in host.peers() if r["key"] and r["key"].startswith(p.key)]
+    if not rows:
+        raise NotFound(f"no peer row has the id {p.key!r} (`gossip peers` lists them)", "key")
+    if len(rows) > 1:
+        raise Invalid(f"{p.key!r} names {len(rows)} peers: give more of the id", "key")
+    (row,) = rows
+    if not host.online:
+        raise Conflict("no daemon runs on this data dir: the peer table is the daemon's")
+    if not host.forget_peer(row["key"]):  # it went meanwhile
+        raise NotFound(f"no peer row has the id {p.key!r} (`gossip peers` lists them)", "key")
+    return {"key": row["key"], "name": row["name"], "state": row["state"]}
 
 
 @operation(
