@@ -93,6 +93,9 @@ SCHEMAS: dict[str, Schema] = {
         "trust": {**STR, "description": "why it counts or not (keyring, successor, vouch, "
                   "revoked before/after its signature)"},
         "signature_ok": BOOL, "ts": MS, "retracted_by": _arr(STR), "memory": _null(_ref("Memory")),
+        "supersedes": _null({**_obj({"id": STR, "honoured": BOOL, "note": STR}),
+                             "description": "what the memory's `supersedes` does: only a "
+                             "memory of its own author is replaced; another's is ignored"}),
         "provenance": _obj({"local": BOOL, "source": _null(STR), "received_at": _null(MS),
                             "checkpoint": BOOL}),
         "record": _ref("Record"),

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from crdt import GossipError, Identity, Replica, SignedRecord, semantic
 from crdt.trust import TrustSet
-from crdt.views import ViewConfig, Views
+from crdt.views import Views
 
 from .. import config as config_file
 from ..config import MdnsSettings, Profile, TailnetSettings
@@ -468,8 +468,9 @@ class Node(NodeActions, NodeReads):
         """In the worker: open the replica and its views, subscribe to their changes."""
         replica = Replica.open(self.home, now_ms=self._now_ms, create=True)
         try:
-            self._views = Views(replica, ViewConfig(follow_vouches=self.config.follow_vouches),
-                                semantic=semantic.open_in_dir(self.home))  # fmt: skip
+            policy = config_file.view_config(follow_vouches=self.config.follow_vouches,
+                                             breaker_max_open=self.config.breaker_max_open)
+            self._views = Views(replica, policy, semantic=semantic.open_in_dir(self.home))
             self.changes.views = self._views
             replica.on_change(self.changes.on_change)
             self._views.on_trust_change(self._on_trust_set)
