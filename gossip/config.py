@@ -274,7 +274,7 @@ def check_address(address: str) -> str:
     if (
         not sep
         or not bare
-        or not port.isdigit()
+        or not (port.isascii() and port.isdigit())
         or int(port) > 65535
         or (":" in bare and bare == host)
         or not address.isprintable()
@@ -439,7 +439,8 @@ def view_config(*, follow_vouches: bool, breaker_max_open: float | None) -> View
 
 
 def breaker_max_open(data: dict[str, Any]) -> float | None:
-    """``max_open`` of the ``[breakers]`` section: seconds, from one minute to a year."""
+    """``max_open`` of the ``[breakers]`` section: seconds, from one minute to a year
+    (``ops.signals.MAX_OPEN_S``, the most a trip's cooldown may say)."""
     value = _section(data, "breakers", BREAKERS_SETTINGS).get("max_open")
     if value is None:
         return None

@@ -513,7 +513,35 @@ async def test_a_trip_longer_than_the_cap_is_refused(tmp_path: Path):
     async with served(home) as s:
         status, body = await s.call("POST", "/v1/breakers/trip", json={
             "name": "k2p5", "reason": "forever", "cooldown": 3 * 86400})  # fmt: skip
-        assert status == 400 and body["field"] == "cooldown", body
+        assert status == 409 and body["field"] == "cooldown", body
+        assert body["code"] == "conflict"
+        status, body = await s.call("POST", "/v1/breakers/trip", json={
+            "name": "k2p5", "reason": "forever", "cooldown": 2 * 365 * 86400})  # fmt: skip
+        assert status == 400 and body["code"] == "invalid", body
         status, body = await s.call("POST", "/v1/breakers/trip", json={
             "name": "k2p5", "reason": "503s", "cooldown": 3600})  # fmt: skip
         assert status == 200 and body["state"] == "open", body
+
+
+async def test_errors_carry_a_code_and_a_503_says_when_to_retry(tmp_path: Path):
+    """Issue 17, item 9: every refusal names its class (``code``, for programs); an empty
+    `last_event_id` is no event id; a busy replica's 503 carries ``Retry-After``."""
+    from tests.test_node import replica_thread_held
+
+    home = tmp_path / "a"
+    create_hosts([home])
+    async with served(home) as s:
+        for method, path, status, code in (
+            ("GET", "/v1/records/abcdef", 404, "not_found"),
+            ("GET", "/v1/nowhere", 404, "not_found"),
+            ("DELETE", "/v1/status", 405, "not_allowed"),
+            ("GET", "/v1/events?last_event_id=", 400, "invalid"),
+            ("POST", "/v1/trust", 400, "invalid"),
+        ):
+            got, body = await s.call(method, path)
+            assert (got, body["code"]) == (status, code), (method, path, body)
+        # The replica's thread held for longer than a read may wait:
+        async with replica_thread_held(s.node), s.session.get(s.base + "/v1/inspect") as resp:
+            body = await resp.json()
+            assert resp.status == 503 and resp.headers["Retry-After"] == "1", body
+            assert body["code"] == "unavailable"

@@ -54,6 +54,7 @@ def test_defaults_are_written_as_comments(tmp_path):
         ('peers = "a:1"\n', "'peers' must be a list"),
         ('peers = ["a:1", "b"]\n', "not a host:port"),
         ('peers = ["a:99999"]\n', "not a host:port"),
+        ('peers = ["a:²"]\n', "not a host:port"),  # a digit int() refuses
         ('colour = "red"\n', "unknown setting 'colour'"),
         ("[breakers]\nmax_open = 30\n", "'max_open' in \\[breakers\\]"),
         ("[breakers]\nmax_open = true\n", "'max_open' in \\[breakers\\]"),

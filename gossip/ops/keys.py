@@ -21,13 +21,13 @@ from crdt.views import Views
 
 from .. import invites, queries
 from ..errors import Conflict, Invalid, NotFound
-from .fields import ANY_TEXT, Field, Flag, Seconds, Text
+from .fields import ANY_TEXT, PUBLIC_ID, Field, Flag, Seconds, Text
 from .host import Host
 from .operation import Params, operation
 
 MAX_TTL_S = 30 * 86400  # an invitation lives at most a month
 TRUST_LIST = {"type": "array", "items": {"$ref": "#/components/schemas/TrustEntry"}}
-KEY = Text(limit=64)
+KEY = PUBLIC_ID
 
 
 SELF_NAME = "self"  # this host's own row in the keyring; no other key may have it
@@ -177,7 +177,8 @@ async def invite(host: Host, p: Params) -> dict[str, Any]:
 @operation(
     "join", "POST", "/v1/invitations/redeem",
     "redeem an invitation: trust the inviter (and whom it trusts), prove the token",
-    Field("token", Text(limit=invites.MAX_TOKEN_CHARS), required=True,
+    Field("token", Text(limit=invites.MAX_TOKEN_CHARS, min_length=invites.MIN_TOKEN_CHARS),
+          required=True,
           help="the smg1.… line `trust invite` printed"),
     Field("members", Flag(), default=True, help="also trust the hosts the inviter trusts"),
     result="Joined", writes=True, slow=True,

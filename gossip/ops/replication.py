@@ -20,7 +20,7 @@ from .. import queries
 from ..config import ConfigError, check_address
 from ..errors import Conflict, Invalid, NotFound
 from ..exportfile import ExportError, decode_export, encode_export, import_summary
-from .fields import ANY_TEXT, Field, Flag, Raw, Text
+from .fields import ADDRESS, ANY_TEXT, Field, Flag, Raw, Text
 from .host import Host
 from .operation import Params, operation
 
@@ -113,7 +113,7 @@ async def peers_forget(host: Host, p: Params) -> dict[str, Any]:
 
 @operation(
     "sync", "POST", "/v1/sync", "one exchange now with every peer, or with `address`",
-    Field("address", Text(), help="a peer's HOST:PORT"),
+    Field("address", ADDRESS, help="a peer's HOST:PORT"),
     Field("until_idle", Flag(), default=False,
           help=f"go on while an exchange teaches something (a catch-up), at most "
                f"{SYNC_ROUNDS} rounds"),
