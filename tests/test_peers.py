@@ -89,7 +89,7 @@ def test_failures_back_off_then_down_then_recover():
     assert (p.they_lack, p.we_lack, p.rtt_ms, p.bytes_in, p.bytes_out) == (2, 4, 1.5, 10, 20)
     assert p.last_sv == {1: 3, 2: 4}
     states = [s for what, s in t.events if what == "changed"]  # type: ignore[attr-defined]
-    assert states == [DOWN, ALIVE]
+    assert states == [SUSPECT, DOWN, ALIVE]  # its first failure is news (the reason)
 
 
 def test_unknown_key_waits_for_the_keyring():
