@@ -26,10 +26,10 @@ DOC = ROOT / "docs" / "openapi.json"
 # The whole local API but the change feed, a stream that never ends (tested by hand in
 # test_api.py, its payloads against their schemas below). A sync address that the node
 # would dial is replaced by a closed loopback port: tests send only to loopback.
-# Two bodies are signed or MAC'd data that no schema can describe (an export file's signed
-# updates, an invitation token's secret): for those, and only those, a schema-valid
-# request may also be refused 400, as documented.
-CONTENT_CHECKED = ("/v1/import", "/v1/invitations/redeem")
+# Three bodies carry signed, MAC'd or check data that no schema can describe (an export
+# file's signed updates, an invitation token's secret, a fingerprint that must be the
+# key's): for those, and only those, a schema-valid request may also be refused 400.
+CONTENT_CHECKED = ("/v1/import", "/v1/invitations/redeem", "/v1/trust")
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # schemathesis' own
 config = SchemathesisConfig.from_dict({"operations": [
     {"include-path": path,
