@@ -69,7 +69,8 @@ def normal_fingerprint(text: str) -> str:
     """A fingerprint as a person may type it (any case, with or without the dash or
     spaces), spelled as ``fingerprint`` spells it; ValueError if it cannot be one."""
     plain = "".join(text.split()).replace("-", "").upper().translate(_MISREAD)
-    if len(plain) != 10 or any(c not in _B32 for c in plain):
+    # ASCII only: ``upper`` turns some other letters into ASCII ones ("ı" -> "I").
+    if not text.isascii() or len(plain) != 10 or any(c not in _B32 for c in plain):
         raise ValueError("a fingerprint is 10 letters and digits 2-7, e.g. K7QXM-2DRPA")
     return f"{plain[:5]}-{plain[5:]}"
 

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+BREAKER_FUTURE_MS = 5 * 60_000  # clocks of honest hosts agree better than this (NTP)
 MODES = ("hybrid", "lexical", "semantic")  # recall's lanes: both fused, bm25 alone, vectors alone
 
 
@@ -84,6 +85,12 @@ class ViewConfig:
     # A breaker observation counts until its resets_at plus this grace (as half_open
     # during the grace): a host that tripped it and went quiet does not hold it forever.
     breaker_grace_ms: int = 10 * 60_000
+    # No observation holds a breaker open longer than this after it was signed (its
+    # ``resets_at`` is clipped): any author can claim "open until the year 3000", and an
+    # outage that outlives a day is re-tripped by whoever still sees it. An observation
+    # signed further ahead than BREAKER_FUTURE_MS of our clock does not count at all.
+    # ``[breakers] max_open`` (seconds) in config.toml.
+    breaker_max_open_ms: int = DAY_MS
     # Benchmark observations lose half their weight every half-life, and are rejected
     # once older than the max age: recent measurements win, stale ones never mislead.
     bench_half_life_ms: int = DAY_MS
@@ -863,12 +870,18 @@ class Views:
                 continue
             f = rec.fields
             resets = _int(f.get("resets_at"))
+            tripped = _int(f.get("tripped_at"))
+            if rec.ts > now + BREAKER_FUTURE_MS:
+                continue  # signed in the future: refused (it would hold the cap off)
+            if resets is not None:  # open at most max_open after it was signed (or tripped)
+                start = min(rec.ts, tripped) if tripped is not None else rec.ts
+                resets = min(resets, start + self.config.breaker_max_open_ms)
             if resets is not None and now > resets + grace:
                 continue  # stale: past its reset and the grace period
             obs.append(
                 BreakerObservation(author, str(f.get("state", "")), str(f.get("reason", "")),
                                    _int(f.get("failures")) or 0, rec.ts,
-                                   _int(f.get("tripped_at")), resets, trusted)
+                                   tripped, resets, trusted)
             )  # fmt: skip
         if not obs:
             return None

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from crdt.files import create_whole
+from crdt.views import ViewConfig
 
 from .errors import ConfigError
 
@@ -190,6 +191,9 @@ class Config:
     # [agents] listen: the agents' HTTP front door (Singularity Memory's routes and MCP),
     # "" for none. Another address than loopback exposes memories to the network.
     agents_listen: str = DEFAULT_AGENTS_LISTEN
+    # [breakers] max_open: seconds an observation may hold a breaker open after it was
+    # signed (crdt.views.ViewConfig.breaker_max_open_ms); None: the views' default.
+    breaker_max_open: float | None = None
 
     @classmethod
     def default(cls) -> Config:
@@ -234,6 +238,8 @@ class Config:
         else:
             lines += ["", "# [agents]  (docs/agents.md: the agents' HTTP and MCP; \"\" for off)"]
             lines += [f"# listen = {json.dumps(DEFAULT_AGENTS_LISTEN)}"]
+        if self.breaker_max_open is not None:
+            lines += ["", "[breakers]", f"max_open = {json.dumps(self.breaker_max_open)}"]
         if self.follow_vouches:
             lines += ["", "[trust]", "follow_vouches = true"]
         else:
@@ -268,7 +274,7 @@ def check_address(address: str) -> str:
     if (
         not sep
         or not bare
-        or not port.isdigit()
+        or not (port.isascii() and port.isdigit())
         or int(port) > 65535
         or (":" in bare and bare == host)
         or not address.isprintable()
@@ -313,9 +319,10 @@ def load(home: Path) -> Config:
 
 KNOWN_SETTINGS = frozenset(
     {"name", "profile", "listen", "peers", "insecure_plaintext", "mdns", "tailnet", "trust",
-     "agents"}
+     "agents", "breakers"}
 )
 AGENTS_SETTINGS = frozenset({"listen"})
+BREAKERS_SETTINGS = frozenset({"max_open"})
 TRUST_SETTINGS = frozenset({"follow_vouches"})
 MDNS_SETTINGS = frozenset({"enabled", "interfaces"})
 TAILNET_SETTINGS = frozenset({"enabled", "command", "file", "tags", "hostname", "port", "interval"})
@@ -419,7 +426,29 @@ def _from_toml(data: dict[str, Any]) -> Config:
         follow_vouches=follow_vouches(data),
         insecure_plaintext=plaintext,
         agents_listen=agents_listen(data),
+        breaker_max_open=breaker_max_open(data),
     )
+
+
+def view_config(*, follow_vouches: bool, breaker_max_open: float | None) -> ViewConfig:
+    """The reading policy these settings ask for (the node's and a command's alike)."""
+    if breaker_max_open is None:
+        return ViewConfig(follow_vouches=follow_vouches)
+    return ViewConfig(follow_vouches=follow_vouches,
+                      breaker_max_open_ms=round(breaker_max_open * 1000))  # fmt: skip
+
+
+def breaker_max_open(data: dict[str, Any]) -> float | None:
+    """``max_open`` of the ``[breakers]`` section: seconds, from one minute to a year
+    (``ops.signals.MAX_OPEN_S``, the most a trip's cooldown may say)."""
+    value = _section(data, "breakers", BREAKERS_SETTINGS).get("max_open")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        60 <= value <= 365 * 86400
+    ):
+        raise ConfigError("'max_open' in [breakers] must be seconds, from 60 to 31536000")
+    return float(value)
 
 
 def agents_listen(data: dict[str, Any]) -> str:

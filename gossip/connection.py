@@ -180,9 +180,7 @@ class ApiConnection:
         except ValueError:
             value = None
         if status >= 400:
-            message = value.get("error") if isinstance(value, dict) else None
-            field = value.get("field") if isinstance(value, dict) else None
-            raise from_status(status, str(message or f"HTTP {status}"), field)
+            raise _refusal(status, value)
         if value is None and answer:
             raise ApiUnavailable(f"the daemon's answer to {method} {path} is not JSON")
         return value
@@ -208,10 +206,7 @@ class ApiConnection:
             except (OSError, http.client.HTTPException) as e:
                 raise ApiUnavailable(f"no answer from the daemon at {where}: {e}") from None
             if resp.status >= 400:
-                value = _json_or_none(resp.read())
-                message = value.get("error") if isinstance(value, dict) else None
-                raise from_status(resp.status, str(message or f"HTTP {resp.status}"),
-                                  value.get("field") if isinstance(value, dict) else None)
+                raise _refusal(resp.status, _json_or_none(resp.read()))
             sock = conn.sock
             if isinstance(sock, _DeadlineSocket):
                 sock.deadline, sock.idle = math.inf, idle
@@ -266,6 +261,15 @@ def _messages(resp: http.client.HTTPResponse, where: object) -> Iterator[FeedMes
                 type_ = value
             elif name == "data":
                 data.append(value)
+
+
+def _refusal(status: int, value: Any) -> OpError:
+    """The error an answer's status and JSON body (``{error, field, code}``) stand for:
+    the class its ``code`` names (the daemon's own), else its status's."""
+    body = value if isinstance(value, dict) else {}
+    code = body.get("code")
+    return from_status(status, str(body.get("error") or f"HTTP {status}"), body.get("field"),
+                       code if isinstance(code, str) else None)  # fmt: skip
 
 
 def _json_or_none(raw: bytes) -> Any:

@@ -138,11 +138,11 @@ class EventLog:
             if p.key and p.name:
                 self._names[p.key] = p.name
             who = p.name or (p.key[:12] if p.key else "?")
-            detail = f" ({p.last_error})" if p.last_error and p.state != "alive" else ""
+            detail = f" ({p.reason})" if p.reason and p.state != "alive" else ""
             if event.change in ("added", "removed"):
-                what = f"{event.change} ({p.state})"  # "added (new)", "removed (down)"
+                what = f"{event.change} ({p.state})"  # "added (suspect)", "removed (down)"
             else:
-                what = f"is {p.state}"  # "is alive", "is backing-off"
+                what = f"is {p.state}"  # "is alive", "is suspect", "is left"
             log.info("peer %s %s %s via %s%s", who, p.address, what, p.source, detail)
         elif isinstance(event, BreakerChanged):
             log.info("breaker %s is %s (%s says %s%s)", event.name, event.state,

@@ -4,11 +4,12 @@ Python client, embedder): each carries the HTTP status the local API answers wit
 the name of the field that was wrong. The rest are the peer protocol's and the files'.
 
     GossipError (crdt.errors)       root of every error sm-gossip raises on purpose
-    └── OpError                     an operation refused; ``status`` and ``field``
+    └── OpError                     an operation refused; ``status``, ``field``, ``code``
         ├── Invalid          400    a parameter is malformed or out of range
         ├── Unauthorized     401    no valid bearer token (the local API over TCP)
         ├── Forbidden        403    the caller may not do this
         ├── NotFound         404    an id, prefix or name names nothing
+        ├── NotAllowed       405    the route has no such method
         ├── Conflict         409    the state forbids it now (another host's memory, a
         │                           revoked key, a rotation in progress)
         ├── TooLarge         413    a body or file over its limit
@@ -44,6 +45,8 @@ the ones their callers catch (``transport.PeerError``, ``auth.Unauthorized``, �
 
 from __future__ import annotations
 
+import re
+
 from crdt.errors import GossipError
 
 __all__ = [
@@ -60,6 +63,7 @@ __all__ = [
     "Invalid",
     "InviteError",
     "ListenerBusy",
+    "NotAllowed",
     "NotFound",
     "OpError",
     "PeerError",
@@ -82,14 +86,18 @@ __all__ = [
 
 class OpError(GossipError):
     """An operation refused; ``status`` is the HTTP status the local API answers with,
-    ``field`` the parameter that was wrong (None when no one field was)."""
+    ``field`` the parameter that was wrong (None when no one field was), ``code`` the
+    machine-readable name of the refusal, derived from the class name once, here
+    (``NotFound`` -> ``not_found``): what a client matches on, never the message."""
 
     status = 400
+    code = "error"
 
     def __init_subclass__(cls, status: int = 0, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if status:
             cls.status = status
+        cls.code = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -110,6 +118,10 @@ class Forbidden(OpError, status=403):
 
 class NotFound(OpError, status=404):
     """An id, prefix or name given by the caller names nothing here."""
+
+
+class NotAllowed(OpError, status=405):
+    """The route exists, but not with this method."""
 
 
 class Conflict(OpError, status=409):
@@ -217,16 +229,26 @@ class EventBudgetExceeded(GossipError):
     """A simulation ran more events than it was allowed (a livelock, or a bound too low)."""
 
 
-BY_STATUS: dict[int, type[OpError]] = {
-    c.status: c
-    for c in (Invalid, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, Unavailable)
-}
+REFUSALS = (Invalid, Unauthorized, Forbidden, NotFound, NotAllowed, Conflict, TooLarge,
+            Unavailable)
+BY_STATUS: dict[int, type[OpError]] = {c.status: c for c in REFUSALS}
+BY_CODE: dict[str, type[OpError]] = {c.code: c for c in REFUSALS}
+CODES = (OpError.code, *BY_CODE)  # every ``code`` an error answer may carry
 
 
-def from_status(status: int, message: str, field: str | None = None) -> OpError:
-    """The error a refusal with HTTP ``status`` stands for (a remote call's, re-raised
-    as the same class the operation raised in the daemon)."""
-    error = BY_STATUS.get(status, OpError)(message, field)
+def code_of(status: int) -> str:
+    """The ``code`` of an error answer with HTTP ``status`` that no ``OpError`` raised
+    (an unknown route, a timeout): its class's, or ``error``."""
+    return BY_STATUS[status].code if status in BY_STATUS else OpError.code
+
+
+def from_status(status: int, message: str, field: str | None = None,
+                code: str | None = None) -> OpError:  # fmt: skip
+    """The error a refusal with HTTP ``status`` (and ``code``, when the answer has one)
+    stands for: a remote call's, re-raised as the same class the operation raised in the
+    daemon."""
+    cls = BY_CODE.get(code or "") or BY_STATUS.get(status, OpError)
+    error = cls(message, field)
     error.status = status
     return error
 

@@ -65,6 +65,11 @@ class Token:
         return f"Token(inviter={self.inviter[:12]}…, id={self.id}, expires_at={self.expires_at})"
 
 
+# The shortest token there can be (no address, a 1-byte id, expiry 0): the local API's
+# schema says so (``minLength``), and anything shorter is refused before decoding.
+MIN_TOKEN_CHARS = len(Token("A" * 43, (), b64url(b"\0"), b64url(bytes(32)), 0).encode())
+
+
 def decode(text: str) -> Token:
     """Parse a token; InviteError (without echoing it) if it is not one."""
     text = text.strip() if isinstance(text, str) else ""

@@ -7,12 +7,25 @@ touches a socket, a replica or the wall clock: the node tells it what happened a
 when (``now`` in ms), and it draws randomness from the ``random.Random`` it was given, so
 the simulator and the tests replay it exactly.
 
-States::
+States (the words ``gossip peers`` shows; each row also says why, ``reason``)::
 
-    new ──ok──▶ alive ◀──ok── backing-off ──(down_after failures)──▶ down
-     │            │                ▲                                   │
-     │            └──fail──────────┘◀───────────ok────────────────────┘
-     └──403 / answer from a key not in our keyring──▶ unknown-key
+    suspect ──ok / it reached us──▶ alive ──fail──▶ suspect ──(down_after failures)──▶ down
+    (not reached yet, or failing)     ▲                                                 │
+       │                              └──────────ok / it reached us────────────────────┘
+       ├──403 / answer from a key not in our keyring──▶ unknown-key
+       └──(any state) its signed goodbye (LEAVE)──▶ left ──ok / it reached us──▶ alive
+
+``alive`` comes with the first success, ours or theirs: a signed request from the peer
+(an exchange or a push it started) proves it is up, so a peer that comes back after a
+partition is ``alive`` as soon as data flows, not a round later. ``left`` is a peer that
+said it stops (``on_leave``): failing to reach it is expected, so failures leave it
+``left`` (retried at the cap, like ``down``). ``forget`` drops a row; a host
+announcement of its key (source ``exchange``) does not bring it back until the peer
+reaches us or a live source (static, tailnet, mDNS) proposes it again.
+
+Lag is what we know of the peer's state vector (its last one, ``last_sv``) against ours
+now (``ours``, which the node keeps current: our writes, and every state vector of ours an
+exchange saw): while a peer is down, what we wrote since shows as what it lacks.
 
 A failure backs a peer off exponentially (``base * 2**(failures-1)``, capped), with
 jitter (each delay is drawn from its upper half) so that a mesh that lost a peer at
@@ -43,12 +56,12 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-NEW = "new"
 ALIVE = "alive"
-BACKING_OFF = "backing-off"
-UNKNOWN_KEY = "unknown-key"
+SUSPECT = "suspect"  # not reached yet, or failing fewer than ``down_after`` times
 DOWN = "down"
-STATES = (NEW, ALIVE, BACKING_OFF, UNKNOWN_KEY, DOWN)
+LEFT = "left"  # it said goodbye (a signed LEAVE), and has not been heard from since
+UNKNOWN_KEY = "unknown-key"
+STATES = (ALIVE, SUSPECT, DOWN, LEFT, UNKNOWN_KEY)
 
 # Where we heard of a peer, strongest first: a peer configured by hand stays "static"
 # even once the document announces it too.
@@ -94,6 +107,9 @@ class PeerInfo:
     # What carries our exchanges with it: "tls", "plaintext" (--insecure-plaintext) or
     # "memory" (an in-process network); set by the node ("" from the bare table).
     transport: str = ""
+    # Why the row is in its state, in words (the last error, "not reached yet", what to
+    # run for an unknown key); "" for an alive row.
+    reason: str = ""
 
     def to_json(self) -> dict[str, object]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -109,7 +125,7 @@ class Peer:
     source: str
     key: str | None = None
     name: str = ""
-    state: str = NEW
+    state: str = SUSPECT
     last_success: int | None = None
     last_seen: int | None = None
     last_error: str | None = None
@@ -129,6 +145,9 @@ class Peer:
     sources: set[str] = field(default_factory=set)
     claimed: bool = False  # see PeerInfo.claimed
     unproven: set[str] = field(default_factory=set)  # see PeerInfo.unproven
+    refused: bool = False  # the peer refused our key (403): it does not trust us
+    leaves: int = 0  # goodbyes it sent; an exchange begun before the last one is stale
+    begun_at_leaves: int = 0  # ``leaves`` when the exchange in flight began
 
     @property
     def address(self) -> str:
@@ -138,17 +157,39 @@ class Peer:
     def label(self) -> str:
         return self.name or (self.key[:12] if self.key else self.address)
 
-    def info(self) -> PeerInfo:
+    def info(self, ours: dict[int, int] | None = None) -> PeerInfo:
+        """A snapshot; with ``ours`` (our state vector now) the lag is computed from the
+        peer's last known state vector, not frozen at its last exchange."""
+        they_lack, we_lack = self.they_lack, self.we_lack
+        if ours is not None and self.last_sv is not None:
+            they_lack, we_lack = lag(ours, self.last_sv), lag(self.last_sv, ours)
         return PeerInfo(
             key=self.key, name=self.name, addresses=tuple(self.addresses), address=self.address,
             source=self.source, state=self.state, last_success=self.last_success,
             last_seen=self.last_seen, last_error=self.last_error, failures=self.failures,
             rtt_ms=self.rtt_ms, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
-            they_lack=self.they_lack, we_lack=self.we_lack, next_attempt=self.next_attempt,
+            they_lack=they_lack, we_lack=we_lack, next_attempt=self.next_attempt,
             exchanges=self.exchanges, sources=tuple(s for s in SOURCES if s in self.sources),
             claimed=self.claimed,
             unproven=tuple(a for a in self.addresses if a in self.unproven),
+            reason=self.reason(),
         )  # fmt: skip
+
+    def reason(self) -> str:
+        """Why the row is in its state (the ``REASON`` column of ``gossip peers``)."""
+        error = self.last_error or ""
+        if self.state == UNKNOWN_KEY:
+            if self.refused:
+                return error or "it refused our key: it must `gossip trust add` ours"
+            who = self.key or "?"
+            return f"not in our keyring: gossip trust add {who}"
+        if self.state == LEFT:
+            return "it said goodbye (stopped)"
+        if self.state == DOWN:
+            return f"{self.failures} failures: {error}" if error else f"{self.failures} failures"
+        if self.state == SUSPECT:
+            return error or "not reached yet"
+        return ""
 
 
 PeerListener = Callable[[Peer, str], None]  # (peer, what: "added" | "changed" | "removed")
@@ -171,6 +212,10 @@ class PeerTable:
     _peers: list[Peer] = field(default_factory=list)
     _self_addresses: set[str] = field(default_factory=set)
     _latest: int | None = None  # the latest ``now`` a schedule was read at
+    # Our state vector as far as we know it now (``saw_ours``): what lag is shown against.
+    ours: dict[int, int] = field(default_factory=dict)
+    # Keys ``forget`` dropped: host announcements (``exchange``) do not bring them back.
+    _forgotten: set[str] = field(default_factory=set)
 
     # -- membership --------------------------------------------------------------------
 
@@ -181,7 +226,13 @@ class PeerTable:
         return len(self._peers)
 
     def rows(self) -> list[PeerInfo]:
-        return [p.info() for p in self._peers]
+        return [p.info(self.ours) for p in self._peers]
+
+    def saw_ours(self, sv: dict[int, int]) -> None:
+        """Our state vector reached ``sv`` (a write, an exchange's end): lag follows it."""
+        for client, clock in sv.items():
+            if clock > self.ours.get(client, 0):
+                self.ours[client] = clock
 
     def by_key(self, key: str) -> Peer | None:
         return next((p for p in self._peers if p.key == key), None)
@@ -218,6 +269,10 @@ class PeerTable:
         if key is not None and key == self.self_key:
             self._self_addresses.update(addresses)
             return None
+        if key is not None and key in self._forgotten:
+            if source == "exchange":
+                return None  # forgotten: its announcement alone does not bring it back
+            self._forgotten.discard(key)  # a live source proposes it again
         addrs = [a for a in dict.fromkeys(addresses) if a not in self._self_addresses]
         if not addrs:
             return None
@@ -295,6 +350,28 @@ class PeerTable:
         for old in rows[: max(0, len(rows) - MAX_MDNS_ROWS + 1)]:
             self.remove(old)
 
+    def forget(self, peer: Peer) -> None:
+        """``gossip peers forget``: drop the row; its key's host announcement does not
+        add it again until the peer reaches us or a live source proposes it."""
+        if peer.key is not None:
+            self._forgotten.add(peer.key)
+        self.remove(peer)
+
+    def left(self, key: str, now: int) -> Peer | None:
+        """The peer of ``key`` said goodbye (a signed LEAVE): it is ``left``, retried only
+        at the cap (it reaches us itself when it comes back). Returns its row."""
+        peer = self.by_key(key)
+        if peer is None:
+            return None
+        peer.last_seen = now
+        peer.failures = 0
+        peer.last_error = None
+        peer.leaves += 1
+        if not peer.in_flight:
+            peer.next_attempt = now + self.backoff_cap_ms
+        self._set_state(peer, LEFT)
+        return peer
+
     def remove(self, peer: Peer) -> None:
         if peer in self._peers:
             self._peers.remove(peer)
@@ -329,6 +406,16 @@ class PeerTable:
         else:
             self._set_state(peer, DOWN)
         return peer
+
+    def unpropose(self, peer: Peer, addresses: Iterable[str]) -> None:
+        """mDNS no longer proposes ``addresses`` for ``peer`` (the instance that claimed
+        them is gone, others still advertise its key): those still unproven go."""
+        drop = set(addresses) & peer.unproven
+        if drop and len(drop) < len(peer.addresses):
+            firm = [a for a in peer.addresses if a not in peer.unproven]
+            self._arrange(peer, firm, [a for a in peer.addresses
+                                       if a in peer.unproven and a not in drop])  # fmt: skip
+            self._notify(peer, "changed")
 
     def learn_key(self, peer: Peer, key: str) -> Peer | None:
         """``peer`` answered, signed by ``key``. The address an exchange in flight dials
@@ -460,6 +547,7 @@ class PeerTable:
     def begin(self, peer: Peer) -> None:
         peer.in_flight = True
         peer.dialling = peer.address
+        peer.begun_at_leaves = peer.leaves
 
     def success(
         self,
@@ -474,11 +562,15 @@ class PeerTable:
         exchange: bool = True,
     ) -> None:
         """An exchange we started (or an eager push, ``exchange=False``, which leaves the
-        exchange bookkeeping alone) completed."""
+        exchange bookkeeping alone) completed. One begun before the peer's goodbye (and
+        any push: none starts to a ``left`` peer) leaves it ``left``: it answered while
+        it stopped."""
+        stale = peer.state == LEFT and (not exchange or peer.begun_at_leaves != peer.leaves)
         if exchange:
             peer.in_flight = False
         peer.failures = 0
         peer.last_error = None
+        peer.refused = False
         peer.last_seen = now
         if exchange:
             peer.last_success = now
@@ -488,6 +580,9 @@ class PeerTable:
         peer.bytes_in += bytes_in
         peer.bytes_out += bytes_out
         self._saw_state(peer, ours, theirs)
+        if stale:
+            peer.next_attempt = now + self.backoff_cap_ms
+            return
         peer.next_attempt = now
         self._set_state(peer, ALIVE)
 
@@ -512,11 +607,18 @@ class PeerTable:
         if len(peer.addresses) > 1:
             peer.address_index = (peer.address_index + 1) % len(peer.addresses)
         if unknown_key:
+            peer.refused = True
             peer.next_attempt = now + self.backoff_cap_ms
             self._set_state(peer, UNKNOWN_KEY)
             return
+        if peer.state == LEFT:  # it said it stops: not reaching it is expected
+            peer.next_attempt = now + self.backoff_cap_ms
+            return
         peer.next_attempt = now + self.backoff_ms(peer.failures)
-        self._set_state(peer, DOWN if peer.failures >= self.down_after else BACKING_OFF)
+        state = DOWN if peer.failures >= self.down_after else SUSPECT
+        if state == peer.state == SUSPECT and peer.failures == 1:
+            self._notify(peer, "changed")  # its first failure: the reason is news
+        self._set_state(peer, state)
 
     def cancelled(self, peer: Peer) -> None:
         """An exchange was abandoned (shutdown): neither success nor failure."""
@@ -539,8 +641,12 @@ class PeerTable:
         ours: dict[int, int] | None = None,
         theirs: dict[int, int] | None = None,
     ) -> None:
-        """A peer exchanged with us (it started). A backed-off peer that reaches us is
-        retried at once: it is probably back."""
+        """A peer exchanged with us (it started; its request was signed by ``key``, which
+        is in our keyring). That is a success too: a suspect, down or left peer is
+        ``alive`` at once (it is back: after a partition data flows before our next
+        round) and retried now. A peer that refused our key stays ``unknown-key`` until
+        our own exchange succeeds, but is retried now."""
+        self._forgotten.discard(key)
         peer = self.by_key(key)
         if peer is None:
             return
@@ -548,8 +654,12 @@ class PeerTable:
         peer.bytes_in += bytes_in
         peer.bytes_out += bytes_out
         self._saw_state(peer, ours, theirs)
-        if peer.state in (BACKING_OFF, DOWN, UNKNOWN_KEY) and not peer.in_flight:
+        if peer.state != ALIVE and not peer.in_flight:
             peer.next_attempt = min(peer.next_attempt, now)
+        if peer.state in (SUSPECT, DOWN, LEFT):
+            peer.failures = 0
+            peer.last_error = None
+            self._set_state(peer, ALIVE)
 
     def keyring_changed(self, now: int) -> None:
         """Our keyring changed: peers refused for their key may now be accepted, and a
@@ -563,6 +673,8 @@ class PeerTable:
     def _saw_state(
         self, peer: Peer, ours: dict[int, int] | None, theirs: dict[int, int] | None
     ) -> None:
+        if ours is not None:
+            self.saw_ours(ours)
         if theirs is None:
             return
         peer.last_sv = dict(theirs)

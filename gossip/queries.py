@@ -200,6 +200,7 @@ def show(r: Replica, views: Views, prefix: str) -> dict[str, Any]:
         "signature_ok": signature_ok,
         "ts": rec.ts,
         "retracted_by": retracted_by,
+        "supersedes": supersession(r, rec),
         "memory": memory.to_json() if memory is not None else None,
         "provenance": {
             "local": origin is not None and origin["source"] == "local",
@@ -209,6 +210,23 @@ def show(r: Replica, views: Views, prefix: str) -> dict[str, Any]:
         },
         "record": record_json(rec),
     }
+
+
+def supersession(r: Replica, rec: SignedRecord) -> dict[str, Any] | None:
+    """What a memory's ``supersedes`` does: only a memory of its own author is replaced
+    (recall hides it); one naming another author's memory is ignored, and said so."""
+    target = rec.fields.get("supersedes") if rec.kind == KIND_MEMORY else None
+    if not isinstance(target, str) or not target:
+        return None
+    replaced = r.records().get(target)
+    if replaced is None:
+        return {"id": target, "honoured": False,
+                "note": "not here (yet): nothing is replaced"}  # fmt: skip
+    if replaced.author != rec.author:
+        return {"id": target, "honoured": False,
+                "note": "ignored: it names another author's memory (an author replaces only "
+                        "its own)"}  # fmt: skip
+    return {"id": target, "honoured": True, "note": "replaces an earlier memory of its author"}
 
 
 def trust_note(trust: TrustSet, author: str, ts: int) -> str:

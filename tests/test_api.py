@@ -463,3 +463,85 @@ async def test_rejected_updates_are_counted_by_rule(tmp_path: Path):
         assert (await s.call("GET", "/v1/inspect"))[1]["rejected_by_rule"] == {"digest": 1}
         text = (await s.call("GET", "/metrics"))[1]
         assert 'gossip_updates_rejected_total{rule="digest"} 1' in text
+
+
+async def test_a_supersedes_naming_another_authors_memory_is_ignored_and_said_so(
+    tmp_path: Path,
+):
+    """Issue 17, item 9: b (trusted) signs a memory that "supersedes" a's: a's stays in
+    recall, `show` says the supersedes is ignored; a writing one over b's is a 409."""
+    import time
+
+    from crdt import Replica, records
+
+    a_home, b_home = tmp_path / "a", tmp_path / "b"
+    create_hosts([a_home, b_home])
+    now = time.time_ns() // 1_000_000
+    async with served(a_home) as s:
+        lesson = {"text": "a's lesson on provider x", "category": "learning"}
+        status, made = await s.call("POST", "/v1/memories", json=lesson)
+        assert status == 201, made
+        mine = made["id"]
+        with Replica.open(b_home) as b:
+            theirs = records.memory(b.identity, "b's lesson", category="learning", ts=now)
+            takeover = records.memory(b.identity, "b replaces a's lesson", category="learning",
+                                      supersedes=mine, ts=now + 1)  # fmt: skip
+            raws = [b.put(theirs).raw, b.put(takeover).raw]
+        outcomes = await s.node.offer(raws, source="test")
+        assert [o.status for o in outcomes] == ["applied", "applied"]
+        assert any(m.id == mine for m in s.node.recall("provider"))
+        status, shown = await s.call("GET", f"/v1/records/{takeover.id}")
+        assert status == 200 and shown["supersedes"]["id"] == mine, shown
+        assert shown["supersedes"]["honoured"] is False
+        assert shown["supersedes"]["note"].startswith("ignored"), shown
+        status, own = await s.call("GET", f"/v1/records/{mine}")
+        assert own["supersedes"] is None
+        status, refused = await s.call("POST", "/v1/memories", json={
+            "text": "a over b", "category": "learning", "supersedes": theirs.id})  # fmt: skip
+        assert status == 409 and refused["field"] == "supersedes", refused
+        status, fine = await s.call("POST", "/v1/memories", json={
+            "text": "a's newer lesson", "category": "learning", "supersedes": mine})  # fmt: skip
+        assert status == 201, fine
+        status, shown = await s.call("GET", f"/v1/records/{fine['id']}")
+        assert shown["supersedes"]["honoured"] is True, shown
+
+
+async def test_a_trip_longer_than_the_cap_is_refused(tmp_path: Path):
+    """Issue 17, item 9: a cooldown over ``[breakers] max_open`` (a day by default)."""
+    home = tmp_path / "a"
+    create_hosts([home])
+    async with served(home) as s:
+        status, body = await s.call("POST", "/v1/breakers/trip", json={
+            "name": "k2p5", "reason": "forever", "cooldown": 3 * 86400})  # fmt: skip
+        assert status == 409 and body["field"] == "cooldown", body
+        assert body["code"] == "conflict"
+        status, body = await s.call("POST", "/v1/breakers/trip", json={
+            "name": "k2p5", "reason": "forever", "cooldown": 2 * 365 * 86400})  # fmt: skip
+        assert status == 400 and body["code"] == "invalid", body
+        status, body = await s.call("POST", "/v1/breakers/trip", json={
+            "name": "k2p5", "reason": "503s", "cooldown": 3600})  # fmt: skip
+        assert status == 200 and body["state"] == "open", body
+
+
+async def test_errors_carry_a_code_and_a_503_says_when_to_retry(tmp_path: Path):
+    """Issue 17, item 9: every refusal names its class (``code``, for programs); an empty
+    `last_event_id` is no event id; a busy replica's 503 carries ``Retry-After``."""
+    from tests.test_node import replica_thread_held
+
+    home = tmp_path / "a"
+    create_hosts([home])
+    async with served(home) as s:
+        for method, path, status, code in (
+            ("GET", "/v1/records/abcdef", 404, "not_found"),
+            ("GET", "/v1/nowhere", 404, "not_found"),
+            ("DELETE", "/v1/status", 405, "not_allowed"),
+            ("GET", "/v1/events?last_event_id=", 400, "invalid"),
+            ("POST", "/v1/trust", 400, "invalid"),
+        ):
+            got, body = await s.call(method, path)
+            assert (got, body["code"]) == (status, code), (method, path, body)
+        # The replica's thread held for longer than a read may wait:
+        async with replica_thread_held(s.node), s.session.get(s.base + "/v1/inspect") as resp:
+            body = await resp.json()
+            assert resp.status == 503 and resp.headers["Retry-After"] == "1", body
+            assert body["code"] == "unavailable"

@@ -323,7 +323,7 @@ def test_trust_decides_whose_records_count(tmp_path):
     assert as_json(a, "recall") == []
     assert as_json(a, "breaker", "list") == []
     failed(gossip(a, "trust", "remove", desk), "not in the keyring")
-    failed(gossip(a, "trust", "add", "not-a-key"), "cannot trust")
+    failed(gossip(a, "trust", "add", "not-a-key"), "must be a public id")
     failed(gossip(a, "trust", "add", me), "always trusts itself")
 
 

@@ -54,7 +54,11 @@ def test_defaults_are_written_as_comments(tmp_path):
         ('peers = "a:1"\n', "'peers' must be a list"),
         ('peers = ["a:1", "b"]\n', "not a host:port"),
         ('peers = ["a:99999"]\n', "not a host:port"),
+        ('peers = ["a:²"]\n', "not a host:port"),  # a digit int() refuses
         ('colour = "red"\n', "unknown setting 'colour'"),
+        ("[breakers]\nmax_open = 30\n", "'max_open' in \\[breakers\\]"),
+        ("[breakers]\nmax_open = true\n", "'max_open' in \\[breakers\\]"),
+        ("[breakers]\nopen = 60\n", "unknown"),
     ],
 )
 def test_bad_settings_name_the_file(tmp_path, text, message):
@@ -150,3 +154,14 @@ def test_agents_listen_defaults_to_loopback_8888_and_empty_turns_it_off(tmp_path
         (home / config.CONFIG_FILE).write_text(f'name = "h"\n[agents]\n{bad}\n')
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
             config.load(home)
+
+
+def test_a_breakers_cap_reaches_the_views(tmp_path):
+    """``[breakers] max_open`` (issue 17, item 9): round trip, and the reading policy."""
+    cfg = Config("lab", breaker_max_open=3600.0)
+    config.create(tmp_path, cfg)
+    assert config.load(tmp_path) == cfg
+    policy = config.view_config(follow_vouches=False, breaker_max_open=3600.0)
+    assert policy.breaker_max_open_ms == 3_600_000
+    default = config.view_config(follow_vouches=True, breaker_max_open=None)
+    assert default.breaker_max_open_ms == 86_400_000 and default.follow_vouches

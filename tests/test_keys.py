@@ -44,7 +44,7 @@ class Failures:
             async for event in node.events():
                 if isinstance(event, PeerChanged) and event.change == "changed":
                     info = event.peer
-                    if info.state not in (ALIVE, "new") or info.last_error:
+                    if info.state not in (ALIVE, "suspect") or info.last_error:
                         self.seen.append((node.address, info.state, info.last_error))
 
         self._tasks.append(asyncio.create_task(run()))

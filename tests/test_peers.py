@@ -8,10 +8,9 @@ import pytest
 
 from gossip.peers import (
     ALIVE,
-    BACKING_OFF,
     DOWN,
     MAX_MDNS_ROWS,
-    NEW,
+    SUSPECT,
     UNKNOWN_KEY,
     PeerTable,
     lag,
@@ -31,7 +30,7 @@ def table(**kw) -> PeerTable:
 def test_static_peer_learns_its_key_and_merges_with_its_announcement():
     t = table()
     s = t.add(["10.0.0.1:7471"], "static")
-    assert s is not None and s.key is None and s.state == NEW
+    assert s is not None and s.key is None and s.state == SUSPECT
     e = t.add(["10.0.0.9:7471", "10.0.0.1:7471"], "exchange", key=K1, name="laptop")
     assert e is s  # a keyless row at a shared address takes the key
     assert s.key == K1 and s.name == "laptop" and s.source == "static"
@@ -42,7 +41,7 @@ def test_static_peer_learns_its_key_and_merges_with_its_announcement():
     kept = t.learn_key(other, K1)
     assert kept is s and len(t) == 1
     assert s.addresses[-1] == "host.lan:7471" and s.source == "static"
-    assert ("removed", NEW) in t.events  # type: ignore[attr-defined]
+    assert ("removed", SUSPECT) in t.events  # type: ignore[attr-defined]
 
 
 def test_ourselves_is_never_a_peer():
@@ -75,7 +74,7 @@ def test_failures_back_off_then_down_then_recover():
     now = 1000
     t.begin(p)
     t.failure(p, now, "refused", unreachable=True)
-    assert p.state == BACKING_OFF and p.address == "b:1" and p.failures == 1
+    assert p.state == SUSPECT and p.address == "b:1" and p.failures == 1
     assert now + 50 <= p.next_attempt <= now + 100
     assert t.select(now, 3) == []  # not due yet
     assert t.select(p.next_attempt, 3) == [p]
@@ -84,15 +83,13 @@ def test_failures_back_off_then_down_then_recover():
     assert p.state == DOWN and p.last_error == "refused"
     assert p.next_attempt <= now + 1600
     t.inbound(K1, now + 5)  # unknown key: nothing happens
-    p.key = K1
-    t.inbound(K1, now + 5)  # it reached us: retry at once
-    assert p.next_attempt == now + 5
+    assert p.state == DOWN
     t.success(p, now + 10, rtt_ms=1.5, bytes_in=10, bytes_out=20, ours={1: 5}, theirs={1: 3, 2: 4})
     assert p.state == ALIVE and p.failures == 0 and p.last_error is None
     assert (p.they_lack, p.we_lack, p.rtt_ms, p.bytes_in, p.bytes_out) == (2, 4, 1.5, 10, 20)
     assert p.last_sv == {1: 3, 2: 4}
     states = [s for what, s in t.events if what == "changed"]  # type: ignore[attr-defined]
-    assert states == [BACKING_OFF, DOWN, ALIVE]
+    assert states == [SUSPECT, DOWN, ALIVE]  # its first failure is news (the reason)
 
 
 def test_unknown_key_waits_for_the_keyring():
@@ -164,7 +161,7 @@ def test_rows_are_snapshots():
     assert p is not None
     (row,) = t.rows()
     t.failure(p, 0, "x")
-    assert row.state == NEW and row.to_json()["addresses"] == ["a:1"]
+    assert row.state == SUSPECT and row.to_json()["addresses"] == ["a:1"]
 
 
 def test_a_claimed_key_outside_the_keyring_is_never_exchanged_with():
@@ -364,3 +361,87 @@ def test_a_clock_stepped_back_keeps_what_remained_of_each_delay():
     assert t.select(40_000, 1) == []  # the clock stepped back 60 s: still backing off
     assert t.select(40_100, 1) == [p]  # ...for what remained of the delay, not 60 s more
     assert t.select(0, 1, due_only=False) == [p]  # sync_now: whatever the schedule
+
+
+# -- issue 17, item 8: what the table shows -------------------------------------------
+
+
+def test_a_peer_that_reaches_us_after_a_partition_is_alive_at_once():
+    """Its signed request proves it is up: no waiting for our next round (or for our
+    backoff, up to the cap) while data already flows."""
+    t = table(down_after=2)
+    p = t.add(["a:1"], "static", key=K1)
+    assert p is not None
+    for _ in range(3):
+        t.failure(p, 1000, "connection refused", unreachable=True)
+    assert p.state == "down" and p.next_attempt > 1000
+    t.inbound(K1, 1500, ours={1: 5}, theirs={1: 5})
+    assert p.state == "alive" and p.failures == 0 and p.last_error is None
+    assert p.next_attempt <= 1500 and p.info().reason == ""
+
+
+def test_lag_is_what_we_know_of_the_peers_state_vector():
+    """While a peer is down, what we wrote since shows as what it lacks (not 0/0)."""
+    t = table()
+    p = t.add(["a:1"], "static", key=K1)
+    assert p is not None
+    t.success(p, 100, ours={1: 5}, theirs={1: 5, 2: 3})
+    assert (p.info(t.ours).they_lack, p.info(t.ours).we_lack) == (0, 3)
+    t.failure(p, 200, "connection refused", unreachable=True)
+    t.saw_ours({1: 9})  # our own writes while it is away
+    t.saw_ours({1: 7})  # older than what we know: no change
+    (row,) = t.rows()
+    assert (row.they_lack, row.we_lack) == (4, 3)
+    t.saw_ours({2: 3})  # we learned its records from someone else
+    assert (t.rows()[0].they_lack, t.rows()[0].we_lack) == (4, 0)
+
+
+def test_a_goodbye_makes_a_peer_left_until_it_is_back():
+    t = table(down_after=2)
+    p = t.add(["a:1"], "exchange", key=K1)
+    assert p is not None
+    t.success(p, 100)
+    assert t.left(K1, 200) is p
+    assert p.state == "left" and p.info().reason == "it said goodbye (stopped)"
+    assert p.next_attempt == 200 + 1600 and t.push_targets(3) == []
+    for _ in range(4):  # not reaching a peer that said it stops is no news
+        t.failure(p, 2000, "connection refused", unreachable=True)
+    assert p.state == "left"
+    t.inbound(K1, 3000)  # it is back
+    assert p.state == "alive"
+    assert t.left("z" * 43, 10) is None  # a key we have no row for
+
+
+def test_forget_drops_a_row_and_its_announcement_does_not_bring_it_back():
+    t = table()
+    p = t.add(["a:1"], "exchange", key=K1)
+    assert p is not None
+    t.forget(p)
+    assert len(t) == 0
+    assert t.add(["a:1"], "exchange", key=K1) is None  # the document still announces it
+    t.inbound(K1, 10)  # it reached us: it is back
+    assert t.add(["a:1"], "exchange", key=K1) is not None
+    q = t.by_key(K1)
+    assert q is not None
+    t.forget(q)
+    assert t.add(["a:2"], "mdns", key=K1, claim=True) is not None  # it advertises again
+
+
+def test_every_state_says_why():
+    t = table(down_after=2, trusts=lambda key: key != K2)
+    fresh = t.add(["a:1"], "static")
+    failing = t.add(["b:1"], "static", key=K1)
+    stranger = t.add(["c:1"], "mdns", key=K2, claim=True)
+    refusing = t.add(["d:1"], "static", key=K3)
+    assert fresh and failing and stranger and refusing
+    t.failure(failing, 0, "connection refused")
+    assert failing.state == "suspect" and failing.info().reason == "connection refused"
+    t.failure(failing, 0, "connection refused")
+    assert failing.state == "down"
+    assert failing.info().reason == "2 failures: connection refused"
+    assert fresh.state == "suspect" and fresh.info().reason == "not reached yet"
+    assert stranger.state == "unknown-key"
+    assert f"gossip trust add {K2}" in stranger.info().reason
+    t.failure(refusing, 0, "peer answered 403: not in the keyring", unknown_key=True)
+    assert refusing.info().reason == "peer answered 403: not in the keyring"
+    assert {r.state for r in t.rows()} <= {"alive", "suspect", "down", "left", "unknown-key"}

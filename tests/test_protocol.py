@@ -206,3 +206,18 @@ def test_a_delta_larger_than_one_message_arrives_over_several_exchanges(open_rep
         pushes += 1
         assert pushes < 20
     assert pushes > 3
+
+
+def test_a_goodbye_is_an_empty_leave_and_nothing_else_goes_to_its_endpoint():
+    """Issue 17, item 8: the LEAVE message (``/v1/leave``) carries nothing."""
+    from gossip.protocol import LEAVE_REPLY, parse_leave, parse_request
+    from gossip.protocol.messages import LEAVE
+
+    assert LEAVE == b"SMG\x01\x07\x00\x00" and Message.decode(LEAVE).type is MessageType.LEAVE
+    parse_leave(LEAVE)
+    for body in (LEAVE_REPLY, Message(MessageType.SAME).encode(), b"SMG\x01\x07\x01\x00\x00",
+                 b"SMG\x01\x07\x00\x01\x00", b"junk"):  # fmt: skip
+        with pytest.raises(RemoteProtocolError):
+            parse_leave(body)
+    with pytest.raises(RemoteProtocolError, match="not a request"):
+        parse_request(LEAVE)

@@ -27,7 +27,7 @@ def test_serve_logs_events_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons:
     dead = f"127.0.0.1:{free_port()}"  # a static peer nobody answers at
     d = Daemon(home, free_port(), [dead]).start()
     daemons.append(d)
-    wait_for(lambda: f"peer ? {dead} is backing-off via static" in d.log, "the peer log line")
+    wait_for(lambda: f"peer ? {dead} is suspect via static" in d.log, "the peer log line")
     sock = home / "api.sock"
     assert stat.S_IMODE(sock.stat().st_mode) == 0o600
     status = json.loads(ok(home, "status", "--json"))
@@ -142,12 +142,14 @@ def test_three_daemons_replicate_survive_kill9_and_report_a_dead_peer(
 
     def n3_dead() -> bool:
         rows = {p["name"]: p for p in n1.peers_json()}
-        return rows.get("n3", {}).get("state") in ("backing-off", "down")
+        return rows.get("n3", {}).get("state") in ("suspect", "down")
 
     wait_for(n3_dead, "n1 to see n3 dead", timeout=15)
     table = ok(n1.home, "peers")
-    assert all(len(line) <= 100 for line in table.splitlines()), table
-    assert "n3" in table and "alive" in table
+    assert all(len(line) <= 100 for line in table.splitlines()[:4]), table
+    assert "n3" in table and "alive" in table and "REASON" in table
+    n3_row = {p["name"]: p for p in n1.peers_json()}["n3"]
+    assert n3_row["reason"] and n3_row["last_error"][:20] in table, (n3_row, table)
 
     # Without its daemon, n3's CLI works on the data dir (the stale socket is ignored).
     assert json.loads(ok(n3.home, "status", "--json"))["daemon"] is False
@@ -256,3 +258,26 @@ def test_sync_catches_up_past_one_message(tmp_path: Path, daemons: list):
     assert status["records"]["trusted"] >= 600, status["records"]
     again = json.loads(ok(n2.home, "sync", n1.address, "--json"))
     assert (again["learned"], again["rounds"]) == (0, 1)
+
+
+def test_a_stopped_daemon_is_left_and_can_be_forgotten(tmp_path: Path, daemons: list):
+    """Issue 17, item 8: SIGTERM sends its goodbye (LEAVE): the other table says ``left``
+    and why; `gossip peers forget ID` drops the row (a prefix of the id will do)."""
+    n1, n2 = make_cluster(tmp_path, 2)
+    for d in (n1, n2):
+        daemons.append(d.start())
+    wait_for(lambda: {p["name"]: p["state"] for p in n1.peers_json()}.get("n2") == "alive",
+             "n1 to see n2 alive")  # fmt: skip
+    n2_id = {p["name"]: p["key"] for p in n1.peers_json()}["n2"]
+    assert n2.stop(signal.SIGTERM) == 0, n2.log
+    row = {p["name"]: p for p in n1.peers_json()}["n2"]
+    assert row["state"] == "left" and row["reason"] == "it said goodbye (stopped)", row
+    table = ok(n1.home, "peers")
+    assert "left" in table and "it said goodbye" in table, table
+    assert "forgot " + n2_id in ok(n1.home, "peers", "forget", n2_id[:10])
+    assert "n2" not in {p["name"] for p in n1.peers_json()}
+    again = gossip(n1.home, "peers", "forget", n2_id[:10])
+    assert again.returncode != 0 and "no peer row" in again.stderr, again
+    # Its host announcement stays in the document: rounds go on, the row stays gone.
+    time.sleep(3)
+    assert "n2" not in {p["name"] for p in n1.peers_json()}

@@ -42,6 +42,7 @@ def _calls(other_memory: str, mine: str, stranger: str) -> list[tuple[str, dict[
     return [
         ("status", {}),
         ("peers", {}),
+        ("peers_forget", {"key": "no-such-peer"}),  # 404 both ways
         ("inspect", {}),
         ("recall", {"q": "provider"}),
         ("recall", {"q": "provider", "include_untrusted": True}),

@@ -180,6 +180,31 @@ def test_breaker_merge_across_hosts(me, now):
     assert [b.name for b in views.breakers()] == ["k2p5", "other"]
 
 
+def test_no_breaker_is_held_open_past_the_cap(me, now):
+    """Issue 17, item 9: "open until the year 3000" is clipped to ``breaker_max_open_ms``
+    after it was signed; an observation signed in the future does not count."""
+    views = Views(me, ViewConfig(breaker_grace_ms=5 * MIN, breaker_max_open_ms=60 * MIN),
+                  now_ms=now)  # fmt: skip
+    a, b = Writer(), Writer()
+    me.trust(a.id, "a")
+    me.trust(b.id, "b")
+    year_3000 = 32_503_680_000_000
+    rec = records.breaker(a.identity, "k2p5", state="open", reason="forever", ts=T,
+                          tripped_at=T, resets_at=year_3000)  # fmt: skip
+    me.ingest(a.put(rec).raw)
+    br = views.breaker("k2p5")
+    assert br.state == "open" and br.resets_at == T + 60 * MIN, br
+    now.t = T + 60 * MIN + 1
+    assert views.breaker("k2p5").state == "half_open"
+    now.t = T + 66 * MIN
+    assert views.breaker("k2p5") is None  # past the cap and the grace: no say at all
+    # Signed an hour ahead of our clock: refused, whatever it claims.
+    ahead = records.breaker(b.identity, "other", state="open", reason="ahead",
+                            ts=now.t + 60 * MIN, tripped_at=now.t, resets_at=now.t + MIN)
+    me.ingest(b.put(ahead).raw)
+    assert views.breaker("other") is None
+
+
 # -- benchmarks ----------------------------------------------------------------------------
 
 

@@ -38,7 +38,16 @@ from ..ops.fields import Flag
 from ..ops.memories import BANK_ID
 from ..ops.online import NodeHost
 from ..transport.http import join_address, split_address
-from .guard import MAX_BODY, Guard, answer, host_name, is_loopback, read_body, read_query
+from .guard import (
+    MAX_BODY,
+    RETRY_AFTER_S,
+    Guard,
+    answer,
+    host_name,
+    is_loopback,
+    read_body,
+    read_query,
+)
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +238,9 @@ class AgentsApi:
         try:
             me = await self.host.read(lambda r, v: r.author)
         except GossipError as e:
-            return answer({"ok": False, "status": "unavailable", "error": str(e)}, status=503)
+            out = answer({"ok": False, "status": "unavailable", "error": str(e)}, status=503)
+            out.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return out
         return answer({"ok": True, "status": "healthy", "service": "sm-gossip", "id": me,
                       "name": self.host.node.name})  # fmt: skip
 

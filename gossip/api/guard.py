@@ -7,8 +7,10 @@ local API (``local``) and the agents' listener (``agents``), so both keep one ru
   LocalAPI follows; DNS rebinding needs a name).
 - Where a token is needed (TCP), ``Authorization: Bearer <api.token>`` is checked in
   constant time; none or a wrong one is a 401 with ``WWW-Authenticate``.
-- Every refusal is JSON, ``{"error": message, "field": name-or-null}``; a 5xx means a
-  bug here or a node that cannot answer, never a malformed request.
+- Every refusal is JSON, ``{"error": message, "field": name-or-null, "code": name}``
+  (``code`` is the ``OpError`` class's, ``gossip.errors``: what a client matches on); a
+  5xx means a bug here or a node that cannot answer, never a malformed request; a 503
+  says when to try again (``Retry-After``).
 
 Also reading JSON requests and writing JSON answers, and the token file (0600).
 Nothing here knows a route; nothing here reads a private key.
@@ -33,7 +35,7 @@ from aiohttp import web
 from crdt import GossipError, RecordError
 
 from ..config import ConfigError
-from ..errors import Forbidden, Invalid, OpError, TooLarge, Unauthorized
+from ..errors import Forbidden, Invalid, OpError, TooLarge, Unauthorized, code_of
 from ..ops.fields import ANY_TEXT
 
 log = logging.getLogger(__name__)
@@ -81,7 +83,7 @@ class Guard:
             self.check(request)
             return await handler(request)
         except OpError as e:
-            answer = error(e.status, str(e), e.field)
+            answer = error(e.status, str(e), e.field, e.code)
             if e.status == 401:
                 answer.headers["WWW-Authenticate"] = 'Bearer realm="sm-gossip"'
             if e.status == 413 and not request.content.is_eof():
@@ -169,8 +171,16 @@ def answer(value: Any, status: int = 200) -> web.Response:
                         content_type="application/json")  # fmt: skip
 
 
-def error(status: int, message: str, field: str | None) -> web.Response:
-    return answer({"error": message, "field": field}, status=status)
+RETRY_AFTER_S = 1  # a 503 is a replica busy for a moment, or a node stopping
+
+
+def error(status: int, message: str, field: str | None, code: str | None = None) -> web.Response:
+    """An error answer; ``code`` defaults to the one of ``status``'s ``OpError`` class."""
+    out = answer({"error": message, "field": field, "code": code or code_of(status)},
+                 status=status)  # fmt: skip
+    if status == 503:
+        out.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return out
 
 
 # -- addresses and the token ----------------------------------------------------------

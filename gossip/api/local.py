@@ -235,7 +235,9 @@ class LocalApi:
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         q = read_query(request, {"last_event_id"})
-        last = request.headers.get("Last-Event-ID") or q.get("last_event_id") or None
+        # Given (even empty) means checked: `?last_event_id=` is no event id (the schema
+        # says 1 to 64 characters), not "from now".
+        last = request.headers.get("Last-Event-ID", q.get("last_event_id"))
         if last is not None and not _EVENT_ID.fullmatch(last):  # checked before streaming
             raise Invalid("'Last-Event-ID' must be an event id (letters, digits, '-')",
                            "last_event_id")  # fmt: skip

@@ -36,6 +36,7 @@ from pydantic import Field
 from ..errors import GossipError, OpError, Unavailable
 from ..ops import OPERATIONS
 from ..ops.banks import iso
+from .guard import error
 
 log = logging.getLogger(__name__)
 
@@ -355,6 +356,5 @@ async def _asgi(request: web.Request, app: Callable[..., Awaitable[None]]) -> we
     finally:
         done.set()
     if response is None:
-        return web.json_response({"error": "the MCP transport gave no answer", "field": None},
-                                 status=500)  # fmt: skip
+        return error(500, "the MCP transport gave no answer", None)
     return response

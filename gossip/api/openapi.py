@@ -13,8 +13,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import CODES
 from ..ops import OPERATIONS, Operation
-from ..ops.fields import Field
+from ..ops.fields import NOT_BLANK, Field
 
 VERSION = "1"
 
@@ -52,7 +53,7 @@ BOOL: Schema = {"type": "boolean"}
 MS: Schema = {"type": "integer", "description": "milliseconds since the epoch"}
 EVENT_ID: Schema = {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$",
                     "description": "an event's id (`run-seq`); anything else is a 400"}
-TEXT: Schema = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"\S"}
+TEXT: Schema = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NOT_BLANK}
 ANY_TEXT: Schema = {"type": "string", "maxLength": 256}
 
 # A memory's bank and the agents' fields (docs/agents.md); older records have none.
@@ -67,7 +68,25 @@ RANKED: dict[str, Schema] = {
 }
 
 SCHEMAS: dict[str, Schema] = {
-    "Error": _obj({"error": STR, "field": _null(STR)}),
+    "Error": _obj({
+        "error": STR, "field": _null(STR),
+        "code": {"enum": list(CODES), "description": "what went wrong, for programs: the "
+                 "refusal's class (`gossip.errors`); the message is for people"},
+    }),
+    # The change feed's events (GET /v1/events): each SSE `event:` name, its `data:` JSON.
+    "RecordEvent": _obj({
+        "root": {"enum": ["records", "state"]}, "key": STR, "kind": STR, "author": STR,
+        "trusted": BOOL, "record": _ref("Record"),
+    }),
+    "BreakerEvent": _obj({
+        "name": STR, "state": {"enum": ["open", "half_open", "closed"],
+                               "description": "merged across trusted hosts, after it"},
+        "author": STR, "observed": {**STR, "description": "what that host now says"},
+        "trusted": BOOL,
+    }),
+    "PeerEvent": _obj({"change": {"enum": ["added", "changed", "removed"]}, "peer": _ref("Peer")}),
+    "LostEvent": _obj({"count": _null(INT), "reason": STR}, ["count"]),
+    "CutoffEvent": _obj({"reason": STR, "resume_from": _null(STR)}),
     "Memory": _obj({
         "id": STR, "text": STR, "category": STR, "subject": _null(STR), "tags": _arr(STR),
         "author": STR, "ts": MS, "trusted": BOOL, "expires_at": _null(MS), "supersedes": _null(STR),
@@ -93,6 +112,9 @@ SCHEMAS: dict[str, Schema] = {
         "trust": {**STR, "description": "why it counts or not (keyring, successor, vouch, "
                   "revoked before/after its signature)"},
         "signature_ok": BOOL, "ts": MS, "retracted_by": _arr(STR), "memory": _null(_ref("Memory")),
+        "supersedes": _null({**_obj({"id": STR, "honoured": BOOL, "note": STR}),
+                             "description": "what the memory's `supersedes` does: only a "
+                             "memory of its own author is replaced; another's is ignored"}),
         "provenance": _obj({"local": BOOL, "source": _null(STR), "received_at": _null(MS),
                             "checkpoint": BOOL}),
         "record": _ref("Record"),
@@ -119,7 +141,12 @@ SCHEMAS: dict[str, Schema] = {
     "BenchmarkRecorded": _obj({"subject": STR, "metric": STR, "value": NUM, "unit": STR}),
     "Peer": _obj({
         "key": _null(STR), "name": STR, "addresses": _arr(STR), "address": STR, "source": STR,
-        "state": STR, "last_success": _null(MS), "last_seen": _null(MS),
+        "state": {**STR, "description": "alive, suspect (not reached yet, or failing), down, "
+                  "left (it said goodbye), unknown-key; `not-running` for the configured "
+                  "peers when no daemon runs"},
+        "reason": {**STR, "description": "why the row is in its state, in words (\"\" "
+                   "when alive)"},
+        "last_success": _null(MS), "last_seen": _null(MS),
         "last_error": _null(STR), "failures": INT, "rtt_ms": _null(NUM), "bytes_in": INT,
         "bytes_out": INT, "they_lack": _null(INT), "we_lack": _null(INT), "next_attempt": MS,
         "exchanges": INT,
@@ -163,6 +190,8 @@ SCHEMAS: dict[str, Schema] = {
                               "seen here"},
                      "note": {**_null(STR), "description": "what to check before relying "
                               "on the key (never seen here: compare the fingerprint)"}}),
+    "PeerForgotten": _obj({"key": STR, "name": STR, "state": {**STR, "description":
+                                                             "its state when forgotten"}}),
     "Distrusted": _obj({"id": STR, "removed": BOOL,
                         "revoked": {**_null(STR), "description": "the published revoke "
                                     "record's id; null for a local removal"},
@@ -222,7 +251,9 @@ COMMON_ERRORS = {
     "400": _answer("malformed request; `field` names what is wrong", ERR),
     "401": _answer("TCP without the bearer token", ERR),
     "403": _answer("Origin/Referer present, or a foreign Host", ERR),
-    "503": _answer("the replica did not answer in time, or the node is stopping", ERR),
+    "503": {**_answer("the replica did not answer in time, or the node is stopping", ERR),
+            "headers": {"Retry-After": {"description": "seconds to wait before trying again",
+                                        "required": True, "schema": INT}}},
 }
 
 
@@ -260,6 +291,8 @@ def _operation(op: Operation) -> Schema:
 
 EVENT_ID: Schema = {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$",
                     "description": "an event's id (`run-seq`); anything else is a 400"}
+EVENTS = {"record": "RecordEvent", "breaker": "BreakerEvent", "peer": "PeerEvent",
+          "lost": "LostEvent", "cutoff": "CutoffEvent"}  # SSE event name -> its data's schema
 # The routes that are no operation: a stream, a text format, this document.
 EXTRA_PATHS: dict[str, Schema] = {
     "/v1/events": {"get": {
@@ -269,9 +302,12 @@ EXTRA_PATHS: dict[str, Schema] = {
             {"name": "last_event_id", "in": "query", "required": False, "schema": EVENT_ID,
              "description": "as the header, for clients that cannot set it"},
         ],
-        "responses": {"200": {"description": "events: record, breaker, peer, lost, cutoff",
-                              "content": {"text/event-stream": {"schema": STR}}},
-                      **COMMON_ERRORS},
+        "responses": {"200": {
+            "description": "server-sent events; each `data:` is the JSON object of its "
+                           "`event:` name's schema (`x-events`)",
+            "content": {"text/event-stream": {"schema": STR}},
+            "x-events": {name: _ref(schema) for name, schema in EVENTS.items()},
+        }, **COMMON_ERRORS},
     }},
     "/metrics": {"get": {
         "summary": "metrics in the Prometheus text format",

@@ -127,6 +127,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     ]
     if shown["retracted_by"]:
         lines.append(f"retracted: by its author ({shown['retracted_by'][0][:12]})")
+    sup = shown.get("supersedes")
+    if sup:
+        lines.append(f"replaces:  {sup['id'][:12]}: {sup['note']}")
     for line in lines:
         out(line)
     fields = {k: v for k, v in shown["record"]["fields"].items()

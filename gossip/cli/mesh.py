@@ -1,4 +1,5 @@
-"""The mesh: ``peers`` (the peer table, ``--watch``), ``sync`` and ``inspect``.
+"""The mesh: ``peers`` (the peer table, ``--watch``; ``peers forget ID``), ``sync`` and
+``inspect``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,26 @@ def _peer_rows(peers: list[dict[str, Any]], now: int) -> list[list[str]]:
             p["source"], p["state"],
             span(now - p["last_success"]) if p["last_success"] else "never",
             "-" if p["rtt_ms"] is None else f"{p['rtt_ms']:.0f}ms", lag,
-            f"{byte_size(p['bytes_in'])}/{byte_size(p['bytes_out'])}", p.get("transport") or "-",
+            p.get("transport") or "-", p.get("reason") or "-",
         ])  # fmt: skip
     return rows
 
 
+def _peer_table(peers: list[dict[str, Any]], now: int) -> None:
+    """The table, its REASON column giving way first; a reason cut there follows in
+    full below it (an unknown key's ``gossip trust add`` line must stay whole)."""
+    rows = _peer_rows(peers, now)
+    widths = table(_PEER_HEADER, rows, elastic=len(_PEER_HEADER) - 1)
+    cut = [(r[0], r[1], r[-1]) for r in rows if len(r[-1]) > widths[-1]]
+    if cut:
+        out()
+    for key, name, reason in cut:
+        out(f"{key}  {name}: {reason}")
+
+
+# Bytes in and out are in --json: the reason says more to a human in the width.
 _PEER_HEADER = ["ID", "NAME", "ADDRESS", "SOURCE", "STATE", "LAST OK", "RTT", "LAG ↑/↓",
-                "IN/OUT", "TRANSPORT"]  # fmt: skip
+                "TRANSPORT", "REASON"]  # fmt: skip
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
@@ -44,7 +58,14 @@ def cmd_peers(args: argparse.Namespace) -> int:
     if not peers:
         note("no peers")
         return 0
-    table(_PEER_HEADER, _peer_rows(peers, now_ms()))
+    _peer_table(peers, now_ms())
+    return 0
+
+
+def cmd_peers_forget(args: argparse.Namespace) -> int:
+    with session(args) as s:
+        gone = s.call("peers_forget", key=args.key)
+    out(f"forgot {gone['key']} ({gone['name'] or 'no name'}, {gone['state']})")
     return 0
 
 
@@ -56,7 +77,7 @@ def _watch(fetch: Callable[[], list[dict[str, Any]]], interval: float) -> int:
         if tty:
             sys.stdout.write("\x1b[H\x1b[2J")
         out(f"gossip peers — {time.strftime('%H:%M:%S')} — every {interval:g}s, Ctrl-C stops")
-        table(_PEER_HEADER, _peer_rows(peers, now_ms())) if peers else out("no peers")
+        _peer_table(peers, now_ms()) if peers else out("no peers")
         if not tty:
             out()
         sys.stdout.flush()
@@ -112,6 +133,11 @@ def register(sub: Any) -> None:
     c.add_argument("--json", action="store_true", help="print a JSON array")
     c.add_argument("--watch", action="store_true", help="redraw every --interval seconds")
     c.add_argument("--interval", type=seconds, default=2.0, metavar="SECONDS")
+    psub = c.add_subparsers(dest="action", required=False, metavar="ACTION")
+    f = command(psub, "forget", cmd_peers_forget,
+                "drop a peer's row (a host that left for good); a source that still "
+                "proposes it, or the host itself, brings it back")
+    f.add_argument("key", metavar="ID", help="the peer's id, or a prefix of it (`gossip peers`)")
     c = command(sub, "sync", cmd_sync, "exchange now with every peer (or ADDR) until caught up")
     c.add_argument("address", nargs="?", metavar="ADDR", help="a peer's HOST:PORT")
     c.add_argument("--json", action="store_true", help="print a JSON object")

@@ -82,14 +82,23 @@ def number(v: float) -> str:
 TABLE_WIDTH = 100  # human tables fit this many columns: the widest cells are cut with …
 
 
-def table(header: list[str], rows: list[list[str]]) -> None:
+def table(header: list[str], rows: list[list[str]], *, elastic: int | None = None) -> list[int]:
+    """Print ``rows`` under ``header`` within ``TABLE_WIDTH``: the ``elastic`` column
+    gives way first (down to its header's width), then the widest. Returns the widths."""
     rows = [[safe(c).replace("\n", "\\n") for c in row] for row in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    while sum(widths) + 2 * (len(widths) - 1) > TABLE_WIDTH and max(widths) > 8:
+
+    def over() -> int:
+        return sum(widths) + 2 * (len(widths) - 1) - TABLE_WIDTH
+
+    if elastic is not None and over() > 0:
+        widths[elastic] = max(len(header[elastic]) + 2, widths[elastic] - over())
+    while over() > 0 and max(widths) > 8:
         widths[widths.index(max(widths))] -= 1
     for row in [header, *rows]:
         cells = [fit(c, w).ljust(w) for c, w in zip(row, widths, strict=True)]
         out("  ".join(cells).rstrip())
+    return widths
 
 
 def now_ms() -> int:

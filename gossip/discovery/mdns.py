@@ -2,8 +2,13 @@
 
 Our service instance carries the port in its SRV record and, in TXT, ``id`` (the full
 43-character public id), ``v`` (protocol version) and ``name`` (display name). Other
-instances become ``Sighting``s handed to the node; their removal (a goodbye, TTL 0)
-calls ``on_gone``. Shutdown unregisters our instance, which sends goodbyes.
+instances become ``Sighting``s handed to the node. A host stays seen for as long as it
+advertises: a goodbye (TTL 0, which anyone on the LAN can forge, and which a host that
+restarts its mDNS sends just before it registers again) only calls ``on_gone`` once a
+fresh query (sent at once) has had ``GONE_CONFIRM_S`` seconds without an answer from
+the instance; and at every rescan an instance in zeroconf's cache that we hold no
+sighting of (a resolve that timed out, a lost event) is resolved again. Shutdown
+unregisters our instance, which sends goodbyes.
 
 What it trusts: nothing. A TXT ``id`` is a *claim*, unproven: the node puts it on the
 peer row so that a human can ``gossip trust add`` it, but a key outside the keyring is
@@ -28,7 +33,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from zeroconf import IPVersion, ServiceStateChange, Zeroconf
+from zeroconf import DNSOutgoing, DNSQuestion, IPVersion, ServiceStateChange, Zeroconf, const
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from ..addresses import machine_addresses
@@ -49,6 +54,9 @@ MAX_ADDRESSES = 8
 # (the oldest go first), and resolve them with at most MAX_RESOLVING tasks.
 MAX_SEEN = 256
 MAX_RESOLVING = 32
+# Seconds a goodbye waits for the instance to answer a fresh query before it counts: a
+# LAN answers in milliseconds; a forged goodbye, or a restart's, is answered.
+GONE_CONFIRM_S = 2.0
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
@@ -160,6 +168,8 @@ class MdnsDiscovery:
         self._resolving: set[asyncio.Task[None]] = set()
         self._pending: dict[str, None] = {}  # names to resolve, oldest first
         self._seen: dict[str, Sighting] = {}
+        self._leaving: dict[str, asyncio.TimerHandle] = {}  # goodbyes being confirmed
+        self._asked_at = 0.0  # loop time of our last query after a goodbye
         self._advertising = ""
         self._interfaces: list[str] = []
         self._problem = ""  # why we cannot advertise, if we cannot
@@ -189,6 +199,8 @@ class MdnsDiscovery:
                         log.exception("mDNS discovery failed to start")
                         self._set(WARNING, f"cannot start: {type(e).__name__}: {e}")
                         await self.stop()
+                else:
+                    self._reconcile()
                 await asyncio.sleep(rescan)
         finally:
             await asyncio.shield(self.stop())
@@ -246,6 +258,9 @@ class MdnsDiscovery:
     async def stop(self, *, quiet: bool = False) -> None:
         """Stop browsing, send goodbyes, close the sockets. Idempotent."""
         self._pending.clear()
+        for timer in self._leaving.values():
+            timer.cancel()
+        self._leaving.clear()
         for task in list(self._resolving):
             task.cancel()
         if self._resolving:
@@ -273,14 +288,18 @@ class MdnsDiscovery:
             return
         if state_change is ServiceStateChange.Removed:
             self._pending.pop(name, None)
-            gone = self._seen.pop(name, None)
-            if gone is not None:
-                log.info("mDNS: %s said goodbye", gone.name or name)
-                self.on_gone(gone)
-                self._counted()
+            if name in self._seen and name not in self._leaving:
+                self._ask_again()
+                self._leaving[name] = asyncio.get_running_loop().call_later(
+                    GONE_CONFIRM_S, self._gone, name
+                )
             return
         if self._zc is None:
             return
+        self._queue(name)
+
+    def _queue(self, name: str) -> None:
+        """Resolve ``name`` (again): to the end of the queue, a resolver if one is free."""
         self._pending.pop(name, None)
         self._pending[name] = None
         while len(self._pending) > MAX_SEEN:
@@ -289,6 +308,46 @@ class MdnsDiscovery:
             task = asyncio.get_running_loop().create_task(self._resolve_pending(), name="mdns")
             self._resolving.add(task)
             task.add_done_callback(self._resolving.discard)
+
+    def _ask_again(self) -> None:
+        """After a goodbye: ask every instance of our type to answer now (at most once a
+        second), so that one still advertising is seen again before ``GONE_CONFIRM_S``."""
+        zc = self._zc
+        loop = asyncio.get_running_loop()
+        if zc is None or loop.time() - self._asked_at < 1.0:
+            return
+        self._asked_at = loop.time()
+        out = DNSOutgoing(const._FLAGS_QR_QUERY)
+        out.add_question(DNSQuestion(SERVICE_TYPE, const._TYPE_PTR, const._CLASS_IN))
+        try:
+            zc.zeroconf.async_send(out)
+        except Exception as e:  # a closing Zeroconf
+            log.debug("mDNS: query after a goodbye failed: %s", e)
+
+    def _gone(self, name: str) -> None:
+        """A goodbye that no answer contradicted: the instance is gone."""
+        self._leaving.pop(name, None)
+        gone = self._seen.pop(name, None)
+        if gone is not None:
+            log.info("mDNS: %s said goodbye", gone.name or name)
+            self.on_gone(gone)
+            self._counted()
+
+    def _reconcile(self) -> None:
+        """At a rescan: every instance of our type in zeroconf's cache that we hold no
+        sighting of (its resolve timed out, an event was lost) is resolved again; the
+        cache, not the events, says who advertises."""
+        zc = self._zc
+        if zc is None:
+            return
+        cache = zc.zeroconf.cache
+        now = asyncio.get_running_loop().time() * 1000  # zeroconf's clock: loop ms
+        for record in cache.async_all_by_details(SERVICE_TYPE, const._TYPE_PTR, const._CLASS_IN):
+            name = getattr(record, "alias", "")
+            if (name and name != self.service and not record.is_expired(now)
+                    and (name not in self._seen or name in self._leaving)
+                    and name not in self._pending):  # fmt: skip
+                self._queue(name)
 
     async def _resolve_pending(self) -> None:
         while self._pending and self._zc is not None:
@@ -317,6 +376,9 @@ class MdnsDiscovery:
         )
         if sighting is None or sighting.key == self.public_id:
             return
+        leaving = self._leaving.pop(name, None)
+        if leaving is not None:  # it answered: the goodbye was forged, or a restart's
+            leaving.cancel()
         self._seen.pop(name, None)  # to the end: the most recently resolved
         self._seen[name] = sighting
         while len(self._seen) > MAX_SEEN:

@@ -31,6 +31,7 @@ class NodeConfig:
     # machine's for a wildcard; () writes none, for a node that lives one command).
     advertise: tuple[str, ...] | None = None
     read_timeout: float = 2.0  # seconds a read waits for the replica before answering empty
+    breaker_max_open: float | None = None  # [breakers] max_open (None: the views' default)
 
     @classmethod
     def resolve(
@@ -70,6 +71,7 @@ class NodeConfig:
             tls=_pick(tls, not file.insecure_plaintext, True),
             advertise=tuple(advertise) if advertise is not None else None,
             read_timeout=read_timeout,
+            breaker_max_open=file.breaker_max_open,
         )
 
 

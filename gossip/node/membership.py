@@ -95,6 +95,17 @@ class Membership:
                 table.add(addresses, "exchange", key=rec.author,
                           name=name if isinstance(name, str) else "", now=now)  # fmt: skip
 
+    def forget(self, key: str) -> bool:
+        """``gossip peers forget``: drop the row of ``key``; its host announcement does
+        not bring it back until it reaches us or a live source proposes it (mDNS while it
+        advertises, the tailnet, the static list). False if no row has that key."""
+        table = self.node.table_or_none
+        row = table.by_key(key) if table is not None else None
+        if table is None or row is None:
+            return False
+        table.forget(row)
+        return True
+
     # -- discovery ----------------------------------------------------------------------
 
     def status(self) -> list[DiscoveryStatus]:
@@ -148,7 +159,13 @@ class Membership:
         if table is None or self.mdns is None:
             return
         if s.key and any(o.key == s.key for o in self.mdns.seen):
-            return  # another instance claims the same key: one goodbye does not end it
+            # Another instance claims the same key: one goodbye does not end the row,
+            # but the addresses only the gone instance proposed go.
+            row = table.by_key(s.key)
+            if row is not None:
+                kept = {a for o in self.mdns.seen if o.key == s.key for a in o.addresses}
+                table.unpropose(row, [a for a in s.addresses if a not in kept])
+            return
         row = (table.by_key(s.key) if s.key else None) or next(
             (r for a in s.addresses if (r := table.by_address(a)) is not None), None
         )

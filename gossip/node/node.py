@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from crdt import GossipError, Identity, Replica, SignedRecord, semantic
 from crdt.trust import TrustSet
-from crdt.views import ViewConfig, Views
+from crdt.views import Views
 
 from .. import config as config_file
 from ..config import MdnsSettings, Profile, TailnetSettings
@@ -211,6 +211,10 @@ class Node(NodeActions, NodeReads):
     @property
     def transport(self) -> Transport:
         return self._require(self._transport)
+
+    @property
+    def transport_or_none(self) -> Transport | None:
+        return self._transport
 
     @property
     def running(self) -> bool:
@@ -429,8 +433,14 @@ class Node(NodeActions, NodeReads):
     async def _close(self) -> None:
         if self._state in ("stopping", "closed"):
             return
-        self._state = "stopping"
-        await self.membership.close()  # goodbyes first, while we still answer
+        self._state = "stopping"  # no exchange or push starts from now on
+        # Goodbyes first, while we still answer: a signed LEAVE to our peers (they show
+        # us as ``left``), bounded and best-effort; then mDNS's.
+        try:
+            await self.replication.goodbye()
+        except Exception:
+            log.exception("goodbyes of %s failed", self._address)
+        await self.membership.close()
         # First stop serving (requests being served still finish, with the replica),
         # then stop our own tasks, then close the replica and join its thread.
         if self._transport is not None:
@@ -458,8 +468,9 @@ class Node(NodeActions, NodeReads):
         """In the worker: open the replica and its views, subscribe to their changes."""
         replica = Replica.open(self.home, now_ms=self._now_ms, create=True)
         try:
-            self._views = Views(replica, ViewConfig(follow_vouches=self.config.follow_vouches),
-                                semantic=semantic.open_in_dir(self.home))  # fmt: skip
+            policy = config_file.view_config(follow_vouches=self.config.follow_vouches,
+                                             breaker_max_open=self.config.breaker_max_open)
+            self._views = Views(replica, policy, semantic=semantic.open_in_dir(self.home))
             self.changes.views = self._views
             replica.on_change(self.changes.on_change)
             self._views.on_trust_change(self._on_trust_set)
@@ -524,7 +535,9 @@ class Node(NodeActions, NodeReads):
         self.changes.publish(PeerChanged(change, self._info(peer)))
 
     def _info(self, peer: Peer) -> PeerInfo:
-        return dataclasses.replace(peer.info(), transport=self.transport_mode)
+        table = self._table
+        ours = table.ours if table is not None else None
+        return dataclasses.replace(peer.info(ours), transport=self.transport_mode)
 
     # -- writing -------------------------------------------------------------------------
 

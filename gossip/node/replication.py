@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("gossip.node")
 
 INGEST_CHUNK = 512  # updates per replica call; reads run between chunks
+# Seconds a stopping node gives its goodbyes (LEAVE): half to let exchanges in flight
+# end (one served after our goodbye would make us alive again there), half for the
+# goodbyes themselves, all at once. A LAN answers in milliseconds; a peer that does not
+# answer in time sees us fail, then ``down``, as without a goodbye.
+LEAVE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class Replication:
         self.gossiper: Gossiper | None = None
         self.wake = asyncio.Event()
         self._settled = asyncio.Event()  # replaced by a fresh one after each set()
+        self._pushing: set[asyncio.Task[None]] = set()  # one task per peer pushed to
 
     @property
     def message_budget(self) -> int:
@@ -95,6 +101,13 @@ class Replication:
         node = self.node
         if path == JOIN_PATH:
             return await node.joining.redeem(body, peer_key)
+        if path == protocol.LEAVE_PATH:
+            protocol.parse_leave(body)  # RemoteProtocolError: answered 400
+            if self.gossiper is not None:
+                row = self.gossiper.on_leave(peer_key, node.now_ms())
+                if row is not None:
+                    log.info("peer %s said goodbye", row.label)
+            return protocol.LEAVE_REPLY
         # A DIGEST only reads: it jumps queued ingests, so that peers checking whether we
         # are in sync are not kept waiting (and backing us off) during a large catch-up.
         priority = READ if protocol.reads_only(body) else WRITE
@@ -174,9 +187,12 @@ class Replication:
             self._settled.set()
             self._settled = asyncio.Event()
 
-    async def _idle(self, peers: Sequence[Peer]) -> None:
-        """Wait (two request timeouts at most) until no exchange with ``peers`` runs."""
-        deadline = time.monotonic() + self.node.profile.request_timeout * 2
+    async def _idle(self, peers: Sequence[Peer], seconds: float | None = None) -> None:
+        """Wait (``seconds``, by default two request timeouts, at most) until no exchange
+        with ``peers`` runs."""
+        if seconds is None:
+            seconds = self.node.profile.request_timeout * 2
+        deadline = time.monotonic() + seconds
         while any(p.in_flight for p in peers) and time.monotonic() < deadline:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._settled.wait(), deadline - time.monotonic())
@@ -287,6 +303,45 @@ class Replication:
             return Failure(UNTRUSTED, str(e))
         return Failure(UNREACHABLE if isinstance(e, PeerUnreachable) else ERROR, str(e))
 
+    # -- goodbyes -----------------------------------------------------------------------
+
+    async def goodbye(self, seconds: float = LEAVE_SECONDS) -> int:
+        """The node stops (no new exchange or push starts): let the exchanges in flight
+        end, then a signed LEAVE to each peer the gossiper names, all at once, within
+        ``seconds`` in all; best-effort (failures and latecomers are dropped). Returns
+        how many peers answered."""
+        gossiper, node = self.gossiper, self.node
+        if gossiper is None or node.table_or_none is None or node.transport_or_none is None:
+            return 0
+        # Pushes and exchanges in flight end first: one served after our goodbye would
+        # make us alive again at that peer.
+        started = time.monotonic()
+        if self._pushing:
+            await asyncio.wait(list(self._pushing), timeout=seconds / 2)
+        left = max(0.0, seconds / 2 - (time.monotonic() - started))
+        await self._idle([p for p in node.table if p.in_flight], left)
+        leaves = gossiper.on_stop()
+        if not leaves:
+            return 0
+        transport = node.transport
+
+        async def say(leave: protocol.Leave) -> None:
+            request = leave.request()
+            peer = leave.peer
+            answer, _ = await transport.request(
+                peer.address, request.path, request.body, expected_key=peer.key
+            )
+            protocol.expect(answer, protocol.MessageType.LEAVE_REPLY)
+
+        tasks = [asyncio.ensure_future(say(leave)) for leave in leaves]
+        done, pending = await asyncio.wait(tasks, timeout=seconds / 2)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        told = sum(1 for t in done if not t.cancelled() and t.exception() is None)
+        log.debug("goodbyes: %d of %d peers answered", told, len(leaves))
+        return told
+
     # -- eager push ---------------------------------------------------------------------
 
     def queue_push(self, updates: list[bytes], *, covers: dict[int, int]) -> None:
@@ -301,10 +356,18 @@ class Replication:
             started = self.node.spawn(self._drain(push), f"push {push.peer.label}")
             if started is None and self.gossiper is not None:  # not running: none goes
                 self.gossiper.abandon_pushes(push.peer)
+            elif started is not None:
+                self._pushing.add(started)
+                started.add_done_callback(self._pushing.discard)
 
     async def _drain(self, push: Push | None) -> None:
-        """One peer's pushes, one at a time, until its outbox is empty."""
+        """One peer's pushes, one at a time, until its outbox is empty (or the node
+        stops: no push starts after our goodbyes)."""
         while push is not None:
+            if not self.node.running:
+                if self.gossiper is not None:
+                    self.gossiper.abandon_pushes(push.peer)
+                return
             push = await self._push(push)
 
     async def _push(self, push: Push) -> Push | None:

@@ -20,6 +20,14 @@ from ..errors import Invalid, TooLarge
 Schema = dict[str, Any]
 
 MAX_SECONDS = 100 * 365 * 86400  # timestamps stay well inside 64-bit integers (SQLite, JS)
+# Blank means only whitespace, and whitespace means what Python's ``str.isspace`` says
+# (what ``str.strip`` removes). JSON Schema's ``\s`` is ECMA-262's set, which differs
+# (it has U+FEFF; it lacks U+001C-U+001F and U+0085), so the schema spells the set out
+# and the server checks with the same class: one rule, said once, on both sides.
+WHITESPACE = ("\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a"
+              "\\u2028\\u2029\\u202f\\u205f\\u3000")
+NOT_BLANK = f"[^{WHITESPACE}]"  # a regex: one character that is not whitespace
+_NOT_BLANK = re.compile(NOT_BLANK)
 MAX_SHORT = 256
 _DIGITS = re.compile(r"[0-9]{1,12}")
 
@@ -49,11 +57,12 @@ class Text(Kind):
     pattern: str | None = None
     refuse: str = ""
     min_length: int = 0
+    what: str = ""  # what ``pattern`` stands for, in words (the refusal says it)
 
     def check(self, value: Any, name: str) -> str:
         if not isinstance(value, str):
             raise Invalid(f"'{name}' must be a string", name)
-        if not self.blank and not value.strip():
+        if not self.blank and not _NOT_BLANK.search(value):
             raise Invalid(f"'{name}' must not be empty", name)
         if len(value) > self.limit:
             raise Invalid(f"'{name}' is longer than {self.limit} characters", name)
@@ -67,6 +76,8 @@ class Text(Kind):
             if c in value:
                 raise Invalid(f"'{name}' cannot contain {c!r}", name)
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            if self.what:
+                raise Invalid(f"'{name}' must be {self.what}: {value!r:.80}", name)
             raise Invalid(f"'{name}' is malformed (expected {self.pattern})", name)
         return value
 
@@ -80,10 +91,10 @@ class Text(Kind):
             out["pattern"] = f"^{self.pattern}$"
         elif self.refuse:
             bad = re.escape(self.refuse)
-            some = f"[^\\s{bad}]" if not self.blank else ""
+            some = f"[^{WHITESPACE}{bad}]" if not self.blank else ""
             out["pattern"] = f"^[^{bad}]*{some}[^{bad}]*$"
         elif not self.blank:
-            out["pattern"] = r"\S"
+            out["pattern"] = NOT_BLANK
         return out
 
 
@@ -321,7 +332,15 @@ ANY_TEXT = Text(blank=True)
 TEXT = Text()
 RECORD_ID = Text(limit=64, pattern="[0-9a-f]{64}")
 RECORD_PREFIX = Text(limit=64, pattern="[0-9a-fA-F]{6,64}", min_length=6)
-PUBLIC_ID = Text(limit=43, pattern="[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
+PUBLIC_ID = Text(limit=43, pattern="[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]",
+                 what="a public id, 43 characters of base64url (`gossip id` prints it)")
+# A peer's address, as the local API takes it: a name or IPv4 address, or an IPv6 one in
+# brackets, and a port from 1 to 65535; what matches is always a ``config.check_address``
+# address, so that the schema and the server agree on it.
+_PORT = "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+ADDRESS = Text(limit=300, pattern=f"(?:[A-Za-z0-9._-]+|\\[[0-9A-Fa-f:.]+\\]):{_PORT}",
+               what="a peer's HOST:PORT (a name, an IPv4 address or [an IPv6 one], port 1 "
+                    "to 65535)")
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,10 @@ class Host(Protocol):
         """The peer table, as JSON rows (offline: the configured peers)."""
         ...
 
+    def forget_peer(self, key: str) -> bool:
+        """Drop the peer table's row of ``key`` (online only); False if it has none."""
+        ...
+
     def facts(self) -> dict[str, Any]:
         """What ``status`` says of the running process: address, pid, API, discovery."""
         ...

@@ -21,13 +21,17 @@ from crdt.views import Views
 
 from .. import invites, queries
 from ..errors import Conflict, Invalid, NotFound
-from .fields import ANY_TEXT, Field, Flag, Seconds, Text
+from .fields import ANY_TEXT, PUBLIC_ID, WHITESPACE, Field, Flag, Seconds, Text
 from .host import Host
 from .operation import Params, operation
 
 MAX_TTL_S = 30 * 86400  # an invitation lives at most a month
 TRUST_LIST = {"type": "array", "items": {"$ref": "#/components/schemas/TrustEntry"}}
-KEY = Text(limit=64)
+KEY = PUBLIC_ID
+# What ``crdt.identity.normal_fingerprint`` reads: 10 base32 characters (0, 1 and 8 read
+# as O, I and B), any case, with dashes and whitespace anywhere.
+FINGERPRINT = Text(limit=16, pattern=f"[{WHITESPACE}-]*(?:[A-Za-z2-7018][{WHITESPACE}-]*){{10}}",
+                   what="a fingerprint, 10 letters and digits 2-7, e.g. K7QXM-2DRPA")
 
 
 SELF_NAME = "self"  # this host's own row in the keyring; no other key may have it
@@ -85,7 +89,7 @@ async def trust_list(host: Host, p: Params) -> list[dict[str, Any]]:
     Field("key", KEY, required=True, help="the author's public id (`gossip id` there)"),
     Field("name", ANY_TEXT, default="",
           help=f"a name to show instead of the id (unique here; not {SELF_NAME!r})"),
-    Field("fingerprint", Text(limit=16), help="the fingerprint `gossip id` printed there: "
+    Field("fingerprint", FINGERPRINT, help="the fingerprint `gossip id` printed there: "
           "a mistyped id is refused"),
     result="Trusted", writes=True, errors={409: "the key is revoked, or the name is taken"},
 )  # fmt: skip
@@ -177,7 +181,8 @@ async def invite(host: Host, p: Params) -> dict[str, Any]:
 @operation(
     "join", "POST", "/v1/invitations/redeem",
     "redeem an invitation: trust the inviter (and whom it trusts), prove the token",
-    Field("token", Text(limit=invites.MAX_TOKEN_CHARS), required=True,
+    Field("token", Text(limit=invites.MAX_TOKEN_CHARS, min_length=invites.MIN_TOKEN_CHARS),
+          required=True,
           help="the smg1.… line `trust invite` printed"),
     Field("members", Flag(), default=True, help="also trust the hosts the inviter trusts"),
     result="Joined", writes=True, slow=True,

@@ -65,10 +65,20 @@ IDEMPOTENCY_KEY = Text(limit=128, pattern="[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
           help="a client-chosen id of this write (e.g. a UUID): sent again, it writes "
                "nothing and answers the memory it wrote"),
     result="Created", created=True, writes=True,
-    errors={409: "the idempotency key was used for a different memory"},
+    errors={409: "the idempotency key was used for a different memory, or supersedes "
+                 "names another host's memory"},
 )  # fmt: skip
 async def remember(host: Host, p: Params) -> dict[str, Any]:
     tags = list(p.tags)
+    if p.supersedes is not None:
+        def owner(r: Replica, v: Views) -> tuple[str | None, str]:
+            target = r.records().get(p.supersedes)
+            return (target.author if target is not None else None), r.author
+
+        theirs, me = await host.read(owner)
+        if theirs is not None and theirs != me:
+            raise Conflict("'supersedes' names another host's memory: a host replaces only "
+                           "its own (readers would ignore it)", "supersedes")  # fmt: skip
 
     def make(identity: Identity, now: int) -> SignedRecord:
         expires = None if p.expires_in is None else now + round(p.expires_in * 1000)

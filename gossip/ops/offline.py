@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from crdt import Identity, Outcome, Replica, SignedRecord, semantic
-from crdt.views import ViewConfig, Views
+from crdt.views import Views
 
 from .. import config
 from ..errors import Conflict, NotFound
@@ -65,8 +65,9 @@ class ReplicaHost:
             cfg = self.cfg
             replica = Replica.open(self.home, create=False, lock_wait=self._lock_wait)
             try:
-                self._views = Views(replica, ViewConfig(follow_vouches=cfg.follow_vouches),
-                                    semantic=semantic.open_in_dir(self.home))  # fmt: skip
+                policy = config.view_config(follow_vouches=cfg.follow_vouches,
+                                            breaker_max_open=cfg.breaker_max_open)
+                self._views = Views(replica, policy, semantic=semantic.open_in_dir(self.home))
             except BaseException:
                 replica.close()
                 raise
@@ -217,7 +218,11 @@ class ReplicaHost:
                  "last_error": None, "failures": 0, "rtt_ms": None, "bytes_in": 0,
                  "bytes_out": 0, "they_lack": None, "we_lack": None, "next_attempt": 0,
                  "exchanges": 0, "sources": ["static"], "claimed": False, "unproven": [],
-                 "transport": transport} for a in cfg.peers]  # fmt: skip
+                 "transport": transport, "reason": "no daemon runs on this data dir"}
+                for a in cfg.peers]  # fmt: skip
+
+    def forget_peer(self, key: str) -> bool:
+        return False  # no table at rest: the configured peers have no key
 
     def facts(self) -> dict[str, Any]:
         cfg = self.cfg

@@ -87,6 +87,9 @@ class NodeHost:
     def peers(self) -> list[dict[str, Any]]:
         return [p.to_json() for p in self.node.peers()]
 
+    def forget_peer(self, key: str) -> bool:
+        return self.node.membership.forget(key)
+
     def facts(self) -> dict[str, Any]:
         node = self.node
         out: dict[str, Any] = {

@@ -18,9 +18,9 @@ from crdt.views import Views
 
 from .. import queries
 from ..config import ConfigError, check_address
-from ..errors import Invalid
+from ..errors import Conflict, Invalid, NotFound
 from ..exportfile import ExportError, decode_export, encode_export, import_summary
-from .fields import ANY_TEXT, Field, Flag, Raw, Text
+from .fields import ADDRESS, ANY_TEXT, Field, Flag, Raw, Text
 from .host import Host
 from .operation import Params, operation
 
@@ -89,8 +89,31 @@ async def peers(host: Host, p: Params) -> list[dict[str, Any]]:
 
 
 @operation(
+    "peers_forget", "DELETE", "/v1/peers/{key}",
+    "drop a row of the peer table (a host that left for good); a live source (mDNS while "
+    "it advertises, the tailnet, the static list) or the host itself brings it back",
+    Field("key", Text(), "path", required=True,
+          help="the peer's public id, or a prefix of it (`gossip peers`)"),
+    result="PeerForgotten", writes=True,
+    errors={404: "no peer row has that id", 409: "no daemon runs: the table is the daemon's"},
+)  # fmt: skip
+async def peers_forget(host: Host, p: Params) -> dict[str, Any]:
+    rows = [r for r in host.peers() if r["key"] and r["key"].startswith(p.key)]
+    if not rows:
+        raise NotFound(f"no peer row has the id {p.key!r} (`gossip peers` lists them)", "key")
+    if len(rows) > 1:
+        raise Invalid(f"{p.key!r} names {len(rows)} peers: give more of the id", "key")
+    (row,) = rows
+    if not host.online:
+        raise Conflict("no daemon runs on this data dir: the peer table is the daemon's")
+    if not host.forget_peer(row["key"]):  # it went meanwhile
+        raise NotFound(f"no peer row has the id {p.key!r} (`gossip peers` lists them)", "key")
+    return {"key": row["key"], "name": row["name"], "state": row["state"]}
+
+
+@operation(
     "sync", "POST", "/v1/sync", "one exchange now with every peer, or with `address`",
-    Field("address", Text(), help="a peer's HOST:PORT"),
+    Field("address", ADDRESS, help="a peer's HOST:PORT"),
     Field("until_idle", Flag(), default=False,
           help=f"go on while an exchange teaches something (a catch-up), at most "
                f"{SYNC_ROUNDS} rounds"),

@@ -4,7 +4,9 @@ merged across trusted hosts.
 Rules kept here for every surface: a breaker is reset only if some host ever named it
 (a typo must not publish a closed breaker nobody has); a breaker no trusted host has a
 current say on reads ``unknown``, never ``closed`` (the caller chooses what that means);
-a benchmark subject cannot hold ``|`` (the state key is ``subject|metric``).
+a trip's cooldown is at most the views' ``breaker_max_open_ms`` (``[breakers]
+max_open``), which also clips everyone's; a benchmark subject cannot hold ``|`` (the
+state key is ``subject|metric``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from crdt import Identity, SignedRecord, records
 from crdt.views import Breaker
 
 from .. import queries
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from .fields import ANY_TEXT, TEXT, Field, Number, Seconds, Text
 from .host import Host
 from .memories import UNTRUSTED
@@ -26,6 +28,7 @@ BENCHMARKS = {"type": "array", "items": {"$ref": "#/components/schemas/Benchmark
 UNKNOWN = "unknown"  # no trusted host said anything current: not the same as closed
 NAME = Field("name", TEXT, required=True, help="the breaker's name, e.g. kimi-coding/k2p5")
 REASON = Field("reason", ANY_TEXT, default="")
+MAX_OPEN_S = 365 * 86400  # the largest [breakers] max_open a config may set
 
 
 async def _merged(host: Host, name: str, include_untrusted: bool = False) -> dict[str, Any]:
@@ -59,11 +62,19 @@ async def breaker(host: Host, p: Params) -> dict[str, Any]:
 @operation(
     "breaker_trip", "POST", "/v1/breakers/trip", "open a breaker from this host",
     NAME, REASON,
-    Field("cooldown", Seconds(), required=True, help="it resets after this many seconds"),
+    Field("cooldown", Seconds(high=MAX_OPEN_S), required=True,
+          help="it resets after this many seconds (at most [breakers] max_open, a day)"),
     Field("failures", Number(low=0, high=2**31, integer=True), default=0),
     result="Breaker", writes=True,
+    errors={409: "the cooldown is over this host's [breakers] max_open"},
 )  # fmt: skip
 async def breaker_trip(host: Host, p: Params) -> dict[str, Any]:
+    cap_ms = await host.read(lambda r, v: v.config.breaker_max_open_ms)
+    if p.cooldown * 1000 > cap_ms:
+        raise Conflict(f"'cooldown' is over this host's cap of {cap_ms / 1000:g} seconds "
+                      "([breakers] max_open in config.toml): trip it again if it lasts",
+                      "cooldown")  # fmt: skip
+
     def make(identity: Identity, now: int) -> SignedRecord:
         return records.breaker(identity, p.name, state="open", reason=p.reason,
                                failures=p.failures, tripped_at=now,

@@ -31,10 +31,12 @@ from .exchange import (
     push_message,
     reads_only,
 )
-from .gossiper import Exchange, Failure, Gossiper, Push, Settings
+from .gossiper import Exchange, Failure, Gossiper, Leave, Push, Settings
 from .messages import (
     DEFAULT_MESSAGE_BYTES,
     DIGEST_BYTES,
+    LEAVE_PATH,
+    LEAVE_REPLY,
     MAGIC,
     PUSH_PATH,
     SUPPORTED_VERSIONS,
@@ -45,14 +47,18 @@ from .messages import (
     ProtocolError,
     RemoteProtocolError,
     UnsupportedVersion,
+    expect,
     fit,
     lacks,
+    parse_leave,
     sv_digest,
 )
 
 __all__ = [
     "DEFAULT_MESSAGE_BYTES",
     "DIGEST_BYTES",
+    "LEAVE_PATH",
+    "LEAVE_REPLY",
     "MAGIC",
     "PUSH_PATH",
     "SUPPORTED_VERSIONS",
@@ -65,6 +71,7 @@ __all__ = [
     "Incoming",
     "Ingest",
     "Initiator",
+    "Leave",
     "LocalState",
     "LocalView",
     "Message",
@@ -77,9 +84,11 @@ __all__ = [
     "Settings",
     "UnsupportedVersion",
     "answer",
+    "expect",
     "fit",
     "lacks",
     "on_push_reply",
+    "parse_leave",
     "parse_request",
     "push_message",
     "reads_only",

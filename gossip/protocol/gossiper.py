@@ -15,6 +15,9 @@ the replica; it tells the ``Gossiper`` what happened and executes what it return
 - ``on_served(peer, response)``: a request of a peer was answered; what a PUSH taught
   us is passed on to ``fanout`` others (rumour mongering: never back to the sender,
   never to a peer whose last state vector holds it), as ``Push`` effects.
+- ``on_stop()``: the driver stops: ``Leave`` effects, a goodbye to each peer we are in
+  touch with (best-effort: the driver bounds the time they take and ignores failures);
+  ``on_leave(peer)``: a peer's goodbye arrived, its row is ``left``.
 
 ``gossip.node.Node`` drives it over a ``Transport`` and its replica's worker thread;
 ``gossip.sim.host.Host`` drives the same object over the simulated network, so the
@@ -31,11 +34,12 @@ from dataclasses import dataclass
 
 from crdt import Outcome
 
-from ..peers import Peer, PeerTable
+from ..peers import ALIVE, SUSPECT, Peer, PeerTable
 from .exchange import Initiator, LocalView, Request, Response, push_message
-from .messages import DEFAULT_MESSAGE_BYTES, PUSH_PATH, SYNC_PATH
+from .messages import DEFAULT_MESSAGE_BYTES, LEAVE, LEAVE_PATH, PUSH_PATH, SYNC_PATH
 
 MAX_OUTBOX = 4096  # eager-push updates queued per peer; beyond, anti-entropy repairs
+MAX_LEAVES = 64  # goodbyes sent on stopping; the others see us fail, then ``down``
 
 # What kind of failure ended an exchange or a push (``Failure.kind``).
 UNREACHABLE = "unreachable"  # no answer: refused, reset, timed out
@@ -81,6 +85,16 @@ class Push:
     def request(self, local: LocalView) -> Request:
         """The PUSH (reads our state vector: run it where the replica lives)."""
         return Request(PUSH_PATH, push_message(local, self.updates, max_bytes=self.max_bytes))
+
+
+@dataclass(frozen=True, eq=False)
+class Leave:
+    """Effect: tell ``peer`` we stop (``request``), once, expecting its signed answer."""
+
+    peer: Peer
+
+    def request(self) -> Request:
+        return Request(LEAVE_PATH, LEAVE)
 
 
 class Gossiper:
@@ -188,6 +202,7 @@ class Gossiper:
 
     def on_local_write(self, updates: Sequence[bytes], covers: dict[int, int]) -> list[Push]:
         """Our own fresh updates (reaching ``covers``: client -> end clock)."""
+        self.table.saw_ours(covers)
         return self._queue(updates, exclude=(), covers=covers)
 
     def on_served(
@@ -226,6 +241,27 @@ class Gossiper:
     def on_push_failed(self, push: Push, failure: Failure, now: int) -> Push | None:
         self._failed(push.peer, failure, now, exchange=False)
         return self._next_push(push.peer)
+
+    # -- goodbyes ----------------------------------------------------------------------
+
+    def on_stop(self) -> list[Leave]:
+        """We stop: a goodbye to every peer whose key is proven and trusted and that is
+        alive or only suspect (at most ``MAX_LEAVES``, the most recently seen first); a
+        peer down or unknown-key would only cost the time the goodbyes are given."""
+        table = self.table
+        told = [p for p in table
+                if p.key is not None and not p.claimed and table.trusts(p.key)
+                and p.state in (ALIVE, SUSPECT) and p.last_seen is not None]  # fmt: skip
+        told.sort(key=lambda p: -(p.last_seen or 0))
+        return [Leave(p) for p in told[:MAX_LEAVES]]
+
+    def on_leave(self, peer_key: str, now: int) -> Peer | None:
+        """``peer_key`` said goodbye (its signed LEAVE): its row is ``left`` and gets no
+        more pushes. Returns the row, if there is one."""
+        row = self.table.left(self.current_key(peer_key), now)
+        if row is not None:
+            self.abandon_pushes(row)
+        return row
 
     def abandon_pushes(self, peer: Peer) -> None:
         """Stop pushing to ``peer`` (it left the table, or the driver is stopping)."""

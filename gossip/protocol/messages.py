@@ -28,6 +28,10 @@ DEFAULT_MESSAGE_BYTES = 4 * 1024 * 1024
 MAGIC = b"SMG"  # every message starts with it, then the version byte, then the type
 SYNC_PATH = "/v1/sync"  # takes SYNC (or DIGEST), answered with SYNC_REPLY (or SAME)
 PUSH_PATH = "/v1/push"  # takes PUSH, answered with PUSH_REPLY
+# Takes LEAVE ("I am stopping": the recipient shows us as ``left``), answered with
+# LEAVE_REPLY. Signed like every request; a peer that does not know it answers 404,
+# which costs the leaver nothing (a goodbye is best-effort).
+LEAVE_PATH = "/v1/leave"
 
 
 class MessageType(enum.IntEnum):
@@ -37,9 +41,13 @@ class MessageType(enum.IntEnum):
     PUSH_REPLY = 4
     DIGEST = 5  # "is your state vector the one hashing to this?"
     SAME = 6  # "yes": the answer to a DIGEST between peers in sync
+    LEAVE = 7  # "I am stopping": a goodbye, carrying nothing
+    LEAVE_REPLY = 8  # "noted", carrying nothing
 
 
 DIGEST_BYTES = 32
+# Messages that carry neither a state vector nor updates.
+_EMPTY = frozenset({MessageType.SAME, MessageType.LEAVE, MessageType.LEAVE_REPLY})
 
 
 def sv_digest(sv: dict[int, int]) -> bytes:
@@ -66,7 +74,7 @@ class Message:
         """``MAGIC version type || varuint len(sv) sv || varuint n (varuint len update)*``"""
         if self.type is MessageType.DIGEST:
             sv = self.digest
-        elif self.type is MessageType.SAME:
+        elif self.type in _EMPTY:
             sv = b""
         else:
             sv = wire.encode_state_vector(self.state_vector)
@@ -99,16 +107,16 @@ class Message:
                 if n != DIGEST_BYTES:
                     raise RemoteProtocolError(f"a DIGEST carries {DIGEST_BYTES} bytes, not {n}")
                 digest = data[pos : pos + n]
-            elif kind is MessageType.SAME:
+            elif kind in _EMPTY:
                 if n:
-                    raise RemoteProtocolError("a SAME carries no state vector")
+                    raise RemoteProtocolError(f"a {kind.name} carries no state vector")
             else:
                 sv = wire.decode_state_vector(data[pos : pos + n])
             pos += n
             count, pos = wire.read_varuint(data, pos)
             if count > max_updates or count > len(data) - pos:
                 raise RemoteProtocolError("message claims more updates than it holds")
-            if count and kind in (MessageType.DIGEST, MessageType.SAME):
+            if count and (kind is MessageType.DIGEST or kind in _EMPTY):
                 raise RemoteProtocolError(f"a {kind.name} carries no updates")
             updates = []
             for _ in range(count):
@@ -149,3 +157,13 @@ def expect(body: bytes, *kinds: MessageType) -> Message:
         wanted = " or ".join(k.name for k in kinds)
         raise RemoteProtocolError(f"expected {wanted}, got {msg.type.name}")
     return msg
+
+
+def parse_leave(body: bytes) -> None:
+    """The responder's check of a body sent to ``LEAVE_PATH``: a ``LEAVE``, or
+    RemoteProtocolError."""
+    expect(body, MessageType.LEAVE)
+
+
+LEAVE = Message(MessageType.LEAVE).encode()
+LEAVE_REPLY = Message(MessageType.LEAVE_REPLY).encode()

@@ -7,8 +7,8 @@ MockTransport, for tests and the simulator). Both run the same ``serve`` and
 only the bytes' journey differs.
 
 Endpoints (docs/protocol.md): ``POST /v1/sync`` (a DIGEST, answered with SAME or
-SYNC_REPLY; or a SYNC, answered with SYNC_REPLY) and ``POST /v1/push`` (PUSH, answered
-with PUSH_REPLY). Status codes:
+SYNC_REPLY; or a SYNC, answered with SYNC_REPLY), ``POST /v1/push`` (PUSH, answered
+with PUSH_REPLY) and ``POST /v1/leave`` (LEAVE, a goodbye, answered with LEAVE_REPLY). Status codes:
 200 ok; 400 malformed body or unsupported version; 401 unsigned, forged, expired or
 replayed, or signed for another recipient; 403 key not in the keyring; 404/405 unknown
 endpoint or method; 413 body over the limit. A peer never sees a 5xx for anything it sent.
@@ -36,14 +36,14 @@ from crdt.identity import public_key_bytes
 from ..errors import PeerError as PeerError  # re-exported: the transport's errors
 from ..errors import PeerMisbehaved, PeerRefused, PeerUntrusted
 from ..errors import PeerUnreachable as PeerUnreachable
-from ..protocol import PUSH_PATH, SYNC_PATH, RemoteProtocolError
+from ..protocol import LEAVE_PATH, PUSH_PATH, SYNC_PATH, RemoteProtocolError
 from . import auth
 
 # Redeems an invitation (gossip/invites.py): the one endpoint a key outside the keyring
 # may call; its request is still signed (for us, within the window, never replayed),
 # and the node answers 400 unless the body proves an invitation's secret.
 JOIN_PATH = "/v1/join"
-PATHS = (SYNC_PATH, PUSH_PATH, JOIN_PATH)
+PATHS = (SYNC_PATH, PUSH_PATH, LEAVE_PATH, JOIN_PATH)
 CONTENT_TYPE = "application/vnd.sm-gossip"
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024  # a whole catch-up answer; beyond it the peer misbehaves
 
