@@ -11,6 +11,10 @@ broad (two common words, a third of all memories match); the two servers are que
 alternately, so both see the same machine load. Latency is client-side: from sending
 the request to the parsed JSON body.
 
+The daemon answers in its default mode (hybrid: both lanes fused);
+``SM_BENCH_RECALL_MODE=lexical`` (or ``semantic``) asks for one lane, e.g. to compare
+with a version from before hybrid recall, which had only the lexical one.
+
 Usage: python scripts/bench/recall.py [--quick] [--json FILE]
 The last line is the headline: ``recall: p99 <ms> ms at <N> = <R>x hub``.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import sys
 import tempfile
@@ -31,6 +36,7 @@ import common
 import hub
 
 GOAL_P99_MS = 5.0
+MODE = os.environ.get("SM_BENCH_RECALL_MODE", "")  # "": the daemon's default (hybrid)
 
 
 def hub_rows(home: Path) -> list[tuple[str, str, str, str, str, str, int]]:
@@ -57,7 +63,10 @@ async def measure(home: Path, hub_port: int, queries: list[str]) -> dict[str, li
             order = targets if i % 2 == 0 else targets[::-1]
             for name, session, base in order:
                 t0 = time.perf_counter()
-                async with session.get(f"{base}/v1/memories", params={"q": q, "limit": "20"}) as r:
+                params = {"q": q, "limit": "20"}
+                if name == "local" and MODE:
+                    params["mode"] = MODE
+                async with session.get(f"{base}/v1/memories", params=params) as r:
                     if r.status != 200:
                         raise RuntimeError(f"{name} answered {r.status}: {await r.text()}")
                     body = await r.json()
