@@ -34,8 +34,23 @@ export interface Breaker {
   tripped_by: string[];
 }
 
+export interface BreakerEvent {
+  author: string;
+  name: string;
+  /** what that host now says */
+  observed: string;
+  /** merged across trusted hosts, after it */
+  state: "open" | "half_open" | "closed";
+  trusted: boolean;
+}
+
 export interface Created {
   id: string;
+}
+
+export interface CutoffEvent {
+  reason: string;
+  resume_from: string | null;
 }
 
 export interface Distrusted {
@@ -48,6 +63,8 @@ export interface Distrusted {
 }
 
 export interface ApiError {
+  /** what went wrong, for programs: the refusal's class (`gossip.errors`); the message is for people */
+  code: "error" | "invalid" | "unauthorized" | "forbidden" | "not_found" | "not_allowed" | "conflict" | "too_large" | "unavailable";
   error: string;
   field: string | null;
 }
@@ -101,6 +118,11 @@ export interface Invitation {
 export interface Joined {
   inviter: string;
   trusted: string[];
+}
+
+export interface LostEvent {
+  count: number | null;
+  reason?: string;
 }
 
 export interface Memory {
@@ -157,10 +179,13 @@ export interface Peer {
   name: string;
   /** milliseconds since the epoch */
   next_attempt: number;
+  /** why the row is in its state, in words ("" when alive) */
+  reason: string;
   rtt_ms: number | null;
   source: string;
   /** every source that proposed this peer (static, tailnet, exchange, mdns), strongest first; `source` is the first */
   sources: string[];
+  /** alive, suspect (not reached yet, or failing), down, left (it said goodbye), unknown-key; `not-running` for the configured peers when no daemon runs */
   state: string;
   they_lack: number | null;
   /** what carries our exchanges with this peer: `tls` (pinned to its key), `plaintext` (--insecure-plaintext) or `memory` (an in-process network) */
@@ -168,6 +193,18 @@ export interface Peer {
   /** the addresses (a tail of `addresses`) that only mDNS proposed and no signed answer has come from yet */
   unproven: string[];
   we_lack: number | null;
+}
+
+export interface PeerEvent {
+  change: "added" | "changed" | "removed";
+  peer: Peer;
+}
+
+export interface PeerForgotten {
+  key: string;
+  name: string;
+  /** its state when forgotten */
+  state: string;
 }
 
 export interface Recall {
@@ -212,6 +249,15 @@ export interface SignedRecord {
   fields: Record<string, unknown>;
   id: string;
   sig: string;
+}
+
+export interface RecordEvent {
+  author: string;
+  key: string;
+  kind: string;
+  record: SignedRecord;
+  root: "records" | "state";
+  trusted: boolean;
 }
 
 export interface Repaired {
@@ -261,6 +307,12 @@ export interface Shown {
   record: SignedRecord;
   retracted_by: string[];
   signature_ok: boolean;
+  /** what the memory's `supersedes` does: only a memory of its own author is replaced; another's is ignored */
+  supersedes: {
+    honoured: boolean;
+    id: string;
+    note: string;
+  } | null;
   /** why it counts or not (keyring, successor, vouch, revoked before/after its signature) */
   trust: string;
   trusted: boolean;
@@ -489,7 +541,7 @@ export type BreakerResetResult = Breaker;
 
 /** POST /v1/breakers/trip: open a breaker from this host */
 export interface BreakerTripParams {
-  /** it resets after this many seconds */
+  /** it resets after this many seconds (at most [breakers] max_open, a day) */
   cooldown: number;
   failures?: number | null;
   /** the breaker's name, e.g. kimi-coding/k2p5 */
@@ -569,6 +621,13 @@ export type MemoryResult = Shown;
 /** GET /v1/peers: the peer table */
 export type PeersParams = Record<string, never>;
 export type PeersResult = Peer[];
+
+/** DELETE /v1/peers/{key}: drop a row of the peer table (a host that left for good); a live source (mDNS while it advertises, the tailnet, the static list) or the host itself brings it back */
+export interface PeersForgetParams {
+  /** the peer's public id, or a prefix of it (`gossip peers`) */
+  key: string;
+}
+export type PeersForgetResult = PeerForgotten;
 
 /** GET /v1/memories: recall memories, with the trust filter, retractions, expiry, quotas */
 export interface RecallParams {
@@ -719,6 +778,7 @@ export const OPERATIONS = {
   key_rotate: { method: "POST", path: "/v1/key/rotate", status: 200, pathParams: [], query: [], body: [], raw: false },
   memory: { method: "GET", path: "/v1/memories/{id}", status: 200, pathParams: ["id"], query: [], body: [], raw: false },
   peers: { method: "GET", path: "/v1/peers", status: 200, pathParams: [], query: [], body: [], raw: false },
+  peers_forget: { method: "DELETE", path: "/v1/peers/{key}", status: 200, pathParams: ["key"], query: [], body: [], raw: false },
   recall: { method: "GET", path: "/v1/memories", status: 200, pathParams: [], query: ["q","category","subject","tag","author","limit","include_untrusted","bank","mode"], body: [], raw: false },
   remember: { method: "POST", path: "/v1/memories", status: 201, pathParams: [], query: [], body: ["bank","category","expires_in","idempotency_key","subject","supersedes","tags","text"], raw: false },
   repair: { method: "POST", path: "/v1/repair", status: 200, pathParams: [], query: [], body: [], raw: false },
@@ -755,6 +815,7 @@ export interface Operations {
   key_rotate: { params: KeyRotateParams; result: KeyRotateResult };
   memory: { params: MemoryParams; result: MemoryResult };
   peers: { params: PeersParams; result: PeersResult };
+  peers_forget: { params: PeersForgetParams; result: PeersForgetResult };
   recall: { params: RecallParams; result: RecallResult };
   remember: { params: RememberParams; result: RememberResult };
   repair: { params: RepairParams; result: RepairResult };
