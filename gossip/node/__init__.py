@@ -17,8 +17,9 @@
 
 from __future__ import annotations
 
+from ..transport import TransportFactory
 from .config import NodeConfig
-from .node import Node, TransportFactory
+from .node import Node
 from .replication import INGEST_CHUNK, SyncReport
 from .thread import NodeThread
 

@@ -54,9 +54,9 @@ class NodeActions:
 
         def change_now(self, change: Callable[[], object]) -> list[SignedRecord]: ...
 
-        async def write_record(
-            self, make: Callable[[Identity, int], SignedRecord]
-        ) -> SignedRecord: ...
+        _now_ms: Callable[[], int]
+
+        async def call(self, fn: Callable[..., Any], *args: Any, priority: int = ...) -> Any: ...
 
     async def _op(self, operation: str, **params: Any) -> Any:
         from ..ops import run
@@ -184,3 +184,31 @@ class NodeActions:
         "mdns", "exchange"), ``state`` being "ok", "warning" (enabled but not working:
         ``detail`` says why, e.g. tailscale missing or not Running) or "off"."""
         return self.membership.status()
+
+    # -- writing: the one write path ---------------------------------------------------
+
+    async def write_record(self, make: Callable[[Identity, int], SignedRecord]) -> SignedRecord:
+        """Sign ``make(identity, now)`` as this host, write it durably, push it eagerly:
+        the one write path of the operations (``gossip.ops``). Never touches the network
+        before returning."""
+        (rec,) = await self.write_records([make])
+        return rec
+
+    async def write_records(
+        self, makes: Sequence[Callable[[Identity, int], SignedRecord]]
+    ) -> list[SignedRecord]:
+        """As ``write_record`` for several records, signed with one ``now`` and written in
+        one signed update: one durable commit for them all, or nothing if one fails."""
+        if not makes:
+            return []
+
+        def job() -> tuple[list[SignedRecord], Any]:
+            replica = self.replica
+            now = self._now_ms()
+            recs = [make(replica.identity, now) for make in makes]
+            return recs, replica.put(*recs)
+
+        recs, su = await self.call(job)
+        if su is not None:
+            self.replication.queue_push([su.raw], covers={su.client: su.header.end})
+        return recs

@@ -1,20 +1,9 @@
 """Node: the embeddable facade. It owns one replica (and its worker thread), its views,
 one peer transport, the peer table and the task group of every background task; each
-concern of a running host lives in a part of its own, which owns its state:
-
-- ``replication.Replication``: the sans-I/O gossiper's driver (anti-entropy, eager
-  push, serving peers, ``sync_now``);
-- ``membership.Membership``: our host announcement, peer exchange, mDNS, the tailnet;
-- ``rotation.Rotation``: a key rotation's grace and the retired keys;
-- ``joining.Joining``: invitations issued, redeemed here, redeemed elsewhere.
-
-The parts reach the node through the small core below (``call``, ``replica``,
-``table``, ``trust_set``, ``spawn``, …), never through each other's fields.
-
-    async with Node(home, listen="127.0.0.1:0", peers=["10.0.0.2:7471"]) as node:
-        rid = await node.remember("Provider X drops requests at 03:00 UTC",
-                                  category="anti-pattern", subject="provider:x")
-        hits = node.recall("provider x")
+concern of a running host lives in a part of its own (the package's docstring lists
+them), which owns its state and reaches the node through the small core below
+(``call``, ``replica``, ``table``, ``trust_set``, ``spawn``, …), never through another
+part's fields.
 
 Lifecycle (like trio's ``nursery.start``): ``__aenter__`` returns only once the replica
 is open and the server listens, and raises if either fails (leaving nothing behind);
@@ -23,17 +12,14 @@ not by the caller's task), closes the transport and the replica, and joins the
 replica's thread.
 
 Threads: the replica is touched only from one ``ReplicaWorker`` thread; the event loop
-never blocks on SQLite commits or signature checks. Reads (``recall``, ``breaker``,
-``benchmark``, ``peers``) read the views under their lock, which a change holds for one
-record at a time; past ``read_timeout`` seconds they log degraded mode and answer empty
-(invariant 11). A write is acknowledged once it is durable locally; network I/O happens
-in background tasks. The user operations (``remember``, ``retract``, breakers,
-benchmarks) run the operations of ``gossip.ops`` on this node, with their rules.
+never blocks on SQLite commits or signature checks. Reads answer empty past
+``read_timeout`` (invariant 11, ``reads.py``); a write is acknowledged once it is
+durable locally (``actions.py``); network I/O happens in background tasks.
 
-Transport: HTTP over TLS 1.3 pinned to host keys (``tls.py``), or plain HTTP when
-``tls=False`` (``--insecure-plaintext``). This package never parses wire bytes
-(``gossip.protocol`` does), never signs requests (``transport.py`` and ``auth.py`` do)
-and never writes to the document except through ``Replica.put``.
+Transport: HTTP over TLS 1.3 pinned to host keys (``gossip.transport``), or plain HTTP
+when ``tls=False`` (``--insecure-plaintext``). This package never parses wire bytes
+(``gossip.protocol`` does), never signs requests (``gossip.transport`` does) and never
+writes to the document except through ``Replica.put``.
 """
 
 from __future__ import annotations
@@ -45,9 +31,9 @@ import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from crdt import GossipError, Identity, Replica, SignedRecord, semantic
 from crdt.trust import TrustSet
@@ -55,9 +41,9 @@ from crdt.views import Views
 
 from .. import config as config_file
 from ..config import MdnsSettings, Profile, TailnetSettings
-from ..events import Event, PeerChanged, TrustChanged
+from ..events import PeerChanged, TrustChanged
 from ..peers import UNKNOWN_KEY, Peer, PeerInfo, PeerTable
-from ..transport import ServerLimits, Transport, auth
+from ..transport import ServerLimits, Transport, TransportFactory, auth
 from ..transport.http import HttpTransport
 from ..transport.tls import PLAINTEXT, TLS, PinnedTls
 from ..worker import READ, WRITE, ReplicaWorker
@@ -78,21 +64,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gossip.node")
 
 T = TypeVar("T")
-
-class TransportFactory(Protocol):
-    """How a node makes its transport; ``HttpTransport`` and
-    ``MemoryNetwork().transport`` both fit."""
-
-    def __call__(
-        self,
-        identity: Identity,
-        verifier: auth.Verifier,
-        *,
-        now_ms: Callable[[], int],
-        limits: ServerLimits | None = ...,
-        timeout: float = ...,
-    ) -> Transport: ...
-
 
 class Node(NodeActions, NodeReads):
     """One host's replica on the network. See the module docstring."""
@@ -118,21 +89,12 @@ class Node(NodeActions, NodeReads):
         tls: bool = True,
         config: NodeConfig | None = None,
     ) -> None:
-        """``mdns`` / ``tailnet`` turn on those discovery sources; their settings come
-        from the ``[mdns]`` / ``[tailnet]`` sections of ``home/config.toml`` unless
-        given here. ``advertise``: the addresses our host announcement names (default:
-        the listen address, or this machine's for a wildcard); ``[]`` writes none, for
-        a node that lives one command (its port would mislead peers).
-        ``follow_vouches``: trust keys that trusted hosts vouch for (default: ``[trust]
-        follow_vouches`` of the config file). ``tls``: the peer port speaks TLS 1.3
-        pinned to host keys (``gossip/transport/tls.py``); False is the explicit
-        ``--insecure-plaintext`` opt-in. It applies to the default transport (a
-        ``transport`` factory given here makes its own choice).
-
-        ``config``: a ``NodeConfig`` built beforehand (``gossip serve`` builds one from
-        its flags), used as it is; the other options are then ignored. Without it the
-        options are resolved here, once, over ``home/config.toml``
-        (``NodeConfig.resolve``: its static peers are added to ``peers``)."""
+        """The options are ``NodeConfig``'s (each field says what it does), resolved here,
+        once, over ``home/config.toml`` (its static peers are added to ``peers``); or
+        ``config``, a ``NodeConfig`` built beforehand (``gossip serve`` builds one from its
+        flags), used as it is. ``transport``: a factory of the peer transport (default
+        HTTP, over TLS unless ``tls=False``); ``now_ms`` and ``rng``: the clock and the
+        random source, injected for tests and the simulator."""
         self.home = Path(home).expanduser()
         if config is None:
             config = NodeConfig.resolve(
@@ -538,52 +500,6 @@ class Node(NodeActions, NodeReads):
         table = self._table
         ours = table.ours if table is not None else None
         return dataclasses.replace(peer.info(ours), transport=self.transport_mode)
-
-    # -- writing -------------------------------------------------------------------------
-
-    async def write_record(self, make: Callable[[Identity, int], SignedRecord]) -> SignedRecord:
-        """Sign ``make(identity, now)`` as this host, write it durably, push it eagerly:
-        the one write path of the operations (``gossip.ops``). Never touches the network
-        before returning."""
-        (rec,) = await self.write_records([make])
-        return rec
-
-    async def write_records(
-        self, makes: Sequence[Callable[[Identity, int], SignedRecord]]
-    ) -> list[SignedRecord]:
-        """As ``write_record`` for several records, signed with one ``now`` and written in
-        one signed update: one durable commit for them all, or nothing if one fails."""
-        if not makes:
-            return []
-
-        def job() -> tuple[list[SignedRecord], Any]:
-            replica = self.replica
-            now = self._now_ms()
-            recs = [make(replica.identity, now) for make in makes]
-            return recs, replica.put(*recs)
-
-        recs, su = await self.call(job)
-        if su is not None:
-            self.replication.queue_push([su.raw], covers={su.client: su.header.end})
-        return recs
-
-    # -- what happens, and who is there ----------------------------------------------------
-
-    def events(self) -> AsyncIterator[Event]:
-        """Records added, breakers changed, peers changed, as they happen, until the node
-        closes. A subscriber that falls behind gets ``EventsLost`` instead of the oldest."""
-        return self.changes.subscribe()
-
-    def peers(self) -> list[PeerInfo]:
-        """The peer table, as snapshots (no replica involved, so no waiting)."""
-        return [self._info(p) for p in self._table] if self._table is not None else []
-
-    async def hosts(self) -> dict[str, SignedRecord]:
-        """Every host announcement (ours too), by author, with no trust filter."""
-        return await self._read_replica(
-            lambda _: {r.author: r for r in self.membership.host_records()}, {},
-            "host announcements",
-        )  # fmt: skip
 
     # -- embedding in synchronous code ---------------------------------------------------
 

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from crdt import GossipError, Replica, SignedRecord
 from crdt.views import Benchmark, Breaker, Memory, Views
 
 from ..worker import READ
+
+if TYPE_CHECKING:
+    from ..events import Event
+    from ..peers import Peer, PeerInfo, PeerTable
+    from .changes import Changes
+    from .membership import Membership
 
 log = logging.getLogger("gossip.node")
 
@@ -37,6 +43,12 @@ class NodeReads:
 
         @property
         def replica(self) -> Replica: ...
+
+        changes: Changes
+        membership: Membership
+        _table: PeerTable | None
+
+        def _info(self, peer: Peer) -> PeerInfo: ...
 
     def _read(self, fn: Callable[[Views], T], fallback: T, what: str) -> T:
         """Read the views from this thread. A change holds their lock for one record at a
@@ -131,3 +143,21 @@ class NodeReads:
             return fn(self._replica, self._views)
 
         return await self.call(job, priority=READ)
+
+    # -- what happens, and who is there ----------------------------------------------------
+
+    def events(self) -> AsyncIterator[Event]:
+        """Records added, breakers changed, peers changed, as they happen, until the node
+        closes. A subscriber that falls behind gets ``EventsLost`` instead of the oldest."""
+        return self.changes.subscribe()
+
+    def peers(self) -> list[PeerInfo]:
+        """The peer table, as snapshots (no replica involved, so no waiting)."""
+        return [self._info(p) for p in self._table] if self._table is not None else []
+
+    async def hosts(self) -> dict[str, SignedRecord]:
+        """Every host announcement (ours too), by author, with no trust filter."""
+        return await self._read_replica(
+            lambda _: {r.author: r for r in self.membership.host_records()}, {},
+            "host announcements",
+        )  # fmt: skip

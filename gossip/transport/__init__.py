@@ -26,6 +26,7 @@ from .endpoints import (
     Reply,
     ServerLimits,
     Transport,
+    TransportFactory,
     check_response,
     error_reply,
     request_with_retry,
@@ -36,5 +37,5 @@ from .endpoints import (
 __all__ = ["CONTENT_TYPE", "JOIN_PATH", "MAX_RESPONSE_BYTES", "PATHS", "PUSH_PATH", "SYNC_PATH",
            "Endpoint", "PeerError",
            "PeerMisbehaved", "PeerRefused", "PeerUnreachable", "PeerUntrusted", "Reply",
-           "ServerLimits", "Transport", "check_response", "error_reply",
+           "ServerLimits", "Transport", "TransportFactory", "check_response", "error_reply",
            "request_with_retry", "serve", "sign_request"]  # fmt: skip

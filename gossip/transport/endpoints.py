@@ -340,3 +340,18 @@ class Transport(Protocol):
     ) -> tuple[bytes, str]: ...
 
     async def close(self) -> None: ...
+
+
+class TransportFactory(Protocol):
+    """How a node makes its transport; ``HttpTransport`` and
+    ``MemoryNetwork().transport`` both fit."""
+
+    def __call__(
+        self,
+        identity: Identity,
+        verifier: auth.Verifier,
+        *,
+        now_ms: Callable[[], int],
+        limits: ServerLimits | None = ...,
+        timeout: float = ...,
+    ) -> Transport: ...
