@@ -1,6 +1,7 @@
 """The effective trust: which keys this host believes, from its keyring and the document.
 
-One function, ``effective_trust``, decides it; every reader uses its answer (the views'
+One function, ``effective_trust``, decides it (the revocations' fixed point is in
+``revocations.py``); every reader uses its answer (the views'
 trust filter, the node's exchange auth and peer selection). It is pure: the local
 keyring (which includes this host), the locally removed keys, and the trust records of
 the document (``successor``, ``revoke``, ``vouch``; see docs/protocol.md, "Key records")
@@ -52,7 +53,6 @@ signs (docs/threat-model.md says what stays open).
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping
@@ -67,22 +67,16 @@ from .records import (
     MAX_TS,
     SignedRecord,
 )
-
-NO_CUTOFF = 2**62  # a reached key's records all count
-
-
-@dataclass(frozen=True)
-class Revocation:
-    key: str
-    by: str  # the author of the (earliest) honoured revoke record
-    at: int  # records with ts after this no longer count
-    retroactive: bool  # none of the key's records count
-    record: str  # id of that revoke record
-
-    @property
-    def cutoff(self) -> int:
-        """The key's records with ts up to this still count (-1: none)."""
-        return -1 if self.retroactive else self.at
+from .revocations import (
+    NO_CUTOFF,
+    Chains,
+    Edge,
+    Revocation,
+    Revoke,
+    grounded,
+    lineage_of,
+    merge,
+)
 
 
 @dataclass(frozen=True)
@@ -125,7 +119,7 @@ class TrustSet:
 
     def lineage(self, key: str) -> set[str]:
         """``key`` and the keys it succeeded (honoured successors, transitively)."""
-        return _lineage(_predecessors(self.successors), key)
+        return lineage_of(_predecessors(self.successors), key)
 
     def can_revoke(self, author: str, key: str, records: Iterable[SignedRecord]) -> bool:
         """May ``author`` publish a revoke of ``key`` that peers could honour? The key
@@ -162,38 +156,11 @@ class TrustSet:
         return "keyring"
 
 
-@dataclass(frozen=True)
-class _Edge:
-    ts: int
-    id: str
-    key: str
-    name: str = ""
-    accepted: bool = False  # a vouch the key accepted (its inviter's)
-
-
-@dataclass(frozen=True)
-class _Revoke:
-    by: str
-    key: str
-    ts: int
-    at: int
-    retroactive: bool
-    id: str
-    final: bool = False  # a self-revocation, a compromise or this host's: never overruled
-    # What its author's authority rests on: the successor edges from a key to its heir
-    # ("chain", key, heir) and accepted vouches ("vouch", inviter, ts).
-    edges: tuple[tuple[str, str, str | int], ...] = ()
-
-    @property
-    def cutoff(self) -> int:
-        return -1 if self.retroactive else self.at
-
-
 @dataclass
 class _Records:
-    successors: dict[str, list[_Edge]] = field(default_factory=dict)  # old -> its edges
-    vouches: dict[str, list[_Edge]] = field(default_factory=dict)  # voucher -> its edges
-    revokes: list[_Revoke] = field(default_factory=list)
+    successors: dict[str, list[Edge]] = field(default_factory=dict)  # old -> its edges
+    vouches: dict[str, list[Edge]] = field(default_factory=dict)  # voucher -> its edges
+    revokes: list[Revoke] = field(default_factory=list)
 
 
 def effective_trust(
@@ -213,7 +180,7 @@ def effective_trust(
     # 1. Self-revocations and compromises: no authority needed, never overruled.
     own = [dataclasses.replace(r, final=True) for r in g.revokes
            if r.by == r.key and r.key != self_key]  # fmt: skip
-    self_cut = {k: r.at for k, r in _merge(own).items()}
+    self_cut = {k: r.at for k, r in merge(own).items()}
     compromised: set[str] = set()
     for old, edges in sorted(g.successors.items()):
         named = [e for e in edges if e.ts <= self_cut.get(old, NO_CUTOFF)]
@@ -221,10 +188,10 @@ def effective_trust(
             compromised.add(old)
             if old != self_key:
                 second = next(e for e in named if e.key != named[0].key)
-                own.append(_Revoke(old, old, second.ts, named[0].ts, False, second.id, True))
+                own.append(Revoke(old, old, second.ts, named[0].ts, False, second.id, True))
 
     def successor_of(cut: Mapping[str, int]):  # type: ignore[no-untyped-def]
-        def one(old: str) -> _Edge | None:
+        def one(old: str) -> Edge | None:
             if old in compromised:
                 return None
             named = [e for e in g.successors.get(old, ()) if e.ts <= cut.get(old, NO_CUTOFF)]
@@ -233,10 +200,10 @@ def effective_trust(
         return one
 
     # 2. The graph before revocations (cut only by step 1), and who may revoke whom in it.
-    self_cutoffs = {k: r.cutoff for k, r in _merge(own).items()}
+    self_cutoffs = {k: r.cutoff for k, r in merge(own).items()}
     before = _reach(roots, removed, successor_of(self_cut), g.vouches, self_cutoffs, follow_vouches)
     without_vouches = _reach(roots, removed, successor_of(self_cut), {}, self_cutoffs, False)
-    chains = _Chains(before.edges)
+    chains = Chains(before.edges)
     invited: dict[str, dict[str, int]] = {}  # inviter -> invited key -> earliest accepted vouch
     for a, edges in g.vouches.items():
         for e in edges:  # sorted by ts
@@ -267,10 +234,10 @@ def effective_trust(
                     candidates.append(dataclasses.replace(r, edges=path))
 
     # 3. Which revocations stand, and the graph they leave.
-    honoured = _grounded(candidates, chains)
-    revoked = _merge(honoured)
+    honoured = grounded(candidates, chains)
+    revoked = merge(honoured)
     edge_cut = {
-        k: r.at for k, r in _merge(
+        k: r.at for k, r in merge(
             [r for r in honoured if r.by == r.key or not chains.is_heir(r.by, r.key)]
         ).items()
     }  # fmt: skip
@@ -303,18 +270,18 @@ def _parse(records: Iterable[SignedRecord]) -> _Records:
         assert isinstance(key, str)
         if kind == KIND_SUCCESSOR:
             if rec.accepted:
-                g.successors.setdefault(rec.author, []).append(_Edge(rec.ts, rec.id, key))
+                g.successors.setdefault(rec.author, []).append(Edge(rec.ts, rec.id, key))
                 accepting.setdefault(key, set()).add(rec.author)
         elif kind == KIND_VOUCH:
             name = f.get("name") if isinstance(f.get("name"), str) else ""
-            edge = _Edge(rec.ts, rec.id, key, name, "accept" in f and rec.accepted)
+            edge = Edge(rec.ts, rec.id, key, name, "accept" in f and rec.accepted)
             g.vouches.setdefault(rec.author, []).append(edge)
         else:
             at = f.get("at")
             if not isinstance(at, int) or isinstance(at, bool) or not 0 <= at < MAX_TS:
                 at = rec.ts
             retro = f.get("retroactive") is True
-            g.revokes.append(_Revoke(rec.author, key, rec.ts, at, retro, rec.id))
+            g.revokes.append(Revoke(rec.author, key, rec.ts, at, retro, rec.id))
     for old in list(g.successors):  # a key that accepted two predecessors has neither
         edges = [e for e in g.successors[old] if len(accepting[e.key]) == 1]
         if edges:
@@ -324,191 +291,17 @@ def _parse(records: Iterable[SignedRecord]) -> _Records:
     for edges in g.vouches.values():
         edges.sort(key=lambda e: (e.ts, e.id))
     # One revoke per (author, key, at, retroactive): the earliest signed stands longest.
-    first: dict[tuple[str, str, int, bool], _Revoke] = {}
+    first: dict[tuple[str, str, int, bool], Revoke] = {}
     for r in sorted(g.revokes, key=lambda r: (r.ts, r.id)):
         first.setdefault((r.by, r.key, r.at, r.retroactive), r)
     g.revokes = sorted(first.values(), key=lambda r: r.id)
     return g
 
 
-class _Chains:
-    """The honoured successor edges as chains (each key has at most one successor and
-    one predecessor): heirs, lineage and the edges between two keys without walking
-    every chain for every question."""
-
-    def __init__(self, edges: Mapping[str, _Edge]) -> None:
-        self.edges = dict(edges)
-        self.preds = {e.key: old for old, e in self.edges.items()}
-        self.place: dict[str, tuple[str, int]] = {}  # key -> (its chain's first key, index)
-        self._among: Collection[str] | None = None  # what _positions was built for
-        self._positions: dict[str, list[tuple[int, str]]] = {}  # chain -> its keys among
-        for key in sorted(self.edges.keys() | self.preds.keys()):
-            self._locate(key)
-
-    def _locate(self, key: str) -> None:
-        path, seen, k = [], set(), key
-        while k not in self.place and k in self.preds and k not in seen:
-            seen.add(k)
-            path.append(k)
-            k = self.preds[k]
-        if k in self.place:
-            first, i = self.place[k]
-        elif k in seen:  # a cycle (only the holder of every key in it can make one)
-            first = min(seen)
-            for m in seen:
-                self.place[m] = (first, -1)
-            return
-        else:
-            first, i = k, 0
-            self.place[k] = (k, 0)
-        for m in reversed(path):
-            i += 1
-            self.place[m] = (first, i)
-
-    def is_heir(self, heir: str, key: str) -> bool:
-        """Is ``heir`` an honoured successor of ``key``, transitively?"""
-        a, b = self.place.get(heir), self.place.get(key)
-        if a is None or b is None or a[0] != b[0]:
-            return False
-        return a[1] == -1 or a[1] > b[1]
-
-    def lineage(self, key: str) -> set[str]:
-        """``key`` and its predecessors, transitively."""
-        return _lineage(self.preds, key)
-
-    def signers(self, key: str, heir: str, among: Collection[str]) -> list[tuple[str, int]]:
-        """(signer, ts) of the successor edges from ``key`` to ``heir`` whose signer is
-        ``among`` (found by position, not by walking the chain)."""
-        a, b = self.place.get(key), self.place.get(heir)
-        if key == heir or a is None or b is None or a[0] != b[0]:
-            return []
-        if a[1] == -1:  # a cycle: walk it
-            out, k = [], key
-            while k != heir and len(out) <= len(self.edges):
-                if k in among:
-                    out.append((k, self.edges[k].ts))
-                k = self.edges[k].key
-            return out
-        if self._among is among:
-            positions = self._positions
-        else:
-            positions = {}
-            for k in among:
-                if (where := self.place.get(k)) is not None and where[1] >= 0:
-                    positions.setdefault(where[0], []).append((where[1], k))
-            for found in positions.values():
-                found.sort()
-            self._among, self._positions = among, positions
-        found = positions.get(a[0], [])
-        lo, hi = bisect.bisect_left(found, (a[1], "")), bisect.bisect_left(found, (b[1], ""))
-        return [(k, self.edges[k].ts) for _, k in found[lo:hi]]
-
-
-def _grounded(candidates: list[_Revoke], chains: _Chains) -> list[_Revoke]:
-    """The candidates that stand. ``r`` (not final) is overruled by a standing revoke of
-    its author from an ``at`` before ``r``'s ``ts``, or of the signer of an edge its
-    authority rests on from an ``at`` before that edge (for a successor edge, not one by
-    the signer's heir). ``retroactive`` is about content, not authority. A candidate
-    stands once everything that could overrule it has fallen, and falls once something
-    standing overrules it; what neither settles (a cycle) stands.
-
-    "Some revoke of X from before t stands" is one node per prefix of X's revokes sorted
-    by ``at`` (an OR of that revoke and the shorter prefix), so each requirement costs
-    one node, not one per revoke: linear in the candidates, whatever a flood holds."""
-    n = len(candidates)
-    by_heir = [c.by != c.key and chains.is_heir(c.by, c.key) for c in candidates]
-    final_at: dict[tuple[bool, str], int] = {}  # (any revoker?, key) -> earliest final at
-    lists: dict[tuple[bool, str], list[tuple[int, int]]] = {}  # -> [(at, candidate)]
-    for i, c in enumerate(candidates):
-        for everyone in (True, False) if not by_heir[i] else (True,):
-            if c.final:
-                final_at[everyone, c.key] = min(final_at.get((everyone, c.key), NO_CUTOFF), c.at)
-            else:
-                lists.setdefault((everyone, c.key), []).append((c.at, i))
-    signed = {key for (everyone, key) in (*final_at, *lists) if not everyone}
-    is_or: list[bool] = [False] * n
-    pending = [0] * n
-    watchers: list[list[int]] = [[] for _ in range(n)]
-    prefixes: dict[tuple[bool, str], tuple[list[int], list[int]]] = {}
-    for name, entries in lists.items():
-        entries.sort()
-        nodes: list[int] = []
-        for _, i in entries:
-            node = len(is_or)
-            is_or.append(True)
-            pending.append(2 if nodes else 1)
-            watchers.append([])
-            watchers[i].append(node)
-            if nodes:
-                watchers[nodes[-1]].append(node)
-            nodes.append(node)
-        prefixes[name] = ([at for at, _ in entries], nodes)
-    status: list[bool | None] = [None] * len(is_or)
-    queue: list[int] = []
-
-    def settle(node: int, stands: bool) -> None:
-        if status[node] is None:
-            status[node] = stands
-            queue.append(node)
-
-    for i, c in enumerate(candidates):
-        if c.final:
-            settle(i, True)
-            continue
-        overrulers: set[int] = set()
-        needs: list[tuple[str, int, bool]] = [(c.by, c.ts, True)]
-        for kind, x, y in c.edges:
-            if kind == "vouch":
-                needs.append((x, int(y), True))
-            else:
-                needs += [(p, t, False) for p, t in chains.signers(x, str(y), signed)]
-        for signer, t, everyone in needs:
-            if final_at.get((everyone, signer), NO_CUTOFF) < t:
-                settle(i, False)
-                break
-            if (prefix := prefixes.get((everyone, signer))) is not None:
-                k = bisect.bisect_left(prefix[0], t)  # revokes of signer from before t
-                if k:
-                    overrulers.add(prefix[1][k - 1])
-        else:
-            for node in overrulers:
-                watchers[node].append(i)
-            pending[i] = len(overrulers)
-            if not overrulers:
-                settle(i, True)
-    while queue:
-        node = queue.pop()
-        stands = status[node]
-        for w in watchers[node]:
-            if status[w] is not None:
-                continue
-            if stands and is_or[w]:
-                settle(w, True)  # one revoke in the prefix stands
-            elif stands:
-                settle(w, False)  # a standing revoke overrules the candidate
-            else:
-                pending[w] -= 1
-                if pending[w] == 0:
-                    settle(w, not is_or[w])
-    return [c for i, c in enumerate(candidates) if status[i] is not False]
-
-
-def _merge(found: Iterable[_Revoke]) -> dict[str, Revocation]:
-    """Honoured revocations per key: the earliest ``at``, retroactive if any is."""
-    out: dict[str, Revocation] = {}
-    for r in sorted(found, key=lambda r: (r.at, r.id)):
-        prev = out.get(r.key)
-        if prev is None:
-            out[r.key] = Revocation(r.key, r.by, r.at, r.retroactive, r.id)
-        elif r.retroactive and not prev.retroactive:
-            out[r.key] = Revocation(r.key, prev.by, prev.at, True, prev.record)
-    return out
-
-
 @dataclass
 class _Reach:
     reached: set[str]
-    edges: dict[str, _Edge]  # honoured successor edges: old -> its edge
+    edges: dict[str, Edge]  # honoured successor edges: old -> its edge
     vouched: dict[str, str]
     names: dict[str, str]
 
@@ -517,7 +310,7 @@ def _reach(
     roots: Mapping[str, str],
     removed: set[str],
     successor_of,  # type: ignore[no-untyped-def]
-    vouches: Mapping[str, list[_Edge]],
+    vouches: Mapping[str, list[Edge]],
     cutoffs: Mapping[str, int],
     follow_vouches: bool,
 ) -> _Reach:
@@ -557,14 +350,6 @@ def _chain(successors: Mapping[str, str], key: str) -> set[str]:
 
 def _predecessors(successors: Mapping[str, str]) -> dict[str, str]:
     return {new: old for old, new in successors.items()}
-
-
-def _lineage(preds: Mapping[str, str], key: str) -> set[str]:
-    """``key`` and its predecessors, transitively."""
-    out = {key}
-    while (key := preds.get(key, "")) and key not in out:
-        out.add(key)
-    return out
 
 
 def _is_key(value: object) -> bool:
