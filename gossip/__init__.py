@@ -1,6 +1,13 @@
 """gossip: the network and the surfaces of sm-gossip (transport, discovery, daemon, CLI).
 
-The public surface is what ``__all__`` names (pinned by tests/test_exported_members.py):
+The public surface is what ``__all__`` names (pinned by tests/test_exported_members.py),
+and these modules: ``errors`` (the error tree), ``client`` (best-effort client of a
+daemon), ``connection`` (its API connection), ``config`` (config.toml, profiles),
+``events`` (what ``Node.events()`` yields), ``node``, ``ops`` (the operations table),
+``cli`` and ``transport.memnet`` (an in-memory network). Every other module is the
+implementation: it may change without notice, and its docstring says what it owns.
+
+The top-level names:
 ``Node`` to embed a host in an asyncio program (``NodeThread`` for a synchronous one;
 ``NodeConfig`` its options, resolved once over config.toml),
 ``Client`` to use a running daemon best-effort, ``Profile`` for timings, and the error

@@ -473,3 +473,8 @@ def create(home: Path, config: Config) -> Path:
     text = config.to_toml()
     create_whole(path, lambda tmp: tmp.write_text(text, "utf-8"))
     return path
+
+
+__all__ = ["CONFIG_FILE", "DEFAULT_AGENTS_LISTEN", "DEFAULT_LISTEN", "DEFAULT_PORT", "PROFILES",
+           "Config", "ConfigError", "MdnsSettings", "Profile", "TailnetSettings",
+           "check_address", "check_name", "create", "default_home", "load"]  # fmt: skip

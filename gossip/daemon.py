@@ -26,9 +26,9 @@ from crdt import GossipError, StoreLocked
 
 from . import config
 from .api import AgentsApi, LocalApi, read_token
+from .api.feed import Feed, event_json
 from .connection import ApiConnection
 from .events import BreakerChanged, Event, EventsLost, PeerChanged, RecordAdded, TrustChanged
-from .feed import Feed, event_json
 from .node import Node, NodeConfig
 
 log = logging.getLogger("gossip.serve")

@@ -116,3 +116,7 @@ class Subscription:
                 return None
             self._ready.clear()
             await self._ready.wait()
+
+
+__all__ = ["BreakerChanged", "Event", "EventsLost", "PeerChanged", "RecordAdded",
+           "Subscription", "TrustChanged"]  # fmt: skip

@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 
 from gossip.api import MAX_BODY, LocalApi, read_token
+from gossip.api.feed import Feed
 from gossip.config import ConfigError, Profile
 from gossip.daemon import EventLog
-from gossip.feed import Feed
 from gossip.node import Node
 from tests.test_node import create_hosts, until
 

@@ -114,8 +114,8 @@ def test_every_event_payload_matches_its_schema():
     import jsonschema
 
     from crdt import Identity, records
+    from gossip.api.feed import Feed, event_json
     from gossip.events import BreakerChanged, EventsLost, PeerChanged, RecordAdded
-    from gossip.feed import Feed, event_json
     from gossip.peers import PeerTable
 
     doc = document()

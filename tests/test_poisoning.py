@@ -22,8 +22,8 @@ import pytest
 
 from crdt import Replica, records
 from crdt.views import ViewConfig, Views
+from gossip.ops.queries import inspect
 from gossip.protocol import Initiator
-from gossip.queries import inspect
 from gossip.transport import auth
 from gossip.transport.http import HttpTransport
 from tests.exchanges import respond, step

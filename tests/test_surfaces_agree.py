@@ -16,9 +16,9 @@ import pytest
 
 from crdt import Replica, records
 from gossip.api import LocalApi
+from gossip.api.feed import Feed
 from gossip.client import ApiConnection
 from gossip.errors import Conflict, Invalid, NotFound, OpError
-from gossip.feed import Feed
 from gossip.node import Node
 from gossip.ops import OPERATIONS
 from gossip.ops.session import LocalSession, RemoteSession

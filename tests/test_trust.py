@@ -15,8 +15,8 @@ from crdt.files import create_whole
 from crdt.identity import KEY_FILE, RETIRED_DIR, STAGED_KEY_FILE
 from crdt.trust import effective_trust
 from crdt.views import ViewConfig, Views
-from gossip import queries
-from gossip.queries import trust_note
+from gossip.ops import queries
+from gossip.ops.queries import trust_note
 from tests.forge import Writer
 
 T = 1_790_000_000_000

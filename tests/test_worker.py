@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from gossip.events import EventsLost, PeerChanged, Subscription
-from gossip.worker import READ, WRITE, ReplicaWorker
+from gossip.node.worker import READ, WRITE, ReplicaWorker
 
 
 async def test_jobs_run_in_one_thread_and_results_come_back():

@@ -38,17 +38,15 @@ from aiohttp import web
 from crdt import Replica
 from crdt.views import Views
 
-from .. import queries
 from ..config import ConfigError, check_address
 from ..errors import Invalid, ListenerBusy
-from ..feed import Feed
 from ..logfilter import ServerLog
-from ..metrics import render, replica_figures
 from ..node import Node
-from ..ops import OPERATIONS, Operation
+from ..ops import OPERATIONS, Operation, queries
 from ..ops.fields import Text
 from ..ops.online import READ_TIMEOUT, NodeHost
 from ..transport.http import join_address, split_address
+from .feed import Feed
 from .guard import (
     API_SOCKET,
     MAX_BODY,
@@ -59,6 +57,7 @@ from .guard import (
     read_query,
     read_raw,
 )
+from .metrics import render, replica_figures
 
 log = logging.getLogger(__name__)
 

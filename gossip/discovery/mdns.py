@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from zeroconf import DNSOutgoing, DNSQuestion, IPVersion, ServiceStateChange, Zeroconf, const
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from ..addresses import machine_addresses
 from ..config import MdnsSettings
 from ..transport.http import join_address, split_address
 from . import OFF, OK, WARNING, DiscoveryError, DiscoveryStatus
+from .addresses import machine_addresses
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from crdt import GossipError, records
 from .. import invites
 from ..protocol import RemoteProtocolError
 from ..transport import JOIN_PATH, PeerError, PeerMisbehaved, PeerRefused
-from ..worker import READ
+from .worker import READ
 
 if TYPE_CHECKING:
     from .node import Node

@@ -17,9 +17,9 @@ from crdt import SignedRecord, records
 from crdt.records import KIND_HOST
 
 from .. import protocol
-from ..addresses import machine_addresses
 from ..config import MdnsSettings, TailnetSettings
 from ..discovery import OFF, OK, DiscoveryStatus
+from ..discovery.addresses import machine_addresses
 from ..discovery.mdns import MdnsDiscovery, Sighting
 from ..discovery.tailnet import TailnetDiscovery, TailnetPeer
 from ..transport.http import join_address, split_address

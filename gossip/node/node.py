@@ -46,7 +46,6 @@ from ..peers import UNKNOWN_KEY, Peer, PeerInfo, PeerTable
 from ..transport import ServerLimits, Transport, TransportFactory, auth
 from ..transport.http import HttpTransport
 from ..transport.tls import PLAINTEXT, TLS, PinnedTls
-from ..worker import READ, WRITE, ReplicaWorker
 from .actions import NodeActions
 from .changes import Changes
 from .config import NodeConfig
@@ -56,6 +55,7 @@ from .membership import Membership
 from .reads import NodeReads
 from .replication import Replication
 from .rotation import Rotation
+from .worker import READ, WRITE, ReplicaWorker
 
 if TYPE_CHECKING:
     from ..ops.online import NodeHost

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from crdt import GossipError, Replica, SignedRecord
 from crdt.views import Benchmark, Breaker, Memory, Views
 
-from ..worker import READ
+from .worker import READ
 
 if TYPE_CHECKING:
     from ..events import Event

@@ -26,7 +26,7 @@ from ..protocol import Exchange, Failure, Gossiper, Push, RemoteProtocolError, S
 from ..protocol.gossiper import ERROR, UNREACHABLE, UNTRUSTED
 from ..transport import JOIN_PATH, PeerError, PeerRefused, PeerUnreachable, PeerUntrusted
 from ..transport.http import split_address
-from ..worker import READ, WRITE, ReplicaWorker
+from .worker import READ, WRITE, ReplicaWorker
 
 if TYPE_CHECKING:
     from .node import Node

@@ -26,8 +26,8 @@ from crdt import Identity, RecordError, Replica, SignedRecord, records
 from crdt.records import DEFAULT_BANK
 from crdt.views import Memory, Views
 
-from .. import queries
 from ..errors import Conflict, Forbidden, Invalid, NotFound
+from . import queries
 from .fields import (
     ANY_TEXT,
     RECORD_PREFIX,

@@ -19,8 +19,9 @@ from crdt.identity import fingerprint, normal_fingerprint, public_key_bytes
 from crdt.trust import TrustSet
 from crdt.views import Views
 
-from .. import invites, queries
+from .. import invites
 from ..errors import Conflict, Invalid, NotFound
+from . import queries
 from .fields import ANY_TEXT, PUBLIC_ID, WHITESPACE, Field, Flag, Seconds, Text
 from .host import Host
 from .operation import Params, operation

@@ -20,8 +20,8 @@ from crdt import GossipError, Identity, RecordError, Replica, SignedRecord, reco
 from crdt.records import DEFAULT_BANK, KIND_MEMORY, KIND_RETRACT
 from crdt.views import MODES, Views
 
-from .. import queries
 from ..errors import Conflict, Invalid, NotFound, OpError
+from . import queries
 from .fields import (
     ANY_TEXT,
     RECORD_ID,

@@ -16,10 +16,10 @@ from typing import Any
 from crdt import Replica
 from crdt.views import Views
 
-from .. import queries
 from ..config import ConfigError, check_address
 from ..errors import Conflict, Invalid, NotFound
 from ..exportfile import ExportError, decode_export, encode_export, import_summary
+from . import queries
 from .fields import ADDRESS, ANY_TEXT, Field, Flag, Raw, Text
 from .host import Host
 from .operation import Params, operation

@@ -16,8 +16,8 @@ from typing import Any
 from crdt import Identity, SignedRecord, records
 from crdt.views import Breaker
 
-from .. import queries
 from ..errors import Conflict, NotFound
+from . import queries
 from .fields import ANY_TEXT, TEXT, Field, Number, Seconds, Text
 from .host import Host
 from .memories import UNTRUSTED

@@ -83,7 +83,7 @@ def in_process_profile(home: Path, queries: list[str]) -> str:
     (``queries.recall`` on a Replica + Views) in this process, under pyinstrument."""
     from crdt import Replica
     from crdt.views import Views
-    from gossip import queries as q
+    from gossip.ops import queries as q
 
     with Replica.open(home) as r, Views(r) as v:
         return common.profile(lambda: [q.recall(r, v, text) for text in queries])

@@ -23,10 +23,14 @@ from crdt.store import STORE_FILE
 from crdt.trust import TrustSet
 from crdt.views import Views
 
-from .errors import Invalid, NotFound, OpError
-from .feed import record_json
+from ..errors import Invalid, NotFound, OpError
 
 RECORD_ID_PREFIX = re.compile(r"[0-9a-f]{6,64}")
+
+
+def record_json(rec: SignedRecord) -> dict[str, Any]:
+    """A record as the API shows it: id, its fields, and the raw signed parts."""
+    return {"id": rec.id, "fields": rec.fields, **rec.to_value()}
 
 
 def LookupFailed(message: str, *, field: str, missing: bool = False) -> OpError:

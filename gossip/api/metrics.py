@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from crdt import Replica
 
-from .peers import STATES, PeerInfo
+from ..peers import STATES, PeerInfo
 
 
 def replica_figures(r: Replica) -> dict[str, object]:

@@ -18,9 +18,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from crdt import SignedRecord
-
-from .events import BreakerChanged, Event, EventsLost, PeerChanged, RecordAdded, TrustChanged
+from ..events import BreakerChanged, Event, EventsLost, PeerChanged, RecordAdded, TrustChanged
+from ..ops.queries import record_json
 
 RING = 1024  # events kept for resumption
 LISTENER_QUEUE = 256  # events a listener may lag before it is cut off
@@ -37,11 +36,6 @@ class FeedEvent:
         payload = json.dumps(self.data, separators=(",", ":"), ensure_ascii=True)
         head = f"id: {self.id}\n" if self.id else ""  # no id: the resume point stays put
         return f"{head}event: {self.type}\ndata: {payload}\n\n".encode()
-
-
-def record_json(rec: SignedRecord) -> dict[str, Any]:
-    """A record as the API shows it: id, its fields, and the raw signed parts."""
-    return {"id": rec.id, "fields": rec.fields, **rec.to_value()}
 
 
 def event_json(event: Event) -> tuple[str, dict[str, Any]]:
