@@ -27,7 +27,7 @@ import logging
 import re
 import secrets
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +57,7 @@ from .identity import (
     public_key_bytes,
 )
 from .lock import BorrowedLock, DataDirLock
+from .pending import Candidate, PendingBuffer
 from .records import SignedRecord
 from .rules import (
     ItemIndex,
@@ -139,9 +140,7 @@ class Replica:
         self.client = derive_client(self.author, self.epoch)
         self._index = ItemIndex()
         self._bindings: dict[int, tuple[str, int]] = {}  # client -> (author, epoch)
-        self._pending: OrderedDict[tuple[int, int, str], _Candidate] = OrderedDict()
-        self._waiting_on: dict[int, set[tuple[int, int, str]]] = {}  # client -> pending keys
-        self._pending_bytes = 0
+        self._pending = PendingBuffer(lambda: self.limits)
         # Updates refused since this replica was opened, by rule (metrics, `gossip inspect`).
         self.rejected: Counter[str] = Counter()
         self._listeners: list[ChangeListener] = []
@@ -682,7 +681,7 @@ class Replica:
             triples.append((su.author, su.sig, su.header_bytes))
             triples.extend((rec.author, rec.sig, rec.body) for _, _, rec in items)
             parsed = tuple(rec for _, _, rec in items)
-            prep.checked.append((_Candidate(i, su, scanned, source, parsed), 1 + len(items)))
+            prep.checked.append((Candidate(i, su, scanned, source, parsed), 1 + len(items)))
             if len(triples) >= 512:
                 prep.waits.append(start_verifying(triples))
                 triples = []
@@ -693,7 +692,7 @@ class Replica:
         """Wait for a chunk's signatures, then plan, apply and commit what verified."""
         outcomes = prep.outcomes
         oks = [ok for wait in prep.waits for ok in wait()]
-        ready: list[_Candidate] = []
+        ready: list[Candidate] = []
         pos = 0
         for c, n_sigs in prep.checked:
             header_ok, records_ok = oks[pos], all(oks[pos + 1 : pos + n_sigs])
@@ -744,7 +743,7 @@ class Replica:
 
     # -- the gate's driver -----------------------------------------------------------
 
-    def _apply_ready(self, ready: list[_Candidate]) -> list[tuple[int, Outcome]]:
+    def _apply_ready(self, ready: list[Candidate]) -> list[tuple[int, Outcome]]:
         """Plan, twin-apply and commit; then retry the waiting updates whose dependency
         this advanced, until nothing more moves.
 
@@ -759,7 +758,7 @@ class Replica:
         results: list[tuple[int, Outcome]] = []
         mine = {id(c) for c in ready}  # later outcomes of one update replace earlier ones
 
-        def report(c: _Candidate, outcome: Outcome) -> None:
+        def report(c: Candidate, outcome: Outcome) -> None:
             if id(c) in mine:
                 results.append((c.index, outcome))
 
@@ -786,11 +785,12 @@ class Replica:
             for c in rnd.duplicates:
                 report(c, Outcome("duplicate", None, c.su))
             for c in rnd.waiting:
-                report(c, self._buffer(c))
-            cands = self._take_pending({c.su.client for c, _ in rnd.batch})
+                err = self._pending.hold(c)
+                report(c, Outcome("buffered" if err is None else "rejected", err, c.su))
+            cands = self._pending.take({c.su.client for c, _ in rnd.batch})
         return results
 
-    def _twin_round(self, cands: list[_Candidate], *, careful: bool) -> _Round:
+    def _twin_round(self, cands: list[Candidate], *, careful: bool) -> _Round:
         rnd = _Round()
         sv = self.state_vector()
         index = self._index.overlay()
@@ -799,7 +799,7 @@ class Replica:
         progress = True
         while progress and remaining:
             progress = False
-            still: list[_Candidate] = []
+            still: list[Candidate] = []
             for c in remaining:
                 try:
                     p = plan(c.su, c.scanned, sv, index, bindings)
@@ -906,83 +906,22 @@ class Replica:
         self._store.save_snapshot(seq, doc, self.now_ms())
         self._snapshot_seq, self._snapshot_size, self._since_snapshot = seq, len(doc), 0
 
-    def _buffer(self, c: _Candidate) -> Outcome:
-        """Hold an update that waits for another, outside the document (invariant 4).
-
-        Bounded in count and bytes, overall and per author: one author flooding the
-        buffer only ever evicts its own oldest entries, and anything evicted is fetched
-        again by a later pull."""
-        su = c.su
-        key = _pending_key(su)
-        if key in self._pending:
-            return Outcome("buffered", None, su)
-        if len(su.raw) > self.limits.max_pending_bytes:
-            return Outcome("rejected", RejectedUpdate("oversize", "too large to buffer"), su)
-        mine = [k for k, p in self._pending.items() if p.su.author == su.author]
-        while len(mine) >= self.limits.max_pending_per_author:
-            self._drop_pending(mine.pop(0))
-        while self._pending and (
-            len(self._pending) >= self.limits.max_pending_updates
-            or self._pending_bytes + len(su.raw) > self.limits.max_pending_bytes
-        ):
-            self._drop_pending(next(iter(self._pending)))
-        self._pending[key] = c
-        self._pending_bytes += len(su.raw)
-        waits_for = c.missing[0] if c.missing else su.client
-        self._waiting_on.setdefault(waits_for, set()).add(key)
-        return Outcome("buffered", None, su)
-
-    def _drop_pending(self, key: tuple[int, int, str]) -> None:
-        c = self._pending.pop(key, None)
-        if c is None:
-            return
-        self._pending_bytes -= len(c.su.raw)
-        waits_for = c.missing[0] if c.missing else c.su.client
-        keys = self._waiting_on.get(waits_for)
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self._waiting_on[waits_for]
-
-    def _take_pending(self, advanced: set[int]) -> list[_Candidate]:
-        """Remove and return, oldest first, the buffered updates waiting on ``advanced``."""
-        keys = set().union(*(self._waiting_on.get(c, ()) for c in advanced))
-        taken = [c for k, c in self._pending.items() if k in keys]
-        for k in keys:
-            self._drop_pending(k)
-        return taken
-
-
-@dataclass(eq=False)
-class _Candidate:
-    index: int  # position in the batch of the ingest_batch call that brought it
-    su: SignedUpdate
-    scanned: wire.ScannedUpdate
-    source: str
-    records: tuple[SignedRecord, ...] = ()  # the values the gate parsed (check_items)
-    missing: tuple[int, int] | None = None  # what it waited for when last planned
-
-
-def _pending_key(su: SignedUpdate) -> tuple[int, int, str]:
-    return (su.client, su.header.start, su.header.digest)
-
-
 @dataclass(eq=False)
 class _Prepared:
     """One chunk of ``ingest_batch`` between its replica-free checks and its commit."""
 
     outcomes: list[Outcome | None]
-    checked: list[tuple[_Candidate, int]] = field(default_factory=list)  # with signature count
+    checked: list[tuple[Candidate, int]] = field(default_factory=list)  # with signature count
     waits: list[Callable[[], list[bool]]] = field(default_factory=list)
 
 
 @dataclass(eq=False)
 class _Round:
-    batch: list[tuple[_Candidate, Plan]] = field(default_factory=list)
-    duplicates: list[_Candidate] = field(default_factory=list)
-    waiting: list[_Candidate] = field(default_factory=list)
-    rejected: list[tuple[_Candidate, GossipError]] = field(default_factory=list)  # untouched
-    failed: list[tuple[_Candidate, GossipError]] = field(default_factory=list)  # twin touched
+    batch: list[tuple[Candidate, Plan]] = field(default_factory=list)
+    duplicates: list[Candidate] = field(default_factory=list)
+    waiting: list[Candidate] = field(default_factory=list)
+    rejected: list[tuple[Candidate, GossipError]] = field(default_factory=list)  # untouched
+    failed: list[tuple[Candidate, GossipError]] = field(default_factory=list)  # twin touched
     incomplete: bool = False  # an update did not apply whole: redo the round carefully
 
 
