@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pycrdt
 from pycrdt import Doc, Map
 
 from . import wire
+from .checkpoints import ReplicaCompaction
 from .errors import (
     GossipError,
     IdentityError,
@@ -106,7 +106,7 @@ class Outcome:
     update: SignedUpdate | None = None
 
 
-class Replica(ReplicaReads, ReplicaKeys):
+class Replica(ReplicaReads, ReplicaKeys, ReplicaCompaction):
     """Open with ``Replica.open(home, identity)``; close it (or use ``with``).
 
     Not thread-safe: one owner calls it (the daemon's event loop hands it to a thread).
@@ -502,38 +502,6 @@ class Replica(ReplicaReads, ReplicaKeys):
             outcomes[i] = outcome
         return [o or Outcome("rejected", UpdateError("not processed")) for o in outcomes]
 
-    def checkpoint(self) -> SignedUpdate:
-        """Merge our own stored history into one signed update and drop what it covers.
-
-        Only an author compacts its own history. Other replicas take a checkpoint like any
-        update but keep what they already hold (see docs/data-model.md, "Checkpoints")."""
-        mine = {c for c, (author, _) in self._bindings.items() if author == self.author}
-        if self.client not in mine:
-            raise GossipError("nothing to checkpoint: this replica has written nothing")
-        history = [
-            SignedUpdate.decode(u.raw).update
-            for c in sorted(mine)
-            for u in self._store.updates_after(c, 0)
-        ]
-        # Our items may continue items of our earlier epochs: give the fresh document
-        # those too, then take only what our current client adds on top of them.
-        fresh = Doc()
-        fresh.apply_update(pycrdt.merge_updates(*history))
-        sv = self.state_vector()
-        others = {c: sv.get(c, 0) for c in mine if c != self.client}
-        merged = fresh.get_update(wire.encode_state_vector(others))
-        epochs = tuple(sorted(self._bindings[c][1] for c in others))
-        su = sign_update(
-            self.identity, epoch=self.epoch, update=merged, start=0, end=sv[self.client],
-            ts=self.now_ms(), epochs=epochs, checkpoint=True,
-        )  # fmt: skip
-        try:
-            check_items(self.author, check_structure(su, self.limits.structure))
-        except GossipError as e:
-            raise GossipError(f"cannot checkpoint this history: {e}") from None
-        self._commit([(su, Plan(Verdict.DUPLICATE), "local")], supersede=True)
-        return su
-
     # -- the gate's driver -----------------------------------------------------------
 
     def _apply_ready(self, ready: list[Candidate]) -> list[tuple[int, Outcome]]:
@@ -684,20 +652,6 @@ class Replica(ReplicaReads, ReplicaKeys):
                 listener()
         finally:  # durable already: a listener's failure must not skip the snapshot
             self._maybe_snapshot()
-
-    def _maybe_snapshot(self) -> None:
-        threshold = max(
-            self.limits.snapshot_min_bytes, int(self._snapshot_size * self.limits.snapshot_ratio)
-        )
-        if self._since_snapshot >= threshold:
-            self.snapshot()
-
-    def snapshot(self) -> None:
-        """Store the materialised document so the next open skips replaying the log."""
-        seq = self._store.last_seq()
-        doc = self._main.get_update()
-        self._store.save_snapshot(seq, doc, self.now_ms())
-        self._snapshot_seq, self._snapshot_size, self._since_snapshot = seq, len(doc), 0
 
 @dataclass(eq=False)
 class _Prepared:
