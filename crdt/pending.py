@@ -69,8 +69,7 @@ class PendingBuffer:
         while len(mine) >= limits.max_pending_per_author:
             self._drop(mine.pop(0))
         while self._held and (
-            len(self._held) >= limits.max_pending_updates
-            or self._bytes + len(su.raw) > max_bytes
+            len(self._held) >= limits.max_pending_updates or self._bytes + len(su.raw) > max_bytes
         ):
             self._drop(next(iter(self._held)))
         self._held[key] = c

@@ -1,5 +1,12 @@
 """Replica: the pycrdt document, its ingest gate and its durable store — the only writer.
 
+This module is the façade: opening (store, key, epoch, a crashed rotation finished), the
+twin, and local writes (``put``). Each other concern lives in its own module, mixed in:
+``crdt.ingest`` (the gate's driver, the commit, the listeners), ``crdt.pending`` (the
+out-of-order buffer), ``crdt.reading`` (records, state, provenance), ``crdt.keyring``
+(trust and key rotation), ``crdt.checkpoints`` (checkpoints and snapshots). Nothing
+here reads the views or judges trust.
+
 Every change, local or remote, takes the same path (invariants 1–7):
 
 1. from the bytes alone — ``check_structure`` (client binding, digest, struct and
@@ -22,16 +29,12 @@ as one Yjs update, signed, and run through the same checks.
 
 from __future__ import annotations
 
-import gc
-import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pycrdt import Doc, Map
 
@@ -41,32 +44,30 @@ from .errors import (
     GossipError,
     IdentityError,
     RecordError,
-    RejectedUpdate,
     StoreCorrupt,
     StoreError,
-    UpdateError,
 )
 from .identity import (
     KEY_FILE,
     RETIRED_DIR,
     STAGED_KEY_FILE,
     Identity,
-    b64url,
 )
+from .ingest import Change, ChangeListener, ReplicaIngest
+from .ingest import Outcome as Outcome  # its old home: `from crdt.replica import Outcome`
 from .keyring import ReplicaKeys
 from .lock import BorrowedLock, DataDirLock
-from .pending import Candidate, PendingBuffer
-from .reading import ReplicaReads, _belongs, _parsed
+from .pending import PendingBuffer
+from .reading import ReplicaReads
 from .records import SignedRecord
 from .rules import (
     ItemIndex,
-    Plan,
     Verdict,
     check_items,
     plan,
 )
 from .signatures import start_verifying
-from .store import REPAIR_HINT, STORE_FILE, NewUpdate, Store
+from .store import REPAIR_HINT, STORE_FILE, Store
 from .updates import (
     ROOTS,
     SignedUpdate,
@@ -77,10 +78,6 @@ from .updates import (
     sign_update,
 )
 
-ChangeListener = Callable[[str, str, "SignedRecord | None"], None]
-Change = tuple[str, str, "dict[str, Any] | None"]  # (root, key, document value or None)
-
-log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReplicaLimits:
@@ -97,16 +94,7 @@ class ReplicaLimits:
     batch_size: int = 2048  # updates checked and committed together by ingest_batch
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one update offered to ``ingest_batch``."""
-
-    status: str  # applied | duplicate | buffered | rejected
-    error: GossipError | None = None
-    update: SignedUpdate | None = None
-
-
-class Replica(ReplicaReads, ReplicaKeys, ReplicaCompaction):
+class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
     """Open with ``Replica.open(home, identity)``; close it (or use ``with``).
 
     Not thread-safe: one owner calls it (the daemon's event loop hands it to a thread).
@@ -299,65 +287,6 @@ class Replica(ReplicaReads, ReplicaKeys, ReplicaCompaction):
             self._twin_doc = twin
         return self._twin_doc
 
-    # -- listeners -----------------------------------------------------------------
-
-    def on_change(self, listener: ChangeListener) -> None:
-        """Call ``listener(root, key, record_or_None)`` for each change of the document.
-
-        Called from inside ``put``/``ingest_batch`` once the change is durable, in the
-        caller's thread; a listener must not call back into the replica."""
-        if not self._listeners:
-            for root, m in self._main_maps.items():
-                m.observe(self._main_observer(root))
-        self._listeners.append(listener)
-
-    def on_commit(self, listener: Callable[[], None]) -> None:
-        """Call ``listener()`` once after each batch of changes (a ``put``, a chunk of an
-        ``ingest_batch``), after the ``on_change`` calls it made: for work worth doing
-        once per batch rather than once per record."""
-        self._commit_listeners.append(listener)
-
-    def off_commit(self, listener: Callable[[], None]) -> None:
-        if listener in self._commit_listeners:
-            self._commit_listeners.remove(listener)
-
-    def off_change(self, listener: ChangeListener) -> None:
-        """Stop calling ``listener`` (a no-op if it was not registered)."""
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
-    def _main_observer(self, root: str) -> Callable[[Any], None]:
-        """Only notes what changed: it runs inside yrs' apply, where a failure would stop
-        the rest of the batch from reaching the document (``_tell``, after, does the rest)."""
-
-        def on_event(event: Any) -> None:
-            for key, ch in event.keys.items():
-                value = ch.get("newValue") if ch["action"] != "delete" else None
-                self._changes.append((root, key, value))
-
-        return on_event
-
-    def _tell(self, parsed: Sequence[SignedRecord]) -> None:
-        """Tell the listeners what the last commit changed, with the records the gate
-        parsed (a body is parsed once). One listener failing on one change is logged and
-        counted; it never keeps the other changes or listeners from being told."""
-        changes, self._changes = self._changes, []
-        if not changes or not self._listeners:
-            return
-        by_value = {(rec.body.decode("utf-8"), b64url(rec.sig)): rec for rec in parsed}
-        for root, key, value in changes:
-            rec = None
-            if isinstance(value, dict):
-                rec = by_value.get((value.get("body"), value.get("sig"))) or _parsed(value)
-                if rec is None or (root == "state" and not _belongs(rec, key)):
-                    continue
-            for listener in list(self._listeners):
-                try:
-                    listener(root, key, rec)
-                except Exception:
-                    self.listener_failures += 1
-                    log.exception("a change listener failed on %s/%s", root, key[:80])
-
     @property
     def pending_count(self) -> int:
         return len(self._pending)
@@ -423,271 +352,6 @@ class Replica(ReplicaReads, ReplicaKeys, ReplicaCompaction):
     def _already_holds(self, rec: SignedRecord) -> bool:
         root, key = rec.doc_key()
         return root == "records" and key in self._main_maps[root]
-
-    def ingest(self, update: SignedUpdate | bytes, *, source: str = "") -> str:
-        """Offer one signed update; returns applied/duplicate/buffered or raises the error."""
-        (out,) = self.ingest_batch([update], source=source)
-        if out.error is not None:
-            raise out.error
-        return out.status
-
-    def ingest_batch(
-        self, updates: Sequence[SignedUpdate | bytes], *, source: str = ""
-    ) -> list[Outcome]:
-        """Offer many signed updates; all accepted ones are durable when this returns.
-
-        Taken in chunks of ``limits.batch_size``, so memory stays bounded however large a
-        peer's delta is. For each chunk, first everything that needs no replica: decoding,
-        structure, the records each item carries, and all their signatures. Only then
-        does anything touch the twin. The chunks overlap: while this thread checks the
-        next one, worker processes verify the signatures of this one.
-        """
-        size = self.limits.batch_size
-        chunks = [updates[k : k + size] for k in range(0, len(updates), size)]
-        out: list[Outcome] = []
-        with _cyclic_gc_paused():
-            prepared = self._prepare(chunks[0], source) if chunks else None
-            for k in range(len(chunks)):
-                assert prepared is not None
-                current = prepared
-                prepared = self._prepare(chunks[k + 1], source) if k + 1 < len(chunks) else None
-                out.extend(self._finish(current))
-        for o in out:
-            if o.status == "rejected":
-                err = o.error
-                self.rejected[err.rule if isinstance(err, RejectedUpdate) else "malformed"] += 1
-        return out
-
-    def _prepare(self, updates: Sequence[SignedUpdate | bytes], source: str) -> _Prepared:
-        """The replica-free checks of one chunk; its signatures start verifying meanwhile."""
-        prep = _Prepared([None] * len(updates))
-        triples: list[tuple[str, bytes, bytes]] = []
-        for i, u in enumerate(updates):
-            su = None
-            try:
-                su = u if isinstance(u, SignedUpdate) else SignedUpdate.decode(u)
-                scanned = check_structure(su, self.limits.structure, signature=False)
-                items = check_items(su.author, scanned)
-            except GossipError as e:
-                prep.outcomes[i] = Outcome("rejected", e, su)
-                continue
-            triples.append((su.author, su.sig, su.header_bytes))
-            triples.extend((rec.author, rec.sig, rec.body) for _, _, rec in items)
-            parsed = tuple(rec for _, _, rec in items)
-            prep.checked.append((Candidate(i, su, scanned, source, parsed), 1 + len(items)))
-            if len(triples) >= 512:
-                prep.waits.append(start_verifying(triples))
-                triples = []
-        prep.waits.append(start_verifying(triples))
-        return prep
-
-    def _finish(self, prep: _Prepared) -> list[Outcome]:
-        """Wait for a chunk's signatures, then plan, apply and commit what verified."""
-        outcomes = prep.outcomes
-        oks = [ok for wait in prep.waits for ok in wait()]
-        ready: list[Candidate] = []
-        pos = 0
-        for c, n_sigs in prep.checked:
-            header_ok, records_ok = oks[pos], all(oks[pos + 1 : pos + n_sigs])
-            pos += n_sigs
-            if header_ok and records_ok:
-                ready.append(c)
-                continue
-            rule, what = (
-                ("header-signature", "header") if not header_ok else ("record-invalid", "record")
-            )
-            err = RejectedUpdate(rule, f"a {what} signature does not verify", author=c.su.author)
-            outcomes[c.index] = Outcome("rejected", err, c.su)
-        for i, outcome in self._apply_ready(ready):
-            outcomes[i] = outcome
-        return [o or Outcome("rejected", UpdateError("not processed")) for o in outcomes]
-
-    # -- the gate's driver -----------------------------------------------------------
-
-    def _apply_ready(self, ready: list[Candidate]) -> list[tuple[int, Outcome]]:
-        """Plan, twin-apply and commit; then retry the waiting updates whose dependency
-        this advanced, until nothing more moves.
-
-        Optimistic: a whole batch is applied to the twin, and the twin's state vector is
-        compared with the plans' once at the end. A mismatch (yrs read an update
-        differently from the gate) or a rejection that touched the twin rebuilds the twin
-        and reruns the batch, one checked update at a time or without the culprit.
-        Returns (caller's index, outcome), the last for an index being final (an update
-        first buffered may be applied once a later one of the batch fills its gap);
-        updates from earlier calls' buffer report nothing.
-        """
-        results: list[tuple[int, Outcome]] = []
-        mine = {id(c) for c in ready}  # later outcomes of one update replace earlier ones
-
-        def report(c: Candidate, outcome: Outcome) -> None:
-            if id(c) in mine:
-                results.append((c.index, outcome))
-
-        cands = ready
-        careful = False
-        while cands:
-            rnd = self._twin_round(cands, careful=careful)
-            for c, err in rnd.rejected + rnd.failed:
-                report(c, Outcome("rejected", err, c.su))
-            if rnd.failed or rnd.incomplete:
-                self._build_twin()
-                careful = careful or rnd.incomplete
-                gone = {id(c) for c, _ in rnd.rejected + rnd.failed}
-                cands = [c for c in cands if id(c) not in gone]
-                continue
-            try:
-                self._commit([(c.su, p, c.source) for c, p in rnd.batch],
-                             [rec for c, _ in rnd.batch for rec in c.records])  # fmt: skip
-            except BaseException:
-                self._build_twin()
-                raise
-            for c, _ in rnd.batch:
-                report(c, Outcome("applied", None, c.su))
-            for c in rnd.duplicates:
-                report(c, Outcome("duplicate", None, c.su))
-            for c in rnd.waiting:
-                err = self._pending.hold(c)
-                report(c, Outcome("buffered" if err is None else "rejected", err, c.su))
-            cands = self._pending.take({c.su.client for c, _ in rnd.batch})
-        return results
-
-    def _twin_round(self, cands: list[Candidate], *, careful: bool) -> _Round:
-        rnd = _Round()
-        sv = self.state_vector()
-        index = self._index.overlay()
-        bindings = dict(self._bindings)
-        remaining = cands
-        progress = True
-        while progress and remaining:
-            progress = False
-            still: list[Candidate] = []
-            for c in remaining:
-                try:
-                    p = plan(c.su, c.scanned, sv, index, bindings)
-                except GossipError as e:
-                    rnd.rejected.append((c, e))  # nothing touched yet
-                    continue
-                if p.verdict is Verdict.WAIT:
-                    c.missing = p.missing
-                    still.append(c)
-                    continue
-                if p.verdict is Verdict.DUPLICATE:
-                    rnd.duplicates.append(c)
-                    continue
-                try:
-                    self._twin.apply_update(c.su.update)
-                    if careful:
-                        got = wire.decode_state_vector(self._twin.get_state())
-                        if got.get(c.su.client, 0) != c.su.header.end:
-                            raise RejectedUpdate(
-                                "clock-range",
-                                "the update did not apply whole (it builds on items not here)",
-                                author=c.su.author,
-                            )
-                except GossipError as e:
-                    rnd.failed.append((c, e))
-                    return rnd
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except BaseException as e:  # yrs refused it (a pyo3 panic is no Exception)
-                    rnd.failed.append((c, UpdateError(f"pycrdt refused the update: {e}")))
-                    return rnd
-                sv[c.su.client] = c.su.header.end
-                bindings.setdefault(c.su.client, (c.su.author, c.su.header.epoch))
-                for start, end, root in p.runs:
-                    index.add(c.su.client, start, end, root)
-                rnd.batch.append((c, p))
-                progress = True
-            remaining = still
-        rnd.waiting = remaining
-        if rnd.batch and not careful and wire.decode_state_vector(self._twin.get_state()) != sv:
-            rnd.incomplete = True
-        return rnd
-
-    def _commit(
-        self,
-        items: list[tuple[SignedUpdate, Plan, str]],
-        parsed: Sequence[SignedRecord] = (),
-        *,
-        supersede: bool = False,
-    ) -> None:
-        """Make accepted updates durable, apply them to the main document, then tell.
-        ``parsed``: the records the gate read from them; ``supersede``: our own
-        checkpoint, which replaces the rows it covers.
-
-        Once the store has committed, the document must follow, whole: so nothing of ours
-        runs inside yrs' apply (the observer only notes the change), the records are the
-        gate's, already parsed and bounded (never parsed again, so never failing here),
-        and listeners run only once every update of the batch is in the document, each
-        call on its own (``_tell``). What is left is yrs applying to the main document
-        the bytes it just took on the twin, which holds the same content."""
-        if not items:
-            return
-        now = self.now_ms()
-        self._store.append(
-            [
-                NewUpdate(
-                    client=su.client, start=su.header.start, end=su.header.end,
-                    author=su.author, epoch=su.header.epoch, checkpoint=su.header.checkpoint,
-                    raw=su.raw, source=source, received_at=now, runs=p.runs,
-                )
-                for su, p, source in items
-            ],
-            supersede=supersede,
-        )  # fmt: skip
-        try:
-            for su, p, _ in items:
-                self._bindings.setdefault(su.client, (su.author, su.header.epoch))
-                for start, end, root in p.runs:
-                    self._index.add(su.client, start, end, root)
-                if p.verdict is Verdict.APPLY:
-                    self._main.apply_update(su.update)
-                self._since_snapshot += len(su.raw)
-        except BaseException:
-            self._tell(parsed)  # what did reach the document; no snapshot of it (the
-            raise  # next open replays the store, which holds the whole batch)
-        try:
-            self._tell(parsed)
-            for listener in list(self._commit_listeners):
-                listener()
-        finally:  # durable already: a listener's failure must not skip the snapshot
-            self._maybe_snapshot()
-
-@dataclass(eq=False)
-class _Prepared:
-    """One chunk of ``ingest_batch`` between its replica-free checks and its commit."""
-
-    outcomes: list[Outcome | None]
-    checked: list[tuple[Candidate, int]] = field(default_factory=list)  # with signature count
-    waits: list[Callable[[], list[bool]]] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class _Round:
-    batch: list[tuple[Candidate, Plan]] = field(default_factory=list)
-    duplicates: list[Candidate] = field(default_factory=list)
-    waiting: list[Candidate] = field(default_factory=list)
-    rejected: list[tuple[Candidate, GossipError]] = field(default_factory=list)  # untouched
-    failed: list[tuple[Candidate, GossipError]] = field(default_factory=list)  # twin touched
-    incomplete: bool = False  # an update did not apply whole: redo the round carefully
-
-
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection during a batch.
-
-    A batch keeps a few objects per update alive until it returns (its outcomes), and
-    each full collection walks all of them: at 100k updates in one batch, collections
-    took a quarter of the time. A batch makes next to no cyclic garbage (reference
-    counting frees the rest), and the first collection after it finds what there is.
-    The switch is process-wide, so only the call that turned it off turns it back on."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _ms() -> int:
