@@ -1,24 +1,6 @@
-"""The read side: recall, breakers and benchmarks, as a reader should see them.
-
-Replication is not judgement (invariant 8): the document holds every valid author's
-records. Judgement happens here, when reading:
-
-- **trust** — only authors of the effective trusted set count (``crdt.trust``: the
-  keyring, which always includes this host, plus honoured successors and, with
-  ``follow_vouches``, vouched keys, minus revoked and removed keys; a revoked key's
-  records up to its revocation still count), unless the caller asks for untrusted ones
-  too (they are then marked ``trusted: false``);
-- **retraction** — a memory is hidden once *its own author* retracts it (anyone else's
-  retraction of it is ignored), and once it has expired;
-- **quota** — each author's memories are capped per time window (by their ``ts``), so a
-  flooding writer, even a trusted one, cannot bury everyone else; recall says how many it hid;
-- **staleness** — a breaker observation past its ``resets_at`` plus a grace period no longer
-  counts; a benchmark observation older than ``bench_max_age`` is rejected, and the rest
-  are weighted by recency (half-life).
-
-Everything here is derived: ``Views`` builds its tables from the replica's document and
-keeps them current from the replica's change feed; ``rebuild()`` gives the same answers.
-It never writes to the document and holds no state that cannot be rebuilt.
+"""The views' façade: ``Views`` builds the derived tables from a replica's document and
+keeps them current from its change feed, holds the lock every read takes and the
+effective trusted set. It never writes to the document or the store.
 """
 
 from __future__ import annotations
@@ -35,9 +17,9 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .embedder import EmbedderUnavailable
-from .fusion import fuse
-from .records import (
+from ..embedder import EmbedderUnavailable
+from ..fusion import fuse
+from ..records import (
     DEFAULT_BANK,
     KIND_BANK,
     KIND_BENCHMARK,
@@ -48,11 +30,11 @@ from .records import (
     SignedRecord,
     split_state_key,
 )
-from .replica import Replica
-from .trust import TrustSet, effective_trust
+from ..replica import Replica
+from ..trust import TrustSet, effective_trust
 
 if TYPE_CHECKING:
-    from .semantic import SemanticIndex
+    from ..semantic import SemanticIndex
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS

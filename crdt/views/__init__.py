@@ -1,0 +1,55 @@
+"""The read side: recall, breakers and benchmarks, as a reader should see them.
+
+Replication is not judgement (invariant 8): the document holds every valid author's
+records. Judgement happens here, when reading:
+
+- **trust** — only authors of the effective trusted set count (``crdt.trust``: the
+  keyring, which always includes this host, plus honoured successors and, with
+  ``follow_vouches``, vouched keys, minus revoked and removed keys; a revoked key's
+  records up to its revocation still count), unless the caller asks for untrusted ones
+  too (they are then marked ``trusted: false``);
+- **retraction** — a memory is hidden once *its own author* retracts it (anyone else's
+  retraction of it is ignored), and once it has expired;
+- **quota** — each author's memories are capped per time window (by their ``ts``), so a
+  flooding writer, even a trusted one, cannot bury everyone else; recall says how many it hid;
+- **staleness** — a breaker observation past its ``resets_at`` plus a grace period no longer
+  counts; a benchmark observation older than ``bench_max_age`` is rejected, and the rest
+  are weighted by recency (half-life).
+
+Everything here is derived: ``Views`` builds its tables from the replica's document and
+keeps them current from the replica's change feed; ``rebuild()`` gives the same answers.
+It never writes to the document and holds no state that cannot be rebuilt.
+
+Split by kind: ``core`` (the façade: building, trust), ``config`` (``ViewConfig``),
+``recall`` (memories: recall's lanes, fusion, lookup), ``filters`` (the conditions every
+recall lane applies: retraction, expiry, trust window, quota), ``banks``, ``breakers``,
+``benchmarks``. None of them imports ``gossip``.
+"""
+
+from .core import (
+    DAY_MS,
+    HOUR_MS,
+    MODES,
+    Benchmark,
+    Breaker,
+    BreakerObservation,
+    Memory,
+    Recall,
+    ViewConfig,
+    Views,
+    embedded_text,
+)
+
+__all__ = [
+    "DAY_MS",
+    "HOUR_MS",
+    "MODES",
+    "Benchmark",
+    "Breaker",
+    "BreakerObservation",
+    "Memory",
+    "Recall",
+    "ViewConfig",
+    "Views",
+    "embedded_text",
+]
