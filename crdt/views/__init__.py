@@ -26,16 +26,14 @@ recall lane applies: retraction, expiry, trust window, quota), ``banks``, ``brea
 ``benchmarks``. None of them imports ``gossip``.
 """
 
+from .config import DAY_MS, HOUR_MS, ViewConfig
 from .core import (
-    DAY_MS,
-    HOUR_MS,
     MODES,
     Benchmark,
     Breaker,
     BreakerObservation,
     Memory,
     Recall,
-    ViewConfig,
     Views,
     embedded_text,
 )
