@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import functools
 import json
 import math
 import re
@@ -15,7 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ..embedder import EmbedderUnavailable
 from ..fusion import fuse
@@ -32,26 +31,20 @@ from ..records import (
 )
 from ..replica import Replica
 from ..trust import TrustSet, effective_trust
+from .common import (
+    _COLS,
+    _CURRENT_DOCUMENT,
+    _agent_columns,
+    _agent_fields,
+    _int,
+    _locked,
+)
 from .config import BREAKER_FUTURE_MS, ViewConfig
 
 if TYPE_CHECKING:
     from ..semantic import SemanticIndex
 
 MODES = ("hybrid", "lexical", "semantic")  # recall's lanes: both fused, bm25 alone, vectors alone
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _locked(method: F) -> F:
-    """Run under the views' lock: the replica's thread writes, any thread may read."""
-
-    @functools.wraps(method)
-    def run(self: Views, *args: Any, **kw: Any) -> Any:
-        with self.lock:
-            return method(self, *args, **kw)
-
-    return run  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -903,53 +896,12 @@ class Views:
         return Benchmark(subject, metric, unit, values, len(hosts), hosts, newest, stale)
 
 
-# A memory with a document_id counts only while no newer memory of its author, in its
-# bank, has the same one (an agent's upsert; a retried write is one memory).
-_CURRENT_DOCUMENT = (
-    "(m.document_id IS NULL OR NOT EXISTS (SELECT 1 FROM memories d WHERE "
-    "d.document_id = m.document_id AND d.author = m.author AND d.bank = m.bank AND "
-    "(d.ts > m.ts OR (d.ts = m.ts AND d.id > m.id))))"
-)
-
-
-def _agent_fields(f: dict[str, Any]) -> tuple[str, str | None, str]:
-    """(bank, document_id, the rest as JSON) of a memory's fields, each of the wrong type
-    read as absent (any author's record reaches every host)."""
-    bank = f.get("bank")
-    bank = bank if isinstance(bank, str) and bank else DEFAULT_BANK
-    document_id = f.get("document_id") if isinstance(f.get("document_id"), str) else None
-    meta = f.get("metadata")
-    metadata = ({k: v for k, v in meta.items() if isinstance(v, str)}
-                if isinstance(meta, dict) else {})  # fmt: skip
-    extra = {"context": f.get("context") if isinstance(f.get("context"), str) else None,
-             "metadata": metadata,
-             "timestamp": f.get("timestamp") if isinstance(f.get("timestamp"), str) else None}
-    return bank, document_id, json.dumps(extra)
-
-
-def _agent_columns(cols: tuple[Any, ...]) -> tuple[Any, ...]:
-    bank, document_id, extra = cols
-    e = json.loads(extra)
-    return bank, document_id, e["context"], e["metadata"], e["timestamp"]
-
-
 def _bank_entry(bank: str, ts: int) -> dict[str, Any]:
     return {"bank_id": bank, "name": bank, "mission": "", "created_at": ts, "updated_at": ts,
             "memories": 0, "authors": [], "profile": None}  # fmt: skip
 
 
-def _int(value: object) -> int | None:
-    """An integer field that fits SQLite (and JavaScript) integers, else None."""
-    if isinstance(value, int) and not isinstance(value, bool) and -(2**53) < value < 2**53:
-        return value
-    return None
-
-
 _WORD = re.compile(r"\w+", re.UNICODE)
-_COLS = ("m.id, m.text, m.category, m.subject, m.tags, m.author, m.ts, m.expires_at, "
-         "m.supersedes, m.bank, m.document_id, m.extra")
-
-
 def _counts(capped: dict[str, set[str]]) -> dict[str, int]:
     return {who: len(ids) for who, ids in capped.items()}
 
