@@ -26,12 +26,11 @@ recall lane applies: retraction, expiry, trust window, quota), ``banks``, ``brea
 ``benchmarks``. None of them imports ``gossip``.
 """
 
+from .benchmarks import Benchmark
+from .breakers import Breaker, BreakerObservation
 from .config import DAY_MS, HOUR_MS, ViewConfig
 from .core import (
     MODES,
-    Benchmark,
-    Breaker,
-    BreakerObservation,
     Memory,
     Recall,
     Views,

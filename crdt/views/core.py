@@ -8,12 +8,11 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
-import math
 import re
 import sqlite3
 import threading
 from collections.abc import Callable, Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..embedder import EmbedderUnavailable
@@ -31,6 +30,9 @@ from ..records import (
 )
 from ..replica import Replica
 from ..trust import TrustSet, effective_trust
+from .banks import BankViews
+from .benchmarks import BenchmarkViews
+from .breakers import BreakerViews
 from .common import (
     _COLS,
     _CURRENT_DOCUMENT,
@@ -39,7 +41,7 @@ from .common import (
     _int,
     _locked,
 )
-from .config import BREAKER_FUTURE_MS, ViewConfig
+from .config import ViewConfig
 
 if TYPE_CHECKING:
     from ..semantic import SemanticIndex
@@ -95,50 +97,6 @@ class Recall:
         return [m.to_json() for m in self.hits]
 
 
-@dataclass(frozen=True)
-class BreakerObservation:
-    author: str
-    state: str
-    reason: str
-    failures: int
-    ts: int
-    tripped_at: int | None
-    resets_at: int | None
-    trusted: bool
-
-
-@dataclass(frozen=True)
-class Breaker:
-    """One breaker name, merged across hosts."""
-
-    name: str
-    state: str  # open | half_open | closed
-    tripped_by: list[str]  # authors whose fresh observation says open
-    reason: str  # the newest such observation's reason
-    resets_at: int | None  # when the last of them resets
-    observations: list[BreakerObservation]
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """One (subject, metric), summarised across hosts, weighted by recency."""
-
-    subject: str
-    metric: str
-    unit: str
-    values: dict[str, float]  # summary key -> recency-weighted mean
-    count: int  # observations that counted
-    hosts: list[str]
-    newest: int  # recorded_at of the newest observation that counted
-    stale: int  # observations rejected as too old
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 _SCHEMA = """
 CREATE TABLE memories (
     n INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, author TEXT NOT NULL,
@@ -163,7 +121,7 @@ CREATE INDEX retractions_by_target ON retractions (target, author);
 """
 
 
-class Views:
+class Views(BankViews, BreakerViews, BenchmarkViews):
     """Read-side views of one replica, kept current by its changes (in the replica's
     thread). Reads are safe from any thread: they take ``lock``, which a change holds
     only while it applies one record, so a reader never waits for a whole ingest."""
@@ -665,6 +623,16 @@ class Views:
         return Memory(mid, text, cat, subj, json.loads(tags), who, ts, trusted, expires, supersedes,
                       *_agent_columns(row[9:]))  # fmt: skip
 
+    @_locked
+    def keyed(self, author: str, idempotency_key: str) -> Memory | None:
+        """``author``'s memory written with ``idempotency_key`` (the oldest, should it
+        have written two), whatever its retraction or expiry: a retried write finds it."""
+        row = self._db.execute(
+            "SELECT id FROM memories WHERE idempotency_key = ? AND author = ? "
+            "ORDER BY ts, id LIMIT 1", (idempotency_key, author)
+        ).fetchone()  # fmt: skip
+        return None if row is None else self.memory(row[0])
+
     def first_seen(self, record_id: str) -> int | None:
         """When this host first stored ``record_id`` (ms), None if it is not here."""
         return self.receipts().get(record_id)
@@ -676,230 +644,6 @@ class Views:
         if self._seen is None:
             self._seen = self.replica.receipts()
         return self._seen
-
-    # -- banks -------------------------------------------------------------------------
-
-    def _add_bank(self, rec: SignedRecord) -> None:
-        f = rec.fields
-        bank, name, mission = f.get("bank"), f.get("name", ""), f.get("mission", "")
-        if isinstance(bank, str) and bank and isinstance(name, str) and isinstance(mission, str):
-            self._db.execute(
-                "INSERT OR IGNORE INTO banks (id, author, bank, name, mission, ts) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (rec.id, rec.author, bank, name, mission, rec.ts)
-            )  # fmt: skip
-
-    @_locked
-    def banks(self, *, include_untrusted: bool = False) -> list[dict[str, Any]]:
-        """Every bank a counted author made (a bank record not retracted by its author)
-        or wrote a memory in, with the newest profile and the memories held in it:
-        ``{bank_id, name, mission, created_at, updated_at, memories, authors}``."""
-        trust = self._trust
-        out: dict[str, dict[str, Any]] = {}
-        rows = self._db.execute(
-            "SELECT b.bank, b.author, b.name, b.mission, b.ts, b.id FROM banks b WHERE NOT "
-            "EXISTS (SELECT 1 FROM retractions r WHERE r.target = b.id AND r.author = b.author) "
-            "ORDER BY b.ts, b.id"
-        ).fetchall()  # fmt: skip
-        for bank, who, name, mission, ts, bid in rows:
-            if not (include_untrusted or trust.counts(who, ts)):
-                continue
-            entry = out.setdefault(bank, _bank_entry(bank, ts))
-            entry.update(name=name, mission=mission, updated_at=ts, profile=bid)
-        for bank, who, first, last, n in self._db.execute(
-            "SELECT bank, author, min(ts), max(ts), count(*) FROM memories m WHERE NOT EXISTS "
-            "(SELECT 1 FROM retractions r WHERE r.target = m.id AND r.author = m.author) "
-            f"AND {_CURRENT_DOCUMENT} GROUP BY bank, author"
-        ):  # fmt: skip
-            if not (include_untrusted or trust.counts(who, last)):
-                continue
-            entry = out.setdefault(bank, _bank_entry(bank, first))
-            entry["created_at"] = min(entry["created_at"], first)
-            entry["updated_at"] = max(entry["updated_at"], last)
-            entry["memories"] += n
-            entry["authors"].append(who)
-        return [{**e, "authors": sorted(e["authors"])} for _, e in sorted(out.items())]
-
-    @_locked
-    def bank_records(self, bank: str, author: str) -> list[str]:
-        """The ids of ``author``'s bank records of ``bank`` (to retract with the bank)."""
-        rows = self._db.execute("SELECT id FROM banks WHERE bank = ? AND author = ? ORDER BY id",
-                                (bank, author))  # fmt: skip
-        return [r[0] for r in rows]
-
-    @_locked
-    def bank_memories(self, bank: str) -> list[tuple[str, str, int]]:
-        """(id, author, ts) of every memory in ``bank`` not retracted by its author."""
-        return self._db.execute(
-            "SELECT id, author, ts FROM memories m WHERE bank = ? AND NOT EXISTS (SELECT 1 "
-            "FROM retractions r WHERE r.target = m.id AND r.author = m.author) ORDER BY id",
-            (bank,),
-        ).fetchall()  # fmt: skip
-
-    @_locked
-    def current_document(self, author: str, bank: str, document_id: str) -> Memory | None:
-        """``author``'s newest memory in ``bank`` with ``document_id``, unless its author
-        retracted it (then none is current: the older ones stay superseded)."""
-        row = self._db.execute(
-            "SELECT id FROM memories m WHERE document_id = ? AND author = ? AND bank = ? "
-            "ORDER BY ts DESC, id DESC LIMIT 1", (document_id, author, bank)
-        ).fetchone()  # fmt: skip
-        if row is None or self._db.execute(
-            "SELECT 1 FROM retractions WHERE target = ? AND author = ?", (row[0], author)
-        ).fetchone():  # fmt: skip
-            return None
-        return self.memory(row[0])
-
-    @_locked
-    def keyed(self, author: str, idempotency_key: str) -> Memory | None:
-        """``author``'s memory written with ``idempotency_key`` (the oldest, should it
-        have written two), whatever its retraction or expiry: a retried write finds it."""
-        row = self._db.execute(
-            "SELECT id FROM memories WHERE idempotency_key = ? AND author = ? "
-            "ORDER BY ts, id LIMIT 1", (idempotency_key, author)
-        ).fetchone()  # fmt: skip
-        return None if row is None else self.memory(row[0])
-
-    @_locked
-    def bank_known(self, bank: str) -> bool:
-        """Whether any record here names ``bank`` (``default`` always exists)."""
-        return bank == DEFAULT_BANK or any(
-            self._db.execute(f"SELECT 1 FROM {t} WHERE bank = ? LIMIT 1", (bank,)).fetchone()
-            for t in ("banks", "memories")
-        )
-
-    @_locked
-    def bank_profile(self, bank: str, author: str) -> tuple[str, str] | None:
-        """(name, mission) of ``author``'s newest live bank record of ``bank``."""
-        row = self._db.execute(
-            "SELECT name, mission FROM banks b WHERE bank = ? AND author = ? AND NOT EXISTS "
-            "(SELECT 1 FROM retractions r WHERE r.target = b.id AND r.author = b.author) "
-            "ORDER BY ts DESC, id DESC LIMIT 1", (bank, author)
-        ).fetchone()  # fmt: skip
-        return None if row is None else (row[0], row[1])
-
-    # -- breakers ----------------------------------------------------------------------
-
-    @_locked
-    def breakers(self, *, include_untrusted: bool = False) -> list[Breaker]:
-        """Every breaker any counted host has an opinion on, merged, by name."""
-        return [
-            b
-            for name in sorted(self._breakers)
-            if (b := self.breaker(name, include_untrusted=include_untrusted)) is not None
-        ]
-
-    @_locked
-    def breaker(self, name: str, *, include_untrusted: bool = False) -> Breaker | None:
-        """Open while any fresh counted observation says open and has not reached its
-        ``resets_at``; half_open from then until the grace period ends (or when a host
-        says half_open); closed otherwise."""
-        now = self.now_ms()
-        trust = self._trust
-        grace = self.config.breaker_grace_ms
-        obs: list[BreakerObservation] = []
-        for author, rec in self._breakers.get(name, {}).items():
-            trusted = trust.counts(author, rec.ts)
-            if not (trusted or include_untrusted):
-                continue
-            f = rec.fields
-            resets = _int(f.get("resets_at"))
-            tripped = _int(f.get("tripped_at"))
-            if rec.ts > now + BREAKER_FUTURE_MS:
-                continue  # signed in the future: refused (it would hold the cap off)
-            if resets is not None:  # open at most max_open after it was signed (or tripped)
-                start = min(rec.ts, tripped) if tripped is not None else rec.ts
-                resets = min(resets, start + self.config.breaker_max_open_ms)
-            if resets is not None and now > resets + grace:
-                continue  # stale: past its reset and the grace period
-            obs.append(
-                BreakerObservation(author, str(f.get("state", "")), str(f.get("reason", "")),
-                                   _int(f.get("failures")) or 0, rec.ts,
-                                   tripped, resets, trusted)
-            )  # fmt: skip
-        if not obs:
-            return None
-        obs.sort(key=lambda o: (-o.ts, o.author))
-        opened = [o for o in obs if o.state == "open" and o.resets_at is not None]
-        live = [o for o in opened if o.resets_at is not None and now < o.resets_at]
-        if live:
-            state, culprits = "open", live
-        elif opened or any(o.state == "half_open" for o in obs):
-            state = "half_open"
-            culprits = opened or [o for o in obs if o.state == "half_open"]
-        else:
-            state, culprits = "closed", []
-        resets = max((o.resets_at for o in culprits if o.resets_at is not None), default=None)
-        return Breaker(
-            name=name,
-            state=state,
-            tripped_by=sorted({o.author for o in culprits}),
-            reason=culprits[0].reason if culprits else "",
-            resets_at=resets,
-            observations=obs,
-        )
-
-    # -- benchmarks --------------------------------------------------------------------
-
-    @_locked
-    def benchmarks(
-        self, subject: str | None = None, *, include_untrusted: bool = False
-    ) -> list[Benchmark]:
-        out = []
-        for subj, metric in sorted(self._benches):
-            if subject is not None and subj != subject:
-                continue
-            b = self.benchmark(subj, metric, include_untrusted=include_untrusted)
-            if b is not None:
-                out.append(b)
-        return out
-
-    @_locked
-    def benchmark(
-        self, subject: str, metric: str, *, include_untrusted: bool = False
-    ) -> Benchmark | None:
-        """Each counted host's latest observation, weighted by ``0.5 ** (age / half-life)``
-        (ages relative to the newest, which changes no ratio); observations older than
-        ``bench_max_age`` are rejected (and counted as stale)."""
-        now = self.now_ms()
-        trust = self._trust
-        cfg = self.config
-        counted: list[tuple[int, dict[str, Any], str, str]] = []  # recorded, summary, ..
-        stale = 0
-        for author, rec in sorted(self._benches.get((subject, metric), {}).items()):
-            if not trust.counts(author, rec.ts) and not include_untrusted:
-                continue
-            f = rec.fields
-            recorded = _int(f.get("recorded_at"))
-            summary = f.get("summary")
-            if recorded is None or not isinstance(summary, dict):
-                continue
-            if now - recorded > cfg.bench_max_age_ms:
-                stale += 1
-                continue
-            counted.append((recorded, summary, author, str(f.get("unit", ""))))
-        if not counted and not stale:
-            return None
-        newest = max((c[0] for c in counted), default=0)
-        sums: dict[str, float] = {}
-        weights: dict[str, float] = {}
-        for recorded, summary, _, _ in counted:
-            # Weights relative to the newest observation: one observation is reported
-            # exactly, and a weight never underflows.
-            weight = 0.5 ** ((newest - recorded) / cfg.bench_half_life_ms)
-            for k, v in summary.items():
-                if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-                    sums[k] = sums.get(k, 0.0) + weight * v
-                    weights[k] = weights.get(k, 0.0) + weight
-        hosts = [c[2] for c in counted]
-        unit = next((c[3] for c in counted if c[3]), "")
-        values = {k: sums[k] / weights[k] for k in sorted(sums) if weights[k] > 0}
-        return Benchmark(subject, metric, unit, values, len(hosts), hosts, newest, stale)
-
-
-def _bank_entry(bank: str, ts: int) -> dict[str, Any]:
-    return {"bank_id": bank, "name": bank, "mission": "", "created_at": ts, "updated_at": ts,
-            "memories": 0, "authors": [], "profile": None}  # fmt: skip
-
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 def _counts(capped: dict[str, set[str]]) -> dict[str, int]:
