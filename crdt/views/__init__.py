@@ -29,13 +29,8 @@ recall lane applies: retraction, expiry, trust window, quota), ``banks``, ``brea
 from .benchmarks import Benchmark
 from .breakers import Breaker, BreakerObservation
 from .config import DAY_MS, HOUR_MS, ViewConfig
-from .core import (
-    MODES,
-    Memory,
-    Recall,
-    Views,
-    embedded_text,
-)
+from .core import Views
+from .recall import MODES, Memory, Recall, embedded_text
 
 __all__ = [
     "DAY_MS",

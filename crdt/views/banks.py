@@ -16,7 +16,7 @@ from ..trust import TrustSet
 from .common import _CURRENT_DOCUMENT, _locked
 
 if TYPE_CHECKING:
-    from .core import Memory
+    from .recall import Memory
 
 
 def _bank_entry(bank: str, ts: int) -> dict[str, Any]:
