@@ -22,15 +22,14 @@ It never writes to the document and holds no state that cannot be rebuilt.
 
 Split by kind: ``core`` (the façade: building, trust), ``config`` (``ViewConfig``),
 ``recall`` (memories: recall's lanes, fusion, lookup), ``filters`` (the conditions every
-recall lane applies: retraction, expiry, trust window, quota), ``banks``, ``breakers``,
-``benchmarks``. None of them imports ``gossip``.
+recall lane applies: retraction, expiry, trust window, quota), ``banks``, ``signals``
+(breakers and benchmarks). None of them imports ``gossip``.
 """
 
-from .benchmarks import Benchmark
-from .breakers import Breaker, BreakerObservation
 from .config import DAY_MS, HOUR_MS, ViewConfig
 from .core import Views
 from .recall import MODES, Memory, Recall, embedded_text
+from .signals import Benchmark, Breaker, BreakerObservation
 
 __all__ = [
     "DAY_MS",

@@ -26,8 +26,6 @@ from ..records import (
 from ..replica import Replica
 from ..trust import TrustSet, effective_trust
 from .banks import BankViews
-from .benchmarks import BenchmarkViews
-from .breakers import BreakerViews
 from .common import (
     _agent_fields,
     _int,
@@ -35,6 +33,7 @@ from .common import (
 )
 from .config import ViewConfig
 from .recall import Memory, RecallViews, embedded_text
+from .signals import SignalViews
 
 if TYPE_CHECKING:
     from ..semantic import SemanticIndex
@@ -63,7 +62,7 @@ CREATE INDEX retractions_by_target ON retractions (target, author);
 """
 
 
-class Views(RecallViews, BankViews, BreakerViews, BenchmarkViews):
+class Views(RecallViews, BankViews, SignalViews):
     """Read-side views of one replica, kept current by its changes (in the replica's
     thread). Reads are safe from any thread: they take ``lock``, which a change holds
     only while it applies one record, so a reader never waits for a whole ingest."""
