@@ -76,9 +76,10 @@ CREATE TABLE snapshot (
 """
 
 
-@dataclass(frozen=True)
-class StoredUpdate:
-    seq: int
+@dataclass(frozen=True, kw_only=True)
+class _UpdateRow:
+    """One signed update as the store keeps it (the columns of ``updates``)."""
+
     client: int
     start: int
     end: int
@@ -90,19 +91,15 @@ class StoredUpdate:
     received_at: int
 
 
-@dataclass(frozen=True)
-class NewUpdate:
+@dataclass(frozen=True, kw_only=True)
+class StoredUpdate(_UpdateRow):
+    seq: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewUpdate(_UpdateRow):
     """What the replica hands the store for one accepted update."""
 
-    client: int
-    start: int
-    end: int
-    author: str
-    epoch: int
-    checkpoint: bool
-    raw: bytes
-    source: str
-    received_at: int
     runs: tuple[tuple[int, int, str], ...]  # (start, end, root) of this client's new items
 
 
@@ -387,7 +384,10 @@ _COLS = 'seq, client, start, "end", author, epoch, checkpoint, raw, source, rece
 
 
 def _stored(row: tuple) -> StoredUpdate:
-    return StoredUpdate(*row[:6], bool(row[6]), *row[7:])
+    seq, client, start, end, author, epoch, checkpoint, raw, source, received_at = row
+    return StoredUpdate(seq=seq, client=client, start=start, end=end, author=author,
+                        epoch=epoch, checkpoint=bool(checkpoint), raw=raw, source=source,
+                        received_at=received_at)  # fmt: skip
 
 
 class _Txn:
