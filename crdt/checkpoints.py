@@ -72,7 +72,7 @@ class ReplicaCompaction:
             check_items(self.author, check_structure(su, self.limits.structure))
         except GossipError as e:
             raise GossipError(f"cannot checkpoint this history: {e}") from None
-        self._commit([(su, Plan(Verdict.DUPLICATE), "local")], supersede=True)
+        self._commit([(su, Plan(Verdict.DUPLICATE), "local", ())], supersede=True)
         return su
 
     def _maybe_snapshot(self) -> None:

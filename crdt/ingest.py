@@ -67,6 +67,7 @@ class ReplicaIngest:
     _changes: list[Change]
     _commit_listeners: list[Callable[[], None]]
     _since_snapshot: int
+    commit_time: int  # when the last commit was made (ms): a listener's "first seen"
     # and, from Replica: state_vector(), _twin, _build_twin(), _maybe_snapshot()
 
     def on_change(self, listener: ChangeListener) -> None:
@@ -238,8 +239,7 @@ class ReplicaIngest:
                 cands = [c for c in cands if id(c) not in gone]
                 continue
             try:
-                self._commit([(c.su, p, c.source) for c, p in rnd.batch],
-                             [rec for c, _ in rnd.batch for rec in c.records])  # fmt: skip
+                self._commit([(c.su, p, c.source, c.records) for c, p in rnd.batch])
             except BaseException:
                 self._build_twin()
                 raise
@@ -308,14 +308,15 @@ class ReplicaIngest:
 
     def _commit(
         self,
-        items: list[tuple[SignedUpdate, Plan, str]],
-        parsed: Sequence[SignedRecord] = (),
+        items: list[tuple[SignedUpdate, Plan, str, tuple[SignedRecord, ...]]],
         *,
         supersede: bool = False,
     ) -> None:
         """Make accepted updates durable, apply them to the main document, then tell.
-        ``parsed``: the records the gate read from them; ``supersede``: our own
-        checkpoint, which replaces the rows it covers.
+        Each item: an update, its plan, who delivered it and the records the gate read
+        from it (stored as first seen now, unless seen before); ``supersede``: our own
+        checkpoint, which replaces the rows it covers. ``commit_time`` is when, for the
+        listeners.
 
         Once the store has committed, the document must follow, whole: so nothing of ours
         runs inside yrs' apply (the observer only notes the change), the records are the
@@ -325,20 +326,22 @@ class ReplicaIngest:
         the bytes it just took on the twin, which holds the same content."""
         if not items:
             return
-        now = self.now_ms()
+        now = self.commit_time = self.now_ms()
+        parsed = [rec for *_, recs in items for rec in recs]
         self._store.append(
             [
                 NewUpdate(
                     client=su.client, start=su.header.start, end=su.header.end,
                     author=su.author, epoch=su.header.epoch, checkpoint=su.header.checkpoint,
                     raw=su.raw, source=source, received_at=now, runs=p.runs,
+                    records=tuple(rec.id for rec in recs),
                 )
-                for su, p, source in items
+                for su, p, source, recs in items
             ],
             supersede=supersede,
         )  # fmt: skip
         try:
-            for su, p, _ in items:
+            for su, p, *_ in items:
                 self._bindings.setdefault(su.client, (su.author, su.header.epoch))
                 for start, end, root in p.runs:
                     self._index.add(su.client, start, end, root)

@@ -8,7 +8,6 @@ document, the twin or the store, and never judges trust (that is ``crdt.views``'
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +20,6 @@ if TYPE_CHECKING:
 
     from .pending import PendingBuffer
     from .store import Store
-
-_RECORD_KEY = re.compile(rb"[0-9a-f]{64}")  # a record id, as a Yjs map key stores it
 
 
 class ReplicaReads:
@@ -107,17 +104,10 @@ class ReplicaReads:
         return None
 
     def receipts(self) -> dict[str, int]:
-        """When this host first stored each immutable record: record id -> the earliest
-        ``received_at`` of a stored update carrying its key, in one pass over the store
-        (what ``origin`` finds for one record, for all of them at once)."""
-        seen: dict[str, int] = {}
-        for client, _author, _epoch in self._store.clients():
-            for u in self._store.updates_after(client, 0):
-                for key in _RECORD_KEY.findall(u.raw):
-                    rid = key.decode()
-                    if rid not in seen or u.received_at < seen[rid]:
-                        seen[rid] = u.received_at
-        return seen
+        """When this host first stored each record: record id -> the ``received_at`` of
+        the first stored update that carried it (the store's ``first_seen``: local, never
+        replicated, kept through checkpoints)."""
+        return self._store.first_seen()
 
     def authors(self) -> set[str]:
         """Every author with an update in the store (this host's own included)."""

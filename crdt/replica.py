@@ -141,6 +141,7 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
         self._snapshot_seq = 0
         self._snapshot_size = 0
         self._since_snapshot = 0
+        self.commit_time = now_ms()
         try:
             self._load()
         except GossipError as e:
@@ -343,7 +344,7 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
             p = plan(su, scanned, sv_before, self._index, self._bindings)
             if p.verdict is not Verdict.APPLY:
                 raise GossipError(f"internal error: our own write planned as {p.verdict}")
-            self._commit([(su, p, "local")], fresh)
+            self._commit([(su, p, "local", tuple(fresh))])
         except BaseException:
             self._build_twin()
             raise
