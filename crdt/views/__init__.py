@@ -10,11 +10,14 @@ records. Judgement happens here, when reading:
   too (they are then marked ``trusted: false``);
 - **retraction** — a memory is hidden once *its own author* retracts it (anyone else's
   retraction of it is ignored), and once it has expired;
-- **quota** — each author's memories are capped per time window (by their ``ts``), so a
-  flooding writer, even a trusted one, cannot bury everyone else; recall says how many it hid;
+- **share cap** — each author other than this host holds at most ``author_share`` (half)
+  of one recall's results, so a flooding writer, even a trusted one, cannot bury everyone
+  else; recall says how many it hid;
+- **time** — an author's signed time is bounded by when this host first stored the
+  record: never newer than that, and for ranking never far older (``bounded_time``);
 - **staleness** — a breaker observation past its ``resets_at`` plus a grace period no longer
   counts; a benchmark observation older than ``bench_max_age`` is rejected, and the rest
-  are weighted by recency (half-life).
+  are weighted by recency (half-life), their ``recorded_at`` never after first-seen.
 
 Everything here is derived: ``Views`` builds its tables from the replica's document and
 keeps them current from the replica's change feed; ``rebuild()`` gives the same answers.

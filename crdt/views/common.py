@@ -63,5 +63,16 @@ def _int(value: object) -> int | None:
     return None
 
 
+def bounded_time(ts: int, seen: int | None, backdate_ms: int | None = None) -> int:
+    """An author's signed time as this host may compare it with others' and with its own
+    clock: never after ``seen`` (when this host first stored the record), and with
+    ``backdate_ms`` never more than that before it. Unbounded if ``seen`` is unknown."""
+    if seen is None:
+        return ts
+    t = min(ts, seen)
+    return t if backdate_ms is None else max(t, seen - backdate_ms)
+
+
+# m.t (index 12): the signed time bounded by first-seen (``bounded_time``), for ranking.
 _COLS = ("m.id, m.text, m.category, m.subject, m.tags, m.author, m.ts, m.expires_at, "
-         "m.supersedes, m.bank, m.document_id, m.extra")
+         "m.supersedes, m.bank, m.document_id, m.extra, m.t")

@@ -1,4 +1,4 @@
-"""``ViewConfig``: the reading policy of the views (quota, staleness, recall's lanes),
+"""``ViewConfig``: the reading policy of the views (share cap, time, staleness, lanes),
 each default next to the trade-off it makes. Plain data: reads nothing, touches nothing.
 """
 
@@ -15,10 +15,19 @@ BREAKER_FUTURE_MS = 5 * 60_000  # clocks of honest hosts agree better than this 
 class ViewConfig:
     """Reading policy. Each default is a trade-off, said next to it."""
 
-    # At most this many memories of one author per window are visible: enough for a busy
-    # agent's real lessons, too few for a flood to bury the others.
-    quota_per_window: int = 60
-    quota_window_ms: int = HOUR_MS
+    # Each author other than this host holds at most this share of one recall's results
+    # (at least one; in every lane before fusion, and after it): a flood, trusted or not,
+    # never fills another host's recall, whatever times it signs. This host's own
+    # memories, and authors asked for by name, are never capped. ``[recall] author_share``.
+    author_share: float = 0.5
+    # An author's signed time is bounded by when this host first stored the record
+    # (``first_seen``): never newer than that (a future date neither tops newest-first
+    # recall nor re-weights benchmarks), and, where authors are ranked against each
+    # other, never more than this before it. ``[recall] backdate_skew`` (seconds).
+    backdate_skew_ms: int = DAY_MS
+    # False: signed times as signed, first-seen ignored — only to compare what replicas
+    # hold (``gossip.sim.check``: first-seen is local by design, so ranks may differ).
+    first_seen_bound: bool = True
     # A breaker observation counts until its resets_at plus this grace (as half_open
     # during the grace): a host that tripped it and went quiet does not hold it forever.
     breaker_grace_ms: int = 10 * 60_000
@@ -49,3 +58,15 @@ class ViewConfig:
     # indexed this many (crdt.views.Views._bm25_lane): a vague question costs the same at
     # 100k memories as at 3k, and the semantic lane still looks at every memory.
     lexical_rank_cap: int = 1000
+
+    def __post_init__(self) -> None:
+        share = self.author_share
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+            raise ValueError(f"author_share must be more than 0 and at most 1, not {share!r}")
+        if self.backdate_skew_ms < 0:
+            raise ValueError("backdate_skew_ms must not be negative")
+
+    def share_of(self, n: int) -> int:
+        """How many of ``n`` results one author may hold: ``author_share`` of them, at
+        least one."""
+        return max(1, int(self.author_share * n))

@@ -5,7 +5,6 @@ effective trusted set. It never writes to the document or the store.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import json
 import sqlite3
@@ -30,6 +29,7 @@ from .common import (
     _agent_fields,
     _int,
     _locked,
+    bounded_time,
 )
 from .config import ViewConfig
 from .recall import Memory, RecallViews, embedded_text
@@ -43,7 +43,8 @@ CREATE TABLE memories (
     n INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, author TEXT NOT NULL,
     category TEXT NOT NULL, subject TEXT, tags TEXT NOT NULL, text TEXT NOT NULL,
     ts INTEGER NOT NULL, expires_at INTEGER, supersedes TEXT,
-    bank TEXT NOT NULL, document_id TEXT, extra TEXT NOT NULL, idempotency_key TEXT
+    bank TEXT NOT NULL, document_id TEXT, extra TEXT NOT NULL, idempotency_key TEXT,
+    seen INTEGER, t INTEGER NOT NULL  -- first stored here; ts bounded by it (ranking)
 );
 CREATE INDEX memories_by_author ON memories (author, ts);
 CREATE INDEX memories_by_bank ON memories (bank, ts);
@@ -54,7 +55,7 @@ CREATE INDEX memories_by_idempotency_key ON memories (idempotency_key, author)
 CREATE TABLE banks (id TEXT PRIMARY KEY, author TEXT NOT NULL, bank TEXT NOT NULL,
     name TEXT NOT NULL, mission TEXT NOT NULL, ts INTEGER NOT NULL);
 CREATE INDEX banks_by_bank ON banks (bank, author, ts);
-CREATE INDEX memories_by_ts ON memories (ts);
+CREATE INDEX memories_by_t ON memories (t);
 CREATE INDEX memories_by_supersedes ON memories (supersedes, author);
 CREATE VIRTUAL TABLE memories_fts USING fts5 (text, subject, category, tags);
 CREATE TABLE retractions (id TEXT PRIMARY KEY, author TEXT NOT NULL, target TEXT NOT NULL);
@@ -90,9 +91,11 @@ class Views(RecallViews, BankViews, SignalViews):
         self._breakers: dict[str, dict[str, SignedRecord]] = {}  # name -> author -> record
         self._benches: dict[tuple[str, str], dict[str, SignedRecord]] = {}
         self._bench_keys: dict[str, tuple[str, str]] = {}  # state key -> (subject, metric)
-        self._windows: dict[tuple[str, int], list[tuple[int, str]]] = {}  # quota buckets
         self._trust_records: dict[str, SignedRecord] = {}  # successor, revoke, vouch
-        # record id -> first stored here (ms); read from the store on first use
+        # State record id -> first stored here (ms), for the breakers and benchmarks held.
+        self._arrived: dict[str, int] = {}
+        # Record id -> first stored here, read from the store while rebuilding only (the
+        # changes that follow were first stored by the commit that tells them).
         self._seen: dict[str, int] | None = None
         self._trust = TrustSet(frozenset())
         self._trust_listeners: list[Callable[[TrustSet], None]] = []
@@ -176,9 +179,9 @@ class Views(RecallViews, BankViews, SignalViews):
         self._breakers.clear()
         self._benches.clear()
         self._bench_keys.clear()
-        self._windows.clear()
         self._trust_records.clear()
-        self._seen = None
+        self._arrived.clear()
+        self._seen = self.replica.receipts()
         self._building = True
         try:
             for key, rec in self.replica.iter_records():
@@ -187,7 +190,17 @@ class Views(RecallViews, BankViews, SignalViews):
                 self._on_change("state", key, rec)
         finally:
             self._building = False
+            self._seen = None
         self._refresh_trust()
+
+    def _arrival(self, rec: SignedRecord) -> int | None:
+        """When this host first stored ``rec`` (ms), None if not known (or not to be
+        used: ``ViewConfig.first_seen_bound``)."""
+        if not self.config.first_seen_bound:
+            return None
+        if self._seen is not None:
+            return self._seen.get(rec.id)
+        return self.replica.commit_time
 
     @_locked
     def _on_change(self, root: str, key: str, rec: SignedRecord | None) -> None:
@@ -221,15 +234,16 @@ class Views(RecallViews, BankViews, SignalViews):
             table = self._benches.setdefault((subject, metric), {})
         else:
             return
-        if rec is None:
-            table.pop(author, None)
-        else:
+        old = table.pop(author, None)
+        if old is not None:
+            self._arrived.pop(old.id, None)
+        if rec is not None:
             table[author] = rec
+            if (at := self._arrival(rec)) is not None:
+                self._arrived[rec.id] = at
 
     def _add_record(self, rec: SignedRecord) -> None:
         f = rec.fields
-        if self._seen is not None:
-            self._seen.setdefault(rec.id, self.now_ms())
         if rec.kind in TRUST_KINDS:
             if rec.id not in self._trust_records:
                 self._trust_records[rec.id] = rec
@@ -259,12 +273,14 @@ class Views(RecallViews, BankViews, SignalViews):
         supersedes = f.get("supersedes") if isinstance(f.get("supersedes"), str) else None
         bank, document_id, extra = _agent_fields(f)
         key = f.get("idempotency_key") if isinstance(f.get("idempotency_key"), str) else None
+        seen = self._arrival(rec)
+        t = bounded_time(rec.ts, seen, self.config.backdate_skew_ms)
         cur = self._db.execute(
             "INSERT OR IGNORE INTO memories (id, author, category, subject, tags, text, ts, "
-            "expires_at, supersedes, bank, document_id, extra, idempotency_key) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "expires_at, supersedes, bank, document_id, extra, idempotency_key, seen, t) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (rec.id, rec.author, category, subject, json.dumps(tags), text, rec.ts, expires,
-             supersedes, bank, document_id, extra, key),
+             supersedes, bank, document_id, extra, key, seen, t),
         )  # fmt: skip
         if cur.rowcount == 0:
             return
@@ -273,8 +289,6 @@ class Views(RecallViews, BankViews, SignalViews):
             "VALUES (?, ?, ?, ?, ?)",
             (cur.lastrowid, text, subject or "", category, " ".join(tags)),
         )
-        bucket = (rec.author, rec.ts // self.config.quota_window_ms)
-        bisect.insort(self._windows.setdefault(bucket, []), (rec.ts, rec.id))
         if self.semantic is not None:
             self.semantic.add(rec.id)  # its text is read back from here when embedded
 
@@ -290,7 +304,7 @@ class Views(RecallViews, BankViews, SignalViews):
         return {mid: embedded_text(text, subject, json.loads(tags))
                 for mid, text, subject, tags in rows}  # fmt: skip
 
-    # -- receipts ----------------------------------------------------------------------
+    # -- lookups and receipts ---------------------------------------------------------
 
     @_locked
     def keyed(self, author: str, idempotency_key: str) -> Memory | None:
@@ -302,15 +316,18 @@ class Views(RecallViews, BankViews, SignalViews):
         ).fetchone()  # fmt: skip
         return None if row is None else self.memory(row[0])
 
-    def first_seen(self, record_id: str) -> int | None:
-        """When this host first stored ``record_id`` (ms), None if it is not here."""
-        return self.receipts().get(record_id)
-
     @_locked
+    def first_seen(self, record_id: str) -> int | None:
+        """When this host first stored ``record_id`` (ms), None if it is not here. A
+        record that is neither a memory nor a breaker or benchmark held is looked up in
+        the store (``Replica.receipts``: in the replica's thread)."""
+        row = self._db.execute("SELECT seen FROM memories WHERE id = ?", (record_id,)).fetchone()
+        if row is not None and row[0] is not None:
+            return row[0]
+        return self._arrived.get(record_id) or self.replica.receipts().get(record_id)
+
     def receipts(self) -> dict[str, int]:
-        """Record id -> when this host first stored it (ms). The first call reads the
-        store (``Replica.receipts``): call it in the replica's thread."""
-        if self._seen is None:
-            self._seen = self.replica.receipts()
-        return self._seen
+        """Record id -> when this host first stored it (ms), read from the store
+        (``Replica.receipts``): call it in the replica's thread."""
+        return self.replica.receipts()
 

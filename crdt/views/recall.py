@@ -21,7 +21,7 @@ from ..records import DEFAULT_BANK
 from ..trust import TrustSet
 from .common import _COLS, _agent_columns, _locked
 from .config import ViewConfig
-from .filters import RecallFilters
+from .filters import RecallFilters, ShareCap
 
 if TYPE_CHECKING:
     from ..semantic import SemanticIndex
@@ -67,7 +67,7 @@ class Memory:
 @dataclass(frozen=True)
 class Recall:
     hits: list[Memory]
-    # author -> memories the quota hid among those ranked above the last hit
+    # author -> memories the share cap hid among those ranked above the last hit
     capped: dict[str, int] = field(default_factory=dict)
     mode: str = "lexical"  # the lanes that answered (hybrid asked while vectors are built: lexical)
     # Why the lanes asked for did not all answer (e.g. the vectors are still being built).
@@ -78,10 +78,6 @@ class Recall:
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def _counts(capped: dict[str, set[str]]) -> dict[str, int]:
-    return {who: len(ids) for who, ids in capped.items()}
 
 
 def embedded_text(text: str, subject: str | None, tags: list[str]) -> str:
@@ -131,10 +127,12 @@ class RecallViews(RecallFilters):
         Hidden, in every lane before fusion: untrusted authors (unless
         ``include_untrusted``), memories retracted or superseded by their own author,
         expired ones, those not matching ``category``/``subject``/``tag``/``author``/
-        ``since``, those over their author's quota, and those a newer memory of the same
-        author, bank and ``document_id`` supersedes. ``author``: one key, or several (a
-        host's keys across its rotations). ``bank``: that bank only (None: every bank);
-        ``tags_all`` / ``tags_any``: every / one of those tags."""
+        ``since`` (on the signed time bounded by first-seen, ``bounded_time``), those
+        past their author's share of the results (``ShareCap``: never this host's own,
+        nor an author asked for), and those a newer memory of the same author, bank and
+        ``document_id`` supersedes. Newest means by the bounded time. ``author``: one
+        key, or several (a host's keys across its rotations). ``bank``: that bank only
+        (None: every bank); ``tags_all`` / ``tags_any``: every / one of those tags."""
         if mode not in MODES:
             raise ValueError(f"recall mode is one of {', '.join(MODES)}, not {mode!r}")
         trust = self._trust
@@ -142,12 +140,13 @@ class RecallViews(RecallFilters):
                                     author=author, since=since,
                                     include_untrusted=include_untrusted, bank=bank,
                                     tags_all=tags_all, tags_any=tags_any)  # fmt: skip
-        capped: dict[str, set[str]] = {}
+        cap = self._share_cap(author)
         if not query:
             sql = f"SELECT {_COLS} FROM memories m WHERE {' AND '.join(where)} "
-            sql += "ORDER BY m.ts DESC, m.id"
-            rows = self._visible(self._db.execute(sql, args), limit, capped)
-            return Recall([self._memory(r, trust) for r, _ in rows], _counts(capped))
+            sql += "ORDER BY m.t DESC, m.ts DESC, m.id"
+            rows = cap.visible(((r, 0.0) for r in self._db.execute(sql, args)), limit)
+            return Recall([self._memory(r, trust) for r, _ in rows],
+                          cap.counts(r[0] for r, _ in rows))  # fmt: skip
         match = _fts_query(query)
         words = match is not None
         lanes: dict[str, list[tuple[tuple[Any, ...], float]]] = {}
@@ -160,11 +159,11 @@ class RecallViews(RecallFilters):
                     f"semantic index building ({semantic.pending()} memories to embed): "
                     "lexical only")  # fmt: skip
         if words and (mode == "lexical" or mode == "hybrid" or not use_vectors):
-            lanes["bm25"] = self._bm25_lane(match or "", where, args, depth, capped)
+            lanes["bm25"] = self._bm25_lane(match or "", where, args, depth, cap)
         if use_vectors and semantic is not None:
             try:
                 lanes["semantic"] = self._semantic_lane(
-                    semantic, query, where, args, depth, capped,
+                    semantic, query, where, args, depth, cap,
                     restricted=any(v is not None for v in (category, subject, tag, author,
                                                            since))
                     or bool(tags_all or tags_any) or bank not in (None, DEFAULT_BANK),
@@ -172,19 +171,22 @@ class RecallViews(RecallFilters):
             except EmbedderUnavailable as e:
                 note = f"{e}: lexical only"
                 if words and "bm25" not in lanes:
-                    lanes["bm25"] = self._bm25_lane(match or "", where, args, depth, capped)
+                    lanes["bm25"] = self._bm25_lane(match or "", where, args, depth, cap)
         if not lanes:
             return Recall([], mode="lexical", note=note)  # only punctuation: nothing can match
         rows_by_id = {r[0]: r for lane in lanes.values() for r, _ in lane}
         fused = fuse({name: [(r[0], score) for r, score in lane] for name, lane in lanes.items()},
                      dict(self.config.fusion_weights), self.config.fusion_k)  # fmt: skip
-        hits = [self._memory(rows_by_id[f.id], trust, f.ranks, f.score) for f in fused[:limit]]
+        # The lanes offered each author its share of their depth; the fused list holds it
+        # to its share of the limit.
+        kept = cap.visible(((rows_by_id[f.id], f) for f in fused), limit)
+        hits = [self._memory(row, trust, f.ranks, f.score) for row, f in kept]
         answered = "hybrid" if len(lanes) == 2 else ("semantic" if "semantic" in lanes
                                                        else "lexical")  # fmt: skip
-        return Recall(hits, _counts(capped), mode=answered, note=note)
+        return Recall(hits, cap.counts(h.id for h in hits), mode=answered, note=note)
 
     def _bm25_lane(self, match: str, where: list[str], args: list[Any], depth: int,
-                   capped: dict[str, set[str]]) -> list[tuple[tuple[Any, ...], float]]:  # fmt: skip
+                   cap: ShareCap) -> list[tuple[tuple[Any, ...], float]]:  # fmt: skip
         """The best ``depth`` visible memories by BM25 (then newest), score = -bm25.
 
         FTS5 ranks the matches alone first and only the best few (2x ``depth``, more if
@@ -196,19 +198,19 @@ class RecallViews(RecallFilters):
         memories that arrived last, or after a restart the last in the document's order),
         and every match only if those leave fewer than ``depth`` visible. A specific query
         (fewer matches than the cap and than the candidates) ranks exactly as before."""
-        cap = self.config.lexical_rank_cap
+        rank_cap = self.config.lexical_rank_cap
         floor = self._db.execute(
             "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC "
-            "LIMIT 1 OFFSET ?", (match, cap)).fetchone()  # fmt: skip
+            "LIMIT 1 OFFSET ?", (match, rank_cap)).fetchone()  # fmt: skip
         bounds: list[tuple[int | None, int | None]] = [(None, None)]  # (rowid floor, matches)
         if floor is not None:
-            bounds.insert(0, (floor[0], cap))
+            bounds.insert(0, (floor[0], rank_cap))
         for bound, matches in bounds:
             wanted = 2 * depth  # room for what the filters hide; more if that was not enough
             while True:
-                trial: dict[str, set[str]] = {}
+                trial = cap.trial()
                 rows = self._bm25_candidates(match, bound, wanted, where, args)
-                out = self._visible(iter(rows), depth, trial, scored=True)
+                out = trial.visible(rows, depth)
                 if len(out) >= depth:
                     break
                 if matches is None:
@@ -218,8 +220,7 @@ class RecallViews(RecallFilters):
                     break
                 wanted *= 8
             if len(out) >= depth or bound is None:
-                for who, hidden in trial.items():
-                    capped.setdefault(who, set()).update(hidden)
+                cap.merge(trial)
                 return out
         return []  # not reached: the last bound is None
 
@@ -236,11 +237,11 @@ class RecallViews(RecallFilters):
         inner += " ORDER BY rank LIMIT ?"  # FTS5 keeps only the best, as it scores
         params.append(wanted)
         sql = (f"SELECT {_COLS}, -c.s FROM ({inner}) c CROSS JOIN memories m ON m.n = c.r "
-               f"WHERE {' AND '.join(where)} ORDER BY c.s, m.ts DESC, m.id")  # fmt: skip
+               f"WHERE {' AND '.join(where)} ORDER BY c.s, m.t DESC, m.ts DESC, m.id")  # fmt: skip
         return [(r[:-1], r[-1]) for r in self._db.execute(sql, [*params, *args])]
 
     def _semantic_lane(self, index: SemanticIndex, query: str, where: list[str],
-                       args: list[Any], depth: int, capped: dict[str, set[str]], *,
+                       args: list[Any], depth: int, cap: ShareCap, *,
                        restricted: bool) -> list[tuple[tuple[Any, ...], float]]:  # fmt: skip
         """The best ``depth`` visible memories by cosine similarity to the query. Each
         neighbour the index proposes passes the same filters as the BM25 lane; with a
@@ -253,8 +254,8 @@ class RecallViews(RecallFilters):
                 f"SELECT {_COLS} FROM memories m WHERE {cond}", args)}  # fmt: skip
             sims = index.similarities(vector, rows)
             ranked = sorted(((rows[i], s) for i, s in sims.items() if s >= floor),
-                            key=lambda rs: (-rs[1], -rs[0][6], rs[0][0]))  # fmt: skip
-            return self._visible(iter(ranked), depth, capped, scored=True)
+                            key=lambda rs: (-rs[1], -rs[0][12], -rs[0][6], rs[0][0]))  # fmt: skip
+            return cap.visible(ranked, depth)
         wanted = 2 * depth  # room for what the filters hide; more if that was not enough
         while True:
             near = [(i, s) for i, s in index.nearest(vector, wanted) if s >= floor]
@@ -263,31 +264,13 @@ class RecallViews(RecallFilters):
                 # never a scan of every memory.
                 f"SELECT {_COLS} FROM json_each(?) j CROSS JOIN memories m ON m.id = j.value "
                 f"WHERE {cond}", [json.dumps([i for i, _ in near]), *args])}  # fmt: skip
-            trial: dict[str, set[str]] = {}
-            out = self._visible(((found[i], s) for i, s in near if i in found), depth, trial,
-                                scored=True)  # fmt: skip
+            trial = cap.trial()
+            out = trial.visible(((found[i], s) for i, s in near if i in found), depth)
             exhausted = len(near) < wanted or wanted >= len(index)
             if len(out) >= depth or exhausted:
-                for who, hidden in trial.items():
-                    capped.setdefault(who, set()).update(hidden)
+                cap.merge(trial)
                 return out
             wanted *= 4
-
-    def _visible(self, rows: Any, limit: int, capped: dict[str, set[str]], *,
-                 scored: bool = False) -> list[Any]:  # fmt: skip
-        """The first ``limit`` rows within their author's quota (the others counted in
-        ``capped``); ``rows`` are ``(row, score)`` pairs if ``scored``."""
-        out: list[Any] = []
-        for item in rows:
-            row, score = item if scored else (item, 0.0)
-            mid, who, ts = row[0], row[5], row[6]
-            if not self._within_quota(who, ts, mid):
-                capped.setdefault(who, set()).add(mid)
-                continue
-            out.append((row, score))
-            if len(out) >= limit:
-                break
-        return out
 
     def _memory(self, row: tuple[Any, ...], trust: TrustSet, lanes: dict[str, int] | None = None,
                 score: float | None = None) -> Memory:  # fmt: skip

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..records import SignedRecord
 from ..trust import TrustSet
-from .common import _int, _locked
+from .common import _int, _locked, bounded_time
 from .config import BREAKER_FUTURE_MS, ViewConfig
 
 
@@ -57,7 +57,7 @@ class Benchmark:
     values: dict[str, float]  # summary key -> recency-weighted mean
     count: int  # observations that counted
     hosts: list[str]
-    newest: int  # recorded_at of the newest observation that counted
+    newest: int  # recorded_at of the newest observation that counted (bounded by first-seen)
     stale: int  # observations rejected as too old
 
     def to_json(self) -> dict[str, Any]:
@@ -72,6 +72,7 @@ class SignalViews:
     _trust: TrustSet
     _breakers: dict[str, dict[str, SignedRecord]]  # name -> author -> record
     _benches: dict[tuple[str, str], dict[str, SignedRecord]]  # (subject, metric) -> author
+    _arrived: dict[str, int]  # state record id -> first stored here (ms)
 
     # -- breakers ----------------------------------------------------------------------
 
@@ -93,6 +94,7 @@ class SignalViews:
         trust = self._trust
         grace = self.config.breaker_grace_ms
         obs: list[BreakerObservation] = []
+        order: dict[str, int] = {}  # author -> its signed time, never after first-seen
         for author, rec in self._breakers.get(name, {}).items():
             trusted = trust.counts(author, rec.ts)
             if not (trusted or include_untrusted):
@@ -112,9 +114,10 @@ class SignalViews:
                                    _int(f.get("failures")) or 0, rec.ts,
                                    tripped, resets, trusted)
             )  # fmt: skip
+            order[author] = bounded_time(rec.ts, self._arrived.get(rec.id))
         if not obs:
             return None
-        obs.sort(key=lambda o: (-o.ts, o.author))
+        obs.sort(key=lambda o: (-order[o.author], o.author))
         opened = [o for o in obs if o.state == "open" and o.resets_at is not None]
         live = [o for o in opened if o.resets_at is not None and now < o.resets_at]
         if live:
@@ -155,7 +158,9 @@ class SignalViews:
     ) -> Benchmark | None:
         """Each counted host's latest observation, weighted by ``0.5 ** (age / half-life)``
         (ages relative to the newest, which changes no ratio); observations older than
-        ``bench_max_age`` are rejected (and counted as stale)."""
+        ``bench_max_age`` are rejected (and counted as stale). An observation's
+        ``recorded_at`` is never after this host first stored it (``bounded_time``): one
+        dated ahead neither outweighs the others nor escapes staleness."""
         now = self.now_ms()
         trust = self._trust
         cfg = self.config
@@ -169,6 +174,7 @@ class SignalViews:
             summary = f.get("summary")
             if recorded is None or not isinstance(summary, dict):
                 continue
+            recorded = bounded_time(recorded, self._arrived.get(rec.id))
             if now - recorded > cfg.bench_max_age_ms:
                 stale += 1
                 continue
