@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from . import records, wire
     from .fusion import rrf_fuse
     from .identity import Identity
+    from .ingest import Outcome
     from .records import SignedRecord
-    from .replica import Outcome, Replica, ReplicaLimits
+    from .replica import Replica, ReplicaLimits
     from .updates import SignedUpdate, derive_client
 
 __all__ = [
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Identity": "identity", "Outcome": "replica", "Replica": "replica",
+    "Identity": "identity", "Outcome": "ingest", "Replica": "replica",
     "ReplicaLimits": "replica", "SignedRecord": "records", "SignedUpdate": "updates",
     "derive_client": "updates", "rrf_fuse": "fusion",
 }  # fmt: skip

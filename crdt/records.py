@@ -307,37 +307,20 @@ def retract(identity: Identity, target: str, *, ts: int, reason: str = "") -> Si
     return sign(identity, KIND_RETRACT, fields, ts=ts)
 
 
-def breaker(
-    identity: Identity,
-    name: str,
-    *,
-    state: str,
-    ts: int,
-    reason: str = "",
-    failures: int = 0,
-    tripped_at: int | None = None,
-    resets_at: int | None = None,
-) -> SignedRecord:
+def breaker(identity: Identity, name: str, *, state: str, ts: int, reason: str = "",
+            failures: int = 0, tripped_at: int | None = None,
+            resets_at: int | None = None) -> SignedRecord:  # fmt: skip
     if state not in BREAKER_STATES:
         raise RecordError(f"breaker state must be one of {', '.join(BREAKER_STATES)}")
     fields: dict[str, Any] = {"name": name, "state": state, "reason": reason, "failures": failures}
-    if tripped_at is not None:
-        fields["tripped_at"] = tripped_at
-    if resets_at is not None:
-        fields["resets_at"] = resets_at
+    for key, value in (("tripped_at", tripped_at), ("resets_at", resets_at)):
+        if value is not None:
+            fields[key] = value
     return sign(identity, KIND_BREAKER, fields, ts=ts)
 
 
-def benchmark(
-    identity: Identity,
-    subject: str,
-    metric: str,
-    *,
-    summary: dict[str, float],
-    ts: int,
-    unit: str = "",
-    recorded_at: int | None = None,
-) -> SignedRecord:
+def benchmark(identity: Identity, subject: str, metric: str, *, summary: dict[str, float],
+              ts: int, unit: str = "", recorded_at: int | None = None) -> SignedRecord:  # fmt: skip
     for k, v in summary.items():
         if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
             raise RecordError(f"benchmark summary value {k!r} must be a finite number")

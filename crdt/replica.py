@@ -1,5 +1,12 @@
 """Replica: the pycrdt document, its ingest gate and its durable store — the only writer.
 
+This module is the façade: opening (store, key, epoch, a crashed rotation finished), the
+twin, and local writes (``put``). Each other concern lives in its own module, mixed in:
+``crdt.ingest`` (the gate's driver, the commit, the listeners), ``crdt.pending`` (the
+out-of-order buffer), ``crdt.reading`` (records, state, provenance), ``crdt.keyring``
+(trust and key rotation), ``crdt.checkpoints`` (checkpoints and snapshots). Nothing
+here reads the views or judges trust.
+
 Every change, local or remote, takes the same path (invariants 1–7):
 
 1. from the bytes alone — ``check_structure`` (client binding, digest, struct and
@@ -22,51 +29,45 @@ as one Yjs update, signed, and run through the same checks.
 
 from __future__ import annotations
 
-import gc
-import logging
-import re
 import secrets
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import pycrdt
 from pycrdt import Doc, Map
 
-from . import records, wire
+from . import wire
+from .checkpoints import ReplicaCompaction
 from .errors import (
     GossipError,
     IdentityError,
     RecordError,
-    RejectedUpdate,
     StoreCorrupt,
     StoreError,
-    UpdateError,
 )
-from .files import fsync_dir
 from .identity import (
     KEY_FILE,
     RETIRED_DIR,
     STAGED_KEY_FILE,
     Identity,
-    b64url,
-    public_key_bytes,
 )
+from .ingest import Change, ChangeListener, ReplicaIngest
+from .ingest import Outcome as Outcome  # its old home: `from crdt.replica import Outcome`
+from .keyring import ReplicaKeys
 from .lock import BorrowedLock, DataDirLock
+from .pending import PendingBuffer
+from .reading import ReplicaReads
 from .records import SignedRecord
 from .rules import (
     ItemIndex,
-    Plan,
     Verdict,
     check_items,
     plan,
 )
 from .signatures import start_verifying
-from .store import REPAIR_HINT, STORE_FILE, NewUpdate, Store
+from .store import REPAIR_HINT, STORE_FILE, Store
 from .updates import (
     ROOTS,
     SignedUpdate,
@@ -76,13 +77,6 @@ from .updates import (
     derive_client,
     sign_update,
 )
-
-ChangeListener = Callable[[str, str, "SignedRecord | None"], None]
-Change = tuple[str, str, "dict[str, Any] | None"]  # (root, key, document value or None)
-
-log = logging.getLogger(__name__)
-
-_RECORD_KEY = re.compile(rb"[0-9a-f]{64}")  # a record id, as a Yjs map key stores it
 
 
 @dataclass(frozen=True)
@@ -100,16 +94,7 @@ class ReplicaLimits:
     batch_size: int = 2048  # updates checked and committed together by ingest_batch
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one update offered to ``ingest_batch``."""
-
-    status: str  # applied | duplicate | buffered | rejected
-    error: GossipError | None = None
-    update: SignedUpdate | None = None
-
-
-class Replica:
+class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
     """Open with ``Replica.open(home, identity)``; close it (or use ``with``).
 
     Not thread-safe: one owner calls it (the daemon's event loop hands it to a thread).
@@ -139,9 +124,7 @@ class Replica:
         self.client = derive_client(self.author, self.epoch)
         self._index = ItemIndex()
         self._bindings: dict[int, tuple[str, int]] = {}  # client -> (author, epoch)
-        self._pending: OrderedDict[tuple[int, int, str], _Candidate] = OrderedDict()
-        self._waiting_on: dict[int, set[tuple[int, int, str]]] = {}  # client -> pending keys
-        self._pending_bytes = 0
+        self._pending = PendingBuffer(lambda: self.limits)
         # Updates refused since this replica was opened, by rule (metrics, `gossip inspect`).
         self.rejected: Counter[str] = Counter()
         self._listeners: list[ChangeListener] = []
@@ -158,6 +141,7 @@ class Replica:
         self._snapshot_seq = 0
         self._snapshot_size = 0
         self._since_snapshot = 0
+        self.commit_time = now_ms()
         try:
             self._load()
         except GossipError as e:
@@ -304,268 +288,6 @@ class Replica:
             self._twin_doc = twin
         return self._twin_doc
 
-    # -- reading ---------------------------------------------------------------------
-
-    def state_vector(self) -> dict[int, int]:
-        return wire.decode_state_vector(self._main.get_state())
-
-    def records(self) -> dict[str, SignedRecord]:
-        """Every immutable record, by content id (no trust filter: that is the views')."""
-        return self._read_root("records")
-
-    def iter_records(self) -> Iterator[tuple[str, SignedRecord]]:
-        """Every immutable record with its content id, parsed one at a time.
-
-        For a scan of the whole store: ``records()`` holds every record parsed at once
-        (for 100k records, over 200 MB that the heap then keeps, fragmented). Records
-        that arrive meanwhile may or may not be included; none is seen twice."""
-        values = self._main_maps["records"]
-        for key in list(values.keys()):
-            rec = _parsed(values.get(key))
-            if rec is not None:
-                yield key, rec
-
-    def state(self) -> dict[str, SignedRecord]:
-        """Every author's latest state records, by ``kind:author:name``; a value that does
-        not belong at its key (see ``rules.check_items``) is skipped."""
-        return {k: r for k, r in self._read_root("state").items() if _belongs(r, k)}
-
-    def get(self, key: str) -> SignedRecord | None:
-        root = "state" if ":" in key else "records"
-        rec = _parsed(self._main_maps[root].get(key))
-        if rec is None:
-            return None
-        return rec if root == "records" or _belongs(rec, key) else None
-
-    def _read_root(self, root: str) -> dict[str, SignedRecord]:
-        out = {k: _parsed(v) for k, v in self._main_maps[root].items()}
-        return {k: rec for k, rec in out.items() if rec is not None}
-
-    def document_update(self) -> bytes:
-        """The whole document as one Yjs update (for comparisons and snapshots)."""
-        return self._main.get_update()
-
-    def updates_for(self, peer_sv: dict[int, int]) -> list[bytes]:
-        """Stored signed updates (verbatim) holding anything past ``peer_sv``, in order."""
-        out: list[bytes] = []
-        for client in sorted(self._bindings):
-            out.extend(u.raw for u in self._store.updates_after(client, peer_sv.get(client, 0)))
-        return out
-
-    def provenance(self, client: int, clock: int) -> dict[str, Any] | None:
-        """Who wrote clock ``clock`` of ``client``, which peer delivered it, and when."""
-        u = self._store.find_update(client, clock)
-        if u is None:
-            return None
-        return {"author": u.author, "source": u.source, "received_at": u.received_at}
-
-    def origin(self, record_id: str) -> dict[str, Any] | None:
-        """Provenance of immutable record ``record_id``: the earliest stored update of its
-        author that carries its key (a Yjs map key is stored as plain UTF-8), with the
-        peer that delivered it and when. None if the record is not here."""
-        rec = _parsed(self._main_maps["records"].get(record_id))
-        if rec is None:
-            return None
-        author = rec.author
-        needle = record_id.encode()
-        for client, who, _epoch in self._store.clients():
-            if who != author:
-                continue
-            for u in self._store.updates_after(client, 0):
-                if needle in u.raw:
-                    return {"author": u.author, "source": u.source,
-                            "received_at": u.received_at, "client": u.client,
-                            "clock": u.start, "checkpoint": u.checkpoint}  # fmt: skip
-        return None
-
-    def receipts(self) -> dict[str, int]:
-        """When this host first stored each immutable record: record id -> the earliest
-        ``received_at`` of a stored update carrying its key, in one pass over the store
-        (what ``origin`` finds for one record, for all of them at once)."""
-        seen: dict[str, int] = {}
-        for client, _author, _epoch in self._store.clients():
-            for u in self._store.updates_after(client, 0):
-                for key in _RECORD_KEY.findall(u.raw):
-                    rid = key.decode()
-                    if rid not in seen or u.received_at < seen[rid]:
-                        seen[rid] = u.received_at
-        return seen
-
-    def authors(self) -> set[str]:
-        """Every author with an update in the store (this host's own included)."""
-        return {author for author, _ in self._bindings.values()}
-
-    def store_stats(self) -> dict[str, int]:
-        """Sizes of the durable store, for `gossip inspect` and the metrics."""
-        return {"updates": self._store.update_count(), "pending": len(self._pending),
-                "clients": len(self._bindings)}  # fmt: skip
-
-    def on_change(self, listener: ChangeListener) -> None:
-        """Call ``listener(root, key, record_or_None)`` for each change of the document.
-
-        Called from inside ``put``/``ingest_batch`` once the change is durable, in the
-        caller's thread; a listener must not call back into the replica."""
-        if not self._listeners:
-            for root, m in self._main_maps.items():
-                m.observe(self._main_observer(root))
-        self._listeners.append(listener)
-
-    def on_commit(self, listener: Callable[[], None]) -> None:
-        """Call ``listener()`` once after each batch of changes (a ``put``, a chunk of an
-        ``ingest_batch``), after the ``on_change`` calls it made: for work worth doing
-        once per batch rather than once per record."""
-        self._commit_listeners.append(listener)
-
-    def off_commit(self, listener: Callable[[], None]) -> None:
-        if listener in self._commit_listeners:
-            self._commit_listeners.remove(listener)
-
-    def off_change(self, listener: ChangeListener) -> None:
-        """Stop calling ``listener`` (a no-op if it was not registered)."""
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
-    def _main_observer(self, root: str) -> Callable[[Any], None]:
-        """Only notes what changed: it runs inside yrs' apply, where a failure would stop
-        the rest of the batch from reaching the document (``_tell``, after, does the rest)."""
-
-        def on_event(event: Any) -> None:
-            for key, ch in event.keys.items():
-                value = ch.get("newValue") if ch["action"] != "delete" else None
-                self._changes.append((root, key, value))
-
-        return on_event
-
-    def _tell(self, parsed: Sequence[SignedRecord]) -> None:
-        """Tell the listeners what the last commit changed, with the records the gate
-        parsed (a body is parsed once). One listener failing on one change is logged and
-        counted; it never keeps the other changes or listeners from being told."""
-        changes, self._changes = self._changes, []
-        if not changes or not self._listeners:
-            return
-        by_value = {(rec.body.decode("utf-8"), b64url(rec.sig)): rec for rec in parsed}
-        for root, key, value in changes:
-            rec = None
-            if isinstance(value, dict):
-                rec = by_value.get((value.get("body"), value.get("sig"))) or _parsed(value)
-                if rec is None or (root == "state" and not _belongs(rec, key)):
-                    continue
-            for listener in list(self._listeners):
-                try:
-                    listener(root, key, rec)
-                except Exception:
-                    self.listener_failures += 1
-                    log.exception("a change listener failed on %s/%s", root, key[:80])
-
-    # -- trust (local, never replicated) --------------------------------------------
-
-    def keyring(self) -> dict[str, str]:
-        """The authors this host trusts, id -> name; always includes this host itself.
-        Safe from any thread (a copy of what the last trust change left)."""
-        return dict(self._keyring)
-
-    def trust(self, author: str, name: str = "") -> None:
-        """Trust ``author`` (a public id) when reading; IdentityError if it is not one.
-        Undoes an earlier ``distrust`` of it."""
-        public_key_bytes(author)
-        self._store.trust(author, name, self.now_ms())
-        removed = self._store.removed()
-        if author in removed:
-            self._store.set_removed(removed - {author})
-        self._notify_trust()
-
-    def distrust(self, author: str, *, block: bool = True) -> bool:
-        """Stop trusting ``author``, also when a vouch or a successor record names it
-        (``removed``; not with ``block=False``, which only takes it out of the keyring);
-        False if it was not in the keyring. This host stays trusted."""
-        if author == self.author:
-            raise GossipError("a host always trusts itself; it cannot remove its own key")
-        public_key_bytes(author)
-        was = self._store.distrust(author)
-        if block:
-            self._store.set_removed(self._store.removed() | {author})
-        self._notify_trust()
-        return was
-
-    def removed(self) -> frozenset[str]:
-        """Keys removed by hand: ``crdt.trust`` never trusts them."""
-        return frozenset(self._removed)
-
-    def _notify_trust(self) -> None:
-        self._keyring = {self.author: "self", **self._store.keyring()}
-        self._removed = frozenset(self._store.removed())
-        for listener in list(self._trust_listeners):
-            listener()
-
-    def on_trust_change(self, listener: Callable[[], None]) -> None:
-        """Call ``listener()`` after each change of the keyring or of this host's key."""
-        self._trust_listeners.append(listener)
-
-    def off_trust_change(self, listener: Callable[[], None]) -> None:
-        if listener in self._trust_listeners:
-            self._trust_listeners.remove(listener)
-
-    # -- key rotation ------------------------------------------------------------------
-
-    def rotate(self, new: Identity) -> tuple[SignedRecord, SignedUpdate | None]:
-        """Hand this host over to key ``new`` (``gossip key rotate``).
-
-        The old key signs a ``successor`` record naming the new one (durable before
-        anything else changes), then ``new`` becomes ``host.key`` and the old key is
-        kept in ``retired/`` (``Identity.install``), then the store is re-owned: the new
-        key gets a fresh epoch (so its client id is its own), and the old key stays in
-        the keyring as ``self (retired)``, so its past records keep counting here. The
-        replica keeps every stored update of the old key and keeps verifying them.
-        Returns the successor record and the update that carries it."""
-        old = self.identity
-        if new.public_id == old.public_id or new.public_id in self._keyring:
-            raise IdentityError("the new key must be a fresh key, not one this host knows")
-        pending = sorted((self.home / RETIRED_DIR).glob("*.key"))
-        if pending:  # peers may know only that key: a second hop would lose them
-            raise IdentityError(
-                f"the previous rotation (away from {pending[0].stem[:12]}…) is still in its "
-                "grace: run the daemon (`gossip serve`) until every peer holds its successor "
-                f"record ({RETIRED_DIR}/ is then emptied), then rotate again"
-            )
-        new.stage(self.home)  # durable before the successor names it (finished on open)
-        rec = records.successor(old, new, ts=self.now_ms())
-        su = self.put(rec)
-        new.install(self.home, retire=old)
-        self._adopt(new, old)
-        return rec, su
-
-    def _finish_staged_rotation(self) -> None:
-        """At open, a rotation that crashed after staging its new key: finish it if the
-        successor naming that key is stored, else drop the staged key (never signed)."""
-        staged_path = self.home / STAGED_KEY_FILE
-        try:
-            staged = Identity.load(self.home, STAGED_KEY_FILE)
-        except IdentityError:
-            staged = None
-        named = staged is not None and any(
-            r.kind == records.KIND_SUCCESSOR and r.author == self.author
-            and r.fields.get("key") == staged.public_id
-            for r in self.records().values()
-        )  # fmt: skip
-        if not named or staged is None:
-            staged_path.unlink(missing_ok=True)
-            fsync_dir(self.home)
-            return
-        old = self.identity
-        staged.install(self.home, retire=old)
-        self._adopt(staged, old)
-
-    def _adopt(self, new: Identity, old_author: Identity | str) -> None:
-        """Make the store ``new``'s (the last step of a rotation, also after a crash)."""
-        old = old_author if isinstance(old_author, str) else old_author.public_id
-        epoch = secrets.randbits(52)
-        self._store.trust(old, "self (retired)", self.now_ms())
-        self._store.set_meta({"author": new.public_id, "epoch": str(epoch)})
-        self.identity, self.author, self.epoch = new, new.public_id, epoch
-        self.client = derive_client(self.author, self.epoch)
-        self._build_twin()  # local writes are transactions on the twin: new client id
-        self._notify_trust()
-
     @property
     def pending_count(self) -> int:
         return len(self._pending)
@@ -622,7 +344,7 @@ class Replica:
             p = plan(su, scanned, sv_before, self._index, self._bindings)
             if p.verdict is not Verdict.APPLY:
                 raise GossipError(f"internal error: our own write planned as {p.verdict}")
-            self._commit([(su, p, "local")], fresh)
+            self._commit([(su, p, "local", tuple(fresh))])
         except BaseException:
             self._build_twin()
             raise
@@ -631,396 +353,6 @@ class Replica:
     def _already_holds(self, rec: SignedRecord) -> bool:
         root, key = rec.doc_key()
         return root == "records" and key in self._main_maps[root]
-
-    def ingest(self, update: SignedUpdate | bytes, *, source: str = "") -> str:
-        """Offer one signed update; returns applied/duplicate/buffered or raises the error."""
-        (out,) = self.ingest_batch([update], source=source)
-        if out.error is not None:
-            raise out.error
-        return out.status
-
-    def ingest_batch(
-        self, updates: Sequence[SignedUpdate | bytes], *, source: str = ""
-    ) -> list[Outcome]:
-        """Offer many signed updates; all accepted ones are durable when this returns.
-
-        Taken in chunks of ``limits.batch_size``, so memory stays bounded however large a
-        peer's delta is. For each chunk, first everything that needs no replica: decoding,
-        structure, the records each item carries, and all their signatures. Only then
-        does anything touch the twin. The chunks overlap: while this thread checks the
-        next one, worker processes verify the signatures of this one.
-        """
-        size = self.limits.batch_size
-        chunks = [updates[k : k + size] for k in range(0, len(updates), size)]
-        out: list[Outcome] = []
-        with _cyclic_gc_paused():
-            prepared = self._prepare(chunks[0], source) if chunks else None
-            for k in range(len(chunks)):
-                assert prepared is not None
-                current = prepared
-                prepared = self._prepare(chunks[k + 1], source) if k + 1 < len(chunks) else None
-                out.extend(self._finish(current))
-        for o in out:
-            if o.status == "rejected":
-                err = o.error
-                self.rejected[err.rule if isinstance(err, RejectedUpdate) else "malformed"] += 1
-        return out
-
-    def _prepare(self, updates: Sequence[SignedUpdate | bytes], source: str) -> _Prepared:
-        """The replica-free checks of one chunk; its signatures start verifying meanwhile."""
-        prep = _Prepared([None] * len(updates))
-        triples: list[tuple[str, bytes, bytes]] = []
-        for i, u in enumerate(updates):
-            su = None
-            try:
-                su = u if isinstance(u, SignedUpdate) else SignedUpdate.decode(u)
-                scanned = check_structure(su, self.limits.structure, signature=False)
-                items = check_items(su.author, scanned)
-            except GossipError as e:
-                prep.outcomes[i] = Outcome("rejected", e, su)
-                continue
-            triples.append((su.author, su.sig, su.header_bytes))
-            triples.extend((rec.author, rec.sig, rec.body) for _, _, rec in items)
-            parsed = tuple(rec for _, _, rec in items)
-            prep.checked.append((_Candidate(i, su, scanned, source, parsed), 1 + len(items)))
-            if len(triples) >= 512:
-                prep.waits.append(start_verifying(triples))
-                triples = []
-        prep.waits.append(start_verifying(triples))
-        return prep
-
-    def _finish(self, prep: _Prepared) -> list[Outcome]:
-        """Wait for a chunk's signatures, then plan, apply and commit what verified."""
-        outcomes = prep.outcomes
-        oks = [ok for wait in prep.waits for ok in wait()]
-        ready: list[_Candidate] = []
-        pos = 0
-        for c, n_sigs in prep.checked:
-            header_ok, records_ok = oks[pos], all(oks[pos + 1 : pos + n_sigs])
-            pos += n_sigs
-            if header_ok and records_ok:
-                ready.append(c)
-                continue
-            rule, what = (
-                ("header-signature", "header") if not header_ok else ("record-invalid", "record")
-            )
-            err = RejectedUpdate(rule, f"a {what} signature does not verify", author=c.su.author)
-            outcomes[c.index] = Outcome("rejected", err, c.su)
-        for i, outcome in self._apply_ready(ready):
-            outcomes[i] = outcome
-        return [o or Outcome("rejected", UpdateError("not processed")) for o in outcomes]
-
-    def checkpoint(self) -> SignedUpdate:
-        """Merge our own stored history into one signed update and drop what it covers.
-
-        Only an author compacts its own history. Other replicas take a checkpoint like any
-        update but keep what they already hold (see docs/data-model.md, "Checkpoints")."""
-        mine = {c for c, (author, _) in self._bindings.items() if author == self.author}
-        if self.client not in mine:
-            raise GossipError("nothing to checkpoint: this replica has written nothing")
-        history = [
-            SignedUpdate.decode(u.raw).update
-            for c in sorted(mine)
-            for u in self._store.updates_after(c, 0)
-        ]
-        # Our items may continue items of our earlier epochs: give the fresh document
-        # those too, then take only what our current client adds on top of them.
-        fresh = Doc()
-        fresh.apply_update(pycrdt.merge_updates(*history))
-        sv = self.state_vector()
-        others = {c: sv.get(c, 0) for c in mine if c != self.client}
-        merged = fresh.get_update(wire.encode_state_vector(others))
-        epochs = tuple(sorted(self._bindings[c][1] for c in others))
-        su = sign_update(
-            self.identity, epoch=self.epoch, update=merged, start=0, end=sv[self.client],
-            ts=self.now_ms(), epochs=epochs, checkpoint=True,
-        )  # fmt: skip
-        try:
-            check_items(self.author, check_structure(su, self.limits.structure))
-        except GossipError as e:
-            raise GossipError(f"cannot checkpoint this history: {e}") from None
-        self._commit([(su, Plan(Verdict.DUPLICATE), "local")], supersede=True)
-        return su
-
-    # -- the gate's driver -----------------------------------------------------------
-
-    def _apply_ready(self, ready: list[_Candidate]) -> list[tuple[int, Outcome]]:
-        """Plan, twin-apply and commit; then retry the waiting updates whose dependency
-        this advanced, until nothing more moves.
-
-        Optimistic: a whole batch is applied to the twin, and the twin's state vector is
-        compared with the plans' once at the end. A mismatch (yrs read an update
-        differently from the gate) or a rejection that touched the twin rebuilds the twin
-        and reruns the batch, one checked update at a time or without the culprit.
-        Returns (caller's index, outcome), the last for an index being final (an update
-        first buffered may be applied once a later one of the batch fills its gap);
-        updates from earlier calls' buffer report nothing.
-        """
-        results: list[tuple[int, Outcome]] = []
-        mine = {id(c) for c in ready}  # later outcomes of one update replace earlier ones
-
-        def report(c: _Candidate, outcome: Outcome) -> None:
-            if id(c) in mine:
-                results.append((c.index, outcome))
-
-        cands = ready
-        careful = False
-        while cands:
-            rnd = self._twin_round(cands, careful=careful)
-            for c, err in rnd.rejected + rnd.failed:
-                report(c, Outcome("rejected", err, c.su))
-            if rnd.failed or rnd.incomplete:
-                self._build_twin()
-                careful = careful or rnd.incomplete
-                gone = {id(c) for c, _ in rnd.rejected + rnd.failed}
-                cands = [c for c in cands if id(c) not in gone]
-                continue
-            try:
-                self._commit([(c.su, p, c.source) for c, p in rnd.batch],
-                             [rec for c, _ in rnd.batch for rec in c.records])  # fmt: skip
-            except BaseException:
-                self._build_twin()
-                raise
-            for c, _ in rnd.batch:
-                report(c, Outcome("applied", None, c.su))
-            for c in rnd.duplicates:
-                report(c, Outcome("duplicate", None, c.su))
-            for c in rnd.waiting:
-                report(c, self._buffer(c))
-            cands = self._take_pending({c.su.client for c, _ in rnd.batch})
-        return results
-
-    def _twin_round(self, cands: list[_Candidate], *, careful: bool) -> _Round:
-        rnd = _Round()
-        sv = self.state_vector()
-        index = self._index.overlay()
-        bindings = dict(self._bindings)
-        remaining = cands
-        progress = True
-        while progress and remaining:
-            progress = False
-            still: list[_Candidate] = []
-            for c in remaining:
-                try:
-                    p = plan(c.su, c.scanned, sv, index, bindings)
-                except GossipError as e:
-                    rnd.rejected.append((c, e))  # nothing touched yet
-                    continue
-                if p.verdict is Verdict.WAIT:
-                    c.missing = p.missing
-                    still.append(c)
-                    continue
-                if p.verdict is Verdict.DUPLICATE:
-                    rnd.duplicates.append(c)
-                    continue
-                try:
-                    self._twin.apply_update(c.su.update)
-                    if careful:
-                        got = wire.decode_state_vector(self._twin.get_state())
-                        if got.get(c.su.client, 0) != c.su.header.end:
-                            raise RejectedUpdate(
-                                "clock-range",
-                                "the update did not apply whole (it builds on items not here)",
-                                author=c.su.author,
-                            )
-                except GossipError as e:
-                    rnd.failed.append((c, e))
-                    return rnd
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except BaseException as e:  # yrs refused it (a pyo3 panic is no Exception)
-                    rnd.failed.append((c, UpdateError(f"pycrdt refused the update: {e}")))
-                    return rnd
-                sv[c.su.client] = c.su.header.end
-                bindings.setdefault(c.su.client, (c.su.author, c.su.header.epoch))
-                for start, end, root in p.runs:
-                    index.add(c.su.client, start, end, root)
-                rnd.batch.append((c, p))
-                progress = True
-            remaining = still
-        rnd.waiting = remaining
-        if rnd.batch and not careful and wire.decode_state_vector(self._twin.get_state()) != sv:
-            rnd.incomplete = True
-        return rnd
-
-    def _commit(
-        self,
-        items: list[tuple[SignedUpdate, Plan, str]],
-        parsed: Sequence[SignedRecord] = (),
-        *,
-        supersede: bool = False,
-    ) -> None:
-        """Make accepted updates durable, apply them to the main document, then tell.
-        ``parsed``: the records the gate read from them; ``supersede``: our own
-        checkpoint, which replaces the rows it covers.
-
-        Once the store has committed, the document must follow, whole: so nothing of ours
-        runs inside yrs' apply (the observer only notes the change), the records are the
-        gate's, already parsed and bounded (never parsed again, so never failing here),
-        and listeners run only once every update of the batch is in the document, each
-        call on its own (``_tell``). What is left is yrs applying to the main document
-        the bytes it just took on the twin, which holds the same content."""
-        if not items:
-            return
-        now = self.now_ms()
-        self._store.append(
-            [
-                NewUpdate(
-                    client=su.client, start=su.header.start, end=su.header.end,
-                    author=su.author, epoch=su.header.epoch, checkpoint=su.header.checkpoint,
-                    raw=su.raw, source=source, received_at=now, runs=p.runs,
-                )
-                for su, p, source in items
-            ],
-            supersede=supersede,
-        )  # fmt: skip
-        try:
-            for su, p, _ in items:
-                self._bindings.setdefault(su.client, (su.author, su.header.epoch))
-                for start, end, root in p.runs:
-                    self._index.add(su.client, start, end, root)
-                if p.verdict is Verdict.APPLY:
-                    self._main.apply_update(su.update)
-                self._since_snapshot += len(su.raw)
-        except BaseException:
-            self._tell(parsed)  # what did reach the document; no snapshot of it (the
-            raise  # next open replays the store, which holds the whole batch)
-        try:
-            self._tell(parsed)
-            for listener in list(self._commit_listeners):
-                listener()
-        finally:  # durable already: a listener's failure must not skip the snapshot
-            self._maybe_snapshot()
-
-    def _maybe_snapshot(self) -> None:
-        threshold = max(
-            self.limits.snapshot_min_bytes, int(self._snapshot_size * self.limits.snapshot_ratio)
-        )
-        if self._since_snapshot >= threshold:
-            self.snapshot()
-
-    def snapshot(self) -> None:
-        """Store the materialised document so the next open skips replaying the log."""
-        seq = self._store.last_seq()
-        doc = self._main.get_update()
-        self._store.save_snapshot(seq, doc, self.now_ms())
-        self._snapshot_seq, self._snapshot_size, self._since_snapshot = seq, len(doc), 0
-
-    def _buffer(self, c: _Candidate) -> Outcome:
-        """Hold an update that waits for another, outside the document (invariant 4).
-
-        Bounded in count and bytes, overall and per author: one author flooding the
-        buffer only ever evicts its own oldest entries, and anything evicted is fetched
-        again by a later pull."""
-        su = c.su
-        key = _pending_key(su)
-        if key in self._pending:
-            return Outcome("buffered", None, su)
-        if len(su.raw) > self.limits.max_pending_bytes:
-            return Outcome("rejected", RejectedUpdate("oversize", "too large to buffer"), su)
-        mine = [k for k, p in self._pending.items() if p.su.author == su.author]
-        while len(mine) >= self.limits.max_pending_per_author:
-            self._drop_pending(mine.pop(0))
-        while self._pending and (
-            len(self._pending) >= self.limits.max_pending_updates
-            or self._pending_bytes + len(su.raw) > self.limits.max_pending_bytes
-        ):
-            self._drop_pending(next(iter(self._pending)))
-        self._pending[key] = c
-        self._pending_bytes += len(su.raw)
-        waits_for = c.missing[0] if c.missing else su.client
-        self._waiting_on.setdefault(waits_for, set()).add(key)
-        return Outcome("buffered", None, su)
-
-    def _drop_pending(self, key: tuple[int, int, str]) -> None:
-        c = self._pending.pop(key, None)
-        if c is None:
-            return
-        self._pending_bytes -= len(c.su.raw)
-        waits_for = c.missing[0] if c.missing else c.su.client
-        keys = self._waiting_on.get(waits_for)
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self._waiting_on[waits_for]
-
-    def _take_pending(self, advanced: set[int]) -> list[_Candidate]:
-        """Remove and return, oldest first, the buffered updates waiting on ``advanced``."""
-        keys = set().union(*(self._waiting_on.get(c, ()) for c in advanced))
-        taken = [c for k, c in self._pending.items() if k in keys]
-        for k in keys:
-            self._drop_pending(k)
-        return taken
-
-
-@dataclass(eq=False)
-class _Candidate:
-    index: int  # position in the batch of the ingest_batch call that brought it
-    su: SignedUpdate
-    scanned: wire.ScannedUpdate
-    source: str
-    records: tuple[SignedRecord, ...] = ()  # the values the gate parsed (check_items)
-    missing: tuple[int, int] | None = None  # what it waited for when last planned
-
-
-def _pending_key(su: SignedUpdate) -> tuple[int, int, str]:
-    return (su.client, su.header.start, su.header.digest)
-
-
-@dataclass(eq=False)
-class _Prepared:
-    """One chunk of ``ingest_batch`` between its replica-free checks and its commit."""
-
-    outcomes: list[Outcome | None]
-    checked: list[tuple[_Candidate, int]] = field(default_factory=list)  # with signature count
-    waits: list[Callable[[], list[bool]]] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class _Round:
-    batch: list[tuple[_Candidate, Plan]] = field(default_factory=list)
-    duplicates: list[_Candidate] = field(default_factory=list)
-    waiting: list[_Candidate] = field(default_factory=list)
-    rejected: list[tuple[_Candidate, GossipError]] = field(default_factory=list)  # untouched
-    failed: list[tuple[_Candidate, GossipError]] = field(default_factory=list)  # twin touched
-    incomplete: bool = False  # an update did not apply whole: redo the round carefully
-
-
-def _parsed(value: object) -> SignedRecord | None:
-    """The record a document value holds, None if none or if it does not parse (the gate
-    refuses such values now; a store written before it refused them may hold some)."""
-    if value is None:
-        return None
-    try:
-        return SignedRecord.from_value(value)
-    except RecordError:
-        return None
-
-
-def _belongs(rec: SignedRecord, key: str) -> bool:
-    """Does this state value sit at the key its own kind and name give?"""
-    try:
-        return rec.doc_key() == ("state", key)
-    except GossipError:
-        return False
-
-
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection during a batch.
-
-    A batch keeps a few objects per update alive until it returns (its outcomes), and
-    each full collection walks all of them: at 100k updates in one batch, collections
-    took a quarter of the time. A batch makes next to no cyclic garbage (reference
-    counting frees the rest), and the first collection after it finds what there is.
-    The switch is process-wide, so only the call that turned it off turns it back on."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _ms() -> int:

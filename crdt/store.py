@@ -1,9 +1,11 @@
 """Durable store: SQLite in WAL mode, one file ``<home>/store.db``.
 
-It keeps every accepted signed update verbatim (with who delivered it and when), the
-gate's item index, and a snapshot of the materialised document for a fast start. A call
-that adds an update returns only after the SQLite transaction is committed with
-``synchronous=FULL``: that is the moment a write may be acknowledged (invariant 7).
+It keeps every accepted signed update verbatim (with who delivered it and when), when
+this host first stored each record (``first_seen``: local, never replicated; the views
+bound an author's signed times by it), the gate's item index, and a snapshot of the
+materialised document for a fast start. A call that adds an update returns only after
+the SQLite transaction is committed with ``synchronous=FULL``: that is the moment a
+write may be acknowledged (invariant 7).
 
 It never repairs or replaces a file it does not recognise: a damaged or foreign database
 raises ``StoreCorrupt`` and is left exactly as it was (``repair.py`` is the way back, run
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -34,7 +37,7 @@ from .mark import MARK_FILE, read_mark, write_mark
 
 STORE_FILE = "store.db"
 APPLICATION_ID = 0x534D4750  # "SMGP"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: first_seen (a store of version 1 gains it when opened)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 REPAIR_HINT = ("`gossip repair` keeps every stored update that still verifies (the damaged "
                "files are moved aside, host.key is kept) and peers send the rest again")
@@ -66,6 +69,10 @@ CREATE TABLE item_runs (
     root TEXT NOT NULL,
     PRIMARY KEY (client, start)
 ) WITHOUT ROWID;
+CREATE TABLE first_seen (       -- when this host first stored each record (local)
+    record TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE snapshot (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
@@ -76,9 +83,10 @@ CREATE TABLE snapshot (
 """
 
 
-@dataclass(frozen=True)
-class StoredUpdate:
-    seq: int
+@dataclass(frozen=True, kw_only=True)
+class _UpdateRow:
+    """One signed update as the store keeps it (the columns of ``updates``)."""
+
     client: int
     start: int
     end: int
@@ -90,20 +98,17 @@ class StoredUpdate:
     received_at: int
 
 
-@dataclass(frozen=True)
-class NewUpdate:
+@dataclass(frozen=True, kw_only=True)
+class StoredUpdate(_UpdateRow):
+    seq: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewUpdate(_UpdateRow):
     """What the replica hands the store for one accepted update."""
 
-    client: int
-    start: int
-    end: int
-    author: str
-    epoch: int
-    checkpoint: bool
-    raw: bytes
-    source: str
-    received_at: int
     runs: tuple[tuple[int, int, str], ...]  # (start, end, root) of this client's new items
+    records: tuple[str, ...] = ()  # ids of the records it carries (their first_seen)
 
 
 class Store:
@@ -202,6 +207,7 @@ class Store:
         store = cls(path, conn)
         try:
             store._configure()
+            store._migrate()
         except sqlite3.DatabaseError as e:
             conn.close()
             raise StoreCorrupt(f"{path} is not a usable sm-gossip store: {e}; "
@@ -227,6 +233,25 @@ class Store:
         self._generation = generation
         if self._store_id:
             write_mark(self.path.parent, self._store_id, generation)
+
+    def _migrate(self) -> None:
+        """Bring a store of an older schema up to this one, in one transaction."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        with self._transaction():
+            # 1 -> 2: first_seen, filled from the updates held: a record was first stored
+            # with the earliest update whose bytes carry its id (a Yjs map key is plain
+            # UTF-8), as ``Replica.origin`` finds it for one record.
+            self._db.execute(_SCHEMA[_SCHEMA.index("CREATE TABLE first_seen") :].split(";")[0])
+            seen: dict[str, int] = {}
+            for raw, at in self._db.execute("SELECT raw, received_at FROM updates"):
+                for key in _RECORD_KEY.findall(raw):
+                    rid = key.decode()
+                    if rid not in seen or at < seen[rid]:
+                        seen[rid] = at
+            self._db.executemany("INSERT INTO first_seen (record, at) VALUES (?, ?)",
+                                 seen.items())  # fmt: skip
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
@@ -296,6 +321,10 @@ class Store:
                 ],
             )  # fmt: skip
             self._db.executemany(
+                "INSERT OR IGNORE INTO first_seen (record, at) VALUES (?, ?)",
+                [(rid, u.received_at) for u in updates for rid in u.records],
+            )
+            self._db.executemany(
                 'INSERT OR REPLACE INTO item_runs (client, start, "end", root) VALUES (?, ?, ?, ?)',
                 [(u.client, s, e, root) for u in updates for s, e, root in u.runs],
             )
@@ -338,6 +367,10 @@ class Store:
 
     def update_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM updates").fetchone()[0]
+
+    def first_seen(self) -> dict[str, int]:
+        """Record id -> when this host first stored it (ms)."""
+        return dict(self._db.execute("SELECT record, at FROM first_seen"))
 
     def find_update(self, client: int, clock: int) -> StoredUpdate | None:
         """The stored update that added ``clock`` of ``client`` (provenance)."""
@@ -383,11 +416,15 @@ class Store:
         return _Txn(self)
 
 
+_RECORD_KEY = re.compile(rb"[0-9a-f]{64}")  # a record id, as a Yjs map key stores it
 _COLS = 'seq, client, start, "end", author, epoch, checkpoint, raw, source, received_at'
 
 
 def _stored(row: tuple) -> StoredUpdate:
-    return StoredUpdate(*row[:6], bool(row[6]), *row[7:])
+    seq, client, start, end, author, epoch, checkpoint, raw, source, received_at = row
+    return StoredUpdate(seq=seq, client=client, start=start, end=end, author=author,
+                        epoch=epoch, checkpoint=bool(checkpoint), raw=raw, source=source,
+                        received_at=received_at)  # fmt: skip
 
 
 class _Txn:

@@ -5,7 +5,8 @@ The file holds the host's display ``name`` (default: the hostname), the network
 ``profile`` (``local``, ``lan`` or ``tailnet``), the ``listen`` address, the static
 ``peers``, ``insecure_plaintext`` (the peer port without TLS: an explicit opt-in, for a
 tailnet whose WireGuard already encrypts), the ``[mdns]`` and ``[tailnet]``
-discovery sections (docs/discovery.md) and ``[agents] listen`` (docs/agents.md);
+discovery sections (docs/discovery.md), ``[agents] listen`` (docs/agents.md) and
+``[recall]`` (the share cap and time bound of reading, docs/reading.md);
 command-line flags override it. A ``Profile`` sets the timing of replication
 together (like memberlist's LAN/WAN/Local configs): ``lan`` is the base, the others
 override a few fields. This module reads and writes the file; it never touches the key
@@ -175,6 +176,18 @@ class TailnetSettings:
 
 
 @dataclass(frozen=True)
+class RecallSettings:
+    """``[recall]``: how readers here cap authors and bound their times (docs/reading.md)."""
+
+    # The most of one recall's results one author other than this host may hold
+    # (``ViewConfig.author_share``'s default).
+    author_share: float = 0.5
+    # Seconds before its first arrival here a record may place itself, for ranking
+    # (``ViewConfig.backdate_skew_ms``'s default: a day).
+    backdate_skew: float = 86_400.0
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     profile: str = "lan"
@@ -194,6 +207,7 @@ class Config:
     # [breakers] max_open: seconds an observation may hold a breaker open after it was
     # signed (crdt.views.ViewConfig.breaker_max_open_ms); None: the views' default.
     breaker_max_open: float | None = None
+    recall: RecallSettings = RecallSettings()
 
     @classmethod
     def default(cls) -> Config:
@@ -240,12 +254,24 @@ class Config:
             lines += [f"# listen = {json.dumps(DEFAULT_AGENTS_LISTEN)}"]
         if self.breaker_max_open is not None:
             lines += ["", "[breakers]", f"max_open = {json.dumps(self.breaker_max_open)}"]
+        r = self.recall
+        if r != RecallSettings():
+            lines += ["", "[recall]", f"author_share = {json.dumps(r.author_share)}",
+                      f"backdate_skew = {json.dumps(r.backdate_skew)}"]  # fmt: skip
+        else:
+            lines += ["", "# [recall]  (docs/reading.md: one author's share of a recall)"]
+            lines += [f"# author_share = {json.dumps(r.author_share)}"]
         if self.follow_vouches:
             lines += ["", "[trust]", "follow_vouches = true"]
         else:
             lines += ["", "# [trust]  (docs/cli.md: admit invited hosts without `trust add`)"]
             lines += ["# follow_vouches = true"]
         return "\n".join(lines) + "\n"
+
+    def view_config(self) -> ViewConfig:
+        """The reading policy this file sets (``[recall]``, ``[trust] follow_vouches``)."""
+        return view_config(self.recall, follow_vouches=self.follow_vouches,
+                           breaker_max_open=self.breaker_max_open)
 
     def network_profile(self) -> Profile:
         return Profile.named(self.profile)
@@ -261,6 +287,17 @@ class Config:
         ``tailnet``."""
         t = self.tailnet
         return t.enabled if t.enabled is not None else self.profile == "tailnet"
+
+
+def view_config(recall: RecallSettings | None = None, *, follow_vouches: bool,
+                breaker_max_open: float | None = None) -> ViewConfig:  # fmt: skip
+    """The reading policy these settings ask for (the node's and a command's alike):
+    ``[recall]``, ``[trust] follow_vouches``, ``[breakers] max_open``."""
+    recall = recall or RecallSettings()
+    extra = {} if breaker_max_open is None else {
+        "breaker_max_open_ms": round(breaker_max_open * 1000)}  # fmt: skip
+    return ViewConfig(follow_vouches=follow_vouches, author_share=recall.author_share,
+                      backdate_skew_ms=int(recall.backdate_skew * 1000), **extra)  # fmt: skip
 
 
 def _toml_bool(value: bool) -> str:
@@ -319,8 +356,9 @@ def load(home: Path) -> Config:
 
 KNOWN_SETTINGS = frozenset(
     {"name", "profile", "listen", "peers", "insecure_plaintext", "mdns", "tailnet", "trust",
-     "agents", "breakers"}
+     "agents", "breakers", "recall"}
 )
+RECALL_SETTINGS = frozenset({"author_share", "backdate_skew"})
 AGENTS_SETTINGS = frozenset({"listen"})
 BREAKERS_SETTINGS = frozenset({"max_open"})
 TRUST_SETTINGS = frozenset({"follow_vouches"})
@@ -427,15 +465,8 @@ def _from_toml(data: dict[str, Any]) -> Config:
         insecure_plaintext=plaintext,
         agents_listen=agents_listen(data),
         breaker_max_open=breaker_max_open(data),
+        recall=recall_settings(data),
     )
-
-
-def view_config(*, follow_vouches: bool, breaker_max_open: float | None) -> ViewConfig:
-    """The reading policy these settings ask for (the node's and a command's alike)."""
-    if breaker_max_open is None:
-        return ViewConfig(follow_vouches=follow_vouches)
-    return ViewConfig(follow_vouches=follow_vouches,
-                      breaker_max_open_ms=round(breaker_max_open * 1000))  # fmt: skip
 
 
 def breaker_max_open(data: dict[str, Any]) -> float | None:
@@ -449,6 +480,24 @@ def breaker_max_open(data: dict[str, Any]) -> float | None:
     ):
         raise ConfigError("'max_open' in [breakers] must be seconds, from 60 to 31536000")
     return float(value)
+
+
+def recall_settings(data: dict[str, Any]) -> RecallSettings:
+    """The ``[recall]`` section of a parsed config file."""
+    section = _section(data, "recall", RECALL_SETTINGS)
+    share = section.get("author_share", RecallSettings.author_share)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+        raise ConfigError(
+            "'author_share' in [recall] must be a number more than 0 and at most 1 (the most "
+            f"of one recall's results one author may hold; 0.5 is half), not {share!r:.40}"
+        )
+    skew = section.get("backdate_skew", RecallSettings.backdate_skew)
+    if isinstance(skew, bool) or not isinstance(skew, int | float) or not 0 <= skew < 2**40:
+        raise ConfigError(
+            "'backdate_skew' in [recall] must be a number of seconds, 0 or more, "
+            f"not {skew!r:.40}"
+        )
+    return RecallSettings(author_share=float(share), backdate_skew=float(skew))
 
 
 def agents_listen(data: dict[str, Any]) -> str:

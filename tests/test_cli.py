@@ -239,19 +239,24 @@ def test_expired_memories_disappear(tmp_path):
     assert time.time() >= t0 + 2
 
 
-def test_recall_says_when_the_quota_hid_memories(tmp_path):
+def test_recall_says_when_the_share_cap_hid_memories(tmp_path):
     home = tmp_path / "a"
     init(home)
-    # 61 memories in one past hour window (written in-process: 61 commands would be slow);
-    # the default quota shows 60 of them.
-    window = (time.time_ns() // 1_000_000 // HOUR_MS - 1) * HOUR_MS
+    # A trusted author's 30 memories (ingested in-process: 30 commands would be slow) and
+    # 2 of this host's: another author holds at most half of a recall; ours are all shown.
+    flood = Writer()
+    now = time.time_ns() // 1_000_000
     with Replica.open(home, create=False) as r:
-        r.put(*(records.memory(r.identity, f"flood {i}", category="c", ts=window + i)
-                for i in range(61)))  # fmt: skip
-    out = gossip(home, "recall", "--limit", "100", "--json")
+        r.trust(flood.id, "desk")
+        r.ingest_batch([flood.put(records.memory(flood.identity, f"flood {i}", category="c",
+                                                 ts=now - i)).raw for i in range(30)])  # fmt: skip
+        r.put(*(records.memory(r.identity, f"own {i}", category="c", ts=now - i)
+                for i in range(2)))  # fmt: skip
+    out = gossip(home, "recall", "--limit", "10", "--json")
     assert out.returncode == 0
-    assert len(json.loads(out.stdout)) == 60
-    assert "hid 1 memories of self over its quota" in out.stderr
+    hits = json.loads(out.stdout)
+    assert sum(h["author"] == flood.id for h in hits) == 5 and len(hits) == 7
+    assert "hid 25 memories of desk over its share (at most 50% of a recall)" in out.stderr
 
 
 # -- trust across hosts -------------------------------------------------------------

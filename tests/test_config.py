@@ -59,6 +59,14 @@ def test_defaults_are_written_as_comments(tmp_path):
         ("[breakers]\nmax_open = 30\n", "'max_open' in \\[breakers\\]"),
         ("[breakers]\nmax_open = true\n", "'max_open' in \\[breakers\\]"),
         ("[breakers]\nopen = 60\n", "unknown"),
+        ("recall = 1\n", "'recall' must be a section"),
+        ("[recall]\nshare = 0.5\n", "unknown setting 'share' in \\[recall\\]"),
+        ("[recall]\nauthor_share = 0\n", "'author_share' in \\[recall\\] must be a number more "
+                                         "than 0 and at most 1.*not 0"),
+        ("[recall]\nauthor_share = 2\n", "'author_share' in \\[recall\\].*not 2"),
+        ('[recall]\nauthor_share = "half"\n', "'author_share' in \\[recall\\].*'half'"),
+        ("[recall]\nauthor_share = true\n", "'author_share' in \\[recall\\]"),
+        ("[recall]\nbackdate_skew = -1\n", "'backdate_skew' in \\[recall\\] must be a number"),
     ],
 )
 def test_bad_settings_name_the_file(tmp_path, text, message):
@@ -165,3 +173,14 @@ def test_a_breakers_cap_reaches_the_views(tmp_path):
     assert policy.breaker_max_open_ms == 3_600_000
     default = config.view_config(follow_vouches=True, breaker_max_open=None)
     assert default.breaker_max_open_ms == 86_400_000 and default.follow_vouches
+
+
+def test_recall_section_sets_the_share_and_the_skew(tmp_path):
+    cfg = Config("lab", recall=config.RecallSettings(author_share=0.25, backdate_skew=3600.0))
+    config.create(tmp_path, cfg)
+    assert config.load(tmp_path) == cfg
+    views = config.load(tmp_path).view_config()
+    assert (views.author_share, views.backdate_skew_ms) == (0.25, 3_600_000)
+    default = Config("lab").view_config()
+    assert (default.author_share, default.backdate_skew_ms) == (0.5, 86_400_000)
+    assert "# [recall]" in Config("lab").to_toml()  # the default, as a comment

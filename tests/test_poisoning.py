@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from crdt import Replica, records
-from crdt.views import ViewConfig, Views
+from crdt.views import Views
 from gossip.ops.queries import inspect
 from gossip.protocol import Initiator
 from gossip.transport import auth
@@ -226,48 +226,64 @@ async def test_a_removed_author_leaves_no_trusted_trace(hosts) -> None:
 
 
 async def test_a_trusted_author_flooding_is_capped(hosts) -> None:
-    """A trusted author writes 10x its hourly quota in one hour: recall shows the quota's
-    worth, says how many it hid, and the other trusted author's lesson is still found."""
+    """A trusted author writes 200 memories in one hour: another host's recall shows at
+    most half of its results from it, says how many it hid, and the other trusted
+    author's lesson is still found; `gossip inspect` flags the flood."""
     victim, flood = await hosts("victim"), await hosts("flood")
     victim.replica.trust(flood.author)
     flood.replica.trust(victim.author)
-    quota = 20
     flood.replica.put(*[records.memory(flood.replica.identity, f"provider x spam {i}",
                                        category="learning", ts=T + i)
-                        for i in range(10 * quota)])  # fmt: skip
+                        for i in range(200)])  # fmt: skip
     victim.replica.put(records.memory(victim.replica.identity, "provider x real lesson",
                                       category="learning", ts=T + 1))  # fmt: skip
     await sync(victim, flood)
-    views = Views(victim.replica, ViewConfig(quota_per_window=quota), now_ms=hosts.now)
+    views = Views(victim.replica, now_ms=hosts.now)
     try:
-        got = views.recall("provider", limit=1000)
-        assert sum(h.author == flood.author for h in got.hits) == quota
-        assert got.capped == {flood.author: 9 * quota}
+        got = views.recall("provider", limit=20)
+        assert sum(h.author == flood.author for h in got.hits) == 10
+        assert got.capped == {flood.author: 190}
         assert "provider x real lesson" in [h.text for h in got.hits]
-        # ...and `gossip inspect` flags it.
+        # ...and `gossip inspect` flags it: 200 of the 201 memories held, 100 past half.
         rows = inspect(victim.replica, views)["records_by_author"]
         flagged = {a["author"]: a["over_quota"] for a in rows}
-        assert flagged == {flood.author: 9 * quota, victim.author: 0}
-        assert views.over_quota() == {flood.author: 9 * quota}
+        assert flagged == {flood.author: 100, victim.author: 0}
+        # On the flooding host itself, all 200 are found: its own are never capped.
+        own = Views(flood.replica, now_ms=hosts.now)
+        try:
+            found = own.recall("provider spam", limit=500).hits
+            assert sum(h.author == flood.author for h in found) == 200
+        finally:
+            own.close()
     finally:
         views.close()
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (docs/threat-model.md): the quota buckets "
-                   "memories by the ts their author signed, so a trusted author that backdates "
-                   "its flood, one memory per past hour, is never capped")  # fmt: skip
 async def test_a_trusted_author_backdating_its_flood_is_capped(hosts) -> None:
+    """Issue 17 item 3: 600 keyword-stuffed memories signed one per past hour (so that no
+    hourly quota ever caught them) held another host's top 20 while the honest lesson
+    ranked far below. The share cap does not read signed times: at most half of a
+    recall, the honest lesson among the rest, whatever the flood's ``ts``."""
     victim, flood = await hosts("victim"), await hosts("flood")
     victim.replica.trust(flood.author)
     flood.replica.trust(victim.author)
-    quota = 20
-    flood.replica.put(*[records.memory(flood.replica.identity, f"provider x spam {i}",
+    stuffed = "provider x timeout " * 8
+    flood.replica.put(*[records.memory(flood.replica.identity, f"{stuffed} {i}",
                                        category="learning", ts=T - i * HOUR)
-                        for i in range(10 * quota)])  # fmt: skip
+                        for i in range(600)])  # fmt: skip
+    lesson = "provider x timeout at 03:00 UTC: retry with backoff after 30 s"
+    victim.replica.put(records.memory(victim.replica.identity, lesson, category="learning",
+                                      ts=T + 1))  # fmt: skip
     await sync(victim, flood)
-    views = Views(victim.replica, ViewConfig(quota_per_window=quota), now_ms=hosts.now)
+    views = Views(victim.replica, now_ms=hosts.now)
     try:
-        got = views.recall("provider", limit=1000)
-        assert sum(h.author == flood.author for h in got.hits) <= quota
+        for mode in ("lexical", "hybrid"):
+            got = views.recall("provider x timeout", limit=20, mode=mode)
+            assert sum(h.author == flood.author for h in got.hits) <= 10
+            assert lesson in [h.text for h in got.hits]
+        # Newest first, the flood sorts by its signed past, never after its arrival.
+        newest = views.recall(limit=20)
+        assert newest.hits[0].text == lesson
+        assert sum(h.author == flood.author for h in newest.hits) <= 10
     finally:
         views.close()

@@ -379,6 +379,47 @@ def test_reopen_gives_back_the_same_state(tmp_path: Path, clock) -> None:
         r.close()
 
 
+def test_first_seen_is_kept_through_a_checkpoint_and_a_restart(tmp_path: Path, clock) -> None:
+    """Each record's first-seen time is the commit that first stored it: a checkpoint
+    that carries it again changes nothing, nor does a reopen."""
+    home = tmp_path / "home"
+    r = Replica.open(home, now_ms=clock)
+    ids = write_memories(r, clock, 5)
+    seen = r.receipts()
+    assert set(ids) <= set(seen)
+    assert [seen[i] for i in ids] == sorted(seen[i] for i in ids)  # one commit each, in order
+    r.checkpoint()
+    assert r.receipts() == seen
+    r.close()
+    with Replica.open(home, now_ms=clock) as r:
+        assert r.receipts() == seen
+
+
+def test_a_store_of_schema_1_gains_first_seen_when_opened(tmp_path: Path, clock) -> None:
+    """A store written by the previous version (schema 1: no ``first_seen`` table) opens
+    cleanly, its first-seen times read from the updates it holds, in one transaction."""
+    import sqlite3
+
+    home = tmp_path / "home"
+    r = Replica.open(home, now_ms=clock)
+    ids = write_memories(r, clock, 5)
+    seen = r.receipts()
+    r.close()
+    db = sqlite3.connect(home / STORE)
+    db.execute("DROP TABLE first_seen")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    with Replica.open(home, now_ms=clock) as r:
+        assert {i: r.receipts()[i] for i in ids} == {i: seen[i] for i in ids}
+        assert r.integrity_check() == ["ok"]
+        more = write_memories(r, clock, 1, first=5)
+        assert more[0] in r.receipts()
+    db = sqlite3.connect(home / STORE)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == crdt.store.SCHEMA_VERSION == 2
+    db.close()
+
+
 def test_reopen_after_a_snapshot_has_everything(tmp_path: Path, clock) -> None:
     home = tmp_path / "home"
     r = Replica.open(home, now_ms=clock)

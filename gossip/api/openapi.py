@@ -103,8 +103,9 @@ SCHEMAS: dict[str, Schema] = {
                  "description": "the lanes that answered (lexical while vectors are built)"},
         "note": _null({**STR, "description": "why a lane asked for did not answer"}),
         "capped": {"type": "object", "additionalProperties": INT,
-                   "description": "author -> memories hidden by the per-author quota"},
-        "quota": _obj({"per_window": INT, "window_ms": INT}),
+                   "description": "author -> memories hidden by the per-author share cap"},
+        "quota": _obj({"author_share": {**NUM, "description": "the most of one recall's "
+                                        "results one author other than this host may hold"}}),
     }),
     "Record": _obj({"id": STR, "fields": {"type": "object"}, "body": STR, "sig": STR}),
     "Shown": _obj({

@@ -14,7 +14,7 @@ from ..errors import CliError
 from ..ops.memories import MAX_LIMIT
 from .arguments import command, field_arg, field_help, session
 from .events import follow_recall
-from .terminal import ago, note, now_ms, out, print_json, span, until, who
+from .terminal import ago, note, now_ms, out, print_json, until, who
 
 
 def cmd_remember(args: argparse.Namespace) -> int:
@@ -47,8 +47,8 @@ def cmd_recall(args: argparse.Namespace) -> int:
         note(answer["note"])
     quota = answer["quota"]
     for who_id, n in sorted(answer["capped"].items()):
-        note(f"hid {n} memories of {who(who_id, names)} over its quota "
-              f"({quota['per_window']} per {span(quota['window_ms'])})")  # fmt: skip
+        note(f"hid {n} memories of {who(who_id, names)} over its share "
+             f"(at most {quota['author_share']:.0%} of a recall)")  # fmt: skip
     if args.follow:
         return follow_recall(args, {m["id"] for m in hits},
                              lambda new: _show_new(new, names, args.json))  # fmt: skip

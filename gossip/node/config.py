@@ -9,8 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ..config import Config, MdnsSettings, Profile, TailnetSettings, check_address
+from ..config import (
+    Config,
+    MdnsSettings,
+    Profile,
+    RecallSettings,
+    TailnetSettings,
+    check_address,
+    view_config,
+)
+
+if TYPE_CHECKING:
+    from crdt.views import ViewConfig
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,7 @@ class NodeConfig:
     advertise: tuple[str, ...] | None = None
     read_timeout: float = 2.0  # seconds a read waits for the replica before answering empty
     breaker_max_open: float | None = None  # [breakers] max_open (None: the views' default)
+    recall: RecallSettings = field(default_factory=RecallSettings)  # [recall]: the file's
 
     @classmethod
     def resolve(
@@ -72,7 +85,14 @@ class NodeConfig:
             advertise=tuple(advertise) if advertise is not None else None,
             read_timeout=read_timeout,
             breaker_max_open=file.breaker_max_open,
+            recall=file.recall,
         )
+
+    def view_config(self) -> ViewConfig:
+        """The reading policy of this node's views (``[recall]``, ``follow_vouches``,
+        ``[breakers] max_open``)."""
+        return view_config(self.recall, follow_vouches=self.follow_vouches,
+                           breaker_max_open=self.breaker_max_open)
 
 
 def _pick(given: bool | None, configured: bool | None, default: bool) -> bool:

@@ -430,9 +430,8 @@ class Node(NodeActions, NodeReads):
         """In the worker: open the replica and its views, subscribe to their changes."""
         replica = Replica.open(self.home, now_ms=self._now_ms, create=True)
         try:
-            policy = config_file.view_config(follow_vouches=self.config.follow_vouches,
-                                             breaker_max_open=self.config.breaker_max_open)
-            self._views = Views(replica, policy, semantic=semantic.open_in_dir(self.home))
+            self._views = Views(replica, self.config.view_config(),
+                                semantic=semantic.open_in_dir(self.home))  # fmt: skip
             self.changes.views = self._views
             replica.on_change(self.changes.on_change)
             self._views.on_trust_change(self._on_trust_set)

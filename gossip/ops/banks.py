@@ -97,7 +97,7 @@ BANK_RECALL = _obj({
     "bank_id": _STR, "results": {"type": "array", "items": RECALLED},
     "truncated": {"type": "boolean", "description": "max_tokens left some results out"},
     "capped": {"type": "object", "additionalProperties": {"type": "integer"},
-               "description": "author -> memories hidden by the per-author quota"},
+               "description": "author -> memories hidden by the per-author share cap"},
 })  # fmt: skip
 BANK_ENTRY = _obj({
     "bank_id": _STR, "name": _STR, "mission": _STR, "created_at": _STR, "updated_at": _STR,
@@ -207,7 +207,7 @@ async def bank_recall(host: Host, p: Params) -> dict[str, Any]:
                                tags_any=tags if p.tags_match == "any" else (),
                                include_untrusted=p.include_untrusted)  # fmt: skip
         results, truncated = fit(found["memories"], p.max_tokens)
-        seen = v.receipts()
+        seen = {m["id"]: v.first_seen(m["id"]) for m in results}
         return {"bank_id": p.bank, "truncated": truncated, "capped": found["capped"],
                 "results": [recalled(m, rank, seen) for rank, m in enumerate(results, 1)]}
 
@@ -238,7 +238,7 @@ def fit(memories: list[dict[str, Any]],
     return out, False
 
 
-def recalled(m: dict[str, Any], rank: int, seen: dict[str, int]) -> dict[str, Any]:
+def recalled(m: dict[str, Any], rank: int, seen: dict[str, int | None]) -> dict[str, Any]:
     """One result in Singularity Memory's shape, plus who wrote it and when this host
     first stored it."""
     return {

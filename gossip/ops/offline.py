@@ -65,9 +65,8 @@ class ReplicaHost:
             cfg = self.cfg
             replica = Replica.open(self.home, create=False, lock_wait=self._lock_wait)
             try:
-                policy = config.view_config(follow_vouches=cfg.follow_vouches,
-                                            breaker_max_open=cfg.breaker_max_open)
-                self._views = Views(replica, policy, semantic=semantic.open_in_dir(self.home))
+                self._views = Views(replica, cfg.view_config(),
+                                    semantic=semantic.open_in_dir(self.home))  # fmt: skip
             except BaseException:
                 replica.close()
                 raise

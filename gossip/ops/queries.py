@@ -139,8 +139,7 @@ def recall(r: Replica, views: Views, text: str | None, *, category: str | None =
         "memories": [{**m.to_json(), "author_name": names.get(m.author)} for m in found.hits],
         "mode": found.mode, "note": found.note,
         "capped": found.capped,
-        "quota": {"per_window": views.config.quota_per_window,
-                  "window_ms": views.config.quota_window_ms},
+        "quota": {"author_share": views.config.author_share},
     }
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-_WORD = re.compile(r"\w+")  # the same tokenising of a query as crdt/views.py
+_WORD = re.compile(r"\w+")  # the same tokenising of a query as crdt/views/recall.py
 
 SCHEMA = (
     "CREATE VIRTUAL TABLE memories USING fts5(id UNINDEXED, text, category UNINDEXED, "

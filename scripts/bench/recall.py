@@ -129,7 +129,7 @@ def run(quick: bool) -> dict[str, Any]:
     notes = [
         "Both servers run in their own process on loopback and are queried one request at "
         "a time over a keep-alive connection; the daemon answers through its replica thread "
-        "(`Node.query`) and an in-memory SQLite FTS5 index (crdt/views.py) with the trust, "
+        "(`Node.query`) and an in-memory SQLite FTS5 index (crdt/views/) with the trust, "
         "retraction, expiry and per-author quota filters; the hub answers straight from its "
         "FTS5 table with none of them. Specific queries are two rare words (each in ~0.15 % "
         "of the memories); broad ones two common words (together in ~30 %): FTS5 ranks "

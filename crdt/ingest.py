@@ -1,0 +1,396 @@
+"""The ingest pipeline: signed updates through the gate into the store and the document,
+then the listeners told (steps 1–4 of ``crdt.replica``'s docstring).
+
+A mixin of ``crdt.replica.Replica``. It owns the batch machinery (chunks, signature
+waits, twin rounds), the commit of accepted updates (``_commit``: store, then main
+document, then listeners) and the change and commit listeners. It hands updates that
+must wait to the pending buffer (``crdt.pending``) and never decides a rule itself
+(``crdt.rules`` and ``crdt.updates`` do); it never writes keys or the keyring.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pycrdt import Doc, Map
+
+from . import wire
+from .errors import GossipError, RejectedUpdate, UpdateError
+from .identity import b64url
+from .pending import Candidate, PendingBuffer
+from .reading import _belongs, _parsed
+from .records import SignedRecord
+from .rules import ItemIndex, Plan, Verdict, check_items, plan
+from .signatures import start_verifying
+from .store import NewUpdate
+from .updates import SignedUpdate, check_structure
+
+if TYPE_CHECKING:
+    from .replica import ReplicaLimits
+    from .store import Store
+
+ChangeListener = Callable[[str, str, "SignedRecord | None"], None]
+Change = tuple[str, str, "dict[str, Any] | None"]  # (root, key, document value or None)
+
+log = logging.getLogger("crdt.replica")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one update offered to ``ingest_batch``."""
+
+    status: str  # applied | duplicate | buffered | rejected
+    error: GossipError | None = None
+    update: SignedUpdate | None = None
+
+
+class ReplicaIngest:
+    """The gate's driver in ``Replica`` (its attributes are set by ``Replica``)."""
+
+    limits: ReplicaLimits
+    now_ms: Callable[[], int]
+    rejected: Counter[str]
+    listener_failures: int
+    _store: Store
+    _main: Doc
+    _main_maps: dict[str, Map]
+    _index: ItemIndex
+    _bindings: dict[int, tuple[str, int]]
+    _pending: PendingBuffer
+    _listeners: list[ChangeListener]
+    _changes: list[Change]
+    _commit_listeners: list[Callable[[], None]]
+    _since_snapshot: int
+    commit_time: int  # when the last commit was made (ms): a listener's "first seen"
+    # and, from Replica: state_vector(), _twin, _build_twin(), _maybe_snapshot()
+
+    def on_change(self, listener: ChangeListener) -> None:
+        """Call ``listener(root, key, record_or_None)`` for each change of the document.
+
+        Called from inside ``put``/``ingest_batch`` once the change is durable, in the
+        caller's thread; a listener must not call back into the replica."""
+        if not self._listeners:
+            for root, m in self._main_maps.items():
+                m.observe(self._main_observer(root))
+        self._listeners.append(listener)
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` once after each batch of changes (a ``put``, a chunk of an
+        ``ingest_batch``), after the ``on_change`` calls it made: for work worth doing
+        once per batch rather than once per record."""
+        self._commit_listeners.append(listener)
+
+    def off_commit(self, listener: Callable[[], None]) -> None:
+        if listener in self._commit_listeners:
+            self._commit_listeners.remove(listener)
+
+    def off_change(self, listener: ChangeListener) -> None:
+        """Stop calling ``listener`` (a no-op if it was not registered)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _main_observer(self, root: str) -> Callable[[Any], None]:
+        """Only notes what changed: it runs inside yrs' apply, where a failure would stop
+        the rest of the batch from reaching the document (``_tell``, after, does the rest)."""
+
+        def on_event(event: Any) -> None:
+            for key, ch in event.keys.items():
+                value = ch.get("newValue") if ch["action"] != "delete" else None
+                self._changes.append((root, key, value))
+
+        return on_event
+
+    def _tell(self, parsed: Sequence[SignedRecord]) -> None:
+        """Tell the listeners what the last commit changed, with the records the gate
+        parsed (a body is parsed once). One listener failing on one change is logged and
+        counted; it never keeps the other changes or listeners from being told."""
+        changes, self._changes = self._changes, []
+        if not changes or not self._listeners:
+            return
+        by_value = {(rec.body.decode("utf-8"), b64url(rec.sig)): rec for rec in parsed}
+        for root, key, value in changes:
+            rec = None
+            if isinstance(value, dict):
+                rec = by_value.get((value.get("body"), value.get("sig"))) or _parsed(value)
+                if rec is None or (root == "state" and not _belongs(rec, key)):
+                    continue
+            for listener in list(self._listeners):
+                try:
+                    listener(root, key, rec)
+                except Exception:
+                    self.listener_failures += 1
+                    log.exception("a change listener failed on %s/%s", root, key[:80])
+
+    def ingest(self, update: SignedUpdate | bytes, *, source: str = "") -> str:
+        """Offer one signed update; returns applied/duplicate/buffered or raises the error."""
+        (out,) = self.ingest_batch([update], source=source)
+        if out.error is not None:
+            raise out.error
+        return out.status
+
+    def ingest_batch(
+        self, updates: Sequence[SignedUpdate | bytes], *, source: str = ""
+    ) -> list[Outcome]:
+        """Offer many signed updates; all accepted ones are durable when this returns.
+
+        Taken in chunks of ``limits.batch_size``, so memory stays bounded however large a
+        peer's delta is. For each chunk, first everything that needs no replica: decoding,
+        structure, the records each item carries, and all their signatures. Only then
+        does anything touch the twin. The chunks overlap: while this thread checks the
+        next one, worker processes verify the signatures of this one.
+        """
+        size = self.limits.batch_size
+        chunks = [updates[k : k + size] for k in range(0, len(updates), size)]
+        out: list[Outcome] = []
+        with _cyclic_gc_paused():
+            prepared = self._prepare(chunks[0], source) if chunks else None
+            for k in range(len(chunks)):
+                assert prepared is not None
+                current = prepared
+                prepared = self._prepare(chunks[k + 1], source) if k + 1 < len(chunks) else None
+                out.extend(self._finish(current))
+        for o in out:
+            if o.status == "rejected":
+                err = o.error
+                self.rejected[err.rule if isinstance(err, RejectedUpdate) else "malformed"] += 1
+        return out
+
+    def _prepare(self, updates: Sequence[SignedUpdate | bytes], source: str) -> _Prepared:
+        """The replica-free checks of one chunk; its signatures start verifying meanwhile."""
+        prep = _Prepared([None] * len(updates))
+        triples: list[tuple[str, bytes, bytes]] = []
+        for i, u in enumerate(updates):
+            su = None
+            try:
+                su = u if isinstance(u, SignedUpdate) else SignedUpdate.decode(u)
+                scanned = check_structure(su, self.limits.structure, signature=False)
+                items = check_items(su.author, scanned)
+            except GossipError as e:
+                prep.outcomes[i] = Outcome("rejected", e, su)
+                continue
+            triples.append((su.author, su.sig, su.header_bytes))
+            triples.extend((rec.author, rec.sig, rec.body) for _, _, rec in items)
+            parsed = tuple(rec for _, _, rec in items)
+            prep.checked.append((Candidate(i, su, scanned, source, parsed), 1 + len(items)))
+            if len(triples) >= 512:
+                prep.waits.append(start_verifying(triples))
+                triples = []
+        prep.waits.append(start_verifying(triples))
+        return prep
+
+    def _finish(self, prep: _Prepared) -> list[Outcome]:
+        """Wait for a chunk's signatures, then plan, apply and commit what verified."""
+        outcomes = prep.outcomes
+        oks = [ok for wait in prep.waits for ok in wait()]
+        ready: list[Candidate] = []
+        pos = 0
+        for c, n_sigs in prep.checked:
+            header_ok, records_ok = oks[pos], all(oks[pos + 1 : pos + n_sigs])
+            pos += n_sigs
+            if header_ok and records_ok:
+                ready.append(c)
+                continue
+            rule, what = (
+                ("header-signature", "header") if not header_ok else ("record-invalid", "record")
+            )
+            err = RejectedUpdate(rule, f"a {what} signature does not verify", author=c.su.author)
+            outcomes[c.index] = Outcome("rejected", err, c.su)
+        for i, outcome in self._apply_ready(ready):
+            outcomes[i] = outcome
+        return [o or Outcome("rejected", UpdateError("not processed")) for o in outcomes]
+
+    # -- the gate's driver -----------------------------------------------------------
+
+    def _apply_ready(self, ready: list[Candidate]) -> list[tuple[int, Outcome]]:
+        """Plan, twin-apply and commit; then retry the waiting updates whose dependency
+        this advanced, until nothing more moves.
+
+        Optimistic: a whole batch is applied to the twin, and the twin's state vector is
+        compared with the plans' once at the end. A mismatch (yrs read an update
+        differently from the gate) or a rejection that touched the twin rebuilds the twin
+        and reruns the batch, one checked update at a time or without the culprit.
+        Returns (caller's index, outcome), the last for an index being final (an update
+        first buffered may be applied once a later one of the batch fills its gap);
+        updates from earlier calls' buffer report nothing.
+        """
+        results: list[tuple[int, Outcome]] = []
+        mine = {id(c) for c in ready}  # later outcomes of one update replace earlier ones
+
+        def report(c: Candidate, outcome: Outcome) -> None:
+            if id(c) in mine:
+                results.append((c.index, outcome))
+
+        cands = ready
+        careful = False
+        while cands:
+            rnd = self._twin_round(cands, careful=careful)
+            for c, err in rnd.rejected + rnd.failed:
+                report(c, Outcome("rejected", err, c.su))
+            if rnd.failed or rnd.incomplete:
+                self._build_twin()
+                careful = careful or rnd.incomplete
+                gone = {id(c) for c, _ in rnd.rejected + rnd.failed}
+                cands = [c for c in cands if id(c) not in gone]
+                continue
+            try:
+                self._commit([(c.su, p, c.source, c.records) for c, p in rnd.batch])
+            except BaseException:
+                self._build_twin()
+                raise
+            for c, _ in rnd.batch:
+                report(c, Outcome("applied", None, c.su))
+            for c in rnd.duplicates:
+                report(c, Outcome("duplicate", None, c.su))
+            for c in rnd.waiting:
+                err = self._pending.hold(c)
+                report(c, Outcome("buffered" if err is None else "rejected", err, c.su))
+            cands = self._pending.take({c.su.client for c, _ in rnd.batch})
+        return results
+
+    def _twin_round(self, cands: list[Candidate], *, careful: bool) -> _Round:
+        rnd = _Round()
+        sv = self.state_vector()
+        index = self._index.overlay()
+        bindings = dict(self._bindings)
+        remaining = cands
+        progress = True
+        while progress and remaining:
+            progress = False
+            still: list[Candidate] = []
+            for c in remaining:
+                try:
+                    p = plan(c.su, c.scanned, sv, index, bindings)
+                except GossipError as e:
+                    rnd.rejected.append((c, e))  # nothing touched yet
+                    continue
+                if p.verdict is Verdict.WAIT:
+                    c.missing = p.missing
+                    still.append(c)
+                    continue
+                if p.verdict is Verdict.DUPLICATE:
+                    rnd.duplicates.append(c)
+                    continue
+                try:
+                    self._twin.apply_update(c.su.update)
+                    if careful:
+                        got = wire.decode_state_vector(self._twin.get_state())
+                        if got.get(c.su.client, 0) != c.su.header.end:
+                            raise RejectedUpdate(
+                                "clock-range",
+                                "the update did not apply whole (it builds on items not here)",
+                                author=c.su.author,
+                            )
+                except GossipError as e:
+                    rnd.failed.append((c, e))
+                    return rnd
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException as e:  # yrs refused it (a pyo3 panic is no Exception)
+                    rnd.failed.append((c, UpdateError(f"pycrdt refused the update: {e}")))
+                    return rnd
+                sv[c.su.client] = c.su.header.end
+                bindings.setdefault(c.su.client, (c.su.author, c.su.header.epoch))
+                for start, end, root in p.runs:
+                    index.add(c.su.client, start, end, root)
+                rnd.batch.append((c, p))
+                progress = True
+            remaining = still
+        rnd.waiting = remaining
+        if rnd.batch and not careful and wire.decode_state_vector(self._twin.get_state()) != sv:
+            rnd.incomplete = True
+        return rnd
+
+    def _commit(
+        self,
+        items: list[tuple[SignedUpdate, Plan, str, tuple[SignedRecord, ...]]],
+        *,
+        supersede: bool = False,
+    ) -> None:
+        """Make accepted updates durable, apply them to the main document, then tell.
+        Each item: an update, its plan, who delivered it and the records the gate read
+        from it (stored as first seen now, unless seen before); ``supersede``: our own
+        checkpoint, which replaces the rows it covers. ``commit_time`` is when, for the
+        listeners.
+
+        Once the store has committed, the document must follow, whole: so nothing of ours
+        runs inside yrs' apply (the observer only notes the change), the records are the
+        gate's, already parsed and bounded (never parsed again, so never failing here),
+        and listeners run only once every update of the batch is in the document, each
+        call on its own (``_tell``). What is left is yrs applying to the main document
+        the bytes it just took on the twin, which holds the same content."""
+        if not items:
+            return
+        now = self.commit_time = self.now_ms()
+        parsed = [rec for *_, recs in items for rec in recs]
+        self._store.append(
+            [
+                NewUpdate(
+                    client=su.client, start=su.header.start, end=su.header.end,
+                    author=su.author, epoch=su.header.epoch, checkpoint=su.header.checkpoint,
+                    raw=su.raw, source=source, received_at=now, runs=p.runs,
+                    records=tuple(rec.id for rec in recs),
+                )
+                for su, p, source, recs in items
+            ],
+            supersede=supersede,
+        )  # fmt: skip
+        try:
+            for su, p, *_ in items:
+                self._bindings.setdefault(su.client, (su.author, su.header.epoch))
+                for start, end, root in p.runs:
+                    self._index.add(su.client, start, end, root)
+                if p.verdict is Verdict.APPLY:
+                    self._main.apply_update(su.update)
+                self._since_snapshot += len(su.raw)
+        except BaseException:
+            self._tell(parsed)  # what did reach the document; no snapshot of it (the
+            raise  # next open replays the store, which holds the whole batch)
+        try:
+            self._tell(parsed)
+            for listener in list(self._commit_listeners):
+                listener()
+        finally:  # durable already: a listener's failure must not skip the snapshot
+            self._maybe_snapshot()
+
+
+@dataclass(eq=False)
+class _Prepared:
+    """One chunk of ``ingest_batch`` between its replica-free checks and its commit."""
+
+    outcomes: list[Outcome | None]
+    checked: list[tuple[Candidate, int]] = field(default_factory=list)  # with signature count
+    waits: list[Callable[[], list[bool]]] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _Round:
+    batch: list[tuple[Candidate, Plan]] = field(default_factory=list)
+    duplicates: list[Candidate] = field(default_factory=list)
+    waiting: list[Candidate] = field(default_factory=list)
+    rejected: list[tuple[Candidate, GossipError]] = field(default_factory=list)  # untouched
+    failed: list[tuple[Candidate, GossipError]] = field(default_factory=list)  # twin touched
+    incomplete: bool = False  # an update did not apply whole: redo the round carefully
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection during a batch.
+
+    A batch keeps a few objects per update alive until it returns (its outcomes), and
+    each full collection walks all of them: at 100k updates in one batch, collections
+    took a quarter of the time. A batch makes next to no cyclic garbage (reference
+    counting frees the rest), and the first collection after it finds what there is.
+    The switch is process-wide, so only the call that turned it off turns it back on."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()

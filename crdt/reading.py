@@ -1,0 +1,138 @@
+"""Reading a replica: its records and state as the document holds them, the stored
+signed updates a peer lacks, and where each record came from (provenance, receipts).
+
+Owns no state: a mixin of ``crdt.replica.Replica`` that reads the main document
+(``_main_maps``, ``_main``), the client bindings and the store. It never writes to the
+document, the twin or the store, and never judges trust (that is ``crdt.views``').
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import wire
+from .errors import GossipError, RecordError
+from .records import SignedRecord
+
+if TYPE_CHECKING:
+    from pycrdt import Doc, Map
+
+    from .pending import PendingBuffer
+    from .store import Store
+
+
+class ReplicaReads:
+    """The read-only half of ``Replica`` (its attributes are set by ``Replica``)."""
+
+    _main: Doc
+    _main_maps: dict[str, Map]
+    _bindings: dict[int, tuple[str, int]]
+    _store: Store
+    _pending: PendingBuffer
+
+    def state_vector(self) -> dict[int, int]:
+        return wire.decode_state_vector(self._main.get_state())
+
+    def records(self) -> dict[str, SignedRecord]:
+        """Every immutable record, by content id (no trust filter: that is the views')."""
+        return self._read_root("records")
+
+    def iter_records(self) -> Iterator[tuple[str, SignedRecord]]:
+        """Every immutable record with its content id, parsed one at a time.
+
+        For a scan of the whole store: ``records()`` holds every record parsed at once
+        (for 100k records, over 200 MB that the heap then keeps, fragmented). Records
+        that arrive meanwhile may or may not be included; none is seen twice."""
+        values = self._main_maps["records"]
+        for key in list(values.keys()):
+            rec = _parsed(values.get(key))
+            if rec is not None:
+                yield key, rec
+
+    def state(self) -> dict[str, SignedRecord]:
+        """Every author's latest state records, by ``kind:author:name``; a value that does
+        not belong at its key (see ``rules.check_items``) is skipped."""
+        return {k: r for k, r in self._read_root("state").items() if _belongs(r, k)}
+
+    def get(self, key: str) -> SignedRecord | None:
+        root = "state" if ":" in key else "records"
+        rec = _parsed(self._main_maps[root].get(key))
+        if rec is None:
+            return None
+        return rec if root == "records" or _belongs(rec, key) else None
+
+    def _read_root(self, root: str) -> dict[str, SignedRecord]:
+        out = {k: _parsed(v) for k, v in self._main_maps[root].items()}
+        return {k: rec for k, rec in out.items() if rec is not None}
+
+    def document_update(self) -> bytes:
+        """The whole document as one Yjs update (for comparisons and snapshots)."""
+        return self._main.get_update()
+
+    def updates_for(self, peer_sv: dict[int, int]) -> list[bytes]:
+        """Stored signed updates (verbatim) holding anything past ``peer_sv``, in order."""
+        out: list[bytes] = []
+        for client in sorted(self._bindings):
+            out.extend(u.raw for u in self._store.updates_after(client, peer_sv.get(client, 0)))
+        return out
+
+    def provenance(self, client: int, clock: int) -> dict[str, Any] | None:
+        """Who wrote clock ``clock`` of ``client``, which peer delivered it, and when."""
+        u = self._store.find_update(client, clock)
+        if u is None:
+            return None
+        return {"author": u.author, "source": u.source, "received_at": u.received_at}
+
+    def origin(self, record_id: str) -> dict[str, Any] | None:
+        """Provenance of immutable record ``record_id``: the earliest stored update of its
+        author that carries its key (a Yjs map key is stored as plain UTF-8), with the
+        peer that delivered it and when. None if the record is not here."""
+        rec = _parsed(self._main_maps["records"].get(record_id))
+        if rec is None:
+            return None
+        author = rec.author
+        needle = record_id.encode()
+        for client, who, _epoch in self._store.clients():
+            if who != author:
+                continue
+            for u in self._store.updates_after(client, 0):
+                if needle in u.raw:
+                    return {"author": u.author, "source": u.source,
+                            "received_at": u.received_at, "client": u.client,
+                            "clock": u.start, "checkpoint": u.checkpoint}  # fmt: skip
+        return None
+
+    def receipts(self) -> dict[str, int]:
+        """When this host first stored each record: record id -> the ``received_at`` of
+        the first stored update that carried it (the store's ``first_seen``: local, never
+        replicated, kept through checkpoints)."""
+        return self._store.first_seen()
+
+    def authors(self) -> set[str]:
+        """Every author with an update in the store (this host's own included)."""
+        return {author for author, _ in self._bindings.values()}
+
+    def store_stats(self) -> dict[str, int]:
+        """Sizes of the durable store, for `gossip inspect` and the metrics."""
+        return {"updates": self._store.update_count(), "pending": len(self._pending),
+                "clients": len(self._bindings)}  # fmt: skip
+
+
+def _parsed(value: object) -> SignedRecord | None:
+    """The record a document value holds, None if none or if it does not parse (the gate
+    refuses such values now; a store written before it refused them may hold some)."""
+    if value is None:
+        return None
+    try:
+        return SignedRecord.from_value(value)
+    except RecordError:
+        return None
+
+
+def _belongs(rec: SignedRecord, key: str) -> bool:
+    """Does this state value sit at the key its own kind and name give?"""
+    try:
+        return rec.doc_key() == ("state", key)
+    except GossipError:
+        return False

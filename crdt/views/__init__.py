@@ -1,0 +1,49 @@
+"""The read side: recall, breakers and benchmarks, as a reader should see them.
+
+Replication is not judgement (invariant 8): the document holds every valid author's
+records. Judgement happens here, when reading:
+
+- **trust** — only authors of the effective trusted set count (``crdt.trust``: the
+  keyring, which always includes this host, plus honoured successors and, with
+  ``follow_vouches``, vouched keys, minus revoked and removed keys; a revoked key's
+  records up to its revocation still count), unless the caller asks for untrusted ones
+  too (they are then marked ``trusted: false``);
+- **retraction** — a memory is hidden once *its own author* retracts it (anyone else's
+  retraction of it is ignored), and once it has expired;
+- **share cap** — each author other than this host holds at most ``author_share`` (half)
+  of one recall's results, so a flooding writer, even a trusted one, cannot bury everyone
+  else; recall says how many it hid;
+- **time** — an author's signed time is bounded by when this host first stored the
+  record: never newer than that, and for ranking never far older (``bounded_time``);
+- **staleness** — a breaker observation past its ``resets_at`` plus a grace period no longer
+  counts; a benchmark observation older than ``bench_max_age`` is rejected, and the rest
+  are weighted by recency (half-life), their ``recorded_at`` never after first-seen.
+
+Everything here is derived: ``Views`` builds its tables from the replica's document and
+keeps them current from the replica's change feed; ``rebuild()`` gives the same answers.
+It never writes to the document and holds no state that cannot be rebuilt.
+
+Split by kind: ``core`` (the façade: building, trust), ``config`` (``ViewConfig``),
+``recall`` (memories: recall's lanes, fusion, lookup), ``filters`` (the conditions every
+recall lane applies: retraction, expiry, trust window, quota), ``banks``, ``signals``
+(breakers and benchmarks). None of them imports ``gossip``.
+"""
+
+from .config import DAY_MS, HOUR_MS, ViewConfig
+from .core import Views
+from .recall import MODES, Memory, Recall, embedded_text
+from .signals import Benchmark, Breaker, BreakerObservation
+
+__all__ = [
+    "DAY_MS",
+    "HOUR_MS",
+    "MODES",
+    "Benchmark",
+    "Breaker",
+    "BreakerObservation",
+    "Memory",
+    "Recall",
+    "ViewConfig",
+    "Views",
+    "embedded_text",
+]

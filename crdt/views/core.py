@@ -1,0 +1,333 @@
+"""The views' façade: ``Views`` builds the derived tables from a replica's document and
+keeps them current from its change feed, holds the lock every read takes and the
+effective trusted set. It never writes to the document or the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..records import (
+    KIND_BANK,
+    KIND_BENCHMARK,
+    KIND_BREAKER,
+    KIND_MEMORY,
+    KIND_RETRACT,
+    TRUST_KINDS,
+    SignedRecord,
+    split_state_key,
+)
+from ..replica import Replica
+from ..trust import TrustSet, effective_trust
+from .banks import BankViews
+from .common import (
+    _agent_fields,
+    _int,
+    _locked,
+    bounded_time,
+)
+from .config import ViewConfig
+from .recall import Memory, RecallViews, embedded_text
+from .signals import SignalViews
+
+if TYPE_CHECKING:
+    from ..semantic import SemanticIndex
+
+_SCHEMA = """
+CREATE TABLE memories (
+    n INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, author TEXT NOT NULL,
+    category TEXT NOT NULL, subject TEXT, tags TEXT NOT NULL, text TEXT NOT NULL,
+    ts INTEGER NOT NULL, expires_at INTEGER, supersedes TEXT,
+    bank TEXT NOT NULL, document_id TEXT, extra TEXT NOT NULL, idempotency_key TEXT,
+    seen INTEGER, t INTEGER NOT NULL  -- first stored here; ts bounded by it (ranking)
+);
+CREATE INDEX memories_by_author ON memories (author, ts);
+CREATE INDEX memories_by_bank ON memories (bank, ts);
+CREATE INDEX memories_by_document ON memories (document_id, author, bank)
+    WHERE document_id IS NOT NULL;
+CREATE INDEX memories_by_idempotency_key ON memories (idempotency_key, author)
+    WHERE idempotency_key IS NOT NULL;
+CREATE TABLE banks (id TEXT PRIMARY KEY, author TEXT NOT NULL, bank TEXT NOT NULL,
+    name TEXT NOT NULL, mission TEXT NOT NULL, ts INTEGER NOT NULL);
+CREATE INDEX banks_by_bank ON banks (bank, author, ts);
+CREATE INDEX memories_by_t ON memories (t);
+CREATE INDEX memories_by_supersedes ON memories (supersedes, author);
+CREATE VIRTUAL TABLE memories_fts USING fts5 (text, subject, category, tags);
+CREATE TABLE retractions (id TEXT PRIMARY KEY, author TEXT NOT NULL, target TEXT NOT NULL);
+CREATE INDEX retractions_by_target ON retractions (target, author);
+"""
+
+
+class Views(RecallViews, BankViews, SignalViews):
+    """Read-side views of one replica, kept current by its changes (in the replica's
+    thread). Reads are safe from any thread: they take ``lock``, which a change holds
+    only while it applies one record, so a reader never waits for a whole ingest."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        config: ViewConfig | None = None,
+        *,
+        now_ms: Callable[[], int] | None = None,
+        semantic: SemanticIndex | None = None,
+    ) -> None:
+        self.replica = replica
+        self.config = config or ViewConfig()
+        # The semantic lane's vectors (``crdt.semantic``): derived, local, optional; the
+        # views queue each memory's text there, filter every neighbour it proposes, and
+        # close it with themselves.
+        self.semantic = semantic
+        self._closed = False
+        if semantic is not None:
+            semantic.texts = self._texts_of
+        self.now_ms = now_ms or replica.now_ms
+        self.lock = threading.RLock()
+        self._db = sqlite3.connect(":memory:", check_same_thread=False)
+        self._breakers: dict[str, dict[str, SignedRecord]] = {}  # name -> author -> record
+        self._benches: dict[tuple[str, str], dict[str, SignedRecord]] = {}
+        self._bench_keys: dict[str, tuple[str, str]] = {}  # state key -> (subject, metric)
+        self._trust_records: dict[str, SignedRecord] = {}  # successor, revoke, vouch
+        # State record id -> first stored here (ms), for the breakers and benchmarks held.
+        self._arrived: dict[str, int] = {}
+        # Record id -> first stored here, read from the store while rebuilding only (the
+        # changes that follow were first stored by the commit that tells them).
+        self._seen: dict[str, int] | None = None
+        self._trust = TrustSet(frozenset())
+        self._trust_listeners: list[Callable[[TrustSet], None]] = []
+        self._building = False
+        self._trust_stale = False  # a trust record came: recompute at the end of its batch
+        self.rebuild()
+        replica.on_change(self._on_change)
+        replica.on_commit(self._after_batch)
+        replica.on_trust_change(self._refresh_trust)
+
+    @_locked
+    def close(self) -> None:
+        """Stop following the replica and free the index (idempotent)."""
+        self.replica.off_change(self._on_change)
+        self.replica.off_commit(self._after_batch)
+        self.replica.off_trust_change(self._refresh_trust)
+        self._closed = True
+        self._db.close()
+        if self.semantic is not None:
+            self.semantic.close()
+
+    # -- trust -------------------------------------------------------------------------
+
+    def trust(self) -> TrustSet:
+        """The effective trusted set (``crdt.trust.effective_trust``), as of the last
+        change of the keyring or of a trust record. Safe from any thread."""
+        return self._trust
+
+    def trust_records(self) -> list[SignedRecord]:
+        """Every successor, revoke and vouch record, oldest first (for `gossip show`)."""
+        with self.lock:
+            return sorted(self._trust_records.values(), key=lambda r: (r.ts, r.id))
+
+    def can_revoke(self, author: str, key: str) -> bool:
+        """Would a revoke of ``key`` by ``author`` be honoured (``crdt.trust``)? A host
+        may not revoke itself."""
+        if key == self.replica.author:
+            return False
+        return self._trust.can_revoke(author, key, self.trust_records())
+
+    def on_trust_change(self, listener: Callable[[TrustSet], None]) -> None:
+        """Call ``listener(trust)`` when the trusted set changes, in the thread that
+        changed it (the replica's), holding the views' lock: keep it short."""
+        self._trust_listeners.append(listener)
+
+    @_locked
+    def _after_batch(self) -> None:
+        if self._trust_stale:
+            self._refresh_trust()
+
+    @_locked
+    def _refresh_trust(self) -> None:
+        if self._building:
+            return
+        trust = effective_trust(
+            self.replica.keyring(), self._trust_records.values(),
+            removed=self.replica.removed(), follow_vouches=self.config.follow_vouches,
+            self_key=self.replica.author,
+        )  # fmt: skip
+        changed = trust != self._trust
+        self._trust, self._trust_stale = trust, False  # only once it is computed
+        if changed:
+            for listener in list(self._trust_listeners):
+                listener(trust)
+
+    def __enter__(self) -> Views:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- building --------------------------------------------------------------------
+
+    @_locked
+    def rebuild(self) -> None:
+        """Forget everything and read the whole document again."""
+        self._db.executescript(
+            "DROP TABLE IF EXISTS memories; DROP TABLE IF EXISTS memories_fts; "
+            "DROP TABLE IF EXISTS retractions; DROP TABLE IF EXISTS banks;" + _SCHEMA
+        )
+        self._breakers.clear()
+        self._benches.clear()
+        self._bench_keys.clear()
+        self._trust_records.clear()
+        self._arrived.clear()
+        self._seen = self.replica.receipts()
+        self._building = True
+        try:
+            for key, rec in self.replica.iter_records():
+                self._on_change("records", key, rec)
+            for key, rec in self.replica.state().items():
+                self._on_change("state", key, rec)
+        finally:
+            self._building = False
+            self._seen = None
+        self._refresh_trust()
+
+    def _arrival(self, rec: SignedRecord) -> int | None:
+        """When this host first stored ``rec`` (ms), None if not known (or not to be
+        used: ``ViewConfig.first_seen_bound``)."""
+        if not self.config.first_seen_bound:
+            return None
+        if self._seen is not None:
+            return self._seen.get(rec.id)
+        return self.replica.commit_time
+
+    @_locked
+    def _on_change(self, root: str, key: str, rec: SignedRecord | None) -> None:
+        # One odd record from any author must never break reading for everyone.
+        with contextlib.suppress(sqlite3.Error, ValueError, TypeError, OverflowError):
+            self._apply_change(root, key, rec)
+
+    def _apply_change(self, root: str, key: str, rec: SignedRecord | None) -> None:
+        if root == "records":
+            if rec is not None:
+                self._add_record(rec)
+            return
+        try:
+            kind, author, name = split_state_key(key)
+        except Exception:
+            return
+        if kind == KIND_BREAKER:
+            table = self._breakers.setdefault(name, {})
+        elif kind == KIND_BENCHMARK:
+            # Subject and metric come from the record, not the key ("a|b" + "c" and
+            # "a" + "b|c" would share one); a deletion finds them where the add put them.
+            pair = self._bench_keys.pop(key, None)
+            if pair is not None:
+                self._benches.get(pair, {}).pop(author, None)
+            if rec is None:
+                return
+            subject, metric = rec.fields.get("subject"), rec.fields.get("metric")
+            if not isinstance(subject, str) or not isinstance(metric, str):
+                return
+            self._bench_keys[key] = (subject, metric)
+            table = self._benches.setdefault((subject, metric), {})
+        else:
+            return
+        old = table.pop(author, None)
+        if old is not None:
+            self._arrived.pop(old.id, None)
+        if rec is not None:
+            table[author] = rec
+            if (at := self._arrival(rec)) is not None:
+                self._arrived[rec.id] = at
+
+    def _add_record(self, rec: SignedRecord) -> None:
+        f = rec.fields
+        if rec.kind in TRUST_KINDS:
+            if rec.id not in self._trust_records:
+                self._trust_records[rec.id] = rec
+                self._trust_stale = True  # recomputed once, after this batch
+            return
+        if rec.kind == KIND_RETRACT:
+            if isinstance(f.get("target"), str):
+                self._db.execute(
+                    "INSERT OR IGNORE INTO retractions (id, author, target) VALUES (?, ?, ?)",
+                    (rec.id, rec.author, f["target"]),
+                )
+            return
+        if rec.kind == KIND_BANK:
+            self._add_bank(rec)
+            return
+        if rec.kind != KIND_MEMORY:
+            return  # unknown kinds are replicated, not shown
+        text, category = f.get("text"), f.get("category")
+        if not isinstance(text, str) or not isinstance(category, str):
+            return
+        # Any author's record reaches every host (invariant 8): a field of the wrong type
+        # or range is read as absent, never allowed to break reading for everyone.
+        subject = f.get("subject") if isinstance(f.get("subject"), str) else None
+        raw_tags = f.get("tags")
+        tags = [t for t in raw_tags if isinstance(t, str)] if isinstance(raw_tags, list) else []
+        expires = _int(f.get("expires_at"))
+        supersedes = f.get("supersedes") if isinstance(f.get("supersedes"), str) else None
+        bank, document_id, extra = _agent_fields(f)
+        key = f.get("idempotency_key") if isinstance(f.get("idempotency_key"), str) else None
+        seen = self._arrival(rec)
+        t = bounded_time(rec.ts, seen, self.config.backdate_skew_ms)
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO memories (id, author, category, subject, tags, text, ts, "
+            "expires_at, supersedes, bank, document_id, extra, idempotency_key, seen, t) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (rec.id, rec.author, category, subject, json.dumps(tags), text, rec.ts, expires,
+             supersedes, bank, document_id, extra, key, seen, t),
+        )  # fmt: skip
+        if cur.rowcount == 0:
+            return
+        self._db.execute(
+            "INSERT INTO memories_fts (rowid, text, subject, category, tags) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (cur.lastrowid, text, subject or "", category, " ".join(tags)),
+        )
+        if self.semantic is not None:
+            self.semantic.add(rec.id)  # its text is read back from here when embedded
+
+    @_locked
+    def _texts_of(self, record_ids: list[str]) -> dict[str, str]:
+        """What the semantic index embeds of each memory (``embedded_text``), for its
+        catch-up thread; nothing once closed."""
+        if self._closed:
+            return {}
+        rows = self._db.execute(
+            "SELECT m.id, m.text, m.subject, m.tags FROM json_each(?) j "
+            "CROSS JOIN memories m ON m.id = j.value", (json.dumps(record_ids),))  # fmt: skip
+        return {mid: embedded_text(text, subject, json.loads(tags))
+                for mid, text, subject, tags in rows}  # fmt: skip
+
+    # -- lookups and receipts ---------------------------------------------------------
+
+    @_locked
+    def keyed(self, author: str, idempotency_key: str) -> Memory | None:
+        """``author``'s memory written with ``idempotency_key`` (the oldest, should it
+        have written two), whatever its retraction or expiry: a retried write finds it."""
+        row = self._db.execute(
+            "SELECT id FROM memories WHERE idempotency_key = ? AND author = ? "
+            "ORDER BY ts, id LIMIT 1", (idempotency_key, author)
+        ).fetchone()  # fmt: skip
+        return None if row is None else self.memory(row[0])
+
+    @_locked
+    def first_seen(self, record_id: str) -> int | None:
+        """When this host first stored ``record_id`` (ms), None if it is not here. A
+        record that is neither a memory nor a breaker or benchmark held is looked up in
+        the store (``Replica.receipts``: in the replica's thread)."""
+        row = self._db.execute("SELECT seen FROM memories WHERE id = ?", (record_id,)).fetchone()
+        if row is not None and row[0] is not None:
+            return row[0]
+        return self._arrived.get(record_id) or self.replica.receipts().get(record_id)
+
+    def receipts(self) -> dict[str, int]:
+        """Record id -> when this host first stored it (ms), read from the store
+        (``Replica.receipts``): call it in the replica's thread."""
+        return self.replica.receipts()
+
