@@ -208,7 +208,7 @@ export interface PeerForgotten {
 }
 
 export interface Recall {
-  /** author -> memories hidden by the per-author quota */
+  /** author -> memories hidden by the per-author share cap */
   capped: Record<string, number>;
   memories: RecalledMemory[];
   /** the lanes that answered (lexical while vectors are built) */
@@ -216,8 +216,8 @@ export interface Recall {
   /** why a lane asked for did not answer */
   note: string | null;
   quota: {
-    per_window: number;
-    window_ms: number;
+    /** the most of one recall's results one author other than this host may hold */
+    author_share: number;
   };
 }
 
@@ -456,7 +456,7 @@ export interface BankRecallParams {
 }
 export type BankRecallResult = {
   bank_id: string;
-  /** author -> memories hidden by the per-author quota */
+  /** author -> memories hidden by the per-author share cap */
   capped: Record<string, number>;
   results: Array<{
     /** the signer's key */
