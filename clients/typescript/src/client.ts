@@ -77,7 +77,7 @@ export interface RememberOptions {
 }
 
 const EMPTY_RECALL: Recall = { memories: [], mode: "lexical", note: null, capped: {},
-                               quota: { per_window: 0, window_ms: 0 } };
+                               quota: { author_share: 0 } };
 const RETRY_MOST_MS = 30_000;
 
 export class GossipClient {
