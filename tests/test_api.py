@@ -545,3 +545,17 @@ async def test_errors_carry_a_code_and_a_503_says_when_to_retry(tmp_path: Path):
             body = await resp.json()
             assert resp.status == 503 and resp.headers["Retry-After"] == "1", body
             assert body["code"] == "unavailable"
+
+
+async def test_status_does_not_call_untrusted_peers_unreachable(tmp_path: Path):
+    """New-user test: with every peer an unknown key, status said "none of 2 peers is
+    reachable" although both answered; it says they are not trusted instead."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    create_hosts([a, b], trusted=[])  # each trusts only itself
+    async with Node(b, profile=FAST) as nb, served(a, peers=[nb.address]) as s:
+        await until(lambda: any(p.state == "unknown-key" for p in s.node.peers()),
+                    "b's row to say unknown-key")  # fmt: skip
+        status, body = await s.call("GET", "/v1/status")
+        assert status == 200
+        assert not any("reachable" in w for w in body["warnings"]), body["warnings"]
+        assert any("not trusted" in w for w in body["warnings"]), body["warnings"]

@@ -47,8 +47,8 @@ async def status(host: Host, p: Params) -> dict[str, Any]:
         warnings.append("no daemon runs on this data dir: nothing replicates (`gossip serve`)")
     elif not peers:
         warnings.append("no peers: add --peer HOST:PORT, or enable discovery")
-    elif not alive:
-        warnings.append(f"none of {len(peers)} peers is reachable")
+    elif not alive and (reachable := [p for p in peers if p["state"] != "unknown-key"]):
+        warnings.append(f"none of {len(reachable)} peers is reachable")  # (unknown keys: below)
     if counts["keyring"] <= 1:
         warnings.append("the keyring has only this host: `gossip trust add KEY`")
     vectors = counts["semantic"]

@@ -359,6 +359,23 @@ def daemon(home: Path, timeout: float = 300.0,
         _stop(proc)
 
 
+def wait_vectors(home: Path, timeout: float = 600.0) -> float:
+    """Wait until the daemon of ``home`` holds a vector for every memory (it builds them in
+    the background after a start, recall answering by words meanwhile), so that what is
+    measured next is a quiet daemon's hybrid recall. Returns the seconds waited."""
+    from gossip.client import ApiConnection
+
+    api = ApiConnection(home, timeout=10)
+    start = time.monotonic()
+    while True:
+        semantic = api.request("GET", "/v1/status").get("semantic")
+        if semantic is None or not semantic["pending"]:
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise RuntimeError(f"the vectors of {home} were not built in {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def process(args: list[str], port: int, timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
     """A server process that listens on 127.0.0.1:``port``, once it accepts connections;
