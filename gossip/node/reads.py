@@ -81,27 +81,13 @@ class NodeReads:
             log.warning("%s: %s; degraded mode, answering empty", what, e)
         return fallback
 
-    def recall(
-        self,
-        query: str | None = None,
-        *,
-        category: str | None = None,
-        subject: str | None = None,
-        tag: str | None = None,
-        author: str | None = None,
-        limit: int = 20,
-        include_untrusted: bool = False,
-        mode: str = "hybrid",
-    ) -> list[Memory]:
-        """Memories matching ``query`` as this host's views see them (trust filter,
-        retractions, expiry, quotas; ``mode``: hybrid, lexical or semantic). Empty, never
-        an exception, when degraded."""
-        return self._read(
-            lambda v: v.recall(query, category=category, subject=subject, tag=tag,
-                               author=author, limit=limit,
-                               include_untrusted=include_untrusted, mode=mode).hits,
-            [], "recall",
-        )  # fmt: skip
+    def recall(self, query: str | None = None, **filters: Any) -> list[Memory]:
+        """Memories matching ``query`` as this host's views see them: ``filters`` as
+        ``crdt.views.Views.recall`` takes them (``category``, ``subject``, ``tag``,
+        ``author``, ``limit``, ``include_untrusted``, ``mode``, ``bank``, …), with its
+        trust filter, retractions, expiry and share cap. Empty, never an exception, when
+        degraded."""
+        return self._read(lambda v: v.recall(query, **filters).hits, [], "recall")
 
     def breaker(self, name: str, *, include_untrusted: bool = False) -> Breaker:
         """Breaker ``name`` merged across trusted hosts; state ``unknown`` if no trusted
