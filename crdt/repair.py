@@ -12,7 +12,9 @@ Run only when asked, with the data dir's lock held for the whole repair (no daem
    to the replica's own gate, as a peer's would be: what verifies is kept, what does not
    is dropped, and what builds on a dropped update cannot enter yet — peers send the
    missing ones again at the next exchange, and those with them;
-4. the keyring and the removed keys are put back.
+4. the keyring and the removed keys are put back, and so is each record's first-seen
+   time (receipt time bounds the signed time wherever time ranks: a repair must not make
+   every record look new).
 
 The report says how many were kept, dropped and left waiting, and where the old files
 are. This module reads SQLite files directly only to salvage them; it never writes them.
@@ -26,7 +28,7 @@ import logging
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,7 @@ class _Salvage:
     keyring: list[tuple[str, str]]
     removed: list[str] | None  # None: unreadable
     readable: bool
+    first_seen: dict[str, int] = field(default_factory=dict)  # record id -> ms
 
 
 def repair(home: Path | str, *, lock_wait: float = 0.0) -> RepairReport:
@@ -93,7 +96,8 @@ def repair(home: Path | str, *, lock_wait: float = 0.0) -> RepairReport:
         salvage = _salvage(moved / STORE_FILE) if moved is not None else _nothing()
         try:
             Store.create(home, {"author": identity.public_id,
-                                "epoch": str(secrets.randbits(52))})  # fmt: skip
+                                "epoch": str(secrets.randbits(52))},
+                         first_seen=salvage.first_seen)  # fmt: skip
             replica = Replica.open(home, identity, create=False, lock=BorrowedLock(lock))
         except BaseException:
             _put_back(home, moved)
@@ -185,7 +189,10 @@ def _salvage(path: Path) -> _Salvage:
             except (ValueError, TypeError):
                 found = None
             removed = [k for k in found if isinstance(k, str)] if isinstance(found, list) else None
-        return _Salvage(rows, unreadable, [(str(a), str(n)) for a, n in keyring], removed, True)
+        seen = {str(rid): int(at) for rid, at in _safe(db, "SELECT record, at FROM first_seen")
+                if isinstance(rid, str) and isinstance(at, int)}  # fmt: skip
+        return _Salvage(rows, unreadable, [(str(a), str(n)) for a, n in keyring], removed, True,
+                        seen)  # fmt: skip
     finally:
         db.close()
 

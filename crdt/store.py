@@ -123,10 +123,12 @@ class Store:
     # -- opening -------------------------------------------------------------------
 
     @classmethod
-    def create(cls, home: Path, meta: dict[str, str]) -> None:
+    def create(cls, home: Path, meta: dict[str, str],
+               first_seen: dict[str, int] | None = None) -> None:  # fmt: skip
         """Create ``store.db`` atomically: built complete in a temporary file (schema,
         application id, ``meta``), synced, then renamed into place. A crash at any point
-        leaves either no store or a whole one — never a half-made file we would refuse."""
+        leaves either no store or a whole one — never a half-made file we would refuse.
+        ``first_seen``: receipt times carried over from a store being repaired."""
         home = Path(home)
         path = home / STORE_FILE
         store_id = secrets.token_hex(8)
@@ -141,6 +143,8 @@ class Store:
                     if statement.strip():
                         conn.execute(statement)
                 conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items()))
+                conn.executemany("INSERT INTO first_seen (record, at) VALUES (?, ?)",
+                                 list((first_seen or {}).items()))  # fmt: skip
                 conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 conn.execute("COMMIT")

@@ -203,6 +203,18 @@ def test_a_store_created_by_repair_for_an_existing_key_gets_a_new_epoch(pair) ->
         assert len(texts(a)) == N + 1  # a healthy store: everything kept
 
 
+def test_repair_keeps_when_each_record_was_first_seen(pair) -> None:
+    """Receipt time bounds the signed time wherever time ranks (issue 17, item 3): a
+    repair that made every record look new would undo that."""
+    a_home, _, _ = pair
+    with Replica.open(a_home) as a:
+        before = a.receipts()
+    assert len(before) == N + 1
+    repair(a_home)
+    with Replica.open(a_home) as a:
+        assert a.receipts() == before
+
+
 def test_repair_refuses_while_the_data_dir_is_held(pair) -> None:
     a_home, _, _ = pair
     with Replica.open(a_home), pytest.raises(crdt.StoreLocked):
