@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import wire
 from .errors import GossipError, RecordError
 from .records import SignedRecord
+from .updates import SignedUpdate
 
 if TYPE_CHECKING:
     from pycrdt import Doc, Map
@@ -87,7 +88,9 @@ class ReplicaReads:
     def origin(self, record_id: str) -> dict[str, Any] | None:
         """Provenance of immutable record ``record_id``: the earliest stored update of its
         author that carries its key (a Yjs map key is stored as plain UTF-8), with the
-        peer that delivered it and when. None if the record is not here."""
+        peer that delivered it and when, and the Yjs item that holds it (``client``,
+        ``clock``: one record is one item, so a replica whose state vector is above
+        ``clock`` for ``client`` holds it). None if the record is not here."""
         rec = _parsed(self._main_maps["records"].get(record_id))
         if rec is None:
             return None
@@ -97,10 +100,13 @@ class ReplicaReads:
             if who != author:
                 continue
             for u in self._store.updates_after(client, 0):
-                if needle in u.raw:
+                if needle not in u.raw:
+                    continue  # (the id may also be in another record, a retraction's)
+                clock = _item_clock(SignedUpdate.decode(u.raw).update, record_id)
+                if clock is not None:
                     return {"author": u.author, "source": u.source,
                             "received_at": u.received_at, "client": u.client,
-                            "clock": u.start, "checkpoint": u.checkpoint}  # fmt: skip
+                            "clock": clock, "checkpoint": u.checkpoint}  # fmt: skip
         return None
 
     def receipts(self) -> dict[str, int]:
@@ -117,6 +123,14 @@ class ReplicaReads:
         """Sizes of the durable store, for `gossip inspect` and the metrics."""
         return {"updates": self._store.update_count(), "pending": len(self._pending),
                 "clients": len(self._bindings)}  # fmt: skip
+
+
+def _item_clock(update: bytes, record_id: str) -> int | None:
+    """The clock of the item of ``update`` that sets ``records[record_id]``, if any."""
+    for st in wire.scan(update).structs:
+        if st.parent_root == "records" and st.parent_sub == record_id:
+            return st.clock
+    return None
 
 
 def _parsed(value: object) -> SignedRecord | None:

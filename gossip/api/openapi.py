@@ -117,8 +117,23 @@ SCHEMAS: dict[str, Schema] = {
                              "description": "what the memory's `supersedes` does: only a "
                              "memory of its own author is replaced; another's is ignored"}),
         "provenance": _obj({"local": BOOL, "source": _null(STR), "received_at": _null(MS),
-                            "checkpoint": BOOL}),
+                            "checkpoint": BOOL,
+                            "item": {**_null(_obj({"client": INT, "clock": INT})),
+                                     "description": "the Yjs item that holds the record: a "
+                                     "replica whose state vector is above `clock` for "
+                                     "`client` holds it (null: not in the store's log)"}}),
         "record": _ref("Record"),
+        "delivery": {**_arr(_ref("Delivery")), "description": "which known peers hold the "
+                     "record, from their state vectors as last learned (docs/cli.md)"},
+    }),
+    "Delivery": _obj({
+        "key": _null(STR), "name": STR, "address": STR,
+        "state": {**STR, "description": "the peer's state (`Peer.state`)"},
+        "has": {**_null(BOOL), "description": "the peer holds the record (its state vector "
+                "as of `as_of` says so, or it wrote it); false: not as of `as_of`; null: "
+                "unknown (never learned, or no daemon runs)"},
+        "as_of": {**_null(MS), "description": "when the peer's state vector was learned"},
+        "age_ms": {**_null(INT), "description": "how old that knowledge is, in ms"},
     }),
     "Retracted": _obj({"id": STR, "retraction": {**STR, "description": "the retraction "
                                                   "record's id (the earlier one if it was "
@@ -149,7 +164,14 @@ SCHEMAS: dict[str, Schema] = {
                    "when alive)"},
         "last_success": _null(MS), "last_seen": _null(MS),
         "last_error": _null(STR), "failures": INT, "rtt_ms": _null(NUM), "bytes_in": INT,
-        "bytes_out": INT, "they_lack": _null(INT), "we_lack": _null(INT), "next_attempt": MS,
+        "bytes_out": INT,
+        "they_lack": {**_null(INT), "description": "records (Yjs items) this host holds "
+                      "that the peer lacks: its state vector as of `sv_at` against ours "
+                      "now; 0: up to date; null: never learned"},
+        "we_lack": {**_null(INT), "description": "records the peer held at `sv_at` that "
+                    "this host lacks now (what it wrote since is not counted); 0: up to "
+                    "date; null: never learned"},
+        "next_attempt": MS,
         "exchanges": INT,
         "sources": {**_arr(STR), "description": "every source that proposed this peer "
                     "(static, tailnet, exchange, mdns), strongest first; `source` is the first"},
@@ -160,6 +182,9 @@ SCHEMAS: dict[str, Schema] = {
         "transport": {**STR, "description": "what carries our exchanges with this peer: "
                       "`tls` (pinned to its key), `plaintext` (--insecure-plaintext) or "
                       "`memory` (an in-process network)"},
+        "sv_at": {**_null(MS), "description": "when the peer's state vector was last "
+                  "learned (its answer to our exchange or push, or its own request): what "
+                  "`they_lack` and `we_lack` are computed from; null: never"},
     }),
     "Status": _obj({
         "id": STR, "name": STR, "address": STR, "profile": STR, "pid": INT, "started_at": MS,

@@ -14,7 +14,7 @@ from ..errors import CliError
 from ..ops.memories import MAX_LIMIT
 from .arguments import command, field_arg, field_help, session
 from .events import follow_recall
-from .terminal import ago, note, now_ms, out, print_json, until, who
+from .terminal import ago, fit, note, now_ms, out, plural, print_json, span, until, who
 
 
 def cmd_remember(args: argparse.Namespace) -> int:
@@ -137,7 +137,26 @@ def cmd_show(args: argparse.Namespace) -> int:
     for k, v in sorted(fields.items()):
         text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
         out(f"{k + ':':<11}{text}")
+    _delivery(shown["delivery"])
     return 0
+
+
+def _delivery(peers: list[dict[str, Any]]) -> None:
+    """Which known peers hold the record: a summary line, then one line per peer."""
+    if not peers:
+        out("delivery:  no known peers")
+        return
+    have = sum(1 for p in peers if p["has"])
+    unknown = sum(1 for p in peers if p["has"] is None)
+    summary = f"{have} of {plural(len(peers), 'peer', 'peers')} have it"
+    if unknown:
+        summary += f" ({unknown} unknown)"
+    out(f"delivery:  {summary}")
+    for p in peers:
+        name = p["name"] or (p["key"] or "")[:12] or p["address"]
+        has = {True: "has it", False: "not yet", None: "unknown"}[p["has"]]
+        known = "never learned" if p["age_ms"] is None else f"as of {span(p['age_ms'])} ago"
+        out(f"  {fit(name, 20):<20}  {has:<8}  {known} ({p['state']})")
 
 
 

@@ -11,18 +11,18 @@ from collections.abc import Callable
 from typing import Any
 
 from .arguments import answer, command, seconds, session
-from .terminal import Progress, byte_size, fit, note, now_ms, out, print_json, span, table
+from .terminal import Progress, byte_size, fit, in_sync, note, now_ms, out, print_json, span, table
 
 
 def _peer_rows(peers: list[dict[str, Any]], now: int) -> list[list[str]]:
     rows = []
     for p in peers:
-        lag = "-" if p["they_lack"] is None else f"{p['they_lack']}/{p['we_lack']}"
         rows.append([
             (p["key"] or "?")[:8], fit(p["name"] or "-", 12), fit(p["address"], 21),
             p["source"], p["state"],
             span(now - p["last_success"]) if p["last_success"] else "never",
-            "-" if p["rtt_ms"] is None else f"{p['rtt_ms']:.0f}ms", lag,
+            "-" if p["rtt_ms"] is None else f"{p['rtt_ms']:.0f}ms",
+            in_sync(p["they_lack"], p["we_lack"]),
             p.get("transport") or "-", p.get("reason") or "-",
         ])  # fmt: skip
     return rows
@@ -41,7 +41,8 @@ def _peer_table(peers: list[dict[str, Any]], now: int) -> None:
 
 
 # Bytes in and out are in --json: the reason says more to a human in the width.
-_PEER_HEADER = ["ID", "NAME", "ADDRESS", "SOURCE", "STATE", "LAST OK", "RTT", "LAG ↑/↓",
+# SYNC: N behind (it lacks N of ours), N ahead (it held N we lack); docs/cli.md.
+_PEER_HEADER = ["ID", "NAME", "ADDRESS", "SOURCE", "STATE", "LAST OK", "RTT", "SYNC",
                 "TRANSPORT", "REASON"]  # fmt: skip
 
 

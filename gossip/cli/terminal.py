@@ -75,6 +75,17 @@ def until(ts: int | None, now: int) -> str:
     return f"in {span(ts - now)}" if ts > now else f"{span(now - ts)} ago"
 
 
+def in_sync(they_lack: int | None, we_lack: int | None) -> str:
+    """How a peer stands against this host, in words as Syncthing says it: ``up to
+    date``; ``3 behind`` (it lacks 3 records we hold); ``2 ahead`` (it held 2 that we
+    lack); ``3 behind, 2 ahead``; ``unknown`` (never learned)."""
+    if they_lack is None or we_lack is None:
+        return "unknown"
+    words = [f"{they_lack} behind"] if they_lack else []
+    words += [f"{we_lack} ahead"] if we_lack else []
+    return ", ".join(words) or "up to date"
+
+
 def number(v: float) -> str:
     return f"{v:.6g}"
 

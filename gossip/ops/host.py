@@ -80,6 +80,11 @@ class Host(Protocol):
         """The peer table, as JSON rows (offline: the configured peers)."""
         ...
 
+    def peer_vectors(self) -> dict[str, dict[int, int]]:
+        """Each peer's state vector as last learned (when: its row's ``sv_at``), by key;
+        only peers whose vector is known (offline: none)."""
+        ...
+
     def forget_peer(self, key: str) -> bool:
         """Drop the peer table's row of ``key`` (online only); False if it has none."""
         ...

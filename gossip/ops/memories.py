@@ -22,6 +22,7 @@ from crdt.views import MODES, Views
 
 from ..errors import Conflict, Invalid, NotFound, OpError
 from . import queries
+from .delivery import delivery
 from .fields import (
     ANY_TEXT,
     RECORD_ID,
@@ -169,7 +170,8 @@ async def recall(host: Host, p: Params) -> dict[str, Any]:
     MEMORY_ID, result="Shown", errors=NOT_FOUND,
 )  # fmt: skip
 async def show(host: Host, p: Params) -> dict[str, Any]:
-    return await host.read(lambda r, v: queries.show(r, v, p.id))
+    shown = await host.read(lambda r, v: queries.show(r, v, p.id))
+    return {**shown, "delivery": delivery(host, shown)}
 
 
 @operation(
@@ -180,7 +182,8 @@ async def memory(host: Host, p: Params) -> dict[str, Any]:
     def job(r: Replica, v: Views) -> dict[str, Any]:
         return queries.show(r, v, queries.resolve_record(r, p.id, kind=KIND_MEMORY))
 
-    return await host.read(job)
+    shown = await host.read(job)
+    return {**shown, "delivery": delivery(host, shown)}
 
 
 @operation(

@@ -217,8 +217,12 @@ class ReplicaHost:
                  "last_error": None, "failures": 0, "rtt_ms": None, "bytes_in": 0,
                  "bytes_out": 0, "they_lack": None, "we_lack": None, "next_attempt": 0,
                  "exchanges": 0, "sources": ["static"], "claimed": False, "unproven": [],
-                 "transport": transport, "reason": "no daemon runs on this data dir"}
+                 "transport": transport, "reason": "no daemon runs on this data dir",
+                 "sv_at": None}
                 for a in cfg.peers]  # fmt: skip
+
+    def peer_vectors(self) -> dict[str, dict[int, int]]:
+        return {}  # no table at rest: whether a peer has a record is unknown
 
     def forget_peer(self, key: str) -> bool:
         return False  # no table at rest: the configured peers have no key

@@ -87,6 +87,11 @@ class NodeHost:
     def peers(self) -> list[dict[str, Any]]:
         return [p.to_json() for p in self.node.peers()]
 
+    def peer_vectors(self) -> dict[str, dict[int, int]]:
+        table = self.node.table_or_none
+        return {p.key: dict(p.last_sv) for p in table or ()
+                if p.key is not None and p.last_sv is not None}  # fmt: skip
+
     def forget_peer(self, key: str) -> bool:
         return self.node.membership.forget(key)
 

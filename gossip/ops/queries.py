@@ -210,6 +210,7 @@ def show(r: Replica, views: Views, prefix: str) -> dict[str, Any]:
             "source": origin["source"] if origin else None,
             "received_at": origin["received_at"] if origin else None,
             "checkpoint": bool(origin and origin["checkpoint"]),
+            "item": {"client": origin["client"], "clock": origin["clock"]} if origin else None,
         },
         "record": record_json(rec),
     }

@@ -65,10 +65,11 @@ from .rows import (
     Peer,
     PeerInfo,
     PeerListener,
+    holds,
     lag,
 )
 from .table import PeerTable
 
 __all__ = ["ALIVE", "DOWN", "LEFT", "MAX_ADDRESSES", "MAX_MDNS_ROWS", "SOURCES", "STATES",
            "SUSPECT", "UNKNOWN_KEY", "Peer", "PeerInfo", "PeerListener", "PeerTable",
-           "lag"]  # fmt: skip
+           "holds", "lag"]  # fmt: skip

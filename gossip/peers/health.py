@@ -113,7 +113,7 @@ class PeerHealth:
             peer.rtt_ms = rtt_ms
         peer.bytes_in += bytes_in
         peer.bytes_out += bytes_out
-        self._saw_state(peer, ours, theirs)
+        self._saw_state(peer, now, ours, theirs)
         if stale:
             peer.next_attempt = now + self.backoff_cap_ms
             return
@@ -187,7 +187,7 @@ class PeerHealth:
         peer.last_seen = now
         peer.bytes_in += bytes_in
         peer.bytes_out += bytes_out
-        self._saw_state(peer, ours, theirs)
+        self._saw_state(peer, now, ours, theirs)
         if peer.state != ALIVE and not peer.in_flight:
             peer.next_attempt = min(peer.next_attempt, now)
         if peer.state in (SUSPECT, DOWN, LEFT):
@@ -205,13 +205,14 @@ class PeerHealth:
                 p.next_attempt = now
 
     def _saw_state(
-        self, peer: Peer, ours: dict[int, int] | None, theirs: dict[int, int] | None
+        self, peer: Peer, now: int, ours: dict[int, int] | None, theirs: dict[int, int] | None
     ) -> None:
         if ours is not None:
             self.saw_ours(ours)
         if theirs is None:
             return
         peer.last_sv = dict(theirs)
+        peer.sv_at = now
         if ours is not None:
             peer.they_lack = lag(ours, theirs)
             peer.we_lack = lag(theirs, ours)

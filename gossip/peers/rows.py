@@ -24,8 +24,15 @@ MAX_MDNS_ROWS = 256
 
 
 def lag(ours: dict[int, int], theirs: dict[int, int]) -> int:
-    """How many clock units (Yjs items) ``theirs`` lacks of ``ours``."""
+    """How many clock units (Yjs items) ``theirs`` lacks of ``ours``: records, since each
+    record written (a new one, or a state record's new value) is one item."""
     return sum(max(0, clock - theirs.get(client, 0)) for client, clock in ours.items())
+
+
+def holds(sv: dict[int, int], client: int, clock: int) -> bool:
+    """Does a replica with state vector ``sv`` hold item ``clock`` of ``client``? (Updates
+    of one client are applied in order, never with a gap.)"""
+    return sv.get(client, 0) > clock
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,9 @@ class PeerInfo:
     rtt_ms: float | None  # of the last exchange's first request
     bytes_in: int
     bytes_out: int
-    they_lack: int | None  # clock units, as of the last exchange
+    # Records (Yjs items: one per record written) the peer lacks of ours now, and we lack
+    # of what it held, from its state vector as learned at ``sv_at``; None: never learned.
+    they_lack: int | None
     we_lack: int | None
     next_attempt: int  # ms since epoch
     exchanges: int
@@ -61,6 +70,9 @@ class PeerInfo:
     # Why the row is in its state, in words (the last error, "not reached yet", what to
     # run for an unknown key); "" for an alive row.
     reason: str = ""
+    # When the peer's state vector (``they_lack``, ``we_lack``, delivery) was learned: ms
+    # since epoch of its last answer or request that carried one; None: never.
+    sv_at: int | None = None
 
     def to_json(self) -> dict[str, object]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -88,8 +100,10 @@ class Peer:
     we_lack: int | None = None
     next_attempt: int = 0
     exchanges: int = 0
-    # The peer's state vector as last seen: the hint that lets a SYNC carry what it lacks.
+    # The peer's state vector as last seen: the hint that lets a SYNC carry what it lacks,
+    # and what says which records it holds; learned at ``sv_at``.
     last_sv: dict[int, int] | None = None
+    sv_at: int | None = None
     in_flight: bool = False
     dialling: str = ""  # the address the exchange in flight dials (set by ``begin``)
     address_index: int = 0
@@ -123,7 +137,7 @@ class Peer:
             exchanges=self.exchanges, sources=tuple(s for s in SOURCES if s in self.sources),
             claimed=self.claimed,
             unproven=tuple(a for a in self.addresses if a in self.unproven),
-            reason=self.reason(),
+            reason=self.reason(), sv_at=self.sv_at,
         )  # fmt: skip
 
     def reason(self) -> str:

@@ -53,6 +53,20 @@ export interface CutoffEvent {
   resume_from: string | null;
 }
 
+export interface Delivery {
+  address: string;
+  /** how old that knowledge is, in ms */
+  age_ms: number | null;
+  /** when the peer's state vector was learned */
+  as_of: number | null;
+  /** the peer holds the record (its state vector as of `as_of` says so, or it wrote it); false: not as of `as_of`; null: unknown (never learned, or no daemon runs) */
+  has: boolean | null;
+  key: string | null;
+  name: string;
+  /** the peer's state (`Peer.state`) */
+  state: string;
+}
+
 export interface Distrusted {
   id: string;
   /** the key a removed old key had rotated to, which stays trusted (added to the keyring) */
@@ -187,11 +201,15 @@ export interface Peer {
   sources: string[];
   /** alive, suspect (not reached yet, or failing), down, left (it said goodbye), unknown-key; `not-running` for the configured peers when no daemon runs */
   state: string;
+  /** when the peer's state vector was last learned (its answer to our exchange or push, or its own request): what `they_lack` and `we_lack` are computed from; null: never */
+  sv_at: number | null;
+  /** records (Yjs items) this host holds that the peer lacks: its state vector as of `sv_at` against ours now; 0: up to date; null: never learned */
   they_lack: number | null;
   /** what carries our exchanges with this peer: `tls` (pinned to its key), `plaintext` (--insecure-plaintext) or `memory` (an in-process network) */
   transport: string;
   /** the addresses (a tail of `addresses`) that only mDNS proposed and no signed answer has come from yet */
   unproven: string[];
+  /** records the peer held at `sv_at` that this host lacks now (what it wrote since is not counted); 0: up to date; null: never learned */
   we_lack: number | null;
 }
 
@@ -294,11 +312,18 @@ export interface Rotated {
 export interface Shown {
   author: string;
   author_name: string | null;
+  /** which known peers hold the record, from their state vectors as last learned (docs/cli.md) */
+  delivery: Delivery[];
   id: string;
   kind: string;
   memory: Memory | null;
   provenance: {
     checkpoint: boolean;
+    /** the Yjs item that holds the record: a replica whose state vector is above `clock` for `client` holds it (null: not in the store's log) */
+    item: {
+      client: number;
+      clock: number;
+    } | null;
     local: boolean;
     /** milliseconds since the epoch */
     received_at: number | null;
