@@ -215,6 +215,7 @@ async def serve(s: ServeSettings, stop: asyncio.Event) -> None:
         log.info("stopping")
     finally:
         started = time.monotonic()
+        feed.close()  # event streams (the dashboard's too) end, so their handlers return
         if agents is not None:
             await agents.close()
         if api is not None:
@@ -231,22 +232,27 @@ async def start_agents(s: ServeSettings, api: LocalApi) -> tuple[AgentsApi | Non
     with the local API's token. One that cannot listen (the port is taken) is logged,
     said in ``status``, and the daemon runs on without it."""
     from . import ops
+    from .api.dashboard import Dashboard
     from .api.mcp import McpHttp
 
     host = api.host
     facts: dict[str, Any] = {"listen": s.agents_listen, "url": None, "exposed": False,
                              "error": None}  # fmt: skip
     try:
+        dashboard = Dashboard(host, api.feed)
         agents = AgentsApi(host, listen=s.agents_listen, token=read_token(s.home),
-                           mcp=McpHttp(lambda name, params: ops.run(host, name, params)))
+                           mcp=McpHttp(lambda name, params: ops.run(host, name, params)),
+                           dashboard=dashboard)  # fmt: skip
         facts["exposed"] = agents.exposed
         await agents.start()
+        host.login_link = dashboard.login_link
     except GossipError as e:
         log.error("agents' listener: %s", e)
         facts["error"] = str(e)
         return None, facts
     facts["url"] = agents.url
-    log.info("agents (Singularity Memory API, MCP at /mcp/) on %s; SINGULARITY_SERVER_URL=%s "
+    log.info("agents (Singularity Memory API, MCP at /mcp/, the dashboard at /ui/: `gossip web`) "
+             "on %s; SINGULARITY_SERVER_URL=%s "
              "SINGULARITY_API_KEY=<the content of %s>", agents.address, agents.url,
              s.home / "api.token")  # fmt: skip
     if agents.exposed:

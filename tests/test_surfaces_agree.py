@@ -79,6 +79,7 @@ def _calls(other_memory: str, mine: str, stranger: str) -> list[tuple[str, dict[
         ("bank_delete", {"bank": "default"}),
         ("bank_delete", {"bank": "team"}),
         ("bank_delete", {"bank": "nowhere"}),
+        ("web_login", {}),  # no dashboard here (no agents' listener), nor at rest: 409
     ]
 
 
@@ -145,6 +146,7 @@ async def test_every_operation_answers_alike_through_the_daemon_and_embedded(tmp
     assert refusals["breaker_reset"] == NotFound.__name__
     assert refusals["bench_record"] == refusals["remember"] == Invalid.__name__
     assert refusals["import"] == Invalid.__name__ and refusals["sync"] == Invalid.__name__
+    assert refusals["web_login"] == Conflict.__name__
     assert set(remote[0]) >= set(local[0])  # status: the same keys, and a daemon's own
 
 

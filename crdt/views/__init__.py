@@ -32,12 +32,13 @@ recall lane applies: retraction, expiry, trust window, quota), ``banks``, ``sign
 from .config import DAY_MS, HOUR_MS, ViewConfig
 from .core import Views
 from .recall import MODES, Memory, Recall, embedded_text
-from .signals import Benchmark, Breaker, BreakerObservation
+from .signals import Benchmark, BenchObservation, Breaker, BreakerObservation
 
 __all__ = [
     "DAY_MS",
     "HOUR_MS",
     "MODES",
+    "BenchObservation",
     "Benchmark",
     "Breaker",
     "BreakerObservation",

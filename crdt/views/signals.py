@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..records import SignedRecord
@@ -48,6 +48,16 @@ class Breaker:
 
 
 @dataclass(frozen=True)
+class BenchObservation:
+    """One host's latest observation that counted, and its weight in the summary."""
+
+    author: str
+    recorded_at: int  # bounded by when this host first stored it
+    weight: float  # 0.5 ** (age relative to the newest / half-life); the newest weighs 1
+    summary: dict[str, float]
+
+
+@dataclass(frozen=True)
 class Benchmark:
     """One (subject, metric), summarised across hosts, weighted by recency."""
 
@@ -59,6 +69,7 @@ class Benchmark:
     hosts: list[str]
     newest: int  # recorded_at of the newest observation that counted (bounded by first-seen)
     stale: int  # observations rejected as too old
+    observations: list[BenchObservation] = field(default_factory=list)  # newest first
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,15 +195,21 @@ class SignalViews:
         newest = max((c[0] for c in counted), default=0)
         sums: dict[str, float] = {}
         weights: dict[str, float] = {}
-        for recorded, summary, _, _ in counted:
+        observed = []
+        for recorded, summary, author, _ in counted:
             # Weights relative to the newest observation: one observation is reported
             # exactly, and a weight never underflows.
             weight = 0.5 ** ((newest - recorded) / cfg.bench_half_life_ms)
+            used = {}
             for k, v in summary.items():
                 if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
                     sums[k] = sums.get(k, 0.0) + weight * v
                     weights[k] = weights.get(k, 0.0) + weight
+                    used[str(k)] = float(v)
+            observed.append(BenchObservation(author, recorded, weight, used))
+        observed.sort(key=lambda o: (-o.recorded_at, o.author))
         hosts = [c[2] for c in counted]
         unit = next((c[3] for c in counted if c[3]), "")
         values = {k: sums[k] / weights[k] for k in sorted(sums) if weights[k] > 0}
-        return Benchmark(subject, metric, unit, values, len(hosts), hosts, newest, stale)
+        return Benchmark(subject, metric, unit, values, len(hosts), hosts, newest, stale,
+                         observed)  # fmt: skip

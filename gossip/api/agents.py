@@ -1,7 +1,7 @@
 """The agents' front door: Singularity Memory's HTTP contract and MCP over streamable
 HTTP, on one loopback port of `gossip serve` (default 127.0.0.1:8888, the address its
 Hermes and OpenClaw adapters call), so those agents and any MCP client use sm-gossip
-unchanged (docs/agents.md).
+unchanged (docs/agents.md); and the dashboard at ``/ui/`` (``dashboard.py``, docs/ui.md).
 
 Rules this module keeps, by the guard the local API's TCP listener has too
 (``guard.py``): a web page (``Origin``, ``Referer``) or a ``Host`` that is not loopback
@@ -38,6 +38,7 @@ from ..ops.fields import Flag
 from ..ops.memories import BANK_ID
 from ..ops.online import NodeHost
 from ..transport.http import join_address, split_address
+from .dashboard import Dashboard, is_browser_route
 from .guard import (
     MAX_BODY,
     RETRY_AFTER_S,
@@ -123,7 +124,8 @@ class AgentsApi:
     the port is taken); ``close()`` unbinds. ``mcp`` serves ``/mcp/`` when given (an
     ``mcp.McpHttp``)."""
 
-    def __init__(self, host: NodeHost, *, listen: str, token: str, mcp: Any = None) -> None:
+    def __init__(self, host: NodeHost, *, listen: str, token: str, mcp: Any = None,
+                 dashboard: Dashboard | None = None) -> None:  # fmt: skip
         h, _ = split_address(check_address(listen))
         if not token:
             raise ConfigError("the agents' listener needs a token (api.token)")
@@ -134,8 +136,10 @@ class AgentsApi:
         self.address: str | None = None
         self.guard = Guard("agents' API", token, lambda request: True,
                            "a bearer token is required: Authorization: Bearer <the content "
-                           "of api.token> (SINGULARITY_API_KEY)", own_host=self._own)
+                           "of api.token> (SINGULARITY_API_KEY)", own_host=self._own,
+                           browser=is_browser_route)  # fmt: skip
         self._mcp = mcp
+        self.dashboard = dashboard
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -146,6 +150,8 @@ class AgentsApi:
             app.router.add_route(route.method, path, self._endpoint(route))
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/openapi.json", self.openapi)
+        if self.dashboard is not None:
+            self.dashboard.add_routes(app)
         if self._mcp is not None:
             for path in ("/mcp", "/mcp/", "/mcp/{bank}", "/mcp/{bank}/"):
                 app.router.add_route("*", path, self.mcp)
@@ -174,6 +180,8 @@ class AgentsApi:
             sock = server.sockets[0] if server is not None and server.sockets else None
             self.address = (join_address(host, sock.getsockname()[1])
                             if sock is not None else self.listen)  # fmt: skip
+            if self.dashboard is not None:
+                self.dashboard.serving(f"http://{self.address}")
         except BaseException:
             await self.close()
             raise

@@ -36,7 +36,9 @@ from crdt import GossipError, RecordError
 
 from ..config import ConfigError
 from ..errors import Forbidden, Invalid, OpError, TooLarge, Unauthorized, code_of
-from ..ops.fields import ANY_TEXT
+from ..ops import Operation
+from ..ops.fields import ANY_TEXT, Text
+from ..ops.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,15 @@ class Guard:
     token_needed: Callable[[web.Request], bool]
     no_token: str  # the 401's message: where the token is
     own_host: Callable[[str], bool] = lambda header: False
+    # Whether a request is for a route a browser uses (the dashboard, ``dashboard.py``):
+    # there a same-origin page is accepted, and the route checks its own login.
+    browser: Callable[[web.Request], bool] = lambda request: False
 
     def check(self, request: web.Request) -> None:
-        if "Origin" in request.headers or "Referer" in request.headers:
+        browser = self.browser(request)
+        if browser:
+            same_origin(request)
+        elif "Origin" in request.headers or "Referer" in request.headers:
             raise Forbidden("requests from web pages (Origin or Referer) are refused")
         if not request.raw_path.startswith("/"):  # absolute-form names another host
             raise Invalid("the request target must be a path (origin-form)")
@@ -69,7 +77,7 @@ class Guard:
         if host is not None and not (loopback_host(host) or self.own_host(host)):
             raise Forbidden("the Host header must name loopback or the API socket "
                             "(DNS rebinding is refused)")  # fmt: skip
-        if self.token_needed(request):
+        if not browser and self.token_needed(request):
             scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
             given = given.strip()
             if (not self.token or scheme.lower() != "bearer" or not given.isascii()
@@ -110,7 +118,56 @@ class Guard:
             return error(500, "internal error (logged by the daemon)", None)
 
 
+def same_origin(request: web.Request) -> None:
+    """A browser's request must come from our own pages, or from no page at all (a link
+    opened from a terminal, a bookmark): another site's ``Origin``, ``Referer`` or
+    ``Sec-Fetch-Site`` is refused."""
+    own = f"http://{request.headers.get('Host', '').lower()}"
+    origin = request.headers.get("Origin")
+    referer = request.headers.get("Referer")
+    site = request.headers.get("Sec-Fetch-Site")
+    if ((origin is not None and origin.lower() != own)
+            or (referer is not None and not referer.lower().startswith(own + "/"))
+            or (site is not None and site not in ("same-origin", "none"))):  # fmt: skip
+        raise Forbidden("requests from other web pages are refused")
+
+
 # -- reading a request, writing an answer ---------------------------------------------
+
+
+async def op_values(op: Operation, request: web.Request) -> dict[str, Any]:
+    """The parameters of ``op`` as this request gives them: path segments and query
+    parameters parsed from text (an empty text parameter is not given), the rest from
+    the JSON body (or the raw body)."""
+    values: dict[str, Any] = {}
+    for f in op.path_fields:
+        values[f.name] = f.parse(request.match_info[f.name])
+    for name, text in read_query(request, {f.name for f in op.query_fields}).items():
+        f = op.field(name)
+        if text or not isinstance(f.kind, Text):
+            values[name] = f.parse(text)
+    if op.raw is not None:
+        kind = op.field(op.raw).kind
+        values[op.raw] = await read_raw(request, getattr(kind, "limit", MAX_BODY))
+    elif op.method in ("POST", "PUT", "PATCH"):
+        body = await read_body(request)
+        known = {f.name for f in op.body_fields}
+        for name in sorted(body):
+            if name not in known:
+                listed = f"known: {', '.join(sorted(known))}" if known else "it takes none"
+                raise Invalid(f"unknown field {name[:40]!r} ({listed})", name[:40])
+        values.update(body)
+    return values
+
+
+async def run_op(op: Operation, host: Host, request: web.Request) -> web.Response:
+    """``op`` run on ``host`` with the request's parameters; its answer as JSON (bytes
+    for an export)."""
+    params = op.check(await op_values(op, request))
+    result = await op.handler(host, params)
+    if op.binary:
+        return web.Response(body=result, content_type="application/octet-stream")
+    return answer(result, status=201 if op.created else 200)
 
 
 async def read_body(request: web.Request) -> dict[str, Any]:

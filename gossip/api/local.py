@@ -43,7 +43,6 @@ from ..errors import Invalid, ListenerBusy
 from ..logfilter import ServerLog
 from ..node import Node
 from ..ops import OPERATIONS, Operation, queries
-from ..ops.fields import Text
 from ..ops.online import READ_TIMEOUT, NodeHost
 from ..transport.http import join_address, split_address
 from .feed import Feed
@@ -53,9 +52,8 @@ from .guard import (
     Guard,
     answer,
     is_loopback,
-    read_body,
     read_query,
-    read_raw,
+    run_op,
 )
 from .metrics import render, replica_figures
 
@@ -65,34 +63,6 @@ QUERY_TIMEOUT = READ_TIMEOUT  # seconds a read may wait for the replica before a
 SSE_KEEPALIVE = 15.0  # seconds between comments on an idle event stream
 SSE_WRITE_TIMEOUT = 10.0  # a consumer that reads nothing for this long is cut off
 _EVENT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
-
-
-# -- reading a request --------------------------------------------------------------
-
-
-async def _values(op: Operation, request: web.Request) -> dict[str, Any]:
-    """The parameters of ``op`` as this request gives them: path segments and query
-    parameters parsed from text (an empty text parameter is not given), the rest from
-    the JSON body (or the raw body)."""
-    values: dict[str, Any] = {}
-    for f in op.path_fields:
-        values[f.name] = f.parse(request.match_info[f.name])
-    for name, text in read_query(request, {f.name for f in op.query_fields}).items():
-        f = op.field(name)
-        if text or not isinstance(f.kind, Text):
-            values[name] = f.parse(text)
-    if op.raw is not None:
-        kind = op.field(op.raw).kind
-        values[op.raw] = await read_raw(request, getattr(kind, "limit", MAX_BODY))
-    elif op.method in ("POST", "PUT", "PATCH"):
-        body = await read_body(request)
-        known = {f.name for f in op.body_fields}
-        for name in sorted(body):
-            if name not in known:
-                listed = f"known: {', '.join(sorted(known))}" if known else "it takes none"
-                raise Invalid(f"unknown field {name[:40]!r} ({listed})", name[:40])
-        values.update(body)
-    return values
 
 
 # -- the server -----------------------------------------------------------------------
@@ -199,11 +169,7 @@ class LocalApi:
         this node, its answer as JSON (bytes for an export)."""
 
         async def endpoint(request: web.Request) -> web.Response:
-            params = op.check(await _values(op, request))
-            result = await op.handler(self.host, params)
-            if op.binary:
-                return web.Response(body=result, content_type="application/octet-stream")
-            return answer(result, status=201 if op.created else 200)
+            return await run_op(op, self.host, request)
 
         endpoint.__name__ = op.name
         return endpoint
@@ -233,40 +199,45 @@ class LocalApi:
                             headers={"X-Content-Type-Version": "0.0.4"})  # fmt: skip
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        q = read_query(request, {"last_event_id"})
-        # Given (even empty) means checked: `?last_event_id=` is no event id (the schema
-        # says 1 to 64 characters), not "from now".
-        last = request.headers.get("Last-Event-ID", q.get("last_event_id"))
-        if last is not None and not _EVENT_ID.fullmatch(last):  # checked before streaming
-            raise Invalid("'Last-Event-ID' must be an event id (letters, digits, '-')",
-                           "last_event_id")  # fmt: skip
-        listener = self.feed.listen(last)
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache"})  # fmt: skip
-        await resp.prepare(request)
-        sent = last
-        try:
-            await resp.write(f": sm-gossip events, run {self.feed.run}\n\n".encode())
-            while True:
-                try:
-                    event = await asyncio.wait_for(listener.get(), SSE_KEEPALIVE)
-                except TimeoutError:
-                    await asyncio.wait_for(resp.write(b": keep-alive\n\n"), self._sse_write_timeout)
-                    continue
-                if event is None:
-                    break
-                await asyncio.wait_for(resp.write(event.sse()), self._sse_write_timeout)
-                sent = event.id or sent
-            if listener.cut:
-                log.info("local API: an event consumer fell behind and was cut off")
-                await asyncio.wait_for(
-                    resp.write(self.feed.cutoff_event(sent).sse()), self._sse_write_timeout
-                )
-        except (ConnectionResetError, TimeoutError):
-            pass  # gone, or not reading at all: the stream ends here
-        finally:
-            self.feed.unlisten(listener)
-        return resp
+        return await stream_events(request, self.feed, self._sse_write_timeout)
+
+
+async def stream_events(request: web.Request, feed: Feed,
+                        write_timeout: float = SSE_WRITE_TIMEOUT,
+                        ) -> web.StreamResponse:  # fmt: skip
+    """The change feed as server-sent events (the local API's and the dashboard's)."""
+    q = read_query(request, {"last_event_id"})
+    # Given (even empty) means checked: `?last_event_id=` is no event id (the schema
+    # says 1 to 64 characters), not "from now".
+    last = request.headers.get("Last-Event-ID", q.get("last_event_id"))
+    if last is not None and not _EVENT_ID.fullmatch(last):  # checked before streaming
+        raise Invalid("'Last-Event-ID' must be an event id (letters, digits, '-')",
+                      "last_event_id")  # fmt: skip
+    listener = feed.listen(last)
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                       "Cache-Control": "no-cache"})  # fmt: skip
+    await resp.prepare(request)
+    sent = last
+    try:
+        await resp.write(f": sm-gossip events, run {feed.run}\n\n".encode())
+        while True:
+            try:
+                event = await asyncio.wait_for(listener.get(), SSE_KEEPALIVE)
+            except TimeoutError:
+                await asyncio.wait_for(resp.write(b": keep-alive\n\n"), write_timeout)
+                continue
+            if event is None:
+                break
+            await asyncio.wait_for(resp.write(event.sse()), write_timeout)
+            sent = event.id or sent
+        if listener.cut:
+            log.info("an event consumer fell behind and was cut off")
+            await asyncio.wait_for(resp.write(feed.cutoff_event(sent).sse()), write_timeout)
+    except (ConnectionResetError, TimeoutError):
+        pass  # gone, or not reading at all: the stream ends here
+    finally:
+        feed.unlisten(listener)
+    return resp
 
 
 def _on_tcp(request: web.Request) -> bool:

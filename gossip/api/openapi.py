@@ -153,6 +153,12 @@ SCHEMAS: dict[str, Schema] = {
         "subject": STR, "metric": STR, "unit": STR,
         "values": {"type": "object", "additionalProperties": NUM}, "count": INT,
         "hosts": _arr(STR), "newest": MS, "stale": INT,
+        "observations": {**_arr(_obj({
+            "author": STR, "recorded_at": MS, "summary": {"type": "object",
+                                                          "additionalProperties": NUM},
+            "weight": {**NUM, "description": "its weight in `values`: 0.5 ** (age relative "
+                       "to the newest / half-life); the newest weighs 1"},
+        })), "description": "each host's observation that counted, newest first"},
     }),
     "BenchmarkRecorded": _obj({"subject": STR, "metric": STR, "value": NUM, "unit": STR}),
     "Peer": _obj({
@@ -224,6 +230,9 @@ SCHEMAS: dict[str, Schema] = {
                         "kept": {**_null(STR), "description": "the key a removed old key had "
                                  "rotated to, which stays trusted (added to the keyring)"}}),
     "Invitation": _obj({"token": STR, "inviter": STR, "addresses": _arr(STR), "expires_at": MS}),
+    "WebLogin": _obj({"url": {**STR, "description": "the dashboard's login link: open it "
+                              "within a minute; it works once (docs/ui.md)"},
+                      "expires_at": MS}),
     "Joined": _obj({"inviter": STR, "trusted": _arr(STR)}),
     "Rotated": _obj({"id": STR, "previous": STR}),
     "Repaired": _obj({

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +122,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    if (link := answer(args, "web_login")) is None:
+        return 0
+    out(link["url"])
+    if not args.no_open and _graphical():
+        import webbrowser
+
+        with contextlib.suppress(Exception):  # no browser: the link is printed anyway
+            if webbrowser.open(link["url"]):
+                note("opened in your browser; the link works once, within a minute")
+                return 0
+    note("open this link within a minute: it works once, then the browser keeps a session "
+         "cookie instead (the API token never reaches the browser)")
+    return 0
+
+
+def _graphical() -> bool:
+    """Whether a browser opens in a window here (over SSH, Python would pick a text
+    browser that takes the terminal over)."""
+    return (sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY"))
+            or bool(os.environ.get("WAYLAND_DISPLAY")))  # fmt: skip
+
+
 def _transport_line(st: dict[str, Any]) -> str:
     """``tls (pinned to host keys)`` and how many peers use each mode."""
     mode = st.get("transport") or "-"
@@ -205,3 +231,7 @@ def register(sub: Any) -> None:
 
     c = command(sub, "status", cmd_status, "this host: daemon, peers, records, warnings")
     c.add_argument("--json", action="store_true", help="print a JSON object")
+    c = command(sub, "web", cmd_web, "open the dashboard (docs/ui.md) with a one-time login "
+                "link; the daemon serves it on its agents' listener")  # fmt: skip
+    c.add_argument("--no-open", action="store_true", help="only print the link")
+    c.add_argument("--json", action="store_true", help="print a JSON object {url, expires_at}")

@@ -12,14 +12,15 @@ Modules: ``fields`` (parameter kinds), ``operation`` (the table and ``run``), ``
 (the interface), ``memories``, ``banks`` (the agents'
 banks: retain, bank_recall, forget, …), ``signals`` (breakers, benchmarks), ``keys`` (trust,
 invitations, rotation), ``replication`` (status, peers, sync, export, import, inspect),
-``repair`` (the way back from a damaged store, offline only),
+``repair`` (the way back from a damaged store, offline only), ``web`` (the
+dashboard's one-time login link),
 ``online`` / ``offline`` (the two hosts), ``session`` (calling an operation from a
 synchronous program: the daemon's API if one runs, else the data dir).
 """
 
 from __future__ import annotations
 
-from . import banks, keys, memories, repair, replication, signals  # noqa: F401 - they fill OPERATIONS
+from . import banks, keys, memories, repair, replication, signals, web  # noqa: F401 - they fill OPERATIONS
 from .operation import OPERATIONS, Operation, Params, run
 
 __all__ = ["OPERATIONS", "Operation", "Params", "run"]

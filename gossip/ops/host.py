@@ -89,6 +89,11 @@ class Host(Protocol):
         """Drop the peer table's row of ``key`` (online only); False if it has none."""
         ...
 
+    def web_login(self) -> dict[str, Any]:
+        """A one-time login link to the dashboard: {url, expires_at} (online, with the
+        agents' listener, only; else ``Conflict``)."""
+        ...
+
     def facts(self) -> dict[str, Any]:
         """What ``status`` says of the running process: address, pid, API, discovery."""
         ...

@@ -227,6 +227,11 @@ class ReplicaHost:
     def forget_peer(self, key: str) -> bool:
         return False  # no table at rest: the configured peers have no key
 
+    def web_login(self) -> dict[str, Any]:
+        from .web import NO_DASHBOARD
+
+        raise Conflict(NO_DASHBOARD)
+
     def facts(self) -> dict[str, Any]:
         cfg = self.cfg
         return {

@@ -37,6 +37,8 @@ class NodeHost:
         self.home = node.home
         self._facts = facts
         self._read_timeout = read_timeout
+        # The dashboard's login links (``api.dashboard``), set once it serves.
+        self.login_link: Callable[[], dict[str, Any]] | None = None
 
     def now_ms(self) -> int:
         return self.node.now_ms()
@@ -94,6 +96,13 @@ class NodeHost:
 
     def forget_peer(self, key: str) -> bool:
         return self.node.membership.forget(key)
+
+    def web_login(self) -> dict[str, Any]:
+        from .web import NO_DASHBOARD
+
+        if self.login_link is None:
+            raise Conflict(NO_DASHBOARD)
+        return self.login_link()
 
     def facts(self) -> dict[str, Any]:
         node = self.node

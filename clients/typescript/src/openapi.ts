@@ -10,6 +10,15 @@ export interface Benchmark {
   metric: string;
   /** milliseconds since the epoch */
   newest: number;
+  /** each host's observation that counted, newest first */
+  observations: Array<{
+    author: string;
+    /** milliseconds since the epoch */
+    recorded_at: number;
+    summary: Record<string, number>;
+    /** its weight in `values`: 0.5 ** (age relative to the newest / half-life); the newest weighs 1 */
+    weight: number;
+  }>;
   stale: number;
   subject: string;
   unit: string;
@@ -428,6 +437,13 @@ export interface Trusted {
   updated: boolean;
 }
 
+export interface WebLogin {
+  /** milliseconds since the epoch */
+  expires_at: number;
+  /** the dashboard's login link: open it within a minute; it works once (docs/ui.md) */
+  url: string;
+}
+
 /** DELETE /v1/banks/{bank}: delete a bank: retract this host's memories and bank records in it; refused while another trusted author has memories there */
 export interface BankDeleteParams {
   /** a bank id (letters, digits, . _ : @ -); `default` always exists */
@@ -782,6 +798,10 @@ export interface TrustRemoveParams {
 }
 export type TrustRemoveResult = Distrusted;
 
+/** POST /v1/web/login: a one-time login link to the dashboard (valid once, for a minute) */
+export type WebLoginParams = Record<string, never>;
+export type WebLoginResult = WebLogin;
+
 /** Every operation's HTTP form: method, path, success status, where each parameter goes. */
 export const OPERATIONS = {
   bank_delete: { method: "DELETE", path: "/v1/banks/{bank}", status: 200, pathParams: ["bank"], query: [], body: [], raw: false },
@@ -815,6 +835,7 @@ export const OPERATIONS = {
   trust_add: { method: "POST", path: "/v1/trust", status: 200, pathParams: [], query: [], body: ["fingerprint","key","name"], raw: false },
   trust_list: { method: "GET", path: "/v1/trust", status: 200, pathParams: [], query: [], body: [], raw: false },
   trust_remove: { method: "DELETE", path: "/v1/trust/{key}", status: 200, pathParams: ["key"], query: ["retroactive","local"], body: [], raw: false },
+  web_login: { method: "POST", path: "/v1/web/login", status: 201, pathParams: [], query: [], body: [], raw: false },
 } as const;
 
 export type OperationName = keyof typeof OPERATIONS;
@@ -852,4 +873,5 @@ export interface Operations {
   trust_add: { params: TrustAddParams; result: TrustAddResult };
   trust_list: { params: TrustListParams; result: TrustListResult };
   trust_remove: { params: TrustRemoveParams; result: TrustRemoveResult };
+  web_login: { params: WebLoginParams; result: WebLoginResult };
 }

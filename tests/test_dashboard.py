@@ -1,0 +1,257 @@
+"""The dashboard (docs/ui.md) in a real browser: headless Chromium (tests/browser.py)
+against two real `gossip serve` processes that replicate. The login link of `gossip
+web`, refusals without it, a memory written on the other host appearing without a
+reload, memories' text shown as text (never HTML), every page in light and dark mode at
+desktop and phone width (screenshots: GOSSIP_UI_SCREENSHOTS=docs/img writes the
+documentation's), and every query parameter of its JSON checked (4xx, never 5xx).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gossip.api.dashboard import READS
+from gossip.ops import OPERATIONS
+from tests.browser import Browser, chromium
+from tests.daemons import Daemon, free_port, make_cluster, ok, wait_for
+
+pytestmark = pytest.mark.slow
+
+PAGES = ("host", "memories", "breakers", "benchmarks", "keys")
+DESKTOP = (1280, 800)
+PHONE = (390, 844)
+HOSTILE = ('<img src=x onerror="window.__pwned=1"> and <script>window.__pwned=2</script> '
+           "are shown as text")  # fmt: skip
+
+
+# -- the two hosts and the browser --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Daemon]]:
+    hosts = make_cluster(tmp_path_factory.mktemp("mesh"), 2)
+    try:
+        for d in hosts:
+            d.agents_port = free_port()  # type: ignore[attr-defined]
+            d.extra = ("--agents-listen", f"127.0.0.1:{d.agents_port}")  # type: ignore[attr-defined]
+            d.start()
+        for d in hosts:
+            wait_for(lambda d=d: all(p["state"] == "alive" for p in d.get("/v1/peers")),
+                     f"{d.home.name}'s peers to answer")  # fmt: skip
+        yield hosts
+    finally:
+        for d in hosts:
+            d.kill()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    binary = chromium()
+    if binary is None:
+        why = ("chromium is not installed (scripts/test installs Debian's package when run as "
+               "root: apt-get install chromium)")  # fmt: skip
+        if os.environ.get("CI"):
+            pytest.fail(why + "; CI must run the browser test")
+        pytest.skip(why)
+    with Browser(tmp_path_factory.mktemp("chromium") / "profile", binary) as b:
+        b.viewport(*DESKTOP)
+        yield b
+
+
+def base(d: Daemon) -> str:
+    return f"http://127.0.0.1:{d.agents_port}"  # type: ignore[attr-defined]
+
+
+def login_link(d: Daemon) -> str:
+    return json.loads(ok(d.home, "web", "--json"))["url"]
+
+
+def get(d: Daemon, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
+    """A raw GET to the agents' listener (no redirect followed): status, headers, body."""
+    conn = http.client.HTTPConnection("127.0.0.1", d.agents_port, timeout=10)  # type: ignore[attr-defined]
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def session_cookie(d: Daemon) -> str:
+    """Log in as a browser would: ``name=value`` of the session cookie."""
+    link = urllib.parse.urlsplit(login_link(d))
+    status, headers, _ = get(d, f"{link.path}?{link.query}")
+    assert status == 303 and headers["Location"] == "/ui/", (status, headers)
+    cookie = headers["Set-Cookie"]
+    for attribute in ("HttpOnly", "SameSite=Strict", "Path=/ui"):
+        assert attribute in cookie, cookie
+    return cookie.split(";", 1)[0]
+
+
+def show(b: Browser, page: str) -> None:
+    """Go to ``page`` (no reload: the hash changes) and wait until it is drawn."""
+    b.evaluate(f"delete document.body.dataset.loaded; location.hash = '#{page}'")
+    b.wait(f"document.body.dataset.loaded === '{page}'", f"the {page} page")
+
+
+def texts(b: Browser, selector: str) -> list[str]:
+    return b.evaluate(f"[...document.querySelectorAll({json.dumps(selector)})]"
+                      ".map(e => e.textContent)")  # fmt: skip
+
+
+# -- the tests ----------------------------------------------------------------------------
+
+
+def test_without_the_login_every_page_and_json_is_refused(mesh: list[Daemon], browser: Browser):
+    a, _ = mesh
+    for path in ("/ui/", "/ui/v1/peers", "/ui/v1/memories?q=x", "/ui/v1/events"):
+        status, headers, body = get(a, path)
+        assert status == 401, (path, status, body)
+        assert b"gossip web" in body
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+    token = (a.home / "api.token").read_text().strip()  # the API token is no login here
+    assert get(a, "/ui/v1/peers", {"Authorization": f"Bearer {token}"})[0] == 401
+    assert get(a, "/ui/login?code=made-up")[0] == 401
+    link = urllib.parse.urlsplit(login_link(a))
+    assert get(a, f"{link.path}?{link.query}")[0] == 303
+    assert get(a, f"{link.path}?{link.query}")[0] == 401  # once only
+    cookie = session_cookie(a)
+    assert get(a, "/ui/v1/peers", {"Cookie": cookie})[0] == 200
+    for foreign in ({"Origin": "http://evil.example"}, {"Referer": "http://evil.example/"},
+                    {"Sec-Fetch-Site": "cross-site"}, {"Host": "evil.example"}):  # fmt: skip
+        assert get(a, "/ui/v1/peers", {"Cookie": cookie, **foreign})[0] == 403, foreign
+    # the rest of the listener still wants the token, from no web page
+    status, _, _ = get(a, "/v1/banks", {"Cookie": cookie})
+    assert status == 401
+
+    browser.goto(base(a) + "/ui/")
+    assert "gossip web" in browser.evaluate("document.body.innerText")
+    assert browser.evaluate("fetch('/ui/v1/status').then(r => r.status)") == 401
+
+
+def test_a_memory_written_on_the_other_host_appears_without_a_reload(
+    mesh: list[Daemon], browser: Browser
+):
+    a, b = mesh
+    browser.errors.clear()
+    browser.goto(login_link(a))
+    assert browser.evaluate("location.pathname + location.search") == "/ui/"  # no code left
+    browser.wait("document.body.dataset.loaded === 'host'", "the host page")
+    peers = browser.wait("(t => t.includes('n2') && t.includes('Connected') && t)"
+                         "(document.querySelector('#peers tbody').innerText)", "n2 connected")
+    assert "up to date" in peers
+    show(browser, "memories")
+    browser.wait("document.getElementById('live').textContent === 'live'", "the event feed")
+    browser.evaluate("window.__same = 'no reload'")
+    b.post("/v1/memories", {"text": HOSTILE, "category": "learning", "subject": "browser:xss"})
+    browser.wait(f"[...document.querySelectorAll('#memories .text')].some(e => e.textContent "
+                 f"=== {json.dumps(HOSTILE)})", "the memory written on n2", timeout=10)
+    assert browser.evaluate("window.__same") == "no reload"
+    # shown as text: no element was made from it, no script of it ran
+    assert browser.evaluate("document.querySelectorAll('#memories img, #memories script')"
+                            ".length") == 0  # fmt: skip
+    assert browser.evaluate("typeof window.__pwned") == "undefined"
+    assert HOSTILE in browser.evaluate("document.getElementById('memories').innerText")
+    card = browser.wait("(c => c && c.querySelector('.prov').textContent.includes('delivered') "
+                        "&& c.innerText)([...document.querySelectorAll('#memories .card')]"
+                        f".find(c => c.querySelector('.text').textContent === "
+                        f"{json.dumps(HOSTILE)}))", "its provenance")  # fmt: skip
+    assert "signed by n2" in card and "delivered by n2" in card and "trusted" in card
+    assert browser.errors == []
+
+
+def test_every_page_in_light_and_dark_at_desktop_and_phone_width(
+    mesh: list[Daemon], browser: Browser, tmp_path: Path
+):
+    a, b = mesh
+    _fill(a, b)
+    out = Path(os.environ.get("GOSSIP_UI_SCREENSHOTS") or tmp_path)
+    browser.errors.clear()
+    browser.goto(login_link(a))
+    browser.wait("document.body.dataset.loaded === 'host'", "the host page")
+    for width, height, mobile, suffix in ((*DESKTOP, False, ""), (*PHONE, True, "-phone")):
+        browser.viewport(width, height, mobile=mobile)
+        for scheme in ("light", "dark"):
+            browser.color_scheme(scheme)
+            for page in PAGES:
+                show(browser, page)
+                if page == "memories":
+                    browser.wait("document.querySelector('#memories .prov')?.textContent"
+                                 ".includes('signature')", "provenance")  # fmt: skip
+                wide = browser.evaluate("document.documentElement.scrollWidth")
+                assert wide <= width, (page, scheme, width, wide)  # nothing off the side
+                browser.screenshot(out / f"ui-{page}{suffix}-{scheme}.png", full=False)
+    browser.viewport(*DESKTOP)
+    browser.color_scheme("light")
+    show(browser, "breakers")
+    assert "open" in texts(browser, "#breakers .badge")
+    assert "n2" in texts(browser, "#breakers td[data-label='Tripped by']")
+    show(browser, "benchmarks")
+    weights = texts(browser, "#benchmarks td[data-label='Weight']")
+    assert len(weights) == 2 and "1.00" in weights
+    show(browser, "keys")
+    assert "n2" in browser.evaluate("document.getElementById('keys').innerText")
+    assert browser.errors == []
+
+
+def _fill(a: Daemon, b: Daemon) -> None:
+    """Something on every page (and for the screenshots)."""
+    for d, text, category, tags in (
+        (a, "Provider X drops requests at 03:00 UTC: retry after 03:05", "anti-pattern",
+         ["provider-x", "outage"]),
+        (b, "kimi-coding/k2p5 answers 429 past 40 requests a minute; keep a token bucket",
+         "learning", ["rate-limit"]),
+        (a, "The billing API's v2 keeps idempotency keys for 24 h only", "contract", []),
+    ):  # fmt: skip
+        d.post("/v1/memories", {"text": text, "category": category, "tags": tags})
+    b.post("/v1/breakers/trip", {"name": "kimi-coding/k2p5", "cooldown": 900,
+                                 "reason": "429 for 5 minutes", "failures": 12})
+    a.post("/v1/breakers/trip", {"name": "provider-x/chat", "cooldown": 60, "reason": "timeouts"})
+    a.post("/v1/breakers/reset", {"name": "provider-x/chat", "reason": "recovered"})
+    a.post("/v1/benchmarks", {"subject": "kimi-coding/k2p5", "metric": "latency_p50",
+                              "value": 812, "unit": "ms"})
+    b.post("/v1/benchmarks", {"subject": "kimi-coding/k2p5", "metric": "latency_p50",
+                              "value": 944, "unit": "ms"})
+    wait_for(lambda: len(a.get("/v1/benchmarks")[0]["observations"]) == 2
+             and len(a.get("/v1/breakers")) == 2, "n2's breaker and benchmark on n1")
+
+
+BAD_TEXT = ("", " ", "x" * 5000, "-1", "0", "abc", "1e999", "nan", "true", "\x00", "%ff", "é" * 300)
+
+
+def test_every_query_parameter_of_the_json_is_checked(mesh: list[Daemon]):
+    a, _ = mesh
+    cookie = {"Cookie": session_cookie(a)}
+    for name in READS:
+        op = OPERATIONS[name]
+        path = "/ui" + op.path
+        if op.path_fields:
+            for bad in ("zz", "g" * 64, "0" * 65, "%00", "%ff", "é" * 10, "abcdef"):
+                _refused_or_ok(a, path.replace("{id}", urllib.parse.quote(bad, safe="%")), cookie)
+            path = path.replace("{id}", "abcdef")
+        for f in op.query_fields:
+            for bad in BAD_TEXT:
+                _refused_or_ok(a, f"{path}?{f.name}={urllib.parse.quote(bad, safe='%')}", cookie)
+            status, _, body = get(a, f"{path}?{f.name}=1&{f.name}=2", cookie)
+            assert status == 400 and b"twice" in body, (path, f.name, status)
+        status, _, body = get(a, f"{path}?no_such_parameter=1", cookie)
+        assert status == 400 and b"unknown query parameter" in body, (path, status)
+    status, _, body = get(a, "/ui/v1/events?last_event_id=%20", cookie)
+    assert status == 400 and json.loads(body)["field"] == "last_event_id"
+
+
+def _refused_or_ok(d: Daemon, path: str, headers: dict[str, str]) -> Any:
+    status, _, body = get(d, path, headers)
+    assert status < 500, (path, status, body[:200])
+    answer = json.loads(body)
+    if status >= 400:
+        assert answer["error"] and answer["code"], (path, answer)
+    return answer
