@@ -21,7 +21,7 @@ import pytest
 from gossip.api.dashboard import READS
 from gossip.ops import OPERATIONS
 from tests.browser import Browser, chromium
-from tests.daemons import Daemon, free_port, make_cluster, ok, wait_for
+from tests.daemons import Daemon, free_port, gossip, make_cluster, ok, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -98,7 +98,9 @@ def session_cookie(d: Daemon) -> str:
 
 def show(b: Browser, page: str) -> None:
     """Go to ``page`` (no reload: the hash changes) and wait until it is drawn."""
-    b.evaluate(f"delete document.body.dataset.loaded; location.hash = '#{page}'")
+    b.evaluate(f"delete document.body.dataset.loaded; location.hash === '#{page}' ? "
+               "dispatchEvent(new HashChangeEvent('hashchange')) : location.hash = "
+               f"'#{page}'")  # fmt: skip
     b.wait(f"document.body.dataset.loaded === '{page}'", f"the {page} page")
 
 
@@ -132,9 +134,19 @@ def test_without_the_login_every_page_and_json_is_refused(mesh: list[Daemon], br
     status, _, _ = get(a, "/v1/banks", {"Cookie": cookie})
     assert status == 401
 
+    printed = ok(a.home, "web", "--no-open")  # what a person runs: the link on stdout
+    assert printed.startswith(base(a) + "/ui/login?code=")
+
     browser.goto(base(a) + "/ui/")
     assert "gossip web" in browser.evaluate("document.body.innerText")
     assert browser.evaluate("fetch('/ui/v1/status').then(r => r.status)") == 401
+
+
+def test_without_a_daemon_there_is_no_dashboard_to_log_in_to(tmp_path: Path):
+    home = tmp_path / "idle"
+    ok(home, "init", "--name", "idle")
+    out = gossip(home, "web", "--no-open")
+    assert out.returncode == 1 and "no dashboard here" in out.stderr, out
 
 
 def test_a_memory_written_on_the_other_host_appears_without_a_reload(
@@ -166,6 +178,11 @@ def test_a_memory_written_on_the_other_host_appears_without_a_reload(
                         f"{json.dumps(HOSTILE)}))", "its provenance")  # fmt: skip
     assert "signed by n2" in card and "delivered by n2" in card and "trusted" in card
     assert browser.errors == []
+    # and were some markup ever made from data, the policy would not run it: no inline script
+    browser.evaluate("(() => { const s = document.createElement('script'); "
+                     "s.textContent = 'window.__inline = 1'; document.body.append(s); })()")
+    assert browser.evaluate("typeof window.__inline") == "undefined"
+    assert any("Content Security Policy" in e for e in browser.errors), browser.errors
 
 
 def test_every_page_in_light_and_dark_at_desktop_and_phone_width(
@@ -255,3 +272,23 @@ def _refused_or_ok(d: Daemon, path: str, headers: dict[str, str]) -> Any:
     if status >= 400:
         assert answer["error"] and answer["code"], (path, answer)
     return answer
+
+
+def test_the_pages_ship_in_the_wheel_as_package_data():
+    """Every file the dashboard serves is package data, so a wheel (`pip wheel .
+    --no-deps`) has them, not only a checkout."""
+    import fnmatch
+    import tomllib
+
+    import gossip.api.dashboard as dashboard
+
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    setup = project["tool"]["setuptools"]
+    assert "gossip.api.static" in setup["packages"]
+    patterns = setup["package-data"]["gossip.api.static"]
+    static = Path(dashboard.__file__).parent / "static"
+    served = {*dashboard.STATIC, "index.html"}
+    assert {p.name for p in static.iterdir()} == served
+    for name in served:
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), name

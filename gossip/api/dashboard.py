@@ -69,8 +69,11 @@ class Dashboard:
     def serving(self, url: str) -> None:
         """The listener is bound to ``url``: login links may be given. The cookie's name
         has the port: cookies are shared by every port of a host."""
+        port = url.rsplit(":", 1)[-1]
+        for wildcard, loopback in (("0.0.0.0", "127.0.0.1"), ("[::]", "[::1]")):
+            url = url.replace(f"//{wildcard}:", f"//{loopback}:")  # a link to open here
         self.url = url
-        self.cookie = f"smg_session_{url.rsplit(':', 1)[-1]}"
+        self.cookie = f"smg_session_{port}"
 
     def login_link(self) -> dict[str, Any]:
         """A one-time login link (op ``web_login``)."""

@@ -12,8 +12,9 @@ from typing import Any
 from .host import Host
 from .operation import Params, operation
 
-NO_DASHBOARD = ("no dashboard here: `gossip serve` serves it on its agents' listener "
-                "([agents] listen, --agents-listen), and none runs on this data dir")
+NO_DASHBOARD = ("no dashboard here: `gossip serve` serves it on its agents' listener, and no "
+                "daemon runs on this data dir, or its listener is off or could not start "
+                "(`gossip status` says which; [agents] listen, --agents-listen)")
 
 
 @operation(

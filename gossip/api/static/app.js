@@ -100,10 +100,21 @@ const PEER_STATES = {
   left: ["Left", ""], "unknown-key": ["Not trusted", "bad"], "not-running": ["Not running", ""],
 };
 
-function lag(p) {
-  if (p.they_lack === null || p.they_lack === undefined) return "-";
-  const side = (n) => (n === 0 ? "up to date" : `${n} behind`);
-  return el("span", {}, `↑ ${side(p.they_lack)}`, el("span", { class: "sub" }, `↓ ${side(p.we_lack)}`));
+// How a peer stands against this host, as `gossip peers` says it: up to date, N behind
+// (it lacks N records we hold), N ahead (it held N we lack), unknown (never learned).
+function inSync(p) {
+  if (p.they_lack === null || p.they_lack === undefined || p.we_lack === null) return "unknown";
+  const words = [];
+  if (p.they_lack) words.push(`${p.they_lack} behind`);
+  if (p.we_lack) words.push(`${p.we_lack} ahead`);
+  return words.join(", ") || "up to date";
+}
+
+function sync(p) {
+  const words = inSync(p);
+  const tone = words === "up to date" ? "ok" : words === "unknown" ? "" : "warn";
+  return el("span", {}, badge(words, tone),
+    p.sv_at ? el("span", { class: "sub", title: when(p.sv_at) }, `as of ${ago(p.sv_at)}`) : "");
 }
 
 async function showHost() {
@@ -131,7 +142,7 @@ async function showHost() {
       el("td", { label: "Reason" }, p.reason || "-"),
       el("td", { label: "Last seen", title: when(p.last_seen) }, ago(p.last_seen)),
       el("td", { label: "RTT" }, p.rtt_ms === null ? "-" : `${Math.round(p.rtt_ms)} ms`),
-      el("td", { label: "Lag ↑/↓" }, lag(p)),
+      el("td", { label: "Sync" }, sync(p)),
       el("td", { label: "Transport" }, p.transport || "-"),
       el("td", { label: "Found by" }, found));
   });
@@ -206,6 +217,14 @@ async function provenance(id, card) {
   if (shown.retracted_by.length) parts.push(el("span", {}, "retracted"));
   if (shown.supersedes) parts.push(el("span", {}, shown.supersedes.note));
   replace(card.querySelector(".prov"), parts);
+  const delivery = shown.delivery || [];
+  if (delivery.length) {
+    card.append(el("div", { class: "delivery" }, "peers: ", delivery.map((d, i) => [i ? " · " : "",
+      el("span", { class: d.has === true ? "has" : d.has === false ? "lacks" : "unknown",
+        title: d.as_of ? `as of ${when(d.as_of)}` : "its state was never learned" },
+        d.key ? who(d.key) : d.name || d.address,
+        d.has === true ? " has it" : d.has === false ? ` not yet (${ago(d.as_of)})` : " unknown")])));
+  }
 }
 
 const BREAKER_TONES = { open: "bad", half_open: "warn", closed: "ok", unknown: "" };
