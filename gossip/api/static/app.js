@@ -42,6 +42,7 @@ function when(ms) {
 function ago(ms) {
   if (!ms) return "never";
   const s = Math.round((Date.now() - ms) / 1000);
+  if (Math.abs(s) < 2) return "just now";
   const text = (n) => (n < 90 ? `${n} s` : n < 5400 ? `${Math.round(n / 60)} min`
     : n < 129600 ? `${Math.round(n / 3600)} h` : `${Math.round(n / 86400)} d`);
   return s >= 0 ? `${text(s)} ago` : `in ${text(-s)}`;
