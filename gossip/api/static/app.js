@@ -277,13 +277,15 @@ async function showBenchmarks() {
   document.getElementById("benchmarks-empty").hidden = Boolean(blocks.length);
 }
 
+const HOW = { self: "this host's own key", keyring: "in the keyring (trusted here by hand)" };
+
 async function showKeys() {
   const keys = await names();
   replace(document.querySelector("#keys tbody"), keys.map((k) => el("tr", {},
     el("td", { label: "Name" }, k.self ? "this host" : k.name || "-"),
     el("td", { label: "Id", class: "id", title: k.id }, short(k.id)),
     el("td", { label: "Trusted" }, k.trusted ? badge("trusted", "ok") : badge("not trusted", "bad")),
-    el("td", { label: "How" }, k.how))));
+    el("td", { label: "How" }, HOW[k.how] || k.how))));
 }
 
 const SHOW = { host: showHost, memories: showMemories, breakers: showBreakers,
