@@ -4,7 +4,10 @@ local API (``local``) and the agents' listener (``agents``), so both keep one ru
 - A browser page must never reach them: a request carrying ``Origin`` or ``Referer``, or
   a ``Host`` that is not loopback's (or the socket's, or on an address the user exposed
   on purpose its own), is refused 403 before anything else (the rule Tailscale's
-  LocalAPI follows; DNS rebinding needs a name).
+  LocalAPI follows; DNS rebinding needs a name). The one exception is the dashboard
+  (``dashboard.py``, on the agents' listener): there a browser is accepted from the
+  dashboard's own pages or from no page (``same_origin``), and its session cookie
+  stands for the token.
 - Where a token is needed (TCP), ``Authorization: Bearer <api.token>`` is checked in
   constant time; none or a wrong one is a 401 with ``WWW-Authenticate``.
 - Every refusal is JSON, ``{"error": message, "field": name-or-null, "code": name}``
