@@ -239,6 +239,20 @@ def test_every_page_in_light_and_dark_at_desktop_and_phone_width(
     show(browser, "memories")  # n1's own memories: n2 has them, once n1 learned its state
     browser.wait("[...document.querySelectorAll('#memories .delivery')].some(e => "
                  "e.textContent.includes('n2 has it'))", "a memory n2 has", timeout=15)
+    # the search box and the filters: each a parameter of recall (a search ranks the best
+    # first; by meaning, others may follow)
+    for name, value, part, expected, which in (
+        ("q", "idempotency keys", "text", "The billing API", "slice(0, 1)"),
+        ("category", "anti-pattern", "text", "Provider X drops", "slice()"),
+        ("author", b.get("/v1/status")["id"], "who", "signed by n2", "slice()"),
+    ):
+        browser.evaluate(f"(f => {{ f.reset(); f.elements.{name}.value = {json.dumps(value)}; "
+                         "f.dispatchEvent(new Event('input')); })"
+                         "(document.getElementById('filters'))")  # fmt: skip
+        browser.wait(f"(t => t.length && t.every(x => x.includes({json.dumps(expected)})))"
+                     f"([...document.querySelectorAll('#memories .{part}')]"
+                     f".map(e => e.textContent).{which})",
+                     f"the {name} filter")  # fmt: skip
     show(browser, "breakers")
     assert "open" in texts(browser, "#breakers .badge")
     assert "n2" in texts(browser, "#breakers td[data-label='Tripped by']")

@@ -204,9 +204,20 @@ function memoryCard(m) {
     el("div", { class: "prov" }, "…"));
 }
 
+// Each memory's provenance and delivery (`memory`): drawn at once from the last answer,
+// then again from a fresh one (delivery changes as peers catch up).
+const shownCache = new Map();
+
 async function provenance(id, card) {
+  if (shownCache.has(id)) drawProvenance(shownCache.get(id), card);
   const shown = await get(`memories/${encodeURIComponent(id)}`).catch(() => null);
   if (!shown) return;
+  if (shownCache.size > 500) shownCache.clear();
+  shownCache.set(id, shown);
+  drawProvenance(shown, card);
+}
+
+function drawProvenance(shown, card) {
   const p = shown.provenance;
   const parts = [];
   if (p.local) parts.push(el("span", {}, "written on this host"));
@@ -219,6 +230,7 @@ async function provenance(id, card) {
   if (shown.supersedes) parts.push(el("span", {}, shown.supersedes.note));
   replace(card.querySelector(".prov"), parts);
   const delivery = shown.delivery || [];
+  card.querySelector(".delivery")?.remove();
   if (delivery.length) {
     card.append(el("div", { class: "delivery" }, "peers: ", delivery.map((d, i) => [i ? " · " : "",
       el("span", { class: d.has === true ? "has" : d.has === false ? "lacks" : "unknown",
