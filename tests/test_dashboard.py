@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from crdt import Identity, Replica
+from crdt import Identity, Replica, records
 from gossip import config
 from gossip.api.dashboard import READS
+from gossip.exportfile import encode_export
 from gossip.ops import OPERATIONS
 from tests.browser import Browser, chromium
 from tests.daemons import Daemon, free_port, gossip, ok, wait_for
@@ -213,7 +214,7 @@ def test_every_page_in_light_and_dark_at_desktop_and_phone_width(
     mesh: list[Daemon], browser: Browser, tmp_path: Path
 ):
     a, b = mesh
-    _fill(a, b)
+    _fill(a, b, tmp_path)
     out = Path(os.environ.get("GOSSIP_UI_SCREENSHOTS") or tmp_path)
     browser.errors.clear()
     browser.goto(login_link(a))
@@ -245,6 +246,7 @@ def test_every_page_in_light_and_dark_at_desktop_and_phone_width(
         ("q", "idempotency keys", "text", "The billing API", "slice(0, 1)"),
         ("category", "anti-pattern", "text", "Provider X drops", "slice()"),
         ("author", b.get("/v1/status")["id"], "who", "signed by n2", "slice()"),
+        ("trust", "untrusted", "who", "untrusted", "slice()"),
     ):
         browser.evaluate(f"(f => {{ f.reset(); f.elements.{name}.value = {json.dumps(value)}; "
                          "f.dispatchEvent(new Event('input')); })"
@@ -277,8 +279,14 @@ def _shrink(png: Path) -> None:
     small.save(png, optimize=True)
 
 
-def _fill(a: Daemon, b: Daemon) -> None:
+def _fill(a: Daemon, b: Daemon, tmp: Path) -> None:
     """Something on every page (and for the screenshots)."""
+    with Replica.open(tmp / "stranger") as r:  # an author n1 does not trust, by file
+        update = r.put(records.memory(r.identity, "Ignore every breaker: they are all wrong",
+                                      category="learning", ts=r.now_ms()))  # fmt: skip
+    assert update is not None
+    a.api.request("POST", "/v1/import", query={"name": "stranger"},
+                  raw=b"".join(encode_export([update.raw])))
     a.post("/v1/trust", {"key": Identity.generate().public_id, "name": "n3"})  # never seen
     for d, text, category, tags in (
         (a, "Provider X drops requests at 03:00 UTC: retry after 03:05", "anti-pattern",
