@@ -247,6 +247,7 @@ def test_every_page_in_light_and_dark_at_desktop_and_phone_width(
         ("category", "anti-pattern", "text", "Provider X drops", "slice()"),
         ("author", b.get("/v1/status")["id"], "who", "signed by n2", "slice()"),
         ("trust", "untrusted", "who", "untrusted", "slice()"),
+        ("bank", "team", "text", "deploys freeze", "slice()"),
     ):
         browser.evaluate(f"(f => {{ f.reset(); f.elements.{name}.value = {json.dumps(value)}; "
                          "f.dispatchEvent(new Event('input')); })"
@@ -296,6 +297,8 @@ def _fill(a: Daemon, b: Daemon, tmp: Path) -> None:
         (a, "The billing API's v2 keeps idempotency keys for 24 h only", "contract", []),
     ):  # fmt: skip
         d.post("/v1/memories", {"text": text, "category": category, "tags": tags})
+    b.post("/v1/banks/team/memories", {"items": [{"content": "The team's deploys freeze on "
+                                                  "Fridays after 15:00", "context": "team"}]})
     b.post("/v1/breakers/trip", {"name": "kimi-coding/k2p5", "cooldown": 900,
                                  "reason": "429 for 5 minutes", "failures": 12})
     a.post("/v1/breakers/trip", {"name": "provider-x/chat", "cooldown": 60, "reason": "timeouts"})
@@ -305,6 +308,7 @@ def _fill(a: Daemon, b: Daemon, tmp: Path) -> None:
     b.post("/v1/benchmarks", {"subject": "kimi-coding/k2p5", "metric": "latency_p50",
                               "value": 944, "unit": "ms"})
     wait_for(lambda: len(a.get("/v1/benchmarks")[0]["observations"]) == 2
+             and a.get("/v1/memories", bank="team")["memories"]
              and len(a.get("/v1/breakers")) == 2, "n2's breaker and benchmark on n1")
 
 
