@@ -363,3 +363,22 @@ def test_the_pages_ship_in_the_wheel_as_package_data():
     assert {p.name for p in static.iterdir()} == served
     for name in served:
         assert any(fnmatch.fnmatch(name, p) for p in patterns), name
+
+
+def test_the_page_has_no_inline_script_and_parses_no_data_as_html():
+    """What the browser test shows for two payloads, held for every line: the script
+    never hands text to an HTML parser, and the page has nothing inline for the policy
+    to refuse."""
+    import re
+
+    import gossip.api.dashboard as dashboard
+
+    static = Path(dashboard.__file__).parent / "static"
+    script = (static / "app.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                 "new Function", "setAttribute(\"on", "srcdoc"):  # fmt: skip
+        assert sink not in script, sink
+    page = (static / "index.html").read_text()
+    assert re.findall(r"<script\b[^>]*>", page) == [
+        '<script type="module" src="/ui/static/app.js">']
+    assert not re.search(r"\son[a-z]+=|\sstyle=|<style", page)
