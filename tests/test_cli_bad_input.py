@@ -128,6 +128,12 @@ def test_export_never_overwrites_the_data_dirs_own_files(tmp_path: Path) -> None
         code, err = run_main(["--home", str(home), "export", str(target)])
         assert code == 1 and "data dir" in err and err.count("\n") == 1, (target, err)
     assert {p.name: p.read_bytes() for p in home.iterdir() if p.name != "lock"} == files
+    # Nor another data dir's (the fuzz met it: `--home OTHER export HOME/host.key`).
+    other = tmp_path / "other"
+    init(other)
+    code, err = run_main(["--home", str(other), "export", str(home / "host.key")])
+    assert code == 1 and "data dir" in err, err
+    assert {p.name: p.read_bytes() for p in home.iterdir() if p.name != "lock"} == files
     # A symlink to the key is replaced itself (a rename does not follow it): allowed.
     (tmp_path / "key-link").symlink_to(home / "host.key")
     assert run_main(["--home", str(home), "export", str(tmp_path / "key-link")])[0] == 0

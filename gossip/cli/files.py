@@ -68,17 +68,19 @@ _OWN_FILES = (KEY_FILE, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", MA
 
 
 def refuse_own_files(home: Path, path: str) -> None:
-    """CliError if writing ``path`` would replace one of ``home``'s own files. The
+    """CliError if writing ``path`` would replace one of a data dir's own files: this
+    host's (``home``), or another data dir's (a folder holding a ``host.key``). The
     directory part is resolved (``..``, symlinked dirs); the last part is not, since a
     rename replaces a symlink itself, not what it points to."""
     if path == "-":
         return
     target = Path(path)
+    if target.name not in _OWN_FILES:
+        return
     with contextlib.suppress(OSError):
-        where = target.parent.resolve() / target.name
-        if where in {home.resolve() / name for name in _OWN_FILES}:
+        parent = target.parent.resolve()
+        if parent == home.resolve() or (parent / KEY_FILE).exists():
             raise CliError(
-                f"refusing to write {path}: it is the data dir's own {target.name}; "
+                f"refusing to write {path}: it is a data dir's own {target.name}; "
                 "choose another file"
             )
-
