@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .embedder import Embedder
+from .embedder import Embedder, trim_heap
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ class SemanticIndex:
     """Vectors of memories for one model. Thread-safe: ``add`` and reads from the views'
     thread, ``catch_up`` from any other; each holds the index's lock only briefly."""
 
-    BATCH = 1024  # texts embedded per step of a catch-up (~0.2 s on one core)
+    BATCH = 1024  # texts embedded per step of a catch-up (~60 ms on 2 cores)
+    STEP = 8192  # texts a daemon's background call embeds, and a commit stores
     LAG = 64  # memories waiting for their vectors that still leave the index ready
     EXACT_BELOW = 4096  # fewer vectors than this: rank them all exactly
 
@@ -72,8 +73,11 @@ class SemanticIndex:
                                    check_same_thread=False)  # fmt: skip
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("PRAGMA journal_mode=WAL")
+            # Derived data: a crash may lose the last commits (recomputed), never the file.
+            self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._rows = _RowsById()
+        self._trimmed_at = 0  # rows held at the last trim_heap
         self._codes = np.zeros((0, self.dim // 2), dtype=np.uint8)  # two 4-bit codes a byte
         self._scales = np.zeros(0, dtype=np.float32)
         # Sign bits, one row per 64 dimensions (transposed: each row contiguous, so the
@@ -84,11 +88,11 @@ class SemanticIndex:
         self._pending: dict[str, str | None] = {}
         self.texts: Callable[[list[str]], dict[str, str]] | None = None
         stored = self._db.execute("SELECT id, scale, code FROM vectors WHERE model = ?",
-                                  (self._key,)).fetchall()  # fmt: skip
-        if stored:
-            codes = np.frombuffer(b"".join(r[2] for r in stored), dtype=np.uint8)
-            self._append([r[0] for r in stored], codes.reshape(len(stored), self.dim // 2),
-                         np.array([r[1] for r in stored], dtype=np.float32))  # fmt: skip
+                                  (self._key,))  # fmt: skip
+        while rows := stored.fetchmany(self.STEP):  # not all 100k rows as tuples at once
+            codes = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.uint8)
+            self._append([r[0] for r in rows], codes.reshape(len(rows), self.dim // 2),
+                         np.array([r[1] for r in rows], dtype=np.float32))  # fmt: skip
 
     def close(self) -> None:
         with self._lock:
@@ -120,13 +124,29 @@ class SemanticIndex:
 
     def catch_up(self, limit: int | None = None) -> int:
         """Embed and store up to ``limit`` queued memories (all if None), a batch at a
-        time, the lock held only to take a batch and to file its vectors. Returns how many
-        were done."""
+        time, the lock held only to take a batch and to file its vectors; committed once
+        at the end (and every ``STEP``). Returns how many were done. The model is read
+        here (or by a query) the first time there is something to embed, never before."""
         done = 0
+        try:
+            done = self._catch_up(limit)
+        finally:
+            with self._lock:
+                if not self._closed:
+                    self._db.commit()
+                    if not self._pending:
+                        self._fit()
+        return done
+
+    def _catch_up(self, limit: int | None) -> int:
+        done = stored = 0
         while limit is None or done < limit:
             with self._lock:
                 if self._closed:
                     return done
+                if done - stored >= self.STEP:
+                    self._db.commit()
+                    stored = done
                 want = self.BATCH if limit is None else min(self.BATCH, limit - done)
                 batch = list(itertools.islice(self._pending.items(), want))
             if not batch:
@@ -146,12 +166,9 @@ class SemanticIndex:
                     [(self._key, batch[i][0], float(scales[i]), codes[i].tobytes())
                      for i in keep],
                 )  # fmt: skip
-                self._db.commit()
                 self._append(ids, codes[keep], scales[keep])
                 for k, _ in batch:  # done, or gone from the views (closed): not retried
                     self._pending.pop(k, None)
-                if not self._pending:
-                    self._fit()
             done += len(batch)
         return done
 
@@ -175,13 +192,17 @@ class SemanticIndex:
         """Caught up: give back a catch-up's growth slack beyond 1/32 (~3 %). That much
         stays: trimmed to the last row, every memory that arrives next would copy the
         whole index to grow it again (~7 ms at 100k, under the lock a write's ``add``
-        waits for); now a copy comes once every ~3 % of growth."""
+        waits for); now a copy comes once every ~3 % of growth. A catch-up of more than
+        a batch also gives the heap's free pages back (``trim_heap``)."""
         size = len(self._rows)
         keep = size + size // 32
         if len(self._codes) > size + size // 8:
             self._codes = self._codes[:keep].copy()
             self._scales = self._scales[:keep].copy()
             self._bits = self._bits[:, :keep].copy()
+        if size - self._trimmed_at >= self.BATCH:
+            self._trimmed_at = size
+            trim_heap()
 
     # -- searching --------------------------------------------------------------------
 
@@ -284,15 +305,22 @@ class _RowsById:
         self._size += len(ids)
         if self._size > len(self._raw):
             self._raw = _grow(self._raw, max(self._size, len(self._raw) * 5 // 4, 1024))
-        for offset, rid in enumerate(ids):
-            row = start + offset
-            try:
-                if len(rid) != 64:
-                    raise ValueError(rid)
-                self._raw[row] = np.frombuffer(bytes.fromhex(rid), dtype=np.uint8)
-            except ValueError:
-                self._odd[row] = rid
-            self._recent[rid] = row
+        try:  # the usual case at once: every id 64 hex digits
+            if any(len(rid) != 64 for rid in ids):
+                raise ValueError("not a digest")
+            raw = np.frombuffer(bytes.fromhex("".join(ids)), dtype=np.uint8)
+            self._raw[start : self._size] = raw.reshape(len(ids), 32)
+            self._recent.update(zip(ids, range(start, self._size), strict=True))
+        except ValueError:
+            for offset, rid in enumerate(ids):
+                row = start + offset
+                try:
+                    if len(rid) != 64:
+                        raise ValueError(rid) from None
+                    self._raw[row] = np.frombuffer(bytes.fromhex(rid), dtype=np.uint8)
+                except ValueError:
+                    self._odd[row] = rid
+                self._recent[rid] = row
         if len(self._recent) - len(self._odd) > self.RESORT:
             self._resort()
 

@@ -280,11 +280,13 @@ def test_the_id_table_finds_every_row_across_resorts():
     ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(100)]
     ids[5] = ids[5][:-2] + "00"  # a trailing zero byte survives the fixed-width keys
     odd = ["not-hex-at-all", "a" * 63]
-    for start in range(0, 100, 9):
+    for start in range(0, 90, 9):
         table.extend(ids[start : start + 9])
-    table.extend(odd)
+    table.extend([*ids[90:95], odd[0]])  # one odd id among digests: each filed on its own
+    table.extend([*ids[95:], odd[1]])
+    order = [*ids[:95], odd[0], *ids[95:], odd[1]]
     assert len(table) == 102
-    for row, rid in enumerate([*ids, *odd]):
+    for row, rid in enumerate(order):
         assert table.get(rid) == row and table.id_at(row) == rid
     assert table.get("f" * 64) is None and table.get("zz" * 32) is None
 
@@ -344,3 +346,70 @@ def test_a_memory_after_a_catch_up_does_not_copy_the_whole_index():
         index.catch_up()
     assert len(index) == 4300
     assert index._codes is arrays  # grown and trimmed never: appended in place
+
+
+def test_the_int16_table_embeds_as_the_shipped_float16_table_does(embedder):
+    """The model's table is held as int16 (one scale), summed in integers: each vector is
+    the one WordLlama's float16 weights give, to within 1e-4."""
+    import numpy as np
+    from safetensors import safe_open
+
+    with safe_open(str(embedder._weights), framework="np") as f:
+        shipped = f.get_tensor("embedding.weight")[:, : embedder.dim].astype(np.float32)
+    tokenizer = embedder._model()[2]
+    sample = [KIMI, *OTHERS, PARAPHRASE, "x" * 5000, "日本語のテキスト"]
+    ids = [e.ids for e in tokenizer.encode_batch(sample, add_special_tokens=False)]
+    want = np.array([shipped[i].mean(axis=0) for i in ids])
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    got = embedder.embed(sample)
+    assert np.abs(got - want).max() < 1e-4
+    assert embedder.embed([""])[0].tolist() == [0.0] * embedder.dim
+
+
+IDLE_DAEMON = textwrap.dedent("""
+    import asyncio, sys
+    from crdt import Replica, semantic
+    from crdt.views import Views
+    from gossip.node.embedding import EMBED_IDLE_S, Embedding
+
+    home = sys.argv[1]
+    with Replica.open(home) as r, Views(r, semantic=semantic.open_in_dir(home)) as views:
+        index = views.semantic
+
+        async def idle():  # the daemon's background embedding, with nothing to embed
+            embedding = Embedding()
+            task = asyncio.create_task(embedding.run(views, home))
+            await asyncio.sleep(4 * EMBED_IDLE_S)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            embedding.close()
+
+        asyncio.run(idle())
+        def model():
+            return index.embedder.loaded, "tokenizers" in sys.modules
+        print(len(index), index.pending(), *model())
+        views.recall("kimi", mode="lexical")
+        print(*model())
+        hits = views.recall("api calls get dropped around 3am", mode="semantic").hits
+        print(*model(), hits[0].text == sys.argv[2])
+""")
+
+
+def test_a_daemon_holding_every_vector_reads_the_model_only_when_a_query_needs_it(
+        me, embedder, tmp_path):  # fmt: skip
+    """~30 MB a daemon does not spend until asked: with every vector held, neither the
+    background embedding nor a lexical recall loads the model (nor imports tokenizers);
+    the first semantic query does."""
+    for i, text in enumerate([KIMI, *OTHERS]):
+        remember(me, text, ts=T + i)
+    home = me.home
+    index = SemanticIndex(embedder, home / FILE)
+    views = Views(me, now_ms=Now(), semantic=index)
+    assert index.catch_up() == 7
+    views.close()
+    me.close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", IDLE_DAEMON, str(home), KIMI], env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n")[:3] == ["7 0 False False", "False False", "True True True"]

@@ -1,6 +1,7 @@
-"""Embedding: the semantic lane's vectors (``crdt.semantic``), built in the background a
-batch at a time on a thread of their own, so that a catch-up of 100k memories never
-holds a recall (recall answers lexically until they are ready, and says so).
+"""Embedding: the semantic lane's vectors (``crdt.semantic``), built in the background
+``SemanticIndex.STEP`` at a time (one commit each) on a thread of their own, so that a
+catch-up of 100k memories never holds a recall (recall answers lexically until they are
+ready, and says so).
 
 Owns that thread. Reads the views' semantic index only; never touches the document.
 """
@@ -35,14 +36,11 @@ class Embedding:
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embeddings")
         self._pool = pool
         loop = asyncio.get_running_loop()
-        try:  # read the model now, not at the first recall (a few hundred ms on 2 cores)
-            await loop.run_in_executor(pool, index.embed_query, "warm up")
-        except Exception:
-            log.exception("loading the embedding model in %s failed", where)
-            return
+        # The model (~30 MB) is read by the first catch-up with something to embed, or by
+        # the first query: a daemon whose vectors are all held never reads it until asked.
         while True:
             try:
-                done = await loop.run_in_executor(pool, index.catch_up, index.BATCH)
+                done = await loop.run_in_executor(pool, index.catch_up, index.STEP)
             except Exception:  # a full disk, a damaged file: recall stays lexical, says so
                 log.exception("building the semantic index in %s failed", where)
                 return

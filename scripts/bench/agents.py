@@ -98,7 +98,7 @@ def run_size(n: int, tmp: Path, count: int, retains: int) -> dict[str, Any]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        out["vectors_s"] = common.wait_vectors(home)  # a quiet daemon, its vectors built
+        out["vectors_s"] = common.wait_vectors(home, n)  # a quiet daemon, its vectors built
         asyncio.run(measure(home, port, warm, 0))
         lat = asyncio.run(measure(home, port, asked, retains))
     for side in ("local", "agents", "retain", "remember"):

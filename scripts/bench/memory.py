@@ -1,13 +1,16 @@
 """Memory benchmark: the resident memory of a node against the records it holds.
 
 Per size (1k, 10k, 100k memories; --quick: 1k, 10k): one author's memories are written
-straight into a replica (``common.build_store``), then a fresh `gossip serve` process is
-started on it; once its local API answers and one recall has run, its VmRSS and VmHWM
-(peak) are read from /proc/PID/status. Baseline: the payload, the sum of the records'
-body + signature bytes (what any store must hold), and an empty daemon's RSS in the
-same run (the interpreter and libraries). To say what dominates, a second fresh process
-opens the same data dir step by step (imports, ``Replica.open``, ``Views``) and reads its
-RSS after each step.
+straight into a replica (``common.build_store``); a first `gossip serve` builds their
+vectors (the semantic lane's, ``embeddings.sqlite``) and stops; then a fresh daemon is
+started on it, as after any restart. Its VmRSS is read from /proc/PID/status once it
+answers and has idled a second (its vectors read back, nothing to embed: the model not
+read), then after one hybrid recall (which reads the model), with VmHWM (peak).
+Baseline: the payload, the sum of the records' body + signature bytes (what any store
+must hold), and an empty daemon's RSS in the same run (the interpreter and libraries).
+To say what dominates, a second fresh process opens the same data dir step by step
+(numpy, the other imports, ``Replica.open``, the vectors, ``Views``, the model) and
+reads its RSS after each step.
 
 Usage: python scripts/bench/memory.py [--quick] [--json FILE]
 The last line is the headline: ``memory: RSS <MB> at <N> = <R>x payload``.
@@ -19,6 +22,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -26,37 +30,61 @@ from typing import Any
 import common
 
 GOAL_RATIO = 4.0
+VECTORS_GOAL = 0.5  # issue 16: the vectors add at most 0.5x the payload
 MB = 1e6
 
 
-def daemon_rss(home: Path) -> dict[str, int]:
-    """VmRSS/VmHWM of a fresh daemon on ``home`` after start-up and one recall."""
+def daemon_rss(home: Path, n: int) -> dict[str, int]:
+    """VmRSS of a fresh daemon on ``home`` once idle, then VmRSS/VmHWM after one recall."""
     from gossip.client import ApiConnection
 
+    if n:
+        with common.daemon(home):
+            common.wait_vectors(home, n)  # built once, as any daemon's first start does
     with common.daemon(home) as proc:
+        time.sleep(1.0)  # a few rounds of the idle background embedding
+        idle = common.rss(proc.pid)["rss"]
         ApiConnection(home, timeout=60).request("GET", "/v1/memories", query={"q": "retry"})
         time.sleep(0.5)
-        return common.rss(proc.pid)
+        return {"idle": idle, **common.rss(proc.pid)}
 
 
-def stages(home: Path) -> dict[str, int]:
-    """RSS of this process after each step of what a daemon loads (run in a fresh one)."""
-    from crdt import Replica
+STAGES = textwrap.dedent("""
+    import json, sys
+
+    def rss():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+
+    out = {"start": rss()}
+    import numpy
+    out["numpy"] = rss()
+    import gossip.cli.run, gossip.node, gossip.api.local  # what a daemon imports
+    out["imports"] = rss()
+    from crdt import Replica, semantic
     from crdt.views import Views
 
-    out = {"imports": common.rss()["rss"]}  # common imports what a daemon does
+    home = sys.argv[1]
     with Replica.open(home) as r:
-        out["replica"] = common.rss()["rss"]
-        with Views(r) as v:
-            out["views"] = common.rss()["rss"]
+        out["replica"] = rss()
+        index = semantic.open_in_dir(home)
+        out["vectors"] = rss()
+        with Views(r, semantic=index) as v:
+            out["views"] = rss()
             db = v._db  # the index's own size, to tell it from what building it left behind
             pages = db.execute("PRAGMA page_count").fetchone()[0]
             out["views_db"] = pages * db.execute("PRAGMA page_size").fetchone()[0]
-    return out
+            out["pending"] = index.pending()
+            index.embed_query("warm up")
+            out["model"] = rss()
+            out["vectors_bytes"] = index.memory_bytes()
+    print(json.dumps(out))
+""")
 
 
 def stages_in_child(home: Path) -> dict[str, int]:
-    cmd = [sys.executable, __file__, "--stages", str(home)]
+    cmd = [sys.executable, "-c", STAGES, str(home)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -64,92 +92,118 @@ def stages_in_child(home: Path) -> dict[str, int]:
 def run(quick: bool) -> dict[str, Any]:
     sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
     print("memory: RSS of a fresh daemon holding N memories vs their payload (body + sig)")
-    print("      N | payload MB | RSS MB | peak MB | RSS/payload | above empty / payload")
+    print("      N | payload MB | idle MB | RSS MB | peak MB | RSS/payload | above empty / "
+          "payload | vectors / payload | model MB")
     rows: list[list[Any]] = []
+    shares: list[list[Any]] = []
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         empty = Path(tmp) / "empty"
         common.create_hosts([empty])
-        base = daemon_rss(empty)
-        print(
-            f"  empty |          - | {base['rss'] / MB:6.1f} | {base['hwm'] / MB:7.1f} |",
-            flush=True,
-        )
+        base = daemon_rss(empty, 0)
+        print(f"  empty |          - | {base['idle'] / MB:7.1f} | {base['rss'] / MB:6.1f} | "
+              f"{base['hwm'] / MB:7.1f} |", flush=True)
         for n in sizes:
             home = Path(tmp) / f"mem-{n}"
             payload = common.build_store(home, n, seed=n)
-            m = daemon_rss(home)
-            steps = stages_in_child(home)
-            r = {"n": n, "payload": payload, **m, "stages": steps}
+            m = daemon_rss(home, n)
+            st = stages_in_child(home)
+            r = {"n": n, "payload": payload, **m, "stages": st}
             r["ratio"] = m["rss"] / payload
             r["marginal_ratio"] = (m["rss"] - base["rss"]) / payload
+            r["vectors_ratio"] = st["vectors_bytes"] / payload
+            r["model"] = st["model"] - st["views"]
             results.append(r)
-            print(
-                f"{n:7} | {payload / MB:10.1f} | {m['rss'] / MB:6.1f} | {m['hwm'] / MB:7.1f} | "
-                f"{r['ratio']:10.1f}x | {r['marginal_ratio']:10.1f}x",
-                flush=True,
-            )
-            rows.append([f"{n:,}", f"{payload / MB:.1f}", f"{m['rss'] / MB:.1f}",
-                         f"{m['hwm'] / MB:.1f}", f"{r['ratio']:.1f}x",
+            print(f"{n:7} | {payload / MB:10.1f} | {m['idle'] / MB:7.1f} | {m['rss'] / MB:6.1f} | "
+                  f"{m['hwm'] / MB:7.1f} | {r['ratio']:10.1f}x | {r['marginal_ratio']:10.1f}x | "
+                  f"{r['vectors_ratio']:.2f}x | {r['model'] / MB:.0f}", flush=True)
+            rows.append([f"{n:,}", f"{payload / MB:.1f}", f"{m['idle'] / MB:.1f}",
+                         f"{m['rss'] / MB:.1f}", f"{m['hwm'] / MB:.1f}", f"{r['ratio']:.1f}x",
                          f"{r['marginal_ratio']:.1f}x"])  # fmt: skip
+            shares.append([f"{n:,}", *(f"{x / MB:.1f}" for x in (
+                st["numpy"] - st["start"], st["imports"] - st["numpy"],
+                st["replica"] - st["imports"], st["vectors"] - st["replica"],
+                st["views"] - st["vectors"], st["model"] - st["views"])),
+                f"{st['vectors_bytes'] / MB:.1f} ({r['vectors_ratio']:.2f}x)"])  # fmt: skip
     last = results[-1]
     met = last["ratio"] <= GOAL_RATIO
     value = f"{last['ratio']:.1f}x at {last['n']:,} ({last['marginal_ratio']:.1f}x above empty)"
     if not met:
         value += f": {last['ratio'] / GOAL_RATIO:.1f}x the goal"
     st = last["stages"]
+    vectors_grow = st["vectors"] - st["replica"]
     grow = {
         "the interpreter and libraries": st["imports"],
         "the replica (document, item index, store)": st["replica"] - st["imports"],
-        "the views (in-memory SQLite FTS5 index)": st["views"] - st["replica"],
+        "the views (in-memory SQLite FTS5 index)": st["views"] - st["vectors"],
+        "the vectors (read back from embeddings.sqlite)": vectors_grow,
+        "the model (read at the first query)": st["model"] - st["views"],
     }
     parts = ", ".join(f"{k} {v / MB:.0f} MB" for k, v in grow.items())
-    db_share = st["views_db"] / max(1, st["views"] - st["replica"])
+    db_share = st["views_db"] / max(1, st["views"] - st["vectors"])
     notes = [
         f"What a node holding {last['n']:,} memories spends its memory on, opened step by "
-        f"step in a fresh process: {parts} (payload {last['payload'] / MB:.1f} MB). The "
-        "replica keeps the whole pycrdt document in memory (every record's body and "
-        "signature as Yjs map values, plus the item structs), and the views keep a second, "
-        "indexed copy of every memory's text in SQLite; the daemon adds its server, the "
-        "worker thread and allocator slack on top.",
+        f"step in a fresh process: {parts} (payload {last['payload'] / MB:.1f} MB; numpy "
+        f"alone {(st['numpy'] - st['start']) / MB:.0f} MB of the libraries). The replica "
+        "keeps the whole pycrdt document in memory (every record's body and signature as "
+        "Yjs map values, plus the item structs), and the views keep a second, indexed copy "
+        "of every memory's text in SQLite; the daemon adds its server, the worker thread "
+        "and allocator slack on top.",
         f"Of the views' share, the SQLite database itself is {st['views_db'] / MB:.0f} MB "
-        f"({100 * db_share:.0f} %); the rest is heap kept after building it, not the "
-        "decoded records the rebuild reads (a probe of this session at 30k memories: that "
-        "dict costs ~70 MB while it lives and is given back; malloc_trim afterwards "
-        "returned only a seventh of the views' growth), so most likely SQLite's own "
-        "allocations from indexing one memory at a time. The replica alone is "
+        f"({100 * db_share:.0f} %). The replica alone is "
         f"{grow['the replica (document, item index, store)'] / last['payload']:.1f}x the "
-        "payload. Likely cuts: rebuild the index in chunks rather than from one decoded "
-        "dict, and keep each text once (an FTS5 external-content table over the memories "
-        "table).",
-        f"An empty daemon's RSS, measured in the same run: {base['rss'] / MB:.1f} MB.",
+        "payload. Likely cuts: keep each text once (an FTS5 external-content table over "
+        "the memories table), and views on disk rather than in memory.",
+        "The semantic lane's share: numpy (imported by every daemon), the vectors "
+        f"({st['vectors_bytes'] / MB:.1f} MB held = {last['vectors_ratio']:.2f}x the payload "
+        f"at {last['n']:,}: 4-bit codes, sign bits and ids, 196 B a memory), and the model "
+        "(int16 token table 16 MB and the tokenizer), read only when something needs "
+        "embedding or a query needs a vector: the idle column is a restarted daemon that "
+        "read none of it.",
+        f"An empty daemon's RSS, measured in the same run: {base['rss'] / MB:.1f} MB "
+        f"({base['idle'] / MB:.1f} MB idle).",
     ]
     if quick:
         notes.append("--quick: judged at 10k memories; the full run measures 100k.")
+    vec_met = last["vectors_ratio"] <= VECTORS_GOAL
     return {
         "name": "memory",
         "title": "Memory: a node's resident set vs the payload it holds",
         "command": "python scripts/bench/memory.py" + (" --quick" if quick else ""),
         "headline": (
             f"memory: RSS {last['rss'] / MB:.0f} MB at {last['n']} = {last['ratio']:.1f}x payload "
-            f"({last['marginal_ratio']:.1f}x above an empty daemon)"
+            f"({last['marginal_ratio']:.1f}x above an empty daemon; vectors "
+            f"{last['vectors_ratio']:.2f}x)"
         ),
         "goals": [
             {
                 "goal": f"RSS ≤ {GOAL_RATIO:g}x the payload (body + sig bytes)",
                 "value": value,
                 "met": met,
-            }
+            },
+            {
+                "goal": f"the vectors add ≤ {VECTORS_GOAL:g}x the payload",
+                "value": f"{last['vectors_ratio']:.2f}x at {last['n']:,}",
+                "met": vec_met,
+            },
         ],
         "tables": [
             {
-                "caption": "RSS of a fresh daemon after start-up and one recall",
+                "caption": "RSS of a fresh daemon with its vectors held: idle, then after one "
+                "recall",
                 "columns": [
-                    *("memories", "payload MB", "RSS MB", "peak RSS MB", "RSS / payload"),
-                    "(RSS − empty) / payload",
+                    *("memories", "payload MB", "idle RSS MB", "RSS MB", "peak RSS MB"),
+                    *("RSS / payload", "(RSS − empty) / payload"),
                 ],
                 "rows": rows,
-            }
+            },
+            {
+                "caption": "Where it goes: RSS growth (MB) of each step, opened in a fresh "
+                "process",
+                "columns": ["memories", "numpy", "other imports", "replica", "vectors",
+                            "views", "model", "vectors held MB (/ payload)"],
+                "rows": shares,
+            },
         ],
         "notes": notes,
         "plots": [],
@@ -186,7 +240,4 @@ def plot(result: dict[str, Any], outdir: Path) -> list[str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--stages":
-        print(json.dumps(stages(Path(sys.argv[2]))))
-    else:
-        common.main(run, __doc__)
+    common.main(run, __doc__)

@@ -107,7 +107,7 @@ def run_size(n: int, tmp: Path, count: int) -> dict[str, Any]:
                "--port", str(port)]  # fmt: skip
     out: dict[str, Any] = {"n": n, "payload_bytes": payload, "build_s": built, "queries": count}
     with common.daemon(home), common.process(hub_cmd, port):
-        out["vectors_s"] = common.wait_vectors(home)  # a quiet daemon, its vectors built
+        out["vectors_s"] = common.wait_vectors(home, n)  # a quiet daemon, its vectors built
         asyncio.run(measure(home, port, warm))
         for kind in KINDS:
             lat = asyncio.run(measure(home, port, asked[kind]))
