@@ -112,6 +112,8 @@ class WordLlamaEmbedder:
             for start, block in blocks():
                 table[start : start + len(block)] = np.rint(block * scale)
         tokenizer = Tokenizer.from_file(str(self._tokenizer_file))
+        if tokenizer.get_vocab_size(with_added_tokens=True) > rows:  # no id beyond the table
+            raise ValueError(f"the tokenizer's vocabulary exceeds the {rows} vectors")
         tokenizer.no_padding()
         tokenizer.enable_truncation(self.MAX_TOKENS)
         return table, scale, tokenizer
@@ -126,15 +128,13 @@ class WordLlamaEmbedder:
         sums = np.zeros((len(texts), self.dim), dtype=np.int32)
         for start in range(0, len(texts), self.BATCH):
             encoded = encode(texts[start : start + self.BATCH], add_special_tokens=False)
-            top = table.shape[0] - 1
             for row, e in enumerate(encoded, start):
                 ids = np.asarray(e.ids, dtype=np.intp)
                 if ids.size:
                     # One text's sum at a time: a batch's gather at once costs a copy of
                     # every token's row (~25 kB a text), and np.add.reduceat over it runs
                     # ~5x slower than this loop.
-                    np.add.reduce(table[ids.clip(0, top)], axis=0, dtype=np.int32,
-                                  out=sums[row])  # fmt: skip
+                    np.add.reduce(table[ids], axis=0, dtype=np.int32, out=sums[row])
         out = sums.astype(np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)

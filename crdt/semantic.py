@@ -158,8 +158,9 @@ class SemanticIndex:
             with self._lock:
                 if self._closed:
                     return done
-                keep = [i for i, (k, _) in enumerate(batch)
-                        if self._rows.get(k) is None and (batch[i][1] is not None or k in found)]
+                # Still queued: nobody filed it meanwhile (filing takes it off the queue).
+                keep = [i for i, (k, t) in enumerate(batch)
+                        if k in self._pending and (t is not None or k in found)]
                 ids = [batch[i][0] for i in keep]
                 self._db.executemany(
                     "INSERT OR REPLACE INTO vectors (model, id, scale, code) VALUES (?, ?, ?, ?)",

@@ -136,5 +136,30 @@ def run(quick: bool) -> dict[str, Any]:
     }
 
 
+def plot(result: dict[str, Any], outdir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = result["sizes"]
+    ns = [s["n"] for s in sizes]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(ns, [s["raw_wall"] for s in sizes], "s-", label="raw embed (this process)")
+    ax.plot(ns, [s["wall"] for s in sizes], "o-", label="a daemon's background build")
+    ax.axhline(GOAL_S, ls=":", color="grey", label=f"goal at 100k: {GOAL_S:g} s")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("memories")
+    ax.set_ylabel("seconds")
+    ax.set_title("Embedding N memories", fontsize=10)
+    common.plain_log_axes(ax)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(outdir / "embedding.png", dpi=110)
+    plt.close(fig)
+    return ["embedding.png"]
+
+
 if __name__ == "__main__":
     common.main(run, __doc__)

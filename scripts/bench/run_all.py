@@ -31,8 +31,8 @@ from typing import Any
 import common
 import report
 
-ORDER = ("ingest", "convergence", "bytes", "catchup", "recall", "recall_quality", "agents",
-         "startup", "availability", "memory", "growth")  # fmt: skip
+ORDER = ("ingest", "convergence", "bytes", "catchup", "recall", "recall_quality", "embedding",
+         "agents", "startup", "availability", "memory", "growth")  # fmt: skip
 HERE = Path(__file__).resolve().parent
 CHILD = (
     "import json, sys; sys.path.insert(0, {here!r}); import {name} as m; "
