@@ -348,9 +348,9 @@ def test_a_memory_after_a_catch_up_does_not_copy_the_whole_index():
     assert index._codes is arrays  # grown and trimmed never: appended in place
 
 
-def test_the_int16_table_embeds_as_the_shipped_float16_table_does(embedder):
-    """The model's table is held as int16 (one scale), summed in integers: each vector is
-    the one WordLlama's float16 weights give, to within 1e-4."""
+def test_the_int8_table_embeds_as_the_shipped_float16_table_does(embedder):
+    """The model's table is held as int8 (one scale a token, half the bytes): each vector
+    is the one WordLlama's float16 weights give, to within 0.005 (cosine > 0.9999)."""
     import numpy as np
     from safetensors import safe_open
 
@@ -362,7 +362,7 @@ def test_the_int16_table_embeds_as_the_shipped_float16_table_does(embedder):
     want = np.array([shipped[i].mean(axis=0) for i in ids])
     want /= np.linalg.norm(want, axis=1, keepdims=True)
     got = embedder.embed(sample)
-    assert np.abs(got - want).max() < 1e-4
+    assert np.abs(got - want).max() < 5e-3 and (got * want).sum(axis=1).min() > 0.9999
     assert embedder.embed([""])[0].tolist() == [0.0] * embedder.dim
 
 
@@ -397,7 +397,7 @@ IDLE_DAEMON = textwrap.dedent("""
 
 def test_a_daemon_holding_every_vector_reads_the_model_only_when_a_query_needs_it(
         me, embedder, tmp_path):  # fmt: skip
-    """~30 MB a daemon does not spend until asked: with every vector held, neither the
+    """~25 MB a daemon does not spend until asked: with every vector held, neither the
     background embedding nor a lexical recall loads the model (nor imports tokenizers);
     the first semantic query does."""
     for i, text in enumerate([KIMI, *OTHERS]):

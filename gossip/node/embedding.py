@@ -36,7 +36,7 @@ class Embedding:
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embeddings")
         self._pool = pool
         loop = asyncio.get_running_loop()
-        # The model (~30 MB) is read by the first catch-up with something to embed, or by
+        # The model (~25 MB) is read by the first catch-up with something to embed, or by
         # the first query: a daemon whose vectors are all held never reads it until asked.
         while True:
             try:

@@ -157,9 +157,9 @@ def run(quick: bool) -> dict[str, Any]:
         "The semantic lane's share: numpy (imported by every daemon), the vectors "
         f"({st['vectors_bytes'] / MB:.1f} MB held = {last['vectors_ratio']:.2f}x the payload "
         f"at {last['n']:,}: 4-bit codes, sign bits and ids, 196 B a memory), and the model "
-        "(int16 token table 16 MB and the tokenizer), read only when something needs "
-        "embedding or a query needs a vector: the idle column is a restarted daemon that "
-        "read none of it.",
+        "(int8 token table 8 MB, the tokenizer ~15 MB and its library), read only when "
+        "something needs embedding or a query needs a vector: the idle column is a "
+        "restarted daemon that read none of it.",
         f"An empty daemon's RSS, measured in the same run: {base['rss'] / MB:.1f} MB "
         f"({base['idle'] / MB:.1f} MB idle).",
     ]
