@@ -127,15 +127,16 @@ class SemanticIndex:
         time, the lock held only to take a batch and to file its vectors; committed once
         at the end (and every ``STEP``). Returns how many were done. The model is read
         here (or by a query) the first time there is something to embed, never before."""
-        done = 0
+        done, trim = 0, False
         try:
             done = self._catch_up(limit)
         finally:
             with self._lock:
                 if not self._closed:
                     self._db.commit()
-                    if not self._pending:
-                        self._fit()
+                    trim = not self._pending and self._fit()
+            if trim:  # outside the lock: a search need not wait for it
+                trim_heap()
         return done
 
     def _catch_up(self, limit: int | None) -> int:
@@ -189,21 +190,22 @@ class SemanticIndex:
         self._bits[:, start:need] = np.packbits(signs, axis=1).view(np.uint64).T
         self._rows.extend(ids)
 
-    def _fit(self) -> None:
+    def _fit(self) -> bool:
         """Caught up: give back a catch-up's growth slack beyond 1/32 (~3 %). That much
         stays: trimmed to the last row, every memory that arrives next would copy the
         whole index to grow it again (~7 ms at 100k, under the lock a write's ``add``
-        waits for); now a copy comes once every ~3 % of growth. A catch-up of more than
-        a batch also gives the heap's free pages back (``trim_heap``)."""
+        waits for); now a copy comes once every ~3 % of growth. True after a catch-up of
+        more than a batch: time to give the heap's free pages back (``trim_heap``)."""
         size = len(self._rows)
         keep = size + size // 32
         if len(self._codes) > size + size // 8:
             self._codes = self._codes[:keep].copy()
             self._scales = self._scales[:keep].copy()
             self._bits = self._bits[:, :keep].copy()
-        if size - self._trimmed_at >= self.BATCH:
-            self._trimmed_at = size
-            trim_heap()
+        if size - self._trimmed_at < self.BATCH:
+            return False
+        self._trimmed_at = size
+        return True
 
     # -- searching --------------------------------------------------------------------
 
