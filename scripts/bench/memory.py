@@ -156,7 +156,9 @@ def run(quick: bool) -> dict[str, Any]:
         "the memories table), and views on disk rather than in memory.",
         "The semantic lane's share: numpy (imported by every daemon), the vectors "
         f"({st['vectors_bytes'] / MB:.1f} MB held = {last['vectors_ratio']:.2f}x the payload "
-        f"at {last['n']:,}: 4-bit codes, sign bits and ids, 196 B a memory), and the model "
+        f"at {last['n']:,}: 4-bit codes, sign bits and ids, "
+        f"{st['vectors_bytes'] / last['n']:.0f} B a memory; the RSS step that reads them "
+        "back shows less, as they reuse heap the replica's opening freed), and the model "
         "(int8 token table 8 MB, the tokenizer ~15 MB and its library), read only when "
         "something needs embedding or a query needs a vector: the idle column is a "
         "restarted daemon that read none of it.",
