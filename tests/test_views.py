@@ -373,3 +373,15 @@ def test_a_memory_as_json_has_every_field_once():
     assert m.to_json() == asdict(m)
     assert list(m.to_json()) == [f.name for f in fields(Memory)]
     assert m.to_json()["tags"] is not m.tags
+
+
+def test_the_word_index_holds_no_second_copy_of_the_texts(me, now):
+    """FTS5 is contentless (issue 18: memory): memories holds each text once, the index
+    only its words, and every lane still finds by them."""
+    with Views(me, now_ms=now) as views:
+        me.put(records.memory(me.identity, "Provider kimi drops requests", category="c",
+                              subject="provider:kimi", tags=["outage"], ts=T))  # fmt: skip
+        tables = {r[0] for r in views._db.execute("SELECT name FROM sqlite_master")}
+        assert "memories_fts" in tables and "memories_fts_content" not in tables
+        for q in ("drops", "kimi", "outage"):  # text, subject, tags
+            assert texts(views.recall(q, mode="lexical")) == ["Provider kimi drops requests"]

@@ -57,7 +57,9 @@ CREATE TABLE banks (id TEXT PRIMARY KEY, author TEXT NOT NULL, bank TEXT NOT NUL
 CREATE INDEX banks_by_bank ON banks (bank, author, ts);
 CREATE INDEX memories_by_t ON memories (t);
 CREATE INDEX memories_by_supersedes ON memories (supersedes, author);
-CREATE VIRTUAL TABLE memories_fts USING fts5 (text, subject, category, tags);
+-- Contentless: the index without a second copy of every text (memories holds them; the
+-- lanes read only rowid and rank, and a memory is never deleted from the views).
+CREATE VIRTUAL TABLE memories_fts USING fts5 (text, subject, category, tags, content='');
 CREATE TABLE retractions (id TEXT PRIMARY KEY, author TEXT NOT NULL, target TEXT NOT NULL);
 CREATE INDEX retractions_by_target ON retractions (target, author);
 """

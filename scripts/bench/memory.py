@@ -146,14 +146,14 @@ def run(quick: bool) -> dict[str, Any]:
         f"step in a fresh process: {parts} (payload {last['payload'] / MB:.1f} MB; numpy "
         f"alone {(st['numpy'] - st['start']) / MB:.0f} MB of the libraries). The replica "
         "keeps the whole pycrdt document in memory (every record's body and signature as "
-        "Yjs map values, plus the item structs), and the views keep a second, indexed copy "
-        "of every memory's text in SQLite; the daemon adds its server, the worker thread "
-        "and allocator slack on top.",
+        "Yjs map values, plus the item structs), and the views keep a second copy of every "
+        "memory's text in SQLite, with a word index (FTS5, contentless: no third copy); the "
+        "daemon adds its server, the worker thread and allocator slack on top.",
         f"Of the views' share, the SQLite database itself is {st['views_db'] / MB:.0f} MB "
         f"({100 * db_share:.0f} %). The replica alone is "
         f"{grow['the replica (document, item index, store)'] / last['payload']:.1f}x the "
-        "payload. Likely cuts: keep each text once (an FTS5 external-content table over "
-        "the memories table), and views on disk rather than in memory.",
+        "payload. Likely cuts: a replica that does not keep every body and signature as "
+        "Yjs values in memory, and views on disk rather than in memory.",
         "The semantic lane's share: numpy (imported by every daemon), the vectors "
         f"({st['vectors_bytes'] / MB:.1f} MB held = {last['vectors_ratio']:.2f}x the payload "
         f"at {last['n']:,}: 4-bit codes, sign bits and ids, "
