@@ -57,9 +57,22 @@ def test_show_and_peers_say_who_has_a_record(tmp_path: Path, daemons: list):
     n2_line = next(line for line in ok(n1.home, "peers").splitlines() if " n2 " in line)
     assert "1 behind" in n2_line and "ahead" not in n2_line, n2_line
 
-    # Without its daemon, n2 cannot know what n1 holds now: unknown, said so.
-    shown = json.loads(ok(n2.home, "show", rid, "--json"))
-    assert all(d["has"] is None or d["name"] == "n1" for d in shown["delivery"]), shown
+    # With no daemon, n1 answers from peers.json, which its daemon wrote when it stopped:
+    # the same answers, as of then.
+    known_at = row(n1, "n2")["sv_at"]
+    assert n1.stop(signal.SIGTERM) == 0, n1.log
+    offline = _delivery(n1.home, late)["n2"]
+    assert (offline["has"], offline["state"], offline["as_of"]) == (False, "not-running", known_at)
+    assert _delivery(n1.home, rid)["n2"]["has"] is True
+    rows = json.loads(ok(n1.home, "peers", "--json"))
+    assert [(r["name"], r["they_lack"], r["we_lack"], r["sv_at"]) for r in rows] == [
+        ("n2", 1, 0, known_at)], rows
+    assert "1 behind" in ok(n1.home, "peers")
+    # Restarted while n2 is still down, n1's daemon starts from what it knew.
+    n1.start()
+    wait_for(lambda: row(n1, "n2").get("state") in ("suspect", "down"), "n1 to try n2")
+    assert _delivery(n1.home, late)["n2"]["has"] is False
+    assert (row(n1, "n2")["they_lack"], row(n1, "n2")["sv_at"]) == (1, known_at)
 
     n2.start()
     wait_for(lambda: _delivery(n1.home, late)["n2"]["has"] is True, "n2 to catch up")

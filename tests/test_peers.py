@@ -13,6 +13,7 @@ from gossip.peers import (
     SUSPECT,
     UNKNOWN_KEY,
     PeerTable,
+    holds,
     lag,
 )
 
@@ -394,6 +395,43 @@ def test_lag_is_what_we_know_of_the_peers_state_vector():
     assert (row.they_lack, row.we_lack) == (4, 3)
     t.saw_ours({2: 3})  # we learned its records from someone else
     assert (t.rows()[0].they_lack, t.rows()[0].we_lack) == (4, 0)
+
+
+def test_state_vectors_say_when_they_were_learned_and_which_items_a_peer_holds():
+    """``sv_at``: the time of the last answer or request that carried the peer's state
+    vector (not of a failure); ``holds``: a record is one item, held once the peer's
+    clock for its client is past it."""
+    t = table()
+    p = t.add(["a:1"], "static", key=K1)
+    assert p is not None and p.info().sv_at is None
+    t.success(p, 100, ours={1: 5}, theirs={1: 3})
+    assert p.info().sv_at == 100 and holds(p.last_sv, 1, 2) and not holds(p.last_sv, 1, 3)
+    t.failure(p, 200, "connection refused", unreachable=True)
+    assert p.info().sv_at == 100
+    t.inbound(K1, 300, ours={1: 5}, theirs={1: 5})
+    assert p.info().sv_at == 300 and holds(p.last_sv, 1, 4) and not holds(p.last_sv, 2, 0)
+    t.success(p, 400, exchange=False)  # an answer that carried no state vector
+    assert p.info().sv_at == 300
+
+
+def test_a_remembered_state_vector_fills_a_row_once_it_has_the_key():
+    """What an earlier run learned (peers.json) is knowledge only: no row is added for
+    it; a row that gets its key and knows nothing fresher starts from it."""
+    t = table()
+    t.saw_ours({1: 9})
+    t.remember({K1: ({1: 7}, 50), K2: ({1: 2}, 60)})
+    assert len(t) == 0
+    s = t.add(["10.0.0.1:7471"], "static")
+    assert s is not None and s.last_sv is None
+    t.begin(s)
+    t.learn_key(s, K1)  # its first answer names it
+    assert (s.sv_at, s.info(t.ours).they_lack) == (50, 2)
+    t.success(s, 500, ours={1: 9}, theirs={1: 9})  # fresher: replaces it
+    assert (s.sv_at, s.info(t.ours).they_lack) == (500, 0)
+    e = t.add(["10.0.0.2:7471"], "exchange", key=K2, name="desk")  # an announcement
+    assert e is not None and (e.sv_at, e.info(t.ours).they_lack) == (60, 7)
+    t.forget(e)
+    assert t.forgotten == {K2}
 
 
 def test_a_goodbye_makes_a_peer_left_until_it_is_back():

@@ -225,3 +225,28 @@ def test_a_stored_body_the_gate_now_refuses_is_skipped_by_readers(tmp_path, cloc
         assert r.get(deep.id) is None and r.origin(deep.id) is None
         with Views(r) as views:
             assert [h.id for h in views.recall("lesson", include_untrusted=True).hits] == [good.id]
+
+
+def test_origin_names_the_records_own_item_also_after_a_checkpoint(open_replica):
+    """A record is one Yjs item: ``origin``'s (client, clock) is that item, so "a peer's
+    state vector is above clock" means it holds the record (delivery status) — also for
+    records written several to an update, or merged into a checkpoint (whose update
+    starts at clock 0), and not confused by a retraction that quotes the id."""
+    a = open_replica("a")
+    first = records.memory(a.identity, "first", category="learning", ts=TS)
+    a.put(first)
+    pair = [records.memory(a.identity, f"pair {i}", category="learning", ts=TS + 1 + i)
+            for i in range(2)]  # fmt: skip
+    a.put(*pair)
+    a.put(records.retract(a.identity, first.id, ts=TS + 5, reason="quotes its id"))
+    expected = {first.id: 0, pair[0].id: 1, pair[1].id: 2}
+    for rid, clock in expected.items():
+        where = a.origin(rid)
+        assert (where["client"], where["clock"]) == (a.client, clock)
+    a.checkpoint()
+    for rid, clock in expected.items():
+        where = a.origin(rid)
+        assert (where["clock"], where["checkpoint"]) == (clock, True)
+    b = open_replica("b")
+    b.ingest_batch(a.updates_for({}))
+    assert b.origin(pair[1].id)["clock"] == 2

@@ -131,7 +131,7 @@ SCHEMAS: dict[str, Schema] = {
         "state": {**STR, "description": "the peer's state (`Peer.state`)"},
         "has": {**_null(BOOL), "description": "the peer holds the record (its state vector "
                 "as of `as_of` says so, or it wrote it); false: not as of `as_of`; null: "
-                "unknown (never learned, or no daemon runs)"},
+                "unknown (its state vector was never learned here)"},
         "as_of": {**_null(MS), "description": "when the peer's state vector was learned"},
         "age_ms": {**_null(INT), "description": "how old that knowledge is, in ms"},
     }),
@@ -164,8 +164,9 @@ SCHEMAS: dict[str, Schema] = {
     "Peer": _obj({
         "key": _null(STR), "name": STR, "addresses": _arr(STR), "address": STR, "source": STR,
         "state": {**STR, "description": "alive, suspect (not reached yet, or failing), down, "
-                  "left (it said goodbye), unknown-key; `not-running` for the configured "
-                  "peers when no daemon runs"},
+                  "left (it said goodbye), unknown-key; `not-running` for every row when no "
+                  "daemon runs (the peers its last run knew, peers.json, and the "
+                  "configured ones)"},
         "reason": {**STR, "description": "why the row is in its state, in words (\"\" "
                    "when alive)"},
         "last_success": _null(MS), "last_seen": _null(MS),

@@ -21,6 +21,7 @@ from crdt.store import STORE_FILE
 from .. import config
 from ..errors import CliError
 from ..invites import INVITES_FILE
+from ..peerfile import PEER_FILE
 
 
 def write_atomic(path: str, chunks: Iterable[bytes]) -> int:
@@ -64,7 +65,7 @@ def read_input(path: str) -> bytes:
 _OWN_FILES = (KEY_FILE, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", MARK_FILE,
               f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE,
               "api.token", VECTORS_FILE, f"{VECTORS_FILE}-wal", f"{VECTORS_FILE}-shm",
-              f"{VECTORS_FILE}-journal")  # fmt: skip
+              f"{VECTORS_FILE}-journal", PEER_FILE)  # fmt: skip
 
 
 def refuse_own_files(home: Path, path: str) -> None:

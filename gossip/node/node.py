@@ -325,7 +325,7 @@ class Node(NodeActions, NodeReads):
                 listener=self._on_peer,
                 trusts=lambda key: key in self._trust.keys,
             )
-            self.replication.start()
+            await self.replication.start()
             verifier = auth.Verifier(
                 lambda: self._trust.keys, self._now_ms,
                 window_ms=int(self.profile.auth_window * 1000), started_ms=self._now_ms(),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from crdt import GossipError, Outcome, Replica
 
-from .. import config, protocol
+from .. import config, peerfile, protocol
 from ..config import ConfigError
 from ..peers import Peer
 from ..protocol import Exchange, Failure, Gossiper, Push, RemoteProtocolError, Settings
@@ -60,6 +60,7 @@ class Replication:
         self.wake = asyncio.Event()
         self._settled = asyncio.Event()  # replaced by a fresh one after each set()
         self._pushing: set[asyncio.Task[None]] = set()  # one task per peer pushed to
+        self._saved_at = 0  # when peers.json was last written (ms)
 
     @property
     def message_budget(self) -> int:
@@ -75,15 +76,36 @@ class Replication:
         p = self.node.profile
         return Settings(int(p.interval * 1000), p.fanout, p.eager_push, self.message_budget)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         node = self.node
         self.gossiper = Gossiper(
             node.table, ChunkedLocal(node.replica, node.worker), self._settings, node.rng,
             current_key=lambda key: node.trust_set().current(key),
         )  # fmt: skip
+        # What the last run learned of each peer (peerfile.py): delivery and lag know a
+        # peer that is down now, against our state vector now.
+        node.table.saw_ours(await node.call(node.replica.state_vector, priority=READ))
+        saved = peerfile.load(node.home)
+        node.table.remember({k: (e.sv, e.sv_at) for k, e in saved.peers.items()})
+        self._saved_at = node.now_ms()
 
     def stop(self) -> None:
+        if self.gossiper is not None:
+            self.save_known(force=True)
         self.gossiper = None
+
+    def save_known(self, *, force: bool = False) -> None:
+        """Write ``peers.json`` (at most every ``SAVE_EVERY_MS`` unless ``force``)."""
+        node, table = self.node, self.node.table_or_none
+        now = node.now_ms()
+        if table is None or (not force and now - self._saved_at < peerfile.SAVE_EVERY_MS):
+            return
+        self._saved_at = now
+        try:
+            peerfile.save(node.home, peerfile.from_table(table), table.ours, now,
+                          forgotten=table.forgotten)  # fmt: skip
+        except OSError as e:
+            log.warning("could not save %s in %s: %s", peerfile.PEER_FILE, node.home, e)
 
     def _gossiper(self) -> Gossiper:
         if self.gossiper is None:
@@ -143,6 +165,7 @@ class Replication:
             self.wake.clear()
             try:
                 await self._round()
+                self.save_known()
                 if node.now_ms() >= readdress_at:
                     # Our addresses may have changed (DHCP, Wi-Fi): announce the new ones.
                     readdress_at = node.now_ms() + int(node.profile.readdress * 1000)

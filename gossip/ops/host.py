@@ -77,12 +77,13 @@ class Host(Protocol):
         ...
 
     def peers(self) -> list[dict[str, Any]]:
-        """The peer table, as JSON rows (offline: the configured peers)."""
+        """The peer table, as JSON rows (offline: the peers the last node here knew, as
+        of then, ``peers.json``, and the configured ones)."""
         ...
 
     def peer_vectors(self) -> dict[str, dict[int, int]]:
         """Each peer's state vector as last learned (when: its row's ``sv_at``), by key;
-        only peers whose vector is known (offline: none)."""
+        only peers whose vector is known (offline: ``peers.json``'s)."""
         ...
 
     def forget_peer(self, key: str) -> bool:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from crdt import Identity, Outcome, Replica, SignedRecord, semantic
 from crdt.views import Views
 
-from .. import config
+from .. import config, peerfile
 from ..errors import Conflict, NotFound
+from ..peers import lag
 
 if TYPE_CHECKING:
     from ..node import Node
@@ -210,22 +211,25 @@ class ReplicaHost:
         return report.to_json()
 
     def peers(self) -> list[dict[str, Any]]:
+        """The peers the last node on this data dir knew (``peers.json``), as of then,
+        and the configured ones it did not know."""
         cfg = self.cfg
         transport = "plaintext" if cfg.insecure_plaintext else "tls"
-        return [{"key": None, "name": "", "addresses": [a], "address": a, "source": "static",
-                 "state": "not-running", "last_success": None, "last_seen": None,
-                 "last_error": None, "failures": 0, "rtt_ms": None, "bytes_in": 0,
-                 "bytes_out": 0, "they_lack": None, "we_lack": None, "next_attempt": 0,
-                 "exchanges": 0, "sources": ["static"], "claimed": False, "unproven": [],
-                 "transport": transport, "reason": "no daemon runs on this data dir",
-                 "sv_at": None}
-                for a in cfg.peers]  # fmt: skip
+        saved = peerfile.load(self.home)
+        rows = [_row(list(e.addresses), e.source, transport, key=e.key, name=e.name,
+                     last_success=e.last_success, sv_at=e.sv_at,
+                     they_lack=lag(saved.ours, e.sv), we_lack=lag(e.sv, saved.ours),
+                     reason="no daemon runs on this data dir: as its last run knew it")
+                for e in sorted(saved.peers.values(), key=lambda e: (e.name, e.key))]  # fmt: skip
+        known = {a for e in saved.peers.values() for a in e.addresses}
+        return rows + [_row([a], "static", transport, reason="no daemon runs on this data dir")
+                       for a in cfg.peers if a not in known]  # fmt: skip
 
     def peer_vectors(self) -> dict[str, dict[int, int]]:
-        return {}  # no table at rest: whether a peer has a record is unknown
+        return {k: e.sv for k, e in peerfile.load(self.home).peers.items()}
 
     def forget_peer(self, key: str) -> bool:
-        return False  # no table at rest: the configured peers have no key
+        return False  # the table is the daemon's (peers_forget refuses first)
 
     def web_login(self) -> dict[str, Any]:
         from .web import NO_DASHBOARD
@@ -241,3 +245,14 @@ class ReplicaHost:
             "discovery": [{"source": "static", "state": "off",
                            "detail": f"{len(cfg.peers)} configured"}],
         }  # fmt: skip
+
+
+def _row(addresses: list[str], source: str, transport: str, *, reason: str, key: str | None = None,
+         name: str = "", **known: Any) -> dict[str, Any]:  # fmt: skip
+    """A peer row (``PeerInfo.to_json``'s shape) of a data dir at rest: ``not-running``."""
+    return {"key": key, "name": name, "addresses": addresses, "address": addresses[0],
+            "source": source, "state": "not-running", "last_success": None, "last_seen": None,
+            "last_error": None, "failures": 0, "rtt_ms": None, "bytes_in": 0, "bytes_out": 0,
+            "they_lack": None, "we_lack": None, "next_attempt": 0, "exchanges": 0,
+            "sources": [source], "claimed": False, "unproven": [], "transport": transport,
+            "reason": reason, "sv_at": None, **known}  # fmt: skip

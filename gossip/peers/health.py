@@ -223,5 +223,7 @@ class PeerHealth:
             self._notify(peer, "changed")
 
     def _notify(self, peer: Peer, what: str) -> None:
+        if what != "removed":
+            self._recall(peer)  # type: ignore[attr-defined]  # PeerTable's
         if self.listener is not None:
             self.listener(peer, what)

@@ -45,6 +45,9 @@ class PeerTable(PeerHealth):
     ours: dict[int, int] = field(default_factory=dict)
     # Keys ``forget`` dropped: host announcements (``exchange``) do not bring them back.
     _forgotten: set[str] = field(default_factory=set)
+    # What an earlier run learned of peers' state vectors (``remember``): key -> (state
+    # vector, when); a row that gets such a key and knows no vector yet starts from it.
+    _remembered: dict[str, tuple[dict[int, int], int]] = field(default_factory=dict)
 
     # -- membership --------------------------------------------------------------------
 
@@ -62,6 +65,23 @@ class PeerTable(PeerHealth):
         for client, clock in sv.items():
             if clock > self.ours.get(client, 0):
                 self.ours[client] = clock
+
+    def remember(self, vectors: dict[str, tuple[dict[int, int], int]]) -> None:
+        """State vectors learned before (``gossip.peerfile``): key -> (vector, ms when).
+        Only knowledge: no row is added for them, and a fresher vector replaces them."""
+        self._remembered.update(vectors)
+        for p in self._peers:
+            self._recall(p)
+
+    def _recall(self, peer: Peer) -> None:
+        """Called on every row added or changed (a key learnt): see ``remember``."""
+        known = self._remembered.get(peer.key) if peer.key is not None else None
+        if known is not None and peer.last_sv is None:
+            peer.last_sv, peer.sv_at = dict(known[0]), known[1]
+
+    @property
+    def forgotten(self) -> frozenset[str]:
+        return frozenset(self._forgotten)
 
     def by_key(self, key: str) -> Peer | None:
         return next((p for p in self._peers if p.key == key), None)

@@ -68,7 +68,7 @@ export interface Delivery {
   age_ms: number | null;
   /** when the peer's state vector was learned */
   as_of: number | null;
-  /** the peer holds the record (its state vector as of `as_of` says so, or it wrote it); false: not as of `as_of`; null: unknown (never learned, or no daemon runs) */
+  /** the peer holds the record (its state vector as of `as_of` says so, or it wrote it); false: not as of `as_of`; null: unknown (its state vector was never learned here) */
   has: boolean | null;
   key: string | null;
   name: string;
@@ -208,7 +208,7 @@ export interface Peer {
   source: string;
   /** every source that proposed this peer (static, tailnet, exchange, mdns), strongest first; `source` is the first */
   sources: string[];
-  /** alive, suspect (not reached yet, or failing), down, left (it said goodbye), unknown-key; `not-running` for the configured peers when no daemon runs */
+  /** alive, suspect (not reached yet, or failing), down, left (it said goodbye), unknown-key; `not-running` for every row when no daemon runs (the peers its last run knew, peers.json, and the configured ones) */
   state: string;
   /** when the peer's state vector was last learned (its answer to our exchange or push, or its own request): what `they_lack` and `we_lack` are computed from; null: never */
   sv_at: number | null;
