@@ -67,7 +67,9 @@ def test_show_and_peers_say_who_has_a_record(tmp_path: Path, daemons: list):
     rows = json.loads(ok(n1.home, "peers", "--json"))
     assert [(r["name"], r["they_lack"], r["we_lack"], r["sv_at"]) for r in rows] == [
         ("n2", 1, 0, known_at)], rows
-    assert "1 behind" in ok(n1.home, "peers")
+    human = ok(n1.home, "peers")
+    assert "1 behind" in human and "not-running" in human and "REASON" not in human, human
+    assert all(len(line) <= 100 for line in human.splitlines()), human
     # Restarted while n2 is still down, n1's daemon starts from what it knew.
     n1.start()
     wait_for(lambda: row(n1, "n2").get("state") in ("suspect", "down"), "n1 to try n2")

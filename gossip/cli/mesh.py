@@ -28,10 +28,14 @@ def _peer_rows(peers: list[dict[str, Any]], now: int) -> list[list[str]]:
     return rows
 
 
-def _peer_table(peers: list[dict[str, Any]], now: int) -> None:
+def _peer_table(peers: list[dict[str, Any]], now: int, *, reasons: bool = True) -> None:
     """The table, its REASON column giving way first; a reason cut there follows in
-    full below it (an unknown key's ``gossip trust add`` line must stay whole)."""
+    full below it (an unknown key's ``gossip trust add`` line must stay whole). Without
+    ``reasons`` (no daemon runs: every row's reason is that) there is no such column."""
     rows = _peer_rows(peers, now)
+    if not reasons:
+        table(_PEER_HEADER[:-1], [r[:-1] for r in rows])
+        return
     widths = table(_PEER_HEADER, rows, elastic=len(_PEER_HEADER) - 1)
     cut = [(r[0], r[1], r[-1]) for r in rows if len(r[-1]) > widths[-1]]
     if cut:
@@ -49,9 +53,10 @@ _PEER_HEADER = ["ID", "NAME", "ADDRESS", "SOURCE", "STATE", "LAST OK", "RTT", "S
 def cmd_peers(args: argparse.Namespace) -> int:
     with session(args) as s:
         if not s.remote:
-            note("no daemon runs on this data dir: showing the configured peers")
+            note("no daemon runs on this data dir: showing the peers as its last run knew "
+                 "them (peers.json), and the configured ones")
         if args.watch:
-            return _watch(lambda: s.call("peers"), args.interval)
+            return _watch(lambda: s.call("peers"), args.interval, reasons=s.remote)
         peers = s.call("peers")
     if args.json:
         print_json(peers)
@@ -59,7 +64,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
     if not peers:
         note("no peers")
         return 0
-    _peer_table(peers, now_ms())
+    _peer_table(peers, now_ms(), reasons=s.remote)
     return 0
 
 
@@ -70,7 +75,8 @@ def cmd_peers_forget(args: argparse.Namespace) -> int:
     return 0
 
 
-def _watch(fetch: Callable[[], list[dict[str, Any]]], interval: float) -> int:
+def _watch(fetch: Callable[[], list[dict[str, Any]]], interval: float, *,
+           reasons: bool = True) -> int:  # fmt: skip
     """Redraw the peer table every ``interval`` seconds until Ctrl-C."""
     tty = sys.stdout.isatty()
     while True:
@@ -78,7 +84,7 @@ def _watch(fetch: Callable[[], list[dict[str, Any]]], interval: float) -> int:
         if tty:
             sys.stdout.write("\x1b[H\x1b[2J")
         out(f"gossip peers — {time.strftime('%H:%M:%S')} — every {interval:g}s, Ctrl-C stops")
-        _peer_table(peers, now_ms()) if peers else out("no peers")
+        _peer_table(peers, now_ms(), reasons=reasons) if peers else out("no peers")
         if not tty:
             out()
         sys.stdout.flush()

@@ -219,7 +219,7 @@ class ReplicaHost:
         rows = [_row(list(e.addresses), e.source, transport, key=e.key, name=e.name,
                      last_success=e.last_success, sv_at=e.sv_at,
                      they_lack=lag(saved.ours, e.sv), we_lack=lag(e.sv, saved.ours),
-                     reason="no daemon runs on this data dir: as its last run knew it")
+                     reason="no daemon runs on this data dir (as of its last run)")
                 for e in sorted(saved.peers.values(), key=lambda e: (e.name, e.key))]  # fmt: skip
         known = {a for e in saved.peers.values() for a in e.addresses}
         return rows + [_row([a], "static", transport, reason="no daemon runs on this data dir")
