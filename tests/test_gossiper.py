@@ -140,6 +140,27 @@ def test_what_a_push_taught_us_goes_on_but_not_back(open_replica):
     assert gossiper.on_served("p1", again, 1000) == []
 
 
+def test_a_served_sync_counts_as_delivered_only_when_the_reply_carried_everything(
+    open_replica,
+):
+    """Delivery status rests on what we know of a peer's state vector: a SYNC we answer
+    in full fills its gaps; one cut to the size budget does not (its next request says
+    how far it got), so its records are never shown as delivered too early."""
+    b = open_replica("b")
+    for i in range(3):
+        b.put(records.memory(b.identity, f"lesson {i} " + "x" * 2000, category="c", ts=TS + i))
+    for budget, cut in ((10**6, False), (100, True)):
+        gossiper, table = make(b, 1)
+        sync = Message(MessageType.SYNC, {}).encode()
+        resp = respond(b, sync, source="p0", max_reply_bytes=budget)
+        assert resp.complete is not cut
+        gossiper.on_served("p0", resp, 1000)
+        row = table.by_key("p0")
+        assert row is not None and row.sv_at == 1000
+        # Cut: as far as we know it still lacks all 3 (it said it held none).
+        assert row.info(table.ours).they_lack == (3 if cut else 0)
+
+
 def test_rejected_updates_and_untrusted_keys_back_a_peer_off(open_replica):
     a = open_replica("a")
     gossiper, table = make(a, 2)

@@ -272,6 +272,9 @@ class Response:
     peer_sv: dict[int, int] | None  # the initiator's state vector, when the request said
     path: str = SYNC_PATH
     ours: dict[int, int] = field(default_factory=dict)  # our state vector, answered
+    # A SYNC_REPLY that carries every update the initiator lacked (none was left out for
+    # the size budget): once it takes them in, it holds ``ours``.
+    complete: bool = True
 
     @property
     def new_updates(self) -> list[bytes]:
@@ -302,6 +305,7 @@ def answer(
         return Response(reply.encode(), received, msg.state_vector, path, ours)
     # The initiator now holds what it sent us, so its state vector covers it.
     theirs = msg.state_vector
-    updates = fit(local.updates_for(theirs), max_reply_bytes) if lacks(ours, theirs) else []
+    missing = local.updates_for(theirs) if lacks(ours, theirs) else []
+    updates = fit(missing, max_reply_bytes)
     reply = Message(MessageType.SYNC_REPLY, ours, tuple(updates))
-    return Response(reply.encode(), received, theirs, path, ours)
+    return Response(reply.encode(), received, theirs, path, ours, len(updates) == len(missing))

@@ -211,7 +211,9 @@ class Gossiper:
         """We answered a request of ``peer_key``: note what its state vector says, and
         pass on what its PUSH taught us."""
         ours, theirs = response.ours, response.peer_sv
-        if response.path == SYNC_PATH and theirs is not None:  # our reply fills their gaps
+        if response.path == SYNC_PATH and theirs is not None and response.complete:
+            # Our reply fills their gaps (all of them: one cut to the size budget does not,
+            # and their next request says how far it got).
             theirs = {c: max(theirs.get(c, 0), k) for c, k in {**theirs, **ours}.items()}
         self.table.inbound(peer_key, now, bytes_in=bytes_in, bytes_out=len(response.body),
                            ours=ours if theirs is not None else None, theirs=theirs)  # fmt: skip
