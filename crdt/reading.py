@@ -39,6 +39,11 @@ class ReplicaReads:
         """Every immutable record, by content id (no trust filter: that is the views')."""
         return self._read_root("records")
 
+    def record_ids(self) -> list[str]:
+        """The keys of every immutable record, none parsed (a value that does not parse is
+        not a record: ``get`` says None for it)."""
+        return list(self._main_maps["records"].keys())
+
     def iter_records(self) -> Iterator[tuple[str, SignedRecord]]:
         """Every immutable record with its content id, parsed one at a time.
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from crdt import Replica, records
+from gossip.errors import NotFound
+from gossip.ops.session import LocalSession
 from tests.daemons import make_cluster, ok, wait_for
 
 pytestmark = pytest.mark.slow
@@ -81,3 +84,25 @@ def test_show_and_peers_say_who_has_a_record(tmp_path: Path, daemons: list):
     wait_for(lambda: row(n1, "n2").get("they_lack") == 0, "n1 to see n2 up to date again")
     for d in (n1, n2):
         assert d.stop(signal.SIGTERM) == 0, d.log
+
+
+def test_show_reads_only_the_record_it_names(tmp_path: Path):
+    """`show` parses the records its prefix names, not every record (1.6 s at 10k before):
+    its answer is the same, retractions and supersession included (from the views)."""
+    home = tmp_path / "a"
+    with Replica.open(home) as r:
+        ts = r.now_ms()
+        old = records.memory(r.identity, "old lesson", category="c", ts=ts)
+        new = records.memory(r.identity, "new lesson", category="c", ts=ts + 1,
+                             supersedes=old.id)  # fmt: skip
+        r.put(old, new)
+        gone = records.retract(r.identity, new.id, ts=ts + 2, reason="wrong")
+        r.put(gone)
+    with LocalSession(home) as s:
+        shown = s.call("show", id=new.id[:8])
+        assert shown["retracted_by"] == [gone.id] and shown["supersedes"]["honoured"] is True
+        assert shown["delivery"] == [] and shown["provenance"]["item"]["clock"] == 1
+        assert s.call("show", id=old.id)["retracted_by"] == []
+        with pytest.raises(NotFound, match="no memory with an id starting"):
+            s.call("memory", id=gone.id[:10])  # a retraction: a record, not a memory
+        assert s.call("show", id=gone.id[:10])["kind"] == "retract"

@@ -280,6 +280,13 @@ class RecallViews(RecallFilters):
                       score)  # fmt: skip
 
     @_locked
+    def retractions(self, record_id: str, author: str) -> list[str]:
+        """The ids of ``author``'s retractions of ``record_id``, sorted (for `show`)."""
+        return [row[0] for row in self._db.execute(
+            "SELECT id FROM retractions WHERE target = ? AND author = ? ORDER BY id",
+            (record_id, author))]  # fmt: skip
+
+    @_locked
     def memory(self, record_id: str) -> Memory | None:
         """One memory by id, whatever its trust, retraction or expiry (for `show`)."""
         row = self._db.execute(

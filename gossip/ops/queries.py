@@ -18,7 +18,7 @@ from typing import Any
 
 from crdt import GossipError, Replica, SignedRecord
 from crdt.identity import public_key_bytes
-from crdt.records import KIND_MEMORY, KIND_RETRACT, split_state_key
+from crdt.records import KIND_MEMORY, split_state_key
 from crdt.store import STORE_FILE
 from crdt.trust import TrustSet
 from crdt.views import Views
@@ -157,7 +157,9 @@ def resolve_record(r: Replica, prefix: str, *, kind: str | None = None, field: s
     if not RECORD_ID_PREFIX.fullmatch(prefix):
         raise LookupFailed(f"a record id (or its start) is 6 to 64 hex characters, got "
                            f"{prefix!r:.80}", field=field)  # fmt: skip
-    held = r.records() if held is None else held
+    if held is None:  # parse only the records the prefix names, not all of them
+        held = {rid: rec for rid in r.record_ids()
+                if rid.startswith(prefix) and (rec := r.get(rid)) is not None}  # fmt: skip
     matches = sorted(
         rid for rid, rec in held.items()
         if rid.startswith(prefix) and (kind is None or rec.kind == kind)
@@ -178,18 +180,16 @@ def show(r: Replica, views: Views, prefix: str) -> dict[str, Any]:
     """One immutable record with its provenance: author (and keyring name), trusted?,
     signature ok, retracted?, and which peer first delivered it and when."""
     rid = resolve_record(r, prefix)
-    rec = r.records()[rid]
+    rec = r.get(rid)
+    if rec is None:  # resolve_record found it, in this same thread: never
+        raise LookupFailed(f"no record with the id {rid}", field="id", missing=True)
     keyring = r.keyring()
     try:
         rec.verify()
         signature_ok = True
     except GossipError:
         signature_ok = False
-    retracted_by = sorted(
-        other.id for other in r.records().values()
-        if other.kind == KIND_RETRACT and other.author == rec.author
-        and other.fields.get("target") == rid
-    )  # fmt: skip
+    retracted_by = views.retractions(rid, rec.author)
     origin = r.origin(rid)
     memory = views.memory(rid) if rec.kind == KIND_MEMORY else None
     trust = views.trust()
@@ -222,7 +222,7 @@ def supersession(r: Replica, rec: SignedRecord) -> dict[str, Any] | None:
     target = rec.fields.get("supersedes") if rec.kind == KIND_MEMORY else None
     if not isinstance(target, str) or not target:
         return None
-    replaced = r.records().get(target)
+    replaced = r.get(target) if ":" not in target else None  # (a state key is no record)
     if replaced is None:
         return {"id": target, "honoured": False,
                 "note": "not here (yet): nothing is replaced"}  # fmt: skip
