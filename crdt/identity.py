@@ -13,15 +13,16 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-
-from cryptography.exceptions import InternalError, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
+from typing import TYPE_CHECKING
 
 from .errors import IdentityError
 from .files import create_whole, fsync_dir
+
+# `cryptography` and PyNaCl are imported on first use (a key loaded, a signature checked):
+# a command that only talks to the daemon, or names a key file, never pays for them.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from nacl.signing import VerifyKey
 
 KEY_FILE = "host.key"
 STAGED_KEY_FILE = "host.key.next"  # a rotation's new key, before it is installed
@@ -81,6 +82,8 @@ _MISREAD = str.maketrans("018", "OIB")  # digits base32 never uses, read as lett
 
 @functools.lru_cache(maxsize=4096)
 def _verify_key(public_id: str) -> VerifyKey:
+    from nacl.signing import VerifyKey
+
     return VerifyKey(public_key_bytes(public_id))
 
 
@@ -95,8 +98,14 @@ def verify(public_id: str, signature: bytes, data: bytes) -> bool:
         return False
     try:
         _verify_key(public_id).verify(data, signature)
-    except (BadSignatureError, IdentityError, ValueError, TypeError):
+    except (IdentityError, ValueError, TypeError):
         return False
+    except Exception as e:
+        from nacl.exceptions import BadSignatureError  # loaded by _verify_key already
+
+        if isinstance(e, BadSignatureError):
+            return False
+        raise
     return True
 
 
@@ -104,6 +113,8 @@ class Identity:
     """A host's signing key. ``public_id`` is base64url of the raw public key (43 chars)."""
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        from cryptography.hazmat.primitives import serialization
+
         self._key = private_key
         raw = private_key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
@@ -116,12 +127,16 @@ class Identity:
 
     @classmethod
     def generate(cls) -> Identity:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.generate())
 
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(data)
 
     def _pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         return self._key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -205,6 +220,10 @@ class Identity:
     @classmethod
     def load(cls, home: Path, file: str = KEY_FILE) -> Identity:
         """Load ``home/host.key``; refuse a file that group or others may read."""
+        from cryptography.exceptions import InternalError, UnsupportedAlgorithm
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         path = Path(home) / file
         try:
             st = path.stat()

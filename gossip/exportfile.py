@@ -9,11 +9,14 @@ update is judged by the gate when it is imported.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from crdt import Outcome, RejectedUpdate, UpdateError, wire
+from crdt import RejectedUpdate, UpdateError, wire
 
 from .errors import ExportError
+
+if TYPE_CHECKING:
+    from crdt import Outcome
 
 EXPORT_MAGIC = b"sm-gossip export 1\n"
 _EXPORT_PREFIX = b"sm-gossip export "

@@ -29,10 +29,14 @@ recall lane applies: retraction, expiry, trust window, quota), ``banks``, ``sign
 (breakers and benchmarks). None of them imports ``gossip``.
 """
 
-from .config import DAY_MS, HOUR_MS, ViewConfig
-from .core import Views
-from .recall import MODES, Memory, Recall, embedded_text
-from .signals import Benchmark, BenchObservation, Breaker, BreakerObservation
+from typing import TYPE_CHECKING, Any
+
+from .config import DAY_MS, HOUR_MS, MODES, ViewConfig
+
+if TYPE_CHECKING:
+    from .core import Views
+    from .recall import Memory, Recall, embedded_text
+    from .signals import Benchmark, BenchObservation, Breaker, BreakerObservation
 
 __all__ = [
     "DAY_MS",
@@ -48,3 +52,18 @@ __all__ = [
     "Views",
     "embedded_text",
 ]
+
+# The reading policy is imported at once; the views themselves on first use, so that a
+# command that only needs ``ViewConfig`` or ``MODES`` does not pay for the replica.
+_LAZY = {"Views": "core", "Memory": "recall", "Recall": "recall", "embedded_text": "recall",
+         "Benchmark": "signals", "BenchObservation": "signals", "Breaker": "signals",
+         "BreakerObservation": "signals"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'crdt.views' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f".{module}", __name__), name)

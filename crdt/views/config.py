@@ -9,6 +9,7 @@ from dataclasses import dataclass
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 BREAKER_FUTURE_MS = 5 * 60_000  # clocks of honest hosts agree better than this (NTP)
+MODES = ("hybrid", "lexical", "semantic")  # recall's lanes: both fused, bm25 alone, vectors alone
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,12 @@ from ..fusion import fuse
 from ..records import DEFAULT_BANK
 from ..trust import TrustSet
 from .common import _COLS, _agent_columns, _locked
-from .config import ViewConfig
+from .config import MODES, ViewConfig
 from .filters import RecallFilters, ShareCap
 
 if TYPE_CHECKING:
     from ..semantic import SemanticIndex
 
-MODES = ("hybrid", "lexical", "semantic")  # recall's lanes: both fused, bm25 alone, vectors alone
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,6 @@ from crdt.files import fsync_dir
 from crdt.identity import KEY_FILE
 from crdt.lock import LOCK_FILE
 from crdt.mark import MARK_FILE
-from crdt.semantic import FILE as VECTORS_FILE
-from crdt.store import STORE_FILE
 
 from .. import config
 from ..errors import CliError
@@ -60,12 +58,16 @@ def read_input(path: str) -> bytes:
     return p.read_bytes()
 
 
-# The files of a data dir that an output file must never replace: writing an export over
-# one of them would lose the host's key or its store for good.
-_OWN_FILES = (KEY_FILE, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", MARK_FILE,
-              f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE,
-              "api.token", VECTORS_FILE, f"{VECTORS_FILE}-wal", f"{VECTORS_FILE}-shm",
-              f"{VECTORS_FILE}-journal", PEER_FILE)  # fmt: skip
+def _own_files() -> tuple[str, ...]:
+    """The files of a data dir that an output file must never replace: writing an export
+    over one of them would lose the host's key or its store for good."""
+    from crdt.semantic import FILE as VECTORS_FILE  # here: numpy only for a command that writes
+    from crdt.store import STORE_FILE
+
+    return (KEY_FILE, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", MARK_FILE,
+            f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE,
+            "api.token", VECTORS_FILE, f"{VECTORS_FILE}-wal", f"{VECTORS_FILE}-shm",
+            f"{VECTORS_FILE}-journal", PEER_FILE)  # fmt: skip
 
 
 def refuse_own_files(home: Path, path: str) -> None:
@@ -76,7 +78,7 @@ def refuse_own_files(home: Path, path: str) -> None:
     if path == "-":
         return
     target = Path(path)
-    if target.name not in _OWN_FILES:
+    if target.name not in _own_files():
         return
     with contextlib.suppress(OSError):
         parent = target.parent.resolve()

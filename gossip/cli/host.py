@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crdt import Identity, Replica
 from crdt.identity import KEY_FILE, fingerprint
 from crdt.store import STORE_FILE
 
@@ -37,6 +36,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         cfg = None
     else:
         cfg = config.Config(config.check_name(args.name)) if args.name else config.Config.default()
+    from crdt import Replica
+
     with Replica.open(home, create=True) as r:  # creates key and store under the lock
         if cfg is not None:
             config.create(home, cfg)
@@ -67,6 +68,8 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def cmd_id(args: argparse.Namespace) -> int:
+    from crdt import Identity
+
     key = Identity.load(args.home).public_id
     out(key)
     note(f"fingerprint {fingerprint(key)} (to compare out loud with what `trust add` shows)")

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..ops.session import Session
 from .arguments import command, field_arg, needs_action, session
 from .terminal import ago, note, now_ms, number, out, shown_plainly, table, until, who
+
+if TYPE_CHECKING:
+    from ..ops.session import Session
 
 
 def cmd_breaker_trip(args: argparse.Namespace) -> int:

@@ -20,11 +20,10 @@ Rules kept here for every surface:
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from crdt import Identity, RecordError, Replica, SignedRecord, records
+from crdt import RecordError, records
 from crdt.records import DEFAULT_BANK
-from crdt.views import Memory, Views
 
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from . import queries
@@ -42,9 +41,14 @@ from .fields import (
     TextList,
     TextMap,
 )
-from .host import Host
 from .memories import BANK_ID, MAX_LIMIT, MAX_TEXT, MEMORY_TEXT, UNTRUSTED, retract_own
 from .operation import Params, operation
+
+if TYPE_CHECKING:
+    from crdt import Identity, Replica, SignedRecord
+    from crdt.views import Memory, Views
+
+    from .host import Host
 
 BANK = Field("bank", BANK_ID, "path", required=True,
              help="a bank id (letters, digits, . _ : @ -); `default` always exists")  # fmt: skip

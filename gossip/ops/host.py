@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from crdt import Identity, Outcome, Replica, SignedRecord
-from crdt.views import Views
+if TYPE_CHECKING:
+    from crdt import Identity, Outcome, Replica, SignedRecord
+    from crdt.views import Views
 
 T = TypeVar("T")
 

@@ -12,19 +12,23 @@ otherwise; removing a rotated host's old key by its whole id keeps the key it ro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from crdt import GossipError, IdentityError, Replica, records
+from crdt import GossipError, IdentityError, records
 from crdt.identity import fingerprint, normal_fingerprint, public_key_bytes
-from crdt.trust import TrustSet
-from crdt.views import Views
 
 from .. import invites
 from ..errors import Conflict, Invalid, NotFound
 from . import queries
 from .fields import ANY_TEXT, PUBLIC_ID, WHITESPACE, Field, Flag, Seconds, Text
-from .host import Host
 from .operation import Params, operation
+
+if TYPE_CHECKING:
+    from crdt import Replica
+    from crdt.trust import TrustSet
+    from crdt.views import Views
+
+    from .host import Host
 
 MAX_TTL_S = 30 * 86400  # an invitation lives at most a month
 TRUST_LIST = {"type": "array", "items": {"$ref": "#/components/schemas/TrustEntry"}}

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from crdt import GossipError, Identity, RecordError, Replica, SignedRecord, records
+from crdt import GossipError, RecordError, records
 from crdt.records import DEFAULT_BANK, KIND_MEMORY, KIND_RETRACT
-from crdt.views import MODES, Views
+from crdt.views import MODES
 
 from ..errors import Conflict, Invalid, NotFound, OpError
 from . import queries
@@ -36,8 +36,13 @@ from .fields import (
     Text,
 )
 from .fields import TextList as Tags
-from .host import Host
 from .operation import Params, operation
+
+if TYPE_CHECKING:
+    from crdt import Identity, Replica, SignedRecord
+    from crdt.views import Views
+
+    from .host import Host
 
 MAX_TEXT = 8192
 MEMORY_TEXT = MemoryText(limit=MAX_TEXT)  # a memory's text, on every surface that writes one

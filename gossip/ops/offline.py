@@ -14,14 +14,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from crdt import Identity, Outcome, Replica, SignedRecord, semantic
-from crdt.views import Views
+from crdt.identity import Identity
 
 from .. import config, peerfile
 from ..errors import Conflict, NotFound
 from ..peers import lag
 
 if TYPE_CHECKING:
+    from crdt import Outcome, Replica, SignedRecord
+    from crdt.views import Views
+
     from ..node import Node
 
 T = TypeVar("T")
@@ -63,6 +65,9 @@ class ReplicaHost:
         if self._node is not None:
             raise RuntimeError("the data dir is held by this command's node")
         if self._replica is None or self._views is None:
+            from crdt import Replica, semantic  # here: a remote session never needs them
+            from crdt.views import Views
+
             cfg = self.cfg
             replica = Replica.open(self.home, create=False, lock_wait=self._lock_wait)
             try:

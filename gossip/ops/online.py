@@ -12,12 +12,12 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from crdt import Identity, Outcome, Replica, SignedRecord
-from crdt.views import Views
-
 from ..errors import Conflict, Unavailable
 
 if TYPE_CHECKING:
+    from crdt import Identity, Outcome, Replica, SignedRecord
+    from crdt.views import Views
+
     from ..node import Node
 
 T = TypeVar("T")

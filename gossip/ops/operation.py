@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Invalid
-from .fields import Field
 
 if TYPE_CHECKING:
+    from .fields import Field
     from .host import Host
 
 Handler = Callable[["Host", "Params"], Awaitable[Any]]

@@ -14,16 +14,19 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from crdt import GossipError, Replica, SignedRecord
+from crdt import GossipError
 from crdt.identity import public_key_bytes
 from crdt.records import KIND_MEMORY, split_state_key
 from crdt.store import STORE_FILE
-from crdt.trust import TrustSet
-from crdt.views import Views
 
 from ..errors import Invalid, NotFound, OpError
+
+if TYPE_CHECKING:
+    from crdt import Replica, SignedRecord
+    from crdt.trust import TrustSet
+    from crdt.views import Views
 
 RECORD_ID_PREFIX = re.compile(r"[0-9a-f]{6,64}")
 

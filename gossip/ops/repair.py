@@ -8,11 +8,13 @@ drops the rest and says how many of each; peers send what was dropped again.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Conflict
-from .host import Host
 from .operation import Params, operation
+
+if TYPE_CHECKING:
+    from .host import Host
 
 
 def stop_first(pid: int | None) -> str:

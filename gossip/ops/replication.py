@@ -11,18 +11,20 @@ after ``SYNC_ROUNDS``.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
-
-from crdt import Replica
-from crdt.views import Views
+from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, check_address
 from ..errors import Conflict, Invalid, NotFound
 from ..exportfile import ExportError, decode_export, encode_export, import_summary
 from . import queries
 from .fields import ADDRESS, ANY_TEXT, Field, Flag, Raw, Text
-from .host import Host
 from .operation import Params, operation
+
+if TYPE_CHECKING:
+    from crdt import Replica
+    from crdt.views import Views
+
+    from .host import Host
 
 MAX_IMPORT = 256 * 1024 * 1024  # an export file offered to an import
 SYNC_ROUNDS = 10_000  # a catch-up arrives a message budget (4 MiB) per exchange

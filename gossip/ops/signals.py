@@ -11,17 +11,21 @@ state key is ``subject|metric``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from crdt import Identity, SignedRecord, records
-from crdt.views import Breaker
+from crdt import records
 
 from ..errors import Conflict, NotFound
 from . import queries
 from .fields import ANY_TEXT, TEXT, Field, Number, Seconds, Text
-from .host import Host
 from .memories import UNTRUSTED
 from .operation import Params, operation
+
+if TYPE_CHECKING:
+    from crdt import Identity, SignedRecord
+    from crdt.views import Breaker
+
+    from .host import Host
 
 BREAKERS = {"type": "array", "items": {"$ref": "#/components/schemas/Breaker"}}
 BENCHMARKS = {"type": "array", "items": {"$ref": "#/components/schemas/Benchmark"}}
@@ -38,6 +42,8 @@ async def _merged(host: Host, name: str, include_untrusted: bool = False) -> dic
 
 def unknown_breaker(name: str) -> Breaker:
     """What a reader knows of a breaker no trusted host has a current say on."""
+    from crdt.views import Breaker
+
     return Breaker(name, UNKNOWN, [], "", None, [])
 
 
