@@ -23,7 +23,6 @@ import os
 import shlex
 import socket
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,6 +245,8 @@ def load(home: Path) -> Config:
         return Config.default()
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read {path}: {e}") from None
+    import tomllib  # here: a command that only talks to the daemon never reads the file
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

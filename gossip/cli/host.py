@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from crdt.identity import KEY_FILE, fingerprint
-from crdt.store import STORE_FILE
 
 from .. import config
 from ..errors import CliError
@@ -22,6 +21,8 @@ from .terminal import ago, fit, note, now_ms, out, plural, print_json
 def cmd_init(args: argparse.Namespace) -> int:
     home: Path = args.home
     if (home / KEY_FILE).exists():
+        from crdt.store import STORE_FILE
+
         hint = "" if (home / STORE_FILE).exists() else (
             "; its store is missing: `gossip repair` starts an empty one for this key")
         raise CliError(f"{home} already has an identity ({KEY_FILE}); refusing to overwrite "

@@ -12,7 +12,6 @@ transaction, and survives restarts and view rebuilds (docs/api.md says why not a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,8 @@ from .fields import TextList as Tags
 from .operation import Params, operation
 
 if TYPE_CHECKING:
+    import asyncio
+
     from crdt import Identity, Replica, SignedRecord
     from crdt.views import Views
 
@@ -123,6 +124,8 @@ class _KeyLocks:
     @contextlib.asynccontextmanager
     async def hold(self, host: Host, key: str):  # type: ignore[no-untyped-def]
         slot = (id(host), key)
+        import asyncio  # here: a command that only sends a remember never needs it
+
         lock, users = self._held.get(slot, (asyncio.Lock(), 0))
         self._held[slot] = (lock, users + 1)
         try:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from crdt import GossipError
 from crdt.identity import public_key_bytes
 from crdt.records import KIND_MEMORY, split_state_key
-from crdt.store import STORE_FILE
 
 from ..errors import Invalid, NotFound, OpError
 
@@ -270,6 +269,8 @@ def counts(r: Replica, trust: TrustSet | None = None) -> dict[str, int]:
 
 def store_bytes(home: Path) -> int:
     """Bytes on disk of the store (database, WAL and shared memory files)."""
+    from crdt.store import STORE_FILE  # here: sqlite3 only for the command that asks
+
     total = 0
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(OSError):

@@ -7,7 +7,6 @@ says the same with or without a daemon.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 import urllib.parse
@@ -55,6 +54,8 @@ class LocalSession(Session):
     def __init__(self, home: Path, *, lock_wait: float = LOCK_WAIT_S,
                  progress: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
         self.host = ReplicaHost(home, lock_wait=lock_wait, progress=progress)
+        import asyncio  # here: a remote session never runs a loop
+
         self._runner = asyncio.Runner()
 
     def call(self, operation: str, /, **params: Any) -> Any:
