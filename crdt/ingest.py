@@ -135,17 +135,25 @@ class ReplicaIngest:
         return out.status
 
     def ingest_batch(
-        self, updates: Sequence[SignedUpdate | bytes], *, source: str = ""
+        self,
+        updates: Sequence[SignedUpdate | bytes],
+        *,
+        source: str = "",
+        chunk: int | None = None,
+        between: Callable[[int], None] | None = None,
     ) -> list[Outcome]:
         """Offer many signed updates; all accepted ones are durable when this returns.
 
-        Taken in chunks of ``limits.batch_size``, so memory stays bounded however large a
-        peer's delta is. For each chunk, first everything that needs no replica: decoding,
-        structure, the records each item carries, and all their signatures. Only then
-        does anything touch the twin. The chunks overlap: while this thread checks the
-        next one, worker processes verify the signatures of this one.
+        Taken in chunks of ``chunk`` updates (default ``limits.batch_size``), so memory
+        stays bounded however large a peer's delta is. For each chunk, first everything
+        that needs no replica: decoding, structure, the records each item carries, and
+        all their signatures. Only then does anything touch the twin. The chunks overlap:
+        while this thread checks the next one, worker processes verify the signatures of
+        this one. ``between(done)`` is called after each chunk but the last is committed
+        (``done``: the updates offered so far), while the next chunk's signatures verify:
+        for a progress report, or the reads a node queued meanwhile (it must not write).
         """
-        size = self.limits.batch_size
+        size = max(1, chunk or self.limits.batch_size)
         chunks = [updates[k : k + size] for k in range(0, len(updates), size)]
         out: list[Outcome] = []
         with _cyclic_gc_paused():
@@ -155,6 +163,8 @@ class ReplicaIngest:
                 current = prepared
                 prepared = self._prepare(chunks[k + 1], source) if k + 1 < len(chunks) else None
                 out.extend(self._finish(current))
+                if between is not None and prepared is not None:
+                    between(len(out))
         for o in out:
             if o.status == "rejected":
                 err = o.error

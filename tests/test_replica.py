@@ -250,3 +250,17 @@ def test_origin_names_the_records_own_item_also_after_a_checkpoint(open_replica)
     b = open_replica("b")
     b.ingest_batch(a.updates_for({}))
     assert b.origin(pair[1].id)["clock"] == 2
+
+
+def test_ingest_batch_runs_between_its_chunks_with_each_one_committed(open_replica):
+    """``between`` (a node's queued reads, an import's progress) runs after each chunk
+    but the last, when what came before is durable and readable; the outcomes are the
+    same as in one chunk."""
+    w = Writer()
+    ups = [w.put(records.memory(w.identity, f"m{i}", category="c", ts=TS)) for i in range(7)]
+    r = open_replica("r")
+    seen: list[tuple[int, int]] = []
+    outs = r.ingest_batch(ups, chunk=3, between=lambda done: seen.append((done, len(r.records()))))
+    assert [o.status for o in outs] == ["applied"] * 7
+    assert seen == [(3, 3), (6, 6)]
+    assert len(r.records()) == 7

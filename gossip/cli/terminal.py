@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from ..ops.offline import INGEST_CHUNK
+from ..ops.offline import PROGRESS_OVER
 
 
 def safe(text: str) -> str:
@@ -123,7 +123,7 @@ class Progress:
     def __init__(self, what: str, total: int) -> None:
         self.what = what
         self.total = total
-        self.active = sys.stderr.isatty() and (total == 0 or total > INGEST_CHUNK)
+        self.active = sys.stderr.isatty() and (total == 0 or total > PROGRESS_OVER)
         self._last = 0.0
 
     def show(self, done: int | None = None) -> None:

@@ -430,9 +430,8 @@ class ChunkedLocal:
         return self.replica.updates_for(peer_sv)
 
     def ingest_batch(self, updates: Sequence[bytes], *, source: str = "") -> list[Outcome]:
-        out: list[Outcome] = []
-        for k in range(0, len(updates), INGEST_CHUNK):
-            if k and self.worker is not None:
-                self.worker.run_reads()
-            out += self.replica.ingest_batch(updates[k : k + INGEST_CHUNK], source=source)
-        return out
+        worker = self.worker
+        return self.replica.ingest_batch(
+            updates, source=source, chunk=INGEST_CHUNK,
+            between=None if worker is None else lambda _done: worker.run_reads(),
+        )  # fmt: skip

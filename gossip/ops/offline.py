@@ -31,7 +31,7 @@ T = TypeVar("T")
 # A command waits this long for a data dir another process holds briefly (another CLI
 # command): long enough for any single command to finish, short enough to notice a daemon.
 LOCK_WAIT_S = 5.0
-INGEST_CHUNK = 512  # updates per replica call in an import (progress between chunks)
+PROGRESS_OVER = 512  # an import of more updates than this shows its progress (docs/cli.md)
 
 
 class ReplicaHost:
@@ -147,11 +147,17 @@ class ReplicaHost:
 
     async def ingest(self, updates: Sequence[bytes], source: str) -> list[Outcome]:
         r, _ = self._open()
-        outcomes: list[Outcome] = []
-        for k in range(0, len(updates), INGEST_CHUNK):
-            outcomes += r.ingest_batch(updates[k : k + INGEST_CHUNK], source=source)
-            if self._progress is not None:
-                self._progress(len(outcomes), len(updates))
+        progress = self._progress
+        # One call, the pipeline a peer's catch-up runs (``ChunkedLocal``): the next
+        # chunk's signatures verify while this one commits, and the progress is told in
+        # between. (Calls of 512 updates each, as before, ran at half the speed: no
+        # overlap between chunks, and a commit per 512.)
+        outcomes = r.ingest_batch(
+            updates, source=source,
+            between=None if progress is None else lambda done: progress(done, len(updates)),
+        )  # fmt: skip
+        if progress is not None:
+            progress(len(outcomes), len(updates))
         return outcomes
 
     async def rotate_key(self) -> str:

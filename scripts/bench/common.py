@@ -315,6 +315,20 @@ def build_store(home: Path, n: int, *, seed: int = 0, batch: int = 1000) -> int:
 # --- real daemons and servers in their own processes -----------------------------------
 
 
+def compile_packages() -> None:
+    """Bytecode for ``gossip`` and ``crdt`` where they are imported from, as an installed
+    package has (pip compiles it): a benchmark of whole `gossip` processes must not
+    measure the compiling of the sources when PYTHONDONTWRITEBYTECODE is set."""
+    import compileall
+
+    import crdt
+    import gossip
+
+    for package in (gossip, crdt):
+        compileall.compile_dir(str(Path(package.__file__).parent), quiet=1)
+
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,6 +20,7 @@ import gc
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -163,6 +164,48 @@ def bench(
         return row
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def cli_import(n: int, raw_rate: float, runs: int = 3,
+               env: dict[str, str] | None = None) -> dict[str, object]:  # fmt: skip
+    """`gossip import` of an export of ``n`` one-record updates into a fresh reader (its
+    own `gossip init`), as a whole process: what a user runs. The process's fixed cost,
+    an import of an empty export into another fresh reader (interpreter, imports, opening
+    the replica and its views), is measured alternately and subtracted."""
+    from gossip.exportfile import encode_export
+
+    env = {**os.environ, **(env or {})}
+    tmp = Path(tempfile.mkdtemp(prefix="sm-bench-import-"))
+    try:
+        full, empty = tmp / "full.export", tmp / "empty.export"
+        full.write_bytes(b"".join(encode_export(make_updates(n))))
+        empty.write_bytes(b"".join(encode_export([])))
+
+        def once(k: int, export: Path) -> float:
+            home = tmp / f"reader-{k}-{export.stem}"
+            gossip = [sys.executable, "-m", "gossip.cli", "--home", str(home)]
+            subprocess.run([*gossip, "init", "--name", "reader"], env=env, check=True,
+                           capture_output=True, timeout=120)  # fmt: skip
+            t0 = time.perf_counter()
+            subprocess.run([*gossip, "import", str(export)], env=env, check=True,
+                           capture_output=True, timeout=1200)  # fmt: skip
+            dt = time.perf_counter() - t0
+            shutil.rmtree(home)
+            return dt
+
+        walls, fixed = [], []
+        for k in range(runs):
+            fixed.append(once(k, empty))
+            walls.append(once(k, full))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    wall, start = statistics.median(walls), statistics.median(fixed)
+    rate = n / (wall - start)
+    print(f"  `gossip import` of {n} records (fresh reader, {runs} runs): {wall:.2f} s, "
+          f"process start {start:.2f} s: {rate:.0f} records/s = {rate / raw_rate:.2f}x raw "
+          "single-core verify")  # fmt: skip
+    return {"records": n, "wall_s": wall, "start_s": start, "records_per_s": rate,
+            "ratio": rate / raw_rate}  # fmt: skip
 
 
 def reopen(home: Path, n: int) -> dict[str, float]:
