@@ -2,20 +2,23 @@
 ``api.sock`` (or loopback TCP with the token in ``api.token``), each with a deadline.
 
 Standard library only, so a command that talks to the daemon starts quickly; it must
-never import ``gossip.api`` (aiohttp). Nobody answering (no daemon, a stale socket, a
-time-out) is ``Unreachable``; a refusal is the operation's own error class
-(``errors.from_status``). ``gossip.client`` and the CLI's remote session use it.
+never import ``gossip.api`` (aiohttp), and it speaks the little HTTP/1.1 it needs itself
+(one request per connection, ``Connection: close``; a body by length, chunked, or up to
+the end): ``http.client`` would cost every command its imports (``email``, ``ssl``), a
+tenth of its start-up. Nobody answering (no daemon, a stale socket, a time-out, an
+answer that is not HTTP) is ``Unreachable``; a refusal is the operation's own error
+class (``errors.from_status``). ``gossip.client`` and the CLI's remote session use it.
 """
 
 from __future__ import annotations
 
-import http.client
+import io
 import json
 import math
 import socket
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,36 +72,164 @@ class _DeadlineSocket(socket.socket):
         return super().send(*args)
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, deadline: float) -> None:
-        super().__init__("localhost", timeout=max(0.0, deadline - time.monotonic()))
-        self._path = path
-        self._deadline = deadline
+class BadAnswer(ConnectionError):
+    """What came back is not an HTTP/1.1 answer we can read (an OSError: unreachable)."""
 
-    def connect(self) -> None:
+
+_MAX_LINE = 65536  # a status, header or chunk-size line
+_MAX_HEADERS = 100
+
+
+class _Response:
+    """One HTTP/1.1 answer read from ``file``: ``status``, ``headers`` (names in lower
+    case), then the body by ``read`` (all of it) or ``readline`` (the event feed)."""
+
+    def __init__(self, file: io.BufferedReader) -> None:
+        self._file = file
+        parts = self._line().split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise BadAnswer(f"not an HTTP answer: {b' '.join(parts)[:80]!r}")
+        self.status = int(parts[1])
+        self.headers: dict[str, str] = {}
+        for _ in range(_MAX_HEADERS + 1):
+            line = self._line()
+            if line in (b"\r\n", b"\n"):
+                break
+            name, sep, value = line.decode("latin-1").partition(":")
+            if not sep:
+                raise BadAnswer(f"a malformed header line: {line[:80]!r}")
+            self.headers[name.strip().lower()] = value.strip()
+        else:
+            raise BadAnswer("too many header lines")
+        self._chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        length = self.headers.get("content-length")
+        if not self._chunked and length is not None and not length.isdigit():
+            raise BadAnswer(f"a malformed Content-Length: {length[:40]!r}")
+        self._left = None if self._chunked or length is None else int(length)
+        self._pending = b""  # read, not yet handed out (readline)
+        self._done = self.status in (204, 304) or self._left == 0
+
+    def _line(self) -> bytes:
+        line = self._file.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            raise BadAnswer("a line of the answer is too long")
+        if not line:
+            raise BadAnswer("the daemon closed the connection before it answered")
+        return line
+
+    def _piece(self) -> bytes:
+        """The next bytes of the body; b"" at its end."""
+        if self._done:
+            return b""
+        if self._chunked:
+            size = self._line().split(b";", 1)[0].strip()
+            try:
+                n = int(size, 16)
+            except ValueError:
+                raise BadAnswer(f"a malformed chunk size: {size[:20]!r}") from None
+            if n == 0:
+                while self._line() not in (b"\r\n", b"\n"):  # trailers, if any
+                    pass
+                self._done = True
+                return b""
+            data = self._exactly(n)
+            self._exactly(2)  # the CRLF after each chunk
+            return data
+        if self._left is None:  # up to the end of the connection
+            data = self._file.read1(65536)
+            self._done = not data
+            return data
+        data = self._exactly(min(self._left, 65536))
+        self._left -= len(data)
+        self._done = self._left == 0
+        return data
+
+    def _exactly(self, n: int) -> bytes:
+        data = self._file.read(n)
+        if len(data) < n:
+            raise BadAnswer("the daemon closed the connection in the middle of its answer")
+        return data
+
+    def read(self) -> bytes:
+        pieces = [self._pending]
+        self._pending = b""
+        while piece := self._piece():
+            pieces.append(piece)
+        return b"".join(pieces)
+
+    def readline(self, limit: int) -> bytes:
+        """One line of the body (with its newline) of at most ``limit`` bytes; b"" at the
+        end."""
+        while b"\n" not in self._pending and len(self._pending) < limit:
+            piece = self._piece()
+            if not piece:
+                break
+            self._pending += piece
+        cut = self._pending.find(b"\n", 0, limit)
+        cut = min(len(self._pending), limit) if cut < 0 else cut + 1
+        line, self._pending = self._pending[:cut], self._pending[cut:]
+        return line
+
+
+class _Exchange:
+    """One request and its answer on a connection of its own, made by ``request`` with
+    ``connect`` (so that its failure is the request's), closed by ``close``."""
+
+    def __init__(self, connect: Callable[[], _DeadlineSocket], host: str) -> None:
+        self._connect = connect
+        self._host = host
+        self.sock: _DeadlineSocket | None = None
+        self._file: io.BufferedReader | None = None
+
+    def request(self, method: str, path: str, *, body: bytes | None = None,
+                headers: dict[str, str]) -> None:  # fmt: skip
+        if any(not 0x20 < ord(c) < 0x7F for c in path):
+            raise BadAnswer(f"a request path must be printable ASCII: {path[:80]!r}")
+        self.sock = self._connect()
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host}",
+                 "Accept-Encoding: identity", "Connection: close"]  # fmt: skip
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(body or b'')}")
+        self.sock.sendall("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + (body or b""))
+
+    def getresponse(self) -> _Response:
+        assert self.sock is not None
+        self._file = self.sock.makefile("rb")
+        return _Response(self._file)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self.sock is not None:
+            self.sock.close()
+
+
+def _unix(path: str, deadline: float) -> _Exchange:
+    def connect() -> _DeadlineSocket:
         sock = _DeadlineSocket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.deadline = self._deadline
+        sock.deadline = deadline
         try:
-            sock.connect(self._path)
+            sock.connect(path)
         except BaseException:
             sock.close()
             raise
-        self.sock = sock
+        return sock
+
+    return _Exchange(connect, "localhost")
 
 
-class _TcpConnection(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, deadline: float) -> None:
-        super().__init__(host, port, timeout=max(0.0, deadline - time.monotonic()))
-        self._deadline = deadline
-
-    def connect(self) -> None:
-        left = self._deadline - time.monotonic()
+def _tcp(host: str, port: int, deadline: float) -> _Exchange:
+    def connect() -> _DeadlineSocket:
+        left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("timed out")
-        plain = socket.create_connection((self.host, self.port), left)
+        plain = socket.create_connection((host, port), left)
         sock = _DeadlineSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
-        sock.deadline = self._deadline
-        self.sock = sock
+        sock.deadline = deadline
+        return sock
+
+    return _Exchange(connect, f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
 
 
 class ApiConnection:
@@ -127,11 +258,11 @@ class ApiConnection:
     def socket_path(self) -> Path:
         return self.home / API_SOCKET
 
-    def _connection(self, deadline: float) -> http.client.HTTPConnection:
+    def _connection(self, deadline: float) -> _Exchange:
         if self.tcp is not None:
             host, _, port = self.tcp.rpartition(":")
-            return _TcpConnection(host.strip("[]"), int(port), deadline)
-        return _UnixConnection(str(self.socket_path), deadline)
+            return _tcp(host.strip("[]"), int(port), deadline)
+        return _unix(str(self.socket_path), deadline)
 
     def request(
         self,
@@ -168,7 +299,7 @@ class ApiConnection:
             resp = conn.getresponse()
             answer = resp.read()
             status = resp.status
-        except (OSError, http.client.HTTPException) as e:
+        except OSError as e:
             where = self.tcp or self.socket_path
             raise ApiUnavailable(f"no answer from the daemon at {where}: {e}") from None
         finally:
@@ -203,7 +334,7 @@ class ApiConnection:
             try:
                 conn.request("GET", "/v1/events", headers=headers)
                 resp = conn.getresponse()
-            except (OSError, http.client.HTTPException) as e:
+            except OSError as e:
                 raise ApiUnavailable(f"no answer from the daemon at {where}: {e}") from None
             if resp.status >= 400:
                 raise _refusal(resp.status, _json_or_none(resp.read()))
@@ -237,13 +368,13 @@ class FeedMessage:
     data: Any
 
 
-def _messages(resp: http.client.HTTPResponse, where: object) -> Iterator[FeedMessage]:
+def _messages(resp: _Response, where: object) -> Iterator[FeedMessage]:
     """The events of a text/event-stream answer (comments skipped)."""
     id_, type_, data = "", "message", []
     while True:
         try:
             line = resp.readline(1 << 20)
-        except (OSError, http.client.HTTPException) as e:
+        except OSError as e:
             raise ApiUnavailable(f"the event stream from {where} broke: {e}") from None
         if not line:
             return  # the daemon ended the stream (it stops, or cut this consumer off)

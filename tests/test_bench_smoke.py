@@ -17,6 +17,8 @@ sys.path.insert(0, str(BENCH))
 import availability  # noqa: E402
 import catchup  # noqa: E402
 import convergence  # noqa: E402
+import ingest  # noqa: E402
+import restart  # noqa: E402
 from common import create_hosts  # noqa: E402
 
 
@@ -78,3 +80,15 @@ async def test_availability_gossip_survives_a_dead_node(
     assert g["before"]["writes"] == g["after"]["writes"] == 2
     # With one of three nodes dead, the two survivors still exchange every round.
     assert all(t is not None for t in g["after"]["took"])
+
+
+def test_cli_import_measures_a_whole_gossip_import() -> None:
+    r = ingest.cli_import(40, raw_rate=1000.0, runs=1)
+    assert r["records"] == 40 and r["wall_s"] > 0 and r["start_s"] > 0
+
+
+def test_restart_waits_until_a_recall_answers(tmp_path: Path) -> None:
+    home = restart.prepared(tmp_path, 20)
+    seconds = restart.restart_once(home, "provider")
+    assert seconds > 0
+    assert not (home / "api.sock").exists()  # stopped again: the socket is gone

@@ -69,7 +69,7 @@ def prepared(root: Path, n: int) -> Path:
         subprocess.run([sys.executable, "-m", "gossip.cli", "--home", str(home), "init",
                         "--name", "empty"], check=True, capture_output=True)  # fmt: skip
     with common.daemon(home):
-        common.wait_vectors(home)
+        common.wait_vectors(home, n)
     return home
 
 

@@ -4,7 +4,8 @@ Baseline, in the same run and alternating with each command: ``python -c pass`` 
 same interpreter (the floor any Python command pays). Measured, each as a fresh process
 (wall time from spawn to exit, and the CPU the child used, from ``RUSAGE_CHILDREN``):
 ``gossip --version``; ``gossip recall QUERY`` with a daemon running on a store of N
-memories (the CLI talks to its API over ``api.sock``); the same recall with no daemon
+memories (the CLI talks to its API over ``api.sock``; measured once the daemon has built
+its vectors, so it is not embedding in the background meanwhile); the same recall with no daemon
 (the command opens the data dir itself). Medians over the runs; the ratio is the
 median of the per-pair ratios, so a machine that drifts affects both sides alike.
 The packages' bytecode is compiled first, as an installed package's is (pip compiles it;
@@ -83,6 +84,7 @@ def run(quick: bool) -> dict[str, Any]:
         for label, args, with_daemon in cases:
             if with_daemon:
                 with common.daemon(home):
+                    common.wait_vectors(home, n)  # a quiet daemon: not embedding meanwhile
                     r = pairs(args, env, runs)
             else:
                 r = pairs(args, env, runs)
