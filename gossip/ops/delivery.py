@@ -10,16 +10,18 @@ never loses an item). The peer that wrote the record holds it whatever we know.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..peers import holds
-from .host import Host
+if TYPE_CHECKING:
+    from .host import Host
 
 
 def delivery(host: Host, shown: dict[str, Any]) -> list[dict[str, Any]]:
     """One entry per known peer (not the strangers mDNS claims): ``key``, ``name``,
     ``address``, ``state``, ``has`` (true, false, or null: unknown), ``as_of`` (ms since
     the epoch its state vector was learned; null: never) and ``age_ms``."""
+    from ..peers import holds  # here: the peer table's modules only for `show`
+
     item = shown["provenance"]["item"]
     vectors = host.peer_vectors()
     now = host.now_ms()
