@@ -17,7 +17,8 @@ from tests.daemons import Daemon, free_port, ok
 
 # Each of these costs a user milliseconds to tens of milliseconds per command.
 HEAVY = ("pycrdt", "numpy", "wordllama", "cryptography", "nacl", "sqlite3", "asyncio",
-         "aiohttp", "zeroconf", "crdt.replica", "crdt.views.core", "crdt.semantic")  # fmt: skip
+         "aiohttp", "zeroconf", "crdt.replica", "crdt.views.core", "crdt.semantic",
+         "gossip.peers")  # fmt: skip
 
 # Runs commands through ``gossip.cli.main`` in one fresh interpreter, then says which of
 # HEAVY it loaded (on the last line of stdout).

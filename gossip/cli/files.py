@@ -19,7 +19,6 @@ from crdt.mark import MARK_FILE
 from .. import config
 from ..errors import CliError
 from ..invites import INVITES_FILE
-from ..peerfile import PEER_FILE
 
 
 def write_atomic(path: str, chunks: Iterable[bytes]) -> int:
@@ -63,6 +62,8 @@ def _own_files() -> tuple[str, ...]:
     over one of them would lose the host's key or its store for good."""
     from crdt.semantic import FILE as VECTORS_FILE  # here: numpy only for a command that writes
     from crdt.store import STORE_FILE
+
+    from ..peerfile import PEER_FILE
 
     return (KEY_FILE, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", MARK_FILE,
             f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE,

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from crdt.identity import Identity
 
-from .. import config, peerfile
+from .. import config
 from ..errors import Conflict, NotFound
-from ..peers import lag
 
 if TYPE_CHECKING:
     from crdt import Outcome, Replica, SignedRecord
@@ -224,6 +223,9 @@ class ReplicaHost:
     def peers(self) -> list[dict[str, Any]]:
         """The peers the last node on this data dir knew (``peers.json``), as of then,
         and the configured ones it did not know."""
+        from .. import peerfile  # here: the peer table's modules only for who asks
+        from ..peers import lag
+
         cfg = self.cfg
         transport = "plaintext" if cfg.insecure_plaintext else "tls"
         saved = peerfile.load(self.home)
@@ -237,6 +239,8 @@ class ReplicaHost:
                        for a in cfg.peers if a not in known]  # fmt: skip
 
     def peer_vectors(self) -> dict[str, dict[int, int]]:
+        from .. import peerfile
+
         return {k: e.sv for k, e in peerfile.load(self.home).peers.items()}
 
     def forget_peer(self, key: str) -> bool:
