@@ -51,6 +51,8 @@ def fuse(
     """``rrf_fuse`` with each document's fused score and lane ranks (what recall shows)."""
     if k <= 0:
         k = K
+    if len(lanes) == 1 and (one := _one_lane(*next(iter(lanes.items())), weights, k)):
+        return one
     scores: dict[str, float] = {}
     raw: dict[str, float] = {}
     ranks: dict[str, dict[str, int]] = {}
@@ -68,6 +70,19 @@ def fuse(
             ranks.setdefault(doc, {})[lane] = rank
     best = sorted(scores, key=lambda d: (-scores[d], -raw[d], d))
     return [Fused(d, scores[d], ranks[d]) for d in best]
+
+
+def _one_lane(lane: str, results: Sequence[tuple[str, float]],
+              weights: Mapping[str, float] | None, k: int) -> list[Fused] | None:  # fmt: skip
+    """``fuse`` of one lane already sorted by score with each id once (a recall's lane),
+    without sorting or counting: its order, ``weight / (k + rank)`` each. None where that
+    shortcut would not be ``fuse``'s answer (out of order, a duplicate, equal scores)."""
+    weight = _weight(lane, weights)
+    out = [Fused(doc, weight / (k + rank), {lane: rank})
+           for rank, (doc, _) in enumerate(results, 1)]  # fmt: skip
+    ordered = all(results[i][1] >= results[i + 1][1] and out[i].score > out[i + 1].score
+                  for i in range(len(out) - 1))  # fmt: skip
+    return out if ordered and len({d for d, _ in results}) == len(out) else None
 
 
 def _weight(lane: str, weights: Mapping[str, float] | None) -> float:

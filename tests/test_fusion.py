@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import crdt
 from crdt.fusion import fuse
@@ -75,3 +77,22 @@ def test_weights_and_k():
 
 def test_rrf_fuse_is_exported_from_crdt():
     assert "rrf_fuse" in crdt.__all__
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lane=st.lists(st.tuples(st.sampled_from("abcdefgh"), st.sampled_from([0.0, 0.5, 1.0, 2.0])),
+                  max_size=8),
+    weight=st.sampled_from([None, 1.0, 2.5, 0.0, -1.0, 1e-320]),
+    k=st.sampled_from([60, 1, 0]),
+    presorted=st.booleans(),
+)  # fmt: skip
+def test_one_lane_is_fused_as_any_other(lane, weight, k, presorted):
+    """One lane alone skips the general merge (a recall in one mode): its answer is the
+    general one's, for lanes in or out of order, duplicates, equal scores, odd weights."""
+    if presorted:
+        lane = sorted(lane, key=lambda r: -r[1])
+    weights = None if weight is None else {"bm25": weight}
+    # An empty second lane changes nothing but takes the general path.
+    general = fuse({"bm25": lane, "semantic": []}, weights, k)
+    assert fuse({"bm25": lane}, weights, k) == general

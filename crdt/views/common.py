@@ -35,25 +35,23 @@ _CURRENT_DOCUMENT = (
 )
 
 
-def _agent_fields(f: dict[str, Any]) -> tuple[str, str | None, str]:
-    """(bank, document_id, the rest as JSON) of a memory's fields, each of the wrong type
-    read as absent (any author's record reaches every host)."""
+def _memory_fields(f: dict[str, Any]) -> tuple[list[str], str, str | None, str]:
+    """(tags, bank, document_id, the ``fields`` column) of a memory's fields, each of the
+    wrong type read as absent (any author's record reaches every host). The column holds
+    the tags and the agents' fields as one JSON object, so a hit is decoded once."""
+    raw_tags = f.get("tags")
+    tags = [t for t in raw_tags if isinstance(t, str)] if isinstance(raw_tags, list) else []
     bank = f.get("bank")
     bank = bank if isinstance(bank, str) and bank else DEFAULT_BANK
     document_id = f.get("document_id") if isinstance(f.get("document_id"), str) else None
     meta = f.get("metadata")
     metadata = ({k: v for k, v in meta.items() if isinstance(v, str)}
                 if isinstance(meta, dict) else {})  # fmt: skip
-    extra = {"context": f.get("context") if isinstance(f.get("context"), str) else None,
-             "metadata": metadata,
-             "timestamp": f.get("timestamp") if isinstance(f.get("timestamp"), str) else None}
-    return bank, document_id, json.dumps(extra)
-
-
-def _agent_columns(cols: tuple[Any, ...]) -> tuple[Any, ...]:
-    bank, document_id, extra = cols
-    e = json.loads(extra)
-    return bank, document_id, e["context"], e["metadata"], e["timestamp"]
+    fields = {"tags": tags,
+              "context": f.get("context") if isinstance(f.get("context"), str) else None,
+              "metadata": metadata,
+              "timestamp": f.get("timestamp") if isinstance(f.get("timestamp"), str) else None}
+    return tags, bank, document_id, json.dumps(fields)
 
 
 def _int(value: object) -> int | None:
@@ -73,6 +71,8 @@ def bounded_time(ts: int, seen: int | None, backdate_ms: int | None = None) -> i
     return t if backdate_ms is None else max(t, seen - backdate_ms)
 
 
-# m.t (index 12): the signed time bounded by first-seen (``bounded_time``), for ranking.
-_COLS = ("m.id, m.text, m.category, m.subject, m.tags, m.author, m.ts, m.expires_at, "
-         "m.supersedes, m.bank, m.document_id, m.extra, m.t")
+# What a lane reads of a memory (``RecallViews._memory`` makes one of a row); m.t (index
+# ``T``): the signed time bounded by first-seen (``bounded_time``), for ranking.
+_COLS = ("m.id, m.text, m.category, m.subject, m.fields, m.author, m.ts, m.expires_at, "
+         "m.supersedes, m.bank, m.document_id, m.t")
+T = 11

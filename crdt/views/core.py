@@ -25,12 +25,7 @@ from ..records import (
 from ..replica import Replica
 from ..trust import TrustSet, effective_trust
 from .banks import BankViews
-from .common import (
-    _agent_fields,
-    _int,
-    _locked,
-    bounded_time,
-)
+from .common import _int, _locked, _memory_fields, bounded_time
 from .config import ViewConfig
 from .recall import Memory, RecallViews, embedded_text
 from .signals import SignalViews
@@ -41,9 +36,9 @@ if TYPE_CHECKING:
 _SCHEMA = """
 CREATE TABLE memories (
     n INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, author TEXT NOT NULL,
-    category TEXT NOT NULL, subject TEXT, tags TEXT NOT NULL, text TEXT NOT NULL,
-    ts INTEGER NOT NULL, expires_at INTEGER, supersedes TEXT,
-    bank TEXT NOT NULL, document_id TEXT, extra TEXT NOT NULL, idempotency_key TEXT,
+    category TEXT NOT NULL, subject TEXT, text TEXT NOT NULL,
+    ts INTEGER NOT NULL, expires_at INTEGER, supersedes TEXT, bank TEXT NOT NULL,
+    document_id TEXT, fields TEXT NOT NULL, idempotency_key TEXT,  -- fields: tags, context, …
     seen INTEGER, t INTEGER NOT NULL  -- first stored here; ts bounded by it (ranking)
 );
 CREATE INDEX memories_by_author ON memories (author, ts);
@@ -269,20 +264,18 @@ class Views(RecallViews, BankViews, SignalViews):
         # Any author's record reaches every host (invariant 8): a field of the wrong type
         # or range is read as absent, never allowed to break reading for everyone.
         subject = f.get("subject") if isinstance(f.get("subject"), str) else None
-        raw_tags = f.get("tags")
-        tags = [t for t in raw_tags if isinstance(t, str)] if isinstance(raw_tags, list) else []
         expires = _int(f.get("expires_at"))
         supersedes = f.get("supersedes") if isinstance(f.get("supersedes"), str) else None
-        bank, document_id, extra = _agent_fields(f)
+        tags, bank, document_id, fields = _memory_fields(f)
         key = f.get("idempotency_key") if isinstance(f.get("idempotency_key"), str) else None
         seen = self._arrival(rec)
         t = bounded_time(rec.ts, seen, self.config.backdate_skew_ms)
         cur = self._db.execute(
-            "INSERT OR IGNORE INTO memories (id, author, category, subject, tags, text, ts, "
-            "expires_at, supersedes, bank, document_id, extra, idempotency_key, seen, t) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rec.id, rec.author, category, subject, json.dumps(tags), text, rec.ts, expires,
-             supersedes, bank, document_id, extra, key, seen, t),
+            "INSERT OR IGNORE INTO memories (id, author, category, subject, text, ts, "
+            "expires_at, supersedes, bank, document_id, fields, idempotency_key, seen, t) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (rec.id, rec.author, category, subject, text, rec.ts, expires, supersedes, bank,
+             document_id, fields, key, seen, t),
         )  # fmt: skip
         if cur.rowcount == 0:
             return
@@ -301,10 +294,10 @@ class Views(RecallViews, BankViews, SignalViews):
         if self._closed:
             return {}
         rows = self._db.execute(
-            "SELECT m.id, m.text, m.subject, m.tags FROM json_each(?) j "
+            "SELECT m.id, m.text, m.subject, m.fields FROM json_each(?) j "
             "CROSS JOIN memories m ON m.id = j.value", (json.dumps(record_ids),))  # fmt: skip
-        return {mid: embedded_text(text, subject, json.loads(tags))
-                for mid, text, subject, tags in rows}  # fmt: skip
+        return {mid: embedded_text(text, subject, json.loads(fields)["tags"])
+                for mid, text, subject, fields in rows}  # fmt: skip
 
     # -- lookups and receipts ---------------------------------------------------------
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..replica import Replica
 
 RETIRED_SELF = "self (retired)"  # the keyring's name for this host's earlier keys
+_HAS_TAG = "EXISTS (SELECT 1 FROM json_each(m.fields, '$.tags') WHERE value = ?)"
 
 
 @dataclass
@@ -107,9 +108,7 @@ class RecallFilters:
             args.append(bank)
         for wanted, joiner in ((tags_all, " AND "), (tags_any, " OR ")):
             if wanted:
-                where.append("(" + joiner.join(
-                    "EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)" for _ in wanted
-                ) + ")")  # fmt: skip
+                where.append("(" + joiner.join(_HAS_TAG for _ in wanted) + ")")
                 args.extend(wanted)
         for column, value in (("category", category), ("subject", subject)):
             if value is not None:
@@ -123,7 +122,7 @@ class RecallFilters:
             where.append("m.t >= ?")  # bounded by first-seen (``bounded_time``)
             args.append(since)
         if tag is not None:
-            where.append("EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)")
+            where.append(_HAS_TAG)
             args.append(tag)
         if not include_untrusted:
             # Trusted keys, and revoked ones up to their cutoff (ts <= cutoff).
