@@ -10,7 +10,6 @@ rows handed to it; it runs no query but ``over_quota``'s count, and writes nothi
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -49,14 +48,17 @@ class ShareCap:
         (but the exempt) holding more than its share of ``limit``; the others are hidden.
         An author's slots go to its best-ranked memories, so never to its oldest first."""
         allowed = self.share_of(limit)
-        held: Counter[str] = Counter()
+        exempt = self.exempt
+        held: dict[str, int] = {}
         out: list[Any] = []
         for item in items:
-            mid, who = item[0][0], item[0][5]
-            if who not in self.exempt and held[who] >= allowed:
-                self.hidden.setdefault(who, set()).add(mid)
-                continue
-            held[who] += 1
+            who = item[0][5]
+            if who not in exempt:
+                n = held.get(who, 0)
+                if n >= allowed:
+                    self.hidden.setdefault(who, set()).add(item[0][0])
+                    continue
+                held[who] = n + 1
             out.append(item)
             if len(out) >= limit:
                 break

@@ -197,21 +197,16 @@ class RecallViews(RecallFilters):
         memories that arrived last, or after a restart the last in the document's order),
         and every match only if those leave fewer than ``depth`` visible. A specific query
         (fewer matches than the cap and than the candidates) ranks exactly as before."""
-        rank_cap = self.config.lexical_rank_cap
-        # The newest rank_cap + 1 matches (rowids, no ranking) say how many match, if no
-        # more than the cap, and else where the bound lies: the oldest of them.
-        newest, oldest = self._db.execute(
-            "SELECT count(*), min(r) FROM (SELECT rowid AS r FROM memories_fts WHERE "
-            "memories_fts MATCH ? ORDER BY rowid DESC LIMIT ?)", (match, rank_cap + 1),
-        ).fetchone()  # fmt: skip
-        if not newest:
-            return []
-        # (rowid floor, matches above it, None: not counted yet)
-        bounds: list[tuple[int | None, int | None]] = [(None, newest)]
-        if newest > rank_cap:
-            bounds = [(oldest, rank_cap), (None, None)]
+        rank_cap, first = self.config.lexical_rank_cap, 2 * depth
+        # (rowid floor, at most this many match above it; None: not counted yet). A
+        # specific query: a look at its newest matches (rowids, nothing ranked) finds no
+        # more than the first try's candidates, so that try sees every match.
+        bounds: list[tuple[int | None, int | None]] = [(None, first)]
+        if self._newest(match, first) is not None:
+            floor = self._newest(match, rank_cap)
+            bounds = [(None, None)] if floor is None else [(floor, rank_cap), (None, None)]
         for bound, matches in bounds:
-            wanted = 2 * depth  # room for what the filters hide; more if that was not enough
+            wanted = first  # room for what the filters hide; more if that was not enough
             while True:
                 trial = cap.trial()
                 out = self._bm25_candidates(match, bound, wanted, where, args, trial, depth)
@@ -227,6 +222,13 @@ class RecallViews(RecallFilters):
                 cap.merge(trial)
                 return out
         return []  # not reached: the last bound is None
+
+    def _newest(self, match: str, n: int) -> int | None:
+        """The rowid of the ``n + 1``-th most recently indexed match, None if at most
+        ``n`` match (FTS5 reads its index newest first and ranks nothing)."""
+        row = self._db.execute("SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? "
+                               "ORDER BY rowid DESC LIMIT 1 OFFSET ?", (match, n)).fetchone()
+        return None if row is None else row[0]
 
     def _bm25_candidates(self, match: str, bound: int | None, wanted: int, where: list[str],
                          args: list[Any], cap: ShareCap,
