@@ -29,7 +29,6 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,6 @@ from .embedder import Embedder, trim_heap
 log = logging.getLogger(__name__)
 
 FILE = "embeddings.sqlite"
-Neighbour = tuple[str, float]  # a record id and its similarity
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vectors (
     model TEXT NOT NULL, id TEXT NOT NULL, scale REAL NOT NULL, code BLOB NOT NULL,
@@ -66,7 +64,6 @@ class SemanticIndex:
         self.path = None if path is None else Path(path)
         self._lock = threading.Lock()
         self._closed = False
-        self._searcher: ThreadPoolExecutor | None = None  # started by the first ``search``
         if path is not None and not os.path.exists(path):
             # The memories' texts can be read back from their vectors, roughly: 0600 like
             # the store (SQLite gives its -wal and -shm files the same mode).
@@ -102,9 +99,6 @@ class SemanticIndex:
             if not self._closed:
                 self._closed = True
                 self._db.close()
-            searcher, self._searcher = self._searcher, None
-        if searcher is not None:
-            searcher.shutdown(wait=False, cancel_futures=True)
 
     # -- filling ----------------------------------------------------------------------
 
@@ -219,24 +213,6 @@ class SemanticIndex:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embedder.embed([text])[0]
-
-    def search(self, text: str, n: int | None) -> Future[tuple[np.ndarray, list[Neighbour]]]:
-        """``text``'s vector and (if ``n``) its ``n`` nearest, computed in the index's own
-        thread: a hybrid recall runs its BM25 lane meanwhile (SQLite and numpy's array
-        loops release the GIL, so on a second core the two lanes overlap)."""
-        def run() -> tuple[np.ndarray, list[Neighbour]]:
-            vector = self.embed_query(text)
-            return vector, ([] if n is None else self.nearest(vector, n))
-
-        with self._lock:
-            if self._searcher is None and not self._closed:
-                self._searcher = ThreadPoolExecutor(1, thread_name_prefix="semantic-search")
-            searcher = self._searcher
-        if searcher is None:  # closed: no thread is started again, the answer comes here
-            done: Future[tuple[np.ndarray, list[Neighbour]]] = Future()
-            done.set_result(run())
-            return done
-        return searcher.submit(run)
 
     def nearest(self, query: np.ndarray, n: int) -> list[tuple[str, float]]:
         """The ``n`` held vectors most similar to ``query`` (cosine), best first."""

@@ -413,27 +413,3 @@ def test_a_daemon_holding_every_vector_reads_the_model_only_when_a_query_needs_i
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[:3] == ["7 0 False False", "False False", "True True True"]
-
-
-def test_hybrid_searches_the_vectors_in_the_index_thread_while_bm25_runs(me, embedder, tmp_path):
-    """A hybrid recall hands the query's vector and first neighbours to the index's own
-    thread and runs the BM25 lane meanwhile: the same answer as each lane alone would
-    give, and closing the views ends that thread."""
-    import threading
-
-    index = SemanticIndex(embedder, tmp_path / FILE)
-    for i, text in enumerate([KIMI, *OTHERS]):
-        remember(me, text, ts=T + i)
-    views = views_with(me, index)
-    hybrid = views.recall("kimi requests overnight", mode="hybrid")
-    assert hybrid.mode == "hybrid" and texts(hybrid)[0] == KIMI
-    assert hybrid.hits[0].lanes == {"bm25": 1, "semantic": 1}
-    searchers = [t for t in threading.enumerate() if t.name.startswith("semantic-search")]
-    assert len(searchers) == 1
-    # Lexical and semantic alone never start it again (they need no second thread).
-    views.recall("kimi", mode="lexical")
-    views.recall("kimi", mode="semantic")
-    assert [t for t in threading.enumerate() if t.name.startswith("semantic-search")] == searchers
-    views.close()
-    searchers[0].join(timeout=10)
-    assert not searchers[0].is_alive()

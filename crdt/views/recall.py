@@ -12,7 +12,6 @@ import json
 import re
 import sqlite3
 from collections.abc import Collection
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -158,17 +157,16 @@ class RecallViews(RecallFilters):
             note = ("no semantic index here: lexical only" if semantic is None else
                     f"semantic index building ({semantic.pending()} memories to embed): "
                     "lexical only")  # fmt: skip
-        restricted = (any(v is not None for v in (category, subject, tag, author, since))
-                      or bool(tags_all or tags_any) or bank not in (None, DEFAULT_BANK))
-        search = None
         if words and (mode == "lexical" or mode == "hybrid" or not use_vectors):
-            if use_vectors and semantic is not None:  # both lanes: the vectors' part meanwhile
-                search = semantic.search(query, None if restricted else 2 * depth)
             lanes["bm25"] = self._bm25_lane(match or "", where, args, depth, cap)
         if use_vectors and semantic is not None:
             try:
                 lanes["semantic"] = self._semantic_lane(
-                    semantic, query, search, where, args, depth, cap, restricted=restricted)
+                    semantic, query, where, args, depth, cap,
+                    restricted=any(v is not None for v in (category, subject, tag, author,
+                                                           since))
+                    or bool(tags_all or tags_any) or bank not in (None, DEFAULT_BANK),
+                )  # fmt: skip
             except EmbedderUnavailable as e:
                 note = f"{e}: lexical only"
                 if words and "bm25" not in lanes:
@@ -256,17 +254,13 @@ class RecallViews(RecallFilters):
         finally:
             rows.close()
 
-    def _semantic_lane(self, index: SemanticIndex, query: str, search: Future[Any] | None,
-                       where: list[str], args: list[Any], depth: int, cap: ShareCap, *,
+    def _semantic_lane(self, index: SemanticIndex, query: str, where: list[str],
+                       args: list[Any], depth: int, cap: ShareCap, *,
                        restricted: bool) -> list[tuple[tuple[Any, ...], float]]:  # fmt: skip
-        """The best ``depth`` visible memories by cosine similarity to ``query`` (its
-        vector and, unless ``restricted``, first ``2 * depth`` neighbours: ``search``'s if
-        started). Each neighbour the index proposes passes the same filters as the BM25
-        lane; with a narrowing filter (category, …) the rows that pass are scored instead."""
-        if search is not None:
-            vector, first = search.result()
-        else:
-            vector, first = index.embed_query(query), None
+        """The best ``depth`` visible memories by cosine similarity to the query. Each
+        neighbour the index proposes passes the same filters as the BM25 lane; with a
+        narrowing filter (category, subject, …) the rows that pass are scored instead."""
+        vector = index.embed_query(query)
         floor = self.config.semantic_min_similarity
         cond = " AND ".join(where)
         if restricted:
@@ -278,10 +272,7 @@ class RecallViews(RecallFilters):
             return cap.visible(ranked, depth)
         wanted = 2 * depth  # room for what the filters hide; more if that was not enough
         while True:
-            if first is None:
-                first = index.nearest(vector, wanted)
-            near = [(i, s) for i, s in first if s >= floor]
-            first = None
+            near = [(i, s) for i, s in index.nearest(vector, wanted) if s >= floor]
             found = {r[0]: r for r in self._db.execute(
                 # CROSS JOIN: the proposed ids drive the loop (by the unique index on id),
                 # never a scan of every memory.
