@@ -7,16 +7,24 @@ when it is the other side's. Each of our servers gives aiohttp a ``ServerLog`` i
 of its logger: a parse error becomes one WARNING line naming the address and the
 reason, at most ``burst`` of them per ``window`` seconds for that server; the next line
 let through says how many were left out. Everything else is logged unchanged.
+
+The line says why, never what: aiohttp's message quotes the offending bytes (a Cookie
+header over its limit, a request line with a byte it refuses), which can hold a session
+cookie, a login code or a token, so the quote and what follows it are dropped.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from aiohttp.http_exceptions import HttpProcessingError
+
+# Where aiohttp's message starts quoting the request: b'…', bytearray(b'…'), '…', "…".
+_QUOTE = re.compile(r"""(?:bytearray\()?b?['"]""")
 
 
 class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -51,7 +59,7 @@ class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
             return
         self._logged += 1
         remote = args[0] if args else "?"
-        reason = " ".join(str(exc.message).split())[:200] or type(exc).__name__
+        reason = reason_of(exc)
         more = f" ({self.left_out} more left out)" if self.left_out else ""
         self.left_out = 0
         self.logger.warning(
@@ -60,3 +68,9 @@ class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
         return msg, kwargs
+
+
+def reason_of(exc: HttpProcessingError) -> str:
+    """Why aiohttp refused a request, without the bytes it quotes."""
+    said = _QUOTE.split(str(exc.message), maxsplit=1)[0]
+    return " ".join(said.split()).rstrip(" :.")[:200] or type(exc).__name__

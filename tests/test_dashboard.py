@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -334,6 +335,29 @@ def test_every_query_parameter_of_the_json_is_checked(mesh: list[Daemon]):
         assert status == 400 and b"unknown query parameter" in body, (path, status)
     status, _, body = get(a, "/ui/v1/events?last_event_id=%20", cookie)
     assert status == 400 and json.loads(body)["field"] == "last_event_id"
+
+
+def test_no_login_code_or_session_in_the_log_of_a_malformed_request(mesh: list[Daemon]):
+    """aiohttp's parse errors quote the offending line: the cookies of a Cookie header
+    over its limit (other pages on 127.0.0.1 set cookies too, whatever their port), a
+    request line with a byte it refuses. The daemon's log says why, never what."""
+    a, _ = mesh
+    cookie = session_cookie(a)
+    code = urllib.parse.parse_qs(urllib.parse.urlsplit(login_link(a)).query)["code"][0]
+    requests = (f"GET /ui/ HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}; "
+                f"pad={'x' * 9000}\r\n\r\n",
+                f"GET /ui/login?code={code}\x01 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                f"GET /ui/ HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\x01\r\n\r\n")
+    before = len(a.log)
+    for request in requests:
+        with socket.create_connection(("127.0.0.1", a.agents_port), timeout=10) as s:  # type: ignore[attr-defined]
+            s.sendall(request.encode())
+            assert s.recv(65536).startswith(b"HTTP/1.0 400"), request[:40]
+    logged = wait_for(lambda: (lambda t: t if t.count("malformed HTTP request") >= 3 else "")(
+        a.log[before:]), "the refusals in the log")  # fmt: skip
+    secrets = (cookie.split("=", 1)[1], code)
+    assert not any(secret in logged for secret in secrets), logged
+    assert "more than 8190 bytes" in logged and "Invalid char" in logged, logged
 
 
 def _refused_or_ok(d: Daemon, path: str, headers: dict[str, str]) -> Any:

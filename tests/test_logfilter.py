@@ -47,3 +47,18 @@ def test_nothing_but_warnings_whatever_the_burst(caplog, burst):
     for _ in range(10):
         log.exception("Error handling request from %s", "x", exc_info=BadHttpMessage("b"))
     assert len(caplog.records) == burst
+
+
+def test_the_reason_never_quotes_the_request(caplog):
+    """aiohttp quotes the line it refused, which may carry a cookie, a code or a token."""
+    caplog.set_level(logging.DEBUG, logger="test.server")
+    log = ServerLog(logging.getLogger("test.server"), burst=10)
+    for message in ("Invalid header value char:\n\n  b'Cookie: s=SECRET\\x01'\n      ^",
+                    "Got more than 8190 bytes when reading: b's=SECRET; pad=xxx...'.",
+                    "Got more than 8190 bytes when reading: bytearray(b'/ui/login?code=SECRET').",
+                    "Invalid HTTP header: 'Authorization: Bearer SECRET'"):  # fmt: skip
+        log.exception("Error handling request from %s", "x", exc_info=BadHttpMessage(message))
+    said = [r.getMessage() for r in caplog.records]
+    assert not any("SECRET" in line for line in said), said
+    assert said[0].endswith("400 Invalid header value char"), said
+    assert said[1].endswith("400 Got more than 8190 bytes when reading"), said
