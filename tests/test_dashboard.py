@@ -360,6 +360,24 @@ def test_no_login_code_or_session_in_the_log_of_a_malformed_request(mesh: list[D
     assert "more than 8190 bytes" in logged and "Invalid char" in logged, logged
 
 
+def test_head_of_the_event_feed_has_no_body(mesh: list[Daemon]):
+    """A HEAD of the feed answers its headers only: a body after them would be read as
+    the next answer on a kept-alive connection (and would hold a listener open)."""
+    a, _ = mesh
+    conn = http.client.HTTPConnection("127.0.0.1", a.agents_port, timeout=10)  # type: ignore[attr-defined]
+    try:
+        headers = {"Cookie": session_cookie(a)}
+        conn.request("HEAD", "/ui/v1/events", headers=headers)
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read() == b""
+        assert resp.getheader("Content-Type") == "text/event-stream"
+        conn.request("GET", "/ui/v1/status", headers=headers)  # the same connection
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read())["id"]
+    finally:
+        conn.close()
+
+
 def _refused_or_ok(d: Daemon, path: str, headers: dict[str, str]) -> Any:
     status, _, body = get(d, path, headers)
     assert status < 500, (path, status, body[:200])

@@ -213,9 +213,12 @@ async def stream_events(request: web.Request, feed: Feed,
     if last is not None and not _EVENT_ID.fullmatch(last):  # checked before streaming
         raise Invalid("'Last-Event-ID' must be an event id (letters, digits, '-')",
                       "last_event_id")  # fmt: skip
-    listener = feed.listen(last)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                        "Cache-Control": "no-cache"})  # fmt: skip
+    if request.method == "HEAD":  # its headers only: a body would be the next answer
+        await resp.prepare(request)
+        return resp
+    listener = feed.listen(last)
     await resp.prepare(request)
     sent = last
     try:
