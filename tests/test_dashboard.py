@@ -360,6 +360,21 @@ def test_no_login_code_or_session_in_the_log_of_a_malformed_request(mesh: list[D
     assert "more than 8190 bytes" in logged and "Invalid char" in logged, logged
 
 
+def test_a_spent_login_link_opened_again_goes_to_the_dashboard_while_logged_in(
+        mesh: list[Daemon]):  # fmt: skip
+    """The browser's history keeps the login link (Chromium's, typed, so the address bar
+    offers it again); the code is spent, but with a session it opens the dashboard."""
+    a, _ = mesh
+    link = urllib.parse.urlsplit(login_link(a))
+    status, headers, _ = get(a, f"{link.path}?{link.query}")
+    assert status == 303
+    cookie = headers["Set-Cookie"].split(";", 1)[0]
+    status, headers, _ = get(a, f"{link.path}?{link.query}", {"Cookie": cookie})
+    assert status == 303 and headers["Location"] == "/ui/"
+    assert "Set-Cookie" not in headers  # no new session for a spent code
+    assert get(a, f"{link.path}?{link.query}")[0] == 401  # without the session: refused
+
+
 def test_head_of_the_event_feed_has_no_body(mesh: list[Daemon]):
     """A HEAD of the feed answers its headers only: a body after them would be read as
     the next answer on a kept-alive connection (and would hold a listener open)."""

@@ -126,6 +126,8 @@ class Dashboard:
     async def login(self, request: web.Request) -> web.Response:
         code = read_query(request, {"code"}).get("code", "")
         session = self.logins.redeem(code) if code else None
+        if session is None and self._logged_in(request):  # a spent link, from the history
+            raise web.HTTPSeeOther("/ui/")
         if session is None:
             return _message(401, "This login link does not work",
                             "It was used already, or it is more than a minute old, or it "
