@@ -257,6 +257,10 @@ def test_every_page_in_light_and_dark_at_desktop_and_phone_width(
                      f"([...document.querySelectorAll('#memories .{part}')]"
                      f".map(e => e.textContent).{which})",
                      f"the {name} filter")  # fmt: skip
+    # a bank another host starts while the page is open is offered, without a reload
+    b.post("/v1/banks/ops/memories", {"items": [{"content": "Rotate the pager on Mondays"}]})
+    browser.wait("[...document.getElementById('filters').elements.bank.options]"
+                 ".some(o => o.value === 'ops')", "the new bank among the choices")  # fmt: skip
     show(browser, "breakers")
     assert "open" in texts(browser, "#breakers .badge")
     assert "n2" in texts(browser, "#breakers td[data-label='Tripped by']")

@@ -362,6 +362,13 @@ function touched(type, data) {
   return PAGES; // lost, cutoff: read everything again
 }
 
+// Whether a record of the feed names a bank the bank filter does not offer yet.
+function newBank(type, data) {
+  const bank = type === "record" ? data.record?.fields?.bank : undefined;
+  if (typeof bank !== "string") return false;
+  return ![...document.getElementById("filters").elements.bank.options].some((o) => o.value === bank);
+}
+
 function follow() {
   const events = new EventSource("/ui/v1/events");
   state.events = events;
@@ -374,7 +381,7 @@ function follow() {
     events.addEventListener(type, (ev) => {
       let data = {};
       try { data = JSON.parse(ev.data); } catch { /* a comment line */ }
-      if (type === "trust" || type === "lost") filtersReady = false; // authors, banks
+      if (type === "trust" || type === "lost" || newBank(type, data)) filtersReady = false; // authors, banks
       for (const p of touched(type, data)) state.dirty.add(p);
       if (state.dirty.has(state.page)) soon();
     });
