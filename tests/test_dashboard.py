@@ -379,6 +379,31 @@ def test_a_spent_login_link_opened_again_goes_to_the_dashboard_while_logged_in(
     assert get(a, f"{link.path}?{link.query}")[0] == 401  # without the session: refused
 
 
+def test_the_dashboard_writes_nothing_and_says_so(mesh: list[Daemon]):
+    """Every other method under /ui is a 405 naming the ones there are, an unknown page a
+    404: a browser is not told it lacks a bearer token."""
+    a, _ = mesh
+    cookie = {"Cookie": session_cookie(a)}
+    token = {"Authorization": f"Bearer {(a.home / 'api.token').read_text().strip()}"}
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        for path in ("/ui/", "/ui/login", "/ui/v1/memories", "/ui/v1/events", "/ui/v1/breakers"):
+            for headers in (cookie, token):
+                conn = http.client.HTTPConnection("127.0.0.1", a.agents_port, timeout=10)  # type: ignore[attr-defined]
+                try:
+                    conn.request(method, path, body=b"{}", headers=headers)
+                    resp = conn.getresponse()
+                    body = json.loads(resp.read())
+                finally:
+                    conn.close()
+                assert resp.status == 405 and "GET" in resp.getheader("Allow"), (method, path)
+                assert body["code"] == "not_allowed", body
+    status, _, body = get(a, "/ui/no-such-page", cookie)
+    assert status == 404 and b"bearer" not in body.lower(), (status, body)
+    for path in ("/ui/../v1/banks", "/ui/%2e%2e/v1/banks", "/ui/static/../../v1/banks",
+                 "/ui/static/..%2f..%2fguard.py", "/ui/static/%2e%2e%2fdashboard.py"):
+        assert get(a, path, cookie)[0] == 404, path  # no route: nothing runs or is read
+
+
 def test_head_of_the_event_feed_has_no_body(mesh: list[Daemon]):
     """A HEAD of the feed answers its headers only: a body after them would be read as
     the next answer on a kept-alive connection (and would hold a listener open)."""

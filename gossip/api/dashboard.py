@@ -158,7 +158,13 @@ def _browser(handler: Any) -> Any:
 
 
 def is_browser_route(request: web.Request) -> bool:
-    return bool(getattr(request.match_info.handler, "browser", False))
+    """Whether ``request`` is for a route of the dashboard. Under ``/ui`` with no route
+    for it, it is too: its 404 or 405 runs nothing, and says so (rather than ask a
+    browser for the token)."""
+    info = request.match_info
+    if info.http_exception is not None:
+        return request.path == "/ui" or request.path.startswith("/ui/")
+    return bool(getattr(info.handler, "browser", False))
 
 
 async def _page_headers(request: web.Request, response: web.StreamResponse) -> None:
