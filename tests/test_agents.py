@@ -175,7 +175,8 @@ def test_refusals_name_the_field_and_change_nothing(one: Daemon):
     assert Agent(one, token="x" * 43).call("GET", "/v1/banks")[0] == 401
     assert Agent(one, token="").call("GET", "/healthz")[0] == 401
     for header in ({"Origin": "http://evil.example"}, {"Referer": "http://evil.example/"},
-                   {"Host": "evil.example"}, {"Host": "127.0.0.1.evil.example:8888"}):
+                   {"Host": "evil.example"}, {"Host": "127.0.0.1.evil.example:8888"},
+                   {"Host": "api.sock"}, {"Host": "api.sock:8888"}):  # the socket's name: not TCP's
         assert a.call("POST", path + "/recall", {"query": "x"}, headers=header)[0] == 403, header
     cases = [
         (path + "/recall", {}, "query"),

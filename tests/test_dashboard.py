@@ -155,7 +155,8 @@ def test_without_the_login_every_page_and_json_is_refused(mesh: list[Daemon], br
     cookie = session_cookie(a)
     assert get(a, "/ui/v1/peers", {"Cookie": cookie})[0] == 200
     for foreign in ({"Origin": "http://evil.example"}, {"Referer": "http://evil.example/"},
-                    {"Sec-Fetch-Site": "cross-site"}, {"Host": "evil.example"}):  # fmt: skip
+                    {"Sec-Fetch-Site": "cross-site"}, {"Host": "evil.example"},
+                    {"Host": "api.sock"}):  # a name any resolver may answer, then rebind
         assert get(a, "/ui/v1/peers", {"Cookie": cookie, **foreign})[0] == 403, foreign
     # the rest of the listener still wants the token, from no web page
     status, _, _ = get(a, "/v1/banks", {"Cookie": cookie})

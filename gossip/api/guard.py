@@ -2,8 +2,8 @@
 local API (``local``) and the agents' listener (``agents``), so both keep one rule.
 
 - A browser page must never reach them: a request carrying ``Origin`` or ``Referer``, or
-  a ``Host`` that is not loopback's (or the socket's, or on an address the user exposed
-  on purpose its own), is refused 403 before anything else (the rule Tailscale's
+  a ``Host`` that is not loopback's (or on the socket its name, or on an address the user
+  exposed on purpose its own), is refused 403 before anything else (the rule Tailscale's
   LocalAPI follows; DNS rebinding needs a name). The one exception is the dashboard
   (``dashboard.py``, on the agents' listener): there a browser is accepted from the
   dashboard's own pages or from no page (``same_origin``), and its session cookie
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 API_SOCKET = "api.sock"
 TOKEN_FILE = "api.token"
 MAX_BODY = 64 * 1024  # a record body is at most 16 KiB; no JSON request needs more
-_LOOPBACK_NAMES = {"localhost", API_SOCKET}
 # A Host header: a bracketed IPv6 literal or a name / IPv4 address, then maybe a port.
 _HOST = re.compile(r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._-]+))(?::[0-9]{1,5})?")
 
@@ -77,7 +76,9 @@ class Guard:
         if not request.raw_path.startswith("/"):  # absolute-form names another host
             raise Invalid("the request target must be a path (origin-form)")
         host = request.headers.get("Host")
-        if host is not None and not (loopback_host(host) or self.own_host(host)):
+        on_tcp = self.token_needed(request)  # the socket's name is no TCP listener's
+        if host is not None and not (loopback_host(host, socket=not on_tcp)
+                                     or self.own_host(host)):  # fmt: skip
             raise Forbidden("the Host header must name loopback or the API socket "
                             "(DNS rebinding is refused)")  # fmt: skip
         if not browser and self.token_needed(request):
@@ -267,10 +268,14 @@ def host_name(header: str) -> str | None:
     return str(m["name"])
 
 
-def loopback_host(header: str) -> bool:
-    """Whether a Host header names loopback or the socket (any numeric port)."""
+def loopback_host(header: str, *, socket: bool = True) -> bool:
+    """Whether a Host header names loopback, or the socket when ``socket`` (any numeric
+    port). On TCP ``api.sock`` is refused: any resolver may answer that name, then rebind
+    it to loopback."""
     name = host_name(header)
-    return name is not None and (name in _LOOPBACK_NAMES or is_loopback(name))
+    if name is None:
+        return False
+    return name == "localhost" or is_loopback(name) or (socket and name == API_SOCKET)
 
 
 def read_token(home: Path) -> str:
