@@ -22,6 +22,7 @@ import pytest
 from crdt import Identity, Replica, records
 from gossip import config
 from gossip.api.dashboard import READS
+from gossip.api.logins import MAX_SESSIONS
 from gossip.exportfile import encode_export
 from gossip.ops import OPERATIONS
 from tests.browser import Browser, chromium
@@ -403,6 +404,34 @@ def test_the_dashboard_writes_nothing_and_says_so(mesh: list[Daemon]):
     for path in ("/ui/../v1/banks", "/ui/%2e%2e/v1/banks", "/ui/static/../../v1/banks",
                  "/ui/static/..%2f..%2fguard.py", "/ui/static/%2e%2e%2fdashboard.py"):
         assert get(a, path, cookie)[0] == 404, path  # no route: nothing runs or is read
+
+
+def test_the_feed_of_a_session_that_ended_ends_and_the_page_says_so(
+        mesh: list[Daemon], browser: Browser):  # fmt: skip
+    """A session ends (12 hours, or pushed out by the 33rd login): its open event feed
+    ends too, rather than go on giving memories, and the page says to log in again."""
+    a, _ = mesh
+    browser.goto(login_link(a))
+    show(browser, "memories")
+    browser.wait("document.getElementById('live').textContent === 'live'", "the event feed")
+    cookie = session_cookie(a)
+    conn = http.client.HTTPConnection("127.0.0.1", a.agents_port, timeout=20)  # type: ignore[attr-defined]
+    try:
+        conn.request("GET", "/ui/v1/events", headers={"Cookie": cookie})
+        feed = conn.getresponse()
+        assert feed.status == 200 and feed.readline().startswith(b": sm-gossip events")
+        for _ in range(MAX_SESSIONS):  # the oldest sessions go: the browser's and this one
+            session_cookie(a)
+        assert get(a, "/ui/v1/status", {"Cookie": cookie})[0] == 401
+        a.post("/v1/memories", {"text": "written after the session ended",
+                                "category": "learning"})  # fmt: skip
+        while line := feed.readline():  # the stream ends at this event, not giving it
+            assert b"after the session ended" not in line, line[:300]
+    finally:
+        conn.close()
+    banner = browser.wait("!document.getElementById('banner').hidden && "
+                          "document.getElementById('banner').textContent", "the banner")
+    assert "gossip web" in banner, banner
 
 
 def test_head_of_the_event_feed_has_no_body(mesh: list[Daemon]):

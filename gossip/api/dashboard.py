@@ -113,7 +113,8 @@ class Dashboard:
     async def events(self, request: web.Request) -> web.StreamResponse:
         if not self._logged_in(request):
             raise Unauthorized(LOG_IN)
-        return await stream_events(request, self.feed)
+        return await stream_events(request, self.feed,
+                                   allowed=lambda: self._logged_in(request))  # fmt: skip
 
     async def index(self, request: web.Request) -> web.Response:
         read_query(request, set())

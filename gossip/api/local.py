@@ -204,8 +204,11 @@ class LocalApi:
 
 async def stream_events(request: web.Request, feed: Feed,
                         write_timeout: float = SSE_WRITE_TIMEOUT,
+                        allowed: Callable[[], bool] = lambda: True,
                         ) -> web.StreamResponse:  # fmt: skip
-    """The change feed as server-sent events (the local API's and the dashboard's)."""
+    """The change feed as server-sent events (the local API's and the dashboard's). The
+    stream ends once ``allowed()`` says no more (the dashboard's session ended), before
+    the next event or keep-alive."""
     q = read_query(request, {"last_event_id"})
     # Given (even empty) means checked: `?last_event_id=` is no event id (the schema
     # says 1 to 64 characters), not "from now".
@@ -227,9 +230,11 @@ async def stream_events(request: web.Request, feed: Feed,
             try:
                 event = await asyncio.wait_for(listener.get(), SSE_KEEPALIVE)
             except TimeoutError:
+                if not allowed():
+                    break
                 await asyncio.wait_for(resp.write(b": keep-alive\n\n"), write_timeout)
                 continue
-            if event is None:
+            if event is None or not allowed():
                 break
             await asyncio.wait_for(resp.write(event.sse()), write_timeout)
             sent = event.id or sent

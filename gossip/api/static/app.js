@@ -374,8 +374,10 @@ function follow() {
   state.events = events;
   events.onopen = () => live("live", "on");
   events.onerror = () => {
-    if (events.readyState === EventSource.CLOSED) live("disconnected", "off");
-    else live("reconnecting…", "");
+    if (events.readyState === EventSource.CLOSED) {
+      live("disconnected", "off");
+      soon(0); // refused (the session ended?): reading the page again says why
+    } else live("reconnecting…", "");
   };
   for (const type of ["record", "breaker", "peer", "trust", "lost", "cutoff"]) {
     events.addEventListener(type, (ev) => {
