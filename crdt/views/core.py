@@ -9,8 +9,9 @@ import contextlib
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..records import (
     KIND_BANK,
@@ -29,6 +30,7 @@ from .common import _int, _locked, _memory_fields, bounded_time
 from .config import ViewConfig
 from .recall import Memory, RecallViews, embedded_text
 from .signals import SignalViews
+from .tally import Tally
 
 if TYPE_CHECKING:
     from ..semantic import SemanticIndex
@@ -94,6 +96,7 @@ class Views(RecallViews, BankViews, SignalViews):
         # Record id -> first stored here, read from the store while rebuilding only (the
         # changes that follow were first stored by the commit that tells them).
         self._seen: dict[str, int] | None = None
+        self._tally = Tally()  # what status and metrics count (``tally.py``)
         self._trust = TrustSet(frozenset())
         self._trust_listeners: list[Callable[[TrustSet], None]] = []
         self._building = False
@@ -178,6 +181,7 @@ class Views(RecallViews, BankViews, SignalViews):
         self._bench_keys.clear()
         self._trust_records.clear()
         self._arrived.clear()
+        self._tally = Tally()
         self._seen = self.replica.receipts()
         self._building = True
         try:
@@ -201,15 +205,18 @@ class Views(RecallViews, BankViews, SignalViews):
 
     @_locked
     def _on_change(self, root: str, key: str, rec: SignedRecord | None) -> None:
+        fresh = None  # did the memories table take it as new (None: not a memory row)
         # One odd record from any author must never break reading for everyone.
         with contextlib.suppress(sqlite3.Error, ValueError, TypeError, OverflowError):
-            self._apply_change(root, key, rec)
+            fresh = self._apply_change(root, key, rec)
+        if root != "records":
+            self._tally.set_state(key, rec)
+        elif rec is not None:
+            self._tally.add_record(rec, fresh)
 
-    def _apply_change(self, root: str, key: str, rec: SignedRecord | None) -> None:
+    def _apply_change(self, root: str, key: str, rec: SignedRecord | None) -> bool | None:
         if root == "records":
-            if rec is not None:
-                self._add_record(rec)
-            return
+            return None if rec is None else self._add_record(rec)
         try:
             kind, author, name = split_state_key(key)
         except Exception:
@@ -239,28 +246,29 @@ class Views(RecallViews, BankViews, SignalViews):
             if (at := self._arrival(rec)) is not None:
                 self._arrived[rec.id] = at
 
-    def _add_record(self, rec: SignedRecord) -> None:
+    def _add_record(self, rec: SignedRecord) -> bool | None:
+        """Index ``rec``; for a memory the table took, whether it was new to it."""
         f = rec.fields
         if rec.kind in TRUST_KINDS:
             if rec.id not in self._trust_records:
                 self._trust_records[rec.id] = rec
                 self._trust_stale = True  # recomputed once, after this batch
-            return
+            return None
         if rec.kind == KIND_RETRACT:
             if isinstance(f.get("target"), str):
                 self._db.execute(
                     "INSERT OR IGNORE INTO retractions (id, author, target) VALUES (?, ?, ?)",
                     (rec.id, rec.author, f["target"]),
                 )
-            return
+            return None
         if rec.kind == KIND_BANK:
             self._add_bank(rec)
-            return
+            return None
         if rec.kind != KIND_MEMORY:
-            return  # unknown kinds are replicated, not shown
+            return None  # unknown kinds are replicated, not shown
         text, category = f.get("text"), f.get("category")
         if not isinstance(text, str) or not isinstance(category, str):
-            return
+            return None
         # Any author's record reaches every host (invariant 8): a field of the wrong type
         # or range is read as absent, never allowed to break reading for everyone.
         subject = f.get("subject") if isinstance(f.get("subject"), str) else None
@@ -278,7 +286,7 @@ class Views(RecallViews, BankViews, SignalViews):
              document_id, fields, key, seen, t),
         )  # fmt: skip
         if cur.rowcount == 0:
-            return
+            return False
         self._db.execute(
             "INSERT INTO memories_fts (rowid, text, subject, category, tags) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -286,6 +294,7 @@ class Views(RecallViews, BankViews, SignalViews):
         )
         if self.semantic is not None:
             self.semantic.add(rec.id)  # its text is read back from here when embedded
+        return True
 
     @_locked
     def _texts_of(self, record_ids: list[str]) -> dict[str, str]:
@@ -300,6 +309,16 @@ class Views(RecallViews, BankViews, SignalViews):
                 for mid, text, subject, fields in rows}  # fmt: skip
 
     # -- lookups and receipts ---------------------------------------------------------
+
+    @_locked
+    def held(self) -> dict[str, Any]:
+        """What the document holds, counted as it changed (``tally.py``), never decoded:
+        records by kind and by author, how many count under the current trust, state
+        entries by kind (the replica's ``records()`` and ``state()``, counted)."""
+        t = self._tally
+        return {"records_by_kind": dict(t.by_kind), "records_by_author": t.by_author(),
+                "trusted": t.counted(self._trust),
+                "state_by_kind": dict(Counter(t.state.values()))}  # fmt: skip
 
     @_locked
     def keyed(self, author: str, idempotency_key: str) -> Memory | None:

@@ -193,7 +193,7 @@ class LocalApi:
 
     async def metrics(self, request: web.Request) -> web.Response:
         read_query(request, set())
-        figures = await self._read(lambda r, v: replica_figures(r))
+        figures = await self._read(replica_figures)
         text = render(self.node.peers(), figures, queries.store_bytes(self.home))
         return web.Response(text=text, content_type="text/plain",
                             headers={"X-Content-Type-Version": "0.0.4"})  # fmt: skip

@@ -1,7 +1,7 @@
 """Metrics of a running node in the Prometheus text exposition format (version 0.0.4).
 
 The format is a few lines of text; writing it here costs less than a dependency. Values
-come from the peer table (snapshots) and from one read of the replica; nothing here is
+come from the peer table (snapshots) and from the replica's and views' own figures; nothing here is
 kept between scrapes, so the counters are the peer table's own (they restart with the
 daemon, which Prometheus handles as a counter reset).
 """
@@ -12,15 +12,16 @@ from collections import Counter
 from collections.abc import Iterable
 
 from crdt import Replica
+from crdt.views import Views
 
 from ..peers import STATES, PeerInfo
 
 
-def replica_figures(r: Replica) -> dict[str, object]:
-    """What a scrape needs from the replica (worker thread)."""
-    by_kind: Counter[str] = Counter(rec.kind for _, rec in r.iter_records())
-    for key in r.state():
-        by_kind[key.split(":", 1)[0]] += 1
+def replica_figures(r: Replica, views: Views) -> dict[str, object]:
+    """What a scrape needs from the replica (worker thread): counts the views keep
+    (``Views.held``), never a decode of the document."""
+    held = views.held()
+    by_kind = Counter(held["records_by_kind"]) + Counter(held["state_by_kind"])
     return {"by_kind": dict(by_kind), "pending": r.store_stats()["pending"],
             "rejected": dict(r.rejected)}  # fmt: skip
 

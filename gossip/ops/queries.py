@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,10 +82,11 @@ def revoked_note(key: str, trust: TrustSet) -> str | None:
             "needs a new key (`gossip init` on a fresh data dir, or an invitation)")
 
 
-def author_keys(r: Replica, text: str, trust: TrustSet) -> str | set[str]:
+def author_keys(r: Replica, views: Views, text: str) -> str | set[str]:
     """The author(s) `recall --author TEXT` means: a whole id is that key; a keyring
     name or a prefix names a host, so every key of its rotations."""
-    key = resolve_author(r, text, known={rec.author for rec in r.records().values()})
+    trust = views.trust()
+    key = resolve_author(r, text, known=views.held()["records_by_author"])
     return key if key == text else trust.lineage(trust.current(key))
 
 
@@ -131,7 +131,7 @@ def recall(r: Replica, views: Views, text: str | None, *, category: str | None =
     ``author`` is a key, a key prefix or a keyring name; each hit has ``author_name``."""
     key = None
     if author is not None:
-        key = author_keys(r, author, views.trust())
+        key = author_keys(r, views, author)
     found = views.recall(text, category=category, subject=subject, tag=tag, author=key,
                          limit=limit, include_untrusted=include_untrusted, bank=bank,
                          tags_all=list(tags_all), tags_any=list(tags_any),
@@ -254,17 +254,13 @@ def trust_note(trust: TrustSet, author: str, ts: int) -> str:
     return how if how != "not trusted" else "not trusted: the key is not in the keyring"
 
 
-def counts(r: Replica, trust: TrustSet | None = None) -> dict[str, int]:
-    """Records held: total, by trusted authors (``trust``, else the keyring), by others;
-    state entries."""
-    keyring = r.keyring()
-    held = r.records()
-    if trust is None:
-        trusted = sum(1 for rec in held.values() if rec.author in keyring)
-    else:
-        trusted = sum(1 for rec in held.values() if trust.counts(rec.author, rec.ts))
-    return {"total": len(held), "trusted": trusted, "untrusted": len(held) - trusted,
-            "state_entries": len(r.state())}  # fmt: skip
+def counts(views: Views) -> dict[str, int]:
+    """Records held: total, by authors the current trust counts, by others; state
+    entries. From the views' tally (``Views.held``): a poll never decodes the document."""
+    held = views.held()
+    total = sum(held["records_by_kind"].values())
+    return {"total": total, "trusted": held["trusted"], "untrusted": total - held["trusted"],
+            "state_entries": sum(held["state_by_kind"].values())}  # fmt: skip
 
 
 def store_bytes(home: Path) -> int:
@@ -286,24 +282,17 @@ def inspect(r: Replica, views: Views) -> dict[str, Any]:
     keyring = r.keyring()
     trust = views.trust()
     over = views.over_quota()
-    by_kind: Counter[str] = Counter()
-    by_author: Counter[str] = Counter()
-    for rec in r.records().values():
-        by_kind[rec.kind] += 1
-        by_author[rec.author] += 1
-    state_by_kind: Counter[str] = Counter()
-    for key in r.state():
-        state_by_kind[split_state_key(key)[0]] += 1
+    held = views.held()
     sv = r.state_vector()
     stats = r.store_stats()
     return {
-        "records_by_kind": dict(sorted(by_kind.items())),
+        "records_by_kind": dict(sorted(held["records_by_kind"].items())),
         "records_by_author": [
             {"author": a, "name": keyring.get(a), "trusted": a in trust, "records": n,
              "over_quota": over.get(a, 0)}
-            for a, n in sorted(by_author.items(), key=lambda an: (-an[1], an[0]))
+            for a, n in sorted(held["records_by_author"].items(), key=lambda an: (-an[1], an[0]))
         ],
-        "state_by_kind": dict(sorted(state_by_kind.items())),
+        "state_by_kind": dict(sorted(held["state_by_kind"].items())),
         "state_vector": {"clients": len(sv), "clock_total": sum(sv.values())},
         "store": {"bytes": store_bytes(r.home), "updates": stats["updates"],
                   "pending": stats["pending"]},

@@ -36,7 +36,7 @@ PEERS = {"type": "array", "items": {"$ref": "#/components/schemas/Peer"}}
            result="Status")  # fmt: skip
 async def status(host: Host, p: Params) -> dict[str, Any]:
     def job(r: Replica, v: Views) -> dict[str, Any]:
-        return {**queries.counts(r, v.trust()), "keyring": len(r.keyring()), "id": r.author,
+        return {**queries.counts(v), "keyring": len(r.keyring()), "id": r.author,
                 "semantic": None if v.semantic is None else v.semantic.status()}
 
     counts = await host.read(job)

@@ -1,0 +1,89 @@
+"""Status benchmark: what a poll of `/v1/status` and `/metrics` costs the daemon.
+
+Dashboards, the TypeScript client and `gossip status` poll these two; each is answered
+in the replica's thread, so whatever it costs, every other read and write of the daemon
+waits that long behind it. Per size (1k, 10k, 100k memories; --quick: 1k, 10k): one
+author's memories written straight into a replica (``common.build_store``), a real
+`gossip serve` on it, its vectors built (read from their file, not by polling status),
+then status, metrics and the baseline asked in turn over ``api.sock`` (aiohttp, one
+keep-alive connection). Baseline, in the same run and alternating with them: a specific
+recall (two rare words, ``limit=20``) on the same daemon, what an agent asks most.
+Latency is client-side, to the parsed body; medians.
+
+Usage: python scripts/bench/status.py [--quick] [--json FILE]
+The last line is the headline: ``status: <ms> ms at <N> = <R>x a recall; ...``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import common
+
+ASKED = {"status": "/v1/status", "metrics": "/metrics", "recall": "/v1/memories"}
+
+
+async def measure(home: Path, queries: list[str]) -> dict[str, list[float]]:
+    """Latencies (ms) of status, metrics and a recall, in turn, once per query."""
+    conn = aiohttp.UnixConnector(path=str(home / "api.sock"))
+    timeout = aiohttp.ClientTimeout(total=120)
+    out: dict[str, list[float]] = {k: [] for k in ASKED}
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as s:
+        for i, q in enumerate(queries):
+            names = list(ASKED)
+            names = names[i % 3:] + names[:i % 3]  # fmt: skip
+            for name in names:
+                params = {"q": q, "limit": "20"} if name == "recall" else {}
+                t0 = time.perf_counter()
+                async with s.get(f"http://localhost{ASKED[name]}", params=params) as r:
+                    if r.status != 200:
+                        raise RuntimeError(f"{name} answered {r.status}: {await r.text()}")
+                    await (r.text() if name == "metrics" else r.json())
+                out[name].append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def run_size(n: int, tmp: Path, count: int) -> dict[str, Any]:
+    home = tmp / f"status-{n}"
+    common.build_store(home, n, seed=n)
+    rng = random.Random(n)
+    out: dict[str, Any] = {"n": n, "polls": count}
+    with common.daemon(home):
+        common.wait_vectors(home, n)  # a quiet daemon: no embedding under the polls
+        asyncio.run(measure(home, [common.query_words(rng) for _ in range(3)]))  # warm-up
+        lat = asyncio.run(measure(home, [common.query_words(rng) for _ in range(count)]))
+    for name, ms in lat.items():
+        out[f"{name}_p50_ms"] = statistics.median(ms)
+        out[f"{name}_max_ms"] = max(ms)
+    out["status_over_recall"] = out["status_p50_ms"] / out["recall_p50_ms"]
+    out["metrics_over_recall"] = out["metrics_p50_ms"] / out["recall_p50_ms"]
+    return out
+
+
+def run(quick: bool) -> dict[str, Any]:
+    sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="sm-bench-status-") as d:
+        for n in sizes:
+            row = run_size(n, Path(d), 20 if n < 100_000 else 10)
+            rows.append(row)
+            print(f"  {n:>7}: status {row['status_p50_ms']:8.1f} ms (max "
+                  f"{row['status_max_ms']:.1f}), metrics {row['metrics_p50_ms']:8.1f} ms, "
+                  f"recall {row['recall_p50_ms']:6.1f} ms: status = "
+                  f"{row['status_over_recall']:.2f}x a recall", flush=True)  # fmt: skip
+    top = rows[-1]
+    headline = (f"status: {top['status_p50_ms']:.1f} ms at {top['n']} = "
+                f"{top['status_over_recall']:.2f}x a recall; metrics {top['metrics_p50_ms']:.1f} "
+                f"ms = {top['metrics_over_recall']:.2f}x")  # fmt: skip
+    return {"machine_line": common.machine_line(), "sizes": rows, "headline": headline}
+
+
+if __name__ == "__main__":
+    common.main(run, __doc__)
