@@ -1,7 +1,8 @@
 """Status and metrics count from the views' tally (crdt/views/tally.py), never from a
 decode of the document: after every kind of change, the tally's figures equal those of
 a full decode (what `counts` and `replica_figures` computed before) and those of views
-rebuilt from scratch."""
+rebuilt from scratch. And the lookups by id that once decoded them all (show,
+retract) give the decode's answers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from crdt import Replica, records
 from crdt.identity import Identity
 from crdt.views import Views
 from gossip.api.metrics import replica_figures
-from gossip.ops.queries import counts
+from gossip.ops.queries import counts, resolve_record
 from tests.forge import Writer
 
 T = 1_790_000_000_000
@@ -124,6 +125,18 @@ def test_the_tally_matches_a_full_decode_through_every_kind_of_change(open_repli
     me.rotate(new)
     me.put(records.memory(me.identity, "after rotation", category="learning", ts=T + 90))
     check(me, views)
+
+    # Lookups that once decoded every record (show, retract): the same answers.
+    held = me.records()
+    for rid, rec in held.items():
+        assert resolve_record(me, rid[:10]) == rid
+        want_kind = resolve_record(me, rid, kind="memory") if rec.kind == "memory" else None
+        assert want_kind in (None, rid)
+        assert views.retractions(rid, rec.author) == sorted(
+            o.id for o in held.values()
+            if o.kind == "retract" and o.author == rec.author and o.fields.get("target") == rid
+        )  # fmt: skip
+    assert views.retractions(first_id, held[first_id].author) != []  # (its old key)
     views.close()
 
 

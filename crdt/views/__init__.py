@@ -26,7 +26,8 @@ It never writes to the document and holds no state that cannot be rebuilt.
 Split by kind: ``core`` (the façade: building, trust), ``config`` (``ViewConfig``),
 ``recall`` (memories: recall's lanes, fusion, lookup), ``filters`` (the conditions every
 recall lane applies: retraction, expiry, trust window, quota), ``banks``, ``signals``
-(breakers and benchmarks). None of them imports ``gossip``.
+(breakers and benchmarks), ``tally`` (what status and metrics count). None of them
+imports ``gossip``.
 """
 
 from typing import TYPE_CHECKING, Any

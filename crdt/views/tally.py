@@ -12,6 +12,7 @@ records, unknown kinds, a memory the table refused) by its id, kept here.
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections import Counter
 
 from ..records import SignedRecord
@@ -21,7 +22,8 @@ from ..trust import TrustSet
 class Tally:
     def __init__(self) -> None:
         self.by_kind: Counter[str] = Counter()
-        self._times: dict[str, list[int]] = {}  # author -> its records' signed times
+        # author -> its records' signed times (8 bytes a record: 0.8 MB for 100k)
+        self._times: dict[str, array[int]] = {}
         self._unsorted: set[str] = set()  # authors whose times were appended to since a sort
         self._others: set[str] = set()  # ids of the records not in the memories table
         self.state: dict[str, str] = {}  # state key -> its kind
@@ -36,7 +38,7 @@ class Tally:
                 return
             self._others.add(rec.id)
         self.by_kind[rec.kind] += 1
-        self._times.setdefault(rec.author, []).append(rec.ts)
+        self._times.setdefault(rec.author, array("q")).append(rec.ts)
         self._unsorted.add(rec.author)
 
     def set_state(self, key: str, rec: SignedRecord | None) -> None:
@@ -60,7 +62,8 @@ class Tally:
             if times is None or author in trust.keys:
                 continue
             if author in self._unsorted:
-                times.sort()  # nearly sorted already (authors write in time order)
+                # (nearly sorted already: an author writes in time order)
+                times = self._times[author] = array("q", sorted(times))
                 self._unsorted.discard(author)
             n += bisect.bisect_right(times, cutoff)
         return n

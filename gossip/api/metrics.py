@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-
-from crdt import Replica
-from crdt.views import Views
+from typing import TYPE_CHECKING
 
 from ..peers import STATES, PeerInfo
+
+if TYPE_CHECKING:
+    from crdt import Replica
+    from crdt.views import Views
 
 
 def replica_figures(r: Replica, views: Views) -> dict[str, object]:

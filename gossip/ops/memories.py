@@ -16,7 +16,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from crdt import GossipError, RecordError, records
-from crdt.records import DEFAULT_BANK, KIND_MEMORY, KIND_RETRACT
+from crdt.records import DEFAULT_BANK, KIND_MEMORY
 from crdt.views import MODES
 
 from ..errors import Conflict, Invalid, NotFound, OpError
@@ -79,7 +79,7 @@ async def remember(host: Host, p: Params) -> dict[str, Any]:
     tags = list(p.tags)
     if p.supersedes is not None:
         def owner(r: Replica, v: Views) -> tuple[str | None, str]:
-            target = r.records().get(p.supersedes)
+            target = r.get(p.supersedes)  # (one record: never a decode of them all)
             return (target.author if target is not None else None), r.author
 
         theirs, me = await host.read(owner)
@@ -214,27 +214,21 @@ async def retract_own(host: Host, prefix: str, *, reason: str, refusal: type[OpE
     ``refusal`` saying ``why``: only an author's own retraction hides its memory."""
 
     def find(r: Replica, v: Views) -> tuple[str, str | None]:
-        held = r.records()
-        rid = queries.resolve_record(r, prefix, kind=KIND_MEMORY, held=held)
-        target = held[rid]
+        rid = queries.resolve_record(r, prefix, kind=KIND_MEMORY)
+        target = r.get(rid)
+        if target is None:  # resolve_record found it, in this same thread: never
+            raise NotFound(f"no memory with the id {rid}", "id")
         if bank is not None and (target.fields.get("bank") or DEFAULT_BANK) != bank:
             raise NotFound(f"memory {rid[:12]} is not in bank {bank!r}", "id")
         if target.author != r.author:
             name = queries.author_names(r, v).get(target.author) or target.author[:12]
             raise refusal(f"memory {rid[:12]} was written by {name}, not by this host; {why} "
                           "(to stop seeing that author, `gossip trust remove` it)", "id")
-        return rid, retraction_of(held, rid, r.author)
+        done = v.retractions(rid, r.author)
+        return rid, done[0] if done else None
 
     rid, done = await host.read(find)
     if done is not None:
         return rid, done, True
     rec = await host.write(lambda i, now: records.retract(i, rid, ts=now, reason=reason))
     return rid, rec.id, False
-
-
-def retraction_of(held: dict[str, SignedRecord], rid: str, author: str) -> str | None:
-    """The id of ``author``'s retraction of ``rid``, if it published one."""
-    for rec in held.values():
-        if rec.kind == KIND_RETRACT and rec.author == author and rec.fields.get("target") == rid:
-            return rec.id
-    return None

@@ -151,20 +151,18 @@ def author_names(r: Replica, views: Views) -> dict[str, str]:
     return {**views.trust().names, **{k: n for k, n in r.keyring().items() if n}}
 
 
-def resolve_record(r: Replica, prefix: str, *, kind: str | None = None, field: str = "id",
-                   held: dict[str, SignedRecord] | None = None) -> str:  # fmt: skip
-    """The full id of the one immutable record whose id starts with ``prefix`` (among
-    ``held``, the replica's records if not given)."""
+def resolve_record(r: Replica, prefix: str, *, kind: str | None = None,
+                   field: str = "id") -> str:  # fmt: skip
+    """The full id of the one immutable record whose id starts with ``prefix`` (of
+    ``kind``, if given). Reads the ids, and parses only the records they match."""
     prefix = prefix.lower()
     if not RECORD_ID_PREFIX.fullmatch(prefix):
         raise LookupFailed(f"a record id (or its start) is 6 to 64 hex characters, got "
                            f"{prefix!r:.80}", field=field)  # fmt: skip
-    if held is None:  # parse only the records the prefix names, not all of them
-        held = {rid: rec for rid in r.record_ids()
-                if rid.startswith(prefix) and (rec := r.get(rid)) is not None}  # fmt: skip
     matches = sorted(
-        rid for rid, rec in held.items()
-        if rid.startswith(prefix) and (kind is None or rec.kind == kind)
+        rid for rid in r.record_ids()
+        if rid.startswith(prefix) and ":" not in rid and (rec := r.get(rid)) is not None
+        and (kind is None or rec.kind == kind)
     )  # fmt: skip
     what = "memory" if kind == KIND_MEMORY else "record"
     if not matches:

@@ -394,9 +394,10 @@ def wait_vectors(home: Path, n: int, timeout: float = 900.0) -> float:
     """Wait until the daemon of ``home`` holds a vector for each of its ``n`` memories (it
     builds them in the background after a start, recall answering by words meanwhile),
     so that what is measured next is a quiet daemon's hybrid recall. Returns the seconds
-    waited. Reads the vectors' file, never `/v1/status`: that decodes the whole document
-    (~7 s at 100k), and polled every 0.2 s it starved the very embedding it waited for
-    (230 s for 100k vectors in the agents' benchmark, 70 s unpolled)."""
+    waited. Reads the vectors' file, never `/v1/status`: a status once decoded the whole
+    document (~7 s at 100k), and polled every 0.2 s it starved the very embedding it
+    waited for (230 s for 100k vectors in the agents' benchmark, 70 s unpolled); it now
+    counts from the views' tally, but the file asks the daemon nothing at all."""
     start = time.monotonic()
     while vectors_held(home) < n:
         if time.monotonic() - start > timeout:

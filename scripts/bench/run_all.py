@@ -32,7 +32,7 @@ import common
 import report
 
 ORDER = ("ingest", "convergence", "bytes", "catchup", "recall", "recall_quality", "embedding",
-         "agents", "startup", "restart", "availability", "memory", "growth")  # fmt: skip
+         "agents", "startup", "restart", "status", "availability", "memory", "growth")  # fmt: skip
 HERE = Path(__file__).resolve().parent
 CHILD = (
     "import json, sys; sys.path.insert(0, {here!r}); import {name} as m; "
