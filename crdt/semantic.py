@@ -212,7 +212,10 @@ class SemanticIndex:
     # -- searching --------------------------------------------------------------------
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embedder.embed([text])[0]
+        """The query's vector: the embedder's ``embed_query`` if it has one (a remote
+        model answers a query with a shorter timeout than a batch), else ``embed``."""
+        query = getattr(self.embedder, "embed_query", None)
+        return query(text) if query is not None else self.embedder.embed([text])[0]
 
     def nearest(self, query: np.ndarray, n: int) -> list[tuple[str, float]]:
         """The ``n`` held vectors most similar to ``query`` (cosine), best first."""

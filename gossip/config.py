@@ -6,7 +6,8 @@ The file holds the host's display ``name`` (default: the hostname), the network
 ``peers``, ``insecure_plaintext`` (the peer port without TLS: an explicit opt-in, for a
 tailnet whose WireGuard already encrypts), the ``[mdns]`` and ``[tailnet]``
 discovery sections (docs/discovery.md), ``[agents] listen`` (docs/agents.md) and
-``[recall]`` (the share cap and time bound of reading, docs/reading.md);
+``[recall]`` (the share cap and time bound of reading, docs/reading.md), ``[embeddings]``
+(an OpenAI-compatible embeddings endpoint for the semantic lane, docs/reading.md);
 command-line flags override it. A ``Profile`` sets the timing of replication
 together (like memberlist's LAN/WAN/Local configs): ``lan`` is the base, the others
 override a few fields. This module reads and writes the file; it never touches the key
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import socket
 import sys
@@ -94,6 +96,18 @@ class RecallSettings:
 
 
 @dataclass(frozen=True)
+class EmbeddingsSettings:
+    """``[embeddings]``: an OpenAI-compatible endpoint for the semantic lane's vectors
+    (docs/reading.md; ``gossip.node.remote_embedder``). The key is never here: ``key_env``
+    names the environment variable that holds it."""
+
+    url: str  # http(s)://host[:port]/v1: vectors are POSTed for at {url}/embeddings
+    model: str
+    key_env: str | None = None  # None: the endpoint takes no key (a local server)
+    dim: int | None = None  # asked of the endpoint (``dimensions``); None: what it answers
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     profile: str = "lan"
@@ -114,6 +128,7 @@ class Config:
     # signed (crdt.views.ViewConfig.breaker_max_open_ms); None: the views' default.
     breaker_max_open: float | None = None
     recall: RecallSettings = RecallSettings()
+    embeddings: EmbeddingsSettings | None = None  # [embeddings]; None: the embedded model
 
     @classmethod
     def default(cls) -> Config:
@@ -167,6 +182,11 @@ class Config:
         else:
             lines += ["", "# [recall]  (docs/reading.md: one author's share of a recall)"]
             lines += [f"# author_share = {json.dumps(r.author_share)}"]
+        if (e := self.embeddings) is not None:
+            lines += ["", "[embeddings]", f"url = {json.dumps(e.url)}",
+                      f"model = {json.dumps(e.model)}"]  # fmt: skip
+            lines += [f"key_env = {json.dumps(e.key_env)}"] if e.key_env else []
+            lines += [f"dim = {e.dim}"] if e.dim else []
         if self.follow_vouches:
             lines += ["", "[trust]", "follow_vouches = true"]
         else:
@@ -264,8 +284,9 @@ def load(home: Path) -> Config:
 
 KNOWN_SETTINGS = frozenset(
     {"name", "profile", "listen", "peers", "insecure_plaintext", "mdns", "tailnet", "trust",
-     "agents", "breakers", "recall"}
+     "agents", "breakers", "recall", "embeddings"}
 )
+EMBEDDINGS_SETTINGS = frozenset({"url", "model", "key_env", "dim"})
 RECALL_SETTINGS = frozenset({"author_share", "backdate_skew"})
 AGENTS_SETTINGS = frozenset({"listen"})
 BREAKERS_SETTINGS = frozenset({"max_open"})
@@ -374,7 +395,44 @@ def _from_toml(data: dict[str, Any]) -> Config:
         agents_listen=agents_listen(data),
         breaker_max_open=breaker_max_open(data),
         recall=recall_settings(data),
+        embeddings=embeddings_settings(data),
     )
+
+
+def embeddings_settings(data: dict[str, Any]) -> EmbeddingsSettings | None:
+    """The ``[embeddings]`` section of a parsed config file (None without one)."""
+    if "embeddings" not in data:
+        return None
+    from urllib.parse import urlsplit
+
+    section = _section(data, "embeddings", EMBEDDINGS_SETTINGS)
+    url = section.get("url")
+    parts = urlsplit(url) if isinstance(url, str) else None
+    try:
+        port_ok = parts is not None and (parts.port or 0) >= 0
+    except ValueError:
+        port_ok = False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
+            or not port_ok or parts.query or parts.fragment or not url.isprintable():  # fmt: skip
+        raise ConfigError("'url' in [embeddings] must be an http(s) URL of an OpenAI-compatible "
+                          f"API, such as \"http://127.0.0.1:11434/v1\", not {url!r:.80}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError("'url' in [embeddings] must not hold credentials: put the key in an "
+                          "environment variable and name it in key_env")  # fmt: skip
+    model = section.get("model")
+    if not isinstance(model, str) or not model.strip() or not model.isprintable():
+        raise ConfigError("'model' in [embeddings] must name the endpoint's embedding model "
+                          "(e.g. \"text-embedding-3-small\")")  # fmt: skip
+    key_env = section.get("key_env")
+    if key_env is not None and (not isinstance(key_env, str)
+                                or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env)):
+        raise ConfigError("'key_env' in [embeddings] must be the NAME of an environment "
+                          "variable holding the key (e.g. \"OPENAI_API_KEY\"), not the key")
+    dim = section.get("dim")
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)
+                            or not 1 <= dim <= 8192):  # fmt: skip
+        raise ConfigError("'dim' in [embeddings] must be a number of dimensions, 1 to 8192")
+    return EmbeddingsSettings(url=url.rstrip("/"), model=model.strip(), key_env=key_env, dim=dim)
 
 
 def breaker_max_open(data: dict[str, Any]) -> float | None:
@@ -433,5 +491,6 @@ def create(home: Path, config: Config) -> Path:
 
 
 __all__ = ["CONFIG_FILE", "DEFAULT_AGENTS_LISTEN", "DEFAULT_LISTEN", "DEFAULT_PORT", "PROFILES",
-           "Config", "ConfigError", "MdnsSettings", "Profile", "TailnetSettings",
-           "check_address", "check_name", "create", "default_home", "load"]  # fmt: skip
+           "Config", "ConfigError", "EmbeddingsSettings", "MdnsSettings", "Profile",
+           "TailnetSettings", "check_address", "check_name", "create", "default_home",
+           "load"]  # fmt: skip

@@ -81,6 +81,9 @@ class Views(RecallViews, BankViews, SignalViews):
         # views queue each memory's text there, filter every neighbour it proposes, and
         # close it with themselves.
         self.semantic = semantic
+        # Another model's index, preferred once ready (``prefer_semantic``): recall
+        # searches one index at a time, so two models' vectors are never mixed.
+        self.preferred: SemanticIndex | None = None
         self._closed = False
         if semantic is not None:
             semantic.texts = self._texts_of
@@ -114,8 +117,28 @@ class Views(RecallViews, BankViews, SignalViews):
         self.replica.off_trust_change(self._refresh_trust)
         self._closed = True
         self._db.close()
-        if self.semantic is not None:
-            self.semantic.close()
+        for index in self.semantic_indexes():
+            index.close()
+
+    def semantic_indexes(self) -> list[SemanticIndex]:
+        """The semantic indexes, preferred first: recall uses the first that is ready and
+        whose model answers (the others are kept current, to fall back on)."""
+        return [i for i in (self.preferred, self.semantic) if i is not None]
+
+    @_locked
+    def prefer_semantic(self, index: SemanticIndex) -> None:
+        """Add the index of another model (an endpoint's), preferred over ``semantic``
+        once ready; every memory held is queued for it (those it holds vectors of are
+        not). Closes it if the views are closed."""
+        if self._closed:
+            index.close()
+            return
+        index.texts = self._texts_of
+        for (mid,) in self._db.execute("SELECT id FROM memories ORDER BY n"):
+            index.add(mid)
+        old, self.preferred = self.preferred, index
+        if old is not None:
+            old.close()
 
     # -- trust -------------------------------------------------------------------------
 
@@ -292,8 +315,8 @@ class Views(RecallViews, BankViews, SignalViews):
             "VALUES (?, ?, ?, ?, ?)",
             (cur.lastrowid, text, subject or "", category, " ".join(tags)),
         )
-        if self.semantic is not None:
-            self.semantic.add(rec.id)  # its text is read back from here when embedded
+        for index in self.semantic_indexes():
+            index.add(rec.id)  # its text is read back from here when embedded
         return True
 
     @_locked

@@ -150,27 +150,36 @@ class RecallViews(RecallFilters):
         words = match is not None
         lanes: dict[str, list[tuple[tuple[Any, ...], float]]] = {}
         depth = max(limit, self.config.lane_depth) if mode == "hybrid" else limit
-        note = None
-        semantic = self.semantic
-        use_vectors = mode != "lexical" and semantic is not None and semantic.ready
-        if mode != "lexical" and not use_vectors:
-            note = ("no semantic index here: lexical only" if semantic is None else
-                    f"semantic index building ({semantic.pending()} memories to embed): "
-                    "lexical only")  # fmt: skip
-        if words and (mode == "lexical" or mode == "hybrid" or not use_vectors):
+        notes: list[str] = []  # why the lanes asked for, or the preferred model, did not answer
+        indexes = [] if mode == "lexical" else self.semantic_indexes()
+        ready = [i for i in indexes if i.ready]
+        if mode != "lexical" and not ready:
+            notes.append("no semantic index here: lexical only" if not indexes else
+                         f"semantic index building ({indexes[-1].pending()} memories to "
+                         "embed): lexical only")  # fmt: skip
+        elif indexes[:1] != ready[:1]:  # the preferred model's vectors are being built
+            notes.append(f"vectors of {indexes[0].model} being built ({indexes[0].pending()} "
+                         "memories to embed)")  # fmt: skip
+        if words and (mode == "lexical" or mode == "hybrid" or not ready):
             lanes["bm25"] = self._bm25_lane(match or "", where, args, depth, cap)
-        if use_vectors and semantic is not None:
+        restricted = (any(v is not None for v in (category, subject, tag, author, since))
+                      or bool(tags_all or tags_any) or bank not in (None, DEFAULT_BANK))
+        for index in ready:  # one model's vectors, never two: the first whose model answers
             try:
-                lanes["semantic"] = self._semantic_lane(
-                    semantic, query, where, args, depth, cap,
-                    restricted=any(v is not None for v in (category, subject, tag, author,
-                                                           since))
-                    or bool(tags_all or tags_any) or bank not in (None, DEFAULT_BANK),
-                )  # fmt: skip
+                lanes["semantic"] = self._semantic_lane(index, query, where, args, depth, cap,
+                                                        restricted=restricted)  # fmt: skip
             except EmbedderUnavailable as e:
-                note = f"{e}: lexical only"
+                notes.append(f"{index.model}: {e}")
+                continue
+            if notes:
+                notes[-1] += f": the semantic lane used {index.model}"
+            break
+        else:
+            if ready:
+                notes[-1] += ": lexical only"
                 if words and "bm25" not in lanes:
                     lanes["bm25"] = self._bm25_lane(match or "", where, args, depth, cap)
+        note = "; ".join(notes) or None
         if not lanes:
             return Recall([], mode="lexical", note=note)  # only punctuation: nothing can match
         rows_by_id = {r[0]: r for lane in lanes.values() for r, _ in lane}

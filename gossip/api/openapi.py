@@ -209,6 +209,13 @@ SCHEMAS: dict[str, Schema] = {
         "agents": {**_null(_obj({"listen": STR, "url": _null(STR), "exposed": BOOL,
                                  "error": _null(STR)})),
                    "description": "the agents' listener (docs/agents.md); null when off"},
+        "embeddings": {**_null(_obj({
+            "url": STR, "model": STR, "index": _null(STR), "reachable": _null(BOOL),
+            "error": _null(STR), "vectors": _null(INT), "pending": _null(INT), "ready": BOOL})),
+            "description": "[embeddings]' endpoint (docs/reading.md): `index` names its "
+            "model's vectors (null until it first answered), `reachable` whether its last "
+            "answer came (null: not asked yet), `ready` whether recall uses them; null "
+            "without [embeddings] or without a daemon"},
     }),
     "TrustEntry": _obj({
         "id": STR, "name": STR, "self": BOOL, "trusted": BOOL,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..config import (
     Config,
+    EmbeddingsSettings,
     MdnsSettings,
     Profile,
     RecallSettings,
@@ -45,6 +46,7 @@ class NodeConfig:
     read_timeout: float = 2.0  # seconds a read waits for the replica before answering empty
     breaker_max_open: float | None = None  # [breakers] max_open (None: the views' default)
     recall: RecallSettings = field(default_factory=RecallSettings)  # [recall]: the file's
+    embeddings: EmbeddingsSettings | None = None  # [embeddings]: the file's (None: embedded)
 
     @classmethod
     def resolve(
@@ -86,6 +88,7 @@ class NodeConfig:
             read_timeout=read_timeout,
             breaker_max_open=file.breaker_max_open,
             recall=file.recall,
+            embeddings=file.embeddings,
         )
 
     def view_config(self) -> ViewConfig:

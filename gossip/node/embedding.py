@@ -3,7 +3,12 @@
 catch-up of 100k memories never holds a recall (recall answers lexically until they are
 ready, and says so).
 
-Owns that thread. Reads the views' semantic index only; never touches the document.
+With ``[embeddings]`` in config.toml (``remote_embedder``), a second index, of the
+endpoint's model, is built on a second thread once the endpoint answers (asked again
+with backoff while it does not), and preferred by recall once ready; the embedded
+model's index is kept current beside it, to fall back on.
+
+Owns those threads. Reads the views' semantic indexes only; never touches the document.
 """
 
 from __future__ import annotations
@@ -11,30 +16,48 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crdt.errors import EmbedderUnavailable
+
 if TYPE_CHECKING:
+    from crdt.semantic import SemanticIndex
     from crdt.views import Views
+
+    from .remote_embedder import RemoteEmbedder
 
 log = logging.getLogger("gossip.node")
 
 EMBED_IDLE_S = 0.25  # how soon a new memory's vector is built once the backlog is done
+RETRY_S = (1.0, 60.0)  # an endpoint that does not answer is asked again after 1 s, 2 s, …
 
 
 class Embedding:
-    """The background builder of one node's vectors."""
+    """The background builders of one node's vectors."""
 
-    def __init__(self) -> None:
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+    def __init__(self, remote: RemoteEmbedder | None = None) -> None:
+        self.remote = remote
+        self._pools: list[concurrent.futures.ThreadPoolExecutor] = []
 
-    async def run(self, views: Views | None, where: object) -> None:
-        """Until cancelled: embed what the index lacks, then wait for more."""
-        index = views.semantic if views is not None else None
-        if index is None:
-            return
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
         # Its own thread, joined by ``close``: the replica's worker stays free for reads.
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embeddings")
-        self._pool = pool
+        self._pools.append(pool)
+        return pool
+
+    async def run(self, views: Views | None, where: Path) -> None:
+        """Until cancelled: embed what the indexes lack, then wait for more."""
+        if views is None:
+            return
+        async with asyncio.TaskGroup() as tg:
+            if views.semantic is not None:
+                tg.create_task(self._build(views.semantic, where))
+            if self.remote is not None:
+                tg.create_task(self._remote(views, self.remote, where))
+
+    async def _build(self, index: SemanticIndex, where: Path) -> None:
+        pool = self._pool()
         loop = asyncio.get_running_loop()
         # The model (~25 MB) is read by the first catch-up with something to embed, or by
         # the first query: a daemon whose vectors are all held never reads it until asked.
@@ -47,8 +70,54 @@ class Embedding:
             if not done:
                 await asyncio.sleep(EMBED_IDLE_S)
 
+    async def _remote(self, views: Views, remote: RemoteEmbedder, where: Path) -> None:
+        """The endpoint's index: made once the endpoint answered (its dimensions known),
+        then built like the embedded one; while the endpoint does not answer, asked again
+        with backoff (recall uses the embedded model meanwhile)."""
+        pool = self._pool()
+        loop = asyncio.get_running_loop()
+        index: SemanticIndex | None = None
+        delay, failing = RETRY_S[0], False
+        while True:
+            try:
+                if index is None or remote.down:
+                    await loop.run_in_executor(pool, remote.probe)
+                if index is None:
+                    index = await loop.run_in_executor(pool, _attach, views, remote, where)
+                done = await loop.run_in_executor(pool, index.catch_up, index.STEP)
+            except EmbedderUnavailable as e:
+                if not failing:
+                    log.warning("embeddings endpoint: %s; the semantic lane uses the embedded "
+                                "model meanwhile (asked again with backoff)", e)  # fmt: skip
+                failing = True
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, RETRY_S[1])
+                continue
+            except Exception:  # a full disk, a damaged file: the embedded model answers
+                log.exception("building the vectors of %s in %s failed", remote.name, where)
+                return
+            if failing:
+                log.info("embeddings endpoint %s answers: vectors of %s", remote.url,
+                         remote.name)  # fmt: skip
+            failing, delay = False, RETRY_S[0]
+            if not done:
+                await asyncio.sleep(EMBED_IDLE_S)
+
     def close(self) -> None:
-        """Join the thread (its batch ends first): call it where blocking harms nothing."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
+        """Join the threads (their batches end first): call it where blocking harms nothing."""
+        pools, self._pools = self._pools, []
+        for pool in pools:
             pool.shutdown()
+
+
+def _attach(views: Views, remote: RemoteEmbedder, where: Path) -> SemanticIndex:
+    """The endpoint model's index in the data dir's vectors file (its vectors kept there
+    under its own name), preferred by the views once ready."""
+    from crdt import semantic
+
+    index = semantic.open_in_dir(where, remote)
+    assert index is not None  # an embedder was given: it cannot fail to load
+    views.prefer_semantic(index)
+    log.info("vectors of %s: %d held, %d to build", remote.name, len(index), index.pending())
+    return index
+

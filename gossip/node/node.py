@@ -59,6 +59,7 @@ from .worker import READ, WRITE, ReplicaWorker
 
 if TYPE_CHECKING:
     from ..ops.online import NodeHost
+    from .remote_embedder import RemoteEmbedder
     from .thread import NodeThread
 
 log = logging.getLogger("gossip.node")
@@ -136,7 +137,7 @@ class Node(NodeActions, NodeReads):
         self.joining = Joining(self)
         self.replication = Replication(self)
         self.changes = Changes(self)
-        self.embedding = Embedding()
+        self.embedding = Embedding(_remote_embedder(config))
 
     # -- identity ------------------------------------------------------------------------
 
@@ -508,6 +509,15 @@ class Node(NodeActions, NodeReads):
         from .thread import NodeThread
 
         return NodeThread(self, timeout=timeout)
+
+
+def _remote_embedder(config: NodeConfig) -> RemoteEmbedder | None:
+    """``[embeddings]``'s endpoint as a model (ConfigError if its key is not set)."""
+    if config.embeddings is None:
+        return None
+    from .remote_embedder import RemoteEmbedder
+
+    return RemoteEmbedder(config.embeddings)
 
 
 def _wall_ms() -> int:

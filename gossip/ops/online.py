@@ -110,6 +110,7 @@ class NodeHost:
             "name": node.name, "address": node.address, "profile": node.profile.name,
             "transport": node.transport_mode, "pid": os.getpid(), "started_at": None,
             "api": None, "discovery": [],
+            "embeddings": None if (e := node.embedding.remote) is None else e.status(),
         }  # fmt: skip
         if self._facts is not None:
             out.update(self._facts())

@@ -37,7 +37,9 @@ PEERS = {"type": "array", "items": {"$ref": "#/components/schemas/Peer"}}
 async def status(host: Host, p: Params) -> dict[str, Any]:
     def job(r: Replica, v: Views) -> dict[str, Any]:
         return {**queries.counts(v), "keyring": len(r.keyring()), "id": r.author,
-                "semantic": None if v.semantic is None else v.semantic.status()}
+                "semantic": next((i.status() for i in v.semantic_indexes() if i.ready),
+                                 None if v.semantic is None else v.semantic.status()),
+                "preferred": None if v.preferred is None else v.preferred.status()}
 
     counts = await host.read(job)
     peers = host.peers()
@@ -59,10 +61,17 @@ async def status(host: Host, p: Params) -> dict[str, Any]:
     elif vectors["pending"] and host.online:
         warnings.append(f"building vectors for {vectors['pending']} memories: recall is "
                         "lexical only until they are ready")  # fmt: skip
+    facts = {"agents": None, **host.facts()}
+    facts["embeddings"] = endpoint = _endpoint(facts.get("embeddings"), counts["preferred"])
+    if endpoint is not None and endpoint["reachable"] is False:
+        warnings.append(f"the embeddings endpoint does not answer: {endpoint['error']}; the "
+                        "semantic lane uses the embedded model")  # fmt: skip
+    elif endpoint is not None and endpoint["reachable"] and not endpoint["ready"]:
+        warnings.append(f"building vectors of {endpoint['index']} for {endpoint['pending']} "
+                        "memories: the semantic lane uses the embedded model until then")
     unknown = sum(1 for p in peers if p["state"] == "unknown-key")
     if unknown:
         warnings.append(f"{unknown} peer(s) do not trust this host or are not trusted")
-    facts = {"agents": None, **host.facts()}
     agents = facts["agents"]
     if agents and agents["exposed"]:
         warnings.append(f"the agents' listener on {agents['listen']} is EXPOSED beyond this "
@@ -83,6 +92,15 @@ async def status(host: Host, p: Params) -> dict[str, Any]:
         "last_exchange": last,
         "warnings": warnings,
     }  # fmt: skip
+
+
+def _endpoint(endpoint: dict[str, Any] | None,
+              index: dict[str, Any] | None) -> dict[str, Any] | None:  # fmt: skip
+    """``[embeddings]``'s endpoint (the node's facts) with its model's index here."""
+    if endpoint is None:
+        return None
+    held = index or {"vectors": None, "pending": None, "ready": False}
+    return {**endpoint, **{k: held[k] for k in ("vectors", "pending", "ready")}}
 
 
 @operation("peers", "GET", "/v1/peers", "the peer table", result=PEERS)

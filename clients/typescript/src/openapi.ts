@@ -373,6 +373,17 @@ export interface Status {
     state: string;
     [key: string]: unknown;
   }>;
+  /** [embeddings]' endpoint (docs/reading.md): `index` names its model's vectors (null until it first answered), `reachable` whether its last answer came (null: not asked yet), `ready` whether recall uses them; null without [embeddings] or without a daemon */
+  embeddings: {
+    error: string | null;
+    index: string | null;
+    model: string;
+    pending: number | null;
+    reachable: boolean | null;
+    ready: boolean;
+    url: string;
+    vectors: number | null;
+  } | null;
   id: string;
   keyring: number;
   /** milliseconds since the epoch */
