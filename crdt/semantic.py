@@ -39,6 +39,10 @@ from .embedder import Embedder, trim_heap
 log = logging.getLogger(__name__)
 
 FILE = "embeddings.sqlite"
+# Vectors of an embeddings endpoint's model (gossip's ``[embeddings]``): a file of their
+# own, so that neither builder's transaction (held while it embeds a step) ever makes the
+# other wait for SQLite's write lock.
+ENDPOINT_FILE = "embeddings-endpoint.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vectors (
     model TEXT NOT NULL, id TEXT NOT NULL, scale REAL NOT NULL, code BLOB NOT NULL,
@@ -366,9 +370,11 @@ def _grow(array: np.ndarray, rows: int) -> np.ndarray:
     return out
 
 
-def open_in_dir(home: str | Path, embedder: Embedder | None = None) -> SemanticIndex | None:
-    """The data dir's index with the embedded model, or None (recall stays lexical) when
-    the model cannot load. A damaged file is derived data: it is dropped and rebuilt."""
+def open_in_dir(home: str | Path, embedder: Embedder | None = None,
+                file: str = FILE) -> SemanticIndex | None:  # fmt: skip
+    """The data dir's index with the embedded model (or ``embedder``, in ``file``), or
+    None (recall stays lexical) when the model cannot load. A damaged file is derived
+    data: it is dropped and rebuilt."""
     from .embedder import EmbedderUnavailable, default_embedder
 
     try:
@@ -376,11 +382,11 @@ def open_in_dir(home: str | Path, embedder: Embedder | None = None) -> SemanticI
     except EmbedderUnavailable as e:
         log.warning("recall is lexical only: %s", e)
         return None
-    path = Path(home) / FILE
+    path = Path(home) / file
     try:
         return SemanticIndex(model, path)
     except sqlite3.DatabaseError as e:
         log.warning("%s is damaged (%s): its vectors are computed again", path, e)
-        for stale in (path, path.with_name(FILE + "-wal"), path.with_name(FILE + "-shm")):
+        for stale in (path, path.with_name(file + "-wal"), path.with_name(file + "-shm")):
             stale.unlink(missing_ok=True)
         return SemanticIndex(model, path)

@@ -491,6 +491,5 @@ def create(home: Path, config: Config) -> Path:
 
 
 __all__ = ["CONFIG_FILE", "DEFAULT_AGENTS_LISTEN", "DEFAULT_LISTEN", "DEFAULT_PORT", "PROFILES",
-           "Config", "ConfigError", "EmbeddingsSettings", "MdnsSettings", "Profile",
-           "TailnetSettings", "check_address", "check_name", "create", "default_home",
-           "load"]  # fmt: skip
+           "Config", "ConfigError", "MdnsSettings", "Profile", "TailnetSettings",
+           "check_address", "check_name", "create", "default_home", "load"]  # fmt: skip

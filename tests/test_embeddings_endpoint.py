@@ -163,10 +163,12 @@ async def test_the_endpoint_builds_its_own_index_and_recall_falls_back_when_it_s
     logged = "\n".join(r.getMessage() for r in caplog.records) + caplog.text
     assert "embeddings endpoint" in logged and KEY not in logged and KEY[:10] not in logged
     assert not any(KEY[:10] in a for a in answers)
-    # Two models' vectors in one file, each under its own name, never mixed.
-    held = {row[0] for row in sqlite3.connect(home / "embeddings.sqlite")
-            .execute("SELECT DISTINCT model FROM vectors")}  # fmt: skip
-    assert held == {f"{views.semantic.model}#q4", f"{name}#q4"}
+    # Each model's vectors under its own name, the endpoint's in a file of their own.
+    for file, model in (("embeddings.sqlite", views.semantic.model),
+                        ("embeddings-endpoint.sqlite", name)):  # fmt: skip
+        db = sqlite3.connect(home / file)
+        assert db.execute("SELECT DISTINCT model FROM vectors").fetchall() == [(f"{model}#q4",)]
+        db.close()
 
 
 async def test_a_refused_key_and_wrong_answers_are_errors_without_the_key(tmp_path: Path):

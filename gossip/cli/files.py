@@ -60,7 +60,8 @@ def read_input(path: str) -> bytes:
 def _own_files() -> tuple[str, ...]:
     """The files of a data dir that an output file must never replace: writing an export
     over one of them would lose the host's key or its store for good."""
-    from crdt.semantic import FILE as VECTORS_FILE  # here: numpy only for a command that writes
+    from crdt.semantic import ENDPOINT_FILE  # here: numpy only for a command that writes
+    from crdt.semantic import FILE as VECTORS_FILE
     from crdt.store import STORE_FILE
 
     from ..peerfile import PEER_FILE
@@ -68,7 +69,8 @@ def _own_files() -> tuple[str, ...]:
     return (KEY_FILE, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", MARK_FILE,
             f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE,
             "api.token", VECTORS_FILE, f"{VECTORS_FILE}-wal", f"{VECTORS_FILE}-shm",
-            f"{VECTORS_FILE}-journal", PEER_FILE)  # fmt: skip
+            f"{VECTORS_FILE}-journal", PEER_FILE, ENDPOINT_FILE, f"{ENDPOINT_FILE}-wal",
+            f"{ENDPOINT_FILE}-shm", f"{ENDPOINT_FILE}-journal")  # fmt: skip
 
 
 def refuse_own_files(home: Path, path: str) -> None:

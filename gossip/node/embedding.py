@@ -16,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import queue
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from crdt.errors import EmbedderUnavailable
 
@@ -38,11 +41,16 @@ class Embedding:
 
     def __init__(self, remote: RemoteEmbedder | None = None) -> None:
         self.remote = remote
-        self._pools: list[concurrent.futures.ThreadPoolExecutor] = []
+        self._pools: list[concurrent.futures.Executor] = []
 
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _pool(self, daemon: bool = False) -> concurrent.futures.Executor:
         # Its own thread, joined by ``close``: the replica's worker stays free for reads.
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embeddings")
+        # The endpoint's is a daemon thread, never joined: a request that hangs (up to
+        # its timeout) must not hold a stopping node; the index it fills is closed by the
+        # views, and it files nothing after that.
+        pool: concurrent.futures.Executor = (
+            _DaemonThread() if daemon else
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embeddings"))
         self._pools.append(pool)
         return pool
 
@@ -74,7 +82,7 @@ class Embedding:
         """The endpoint's index: made once the endpoint answered (its dimensions known),
         then built like the embedded one; while the endpoint does not answer, asked again
         with backoff (recall uses the embedded model meanwhile)."""
-        pool = self._pool()
+        pool = self._pool(daemon=True)
         loop = asyncio.get_running_loop()
         index: SemanticIndex | None = None
         delay, failing = RETRY_S[0], False
@@ -115,9 +123,36 @@ def _attach(views: Views, remote: RemoteEmbedder, where: Path) -> SemanticIndex:
     under its own name), preferred by the views once ready."""
     from crdt import semantic
 
-    index = semantic.open_in_dir(where, remote)
+    index = semantic.open_in_dir(where, remote, semantic.ENDPOINT_FILE)
     assert index is not None  # an embedder was given: it cannot fail to load
     views.prefer_semantic(index)
     log.info("vectors of %s: %d held, %d to build", remote.name, len(index), index.pending())
     return index
 
+
+
+class _DaemonThread(concurrent.futures.Executor):
+    """An executor of one daemon thread, which ``shutdown`` never waits for (nor does the
+    interpreter's exit, unlike a ``ThreadPoolExecutor``'s)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="embeddings-endpoint", daemon=True).start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+               ) -> concurrent.futures.Future[Any]:  # fmt: skip
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((future, fn, args, kwargs))
+        return future
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn, args, kwargs = job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as e:
+                    future.set_exception(e)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._jobs.put(None)  # the thread ends after its job, if any; nobody waits
