@@ -71,9 +71,18 @@ class Endpoint:
                 for i, t in enumerate(body["input"])]  # fmt: skip
         return web.json_response({"object": "list", "data": data[::-1]})
 
+    async def _moved(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound("/elsewhere")  # urllib would follow it, as a GET, with the key
+
+    async def _elsewhere(self, request: web.Request) -> web.Response:
+        self.auth.add(f"elsewhere {request.headers.get('Authorization')}")
+        return web.json_response({"data": []})
+
     async def start(self) -> Endpoint:
         app = web.Application()
         app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/moved/embeddings", self._moved)
+        app.router.add_route("*", "/elsewhere", self._elsewhere)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -158,7 +167,8 @@ async def test_the_endpoint_builds_its_own_index_and_recall_falls_back_when_it_s
         assert f"{name}: http://127.0.0.1:{port}/v1 is unreachable" in found["note"]
         assert f"the semantic lane used {views.semantic.model}" in found["note"]
         _, st = await call("GET", "/v1/status")
-        assert st["embeddings"]["reachable"] is False and st["semantic"]["model"] == name
+        assert st["embeddings"]["reachable"] is False
+        assert st["semantic"]["model"] == views.semantic.model  # what recall uses now
         assert any("does not answer" in w for w in st["warnings"])
     logged = "\n".join(r.getMessage() for r in caplog.records) + caplog.text
     assert "embeddings endpoint" in logged and KEY not in logged and KEY[:10] not in logged
@@ -187,6 +197,11 @@ async def test_a_refused_key_and_wrong_answers_are_errors_without_the_key(tmp_pa
         assert rows.shape == (3, 128) and rows.dtype == np.float32  # padded to 128
         assert np.allclose(np.linalg.norm(rows[:2], axis=1), 1) and not rows[2].any()
         assert right.name == f"openai:127.0.0.1:{endpoint.port}/hash-words@{DIM}"
+        moved = RemoteEmbedder(EmbeddingsSettings(f"http://127.0.0.1:{endpoint.port}/moved",
+                                                  "hash-words", "K"), {"K": KEY})  # fmt: skip
+        with pytest.raises(EmbedderUnavailable, match="HTTP 302"):  # the key never follows
+            await asyncio.to_thread(moved.probe)
+        assert not any(a and a.startswith("elsewhere") for a in endpoint.auth)
         other = RemoteEmbedder(EmbeddingsSettings(url, "hash-words", "K", dim=64), {"K": KEY})
         with pytest.raises(EmbedderUnavailable, match="96 dimensions, not 64"):
             await asyncio.to_thread(other.embed, ["a"])

@@ -15,6 +15,7 @@ the endpoint's answer to a failure (an OpenAI error body may quote part of the k
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -127,8 +128,9 @@ class RemoteEmbedder:
             headers["Authorization"] = f"Bearer {self._key}"
         request = urllib.request.Request(f"{self.url}/embeddings", json.dumps(body).encode(),
                                          headers, method="POST")  # fmt: skip
-        # No proxy from the environment: the key goes only where config.toml says.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        # No proxy from the environment and no redirect (urllib would send the key on to
+        # wherever it points): the key goes only where config.toml says.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _no_redirect())
         try:
             with opener.open(request, timeout=timeout) as answer:
                 raw = answer.read(MAX_ANSWER + 1)
@@ -164,3 +166,14 @@ class RemoteEmbedder:
         """For ``gossip status``: where, which model, whether it answers (never the key)."""
         return {"url": self.url, "model": self.model, "index": self.name or None,
                 "reachable": self.reachable, "error": self.error}
+
+
+@functools.cache
+def _no_redirect() -> type:
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None  # urllib then raises the 30x as an HTTPError
+
+    return NoRedirect

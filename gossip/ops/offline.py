@@ -104,7 +104,10 @@ class ReplicaHost:
             settings = NodeConfig.resolve(self.cfg, listen="127.0.0.1:0", mdns=False,
                                           tailnet=False, advertise=())  # fmt: skip
             self._close_replica()
-            node = Node(self.home, config=replace(settings, peers=tuple(peers)))
+            # No [embeddings] endpoint for a command's node: it embeds with the embedded
+            # model only (docs/reading.md), never waiting on a network service.
+            node = Node(self.home, config=replace(settings, peers=tuple(peers),
+                                                  embeddings=None))  # fmt: skip
             await node.__aenter__()
             self._node = node
         return self._node

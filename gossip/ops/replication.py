@@ -37,8 +37,7 @@ PEERS = {"type": "array", "items": {"$ref": "#/components/schemas/Peer"}}
 async def status(host: Host, p: Params) -> dict[str, Any]:
     def job(r: Replica, v: Views) -> dict[str, Any]:
         return {**queries.counts(v), "keyring": len(r.keyring()), "id": r.author,
-                "semantic": next((i.status() for i in v.semantic_indexes() if i.ready),
-                                 None if v.semantic is None else v.semantic.status()),
+                "semantic": None if v.semantic is None else v.semantic.status(),
                 "preferred": None if v.preferred is None else v.preferred.status()}
 
     counts = await host.read(job)
@@ -55,14 +54,16 @@ async def status(host: Host, p: Params) -> dict[str, Any]:
         warnings.append(f"none of {len(reachable)} peers is reachable")  # (unknown keys: below)
     if counts["keyring"] <= 1:
         warnings.append("the keyring has only this host: `gossip trust add KEY`")
+    facts = {"agents": None, **host.facts()}
+    facts["embeddings"] = endpoint = _endpoint(facts.get("embeddings"), counts["preferred"])
+    if endpoint is not None and endpoint["ready"] and endpoint["reachable"]:
+        counts["semantic"] = counts["preferred"]  # what recall uses now: the endpoint's
     vectors = counts["semantic"]
     if vectors is None:
         warnings.append("the embedded model cannot load here: recall is lexical only")
     elif vectors["pending"] and host.online:
         warnings.append(f"building vectors for {vectors['pending']} memories: recall is "
                         "lexical only until they are ready")  # fmt: skip
-    facts = {"agents": None, **host.facts()}
-    facts["embeddings"] = endpoint = _endpoint(facts.get("embeddings"), counts["preferred"])
     if endpoint is not None and endpoint["reachable"] is False:
         warnings.append(f"the embeddings endpoint does not answer: {endpoint['error']}; the "
                         "semantic lane uses the embedded model")  # fmt: skip
