@@ -413,3 +413,57 @@ def test_a_daemon_holding_every_vector_reads_the_model_only_when_a_query_needs_i
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[:3] == ["7 0 False False", "False False", "True True True"]
+
+
+def test_a_preferred_index_answers_once_ready_and_the_fallback_when_its_model_fails(
+        me, embedder, index):  # fmt: skip
+    """Two models, one index each: recall searches the preferred one once it is ready,
+    the embedded model's while it is built or when its model fails (saying so), never a
+    mix of the two."""
+    from crdt.embedder import EmbedderUnavailable
+
+    class Words:  # another model: a vector per word of the text (none shared with wordllama)
+        name, dim, fail = "words@64", 64, False
+        vocabulary = ("kimi", "overnight", "flaky", "numpy")
+
+        def embed(self, texts):
+            import numpy as np
+
+            out = np.zeros((len(texts), 64), dtype=np.float32)
+            for row, t in enumerate(texts):
+                for i, w in enumerate(self.vocabulary):
+                    out[row, i] = w in t.lower()
+            n = np.linalg.norm(out, axis=1, keepdims=True)
+            return np.divide(out, n, out=out, where=n > 0)
+
+        def embed_query(self, text):
+            if self.fail:
+                raise EmbedderUnavailable("it does not answer")
+            return self.embed([text])[0]
+
+    for i, text in enumerate([KIMI, *OTHERS]):
+        remember(me, text, ts=T + i)
+    views = views_with(me, index)
+    words = Words()
+    other = SemanticIndex(words)
+    views.prefer_semantic(other)
+    assert views.semantic_indexes() == [other, index] and other.pending() == 7
+    other.LAG = 0
+    found = views.recall(PARAPHRASE, mode="semantic")  # built: not yet, the embedded answers
+    assert found.note == (f"vectors of words@64 being built (7 memories to embed): the "
+                          f"semantic lane used {index.model}")  # fmt: skip
+    assert found.hits
+    other.catch_up()
+    remember(me, "The numpy kimi mirror is flaky", ts=T + 9)  # queued for both models
+    assert other.pending() == index.pending() == 1
+    other.catch_up()
+    index.catch_up()
+    found = views.recall("flaky kimi overnight", mode="semantic")
+    assert found.note is None and texts(found)[:2] == ["The numpy kimi mirror is flaky", KIMI]
+    assert set(texts(found)) <= {KIMI, OTHERS[0], OTHERS[5], "The numpy kimi mirror is flaky"}
+    words.fail = True
+    found = views.recall(PARAPHRASE, mode="semantic")
+    assert found.note == f"words@64: it does not answer: the semantic lane used {index.model}"
+    assert found.mode == "semantic" and found.hits
+    views.close()
+    assert other._closed and index._closed
