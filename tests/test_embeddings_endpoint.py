@@ -156,7 +156,10 @@ async def test_the_endpoint_builds_its_own_index_and_recall_falls_back_when_it_s
         assert set(RARE.split()) <= set(" ".join(endpoint.inputs).split())  # the memories
         _, found = await call("GET", "/v1/memories", params={"q": "zorblax", "mode": "semantic"})
         assert found["note"] is None and found["memories"][0]["text"] == RARE
-        assert endpoint.inputs[-1] == "zorblax"  # the query's vector came from the endpoint
+        # The query's vector came from the endpoint, once: fetched before the read job
+        # (off the replica's thread), taken by the recall in it.
+        assert endpoint.inputs[-1] == "zorblax" and endpoint.inputs.count("zorblax") == 1
+        assert not s.node.embedding.remote._fetched
         assert endpoint.auth == {f"Bearer {KEY}"}
 
         # It stops: the next recall waits at most the query timeout, then the embedded
@@ -197,6 +200,7 @@ async def test_a_refused_key_and_wrong_answers_are_errors_without_the_key(tmp_pa
         assert rows.shape == (3, 128) and rows.dtype == np.float32  # padded to 128
         assert np.allclose(np.linalg.norm(rows[:2], axis=1), 1) and not rows[2].any()
         assert right.name == f"openai:127.0.0.1:{endpoint.port}/hash-words@{DIM}"
+        await asyncio.to_thread(right.prefetch, "flaky kimi")  # before a recall's read job
         moved = RemoteEmbedder(EmbeddingsSettings(f"http://127.0.0.1:{endpoint.port}/moved",
                                                   "hash-words", "K"), {"K": KEY})  # fmt: skip
         with pytest.raises(EmbedderUnavailable, match="HTTP 302"):  # the key never follows
@@ -207,6 +211,10 @@ async def test_a_refused_key_and_wrong_answers_are_errors_without_the_key(tmp_pa
             await asyncio.to_thread(other.embed, ["a"])
     finally:
         await endpoint.stop()
+    expected = np.array(hashed("flaky kimi") + [0.0] * 32)  # padded from 96 to 128
+    assert np.allclose(right.embed_query("flaky kimi"), expected / np.linalg.norm(expected))
+    with pytest.raises(EmbedderUnavailable):  # taken once; the endpoint is gone now
+        right.embed_query("flaky kimi")
 
 
 @pytest.mark.parametrize(("section", "says"), [

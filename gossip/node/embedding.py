@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import threading
@@ -110,6 +111,18 @@ class Embedding:
             failing, delay = False, RETRY_S[0]
             if not done:
                 await asyncio.sleep(EMBED_IDLE_S)
+
+    async def prefetch(self, views: Views | None, query: str) -> None:
+        """The endpoint's vector of ``query``, asked for here (a thread of the loop's, at
+        most the query timeout) rather than in the replica's thread, once its index is
+        ready and while it answers; the recall that follows takes it (``embed_query``).
+        A failure leaves the endpoint down: that recall does not ask again."""
+        remote = self.remote
+        preferred = None if views is None else views.preferred
+        if remote is None or preferred is None or not preferred.ready or remote.down:
+            return
+        with contextlib.suppress(EmbedderUnavailable):
+            await asyncio.to_thread(remote.prefetch, query)
 
     def close(self) -> None:
         """Join the threads (their batches end first): call it where blocking harms nothing."""

@@ -21,6 +21,7 @@ import math
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -38,6 +39,7 @@ QUERY_TIMEOUT_S = 0.3  # a recall's query: then the embedded model answers inste
 BATCH_TIMEOUT_S = 30.0  # a background batch of REQUEST texts
 DOWN_S = 5.0  # after a failure, queries go straight to the embedded model this long
 REQUEST = 64  # texts per request (8,192 characters each at most: ~130k tokens)
+FETCHED = 32  # prefetched query vectors kept for their recall (each is taken once)
 MAX_ANSWER = 64 * 1024 * 1024  # bytes of one answer (64 texts x 3,072 floats is ~4 MB)
 
 
@@ -69,6 +71,8 @@ class RemoteEmbedder:
         self.error: str | None = None  # why it failed
         self._down_until = 0.0
         self._lock = threading.Lock()
+        # Queries' vectors fetched before their recall (``prefetch``), each taken once.
+        self._fetched: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def _set_dim(self, raw: int) -> None:
         self.raw_dim = raw
@@ -93,9 +97,23 @@ class RemoteEmbedder:
                 for i in range(0, len(texts), REQUEST)]  # fmt: skip
         return np.concatenate(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
+    def prefetch(self, text: str) -> None:
+        """Fetch the vector of a query a recall will ask for next (``embed_query`` takes
+        it then): the daemon calls this outside the replica's thread."""
+        vector = self.embed_query(text)
+        with self._lock:
+            self._fetched[text] = vector
+            while len(self._fetched) > FETCHED:
+                self._fetched.popitem(last=False)
+
     def embed_query(self, text: str) -> np.ndarray:
-        """A recall's query: at most ``QUERY_TIMEOUT_S``, and none while the endpoint is
-        down (the embedded model answers that recall)."""
+        """A recall's query: the vector ``prefetch`` fetched, else at most
+        ``QUERY_TIMEOUT_S``, and none while the endpoint is down (the embedded model
+        answers that recall)."""
+        with self._lock:
+            fetched = self._fetched.pop(text, None)
+        if fetched is not None:
+            return fetched
         if self.down:
             raise EmbedderUnavailable(f"{self.url} is unreachable ({self.error})")
         return self._request([text], QUERY_TIMEOUT_S)[0]

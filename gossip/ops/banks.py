@@ -203,6 +203,8 @@ def _same(m: Memory, item: dict[str, Any]) -> bool:
 async def bank_recall(host: Host, p: Params) -> dict[str, Any]:
     limit = p.limit if p.limit is not None else BUDGETS[p.budget]
     tags = list(p.tags)
+    if p.query:
+        await host.prepare_recall(p.query)
 
     def job(r: Replica, v: Views) -> dict[str, Any]:
         known_bank(v, p.bank)

@@ -32,6 +32,12 @@ class Host(Protocol):
         """``fn(replica, views)`` where the replica may be read; ``fn`` must not write."""
         ...
 
+    async def prepare_recall(self, query: str) -> None:
+        """Before a recall with ``query`` (its ``read``): online, the query's vector from
+        an embeddings endpoint, fetched outside the replica's thread (docs/reading.md);
+        offline, nothing."""
+        ...
+
     async def write(self, make: Callable[[Identity, int], SignedRecord]) -> SignedRecord:
         """Sign ``make(identity, now)`` and write it: durable before this returns (and,
         online, pushed to peers at once). ``make`` runs where the replica is owned."""

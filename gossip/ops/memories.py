@@ -159,8 +159,11 @@ _KEYS = _KeyLocks()
     result="Recall", errors=NOT_FOUND,
 )  # fmt: skip
 async def recall(host: Host, p: Params) -> dict[str, Any]:
+    mode = p.mode or "hybrid"
+    if p.q and mode != "lexical":
+        await host.prepare_recall(p.q)
+
     def job(r: Replica, v: Views) -> dict[str, Any]:
-        mode = p.mode or "hybrid"
         if not host.online and mode != "lexical" and p.q and v.semantic is not None:
             with contextlib.suppress(GossipError):  # no model: the answer says lexical
                 v.semantic.catch_up()  # no daemon builds them: now, once (they are kept)

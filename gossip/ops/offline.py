@@ -122,6 +122,9 @@ class ReplicaHost:
             return await self._node.query(fn)
         return fn(*self._open())
 
+    async def prepare_recall(self, query: str) -> None:
+        return None  # a command uses the embedded model only
+
     async def write(self, make: Callable[[Identity, int], SignedRecord]) -> SignedRecord:
         if self._node is not None:
             return await self._node.write_record(make)
