@@ -242,3 +242,17 @@ def test_serve_refuses_a_key_variable_that_is_not_set(tmp_path: Path, monkeypatc
     assert run.returncode == 1, run.stderr
     assert "key_env names SM_TEST_EMBEDDINGS_KEY, which is not set" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_embeddings_settings_are_read_and_written_back(tmp_path: Path):
+    (tmp_path / "config.toml").write_text('[embeddings]\nurl = "https://api.example/v1/"\n'
+                                          'model = " text-embedding-3-small "\n'
+                                          'key_env = "OPENAI_API_KEY"\ndim = 512\n')  # fmt: skip
+    cfg = config.load(tmp_path)
+    assert cfg.embeddings == EmbeddingsSettings("https://api.example/v1",
+                                                "text-embedding-3-small", "OPENAI_API_KEY", 512)
+    again = tmp_path / "again"
+    again.mkdir()
+    config.create(again, cfg)
+    assert config.load(again) == cfg
+    assert config.load(tmp_path.parent / "nothing-here").embeddings is None
