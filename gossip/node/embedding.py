@@ -132,8 +132,8 @@ class Embedding:
 
 
 def _attach(views: Views, remote: RemoteEmbedder, where: Path) -> SemanticIndex:
-    """The endpoint model's index in the data dir's vectors file (its vectors kept there
-    under its own name), preferred by the views once ready."""
+    """The endpoint model's index, in a file of its own in the data dir (its vectors kept
+    there under its model's name), preferred by the views once ready."""
     from crdt import semantic
 
     index = semantic.open_in_dir(where, remote, semantic.ENDPOINT_FILE)
@@ -141,7 +141,6 @@ def _attach(views: Views, remote: RemoteEmbedder, where: Path) -> SemanticIndex:
     views.prefer_semantic(index)
     log.info("vectors of %s: %d held, %d to build", remote.name, len(index), index.pending())
     return index
-
 
 
 class _DaemonThread(concurrent.futures.Executor):

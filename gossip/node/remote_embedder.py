@@ -115,7 +115,7 @@ class RemoteEmbedder:
         if fetched is not None:
             return fetched
         if self.down:
-            raise EmbedderUnavailable(f"{self.url} is unreachable ({self.error})")
+            raise EmbedderUnavailable(f"{self.url} failed: {self.error} (asked again soon)")
         return self._request([text], QUERY_TIMEOUT_S)[0]
 
     def _request(self, texts: list[str], timeout: float) -> np.ndarray:
@@ -125,7 +125,7 @@ class RemoteEmbedder:
             with self._lock:
                 self.reachable, self.error = False, str(e)
                 self._down_until = time.monotonic() + DOWN_S
-            raise EmbedderUnavailable(f"{self.url} is unreachable ({e})") from None
+            raise EmbedderUnavailable(f"{self.url} failed: {e}") from None
         with self._lock:
             self.reachable, self.error = True, None
             self._down_until = 0.0
