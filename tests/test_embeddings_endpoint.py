@@ -140,6 +140,8 @@ async def test_the_endpoint_builds_its_own_index_and_recall_falls_back_when_it_s
         assert any("embeddings endpoint does not answer" in w for w in st["warnings"])
         _, found = await call("GET", "/v1/memories", params={"q": "zorblax", "mode": "semantic"})
         assert found["mode"] == "semantic" and found["memories"]
+        assert found["note"].startswith(f"http://127.0.0.1:{port}/v1 has not answered (")
+        assert found["note"].endswith("): the semantic lane used the embedded model")
 
         # It answers: its vectors are built under their own name, then recall uses them.
         await endpoint.start()

@@ -112,17 +112,25 @@ class Embedding:
             if not done:
                 await asyncio.sleep(EMBED_IDLE_S)
 
-    async def prefetch(self, views: Views | None, query: str) -> None:
+    async def prefetch(self, views: Views | None, query: str) -> str | None:
         """The endpoint's vector of ``query``, asked for here (a thread of the loop's, at
         most the query timeout) rather than in the replica's thread, once its index is
         ready and while it answers; the recall that follows takes it (``embed_query``).
-        A failure leaves the endpoint down: that recall does not ask again."""
+        A failure leaves the endpoint down: that recall does not ask again. Returns why
+        the endpoint's model cannot answer when its index is not even made (it never
+        answered): the views' note covers the rest."""
         remote = self.remote
         preferred = None if views is None else views.preferred
-        if remote is None or preferred is None or not preferred.ready or remote.down:
-            return
-        with contextlib.suppress(EmbedderUnavailable):
-            await asyncio.to_thread(remote.prefetch, query)
+        if remote is None:
+            return None
+        if preferred is None:
+            why = remote.error or "not asked yet"
+            return (f"{remote.url} has not answered ({why}): the semantic lane used the "
+                    "embedded model")
+        if preferred.ready and not remote.down:
+            with contextlib.suppress(EmbedderUnavailable):
+                await asyncio.to_thread(remote.prefetch, query)
+        return None
 
     def close(self) -> None:
         """Join the threads (their batches end first): call it where blocking harms nothing."""

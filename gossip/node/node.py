@@ -160,11 +160,11 @@ class Node(NodeActions, NodeReads):
         """This node's clock (ms since the epoch): the time its records are signed with."""
         return self._now_ms()
 
-    async def prepare_recall(self, query: str) -> None:
+    async def prepare_recall(self, query: str) -> str | None:
         """Before a recall: the query's vector from ``[embeddings]``' endpoint, fetched on
         a thread of its own (at most its query timeout), so that the recall in the
         replica's thread finds it ready (``Embedding.prefetch``)."""
-        await self.embedding.prefetch(self._views, query)
+        return await self.embedding.prefetch(self._views, query)
 
     @property
     def ops(self) -> NodeHost:

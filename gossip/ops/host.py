@@ -32,10 +32,11 @@ class Host(Protocol):
         """``fn(replica, views)`` where the replica may be read; ``fn`` must not write."""
         ...
 
-    async def prepare_recall(self, query: str) -> None:
+    async def prepare_recall(self, query: str) -> str | None:
         """Before a recall with ``query`` (its ``read``): online, the query's vector from
-        an embeddings endpoint, fetched outside the replica's thread (docs/reading.md);
-        offline, nothing."""
+        an embeddings endpoint, fetched outside the replica's thread (docs/reading.md),
+        or why the endpoint's model cannot answer it (its vectors not begun: the views'
+        note says the rest); offline, nothing."""
         ...
 
     async def write(self, make: Callable[[Identity, int], SignedRecord]) -> SignedRecord:

@@ -160,8 +160,7 @@ _KEYS = _KeyLocks()
 )  # fmt: skip
 async def recall(host: Host, p: Params) -> dict[str, Any]:
     mode = p.mode or "hybrid"
-    if p.q and mode != "lexical":
-        await host.prepare_recall(p.q)
+    said = await host.prepare_recall(p.q) if p.q and mode != "lexical" else None
 
     def job(r: Replica, v: Views) -> dict[str, Any]:
         if not host.online and mode != "lexical" and p.q and v.semantic is not None:
@@ -173,7 +172,10 @@ async def recall(host: Host, p: Params) -> dict[str, Any]:
                               include_untrusted=p.include_untrusted,
                               bank=p.bank or DEFAULT_BANK, mode=mode)  # fmt: skip
 
-    return await host.read(job)
+    found = await host.read(job)
+    if said and found["mode"] != "lexical":  # the endpoint's index is not even made yet
+        found["note"] = "; ".join(n for n in (said, found["note"]) if n)
+    return found
 
 
 @operation(

@@ -122,7 +122,7 @@ class ReplicaHost:
             return await self._node.query(fn)
         return fn(*self._open())
 
-    async def prepare_recall(self, query: str) -> None:
+    async def prepare_recall(self, query: str) -> str | None:
         return None  # a command uses the embedded model only
 
     async def write(self, make: Callable[[Identity, int], SignedRecord]) -> SignedRecord:

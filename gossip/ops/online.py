@@ -49,8 +49,8 @@ class NodeHost:
         except TimeoutError:
             raise Unavailable("the replica did not answer in time; try again") from None
 
-    async def prepare_recall(self, query: str) -> None:
-        await self.node.prepare_recall(query)
+    async def prepare_recall(self, query: str) -> str | None:
+        return await self.node.prepare_recall(query)
 
     async def write(self, make: Callable[[Identity, int], SignedRecord]) -> SignedRecord:
         return await self.node.write_record(make)
