@@ -139,6 +139,68 @@ def test_push_targets_skip_sender_unhealthy_and_peers_that_have_it():
     assert len(t.push_targets(1)) == 1
 
 
+def mesh_tables(n: int) -> dict[str, PeerTable]:
+    """``n`` hosts' tables, each knowing every other host alive (keys of 43 chars)."""
+    keys = [f"{i:02d}" + "k" * 41 for i in range(n)]
+    tables = {}
+    for me in keys:
+        t = PeerTable(me, backoff_base_ms=100, backoff_cap_ms=1600, rng=random.Random(7))
+        for k in keys:
+            if k != me:
+                row = t.add([f"{k[:2]}:1"], "static", key=k)
+                assert row is not None
+                t.success(row, 1)
+        tables[me] = t
+    return tables
+
+
+def spread(tables: dict[str, PeerTable], root: str, fanout: int = 2) -> list[tuple[str, str]]:
+    """The pushes of one write by ``root``'s host, each host passing it on once."""
+    pushes, todo, have = [], [(root, None)], {root}
+    while todo:
+        host, sender = todo.pop(0)
+        exclude = [sender] if sender else []
+        targets = tables[host].tree_targets(root, fanout, exclude=exclude)
+        assert targets is not None
+        for peer in targets:
+            assert peer.key is not None
+            pushes.append((host, peer.key))
+            if peer.key not in have:
+                have.add(peer.key)
+                todo.append((peer.key, host))
+    assert have == set(tables)
+    return pushes
+
+
+@pytest.mark.parametrize("n", [2, 3, 8, 32])
+def test_a_write_reaches_every_host_by_one_push_each_in_its_authors_tree(n):
+    tables = mesh_tables(n)
+    for root in list(tables)[:3]:
+        pushes = spread(tables, root)
+        assert len(pushes) == n - 1  # nobody is pushed to twice
+        assert len({to for _, to in pushes}) == n - 1
+        assert root not in {to for _, to in pushes}
+        # No host sends more than fanout pushes; the trees differ by author.
+        assert max(sum(1 for f, _ in pushes if f == h) for h in tables) <= 2
+
+
+def test_a_tree_steps_over_a_child_it_may_not_push_to_and_skips_one_that_has_it():
+    tables = mesh_tables(8)
+    root = next(iter(tables))
+    first = tables[root].tree_targets(root, 2)
+    assert first is not None and len(first) == 2
+    down, holder = first
+    tables[root].failure(down, 2, "refused")  # suspect now: its children become ours
+    tables[root].success(holder, 2, theirs={9: 10})
+    again = tables[root].tree_targets(root, 2, covers={9: 10})
+    assert again is not None and holder not in again and down not in again
+    grandchildren = tables[down.key].tree_targets(root, 2)  # type: ignore[index]
+    assert grandchildren is not None and 0 < len(grandchildren) <= 2
+    assert {p.key for p in again} == {p.key for p in grandchildren}
+    # An author who is no member has no tree: the caller pushes to random peers.
+    assert tables[root].tree_targets("z" * 43, 2) is None
+
+
 def test_a_push_goes_only_to_peers_that_proved_a_trusted_key():
     """A push carries records before any answer is checked: never to an address that
     has not answered signed by a trusted key (a configured address could be anyone)."""

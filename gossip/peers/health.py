@@ -6,6 +6,7 @@ whose fields it reads; sans I/O."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
 from .rows import ALIVE, DOWN, LEFT, SUSPECT, UNKNOWN_KEY, Peer, lag
@@ -50,17 +51,68 @@ class PeerHealth:
         keyless address gets records through anti-entropy, whose opening ``DIGEST``
         carries none and whose answer is checked before anything else is sent."""
         excluded = set(exclude)
-        healthy = [
-            p
-            for p in self._peers
-            if p.state == ALIVE
-            and p.key is not None
-            and not p.claimed
-            and p.key not in excluded
-            and self.trusts(p.key)
-            and not (covers and p.last_sv is not None and lag(covers, p.last_sv) == 0)
-        ]
+        healthy = [p for p in self._peers if self._pushable(p, excluded, covers)]
         return self.rng.sample(healthy, min(max(0, fanout), len(healthy)))
+
+    def tree_targets(
+        self,
+        root: str,
+        fanout: int,
+        *,
+        exclude: Iterable[str] = (),
+        covers: dict[int, int] | None = None,
+    ) -> list[Peer] | None:
+        """The peers to pass updates written by ``root``'s host on to, in that host's
+        broadcast tree, or None when ``root`` is not a member (then ``push_targets``).
+
+        The members — every trusted, proven key in the table and our own — ordered
+        ``root`` first, then by SHA-256(root ‖ key), form a heap of arity
+        ``max(2, fanout)``: member ``i`` pushes to members ``k·i + 1 … k·i + k``. Every
+        host that knows the same members computes the same tree, so a write reaches each
+        of them by one push and no host is pushed to twice (random targets send about
+        twice as many pushes as there are hosts, half of them to hosts that already have
+        it). A child we may not push to (not ``alive``) is stepped over: its children are
+        ours to push to. One that has it already (the sender, or its last state vector
+        holds ``covers``) passed it on itself. Where views of the members differ, a host
+        may be pushed to twice or not at all; anti-entropy brings it."""
+        me = self.self_key
+        keys = {p.key for p in self._peers
+                if p.key is not None and not p.claimed and self.trusts(p.key)}  # fmt: skip
+        if root != me and root not in keys:
+            return None
+        keys.discard(root)
+        keys.discard(me)
+        seed = root.encode()
+        order = [root, *sorted(keys | ({me} - {root}),
+                               key=lambda k: hashlib.sha256(seed + b"\0" + k.encode()).digest())]
+        arity = max(2, fanout)
+        rows = {p.key: p for p in self._peers if p.key is not None}
+        excluded = set(exclude)
+        out: list[Peer] = []
+        first = arity * order.index(me) + 1
+        todo = list(range(first, first + arity))
+        while todo:
+            child = todo.pop(0)
+            if child >= len(order):
+                continue
+            row = rows.get(order[child])
+            if row is not None and self._pushable(row, excluded, covers):
+                out.append(row)
+            elif row is not None and (row.key in excluded or self._holds(row, covers)):
+                continue  # it has them: it passed them on
+            else:  # stepped over: its children are ours
+                todo += range(arity * child + 1, arity * child + arity + 1)
+        return out
+
+    def _pushable(self, p: Peer, excluded: set[str], covers: dict[int, int] | None) -> bool:
+        return (p.state == ALIVE and p.key is not None and not p.claimed
+                and p.key not in excluded and self.trusts(p.key)
+                and not self._holds(p, covers))  # fmt: skip
+
+    @staticmethod
+    def _holds(p: Peer, covers: dict[int, int] | None) -> bool:
+        """Its last known state vector holds everything up to ``covers``."""
+        return bool(covers) and p.last_sv is not None and lag(covers or {}, p.last_sv) == 0
 
     def _follow_clock(self, now: int) -> None:
         """The wall clock stepped back (NTP, a VM restored from a snapshot): every delay

@@ -9,12 +9,15 @@ the replica; it tells the ``Gossiper`` what happened and executes what it return
   opening with a DIGEST. The driver runs the ``Exchange``'s ``Initiator`` over its
   transport (its ``Ingest`` steps against the replica), calls ``on_answer`` for each
   signed answer, and ends with ``on_exchange_done`` or ``on_exchange_failed``.
-- ``on_local_write(updates, covers)``: ``Push`` effects, an eager push to ``fanout``
-  healthy peers that may lack them; one push at a time per peer, what queues meanwhile
-  goes in its next push (``on_push_done`` / ``on_push_failed`` return it).
+- ``on_local_write(updates, covers)``: ``Push`` effects, an eager push to healthy peers
+  that may lack them: our children in our broadcast tree (``PeerTable.tree_targets``:
+  every host that knows the same members derives the same tree, so each is pushed to
+  once); one push at a time per peer, what queues meanwhile goes in its next push
+  (``on_push_done`` / ``on_push_failed`` return it).
 - ``on_served(peer, response)``: a request of a peer was answered; what a PUSH taught
-  us is passed on to ``fanout`` others (rumour mongering: never back to the sender,
-  never to a peer whose last state vector holds it), as ``Push`` effects.
+  us is passed on to our children in its author's tree (``fanout`` random others when
+  the author is no member: rumour mongering), never back to the sender, never to a peer
+  whose last state vector holds it, as ``Push`` effects.
 - ``on_stop()``: the driver stops: ``Leave`` effects, a goodbye to each peer we are in
   touch with (best-effort: the driver bounds the time they take and ignores failures);
   ``on_leave(peer)``: a peer's goodbye arrived, its row is ``left``.
@@ -203,7 +206,7 @@ class Gossiper:
     def on_local_write(self, updates: Sequence[bytes], covers: dict[int, int]) -> list[Push]:
         """Our own fresh updates (reaching ``covers``: client -> end clock)."""
         self.table.saw_ours(covers)
-        return self._queue(updates, exclude=(), covers=covers)
+        return self._queue(updates, exclude=(), covers=covers, root=self.table.self_key)
 
     def on_served(
         self, peer_key: str, response: Response, now: int, *, bytes_in: int = 0
@@ -219,8 +222,11 @@ class Gossiper:
                            ours=ours if theirs is not None else None, theirs=theirs)  # fmt: skip
         if response.path != PUSH_PATH:
             return []
-        raws, covers = _fresh(response.received)
-        return self._queue(raws, exclude=(peer_key,), covers=covers) if raws else []
+        out: list[Push] = []
+        for author, (raws, covers) in _fresh(response.received).items():
+            out += self._queue(raws, exclude=(peer_key,), covers=covers,
+                               root=self.current_key(author))  # fmt: skip
+        return out
 
     def on_push_done(
         self,
@@ -274,13 +280,20 @@ class Gossiper:
         return bool(self._outbox)
 
     def _queue(
-        self, updates: Sequence[bytes], *, exclude: Iterable[str], covers: dict[int, int]
+        self, updates: Sequence[bytes], *, exclude: Iterable[str], covers: dict[int, int],
+        root: str,
     ) -> list[Push]:
+        """Queue ``updates`` (written by ``root``'s host) for the peers the table names:
+        our children in ``root``'s broadcast tree, or ``fanout`` random ones when the
+        tree has no place for it (``PeerTable.tree_targets``)."""
         s = self.settings()
         if not s.eager_push:
             return []
         out = []
-        for peer in self.table.push_targets(s.fanout, exclude=exclude, covers=covers):
+        targets = self.table.tree_targets(root, s.fanout, exclude=exclude, covers=covers)
+        if targets is None:
+            targets = self.table.push_targets(s.fanout, exclude=exclude, covers=covers)
+        for peer in targets:
             box = self._outbox.setdefault(peer, [])
             box.extend(updates)
             del box[:-MAX_OUTBOX]  # the oldest go; anti-entropy brings them
@@ -303,12 +316,13 @@ class Gossiper:
                            unreachable=failure.kind == UNREACHABLE, exchange=exchange)  # fmt: skip
 
 
-def _fresh(received: Sequence[Outcome]) -> tuple[list[bytes], dict[int, int]]:
-    """The updates a request added, and the clocks they reach per client."""
-    raws: list[bytes] = []
-    covers: dict[int, int] = {}
+def _fresh(received: Sequence[Outcome]) -> dict[str, tuple[list[bytes], dict[int, int]]]:
+    """The updates a request added, by author: each one's raw updates, in order, and the
+    clocks they reach per client."""
+    out: dict[str, tuple[list[bytes], dict[int, int]]] = {}
     for o in received:
         if o.status == "applied" and o.update is not None:
+            raws, covers = out.setdefault(o.update.author, ([], {}))
             raws.append(o.update.raw)
             covers[o.update.client] = max(covers.get(o.update.client, 0), o.update.header.end)
-    return raws, covers
+    return out
