@@ -80,11 +80,12 @@ class PeerHealth:
                 if p.key is not None and not p.claimed and self.trusts(p.key)}  # fmt: skip
         if root != me and root not in keys:
             return None
-        keys.discard(root)
-        keys.discard(me)
-        seed = root.encode()
-        order = [root, *sorted(keys | ({me} - {root}),
-                               key=lambda k: hashlib.sha256(seed + b"\0" + k.encode()).digest())]
+        seed = root.encode() + b"\0"
+
+        def rank(key: str) -> bytes:
+            return hashlib.sha256(seed + key.encode()).digest()
+
+        order = [root, *sorted((keys | {me}) - {root}, key=rank)]
         arity = max(2, fanout)
         rows = {p.key: p for p in self._peers if p.key is not None}
         excluded = set(exclude)

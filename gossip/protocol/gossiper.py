@@ -280,7 +280,11 @@ class Gossiper:
         return bool(self._outbox)
 
     def _queue(
-        self, updates: Sequence[bytes], *, exclude: Iterable[str], covers: dict[int, int],
+        self,
+        updates: Sequence[bytes],
+        *,
+        exclude: Iterable[str],
+        covers: dict[int, int],
         root: str,
     ) -> list[Push]:
         """Queue ``updates`` (written by ``root``'s host) for the peers the table names:

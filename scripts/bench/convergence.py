@@ -461,10 +461,12 @@ NOTES = [
     "peer's, one more state vector; when it is ours, one fewer). The traffic of a whole "
     "trial fell: at N = 64, 4.35 rounds x 128 exchanges x 709 B + 344 KB = 0.74 MB, "
     "against 1.19 MB (x 1826 B + 171 KB) with state vectors in every exchange.",
-    "Eager push reaches 80-95 % of nodes within tens to hundreds of milliseconds; the rest "
-    "get the record from the next anti-entropy round. That share is what \"pass on what "
-    "was new to you, once, to `fanout` peers\" gives (an infect-and-die rumour reaches the "
-    "share s with s = 1 - e^(-2s), about 0.8, of a large mesh for fanout 2).",
+    "Eager push follows the writer's broadcast tree (each host pushes to its children, "
+    "N - 1 pushes in all: docs/node.md), so it reaches every node whose peer table knows "
+    "the same members within tens to hundreds of milliseconds, and anti-entropy brings "
+    "the rest. Before (to 2026-12-04) each host passed what was new to it on to `fanout` "
+    "random peers, which reached 80-95 % (an infect-and-die rumour reaches the share s "
+    "with s = 1 - e^(-2s), about 0.8, of a large mesh for fanout 2).",
     "Eager push on: when the push did not reach everyone, the time to all leaves out "
     "the 0.3 s of quiet we wait for before driving rounds (as if the first round started "
     "when the last push arrived); a real node's next round comes at its interval (0.2 s "
