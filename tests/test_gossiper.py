@@ -3,7 +3,9 @@ replicas, driven by hand (no network, no clock but the one given)."""
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import itertools
 import random
 
 from crdt import GossipError, Outcome, Replica, records
@@ -138,6 +140,34 @@ def test_what_a_push_taught_us_goes_on_but_not_back(open_replica):
     # Known already: the rumour stops.
     again = respond(b, push.body, source="p1", path=push.path)
     assert gossiper.on_served("p1", again, 1000) == []
+
+
+def test_what_a_push_taught_us_goes_to_our_children_in_its_authors_tree(open_replica):
+    """The author is a member: the relay pushes where ``tree_targets`` says, never back
+    to the sender, and only as far as its own place in the author's tree reaches."""
+    a, b = open_replica("a"), open_replica("b")
+
+    def rank(key: str) -> bytes:  # the tree's order after its root (PeerTable.tree_targets)
+        return hashlib.sha256(a.author.encode() + b"\0" + key.encode()).digest()
+
+    gossiper, table = make(b, 0, fanout=2)
+    # Six other members that all come after b: b is the root's first child, and members
+    # 3 and 4 are b's children.
+    later = (k for k in (f"p{i}" for i in itertools.count()) if rank(k) > rank(b.author))
+    others = list(itertools.islice(later, 6))
+    for i, key in enumerate([a.author, *others]):
+        row = table.add([f"10.0.0.{i + 1}:7471"], "static", key=key, now=0)
+        assert row is not None
+        table.success(row, 0)
+    su = a.put(records.breaker(a.identity, "k2p5", state="open", ts=TS))
+    sender = table.by_key(a.author)
+    assert sender is not None
+    push = Push(sender, (su.raw,)).request(a)
+    resp = respond(b, push.body, source=a.author, path=push.path)
+    relays = gossiper.on_served(a.author, resp, 1000)
+    children = sorted(others, key=rank)[1:3]
+    assert sorted(p.peer.key or "" for p in relays) == sorted(children)
+    assert all(p.updates == (su.raw,) for p in relays)
 
 
 def test_a_served_sync_counts_as_delivered_only_when_the_reply_carried_everything(
