@@ -11,6 +11,7 @@ import random
 from crdt import GossipError, Outcome, Replica, records
 from gossip import node as node_module
 from gossip.peers import ALIVE, UNKNOWN_KEY, PeerTable
+from gossip.peers.health import tree_rank
 from gossip.protocol import (
     Exchange,
     Failure,
@@ -149,6 +150,8 @@ def test_what_a_push_taught_us_goes_to_our_children_in_its_authors_tree(open_rep
 
     def rank(key: str) -> bytes:  # the tree's order after its root (PeerTable.tree_targets)
         return hashlib.sha256(a.author.encode() + b"\0" + key.encode()).digest()
+
+    assert rank("x") == tree_rank(a.author, "x")
 
     gossiper, table = make(b, 0, fanout=2)
     # Six other members that all come after b: b is the root's first child, and members

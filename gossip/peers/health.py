@@ -6,10 +6,17 @@ whose fields it reads; sans I/O."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 
 from .rows import ALIVE, DOWN, LEFT, SUSPECT, UNKNOWN_KEY, Peer, lag
+
+
+@functools.lru_cache(maxsize=65536)
+def tree_rank(root: str, key: str) -> bytes:
+    """Where ``key`` stands in ``root``'s broadcast tree (after ``root``): lowest first."""
+    return hashlib.sha256(root.encode() + b"\0" + key.encode()).digest()
 
 
 class PeerHealth:
@@ -80,12 +87,7 @@ class PeerHealth:
                 if p.key is not None and not p.claimed and self.trusts(p.key)}  # fmt: skip
         if root != me and root not in keys:
             return None
-        seed = root.encode() + b"\0"
-
-        def rank(key: str) -> bytes:
-            return hashlib.sha256(seed + key.encode()).digest()
-
-        order = [root, *sorted((keys | {me}) - {root}, key=rank)]
+        order = [root, *sorted((keys | {me}) - {root}, key=lambda k: tree_rank(root, k))]
         arity = max(2, fanout)
         rows = {p.key: p for p in self._peers if p.key is not None}
         excluded = set(exclude)
