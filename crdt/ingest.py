@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 ChangeListener = Callable[[str, str, "SignedRecord | None"], None]
 Change = tuple[str, str, "dict[str, Any] | None"]  # (root, key, document value or None)
+Told = tuple[str, str, "SignedRecord | None"]  # (root, key, record or None: deleted)
+BatchListener = Callable[[list[Told]], None]
 
 log = logging.getLogger("crdt.replica")
 
@@ -65,7 +67,7 @@ class ReplicaIngest:
     _pending: PendingBuffer
     _listeners: list[ChangeListener]
     _changes: list[Change]
-    _commit_listeners: list[Callable[[], None]]
+    _batch_listeners: list[BatchListener]
     _since_snapshot: int
     commit_time: int  # when the last commit was made (ms): a listener's "first seen"
     # and, from Replica: state_vector(), _twin, _build_twin(), _maybe_snapshot()
@@ -75,25 +77,30 @@ class ReplicaIngest:
 
         Called from inside ``put``/``ingest_batch`` once the change is durable, in the
         caller's thread; a listener must not call back into the replica."""
-        if not self._listeners:
-            for root, m in self._main_maps.items():
-                m.observe(self._main_observer(root))
+        self._observe()
         self._listeners.append(listener)
-
-    def on_commit(self, listener: Callable[[], None]) -> None:
-        """Call ``listener()`` once after each batch of changes (a ``put``, a chunk of an
-        ``ingest_batch``), after the ``on_change`` calls it made: for work worth doing
-        once per batch rather than once per record."""
-        self._commit_listeners.append(listener)
-
-    def off_commit(self, listener: Callable[[], None]) -> None:
-        if listener in self._commit_listeners:
-            self._commit_listeners.remove(listener)
 
     def off_change(self, listener: ChangeListener) -> None:
         """Stop calling ``listener`` (a no-op if it was not registered)."""
         if listener in self._listeners:
             self._listeners.remove(listener)
+
+    def on_changes(self, listener: BatchListener) -> None:
+        """Call ``listener(changes)`` once per commit (a ``put``, a chunk of an
+        ``ingest_batch``) with what it changed, in order: ``(root, key, record_or_None)``
+        as ``on_change`` tells them, for work done once per batch rather than once per
+        record (the views' ``executemany``). Same thread and rules as ``on_change``."""
+        self._observe()
+        self._batch_listeners.append(listener)
+
+    def off_changes(self, listener: BatchListener) -> None:
+        if listener in self._batch_listeners:
+            self._batch_listeners.remove(listener)
+
+    def _observe(self) -> None:
+        if not self._listeners and not self._batch_listeners:
+            for root, m in self._main_maps.items():
+                m.observe(self._main_observer(root))
 
     def _main_observer(self, root: str) -> Callable[[Any], None]:
         """Only notes what changed: it runs inside yrs' apply, where a failure would stop
@@ -108,18 +115,32 @@ class ReplicaIngest:
 
     def _tell(self, parsed: Sequence[SignedRecord]) -> None:
         """Tell the listeners what the last commit changed, with the records the gate
-        parsed (a body is parsed once). One listener failing on one change is logged and
-        counted; it never keeps the other changes or listeners from being told."""
+        parsed (a body is parsed once). One listener failing on one change (a batch
+        listener: on its batch) is logged and counted; it never keeps the other changes
+        or listeners from being told."""
         changes, self._changes = self._changes, []
-        if not changes or not self._listeners:
+        if not changes or not (self._listeners or self._batch_listeners):
             return
-        by_value = {(rec.body.decode("utf-8"), b64url(rec.sig)): rec for rec in parsed}
+        by_body = {rec.body: rec for rec in parsed}
+        told: list[Told] = []
         for root, key, value in changes:
             rec = None
             if isinstance(value, dict):
-                rec = by_value.get((value.get("body"), value.get("sig"))) or _parsed(value)
+                body, sig = value.get("body"), value.get("sig")
+                rec = by_body.get(body.encode("utf-8", "surrogatepass")) if isinstance(
+                    body, str) else None  # fmt: skip
+                if rec is None or b64url(rec.sig) != sig:
+                    rec = _parsed(value)
                 if rec is None or (root == "state" and not _belongs(rec, key)):
                     continue
+            told.append((root, key, rec))
+        for batch_listener in list(self._batch_listeners):
+            try:
+                batch_listener(told)
+            except Exception:
+                self.listener_failures += 1
+                log.exception("a change listener failed on a batch of %d", len(told))
+        for root, key, rec in told if self._listeners else ():
             for listener in list(self._listeners):
                 try:
                     listener(root, key, rec)
@@ -156,7 +177,7 @@ class ReplicaIngest:
         size = max(1, chunk or self.limits.batch_size)
         chunks = [updates[k : k + size] for k in range(0, len(updates), size)]
         out: list[Outcome] = []
-        with _cyclic_gc_paused():
+        with cyclic_gc_paused():
             prepared = self._prepare(chunks[0], source) if chunks else None
             for k in range(len(chunks)):
                 assert prepared is not None
@@ -363,8 +384,6 @@ class ReplicaIngest:
             raise  # next open replays the store, which holds the whole batch)
         try:
             self._tell(parsed)
-            for listener in list(self._commit_listeners):
-                listener()
         finally:  # durable already: a listener's failure must not skip the snapshot
             self._maybe_snapshot()
 
@@ -389,7 +408,7 @@ class _Round:
 
 
 @contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
+def cyclic_gc_paused() -> Iterator[None]:
     """No cyclic garbage collection during a batch.
 
     A batch keeps a few objects per update alive until it returns (its outcomes), and

@@ -45,16 +45,23 @@ class ReplicaReads:
         return list(self._main_maps["records"].keys())
 
     def iter_records(self) -> Iterator[tuple[str, SignedRecord]]:
-        """Every immutable record with its content id, parsed one at a time.
+        """Every immutable record with its content id (``record_chunks``, one by one)."""
+        for chunk in self.record_chunks():
+            yield from chunk
 
-        For a scan of the whole store: ``records()`` holds every record parsed at once
-        (for 100k records, over 200 MB that the heap then keeps, fragmented). Records
-        that arrive meanwhile may or may not be included; none is seen twice."""
+    def record_chunks(self, size: int = 4096) -> Iterator[list[tuple[str, SignedRecord]]]:
+        """Every immutable record with its content id, ``size`` at a time, each chunk
+        read in one document transaction (a whole-store scan: the views' rebuild).
+
+        Not ``records()``: that holds every record parsed at once (for 100k records, over
+        200 MB that the heap then keeps, fragmented). Records that arrive meanwhile may or
+        may not be included; none is seen twice."""
         values = self._main_maps["records"]
-        for key in list(values.keys()):
-            rec = _parsed(values.get(key))
-            if rec is not None:
-                yield key, rec
+        keys = list(values.keys())
+        for k in range(0, len(keys), size):
+            with self._main.transaction():
+                raw = [(key, values.get(key)) for key in keys[k : k + size]]
+            yield [(key, rec) for key, value in raw if (rec := _parsed(value)) is not None]
 
     def state(self) -> dict[str, SignedRecord]:
         """Every author's latest state records, by ``kind:author:name``; a value that does

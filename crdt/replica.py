@@ -53,7 +53,7 @@ from .identity import (
     STAGED_KEY_FILE,
     Identity,
 )
-from .ingest import Change, ChangeListener, ReplicaIngest
+from .ingest import BatchListener, Change, ChangeListener, ReplicaIngest
 from .ingest import Outcome as Outcome  # its old home: `from crdt.replica import Outcome`
 from .keyring import ReplicaKeys
 from .lock import BorrowedLock, DataDirLock
@@ -132,7 +132,7 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
         # Listener calls that raised (logged; the change is in the document regardless).
         self.listener_failures = 0
         self._trust_listeners: list[Callable[[], None]] = []
-        self._commit_listeners: list[Callable[[], None]] = []
+        self._batch_listeners: list[BatchListener] = []  # one call per commit
         # Read by views from any thread: replaced whole, never mutated in place.
         self._keyring: dict[str, str] = {self.author: "self", **store.keyring()}
         self._removed: frozenset[str] = frozenset(store.removed())

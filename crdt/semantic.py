@@ -113,6 +113,13 @@ class SemanticIndex:
             if self._rows.get(record_id) is None:
                 self._pending[record_id] = text
 
+    def add_many(self, record_ids: list[str]) -> None:
+        """``add`` each of ``record_ids`` (their texts from ``texts``), the lock taken once."""
+        with self._lock:
+            for record_id in record_ids:
+                if self._rows.get(record_id) is None:
+                    self._pending[record_id] = None
+
     def pending(self) -> int:
         return len(self._pending)
 

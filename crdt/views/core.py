@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..ingest import cyclic_gc_paused
 from ..records import (
     KIND_BANK,
     KIND_BENCHMARK,
@@ -35,37 +36,50 @@ from .tally import Tally
 if TYPE_CHECKING:
     from ..semantic import SemanticIndex
 
-_SCHEMA = """
+# The tables; their indexes (_INDEXES) come after a rebuild's rows, which is faster than
+# keeping them current row by row (sorted once, not 100k random inserts).
+_TABLES = """
 CREATE TABLE memories (
-    n INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, author TEXT NOT NULL,
+    n INTEGER PRIMARY KEY, id TEXT NOT NULL, author TEXT NOT NULL,
     category TEXT NOT NULL, subject TEXT, text TEXT NOT NULL,
     ts INTEGER NOT NULL, expires_at INTEGER, supersedes TEXT, bank TEXT NOT NULL,
     document_id TEXT, fields TEXT NOT NULL, idempotency_key TEXT,  -- fields: tags, context, …
     seen INTEGER, t INTEGER NOT NULL  -- first stored here; ts bounded by it (ranking)
 );
+CREATE TABLE banks (id TEXT PRIMARY KEY, author TEXT NOT NULL, bank TEXT NOT NULL,
+    name TEXT NOT NULL, mission TEXT NOT NULL, ts INTEGER NOT NULL);
+-- Contentless: the index without a second copy of every text (memories holds them; the
+-- lanes read only rowid and rank, and a memory is never deleted from the views).
+CREATE VIRTUAL TABLE memories_fts USING fts5 (text, subject, category, tags, content='');
+CREATE TABLE retractions (id TEXT PRIMARY KEY, author TEXT NOT NULL, target TEXT NOT NULL);
+"""
+_INDEXES = """
+CREATE UNIQUE INDEX memories_by_id ON memories (id);
 CREATE INDEX memories_by_author ON memories (author, ts);
 CREATE INDEX memories_by_bank ON memories (bank, ts);
 CREATE INDEX memories_by_document ON memories (document_id, author, bank)
     WHERE document_id IS NOT NULL;
 CREATE INDEX memories_by_idempotency_key ON memories (idempotency_key, author)
     WHERE idempotency_key IS NOT NULL;
-CREATE TABLE banks (id TEXT PRIMARY KEY, author TEXT NOT NULL, bank TEXT NOT NULL,
-    name TEXT NOT NULL, mission TEXT NOT NULL, ts INTEGER NOT NULL);
 CREATE INDEX banks_by_bank ON banks (bank, author, ts);
 CREATE INDEX memories_by_t ON memories (t);
 CREATE INDEX memories_by_supersedes ON memories (supersedes, author);
--- Contentless: the index without a second copy of every text (memories holds them; the
--- lanes read only rowid and rank, and a memory is never deleted from the views).
-CREATE VIRTUAL TABLE memories_fts USING fts5 (text, subject, category, tags, content='');
-CREATE TABLE retractions (id TEXT PRIMARY KEY, author TEXT NOT NULL, target TEXT NOT NULL);
 CREATE INDEX retractions_by_target ON retractions (target, author);
 """
+_MEMORY_COLUMNS = ("id, author, category, subject, text, ts, expires_at, supersedes, bank, "
+                   "document_id, fields, idempotency_key, seen, t")
+# A memory as the views index it: the memories row (_MEMORY_COLUMNS), then its FTS5 tags.
+_Row = tuple
+_WIDTH = 14  # the row's columns
 
 
 class Views(RecallViews, BankViews, SignalViews):
     """Read-side views of one replica, kept current by its changes (in the replica's
-    thread). Reads are safe from any thread: they take ``lock``, which a change holds
-    only while it applies one record, so a reader never waits for a whole ingest."""
+    thread), a commit's at a time. Reads are safe from any thread: they take ``lock``,
+    which a change holds only while it applies one slice of a commit (``SLICE``
+    records, a few ms), so a reader never waits for a whole ingest."""
+
+    SLICE = 256  # changes indexed under one hold of the lock (one executemany each)
 
     def __init__(
         self,
@@ -104,16 +118,16 @@ class Views(RecallViews, BankViews, SignalViews):
         self._trust_listeners: list[Callable[[TrustSet], None]] = []
         self._building = False
         self._trust_stale = False  # a trust record came: recompute at the end of its batch
+        # Memory ids indexed by a rebuild so far (its table has no index on id yet).
+        self._rebuilt: set[str] | None = None
         self.rebuild()
-        replica.on_change(self._on_change)
-        replica.on_commit(self._after_batch)
+        replica.on_changes(self._on_changes)
         replica.on_trust_change(self._refresh_trust)
 
     @_locked
     def close(self) -> None:
         """Stop following the replica and free the index (idempotent)."""
-        self.replica.off_change(self._on_change)
-        self.replica.off_commit(self._after_batch)
+        self.replica.off_changes(self._on_changes)
         self.replica.off_trust_change(self._refresh_trust)
         self._closed = True
         self._db.close()
@@ -165,11 +179,6 @@ class Views(RecallViews, BankViews, SignalViews):
         self._trust_listeners.append(listener)
 
     @_locked
-    def _after_batch(self) -> None:
-        if self._trust_stale:
-            self._refresh_trust()
-
-    @_locked
     def _refresh_trust(self) -> None:
         if self._building:
             return
@@ -194,10 +203,12 @@ class Views(RecallViews, BankViews, SignalViews):
 
     @_locked
     def rebuild(self) -> None:
-        """Forget everything and read the whole document again."""
+        """Forget everything and read the whole document again: in chunks, each fed to
+        the views as one batch of changes (``_on_changes``, as a commit's are), the
+        tables' indexes built once at the end."""
         self._db.executescript(
             "DROP TABLE IF EXISTS memories; DROP TABLE IF EXISTS memories_fts; "
-            "DROP TABLE IF EXISTS retractions; DROP TABLE IF EXISTS banks;" + _SCHEMA
+            "DROP TABLE IF EXISTS retractions; DROP TABLE IF EXISTS banks;" + _TABLES
         )
         self._breakers.clear()
         self._benches.clear()
@@ -207,14 +218,17 @@ class Views(RecallViews, BankViews, SignalViews):
         self._tally = Tally()
         self._seen = self.replica.receipts()
         self._building = True
+        self._rebuilt = set()
         try:
-            for key, rec in self.replica.iter_records():
-                self._on_change("records", key, rec)
-            for key, rec in self.replica.state().items():
-                self._on_change("state", key, rec)
+            with cyclic_gc_paused():  # (a full collection walks every record held so far)
+                for chunk in self.replica.record_chunks():
+                    self._on_changes([("records", key, rec) for key, rec in chunk])
+                self._on_changes([("state", k, r) for k, r in self.replica.state().items()])
         finally:
+            self._db.executescript(_INDEXES)
             self._building = False
             self._seen = None
+            self._rebuilt = None
         self._refresh_trust()
 
     def _arrival(self, rec: SignedRecord) -> int | None:
@@ -226,20 +240,43 @@ class Views(RecallViews, BankViews, SignalViews):
             return self._seen.get(rec.id)
         return self.replica.commit_time
 
-    @_locked
-    def _on_change(self, root: str, key: str, rec: SignedRecord | None) -> None:
-        fresh = None  # did the memories table take it as new (None: not a memory row)
-        # One odd record from any author must never break reading for everyone.
-        with contextlib.suppress(sqlite3.Error, ValueError, TypeError, OverflowError):
-            fresh = self._apply_change(root, key, rec)
-        if root != "records":
-            self._tally.set_state(key, rec)
-        elif rec is not None:
-            self._tally.add_record(rec, fresh)
+    def _on_changes(self, changes: list[tuple[str, str, SignedRecord | None]]) -> None:
+        """One commit's changes (or a chunk of a rebuild's), in order, ``SLICE`` at a
+        time under the lock (a reader waits for a slice, never for a whole chunk); the
+        trusted set is recomputed once at the end if a trust record came."""
+        for k in range(0, len(changes), self.SLICE):
+            self._apply_changes(changes[k : k + self.SLICE])
+        if self._trust_stale:
+            self._refresh_trust()
 
-    def _apply_change(self, root: str, key: str, rec: SignedRecord | None) -> bool | None:
-        if root == "records":
-            return None if rec is None else self._add_record(rec)
+    @_locked
+    def _apply_changes(self, changes: list[tuple[str, str, SignedRecord | None]]) -> None:
+        """The memories among ``changes`` indexed together (``_add_memories``),
+        everything else one by one; each record counted once (``tally.py``)."""
+        rows: list[_Row] = []
+        memories: list[SignedRecord] = []
+        for root, key, rec in changes:
+            if root != "records":
+                # One odd record from any author must never break reading for everyone.
+                with contextlib.suppress(sqlite3.Error, ValueError, TypeError, OverflowError):
+                    self._apply_state(key, rec)
+                self._tally.set_state(key, rec)
+                continue
+            if rec is None:
+                continue
+            row = None
+            with contextlib.suppress(sqlite3.Error, ValueError, TypeError, OverflowError):
+                row = self._add_record(rec)
+            if row is None:
+                self._tally.add_record(rec, None)
+            else:
+                rows.append(row)
+                memories.append(rec)
+        if rows:
+            for rec, fresh in zip(memories, self._add_memories(rows), strict=True):
+                self._tally.add_record(rec, fresh)
+
+    def _apply_state(self, key: str, rec: SignedRecord | None) -> None:
         try:
             kind, author, name = split_state_key(key)
         except Exception:
@@ -269,8 +306,8 @@ class Views(RecallViews, BankViews, SignalViews):
             if (at := self._arrival(rec)) is not None:
                 self._arrived[rec.id] = at
 
-    def _add_record(self, rec: SignedRecord) -> bool | None:
-        """Index ``rec``; for a memory the table took, whether it was new to it."""
+    def _add_record(self, rec: SignedRecord) -> _Row | None:
+        """Index ``rec``, but for a memory: its row is returned, for ``_add_memories``."""
         f = rec.fields
         if rec.kind in TRUST_KINDS:
             if rec.id not in self._trust_records:
@@ -301,22 +338,72 @@ class Views(RecallViews, BankViews, SignalViews):
         key = f.get("idempotency_key") if isinstance(f.get("idempotency_key"), str) else None
         seen = self._arrival(rec)
         t = bounded_time(rec.ts, seen, self.config.backdate_skew_ms)
+        return (rec.id, rec.author, category, subject, text, rec.ts, expires, supersedes, bank,
+                document_id, fields, key, seen, t, " ".join(tags))  # fmt: skip
+
+    def _add_memories(self, rows: list[_Row]) -> list[bool | None]:
+        """Index memories (``_add_record``'s rows, in order) with one ``executemany``
+        each into the table and FTS5, numbered as one ``INSERT`` at a time would number
+        them; a memory already held is skipped. Should the batch fail (an odd field of
+        any author's), it is undone and indexed one memory at a time, as it always was.
+        Returns, per row, whether the table took it as new (None: it failed)."""
+        db = self._db
+        held = self._rebuilt
+        if held is None:  # the id index answers
+            held = {mid for (mid,) in db.execute(
+                "SELECT m.id FROM json_each(?) j CROSS JOIN memories m ON m.id = j.value",
+                (json.dumps([row[0] for row in rows]),))}  # fmt: skip
+        took: list[bool | None] = []
+        for row in rows:
+            took.append(row[0] not in held)
+            held.add(row[0])
+        fresh = [row for row, new in zip(rows, took, strict=True) if new]
+        if not fresh:
+            return [False] * len(rows)
+        (top,) = db.execute("SELECT coalesce(max(n), 0) FROM memories").fetchone()
+        db.execute("SAVEPOINT memories")
+        try:
+            db.executemany(
+                f"INSERT INTO memories (n, {_MEMORY_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(top + i, *row[:_WIDTH]) for i, row in enumerate(fresh, 1)],
+            )  # fmt: skip
+            db.executemany(
+                "INSERT INTO memories_fts (rowid, text, subject, category, tags) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(top + i, row[4], row[3] or "", row[2], row[_WIDTH])
+                 for i, row in enumerate(fresh, 1)],
+            )  # fmt: skip
+        except (sqlite3.Error, ValueError, TypeError, OverflowError):
+            db.execute("ROLLBACK TO memories")
+            db.execute("RELEASE memories")
+            out: list[bool | None] = []
+            for row, new in zip(rows, took, strict=True):
+                result: bool | None = None
+                if new:
+                    with contextlib.suppress(sqlite3.Error, ValueError, TypeError,
+                                             OverflowError):  # fmt: skip
+                        result = self._add_memory(row)
+                out.append(result if new else False)
+            return out
+        db.execute("RELEASE memories")
+        for index in self.semantic_indexes():  # their texts are read back from here
+            index.add_many([row[0] for row in fresh])
+        return took
+
+    def _add_memory(self, row: _Row) -> bool:
         cur = self._db.execute(
-            "INSERT OR IGNORE INTO memories (id, author, category, subject, text, ts, "
-            "expires_at, supersedes, bank, document_id, fields, idempotency_key, seen, t) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rec.id, rec.author, category, subject, text, rec.ts, expires, supersedes, bank,
-             document_id, fields, key, seen, t),
+            f"INSERT OR IGNORE INTO memories ({_MEMORY_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row[:_WIDTH]
         )  # fmt: skip
         if cur.rowcount == 0:
             return False
         self._db.execute(
             "INSERT INTO memories_fts (rowid, text, subject, category, tags) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (cur.lastrowid, text, subject or "", category, " ".join(tags)),
-        )
+            "VALUES (?, ?, ?, ?, ?)", (cur.lastrowid, row[4], row[3] or "", row[2], row[_WIDTH])
+        )  # fmt: skip
         for index in self.semantic_indexes():
-            index.add(rec.id)  # its text is read back from here when embedded
+            index.add(row[0])  # its text is read back from here when embedded
         return True
 
     @_locked
