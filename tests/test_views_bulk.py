@@ -82,7 +82,7 @@ def outputs(v: Views, limits: tuple[int, ...] = (100, 3)) -> tuple:
         for u in (False, True)
     ]
     return (
-        held, recalls, v.recall("provider", limit=100).capped,
+        held, v.held(), recalls, v.recall("provider", limit=100).capped,
         v.banks(), v.banks(include_untrusted=True), v.bank_memories("ops"),
         [b.to_json() for b in v.breakers(include_untrusted=True)],
         [b.to_json() for b in v.benchmarks(include_untrusted=True)],
