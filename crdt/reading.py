@@ -8,6 +8,7 @@ document, the twin or the store, and never judges trust (that is ``crdt.views``'
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +60,11 @@ class ReplicaReads:
         values = self._main_maps["records"]
         keys = list(values.keys())
         for k in range(0, len(keys), size):
+            raw = []
             with self._main.transaction():
-                raw = [(key, values.get(key)) for key in keys[k : k + size]]
+                for key in keys[k : k + size]:
+                    with contextlib.suppress(KeyError):  # (``get`` would look it up twice)
+                        raw.append((key, values[key]))
             yield [(key, rec) for key, value in raw if (rec := _parsed(value)) is not None]
 
     def state(self) -> dict[str, SignedRecord]:
