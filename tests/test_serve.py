@@ -61,6 +61,27 @@ def test_serve_logs_events_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons:
     assert shown["id"] == rid and shown["provenance"]["local"] is True
 
 
+def test_a_command_that_lost_the_lock_to_a_starting_daemon_talks_to_it(tmp_path: Path,
+                                                                      daemons: list):
+    """The race behind "a starting daemon reads as not running" (found when the CLI
+    started faster): the data dir was free when the command chose to open it itself, and
+    a daemon took the lock first. The lock decides: the command talks to the daemon."""
+    from gossip.ops.session import LocalSession
+
+    home = tmp_path / "a"
+    ok(home, "init")
+    session = LocalSession(home, lock_wait=0.2)  # chosen while nobody held the data dir
+    try:
+        d = Daemon(home, free_port(), []).start()
+        daemons.append(d)
+        st = session.call("status")
+        assert session.remote and st["pid"] == d.proc.pid, st
+        assert session.call("remember", text="through the daemon", category="c")["id"]
+    finally:
+        session.close()
+    assert "through the daemon" in ok(home, "recall", "daemon")
+
+
 def test_serve_and_cli_wait_for_each_other_around_the_lock(tmp_path: Path, daemons: list):
     home = tmp_path / "a"
     ok(home, "init")

@@ -53,6 +53,11 @@ class ReplicaHost:
     # -- opening and closing ---------------------------------------------------------------
 
     @property
+    def opened(self) -> bool:
+        """Whether this host holds the data dir (its replica, or a command's node)."""
+        return self._replica is not None or self._node is not None
+
+    @property
     def cfg(self) -> config.Config:
         if self._cfg is None:
             if not self.home.is_dir():

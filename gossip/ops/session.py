@@ -54,14 +54,29 @@ class LocalSession(Session):
     def __init__(self, home: Path, *, lock_wait: float = LOCK_WAIT_S,
                  progress: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
         self.host = ReplicaHost(home, lock_wait=lock_wait, progress=progress)
+        self._daemon: RemoteSession | None = None  # a daemon took the lock before we did
         import asyncio  # here: a remote session never runs a loop
 
         self._runner = asyncio.Runner()
 
+    @property
+    def remote(self) -> bool:  # type: ignore[override]
+        return self._daemon is not None
+
     def call(self, operation: str, /, **params: Any) -> Any:
+        if self._daemon is not None:
+            return self._daemon.call(operation, **params)
         op = OPERATIONS[operation]
         checked = op.check(params)
-        return self._runner.run(op.handler(self.host, checked))
+        try:
+            return self._runner.run(op.handler(self.host, checked))
+        except StoreLocked:
+            # The lock was free when the session was chosen, and a starting daemon took
+            # it first (the lock decides, invariant 10): talk to it once it answers.
+            if self.host.opened or (api := daemon_api(self.host.home)) is None:
+                raise
+            self._daemon = RemoteSession(api)
+            return self._daemon.call(operation, **params)
 
     def close(self) -> None:
         try:
