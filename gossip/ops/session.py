@@ -55,6 +55,7 @@ class LocalSession(Session):
                  progress: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
         self.host = ReplicaHost(home, lock_wait=lock_wait, progress=progress)
         self._daemon: RemoteSession | None = None  # a daemon took the lock before we did
+        self._daemon_wait = lock_wait  # for its API, as long as for the lock
         import asyncio  # here: a remote session never runs a loop
 
         self._runner = asyncio.Runner()
@@ -70,11 +71,16 @@ class LocalSession(Session):
         checked = op.check(params)
         try:
             return self._runner.run(op.handler(self.host, checked))
-        except StoreLocked:
+        except StoreLocked as locked:
             # The lock was free when the session was chosen, and a starting daemon took
             # it first (the lock decides, invariant 10): talk to it once it answers.
-            if self.host.opened or (api := daemon_api(self.host.home)) is None:
-                raise
+            try:
+                api = None if self.host.opened else daemon_api(self.host.home,
+                                                               wait=self._daemon_wait)
+            except GossipError:  # held, but by no daemon that answers in time
+                api = None
+            if api is None:
+                raise locked from None
             self._daemon = RemoteSession(api)
             return self._daemon.call(operation, **params)
 
