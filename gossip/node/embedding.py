@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from crdt.semantic import SemanticIndex
     from crdt.views import Views
 
+    from .config import NodeConfig
     from .remote_embedder import RemoteEmbedder
 
 log = logging.getLogger("gossip.node")
@@ -43,6 +44,16 @@ class Embedding:
     def __init__(self, remote: RemoteEmbedder | None = None) -> None:
         self.remote = remote
         self._pools: list[concurrent.futures.Executor] = []
+
+    @classmethod
+    def for_config(cls, config: NodeConfig) -> Embedding:
+        """With ``[embeddings]``' endpoint as a second model (ConfigError if its key is
+        not set)."""
+        if config.embeddings is None:
+            return cls()
+        from .remote_embedder import RemoteEmbedder
+
+        return cls(RemoteEmbedder(config.embeddings))
 
     def _pool(self, daemon: bool = False) -> concurrent.futures.Executor:
         # Its own thread, joined by ``close``: the replica's worker stays free for reads.

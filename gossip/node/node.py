@@ -59,7 +59,6 @@ from .worker import READ, WRITE, ReplicaWorker
 
 if TYPE_CHECKING:
     from ..ops.online import NodeHost
-    from .remote_embedder import RemoteEmbedder
     from .thread import NodeThread
 
 log = logging.getLogger("gossip.node")
@@ -137,7 +136,7 @@ class Node(NodeActions, NodeReads):
         self.joining = Joining(self)
         self.replication = Replication(self)
         self.changes = Changes(self)
-        self.embedding = Embedding(_remote_embedder(config))
+        self.embedding = Embedding.for_config(config)
 
     # -- identity ------------------------------------------------------------------------
 
@@ -161,9 +160,7 @@ class Node(NodeActions, NodeReads):
         return self._now_ms()
 
     async def prepare_recall(self, query: str) -> str | None:
-        """Before a recall: the query's vector from ``[embeddings]``' endpoint, fetched on
-        a thread of its own (at most its query timeout), so that the recall in the
-        replica's thread finds it ready (``Embedding.prefetch``)."""
+        """Before a recall: the endpoint's vector of the query (``Embedding.prefetch``)."""
         return await self.embedding.prefetch(self._views, query)
 
     @property
@@ -515,15 +512,6 @@ class Node(NodeActions, NodeReads):
         from .thread import NodeThread
 
         return NodeThread(self, timeout=timeout)
-
-
-def _remote_embedder(config: NodeConfig) -> RemoteEmbedder | None:
-    """``[embeddings]``'s endpoint as a model (ConfigError if its key is not set)."""
-    if config.embeddings is None:
-        return None
-    from .remote_embedder import RemoteEmbedder
-
-    return RemoteEmbedder(config.embeddings)
 
 
 def _wall_ms() -> int:
