@@ -107,6 +107,25 @@ def test_report_renders_results_and_failures() -> None:
     assert md.count(f"{machine['cores']} cores, {machine['cpu']}") == 2  # table and plot
 
 
+def test_report_keeps_each_modules_history_and_the_header_note() -> None:
+    machine = common.machine()
+    entry = {"name": "restart", "status": "ok", "title": "Restart", "command": "python x.py",
+             "headline": "restart: 1 s", "notes": ["what it measures"], "plots": []}  # fmt: skip
+    gone = {"name": "no_such_benchmark", "status": "ok", "title": "Gone", "command": "-",
+            "headline": "gone", "history": ["kept as it was"]}  # fmt: skip
+    doc = {"command": "scripts/bench/all --only restart", "machine": machine,
+           "results": [entry, gone]}  # fmt: skip
+    fresh = report.with_history(doc)
+    history = fresh["results"][0]["history"]
+    assert history and any("persistent views" in block for block in history)
+    assert fresh["results"][1]["history"] == ["kept as it was"]  # no module: as it was
+    md = report.render(fresh)
+    assert md.index("what it measures") < md.index(history[0]) < md.index("kept as it was")
+    assert "Do not edit by hand" in md and "Otherwise" not in md
+    noted = report.render({**fresh, "note": "on 2026-12-04 the entry of x was edited by hand"})
+    assert "; on 2026-12-04 the entry of x was edited by hand. Otherwise do not edit" in noted
+
+
 def test_the_driver_reports_a_missing_benchmark() -> None:
     entry = run_all.run_one("no_such_benchmark", True, 10.0)
     assert entry["status"] == "missing"

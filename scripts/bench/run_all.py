@@ -10,7 +10,9 @@ here, afterwards.
 Each entry carries the machine, command and date of the run that measured it. Entries of
 the previous docs/benchmarks.json are kept for benchmarks not run this time (``--only``)
 and, marked stale with the reason, for those that failed: a partial or failed run never
-erases figures (or prose) measured before.
+erases figures (or prose) measured before. Each module's ``HISTORY`` (hand-run comparisons,
+designs) is taken afresh for every entry. The JSON's ``note`` (a header sentence on what a
+partial run left as it was) is kept by an ``--only`` run and dropped by a full one.
 
 Usage: scripts/bench/all [--quick] [--only NAME,NAME]
 """
@@ -116,7 +118,16 @@ def main() -> None:
     img = args.docs / "img"
     img.mkdir(parents=True, exist_ok=True)
     out_json = args.docs / "benchmarks.json"
-    previous = json.loads(out_json.read_text())["results"] if out_json.exists() else []
+    before = json.loads(out_json.read_text()) if out_json.exists() else {"results": []}
+    previous = before["results"]
+    out_md = args.docs / "benchmarks.md"
+    hand = out_md.read_text() if out_md.exists() else ""
+    if previous and hand != report.render(report.with_history(before)):
+        print(f"warning: {out_md} was edited by hand since {out_json} was written: this run "
+              "replaces it (`python scripts/bench/report.py --render | diff - docs/benchmarks.md`"
+              " shows the edits; move them into the modules' HISTORY)", file=sys.stderr)
+    else:
+        hand = ""
     results = []
     for name in names:
         print(f"\n=== {name} ===", flush=True)
@@ -126,9 +137,16 @@ def main() -> None:
         results.append(entry)
         print(entry.get("headline") or f"{name}: {entry['status']}: {entry.get('error')}")
     doc = {"command": command, "machine": machine, "results": merge(previous, results, names)}
+    if args.only and before.get("note"):
+        doc["note"] = before["note"]  # what the earlier partial run said of the other entries
+    doc = report.with_history(doc)
     out_json.write_text(json.dumps(doc, indent=1, ensure_ascii=False))
-    (args.docs / "benchmarks.md").write_text(report.render(doc))
-    print("\nwrote", args.docs / "benchmarks.md", "and", args.docs / "benchmarks.json")
+    out_md.write_text(report.render(doc))
+    print("\nwrote", out_md, "and", out_json)
+    if hand:
+        kept = Path(tempfile.gettempdir()) / "benchmarks.md.by-hand"
+        kept.write_text(hand)
+        print(f"the hand-edited {out_md} it replaced: {kept}", file=sys.stderr)
     for e in doc["results"]:
         stale = f" [stale: {e['stale']}]" if e.get("stale") else ""
         print(" ", (e.get("headline") or f"{e['name']}: not measured ({e['status']})") + stale)
