@@ -8,6 +8,7 @@ It is never logged and never leaves this module except as signatures.
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import os
@@ -29,16 +30,27 @@ STAGED_KEY_FILE = "host.key.next"  # a rotation's new key, before it is installe
 RETIRED_DIR = "retired"  # keys replaced by `gossip key rotate`, kept 0600 (docs/cli.md)
 
 
+# binascii directly, as base64's urlsafe functions do underneath: the gate decodes a
+# signature per record and the wrappers were most of the cost (1.8 µs against 0.6).
+_URL_TO_STD, _STD_TO_URL = bytes.maketrans(b"-_", b"+/"), bytes.maketrans(b"+/", b"-_")
+
+
+def _b64url_bytes(data: bytes) -> bytes:
+    return binascii.b2a_base64(data, newline=False).translate(_STD_TO_URL).rstrip(b"=")
+
+
 def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return _b64url_bytes(data).decode("ascii")
 
 
 def unb64url(text: str) -> bytes:
     if not isinstance(text, str) or not text.isascii():
         raise ValueError("not base64url text")
-    pad = "=" * (-len(text) % 4)
-    raw = base64.urlsafe_b64decode(text + pad)
-    if b64url(raw) != text:  # refuse non-canonical spellings: one key, one id
+    ascii_text = text.encode("ascii")
+    # binascii.Error is a ValueError; other characters are skipped (as base64's are),
+    # and then the spelling is not canonical.
+    raw = binascii.a2b_base64(ascii_text.translate(_URL_TO_STD) + b"=" * (-len(text) % 4))
+    if _b64url_bytes(raw) != ascii_text:  # refuse non-canonical spellings: one key, one id
         raise ValueError("non-canonical base64url")
     return raw
 

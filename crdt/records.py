@@ -21,6 +21,7 @@ from functools import cached_property
 from typing import Any
 
 from .errors import IdentityError, RecordError, RecordTooDeep
+from .frozen import built
 from .identity import Identity, b64url, public_key_bytes, unb64url, verify
 
 SCHEMA_VERSION = 1
@@ -172,14 +173,21 @@ class SignedRecord:
             return "records", self.id
         return "state", state_key(self.kind, self.author, name)
 
+    @cached_property
+    def sig_text(self) -> str:
+        """The signature as the document holds it (base64url)."""
+        return b64url(self.sig)
+
     def to_value(self) -> dict[str, str]:
         """The plain value stored in the document (JSON-friendly for other languages)."""
-        return {"body": self.body.decode("utf-8"), "sig": b64url(self.sig)}
+        return {"body": self.body.decode("utf-8"), "sig": self.sig_text}
 
     @classmethod
     def from_value(cls, value: object) -> SignedRecord:
         """Parse a document value; RecordError if it is not ``{"body": str, "sig": str}``."""
-        if not isinstance(value, dict) or set(value) != {"body", "sig"}:
+        if not isinstance(value, dict) or len(value) != 2 or "body" not in value or (
+            "sig" not in value
+        ):
             raise RecordError("a record value must be an object with exactly body and sig")
         body, sig = value["body"], value["sig"]
         if not isinstance(body, str) or not isinstance(sig, str):
@@ -189,9 +197,10 @@ class SignedRecord:
             body_bytes = body.encode("utf-8")
         except (ValueError, UnicodeError) as e:
             raise RecordError(f"record sig or body is not encodable: {e}") from e
-        rec = cls(body_bytes, sig_bytes)
-        rec.fields  # noqa: B018 - parse now so a bad body fails here
-        return rec
+        # parsed now, so a bad body fails here; the signature text is canonical (or
+        # unb64url refused it)
+        return built(cls, body=body_bytes, sig=sig_bytes, fields=_parse_body(body_bytes),
+                     sig_text=sig)  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         """Export form: the record as a reader sees it, with its id and raw parts."""
@@ -209,7 +218,8 @@ def _parse_body(body: bytes) -> dict[str, Any]:
         raise RecordError(f"record body is not UTF-8 JSON: {e}") from None
     if not isinstance(fields, dict):
         raise RecordError("record body must be a JSON object")
-    v, kind, author, ts = (fields.get(k) for k in ("v", "kind", "author", "ts"))
+    get = fields.get
+    v, kind, author, ts = get("v"), get("kind"), get("author"), get("ts")
     if not isinstance(v, int) or isinstance(v, bool) or v < 1:
         raise RecordError("record field 'v' must be a positive integer")
     if not isinstance(kind, str) or not kind or ":" in kind:

@@ -23,6 +23,7 @@ from typing import Any
 
 from . import wire
 from .errors import RecordError, RecordTooDeep, RejectedUpdate
+from .frozen import built
 from .records import STATE_KINDS, SignedRecord, split_state_key, state_name
 from .updates import SignedUpdate
 
@@ -213,7 +214,7 @@ def plan(
             if None in roots:
                 raise reject("record-delete", f"the delete set names unknown items of {client}")
 
-    return Plan(Verdict.APPLY, runs=tuple(own))
+    return built(Plan, verdict=Verdict.APPLY, runs=tuple(own), missing=None)
 
 
 Effect = tuple[str, str, "SignedRecord | None"]  # (root, key, record; None when deleted)

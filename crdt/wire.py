@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import UpdateError
 
@@ -38,9 +38,10 @@ ID = tuple[int, int]  # (client, clock)
 _F32, _F64, _I64 = struct.Struct(">f"), struct.Struct(">d"), struct.Struct(">q")
 
 
-@dataclass(frozen=True, slots=True)
-class Struct:
-    """One struct: ``[clock, clock+length)`` of ``client``; parent fields only for items."""
+class Struct(NamedTuple):
+    """One struct: ``[clock, clock+length)`` of ``client``; parent fields only for items.
+    (A named tuple: immutable like a frozen dataclass, and built in a fifth of the time,
+    which the gate pays once a struct.)"""
 
     client: int
     clock: int
@@ -119,9 +120,14 @@ class _Reader:
         return out
 
     def string(self) -> str:
-        n = self.varuint()
-        pos = self.pos
-        if pos + n > len(self.data):
+        data, pos = self.data, self.pos
+        if pos < len(data) and data[pos] < 0x80:  # a length of one byte: most strings
+            n = data[pos]
+            pos += 1
+        else:
+            n = self.varuint()
+            pos = self.pos
+        if pos + n > len(data):
             raise UpdateError("update ends early")
         self.pos = pos + n
         try:
@@ -141,9 +147,14 @@ class _Reader:
             return self.string()
         if tag == 118:
             obj = {}
+            data, string = self.data, self.string
             for _ in range(self.count()):
-                key = self.string()
-                obj[key] = self.any(depth + 1)
+                key = string()
+                if self.pos < len(data) and data[self.pos] == 119:  # a string: the common case
+                    self.pos += 1
+                    obj[key] = string()
+                else:
+                    obj[key] = self.any(depth + 1)
             return obj
         if tag == 117:
             return [self.any(depth + 1) for _ in range(self.count())]
@@ -165,8 +176,13 @@ class _Reader:
 
     def count(self) -> int:
         """A length that must be backed by at least as many remaining bytes."""
-        n = self.varuint()
-        if n > len(self.data) - self.pos:
+        data, pos = self.data, self.pos
+        if pos < len(data) and data[pos] < 0x80:  # one byte: most counts
+            n = data[pos]
+            self.pos = pos + 1
+        else:
+            n = self.varuint()
+        if n > len(data) - self.pos:
             raise UpdateError("count larger than the rest of the update")
         return n
 
@@ -211,35 +227,46 @@ class _Reader:
 def scan(update: bytes) -> ScannedUpdate:
     """Read every struct header and the delete set of a Yjs v1 update."""
     r = _Reader(update)
+    varuint, string, u8 = r.varuint, r.string, r.u8  # (bound once: this runs per update)
     structs: list[Struct] = []
     for _ in range(r.count()):
         n_structs = r.count()
-        client = r.varuint()
-        clock = r.varuint()
+        client = varuint()
+        clock = varuint()
         for _ in range(n_structs):
-            info = r.u8()
+            info = u8()
             ref = info & 0x1F
             if ref in (GC, SKIP):
-                length = r.varuint()
+                length = varuint()
                 if length < 1:
                     raise UpdateError("empty struct")
                 structs.append(Struct(client, clock, length, ref))
                 clock += length
                 continue
-            origin = r.id() if info & 0x80 else None
-            right = r.id() if info & 0x40 else None
+            origin = (varuint(), varuint()) if info & 0x80 else None
+            right = (varuint(), varuint()) if info & 0x40 else None
             root = pid = sub = None
             if not info & 0xC0:
-                if r.varuint() == 1:
-                    root = r.string()
+                if varuint() == 1:
+                    root = string()
                 else:
-                    pid = r.id()
+                    pid = (varuint(), varuint())
                 if info & 0x20:
-                    sub = r.string()
-            r.values = None
-            length = r.content_length(ref)
+                    sub = string()
+            if ref == ANY:  # every value the gate admits: read here, not in content_length
+                length = r.count()
+                if length == 1:
+                    values: tuple[Any, ...] | None = (r.any(),)
+                elif length < 1:
+                    raise UpdateError("empty item")
+                else:
+                    values = tuple(r.any() for _ in range(length))
+            else:
+                r.values = None
+                length = r.content_length(ref)
+                values = r.values
             structs.append(
-                Struct(client, clock, length, ref, origin, right, root, pid, sub, r.values)
+                Struct(client, clock, length, ref, origin, right, root, pid, sub, values)
             )
             clock += length
     delete_set = _delete_set(r)

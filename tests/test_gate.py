@@ -6,6 +6,8 @@ document, store and views are byte-for-byte unchanged afterwards.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pycrdt
 import pytest
 from pycrdt import Map
@@ -52,6 +54,26 @@ def test_honest_update_is_applied(victim):
     w = Writer()
     assert victim.ingest(w.put(memory(w.identity))) == "applied"
     assert any(r.author == w.id for r in victim.records().values())
+
+
+def test_the_gate_builds_whole_objects(victim):
+    """What the gate builds without ``__init__`` (``crdt.frozen.built``) has every field
+    and compares equal to the same object built the usual way."""
+    w = Writer()
+    rec = memory(w.identity)
+    su = w.put(rec)
+    decoded = SignedUpdate.decode(su.raw)
+    header = type(su.header)(**dataclasses.asdict(decoded.header))
+    assert header == decoded.header == su.header
+    assert SignedUpdate(su.header_bytes, su.sig, su.update, header) == decoded
+    assert decoded.raw == su.raw
+    parsed = SignedRecord.from_value(rec.to_value())
+    assert parsed == rec and parsed.fields == rec.fields and parsed.sig_text == rec.sig_text
+    (out,) = victim.ingest_batch([su.raw])
+    assert dataclasses.asdict(out)["status"] == "applied"
+    (row,) = [u for u in victim._store.iter_updates() if u.author == w.id]
+    assert (row.client, row.start, row.end, row.raw) == (
+        su.client, su.header.start, su.header.end, su.raw)  # fmt: skip
 
 
 def test_bad_header_signature(victim):
