@@ -24,7 +24,7 @@ def respond(
     max_reply_bytes: int = DEFAULT_MESSAGE_BYTES,
 ) -> Response:
     """The responder's side of one request: parse it, ingest what it carries, answer."""
-    request = parse_request(body, path=path)
+    request = parse_request(body, path=path, local=replica)
     received = replica.ingest_batch(request.updates, source=source) if request.updates else []
     return answer(replica, request, received, max_reply_bytes=max_reply_bytes)
 

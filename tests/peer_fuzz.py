@@ -54,7 +54,7 @@ from pycrdt import Map
 
 from crdt import Identity, Replica, records
 from crdt.updates import SignedUpdate, sign_update
-from gossip.protocol import MAGIC, Message, MessageType
+from gossip.protocol import MAGIC, VERSION, Message, MessageType
 from gossip.transport import (
     PUSH_PATH,
     SYNC_PATH,
@@ -280,6 +280,8 @@ def cases(corpus: Corpus) -> st.SearchStrategy[Recipe]:
     )
     some_updates = st.lists(update_items, max_size=6)
     deep_updates = st.lists(update_items, min_size=1, max_size=8)
+    # A PUSH's base: none (a whole state vector) or a digest that matches nothing here.
+    bases = st.sampled_from([b""]) | st.binary(min_size=32, max_size=32)
 
     @st.composite
     def bodies(draw: st.DrawFn) -> tuple[str, bytes]:
@@ -294,17 +296,18 @@ def cases(corpus: Corpus) -> st.SearchStrategy[Recipe]:
             return kind, b""
         if kind == "oversized":
             size = draw(st.integers(LIMIT + 1, 2 * LIMIT))
-            return kind, (MAGIC + b"\x01\x03" + b"\x00" * size)[:size]
+            return kind, (MAGIC + bytes([VERSION, MessageType.PUSH]) + b"\x00" * size)[:size]
         if kind == "digest":
             n = draw(st.sampled_from([32, 32, 0, 31, 33]))
-            body = MAGIC + bytes([1, MessageType.DIGEST, n])
+            body = MAGIC + bytes([VERSION, MessageType.DIGEST, n])
             body += draw(st.binary(min_size=n, max_size=n))
             return kind, body + draw(st.sampled_from([b"\x00", b"", b"\x01\x00"]))
         mtype = draw(st.sampled_from(list(MessageType)))
         if mtype in (MessageType.DIGEST, MessageType.SAME):
             msg = Message(mtype, digest=draw(st.binary(min_size=32, max_size=32)))
         else:
-            msg = Message(mtype, draw(STATE_VECTORS), tuple(draw(some_updates)))
+            msg = Message(mtype, draw(STATE_VECTORS), tuple(draw(some_updates)),
+                          draw(bases) if mtype is MessageType.PUSH else b"")  # fmt: skip
         body = msg.encode()
         if kind == "truncated":
             return kind, body[: draw(st.integers(0, max(0, len(body) - 1)))]
@@ -338,7 +341,8 @@ def cases(corpus: Corpus) -> st.SearchStrategy[Recipe]:
         if mtype is MessageType.DIGEST:
             msg = Message(mtype, digest=draw(st.binary(min_size=32, max_size=32)))
         else:
-            msg = Message(mtype, draw(STATE_VECTORS), tuple(draw(deep_updates)))
+            msg = Message(mtype, draw(STATE_VECTORS), tuple(draw(deep_updates)),
+                          draw(bases) if mtype is MessageType.PUSH else b"")  # fmt: skip
         return Recipe(label=f"deep:{mtype.name}", body=msg.encode(), path=_PATH_OF[mtype])
 
     body_strategy, header_strategy, deep = bodies(), extra_headers(), deep_cases()

@@ -8,7 +8,7 @@ from crdt import Identity
 from gossip.transport import auth
 
 NOW = 1_790_000_000_000
-BODY = b"SMG\x01\x01\x00\x00"
+BODY = b"SMG\x02\x01\x00\x00"
 
 
 # The server's own public id: requests in these tests are signed for it.

@@ -75,7 +75,7 @@ async def test_a_body_that_does_not_decode_as_its_content_encoding_gets_400(
         raise AssertionError("never reached: the body does not decode")
 
     address = await transport.start("127.0.0.1:0", handler)
-    body = b"SMG\x01\x01 not compressed"
+    body = b"SMG\x02\x01 not compressed"
     try:
         async with aiohttp.ClientSession() as session:
             for headers, path in [

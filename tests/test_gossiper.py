@@ -24,6 +24,7 @@ from gossip.protocol import (
     answer,
     parse_request,
     reads_only,
+    sv_digest,
 )
 from gossip.protocol.gossiper import UNTRUSTED
 from gossip.sim import host as sim_host
@@ -66,7 +67,7 @@ def test_an_exchange_only_reads_the_replica_and_hands_back_what_to_ingest(open_r
     request = ex.start()
     ingested_here = 0
     while request is not None:
-        incoming = parse_request(request.body, path=request.path)
+        incoming = parse_request(request.body, path=request.path, local=ReadOnly(b))
         received = b.ingest_batch(incoming.updates, source=a.author) if incoming.updates else []
         reply = answer(ReadOnly(b), incoming, received)
         ingest = ex.receive(reply.body)
@@ -215,3 +216,33 @@ def test_the_node_and_the_simulator_drive_the_same_gossiper(tmp_path):
             assert own_policy not in source, (module.__name__, own_policy)
     result = run(3, tmp=str(tmp_path))
     assert not result.failures, result.failures
+
+
+def test_a_push_names_our_state_vector_without_its_updates_and_learns_the_peers(open_replica):
+    """The base of an eager push is our state vector without what it carries: a peer that
+    held what we held matches it, is told one clock and answers with nothing, and the
+    table then holds its whole state vector; a peer that holds less answers with its
+    whole state vector, and the table holds that."""
+    a, b, c = open_replica("a"), open_replica("b"), open_replica("c")
+    gossiper, table = make(a, 1, fanout=1)
+    peer = table.by_key("p0")
+    assert peer is not None
+    for i in range(2):
+        su = a.put(records.memory(a.identity, f"note {i}", category="c", ts=TS + i))
+        (sent,) = gossiper.on_local_write([su.raw], {su.client: su.header.end})
+        request = sent.request(a)
+        msg = Message.decode(request.body)
+        assert msg.state_vector == {su.client: su.header.end}
+        assert msg.digest == sv_digest(b.state_vector())
+        reply = respond(b, request.body, source=a.author, path=request.path)
+        assert Message.decode(reply.body) == Message(MessageType.PUSH_REPLY, {})
+        assert gossiper.on_push_done(sent, "p0", sent.theirs(reply.body), 1000) is None
+        assert peer.last_sv == b.state_vector() == a.state_vector()
+    # c missed the first note: the base is not its state vector.
+    su = a.put(records.memory(a.identity, "note 2", category="c", ts=TS + 2))
+    (sent,) = gossiper.on_local_write([su.raw], {su.client: su.header.end})
+    request = sent.request(a)
+    reply = respond(c, request.body, source=a.author, path=request.path)
+    assert Message.decode(reply.body).type is MessageType.SYNC_REPLY
+    gossiper.on_push_done(sent, "p0", sent.theirs(reply.body), 2000)
+    assert peer.last_sv == c.state_vector() != a.state_vector()

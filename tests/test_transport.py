@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crdt import Identity, Replica, records
-from gossip.protocol import MAGIC, Initiator, Message, MessageType
+from gossip.protocol import MAGIC, Initiator, Message, MessageType, on_push_reply, push
+from gossip.protocol.exchange import before
 from gossip.transport import (
     PUSH_PATH,
     SYNC_PATH,
@@ -251,6 +252,35 @@ async def test_in_sync_peers_finish_in_one_small_request(make_peer):
     idle = await on_the_wire(digest_first=True)  # having met b before: DIGEST, SAME
     assert idle <= 1024 < full, (idle, full)
     assert b.transport.stats.served_in - served0 == stats.sent - sent0  # both ends agree
+
+
+async def test_a_push_between_peers_at_rest_costs_the_same_whatever_the_writers(make_peer):
+    """Protocol version 2 over HTTP: a push names the receiver's state vector by its
+    digest and its answer states nothing, so its frames do not grow with the writers
+    (version 1 carried two whole state vectors, ~650 B each with 64 writers)."""
+    a, b = await make_peer("a"), await make_peer("b")
+    befriend(a, b)
+    stats, sizes = a.transport.stats, []
+    for writers in (0, 64):
+        for _ in range(writers):
+            w = Writer()
+            su = w.put(records.memory(w.identity, "hi", category="c", ts=TS))
+            a.replica.ingest(su.raw)
+            b.replica.ingest(su.raw)
+        await exchange(a, b)
+        assert a.replica.state_vector() == b.replica.state_vector()
+        base = b.replica.state_vector()
+        a.write(f"news with {writers:2} writers")
+        ours = a.replica.state_vector()
+        updates = a.replica.updates_for(base)
+        assert before(ours, updates) == base  # the pusher's guess: the receiver at rest
+        body = push(ours, updates, base=before(ours, updates)).encode()
+        sent = stats.sent + stats.received
+        answer, _ = await a.transport.request(b.address, PUSH_PATH, body, expected_key=b.author)
+        sizes.append(stats.sent + stats.received - sent)
+        assert Message.decode(answer) == Message(MessageType.PUSH_REPLY, {})
+        assert on_push_reply(answer, ours) == b.replica.state_vector() == ours
+    assert abs(sizes[1] - sizes[0]) <= 8, sizes
 
 
 async def test_concurrent_exchanges_into_one_peer(make_peer):
@@ -481,19 +511,21 @@ def malformed_bodies(update: bytes) -> dict[str, bytes]:
         "random bytes": random.Random(3).randbytes(200),
         "truncated": valid[: len(valid) - 10],
         "trailing bytes": valid + b"\x00",
-        "wrong version": valid[:3] + b"\x02" + valid[4:],
+        "wrong version": valid[:3] + b"\x01" + valid[4:],  # a version-1 peer
         "unknown type": valid[:4] + b"\x09" + valid[5:],
         "sync reply": Message(MessageType.SYNC_REPLY, {}, (update,)).encode(),
         "push reply": Message(MessageType.PUSH_REPLY, {1: 2}).encode(),
         "no magic": b"HTTP" + valid[4:],
-        "state vector overrun": MAGIC + b"\x01\x01\x7f\x00",
-        "count overrun": MAGIC + b"\x01\x03\x00\xff\xff\xff\x7f",
-        "short digest": MAGIC + b"\x01\x05\x03abc\x00",
-        "digest with an update": MAGIC + b"\x01\x05\x20" + bytes(32) + b"\x01\x01a",
+        "state vector overrun": MAGIC + b"\x02\x01\x7f\x00",
+        "count overrun": MAGIC + b"\x02\x01\x01\x00\xff\xff\xff\x7f",
+        "short digest": MAGIC + b"\x02\x05\x03abc\x00",
+        "digest with an update": MAGIC + b"\x02\x05\x20" + bytes(32) + b"\x01\x01a",
         "digest, trailing bytes": Message(MessageType.DIGEST, digest=bytes(32)).encode() + b"x",
         "digest, truncated": Message(MessageType.DIGEST, digest=bytes(32)).encode()[:20],
         "same as a request": Message(MessageType.SAME).encode(),
-        "same with a state vector": MAGIC + b"\x01\x06\x01\x00\x00",
+        "same with a state vector": MAGIC + b"\x02\x06\x01\x00\x00",
+        "push with a short base": MAGIC + b"\x02\x03\x05abcde\x01\x00\x00",
+        "push, truncated base": MAGIC + b"\x02\x03\x20" + bytes(10),
     }
 
 
@@ -526,7 +558,7 @@ async def test_malformed_bodies_get_400_and_change_nothing(make_peer, path):
         assert err.status == 400, name
         assert GENERIC not in str(err), name  # the protocol's own message, not a crash
         if name == "wrong version":
-            assert "speaks 1" in str(err)
+            assert "version 1 is not supported (this peer speaks 2)" in str(err)
     assert fingerprint(b.replica) == before
 
 

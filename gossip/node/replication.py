@@ -149,8 +149,8 @@ class Replication:
         request (RemoteProtocolError, answered 400; with the path, a SYNC sent to the push
         endpoint or the reverse is refused before any ingest), ingest what it carries,
         answer it."""
-        request = protocol.parse_request(body, path=path)
         local = ChunkedLocal(self.node.replica, self.node.worker)
+        request = protocol.parse_request(body, path=path, local=local)  # before the ingest
         received = local.ingest_batch(request.updates, source=peer_key)
         return protocol.answer(local, request, received, max_reply_bytes=self.message_budget)
 
@@ -402,7 +402,7 @@ class Replication:
             answer, key = await node.transport.request(
                 peer.address, request.path, request.body, expected_key=peer.key
             )
-            theirs = protocol.on_push_reply(answer)
+            theirs = push.theirs(answer)
         except (PeerError, RemoteProtocolError) as e:
             return gossiper.on_push_failed(push, self._failure(peer, e), node.now_ms())
         except GossipError as e:  # the node is closing

@@ -28,7 +28,7 @@ from .exchange import (
     answer,
     on_push_reply,
     parse_request,
-    push_message,
+    push,
     reads_only,
 )
 from .gossiper import Exchange, Failure, Gossiper, Leave, Push, Settings
@@ -51,6 +51,8 @@ from .messages import (
     fit,
     lacks,
     parse_leave,
+    sv_apply,
+    sv_diff,
     sv_digest,
 )
 
@@ -90,7 +92,9 @@ __all__ = [
     "on_push_reply",
     "parse_leave",
     "parse_request",
-    "push_message",
+    "push",
     "reads_only",
+    "sv_apply",
+    "sv_diff",
     "sv_digest",
 ]

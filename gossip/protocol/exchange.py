@@ -11,6 +11,15 @@ Theory of operation (push-pull anti-entropy over *signed* updates, docs/protocol
    lacks something the initiator has, it sends ``PUSH`` with exactly that, and the
    responder answers ``PUSH_REPLY`` with its new state vector.
 
+A ``PUSH`` names the state vector the sender believes the receiver has (its *base*: the
+one of the reply just received, or for an eager push the sender's own without what it
+pushes, ``before``) by its digest, and carries only where the sender's differs from it;
+the receiver, if its own state vector (before it ingests) hashes the same, rebuilds the
+sender's and answers ``PUSH_REPLY`` with only where its new one differs from that
+(nothing, when the push taught it exactly what the sender had). If not, it answers
+``SYNC_REPLY`` with its whole state vector, as to a ``DIGEST`` that did not match: a
+stale base costs bytes, never correctness (the updates are taken in either way).
+
 Idle peers should cost almost nothing, and a state vector grows with every writer that
 ever existed (about 10 bytes each), while a mesh at rest has one state vector everywhere.
 So an initiator may open with only ``DIGEST`` (a hash of its state vector; the gossiper
@@ -35,7 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from crdt import Outcome
+from crdt import Outcome, SignedUpdate, UpdateError
 
 from .messages import (
     DEFAULT_MESSAGE_BYTES,
@@ -49,6 +58,8 @@ from .messages import (
     expect,
     fit,
     lacks,
+    sv_apply,
+    sv_diff,
     sv_digest,
 )
 
@@ -135,6 +146,7 @@ class Initiator:
         self.max_message_bytes = max_message_bytes
         self.result = ExchangeResult()
         self._pushed: set[bytes] = set()
+        self._stated: dict[int, int] = {}  # our state vector as the last PUSH stated it
         self._sent: MessageType | None = None
         self._reply: tuple[MessageType, Message] | None = None  # awaiting ``ingested``
 
@@ -152,15 +164,18 @@ class Initiator:
         if sent is None or self._reply is not None:
             raise ProtocolError("receive() without a request in flight")
         if sent is MessageType.PUSH:
-            reply = expect(body, MessageType.PUSH_REPLY)
+            reply = expect(body, MessageType.PUSH_REPLY, MessageType.SYNC_REPLY)
         elif sent is MessageType.DIGEST:
             reply = expect(body, MessageType.SYNC_REPLY, MessageType.SAME)
         else:
             reply = expect(body, MessageType.SYNC_REPLY)
         self._sent, self._reply = None, (sent, reply)
-        self.result.peer_sv = (
-            dict(self.result.ours) if reply.type is MessageType.SAME else reply.state_vector
-        )
+        if reply.type is MessageType.SAME:
+            self.result.peer_sv = dict(self.result.ours)
+        elif sent is MessageType.PUSH:
+            self.result.peer_sv = after_push(reply, self._stated)
+        else:
+            self.result.peer_sv = reply.state_vector
         return Ingest(reply.updates, self.source)
 
     def ingested(self, outcomes: Sequence[Outcome]) -> Request | None:
@@ -169,8 +184,8 @@ class Initiator:
             raise ProtocolError("ingested() without a received answer")
         (sent, reply), self._reply = self._reply, None
         self.result.received += outcomes
-        if reply.type in (MessageType.PUSH_REPLY, MessageType.SAME):
-            return None
+        if sent is MessageType.PUSH or reply.type is MessageType.SAME:
+            return None  # at most one PUSH: what it left out goes in the next exchange
         ours = self.local.state_vector()
         self.result.ours = ours
         if sent is MessageType.DIGEST and lacks(reply.state_vector, ours):
@@ -183,7 +198,8 @@ class Initiator:
         if not missing:
             return None
         self.result.sent += len(missing)
-        return self._send(PUSH_PATH, Message(MessageType.PUSH, ours, tuple(missing)))
+        self._stated = ours
+        return self._send(PUSH_PATH, push(ours, missing, base=reply.state_vector))
 
     def _sync(self, ours: dict[int, int], theirs: dict[int, int] | None) -> Request:
         updates: list[bytes] = []
@@ -199,17 +215,44 @@ class Initiator:
         return Request(path, msg.encode())
 
 
-def push_message(
-    local: LocalView, updates: Sequence[bytes], *, max_bytes: int = DEFAULT_MESSAGE_BYTES
-) -> bytes:
-    """An eager ``PUSH`` of fresh signed updates (ours, or new ones we pass on); what does
-    not fit in ``max_bytes`` is left to anti-entropy."""
-    return Message(MessageType.PUSH, local.state_vector(), tuple(fit(updates, max_bytes))).encode()
+def push(
+    ours: dict[int, int], updates: Sequence[bytes], *, base: dict[int, int] | None = None
+) -> Message:
+    """A ``PUSH`` of ``updates`` by a host whose state vector is ``ours``: told as where it
+    differs from ``base`` (what we believe the receiver holds) when we have one, else
+    whole."""
+    if base is None:
+        return Message(MessageType.PUSH, ours, tuple(updates))
+    return Message(MessageType.PUSH, sv_diff(ours, base), tuple(updates), sv_digest(base))
 
 
-def on_push_reply(body: bytes) -> dict[int, int]:
-    """The state vector a peer answered a ``PUSH`` with (RemoteProtocolError on junk)."""
-    return expect(body, MessageType.PUSH_REPLY).state_vector
+def before(ours: dict[int, int], updates: Sequence[bytes]) -> dict[int, int] | None:
+    """Our state vector without ``updates`` (fresh ones of ours, or ones we just took in
+    and pass on): in a mesh at rest, exactly what the peer we push them to holds. None
+    if one of them is not a signed update (then the PUSH states ours whole)."""
+    base = dict(ours)
+    for raw in updates:
+        try:
+            header = SignedUpdate.decode(raw).header
+        except UpdateError:
+            return None
+        if header.start < base.get(header.client, 0):
+            base[header.client] = header.start
+    return {c: k for c, k in base.items() if k}
+
+
+def on_push_reply(body: bytes, ours: dict[int, int]) -> dict[int, int]:
+    """The receiver's state vector, from its answer to our ``PUSH`` that stated ``ours``
+    (RemoteProtocolError on junk)."""
+    return after_push(expect(body, MessageType.PUSH_REPLY, MessageType.SYNC_REPLY), ours)
+
+
+def after_push(reply: Message, ours: dict[int, int]) -> dict[int, int]:
+    """A ``PUSH_REPLY`` says where the receiver differs from ``ours``; a ``SYNC_REPLY``
+    (our base was not its state vector) gives its state vector whole."""
+    if reply.type is MessageType.PUSH_REPLY:
+        return sv_apply(ours, reply.state_vector)
+    return reply.state_vector
 
 
 # -- the responder -------------------------------------------------------------------------
@@ -226,6 +269,9 @@ class Incoming:
 
     message: Message
     path: str
+    # The initiator's state vector: a SYNC's, a PUSH's whole one or rebuilt from its base
+    # (None: a DIGEST, or a PUSH whose base is not our state vector).
+    peer_sv: dict[int, int] | None = None
 
     @property
     def updates(self) -> tuple[bytes, ...]:
@@ -247,20 +293,33 @@ def reads_only(body: bytes) -> bool:
     return len(body) > 4 and body[:3] == MAGIC and body[4] == MessageType.DIGEST
 
 
-def parse_request(body: bytes, *, path: str | None = None) -> Incoming:
+def parse_request(
+    body: bytes, *, path: str | None = None, local: LocalView | None = None
+) -> Incoming:
     """The responder's entry point: a peer's ``SYNC``, ``DIGEST`` or ``PUSH``, or
     RemoteProtocolError.
 
     ``path``: the endpoint the body came to. When given, it must be the message's own
     (``SYNC`` and ``DIGEST`` on ``SYNC_PATH``, ``PUSH`` on ``PUSH_PATH``); a mismatch is
-    refused before anything is ingested. Without it, the message's type decides."""
+    refused before anything is ingested. Without it, the message's type decides.
+
+    ``local``: our replica *before* it ingests the request, against which a ``PUSH``'s
+    base is checked (without it, a base never matches: the answer is then a whole
+    state vector)."""
     msg = Message.decode(body)
     wanted = next((p for p, types in _ENDPOINTS.items() if msg.type in types), None)
     if wanted is None:
         raise RemoteProtocolError(f"{msg.type.name} is not a request")
     if path is not None and path != wanted:
         raise RemoteProtocolError(f"a {msg.type.name} goes to {wanted}, not {path[:100]!r}")
-    return Incoming(msg, wanted)
+    peer_sv: dict[int, int] | None = msg.state_vector
+    if msg.type is MessageType.DIGEST:
+        peer_sv = None
+    elif msg.type is MessageType.PUSH and msg.digest:
+        ours = local.state_vector() if local is not None else None
+        known = ours is not None and sv_digest(ours) == msg.digest
+        peer_sv = sv_apply(ours, msg.state_vector) if ours is not None and known else None
+    return Incoming(msg, wanted, peer_sv)
 
 
 @dataclass(frozen=True)
@@ -300,11 +359,15 @@ def answer(
         # Different, and we cannot tell what it lacks: our state vector lets it decide.
         return Response(Message(MessageType.SYNC_REPLY, ours).encode(), [], None, path, ours)
     received = list(received)
+    theirs = request.peer_sv
     if msg.type is MessageType.PUSH:
-        reply = Message(MessageType.PUSH_REPLY, ours)
-        return Response(reply.encode(), received, msg.state_vector, path, ours)
+        if theirs is None:  # its base was not our state vector: ours whole
+            return Response(Message(MessageType.SYNC_REPLY, ours).encode(), received, None,
+                            path, ours)  # fmt: skip
+        reply = Message(MessageType.PUSH_REPLY, sv_diff(ours, theirs))
+        return Response(reply.encode(), received, theirs, path, ours)
     # The initiator now holds what it sent us, so its state vector covers it.
-    theirs = msg.state_vector
+    assert theirs is not None
     missing = local.updates_for(theirs) if lacks(ours, theirs) else []
     updates = fit(missing, max_reply_bytes)
     reply = Message(MessageType.SYNC_REPLY, ours, tuple(updates))

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from crdt import Outcome
 
 from ..peers import ALIVE, SUSPECT, Peer, PeerTable
-from .exchange import Initiator, LocalView, Request, Response, push_message
-from .messages import DEFAULT_MESSAGE_BYTES, LEAVE, LEAVE_PATH, PUSH_PATH, SYNC_PATH
+from .exchange import Initiator, LocalView, Request, Response, before, on_push_reply, push
+from .messages import DEFAULT_MESSAGE_BYTES, LEAVE, LEAVE_PATH, PUSH_PATH, SYNC_PATH, fit
 
 MAX_OUTBOX = 4096  # eager-push updates queued per peer; beyond, anti-entropy repairs
 MAX_LEAVES = 64  # goodbyes sent on stopping; the others see us fail, then ``down``
@@ -77,17 +77,28 @@ class Exchange:
     initiator: Initiator
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Push:
-    """Effect: push ``updates`` to ``peer`` (``request`` builds the message)."""
+    """Effect: push ``updates`` to ``peer`` (``request`` builds the message, ``theirs``
+    reads the answer)."""
 
     peer: Peer
     updates: tuple[bytes, ...]
     max_bytes: int = DEFAULT_MESSAGE_BYTES
+    stated: dict[int, int] = field(default_factory=dict)  # ours, as ``request`` stated it
 
     def request(self, local: LocalView) -> Request:
-        """The PUSH (reads our state vector: run it where the replica lives)."""
-        return Request(PUSH_PATH, push_message(local, self.updates, max_bytes=self.max_bytes))
+        """The PUSH (reads our state vector: run it where the replica lives); what does
+        not fit in ``max_bytes`` is left to anti-entropy. Its base: our state vector
+        without these updates (``before``), what a peer holds if it held what we did."""
+        self.stated = local.state_vector()
+        updates = fit(self.updates, self.max_bytes)
+        msg = push(self.stated, updates, base=before(self.stated, updates))
+        return Request(PUSH_PATH, msg.encode())
+
+    def theirs(self, body: bytes) -> dict[int, int]:
+        """The peer's state vector, from its answer (RemoteProtocolError on junk)."""
+        return on_push_reply(body, self.stated)
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,15 +19,19 @@ from crdt import UpdateError, wire
 from ..errors import ProtocolError as ProtocolError  # re-exported: the protocol's errors
 from ..errors import RemoteProtocolError, UnsupportedVersion
 
-VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+# Version 2 (2026-12): a PUSH may name the receiver's state vector by its digest and carry
+# only where ours differs, and its PUSH_REPLY only where the receiver's differs from the
+# PUSH's (docs/protocol.md "Messages"). Version 1 is not spoken any more: a version-1 peer
+# is answered 400 "protocol version 1 is not supported (this peer speaks 2)".
+VERSION = 2
+SUPPORTED_VERSIONS = (2,)
 # No message carries more signed updates than fit in this many bytes: a peer's body limit
 # must never stall replication (a delta too big for one message arrives over several
 # exchanges, each making progress, since updates go out oldest first per client).
 DEFAULT_MESSAGE_BYTES = 4 * 1024 * 1024
 MAGIC = b"SMG"  # every message starts with it, then the version byte, then the type
 SYNC_PATH = "/v1/sync"  # takes SYNC (or DIGEST), answered with SYNC_REPLY (or SAME)
-PUSH_PATH = "/v1/push"  # takes PUSH, answered with PUSH_REPLY
+PUSH_PATH = "/v1/push"  # takes PUSH, answered with PUSH_REPLY (SYNC_REPLY: a base not ours)
 # Takes LEAVE ("I am stopping": the recipient shows us as ``left``), answered with
 # LEAVE_REPLY. Signed like every request; a peer that does not know it answers 404,
 # which costs the leaver nothing (a goodbye is best-effort).
@@ -60,10 +64,25 @@ def _normal(sv: dict[int, int]) -> dict[int, int]:
     return {c: k for c, k in sorted(sv.items()) if k}
 
 
+def sv_diff(sv: dict[int, int], base: dict[int, int]) -> dict[int, int]:
+    """The clients where ``sv`` differs from ``base``, with ``sv``'s clock (0: it has none
+    of that client): ``sv_apply(base, sv_diff(sv, base))`` is ``sv``."""
+    return {c: sv.get(c, 0) for c in sorted({*sv, *base}) if sv.get(c, 0) != base.get(c, 0)}
+
+
+def sv_apply(base: dict[int, int], diff: dict[int, int]) -> dict[int, int]:
+    """``base`` with the clocks of ``diff`` in place of its own (zero clocks left out)."""
+    return {c: k for c, k in {**base, **diff}.items() if k}
+
+
 @dataclass(frozen=True)
 class Message:
     """One protocol message: a state vector (may be empty) and signed updates (raw); a
-    ``DIGEST`` carries the digest of a state vector in its place, a ``SAME`` nothing."""
+    ``DIGEST`` carries the digest of a state vector in its place, a ``SAME`` nothing.
+
+    A ``PUSH`` carries a ``digest`` too, of the *base*: the receiver's state vector as the
+    sender believes it to be; its ``state_vector`` is then only where the sender's differs
+    from the base (``sv_diff``). Without one (``b""``), the sender's whole state vector."""
 
     type: MessageType
     state_vector: dict[int, int] = field(default_factory=dict)
@@ -71,7 +90,8 @@ class Message:
     digest: bytes = b""
 
     def encode(self) -> bytes:
-        """``MAGIC version type || varuint len(sv) sv || varuint n (varuint len update)*``"""
+        """``MAGIC version type [varuint len(base) base] || varuint len(sv) sv || varuint n
+        (varuint len update)*``: the base only in a ``PUSH``."""
         if self.type is MessageType.DIGEST:
             sv = self.digest
         elif self.type in _EMPTY:
@@ -79,6 +99,8 @@ class Message:
         else:
             sv = wire.encode_state_vector(self.state_vector)
         out = bytearray(MAGIC + bytes([VERSION, self.type]))
+        if self.type is MessageType.PUSH:
+            out += wire.encode_varuint(len(self.digest)) + self.digest
         out += wire.encode_varuint(len(sv)) + sv
         out += wire.encode_varuint(len(self.updates))
         for u in self.updates:
@@ -99,10 +121,17 @@ class Message:
         except ValueError:
             raise RemoteProtocolError(f"unknown message type {data[4]}") from None
         try:
-            n, pos = wire.read_varuint(data, 5)
+            pos, digest, sv = 5, b"", {}
+            if kind is MessageType.PUSH:
+                n, pos = wire.read_varuint(data, pos)
+                if n not in (0, DIGEST_BYTES):
+                    raise RemoteProtocolError(f"a PUSH's base is {DIGEST_BYTES} bytes, not {n}")
+                if pos + n > len(data):
+                    raise RemoteProtocolError("message ends inside its base")
+                digest, pos = data[pos : pos + n], pos + n
+            n, pos = wire.read_varuint(data, pos)
             if pos + n > len(data):
                 raise RemoteProtocolError("message ends inside its state vector")
-            digest, sv = b"", {}
             if kind is MessageType.DIGEST:
                 if n != DIGEST_BYTES:
                     raise RemoteProtocolError(f"a DIGEST carries {DIGEST_BYTES} bytes, not {n}")

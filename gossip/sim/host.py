@@ -348,7 +348,7 @@ class Host:
             return
         try:
             if isinstance(call.effect, Push):
-                self._pushed(call.effect, signed.key, protocol.on_push_reply(packet.body))
+                self._pushed(call.effect, signed.key, call.effect.theirs(packet.body))
             else:
                 self._exchange_step(call.effect, signed.key, packet.body)
         except RemoteProtocolError as e:
@@ -410,7 +410,7 @@ class Host:
             self._answer(packet, e.status, str(e).encode(), None)
             return
         try:
-            request = protocol.parse_request(packet.body, path=packet.path)
+            request = protocol.parse_request(packet.body, path=packet.path, local=self.replica)
         except RemoteProtocolError as e:
             self._answer(packet, 400, str(e).encode(), None)
             return
