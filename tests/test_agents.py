@@ -166,6 +166,16 @@ def test_openclaw_plugin_requests(one: Daemon):
     assert [x["id"] for x in out] == [r["id"]]
 
 
+def test_both_singularity_servers_health_checks_answer(one: Daemon):
+    """`/healthz` (Singularity Memory's Go server) and `/health` (its Python server's,
+    in its openapi.json): monitors and scripts written for either find the node up."""
+    for path in ("/healthz", "/health"):
+        status, answer, _ = Agent(one).call("GET", path)
+        assert status == 200 and answer["ok"] is True and answer["status"] == "healthy", path
+        assert answer["id"] == ok(one.home, "id").strip()
+        assert Agent(one, token="").call("GET", path)[0] == 401
+
+
 def test_refusals_name_the_field_and_change_nothing(one: Daemon):
     a = Agent(one)
     path = "/v1/default/banks/default/memories"

@@ -96,6 +96,7 @@ def _items(path: Values, body: Values) -> Values:
     return {"bank": path["bank"], "items": body.get("items")}
 
 
+HEALTH = ("/healthz", "/health")
 WORKSPACE = "/v1/{workspace}/banks/{bank}"
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/banks", "banks", "every bank (Singularity Memory's list)"),
@@ -148,7 +149,8 @@ class AgentsApi:
             # .../memories/recall and /retain are no memory ids (a 405 says only POST)
             path = route.path.replace("{memory_id}", "{memory_id:(?!recall$|retain$)[^/]+}")
             app.router.add_route(route.method, path, self._endpoint(route))
-        app.router.add_get("/healthz", self.healthz)
+        for path in HEALTH:  # the Go server's and the Python server's health check
+            app.router.add_get(path, self.healthz)
         app.router.add_get("/openapi.json", self.openapi)
         if self.dashboard is not None:
             self.dashboard.add_routes(app)
