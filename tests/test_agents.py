@@ -176,6 +176,56 @@ def test_both_singularity_servers_health_checks_answer(one: Daemon):
         assert Agent(one, token="").call("GET", path)[0] == 401
 
 
+def test_a_whole_prompt_is_a_query(one: Daemon):
+    """OpenClaw's auto-recall sends the agent's whole prompt as the query, Hermes'
+    prefetch the user's message: longer than a memory may be, it is searched (by its
+    first 8192 characters), as Singularity Memory answers it, never refused."""
+    a = Agent(one)
+    a.ok("POST", "/v1/default/banks/default/memories/retain",
+         {"content": "provider x drops requests at 03:00 UTC"})  # fmt: skip
+    prompt = "why does provider x fail at night? here is the log:\n" + "line 42 ok\n" * 4000
+    assert len(prompt) > 40_000
+    found = a.ok("POST", "/v1/default/banks/default/memories/recall",
+                 {"query": prompt, "limit": 3})  # fmt: skip
+    assert [r["text"] for r in found["results"]] == ["provider x drops requests at 03:00 UTC"]
+    status, answer, _ = a.call("POST", "/v1/default/banks/default/memories/recall",
+                               {"query": "x " * 40_000})  # over the 64 KiB body  # fmt: skip
+    assert status == 413 and answer["field"] == "body"
+
+
+def test_recall_says_which_lanes_answered_and_why_one_did_not(tmp_path: Path, daemons: list):
+    """The bank recall (Hermes', OpenClaw's) and MCP's recall carry the recall's `mode`
+    and `note`: with an embeddings endpoint that does not answer, the note says the
+    embedded model answered instead; each result says which lanes found it."""
+    home = tmp_path / "a"
+    ok(home, "init", "--name", "a")
+    dead = free_port()  # nothing listens there
+    with (home / "config.toml").open("a") as f:
+        f.write(f'\n[embeddings]\nurl = "http://127.0.0.1:{dead}/v1"\nmodel = "m"\n')
+    d = start(home, daemons)
+    a = Agent(d)
+    path = "/v1/default/banks/default/memories"
+    a.ok("POST", path, {"items": [{"content": "provider x drops requests at 03:00 UTC"}]})
+    hermes = {"query": "provider x drops requests at night", "budget": "low", "max_tokens": 3000,
+              "rerank": False}  # fmt: skip
+
+    def noted() -> Any:  # once the embedded model's vector of it is made (in background)
+        found = a.ok("POST", path + "/recall", hermes)
+        lanes = [set(r["lanes"]) for r in found["results"]]
+        return found if lanes == [{"bm25", "semantic"}] and found["note"] else None
+
+    found = wait_for(noted, "both lanes and the note", timeout=60)
+    assert found["mode"] == "hybrid" and found["note"].startswith(f"http://127.0.0.1:{dead}/v1 ")
+    assert found["note"].endswith("the semantic lane used the embedded model"), found["note"]
+    lexical = a.ok("POST", path + "/recall", {**hermes, "mode": "lexical"})
+    assert lexical["mode"] == "lexical" and lexical["note"] is None
+    assert list(lexical["results"][0]["lanes"]) == ["bm25"]
+    token = (home / "api.token").read_text().strip()
+    got = asyncio.run(_mcp_http(f"http://127.0.0.1:{d.agents_port}/mcp/", token,  # type: ignore[attr-defined]
+                                [("recall", {"query": "provider x"})]))  # fmt: skip
+    assert "Recall note: " in got[1][1] and f"127.0.0.1:{dead}" in got[1][1], got
+
+
 def test_refusals_name_the_field_and_change_nothing(one: Daemon):
     a = Agent(one)
     path = "/v1/default/banks/default/memories"

@@ -172,7 +172,12 @@ async def recall(host: Host, p: Params) -> dict[str, Any]:
                               include_untrusted=p.include_untrusted,
                               bank=p.bank or DEFAULT_BANK, mode=mode)  # fmt: skip
 
-    found = await host.read(job)
+    return with_said(await host.read(job), said)
+
+
+def with_said(found: dict[str, Any], said: str | None) -> dict[str, Any]:
+    """``found`` (a recall: ``mode``, ``note``) with what ``prepare_recall`` said about the
+    embeddings endpoint's model added to its note."""
     if said and found["mode"] != "lexical":  # the endpoint's index is not even made yet
         found["note"] = "; ".join(n for n in (said, found["note"]) if n)
     return found
