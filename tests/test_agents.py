@@ -440,6 +440,10 @@ def test_mcp_over_http_and_stdio(one: Daemon):
     ping = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     assert Agent(one, token="wrong-token" * 4).call("POST", "/mcp/", ping)[0] == 401
     assert Agent(one).call("POST", "/mcp/", ping, headers={"Origin": "http://x.example"})[0] == 403
+    # no stream the server could send on (stateless): a GET is 405 at once, never held open
+    for accept in ("text/event-stream", "*/*"):
+        status, answer, headers = Agent(one).call("GET", "/mcp/", headers={"Accept": accept})
+        assert status == 405 and headers["Allow"] == "POST" and "stateless" in answer["error"]
     # a plain HTTP client (urllib writes "Content-type"), and malformed JSON-RPC: no 5xx
     accept = {"Accept": "application/json, text/event-stream"}
     status, listed, _ = Agent(one).call("POST", "/mcp/", ping, headers=accept)
@@ -517,7 +521,7 @@ def test_gossip_mcp_writes_nothing_but_protocol_on_stdout(one: Daemon):
         assert info["name"] == "sm-gossip" and info["version"] not in ("", None), info
         assert len(answers[2]["result"]["tools"]) == len(TOOLS)
         errors = [answers[3 + k]["result"]["isError"] for k in range(len(calls))]
-        assert errors == [False, not daemon_runs, True, True, True], (daemon_runs, answers)
+        assert errors == [False, False, True, True, True], (daemon_runs, answers)
         assert "Traceback" not in stderr, stderr
 
 
@@ -544,11 +548,49 @@ def test_several_mcp_processes_write_through_one_daemon(one: Daemon):
         ))  # fmt: skip
 
     for got in asyncio.run(offline()):
-        # reads open the data dir for the call, one at a time (its lock); writes refused
+        # each call opens the data dir, one at a time (its lock), reads and writes alike
         assert got[1][0] is False and got[1][1].count("from client") == 3, got
-        assert got[2][0] is True and "start `gossip serve`" in got[2][1], got
+        assert got[2][0] is False and "reaches peers once `gossip serve` runs" in got[2][1], got
         assert got[3] == got[1]
-    assert json.loads(ok(one.home, "recall", "daemon", "--json")) == []
+    found = json.loads(ok(one.home, "recall", "daemon", "--json"))
+    assert sorted(m["text"] for m in found) == [f"no daemon {i}" for i in range(3)]
+
+
+def test_an_mcp_session_without_a_daemon_never_keeps_serve_from_starting(one: Daemon):
+    """Claude Code starts `gossip mcp` per session, and `gossip serve` may start before or
+    after it: the session works without a daemon (each call holds the data dir only
+    while it runs), a daemon started while the session is open takes the data dir, and
+    the session's next calls go through that daemon."""
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    one.stop()
+
+    async def session() -> list[tuple[bool, str]]:
+        params = StdioServerParameters(command=sys.executable, args=[
+            "-m", "gossip.cli", "mcp", "--home", str(one.home)])  # fmt: skip
+        out = []
+        async with stdio_client(params) as (r, w), ClientSession(r, w) as s:
+            await s.initialize()
+
+            async def tool(name: str, args: dict[str, Any]) -> None:
+                res = await s.call_tool(name, args)
+                out.append((res.is_error, "".join(c.text for c in res.content)))
+
+            await tool("retain", {"content": "written before the daemon"})
+            await tool("recall", {"query": "daemon"})
+            await asyncio.to_thread(one.start)  # the session is open, and idle
+            await tool("retain", {"content": "written through the daemon"})
+            await tool("recall", {"query": "daemon"})
+        return out
+
+    before, seen, through, after = asyncio.run(session())
+    assert before[0] is False and "reaches peers once `gossip serve` runs" in before[1], before
+    assert seen[0] is False and "written before the daemon" in seen[1], seen
+    assert through[0] is False and "gossip serve" not in through[1], through
+    assert 'count="2"' in after[1], after
+    found = Agent(one).ok("POST", "/v1/default/banks/default/memories/recall", {"query": "daemon"})
+    assert len(found["results"]) == 2
 
 
 # -- several hosts --------------------------------------------------------------------

@@ -44,6 +44,7 @@ from .guard import (
     RETRY_AFTER_S,
     Guard,
     answer,
+    error,
     host_name,
     is_loopback,
     read_body,
@@ -260,6 +261,14 @@ class AgentsApi:
         return answer(document())
 
     async def mcp(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET":
+            # No stream for messages the server starts: every session is stateless, so
+            # nothing could ever arrive on it (a GET held open here answered nothing, not
+            # even its headers). The transport's other answer: 405, which clients expect.
+            out = error(405, "this MCP endpoint is stateless: POST JSON-RPC messages (no "
+                        "server-sent event stream)", None)
+            out.headers["Allow"] = "POST"
+            return out
         bank = request.match_info.get("bank") or request.headers.get("X-Bank-Id") or "default"
         BANK_ID.check(bank, "bank")
         return await self._mcp.handle(request, bank)
