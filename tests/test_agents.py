@@ -179,7 +179,8 @@ def test_both_singularity_servers_health_checks_answer(one: Daemon):
 def test_a_whole_prompt_is_a_query(one: Daemon):
     """OpenClaw's auto-recall sends the agent's whole prompt as the query, Hermes'
     prefetch the user's message: longer than a memory may be, it is searched (by its
-    first 8192 characters), as Singularity Memory answers it, never refused."""
+    first 8192 characters), as Singularity Memory answers it; only one longer than
+    49152 characters is refused, naming `query`, and a body over 64 KiB is a 413."""
     a = Agent(one)
     a.ok("POST", "/v1/default/banks/default/memories/retain",
          {"content": "provider x drops requests at 03:00 UTC"})  # fmt: skip
@@ -188,9 +189,10 @@ def test_a_whole_prompt_is_a_query(one: Daemon):
     found = a.ok("POST", "/v1/default/banks/default/memories/recall",
                  {"query": prompt, "limit": 3})  # fmt: skip
     assert [r["text"] for r in found["results"]] == ["provider x drops requests at 03:00 UTC"]
-    status, answer, _ = a.call("POST", "/v1/default/banks/default/memories/recall",
-                               {"query": "x " * 40_000})  # over the 64 KiB body  # fmt: skip
-    assert status == 413 and answer["field"] == "body"
+    for query, refused, field in (("x" * 49_153, 400, "query"), ("x " * 40_000, 413, "body")):
+        status, answer, _ = a.call("POST", "/v1/default/banks/default/memories/recall",
+                                   {"query": query})  # fmt: skip
+        assert status == refused and answer["field"] == field, (status, answer)
 
 
 def test_recall_says_which_lanes_answered_and_why_one_did_not(tmp_path: Path, daemons: list):

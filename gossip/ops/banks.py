@@ -66,10 +66,11 @@ RETRACT_CHUNK = 1000  # retractions per signed update when a bank is deleted (~0
 BUDGETS = {"low": 5, "mid": 10, "high": 20}  # results a recall answers by budget
 CHARS_PER_TOKEN = 4
 MAX_TOKENS = 1_000_000
-# A query may be as long as a request (OpenClaw's auto-recall sends the agent's whole
-# prompt, Hermes' prefetch the user's message); it is searched by its first MAX_TEXT
-# characters, as Singularity Memory answers any query rather than refusing a long one.
-MAX_QUERY = 64 * 1024
+# A query may be nearly as long as a request (OpenClaw's auto-recall sends the agent's
+# whole prompt, Hermes' prefetch the user's message); it is searched by its first
+# MAX_TEXT characters, as Singularity Memory answers a long query rather than refusing
+# it. Under the 64 KiB body, so that a longer one is a 400 naming `query`.
+MAX_QUERY = 48 * 1024
 DEFAULT_CATEGORY = "note"
 ITEM_FIELDS = (
     Field("content", MEMORY_TEXT, required=True, help=f"the memory itself, {MEMORY_TEXT.rule}"),
