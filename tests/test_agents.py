@@ -195,6 +195,32 @@ def test_a_whole_prompt_is_a_query(one: Daemon):
         assert status == refused and answer["field"] == field, (status, answer)
 
 
+def test_a_turn_longer_than_a_memory_is_kept_cut_to_fit(one: Daemon):
+    """Hermes' sync_turn sends each turn whole (an assistant's answer with code is often
+    longer than a memory may be): its start is kept, cut to fit and marked, instead of
+    the whole batch refused; a retry of it is the same memory."""
+    a = Agent(one)
+    bank = "/v1/default/banks/hermes"
+    a.ok("PUT", bank, {})
+    answer = "here is the fix for the kimi timeout:\n" + "print('retry')\n" * 2000
+    turn = {"items": [{"content": "fix the kimi timeout", "context": "user",
+                       "document_id": "turn:s1:u"},
+                      {"content": answer, "context": "assistant", "document_id": "turn:s1:a"}],
+            "async": True}  # fmt: skip
+    done = a.ok("POST", bank + "/memories", turn)
+    assert a.ok("POST", bank + "/memories", turn)["unchanged"] == done["memory_ids"]
+    found = a.ok("POST", bank + "/memories/recall", {"query": "kimi timeout fix", "limit": 5})
+    kept = {r["context"]: r["text"] for r in found["results"]}
+    assert kept["assistant"].startswith("here is the fix for the kimi timeout:")
+    assert kept["assistant"].endswith(" […]") and len(kept["assistant"]) <= 8192
+    wide = "é" * 7000  # within 8192 characters, over the 12288 bytes a memory holds
+    text = a.ok("POST", bank + "/memories/retain", {"content": wide})["id"]
+    assert json.loads(ok(one.home, "show", text, "--json"))["memory"]["text"].endswith(" […]")
+    status, refused, _ = a.call("POST", bank + "/memories",
+                                {"items": [{"content": "x" * 49_153}]})  # fmt: skip
+    assert status == 400 and refused["field"] == "items[0].content", refused
+
+
 def test_recall_says_which_lanes_answered_and_why_one_did_not(tmp_path: Path, daemons: list):
     """The bank recall (Hermes', OpenClaw's) and MCP's recall carry the recall's `mode`
     and `note`: with an embeddings endpoint that does not answer, the note says the

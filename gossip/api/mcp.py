@@ -37,7 +37,8 @@ from aiohttp import web
 from pydantic import Field
 
 from ..errors import GossipError, OpError
-from ..ops.banks import iso
+from ..ops.banks import RETAINED_TEXT, iso
+from ..ops.memories import MAX_TEXT
 from .guard import error
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,8 @@ def build(call: Call, bank: Callable[[], str]) -> Any:
                  "replicated to trusted peers. The same document_id again replaces this "
                  "host's earlier memory with that id.")  # fmt: skip
     async def retain(
-        content: Annotated[str, Field(description="the memory itself", max_length=8192)],
+        content: Annotated[str, Field(description="the memory itself (cut to fit past "
+                                      f"{MAX_TEXT} characters)", max_length=RETAINED_TEXT.most)],
         context: Annotated[str | None, Field(description="where it came from")] = None,
         document_id: Annotated[str | None, Field(description="a stable id to upsert")] = None,
         tags: Annotated[list[str] | None, Field(description="tags", max_length=32)] = None,

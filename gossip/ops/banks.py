@@ -33,6 +33,7 @@ from .fields import (
     RECORD_PREFIX,
     TEXT,
     Choice,
+    CutMemoryText,
     Field,
     Flag,
     Instant,
@@ -72,8 +73,11 @@ MAX_TOKENS = 1_000_000
 # it. Under the 64 KiB body, so that a longer one is a 400 naming `query`.
 MAX_QUERY = 48 * 1024
 DEFAULT_CATEGORY = "note"
+RETAINED_TEXT = CutMemoryText(limit=MAX_TEXT)  # an agent's turn may be longer than a memory
 ITEM_FIELDS = (
-    Field("content", MEMORY_TEXT, required=True, help=f"the memory itself, {MEMORY_TEXT.rule}"),
+    Field("content", RETAINED_TEXT, required=True, help=f"the memory itself, {MEMORY_TEXT.rule}; "
+          f"a longer one (up to {RETAINED_TEXT.most} characters) is kept cut to fit, ending "
+          f"with {RETAINED_TEXT.CUT.strip()!r}"),
     Field("context", Text(limit=2048, blank=True), help="where it came from (user, assistant, …)"),
     Field("document_id", Text(limit=256), help="retaining the same one again replaces it"),
     Field("tags", TextList(), default=()),

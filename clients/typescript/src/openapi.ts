@@ -739,7 +739,7 @@ export interface RetainParams {
   items: Array<{
     /** anti-pattern, learning, note, … */
     category?: string | null;
-    /** the memory itself, at most 8192 characters (12288 bytes as stored) */
+    /** the memory itself, at most 8192 characters (12288 bytes as stored); a longer one (up to 49152 characters) is kept cut to fit, ending with '[…]' */
     content: string;
     /** where it came from (user, assistant, …) */
     context?: string | null;
