@@ -607,14 +607,18 @@ def test_an_mcp_session_without_a_daemon_never_keeps_serve_from_starting(one: Da
 
             await tool("retain", {"content": "written before the daemon"})
             await tool("recall", {"query": "daemon"})
+            # found by its meaning alone (no word in common): its vector made for the call
+            await tool("retain", {"content": "the kimi model times out on long prompts"})
+            await tool("recall", {"query": "slow responses for lengthy inputs"})
             await asyncio.to_thread(one.start)  # the session is open, and idle
             await tool("retain", {"content": "written through the daemon"})
             await tool("recall", {"query": "daemon"})
         return out
 
-    before, seen, through, after = asyncio.run(session())
+    before, seen, _, meant, through, after = asyncio.run(session())
     assert before[0] is False and "reaches peers once `gossip serve` runs" in before[1], before
     assert seen[0] is False and "written before the daemon" in seen[1], seen
+    assert "the kimi model times out" in meant[1], meant
     assert through[0] is False and "gossip serve" not in through[1], through
     assert 'count="2"' in after[1], after
     found = Agent(one).ok("POST", "/v1/default/banks/default/memories/recall", {"query": "daemon"})

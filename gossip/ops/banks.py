@@ -50,6 +50,7 @@ from .memories import (
     MEMORY_TEXT,
     UNTRUSTED,
     retract_own,
+    vectors_now,
     with_said,
 )
 from .operation import Params, operation
@@ -235,6 +236,7 @@ async def bank_recall(host: Host, p: Params) -> dict[str, Any]:
 
     def job(r: Replica, v: Views) -> dict[str, Any]:
         known_bank(v, p.bank)
+        vectors_now(host, v, p.mode, query)
         found = queries.recall(r, v, query, limit=limit, bank=p.bank, mode=p.mode,
                                tags_all=tags if p.tags_match == "all" else (),
                                tags_any=tags if p.tags_match == "any" else (),
