@@ -195,6 +195,24 @@ def test_a_whole_prompt_is_a_query(one: Daemon):
         assert status == refused and answer["field"] == field, (status, answer)
 
 
+def test_a_recall_shaped_by_singularity_memorys_openapi_is_answered(one: Daemon):
+    """A client generated from Singularity Memory's openapi.json sends its RecallRequest's
+    defaults: `include`, `trace`, `query_timestamp` are accepted and change nothing; a
+    filter this server cannot apply (`tag_groups`) is refused, naming it, rather than
+    ignored into a wrong answer."""
+    a = Agent(one)
+    path = "/v1/default/banks/default/memories"
+    a.ok("POST", path + "/retain", {"content": "provider x drops requests at 03:00 UTC"})
+    plain = a.ok("POST", path + "/recall", {"query": "provider x"})
+    generated = a.ok("POST", path + "/recall", {
+        "query": "provider x", "budget": "mid", "max_tokens": 4096, "trace": False,
+        "include": {"entities": {"max_tokens": 500}, "chunks": None},
+        "query_timestamp": "2026-05-01T12:00:00Z", "tags_match": "any", "types": None})
+    assert [r["id"] for r in generated["results"]] == [r["id"] for r in plain["results"]]
+    status, answer, _ = a.call("POST", path + "/recall", {"query": "x", "tag_groups": [{}]})
+    assert status == 400 and answer["field"] == "tag_groups", answer
+
+
 def test_a_turn_longer_than_a_memory_is_kept_cut_to_fit(one: Daemon):
     """Hermes' sync_turn sends each turn whole (an assistant's answer with code is often
     longer than a memory may be): its start is kept, cut to fit and marked, instead of

@@ -34,7 +34,7 @@ from ..errors import Invalid, ListenerBusy, OpError
 from ..logfilter import ServerLog
 from ..ops import OPERATIONS
 from ..ops.banks import ITEM_FIELDS
-from ..ops.fields import Flag
+from ..ops.fields import Flag, Ignored
 from ..ops.memories import BANK_ID
 from ..ops.online import NodeHost
 from ..transport.http import join_address, split_address
@@ -91,6 +91,16 @@ def _one_retained(result: Any, body: Values) -> Values:
             "unchanged": bool(result["unchanged"])}  # fmt: skip
 
 
+# Singularity Memory's own recall fields, sent by clients generated from its openapi.json:
+# no entities, chunks or trace here, and time does not rank a recall. (Its `tag_groups`
+# is refused as unknown: a filter ignored would answer wrongly.)
+SM_RECALL_ONLY = {name: Ignored() for name in ("include", "trace", "query_timestamp")}
+
+
+def _recall(path: Values, body: Values) -> Values:
+    return {**{k: v for k, v in body.items() if k not in SM_RECALL_ONLY}, **_bank(path)}
+
+
 def _items(path: Values, body: Values) -> Values:
     # ``async``: Hermes asks for a background write on every turn; the write is durable
     # before the answer anyway (invariant 7), so it changes nothing.
@@ -113,7 +123,8 @@ ROUTES: tuple[Route, ...] = (
           inbound=lambda path, body: {"bank": path["bank"], "items": [body]},
           outbound=_one_retained, body="item"),
     Route("POST", WORKSPACE + "/memories/recall", "bank_recall",
-          "recall memories of the bank, with who wrote each", body="op"),
+          "recall memories of the bank, with who wrote each", inbound=_recall, body="op",
+          extra=SM_RECALL_ONLY),
     Route("DELETE", WORKSPACE + "/memories/{memory_id}", "forget",
           "forget (retract) one of this host's memories",
           inbound=lambda path, body: {"bank": path["bank"], "id": path["memory_id"]},

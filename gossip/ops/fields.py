@@ -211,6 +211,18 @@ def Seconds(high: float = MAX_SECONDS) -> Number:
 
 
 @dataclass(frozen=True)
+class Ignored(Kind):
+    """Any JSON value, accepted and dropped: a field another server's contract has and
+    this one does not act on (a client generated from that contract may send it)."""
+
+    def check(self, value: Any, name: str) -> None:
+        return None
+
+    def schema(self) -> Schema:
+        return {"description": "accepted, ignored"}
+
+
+@dataclass(frozen=True)
 class Flag(Kind):
     """true or false (in a query string or on a command line also 1/0, yes/no)."""
 
