@@ -166,6 +166,112 @@ def test_openclaw_plugin_requests(one: Daemon):
     assert [x["id"] for x in out] == [r["id"]]
 
 
+def test_both_singularity_servers_health_checks_answer(one: Daemon):
+    """`/healthz` (Singularity Memory's Go server) and `/health` (its Python server's,
+    in its openapi.json): monitors and scripts written for either find the node up."""
+    for path in ("/healthz", "/health"):
+        status, answer, _ = Agent(one).call("GET", path)
+        assert status == 200 and answer["ok"] is True and answer["status"] == "healthy", path
+        assert answer["id"] == ok(one.home, "id").strip()
+        assert Agent(one, token="").call("GET", path)[0] == 401
+
+
+def test_a_whole_prompt_is_a_query(one: Daemon):
+    """OpenClaw's auto-recall sends the agent's whole prompt as the query, Hermes'
+    prefetch the user's message: longer than a memory may be, it is searched (by its
+    first 8192 characters), as Singularity Memory answers it; only one longer than
+    49152 characters is refused, naming `query`, and a body over 64 KiB is a 413."""
+    a = Agent(one)
+    a.ok("POST", "/v1/default/banks/default/memories/retain",
+         {"content": "provider x drops requests at 03:00 UTC"})  # fmt: skip
+    prompt = "why does provider x fail at night? here is the log:\n" + "line 42 ok\n" * 4000
+    assert len(prompt) > 40_000
+    found = a.ok("POST", "/v1/default/banks/default/memories/recall",
+                 {"query": prompt, "limit": 3})  # fmt: skip
+    assert [r["text"] for r in found["results"]] == ["provider x drops requests at 03:00 UTC"]
+    for query, refused, field in (("x" * 49_153, 400, "query"), ("x " * 40_000, 413, "body")):
+        status, answer, _ = a.call("POST", "/v1/default/banks/default/memories/recall",
+                                   {"query": query})  # fmt: skip
+        assert status == refused and answer["field"] == field, (status, answer)
+
+
+def test_a_recall_shaped_by_singularity_memorys_openapi_is_answered(one: Daemon):
+    """A client generated from Singularity Memory's openapi.json sends its RecallRequest's
+    defaults: `include`, `trace`, `query_timestamp` are accepted and change nothing; a
+    filter this server cannot apply (`tag_groups`) is refused, naming it, rather than
+    ignored into a wrong answer."""
+    a = Agent(one)
+    path = "/v1/default/banks/default/memories"
+    a.ok("POST", path + "/retain", {"content": "provider x drops requests at 03:00 UTC"})
+    plain = a.ok("POST", path + "/recall", {"query": "provider x"})
+    generated = a.ok("POST", path + "/recall", {
+        "query": "provider x", "budget": "mid", "max_tokens": 4096, "trace": False,
+        "include": {"entities": {"max_tokens": 500}, "chunks": None},
+        "query_timestamp": "2026-05-01T12:00:00Z", "tags_match": "any", "types": None})
+    assert [r["id"] for r in generated["results"]] == [r["id"] for r in plain["results"]]
+    status, answer, _ = a.call("POST", path + "/recall", {"query": "x", "tag_groups": [{}]})
+    assert status == 400 and answer["field"] == "tag_groups", answer
+
+
+def test_a_turn_longer_than_a_memory_is_kept_cut_to_fit(one: Daemon):
+    """Hermes' sync_turn sends each turn whole (an assistant's answer with code is often
+    longer than a memory may be): its start is kept, cut to fit and marked, instead of
+    the whole batch refused; a retry of it is the same memory."""
+    a = Agent(one)
+    bank = "/v1/default/banks/hermes"
+    a.ok("PUT", bank, {})
+    answer = "here is the fix for the kimi timeout:\n" + "print('retry')\n" * 2000
+    turn = {"items": [{"content": "fix the kimi timeout", "context": "user",
+                       "document_id": "turn:s1:u"},
+                      {"content": answer, "context": "assistant", "document_id": "turn:s1:a"}],
+            "async": True}  # fmt: skip
+    done = a.ok("POST", bank + "/memories", turn)
+    assert a.ok("POST", bank + "/memories", turn)["unchanged"] == done["memory_ids"]
+    found = a.ok("POST", bank + "/memories/recall", {"query": "kimi timeout fix", "limit": 5})
+    kept = {r["context"]: r["text"] for r in found["results"]}
+    assert kept["assistant"].startswith("here is the fix for the kimi timeout:")
+    assert kept["assistant"].endswith(" […]") and len(kept["assistant"]) <= 8192
+    wide = "é" * 7000  # within 8192 characters, over the 12288 bytes a memory holds
+    text = a.ok("POST", bank + "/memories/retain", {"content": wide})["id"]
+    assert json.loads(ok(one.home, "show", text, "--json"))["memory"]["text"].endswith(" […]")
+    status, refused, _ = a.call("POST", bank + "/memories",
+                                {"items": [{"content": "x" * 49_153}]})  # fmt: skip
+    assert status == 400 and refused["field"] == "items[0].content", refused
+
+
+def test_recall_says_which_lanes_answered_and_why_one_did_not(tmp_path: Path, daemons: list):
+    """The bank recall (Hermes', OpenClaw's) and MCP's recall carry the recall's `mode`
+    and `note`: with an embeddings endpoint that does not answer, the note says the
+    embedded model answered instead; each result says which lanes found it."""
+    home = tmp_path / "a"
+    ok(home, "init", "--name", "a")
+    dead = free_port()  # nothing listens there
+    with (home / "config.toml").open("a") as f:
+        f.write(f'\n[embeddings]\nurl = "http://127.0.0.1:{dead}/v1"\nmodel = "m"\n')
+    d = start(home, daemons)
+    a = Agent(d)
+    path = "/v1/default/banks/default/memories"
+    a.ok("POST", path, {"items": [{"content": "provider x drops requests at 03:00 UTC"}]})
+    hermes = {"query": "provider x drops requests at night", "budget": "low", "max_tokens": 3000,
+              "rerank": False}  # fmt: skip
+
+    def noted() -> Any:  # once the embedded model's vector of it is made (in background)
+        found = a.ok("POST", path + "/recall", hermes)
+        lanes = [set(r["lanes"]) for r in found["results"]]
+        return found if lanes == [{"bm25", "semantic"}] and found["note"] else None
+
+    found = wait_for(noted, "both lanes and the note", timeout=60)
+    assert found["mode"] == "hybrid" and found["note"].startswith(f"http://127.0.0.1:{dead}/v1 ")
+    assert found["note"].endswith("the semantic lane used the embedded model"), found["note"]
+    lexical = a.ok("POST", path + "/recall", {**hermes, "mode": "lexical"})
+    assert lexical["mode"] == "lexical" and lexical["note"] is None
+    assert list(lexical["results"][0]["lanes"]) == ["bm25"]
+    token = (home / "api.token").read_text().strip()
+    got = asyncio.run(_mcp_http(f"http://127.0.0.1:{d.agents_port}/mcp/", token,  # type: ignore[attr-defined]
+                                [("recall", {"query": "provider x"})]))  # fmt: skip
+    assert "Recall note: " in got[1][1] and f"127.0.0.1:{dead}" in got[1][1], got
+
+
 def test_refusals_name_the_field_and_change_nothing(one: Daemon):
     a = Agent(one)
     path = "/v1/default/banks/default/memories"
@@ -380,6 +486,10 @@ def test_mcp_over_http_and_stdio(one: Daemon):
     ping = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     assert Agent(one, token="wrong-token" * 4).call("POST", "/mcp/", ping)[0] == 401
     assert Agent(one).call("POST", "/mcp/", ping, headers={"Origin": "http://x.example"})[0] == 403
+    # no stream the server could send on (stateless): a GET is 405 at once, never held open
+    for accept in ("text/event-stream", "*/*"):
+        status, answer, headers = Agent(one).call("GET", "/mcp/", headers={"Accept": accept})
+        assert status == 405 and headers["Allow"] == "POST" and "stateless" in answer["error"]
     # a plain HTTP client (urllib writes "Content-type"), and malformed JSON-RPC: no 5xx
     accept = {"Accept": "application/json, text/event-stream"}
     status, listed, _ = Agent(one).call("POST", "/mcp/", ping, headers=accept)
@@ -457,7 +567,7 @@ def test_gossip_mcp_writes_nothing_but_protocol_on_stdout(one: Daemon):
         assert info["name"] == "sm-gossip" and info["version"] not in ("", None), info
         assert len(answers[2]["result"]["tools"]) == len(TOOLS)
         errors = [answers[3 + k]["result"]["isError"] for k in range(len(calls))]
-        assert errors == [False, not daemon_runs, True, True, True], (daemon_runs, answers)
+        assert errors == [False, False, True, True, True], (daemon_runs, answers)
         assert "Traceback" not in stderr, stderr
 
 
@@ -484,11 +594,53 @@ def test_several_mcp_processes_write_through_one_daemon(one: Daemon):
         ))  # fmt: skip
 
     for got in asyncio.run(offline()):
-        # reads open the data dir for the call, one at a time (its lock); writes refused
+        # each call opens the data dir, one at a time (its lock), reads and writes alike
         assert got[1][0] is False and got[1][1].count("from client") == 3, got
-        assert got[2][0] is True and "start `gossip serve`" in got[2][1], got
+        assert got[2][0] is False and "reaches peers once `gossip serve` runs" in got[2][1], got
         assert got[3] == got[1]
-    assert json.loads(ok(one.home, "recall", "daemon", "--json")) == []
+    found = json.loads(ok(one.home, "recall", "daemon", "--json"))
+    assert sorted(m["text"] for m in found) == [f"no daemon {i}" for i in range(3)]
+
+
+def test_an_mcp_session_without_a_daemon_never_keeps_serve_from_starting(one: Daemon):
+    """Claude Code starts `gossip mcp` per session, and `gossip serve` may start before or
+    after it: the session works without a daemon (each call holds the data dir only
+    while it runs), a daemon started while the session is open takes the data dir, and
+    the session's next calls go through that daemon."""
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    one.stop()
+
+    async def session() -> list[tuple[bool, str]]:
+        params = StdioServerParameters(command=sys.executable, args=[
+            "-m", "gossip.cli", "mcp", "--home", str(one.home)])  # fmt: skip
+        out = []
+        async with stdio_client(params) as (r, w), ClientSession(r, w) as s:
+            await s.initialize()
+
+            async def tool(name: str, args: dict[str, Any]) -> None:
+                res = await s.call_tool(name, args)
+                out.append((res.is_error, "".join(c.text for c in res.content)))
+
+            await tool("retain", {"content": "written before the daemon"})
+            await tool("recall", {"query": "daemon"})
+            # found by its meaning alone (no word in common): its vector made for the call
+            await tool("retain", {"content": "the kimi model times out on long prompts"})
+            await tool("recall", {"query": "slow responses for lengthy inputs"})
+            await asyncio.to_thread(one.start)  # the session is open, and idle
+            await tool("retain", {"content": "written through the daemon"})
+            await tool("recall", {"query": "daemon"})
+        return out
+
+    before, seen, _, meant, through, after = asyncio.run(session())
+    assert before[0] is False and "reaches peers once `gossip serve` runs" in before[1], before
+    assert seen[0] is False and "written before the daemon" in seen[1], seen
+    assert "the kimi model times out" in meant[1], meant
+    assert through[0] is False and "gossip serve" not in through[1], through
+    assert 'count="2"' in after[1], after
+    found = Agent(one).ok("POST", "/v1/default/banks/default/memories/recall", {"query": "daemon"})
+    assert len(found["results"]) == 2
 
 
 # -- several hosts --------------------------------------------------------------------

@@ -49,7 +49,7 @@ def test_docs_agents_openapi_json_is_the_served_document(daemon: Daemon):
 def test_every_route_is_described():
     described = {(m, p) for p, ops in document()["paths"].items() for m in ops}
     assert {(r.method.lower(), r.path) for r in ROUTES} <= described
-    assert {("get", "/healthz"), ("get", "/openapi.json")} <= described
+    assert {("get", "/healthz"), ("get", "/health"), ("get", "/openapi.json")} <= described
 
 
 @pytest.mark.slow

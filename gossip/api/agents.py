@@ -34,7 +34,7 @@ from ..errors import Invalid, ListenerBusy, OpError
 from ..logfilter import ServerLog
 from ..ops import OPERATIONS
 from ..ops.banks import ITEM_FIELDS
-from ..ops.fields import Flag
+from ..ops.fields import Flag, Ignored
 from ..ops.memories import BANK_ID
 from ..ops.online import NodeHost
 from ..transport.http import join_address, split_address
@@ -44,6 +44,7 @@ from .guard import (
     RETRY_AFTER_S,
     Guard,
     answer,
+    error,
     host_name,
     is_loopback,
     read_body,
@@ -90,12 +91,23 @@ def _one_retained(result: Any, body: Values) -> Values:
             "unchanged": bool(result["unchanged"])}  # fmt: skip
 
 
+# Singularity Memory's own recall fields, sent by clients generated from its openapi.json:
+# no entities, chunks or trace here, and time does not rank a recall. (Its `tag_groups`
+# is refused as unknown: a filter ignored would answer wrongly.)
+SM_RECALL_ONLY = {name: Ignored() for name in ("include", "trace", "query_timestamp")}
+
+
+def _recall(path: Values, body: Values) -> Values:
+    return {**{k: v for k, v in body.items() if k not in SM_RECALL_ONLY}, **_bank(path)}
+
+
 def _items(path: Values, body: Values) -> Values:
     # ``async``: Hermes asks for a background write on every turn; the write is durable
     # before the answer anyway (invariant 7), so it changes nothing.
     return {"bank": path["bank"], "items": body.get("items")}
 
 
+HEALTH = ("/healthz", "/health")
 WORKSPACE = "/v1/{workspace}/banks/{bank}"
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/banks", "banks", "every bank (Singularity Memory's list)"),
@@ -111,7 +123,8 @@ ROUTES: tuple[Route, ...] = (
           inbound=lambda path, body: {"bank": path["bank"], "items": [body]},
           outbound=_one_retained, body="item"),
     Route("POST", WORKSPACE + "/memories/recall", "bank_recall",
-          "recall memories of the bank, with who wrote each", body="op"),
+          "recall memories of the bank, with who wrote each", inbound=_recall, body="op",
+          extra=SM_RECALL_ONLY),
     Route("DELETE", WORKSPACE + "/memories/{memory_id}", "forget",
           "forget (retract) one of this host's memories",
           inbound=lambda path, body: {"bank": path["bank"], "id": path["memory_id"]},
@@ -148,7 +161,8 @@ class AgentsApi:
             # .../memories/recall and /retain are no memory ids (a 405 says only POST)
             path = route.path.replace("{memory_id}", "{memory_id:(?!recall$|retain$)[^/]+}")
             app.router.add_route(route.method, path, self._endpoint(route))
-        app.router.add_get("/healthz", self.healthz)
+        for path in HEALTH:  # the Go server's and the Python server's health check
+            app.router.add_get(path, self.healthz)
         app.router.add_get("/openapi.json", self.openapi)
         if self.dashboard is not None:
             self.dashboard.add_routes(app)
@@ -258,6 +272,14 @@ class AgentsApi:
         return answer(document())
 
     async def mcp(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET":
+            # No stream for messages the server starts: every session is stateless, so
+            # nothing could ever arrive on it (a GET held open here answered nothing, not
+            # even its headers). The transport's other answer: 405, which clients expect.
+            out = error(405, "this MCP endpoint is stateless: POST JSON-RPC messages (no "
+                        "server-sent event stream)", None)
+            out.headers["Allow"] = "POST"
+            return out
         bank = request.match_info.get("bank") or request.headers.get("X-Bank-Id") or "default"
         BANK_ID.check(bank, "bank")
         return await self._mcp.handle(request, bank)

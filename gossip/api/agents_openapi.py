@@ -12,7 +12,7 @@ from typing import Any
 from ..ops import OPERATIONS
 from ..ops.banks import ITEM_FIELDS
 from ..ops.memories import BANK_ID
-from .agents import ROUTES, Route
+from .agents import HEALTH, ROUTES, Route
 from .openapi import SCHEMAS, _null, _obj, envelope, print_document
 
 Schema = dict[str, Any]
@@ -90,12 +90,13 @@ def document() -> Schema:
     paths: dict[str, Schema] = {}
     for route in ROUTES:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
-    paths["/healthz"] = {"get": {"summary": "whether the node answers", "responses": {
-        "200": _answer("it answers", _obj({"ok": {"type": "boolean"}, "status": STR,
-                                           "service": STR, "id": STR, "name": STR})),
-        "503": _answer("it does not", _obj({"ok": {"type": "boolean"}, "status": STR,
-                                            "error": STR})),
-        **{k: v for k, v in COMMON.items() if k != "503"}}}}  # fmt: skip
+    for path in HEALTH:
+        paths[path] = {"get": {"summary": "whether the node answers", "responses": {
+            "200": _answer("it answers", _obj({"ok": {"type": "boolean"}, "status": STR,
+                                               "service": STR, "id": STR, "name": STR})),
+            "503": _answer("it does not", _obj({"ok": {"type": "boolean"}, "status": STR,
+                                                "error": STR})),
+            **{k: v for k, v in COMMON.items() if k != "503"}}}}  # fmt: skip
     paths["/openapi.json"] = {"get": {"summary": "this document", "responses": {
         "200": _answer("the OpenAPI document", {"type": "object"}), **COMMON}}}  # fmt: skip
     return envelope(

@@ -43,6 +43,8 @@ def _arr(item: Schema) -> Schema:
 def _null(schema: Schema) -> Schema:
     if "$ref" in schema:
         return {"anyOf": [schema, {"type": "null"}]}
+    if "type" not in schema:  # any value, null among them
+        return schema
     return {**schema, "type": [schema["type"], "null"]}
 
 

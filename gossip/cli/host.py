@@ -229,7 +229,7 @@ def register(sub: Any) -> None:
                         "every peer must agree; default: config.toml, else TLS)")
 
     c = command(sub, "mcp", cmd_mcp, "serve MCP on stdin/stdout for an agent (Claude Code, "
-                "Cursor): through the running daemon")  # fmt: skip
+                "Cursor): through the daemon, else on the data dir call by call")  # fmt: skip
     c.add_argument("--bank", type=field_arg("recall", "bank"), default="default", metavar="BANK",
                    help="the memory bank its tools use (default: default)")  # fmt: skip
 

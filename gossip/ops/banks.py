@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from crdt import RecordError, records
 from crdt.records import DEFAULT_BANK
+from crdt.views import MODES
 
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from . import queries
@@ -32,6 +33,7 @@ from .fields import (
     RECORD_PREFIX,
     TEXT,
     Choice,
+    CutMemoryText,
     Field,
     Flag,
     Instant,
@@ -41,7 +43,16 @@ from .fields import (
     TextList,
     TextMap,
 )
-from .memories import BANK_ID, MAX_LIMIT, MAX_TEXT, MEMORY_TEXT, UNTRUSTED, retract_own
+from .memories import (
+    BANK_ID,
+    MAX_LIMIT,
+    MAX_TEXT,
+    MEMORY_TEXT,
+    UNTRUSTED,
+    retract_own,
+    vectors_now,
+    with_said,
+)
 from .operation import Params, operation
 
 if TYPE_CHECKING:
@@ -57,9 +68,17 @@ RETRACT_CHUNK = 1000  # retractions per signed update when a bank is deleted (~0
 BUDGETS = {"low": 5, "mid": 10, "high": 20}  # results a recall answers by budget
 CHARS_PER_TOKEN = 4
 MAX_TOKENS = 1_000_000
+# A query may be nearly as long as a request (OpenClaw's auto-recall sends the agent's
+# whole prompt, Hermes' prefetch the user's message); it is searched by its first
+# MAX_TEXT characters, as Singularity Memory answers a long query rather than refusing
+# it. Under the 64 KiB body, so that a longer one is a 400 naming `query`.
+MAX_QUERY = 48 * 1024
 DEFAULT_CATEGORY = "note"
+RETAINED_TEXT = CutMemoryText(limit=MAX_TEXT)  # an agent's turn may be longer than a memory
 ITEM_FIELDS = (
-    Field("content", MEMORY_TEXT, required=True, help=f"the memory itself, {MEMORY_TEXT.rule}"),
+    Field("content", RETAINED_TEXT, required=True, help=f"the memory itself, {MEMORY_TEXT.rule}; "
+          f"a longer one (up to {RETAINED_TEXT.most} characters) is kept cut to fit, ending "
+          f"with {RETAINED_TEXT.CUT.strip()!r}"),
     Field("context", Text(limit=2048, blank=True), help="where it came from (user, assistant, …)"),
     Field("document_id", Text(limit=256), help="retaining the same one again replaces it"),
     Field("tags", TextList(), default=()),
@@ -96,9 +115,15 @@ RECALLED = _obj({
     "author_name": _NSTR, "trusted": {"type": "boolean"},
     "signed_at": {**_MS, "description": "the author's signed time (ms)"},
     "first_seen_at": {**_NMS, "description": "when this host first stored it (ms)"},
+    "lanes": {"type": ["object", "null"], "additionalProperties": {"type": "integer"},
+              "description": "lane -> its rank there: which lanes found it"},
 })  # fmt: skip
 BANK_RECALL = _obj({
     "bank_id": _STR, "results": {"type": "array", "items": RECALLED},
+    "mode": {"enum": list(MODES), "description": "the lanes that answered (lexical while "
+             "the vectors are built)"},
+    "note": {**_NSTR, "description": "why a lane asked for did not answer (e.g. the "
+             "embeddings endpoint is unreachable: the embedded model answered)"},
     "truncated": {"type": "boolean", "description": "max_tokens left some results out"},
     "capped": {"type": "object", "additionalProperties": {"type": "integer"},
                "description": "author -> memories hidden by the per-author share cap"},
@@ -187,7 +212,8 @@ def _same(m: Memory, item: dict[str, Any]) -> bool:
     "bank_recall", "POST", "/v1/banks/{bank}/recall",
     "recall memories of one bank, with who wrote each and whether it is trusted",
     BANK,
-    Field("query", Text(limit=MAX_TEXT), required=True, help="words to search for"),
+    Field("query", Text(limit=MAX_QUERY), required=True,
+          help=f"words to search for (its first {MAX_TEXT} characters)"),
     Field("limit", Number(low=1, high=MAX_LIMIT, integer=True),
           help="results at most (default: by budget)"),
     Field("budget", Choice(tuple(BUDGETS)), default="mid", help="low/mid/high: 5/10/20 results"),
@@ -198,26 +224,30 @@ def _same(m: Memory, item: dict[str, Any]) -> bool:
     Field("types", TextList(), default=(), help="accepted, ignored"),
     Field("rerank", Flag(), default=False, help="accepted, ignored"),
     Field("include_untrusted", Flag(), default=False, help="also authors outside the keyring"),
+    Field("mode", Choice(MODES), default="hybrid", help="hybrid (words and meaning, fused), "
+          "lexical (words), semantic (meaning)"),
     result=BANK_RECALL, errors=NO_BANK,
 )  # fmt: skip
 async def bank_recall(host: Host, p: Params) -> dict[str, Any]:
     limit = p.limit if p.limit is not None else BUDGETS[p.budget]
     tags = list(p.tags)
-    if p.query:
-        await host.prepare_recall(p.query)
+    query = p.query[:MAX_TEXT]
+    said = await host.prepare_recall(query) if p.mode != "lexical" else None
 
     def job(r: Replica, v: Views) -> dict[str, Any]:
         known_bank(v, p.bank)
-        found = queries.recall(r, v, p.query, limit=limit, bank=p.bank,
+        vectors_now(host, v, p.mode, query)
+        found = queries.recall(r, v, query, limit=limit, bank=p.bank, mode=p.mode,
                                tags_all=tags if p.tags_match == "all" else (),
                                tags_any=tags if p.tags_match == "any" else (),
                                include_untrusted=p.include_untrusted)  # fmt: skip
         results, truncated = fit(found["memories"], p.max_tokens)
         seen = {m["id"]: v.first_seen(m["id"]) for m in results}
         return {"bank_id": p.bank, "truncated": truncated, "capped": found["capped"],
+                "mode": found["mode"], "note": found["note"],
                 "results": [recalled(m, rank, seen) for rank, m in enumerate(results, 1)]}
 
-    return await host.read(job)
+    return with_said(await host.read(job), said)
 
 
 def known_bank(v: Views, bank: str) -> None:
@@ -254,7 +284,7 @@ def recalled(m: dict[str, Any], rank: int, seen: dict[str, int | None]) -> dict[
         "mentioned_at": m["timestamp"] or iso(m["ts"]), "score": round(1 / rank, 6),
         "bank_id": m["bank"], "author": m["author"], "author_name": m["author_name"],
         "trusted": m["trusted"], "signed_at": m["ts"],
-        "first_seen_at": seen.get(m["id"]),
+        "first_seen_at": seen.get(m["id"]), "lanes": m["lanes"],
     }  # fmt: skip
 
 

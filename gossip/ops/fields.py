@@ -122,6 +122,35 @@ class MemoryText(Text):
 
 
 @dataclass(frozen=True)
+class CutMemoryText(MemoryText):
+    """A memory's text that may be given longer, up to ``most`` characters: what does not
+    fit ``MemoryText``'s limits is cut off and the text ends with ``CUT``. An agent's
+    retain of a whole conversation turn keeps its start rather than losing all of it
+    (Singularity Memory stores any length; Hermes sends each turn as it is)."""
+
+    most: int = 48 * 1024
+    CUT = " […]"
+
+    def fits(self, value: str) -> bool:
+        size = len(json.dumps(value, ensure_ascii=False).encode("utf-8", "replace")) - 2
+        return len(value) <= self.limit and size <= self.max_bytes
+
+    def check(self, value: Any, name: str) -> str:
+        if isinstance(value, str) and not self.fits(value):
+            if len(value) > self.most:
+                raise Invalid(f"'{name}' is longer than {self.most} characters", name)
+            low, high = 0, min(len(value), self.limit)  # the longest start that fits
+            while low < high:
+                mid = (low + high + 1) // 2
+                low, high = (mid, high) if self.fits(value[:mid] + self.CUT) else (low, mid - 1)
+            value = value[:low].rstrip() + self.CUT
+        return super().check(value, name)
+
+    def schema(self) -> Schema:
+        return {**super().schema(), "maxLength": self.most}
+
+
+@dataclass(frozen=True)
 class Number(Kind):
     """A finite number (an integer if ``integer``) in [low, high]; ``positive`` excludes 0."""
 
@@ -179,6 +208,18 @@ class Number(Kind):
 def Seconds(high: float = MAX_SECONDS) -> Number:
     """A positive number of seconds, at most ``high``."""
     return Number(high=high, positive=True)
+
+
+@dataclass(frozen=True)
+class Ignored(Kind):
+    """Any JSON value, accepted and dropped: a field another server's contract has and
+    this one does not act on (a client generated from that contract may send it)."""
+
+    def check(self, value: Any, name: str) -> None:
+        return None
+
+    def schema(self) -> Schema:
+        return {"description": "accepted, ignored"}
 
 
 @dataclass(frozen=True)

@@ -163,16 +163,28 @@ async def recall(host: Host, p: Params) -> dict[str, Any]:
     said = await host.prepare_recall(p.q) if p.q and mode != "lexical" else None
 
     def job(r: Replica, v: Views) -> dict[str, Any]:
-        if not host.online and mode != "lexical" and p.q and v.semantic is not None:
-            with contextlib.suppress(GossipError):  # no model: the answer says lexical
-                v.semantic.catch_up()  # no daemon builds them: now, once (they are kept)
+        vectors_now(host, v, mode, p.q)
         return queries.recall(r, v, p.q or None, category=p.category or None,
                               subject=p.subject or None, tag=p.tag or None,
                               author=p.author or None, limit=p.limit,
                               include_untrusted=p.include_untrusted,
                               bank=p.bank or DEFAULT_BANK, mode=mode)  # fmt: skip
 
-    found = await host.read(job)
+    return with_said(await host.read(job), said)
+
+
+def vectors_now(host: Host, v: Views, mode: str, query: str | None) -> None:
+    """Before a recall that may use the semantic lane, on a data dir no daemon holds:
+    the vectors of memories written since, made now, once (they are kept); online, the
+    daemon makes them as memories arrive."""
+    if not host.online and mode != "lexical" and query and v.semantic is not None:
+        with contextlib.suppress(GossipError):  # no model: the answer says lexical
+            v.semantic.catch_up()
+
+
+def with_said(found: dict[str, Any], said: str | None) -> dict[str, Any]:
+    """``found`` (a recall: ``mode``, ``note``) with what ``prepare_recall`` said about the
+    embeddings endpoint's model added to its note."""
     if said and found["mode"] != "lexical":  # the endpoint's index is not even made yet
         found["note"] = "; ".join(n for n in (said, found["note"]) if n)
     return found

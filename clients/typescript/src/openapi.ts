@@ -496,7 +496,9 @@ export interface BankRecallParams {
   limit?: number | null;
   /** the results fit in about this many tokens (4 characters each) */
   max_tokens?: number | null;
-  /** words to search for */
+  /** hybrid (words and meaning, fused), lexical (words), semantic (meaning) */
+  mode?: "hybrid" | "lexical" | "semantic";
+  /** words to search for (its first 8192 characters) */
   query: string;
   /** accepted, ignored */
   rerank?: boolean | null;
@@ -510,6 +512,10 @@ export type BankRecallResult = {
   bank_id: string;
   /** author -> memories hidden by the per-author share cap */
   capped: Record<string, number>;
+  /** the lanes that answered (lexical while the vectors are built) */
+  mode: "hybrid" | "lexical" | "semantic";
+  /** why a lane asked for did not answer (e.g. the embeddings endpoint is unreachable: the embedded model answered) */
+  note: string | null;
   results: Array<{
     /** the signer's key */
     author: string;
@@ -520,6 +526,8 @@ export type BankRecallResult = {
     /** when this host first stored it (ms) */
     first_seen_at: number | null;
     id: string;
+    /** lane -> its rank there: which lanes found it */
+    lanes: Record<string, number> | null;
     /** its timestamp if it has one, else when it was signed (ISO 8601) */
     mentioned_at: string;
     metadata: Record<string, string>;
@@ -731,7 +739,7 @@ export interface RetainParams {
   items: Array<{
     /** anti-pattern, learning, note, … */
     category?: string | null;
-    /** the memory itself, at most 8192 characters (12288 bytes as stored) */
+    /** the memory itself, at most 8192 characters (12288 bytes as stored); a longer one (up to 49152 characters) is kept cut to fit, ending with '[…]' */
     content: string;
     /** where it came from (user, assistant, …) */
     context?: string | null;
@@ -817,7 +825,7 @@ export type WebLoginResult = WebLogin;
 export const OPERATIONS = {
   bank_delete: { method: "DELETE", path: "/v1/banks/{bank}", status: 200, pathParams: ["bank"], query: [], body: [], raw: false },
   bank_put: { method: "PUT", path: "/v1/banks/{bank}", status: 200, pathParams: ["bank"], query: [], body: ["mission","name"], raw: false },
-  bank_recall: { method: "POST", path: "/v1/banks/{bank}/recall", status: 200, pathParams: ["bank"], query: [], body: ["budget","include_untrusted","limit","max_tokens","query","rerank","tags","tags_match","types"], raw: false },
+  bank_recall: { method: "POST", path: "/v1/banks/{bank}/recall", status: 200, pathParams: ["bank"], query: [], body: ["budget","include_untrusted","limit","max_tokens","mode","query","rerank","tags","tags_match","types"], raw: false },
   banks: { method: "GET", path: "/v1/banks", status: 200, pathParams: [], query: ["include_untrusted"], body: [], raw: false },
   bench_record: { method: "POST", path: "/v1/benchmarks", status: 201, pathParams: [], query: [], body: ["metric","subject","unit","value"], raw: false },
   bench_show: { method: "GET", path: "/v1/benchmarks", status: 200, pathParams: [], query: ["subject","metric","include_untrusted"], body: [], raw: false },
