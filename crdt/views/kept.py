@@ -29,6 +29,7 @@ import logging
 import os
 import sqlite3
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,8 +208,10 @@ class KeptViews:
         db = self._db
         kept = read_kept(db)
         assert kept is not None
-        self._tally = Tally.load(db.execute("SELECT author, ts FROM memories"),
-                                 db.execute("SELECT id, kind, author, ts FROM others"))
+        times = {author: array("q", [ts for (ts,) in db.execute(
+            "SELECT ts FROM memories WHERE author = ? ORDER BY ts", (author,))])
+            for (author,) in db.execute("SELECT DISTINCT author FROM memories").fetchall()}
+        self._tally = Tally.load(times, db.execute("SELECT id, kind, author, ts FROM others"))
         self._trust_records.update(
             (rid, SignedRecord(body, sig))
             for rid, body, sig in db.execute("SELECT id, body, sig FROM trust_records"))

@@ -47,14 +47,14 @@ class Tally:
         self._unsorted.add(author)
 
     @classmethod
-    def load(cls, memories: Iterable[tuple[str, int]],
+    def load(cls, memories: dict[str, array[int]],
              others: Iterable[tuple[str, str, str, int]]) -> Tally:  # fmt: skip
-        """The tally of views kept on disk: (author, ts) of each row of the memories
-        table, (id, kind, author, ts) of each record counted outside it (the state
-        entries are set afresh, from the document)."""
+        """The tally of views kept on disk: each author's memories' signed times (sorted),
+        and (id, kind, author, ts) of each record counted outside the memories table
+        (the state entries are set afresh, from the document)."""
         tally = cls()
-        for author, ts in memories:
-            tally._count(KIND_MEMORY, author, ts)
+        tally._times = memories
+        tally.by_kind[KIND_MEMORY] = sum(len(ts) for ts in memories.values())
         for rid, kind, author, ts in others:
             tally._others.add(rid)
             tally._count(kind, author, ts)
