@@ -137,6 +137,7 @@ class Views(RecallViews, BankViews, SignalViews, KeptViews):
         # Memory ids indexed by a rebuild so far (its table has no index on id yet).
         self._rebuilt: set[str] | None = None
         self._whole = True  # False once a batch failed midway: nothing kept from then on
+        self._kept_at: tuple[str, int, str | None] | None = None
         self._open_views()
         replica.on_changes(self._on_changes)
         replica.on_trust_change(self._refresh_trust)
@@ -226,7 +227,7 @@ class Views(RecallViews, BankViews, SignalViews, KeptViews):
         into the store they reach (``kept.py``)."""
         self._db.executescript("".join(f"DROP TABLE IF EXISTS {t};" for t in _NAMES)
                                + FORGET + _TABLES)  # fmt: skip
-        self.replayed = None
+        self.replayed = self._kept_at = None
         self._breakers.clear()
         self._benches.clear()
         self._bench_keys.clear()

@@ -154,6 +154,7 @@ class KeptViews:
     _seen: dict[str, int] | None
     _building: bool
     _whole: bool
+    _kept_at: tuple[str, int, str | None] | None  # the position the kept row says
     # and, from Views: rebuild(), _on_changes(), _refresh_trust(), semantic_indexes()
     rebuild: Callable[[], None]
     _on_changes: Callable[..., None]
@@ -194,6 +195,7 @@ class KeptViews:
             return "their schema or reading policy changed"
         if found.seq > last:
             return f"they are ahead of the store (seq {found.seq} > {last})"
+        self._kept_at = (found.store, found.seq, found.mark)
         if not self.replica.covers(found.store, found.seq, found.mark):
             return f"the store no longer holds the update at seq {found.seq} (a checkpoint?)"
         # Damage inside the file (a page, not its header): ~0.07 s at 100k memories.
@@ -241,9 +243,11 @@ class KeptViews:
         with self.lock:
             if self.path is None:
                 pass  # nothing to resume from: in memory
-            elif self._whole:
-                write_kept(self._db, self.replica.position(), self.config)
-            else:
+            elif not self._whole:
                 self._db.execute(FORGET)
+                self._kept_at = None
+            elif (position := self.replica.position()) != self._kept_at:
+                write_kept(self._db, position, self.config)
+                self._kept_at = position  # (a command that only reads writes nothing)
             if self._db.in_transaction:
                 self._db.execute("COMMIT")
