@@ -240,3 +240,23 @@ def test_daemons_and_commands_share_the_kept_views_through_sigkill(
         assert v.replayed == 0  # the daemon kept them up to its last commit
         with Views(r) as afresh:
             assert outputs(v, (100,)) == outputs(afresh, (100,))
+
+
+def test_views_whose_batch_failed_midway_are_rebuilt_at_the_next_open(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    home = tmp_path / "h"
+    updates, writers = history()
+    r = _open(home)
+    with r:
+        for w in writers[:3]:
+            r.trust(w.id, "w")
+        v = _kept(r)
+
+        def refuse(_trust: object) -> None:  # a trust listener that fails the batch
+            raise RuntimeError("listener failed")
+
+        v.on_trust_change(refuse)
+        r.ingest_batch(updates)  # the vouch changes the trusted set: the listener raises
+        assert r.listener_failures == 1
+        v.close()
+    _rebuilt_after(home, caplog, "did not finish")

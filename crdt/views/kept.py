@@ -241,13 +241,21 @@ class KeptViews:
         """Record how far the views now cover the store, and commit (views whose last
         batch failed record nothing: the next open rebuilds them)."""
         with self.lock:
-            if self.path is None:
-                pass  # nothing to resume from: in memory
-            elif not self._whole:
-                self._db.execute(FORGET)
-                self._kept_at = None
-            elif (position := self.replica.position()) != self._kept_at:
-                write_kept(self._db, position, self.config)
-                self._kept_at = position  # (a command that only reads writes nothing)
-            if self._db.in_transaction:
-                self._db.execute("COMMIT")
+            try:
+                if self.path is None:
+                    pass  # nothing to resume from: in memory
+                elif not self._whole:
+                    self._db.execute(FORGET)
+                    self._kept_at = None
+                elif (position := self.replica.position()) != self._kept_at:
+                    write_kept(self._db, position, self.config)
+                    self._kept_at = position  # (a command that only reads writes nothing)
+                if self._db.in_transaction:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as e:  # a full disk, say: the file keeps its last commit
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._whole = False
+                log.warning("%s: the views could not commit a batch (%s): its records are "
+                            "missing until the views are rebuilt at the next start",
+                            self.path, e)  # fmt: skip
