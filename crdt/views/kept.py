@@ -173,6 +173,10 @@ class KeptViews:
                     self._resume()
                     return
                 log.info("%s: rebuilding the views in full: %s", self.path, why)
+                db.close()  # into an empty file: faster than over the old tables (4.8 s
+                for suffix in ("", "-wal", "-shm"):  # against 7-9 s at 100k memories)
+                    self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+                db = self._db = connect(self.path)
             self.rebuild()
         except sqlite3.DatabaseError as e:
             if self.path is None:
