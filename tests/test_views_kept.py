@@ -33,8 +33,7 @@ def now() -> int:
 
 
 def _open(home: Path) -> Replica:
-    r = Replica.open(home, now_ms=now)
-    return r
+    return Replica.open(home, now_ms=now)
 
 
 def _filled(home: Path, upto: int | None = None) -> tuple[Replica, list[bytes]]:
