@@ -73,12 +73,12 @@ class ReplicaReads:
         """(store id, seq of the last stored update, ``Store.update_mark`` of it): how
         far derived data kept beside the store (the views) covers it."""
         seq = self._store.last_seq()
-        return self._store.store_id, seq, self._store.update_mark(seq)
+        return self._store.get_meta("store_id") or "", seq, self._store.update_mark(seq)
 
     def covers(self, store_id: str, seq: int, mark: str | None) -> bool:
         """Does this store hold, as what ``position`` once said, the update at ``seq``
         (so everything stored since is in the updates after it)?"""
-        return (store_id == self._store.store_id and seq <= self._store.last_seq()
+        return (store_id == self._store.get_meta("store_id") and seq <= self._store.last_seq()
                 and mark == self._store.update_mark(seq))  # fmt: skip
 
     def record_keys_after(self, seq: int) -> list[str]:

@@ -376,19 +376,12 @@ class Store:
         """Record id -> when this host first stored it (ms); of ``records`` only if given."""
         if records is None:
             return dict(self._db.execute("SELECT record, at FROM first_seen"))
-        return dict(self._db.execute(
-            "SELECT f.record, f.at FROM json_each(?) j CROSS JOIN first_seen f "
-            "ON f.record = j.value", (json.dumps(records),)))  # fmt: skip
-
-    @property
-    def store_id(self) -> str:
-        """This store's random id (``meta.store_id``): a repaired store has another."""
-        return self._store_id
+        return dict(self._db.execute("SELECT f.record, f.at FROM json_each(?) j CROSS JOIN "
+                                     "first_seen f ON f.record = j.value", (json.dumps(records),)))
 
     def update_mark(self, seq: int) -> str | None:
-        """What names the update stored at ``seq`` (its client and clock range), None if
-        no row has it (never stored, or dropped by a checkpoint): derived data that
-        covers the store up to ``seq`` checks with it that it covers this store's."""
+        """``client:start:end`` of the update stored at ``seq``, None if none is (derived
+        data kept up to ``seq`` checks with it that it covers this store's)."""
         row = self._db.execute('SELECT client, start, "end" FROM updates WHERE seq = ?',
                                (seq,)).fetchone()  # fmt: skip
         return None if row is None else "{}:{}:{}".format(*row)
