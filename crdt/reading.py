@@ -50,15 +50,17 @@ class ReplicaReads:
         for chunk in self.record_chunks():
             yield from chunk
 
-    def record_chunks(self, size: int = 4096) -> Iterator[list[tuple[str, SignedRecord]]]:
-        """Every immutable record with its content id, ``size`` at a time, each chunk
-        read in one document transaction (a whole-store scan: the views' rebuild).
+    def record_chunks(self, size: int = 4096, keys: list[str] | None = None,
+                      ) -> Iterator[list[tuple[str, SignedRecord]]]:  # fmt: skip
+        """Every immutable record with its content id (those of ``keys`` only, if
+        given), ``size`` at a time, each chunk read in one document transaction (a
+        whole-store scan: the views' rebuild).
 
         Not ``records()``: that holds every record parsed at once (for 100k records, over
         200 MB that the heap then keeps, fragmented). Records that arrive meanwhile may or
         may not be included; none is seen twice."""
         values = self._main_maps["records"]
-        keys = list(values.keys())
+        keys = list(values.keys()) if keys is None else keys
         for k in range(0, len(keys), size):
             raw = []
             with self._main.transaction():
@@ -66,6 +68,28 @@ class ReplicaReads:
                     with contextlib.suppress(KeyError):  # (``get`` would look it up twice)
                         raw.append((key, values[key]))
             yield [(key, rec) for key, value in raw if (rec := _parsed(value)) is not None]
+
+    def position(self) -> tuple[str, int, str | None]:
+        """(store id, seq of the last stored update, ``Store.update_mark`` of it): how
+        far derived data kept beside the store (the views) covers it."""
+        seq = self._store.last_seq()
+        return self._store.get_meta("store_id") or "", seq, self._store.update_mark(seq)
+
+    def covers(self, store_id: str, seq: int, mark: str | None) -> bool:
+        """Does this store hold, as what ``position`` once said, the update at ``seq``
+        (so everything stored since is in the updates after it)?"""
+        return (store_id == self._store.get_meta("store_id") and seq <= self._store.last_seq()
+                and mark == self._store.update_mark(seq))  # fmt: skip
+
+    def record_keys_after(self, seq: int) -> list[str]:
+        """The keys of the immutable records the updates stored after ``seq`` carry, in
+        store order, each once (whether or not the document held them before)."""
+        keys: dict[str, None] = {}
+        for u in self._store.iter_updates(after_seq=seq):
+            for st in wire.scan(SignedUpdate.decode(u.raw).update).structs:
+                if st.parent_root == "records" and st.parent_sub is not None:
+                    keys[st.parent_sub] = None
+        return list(keys)
 
     def state(self) -> dict[str, SignedRecord]:
         """Every author's latest state records, by ``kind:author:name``; a value that does
@@ -125,11 +149,11 @@ class ReplicaReads:
                             "clock": clock, "checkpoint": u.checkpoint}  # fmt: skip
         return None
 
-    def receipts(self) -> dict[str, int]:
-        """When this host first stored each record: record id -> the ``received_at`` of
-        the first stored update that carried it (the store's ``first_seen``: local, never
-        replicated, kept through checkpoints)."""
-        return self._store.first_seen()
+    def receipts(self, records: list[str] | None = None) -> dict[str, int]:
+        """When this host first stored each record (of ``records`` only, if given):
+        record id -> the ``received_at`` of the first stored update that carried it (the
+        store's ``first_seen``: local, never replicated, kept through checkpoints)."""
+        return self._store.first_seen(records)
 
     def authors(self) -> set[str]:
         """Every author with an update in the store (this host's own included)."""

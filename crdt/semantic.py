@@ -116,8 +116,8 @@ class SemanticIndex:
     def add_many(self, record_ids: list[str]) -> None:
         """``add`` each of ``record_ids`` (their texts from ``texts``), the lock taken once."""
         with self._lock:
-            for record_id in record_ids:
-                if self._rows.get(record_id) is None:
+            for record_id, held in zip(record_ids, self._rows.held(record_ids), strict=True):
+                if not held:
                     self._pending[record_id] = None
 
     def pending(self) -> int:
@@ -315,6 +315,20 @@ class _RowsById:
         if i < len(self._keys) and self._keys[i] == key[0]:
             return int(self._order[i])
         return None
+
+    def held(self, ids: Sequence[str]) -> list[bool]:
+        """``get(rid) is not None`` for each of ``ids``, the sorted ids searched for all
+        of them at once (100k ids one by one: ~0.3 s)."""
+        if not self._keys.size or any(len(rid) != 64 for rid in ids):
+            return [self.get(rid) is not None for rid in ids]
+        try:
+            keys = np.frombuffer(bytes.fromhex("".join(ids)), dtype="S32")
+        except ValueError:
+            return [self.get(rid) is not None for rid in ids]
+        at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        found = (self._keys[at] == keys).tolist()
+        recent = self._recent
+        return [hit or rid in recent for rid, hit in zip(ids, found, strict=True)]
 
     def id_at(self, row: int) -> str:
         return self._odd.get(row) or self._raw[row].tobytes().hex()

@@ -372,9 +372,19 @@ class Store:
     def update_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM updates").fetchone()[0]
 
-    def first_seen(self) -> dict[str, int]:
-        """Record id -> when this host first stored it (ms)."""
-        return dict(self._db.execute("SELECT record, at FROM first_seen"))
+    def first_seen(self, records: list[str] | None = None) -> dict[str, int]:
+        """Record id -> when this host first stored it (ms); of ``records`` only if given."""
+        if records is None:
+            return dict(self._db.execute("SELECT record, at FROM first_seen"))
+        return dict(self._db.execute("SELECT f.record, f.at FROM json_each(?) j CROSS JOIN "
+                                     "first_seen f ON f.record = j.value", (json.dumps(records),)))
+
+    def update_mark(self, seq: int) -> str | None:
+        """``client:start:end`` of the update stored at ``seq``, None if none is (derived
+        data kept up to ``seq`` checks with it that it covers this store's)."""
+        row = self._db.execute('SELECT client, start, "end" FROM updates WHERE seq = ?',
+                               (seq,)).fetchone()  # fmt: skip
+        return None if row is None else "{}:{}:{}".format(*row)
 
     def find_update(self, client: int, clock: int) -> StoredUpdate | None:
         """The stored update that added ``clock`` of ``client`` (provenance)."""

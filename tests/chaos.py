@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from crdt import Replica
+from crdt.views import Views
 from gossip.client import ApiRefused, ApiUnavailable
 
 from .daemons import Daemon, make_cluster
@@ -144,14 +145,22 @@ def _writer(node: Node, seed: int, stop: threading.Event, out: Outcomes, pause: 
         time.sleep(pause)
 
 
-def _records(home: Path) -> dict[str, str]:
-    """id -> memory text (or ``<kind>``) of every immutable record in a stopped data dir."""
+def _records(home: Path) -> tuple[dict[str, str], str | None]:
+    """id -> memory text (or ``<kind>``) of every immutable record in a stopped data dir;
+    and what its kept views (views.sqlite, through every SIGKILL) answer otherwise than
+    views built afresh from its document, None if nothing."""
     replica = Replica.open(home, create=False)
     try:
-        return {
+        recs = {
             rid: rec.fields.get("text", "") if rec.kind == "memory" else f"<{rec.kind}>"
             for rid, rec in replica.records().items()
         }
+        answers = []
+        for kept in (True, False):
+            with Views(replica, kept=kept) as v:
+                hits = v.recall(limit=10**6, include_untrusted=True, mode="lexical").hits
+                answers.append((sorted(m.id for m in hits), v.held()))
+        return recs, None if answers[0] == answers[1] else "kept views differ from afresh"
     finally:
         replica.close()
 
@@ -295,7 +304,10 @@ def run(
             result.integrity[f"n{node.index}"] = verdict = _integrity(home)
             if verdict != "ok":
                 result.problems.append(f"n{node.index} store.db integrity_check: {verdict}")
-            held.append(_records(home))
+            recs, views_differ = _records(home)
+            held.append(recs)
+            if views_differ:
+                result.problems.append(f"n{node.index}: {views_differ}")
 
         for node in nodes:
             result.log_warnings += [

@@ -21,9 +21,11 @@ records. Judgement happens here, when reading:
 
 Everything here is derived: ``Views`` builds its tables from the replica's document and
 keeps them current from the replica's change feed; ``rebuild()`` gives the same answers.
-It never writes to the document and holds no state that cannot be rebuilt.
+It never writes to the document and holds no state that cannot be rebuilt. In a data dir
+the tables are kept in ``views.sqlite`` and resumed at the next open (``kept``).
 
-Split by kind: ``core`` (the façade: building, trust), ``config`` (``ViewConfig``),
+Split by kind: ``core`` (the façade: building, trust), ``kept`` (the views' file: resume
+or rebuild), ``config`` (``ViewConfig``),
 ``recall`` (memories: recall's lanes, fusion, lookup), ``filters`` (the conditions every
 recall lane applies: retraction, expiry, trust window, quota), ``banks``, ``signals``
 (breakers and benchmarks), ``tally`` (what status and metrics count). None of them

@@ -11,6 +11,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..ingest import cyclic_gc_paused
@@ -29,6 +30,7 @@ from ..trust import TrustSet, effective_trust
 from .banks import BankViews
 from .common import _int, _locked, _memory_fields, bounded_time
 from .config import ViewConfig
+from .kept import FORGET, VIEWS_FILE, KeptViews
 from .recall import Memory, RecallViews, embedded_text
 from .signals import SignalViews
 from .tally import Tally
@@ -52,7 +54,14 @@ CREATE TABLE banks (id TEXT PRIMARY KEY, author TEXT NOT NULL, bank TEXT NOT NUL
 -- lanes read only rowid and rank, and a memory is never deleted from the views).
 CREATE VIRTUAL TABLE memories_fts USING fts5 (text, subject, category, tags, content='');
 CREATE TABLE retractions (id TEXT PRIMARY KEY, author TEXT NOT NULL, target TEXT NOT NULL);
+-- What a restart reads back instead of the document (``kept.py``): the records the tally
+-- counts outside the memories table, and the trust records (few).
+CREATE TABLE others (id TEXT PRIMARY KEY, kind TEXT NOT NULL, author TEXT NOT NULL,
+    ts INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE trust_records (id TEXT PRIMARY KEY, body BLOB NOT NULL, sig BLOB NOT NULL)
+    WITHOUT ROWID;
 """
+_NAMES = ("memories", "memories_fts", "retractions", "banks", "others", "trust_records")
 _INDEXES = """
 CREATE UNIQUE INDEX memories_by_id ON memories (id);
 CREATE INDEX memories_by_author ON memories (author, ts);
@@ -73,11 +82,14 @@ _Row = tuple
 _WIDTH = 14  # the row's columns
 
 
-class Views(RecallViews, BankViews, SignalViews):
+class Views(RecallViews, BankViews, SignalViews, KeptViews):
     """Read-side views of one replica, kept current by its changes (in the replica's
     thread), a commit's at a time. Reads are safe from any thread: they take ``lock``,
     which a change holds only while it applies one slice of a commit (``SLICE``
-    records, a few ms), so a reader never waits for a whole ingest."""
+    records, a few ms), so a reader never waits for a whole ingest.
+
+    ``kept``: the tables live in ``views.sqlite`` in the replica's data dir and a
+    restart resumes them (``kept.py``); else in memory, built from the document."""
 
     SLICE = 256  # changes indexed under one hold of the lock (one executemany each)
 
@@ -88,8 +100,12 @@ class Views(RecallViews, BankViews, SignalViews):
         *,
         now_ms: Callable[[], int] | None = None,
         semantic: SemanticIndex | None = None,
+        kept: bool = False,
     ) -> None:
         self.replica = replica
+        self.path: Path | None = replica.home / VIEWS_FILE if kept else None
+        # Records replayed from the store when the views opened: None if built in full.
+        self.replayed: int | None = None
         self.config = config or ViewConfig()
         # The semantic lane's vectors (``crdt.semantic``): derived, local, optional; the
         # views queue each memory's text there, filter every neighbour it proposes, and
@@ -103,7 +119,7 @@ class Views(RecallViews, BankViews, SignalViews):
             semantic.texts = self._texts_of
         self.now_ms = now_ms or replica.now_ms
         self.lock = threading.RLock()
-        self._db = sqlite3.connect(":memory:", check_same_thread=False)
+        self._db: sqlite3.Connection  # (``_open_views``)
         self._breakers: dict[str, dict[str, SignedRecord]] = {}  # name -> author -> record
         self._benches: dict[tuple[str, str], dict[str, SignedRecord]] = {}
         self._bench_keys: dict[str, tuple[str, str]] = {}  # state key -> (subject, metric)
@@ -120,7 +136,9 @@ class Views(RecallViews, BankViews, SignalViews):
         self._trust_stale = False  # a trust record came: recompute at the end of its batch
         # Memory ids indexed by a rebuild so far (its table has no index on id yet).
         self._rebuilt: set[str] | None = None
-        self.rebuild()
+        self._whole = True  # False once a batch failed midway: nothing kept from then on
+        self._kept_at: tuple[str, int, str | None] | None = None
+        self._open_views()
         replica.on_changes(self._on_changes)
         replica.on_trust_change(self._refresh_trust)
 
@@ -205,11 +223,11 @@ class Views(RecallViews, BankViews, SignalViews):
     def rebuild(self) -> None:
         """Forget everything and read the whole document again: in chunks, each fed to
         the views as one batch of changes (``_on_changes``, as a commit's are), the
-        tables' indexes built once at the end."""
-        self._db.executescript(
-            "DROP TABLE IF EXISTS memories; DROP TABLE IF EXISTS memories_fts; "
-            "DROP TABLE IF EXISTS retractions; DROP TABLE IF EXISTS banks;" + _TABLES
-        )
+        tables' indexes built once at the end; kept views record at the end how far
+        into the store they reach (``kept.py``)."""
+        self._db.executescript("".join(f"DROP TABLE IF EXISTS {t};" for t in _NAMES)
+                               + FORGET + _TABLES)  # fmt: skip
+        self.replayed = self._kept_at = None
         self._breakers.clear()
         self._benches.clear()
         self._bench_keys.clear()
@@ -218,6 +236,7 @@ class Views(RecallViews, BankViews, SignalViews):
         self._tally = Tally()
         self._seen = self.replica.receipts()
         self._building = True
+        self._whole = True
         self._rebuilt = set()
         try:
             with cyclic_gc_paused():  # (a full collection walks every record held so far)
@@ -230,6 +249,7 @@ class Views(RecallViews, BankViews, SignalViews):
             self._seen = None
             self._rebuilt = None
         self._refresh_trust()
+        self._keep()
 
     def _arrival(self, rec: SignedRecord) -> int | None:
         """When this host first stored ``rec`` (ms), None if not known (or not to be
@@ -243,11 +263,25 @@ class Views(RecallViews, BankViews, SignalViews):
     def _on_changes(self, changes: list[tuple[str, str, SignedRecord | None]]) -> None:
         """One commit's changes (or a chunk of a rebuild's), in order, ``SLICE`` at a
         time under the lock (a reader waits for a slice, never for a whole chunk); the
-        trusted set is recomputed once at the end if a trust record came."""
-        for k in range(0, len(changes), self.SLICE):
-            self._apply_changes(changes[k : k + self.SLICE])
-        if self._trust_stale:
-            self._refresh_trust()
+        trusted set is recomputed once at the end if a trust record came. One
+        transaction of the views' database, which (but in a rebuild) also records how
+        far into the store the views now reach (``kept.py``)."""
+        with self.lock:
+            self._db.execute("BEGIN")
+        whole = False
+        try:
+            for k in range(0, len(changes), self.SLICE):
+                self._apply_changes(changes[k : k + self.SLICE])
+            if self._trust_stale:
+                self._refresh_trust()
+            whole = True
+        finally:
+            self._whole = self._whole and whole
+            if self._building:
+                with self.lock:
+                    self._db.execute("COMMIT")
+            else:
+                self._keep()
 
     @_locked
     def _apply_changes(self, changes: list[tuple[str, str, SignedRecord | None]]) -> None:
@@ -255,6 +289,7 @@ class Views(RecallViews, BankViews, SignalViews):
         everything else one by one; each record counted once (``tally.py``)."""
         rows: list[_Row] = []
         memories: list[SignedRecord] = []
+        others: list[tuple[str, str, str, int]] = []  # counted outside the memories table
         for root, key, rec in changes:
             if root != "records":
                 # One odd record from any author must never break reading for everyone.
@@ -268,10 +303,15 @@ class Views(RecallViews, BankViews, SignalViews):
             with contextlib.suppress(sqlite3.Error, ValueError, TypeError, OverflowError):
                 row = self._add_record(rec)
             if row is None:
-                self._tally.add_record(rec, None)
+                if self._tally.add_record(rec, None):
+                    others.append((rec.id, rec.kind, rec.author, rec.ts))
             else:
                 rows.append(row)
                 memories.append(rec)
+        if others:
+            with contextlib.suppress(sqlite3.Error, ValueError, TypeError, OverflowError):
+                self._db.executemany("INSERT OR IGNORE INTO others (id, kind, author, ts) "
+                                     "VALUES (?, ?, ?, ?)", others)  # fmt: skip
         if rows:
             for rec, fresh in zip(memories, self._add_memories(rows), strict=True):
                 self._tally.add_record(rec, fresh)
@@ -313,6 +353,8 @@ class Views(RecallViews, BankViews, SignalViews):
             if rec.id not in self._trust_records:
                 self._trust_records[rec.id] = rec
                 self._trust_stale = True  # recomputed once, after this batch
+                self._db.execute("INSERT OR IGNORE INTO trust_records (id, body, sig) "
+                                 "VALUES (?, ?, ?)", (rec.id, rec.body, rec.sig))  # fmt: skip
             return None
         if rec.kind == KIND_RETRACT:
             if isinstance(f.get("target"), str):

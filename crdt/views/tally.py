@@ -14,8 +14,9 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections import Counter
+from collections.abc import Iterable
 
-from ..records import SignedRecord
+from ..records import KIND_MEMORY, SignedRecord
 from ..trust import TrustSet
 
 
@@ -28,18 +29,36 @@ class Tally:
         self._others: set[str] = set()  # ids of the records not in the memories table
         self.state: dict[str, str] = {}  # state key -> its kind
 
-    def add_record(self, rec: SignedRecord, fresh: bool | None) -> None:
+    def add_record(self, rec: SignedRecord, fresh: bool | None) -> bool:
         """``rec`` was told; ``fresh``: the memories table took it (True), had it
-        (False), or does not hold it (None: the id decides)."""
+        (False), or does not hold it (None: the id decides). Returns whether it counted."""
         if fresh is False:
-            return
+            return False
         if fresh is None:
             if rec.id in self._others:
-                return
+                return False
             self._others.add(rec.id)
-        self.by_kind[rec.kind] += 1
-        self._times.setdefault(rec.author, array("q")).append(rec.ts)
-        self._unsorted.add(rec.author)
+        self._count(rec.kind, rec.author, rec.ts)
+        return True
+
+    def _count(self, kind: str, author: str, ts: int) -> None:
+        self.by_kind[kind] += 1
+        self._times.setdefault(author, array("q")).append(ts)
+        self._unsorted.add(author)
+
+    @classmethod
+    def load(cls, memories: dict[str, array[int]],
+             others: Iterable[tuple[str, str, str, int]]) -> Tally:  # fmt: skip
+        """The tally of views kept on disk: each author's memories' signed times (sorted),
+        and (id, kind, author, ts) of each record counted outside the memories table
+        (the state entries are set afresh, from the document)."""
+        tally = cls()
+        tally._times = memories
+        tally.by_kind[KIND_MEMORY] = sum(len(ts) for ts in memories.values())
+        for rid, kind, author, ts in others:
+            tally._others.add(rid)
+            tally._count(kind, author, ts)
+        return tally
 
     def set_state(self, key: str, rec: SignedRecord | None) -> None:
         if rec is None:

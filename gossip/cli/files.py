@@ -63,6 +63,7 @@ def _own_files() -> tuple[str, ...]:
     from crdt.semantic import ENDPOINT_FILE  # here: numpy only for a command that writes
     from crdt.semantic import FILE as VECTORS_FILE
     from crdt.store import STORE_FILE
+    from crdt.views.kept import VIEWS_FILE
 
     from ..peerfile import PEER_FILE
 
@@ -70,7 +71,8 @@ def _own_files() -> tuple[str, ...]:
             f"{STORE_FILE}-journal", config.CONFIG_FILE, LOCK_FILE, INVITES_FILE,
             "api.token", VECTORS_FILE, f"{VECTORS_FILE}-wal", f"{VECTORS_FILE}-shm",
             f"{VECTORS_FILE}-journal", PEER_FILE, ENDPOINT_FILE, f"{ENDPOINT_FILE}-wal",
-            f"{ENDPOINT_FILE}-shm", f"{ENDPOINT_FILE}-journal")  # fmt: skip
+            f"{ENDPOINT_FILE}-shm", f"{ENDPOINT_FILE}-journal", VIEWS_FILE,
+            f"{VIEWS_FILE}-wal", f"{VIEWS_FILE}-shm", f"{VIEWS_FILE}-journal")  # fmt: skip
 
 
 def refuse_own_files(home: Path, path: str) -> None:

@@ -435,7 +435,7 @@ class Node(NodeActions, NodeReads):
         replica = Replica.open(self.home, now_ms=self._now_ms, create=True)
         try:
             self._views = Views(replica, self.config.view_config(),
-                                semantic=semantic.open_in_dir(self.home))  # fmt: skip
+                                semantic=semantic.open_in_dir(self.home), kept=True)  # fmt: skip
             self.changes.views = self._views
             replica.on_change(self.changes.on_change)
             self._views.on_trust_change(self._on_trust_set)

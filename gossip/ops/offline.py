@@ -76,7 +76,8 @@ class ReplicaHost:
             replica = Replica.open(self.home, create=False, lock_wait=self._lock_wait)
             try:
                 self._views = Views(replica, cfg.view_config(),
-                                    semantic=semantic.open_in_dir(self.home))  # fmt: skip
+                                    semantic=semantic.open_in_dir(self.home),
+                                    kept=True)  # fmt: skip
             except BaseException:
                 replica.close()
                 raise
