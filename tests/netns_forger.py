@@ -7,7 +7,7 @@ prints one JSON line ``{"id": "", "address": INTERFACE_IP}``, then answers one J
 command per stdin line, once its packets are sent:
 
     {"op": "claim", "instances": [[name, id, [ip, ...]], ...]}  -> {}
-        each instance: PTR, SRV (port 7471), TXT (id, v=1) and A records
+        each instance: PTR, SRV (port 7471), TXT (id, v=<our protocol version>) and A records
     {"op": "goodbye", "names": [name, ...]}                     -> {}
         a PTR with TTL 0 for each instance (what a host that stops sends)
 """
@@ -23,13 +23,14 @@ from zeroconf import DNSOutgoing, IPVersion, const
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from gossip.discovery.mdns import SERVICE_TYPE
+from gossip.protocol.messages import VERSION
 
 PER_PACKET = 8  # instances per message: each message stays one UDP packet
 
 
 def info(name: str, key: str = "", addresses: list[str] | None = None) -> AsyncServiceInfo:
     return AsyncServiceInfo(
-        SERVICE_TYPE, name, port=7471, properties={"id": key, "v": "1", "name": "forged"},
+        SERVICE_TYPE, name, port=7471, properties={"id": key, "v": str(VERSION), "name": "forged"},
         server=name.split(".")[0] + ".local.", parsed_addresses=addresses or ["10.213.0.254"],
     )  # fmt: skip
 
