@@ -2,8 +2,8 @@
 another process holds past the busy timeout (at the open and in the middle of a run), a
 full disk (a small tmpfs). The views fall back to memory for the run, say why in a
 warning and in ``unkept``, answer exactly as views built afresh, and leave the file as
-it is: nothing is moved aside as damaged. A daemon starts and serves, and its status
-warns."""
+it is: nothing is moved aside as damaged. A daemon starts and serves, keeps serving when
+its file is locked mid-run, and its status warns."""
 
 from __future__ import annotations
 
@@ -195,6 +195,40 @@ def test_a_daemon_starts_serves_and_warns_when_its_views_cannot_be_kept(
     assert d.stop() == 0, d.log
     assert IN_MEMORY in d.log
     _nothing_aside(home)
+
+
+def test_a_daemon_whose_views_file_is_locked_mid_run_keeps_serving(
+        tmp_path: Path, daemons: list) -> None:  # fmt: skip
+    from tests.daemons import Daemon, free_port, ok
+
+    home = tmp_path / "a"
+    ok(home, "init", "--name", "a")
+    first = ok(home, "remember", "a lesson about kimi", "--category", "learning").strip()
+    d = Daemon(home, free_port(), [])
+    daemons.append(d.start())
+    outside = sqlite3.connect(home / VIEWS_FILE, isolation_level=None)
+    try:
+        outside.execute("BEGIN EXCLUSIVE")
+        late = ok(home, "remember", "a later lesson about kimi", "--category",
+                  "learning").strip()  # through the daemon: its views' batch is refused
+        hits = d.get("/v1/memories", q="kimi", mode="lexical")["memories"]
+        assert {m["id"] for m in hits} == {first, late}
+        warnings = d.get("/v1/status")["warnings"]
+        assert any("not kept on disk this run" in w and "SQLITE_BUSY" in w
+                   for w in warnings), warnings  # fmt: skip
+    finally:
+        outside.close()
+    again = ok(home, "remember", "one more lesson about kimi", "--category",
+               "learning").strip()  # fmt: skip
+    hits = d.get("/v1/memories", q="kimi", mode="lexical")["memories"]
+    assert {m["id"] for m in hits} == {first, late, again}
+    assert d.stop() == 0, d.log
+    assert "could not write a batch" in d.log or "could not commit a batch" in d.log
+    _nothing_aside(home)
+    d.start()  # the file, at its last commit, is brought up to date
+    assert not [w for w in d.get("/v1/status")["warnings"] if "not kept" in w]
+    hits = d.get("/v1/memories", q="kimi", mode="lexical")["memories"]
+    assert {m["id"] for m in hits} == {first, late, again}
 
 
 def test_prepared_views_are_kept_and_a_damaged_file_is_still_moved_aside(
