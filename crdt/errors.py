@@ -10,6 +10,8 @@
     │   ├── StoreLocked          another process holds the data dir
     │   └── StoreCorrupt         the database file is damaged or belongs to something else
     │       └── StoreLost        it holds fewer writes than it acknowledged, or is missing
+    ├── ViewsDamaged             views.sqlite is damaged or not a views file (never escapes:
+    │                            the views set it aside and rebuild)
     └── EmbedderUnavailable      the embedding model cannot load here: recall stays lexical
 
 It lives in ``crdt`` because ``crdt`` must never import ``gossip``; ``gossip`` re-exports it.
@@ -70,6 +72,11 @@ class StoreCorrupt(StoreError):
 class StoreLost(StoreCorrupt):
     """The store holds fewer writes than its high-water mark says it acknowledged (a torn
     or damaged write-ahead log, an older copy), or is missing where one was."""
+
+
+class ViewsDamaged(GossipError):
+    """``views.sqlite`` is damaged or is not a views file: ``crdt.views.kept`` moves it
+    aside and rebuilds (derived data: it never escapes the views)."""
 
 
 class EmbedderUnavailable(GossipError):

@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..records import DEFAULT_BANK
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# What one odd record may raise while it is indexed (a value SQLite or Python refuses): it
+# is skipped, never allowed to break reading for everyone. The file's own errors (locked,
+# full, read-only, damaged: OperationalError, DatabaseError) are not among them: they
+# reach ``kept.py``, which holds the views in memory or sets the file aside.
+ODD = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+       sqlite3.DataError, ValueError, TypeError, OverflowError)  # fmt: skip
 
 
 def _locked(method: F) -> F:

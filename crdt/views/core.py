@@ -28,7 +28,7 @@ from ..records import (
 from ..replica import Replica
 from ..trust import TrustSet, effective_trust
 from .banks import BankViews
-from .common import _int, _locked, _memory_fields, bounded_time
+from .common import ODD, _int, _locked, _memory_fields, bounded_time
 from .config import ViewConfig
 from .kept import FORGET, VIEWS_FILE, KeptViews
 from .recall import Memory, RecallViews, embedded_text
@@ -106,6 +106,7 @@ class Views(RecallViews, BankViews, SignalViews, KeptViews):
         self.path: Path | None = replica.home / VIEWS_FILE if kept else None
         # Records replayed from the store when the views opened: None if built in full.
         self.replayed: int | None = None
+        self.unkept: str | None = None  # why kept views are in memory this run (kept.py)
         self.config = config or ViewConfig()
         # The semantic lane's vectors (``crdt.semantic``): derived, local, optional; the
         # views queue each memory's text there, filter every neighbour it proposes, and
@@ -269,19 +270,26 @@ class Views(RecallViews, BankViews, SignalViews, KeptViews):
         with self.lock:
             self._db.execute("BEGIN")
         whole = False
+        failed: sqlite3.Error | None = None  # the file refused a write (locked, full)
         try:
             for k in range(0, len(changes), self.SLICE):
                 self._apply_changes(changes[k : k + self.SLICE])
             if self._trust_stale:
                 self._refresh_trust()
             whole = True
+        except sqlite3.Error as e:
+            if self.path is None or self._building:
+                raise  # (the open handles the file's errors while it builds)
+            failed = e
         finally:
             self._whole = self._whole and whole
             if self._building:
                 with self.lock:
                     self._db.execute("COMMIT")
-            else:
+            elif failed is None:
                 self._keep()
+        if failed is not None:
+            self._in_memory("the views could not write a batch", failed)
 
     @_locked
     def _apply_changes(self, changes: list[tuple[str, str, SignedRecord | None]]) -> None:
@@ -293,14 +301,14 @@ class Views(RecallViews, BankViews, SignalViews, KeptViews):
         for root, key, rec in changes:
             if root != "records":
                 # One odd record from any author must never break reading for everyone.
-                with contextlib.suppress(sqlite3.Error, ValueError, TypeError, OverflowError):
+                with contextlib.suppress(*ODD):
                     self._apply_state(key, rec)
                 self._tally.set_state(key, rec)
                 continue
             if rec is None:
                 continue
             row = None
-            with contextlib.suppress(sqlite3.Error, ValueError, TypeError, OverflowError):
+            with contextlib.suppress(*ODD):
                 row = self._add_record(rec)
             if row is None:
                 if self._tally.add_record(rec, None):
@@ -309,7 +317,7 @@ class Views(RecallViews, BankViews, SignalViews, KeptViews):
                 rows.append(row)
                 memories.append(rec)
         if others:
-            with contextlib.suppress(sqlite3.Error, ValueError, TypeError, OverflowError):
+            with contextlib.suppress(*ODD):
                 self._db.executemany("INSERT OR IGNORE INTO others (id, kind, author, ts) "
                                      "VALUES (?, ?, ?, ?)", others)  # fmt: skip
         if rows:
@@ -416,15 +424,14 @@ class Views(RecallViews, BankViews, SignalViews, KeptViews):
                 [(top + i, row[4], row[3] or "", row[2], row[_WIDTH])
                  for i, row in enumerate(fresh, 1)],
             )  # fmt: skip
-        except (sqlite3.Error, ValueError, TypeError, OverflowError):
+        except ODD:
             db.execute("ROLLBACK TO memories")
             db.execute("RELEASE memories")
             out: list[bool | None] = []
             for row, new in zip(rows, took, strict=True):
                 result: bool | None = None
                 if new:
-                    with contextlib.suppress(sqlite3.Error, ValueError, TypeError,
-                                             OverflowError):  # fmt: skip
+                    with contextlib.suppress(*ODD):
                         result = self._add_memory(row)
                 out.append(result if new else False)
             return out

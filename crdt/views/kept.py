@@ -14,9 +14,15 @@ made at open:
 - **rebuild** in full on any mismatch: a repaired or replaced store, another schema or
   policy, views ahead of the store, the update they were kept at gone (a checkpoint),
   or views that never finished (a crash during a rebuild, a batch that failed);
-- a file SQLite cannot read, or not a views file, is reported (a warning naming the file
-  and why), moved aside as ``views.sqlite.corrupt-<UTC time>`` and rebuilt: never
-  silently overwritten.
+- a damaged file (SQLite says it is corrupt or not a database, or it fails its
+  ``quick_check``) or not a views file is reported (a warning naming the file and why),
+  moved aside as ``views.sqlite.corrupt-<UTC time>`` and rebuilt: never silently
+  overwritten;
+- a file that cannot be used for any other reason (locked by another process past the
+  busy timeout, a full disk, a read-only file or data dir, a directory in its place, an
+  I/O error), at the open or by a later batch, is left as it is: the views fall back to
+  memory for this run (``unkept`` says why, and status warns), rebuilt from the store;
+  the next start opens the file again. Derived data never keeps memory down.
 
 A mixin of ``crdt.views.Views``: it reads the tables the core keeps and writes only the
 ``kept`` row. Views without a data dir (tests, the simulator) stay in memory.
@@ -24,6 +30,7 @@ A mixin of ``crdt.views.Views``: it reads the tables the core keeps and writes o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -35,7 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ViewsDamaged
 from ..records import SignedRecord
+from .common import _locked
 from .tally import Tally
 
 if TYPE_CHECKING:
@@ -53,6 +62,11 @@ APPLICATION_ID = 0x534D5657  # "SMVW"
 # SQLite's page cache for the file (KiB): the tables are read through the OS page cache,
 # so the daemon need not hold the whole index in its own memory.
 CACHE_KIB = 16 * 1024
+# How long a write waits for a lock another process holds on the file (SQLite's busy
+# timeout, as the store's) before the views give up on the file for this run.
+BUSY_S = 5.0
+# SQLite's primary result codes that mean the file itself is damaged.
+DAMAGE = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 _KEPT = """
 CREATE TABLE IF NOT EXISTS kept (
@@ -82,7 +96,8 @@ def shape(config: ViewConfig) -> str:
 
 def connect(path: Path | None) -> sqlite3.Connection:
     """The views' database: in memory without a path; else the file (made 0600 if new),
-    in WAL mode. sqlite3.DatabaseError if it is not a readable views file."""
+    in WAL mode. ViewsDamaged if it is damaged or not a views file; sqlite3.Error or
+    OSError if it cannot be used for another reason (``damaged`` tells them apart)."""
     if path is None:
         db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         db.executescript(_KEPT)
@@ -90,18 +105,19 @@ def connect(path: Path | None) -> sqlite3.Connection:
     if not path.exists():
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         os.chmod(path, 0o600)  # the umask must not widen it (SQLite's -wal and -shm follow)
-    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    db = sqlite3.connect(str(path), timeout=BUSY_S, check_same_thread=False,
+                         isolation_level=None)  # fmt: skip
     try:
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]  # reads the header
         if str(mode).lower() != "wal":
-            raise sqlite3.DatabaseError(f"cannot switch to WAL (got {mode})")
+            raise sqlite3.OperationalError(f"cannot switch to WAL (got {mode})")
         db.execute("PRAGMA synchronous=NORMAL")  # derived data: see the module docstring
         db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         db.execute("PRAGMA journal_size_limit=67108864")  # a rebuild's WAL is not kept whole
         app = db.execute("PRAGMA application_id").fetchone()[0]
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app != APPLICATION_ID and (app != 0 or tables):
-            raise sqlite3.DatabaseError(f"not a views file (application_id {app:#x})")
+            raise ViewsDamaged(f"not a views file (application_id {app:#x})")
         if app == 0:
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
         db.executescript(_KEPT)
@@ -109,6 +125,19 @@ def connect(path: Path | None) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def damaged(e: BaseException) -> bool:
+    """Is ``e`` damage of the file itself (to set aside), not a lock, a full disk, a
+    permission or an I/O error (to leave as it is)?"""
+    code = getattr(e, "sqlite_errorcode", None)
+    return isinstance(e, ViewsDamaged) or (code is not None and code & 0xFF in DAMAGE)
+
+
+def describe(e: BaseException) -> str:
+    """``e`` as a warning says it: SQLite's message and its result code's name."""
+    name = getattr(e, "sqlite_errorname", None)
+    return f"{e} [{name}]" if name else str(e) or type(e).__name__
 
 
 def set_aside(path: Path, why: object) -> Path:
@@ -148,6 +177,7 @@ class KeptViews:
     path: Path | None
     lock: Any
     replayed: int | None
+    unkept: str | None  # why views meant to be kept are held in memory this run
     _db: sqlite3.Connection
     _tally: Tally
     _trust_records: dict[str, SignedRecord]
@@ -162,30 +192,51 @@ class KeptViews:
     semantic_indexes: Callable[[], list[SemanticIndex]]
 
     def _open_views(self) -> None:
-        """Resume the kept views if they match the store, else rebuild them; a file
-        SQLite refuses on the way is set aside (``set_aside``) and the views rebuilt."""
-        db: sqlite3.Connection | None = None
+        """Resume the kept views if they match the store, else rebuild them; a damaged
+        file is set aside (``set_aside``) and the views rebuilt; a file that cannot be
+        used for another reason leaves the views in memory for this run (``_in_memory``)."""
+        path = self.path
+        self._db = connect(None)  # (in memory until the file opens)
+        if path is None:
+            self.rebuild()
+            return
         try:
-            db = self._db = connect(self.path)
-            if self.path is not None:
+            try:
+                self._db.close()
+                self._db = connect(path)
                 why = self._mismatch()
                 if why is None:
                     self._resume()
                     return
-                log.info("%s: rebuilding the views in full: %s", self.path, why)
-                db.close()  # into an empty file: faster than over the old tables (4.8 s
-                for suffix in ("", "-wal", "-shm"):  # against 7-9 s at 100k memories)
-                    self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
-                db = self._db = connect(self.path)
-            self.rebuild()
-        except sqlite3.DatabaseError as e:
-            if self.path is None:
-                raise
-            if db is not None:
-                db.close()
-            set_aside(self.path, e)
-            self._db = connect(self.path)
-            self.rebuild()
+                log.info("%s: rebuilding the views in full: %s", path, why)
+                self._db.close()  # into an empty file: faster than over the old tables
+                for suffix in ("", "-wal", "-shm"):  # (4.8 s against 7-9 s at 100k)
+                    path.with_name(path.name + suffix).unlink(missing_ok=True)
+                self._db = connect(path)
+                self.rebuild()
+            except (ViewsDamaged, sqlite3.Error) as e:
+                if not damaged(e):
+                    raise
+                self._db.close()
+                set_aside(path, e)
+                self._db = connect(path)
+                self.rebuild()
+        except (ViewsDamaged, sqlite3.Error, OSError) as e:
+            self._in_memory("it cannot be used", e)
+
+    @_locked
+    def _in_memory(self, what: str, error: BaseException) -> None:
+        """Leave the file as it is and hold the views in memory for the rest of this run,
+        rebuilt from the store (``unkept`` says why; the next start opens the file again)."""
+        why = f"{self.path}: {what} ({describe(error)})"
+        log.warning("%s: the views are held in memory for this run, rebuilt from the store "
+                    "(nothing is lost); a restart opens the file again and brings it up to "
+                    "date", why)  # fmt: skip
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()  # (rolls back what it had not committed)
+        self.path, self.unkept = None, why
+        self._db = connect(None)
+        self.rebuild()
 
     def _mismatch(self) -> str | None:
         """Why the kept views cannot be resumed, None if they can."""
@@ -205,7 +256,7 @@ class KeptViews:
         # Damage inside the file (a page, not its header): ~0.07 s at 100k memories.
         problems = [row[0] for row in self._db.execute("PRAGMA quick_check")]
         if problems != ["ok"]:
-            raise sqlite3.DatabaseError(f"failed its integrity check: {'; '.join(problems[:3])}")
+            raise ViewsDamaged(f"failed its integrity check: {'; '.join(problems[:3])}")
         return None
 
     def _resume(self) -> None:
@@ -256,10 +307,5 @@ class KeptViews:
                     self._kept_at = position  # (a command that only reads writes nothing)
                 if self._db.in_transaction:
                     self._db.execute("COMMIT")
-            except sqlite3.Error as e:  # a full disk, say: the file keeps its last commit
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                self._whole = False
-                log.warning("%s: the views could not commit a batch (%s): its records are "
-                            "missing until the views are rebuilt at the next start",
-                            self.path, e)  # fmt: skip
+            except sqlite3.Error as e:  # locked, a full disk: the file keeps its last commit
+                self._in_memory("the views could not commit a batch", e)

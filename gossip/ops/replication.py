@@ -38,7 +38,8 @@ async def status(host: Host, p: Params) -> dict[str, Any]:
     def job(r: Replica, v: Views) -> dict[str, Any]:
         return {**queries.counts(v), "keyring": len(r.keyring()), "id": r.author,
                 "semantic": None if v.semantic is None else v.semantic.status(),
-                "preferred": None if v.preferred is None else v.preferred.status()}
+                "preferred": None if v.preferred is None else v.preferred.status(),
+                "unkept": v.unkept}
 
     counts = await host.read(job)
     peers = host.peers()
@@ -52,6 +53,10 @@ async def status(host: Host, p: Params) -> dict[str, Any]:
         warnings.append("no peers: add --peer HOST:PORT, or enable discovery")
     elif not alive and (reachable := [p for p in peers if p["state"] != "unknown-key"]):
         warnings.append(f"none of {len(reachable)} peers is reachable")  # (unknown keys: below)
+    if counts["unkept"]:
+        warnings.append(f"the views are not kept on disk this run: {counts['unkept']}; they "
+                        "are held in memory (nothing is lost) and a restart opens the file "
+                        "again")  # fmt: skip
     if counts["keyring"] <= 1:
         warnings.append("the keyring has only this host: `gossip trust add KEY`")
     facts = {"agents": None, **host.facts()}
