@@ -210,6 +210,7 @@ class ReplicaIngest:
         """The replica-free checks of one chunk; its signatures start verifying meanwhile."""
         prep = _Prepared([None] * len(updates))
         triples: list[tuple[str, bytes, bytes]] = []
+        listened = bool(self._listeners or self._batch_listeners)
         for i, u in enumerate(updates):
             su = None
             try:
@@ -223,7 +224,9 @@ class ReplicaIngest:
             parsed = tuple([rec for _, _, rec in items])
             for rec in parsed:
                 triples.append((rec.author, rec.sig, rec.body))
-            prep.checked.append((Candidate(i, su, scanned, source, parsed), 1 + len(parsed)))
+            ids = tuple([rec.id for rec in parsed])
+            kept = parsed if listened else ()
+            prep.checked.append((Candidate(i, su, scanned, source, ids, kept), 1 + len(parsed)))
             if len(triples) >= 512:
                 prep.waits.append(start_verifying(triples))
                 triples = []
@@ -285,7 +288,8 @@ class ReplicaIngest:
                 cands = [c for c in cands if id(c) not in gone]
                 continue
             try:
-                self._commit([(c.su, p, c.source, c.records) for c, p in rnd.batch])
+                self._commit([(c.su, p, c.source, c.ids) for c, p in rnd.batch],
+                             [rec for c, _ in rnd.batch for rec in c.records])  # fmt: skip
             except BaseException:
                 self._build_twin()
                 raise
@@ -354,15 +358,17 @@ class ReplicaIngest:
 
     def _commit(
         self,
-        items: list[tuple[SignedUpdate, Plan, str, tuple[SignedRecord, ...]]],
+        items: list[tuple[SignedUpdate, Plan, str, tuple[str, ...]]],
+        parsed: Sequence[SignedRecord] = (),
         *,
         supersede: bool = False,
     ) -> None:
         """Make accepted updates durable, apply them to the main document, then tell.
-        Each item: an update, its plan, who delivered it and the records the gate read
-        from it (stored as first seen now, unless seen before); ``supersede``: our own
-        checkpoint, which replaces the rows it covers. ``commit_time`` is when, for the
-        listeners.
+        Each item: an update, its plan, who delivered it and the ids of the records the
+        gate read from it (stored as first seen now, unless seen before); ``parsed``:
+        those records, for the listeners (one missing is parsed again from the document);
+        ``supersede``: our own checkpoint, which replaces the rows it covers.
+        ``commit_time`` is when, for the listeners.
 
         Once the store has committed, the document must follow, whole: so nothing of ours
         runs inside yrs' apply (the observer only notes the change), the records are the
@@ -373,16 +379,15 @@ class ReplicaIngest:
         if not items:
             return
         now = self.commit_time = self.now_ms()
-        parsed = [rec for *_, recs in items for rec in recs]
         self._store.append(
             [
                 built(
                     NewUpdate, client=su.client, start=su.header.start, end=su.header.end,
                     author=su.author, epoch=su.header.epoch, checkpoint=su.header.checkpoint,
                     raw=su.raw, source=source, received_at=now, runs=p.runs,
-                    records=tuple([rec.id for rec in recs]),
+                    records=ids,
                 )
-                for su, p, source, recs in items
+                for su, p, source, ids in items
             ],
             supersede=supersede,
         )  # fmt: skip

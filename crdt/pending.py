@@ -32,7 +32,10 @@ class Candidate:
     su: SignedUpdate
     scanned: wire.ScannedUpdate
     source: str
-    records: tuple[SignedRecord, ...] = ()  # the values the gate parsed (check_items)
+    ids: tuple[str, ...] = ()  # the ids of the records it carries (their first_seen)
+    # The records the gate parsed (check_items), kept for the listeners only: with none,
+    # a chunk's records would stay alive to its commit for nothing (docs/benchmarks.md).
+    records: tuple[SignedRecord, ...] = ()
     missing: tuple[int, int] | None = None  # what it waited for when last planned
 
 

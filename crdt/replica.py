@@ -344,7 +344,7 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
             p = plan(su, scanned, sv_before, self._index, self._bindings)
             if p.verdict is not Verdict.APPLY:
                 raise GossipError(f"internal error: our own write planned as {p.verdict}")
-            self._commit([(su, p, "local", tuple(fresh))])
+            self._commit([(su, p, "local", tuple([r.id for r in fresh]))], fresh)
         except BaseException:
             self._build_twin()
             raise
