@@ -59,6 +59,7 @@ class ReplicaIngest:
     now_ms: Callable[[], int]
     rejected: Counter[str]
     listener_failures: int
+    untold: int
     _store: Store
     _main: Doc
     _main_maps: dict[str, Map]
@@ -123,6 +124,7 @@ class ReplicaIngest:
                     self._changes.append((root, key, value))
             except Exception:
                 self.listener_failures += 1
+                self.untold += 1
                 log.exception("noting a change of the %s map failed", root)
 
         return on_event
@@ -400,6 +402,7 @@ class ReplicaIngest:
                     self._main.apply_update(su.update)
                 self._since_snapshot += len(su.raw)
         except BaseException:
+            self.untold += 1  # (before the listeners hear: kept views must not cover it)
             self._tell(parsed)  # what did reach the document; no snapshot of it (the
             raise  # next open replays the store, which holds the whole batch)
         try:

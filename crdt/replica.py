@@ -131,6 +131,10 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
         self._changes: list[Change] = []  # what the main document's observer saw, to tell
         # Listener calls that raised (logged; the change is in the document regardless).
         self.listener_failures = 0
+        # Commits whose changes the listeners were not all told (yrs failed to apply an
+        # update to the document after the store committed it, or a change could not be
+        # noted): derived data kept beside the store must not claim to cover it.
+        self.untold = 0
         self._trust_listeners: list[Callable[[], None]] = []
         self._batch_listeners: list[BatchListener] = []  # one call per commit
         # Read by views from any thread: replaced whole, never mutated in place.

@@ -259,3 +259,28 @@ def test_views_whose_batch_failed_midway_are_rebuilt_at_the_next_open(
         assert r.listener_failures == 1
         v.close()
     _rebuilt_after(home, caplog, "did not finish")
+
+
+def test_views_fed_a_commit_the_document_did_not_take_whole_are_rebuilt_at_the_next_open(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    """yrs refusing an update on the main document after the store committed it (a
+    third-party fault, injected at pycrdt's apply): the views heard less than the store
+    holds, so they record nothing and the next open rebuilds them from the whole store."""
+    home = tmp_path / "h"
+    r, rest = _filled(home, upto=20)
+    with r:
+        v = _kept(r)
+        main, real, calls = r._main, r._main.apply_update, []
+
+        def refuse_the_second(update: bytes) -> None:
+            calls.append(update)
+            if len(calls) == 2:
+                raise RuntimeError("yrs refused the update")
+            real(update)
+
+        main.apply_update = refuse_the_second  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            r.ingest_batch(rest[:3])
+        assert r.untold == 1
+        v.close()
+    _rebuilt_after(home, caplog, "did not finish")

@@ -294,12 +294,13 @@ class KeptViews:
 
     def _keep(self) -> None:
         """Record how far the views now cover the store, and commit (views whose last
-        batch failed record nothing: the next open rebuilds them)."""
+        batch failed, or fed by a replica that could not tell them a whole commit,
+        record nothing: the next open rebuilds them)."""
         with self.lock:
             try:
                 if self.path is None:
                     pass  # nothing to resume from: in memory
-                elif not self._whole:
+                elif not self._whole or self.replica.untold:
                     self._db.execute(FORGET)
                     self._kept_at = None
                 elif (position := self.replica.position()) != self._kept_at:
