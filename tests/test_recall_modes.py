@@ -84,3 +84,29 @@ def test_the_cli_takes_a_mode_and_builds_missing_vectors_once(tmp_path: Path, em
     assert "[bm25 #1, semantic #1; 0.0328]" in shown
     bad = gossip(home, "recall", "x", "--mode", "fuzzy")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_a_recall_without_a_daemon_embeds_a_bounded_share_of_a_backlog(tmp_path: Path, embedder):
+    """A data dir with more memories lacking vectors than one call may embed (an import,
+    say): each recall without a daemon makes at most OFFLINE_EMBED_LIMIT of them, so it
+    never holds the data dir's lock for minutes, answers by words meanwhile and says how
+    many are left; the next calls finish the job."""
+    from gossip.ops.memories import OFFLINE_EMBED_LIMIT
+
+    home = tmp_path / "h"
+    ok(home, "init", "--name", "h")
+    n = OFFLINE_EMBED_LIMIT + SemanticIndex.LAG + 100
+    with Replica.open(home) as r:
+        now = r.now_ms()
+        for first in range(0, n, 1000):
+            r.put(*[records.memory(r.identity, f"lesson {i} about provider quirks",
+                                   category="learning", ts=now - (n - i) * 61_000)
+                    for i in range(first, min(n, first + 1000))])  # fmt: skip
+    shown = gossip(home, "recall", "provider quirks", "--limit", "1")
+    assert shown.returncode == 0 and "[bm25 #1" in shown.stdout, shown
+    assert f"({n - OFFLINE_EMBED_LIMIT} memories to embed)" in shown.stderr, shown.stderr
+    index = SemanticIndex(embedder, home / FILE)
+    assert len(index) == OFFLINE_EMBED_LIMIT
+    index.close()
+    last = json.loads(ok(home, "recall", "provider quirks", "--json", "--limit", "3"))
+    assert any("semantic" in m["lanes"] for m in last), last  # the lane answers again

@@ -173,13 +173,19 @@ async def recall(host: Host, p: Params) -> dict[str, Any]:
     return with_said(await host.read(job), said)
 
 
+OFFLINE_EMBED_LIMIT = 4096  # ~0.5 s of the embedded model: the data dir's lock is held
+
+
 def vectors_now(host: Host, v: Views, mode: str, query: str | None) -> None:
     """Before a recall that may use the semantic lane, on a data dir no daemon holds:
-    the vectors of memories written since, made now, once (they are kept); online, the
+    the vectors of memories written since, made now (they are kept), at most
+    ``OFFLINE_EMBED_LIMIT`` a call, so a backlog (an import, a sync the daemon did not
+    finish) never holds the lock for minutes while a ``gossip serve`` waits for it: the
+    recall then answers by words and its note says how many are left; online, the
     daemon makes them as memories arrive."""
     if not host.online and mode != "lexical" and query and v.semantic is not None:
         with contextlib.suppress(GossipError):  # no model: the answer says lexical
-            v.semantic.catch_up()
+            v.semantic.catch_up(limit=OFFLINE_EMBED_LIMIT)
 
 
 def with_said(found: dict[str, Any], said: str | None) -> dict[str, Any]:
