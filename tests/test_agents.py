@@ -278,7 +278,8 @@ def test_refusals_name_the_field_and_change_nothing(one: Daemon):
     before = one.get("/v1/inspect")["records_by_kind"]
     status, answer, headers = Agent(one, token="").call("GET", "/v1/banks")
     assert status == 401 and "Bearer" in headers["WWW-Authenticate"]
-    assert Agent(one, token="x" * 43).call("GET", "/v1/banks")[0] == 401
+    status, answer, _ = Agent(one, token="x" * 43).call("GET", "/v1/banks")
+    assert status == 401 and "not this host's" in answer["error"], answer  # not "required"
     assert Agent(one, token="").call("GET", "/healthz")[0] == 401
     for header in ({"Origin": "http://evil.example"}, {"Referer": "http://evil.example/"},
                    {"Host": "evil.example"}, {"Host": "127.0.0.1.evil.example:8888"},
@@ -304,6 +305,8 @@ def test_refusals_name_the_field_and_change_nothing(one: Daemon):
     for where, body, field in cases:
         status, answer, _ = a.call("POST", where, body)
         assert 400 <= status < 500 and answer["field"] == field, (where, body, status, answer)
+    status, answer, _ = a.call("POST", path, {"items": [{"content": "x", "metadata": {"k": 1}}]})
+    assert "the value of 'k' is a number" in answer["error"], answer  # not "must be a string"
     deep = b"[" * 30_000 + b"]" * 30_000
     status, answer, _ = a.call("POST", path + "/recall", raw=deep)
     assert status in (400, 413) and answer["field"] == "body"
@@ -395,6 +398,12 @@ def test_init_and_status_print_the_lines_to_paste(tmp_path: Path, daemons: list)
     assert f"SINGULARITY_SERVER_URL=http://127.0.0.1:{d.agents_port}" in out
     assert f"SINGULARITY_API_KEY={token}" in out
     assert "EXPOSED" not in out
+    # Each discovery source on its own line, so none is cut off the end of one long line.
+    sources = [d["source"] for d in json.loads(ok(home, "status", "--json"))["discovery"]]
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("discovery:"))
+    shown = [line[15:].split()[0] for line in lines[at:at + len(sources)]]
+    assert len(sources) > 1 and shown == sources, out
 
 
 # -- MCP ------------------------------------------------------------------------------

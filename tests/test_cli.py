@@ -410,6 +410,8 @@ def test_export_then_import_gives_the_same_view(tmp_path):
         assert ours == theirs and ours, cmd
     again = gossip(c, "import", "-", stdin=data)
     assert again.returncode == 0 and "0 applied, 5 already present" in again.stdout
+    came = next(line for line in ok(c, "show", gone).splitlines() if line.startswith("came:"))
+    assert f"first received from import:{exp} " in came, came  # the whole file, not 12 chars
 
     # --yjs: the materialised document as one plain Yjs update, readable by pycrdt
     ok(a, "export", "--yjs", str(tmp_path / "a.yjs"))

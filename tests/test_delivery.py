@@ -35,6 +35,8 @@ def test_show_and_peers_say_who_has_a_record(tmp_path: Path, daemons: list):
     assert entry["state"] == "alive" and entry["as_of"] is not None and entry["age_ms"] >= 0
     human = ok(n1.home, "show", rid[:10])
     assert "delivery:  1 of 1 peer have it" in human and "has it" in human, human
+    # n2 names the peer that delivered it as it names the author (not its key's start).
+    assert "first received from n1 " in ok(n2.home, "show", rid), ok(n2.home, "show", rid)
     # n1 wrote it: n2 knows n1 holds it, whatever n2 learned of n1's state vector.
     assert _delivery(n2.home, rid)["n1"]["has"] is True
 

@@ -53,6 +53,7 @@ def test_a_failed_sync_says_why(node: Daemon) -> None:
     assert len(report["errors"]) == 1 and report["errors"][0].startswith(f"{nobody}: "), report
     cause = report["errors"][0].removeprefix(f"{nobody}: ")
     assert cause and cause != "failed", report
+    assert not cause.startswith(f"{nobody}: "), report  # once: not "ADDR: ADDR: …" as before
 
     out = gossip(node.home, "sync", nobody)
     assert out.returncode == 1, out

@@ -86,6 +86,9 @@ class Guard:
             given = given.strip()
             if (not self.token or scheme.lower() != "bearer" or not given.isascii()
                     or not hmac.compare_digest(given.encode(), self.token.encode())):  # fmt: skip
+                if scheme.lower() == "bearer" and given:  # one was sent: say it is not ours
+                    raise Unauthorized("that bearer token is not this host's (another data "
+                                       f"dir's api.token?); {self.no_token}")  # fmt: skip
                 raise Unauthorized(self.no_token)
 
     @web.middleware

@@ -100,8 +100,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("listen", st["address"] or "-"),
         ("profile", st["profile"]),
         ("transport", _transport_line(st)),
-        ("discovery", "; ".join(f"{d['source']} {d['state']}" + (f" ({d['detail']})"
-                                if d.get("detail") else "") for d in st["discovery"]) or "-"),
+        ("discovery", [f"{d['source']} {d['state']}" + (f" ({d['detail']})" if d.get("detail")
+                                                       else "") for d in st["discovery"]] or "-"),
         ("peers", f"{st['peers']['alive']} alive of {st['peers']['total']}"),
         ("records", f"{rec['total']} ({rec['trusted']} trusted, {rec['untrusted']} untrusted), "
                     f"{plural(st['state_entries'], 'state entry', 'state entries')}"),
@@ -114,8 +114,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         where = agents["url"] or f"not running ({agents['error']})"
         rows.append(("agents", where + ("  EXPOSED beyond this machine" if agents["exposed"]
                                         else "")))  # fmt: skip
-    for k, v in rows:
-        out(f"{k + ':':<15}{fit(str(v), 84)}")
+    for k, v in rows:  # a list: one line each (the discovery sources), so none is cut
+        for i, line in enumerate(v if isinstance(v, list) else [v]):
+            out(f"{k + ':' if i == 0 else '':<15}{fit(str(line), 84)}")
     if agents and agents["url"]:
         from ..api import env_lines, read_token
 

@@ -114,7 +114,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if prov["local"]:
         came = "written on this host"
     elif prov["source"]:
-        came = f"first received from {prov['source'][:12]} {ago(prov['received_at'], now)}"
+        names = {d["key"]: d["name"] for d in shown["delivery"] if d.get("name")}
+        source = prov["source"]  # a peer's key (named as the author is), or import:FILE whole
+        source = names.get(source) or (source[:12] if ":" not in source else source)
+        came = f"first received from {source} {ago(prov['received_at'], now)}"
     else:
         came = "origin unknown (compacted)"
     lines = [

@@ -255,7 +255,7 @@ class Replication:
     def _report(self, peers: Sequence[Peer], results: list[int | None]) -> SyncReport:
         self.node.rotation.end_if_known()  # as a round does: every peer just answered
         ok = [r for r in results if r is not None]
-        errors = tuple(f"{p.address}: {p.last_error or 'failed'}"
+        errors = tuple(_why(p.address, p.last_error)
                        for p, r in zip(peers, results, strict=True) if r is None)  # fmt: skip
         return SyncReport(exchanges=len(ok), failures=len(results) - len(ok), learned=sum(ok),
                           errors=errors)  # fmt: skip
@@ -435,3 +435,10 @@ class ChunkedLocal:
             updates, source=source, chunk=INGEST_CHUNK,
             between=None if worker is None else lambda _done: worker.run_reads(),
         )  # fmt: skip
+
+
+def _why(address: str, error: str | None) -> str:
+    """A failed exchange's cause as "PEER: cause", naming the peer once (a connection
+    error's text already starts with its address)."""
+    cause = error or "failed"
+    return cause if cause.startswith(f"{address}: ") else f"{address}: {cause}"

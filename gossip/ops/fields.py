@@ -289,6 +289,10 @@ class TextMap(Kind):
             raise Invalid(f"'{name}' must be an object of strings", name)
         if len(value) > self.most:
             raise Invalid(f"'{name}' has more than {self.most} entries", name)
+        for k, v in value.items():  # "'metadata' must be a string" would misname the fault
+            if not isinstance(v, str):
+                raise Invalid(f"'{name}' must be an object of strings: the value of {k!r:.60} "
+                              f"is {_json_type(v)}", name)  # fmt: skip
         return {self.key.check(k, name): self.value.check(v, name) for k, v in value.items()}
 
     def schema(self) -> Schema:
@@ -366,6 +370,17 @@ def _nullable(schema: Schema) -> Schema:
 
 def _n(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _json_type(value: Any) -> str:
+    """What a JSON value is, in words, for a refusal."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "an object" if isinstance(value, dict) else "an array"
 
 
 # The kinds the operations share.
