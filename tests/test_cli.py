@@ -456,6 +456,8 @@ def test_forged_import_is_refused_and_the_valid_updates_are_kept(tmp_path):
     assert "Traceback" not in out.stderr
     seen = {h["id"]: h["text"] for h in as_json(b, "recall", "--include-untrusted")}
     assert seen == {first: "genuine one", own.id: "mallory's own"}
+    hidden = gossip(b, "recall")  # nothing trusted: it says what --include-untrusted would show
+    assert hidden.stdout == "" and "2 memories by authors not trusted here" in hidden.stderr
 
     fixed = gossip(b, "import", str(tmp_path / "a.exp"))  # the real thing still goes in
     assert fixed.returncode == 0 and "1 applied, 1 already present" in fixed.stdout

@@ -38,11 +38,18 @@ def cmd_recall(args: argparse.Namespace) -> int:
                         tag=args.tag, author=args.author, limit=args.limit,
                         include_untrusted=args.include_untrusted, bank=args.bank,
                         mode=args.mode)  # fmt: skip
+        hidden = 0  # nothing trusted matched: do untrusted authors' memories? (say so)
+        if not answer["memories"] and not args.include_untrusted and not args.json:
+            hidden = len(s.call("recall", q=args.query, category=args.category,
+                                subject=args.subject, tag=args.tag, author=args.author,
+                                limit=args.limit, include_untrusted=True, bank=args.bank,
+                                mode=args.mode)["memories"])  # fmt: skip
     hits = answer["memories"]
     names = {m["author"]: m["author_name"] for m in hits if m["author_name"]}
     _show(hits, names, args.json)
     if not hits and not args.json:
-        note("no memories match")
+        note("no memories match" + (f"; {plural(hidden, 'memory', 'memories')} by authors "
+             "not trusted here would (--include-untrusted shows them)" if hidden else ""))
     if answer.get("note"):
         note(answer["note"])
     quota = answer["quota"]
