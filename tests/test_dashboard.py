@@ -177,6 +177,16 @@ def test_without_a_daemon_there_is_no_dashboard_to_log_in_to(tmp_path: Path):
     assert out.returncode == 1 and "no dashboard here" in out.stderr, out
 
 
+def test_a_daemon_with_its_agents_listener_off_says_so_in_status(tmp_path: Path, daemons: list):
+    """`gossip web` refers to `gossip status` for which case it is: status must say."""
+    (home,) = make_homes(tmp_path, ["quiet"])
+    daemons.append(Daemon(home, free_port(), []).start())  # tests: --agents-listen ""
+    out = gossip(home, "web", "--no-open")
+    assert out.returncode == 1 and "`gossip status` says which" in out.stderr, out
+    line = next(x for x in ok(home, "status").splitlines() if x.startswith("agents:"))
+    assert "off (--agents-listen" in line, line
+
+
 def test_a_memory_written_on_the_other_host_appears_without_a_reload(
     mesh: list[Daemon], browser: Browser
 ):

@@ -114,6 +114,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         where = agents["url"] or f"not running ({agents['error']})"
         rows.append(("agents", where + ("  EXPOSED beyond this machine" if agents["exposed"]
                                         else "")))  # fmt: skip
+    elif st["daemon"]:  # turned off: say so (`gossip web` sends people here to find out)
+        rows.append(("agents", 'off (--agents-listen "" or [agents] listen = ""): no agents\' '
+                               "API, MCP over HTTP or dashboard"))  # fmt: skip
     for k, v in rows:  # a list: one line each (the discovery sources), so none is cut
         for i, line in enumerate(v if isinstance(v, list) else [v]):
             out(f"{k + ':' if i == 0 else '':<15}{fit(str(line), 84)}")
