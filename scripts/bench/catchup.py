@@ -365,6 +365,20 @@ def plot(result: dict[str, Any], outdir: Path) -> list[str]:
 # command: history, not this run's figures (scripts/bench/report.py prints it after the notes).
 HISTORY = [
     (
+        "**Why catch-up doubled since 2026-11-27 (hand-run, 2026-12-04 23:11-23:15 UTC, a quiet "
+        "machine)**: `python scripts/bench/catchup.py` (100,000 records) from four trees, one run "
+        "each: the tree before issue 14 (0a215e9) 12.88 s; the previous session's end (1f37af1) "
+        "23.15 s; this tree with views in memory 25.73 s; this tree with views kept on disk but "
+        "no semantic index (the node's `semantic=None`) 13.58 s. The same ingest without the "
+        "network took 10.6-12.1 s in every tree. So the time the catch-up gained came with the "
+        "semantic lane: the node's background embedding (`gossip/node/embedding.py`, ~8 s of CPU "
+        "for 100k memories) runs while the catch-up verifies and ingests, on the same 2 cores. "
+        "Kept views cost little (13.58 s against 12.88 s before). Not fixed yet; the fix is to "
+        "let the embedding wait while the replica is taking a backlog in (recall is lexical "
+        "meanwhile, as it already says), so the catch-up runs at the gate's pace and the vectors "
+        "follow."
+    ),
+    (
         "**Bulk views, paired with main (hand-run, 2026-12-04 19:50 UTC)**: `nice -n -10 python "
         "scripts/bench/catchup.py --quick` (10,000 records), main (009ee6b) and this branch "
         "alternately, each from its own tree: main 1.6 / 1.5 s (4.38 / 4.53x the bound), the "
