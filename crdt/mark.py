@@ -12,7 +12,7 @@ the store it belongs to (``meta.store_id``), so a mark left by another store is 
 The mark is written after the commit is durable (in place, no fsync), so it never runs
 ahead of the store: after a power cut it may lag (a loss it cannot see),
 never lead (a false alarm). A mark that cannot be read is ignored with a warning.
-Only ``store.py`` (and ``repair.py``) use this module.
+Only ``store.py``, ``storefile.py`` (its checks at open) and ``repair.py`` use this module.
 """
 
 from __future__ import annotations

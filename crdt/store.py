@@ -34,13 +34,17 @@ from pathlib import Path
 from .errors import StoreCorrupt, StoreError, StoreLost
 from .files import create_whole
 from .mark import MARK_FILE, read_mark, write_mark
+from .storefile import (
+    APPLICATION_ID,
+    REPAIR_HINT,
+    SCHEMA_VERSION,
+    check_existing,
+    check_magic,
+    check_mark,
+    generation,
+)
 
 STORE_FILE = "store.db"
-APPLICATION_ID = 0x534D4750  # "SMGP"
-SCHEMA_VERSION = 2  # 2: first_seen (a store of version 1 gains it when opened)
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-REPAIR_HINT = ("`gossip repair` keeps every stored update that still verifies (the damaged "
-               "files are moved aside, host.key is kept) and peers send the rest again")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -180,7 +184,7 @@ class Store:
         path = Path(home) / STORE_FILE
         if not path.exists():
             raise StoreError(f"no store at {path}; run `gossip init` first")
-        _check_magic(path)
+        check_magic(path)
         sidecars = [Path(f"{path}{suffix}") for suffix in ("-wal", "-shm")]
         had = {p for p in sidecars if p.exists()}
         try:
@@ -188,8 +192,8 @@ class Store:
         except sqlite3.Error as e:
             raise StoreError(f"cannot open {path}: {e}") from None
         try:
-            _check_existing(path, ro)
-            _check_mark(path, ro)
+            check_existing(path, ro)
+            check_mark(path, ro)
         except sqlite3.DatabaseError as e:
             raise StoreCorrupt(f"{path} is not a usable sm-gossip store: {e}; "
                                f"{REPAIR_HINT}") from None
@@ -227,7 +231,7 @@ class Store:
             raise StoreError(f"{self.path}: cannot switch to WAL (got {mode})")
         self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, too
         self._store_id = self.get_meta("store_id") or ""
-        self._generation = _generation(self._db)
+        self._generation = generation(self._db)
         if not self._store_id:  # a store made before the mark: give it an id now
             self._store_id = secrets.token_hex(8)
             self.set_meta({"store_id": self._store_id})
@@ -476,61 +480,3 @@ class _Txn:
         if isinstance(exc, sqlite3.Error):
             raise StoreError(f"store write failed and was rolled back: {exc}") from None
         return False
-
-
-def _check_existing(path: Path, db: sqlite3.Connection) -> None:
-    app_id = db.execute("PRAGMA application_id").fetchone()[0]
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if app_id != APPLICATION_ID:
-        raise StoreCorrupt(
-            f"{path} is an SQLite database of something else (application_id {app_id:#x}), "
-            "or a store that was never finished; refusing to touch it (`gossip repair` "
-            "moves it aside and starts an empty store for this host key)"
-        )
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"{path} has schema {version}, newer than this version knows ({SCHEMA_VERSION}); "
-            "upgrade sm-gossip"
-        )
-    problems = [row[0] for row in db.execute("PRAGMA quick_check")]
-    if problems != ["ok"]:
-        raise StoreCorrupt(f"{path} failed its integrity check: {'; '.join(problems[:3])}; "
-                           f"{REPAIR_HINT}")
-
-
-def _generation(db: sqlite3.Connection) -> int:
-    row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-    try:
-        return int(row[0]) if row is not None else 0
-    except ValueError:
-        return 0
-
-
-def _check_mark(path: Path, db: sqlite3.Connection) -> None:
-    """StoreLost if the store holds fewer writes than its mark says it acknowledged."""
-    mark = read_mark(path.parent)
-    row = db.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
-    if mark is None or row is None or row[0] != mark.store_id:
-        return  # no mark yet, or another store's: nothing to compare with
-    held = _generation(db)
-    if held < mark.generation:
-        wal = Path(f"{path}-wal")
-        raise StoreLost(
-            f"{path} holds {held} committed write(s) but acknowledged {mark.generation} "
-            f"({path.parent / MARK_FILE}): {mark.generation - held} are missing — its "
-            f"write-ahead log ({wal.name}) was lost, torn or damaged, or this is an older "
-            f"copy. Nothing was changed; {REPAIR_HINT}"
-        )
-
-
-def _check_magic(path: Path) -> None:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as e:
-        raise StoreError(f"cannot read {path}: {e}") from None
-    if head != _SQLITE_MAGIC:
-        raise StoreCorrupt(
-            f"{path} is not an SQLite database (it may be damaged or another file); "
-            f"it was left untouched — {REPAIR_HINT}; or restore it from a backup"
-        )
