@@ -264,32 +264,13 @@ class Views(RecallViews, BankViews, SignalViews, KeptViews):
     def _on_changes(self, changes: list[tuple[str, str, SignedRecord | None]]) -> None:
         """One commit's changes (or a chunk of a rebuild's), in order, ``SLICE`` at a
         time under the lock (a reader waits for a slice, never for a whole chunk); the
-        trusted set is recomputed once at the end if a trust record came. One
-        transaction of the views' database, which (but in a rebuild) also records how
-        far into the store the views now reach (``kept.py``)."""
-        with self.lock:
-            self._db.execute("BEGIN")
-        whole = False
-        failed: sqlite3.Error | None = None  # the file refused a write (locked, full)
-        try:
+        trusted set is recomputed once at the end if a trust record came; the whole
+        batch one transaction of the views' database (``kept.py``)."""
+        with self._batch():
             for k in range(0, len(changes), self.SLICE):
                 self._apply_changes(changes[k : k + self.SLICE])
             if self._trust_stale:
                 self._refresh_trust()
-            whole = True
-        except sqlite3.Error as e:
-            if self.path is None or self._building:
-                raise  # (the open handles the file's errors while it builds)
-            failed = e
-        finally:
-            self._whole = self._whole and whole
-            if self._building:
-                with self.lock:
-                    self._db.execute("COMMIT")
-            elif failed is None:
-                self._keep()
-        if failed is not None:
-            self._in_memory("the views could not write a batch", failed)
 
     @_locked
     def _apply_changes(self, changes: list[tuple[str, str, SignedRecord | None]]) -> None:

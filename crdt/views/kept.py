@@ -37,7 +37,7 @@ import os
 import sqlite3
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -291,6 +291,34 @@ class KeptViews:
                 index.add_many(ids)
         self._refresh_trust()
         self._keep()
+
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[None]:
+        """One batch of changes as one transaction of the views' database; kept views
+        then record how far into the store they reach (``_keep``; a rebuild does once,
+        at its end). A batch the file refused (locked, a full disk) leaves the file at
+        its last commit and the views in memory for the run (``_in_memory``)."""
+        whole = False
+        failed: sqlite3.Error | None = None
+        try:
+            with self.lock:
+                self._db.execute("BEGIN")
+            yield
+            whole = True
+        except sqlite3.Error as e:
+            if self.path is None or self._building:
+                raise  # (the open handles the file's errors while it builds)
+            failed = e
+        finally:
+            self._whole = self._whole and whole
+            if self._building:
+                with self.lock:
+                    if self._db.in_transaction:
+                        self._db.execute("COMMIT")
+            elif failed is None:
+                self._keep()
+        if failed is not None:
+            self._in_memory("the views could not write a batch", failed)
 
     def _keep(self) -> None:
         """Record how far the views now cover the store, and commit (views whose last
