@@ -14,8 +14,12 @@ import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.daemons import Daemon
 
 from crdt import records
 from crdt.views.kept import VIEWS_FILE
@@ -176,17 +180,29 @@ def test_a_full_disk_leaves_the_views_in_memory(
             _same_as_afresh(v)
 
 
-def test_a_daemon_starts_serves_and_warns_when_its_views_cannot_be_kept(
-        tmp_path: Path, daemons: list) -> None:  # fmt: skip
-    from tests.daemons import Daemon, free_port, ok
+def _home_with_a_lesson(tmp_path: Path) -> tuple[Path, str]:
+    """A data dir of its own with one memory written without a daemon, and its id."""
+    from tests.daemons import ok
 
     home = tmp_path / "a"
     ok(home, "init", "--name", "a")
-    mid = ok(home, "remember", "a lesson about kimi", "--category", "learning").strip()
-    (home / VIEWS_FILE).unlink(missing_ok=True)
-    (home / VIEWS_FILE).mkdir()
+    return home, ok(home, "remember", "a lesson about kimi", "--category", "learning").strip()
+
+
+def _serve(home: Path, daemons: list) -> Daemon:
+    from tests.daemons import Daemon, free_port
+
     d = Daemon(home, free_port(), [])
     daemons.append(d.start())
+    return d
+
+
+def test_a_daemon_starts_serves_and_warns_when_its_views_cannot_be_kept(
+        tmp_path: Path, daemons: list) -> None:  # fmt: skip
+    home, mid = _home_with_a_lesson(tmp_path)
+    (home / VIEWS_FILE).unlink(missing_ok=True)
+    (home / VIEWS_FILE).mkdir()
+    d = _serve(home, daemons)
     hits = d.get("/v1/memories", q="kimi", mode="lexical")["memories"]
     assert [m["id"] for m in hits] == [mid]
     warnings = d.get("/v1/status")["warnings"]
@@ -199,13 +215,10 @@ def test_a_daemon_starts_serves_and_warns_when_its_views_cannot_be_kept(
 
 def test_a_daemon_whose_views_file_is_locked_mid_run_keeps_serving(
         tmp_path: Path, daemons: list) -> None:  # fmt: skip
-    from tests.daemons import Daemon, free_port, ok
+    from tests.daemons import ok
 
-    home = tmp_path / "a"
-    ok(home, "init", "--name", "a")
-    first = ok(home, "remember", "a lesson about kimi", "--category", "learning").strip()
-    d = Daemon(home, free_port(), [])
-    daemons.append(d.start())
+    home, first = _home_with_a_lesson(tmp_path)
+    d = _serve(home, daemons)
     outside = sqlite3.connect(home / VIEWS_FILE, isolation_level=None)
     try:
         outside.execute("BEGIN EXCLUSIVE")
