@@ -34,8 +34,26 @@ VECTORS_GOAL = 0.5  # issue 16: the vectors add at most 0.5x the payload
 MB = 1e6
 
 
-def daemon_rss(home: Path, n: int) -> dict[str, int]:
-    """VmRSS of a fresh daemon on ``home`` once idle, then VmRSS/VmHWM after one recall."""
+def gossip_cli(home: Path, *args: str) -> None:
+    """One `gossip` command on ``home`` (through its daemon's API when one runs)."""
+    cmd = [sys.executable, "-m", "gossip.cli", *args, "--home", str(home)]
+    subprocess.run(cmd, capture_output=True, timeout=300, check=True)
+
+
+def peer_export(tmp: Path) -> Path:
+    """An export of one memory by another host: one remote update to ingest."""
+    peer = tmp / "peer"
+    common.create_hosts([peer])
+    common.build_store(peer, 1, seed=7)
+    path = tmp / "peer.export"
+    gossip_cli(peer, "export", str(path))
+    return path
+
+
+def daemon_rss(home: Path, n: int, remote: Path) -> dict[str, int]:
+    """VmRSS of a fresh daemon on ``home`` once idle, after one recall, after one write
+    (`gossip remember`, the first change it takes: the gate's twin is built) and after one
+    remote update (`gossip import` of ``remote``), with VmHWM (peak) at the end."""
     from gossip.client import ApiConnection
 
     if n:
@@ -46,7 +64,15 @@ def daemon_rss(home: Path, n: int) -> dict[str, int]:
         idle = common.rss(proc.pid)["rss"]
         ApiConnection(home, timeout=60).request("GET", "/v1/memories", query={"q": "retry"})
         time.sleep(0.5)
-        return {"idle": idle, **common.rss(proc.pid)}
+        recall = common.rss(proc.pid)["rss"]
+        gossip_cli(home, "remember", "the retry budget is per request, not per call",
+                   "--category", "learning")
+        time.sleep(0.5)  # its vector, in the background
+        wrote = common.rss(proc.pid)["rss"]
+        gossip_cli(home, "import", str(remote))
+        time.sleep(0.5)
+        last = common.rss(proc.pid)
+        return {"idle": idle, "recall": recall, "write": wrote, **last}
 
 
 STAGES = textwrap.dedent("""
@@ -92,21 +118,23 @@ def stages_in_child(home: Path) -> dict[str, int]:
 def run(quick: bool) -> dict[str, Any]:
     sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
     print("memory: RSS of a fresh daemon holding N memories vs their payload (body + sig)")
-    print("      N | payload MB | idle MB | RSS MB | peak MB | RSS/payload | above empty / "
-          "payload | vectors / payload | model MB")
+    print("      N | payload MB | idle MB | recall MB | write MB | RSS MB | peak MB | "
+          "RSS/payload | above empty / payload | vectors / payload | model MB")
     rows: list[list[Any]] = []
     shares: list[list[Any]] = []
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         empty = Path(tmp) / "empty"
         common.create_hosts([empty])
-        base = daemon_rss(empty, 0)
-        print(f"  empty |          - | {base['idle'] / MB:7.1f} | {base['rss'] / MB:6.1f} | "
-              f"{base['hwm'] / MB:7.1f} |", flush=True)
+        remote = peer_export(Path(tmp))
+        base = daemon_rss(empty, 0, remote)
+        print(f"  empty |          - | {base['idle'] / MB:7.1f} | {base['recall'] / MB:9.1f} | "
+              f"{base['write'] / MB:8.1f} | {base['rss'] / MB:6.1f} | {base['hwm'] / MB:7.1f} |",
+              flush=True)
         for n in sizes:
             home = Path(tmp) / f"mem-{n}"
             payload = common.build_store(home, n, seed=n)
-            m = daemon_rss(home, n)
+            m = daemon_rss(home, n, remote)
             st = stages_in_child(home)
             r = {"n": n, "payload": payload, **m, "stages": st}
             r["ratio"] = m["rss"] / payload
@@ -114,10 +142,12 @@ def run(quick: bool) -> dict[str, Any]:
             r["vectors_ratio"] = st["vectors_bytes"] / payload
             r["model"] = st["model"] - st["views"]
             results.append(r)
-            print(f"{n:7} | {payload / MB:10.1f} | {m['idle'] / MB:7.1f} | {m['rss'] / MB:6.1f} | "
+            print(f"{n:7} | {payload / MB:10.1f} | {m['idle'] / MB:7.1f} | "
+                  f"{m['recall'] / MB:9.1f} | {m['write'] / MB:8.1f} | {m['rss'] / MB:6.1f} | "
                   f"{m['hwm'] / MB:7.1f} | {r['ratio']:10.1f}x | {r['marginal_ratio']:10.1f}x | "
                   f"{r['vectors_ratio']:.2f}x | {r['model'] / MB:.0f}", flush=True)
             rows.append([f"{n:,}", f"{payload / MB:.1f}", f"{m['idle'] / MB:.1f}",
+                         f"{m['recall'] / MB:.1f}", f"{m['write'] / MB:.1f}",
                          f"{m['rss'] / MB:.1f}", f"{m['hwm'] / MB:.1f}", f"{r['ratio']:.1f}x",
                          f"{r['marginal_ratio']:.1f}x"])  # fmt: skip
             shares.append([f"{n:,}", *(f"{x / MB:.1f}" for x in (
@@ -193,10 +223,11 @@ def run(quick: bool) -> dict[str, Any]:
         ],
         "tables": [
             {
-                "caption": "RSS of a fresh daemon with its vectors held: idle, then after one "
-                "recall",
+                "caption": "RSS of a fresh daemon with its vectors held: idle, after one "
+                "recall, after one write, then after one remote update (the RSS judged)",
                 "columns": [
-                    *("memories", "payload MB", "idle RSS MB", "RSS MB", "peak RSS MB"),
+                    *("memories", "payload MB", "idle RSS MB", "after a recall MB",
+                      "after a write MB", "RSS MB (and a remote update)", "peak RSS MB"),
                     *("RSS / payload", "(RSS − empty) / payload"),
                 ],
                 "rows": rows,
