@@ -41,7 +41,7 @@ class ReplicaCompaction:
     _snapshot_seq: int
     _snapshot_size: int
     _since_snapshot: int
-    # and, from Replica: state_vector(), _commit()
+    # and, from Replica: state_vector(), _commit(), _build_twin()
 
     def checkpoint(self) -> SignedUpdate:
         """Merge our own stored history into one signed update and drop what it covers.
@@ -81,6 +81,7 @@ class ReplicaCompaction:
         )
         if self._since_snapshot >= threshold:
             self.snapshot()
+            self._build_twin()  # the values it took since it was built go with it
 
     def snapshot(self) -> None:
         """Store the materialised document so the next open skips replaying the log."""

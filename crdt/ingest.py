@@ -377,7 +377,7 @@ class ReplicaIngest:
         gate's, already parsed and bounded (never parsed again, so never failing here),
         and listeners run only once every update of the batch is in the document, each
         call on its own (``_tell``). What is left is yrs applying to the main document
-        the bytes it just took on the twin, which holds the same content."""
+        the bytes it just took on the twin, which holds the same structs."""
         if not items:
             return
         now = self.commit_time = self.now_ms()

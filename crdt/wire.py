@@ -275,6 +275,58 @@ def scan(update: bytes) -> ScannedUpdate:
     return ScannedUpdate(tuple(structs), delete_set)
 
 
+def without_values(update: bytes) -> bytes:
+    """The same update with every Any value replaced by null: the same structs (clients,
+    clocks, lengths, origins, parents, keys, content types) and the same delete set, one
+    byte a value. yrs integrates it exactly as the update itself, and a document built
+    from it has the same state vector and accepts (or refuses) the same updates next:
+    what the gate's twin needs, without a second copy of every record."""
+    r = _Reader(update)
+    varuint, string, u8 = r.varuint, r.string, r.u8
+    out: list[bytes] = []
+    copied = 0  # update[copied:r.pos] is still to be copied as is
+    for _ in range(r.count()):
+        n_structs = r.count()
+        varuint()
+        varuint()
+        for _ in range(n_structs):
+            info = u8()
+            ref = info & 0x1F
+            if ref in (GC, SKIP):
+                varuint()
+                continue
+            if info & 0x80:
+                varuint(), varuint()
+            if info & 0x40:
+                varuint(), varuint()
+            if not info & 0xC0:
+                if varuint() == 1:
+                    string()
+                else:
+                    varuint(), varuint()
+                if info & 0x20:
+                    string()
+            if ref == ANY:
+                length = r.count()
+                if length < 1:
+                    raise UpdateError("empty item")
+                out.append(update[copied : r.pos])
+                for _ in range(length):
+                    r.any()
+                out.append(_NULL * length)
+                copied = r.pos
+            else:
+                r.content_length(ref)
+    _delete_set(r)
+    if r.pos != len(update):
+        raise UpdateError(f"{len(update) - r.pos} trailing bytes after the delete set")
+    out.append(update[copied:])
+    return b"".join(out)
+
+
+_NULL = bytes([126])  # lib0 Any: null
+
+
 def scan_delete_set(update: bytes) -> dict[int, tuple[tuple[int, int], ...]]:
     """The delete set of an update that must carry no structs (else UpdateError)."""
     r = _Reader(update)

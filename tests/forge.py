@@ -135,14 +135,23 @@ def fingerprint(replica: Replica) -> tuple:
 
 
 def _twin_matches(replica: Replica) -> bool:
-    """The gate's twin holds exactly what the main document holds (content, not bytes:
-    the two were built by different transactions, so their encodings may differ)."""
+    """The gate's twin holds exactly the structs the main document holds: the same state
+    vector, and the same updates once their values are nulled (the twin is built without
+    values, ``wire.without_values``, and keeps those of the updates it took since)."""
     if replica._twin_doc is None:
         return True  # no twin yet: it will be built from the main document
     twin, main = replica._twin_doc, replica._main
-    return twin.get_state() == main.get_state() and all(
-        twin[r].to_py() == main[r].to_py() for r in ("records", "state")
-    )
+    return structs_of(twin) == structs_of(main)
+
+
+def structs_of(doc: Doc) -> tuple:
+    """A document's state vector, structs (values nulled) and delete set, as read from its
+    bytes, in an order of their own: yrs writes clients, and a value's keys, in the order
+    of its hash maps, which two documents built by different transactions need not share."""
+    scanned = wire.scan(wire.without_values(doc.get_update()))
+    structs = sorted(scanned.structs, key=lambda s: (s.client, s.clock))
+    return (wire.decode_state_vector(doc.get_state()), tuple(structs),
+            wire.normalize_delete_set(scanned.delete_set))  # fmt: skip
 
 
 # -- raw Yjs v1 bytes, for updates pycrdt would never produce --------------------------
