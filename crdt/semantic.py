@@ -90,6 +90,7 @@ class SemanticIndex:
         # Queued ids, in arrival order, with their text if the caller gave it; else the
         # text is asked of ``texts`` when embedded (the views hold it: no second copy).
         self._pending: dict[str, str | None] = {}
+        self.embedded = 0  # taken off the queue by catch_up, ever: with pending(), arrivals
         self.texts: Callable[[list[str]], dict[str, str]] | None = None
         stored = self._db.execute("SELECT id, scale, code FROM vectors WHERE model = ?",
                                   (self._key,))  # fmt: skip
@@ -183,7 +184,8 @@ class SemanticIndex:
                 )  # fmt: skip
                 self._append(ids, codes[keep], scales[keep])
                 for k, _ in batch:  # done, or gone from the views (closed): not retried
-                    self._pending.pop(k, None)
+                    if self._pending.pop(k, 0) != 0:
+                        self.embedded += 1
             done += len(batch)
         return done
 

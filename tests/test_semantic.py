@@ -466,3 +466,25 @@ def test_a_preferred_index_answers_once_ready_and_the_fallback_when_its_model_fa
     assert found.mode == "semantic" and found.hits
     views.close()
     assert other._closed and index._closed
+
+
+async def test_the_background_embedding_waits_while_a_backlog_arrives(monkeypatch):
+    """A catch-up queues thousands of memories a second: the embedding waits until they
+    stop arriving (it would take the cores the gate needs), but never beyond its cap, so
+    a steady flood still gets its vectors."""
+    from gossip.node import embedding
+
+    monkeypatch.setattr(embedding, "QUIET_S", 0.01)  # ARRIVING a second: 10 a period
+
+    def counts(values: list[int]):  # what each look at the arrivals finds
+        it = iter(values)
+        return lambda: next(it)
+
+    # It looks twice a period; it goes on while a period saw 10 or more arrive.
+    await embedding._while_arriving(counts([0, 2000, 2000, 4000, 4000, 4009]))
+    with pytest.raises(RuntimeError):  # StopIteration: it looked again after 2000 arrived
+        await embedding._while_arriving(counts([0, 2000, 2000, 4000]))
+    monkeypatch.setattr(embedding, "YIELD_MAX_S", 0.05)
+    flood = counts(list(range(0, 10**6, 1000)))  # a flood that never ends
+    await embedding._while_arriving(flood)  # returns, after YIELD_MAX_S / QUIET_S periods
+    assert flood() == 10 * 1000
