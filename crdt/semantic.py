@@ -98,6 +98,7 @@ class SemanticIndex:
             codes = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.uint8)
             self._append([r[0] for r in rows], codes.reshape(len(rows), self.dim // 2),
                          np.array([r[1] for r in rows], dtype=np.float32))  # fmt: skip
+        self._fit()  # the growth slack of reading them back: up to 25 % of the index
 
     def close(self) -> None:
         with self._lock:
@@ -217,6 +218,7 @@ class SemanticIndex:
             self._codes = self._codes[:keep].copy()
             self._scales = self._scales[:keep].copy()
             self._bits = self._bits[:, :keep].copy()
+            self._rows.fit(keep)
         if size - self._trimmed_at < self.BATCH:
             return False
         self._trimmed_at = size
@@ -367,6 +369,11 @@ class _RowsById:
         order = np.argsort(keys, kind="stable")
         self._keys, self._order = keys[order], rows[order]
         self._recent = {rid: row for row, rid in self._odd.items()}
+
+    def fit(self, rows: int) -> None:
+        """Hold room for ``rows`` ids, no more (``SemanticIndex._fit``)."""
+        if len(self._raw) > max(rows, self._size):
+            self._raw = self._raw[: max(rows, self._size)].copy()
 
     def memory_bytes(self) -> int:
         return int(self._raw.nbytes + self._keys.nbytes + self._order.nbytes)
