@@ -118,6 +118,9 @@ def _text(fields: dict[str, Any], name: str) -> str:
     return value
 
 
+SIG_BYTES = 64  # an Ed25519 signature
+
+
 @dataclass(frozen=True)
 class SignedRecord:
     """Body bytes plus signature. Construct with ``sign`` or ``parse``; check with ``verify``."""
@@ -197,6 +200,8 @@ class SignedRecord:
             body_bytes = body.encode("utf-8")
         except (ValueError, UnicodeError) as e:
             raise RecordError(f"record sig or body is not encodable: {e}") from e
+        if len(sig_bytes) != SIG_BYTES:  # the gate relies on this, not on verifying it
+            raise RecordError(f"record sig is {len(sig_bytes)} bytes, not {SIG_BYTES}")
         # parsed now, so a bad body fails here; the signature text is canonical (or
         # unb64url refused it)
         return built(cls, body=body_bytes, sig=sig_bytes, fields=_parse_body(body_bytes),

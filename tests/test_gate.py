@@ -84,10 +84,36 @@ def test_bad_header_signature(victim):
 
 
 def test_body_edited_after_signing(victim):
+    """A record whose own signature does not verify, in an update its author signed: only
+    that author can make one (the header signature covers the bytes, record-author the
+    author), so the gate takes it on the header's word (issue 18) and readers that show
+    the record alone say its signature does not verify."""
     w = Writer()
     rec = memory(w.identity)
     edited = SignedRecord(rec.body.replace(b"03:00", b"04:00"), rec.sig)
     su = w.write(lambda d: d["records"].__setitem__(edited.id, edited.to_value()))
+    assert victim.ingest(su) == "applied"
+    held = victim.get(edited.id)
+    assert held is not None and held.author == w.id
+    with pytest.raises(records.RecordError, match="does not verify"):
+        held.verify()
+
+
+def test_body_edited_by_another_author_is_refused(victim):
+    """The same edited record relayed in another author's signed update: record-author."""
+    w, relay = Writer(), Writer()
+    rec = memory(w.identity)
+    edited = SignedRecord(rec.body.replace(b"03:00", b"04:00"), rec.sig)
+    su = relay.write(lambda d: d["records"].__setitem__(edited.id, edited.to_value()))
+    assert_rejected(victim, su, "record-author")
+
+
+@pytest.mark.parametrize("sig", [b"", b"\x00" * 63, b"\x00" * 65])
+def test_record_sig_of_the_wrong_length(victim, sig):
+    w = Writer()
+    value = {"body": memory(w.identity).body.decode(), "sig": records.b64url(sig)}
+    su = w.write(lambda d: d["records"].__setitem__(records.content_id(value["body"].encode()),
+                                                      value))  # fmt: skip
     assert_rejected(victim, su, "record-invalid")
 
 
