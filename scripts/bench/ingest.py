@@ -401,7 +401,14 @@ HISTORY = [
         "one-record updates in one batch) 0.98 / 1.47× and 0.90 / 1.38× (issue 18's ≥ 1.3×: "
         "met); 10 records per update 1.70 / 3.27× and 1.61 / 3.13×; `gossip import` of "
         "20,000 0.75 / 0.80× and 0.71 / 0.79× (issue 18's ≥ 0.9×: still missed; the import's "
-        "thread, gate and views, is its bound, not the verifiers)."
+        "thread, gate and views, is its bound, not the verifiers). The whole benchmark after "
+        "it (`scripts/bench/all --only ingest,catchup`, 07:34 UTC): 1.23× at 10k but 0.94× "
+        "at 100k, where the gate's own thread spends 95 µs a record against 70 µs at 10k "
+        "(the CPU column): at 100k that thread, not the verifiers, is the bound, and what "
+        "grows with the store is mostly the `first_seen` table's inserts (a hash key: "
+        "8-11 µs a row at first, 16-20 µs by 100k, store-only, HISTORY of 2026-12-04). "
+        "Issue 18's 1.3× at 100k needs that table keyed by 32 raw bytes or by arrival "
+        "(schema 3) and the update's structure decoded natively."
     ),
     (
         "**`gossip import`, hand-run 2026-12-04 18:51 UTC** (`ingest.cli_import(20000, runs=3)` "
