@@ -131,7 +131,7 @@ def apply_seconds(document: bytes) -> float:
 
 
 async def catch_up(
-    seed: Path, fresh: Path, clients: dict[int, int], memories: int
+    seed: Path, fresh: Path, clients: dict[int, int], memories: int = 0
 ) -> tuple[float, list[tuple[float, int]], dict[str, int], bytes, int]:
     """Start the seed node, let it build its ``memories``' vectors, then start the fresh
     one and sync until it holds every author's clock in ``clients``. Returns (seconds,
