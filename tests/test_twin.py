@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -18,7 +17,7 @@ from pycrdt import Doc, Map
 
 from crdt import Identity, Replica, records, wire
 from crdt.replica import ReplicaLimits
-from tests.forge import Writer, fingerprint, structs_of
+from tests.forge import Writer, capture, fingerprint, structs_of
 from tests.test_gate import memory
 from tests.test_wire import HISTORY, REFERENCE, SETTINGS, _content_of, _now, forged_variants
 
@@ -32,15 +31,6 @@ def _doc(client: int) -> Doc:
     return d
 
 
-def _edit(doc: Doc, edit: Any) -> bytes:
-    out: list[bytes] = []
-    sub = doc.observe(lambda e: out.append(e.update))
-    with doc.transaction():
-        edit(doc)
-    doc.unobserve(sub)
-    return out[0]
-
-
 def _copies(main: Doc, client: int) -> tuple[Doc, Doc]:
     full, hollow = _doc(client), _doc(client)
     full.apply_update(main.get_update())
@@ -52,15 +42,15 @@ def _history() -> Doc:
     """A document of two authors: sets, overwrites of one key, a key deleted."""
     a, b = _doc(11), _doc(22)
     ups = [
-        _edit(a, lambda d: d["records"].update({"r1": {"body": "x" * 50, "sig": "s"}})),
-        _edit(a, lambda d: d["state"].__setitem__("k", {"body": "v1", "n": [1, 2.5, None]})),
+        capture(a, lambda d: d["records"].update({"r1": {"body": "x" * 50, "sig": "s"}})),
+        capture(a, lambda d: d["state"].__setitem__("k", {"body": "v1", "n": [1, 2.5, None]})),
     ]
     for u in ups:
         b.apply_update(u)
-    ups.append(_edit(b, lambda d: d["records"].__setitem__("r2", {"body": "y", "sig": "t"})))
-    ups.append(_edit(a, lambda d: d["state"].__setitem__("k", {"body": "v2"})))
+    ups.append(capture(b, lambda d: d["records"].__setitem__("r2", {"body": "y", "sig": "t"})))
+    ups.append(capture(a, lambda d: d["state"].__setitem__("k", {"body": "v2"})))
     a.apply_update(ups[2])
-    ups.append(_edit(a, lambda d: d["state"].pop("k")))
+    ups.append(capture(a, lambda d: d["state"].pop("k")))
     return a
 
 
@@ -88,8 +78,8 @@ def test_a_twin_without_values_takes_what_a_full_copy_takes():
     # by yrs, the state vector not advancing), then the one it was missing.
     c = _doc(44)
     c.apply_update(main.get_update())
-    first = _edit(c, lambda d: d["state"].__setitem__("j", {"body": "w1"}))
-    second = _edit(c, lambda d: d["state"].__setitem__("j", {"body": "w2"}))
+    first = capture(c, lambda d: d["state"].__setitem__("j", {"body": "w1"}))
+    second = capture(c, lambda d: d["state"].__setitem__("j", {"body": "w2"}))
     for u in (second, first):
         full.apply_update(u)
         hollow.apply_update(u)
@@ -107,7 +97,7 @@ def test_a_local_transaction_on_the_twin_is_the_same_update():
         d["state"]["new"] = {"body": "n"}
 
     # (Compared as read, not as bytes: yrs writes a value's keys in hash order.)
-    assert wire.scan(_edit(hollow, edit)) == wire.scan(_edit(full, edit))
+    assert wire.scan(capture(hollow, edit)) == wire.scan(capture(full, edit))
 
 
 def test_the_twin_holds_no_values_of_what_the_replica_held(open_replica, tmp_path, clock):
