@@ -36,7 +36,7 @@ from .errors import IdentityError
 from .identity import KEY_FILE, Identity
 from .lock import BorrowedLock, DataDirLock
 from .mark import MARK_FILE, read_mark
-from .store import STORE_FILE, Store
+from .store import RECORD_ID, STORE_FILE, Store
 
 DAMAGED_DIR = "damaged"  # where repair moves the files it replaces
 _SIDECARS = ("-wal", "-shm", "-journal")
@@ -189,8 +189,8 @@ def _salvage(path: Path) -> _Salvage:
             except (ValueError, TypeError):
                 found = None
             removed = [k for k in found if isinstance(k, str)] if isinstance(found, list) else None
-        seen = {str(rid): int(at) for rid, at in _safe(db, "SELECT record, at FROM first_seen")
-                if isinstance(rid, str) and isinstance(at, int)}  # fmt: skip
+        seen = {rid: at for key, at in _safe(db, "SELECT record, at FROM first_seen")
+                if (rid := _record_id(key)) is not None and isinstance(at, int)}  # fmt: skip
         return _Salvage(rows, unreadable, [(str(a), str(n)) for a, n in keyring], removed, True,
                         seen)  # fmt: skip
     finally:
@@ -230,6 +230,16 @@ def _row(r: tuple) -> Row | None:
     if not isinstance(raw, bytes):
         return None
     return int(client), int(start), int(seq), bool(checkpoint), raw, str(source)
+
+
+def _record_id(key: object) -> str | None:
+    """A ``first_seen`` key as a record id (hex): 32 bytes (schema 3) or the hex itself
+    (schema 2); None for anything else (a damaged row names no record)."""
+    if isinstance(key, bytes) and len(key) == 32:
+        return key.hex()
+    if isinstance(key, str) and RECORD_ID.fullmatch(key):
+        return key
+    return None
 
 
 def _safe(db: sqlite3.Connection, sql: str) -> list[tuple]:

@@ -215,6 +215,21 @@ def test_repair_keeps_when_each_record_was_first_seen(pair) -> None:
         assert a.receipts() == before
 
 
+def test_repair_keeps_the_first_seen_times_of_a_schema_2_store(pair) -> None:
+    """A store written by schema 2 (``first_seen`` keyed by the id's hex, not its bytes)
+    that needs repairing: its times are salvaged all the same."""
+    from tests.oldstores import as_schema_2
+
+    a_home, _, _ = pair
+    with Replica.open(a_home) as a:
+        before = a.receipts()
+    as_schema_2(a_home / "store.db", shift=-500, extra={"damaged": 1})
+    report = repair(a_home)
+    assert report.readable and report.kept == N + 1, report
+    with Replica.open(a_home) as a:
+        assert a.receipts() == {i: at - 500 for i, at in before.items()}
+
+
 def test_repair_refuses_while_the_data_dir_is_held(pair) -> None:
     a_home, _, _ = pair
     with Replica.open(a_home), pytest.raises(crdt.StoreLocked):

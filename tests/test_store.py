@@ -416,8 +416,55 @@ def test_a_store_of_schema_1_gains_first_seen_when_opened(tmp_path: Path, clock)
         more = write_memories(r, clock, 1, first=5)
         assert more[0] in r.receipts()
     db = sqlite3.connect(home / STORE)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == crdt.store.SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == crdt.store.SCHEMA_VERSION == 3
+    assert db.execute("SELECT DISTINCT typeof(record) FROM first_seen").fetchall() == [("blob",)]
     db.close()
+
+
+def test_a_store_of_schema_2_keeps_its_first_seen_times_by_bytes(tmp_path: Path, clock) -> None:
+    """A store of schema 2 (``first_seen`` keyed by the id's hex) opens with the times it
+    held, not read again from the updates (a checkpoint carried them later), keyed by the
+    id's 32 bytes, in one transaction; a row that names no record is dropped."""
+    import sqlite3
+
+    from tests.oldstores import as_schema_2
+
+    home = tmp_path / "home"
+    r = Replica.open(home, now_ms=clock)
+    ids = write_memories(r, clock, 5)
+    r.checkpoint()  # the updates now carry every id at the checkpoint's time
+    seen = r.receipts()
+    r.close()
+    as_schema_2(home / STORE, shift=-1000, extra={"not a record id": 7, "A" * 64: 8})
+    db = sqlite3.connect(home / STORE)
+    held = db.execute("SELECT typeof(record), count(*) FROM first_seen").fetchone()
+    assert held == ("text", len(seen) + 2)
+    db.close()
+    with Replica.open(home, now_ms=clock) as r:
+        assert r.receipts() == {i: at - 1000 for i, at in seen.items()}
+        assert set(ids) <= set(r.receipts())
+        assert r.integrity_check() == ["ok"]
+        more = write_memories(r, clock, 1, first=5)
+        assert r.receipts([more[0]]) == {more[0]: r.receipts()[more[0]]}
+    db = sqlite3.connect(home / STORE)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert db.execute("SELECT typeof(record), length(record), count(*) FROM first_seen "
+                      "GROUP BY 1, 2").fetchall() == [("blob", 32, len(seen) + 1)]  # fmt: skip
+    db.close()
+
+
+def test_first_seen_of_some_records_is_one_lookup_of_their_ids(tmp_path: Path, clock) -> None:
+    """``receipts(ids)``: those ids that are stored, spelt as asked (hex); an id that is
+    not stored, or is no record id at all, is left out."""
+    home = tmp_path / "home"
+    with Replica.open(home, now_ms=clock) as r:
+        ids = write_memories(r, clock, 5)
+        seen = r.receipts()
+        assert r.receipts([]) == {}
+        assert r.receipts(ids[1:3]) == {i: seen[i] for i in ids[1:3]}
+        odd = ["0" * 64, ids[0].upper(), "xyz", ids[4][:63], " " + ids[4][1:], ids[3]]
+        assert r.receipts(odd) == {ids[3]: seen[ids[3]]}
+        assert r.receipts(list(seen)) == seen
 
 
 def test_reopen_after_a_snapshot_has_everything(tmp_path: Path, clock) -> None:
