@@ -494,6 +494,33 @@ HISTORY = [
         "/ 92 / 88 and 78 / 83 / 94). Issue 14's goal: the gap to the old tree is now ~2 µs "
         "by the medians (within this machine's spread), from ~6.6; not shown met."
     ),
+    (
+        "**`first_seen` keyed by 32 raw bytes (schema 3), hand-run 2026-12-07 00:42-00:53 "
+        "UTC** (store-only: `scripts/bench/first_seen_store.py`, 100k one-record updates "
+        "through `Store.append` into a fresh store in commits of 2048, µs a row by wall, "
+        "the median of the first 5 commits and of the last 5, ~90-100k; `PYTHONPATH` main "
+        "(020639e, a TEXT hex key) and this change (BLOB) alternately, `nice -n 5`, the "
+        "shared machine at load 1-2). Pages written, which load does not change (`--frames`: "
+        "WAL frames a commit, checkpoints off): 367 / 312 a commit at first, 1718 / 1237 by "
+        "100k, against 241 with no ids (`--table none`): the table's share by 100k -33%; its "
+        "tree 2110 -> 1220 pages, 3 levels either way (smaller, not shallower); the file 53.7 "
+        "-> 50.1 MB. On the VM's disk (`--dir /tmp`, `synchronous=FULL` as served), 6 pairs "
+        "main / this change by 100k: 31.3 / 27.4, 35.9 / 22.0, 19.3 / 17.7, 32.4 / 23.4, 27.5 "
+        "/ 16.5, 22.8 / 18.7 µs; the whole run's mean 27.0 / 20.3, 27.8 / 17.5, 17.9 / 14.0, "
+        "19.6 / 17.8, 19.1 / 13.2, 18.4 / 17.1 (each pair lower). On tmpfs (`--dir /dev/shm`, "
+        "no fsync: CPU and page copying only) the gain is small and the machine's noise as "
+        "large: by 100k lower in 18 of 24 pairs (medians of three series 14.7 / 11.9, 14.2 / "
+        "13.8, 13.2 / 11.7 µs; the least commit of the last 5, 10 pairs: 11.65 / 11.05), "
+        "+0.3-0.5 µs at first (medians 6.5 / 7.0, least 6.2 / 6.5: in cache a BLOB key's "
+        "insert costs SQLite more than a TEXT key's, 1.1 against 1.6-1.7 µs a row in "
+        "memory), the whole run's mean unchanged (10.65 / 10.6). No ids at all: 4.5 µs a "
+        "row throughout. A BLOB-keyed rowid table (`--table blob-rowid`) is no better (12.5 "
+        "µs by 100k on tmpfs, 54.4 MB), so the table stays `WITHOUT ROWID`; base64 text "
+        "keys (43 characters, pure SQLite) land between hex and BLOB by 100k. "
+        "`Store.first_seen` of 14,286 ids ~40-45 ms either way (now one blob of keys cut in "
+        "SQL: SQLite here is 3.40, without `unhex`). A schema-2 store of 100k rows is "
+        "rewritten once when opened: ~0.36 s (open 425 against 65 ms)."
+    ),
 ]
 
 
