@@ -163,6 +163,49 @@ async def test_a_man_in_the_middle_with_another_key_is_refused_before_any_byte(t
         assert bytes(mitm.seen) == b""  # the handshake ended it: no request, no document
 
 
+async def _connect(address: str, context: ssl.SSLContext) -> ssl.SSLObject:
+    """One TLS connection that sends a request and reads the answer (a TLS 1.3 session
+    ticket arrives after the handshake, with data), then closes; its ``SSLObject``."""
+    host, port = split_address(address)
+    reader, writer = await asyncio.open_connection(host, port, ssl=context)
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await reader.read()
+        return writer.get_extra_info("ssl_object")
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+
+
+async def test_a_resumed_connection_is_pinned_and_checked_like_a_new_one(tmp_path: Path):
+    """The next connection to a pinned peer resumes the last one's TLS session (no
+    certificate signatures), and still proves the pinned key, passes the keyring check,
+    and fails at anyone else's address."""
+    a_home, b_home, m_home = homes(tmp_path, "a", "b", "mallory")
+    identity, b_id = Identity.load(a_home), Identity.load(b_home).public_id
+    mallory = PinnedTls.for_host(m_home, Identity.load(m_home))
+    keyring = {b_id, Identity.load(m_home).public_id}
+    pinned = PinnedTls.for_host(a_home, identity).client(b_id, lambda: frozenset(keyring))
+    async with nodes(b_home) as (b,), Tap(ssl_context=mallory.server) as mitm:
+        first = await _connect(b.address, pinned)
+        assert not first.session_reused and certificate_key(first.getpeercert(True)) == b_id
+        again = await _connect(b.address, pinned)
+        assert again.session_reused and certificate_key(again.getpeercert(True)) == b_id
+        assert again.session is not None and again.session.has_ticket  # offered next
+        keyring.discard(b_id)  # b distrusted: its resumable session does not get it past
+        with pytest.raises(ssl.SSLError, match="not in our keyring"):
+            await _connect(b.address, pinned)
+        keyring.add(b_id)  # trusted again: a full handshake (the failed session forgotten)
+        assert not (await _connect(b.address, pinned)).session_reused
+        assert (await _connect(b.address, pinned)).session_reused
+        # b's session offered at mallory's address: she cannot resume it, and her own
+        # certificate fails the pin (a key a trusts, but not the one it meant to reach).
+        with pytest.raises(ssl.SSLError, match=r"not .* the peer we meant to reach"):
+            await _connect(mitm.address, pinned)
+        assert bytes(mitm.seen) == b""
+
+
 async def test_a_first_contact_with_an_untrusted_key_sends_nothing(tmp_path: Path):
     a_home, m_home = homes(tmp_path, "a", "mallory", trusted=["a"])
     mallory = PinnedTls.for_host(m_home, Identity.load(m_home))

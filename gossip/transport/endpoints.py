@@ -89,7 +89,8 @@ class ServerLimits:
     # A trusted connection's first request headers, after the handshake.
     header_timeout: float = 10.0
     # Idle between requests (aiohttp's keep-alive timeout): longer than a client keeps
-    # an idle pooled connection (aiohttp: 15 s), so it never sends on one we just closed.
+    # an idle pooled connection (0.75 of this: ``HttpTransport``), so it never sends on
+    # one we just closed.
     idle_timeout: float = 60.0
     # The whole life of a connection whose key is outside the keyring: one join request.
     stranger_timeout: float = 5.0

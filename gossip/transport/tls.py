@@ -215,7 +215,7 @@ class PinnedObject(ssl.SSLObject):
         super().do_handshake()
         context = self.context
         if isinstance(context, PinnedContext):
-            context.check(peer_key(self))
+            context.check(peer_key(self), self)
 
 
 class PinnedContext(ssl.SSLContext):
@@ -229,10 +229,38 @@ class PinnedContext(ssl.SSLContext):
     # direct predecessor passes too, while it is trusted (its host's rotation grace).
     successors: Callable[[], Mapping[str, str]] = dict
 
+    # Session resumption (RFC 8446 2.2): the last connection that proved exactly ``pin``,
+    # whose session ticket the next connection offers. A resumed handshake skips the
+    # certificates' signatures and verifications (2.4 -> 1.0 ms CPU, both ends), and the
+    # pin is checked on it as on any other: OpenSSL keeps the peer's certificate in the
+    # session, and the server's keyring check and key binding read it the same way.
+    _proven: ssl.SSLObject | None = None
+    _session: ssl.SSLSession | None = None
+
     def __repr__(self) -> str:  # aiohttp puts it in connection errors, which we log
         return f"TLS pinned to {self.pin[:12]}…" if self.pin else "TLS, any trusted key"
 
-    def check(self, key: str | None) -> None:
+    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,  # type: ignore[override]
+                 server_side: bool = False, server_hostname: str | None = None,
+                 session: ssl.SSLSession | None = None) -> ssl.SSLObject:  # fmt: skip
+        if session is None and not server_side and self.pin:
+            proven = self._proven  # its ticket arrives after the handshake, with data
+            fresh = proven.session if proven is not None else None
+            if fresh is not None and fresh.has_ticket:
+                self._session, self._proven = fresh, None
+            session = self._session
+        return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+
+    def check(self, key: str | None, connection: ssl.SSLObject | None = None) -> None:
+        try:
+            self._check(key)
+        except PeerKeyMismatch:
+            self._session = self._proven = None  # never offered again
+            raise
+        if connection is not None and self.pin and key == self.pin:
+            self._proven = connection  # not a predecessor's: that one ends with its grace
+
+    def _check(self, key: str | None) -> None:
         if key is None:
             raise PeerKeyMismatch("the peer's TLS certificate has no Ed25519 key",
                                   untrusted=True)  # fmt: skip
