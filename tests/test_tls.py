@@ -25,6 +25,7 @@ from gossip.daemon import ServeSettings
 from gossip.node import Node
 from gossip.protocol import SYNC_PATH, Message, MessageType
 from gossip.transport import PeerMisbehaved, PeerRefused, PeerUnreachable, PeerUntrusted, auth
+from gossip.transport.endpoints import sign_request
 from gossip.transport.http import HttpTransport, split_address
 from gossip.transport.tls import CERT_FILE, PinnedTls, certificate_key, ensure_certificate
 from tests.daemons import make_cluster, ok, wait_for
@@ -163,47 +164,106 @@ async def test_a_man_in_the_middle_with_another_key_is_refused_before_any_byte(t
         assert bytes(mitm.seen) == b""  # the handshake ended it: no request, no document
 
 
-async def _connect(address: str, context: ssl.SSLContext) -> ssl.SSLObject:
-    """One TLS connection that sends a request and reads the answer (a TLS 1.3 session
-    ticket arrives after the handshake, with data), then closes; its ``SSLObject``."""
+async def _connect(address: str, context: ssl.SSLContext, head: bytes = b"GET / HTTP/1.1\r\n",
+                   body: bytes = b"") -> tuple[ssl.SSLObject, bytes]:  # fmt: skip
+    """One TLS connection that sends one request (``head``: its request line and
+    headers; it is closed after) and reads the answer (a TLS 1.3 session ticket arrives
+    after the handshake, with data); its ``SSLObject`` and the answer's status line."""
     host, port = split_address(address)
     reader, writer = await asyncio.open_connection(host, port, ssl=context)
     try:
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        await reader.read()
-        return writer.get_extra_info("ssl_object")
+        writer.write(head + b"Host: x\r\nConnection: close\r\n\r\n" + body)
+        answer = await reader.read()
+        return writer.get_extra_info("ssl_object"), answer.split(b"\r\n", 1)[0]
     finally:
         writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):
             await writer.wait_closed()
 
 
+def _signed_sync(identity: Identity, recipient: str) -> tuple[bytes, bytes]:
+    """A real signed SYNC request for ``recipient``: its head and its body."""
+    body = Message(MessageType.SYNC).encode()
+    headers = sign_request(identity, SYNC_PATH, body, _now(), recipient)
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return f"POST {SYNC_PATH} HTTP/1.1\r\nContent-Length: {len(body)}\r\n{lines}".encode(), body
+
+
 async def test_a_resumed_connection_is_pinned_and_checked_like_a_new_one(tmp_path: Path):
     """The next connection to a pinned peer resumes the last one's TLS session (no
-    certificate signatures), and still proves the pinned key, passes the keyring check,
-    and fails at anyone else's address."""
+    certificate signatures), and still proves the pinned key, passes the client's
+    keyring check, and fails at anyone else's address."""
     a_home, b_home, m_home = homes(tmp_path, "a", "b", "mallory")
     identity, b_id = Identity.load(a_home), Identity.load(b_home).public_id
     mallory = PinnedTls.for_host(m_home, Identity.load(m_home))
     keyring = {b_id, Identity.load(m_home).public_id}
     pinned = PinnedTls.for_host(a_home, identity).client(b_id, lambda: frozenset(keyring))
     async with nodes(b_home) as (b,), Tap(ssl_context=mallory.server) as mitm:
-        first = await _connect(b.address, pinned)
+        b_tls = b.pinned_tls()
+        assert b_tls is not None
+
+        def resumed() -> int:  # handshakes b's server resumed, by OpenSSL's own count
+            return b_tls.server.session_stats()["hits"]
+
+        first, _ = await _connect(b.address, pinned)
         assert not first.session_reused and certificate_key(first.getpeercert(True)) == b_id
-        again = await _connect(b.address, pinned)
+        again, _ = await _connect(b.address, pinned)
         assert again.session_reused and certificate_key(again.getpeercert(True)) == b_id
-        assert again.session is not None and again.session.has_ticket  # offered next
+        assert resumed() == 1
         keyring.discard(b_id)  # b distrusted: its resumable session does not get it past
         with pytest.raises(ssl.SSLError, match="not in our keyring"):
             await _connect(b.address, pinned)
+        assert resumed() == 2  # that handshake was a resumption, refused all the same
         keyring.add(b_id)  # trusted again: a full handshake (the failed session forgotten)
-        assert not (await _connect(b.address, pinned)).session_reused
-        assert (await _connect(b.address, pinned)).session_reused
+        assert not (await _connect(b.address, pinned))[0].session_reused
+        assert (await _connect(b.address, pinned))[0].session_reused and resumed() == 3
         # b's session offered at mallory's address: she cannot resume it, and her own
         # certificate fails the pin (a key a trusts, but not the one it meant to reach).
         with pytest.raises(ssl.SSLError, match=r"not .* the peer we meant to reach"):
             await _connect(mitm.address, pinned)
         assert bytes(mitm.seen) == b""
+
+
+async def test_a_resumed_connection_from_a_key_distrusted_since_gets_403(tmp_path: Path):
+    """The server reads the client's key from a resumed session as from a full
+    handshake: a trusted client's signed request is served, a distrusted one's is 403."""
+    a_home, b_home = homes(tmp_path, "a", "b")
+    identity, b_id = Identity.load(a_home), Identity.load(b_home).public_id
+    pinned = PinnedTls.for_host(a_home, identity).client(b_id, lambda: frozenset({b_id}))
+    async with nodes(b_home) as (b,):
+        conn, status = await _connect(b.address, pinned, *_signed_sync(identity, b_id))
+        assert status == b"HTTP/1.1 200 OK" and not conn.session_reused
+        conn, status = await _connect(b.address, pinned, *_signed_sync(identity, b_id))
+        assert status == b"HTTP/1.1 200 OK" and conn.session_reused
+        assert b.distrust(identity.public_id)
+        conn, status = await _connect(b.address, pinned, *_signed_sync(identity, b_id))
+        assert conn.session_reused and status.startswith(b"HTTP/1.1 403")
+
+
+async def test_a_ticket_from_before_a_certificate_switch_does_not_resume(tmp_path: Path):
+    """``PinnedTls.present`` (a rotation's grace ending) gives the server a new context,
+    so a session that proved the certificate presented before is not resumed past it:
+    the client sees the one presented now, and its pin decides."""
+    a_home, b_home = homes(tmp_path, "a", "b")
+    identity, b_id = Identity.load(a_home), Identity.load(b_home).public_id
+    other = Identity.create(tmp_path / "other")  # a key b could present (as a retired one)
+    (b_home / "retired").mkdir(exist_ok=True)
+    kept = b_home / "retired" / f"{other.public_id}.key"
+    kept.write_bytes((tmp_path / "other" / "host.key").read_bytes())
+    kept.chmod(0o600)
+    ring = frozenset({b_id, other.public_id})
+    pinned = PinnedTls.for_host(a_home, identity).client(b_id, lambda: ring)
+    async with nodes(b_home) as (b,):
+        b_tls = b.pinned_tls()
+        assert b_tls is not None
+        await _connect(b.address, pinned)
+        assert (await _connect(b.address, pinned))[0].session_reused  # a ticket is held
+        b_tls.present(other.public_id)
+        with pytest.raises(ssl.SSLError, match=r"not .* the peer we meant to reach"):
+            await _connect(b.address, pinned)
+        b_tls.present(b_id)
+        conn, _ = await _connect(b.address, pinned)
+        assert not conn.session_reused and certificate_key(conn.getpeercert(True)) == b_id
 
 
 async def test_a_first_contact_with_an_untrusted_key_sends_nothing(tmp_path: Path):

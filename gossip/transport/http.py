@@ -164,7 +164,7 @@ class HttpTransport(Endpoint):
             await runner.setup()
             keyring = self.verifier.keyring
             listener = Listener(
-                server, sock, ssl_context=self.tls.server if self.tls is not None else None,
+                server, sock, ssl_context=self._server_context if self.tls is not None else None,
                 handshake_timeout=self.timeout.total or 10.0, limits=self.limits,
                 trusted=lambda key: key in keyring(),
             )  # fmt: skip
@@ -249,6 +249,12 @@ class HttpTransport(Endpoint):
                 RequestPayloadError):  # fmt: skip
             return False
         return content.at_eof()
+
+    def _server_context(self) -> ssl.SSLContext:
+        """The TLS context a new connection is accepted with: ``PinnedTls.present``
+        replaces it at a key rotation."""
+        assert self.tls is not None
+        return self.tls.server
 
     # -- client ---------------------------------------------------------------------
 

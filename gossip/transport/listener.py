@@ -120,7 +120,7 @@ class Listener:
     server: PeerServer
     sock: socket.socket
     _: KW_ONLY
-    ssl_context: ssl.SSLContext | None
+    ssl_context: Callable[[], ssl.SSLContext] | None  # read at each accept (it may change)
     handshake_timeout: float
     limits: ServerLimits
     trusted: Callable[[str], bool]
@@ -243,7 +243,7 @@ class Listener:
 
         tls: dict[str, object] = {}
         if self.ssl_context is not None:
-            tls = {"ssl": self.ssl_context, "ssl_handshake_timeout": self.handshake_timeout,
+            tls = {"ssl": self.ssl_context(), "ssl_handshake_timeout": self.handshake_timeout,
                    "ssl_shutdown_timeout": _SSL_SHUTDOWN_S}  # fmt: skip
         try:
             # On a failed or cancelled handshake asyncio closes the socket itself.

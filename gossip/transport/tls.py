@@ -209,13 +209,30 @@ def peer_key(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
 
 
 class PinnedObject(ssl.SSLObject):
-    """An ``SSLObject`` that checks the peer's key as the last step of the handshake."""
+    """An ``SSLObject`` that checks the peer's key as the last step of the handshake,
+    and hands its session ticket to its context once one arrives (TLS 1.3 sends it after
+    the handshake, with the first data)."""
+
+    _ticket_for: PinnedContext | None = None  # the context waiting for our ticket
 
     def do_handshake(self) -> None:
         super().do_handshake()
         context = self.context
         if isinstance(context, PinnedContext):
-            context.check(peer_key(self), self)
+            key = peer_key(self)
+            context.check(key)
+            if context.pin and key == context.pin:  # not a predecessor's (its grace ends)
+                self._ticket_for = context
+
+    def read(self, len: int = 1024, buffer: bytearray | None = None) -> bytes | int:  # type: ignore[override]
+        data = super().read(len, buffer)
+        context = self._ticket_for
+        if context is not None:
+            session = self.session
+            if session is not None and session.has_ticket:
+                context.ticket = session
+                self._ticket_for = None
+        return data
 
 
 class PinnedContext(ssl.SSLContext):
@@ -229,13 +246,13 @@ class PinnedContext(ssl.SSLContext):
     # direct predecessor passes too, while it is trusted (its host's rotation grace).
     successors: Callable[[], Mapping[str, str]] = dict
 
-    # Session resumption (RFC 8446 2.2): the last connection that proved exactly ``pin``,
-    # whose session ticket the next connection offers. A resumed handshake skips the
-    # certificates' signatures and verifications (2.4 -> 1.0 ms CPU, both ends), and the
-    # pin is checked on it as on any other: OpenSSL keeps the peer's certificate in the
-    # session, and the server's keyring check and key binding read it the same way.
-    _proven: ssl.SSLObject | None = None
-    _session: ssl.SSLSession | None = None
+    # Session resumption (RFC 8446 2.2): the session ticket of the last connection that
+    # proved exactly ``pin``, offered once by the next connection. A resumed handshake
+    # skips the certificates' signatures and verifications (2.4 -> 1.0 ms CPU, both
+    # ends), and the pin is checked on it as on any other: OpenSSL keeps the peer's
+    # certificate in the session, and the server's keyring check and key binding read it
+    # the same way. Used once (RFC 8446 C.4: a ticket's id is sent in the clear).
+    ticket: ssl.SSLSession | None = None
 
     def __repr__(self) -> str:  # aiohttp puts it in connection errors, which we log
         return f"TLS pinned to {self.pin[:12]}…" if self.pin else "TLS, any trusted key"
@@ -243,22 +260,16 @@ class PinnedContext(ssl.SSLContext):
     def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,  # type: ignore[override]
                  server_side: bool = False, server_hostname: str | None = None,
                  session: ssl.SSLSession | None = None) -> ssl.SSLObject:  # fmt: skip
-        if session is None and not server_side and self.pin:
-            proven = self._proven  # its ticket arrives after the handshake, with data
-            fresh = proven.session if proven is not None else None
-            if fresh is not None and fresh.has_ticket:
-                self._session, self._proven = fresh, None
-            session = self._session
+        if session is None and not server_side:
+            session, self.ticket = self.ticket, None
         return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
 
-    def check(self, key: str | None, connection: ssl.SSLObject | None = None) -> None:
+    def check(self, key: str | None) -> None:
         try:
             self._check(key)
         except PeerKeyMismatch:
-            self._session = self._proven = None  # never offered again
+            self.ticket = None  # one that a concurrent connection brought
             raise
-        if connection is not None and self.pin and key == self.pin:
-            self._proven = connection  # not a predecessor's: that one ends with its grace
 
     def _check(self, key: str | None) -> None:
         if key is None:
@@ -338,9 +349,11 @@ class PinnedTls:
 
     def present(self, key: str) -> None:
         """Serve new connections with ``key``'s certificate (this host's or a retired
-        key's); connections already open keep theirs."""
+        key's); connections already open keep theirs. A new server context, so new
+        session tickets too: a ticket from a connection that proved the old key does not
+        resume past the switch."""
         if key != self.presenting:
-            _load(self.server, *self._chain(key))
+            self.server = _context(ssl.SSLContext, ssl.PROTOCOL_TLS_SERVER, *self._chain(key))
             self.presenting = key
 
     def client(self, recipient: str, keyring: Callable[[], Container[str]],
