@@ -537,6 +537,36 @@ def plot(result: dict[str, Any], outdir: Path) -> list[str]:
     return ["convergence.png"]
 
 
+
+# Hand-run comparisons, each with its date and command: history, not this run's figures
+# (scripts/bench/report.py prints it after the notes).
+HISTORY = [
+    (
+        "**Why N = 64 got slower, and what brought it back, hand-run 2026-12-07 00:40–01:55 "
+        "UTC** (issue 18: no other headline worse; `run_size(64, trials, 2, tmp)` of this "
+        "module, `nice -n 5`, a quiet machine). Eager push off, p50 / p99: 1929 / 2485 ms "
+        "on 2026-11-27, 5570 and 7459 ms p99 on 2026-12-04 and -05, at the same rounds. The "
+        "cause was TLS (pinned TLS 1.3 since 2026-11-27, after that run): py-spy over the "
+        "trial rounds put 40 % of the event loop's samples in `SSLObject.do_handshake` and "
+        "11 % more in creating client contexts; with `Node(tls=False)` a round took 0.44 s "
+        "against 1.24 s with TLS. Every exchange made a new connection: a node picks the "
+        "peer it synced least recently, so it comes back to a peer after ~N / 2 rounds, and "
+        "aiohttp closed an idle client connection after 15 s. A full handshake costs 2.4 ms "
+        "of CPU for both ends, a new pinned client context 1.0 ms (`load_cert_chain`). Two "
+        "changes: the client keeps idle connections 45 s (0.75 of the server's idle "
+        "timeout), and a new connection to a pinned peer resumes the last session that "
+        "proved its key (1.0 ms; docs/protocol.md, \"TLS\"). 20 trials, main before / after, "
+        "alternately: p50 4916 / 2136, 6420 / 2399 ms, p99 7158 / 7265, 7703 / 5382 ms; "
+        "eager push on p50 619 / 352, 749 / 425 ms. The p99 that was left came from the first "
+        "trials, 4.7-5.7 s against ~2 s after: they paid the mesh's first contacts (671, 351, "
+        "264 and 52 new client contexts and full handshakes in trials 0-3, none after), "
+        "hence the warm-up (notes). With it, 5 trials: 2620 / 3191 ms over TLS, 2536 / 3112 "
+        "ms in plaintext (TLS now costs nothing measurable in the trials), and the tree of "
+        "2026-11-27 (b6abd34, before TLS) 2210 / 2752 ms on the same machine today, with "
+        "4.2 rounds against 4.4."
+    ),
+]
+
 if __name__ == "__main__":
     from common import main
 
