@@ -458,14 +458,6 @@ RECORD_ID = re.compile(r"[0-9a-f]{64}")  # a record id (hex SHA-256) as the API 
 def _id_bytes(records: list[str]) -> bytes:
     """The 32 bytes of each record id in ``records``, one after another; a string that
     is no record id (which nothing stored can match) is left out."""
-    joined = "".join(records)
-    if all(len(r) == 64 for r in records) and joined == joined.lower():
-        try:
-            keys = bytes.fromhex(joined)
-        except ValueError:
-            keys = b""
-        if len(keys) == 32 * len(records):  # (fromhex skips whitespace: none was here)
-            return keys
     return b"".join(bytes.fromhex(r) for r in records if RECORD_ID.fullmatch(r))
 
 

@@ -265,13 +265,6 @@ class PinnedContext(ssl.SSLContext):
         return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
 
     def check(self, key: str | None) -> None:
-        try:
-            self._check(key)
-        except PeerKeyMismatch:
-            self.ticket = None  # one that a concurrent connection brought
-            raise
-
-    def _check(self, key: str | None) -> None:
         if key is None:
             raise PeerKeyMismatch("the peer's TLS certificate has no Ed25519 key",
                                   untrusted=True)  # fmt: skip
