@@ -77,18 +77,48 @@ def cmd_peers_forget(args: argparse.Namespace) -> int:
 
 def _watch(fetch: Callable[[], list[dict[str, Any]]], interval: float, *,
            reasons: bool = True) -> int:  # fmt: skip
-    """Redraw the peer table every ``interval`` seconds until Ctrl-C."""
+    """Redraw the peer table every ``interval`` seconds until Ctrl-C.
+
+    Ctrl-C is ours while watching: it stops the sleep at once, and a fetch under way
+    finishes first (a local session's event loop would otherwise take the signal and
+    could lose it between its runs).
+    """
+    import signal
+
+    stop, sleeping = False, False
+
+    def interrupt(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+        if sleeping:
+            raise KeyboardInterrupt
+
     tty = sys.stdout.isatty()
-    while True:
-        peers = fetch()
-        if tty:
-            sys.stdout.write("\x1b[H\x1b[2J")
-        out(f"gossip peers — {time.strftime('%H:%M:%S')} — every {interval:g}s, Ctrl-C stops")
-        _peer_table(peers, now_ms(), reasons=reasons) if peers else out("no peers")
-        if not tty:
-            out()
-        sys.stdout.flush()
-        time.sleep(interval)
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        while not stop:
+            peers = fetch()
+            if stop:
+                break
+            if tty:
+                sys.stdout.write("\x1b[H\x1b[2J")
+            out(f"gossip peers — {time.strftime('%H:%M:%S')} — every {interval:g}s, "
+                "Ctrl-C stops")
+            _peer_table(peers, now_ms(), reasons=reasons) if peers else out("no peers")
+            if not tty:
+                out()
+            sys.stdout.flush()
+            sleeping = True
+            try:
+                if not stop:
+                    time.sleep(interval)
+            except KeyboardInterrupt:
+                break
+            finally:
+                sleeping = False
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 130
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
