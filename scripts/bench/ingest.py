@@ -521,6 +521,28 @@ HISTORY = [
         "SQL: SQLite here is 3.40, without `unhex`). A schema-2 store of 100k rows is "
         "rewritten once when opened: ~0.36 s (open 425 against 65 ms)."
     ),
+    (
+        "**Tried and reverted: the gate's replica-free checks in the worker processes "
+        "(issue 18, hand-run 2026-12-07 06:05 UTC)**. Where the import's time goes (py-spy "
+        "`--idle --threads` of `gossip import` of the 20k export, 200 Hz): the gate's "
+        "thread is busy throughout and never waits for a signature; of its samples in the "
+        "import, 34% decoding, scanning and parsing the next chunk (`_prepare`), 10% the "
+        "twin, 9% the store's commit, 6% the main document, 20% the views (the listeners) "
+        "and 4% snapshots; the two verifier threads idle 73% of the time. Moving "
+        "`_prepare`'s decode, `check_structure` and `check_items` into the workers beside "
+        "the header's verification, their results sent back pickled (the thread keeps only "
+        "planning, the twin and the commit): one `ingest_batch` of 20k one-record updates "
+        "into a bare `Replica`, `time.thread_time()` and the workers' `/proc` CPU, main "
+        "and the change alternately, 2 pairs: the gate's thread 103 / 105 -> 83 / 80 µs a "
+        "record (unpickling the results costs it ~20 of the ~45 µs it no longer spends), "
+        "the workers 70 / 74 -> 160 / 155 µs (the checks plus pickling them), wall 120 / "
+        "121 -> 138 / 134 µs: on 2 cores the work moved is paid twice over and the three "
+        "busy processes share two cores, so the change was reverted. It would pay only "
+        "with more cores, or with the checks' results crossing as a compact form the "
+        "gate's thread reads without building Python objects (native code). The views' "
+        "listeners cost the thread 31 µs a record (`ReplicaHost`'s replica with views, "
+        "134 µs, against 103 bare)."
+    ),
 ]
 
 
