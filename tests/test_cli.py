@@ -494,7 +494,7 @@ def test_import_counts_updates_that_wait_for_missing_ones(tmp_path):
     out = gossip(home, "import", str(file))
     assert out.returncode == 0, out.stderr
     assert "2 applied, 0 already present, 1 waiting, 0 refused" in out.stdout
-    assert "1 updates build on updates this file lacks" in out.stderr
+    assert "1 update builds on updates this file lacks; it was not kept" in out.stderr
     texts = {h["text"] for h in as_json(home, "recall", "--include-untrusted")}
     assert texts == {"w1", "w2"}
 

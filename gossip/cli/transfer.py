@@ -9,7 +9,7 @@ from typing import Any
 from ..exportfile import decode_export
 from .arguments import command, session
 from .files import read_input, refuse_own_files, write_atomic
-from .terminal import Progress, note, one_line, out
+from .terminal import Progress, note, one_line, out, plural
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -46,18 +46,22 @@ def cmd_import(args: argparse.Namespace) -> int:
             where.append(f"key {k['key'][:80]}")
         note(f"refused: {k['rule']}: {one_line(k['detail'])} ({', '.join(where)})")
     out(
-        f"imported {name}: {summary['updates']} updates: {summary['applied']} applied, "
+        f"imported {name}: {plural(summary['updates'], 'update', 'updates')}: "
+        f"{summary['applied']} applied, "
         f"{summary['duplicate']} already present, {summary['waiting']} waiting, "
         f"{len(summary['refused'])} refused"
     )
     if summary["waiting"]:
         note(
-            f"note: {summary['waiting']} updates build on updates this file lacks; they were "
-            "not kept (import those first, then this file again)"
+            f"note: {plural(summary['waiting'], 'update builds', 'updates build')} on updates "
+            "this file lacks; "
+            f"{'it was' if summary['waiting'] == 1 else 'they were'} not kept (import those "
+            "first, then this file again)"
         )
     for author, n in sorted(summary["untrusted"].items()):
         note(
-            f"note: {n} updates by {author}, not trusted here: recall hides them until "
+            f"note: {plural(n, 'update', 'updates')} by {author}, not trusted here: recall "
+            f"hides {'it' if n == 1 else 'them'} until "
             f"`gossip trust add {author}`"
         )
     return 1 if summary["refused"] else 0
