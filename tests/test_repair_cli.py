@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gossip.ops.session import LocalSession
 from tests.daemons import Daemon, free_port, gossip, make_cluster, ok
 from tests.test_repair import flip_in_update
 
@@ -21,8 +22,11 @@ def recalled(home: Path) -> set[str]:
 
 def test_repair_from_the_command_line_then_a_peer_refills(tmp_path: Path, daemons) -> None:
     a, b = make_cluster(tmp_path, 2)
-    for i in range(12):
-        ok(a.home, "remember", f"lesson {i} about provider x", "--category", "learning")
+    # Twelve writes, one signed update each, through the operation `gossip remember`
+    # runs, in this process: twelve processes would prove nothing more here.
+    with LocalSession(a.home) as session:
+        for i in range(12):
+            session.call("remember", text=f"lesson {i} about provider x", category="learning")
     daemons.append(b.start())
     ok(a.home, "sync", b.address)  # no daemon on A: the command runs a node for it
     want = recalled(a.home)
