@@ -187,7 +187,7 @@ def run(
     seed: int,
     events: int = 50,
     n: int = 5,
-    max_down: int = 2,
+    max_down: int = 3,
     pause: tuple[float, float] = (0.1, 0.6),
     restart_delay: tuple[float, float] = (0.0, 0.8),
     write_pause: float = 0.05,
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=200, help="SIGKILLs (default 200)")
     p.add_argument("--seed", type=int, default=None, help="default: random")
     p.add_argument("--nodes", type=int, default=5)
-    p.add_argument("--max-down", type=int, default=2)
+    p.add_argument("--max-down", type=int, default=3)
     p.add_argument("--converge-timeout", type=float, default=120.0)
     p.add_argument("--keep", action="store_true", help="keep the data dirs and logs")
     args = p.parse_args(argv)
