@@ -96,7 +96,7 @@ def _watch(fetch: Callable[[], list[dict[str, Any]]], interval: float, *,
     tty = sys.stdout.isatty()
     previous = signal.signal(signal.SIGINT, interrupt)
     try:
-        while not stop:
+        while True:
             peers = fetch()
             if stop:
                 break
@@ -109,13 +109,12 @@ def _watch(fetch: Callable[[], list[dict[str, Any]]], interval: float, *,
                 out()
             sys.stdout.flush()
             sleeping = True
-            try:
-                if not stop:
-                    time.sleep(interval)
-            except KeyboardInterrupt:
+            if stop:  # it came while drawing
                 break
-            finally:
-                sleeping = False
+            time.sleep(interval)
+            sleeping = False
+    except KeyboardInterrupt:  # it came while sleeping
+        pass
     finally:
         signal.signal(signal.SIGINT, previous)
     return 130
