@@ -17,6 +17,7 @@ from pycrdt import Doc
 
 from . import wire
 from .errors import GossipError
+from .heap import trim_heap
 from .identity import Identity
 from .rules import Plan, Verdict, check_items
 from .updates import SignedUpdate, check_structure, sign_update
@@ -89,3 +90,5 @@ class ReplicaCompaction:
         doc = self._main.get_update()
         self._store.save_snapshot(seq, doc, self.now_ms())
         self._snapshot_seq, self._snapshot_size, self._since_snapshot = seq, len(doc), 0
+        del doc
+        trim_heap()  # the document's update: its size again, held by the C heap

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from .errors import EmbedderUnavailable as EmbedderUnavailable  # re-exported
+from .heap import trim_heap
 
 if TYPE_CHECKING:
     import numpy as np
@@ -155,26 +156,6 @@ def _safetensors_f16(f: BinaryIO, name: str) -> tuple[int, int, int]:
     if meta["dtype"] != "F16" or end - start != rows * cols * 2:
         raise ValueError(f"{name} is not a {rows}x{cols} float16 tensor")
     return rows, cols, 8 + size + start
-
-
-def trim_heap() -> None:
-    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing
-    elsewhere). Loading the model and tokenizing a catch-up's texts (on the tokenizer's
-    own threads, each with its own arena) leave tens of MB free but held: the daemon's
-    RSS kept them (49 MB of 62 after embedding 10k memories, measured)."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim: Any = None
 
 
 @functools.cache

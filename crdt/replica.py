@@ -48,6 +48,7 @@ from .errors import (
     StoreCorrupt,
     StoreError,
 )
+from .heap import trim_heap
 from .identity import (
     KEY_FILE,
     RETIRED_DIR,
@@ -155,6 +156,7 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
         except Exception as e:  # pycrdt refusing bytes we stored
             raise StoreCorrupt(f"{store.path}: stored document is damaged: {e}; "
                                f"{REPAIR_HINT}") from None
+        trim_heap()  # the snapshot's bytes and the tail's decoding: ~90 MB held at 100k
         self._build_twin()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -297,6 +299,7 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
             self._twin_maps = {r: twin.get(r, type=Map) for r in ROOTS}
             twin.apply_update(wire.without_values(self._main.get_update()))
             self._twin_doc = twin
+            trim_heap()  # the document's update, and its copy without values
         return self._twin_doc
 
     @property

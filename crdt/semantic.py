@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .embedder import Embedder, trim_heap
+from .embedder import Embedder
+from .heap import trim_heap
 
 log = logging.getLogger(__name__)
 
