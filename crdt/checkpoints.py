@@ -19,7 +19,9 @@ from . import wire
 from .errors import GossipError
 from .heap import trim_heap
 from .identity import Identity
+from .ingest import Accepted
 from .rules import Plan, Verdict, check_items
+from .store import record_places
 from .updates import SignedUpdate, check_structure, sign_update
 
 if TYPE_CHECKING:
@@ -70,10 +72,14 @@ class ReplicaCompaction:
             ts=self.now_ms(), epochs=epochs, checkpoint=True,
         )  # fmt: skip
         try:
-            check_items(self.author, check_structure(su, self.limits.structure))
+            scanned = check_structure(su, self.limits.structure)
+            check_items(self.author, scanned)
         except GossipError as e:
             raise GossipError(f"cannot checkpoint this history: {e}") from None
-        self._commit([(su, Plan(Verdict.DUPLICATE), "local", ())], supersede=True)
+        # The rows it replaces held its records' values: they are read from it now.
+        places = record_places(su, scanned.record_spans)
+        self._commit([Accepted(su, Plan(Verdict.DUPLICATE), "local", (), places, su.update)],
+                     supersede=True)  # fmt: skip
         return su
 
     def _maybe_snapshot(self) -> None:
@@ -89,6 +95,10 @@ class ReplicaCompaction:
         seq = self._store.last_seq()
         doc = self._main.get_update()
         self._store.save_snapshot(seq, doc, self.now_ms())
-        self._snapshot_seq, self._snapshot_size, self._since_snapshot = seq, len(doc), 0
+        # The stored updates' bytes it covers, not its own size: with the records' values
+        # nulled it is ~8x smaller than they are, and the refresh's cost (the twin built
+        # again) grows with the document, so the log-many refreshes of a burst stay so.
+        covered = self._store.bytes_since(0)[1]
+        self._snapshot_seq, self._snapshot_size, self._since_snapshot = seq, covered, 0
         del doc
         trim_heap()  # the document's update: its size again, held by the C heap

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pycrdt import Doc, Map
 
@@ -28,7 +28,7 @@ from .reading import _belongs, _parsed
 from .records import SignedRecord
 from .rules import ItemIndex, Plan, Verdict, check_items, plan
 from .signatures import start_verifying
-from .store import NewUpdate
+from .store import NewUpdate, RecordPlaces, record_places
 from .updates import SignedUpdate, check_structure
 
 if TYPE_CHECKING:
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from .store import Store
 
 ChangeListener = Callable[[str, str, "SignedRecord | None"], None]
-Change = tuple[str, str, "dict[str, Any] | None"]  # (root, key, document value or None)
+Change = tuple[str, str, Any]  # (root, key, document value, or DELETED)
+DELETED = object()  # a key's value was deleted (a null is a record's value, ``Replica``)
 Told = tuple[str, str, "SignedRecord | None"]  # (root, key, record or None: deleted)
 BatchListener = Callable[[list[Told]], None]
 
@@ -120,7 +121,7 @@ class ReplicaIngest:
         def on_event(event: Any) -> None:
             try:
                 for key, ch in event.keys.items():
-                    value = ch.get("newValue") if ch["action"] != "delete" else None
+                    value = ch.get("newValue") if ch["action"] != "delete" else DELETED
                     self._changes.append((root, key, value))
             except Exception:
                 self.listener_failures += 1
@@ -139,9 +140,19 @@ class ReplicaIngest:
             return
         by_body = {rec.body: rec for rec in parsed}
         told: list[Told] = []
+        nulled = [key for root, key, value in changes if value is None and root == "records"]
+        # A record's value is a null in the main document (``Replica``): the gate's parse
+        # of it, else the store's copy.
+        by_id = {rec.id: rec for rec in parsed} if nulled else {}
+        if nulled and not all(key in by_id for key in nulled):
+            by_id.update(self._stored_records([k for k in nulled if k not in by_id]))
         for root, key, value in changes:
             rec = None
-            if isinstance(value, dict):
+            if value is None and root == "records":
+                rec = by_id.get(key)
+                if rec is None:
+                    continue
+            elif isinstance(value, dict):
                 body, sig = value.get("body"), value.get("sig")
                 rec = by_body.get(body.encode("utf-8", "surrogatepass")) if isinstance(
                     body, str) else None  # fmt: skip
@@ -230,8 +241,9 @@ class ReplicaIngest:
             triples.append((su.author, su.sig, su.header_bytes))
             parsed = tuple([rec for _, _, rec in items])
             ids = tuple([rec.id for rec in parsed])
+            places = record_places(su, scanned.record_spans)
             kept = parsed if listened else ()
-            prep.checked.append((Candidate(i, su, scanned, source, ids, kept), 1))
+            prep.checked.append((Candidate(i, su, scanned, source, ids, places, kept), 1))
             if len(triples) >= 512:
                 prep.waits.append(start_verifying(triples))
                 triples = []
@@ -292,7 +304,8 @@ class ReplicaIngest:
                 cands = [c for c in cands if id(c) not in gone]
                 continue
             try:
-                self._commit([(c.su, p, c.source, c.ids) for c, p in rnd.batch],
+                self._commit([Accepted(c.su, p, c.source, c.ids, c.places, c.doc_update)
+                              for c, p in rnd.batch],
                              [rec for c, _ in rnd.batch for rec in c.records])  # fmt: skip
             except BaseException:
                 self._build_twin()
@@ -362,7 +375,7 @@ class ReplicaIngest:
 
     def _commit(
         self,
-        items: list[tuple[SignedUpdate, Plan, str, tuple[str, ...]]],
+        items: list[Accepted],
         parsed: Sequence[SignedRecord] = (),
         *,
         supersede: bool = False,
@@ -389,19 +402,19 @@ class ReplicaIngest:
                     NewUpdate, client=su.client, start=su.header.start, end=su.header.end,
                     author=su.author, epoch=su.header.epoch, checkpoint=su.header.checkpoint,
                     raw=su.raw, source=source, received_at=now, runs=p.runs,
-                    records=ids,
+                    records=ids, places=places,
                 )
-                for su, p, source, ids in items
+                for su, p, source, ids, places, _ in items
             ],
             supersede=supersede,
         )  # fmt: skip
         try:
-            for su, p, *_ in items:
+            for su, p, *_, doc_update in items:
                 self._bindings.setdefault(su.client, (su.author, su.header.epoch))
                 for start, end, root in p.runs:
                     self._index.add(su.client, start, end, root)
                 if p.verdict is Verdict.APPLY:
-                    self._main.apply_update(su.update)
+                    self._main.apply_update(doc_update)
                 self._since_snapshot += len(su.raw)
         except BaseException:
             self.untold += 1  # (before the listeners hear: kept views must not cover it)
@@ -411,6 +424,17 @@ class ReplicaIngest:
             self._tell(parsed)
         finally:  # durable already: a listener's failure must not skip the snapshot
             self._maybe_snapshot()
+
+
+class Accepted(NamedTuple):
+    """One update the gate accepted, on its way into the store and the document."""
+
+    su: SignedUpdate
+    plan: Plan
+    source: str  # who delivered it
+    ids: tuple[str, ...]  # the records it carries (their first_seen)
+    places: RecordPlaces  # where in its raw bytes its records' values are (first_seen)
+    doc_update: bytes  # its Yjs update with the records' values nulled (``wire.nulled``)
 
 
 @dataclass(eq=False)

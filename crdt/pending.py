@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from . import wire
 from .errors import RejectedUpdate
 from .records import SignedRecord
+from .store import RecordPlaces
 from .updates import SignedUpdate
 
 if TYPE_CHECKING:
@@ -33,6 +34,12 @@ class Candidate:
     scanned: wire.ScannedUpdate
     source: str
     ids: tuple[str, ...] = ()  # the ids of the records it carries (their first_seen)
+    places: RecordPlaces = ()  # where its records' values are in its raw bytes
+
+    @property
+    def doc_update(self) -> bytes:
+        """What twin and main document take: the update, its records' values nulled."""
+        return wire.nulled(self.su.update, self.scanned.record_spans)
     # The records the gate parsed (check_items), kept for the listeners only: with none,
     # a chunk's records would stay alive to its commit for nothing (docs/benchmarks.md).
     records: tuple[SignedRecord, ...] = ()

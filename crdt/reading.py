@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import wire
-from .errors import GossipError, RecordError
+from .errors import GossipError, RecordError, StoreCorrupt
 from .records import SignedRecord
+from .storefile import REPAIR_HINT
 from .updates import SignedUpdate
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class ReplicaReads:
 
     def records(self) -> dict[str, SignedRecord]:
         """Every immutable record, by content id (no trust filter: that is the views')."""
-        return self._read_root("records")
+        return {key: rec for chunk in self.record_chunks() for key, rec in chunk}
 
     def record_ids(self) -> list[str]:
         """The keys of every immutable record, none parsed (a value that does not parse is
@@ -67,7 +68,34 @@ class ReplicaReads:
                 for key in keys[k : k + size]:
                     with contextlib.suppress(KeyError):  # (``get`` would look it up twice)
                         raw.append((key, values[key]))
-            yield [(key, rec) for key, value in raw if (rec := _parsed(value)) is not None]
+            yield self._records_from(raw)
+
+    def _records_from(self, raw: list[tuple[str, Any]]) -> list[tuple[str, SignedRecord]]:
+        """The records of (key, document value) pairs: a null is a record's value the
+        store reads from the update that carried it (``Store.record_values``); a value
+        that does not parse is no record."""
+        nulled = [key for key, value in raw if value is None]
+        stored = self._stored_records(nulled) if nulled else {}
+        out = []
+        for key, value in raw:
+            rec = stored.get(key) if value is None else _parsed(value)
+            if rec is not None:
+                out.append((key, rec))
+        return out
+
+    def _stored_records(self, keys: list[str]) -> dict[str, SignedRecord]:
+        """The store's copy of the records of ``keys`` (what the main document nulls)."""
+        out = {}
+        for key, raw in self._store.record_values(keys).items():
+            try:
+                rec = SignedRecord.from_value(wire.decode_value(raw))
+            except GossipError:
+                continue  # a value an older gate took that no longer parses: no record
+            if rec.id != key:
+                raise StoreCorrupt(f"{self._store.path}: the stored value of record "
+                                   f"{key[:12]}… is damaged ({REPAIR_HINT})")  # fmt: skip
+            out[key] = rec
+        return out
 
     def position(self) -> tuple[str, int, str | None]:
         """(store id, seq of the last stored update, ``Store.update_mark`` of it): how
@@ -98,7 +126,10 @@ class ReplicaReads:
 
     def get(self, key: str) -> SignedRecord | None:
         root = "state" if ":" in key else "records"
-        rec = _parsed(self._main_maps[root].get(key))
+        value = self._main_maps[root].get(key)
+        if value is None and root == "records" and key in self._main_maps[root]:
+            return self._stored_records([key]).get(key)
+        rec = _parsed(value)
         if rec is None:
             return None
         return rec if root == "records" or _belongs(rec, key) else None
@@ -108,8 +139,10 @@ class ReplicaReads:
         return {k: rec for k, rec in out.items() if rec is not None}
 
     def document_update(self) -> bytes:
-        """The whole document as one Yjs update (for comparisons and snapshots)."""
-        return self._main.get_update()
+        """The whole document as one Yjs update, every record's value in it (an export
+        for Yjs, comparisons): the main document's, its nulls filled from the store."""
+
+        return wire.with_record_values(self._main.get_update(), self._store.record_values)
 
     def updates_for(self, peer_sv: dict[int, int]) -> list[bytes]:
         """Stored signed updates (verbatim) holding anything past ``peer_sv``, in order."""
@@ -131,7 +164,7 @@ class ReplicaReads:
         peer that delivered it and when, and the Yjs item that holds it (``client``,
         ``clock``: one record is one item, so a replica whose state vector is above
         ``clock`` for ``client`` holds it). None if the record is not here."""
-        rec = _parsed(self._main_maps["records"].get(record_id))
+        rec = self.get(record_id) if ":" not in record_id else None
         if rec is None:
             return None
         author = rec.author

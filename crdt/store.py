@@ -30,10 +30,14 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import StoreCorrupt, StoreError, StoreLost
+from .errors import GossipError, StoreCorrupt, StoreError, StoreLost
 from .files import create_whole
 from .mark import MARK_FILE, read_mark, write_mark
+
+if TYPE_CHECKING:
+    from .updates import SignedUpdate
 from .storefile import (
     APPLICATION_ID,
     REPAIR_HINT,
@@ -45,6 +49,8 @@ from .storefile import (
 )
 
 STORE_FILE = "store.db"
+# (id, offset, length): where each immutable record's value is in a raw signed update
+RecordPlaces = tuple[tuple[str, int, int], ...]
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,14 +81,18 @@ CREATE TABLE item_runs (
 ) WITHOUT ROWID;
 CREATE TABLE first_seen (       -- when this host first stored each record (local)
     record BLOB PRIMARY KEY,    -- the id's 32 bytes: half the hex, fewer pages
-    at INTEGER NOT NULL
+    at INTEGER NOT NULL,
+    seq INTEGER,                -- an immutable record's value: bytes [off, off + len) of
+    off INTEGER,                -- the raw update stored at seq (the main document holds a
+    len INTEGER                 -- null in its place: ``Replica``)
 ) WITHOUT ROWID;
 CREATE TABLE snapshot (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
     doc BLOB NOT NULL,
     digest TEXT NOT NULL,
-    taken_at INTEGER NOT NULL
+    taken_at INTEGER NOT NULL,
+    updates_digest TEXT NOT NULL DEFAULT ''  -- of the updates it covers (``_covered``)
 );
 """
 
@@ -113,6 +123,7 @@ class NewUpdate(_UpdateRow):
 
     runs: tuple[tuple[int, int, str], ...]  # (start, end, root) of this client's new items
     records: tuple[str, ...] = ()  # ids of the records it carries (their first_seen)
+    places: RecordPlaces = ()  # where in ``raw`` its immutable records' values are
 
 
 class Store:
@@ -249,28 +260,68 @@ class Store:
         if version >= SCHEMA_VERSION:
             return
         with self._transaction():
-            seen: dict[str, int] = {}
-            if version < 2:
-                # 1 -> 3: first_seen, filled from the updates held: a record was first
-                # stored with the earliest update whose bytes carry its id (a Yjs map key
-                # is plain UTF-8), as ``Replica.origin`` finds it for one record.
-                for raw, at in self._db.execute("SELECT raw, received_at FROM updates"):
-                    for key in _RECORD_KEY.findall(raw):
-                        rid = key.decode()
-                        if rid not in seen or at < seen[rid]:
-                            seen[rid] = at
-            else:
-                # 2 -> 3: the same times, keyed by the id's bytes instead of its hex (a
-                # row whose key is no record id, which the gate never wrote, names nothing).
-                seen = {rid: at for rid, at in self._db.execute("SELECT record, at FROM first_seen")
-                        if isinstance(rid, str) and RECORD_ID.fullmatch(rid)}  # fmt: skip
-                self._db.execute("DROP TABLE first_seen")
-            self._db.execute(_SCHEMA[_SCHEMA.index("CREATE TABLE first_seen") :].split(";")[0])
-            self._db.executemany(
-                "INSERT INTO first_seen (record, at) VALUES (?, ?)",
-                sorted([(bytes.fromhex(rid), at) for rid, at in seen.items()]),
-            )
+            if version < 3:
+                self._migrate_first_seen(version)
+            if version < 4:
+                self._migrate_record_places()
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _migrate_first_seen(self, version: int) -> None:
+        """1 or 2 -> 3: first_seen, keyed by the id's 32 bytes."""
+        seen: dict[str, int] = {}
+        if version < 2:
+            # 1 -> 3: first_seen, filled from the updates held: a record was first
+            # stored with the earliest update whose bytes carry its id (a Yjs map key
+            # is plain UTF-8), as ``Replica.origin`` finds it for one record.
+            for raw, at in self._db.execute("SELECT raw, received_at FROM updates"):
+                for key in _RECORD_KEY.findall(raw):
+                    rid = key.decode()
+                    if rid not in seen or at < seen[rid]:
+                        seen[rid] = at
+        else:
+            # 2 -> 3: the same times, keyed by the id's bytes instead of its hex (a
+            # row whose key is no record id, which the gate never wrote, names nothing).
+            seen = {rid: at for rid, at in self._db.execute("SELECT record, at FROM first_seen")
+                    if isinstance(rid, str) and RECORD_ID.fullmatch(rid)}  # fmt: skip
+            self._db.execute("DROP TABLE first_seen")
+        self._db.execute(_SCHEMA[_SCHEMA.index("CREATE TABLE first_seen") :].split(";")[0])
+        self._db.executemany(
+            "INSERT INTO first_seen (record, at) VALUES (?, ?)",
+            sorted([(bytes.fromhex(rid), at) for rid, at in seen.items()]),
+        )
+
+    def _migrate_record_places(self) -> None:
+        """3 -> 4: where each record's value is in the updates held (``first_seen``'s
+        seq, off, len: read from them as the gate reads an update, ``wire.scan``), and the
+        snapshot's digest of the updates it covers; the snapshot, which holds the values,
+        is marked for the replica to take again without them (``snapshot_nulled``)."""
+        from . import wire
+        from .updates import SignedUpdate
+
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(first_seen)")}
+        for column in ("seq", "off", "len"):
+            if column not in columns:  # (a store of schema 1 or 2 has them already)
+                self._db.execute(f"ALTER TABLE first_seen ADD COLUMN {column} INTEGER")
+        if "updates_digest" not in {r[1] for r in self._db.execute("PRAGMA table_info(snapshot)")}:
+            self._db.execute("ALTER TABLE snapshot ADD COLUMN updates_digest TEXT NOT NULL "
+                             "DEFAULT ''")  # fmt: skip
+        places = []
+        for seq, raw in self._db.execute("SELECT seq, raw FROM updates ORDER BY seq"):
+            try:
+                su = SignedUpdate.decode(raw)
+                spans = wire.scan(su.update).record_spans
+            except GossipError:
+                continue  # what no gate took; the replica's open reports a damaged row
+            places.extend((seq, off, n, rid) for rid, off, n in record_places(su, spans))
+        self._db.executemany(
+            "UPDATE first_seen SET seq = ?, off = ?, len = ? WHERE record = ? AND seq IS NULL",
+            [(seq, off, n, bytes.fromhex(rid)) for seq, off, n, rid in places
+             if RECORD_ID.fullmatch(rid)],
+        )  # fmt: skip
+        if self._db.execute("SELECT 1 FROM snapshot").fetchone():
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('snapshot_nulled', '0')"
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -339,9 +390,24 @@ class Store:
                     for u in updates
                 ],
             )  # fmt: skip
+            last = self._db.execute("SELECT max(seq) FROM updates").fetchone()[0]
+            rows: dict[bytes, tuple] = {}
+            for seq, u in enumerate(updates, last - len(updates) + 1):  # (one writer: in order)
+                for rid in u.records:
+                    rows.setdefault(bytes.fromhex(rid), (u.received_at, None, None, None))
+                for rid, off, n in u.places:
+                    key = bytes.fromhex(rid)
+                    at = rows[key][0] if key in rows else u.received_at
+                    if key not in rows or rows[key][1] is None:
+                        rows[key] = (at, seq, off, n)
+            # The first time is kept; a value's place only where none is known (a row a
+            # repair carried over), or where a checkpoint of ours replaces the rows.
+            keep = "" if supersede else "AND first_seen.seq IS NULL"
             self._db.executemany(  # in key order: a record id is a hash (less growth at 100k)
-                "INSERT OR IGNORE INTO first_seen (record, at) VALUES (?, ?)",
-                sorted([(bytes.fromhex(rid), u.received_at) for u in updates for rid in u.records]),
+                "INSERT INTO first_seen (record, at, seq, off, len) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (record) DO UPDATE SET seq = excluded.seq, off = excluded.off, "
+                f"len = excluded.len WHERE excluded.seq IS NOT NULL {keep}",
+                [(rid, *row) for rid, row in sorted(rows.items())],
             )
             self._db.executemany(
                 'INSERT OR REPLACE INTO item_runs (client, start, "end", root) VALUES (?, ?, ?, ?)',
@@ -354,6 +420,11 @@ class Store:
                     'DELETE FROM updates WHERE client = ? AND "end" <= ? AND seq < ?',
                     (u.client, u.end, seq),
                 )
+                # The snapshot still covers what it did, now without those rows.
+                row = self._db.execute("SELECT seq FROM snapshot WHERE id = 1").fetchone()
+                if row is not None:
+                    self._db.execute("UPDATE snapshot SET updates_digest = ? WHERE id = 1",
+                                     (self._covered(row[0]),))  # fmt: skip
 
     def updates_after(self, client: int, clock: int) -> list[StoredUpdate]:
         """This client's stored updates that hold anything at or past ``clock``."""
@@ -400,6 +471,19 @@ class Store:
             )
         return {rid.hex(): at for rid, at in rows}
 
+    def record_values(self, records: list[str]) -> dict[str, bytes]:
+        """Record id -> the value (lib0 bytes) of each of ``records`` held, cut from the
+        stored update that carried it, in one query (as ``first_seen``): the values the
+        main document holds as nulls."""
+        rows = self._db.execute(
+            "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 32 FROM k "
+            "WHERE i + 32 <= length(?1)) SELECT f.record, substr(u.raw, f.off + 1, f.len) "
+            "FROM k CROSS JOIN first_seen f ON f.record = substr(?1, k.i, 32) "
+            "JOIN updates u ON u.seq = f.seq",
+            (_id_bytes(records),),
+        )
+        return {rid.hex(): value for rid, value in rows}
+
     def update_mark(self, seq: int) -> str | None:
         """``client:start:end`` of the update stored at ``seq``, None if none is (derived
         data kept up to ``seq`` checks with it that it covers this store's)."""
@@ -419,21 +503,38 @@ class Store:
     # -- snapshot --------------------------------------------------------------------
 
     def load_snapshot(self) -> tuple[int, bytes] | None:
-        """(seq, document) of the snapshot; StoreCorrupt if its bytes were damaged."""
-        row = self._db.execute("SELECT seq, doc, digest FROM snapshot WHERE id = 1").fetchone()
+        """(seq, document) of the snapshot; StoreCorrupt if its bytes, or those of the
+        updates it covers (which hold the records' values it nulls), were damaged."""
+        row = self._db.execute("SELECT seq, doc, digest, updates_digest FROM snapshot "
+                               "WHERE id = 1").fetchone()  # fmt: skip
         if row is None:
             return None
         if hashlib.sha256(row[1]).hexdigest() != row[2]:
             raise StoreCorrupt(f"{self.path}: the document snapshot is damaged (checksum)")
+        if row[3] and self._covered(row[0]) != row[3]:
+            raise StoreCorrupt(f"{self.path}: an update the snapshot covers is damaged "
+                               "(checksum)")  # fmt: skip
         return row[0], row[1]
 
     def save_snapshot(self, seq: int, doc: bytes, taken_at: int) -> None:
         with self._transaction():
+            self._db.execute("DELETE FROM meta WHERE key = 'snapshot_nulled'")
             self._db.execute(
-                "INSERT OR REPLACE INTO snapshot (id, seq, doc, digest, taken_at) "
-                "VALUES (1, ?, ?, ?, ?)",
-                (seq, doc, hashlib.sha256(doc).hexdigest(), taken_at),
+                "INSERT OR REPLACE INTO snapshot (id, seq, doc, digest, taken_at, "
+                "updates_digest) VALUES (1, ?, ?, ?, ?, ?)",
+                (seq, doc, hashlib.sha256(doc).hexdigest(), taken_at, self._covered(seq)),
             )
+
+    def _covered(self, seq: int) -> str:
+        """SHA-256 of the stored updates up to ``seq``, in order: SQLite cannot see damage
+        inside a blob, and the replica reads records' values from these without verifying
+        them again (the updates after the snapshot are, one by one, at each open)."""
+        h = hashlib.sha256()
+        rows = self._db.execute("SELECT raw FROM updates WHERE seq <= ? ORDER BY seq", (seq,))
+        while chunk := rows.fetchmany(4096):
+            for (raw,) in chunk:
+                h.update(raw)
+        return h.hexdigest()
 
     def bytes_since(self, seq: int) -> tuple[int, int]:
         """(count, bytes) of updates stored after ``seq``: the snapshot refresh trigger."""
@@ -462,6 +563,13 @@ def _id_bytes(records: list[str]) -> bytes:
 
 
 _COLS = 'seq, client, start, "end", author, epoch, checkpoint, raw, source, received_at'
+
+
+def record_places(su: SignedUpdate, spans: tuple[tuple[str, int, int], ...]) -> RecordPlaces:
+    """(key, offset, length) in ``su.raw`` of each records-root value at ``spans``
+    (``ScannedUpdate.record_spans``: offsets into ``su.update``, the end of ``raw``)."""
+    base = len(su.raw) - len(su.update)
+    return tuple([(key, base + start, end - start) for key, start, end in spans])
 
 
 def _stored(row: tuple) -> StoredUpdate:

@@ -14,7 +14,9 @@ from .errors import StoreCorrupt, StoreError, StoreLost
 from .mark import MARK_FILE, read_mark
 
 APPLICATION_ID = 0x534D4750  # "SMGP"
-SCHEMA_VERSION = 3  # 2: first_seen; 3: keyed by 32 raw bytes, not hex (older ones migrate)
+SCHEMA_VERSION = 4  # 2: first_seen; 3: keyed by 32 raw bytes, not hex; 4: where each
+# record's value is (first_seen.seq, off, len) and the snapshot's updates_digest
+# (older ones migrate)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 REPAIR_HINT = ("`gossip repair` keeps every stored update that still verifies (the damaged "
                "files are moved aside, host.key is kept) and peers send the rest again")

@@ -19,6 +19,7 @@ Format (lib0 encoding, as written by Yjs ``writeStructs``/``writeDeleteSet`` and
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -59,6 +60,9 @@ class Struct(NamedTuple):
 class ScannedUpdate:
     structs: tuple[Struct, ...]
     delete_set: dict[int, tuple[tuple[int, int], ...]]  # client -> ((clock, len), ...)
+    # (key, start, end): the bytes of the value of each item under the records root
+    # (``nulled``; the store finds a record's value in its stored update by them).
+    record_spans: tuple[tuple[str, int, int], ...] = ()
 
 
 class _Reader:
@@ -229,6 +233,7 @@ def scan(update: bytes) -> ScannedUpdate:
     r = _Reader(update)
     varuint, string, u8 = r.varuint, r.string, r.u8  # (bound once: this runs per update)
     structs: list[Struct] = []
+    spans: list[tuple[str, int, int]] = []
     for _ in range(r.count()):
         n_structs = r.count()
         client = varuint()
@@ -256,7 +261,10 @@ def scan(update: bytes) -> ScannedUpdate:
             if ref == ANY:  # every value the gate admits: read here, not in content_length
                 length = r.count()
                 if length == 1:
+                    at = r.pos
                     values: tuple[Any, ...] | None = (r.any(),)
+                    if root == "records" and sub is not None:
+                        spans.append((sub, at, r.pos))
                 elif length < 1:
                     raise UpdateError("empty item")
                 else:
@@ -272,15 +280,93 @@ def scan(update: bytes) -> ScannedUpdate:
     delete_set = _delete_set(r)
     if r.pos != len(update):
         raise UpdateError(f"{len(update) - r.pos} trailing bytes after the delete set")
-    return ScannedUpdate(tuple(structs), delete_set)
+    return ScannedUpdate(tuple(structs), delete_set, tuple(spans))
 
 
-def without_values(update: bytes) -> bytes:
-    """The same update with every Any value replaced by null: the same structs (clients,
-    clocks, lengths, origins, parents, keys, content types) and the same delete set, one
-    byte a value. yrs integrates it exactly as the update itself, and a document built
-    from it has the same state vector and accepts (or refuses) the same updates next:
-    what the gate's twin needs, without a second copy of every record."""
+def nulled(update: bytes, spans: tuple[tuple[str, int, int], ...]) -> bytes:
+    """``update`` with the values at ``spans`` (``ScannedUpdate.record_spans``) replaced
+    by null: ``without_values(update, "records")`` from what ``scan`` already read."""
+    if not spans:
+        return update
+    out: list[bytes] = []
+    copied = 0
+    for _, start, end in spans:
+        out.append(update[copied:start])
+        out.append(_NULL)
+        copied = end
+    out.append(update[copied:])
+    return b"".join(out)
+
+
+def with_record_values(update: bytes, values: Callable[[list[str]], dict[str, bytes]]) -> bytes:
+    """The inverse of ``nulled`` for a whole document: each null value of an item under
+    the records root replaced by the value ``values(keys)`` gives for its key (its lib0
+    bytes, as the update that carried it has them); a key it does not give stays null."""
+    r = _Reader(update)
+    varuint, string, u8 = r.varuint, r.string, r.u8
+    holes: list[tuple[int, str]] = []  # (position of a null value, its key)
+    for _ in range(r.count()):
+        n_structs = r.count()
+        varuint()
+        varuint()
+        for _ in range(n_structs):
+            info = u8()
+            ref = info & 0x1F
+            if ref in (GC, SKIP):
+                varuint()
+                continue
+            if info & 0x80:
+                varuint(), varuint()
+            if info & 0x40:
+                varuint(), varuint()
+            parent = key = None
+            if not info & 0xC0:
+                if varuint() == 1:
+                    parent = string()
+                else:
+                    varuint(), varuint()
+                if info & 0x20:
+                    key = string()
+            if ref == ANY and parent == "records" and key is not None:
+                at = r.pos
+                if r.count() == 1 and r.pos < len(update) and update[r.pos] == _NULL[0]:
+                    holes.append((r.pos, key))
+                    r.pos += 1
+                    continue
+                r.pos = at  # (the count again, for content_length)
+            r.content_length(ref)
+    _delete_set(r)
+    if r.pos != len(update):
+        raise UpdateError(f"{len(update) - r.pos} trailing bytes after the delete set")
+    found = values([key for _, key in holes]) if holes else {}
+    out: list[bytes] = []
+    copied = 0
+    for pos, key in holes:
+        if key in found:
+            out.append(update[copied:pos])
+            out.append(found[key])
+            copied = pos + 1
+    out.append(update[copied:])
+    return b"".join(out)
+
+
+def decode_value(data: bytes) -> Any:
+    """One lib0 ``Any`` value that is the whole of ``data`` (UpdateError if not)."""
+    r = _Reader(data)
+    value = r.any()
+    if r.pos != len(data):
+        raise UpdateError(f"{len(data) - r.pos} trailing bytes after a value")
+    return value
+
+
+def without_values(update: bytes, root: str | None = None) -> bytes:
+    """The same update with every Any value replaced by null (with ``root``: only those of
+    the items that name that root as their parent): the same structs (clients, clocks,
+    lengths, origins, parents, keys, content types) and the same delete set, one byte a
+    value. yrs integrates it exactly as the update itself, and a document built from it
+    has the same state vector and accepts (or refuses) the same updates next: what the
+    gate's twin needs, without a second copy of every record; and, with ``root``
+    "records", what the main document holds (the records' values are in the store)."""
     r = _Reader(update)
     varuint, string, u8 = r.varuint, r.string, r.u8
     out: list[bytes] = []
@@ -299,14 +385,15 @@ def without_values(update: bytes) -> bytes:
                 varuint(), varuint()
             if info & 0x40:
                 varuint(), varuint()
+            parent = None
             if not info & 0xC0:
                 if varuint() == 1:
-                    string()
+                    parent = string()
                 else:
                     varuint(), varuint()
                 if info & 0x20:
                     string()
-            if ref == ANY:
+            if ref == ANY and (root is None or parent == root):
                 length = r.count()
                 if length < 1:
                     raise UpdateError("empty item")

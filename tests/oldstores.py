@@ -26,3 +26,23 @@ def as_schema_2(path: Path, *, shift: int = 0, extra: dict[str, int] | None = No
         db.execute("COMMIT")
     finally:
         db.close()
+
+
+def as_schema_3(path: Path, document: bytes) -> None:
+    """Rewrite the store at ``path`` as schema 3 wrote it: ``first_seen`` without the
+    values' places, no ``updates_digest``, and the snapshot holding ``document`` (the
+    whole document, every record's value in it)."""
+    import hashlib
+
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        for column in ("seq", "off", "len"):
+            db.execute(f"ALTER TABLE first_seen DROP COLUMN {column}")
+        db.execute("ALTER TABLE snapshot DROP COLUMN updates_digest")
+        db.execute("UPDATE snapshot SET doc = ?, digest = ? WHERE id = 1",
+                   (document, hashlib.sha256(document).hexdigest()))  # fmt: skip
+        db.execute("PRAGMA user_version=3")
+        db.execute("COMMIT")
+    finally:
+        db.close()

@@ -198,7 +198,8 @@ def test_the_gate_parses_each_body_once(open_replica):
 def test_a_stored_body_the_gate_now_refuses_is_skipped_by_readers(tmp_path, clock):
     """A store written before the nesting bound may hold a body past it: opening it and
     every read (records, get, recall) skip that one record instead of failing."""
-    from crdt.store import NewUpdate, Store
+    from crdt import wire
+    from crdt.store import NewUpdate, Store, record_places
     from crdt.views import Views
     from tests.forge import nested_memory, put_unparsed
 
@@ -214,7 +215,8 @@ def test_a_stored_body_the_gate_now_refuses_is_skipped_by_readers(tmp_path, cloc
         store.append([NewUpdate(client=u.client, start=u.header.start, end=u.header.end,
                                 author=u.author, epoch=u.header.epoch, checkpoint=False,
                                 raw=u.raw, source="old", received_at=TS,
-                                runs=((u.header.start, u.header.end, "records"),))
+                                runs=((u.header.start, u.header.end, "records"),),
+                                places=record_places(u, wire.scan(u.update).record_spans))
                       for u in (su, su2)])  # fmt: skip
     finally:
         store.close()

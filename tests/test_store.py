@@ -416,8 +416,42 @@ def test_a_store_of_schema_1_gains_first_seen_when_opened(tmp_path: Path, clock)
         more = write_memories(r, clock, 1, first=5)
         assert more[0] in r.receipts()
     db = sqlite3.connect(home / STORE)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == crdt.store.SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == crdt.store.SCHEMA_VERSION == 4
     assert db.execute("SELECT DISTINCT typeof(record) FROM first_seen").fetchall() == [("blob",)]
+    db.close()
+
+
+def test_a_store_of_schema_3_finds_its_records_values_in_its_updates(tmp_path: Path, clock) -> None:
+    """A store of schema 3 (no ``record_values``; its snapshot holds every record's value)
+    opens with every record readable, found in the updates that carried them, its snapshot
+    taken again without them; writes after it are read back too."""
+    import sqlite3
+
+    from tests.oldstores import as_schema_3
+
+    home = tmp_path / "home"
+    r = Replica.open(home, now_ms=clock)
+    ids = write_memories(r, clock, 5)
+    r.snapshot()
+    ids += write_memories(r, clock, 2, first=5)  # in the log after the snapshot
+    expected = {k: (rec.body, rec.sig) for k, rec in r.records().items()}
+    document = r.document_update()
+    r.close()
+    as_schema_3(home / STORE, document)
+    with Replica.open(home, now_ms=clock) as r:
+        assert {k: (rec.body, rec.sig) for k, rec in r.records().items()} == expected
+        assert set(ids) <= set(expected)
+        assert r.get(ids[0]) is not None and r.get(ids[0]).body == expected[ids[0]][0]
+        assert r.document_update() == document
+        more = write_memories(r, clock, 1, first=7)
+        assert r.get(more[0]) is not None
+    db = sqlite3.connect(home / STORE)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+    placed = db.execute("SELECT count(*) FROM first_seen WHERE seq IS NOT NULL").fetchone()[0]
+    assert placed == len(expected) + 1
+    (snapshot,) = db.execute("SELECT length(doc) FROM snapshot").fetchone()
+    assert snapshot < len(document) / 2, (snapshot, len(document))  # the values are gone
+    assert db.execute("SELECT value FROM meta WHERE key = 'snapshot_nulled'").fetchone() is None
     db.close()
 
 
@@ -447,7 +481,7 @@ def test_a_store_of_schema_2_keeps_its_first_seen_times_by_bytes(tmp_path: Path,
         more = write_memories(r, clock, 1, first=5)
         assert r.receipts([more[0]]) == {more[0]: r.receipts()[more[0]]}
     db = sqlite3.connect(home / STORE)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
     assert db.execute("SELECT typeof(record), length(record), count(*) FROM first_seen "
                       "GROUP BY 1, 2").fetchall() == [("blob", 32, len(seen) + 1)]  # fmt: skip
     db.close()
