@@ -302,50 +302,16 @@ def with_record_values(update: bytes, values: Callable[[list[str]], dict[str, by
     """The inverse of ``nulled`` for a whole document: each null value of an item under
     the records root replaced by the value ``values(keys)`` gives for its key (its lib0
     bytes, as the update that carried it has them); a key it does not give stays null."""
-    r = _Reader(update)
-    varuint, string, u8 = r.varuint, r.string, r.u8
-    holes: list[tuple[int, str]] = []  # (position of a null value, its key)
-    for _ in range(r.count()):
-        n_structs = r.count()
-        varuint()
-        varuint()
-        for _ in range(n_structs):
-            info = u8()
-            ref = info & 0x1F
-            if ref in (GC, SKIP):
-                varuint()
-                continue
-            if info & 0x80:
-                varuint(), varuint()
-            if info & 0x40:
-                varuint(), varuint()
-            parent = key = None
-            if not info & 0xC0:
-                if varuint() == 1:
-                    parent = string()
-                else:
-                    varuint(), varuint()
-                if info & 0x20:
-                    key = string()
-            if ref == ANY and parent == "records" and key is not None:
-                at = r.pos
-                if r.count() == 1 and r.pos < len(update) and update[r.pos] == _NULL[0]:
-                    holes.append((r.pos, key))
-                    r.pos += 1
-                    continue
-                r.pos = at  # (the count again, for content_length)
-            r.content_length(ref)
-    _delete_set(r)
-    if r.pos != len(update):
-        raise UpdateError(f"{len(update) - r.pos} trailing bytes after the delete set")
-    found = values([key for _, key in holes]) if holes else {}
+    holes = [(key, start, end) for key, start, end in scan(update).record_spans
+             if update[start:end] == _NULL]  # fmt: skip
+    found = values([key for key, _, _ in holes]) if holes else {}
     out: list[bytes] = []
     copied = 0
-    for pos, key in holes:
+    for key, start, end in holes:
         if key in found:
-            out.append(update[copied:pos])
+            out.append(update[copied:start])
             out.append(found[key])
-            copied = pos + 1
+            copied = end
     out.append(update[copied:])
     return b"".join(out)
 
