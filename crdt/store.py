@@ -24,20 +24,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import secrets
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .errors import GossipError, StoreCorrupt, StoreError, StoreLost
+from .errors import StoreCorrupt, StoreError, StoreLost
 from .files import create_whole
 from .mark import MARK_FILE, read_mark, write_mark
-
-if TYPE_CHECKING:
-    from .updates import SignedUpdate
+from .schema import RECORD_ID, SCHEMA, RecordPlaces, migrate, record_places
 from .storefile import (
     APPLICATION_ID,
     REPAIR_HINT,
@@ -49,52 +45,7 @@ from .storefile import (
 )
 
 STORE_FILE = "store.db"
-# (id, offset, length): where each immutable record's value is in a raw signed update
-RecordPlaces = tuple[tuple[str, int, int], ...]
-
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE keyring (          -- the authors this host trusts (local, never replicated)
-    author TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    added_at INTEGER NOT NULL
-);
-CREATE TABLE updates (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the snapshot names a seq
-    client INTEGER NOT NULL,
-    start INTEGER NOT NULL,
-    "end" INTEGER NOT NULL,
-    author TEXT NOT NULL,
-    epoch INTEGER NOT NULL,
-    checkpoint INTEGER NOT NULL,
-    raw BLOB NOT NULL,
-    source TEXT NOT NULL,
-    received_at INTEGER NOT NULL
-);
-CREATE INDEX updates_by_client ON updates (client, "end");
-CREATE TABLE item_runs (
-    client INTEGER NOT NULL,
-    start INTEGER NOT NULL,
-    "end" INTEGER NOT NULL,
-    root TEXT NOT NULL,
-    PRIMARY KEY (client, start)
-) WITHOUT ROWID;
-CREATE TABLE first_seen (       -- when this host first stored each record (local)
-    record BLOB PRIMARY KEY,    -- the id's 32 bytes: half the hex, fewer pages
-    at INTEGER NOT NULL,
-    seq INTEGER,                -- an immutable record's value: bytes [off, off + len) of
-    off INTEGER,                -- the raw update stored at seq (the main document holds a
-    len INTEGER                 -- null in its place: ``Replica``)
-) WITHOUT ROWID;
-CREATE TABLE snapshot (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    seq INTEGER NOT NULL,
-    doc BLOB NOT NULL,
-    digest TEXT NOT NULL,
-    taken_at INTEGER NOT NULL,
-    updates_digest TEXT NOT NULL DEFAULT ''  -- of the updates it covers (``_covered``)
-);
-"""
+__all__ = ["RECORD_ID", "RecordPlaces", "record_places"]  # their old home: `crdt.store`
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,7 +105,7 @@ class Store:
             try:
                 conn.execute("PRAGMA journal_mode=DELETE")  # one file until it is in place
                 conn.execute("BEGIN IMMEDIATE")
-                for statement in _SCHEMA.split(";"):
+                for statement in SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items()))
@@ -260,68 +211,7 @@ class Store:
         if version >= SCHEMA_VERSION:
             return
         with self._transaction():
-            if version < 3:
-                self._migrate_first_seen(version)
-            if version < 4:
-                self._migrate_record_places()
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
-    def _migrate_first_seen(self, version: int) -> None:
-        """1 or 2 -> 3: first_seen, keyed by the id's 32 bytes."""
-        seen: dict[str, int] = {}
-        if version < 2:
-            # 1 -> 3: first_seen, filled from the updates held: a record was first
-            # stored with the earliest update whose bytes carry its id (a Yjs map key
-            # is plain UTF-8), as ``Replica.origin`` finds it for one record.
-            for raw, at in self._db.execute("SELECT raw, received_at FROM updates"):
-                for key in _RECORD_KEY.findall(raw):
-                    rid = key.decode()
-                    if rid not in seen or at < seen[rid]:
-                        seen[rid] = at
-        else:
-            # 2 -> 3: the same times, keyed by the id's bytes instead of its hex (a
-            # row whose key is no record id, which the gate never wrote, names nothing).
-            seen = {rid: at for rid, at in self._db.execute("SELECT record, at FROM first_seen")
-                    if isinstance(rid, str) and RECORD_ID.fullmatch(rid)}  # fmt: skip
-            self._db.execute("DROP TABLE first_seen")
-        self._db.execute(_SCHEMA[_SCHEMA.index("CREATE TABLE first_seen") :].split(";")[0])
-        self._db.executemany(
-            "INSERT INTO first_seen (record, at) VALUES (?, ?)",
-            sorted([(bytes.fromhex(rid), at) for rid, at in seen.items()]),
-        )
-
-    def _migrate_record_places(self) -> None:
-        """3 -> 4: where each record's value is in the updates held (``first_seen``'s
-        seq, off, len: read from them as the gate reads an update, ``wire.scan``), and the
-        snapshot's digest of the updates it covers; the snapshot, which holds the values,
-        is marked for the replica to take again without them (``snapshot_nulled``)."""
-        from . import wire
-        from .updates import SignedUpdate
-
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(first_seen)")}
-        for column in ("seq", "off", "len"):
-            if column not in columns:  # (a store of schema 1 or 2 has them already)
-                self._db.execute(f"ALTER TABLE first_seen ADD COLUMN {column} INTEGER")
-        if "updates_digest" not in {r[1] for r in self._db.execute("PRAGMA table_info(snapshot)")}:
-            self._db.execute("ALTER TABLE snapshot ADD COLUMN updates_digest TEXT NOT NULL "
-                             "DEFAULT ''")  # fmt: skip
-        places = []
-        for seq, raw in self._db.execute("SELECT seq, raw FROM updates ORDER BY seq"):
-            try:
-                su = SignedUpdate.decode(raw)
-                spans = wire.scan(su.update).record_spans
-            except GossipError:
-                continue  # what no gate took; the replica's open reports a damaged row
-            places.extend((seq, off, n, rid) for rid, off, n in record_places(su, spans))
-        self._db.executemany(
-            "UPDATE first_seen SET seq = ?, off = ?, len = ? WHERE record = ? AND seq IS NULL",
-            [(seq, off, n, bytes.fromhex(rid)) for seq, off, n, rid in places
-             if RECORD_ID.fullmatch(rid)],
-        )  # fmt: skip
-        if self._db.execute("SELECT 1 FROM snapshot").fetchone():
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('snapshot_nulled', '0')"
-            )
+            migrate(self._db, version)
 
     def close(self) -> None:
         self._db.close()
@@ -552,10 +442,6 @@ class Store:
         return _Txn(self)
 
 
-_RECORD_KEY = re.compile(rb"[0-9a-f]{64}")  # a record id, as a Yjs map key stores it
-RECORD_ID = re.compile(r"[0-9a-f]{64}")  # a record id (hex SHA-256) as the API spells it
-
-
 def _id_bytes(records: list[str]) -> bytes:
     """The 32 bytes of each record id in ``records``, one after another; a string that
     is no record id (which nothing stored can match) is left out."""
@@ -563,13 +449,6 @@ def _id_bytes(records: list[str]) -> bytes:
 
 
 _COLS = 'seq, client, start, "end", author, epoch, checkpoint, raw, source, received_at'
-
-
-def record_places(su: SignedUpdate, spans: tuple[tuple[str, int, int], ...]) -> RecordPlaces:
-    """(key, offset, length) in ``su.raw`` of each records-root value at ``spans``
-    (``ScannedUpdate.record_spans``: offsets into ``su.update``, the end of ``raw``)."""
-    base = len(su.raw) - len(su.update)
-    return tuple([(key, base + start, end - start) for key, start, end in spans])
 
 
 def _stored(row: tuple) -> StoredUpdate:
