@@ -282,6 +282,11 @@ def test_a_public_id_starting_with_a_dash_is_an_argument_not_an_option(tmp_path)
     assert ok(home, "trust", "add", key, "--name", "dash").startswith(f"trusted {key} as dash ")
     assert ok(home, "recall", "--author", key) == ""  # as an option's value too
     assert ok(home, "trust", "remove", key).strip() == f"removed {key}"
+    # The prefix of one that commands take, too (a CI run once failed on
+    # `peers forget -cWCaBglan`).
+    other = _public_id_starting_with("-c")
+    ok(home, "trust", "add", other, "--name", "prefix")
+    assert ok(home, "trust", "remove", other[:10]).strip() == f"removed {other}"
     usage = gossip(home, "trust", "add", "-x")  # a real unknown option still is one
     assert usage.returncode == 2 and "KEY" in usage.stderr
 

@@ -66,17 +66,22 @@ seconds = kind_arg(Seconds(), "seconds")
 
 
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+_ID_PREFIX = re.compile(r"-[A-Za-z0-9_][A-Za-z0-9_-]{3,41}")  # not "--…": a long option
 
 
 class Parser(argparse.ArgumentParser):
-    """An argparse parser that never mistakes a public id for an option.
+    """An argparse parser that never mistakes a public id, or the prefix of one that
+    commands take (`gossip peers forget -cWCaBg`), for an option.
 
     One public id in 64 starts with '-' (base64url); `gossip trust add -eBQ…` must
-    still work without the user knowing to write `--`.
+    still work without the user knowing to write `--`. A prefix counts as one when it is
+    no option of this parser and does not start with one of its short options (``-n5``).
     """
 
     def _parse_optional(self, arg_string: str) -> Any:
-        if _PUBLIC_ID.fullmatch(arg_string) and arg_string not in self._option_string_actions:
+        known = self._option_string_actions
+        prefix = _ID_PREFIX.fullmatch(arg_string) and arg_string[:2] not in known
+        if arg_string not in known and (_PUBLIC_ID.fullmatch(arg_string) or prefix):
             return None  # a positional argument (or an option's value)
         return super()._parse_optional(arg_string)
 
