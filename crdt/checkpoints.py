@@ -44,7 +44,8 @@ class ReplicaCompaction:
     _snapshot_seq: int
     _snapshot_size: int
     _since_snapshot: int
-    # and, from Replica: state_vector(), _commit(), _build_twin()
+    _holds_values: bool
+    # and, from Replica: state_vector(), _commit(), _use(), _rebuilt()
 
     def checkpoint(self) -> SignedUpdate:
         """Merge our own stored history into one signed update and drop what it covers.
@@ -78,7 +79,7 @@ class ReplicaCompaction:
             raise GossipError(f"cannot checkpoint this history: {e}") from None
         # The rows it replaces held its records' values: they are read from it now.
         places = record_places(su, scanned.record_spans)
-        self._commit([Accepted(su, Plan(Verdict.DUPLICATE), "local", (), places, su.update)],
+        self._commit([Accepted(su, Plan(Verdict.DUPLICATE), "local", (), places)],
                      supersede=True)  # fmt: skip
         return su
 
@@ -88,16 +89,19 @@ class ReplicaCompaction:
         )
         if self._since_snapshot >= threshold:
             self.snapshot()
-            self._build_twin()  # the values it took since it was built go with it
 
     def snapshot(self) -> None:
         """Store the materialised document so the next open skips replaying the log."""
         seq = self._store.last_seq()
         doc = self._main.get_update()
+        if self._holds_values:  # our own writes' records: the store holds those values too
+            doc = wire.without_values(doc, "records")
+            self._use(self._rebuilt(doc))
         self._store.save_snapshot(seq, doc, self.now_ms())
         # The stored updates' bytes it covers, not its own size: with the records' values
-        # nulled it is ~8x smaller than they are, and the refresh's cost (the twin built
-        # again) grows with the document, so the log-many refreshes of a burst stay so.
+        # nulled it is ~8x smaller than they are, and the refresh's cost (encoding the
+        # document, built again if it holds values) grows with the document, so the
+        # log-many refreshes of a burst stay so.
         covered = self._store.bytes_since(0)[1]
         self._snapshot_seq, self._snapshot_size, self._since_snapshot = seq, covered, 0
         del doc

@@ -2,10 +2,11 @@
 then the listeners told (steps 1–4 of ``crdt.replica``'s docstring).
 
 A mixin of ``crdt.replica.Replica``. It owns the batch machinery (chunks, signature
-waits, twin rounds), the commit of accepted updates (``_commit``: store, then main
-document, then listeners) and the change and commit listeners. It hands updates that
-must wait to the pending buffer (``crdt.pending``) and never decides a rule itself
-(``crdt.rules`` and ``crdt.updates`` do); it never writes keys or the keyring.
+waits, the rounds that apply updates to the main document), the commit of accepted
+updates (``_commit``: the store, then the listeners) and the change and commit
+listeners. It hands updates that must wait to the pending buffer (``crdt.pending``) and
+never decides a rule itself (``crdt.rules`` and ``crdt.updates`` do); it never writes
+keys or the keyring.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ class ReplicaIngest:
     _batch_listeners: list[BatchListener]
     _since_snapshot: int
     commit_time: int  # when the last commit was made (ms): a listener's "first seen"
-    # and, from Replica: state_vector(), _twin, _build_twin(), _maybe_snapshot()
+    # and, from Replica: state_vector(), _reload_document(), _check_writable(),
+    # _maybe_snapshot()
 
     def on_change(self, listener: ChangeListener) -> None:
         """Call ``listener(root, key, record_or_None)`` for each change of the document.
@@ -102,16 +104,19 @@ class ReplicaIngest:
 
     def _observe(self) -> None:
         if not self._listeners and not self._batch_listeners:
-            # On yrs' own map (``integrated``), not pycrdt's wrapper: the wrapper turns
-            # each event's target, path and transaction into Python objects for every
-            # update applied (8 µs an update against 2 µs, docs/benchmarks.md "Ingest"),
-            # and the values here are plain (the gate admits no shared types), so the
-            # event's ``keys`` are the same either way. The subscriptions live as long
-            # as the document.
-            self._subscriptions = [
-                m.integrated.observe(self._main_observer(root))
-                for root, m in self._main_maps.items()
-            ]
+            self._subscribe()
+
+    def _subscribe(self) -> None:
+        """Observe the main document's maps (again, for a document built anew).
+
+        On yrs' own map (``integrated``), not pycrdt's wrapper: the wrapper turns each
+        event's target, path and transaction into Python objects for every update applied
+        (8 µs an update against 2 µs, docs/benchmarks.md "Ingest"), and the values here
+        are plain (the gate admits no shared types), so the event's ``keys`` are the same
+        either way. The subscriptions live as long as the document."""
+        self._subscriptions = [
+            m.integrated.observe(self._main_observer(root)) for root, m in self._main_maps.items()
+        ]
 
     def _main_observer(self, root: str) -> Callable[[Any], None]:
         """Only notes what changed: it runs inside yrs' apply, where a failure would stop
@@ -195,12 +200,13 @@ class ReplicaIngest:
         Taken in chunks of ``chunk`` updates (default ``limits.batch_size``), so memory
         stays bounded however large a peer's delta is. For each chunk, first everything
         that needs no replica: decoding, structure, the records each item carries, and
-        all their signatures. Only then does anything touch the twin. The chunks overlap:
+        all their signatures. Only then does anything touch the document. The chunks overlap:
         while this thread checks the next one, worker processes verify the signatures of
         this one. ``between(done)`` is called after each chunk but the last is committed
         (``done``: the updates offered so far), while the next chunk's signatures verify:
         for a progress report, or the reads a node queued meanwhile (it must not write).
         """
+        self._check_writable()
         size = max(1, chunk or self.limits.batch_size)
         chunks = [updates[k : k + size] for k in range(0, len(updates), size)]
         out: list[Outcome] = []
@@ -273,16 +279,16 @@ class ReplicaIngest:
     # -- the gate's driver -----------------------------------------------------------
 
     def _apply_ready(self, ready: list[Candidate]) -> list[tuple[int, Outcome]]:
-        """Plan, twin-apply and commit; then retry the waiting updates whose dependency
-        this advanced, until nothing more moves.
+        """Plan, apply to the document and commit; then retry the waiting updates whose
+        dependency this advanced, until nothing more moves.
 
-        Optimistic: a whole batch is applied to the twin, and the twin's state vector is
-        compared with the plans' once at the end. A mismatch (yrs read an update
-        differently from the gate) or a rejection that touched the twin rebuilds the twin
-        and reruns the batch, one checked update at a time or without the culprit.
-        Returns (caller's index, outcome), the last for an index being final (an update
-        first buffered may be applied once a later one of the batch fills its gap);
-        updates from earlier calls' buffer report nothing.
+        Optimistic: a whole batch is applied to the main document, and its state vector
+        is compared with the plans' once at the end. A mismatch (yrs read an update
+        differently from the gate) or a rejection that touched the document reloads the
+        document from the store and reruns the batch, one checked update at a time or
+        without the culprit. Returns (caller's index, outcome), the last for an index
+        being final (an update first buffered may be applied once a later one of the
+        batch fills its gap); updates from earlier calls' buffer report nothing.
         """
         results: list[tuple[int, Outcome]] = []
         mine = {id(c) for c in ready}  # later outcomes of one update replace earlier ones
@@ -294,22 +300,17 @@ class ReplicaIngest:
         cands = ready
         careful = False
         while cands:
-            rnd = self._twin_round(cands, careful=careful)
+            rnd = self._round(cands, careful=careful)
             for c, err in rnd.rejected + rnd.failed:
                 report(c, Outcome("rejected", err, c.su))
             if rnd.failed or rnd.incomplete:
-                self._build_twin()
+                self._reload_document()
                 careful = careful or rnd.incomplete
                 gone = {id(c) for c, _ in rnd.rejected + rnd.failed}
                 cands = [c for c in cands if id(c) not in gone]
                 continue
-            try:
-                self._commit([Accepted(c.su, p, c.source, c.ids, c.places, c.doc_update)
-                              for c, p in rnd.batch],
-                             [rec for c, _ in rnd.batch for rec in c.records])  # fmt: skip
-            except BaseException:
-                self._build_twin()
-                raise
+            self._commit([Accepted(c.su, p, c.source, c.ids, c.places) for c, p in rnd.batch],
+                         [rec for c, _ in rnd.batch for rec in c.records])  # fmt: skip
             for c, _ in rnd.batch:
                 report(c, built(Outcome, status="applied", error=None, update=c.su))
             for c in rnd.duplicates:
@@ -320,7 +321,11 @@ class ReplicaIngest:
             cands = self._pending.take({c.su.client for c, _ in rnd.batch})
         return results
 
-    def _twin_round(self, cands: list[Candidate], *, careful: bool) -> _Round:
+    def _round(self, cands: list[Candidate], *, careful: bool) -> _Round:
+        """Plan each update against what we hold and apply those that may go to the main
+        document, the records' values nulled (``wire.nulled``: the store reads them from
+        the stored update). Nothing here is durable yet: ``_commit`` follows, and a
+        failure reloads the document (``_apply_ready``)."""
         rnd = _Round()
         sv = self.state_vector()
         index = self._index.overlay()
@@ -344,9 +349,9 @@ class ReplicaIngest:
                     rnd.duplicates.append(c)
                     continue
                 try:
-                    self._twin.apply_update(c.su.update)
+                    self._main.apply_update(c.doc_update)
                     if careful:
-                        got = wire.decode_state_vector(self._twin.get_state())
+                        got = wire.decode_state_vector(self._main.get_state())
                         if got.get(c.su.client, 0) != c.su.header.end:
                             raise RejectedUpdate(
                                 "clock-range",
@@ -369,7 +374,7 @@ class ReplicaIngest:
                 progress = True
             remaining = still
         rnd.waiting = remaining
-        if rnd.batch and not careful and wire.decode_state_vector(self._twin.get_state()) != sv:
+        if rnd.batch and not careful and self.state_vector() != sv:
             rnd.incomplete = True
         return rnd
 
@@ -380,46 +385,41 @@ class ReplicaIngest:
         *,
         supersede: bool = False,
     ) -> None:
-        """Make accepted updates durable, apply them to the main document, then tell.
-        Each item: an update, its plan, who delivered it and the ids of the records the
-        gate read from it (stored as first seen now, unless seen before); ``parsed``:
-        those records, for the listeners (one missing is parsed again from the document);
-        ``supersede``: our own checkpoint, which replaces the rows it covers.
-        ``commit_time`` is when, for the listeners.
+        """Make accepted updates durable, then tell. Each item: an update the main
+        document has taken (``_round``; our own write's transaction, or a checkpoint's,
+        which changes nothing there), its plan, who delivered it and the ids of the
+        records the gate read from it (stored as first seen now, unless seen before);
+        ``parsed``: those records, for the listeners (one missing is parsed again from
+        the document); ``supersede``: our own checkpoint, which replaces the rows it
+        covers. ``commit_time`` is when, for the listeners.
 
-        Once the store has committed, the document must follow, whole: so nothing of ours
-        runs inside yrs' apply (the observer only notes the change), the records are the
-        gate's, already parsed and bounded (never parsed again, so never failing here),
-        and listeners run only once every update of the batch is in the document, each
-        call on its own (``_tell``). What is left is yrs applying to the main document
-        the bytes it just took on the twin, which holds the same structs."""
+        Should the store fail to commit, the document is reloaded from it, so the two
+        agree again; once it has committed, nothing here can fail midway: the listeners
+        run only after it, each call on its own (``_tell``)."""
         if not items:
             return
         now = self.commit_time = self.now_ms()
-        self._store.append(
-            [
-                built(
-                    NewUpdate, client=su.client, start=su.header.start, end=su.header.end,
-                    author=su.author, epoch=su.header.epoch, checkpoint=su.header.checkpoint,
-                    raw=su.raw, source=source, received_at=now, runs=p.runs,
-                    records=ids, places=places,
-                )
-                for su, p, source, ids, places, _ in items
-            ],
-            supersede=supersede,
-        )  # fmt: skip
         try:
-            for su, p, *_, doc_update in items:
-                self._bindings.setdefault(su.client, (su.author, su.header.epoch))
-                for start, end, root in p.runs:
-                    self._index.add(su.client, start, end, root)
-                if p.verdict is Verdict.APPLY:
-                    self._main.apply_update(doc_update)
-                self._since_snapshot += len(su.raw)
+            self._store.append(
+                [
+                    built(
+                        NewUpdate, client=su.client, start=su.header.start, end=su.header.end,
+                        author=su.author, epoch=su.header.epoch,
+                        checkpoint=su.header.checkpoint, raw=su.raw, source=source,
+                        received_at=now, runs=p.runs, records=ids, places=places,
+                    )
+                    for su, p, source, ids, places in items
+                ],
+                supersede=supersede,
+            )  # fmt: skip
         except BaseException:
-            self.untold += 1  # (before the listeners hear: kept views must not cover it)
-            self._tell(parsed)  # what did reach the document; no snapshot of it (the
-            raise  # next open replays the store, which holds the whole batch)
+            self._reload_document()
+            raise
+        for su, p, *_ in items:
+            self._bindings.setdefault(su.client, (su.author, su.header.epoch))
+            for start, end, root in p.runs:
+                self._index.add(su.client, start, end, root)
+            self._since_snapshot += len(su.raw)
         try:
             self._tell(parsed)
         finally:  # durable already: a listener's failure must not skip the snapshot
@@ -434,7 +434,6 @@ class Accepted(NamedTuple):
     source: str  # who delivered it
     ids: tuple[str, ...]  # the records it carries (their first_seen)
     places: RecordPlaces  # where in its raw bytes its records' values are (first_seen)
-    doc_update: bytes  # its Yjs update with the records' values nulled (``wire.nulled``)
 
 
 @dataclass(eq=False)
@@ -452,7 +451,7 @@ class _Round:
     duplicates: list[Candidate] = field(default_factory=list)
     waiting: list[Candidate] = field(default_factory=list)
     rejected: list[tuple[Candidate, GossipError]] = field(default_factory=list)  # untouched
-    failed: list[tuple[Candidate, GossipError]] = field(default_factory=list)  # twin touched
+    failed: list[tuple[Candidate, GossipError]] = field(default_factory=list)  # doc touched
     incomplete: bool = False  # an update did not apply whole: redo the round carefully
 
 

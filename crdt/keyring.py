@@ -5,7 +5,7 @@ A mixin of ``crdt.replica.Replica``. It owns the keyring and removed sets (``_ke
 ``_removed``, read by the views from any thread, so replaced whole, never mutated) and
 the trust listeners; it writes the store's keyring and meta rows and, for a rotation,
 the key files and one successor record (through ``put``). It never touches the
-document or the twin directly.
+document directly (a new client id: ``_renull_document``).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class ReplicaKeys:
     _keyring: dict[str, str]
     _removed: frozenset[str]
     _trust_listeners: list[Callable[[], None]]
-    # and, from Replica: put(), records(), _build_twin()
+    # and, from Replica: put(), records(), _renull_document()
 
     def keyring(self) -> dict[str, str]:
         """The authors this host trusts, id -> name; always includes this host itself.
@@ -143,5 +143,5 @@ class ReplicaKeys:
         self._store.set_meta({"author": new.public_id, "epoch": str(epoch)})
         self.identity, self.author, self.epoch = new, new.public_id, epoch
         self.client = derive_client(self.author, self.epoch)
-        self._build_twin()  # local writes are transactions on the twin: new client id
+        self._renull_document()  # local writes are transactions on it: the new client id
         self._notify_trust()

@@ -2,7 +2,7 @@
 hold yet, kept outside the document until it arrives (invariant 4).
 
 Owns only the buffer and its bounds (count and bytes, overall and per author). It never
-touches the document, the twin or the store: the ingest pipeline (``crdt.ingest``) hands
+touches the document or the store: the ingest pipeline (``crdt.ingest``) hands
 it what must wait and takes back what may be planned again.
 """
 
@@ -38,7 +38,7 @@ class Candidate:
 
     @property
     def doc_update(self) -> bytes:
-        """What twin and main document take: the update, its records' values nulled."""
+        """What the main document takes: the update, its records' values nulled."""
         return wire.nulled(self.su.update, self.scanned.record_spans)
     # The records the gate parsed (check_items), kept for the listeners only: with none,
     # a chunk's records would stay alive to its commit for nothing (docs/benchmarks.md).

@@ -3,7 +3,7 @@ signed updates a peer lacks, and where each record came from (provenance, receip
 
 Owns no state: a mixin of ``crdt.replica.Replica`` that reads the main document
 (``_main_maps``, ``_main``), the client bindings and the store. It never writes to the
-document, the twin or the store, and never judges trust (that is ``crdt.views``').
+document or the store, and never judges trust (that is ``crdt.views``').
 """
 
 from __future__ import annotations

@@ -1,33 +1,38 @@
 """Replica: the pycrdt document, its ingest gate and its durable store — the only writer.
 
 This module is the façade: opening (store, key, epoch, a crashed rotation finished), the
-twin, and local writes (``put``). Each other concern lives in its own module, mixed in:
-``crdt.ingest`` (the gate's driver, the commit, the listeners), ``crdt.pending`` (the
-out-of-order buffer), ``crdt.reading`` (records, state, provenance), ``crdt.keyring``
-(trust and key rotation), ``crdt.checkpoints`` (checkpoints and snapshots). Nothing
-here reads the views or judges trust.
+document (built from the store, and again after a rejection that touched it), and local
+writes (``put``). Each other concern lives in its own module, mixed in: ``crdt.ingest``
+(the gate's driver, the commit, the listeners), ``crdt.pending`` (the out-of-order
+buffer), ``crdt.reading`` (records, state, provenance), ``crdt.keyring`` (trust and key
+rotation), ``crdt.checkpoints`` (checkpoints and snapshots). Nothing here reads the
+views or judges trust.
 
 Every change, local or remote, takes the same path (invariants 1–7):
 
 1. from the bytes alone — ``check_structure`` (client binding, digest, struct and
    delete-set shape, pycrdt's second opinion) and ``check_items`` (every value is a
-   record of the update's author at the right key); then every signature of the batch,
-   header and records, verified in bulk (``signatures``: worker processes for a large
-   batch, overlapping the next batch's checks);
+   record of the update's author at the right key); then the header signature of every
+   update of the batch (it covers the records' bytes: docs/threat-model.md, "Record
+   signatures"), verified in bulk (``signatures``: worker processes for a large batch,
+   overlapping the next batch's checks);
 2. ``rules.plan`` — order and item-root rules against what we hold; an update that builds
    on something missing waits in a bounded buffer outside the document;
-3. apply to the **twin** document, whose state vector must then advance exactly as the
-   plans say (a second opinion from yrs on what the gate read);
-4. commit to the store (durable), then apply the same bytes to the main document, each
-   record's value nulled (``wire.nulled``: the store reads it from the stored update; ~48 MB
-   at 100k memories instead of ~140), and only then tell the listeners (``_commit`` says
-   why nothing there can fail midway).
+3. apply to the document, each record's value nulled (``wire.nulled``: the store reads it
+   from the stored update; ~48 MB at 100k memories instead of ~140); its state vector
+   must then advance exactly as the plans say (a second opinion from yrs on what the
+   gate read);
+4. commit to the store (durable), and only then tell the listeners (``_commit``).
 
-The twin holds the main document's structs without its values (``_twin``). Junk never
-reaches step 3, so it never costs a twin rebuild. A rejection at step 3 or 4
-rebuilds the twin from the main document, so a rejected update leaves document, store
-and views byte-for-byte unchanged. Local writes are transactions on the twin, captured
-as one Yjs update, signed, and run through the same checks.
+Junk never reaches step 3. Should yrs disagree with the gate at step 3, or the store
+fail to commit at step 4, the document is read back from the store (``_reload_document``:
+its snapshot and the updates stored since), so a rejected update leaves document, store
+and views byte-for-byte unchanged. There is no second document to validate on (a twin,
+as pycrdt's typed documents have): step 2 already decides, from the item index, that an
+update integrates whole, so step 3 disagreeing is a bug or an attack, rare enough to pay
+a reload, and not worth a second copy of every struct (~40 MB at 100k memories). Local
+writes are transactions on the document, captured as one Yjs update, signed, and run
+through the same checks; their values stay in the document until the next snapshot.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pycrdt import Doc, Map
 
@@ -135,17 +141,17 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
         self._changes: list[Change] = []  # what the main document's observer saw, to tell
         # Listener calls that raised (logged; the change is in the document regardless).
         self.listener_failures = 0
-        # Commits whose changes the listeners were not all told (yrs failed to apply an
-        # update to the document after the store committed it, or a change could not be
-        # noted): derived data kept beside the store must not claim to cover it.
+        # Changes the listeners were not told (the observer could not note one): derived
+        # data kept beside the store must not claim to cover it.
         self.untold = 0
         self._trust_listeners: list[Callable[[], None]] = []
         self._batch_listeners: list[BatchListener] = []  # one call per commit
         # Read by views from any thread: replaced whole, never mutated in place.
         self._keyring: dict[str, str] = {self.author: "self", **store.keyring()}
         self._removed: frozenset[str] = frozenset(store.removed())
-        self._main = Doc(client_id=self.client)
-        self._main_maps = {r: self._main.get(r, type=Map) for r in ROOTS}
+        self._subscriptions: list[Any] = []  # the observers on the main document's maps
+        # Set by a failed reload of the document from the store: nothing more is written.
+        self._broken: str | None = None
         self._snapshot_seq = 0
         self._snapshot_size = 0
         self._since_snapshot = 0
@@ -159,13 +165,9 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
             raise StoreCorrupt(f"{store.path}: stored document is damaged: {e}; "
                                f"{REPAIR_HINT}") from None
         if store.get_meta("snapshot_nulled") == "0":  # a snapshot taken with the values
-            doc = wire.without_values(self._main.get_update(), "records")
-            self._main = Doc(client_id=self.client)
-            self._main_maps = {r: self._main.get(r, type=Map) for r in ROOTS}
-            self._main.apply_update(doc)
+            self._holds_values = True
             self.snapshot()
         trim_heap()  # the snapshot's bytes and the tail's decoding: ~90 MB held at 100k
-        self._build_twin()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -264,52 +266,91 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
         self.close()
 
     def _load(self) -> None:
-        snap = self._store.load_snapshot()
-        if snap is not None:
-            self._snapshot_seq, doc = snap
-            self._snapshot_size = self._store.bytes_since(0)[1] - self._store.bytes_since(
-                self._snapshot_seq)[1]  # the stored updates' bytes it covers (``snapshot``)
-            self._main.apply_update(doc)
-        # Updates newer than the snapshot are replayed; SQLite cannot see damage inside a
-        # blob, so each one is checked as a peer's would be (digest, binding, signature).
-        tail = []
-        for u in self._store.iter_updates(after_seq=self._snapshot_seq):
-            su = SignedUpdate.decode(u.raw)
-            check_signature(su, verify_signature=False)
-            if (su.client, su.header.start, su.header.end) != (u.client, u.start, u.end):
-                raise StoreCorrupt("an update's header does not match its row")
-            tail.append(su)
-            self._since_snapshot += len(u.raw)
-        oks = start_verifying([(su.author, su.sig, su.header_bytes) for su in tail])()
-        if not all(oks):
-            raise StoreCorrupt("a stored update's signature does not verify")
-        for su in tail:
-            self._main.apply_update(wire.without_values(su.update, "records"))
+        doc, counters = self._load_document(verify=True)
+        self._use(doc)
+        self._snapshot_seq, self._snapshot_size, self._since_snapshot = counters
         for client, author, epoch in self._store.clients():
             self._bindings[client] = (author, epoch)
         for client, start, end, root in self._store.item_runs():
             self._index.add(client, start, end, root)
 
-    def _build_twin(self) -> None:
-        """Drop the twin; it is rebuilt from the main document when next needed (so a
-        replica that is only read never pays for it)."""
-        self._twin_doc: Doc | None = None
+    def _load_document(self, *, verify: bool) -> tuple[Doc, tuple[int, int, int]]:
+        """The main document as the store holds it: the snapshot, then the updates stored
+        after it with the records' values nulled; and the snapshot's counters (its seq,
+        the stored bytes it covers, the bytes stored since). ``verify``: each of those
+        updates is checked as a peer's would be (digest, binding, signature), since SQLite
+        cannot see damage inside a blob (at open; a reload reads what this process has
+        checked itself)."""
+        doc = Doc(client_id=self.client)
+        for r in ROOTS:
+            doc.get(r, type=Map)
+        snap = self._store.load_snapshot()
+        seq, covered, since = 0, 0, 0
+        if snap is not None:
+            seq, update = snap
+            # The stored updates' bytes it covers (``snapshot``).
+            covered = self._store.bytes_since(0)[1] - self._store.bytes_since(seq)[1]
+            doc.apply_update(update)
+            del update
+        tail = []
+        for u in self._store.iter_updates(after_seq=seq):
+            su = SignedUpdate.decode(u.raw)
+            if verify:
+                check_signature(su, verify_signature=False)
+                if (su.client, su.header.start, su.header.end) != (u.client, u.start, u.end):
+                    raise StoreCorrupt("an update's header does not match its row")
+            tail.append(su)
+            since += len(u.raw)
+        if verify:
+            oks = start_verifying([(su.author, su.sig, su.header_bytes) for su in tail])()
+            if not all(oks):
+                raise StoreCorrupt("a stored update's signature does not verify")
+        for su in tail:
+            doc.apply_update(wire.without_values(su.update, "records"))
+        return doc, (seq, covered, since)
 
-    @property
-    def _twin(self) -> Doc:
-        """The main document's structs without its values (``wire.without_values``: every
-        record a null), so it costs 0.2x the payload instead of a second copy (2.7x at
-        100k memories). The gate reads only its state vector and whether yrs takes an
-        update whole, and a local write only sets keys: neither reads a value. The
-        updates the twin takes after it is built keep theirs, until the next snapshot
-        drops it (``_maybe_snapshot``): they are bounded by the snapshot's threshold."""
-        if self._twin_doc is None:
-            twin = Doc(client_id=self.client)
-            self._twin_maps = {r: twin.get(r, type=Map) for r in ROOTS}
-            twin.apply_update(wire.without_values(self._main.get_update()))
-            self._twin_doc = twin
-            trim_heap()  # the document's update, and its copy without values
-        return self._twin_doc
+    def _use(self, doc: Doc) -> None:
+        """Make ``doc`` the main document (its observers follow it): built from the store,
+        or from the document's own bytes with its records' values nulled."""
+        self._main = doc
+        self._main_maps = {r: doc.get(r, type=Map) for r in ROOTS}
+        self._holds_values = False
+        self._changes = []
+        if self._subscriptions:
+            self._subscribe()
+
+    def _reload_document(self) -> None:
+        """The main document took what the store did not (an update yrs read otherwise
+        than the gate did, a commit that failed): build it again from the store, so a
+        rejected update leaves no trace (invariant 6). Should that fail too, the replica
+        takes no more writes: its document and its store may no longer agree."""
+        try:
+            doc, counters = self._load_document(verify=False)
+            self._use(doc)
+            self._snapshot_seq, self._snapshot_size, self._since_snapshot = counters
+        except BaseException as e:
+            self._broken = f"the document could not be read back from the store: {e}"
+            raise
+        trim_heap()  # the document dropped
+
+    def _renull_document(self) -> None:
+        """The main document again, from its own bytes with every record's value nulled:
+        our own writes put values there (they are read from the store too), and a new
+        client id (a rotated key) needs a new document for its local transactions."""
+        self._use(self._rebuilt(wire.without_values(self._main.get_update(), "records")))
+        trim_heap()
+
+    def _rebuilt(self, update: bytes) -> Doc:
+        doc = Doc(client_id=self.client)
+        for r in ROOTS:
+            doc.get(r, type=Map)
+        doc.apply_update(update)
+        return doc
+
+    def _check_writable(self) -> None:
+        if self._broken is not None:
+            raise StoreError(f"{self._store.path}: {self._broken}; reopen the replica "
+                             "(restart the daemon)")
 
     @property
     def pending_count(self) -> int:
@@ -332,48 +373,45 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
                       if not self._already_holds(r)}.values())  # fmt: skip
         if not fresh:
             return None
+        self._check_writable()
         sv_before = self.state_vector()
         captured: list[bytes] = []
-        twin = self._twin
-        subscription = twin.observe(lambda event: captured.append(event.update))
+        doc = self._main
+        subscription = doc.observe(lambda event: captured.append(event.update))
         try:
-            with twin.transaction():
+            with doc.transaction():
                 for rec in fresh:
                     root, key = rec.doc_key()
-                    self._twin_maps[root][key] = rec.to_value()
-        except BaseException:
-            self._build_twin()
-            raise
-        finally:
-            twin.unobserve(subscription)
-        (update,) = captured
-        start = sv_before.get(self.client, 0)
-        end = wire.decode_state_vector(self._twin.get_state())[self.client]
-        deleted = wire.scan(update).delete_set
-        # Our transaction may overwrite values of our earlier epochs (a store recreated for
-        # this key): name those epochs, so peers accept the delete set.
-        epochs = tuple(
-            {self._bindings[c][1] for c in deleted if c in self._bindings} - {self.epoch}
-        )
-        su = sign_update(
-            self.identity, epoch=self.epoch, update=update, start=start, end=end,
-            ts=self.now_ms(), epochs=epochs,
-        )  # fmt: skip
-        try:
+                    self._main_maps[root][key] = rec.to_value()
+            self._holds_values = True  # until the next snapshot nulls them (``snapshot``)
+            (update,) = captured
+            start = sv_before.get(self.client, 0)
+            end = self.state_vector()[self.client]
+            deleted = wire.scan(update).delete_set
+            # Our transaction may overwrite values of our earlier epochs (a store recreated
+            # for this key): name those epochs, so peers accept the delete set.
+            epochs = tuple(
+                {self._bindings[c][1] for c in deleted if c in self._bindings} - {self.epoch}
+            )
+            su = sign_update(
+                self.identity, epoch=self.epoch, update=update, start=start, end=end,
+                ts=self.now_ms(), epochs=epochs,
+            )  # fmt: skip
             # Our own writes pass the same gate as anyone's (minus re-verifying our own
-            # signatures): a bug here must not put into the document what peers refuse.
+            # signatures): a bug here must not put into the store what peers refuse.
             scanned = check_structure(su, self.limits.structure, signature=False)
             check_items(self.author, scanned)
             p = plan(su, scanned, sv_before, self._index, self._bindings)
             if p.verdict is not Verdict.APPLY:
                 raise GossipError(f"internal error: our own write planned as {p.verdict}")
-            ids = tuple([r.id for r in fresh])
-            places = record_places(su, scanned.record_spans)
-            doc_update = wire.nulled(su.update, scanned.record_spans)
-            self._commit([Accepted(su, p, "local", ids, places, doc_update)], fresh)
         except BaseException:
-            self._build_twin()
+            self._reload_document()  # the transaction is in the document, not in the store
             raise
+        finally:
+            doc.unobserve(subscription)
+        ids = tuple([r.id for r in fresh])
+        places = record_places(su, scanned.record_spans)
+        self._commit([Accepted(su, p, "local", ids, places)], fresh)
         return su
 
     def _already_holds(self, rec: SignedRecord) -> bool:

@@ -9,7 +9,7 @@ earlier updates (invariant 5, confluence):
 - item roots: ``records`` items are immutable, so no item may continue (overwrite) one
   and no delete set may name one. ``ItemIndex`` remembers, per client and clock range,
   which root each item went to; it is derived from accepted updates and stored with them.
-- effects (invariant 2), read from map events on the twin document: every value is a
+- effects (invariant 2), read from the update's own bytes (``wire.scan``): every value is a
   record signed by the update's author, at its content id (``records``) or in its own
   ``kind:author:name`` namespace (``state``); nothing in ``records`` changes or vanishes.
 """

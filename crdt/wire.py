@@ -330,9 +330,9 @@ def without_values(update: bytes, root: str | None = None) -> bytes:
     the items that name that root as their parent): the same structs (clients, clocks,
     lengths, origins, parents, keys, content types) and the same delete set, one byte a
     value. yrs integrates it exactly as the update itself, and a document built from it
-    has the same state vector and accepts (or refuses) the same updates next: what the
-    gate's twin needs, without a second copy of every record; and, with ``root``
-    "records", what the main document holds (the records' values are in the store)."""
+    has the same state vector and accepts (or refuses) the same updates next. With
+    ``root`` "records", what the replica's document holds (the records' values are in the
+    store); without, what tests compare documents by (``tests/forge.py``)."""
     r = _Reader(update)
     varuint, string, u8 = r.varuint, r.string, r.u8
     out: list[bytes] = []

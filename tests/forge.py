@@ -130,18 +130,16 @@ def fingerprint(replica: Replica) -> tuple:
         rows,
         runs,
         snap,
-        _twin_matches(replica),
+        document_matches_store(replica),
     )
 
 
-def _twin_matches(replica: Replica) -> bool:
-    """The gate's twin holds exactly the structs the main document holds: the same state
-    vector, and the same updates once their values are nulled (the twin is built without
-    values, ``wire.without_values``, and keeps those of the updates it took since)."""
-    if replica._twin_doc is None:
-        return True  # no twin yet: it will be built from the main document
-    twin, main = replica._twin_doc, replica._main
-    return structs_of(twin) == structs_of(main)
+def document_matches_store(replica: Replica) -> bool:
+    """The main document holds exactly the structs the store's updates make: the same
+    state vector, and the same updates once their values are nulled (what a reload from
+    the store, after a rejection, would build)."""
+    stored, _ = replica._load_document(verify=False)
+    return structs_of(replica._main) == structs_of(stored)
 
 
 def structs_of(doc: Doc) -> tuple:

@@ -88,11 +88,11 @@ def test_a_checkpoint_may_not_redescribe_clocks_we_hold(open_replica):
     refused(r, hb, "clock-range")
 
 
-def test_clocks_beyond_u32_never_reach_the_twin(open_replica):
+def test_clocks_beyond_u32_never_reach_the_document(open_replica):
     r = open_replica("r")
     rebuilds = []
-    build = r._build_twin
-    r._build_twin = lambda: (rebuilds.append(1), build())
+    reload = r._reload_document
+    r._reload_document = lambda: (rebuilds.append(1), reload())
     atk = Identity.generate()
     junk = []
     for e in range(1, 6):

@@ -696,7 +696,7 @@ def test_batch_with_a_mutated_update_commits_only_the_rest(
 ) -> None:
     """One batch: the honest history from update ``i`` on, with a mutated update somewhere
     in it. Nothing raises; when the mutation is rejected, the replica ends exactly where
-    one that never saw it does (the twin was rebuilt, nothing of it was committed)."""
+    one that never saw it does (nothing of it was committed, the document agrees)."""
     i, raw = variant
     with _replicas(Identity.generate()) as (r,):
         for su in HISTORY[:i]:
@@ -713,4 +713,4 @@ def test_batch_with_a_mutated_update_commits_only_the_rest(
         if outs[at].status == "rejected":
             event(f"batch rejected: {getattr(outs[at].error, 'rule', '?')}")
             assert _content_of(r) == REFERENCE
-            assert fingerprint(r)[-1]  # the twin holds what the document holds
+            assert fingerprint(r)[-1]  # the document holds what the store holds

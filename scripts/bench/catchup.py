@@ -296,8 +296,8 @@ def run(quick: bool) -> dict[str, Any]:
         f"{len(triples):,} signatures (headers and records), divided by {cores} cores; a "
         f"plain aiohttp download of the same {received / 1e6:.1f} MB over loopback; pycrdt "
         "applying the encoded full state to a fresh Doc. The bound ignores what a gate "
-        "must do besides verifying (decode, structure and record checks, the twin, the "
-        "durable SQLite commit), which is why it cannot be reached; the ratio says how much "
+        "must do besides verifying (decode, structure and record checks, the document, "
+        "the durable SQLite commit), which is why it cannot be reached; the ratio says how much "
         "that costs.",
     ]
     if ingest:

@@ -54,7 +54,7 @@ def peer_export(tmp: Path) -> Path:
 
 def daemon_rss(home: Path, n: int, remote: Path) -> dict[str, int]:
     """VmRSS of a fresh daemon on ``home`` once idle, after one recall, after one write
-    (`gossip remember`, the first change it takes: the gate's twin is built) and after one
+    (`gossip remember`, the first change it takes) and after one
     remote update (`gossip import` of ``remote``), with VmHWM (peak) at the end."""
     from gossip.client import ApiConnection
 
@@ -186,8 +186,8 @@ def run(quick: bool) -> dict[str, Any]:
         f"The views' file is {st['views_db'] / MB:.0f} MB on disk; opening it costs the "
         "RSS step above, and recall adds at most its page cache. The replica alone is "
         f"{grow['the replica (document, item index, store)'] / last['payload']:.1f}x the "
-        "payload (its twin apart, holding no values since issue 18). Likely cut: a replica "
-        "that does not keep every body and signature as Yjs values in memory.",
+        "payload. Likely cut: a document that does not keep the records' items at all (they "
+        "depend on nothing and nothing may depend on them: the HISTORY of 2026-12-07 12:10).",
         "The semantic lane's share: numpy (imported by every daemon), the vectors "
         f"({st['vectors_bytes'] / MB:.1f} MB held = {last['vectors_ratio']:.2f}x the payload "
         f"at {last['n']:,}: 4-bit codes, sign bits and ids, "
@@ -199,13 +199,9 @@ def run(quick: bool) -> dict[str, Any]:
         f"An empty daemon's RSS, measured in the same run: {base['rss'] / MB:.1f} MB "
         f"({base['idle'] / MB:.1f} MB idle).",
         "The columns: idle (a restarted daemon, nothing asked), after a recall (the model "
-        "read), after a write and then after a remote update (the RSS judged). Each "
-        "benchmark daemon listens on a new port, so it writes its host record as it starts: "
-        "the gate's twin (built at a replica's first write or ingest; its structs without "
-        "the values since issue 18, "
+        "read), after a write and then after a remote update (the RSS judged); "
         f"{(last['write'] - last['recall']) / MB:.0f} MB between the recall and the write "
-        "columns at this size, the write's vector and views included) is in every column; "
-        "a daemon restarted on the same port builds it at its first change.",
+        "columns at this size (the write's vector and views included).",
     ]
     if quick:
         notes.append("--quick: judged at 10k memories; the full run measures 100k.")
@@ -287,6 +283,30 @@ def plot(result: dict[str, Any], outdir: Path) -> list[str]:
 # Hand-run comparisons and the design that would meet a missed goal, each with its date and
 # command: history, not this run's figures (scripts/bench/report.py prints it after the notes).
 HISTORY = [
+    (
+        "**One document, no twin (issue 18), hand-run 2026-12-07 11:55-12:10 UTC**: the "
+        "gate applied each batch to a twin document first (the structs without values) and "
+        "then to the main document (the records' values nulled): two copies of every struct "
+        "and key. The batch now goes to the document itself, nulled; a rejection that "
+        "touched it, or a commit the store refuses, reads it back from the store "
+        "(docs/data-model.md, step 5). `memory.daemon_rss` on copies of one 100k store "
+        "(vectors built), main (ed9a0ce) then the change, alternating, twice each, `nice -n "
+        "5`, RSS MB: idle 223.9 / 223.9 → 198.1 / 197.8; after a recall 249.3 / 249.4 → "
+        "204.2 / 203.1; after a write and a remote update (judged) 273.3 / 273.6 → 217.4 / "
+        "216.3 (5.6x → 4.4x the 49.0 MB payload); peak 273.3 / 273.6 → 226.8 / 225.6. "
+        "Reading the document back at 100k takes 0.26-0.40 s, against 0.39-0.53 s for the "
+        "twin's rebuild it replaces (3 each, 2 rounds). Ingest of 100k one-record updates "
+        "into a fresh bare replica, 2 pairs: 9244 / 8651 → 10225 / 8198 records/s (noise); "
+        "`ingest.cli_import(20000, runs=2)` 2 pairs: 0.72 / 0.63 → 0.69 / 0.62x (noise). "
+        "What is left to 4x (196 MB): ~21 MB. The document still holds each record as a yrs "
+        "map item with its 64-character key (~48 MB at 100k); a record's item depends on "
+        "nothing (a new key: no origin) and nothing may depend on it (`plan` refuses an "
+        "item continuing one, a delete naming one), so the document could hold each as a "
+        "GC range of the same clocks (a few bytes) and the store answer every record read "
+        "(`first_seen` already holds every id and where its value is): the design that "
+        "would meet the goal; the observer's record events would then come from the gate's "
+        "parsed records, and an export for Yjs from the stored updates merged."
+    ),
     (
         "**The C heap trimmed after a replica opens (issue 18), hand-run 2026-12-07 08:50 "
         "UTC**: `Replica.open` of a store of 100,000 memories in a fresh process grew the RSS "

@@ -1,9 +1,11 @@
-"""The gate's twin holds the main document's structs without its values.
+"""The main document holds the records' values as nulls; the store holds the values.
 
 ``wire.without_values`` nulls every value of an update; a document built from it must be,
 to yrs, the same document: the same state vector, the same updates accepted (whole, in
-part or not at all), the same bytes from a local transaction. The replica builds its
-twin that way, so it holds no second copy of the records it held before.
+part or not at all), the same bytes from a local transaction. The replica's document is
+built that way (the records' values nulled) from its snapshot and its stored updates, and
+built so again after a rejection that touched it, so it never holds a second copy of the
+records the store holds, and a rejection leaves no trace.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Map
 
 from crdt import Identity, Replica, records, wire
+from crdt.errors import StoreError
 from crdt.replica import ReplicaLimits
 from tests.forge import Writer, capture, fingerprint, structs_of
 from tests.test_gate import memory
@@ -68,7 +72,7 @@ def test_without_values_keeps_every_struct_and_the_delete_set():
     assert wire.without_values(hollow) == hollow
 
 
-def test_a_twin_without_values_takes_what_a_full_copy_takes():
+def test_a_document_without_values_takes_what_a_full_copy_takes():
     main = _history()
     full, hollow = _copies(main, 33)
     assert structs_of(hollow) == structs_of(full) == structs_of(main)
@@ -88,7 +92,7 @@ def test_a_twin_without_values_takes_what_a_full_copy_takes():
     assert structs_of(hollow) == structs_of(full)
 
 
-def test_a_local_transaction_on_the_twin_is_the_same_update():
+def test_a_local_transaction_on_a_document_without_values_is_the_same_update():
     main = _history()
     full, hollow = _copies(main, 11)  # our own client: we continue our clocks
 
@@ -100,23 +104,24 @@ def test_a_local_transaction_on_the_twin_is_the_same_update():
     assert wire.scan(capture(hollow, edit)) == wire.scan(capture(full, edit))
 
 
-def test_the_twin_holds_no_values_of_what_the_replica_held(open_replica, tmp_path, clock):
+def test_the_document_holds_no_values_of_what_the_replica_held(open_replica, tmp_path, clock):
     r = open_replica("r")
     old = [memory(r.identity, f"lesson {i}") for i in range(3)]
     r.put(*old)
     r.close()
     r = Replica.open(tmp_path / "r", now_ms=clock)
     try:
+        assert all(r._main["records"][rec.id] is None for rec in old)
         new = memory(r.identity, "one more lesson")
         r.put(new)
-        twin = r._twin_doc
-        assert twin is not None and structs_of(twin) == structs_of(r._main)
-        assert all(twin["records"][rec.id] is None for rec in old)
-        assert twin["records"][new.id] == new.to_value()  # what it took since: real
-        # A rejection now leaves everything as it was, the twin's structs too.
+        assert r._main["records"][new.id] == new.to_value()  # our write's, until a snapshot
+        assert {k: v.body for k, v in r.records().items()} == {
+            rec.id: rec.body for rec in [*old, new]}
+        # A rejection now leaves everything as it was, the document's structs too.
         w = Writer()
         honest = memory(w.identity, "theirs")
         assert r.ingest(w.put(honest)) == "applied"
+        assert r._main["records"][honest.id] is None
         before = fingerprint(r)
         assert before[-1]
         forged = w.put(records.memory(r.identity, "not mine", category="fact", ts=1))
@@ -127,40 +132,67 @@ def test_the_twin_holds_no_values_of_what_the_replica_held(open_replica, tmp_pat
         r.close()
 
 
-def test_a_snapshot_drops_the_twin_and_what_it_took(open_replica, tmp_path, clock):
+def test_a_snapshot_nulls_the_values_our_writes_put_in_the_document(open_replica, tmp_path,
+                                                                     clock):  # fmt: skip
     r = open_replica("r")
-    r.put(memory(r.identity, "first"))
-    assert r._twin_doc is not None
+    first = memory(r.identity, "first")
+    r.put(first)
+    assert r._main["records"][first.id] is not None
     r.close()
     r = Replica.open(tmp_path / "r", now_ms=clock,
                      limits=ReplicaLimits(snapshot_min_bytes=1, snapshot_ratio=0.0))  # fmt: skip
     try:
         seq = r._snapshot_seq
-        r.put(memory(r.identity, "second"))
+        second = memory(r.identity, "second")
+        r.put(second)
         assert r._snapshot_seq > seq
-        assert r._twin_doc is None  # built again, without values, when next needed
+        assert r._main["records"][second.id] is None  # the snapshot built it anew, nulled
+        assert wire.scan(r._store.load_snapshot()[1]).record_spans  # holds the records' keys
         third = memory(r.identity, "third")
         r.put(third)
-        assert third.id in r.records()
+        assert {first.id, second.id, third.id} <= set(r.records())
+        assert r.get(second.id) == second
     finally:
         r.close()
 
 
+def test_a_commit_the_store_refuses_leaves_the_document_as_the_store_is(open_replica):
+    """A write the store cannot commit (here SQLite refusing every write) was already in
+    the document: the document is read back from the store, and the next write, once the
+    store takes writes again, goes through."""
+    r = open_replica("r")
+    kept = memory(r.identity, "kept")
+    r.put(kept)
+    before = fingerprint(r)
+    r._store._db.execute("PRAGMA query_only = 1")
+    lost = memory(r.identity, "lost")
+    with pytest.raises(StoreError, match="readonly"):
+        r.put(lost)
+    w = Writer()
+    with pytest.raises(StoreError, match="readonly"):
+        r.ingest(w.put(memory(w.identity, "theirs")))
+    r._store._db.execute("PRAGMA query_only = 0")
+    assert fingerprint(r) == before
+    assert lost.id not in r.record_ids()
+    again = memory(r.identity, "again")
+    r.put(again)
+    assert set(r.records()) == {kept.id, again.id}
+
+
 @settings(SETTINGS, max_examples=60)
 @given(variant=forged_variants(), position=st.integers(0, 2**8))
-def test_a_mutated_update_refused_by_a_twin_without_values_commits_only_the_rest(
+def test_a_mutated_update_refused_by_a_document_without_values_commits_only_the_rest(
     variant: tuple[int, bytes], position: int
 ) -> None:
     """``tests/test_wire.py``'s batch with a mutated update in it, offered to a replica
-    reopened on the history before it: its twin is built without the values it holds."""
+    reopened on the history before it: its document holds none of the values it holds."""
     i, raw = variant
-    with tempfile.TemporaryDirectory(prefix="sm-twin-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sm-doc-") as tmp:
         ident = Identity.generate()
         with Replica.open(Path(tmp), ident, now_ms=_now) as r:
             for su in HISTORY[:i]:
                 r.ingest(su.raw)
         with Replica.open(Path(tmp), ident, now_ms=_now) as r:
-            assert r._twin is not None  # built now, from what the store held
             batch = [su.raw for su in HISTORY[i:]]
             at = position % (len(batch) + 1)
             batch.insert(at, raw)
