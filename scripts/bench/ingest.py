@@ -390,6 +390,18 @@ def main() -> None:
 # command: history, not this run's figures (scripts/bench/report.py prints it after the notes).
 HISTORY = [
     (
+        "**One document, no twin (issue 18, hand-run 2026-12-07 12:49 UTC)**: each update "
+        "is applied once (to the document, nulled) instead of twice (a twin, then the "
+        "document). The full run of 12:23 read 1.05x for one batch of 10k against 1.34x "
+        "the run before, while every other row improved (100k in one batch 0.88 -> 0.99x, "
+        "121 -> 101 µs of CPU a record). One `ingest_batch` of 10k one-record updates into "
+        "a fresh bare replica, the tree before (ed9a0ce) and the change alternately, 6 "
+        "pairs in both orders, `nice -n 5`: records/s 9977 / 10150 (means), the gate's "
+        "thread 82.5 / 76.5 µs a record (medians); whichever ran second in a pair was "
+        "slower in 5 of 6, so the 10k row of that run is this machine's noise, and the "
+        "change saves ~6 µs of CPU a record."
+    ),
+    (
         "**One signature per update (issue 18, hand-run 2026-12-05 07:35 UTC)**: the gate "
         "verifies the update header's signature, which covers the digest of every byte of "
         "every record in the update, and no longer each record's own (`record-author` ties "
