@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gossip.sim import Config, Step, faults, run
+from gossip.sim import Config, Step, faults, run, run_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_SEEDS = range(1, 201)
@@ -23,9 +23,11 @@ SHM = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # no fsync cost; s
 
 @pytest.mark.slow
 def test_200_seeds_converge_and_lose_nothing() -> None:
+    """In as many processes as there are cores (at most 4): the seeds are independent."""
     failed, stats, crashes, writes, settled = [], Counter(), 0, 0, []
-    for seed in CI_SEEDS:
-        r = run(seed, tmp=SHM)
+    jobs = min(4, os.cpu_count() or 1)
+    for r in run_seeds(CI_SEEDS, Config(), tmp=SHM, jobs=jobs):
+        seed = r.seed
         if not r.ok:
             failed.append(f"seed {seed}: {r.failures[:2]}\n  replay: {r.replay()}")
         stats.update(r.stats)

@@ -16,6 +16,7 @@ Theory of operation:
 - ``faults.py`` — the fault schedule, drawn from the seed (or written by hand).
 - ``check.py`` — the invariants checked after quiescence (convergence, set-full).
 - ``world.py`` — one run: build, play, heal, settle, check, clean up; the trace hash.
+- ``seeds.py`` — many seeds, here or in worker processes.
 - ``__main__.py`` — ``scripts/simulate``: many seeds, a summary, replay commands.
 
 Why not ``gossip.transport.memnet`` with asyncio: its requests are awaited calls in real time
@@ -31,6 +32,7 @@ Same seed and config, same trace hash — in any process, whatever ``PYTHONHASHS
 from __future__ import annotations
 
 from .faults import Step
+from .seeds import run_seeds
 from .world import Config, Result, run
 
-__all__ = ["Config", "Result", "Step", "run"]
+__all__ = ["Config", "Result", "Step", "run", "run_seeds"]

@@ -11,15 +11,15 @@ command that replays it), 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from .seeds import run_seeds
 from .world import SABOTAGES, Config, Result, run
 
 
@@ -68,31 +68,6 @@ def _tmp(arg: str | None) -> str | None:
         return arg
     shm = Path("/dev/shm")
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-
-
-_CONFIG: Config | None = None
-_TMPDIR: str | None = None
-
-
-def _init(config: Config, tmp: str | None) -> None:
-    global _CONFIG, _TMPDIR
-    _CONFIG, _TMPDIR = config, tmp
-
-
-def _one(seed: int) -> Result:
-    assert _CONFIG is not None
-    return run(seed, _CONFIG, tmp=_TMPDIR)
-
-
-def _results(seeds: range, config: Config, tmp: str | None, jobs: int) -> Iterator[Result]:
-    if jobs <= 1:
-        _init(config, tmp)
-        for s in seeds:
-            yield _one(s)
-        return
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(jobs, initializer=_init, initargs=(config, tmp)) as pool:
-        yield from pool.imap(_one, seeds, chunksize=4)
 
 
 def _print_failure(r: Result, *, tail: int = 25) -> None:
@@ -154,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     slowest = 0.0
     network: Counter[str] = Counter()
     settle: list[int] = []
-    for n, r in enumerate(_results(seeds, config, tmp, args.jobs), 1):
+    for n, r in enumerate(run_seeds(seeds, config, tmp=tmp, jobs=args.jobs), 1):
         lost, unexpected, events = lost + r.lost, unexpected + r.unexpected, events + r.events
         writes, crashes = writes + r.writes, crashes + r.crashes
         slowest = max(slowest, r.wall_s)
