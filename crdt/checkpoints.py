@@ -45,13 +45,15 @@ class ReplicaCompaction:
     _snapshot_size: int
     _since_snapshot: int
     _holds_values: bool
-    # and, from Replica: state_vector(), _commit(), _use(), _rebuilt()
+    # and, from Replica: state_vector(), _commit(), _use(), _rebuilt(), _or_reload(),
+    # _check_writable()
 
     def checkpoint(self) -> SignedUpdate:
         """Merge our own stored history into one signed update and drop what it covers.
 
         Only an author compacts its own history. Other replicas take a checkpoint like any
         update but keep what they already hold (see docs/data-model.md, "Checkpoints")."""
+        self._check_writable()
         mine = {c for c, (author, _) in self._bindings.items() if author == self.author}
         if self.client not in mine:
             raise GossipError("nothing to checkpoint: this replica has written nothing")
@@ -79,8 +81,9 @@ class ReplicaCompaction:
             raise GossipError(f"cannot checkpoint this history: {e}") from None
         # The rows it replaces held its records' values: they are read from it now.
         places = record_places(su, scanned.record_spans)
-        self._commit([Accepted(su, Plan(Verdict.DUPLICATE), "local", (), places)],
-                     supersede=True)  # fmt: skip
+        with self._or_reload():  # its commit may land although SQLite says it failed
+            self._commit([Accepted(su, Plan(Verdict.DUPLICATE), "local", (), places)],
+                         supersede=True)  # fmt: skip
         return su
 
     def _maybe_snapshot(self) -> None:

@@ -40,7 +40,8 @@ from __future__ import annotations
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,10 +270,15 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
         doc, counters = self._load_document(verify=True)
         self._use(doc)
         self._snapshot_seq, self._snapshot_size, self._since_snapshot = counters
-        for client, author, epoch in self._store.clients():
-            self._bindings[client] = (author, epoch)
+        self._load_bindings()
+
+    def _load_bindings(self) -> None:
+        """The client bindings and the item index, as the store's updates make them."""
+        bindings = {client: (author, epoch) for client, author, epoch in self._store.clients()}
+        index = ItemIndex()
         for client, start, end, root in self._store.item_runs():
-            self._index.add(client, start, end, root)
+            index.add(client, start, end, root)
+        self._bindings, self._index = bindings, index
 
     def _load_document(self, *, verify: bool) -> tuple[Doc, tuple[int, int, int]]:
         """The main document as the store holds it: the snapshot, then the updates stored
@@ -320,12 +326,15 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
             self._subscribe()
 
     def _reload_document(self) -> None:
-        """The main document took what the store did not (an update yrs read otherwise
-        than the gate did, a commit that failed): build it again from the store, so a
+        """The main document may hold what the store does not (an update yrs read
+        otherwise than the gate did, a commit that failed, anything raised between a
+        round and its commit): build it again from the store, with the bindings and the
+        item index (a commit SQLite reported failed may have landed all the same), so a
         rejected update leaves no trace (invariant 6). Should that fail too, the replica
         takes no more writes: its document and its store may no longer agree."""
         try:
             doc, counters = self._load_document(verify=False)
+            self._load_bindings()
             self._use(doc)
             self._snapshot_seq, self._snapshot_size, self._since_snapshot = counters
         except BaseException as e:
@@ -351,6 +360,16 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
         if self._broken is not None:
             raise StoreError(f"{self._store.path}: {self._broken}; reopen the replica "
                              "(restart the daemon)")
+
+    @contextmanager
+    def _or_reload(self) -> Iterator[None]:
+        """Whatever raises in here (a round, a commit, an interrupt between them) may have
+        left the document ahead of the store: it is read back before the error goes on."""
+        try:
+            yield
+        except BaseException:
+            self._reload_document()
+            raise
 
     @property
     def pending_count(self) -> int:
@@ -378,11 +397,14 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
         captured: list[bytes] = []
         doc = self._main
         subscription = doc.observe(lambda event: captured.append(event.update))
-        try:
-            with doc.transaction():
-                for rec in fresh:
-                    root, key = rec.doc_key()
-                    self._main_maps[root][key] = rec.to_value()
+        with self._or_reload():  # the transaction is in the document before the store
+            try:
+                with doc.transaction():
+                    for rec in fresh:
+                        root, key = rec.doc_key()
+                        self._main_maps[root][key] = rec.to_value()
+            finally:
+                doc.unobserve(subscription)
             self._holds_values = True  # until the next snapshot nulls them (``snapshot``)
             (update,) = captured
             start = sv_before.get(self.client, 0)
@@ -404,14 +426,9 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
             p = plan(su, scanned, sv_before, self._index, self._bindings)
             if p.verdict is not Verdict.APPLY:
                 raise GossipError(f"internal error: our own write planned as {p.verdict}")
-        except BaseException:
-            self._reload_document()  # the transaction is in the document, not in the store
-            raise
-        finally:
-            doc.unobserve(subscription)
-        ids = tuple([r.id for r in fresh])
-        places = record_places(su, scanned.record_spans)
-        self._commit([Accepted(su, p, "local", ids, places)], fresh)
+            ids = tuple([r.id for r in fresh])
+            places = record_places(su, scanned.record_spans)
+            self._commit([Accepted(su, p, "local", ids, places)], fresh)
         return su
 
     def _already_holds(self, rec: SignedRecord) -> bool:

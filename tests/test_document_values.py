@@ -201,3 +201,38 @@ def test_a_mutated_update_refused_by_a_document_without_values_commits_only_the_
                 event(f"batch rejected: {getattr(outs[at].error, 'rule', '?')}")
                 assert _content_of(r) == REFERENCE
                 assert fingerprint(r)[-1]
+
+
+def test_anything_raised_between_a_round_and_its_commit_leaves_no_trace(tmp_path):
+    """An interrupt (or a MemoryError) after the document took an update and before the
+    store did: the document is read back from the store, so our state vector never
+    claims what no stored update holds, and the same update, offered again, applies.
+    Here the injected clock raises where the commit (or our own write's signing) asks it
+    the time."""
+    armed: list[BaseException] = []
+
+    def now() -> int:
+        if armed:
+            raise armed.pop()
+        return 1_790_000_000_000
+
+    r = Replica.open(tmp_path / "r", now_ms=now)
+    try:
+        w = Writer()
+        su = w.put(memory(w.identity, "theirs"))
+        before = fingerprint(r)
+        armed.append(KeyboardInterrupt())
+        with pytest.raises(KeyboardInterrupt):
+            r.ingest(su)
+        assert fingerprint(r) == before
+        assert r.ingest(su) == "applied"
+        mine = memory(r.identity, "mine")
+        before = fingerprint(r)
+        armed.append(MemoryError())
+        with pytest.raises(MemoryError):
+            r.put(mine)
+        assert fingerprint(r) == before
+        assert r.put(mine).header.start == 0  # our clocks are not skipped
+        assert {w.id, r.author} == {rec.author for rec in r.records().values()}
+    finally:
+        r.close()
