@@ -189,6 +189,12 @@ def test_three_daemons_replicate_survive_kill9_and_report_a_dead_peer(
 def test_new_commands_without_a_daemon(tmp_path: Path):
     home = tmp_path / "a"
     ok(home, "init", "--name", "a")
+    # A tailnet's IPv6 address, wider than its column, follows in full below the table
+    # (listed only: without a daemon `gossip peers` dials nobody).
+    v6 = "[fd7a:115c:a1e0::2a01:b3c4]:7471"
+    (home / "config.toml").write_text(f'name = "a"\npeers = ["{v6}"]\n')
+    table = ok(home, "peers")
+    assert f": address {v6}" in table and all(len(line) <= 100 for line in table.splitlines())
     (home / "config.toml").write_text('name = "a"\npeers = ["127.0.0.1:9"]\n')
     rid = ok(home, "remember", "an embedded lesson", "--category", "learning").strip()
     peers = json.loads(ok(home, "peers", "--json"))

@@ -13,13 +13,15 @@ from typing import Any
 from .arguments import answer, command, seconds, session
 from .terminal import Progress, byte_size, fit, in_sync, note, now_ms, out, print_json, span, table
 
+ADDRESS_WIDTH = 21  # an IPv4 address and port; a longer one (IPv6) follows below the table
+
 
 def _peer_rows(peers: list[dict[str, Any]], now: int) -> list[list[str]]:
     rows = []
     for p in peers:
         rows.append([
-            (p["key"] or "?")[:8], fit(p["name"] or "-", 12), fit(p["address"], 21),
-            p["source"], p["state"],
+            (p["key"] or "?")[:8], fit(p["name"] or "-", 12),
+            fit(p["address"] or "-", ADDRESS_WIDTH), p["source"], p["state"],
             span(now - p["last_success"]) if p["last_success"] else "never",
             "-" if p["rtt_ms"] is None else f"{p['rtt_ms']:.0f}ms",
             in_sync(p["they_lack"], p["we_lack"]),
@@ -29,19 +31,26 @@ def _peer_rows(peers: list[dict[str, Any]], now: int) -> list[list[str]]:
 
 
 def _peer_table(peers: list[dict[str, Any]], now: int, *, reasons: bool = True) -> None:
-    """The table, its REASON column giving way first; a reason cut there follows in
-    full below it (an unknown key's ``gossip trust add`` line must stay whole). Without
-    ``reasons`` (no daemon runs: every row's reason is that) there is no such column."""
+    """The table, its REASON column giving way first; an address or a reason cut there
+    follows in full below it (an unknown key's ``gossip trust add`` line must stay whole,
+    an IPv6 address copyable). Without ``reasons`` (no daemon runs: every row's reason is
+    that) there is no such column."""
     rows = _peer_rows(peers, now)
     if not reasons:
         table(_PEER_HEADER[:-1], [r[:-1] for r in rows])
-        return
-    widths = table(_PEER_HEADER, rows, elastic=len(_PEER_HEADER) - 1)
-    cut = [(r[0], r[1], r[-1]) for r in rows if len(r[-1]) > widths[-1]]
-    if cut:
+        widths = None
+    else:
+        widths = table(_PEER_HEADER, rows, elastic=len(_PEER_HEADER) - 1)
+    below = []
+    for p, r in zip(peers, rows, strict=True):
+        if len(p["address"] or "") > ADDRESS_WIDTH:
+            below.append(f"{r[0]}  {r[1]}: address {p['address']}")
+        if widths is not None and len(r[-1]) > widths[-1]:
+            below.append(f"{r[0]}  {r[1]}: {r[-1]}")
+    if below:
         out()
-    for key, name, reason in cut:
-        out(f"{key}  {name}: {reason}")
+    for line in below:
+        out(line)
 
 
 # Bytes in and out are in --json: the reason says more to a human in the width.
