@@ -45,7 +45,7 @@ class ReplicaCompaction:
     _snapshot_size: int
     _since_snapshot: int
     _holds_values: bool
-    # and, from Replica: state_vector(), _commit(), _use(), _rebuilt(), _or_reload(),
+    # and, from Replica: state_vector(), _commit(), _renull_document(), _or_reload(),
     # _check_writable()
 
     def checkpoint(self) -> SignedUpdate:
@@ -96,10 +96,8 @@ class ReplicaCompaction:
     def snapshot(self) -> None:
         """Store the materialised document so the next open skips replaying the log."""
         seq = self._store.last_seq()
-        doc = self._main.get_update()
-        if self._holds_values:  # our own writes' records: the store holds those values too
-            doc = wire.without_values(doc, "records")
-            self._use(self._rebuilt(doc))
+        # Our own writes' records hold values in the document: the store holds them too.
+        doc = self._renull_document() if self._holds_values else self._main.get_update()
         self._store.save_snapshot(seq, doc, self.now_ms())
         # The stored updates' bytes it covers, not its own size: with the records' values
         # nulled it is ~8x smaller than they are, and the refresh's cost (encoding the

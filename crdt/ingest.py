@@ -297,33 +297,31 @@ class ReplicaIngest:
             if id(c) in mine:
                 results.append((c.index, outcome))
 
-        with self._or_reload():
-            self._apply_rounds(ready, report)
-        return results
-
-    def _apply_rounds(self, cands: list[Candidate],
-                      report: Callable[[Candidate, Outcome], None]) -> None:  # fmt: skip
+        cands = ready
         careful = False
-        while cands:
-            rnd = self._round(cands, careful=careful)
-            for c, err in rnd.rejected + rnd.failed:
-                report(c, Outcome("rejected", err, c.su))
-            if rnd.failed or rnd.incomplete:
-                self._reload_document()
-                careful = careful or rnd.incomplete
-                gone = {id(c) for c, _ in rnd.rejected + rnd.failed}
-                cands = [c for c in cands if id(c) not in gone]
-                continue
-            self._commit([Accepted(c.su, p, c.source, c.ids, c.places) for c, p in rnd.batch],
-                         [rec for c, _ in rnd.batch for rec in c.records])  # fmt: skip
-            for c, _ in rnd.batch:
-                report(c, built(Outcome, status="applied", error=None, update=c.su))
-            for c in rnd.duplicates:
-                report(c, built(Outcome, status="duplicate", error=None, update=c.su))
-            for c in rnd.waiting:
-                err = self._pending.hold(c)
-                report(c, Outcome("buffered" if err is None else "rejected", err, c.su))
-            cands = self._pending.take({c.su.client for c, _ in rnd.batch})
+        with self._or_reload():
+            while cands:
+                rnd = self._round(cands, careful=careful)
+                for c, err in rnd.rejected + rnd.failed:
+                    report(c, Outcome("rejected", err, c.su))
+                if rnd.failed or rnd.incomplete:
+                    self._reload_document()
+                    careful = careful or rnd.incomplete
+                    gone = {id(c) for c, _ in rnd.rejected + rnd.failed}
+                    cands = [c for c in cands if id(c) not in gone]
+                    continue
+                self._commit([Accepted(c.su, p, c.source, c.ids, c.places)
+                              for c, p in rnd.batch],
+                             [rec for c, _ in rnd.batch for rec in c.records])  # fmt: skip
+                for c, _ in rnd.batch:
+                    report(c, built(Outcome, status="applied", error=None, update=c.su))
+                for c in rnd.duplicates:
+                    report(c, built(Outcome, status="duplicate", error=None, update=c.su))
+                for c in rnd.waiting:
+                    err = self._pending.hold(c)
+                    report(c, Outcome("buffered" if err is None else "rejected", err, c.su))
+                cands = self._pending.take({c.su.client for c, _ in rnd.batch})
+        return results
 
     def _round(self, cands: list[Candidate], *, careful: bool) -> _Round:
         """Plan each update against what we hold and apply those that may go to the main

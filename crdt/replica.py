@@ -266,11 +266,13 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _load(self) -> None:
-        doc, counters = self._load_document(verify=True)
+    def _load(self, *, verify: bool = True) -> None:
+        """Document, snapshot counters, client bindings and item index, as the store holds
+        them (``_load_document``; at open, and to read them back: ``_reload_document``)."""
+        doc, counters = self._load_document(verify=verify)
+        self._load_bindings()
         self._use(doc)
         self._snapshot_seq, self._snapshot_size, self._since_snapshot = counters
-        self._load_bindings()
 
     def _load_bindings(self) -> None:
         """The client bindings and the item index, as the store's updates make them."""
@@ -287,9 +289,7 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
         updates is checked as a peer's would be (digest, binding, signature), since SQLite
         cannot see damage inside a blob (at open; a reload reads what this process has
         checked itself)."""
-        doc = Doc(client_id=self.client)
-        for r in ROOTS:
-            doc.get(r, type=Map)
+        doc = self._rebuilt()
         snap = self._store.load_snapshot()
         seq, covered, since = 0, 0, 0
         if snap is not None:
@@ -333,27 +333,28 @@ class Replica(ReplicaIngest, ReplicaReads, ReplicaKeys, ReplicaCompaction):
         rejected update leaves no trace (invariant 6). Should that fail too, the replica
         takes no more writes: its document and its store may no longer agree."""
         try:
-            doc, counters = self._load_document(verify=False)
-            self._load_bindings()
-            self._use(doc)
-            self._snapshot_seq, self._snapshot_size, self._since_snapshot = counters
+            self._load(verify=False)
         except BaseException as e:
             self._broken = f"the document could not be read back from the store: {e}"
             raise
         trim_heap()  # the document dropped
 
-    def _renull_document(self) -> None:
-        """The main document again, from its own bytes with every record's value nulled:
-        our own writes put values there (they are read from the store too), and a new
-        client id (a rotated key) needs a new document for its local transactions."""
-        self._use(self._rebuilt(wire.without_values(self._main.get_update(), "records")))
-        trim_heap()
+    def _renull_document(self) -> bytes:
+        """The main document again, from its own bytes with every record's value nulled
+        (returned: a snapshot stores them): our own writes put values there (they are
+        read from the store too), and a new client id (a rotated key) needs a new
+        document for its local transactions."""
+        update = wire.without_values(self._main.get_update(), "records")
+        self._use(self._rebuilt(update))
+        return update
 
-    def _rebuilt(self, update: bytes) -> Doc:
+    def _rebuilt(self, update: bytes | None = None) -> Doc:
+        """A document of our client id with the two roots, built from ``update``."""
         doc = Doc(client_id=self.client)
         for r in ROOTS:
             doc.get(r, type=Map)
-        doc.apply_update(update)
+        if update is not None:
+            doc.apply_update(update)
         return doc
 
     def _check_writable(self) -> None:
