@@ -64,6 +64,16 @@ async def served(home: Path, *, peers=(), tcp: str | None = None) -> AsyncIterat
             await asyncio.gather(log, return_exceptions=True)
 
 
+async def test_a_data_dir_too_deep_for_its_socket_is_refused_by_name(tmp_path: Path):
+    home = tmp_path / ("d" * (110 - len(str(tmp_path))))
+    create_hosts([home])
+    refused = r"api.sock is 1[0-2][0-9] bytes long.*at most 10[37]: choose a shorter data dir"
+    with pytest.raises(ConfigError, match=refused):
+        async with served(home):
+            pass
+    assert not (home / "api.sock").exists()
+
+
 async def test_socket_is_0600_and_refuses_web_pages(tmp_path: Path):
     (home,) = [tmp_path / "a"]
     create_hosts([home])

@@ -118,6 +118,7 @@ class LocalApi:
         await runner.setup()
         self._runner = runner
         try:
+            _check_socket_path(self.socket_path)
             # Our lock on the data dir is held: an api.sock here is a dead daemon's.
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
@@ -252,3 +253,20 @@ def _on_tcp(request: web.Request) -> bool:
     """Whether ``request`` came over TCP (the socket's callers need no token)."""
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     return isinstance(sockname, tuple)
+
+
+# A Unix socket's path fits in sockaddr_un's sun_path: 108 bytes on Linux, 104 on the
+# BSDs and macOS, the terminating NUL included.
+SOCKET_PATH_MAX = 107 if os.uname().sysname == "Linux" else 103
+
+
+def _check_socket_path(path: Path) -> None:
+    """Refuse, naming the path, a data dir too deep for its socket (the system says only
+    "AF_UNIX path too long", which names neither)."""
+    size = len(os.fsencode(path))
+    if size > SOCKET_PATH_MAX:
+        raise ConfigError(
+            f"the local API's socket {path} is {size} bytes long, and a Unix socket's path "
+            f"may be at most {SOCKET_PATH_MAX}: choose a shorter data dir (--home or "
+            "GOSSIP_HOME)"
+        )
