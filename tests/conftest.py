@@ -7,13 +7,46 @@ import contextlib
 import gc
 import itertools
 import os
+import shutil
+import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from crdt import Identity, Replica
+
+# Tests that share one host-wide resource run in one xdist worker, one after another
+# (scripts/test runs the suite on every core): the network namespaces' names, subnets and
+# bridge, and real multicast in the root namespace.
+ONE_AT_A_TIME = {"netns": ("_netns.py", "test_discovery_mdns.py")}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        _give_its_own_id(item)
+        for group, endings in ONE_AT_A_TIME.items():
+            if item.path.name.endswith(endings):
+                item.add_marker(pytest.mark.xdist_group(group))
+    # xdist schedules by node id: of tests sharing one, it would run one and drop the rest
+    # without a word (schemathesis' were, before _give_its_own_id). Never silently.
+    twice = [nodeid for nodeid, n in Counter(i.nodeid for i in items).items() if n > 1]
+    if twice:
+        raise pytest.UsageError(f"tests share a node id, and xdist would run one: {twice}")
+
+
+def _give_its_own_id(item: pytest.Item) -> None:
+    """schemathesis names each operation's test ``test[GET /path]``, but under pytest 9
+    its items get the test's bare node id (pytest builds ids from a callspec, which they
+    have not): the id the name says, as pytest's own parametrize gives."""
+    base = getattr(item, "originalname", None)
+    label = item.name[len(base):] if base and item.name.startswith(base) else ""
+    parent_id = getattr(item.parent, "id", None)
+    if (label.startswith("[") and label.endswith("]") and not item.nodeid.endswith("]")
+            and hasattr(parent_id, "child")):  # fmt: skip
+        item._id = parent_id.child(base).with_params(label[1:-1])
 
 
 class Clock:
@@ -98,6 +131,16 @@ def daemons() -> Iterator[list]:
     yield started
     for d in started:
         d.kill()
+
+
+@pytest.fixture
+def short_tmp_path() -> Iterator[Path]:
+    """A fresh directory with a short path (``/tmp/sg-…``), removed afterwards: where a
+    process makes data dirs of its own below ``TMPDIR``, so that their sockets' paths fit
+    in 107 bytes wherever pytest keeps ``tmp_path`` (xdist adds a level to it)."""
+    path = Path(tempfile.mkdtemp(prefix="sg-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

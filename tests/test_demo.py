@@ -49,7 +49,8 @@ def test_the_forgery_walk_through_refuses_every_forgery(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_a_signal_stops_the_demo_its_daemons_and_removes_its_keys(tmp_path, signum):
+def test_a_signal_stops_the_demo_its_daemons_and_removes_its_keys(short_tmp_path, signum):
+    tmp_path = short_tmp_path  # the demo's data dirs go below TMPDIR
     env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     demo = subprocess.Popen([str(ROOT / "scripts" / "demo")], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env,
