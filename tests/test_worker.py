@@ -102,3 +102,33 @@ async def test_slow_subscriber_loses_oldest_events_and_gets_a_marker():
     assert not waiter.done()
     sub.close()
     assert await waiter is None
+
+
+async def test_the_heap_is_given_back_in_the_worker_once_per_period_of_activity():
+    from crdt.heap import trim_heap
+    from gossip.node.rest import give_back_at_rest
+
+    worker = ReplicaWorker()
+    ran: list[tuple[object, str]] = []
+
+    async def run(fn):
+        ran.append((fn, await worker.call(lambda: threading.current_thread().name,
+                                          priority=READ)))  # fmt: skip
+        await worker.call(fn, priority=READ)
+
+    rest = asyncio.create_task(give_back_at_rest(lambda: worker.jobs, run, period=0.05))
+    try:
+        await asyncio.sleep(0.3)
+        # Once after the first period (what opening left), then nothing: its own jobs are
+        # not work.
+        assert ran == [(trim_heap, "sm-replica")]
+        await worker.call(lambda: [len(bytearray(50 << 20)) for _ in range(3)])  # a burst
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(ran) < 2 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # and quiet again: one trim for the burst, no more
+        assert ran == [(trim_heap, "sm-replica")] * 2
+    finally:
+        rest.cancel()
+        await asyncio.gather(rest, return_exceptions=True)
+        worker.close()

@@ -12,6 +12,7 @@
 - ``rotation.py``: a key rotation's grace and the retired keys;
 - ``joining.py``: invitations;
 - ``embedding.py``: the semantic lane's vectors, built in the background;
+- ``rest.py``: the C heap's free pages given back once activity has passed;
 - ``thread.py``: ``NodeThread``, a node for synchronous programs.
 """
 

@@ -41,6 +41,7 @@ class ReplicaWorker:
         self._queue: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._after_job = after_job
+        self.jobs = 0  # jobs run, ever: how a watcher tells the worker has worked
         self._closed = False
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -108,6 +109,7 @@ class ReplicaWorker:
     def _execute(self, job: _Job) -> None:
         if not job.future.set_running_or_notify_cancel():
             return
+        self.jobs += 1
         try:
             result = job.fn(*job.args)
         except BaseException as e:

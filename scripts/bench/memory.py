@@ -7,7 +7,8 @@ started on it, as after any restart. Its VmRSS is read from /proc/PID/status onc
 answers and has idled a second (its vectors read back, nothing to embed: the model not
 read), after one hybrid recall (which reads the model), after one write (`gossip
 remember`) and after one remote update (`gossip import` of another host's export of one
-memory): that last is the RSS judged, what a daemon in use holds; then VmHWM (peak).
+memory), each read ``AT_REST_S`` after its step: that last is the RSS judged, what a
+daemon in use holds at rest; then VmHWM (peak, the bursts included).
 Baseline: the payload, the sum of the records' body + signature bytes (what any store
 must hold), and an empty daemon's RSS in the same run (the interpreter and libraries).
 To say what dominates, a second fresh process opens the same data dir step by step
@@ -32,6 +33,11 @@ from typing import Any
 import common
 
 GOAL_RATIO = 4.0
+# Each RSS after a step is read at rest, this long after it: the step's own work done
+# (a write's vector is built in the background) and its heap given back (a node trims it
+# within gossip.node.rest.REST_S of activity; the peak column keeps the burst). 0.5 s
+# until 2026-12-07, which read the burst of a write's embedding (~24 MB at 100k).
+AT_REST_S = 1.5
 VECTORS_GOAL = 0.5  # issue 16: the vectors add at most 0.5x the payload
 MB = 1e6
 
@@ -65,14 +71,14 @@ def daemon_rss(home: Path, n: int, remote: Path) -> dict[str, int]:
         time.sleep(1.0)  # a few rounds of the idle background embedding
         idle = common.rss(proc.pid)["rss"]
         ApiConnection(home, timeout=60).request("GET", "/v1/memories", query={"q": "retry"})
-        time.sleep(0.5)
+        time.sleep(AT_REST_S)
         recall = common.rss(proc.pid)["rss"]
         gossip_cli(home, "remember", "the retry budget is per request, not per call",
                    "--category", "learning")
-        time.sleep(0.5)  # its vector, in the background
+        time.sleep(AT_REST_S)  # its vector, in the background
         wrote = common.rss(proc.pid)["rss"]
         gossip_cli(home, "import", str(remote))
-        time.sleep(0.5)
+        time.sleep(AT_REST_S)
         last = common.rss(proc.pid)
         return {"idle": idle, "recall": recall, "write": wrote, **last}
 
@@ -199,7 +205,9 @@ def run(quick: bool) -> dict[str, Any]:
         f"An empty daemon's RSS, measured in the same run: {base['rss'] / MB:.1f} MB "
         f"({base['idle'] / MB:.1f} MB idle).",
         "The columns: idle (a restarted daemon, nothing asked), after a recall (the model "
-        "read), after a write and then after a remote update (the RSS judged); "
+        "read), after a write and then after a remote update (the RSS judged), each read "
+        f"{AT_REST_S:g} s after its step (at rest: a node gives its heap back within "
+        "0.5 s of activity, gossip/node/rest.py; the peak column keeps the bursts); "
         f"{(last['write'] - last['recall']) / MB:.0f} MB between the recall and the write "
         "columns at this size (the write's vector and views included).",
     ]
