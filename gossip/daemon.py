@@ -25,8 +25,9 @@ from typing import Any
 from crdt import GossipError, StoreLocked
 
 from . import config
-from .api import AgentsApi, LocalApi, read_token
+from .api import API_SOCKET, AgentsApi, LocalApi, read_token
 from .api.feed import Feed, event_json
+from .api.local import check_socket_path
 from .connection import ApiConnection
 from .events import BreakerChanged, Event, EventsLost, PeerChanged, RecordAdded, TrustChanged
 from .node import Node, NodeConfig
@@ -181,6 +182,7 @@ class EventLog:
 async def serve(s: ServeSettings, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set; raises GossipError if the node or the API cannot start.
     A stop while it still waits for the data dir ends the wait."""
+    check_socket_path(s.home / API_SOCKET)  # before anything starts: the API could not
     opening = asyncio.create_task(open_node(s))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({opening, stopping}, return_when=asyncio.FIRST_COMPLETED)

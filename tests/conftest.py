@@ -18,18 +18,15 @@ import pytest
 
 from crdt import Identity, Replica
 
-# Tests that share one host-wide resource run in one xdist worker, one after another
-# (scripts/test runs the suite on every core): the network namespaces' names, subnets and
-# bridge, and real multicast in the root namespace.
-ONE_AT_A_TIME = {"netns": ("_netns.py", "test_discovery_mdns.py")}
+# scripts/test runs the suite in several processes (pytest-xdist), so no two tests may
+# share a host-wide resource: the network namespace tests name theirs after their process
+# id (namespaces, /etc/netns files), their subnets exist only inside those namespaces, and
+# the root namespace's mDNS tests bind no real interface.
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         _give_its_own_id(item)
-        for group, endings in ONE_AT_A_TIME.items():
-            if item.path.name.endswith(endings):
-                item.add_marker(pytest.mark.xdist_group(group))
     # xdist schedules by node id: of tests sharing one, it would run one and drop the rest
     # without a word (schemathesis' were, before _give_its_own_id). Never silently.
     twice = [nodeid for nodeid, n in Counter(i.nodeid for i in items).items() if n > 1]

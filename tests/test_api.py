@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import stat
 import subprocess
@@ -71,6 +72,13 @@ async def test_a_data_dir_too_deep_for_its_socket_is_refused_by_name(tmp_path: P
     with pytest.raises(ConfigError, match=refused):
         async with served(home):
             pass
+    assert not (home / "api.sock").exists()
+    # `gossip serve` says so before it opens anything (no replica, no listener).
+    from tests.daemons import gossip
+
+    serve = gossip(home, "serve", "--listen", "127.0.0.1:0", "--no-mdns", "--agents-listen", "")
+    assert serve.returncode != 0 and re.search(refused, serve.stderr), serve.stderr
+    assert "Traceback" not in serve.stderr and "peers on" not in serve.stderr
     assert not (home / "api.sock").exists()
 
 

@@ -104,30 +104,45 @@ async def test_slow_subscriber_loses_oldest_events_and_gets_a_marker():
     assert await waiter is None
 
 
-async def test_the_heap_is_given_back_in_the_worker_once_per_period_of_activity():
+async def test_the_heap_is_given_back_in_the_worker_once_work_has_stopped():
     from crdt.heap import trim_heap
     from gossip.node.rest import give_back_at_rest
 
     worker = ReplicaWorker()
-    ran: list[tuple[object, str]] = []
+    ran: list[str] = []
+    ticks: asyncio.Queue[None] = asyncio.Queue()  # each item: one period has passed
+    looked = asyncio.Event()
 
     async def run(fn):
-        ran.append((fn, await worker.call(lambda: threading.current_thread().name,
-                                          priority=READ)))  # fmt: skip
+        assert fn is trim_heap
+        ran.append(await worker.call(lambda: threading.current_thread().name, priority=READ))
         await worker.call(fn, priority=READ)
 
-    rest = asyncio.create_task(give_back_at_rest(lambda: worker.jobs, run, period=0.05))
+    async def wait():
+        looked.set()  # the loop has taken the last period into account
+        await ticks.get()
+
+    async def period(work: int = 0) -> None:
+        for _ in range(work):
+            await worker.call(lambda: len(bytearray(5 << 20)))  # allocated and freed
+        looked.clear()
+        ticks.put_nowait(None)
+        await asyncio.wait_for(looked.wait(), 10)
+
+    rest = asyncio.create_task(give_back_at_rest(lambda: worker.jobs, run, wait))
     try:
-        await asyncio.sleep(0.3)
-        # Once after the first period (what opening left), then nothing: its own jobs are
-        # not work.
-        assert ran == [(trim_heap, "sm-replica")]
-        await worker.call(lambda: [len(bytearray(50 << 20)) for _ in range(3)])  # a burst
-        deadline = asyncio.get_running_loop().time() + 10
-        while len(ran) < 2 and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.3)  # and quiet again: one trim for the burst, no more
-        assert ran == [(trim_heap, "sm-replica")] * 2
+        await asyncio.wait_for(looked.wait(), 10)
+        await period()
+        assert ran == ["sm-replica"]  # once after start: what opening left behind
+        await period()
+        assert ran == ["sm-replica"]  # nothing ran since: nothing to give back
+        await period(work=3)
+        await period(work=1)
+        assert len(ran) == 1  # never while work goes on
+        await period()
+        assert ran == ["sm-replica"] * 2  # a quiet period after work: once
+        await period()
+        assert len(ran) == 2  # its own jobs are not work
     finally:
         rest.cancel()
         await asyncio.gather(rest, return_exceptions=True)

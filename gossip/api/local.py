@@ -118,7 +118,7 @@ class LocalApi:
         await runner.setup()
         self._runner = runner
         try:
-            _check_socket_path(self.socket_path)
+            check_socket_path(self.socket_path)
             # Our lock on the data dir is held: an api.sock here is a dead daemon's.
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
@@ -260,7 +260,7 @@ def _on_tcp(request: web.Request) -> bool:
 SOCKET_PATH_MAX = 107 if os.uname().sysname == "Linux" else 103
 
 
-def _check_socket_path(path: Path) -> None:
+def check_socket_path(path: Path) -> None:
     """Refuse, naming the path, a data dir too deep for its socket (the system says only
     "AF_UNIX path too long", which names neither)."""
     size = len(os.fsencode(path))

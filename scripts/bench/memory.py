@@ -35,7 +35,7 @@ import common
 GOAL_RATIO = 4.0
 # Each RSS after a step is read at rest, this long after it: the step's own work done
 # (a write's vector is built in the background) and its heap given back (a node trims it
-# within gossip.node.rest.REST_S of activity; the peak column keeps the burst). 0.5 s
+# once work has stopped for gossip.node.rest.REST_S; the peak column keeps the burst). 0.5 s
 # until 2026-12-07, which read the burst of a write's embedding (~24 MB at 100k).
 AT_REST_S = 1.5
 VECTORS_GOAL = 0.5  # issue 16: the vectors add at most 0.5x the payload
@@ -210,8 +210,8 @@ def run(quick: bool) -> dict[str, Any]:
         f"({base['idle'] / MB:.1f} MB idle).",
         "The columns: idle (a restarted daemon, nothing asked), after a recall (the model "
         "read), after a write and then after a remote update (the RSS judged), each read "
-        f"{AT_REST_S:g} s after its step (at rest: a node gives its heap back within "
-        "0.5 s of activity, gossip/node/rest.py; the peak column keeps the bursts); "
+        f"{AT_REST_S:g} s after its step (at rest: a node gives its heap back once work "
+        "has stopped for 0.5 s, gossip/node/rest.py; the peak column keeps the bursts); "
         f"{(last['write'] - last['recall']) / MB:.0f} MB between the recall and the write "
         "columns at this size (the write's vector and views included).",
     ]
@@ -305,10 +305,12 @@ HISTORY = [
         "And the views' SQLite page cache (16 MiB) was full before any query: opening "
         "reads every page of views.sqlite (`PRAGMA quick_check`, the resume's scans), none "
         "of them likelier than another to serve a recall (a 4 MiB cache read 157 MB idle "
-        "and 180 MB judged). Now a node trims its heap within 0.5 s of any activity and "
+        "and 180 MB judged). Now a node trims its heap once work has stopped for 0.5 s and "
         "once after start (gossip/node/rest.py: ~1 ms when there is something to give "
-        "back, ~0.1 ms when not, as a read in the replica's thread, at most twice a "
-        "second), and the views drop their page cache once opened (a recall's pages fill "
+        "back, ~0.1 ms when not, as a read in the replica's thread; never between a "
+        "catch-up's chunks, where a trim would give back what the next chunk asks for "
+        "again; a trim after each 0.5 s of activity was the first version, measured below), "
+        "and the views drop their page cache once opened (a recall's pages fill "
         "it again). `MALLOC_ARENA_MAX=2` changed nothing (195 MB against 195). A/B on "
         "copies of one fresh 100k store (`common.build_store`, vectors built by a first "
         "daemon), `memory.daemon_rss`'s steps with each RSS read 1.5 s after its step, "
