@@ -309,7 +309,7 @@ HISTORY = [
         "once after start (gossip/node/rest.py: ~1 ms when there is something to give "
         "back, ~0.1 ms when not, as a read in the replica's thread; never between a "
         "catch-up's chunks, where a trim would give back what the next chunk asks for "
-        "again; a trim after each 0.5 s of activity was the first version, measured below), "
+        "again; the first version trimmed after each 0.5 s of activity), "
         "and the views drop their page cache once opened (a recall's pages fill "
         "it again). `MALLOC_ARENA_MAX=2` changed nothing (195 MB against 195). A/B on "
         "copies of one fresh 100k store (`common.build_store`, vectors built by a first "
@@ -317,7 +317,8 @@ HISTORY = [
         "main (c100bf0) then the change, alternating, twice each, RSS MB: idle 181 / 181 → "
         "155 / 155; after a recall 196 / 196 → 176 / 176; after a write 220 / 220 → "
         "176 / 176; after a remote update (judged) 220 / 220 → 176 / 176 (4.5x → 3.6x "
-        "the 49.0 MB payload). The benchmark now reads each step at rest, 1.5 s after it "
+        "the 49.0 MB payload); the final version, paired the same way at 15:40, read the "
+        "same (176 / 177 judged). The benchmark now reads each step at rest, 1.5 s after it "
         "(0.5 s before: a write's burst, whose peak the peak column keeps)."
     ),
     (
