@@ -71,7 +71,9 @@ class Demo:
                      for a in ("--peer", f"127.0.0.1:{self.ports[other]}")]  # fmt: skip
             args = [sys.executable, "-m", "gossip.cli", "serve", "--home", str(self.homes[n]),
                     "--listen", f"127.0.0.1:{self.ports[n]}", "--profile", "local",
-                    "--no-mdns", *peers]  # fmt: skip
+                    # No agents' listener: three daemons on one host would contend for
+                    # 127.0.0.1:8888, and one might take it from a daemon of the user's.
+                    "--no-mdns", "--agents-listen", "", *peers]  # fmt: skip
             with open(self.base / f"{n}.log", "wb") as log:
                 # Own process group: a Ctrl-C reaches the demo, which stops them in order.
                 self.procs[n] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
