@@ -216,14 +216,13 @@ class KeptViews:
                 why = self._mismatch()
                 if why is None:
                     self._resume()
-                    shed_cache(self._db)
-                    return
-                log.info("%s: rebuilding the views in full: %s", path, why)
-                self._db.close()  # into an empty file: faster than over the old tables
-                for suffix in ("", "-wal", "-shm"):  # (4.8 s against 7-9 s at 100k)
-                    path.with_name(path.name + suffix).unlink(missing_ok=True)
-                self._db = connect(path)
-                self.rebuild()
+                else:
+                    log.info("%s: rebuilding the views in full: %s", path, why)
+                    self._db.close()  # into an empty file: faster than over the old tables
+                    for suffix in ("", "-wal", "-shm"):  # (4.8 s against 7-9 s at 100k)
+                        path.with_name(path.name + suffix).unlink(missing_ok=True)
+                    self._db = connect(path)
+                    self.rebuild()
             except (ViewsDamaged, sqlite3.Error) as e:
                 if not damaged(e):
                     raise

@@ -381,7 +381,8 @@ class Node(NodeActions, NodeReads):
                 self._tg = tg
                 tg.create_task(self.replication.anti_entropy(), name="anti-entropy")
                 tg.create_task(self.embedding.run(self._views, self.home), name="embeddings")
-                tg.create_task(give_back_at_rest(self._activity, self._run_read), name="rest")
+                tg.create_task(give_back_at_rest(
+                    self._activity, functools.partial(self.call, priority=READ)), name="rest")
                 m = self.membership
                 if m.mdns is not None:
                     tg.create_task(m.mdns.run(self.profile.readdress), name="mdns")
@@ -403,9 +404,6 @@ class Node(NodeActions, NodeReads):
         worker, views = self._worker, self._views
         built = sum(i.embedded for i in views.semantic_indexes()) if views is not None else 0
         return (worker.jobs if worker is not None else 0) + built
-
-    async def _run_read(self, fn: Callable[[], None]) -> None:
-        await self.call(fn, priority=READ)
 
     async def _close(self) -> None:
         if self._state in ("stopping", "closed"):
