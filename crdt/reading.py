@@ -146,10 +146,14 @@ class ReplicaReads:
 
     def updates_for(self, peer_sv: dict[int, int]) -> list[bytes]:
         """Stored signed updates (verbatim) holding anything past ``peer_sv``, in order."""
-        out: list[bytes] = []
+        return list(self.iter_updates_for(peer_sv))
+
+    def iter_updates_for(self, peer_sv: dict[int, int]) -> Iterator[bytes]:
+        """``updates_for``, read from the store only as far as the caller takes it (an
+        exchange takes what fits one message). It holds no SQLite statement open between
+        the updates it gives, so the caller may write meanwhile."""
         for client in sorted(self._bindings):
-            out.extend(u.raw for u in self._store.updates_after(client, peer_sv.get(client, 0)))
-        return out
+            yield from self._store.raw_after(client, peer_sv.get(client, 0))
 
     def provenance(self, client: int, clock: int) -> dict[str, Any] | None:
         """Who wrote clock ``clock`` of ``client``, which peer delivered it, and when."""

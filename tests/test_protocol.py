@@ -17,6 +17,7 @@ from gossip.protocol import (
     MessageType,
     RemoteProtocolError,
     UnsupportedVersion,
+    fit,
     lacks,
     on_push_reply,
     parse_request,
@@ -210,6 +211,47 @@ def test_a_delta_larger_than_one_message_arrives_over_several_exchanges(open_rep
         pushes += 1
         assert pushes < 20
     assert pushes > 3
+
+
+class _Counting:
+    """A replica as an exchange reads it, counting the stored updates it is asked for."""
+
+    def __init__(self, replica) -> None:
+        self.replica, self.taken = replica, 0
+
+    def state_vector(self):
+        return self.replica.state_vector()
+
+    def updates_for(self, peer_sv):
+        for u in self.replica.iter_updates_for(peer_sv):
+            self.taken += 1
+            yield u
+
+
+def test_an_answer_reads_a_backlog_only_as_far_as_its_message(open_replica):
+    """A fresh peer asks again after each part of a backlog; reading all of it for each
+    part made a catch-up quadratic in the seed's store."""
+    a, b = open_replica("a"), open_replica("b")
+    for i in range(30):
+        a.put(records.memory(a.identity, f"lesson {i} " + "x" * 2000, category="c", ts=TS))
+    local = _Counting(a)
+    first = respond(local, Initiator(b, source=a.author).start().body, source=b.author,
+                    max_reply_bytes=10_000)  # fmt: skip
+    carried = Message.decode(first.body).updates
+    assert 0 < len(carried) < 30 and not first.complete
+    assert local.taken == len(carried) + 1  # the first one left out, and no further
+    assert list(carried) == a.updates_for(b.state_vector())[: len(carried)]
+    local.taken = 0
+    whole = respond(local, Initiator(b, source=a.author).start().body, source=b.author)
+    assert whole.complete and len(Message.decode(whole.body).updates) == local.taken == 30
+
+
+def test_one_update_over_the_budget_still_moves_and_says_whether_it_was_all():
+    big, small = b"x" * 500, b"y" * 10
+    assert fit([big], 100) == ([big], True)
+    assert fit(iter([big, small]), 100) == ([big], False)
+    assert fit([small, small], 100) == ([small, small], True)
+    assert fit([], 100) == ([], True)
 
 
 def test_a_goodbye_is_an_empty_leave_and_nothing_else_goes_to_its_endpoint():

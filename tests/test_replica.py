@@ -266,3 +266,26 @@ def test_ingest_batch_runs_between_its_chunks_with_each_one_committed(open_repli
     assert [o.status for o in outs] == ["applied"] * 7
     assert seen == [(3, 3), (6, 6)]
     assert len(r.records()) == 7
+
+
+def test_updates_read_lazily_are_those_read_at_once_in_the_same_order(open_replica):
+    """``iter_updates_for`` (what an exchange reads) reads the store in parts; it gives
+    what ``updates_for`` gives, across parts, with a checkpoint among older updates, and
+    lets the replica write between two of them."""
+    from crdt.store import RAW_CHUNK
+
+    a, b = open_replica("a"), open_replica("b")
+    for w in (a, b):
+        for i in range(RAW_CHUNK + 10):
+            w.put(records.memory(w.identity, f"{w.author[:4]} {i}", category="c", ts=TS))
+    both = open_replica("both")
+    both.ingest_batch(a.updates_for({}) + b.updates_for({})[:20])
+    both.ingest(b.checkpoint())  # b's [0, k) beside the 20 it had
+    for sv in ({}, a.state_vector(), {b.client: 5}, both.state_vector()):
+        assert list(both.iter_updates_for(sv)) == both.updates_for(sv)
+    assert len(both.updates_for({})) == RAW_CHUNK + 10 + 21
+    reading = both.iter_updates_for({})
+    first = [next(reading) for _ in range(3)]
+    later = both.put(records.memory(both.identity, "written meanwhile", category="c", ts=TS))
+    rest = list(reading)
+    assert first + rest == [u for u in both.updates_for({}) if u != later.raw]

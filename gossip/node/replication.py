@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -426,8 +426,8 @@ class ChunkedLocal:
     def state_vector(self) -> dict[int, int]:
         return self.replica.state_vector()
 
-    def updates_for(self, peer_sv: dict[int, int]) -> list[bytes]:
-        return self.replica.updates_for(peer_sv)
+    def updates_for(self, peer_sv: dict[int, int]) -> Iterator[bytes]:
+        return self.replica.iter_updates_for(peer_sv)
 
     def ingest_batch(self, updates: Sequence[bytes], *, source: str = "") -> list[Outcome]:
         worker = self.worker

@@ -40,7 +40,7 @@ malformed input raises ``RemoteProtocolError`` there, before anything is ingeste
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -69,7 +69,11 @@ class LocalView(Protocol):
 
     def state_vector(self) -> dict[int, int]: ...
 
-    def updates_for(self, peer_sv: dict[int, int]) -> list[bytes]: ...
+    def updates_for(self, peer_sv: dict[int, int]) -> Iterable[bytes]:
+        """What a peer at ``peer_sv`` lacks, in order. An exchange takes only the part
+        that fits one message, so an iterator read lazily serves a backlog in linear
+        time (``Replica.iter_updates_for``); a list does too."""
+        ...
 
 
 # The name of earlier releases, when the exchange also ingested.
@@ -193,8 +197,8 @@ class Initiator:
             return self._sync(ours, reply.state_vector)
         if not lacks(ours, reply.state_vector):
             return None
-        missing = [u for u in self.local.updates_for(reply.state_vector) if u not in self._pushed]
-        missing = fit(missing, self.max_message_bytes)  # the rest: in the next exchange
+        lacked = (u for u in self.local.updates_for(reply.state_vector) if u not in self._pushed)
+        missing, _ = fit(lacked, self.max_message_bytes)  # the rest: in the next exchange
         if not missing:
             return None
         self.result.sent += len(missing)
@@ -204,7 +208,7 @@ class Initiator:
     def _sync(self, ours: dict[int, int], theirs: dict[int, int] | None) -> Request:
         updates: list[bytes] = []
         if theirs is not None and lacks(ours, theirs):
-            updates = fit(self.local.updates_for(theirs), self.max_message_bytes)
+            updates, _ = fit(self.local.updates_for(theirs), self.max_message_bytes)
         self._pushed.update(updates)
         self.result.sent += len(updates)
         return self._send(SYNC_PATH, Message(MessageType.SYNC, ours, tuple(updates)))
@@ -369,6 +373,6 @@ def answer(
     # The initiator now holds what it sent us, so its state vector covers it.
     assert theirs is not None
     missing = local.updates_for(theirs) if lacks(ours, theirs) else []
-    updates = fit(missing, max_reply_bytes)
+    updates, whole = fit(missing, max_reply_bytes)
     reply = Message(MessageType.SYNC_REPLY, ours, tuple(updates))
-    return Response(reply.encode(), received, theirs, path, ours, len(updates) == len(missing))
+    return Response(reply.encode(), received, theirs, path, ours, whole)

@@ -92,7 +92,7 @@ class Push:
         not fit in ``max_bytes`` is left to anti-entropy. Its base: our state vector
         without these updates (``before``), what a peer holds if it held what we did."""
         self.stated = local.state_vector()
-        updates = fit(self.updates, self.max_bytes)
+        updates, _ = fit(self.updates, self.max_bytes)
         msg = push(self.stated, updates, base=before(self.stated, updates))
         return Request(PUSH_PATH, msg.encode())
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from crdt import UpdateError, wire
@@ -161,17 +161,18 @@ class Message:
         return cls(kind, sv, tuple(updates), digest)
 
 
-def fit(updates: Sequence[bytes], budget: int) -> list[bytes]:
+def fit(updates: Iterable[bytes], budget: int) -> tuple[list[bytes], bool]:
     """The longest prefix of ``updates`` within ``budget`` bytes (at least one update,
-    so that one update larger than the budget still moves, or is refused visibly)."""
+    so that one update larger than the budget still moves, or is refused visibly), and
+    whether that is all of them. Reads ``updates`` no further than the first left out."""
     out: list[bytes] = []
     total = 0
     for u in updates:
         total += len(u) + 10
         if out and total > budget:
-            break
+            return out, False
         out.append(u)
-    return out
+    return out, True
 
 
 def lacks(ours: dict[int, int], theirs: dict[int, int]) -> bool:

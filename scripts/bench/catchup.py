@@ -378,6 +378,39 @@ def plot(result: dict[str, Any], outdir: Path) -> list[str]:
 # command: history, not this run's figures (scripts/bench/report.py prints it after the notes).
 HISTORY = [
     (
+        "**An answer reads the seed's store only as far as its message (issue 18, hand-run "
+        "2026-12-07 18:14-18:21 UTC)**. A catch-up asks the seed again after each 4 MiB part, "
+        "and each answer read every update the fresh node still lacked (all 63 MB at first) "
+        "to send the first 4 MiB of it: over 16 parts the seed read ~8x the backlog, a cost "
+        "quadratic in it. It now reads lazily (`Replica.iter_updates_for`: the order is one "
+        "sort of seqs, the bytes are read 64 updates at a time, the first one left out "
+        "included) and `protocol.fit` stops there. The seed's reading for the 16 parts of "
+        "this benchmark's 100k records, in-process, 3 rounds: 0.64-0.71 s of CPU before, "
+        "0.20 s after (a header decode per update included). `scripts/bench/catchup.py`, "
+        "the tree before and this change alternately, `nice -n 5`: 17.26 / 14.13 s (the "
+        "machine slower in the first run: verify 8.48 against 6.90 s, the ingest without "
+        "the network 12.96 against 9.80 s) and 12.86 / 11.70 s (ingest without the network "
+        "8.71 / 8.68 s): 3.77 / 3.84x and 3.77 / 3.25x the bound. The benchmark runs seed "
+        "and fresh node in one process, so the seed's reading took the fresh node's cores."
+    ),
+    (
+        "**Where the rest goes (hand-run 2026-12-07 17:05-17:40 UTC)**: the same ingest "
+        "without the network (the catch-up's 10,000 updates of 10 records, chunks of 512, "
+        "into a fresh replica), by the gate's thread: 5.3 s bare, 10.5 s with the views "
+        "attached, of which `Views._on_changes` 4.25 s (39 µs a record in the first fifth, "
+        "47 in the last). py-spy of the views: the memories table's `executemany` 13 % of "
+        "the thread, FTS5's 5 %, releasing the batch's savepoint 5 %, the semantic queue "
+        "~5 %. Of that SQLite (a standalone copy of the views' schema, 100k rows in commits "
+        "of 5,120): ~11 µs a row into the table and its six indexes, ~10 µs committing, "
+        "~4.5 µs FTS5; without indexes 4.6 / 4.9 µs; the id index is the dearest (a hash "
+        "key: keyed by a 60-bit integer prefix instead, commits 8.1-8.8 against 10.8-11.9 "
+        "µs a row: ~2-3 µs, not taken: a shape change of the kept views for 2 % of the "
+        "catch-up). Tried and dropped: applying each commit's views in a thread of their "
+        "own while the gate goes on (the next read waiting for them): the gate's thread "
+        "9.2-10.3 -> 8.1 s of CPU, but the wall 9.9-11.0 -> 12.7-13.0 s, since the views' "
+        "Python holds the GIL the gate's thread needs."
+    ),
+    (
         "**The regression found and fixed (hand-run, 2026-12-05 07:15-07:19 UTC, a quiet machine; "
         "`python scripts/bench/catchup.py`, 100,000 records, one run each)**: main 26.0 s (7.40x); "
         "the catch-up's time was lost to two background embeddings, not one. The seed, whose "
