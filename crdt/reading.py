@@ -150,8 +150,9 @@ class ReplicaReads:
 
     def iter_updates_for(self, peer_sv: dict[int, int]) -> Iterator[bytes]:
         """``updates_for``, read from the store only as far as the caller takes it (an
-        exchange takes what fits one message). It holds no SQLite statement open between
-        the updates it gives, so the caller may write meanwhile."""
+        exchange takes what fits one message). Take what you need with no write here in
+        between (an exchange does, within one job of the replica's thread): a checkpoint
+        of ours written meanwhile would drop rows it has listed but not yet read."""
         for client in sorted(self._bindings):
             yield from self._store.raw_after(client, peer_sv.get(client, 0))
 

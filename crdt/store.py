@@ -328,7 +328,8 @@ class Store:
         """``updates_after``'s updates, verbatim, read as the caller goes: their order is
         one sort of their seqs (no update's bytes in it), and the bytes are read
         ``RAW_CHUNK`` updates at a time. An answer that takes the first 4 MiB of a 60 MB
-        backlog reads 4 MiB, not 60 (a catch-up asks again after each part)."""
+        backlog reads 4 MiB, not 60 (a catch-up asks again after each part). No write
+        between two of them: a row deleted meanwhile would be left out without a word."""
         seqs = [s for (s,) in self._db.execute(
             'SELECT seq FROM updates WHERE client = ? AND "end" > ? ORDER BY start, seq',
             (client, clock))]  # fmt: skip
@@ -337,7 +338,7 @@ class Store:
             marks = ", ".join("?" * len(part))
             raw = dict(self._db.execute(f"SELECT seq, raw FROM updates WHERE seq IN ({marks})",
                                         part))  # fmt: skip
-            yield from (raw[s] for s in part if s in raw)  # (one a checkpoint dropped: gone)
+            yield from (raw[s] for s in part if s in raw)
 
     def iter_updates(self, after_seq: int = 0) -> Iterator[StoredUpdate]:
         rows = self._db.execute(

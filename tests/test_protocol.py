@@ -252,6 +252,8 @@ def test_one_update_over_the_budget_still_moves_and_says_whether_it_was_all():
     assert fit(iter([big, small]), 100) == ([big], False)
     assert fit([small, small], 100) == ([small, small], True)
     assert fit([], 100) == ([], True)
+    assert fit([b"x" * 90], 100) == ([b"x" * 90], True)  # 100 bytes framed: exactly fits
+    assert fit([b"x" * 40] * 3, 100) == ([b"x" * 40] * 2, False)
 
 
 def test_a_goodbye_is_an_empty_leave_and_nothing_else_goes_to_its_endpoint():

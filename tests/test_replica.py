@@ -268,10 +268,10 @@ def test_ingest_batch_runs_between_its_chunks_with_each_one_committed(open_repli
     assert len(r.records()) == 7
 
 
-def test_updates_read_lazily_are_those_read_at_once_in_the_same_order(open_replica):
+def test_updates_read_lazily_are_those_stored_in_the_same_order(open_replica):
     """``iter_updates_for`` (what an exchange reads) reads the store in parts; it gives
-    what ``updates_for`` gives, across parts, with a checkpoint among older updates, and
-    lets the replica write between two of them."""
+    each client's stored updates past the peer's clock, in the store's order (by start,
+    then arrival), across parts and with a checkpoint beside the older updates it covers."""
     from crdt.store import RAW_CHUNK
 
     a, b = open_replica("a"), open_replica("b")
@@ -280,12 +280,16 @@ def test_updates_read_lazily_are_those_read_at_once_in_the_same_order(open_repli
             w.put(records.memory(w.identity, f"{w.author[:4]} {i}", category="c", ts=TS))
     both = open_replica("both")
     both.ingest_batch(a.updates_for({}) + b.updates_for({})[:20])
-    both.ingest(b.checkpoint())  # b's [0, k) beside the 20 it had
-    for sv in ({}, a.state_vector(), {b.client: 5}, both.state_vector()):
-        assert list(both.iter_updates_for(sv)) == both.updates_for(sv)
-    assert len(both.updates_for({})) == RAW_CHUNK + 10 + 21
-    reading = both.iter_updates_for({})
-    first = [next(reading) for _ in range(3)]
-    later = both.put(records.memory(both.identity, "written meanwhile", category="c", ts=TS))
-    rest = list(reading)
-    assert first + rest == [u for u in both.updates_for({}) if u != later.raw]
+    cp = b.checkpoint()
+    both.ingest(cp)  # b's [0, k) beside the 20 it had
+
+    def stored(sv):  # what the exchange read before: every row at once, per client
+        return [u.raw for c in sorted(both._bindings)
+                for u in both._store.updates_after(c, sv.get(c, 0))]  # fmt: skip
+
+    for sv in ({}, a.state_vector(), {b.client: 5, 12345: 1}, {a.client: 3}, both.state_vector()):
+        assert list(both.iter_updates_for(sv)) == stored(sv)
+    got = list(both.iter_updates_for({}))
+    assert len(got) == RAW_CHUNK + 10 + 21 and cp.raw in got
+    of_a = set(a.updates_for({}))
+    assert [u for u in got if u not in of_a].index(cp.raw) == 1  # start 0, stored second
