@@ -390,6 +390,22 @@ def main() -> None:
 # command: history, not this run's figures (scripts/bench/report.py prints it after the notes).
 HISTORY = [
     (
+        "**Where the gate's thread goes at 100k, and what did not help (issue 18, hand-run "
+        "2026-12-07, before 16:00 UTC)**. py-spy of that thread over one `ingest_batch` of "
+        "100k one-record updates into a fresh bare replica (250 Hz) is flat: no frame holds "
+        "more than 6 % of the samples as its own: json decoding 6 %, the store's transaction "
+        "exit 5 %, `Store.append`'s lines ~9 % together, `frozen.built` 4 %; every snapshot "
+        "re-hashes the stored updates it stands on (`Store._covered`, 2.3 %: linear over a "
+        "catch-up since snapshots come at geometric sizes). A 16 MiB page cache for the "
+        "store instead of the default 2 MB (the growing `first_seen` tree was the suspect): "
+        "8496 / 9788 records/s without, 7483 / 8687 with (2 pairs, alternating): no gain. "
+        "Cyclic GC off for the whole batch (it is paused per chunk already): one gen-2 "
+        "collection left, no gain. What would meet 1.3x at 100k: the thread at ~75-80 µs a "
+        "record from ~89, i.e. the decode, `check_structure` and `check_items` (~35-45 µs) "
+        "in native code returning a compact result, since moving them to the worker "
+        "processes in Python cost the thread as much in unpickling as it saved (below)."
+    ),
+    (
         "**One document, no twin (issue 18, hand-run 2026-12-07 12:49 UTC)**: each update "
         "is applied once (to the document, nulled) instead of twice (a twin, then the "
         "document). The full run of 12:23 read 1.05x for one batch of 10k against 1.34x "
