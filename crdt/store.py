@@ -318,10 +318,7 @@ class Store:
 
     def updates_after(self, client: int, clock: int) -> list[StoredUpdate]:
         """This client's stored updates that hold anything at or past ``clock``."""
-        rows = self._db.execute(
-            f'SELECT {_COLS} FROM updates WHERE client = ? AND "end" > ? ORDER BY start, seq',
-            (client, clock),
-        )
+        rows = self._db.execute(f"SELECT {_COLS} FROM updates {_AFTER}", (client, clock))
         return [_stored(r) for r in rows]
 
     def raw_after(self, client: int, clock: int) -> Iterator[bytes]:
@@ -330,9 +327,8 @@ class Store:
         ``RAW_CHUNK`` updates at a time. An answer that takes the first 4 MiB of a 60 MB
         backlog reads 4 MiB, not 60 (a catch-up asks again after each part). No write
         between two of them: a row deleted meanwhile would be left out without a word."""
-        seqs = [s for (s,) in self._db.execute(
-            'SELECT seq FROM updates WHERE client = ? AND "end" > ? ORDER BY start, seq',
-            (client, clock))]  # fmt: skip
+        seqs = [s for (s,) in self._db.execute(f"SELECT seq FROM updates {_AFTER}",
+                                               (client, clock))]  # fmt: skip
         for k in range(0, len(seqs), RAW_CHUNK):
             part = seqs[k : k + RAW_CHUNK]
             marks = ", ".join("?" * len(part))
@@ -464,6 +460,9 @@ def _id_bytes(records: list[str]) -> bytes:
     return b"".join(bytes.fromhex(r) for r in records if RECORD_ID.fullmatch(r))
 
 
+# A client's updates holding anything at or past a clock, in the order a peer takes them
+# (by start, then arrival: each update after those its clock range builds on).
+_AFTER = 'WHERE client = ? AND "end" > ? ORDER BY start, seq'
 RAW_CHUNK = 64  # updates' bytes read per query by ``raw_after`` (~400 KB of 10-record ones)
 _COLS = 'seq, client, start, "end", author, epoch, checkpoint, raw, source, received_at'
 
